@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Parsing with a nesting limit checked before jansson builds anything, and
+ * serialisation that matches CPython's json.dumps() defaults byte for byte
+ * (", " and ": " separators, non-ASCII escaped), which is what TVM's Python
+ * peers send and what the spec's vectors contain.
+ */
+#include "config.h"
+
+#include "json_util.h"
+
+#include <errno.h>
+#include <stdbool.h>
+
+#include "err.h"
+
+/*
+ * Scan @buf for the deepest nesting of arrays/objects outside strings.
+ * Returns 0 if it stays within @max_depth, -E2BIG as soon as it exceeds it.
+ * Malformed text is left for the parser to report.
+ */
+int
+json_util_depth(const char *buf, size_t len, int max_depth)
+{
+	bool in_str = false, esc = false;
+	int depth = 0;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		char ch = buf[i];
+
+		if (in_str) {
+			if (esc)
+				esc = false;
+			else if (ch == '\\')
+				esc = true;
+			else if (ch == '"')
+				in_str = false;
+			continue;
+		}
+		switch (ch) {
+		case '"':
+			in_str = true;
+			break;
+		case '[':
+		case '{':
+			if (++depth > max_depth)
+				return -E2BIG;
+			break;
+		case ']':
+		case '}':
+			depth--;
+			break;
+		default:
+			break;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Parse @len bytes (not NUL-terminated) into a new reference stored in
+ * *ret_root.  Rejects nesting deeper than @max_depth (-E2BIG), duplicate
+ * object keys and invalid JSON (-EBADMSG), with the position in @err.
+ */
+int
+json_util_load(const char *buf, size_t len, int max_depth, json_t **ret_root,
+    struct npufarm_err *err)
+{
+	json_error_t jerr;
+	json_t *root;
+
+	if (json_util_depth(buf, len, max_depth) < 0)
+		return err_set(err, -E2BIG, "JSON nested deeper than %d levels",
+		    max_depth);
+	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
+	    &jerr);
+	if (root == NULL)
+		return err_set(err, -EBADMSG,
+		    "invalid JSON at line %d column %d: %s", jerr.line,
+		    jerr.column, jerr.text);
+	*ret_root = root;
+	return 0;
+}
+
+/*
+ * Serialise @v the way CPython's json.dumps(v) does by default.  Returns a
+ * malloc'd NUL-terminated string owned by the caller, or NULL on OOM.
+ * Object keys keep insertion order (jansson >= 2.8).
+ */
+char *
+json_util_dumps_py(const json_t *v)
+{
+	return json_dumps(v, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+}
