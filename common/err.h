@@ -11,8 +11,8 @@
 #define NPUFARM_ERR_MSG_MAX 160
 
 struct npufarm_err {
-	int code;			/* -errno or a module's positive code */
-	char msg[NPUFARM_ERR_MSG_MAX];	/* NUL-terminated, may be truncated */
+	int code;                      /* -errno or a module's positive code */
+	char msg[NPUFARM_ERR_MSG_MAX]; /* NUL-terminated, may be truncated */
 };
 
 int err_set(struct npufarm_err *err, int code, const char *fmt, ...)

@@ -29,7 +29,7 @@ uint32_t
 frame_get_le32(const unsigned char *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-	    (uint32_t)p[3] << 24;
+	       (uint32_t)p[3] << 24;
 }
 
 /*
@@ -40,8 +40,8 @@ frame_get_le32(const unsigned char *p)
  * or above @max, -EBADMSG when it is zero.  Does not log.
  */
 int
-frame_next(struct evbuffer *in, size_t max, const char **ret_body,
-    size_t *ret_len)
+frame_next(
+    struct evbuffer *in, size_t max, const char **ret_body, size_t *ret_len)
 {
 	unsigned char hdr[FRAME_HEADER_SIZE];
 	unsigned char *p;
@@ -83,8 +83,8 @@ frame_add(struct evbuffer *out, const void *body, size_t len)
 
 	if (len > INT32_MAX)
 		return -EMSGSIZE;
-	if (evbuffer_reserve_space(out, (ev_ssize_t)(FRAME_HEADER_SIZE + len),
-		&v, 1) != 1)
+	if (evbuffer_reserve_space(
+		out, (ev_ssize_t)(FRAME_HEADER_SIZE + len), &v, 1) != 1)
 		return -ENOMEM;
 	frame_put_le32(v.iov_base, (uint32_t)len);
 	memcpy((unsigned char *)v.iov_base + FRAME_HEADER_SIZE, body, len);

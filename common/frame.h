@@ -19,8 +19,8 @@ enum {
 	FRAME_READY = 1,      /* a whole frame is buffered */
 };
 
-int frame_next(struct evbuffer *in, size_t max, const char **ret_body,
-    size_t *ret_len);
+int frame_next(
+    struct evbuffer *in, size_t max, const char **ret_body, size_t *ret_len);
 void frame_consume(struct evbuffer *in, size_t len);
 int frame_add(struct evbuffer *out, const void *body, size_t len);
 void frame_put_le32(unsigned char *p, uint32_t v);

@@ -73,8 +73,8 @@ json_util_load(const char *buf, size_t len, int max_depth, json_t **ret_root,
 	if (json_util_depth(buf, len, max_depth) < 0)
 		return err_set(err, -E2BIG, "JSON nested deeper than %d levels",
 		    max_depth);
-	root = json_loadb(buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY,
-	    &jerr);
+	root = json_loadb(
+	    buf, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
 	if (root == NULL)
 		return err_set(err, -EBADMSG,
 		    "invalid JSON at line %d column %d: %s", jerr.line,

@@ -51,8 +51,8 @@ netaddr_split(const char *s, char *host, size_t hostlen, unsigned *ret_port,
 	errno = 0;
 	port = strtoul(colon + 1, &end, 10);
 	if (colon[1] == '\0' || *end != '\0' || errno != 0 || port > 65535)
-		return err_set(err, -EINVAL,
-		    "address '%s': port must be 0..65535", s);
+		return err_set(
+		    err, -EINVAL, "address '%s': port must be 0..65535", s);
 	memcpy(host, hstart, (size_t)(hend - hstart));
 	host[hend - hstart] = '\0';
 	*ret_port = (unsigned)port;
@@ -80,8 +80,8 @@ netaddr_parse(const char *s, struct netaddr *ret_addr, struct npufarm_err *err)
 	hints.ai_flags = AI_NUMERICSERV;
 	r = getaddrinfo(host, port, &hints, &res);
 	if (r != 0)
-		return err_set(err, -ENOENT, "address '%s': %s", s,
-		    gai_strerror(r));
+		return err_set(
+		    err, -ENOENT, "address '%s': %s", s, gai_strerror(r));
 	memcpy(&ret_addr->ss, res->ai_addr, res->ai_addrlen);
 	ret_addr->len = res->ai_addrlen;
 	freeaddrinfo(res);
@@ -103,8 +103,8 @@ netaddr_host(const struct sockaddr *sa, char *buf, size_t len)
 			(void)inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12],
 			    buf, (socklen_t)len);
 		else
-			(void)inet_ntop(AF_INET6, &in6->sin6_addr, buf,
-			    (socklen_t)len);
+			(void)inet_ntop(
+			    AF_INET6, &in6->sin6_addr, buf, (socklen_t)len);
 	} else {
 		(void)snprintf(buf, len, "unknown");
 	}
@@ -115,11 +115,11 @@ unsigned
 netaddr_port(const struct sockaddr *sa)
 {
 	if (sa->sa_family == AF_INET)
-		return ntohs(((const struct sockaddr_in *)(const void *)sa)
-			->sin_port);
+		return ntohs(
+		    ((const struct sockaddr_in *)(const void *)sa)->sin_port);
 	if (sa->sa_family == AF_INET6)
-		return ntohs(((const struct sockaddr_in6 *)(const void *)sa)
-			->sin6_port);
+		return ntohs(
+		    ((const struct sockaddr_in6 *)(const void *)sa)->sin6_port);
 	return 0;
 }
 

@@ -7,14 +7,14 @@
 #include <npufarm/outcome.h>
 
 static const char *const outcome_names[NPUFARM_OUTCOME_MAX] = {
-	[NPUFARM_OUTCOME_OK] = "ok",
-	[NPUFARM_OUTCOME_TIMEOUT] = "timeout",
-	[NPUFARM_OUTCOME_EXCEPTION] = "exception",
-	[NPUFARM_OUTCOME_CRASH] = "crash",
-	[NPUFARM_OUTCOME_LOST] = "lost",
-	[NPUFARM_OUTCOME_CANCELLED] = "cancelled",
-	[NPUFARM_OUTCOME_EXPIRED] = "expired",
-	[NPUFARM_OUTCOME_REJECTED] = "rejected",
+    [NPUFARM_OUTCOME_OK] = "ok",
+    [NPUFARM_OUTCOME_TIMEOUT] = "timeout",
+    [NPUFARM_OUTCOME_EXCEPTION] = "exception",
+    [NPUFARM_OUTCOME_CRASH] = "crash",
+    [NPUFARM_OUTCOME_LOST] = "lost",
+    [NPUFARM_OUTCOME_CANCELLED] = "cancelled",
+    [NPUFARM_OUTCOME_EXPIRED] = "expired",
+    [NPUFARM_OUTCOME_REJECTED] = "rejected",
 };
 
 /* See <npufarm/outcome.h>. */

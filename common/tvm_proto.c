@@ -25,15 +25,15 @@
 #include "json_util.h"
 
 static const char *const tracker_code_names[] = {
-	"FAIL",
-	"SUCCESS",
-	"PING",
-	"STOP",
-	"PUT",
-	"REQUEST",
-	"UPDATE_INFO",
-	"SUMMARY",
-	"GET_PENDING_MATCHKEYS",
+    "FAIL",
+    "SUCCESS",
+    "PING",
+    "STOP",
+    "PUT",
+    "REQUEST",
+    "UPDATE_INFO",
+    "SUMMARY",
+    "GET_PENDING_MATCHKEYS",
 };
 
 /* The TVM name of a tracker code ("PUT"), or "UNKNOWN". */
@@ -83,15 +83,16 @@ get_port(json_t *v, const char *what, long *ret, struct npufarm_err *err)
 		char *end;
 
 		if (*s < '0' || *s > '9')
-			return err_set(err, -EINVAL, "%s: not a port number",
-			    what);
+			return err_set(
+			    err, -EINVAL, "%s: not a port number", what);
 		errno = 0;
 		n = strtoll(s, &end, 10);
 		if (errno != 0 || *end != '\0')
-			return err_set(err, -EINVAL, "%s: not a port number",
-			    what);
+			return err_set(
+			    err, -EINVAL, "%s: not a port number", what);
 	} else {
-		return err_set(err, -EINVAL, "%s: expected a port number", what);
+		return err_set(
+		    err, -EINVAL, "%s: expected a port number", what);
 	}
 	if (n < 0 || n > 65535)
 		return err_set(err, -ERANGE, "%s: port %lld out of range", what,
@@ -107,18 +108,18 @@ parse_put(json_t *root, size_t max_key, struct tvm_tracker_msg *m,
 	json_t *slot = json_array_get(root, 2);
 	int r;
 
-	r = get_string(json_array_get(root, 1), "PUT key", max_key, false,
-	    &m->key, err);
+	r = get_string(
+	    json_array_get(root, 1), "PUT key", max_key, false, &m->key, err);
 	if (r < 0)
 		return r;
 	if (!json_is_array(slot) || json_array_size(slot) != 2)
-		return err_set(err, -EINVAL,
-		    "PUT: element 2 must be [port, matchkey]");
+		return err_set(
+		    err, -EINVAL, "PUT: element 2 must be [port, matchkey]");
 	r = get_port(json_array_get(slot, 0), "PUT port", &m->port, err);
 	if (r < 0)
 		return r;
-	r = get_string(json_array_get(slot, 1), "PUT matchkey", max_key,
-	    false, &m->matchkey, err);
+	r = get_string(json_array_get(slot, 1), "PUT matchkey", max_key, false,
+	    &m->matchkey, err);
 	if (r < 0)
 		return r;
 	return get_string(json_array_get(root, 3), "PUT custom_addr", max_key,
@@ -137,10 +138,11 @@ parse_request(json_t *root, size_t max_key, struct tvm_tracker_msg *m,
 	    &m->key, err);
 	if (r < 0)
 		return r;
-	/* TVM ignores the user; we use it for fair share when it is a string. */
+	/* TVM ignores the user; we use it for fair share when it is a string.
+	 */
 	if (json_is_string(user)) {
-		r = get_string(user, "REQUEST user", max_key, false, &m->user,
-		    err);
+		r = get_string(
+		    user, "REQUEST user", max_key, false, &m->user, err);
 		if (r < 0)
 			return r;
 	} else {
@@ -151,8 +153,8 @@ parse_request(json_t *root, size_t max_key, struct tvm_tracker_msg *m,
 	else if (json_is_number(prio))
 		m->priority = json_number_value(prio);
 	else
-		return err_set(err, -EINVAL,
-		    "REQUEST priority: expected a number");
+		return err_set(
+		    err, -EINVAL, "REQUEST priority: expected a number");
 	return 0;
 }
 
@@ -165,18 +167,18 @@ parse_update_info(json_t *root, size_t max_key, struct tvm_tracker_msg *m,
 	int r;
 
 	if (!json_is_object(info))
-		return err_set(err, -EINVAL,
-		    "UPDATE_INFO: element 1 must be an object");
+		return err_set(
+		    err, -EINVAL, "UPDATE_INFO: element 1 must be an object");
 	addr = json_object_get(info, "addr");
 	if (!json_is_array(addr) || json_array_size(addr) != 2)
-		return err_set(err, -EINVAL,
-		    "UPDATE_INFO addr: expected [host, port]");
+		return err_set(
+		    err, -EINVAL, "UPDATE_INFO addr: expected [host, port]");
 	r = get_string(json_array_get(addr, 0), "UPDATE_INFO addr[0]", max_key,
 	    true, &m->info_host, err);
 	if (r < 0)
 		return r;
-	r = get_port(json_array_get(addr, 1), "UPDATE_INFO addr[1]", &m->port,
-	    err);
+	r = get_port(
+	    json_array_get(addr, 1), "UPDATE_INFO addr[1]", &m->port, err);
 	if (r < 0)
 		return r;
 	if (json_object_get(info, "key") != NULL) {
@@ -268,14 +270,14 @@ tvm_tracker_add_code(struct evbuffer *out, int code)
 
 /* Append a REQUEST grant: [0, [host, port, matchkey]] (TRK-10). */
 int
-tvm_tracker_add_grant(struct evbuffer *out, const char *host, long port,
-    const char *matchkey)
+tvm_tracker_add_grant(
+    struct evbuffer *out, const char *host, long port, const char *matchkey)
 {
 	json_t *v;
 	int r;
 
-	v = json_pack("[i[sIs]]", NPUFARM_TVM_SUCCESS, host, (json_int_t)port,
-	    matchkey);
+	v = json_pack(
+	    "[i[sIs]]", NPUFARM_TVM_SUCCESS, host, (json_int_t)port, matchkey);
 	if (v == NULL)
 		return -ENOMEM;
 	r = tvm_tracker_add_json(out, v);

@@ -9,13 +9,15 @@
 
 /** How a lease, session or task ended. */
 enum npufarm_outcome {
-	NPUFARM_OUTCOME_OK = 0,	   /**< finished normally */
+	NPUFARM_OUTCOME_OK = 0,    /**< finished normally */
 	NPUFARM_OUTCOME_TIMEOUT,   /**< deadline passed, board reclaimed */
 	NPUFARM_OUTCOME_EXCEPTION, /**< the program reported an error */
-	NPUFARM_OUTCOME_CRASH,	   /**< the child died abnormally */
-	NPUFARM_OUTCOME_LOST,	   /**< agent or connection vanished mid-run */
-	NPUFARM_OUTCOME_CANCELLED, /**< withdrawn by its owner before it ended */
-	NPUFARM_OUTCOME_EXPIRED,   /**< queued past its queue timeout; never ran */
+	NPUFARM_OUTCOME_CRASH,     /**< the child died abnormally */
+	NPUFARM_OUTCOME_LOST,      /**< agent or connection vanished mid-run */
+	NPUFARM_OUTCOME_CANCELLED, /**< withdrawn by its owner before it ended
+				    */
+	NPUFARM_OUTCOME_EXPIRED,   /**< queued past its queue timeout; never ran
+				    */
 	NPUFARM_OUTCOME_REJECTED,  /**< invalid input; never ran */
 	NPUFARM_OUTCOME_MAX,
 };

@@ -11,17 +11,17 @@
 #define NPUFARM_PROTOCOL_H
 
 /** TVM tracker handshake magic (RPC_TRACKER_MAGIC), bytes 71 f2 02 00. */
-#define NPUFARM_TVM_TRACKER_MAGIC 0x2F271
+#define NPUFARM_TVM_TRACKER_MAGIC      0x2F271
 /** TVM RPC handshake magic (RPC_MAGIC), bytes 71 f2 0f 00. */
-#define NPUFARM_TVM_RPC_MAGIC 0xFF271
+#define NPUFARM_TVM_RPC_MAGIC          0xFF271
 /** TVM RPC handshake reply: the other side's key follows. */
-#define NPUFARM_TVM_RPC_CODE_SUCCESS 0xFF271
+#define NPUFARM_TVM_RPC_CODE_SUCCESS   0xFF271
 /** TVM RPC handshake reply: the key is already waiting (proxy only). */
 #define NPUFARM_TVM_RPC_CODE_DUPLICATE 0xFF272
 /** TVM RPC handshake reply: no server matches the key. */
-#define NPUFARM_TVM_RPC_CODE_MISMATCH 0xFF273
+#define NPUFARM_TVM_RPC_CODE_MISMATCH  0xFF273
 /** npufarm agent link magic: ASCII "NPUF" read as a little-endian int32. */
-#define NPUFARM_AGENT_MAGIC 0x4655504E
+#define NPUFARM_AGENT_MAGIC            0x4655504E
 
 /** Version of the npufarm agent link protocol carried in the hello. */
 #define NPUFARM_PROTOCOL_VERSION 1

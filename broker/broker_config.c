@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The option table: each entry is a JSON key in the config file and, with
+ * '_' spelled '-', a --flag.  Values are range-checked here, before anything
+ * opens a socket or the ledger.
+ */
+#include "config.h"
+
+#include "broker_config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <jansson.h>
+
+#include <npufarm/protocol.h>
+
+#include "err.h"
+#include "netaddr.h"
+
+enum opt_type {
+	OPT_STR,
+	OPT_LONG,
+	OPT_SECONDS,
+	OPT_SYNC,
+};
+
+struct opt {
+	const char *name;
+	enum opt_type type;
+	size_t offset;
+	double min, max;
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct broker_config, f)
+
+static const struct opt opts[] = {
+    {"http", OPT_STR, OFF(http), 0, 0, "HTTP API address"},
+    {"db", OPT_STR, OFF(db), 0, 0, "ledger path"},
+    {"public_addr", OPT_STR, OFF(public_addr), 0, 0,
+	"host name clients are told to connect back to"},
+    {"ready_file", OPT_STR, OFF(ready_file), 0, 0,
+	"write bound addresses here as JSON once accepting"},
+    {"request_timeout", OPT_SECONDS, OFF(request_timeout), 0, 1e7,
+	"fail a REQUEST that waited this long (0: wait forever)"},
+    {"unknown_key_grace", OPT_SECONDS, OFF(unknown_key_grace), 0, 1e7,
+	"fail a REQUEST for a key without boards after this long (0: off)"},
+    {"handshake_timeout", OPT_SECONDS, OFF(handshake_timeout), 0.01, 3600,
+	"close a connection that sends no magic within this long"},
+    {"max_connections", OPT_LONG, OFF(max_connections), 1, 1000000,
+	"connections on the farm port"},
+    {"max_frame", OPT_LONG, OFF(max_frame), 64, NPUFARM_MAX_FRAME,
+	"bytes in one frame body"},
+    {"max_json_depth", OPT_LONG, OFF(max_json_depth), 2, 1000,
+	"nesting of JSON arrays and objects"},
+    {"max_key_len", OPT_LONG, OFF(max_key_len), 8, 4096,
+	"bytes in a key, matchkey, user or address"},
+    {"max_pending", OPT_LONG, OFF(max_pending), 1, 100000,
+	"waiting REQUESTs per connection"},
+    {"max_keys", OPT_LONG, OFF(max_keys), 1, 10000000,
+	"distinct keys with boards or requests"},
+    {"ledger_sync", OPT_SYNC, OFF(ledger_sync_full), 0, 0,
+	"'full' (default) or 'normal' (may lose the last commits on "
+	"power loss)"},
+};
+
+/* Fill @c with the compiled defaults: loopback only, ./npufarm.db. */
+void
+broker_config_defaults(struct broker_config *c)
+{
+	memset(c, 0, sizeof(*c));
+	c->verbosity = LOG_NOTICE;
+	c->request_timeout = 0;
+	c->unknown_key_grace = 60;
+	c->handshake_timeout = 10;
+	c->max_connections = 4096;
+	c->max_frame = NPUFARM_MAX_FRAME;
+	c->max_json_depth = 32;
+	c->max_key_len = 256;
+	c->max_pending = 64;
+	c->max_keys = 100000;
+	c->ledger_sync_full = true;
+}
+
+/* Free the strings @c owns; @c may be reused after broker_config_defaults. */
+void
+broker_config_deinit(struct broker_config *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nlisten; i++)
+		free(c->listen[i]);
+	free(c->http);
+	free(c->db);
+	free(c->public_addr);
+	free(c->ready_file);
+	memset(c, 0, sizeof(*c));
+}
+
+/* Append a farm-port address.  Returns 0, -E2BIG or -ENOMEM. */
+int
+broker_config_add_listen(
+    struct broker_config *c, const char *addr, struct npufarm_err *err)
+{
+	if (c->nlisten == BROKER_MAX_LISTEN)
+		return err_set(err, -E2BIG, "listen: at most %d addresses",
+		    BROKER_MAX_LISTEN);
+	c->listen[c->nlisten] = strdup(addr);
+	if (c->listen[c->nlisten] == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	c->nlisten++;
+	return 0;
+}
+
+static const struct opt *
+opt_find(const char *name)
+{
+	size_t i, j;
+
+	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const char *o = opts[i].name;
+
+		for (j = 0; o[j] != '\0' && name[j] != '\0'; j++)
+			if (!(o[j] == name[j] ||
+				(o[j] == '_' && name[j] == '-')))
+				break;
+		if (o[j] == '\0' && name[j] == '\0')
+			return &opts[i];
+	}
+	return NULL;
+}
+
+static int
+opt_apply(struct broker_config *c, const struct opt *o, const char *value,
+    struct npufarm_err *err)
+{
+	char *p = (char *)c + o->offset, *end;
+	double d;
+
+	switch (o->type) {
+	case OPT_STR: {
+		char *s = strdup(value);
+
+		if (s == NULL)
+			return err_set(err, -ENOMEM, "out of memory");
+		free(*(char **)(void *)p);
+		*(char **)(void *)p = s;
+		return 0;
+	}
+	case OPT_SYNC:
+		if (strcmp(value, "full") == 0)
+			*(bool *)p = true;
+		else if (strcmp(value, "normal") == 0)
+			*(bool *)p = false;
+		else
+			return err_set(err, -EINVAL,
+			    "%s: expected 'full' or 'normal', got '%s'",
+			    o->name, value);
+		return 0;
+	case OPT_LONG:
+	case OPT_SECONDS:
+		errno = 0;
+		d = strtod(value, &end);
+		if (errno != 0 || end == value || *end != '\0' || !isfinite(d))
+			return err_set(err, -EINVAL, "%s: '%s' is not a number",
+			    o->name, value);
+		if (d < o->min || d > o->max)
+			return err_set(err, -ERANGE,
+			    "%s: %s is out of range %g..%g", o->name, value,
+			    o->min, o->max);
+		if (o->type == OPT_SECONDS) {
+			*(double *)(void *)p = d;
+		} else {
+			if (d != (double)(long)d)
+				return err_set(err, -EINVAL,
+				    "%s: '%s' is not an integer", o->name,
+				    value);
+			*(long *)(void *)p = (long)d;
+		}
+		return 0;
+	}
+	return err_set(err, -EINVAL, "%s: unhandled type", o->name);
+}
+
+/*
+ * Set option @name ("max_frame" or "max-frame") from its text @value.
+ * Returns 0, -ENOENT for an unknown name, -EINVAL/-ERANGE for a bad value.
+ */
+int
+broker_config_set(struct broker_config *c, const char *name, const char *value,
+    struct npufarm_err *err)
+{
+	const struct opt *o = opt_find(name);
+
+	if (o == NULL)
+		return err_set(err, -ENOENT, "unknown option '%s'", name);
+	return opt_apply(c, o, value, err);
+}
+
+/*
+ * Apply a JSON config file: an object whose keys are option names, plus
+ * "listen" (a string or a list) and "verbose" (0-3).  Unknown keys and wrong
+ * types are errors naming the key and the file.
+ */
+int
+broker_config_load_file(
+    struct broker_config *c, const char *path, struct npufarm_err *err)
+{
+	json_error_t jerr;
+	const char *name;
+	json_t *root, *v;
+	char buf[64];
+	int r = 0;
+
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+		return err_set(err, -EINVAL,
+		    "config '%s' line %d column %d: %s", path, jerr.line,
+		    jerr.column, jerr.text);
+	if (!json_is_object(root)) {
+		r = err_set(
+		    err, -EINVAL, "config '%s': expected a JSON object", path);
+		goto out;
+	}
+	json_object_foreach(root, name, v) {
+		const struct opt *o;
+		const char *text;
+
+		if (strcmp(name, "listen") == 0) {
+			size_t i;
+			json_t *a;
+
+			if (json_is_string(v)) {
+				r = broker_config_add_listen(
+				    c, json_string_value(v), err);
+			} else if (json_is_array(v)) {
+				json_array_foreach(v, i, a) {
+					if (!json_is_string(a)) {
+						r = err_set(err, -EINVAL,
+						    "listen[%zu]: expected a "
+						    "string",
+						    i);
+						break;
+					}
+					r = broker_config_add_listen(
+					    c, json_string_value(a), err);
+					if (r < 0)
+						break;
+				}
+			} else {
+				r = err_set(err, -EINVAL,
+				    "listen: expected a string or a list");
+			}
+		} else if (strcmp(name, "verbose") == 0) {
+			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+			    json_integer_value(v) > 3)
+				r = err_set(err, -EINVAL,
+				    "verbose: expected an integer 0..3");
+			else
+				c->verbosity =
+				    LOG_NOTICE + (int)json_integer_value(v);
+		} else if ((o = opt_find(name)) == NULL ||
+			   strcmp(o->name, name) != 0) {
+			r = err_set(err, -EINVAL, "unknown key '%s'", name);
+		} else {
+			if (json_is_string(v) &&
+			    (o->type == OPT_STR || o->type == OPT_SYNC)) {
+				text = json_string_value(v);
+			} else if (json_is_number(v) && o->type != OPT_STR &&
+				   o->type != OPT_SYNC) {
+				(void)snprintf(buf, sizeof(buf), "%.17g",
+				    json_number_value(v));
+				text = buf;
+			} else {
+				r = err_set(err, -EINVAL,
+				    "%s: wrong type (expected %s)", name,
+				    o->type == OPT_STR || o->type == OPT_SYNC
+					? "a string"
+					: "a number");
+				goto check;
+			}
+			r = opt_apply(c, o, text, err);
+		}
+	check:
+		if (r < 0) {
+			err_prefix(err, "config '%s': ", path);
+			goto out;
+		}
+	}
+out:
+	json_decref(root);
+	return r;
+}
+
+/*
+ * Validate the whole configuration (addresses parse, values are coherent).
+ * Never touches the network beyond name resolution.
+ */
+int
+broker_config_check(const struct broker_config *c, struct npufarm_err *err)
+{
+	char host[NETADDR_STRLEN];
+	unsigned port;
+	size_t i;
+	int r;
+
+	for (i = 0; i < c->nlisten; i++) {
+		r = netaddr_split(c->listen[i], host, sizeof(host), &port, err);
+		if (r < 0)
+			return r;
+	}
+	if (c->http != NULL) {
+		r = netaddr_split(c->http, host, sizeof(host), &port, err);
+		if (r < 0)
+			return r;
+	}
+	if (c->db == NULL || c->db[0] == '\0')
+		return err_set(err, -EINVAL, "db: empty path");
+	return 0;
+}
+
+/* Print the table-driven options for --help. */
+void
+broker_config_usage_options(void)
+{
+	char flag[64];
+	size_t i, j;
+
+	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		for (j = 0; opts[i].name[j] != '\0' && j < sizeof(flag) - 1;
+		     j++)
+			flag[j] =
+			    opts[i].name[j] == '_' ? '-' : opts[i].name[j];
+		flag[j] = '\0';
+		printf("  --%-20s %s\n", flag, opts[i].help);
+	}
+}

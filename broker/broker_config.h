@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Broker configuration: compiled defaults, then a JSON file (--config), then
+ * command-line flags.  One table describes every tunable once.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct npufarm_err;
+
+#define BROKER_MAX_LISTEN 8
+
+struct broker_config {
+	char *listen[BROKER_MAX_LISTEN]; /* farm port addresses, owned */
+	size_t nlisten;
+	char *http;               /* API address, owned */
+	char *db;                 /* ledger path, owned */
+	char *public_addr;        /* host advertised to clients, NULL: local */
+	char *ready_file;         /* NULL: none */
+	int verbosity;            /* syslog level */
+	double request_timeout;   /* s a REQUEST may wait; 0 = forever */
+	double unknown_key_grace; /* s before failing a key with no boards */
+	double handshake_timeout; /* s to send the 4-byte magic */
+	long max_connections;
+	long max_frame; /* bytes of one frame body */
+	long max_json_depth;
+	long max_key_len;      /* bytes of a key, matchkey, user, address */
+	long max_pending;      /* waiting REQUESTs per connection */
+	long max_keys;         /* distinct queue keys */
+	bool ledger_sync_full; /* synchronous=FULL (else NORMAL) */
+};
+
+void broker_config_defaults(struct broker_config *c);
+void broker_config_deinit(struct broker_config *c);
+int broker_config_load_file(
+    struct broker_config *c, const char *path, struct npufarm_err *err);
+int broker_config_set(struct broker_config *c, const char *name,
+    const char *value, struct npufarm_err *err);
+int broker_config_add_listen(
+    struct broker_config *c, const char *addr, struct npufarm_err *err);
+int broker_config_check(const struct broker_config *c, struct npufarm_err *err);
+void broker_config_usage_options(void);

@@ -1,0 +1,260 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Farm-port connections: accept, magic dispatch, closing.
+ *
+ * A connection that must go is closed in two steps.  conn_close() logs the
+ * reason, detaches it from every protocol structure at once (so nothing is
+ * ever granted to it again), stops reading and lets queued output drain;
+ * the write callback then frees it.  Nothing frees a connection while a
+ * callback further up the stack may still use it.
+ */
+#include "config.h"
+
+#include "conn.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include <npufarm/protocol.h>
+
+#include "frame.h"
+#include "log.h"
+#include "server.h"
+#include "tracker.h"
+
+static void conn_readcb(struct bufferevent *bev, void *arg);
+static void conn_writecb(struct bufferevent *bev, void *arg);
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static void
+conn_set_state(struct conn *c, enum conn_state state)
+{
+	static const char *const names[] = {"handshake", "ready", "closing"};
+
+	/* Only forward: HANDSHAKE -> READY -> CLOSING, or straight to CLOSING.
+	 */
+	if (state <= c->state)
+		abort();
+	log_debug("conn %llu %s: %s -> %s", (unsigned long long)c->id, c->peer,
+	    names[c->state], names[state]);
+	c->state = state;
+}
+
+/*
+ * Take ownership of the accepted socket @fd and start the handshake.  On
+ * failure the socket is closed and the failure logged.
+ */
+void
+conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
+{
+	struct sockaddr_storage local;
+	socklen_t llen = sizeof(local);
+	struct conn *c;
+	int one = 1;
+
+	(void)salen;
+	if (srv->nconns >= (size_t)srv->cfg->max_connections) {
+		char peer[NETADDR_STRLEN];
+
+		netaddr_format(sa, peer, sizeof(peer));
+		srv->closed_limits++;
+		log_warn("farm port: refusing %s: %zu connections open, limit "
+			 "max_connections=%ld",
+		    peer, srv->nconns, srv->cfg->max_connections);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_err("farm port: out of memory accepting a connection");
+		close(fd);
+		return;
+	}
+	c->srv = srv;
+	c->id = ++srv->next_conn_id;
+	netaddr_format(sa, c->peer, sizeof(c->peer));
+	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+		netaddr_host((struct sockaddr *)&local, c->local_host,
+		    sizeof(c->local_host));
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
+	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		log_err("farm port: out of memory accepting %s", c->peer);
+		close(fd);
+		free(c);
+		return;
+	}
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	srv->nconns++;
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	/* Stall reading once a frame's worth is buffered; frame_next() rejects
+	 * oversized frames as soon as their header arrives. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    (size_t)srv->cfg->max_frame + FRAME_HEADER_SIZE);
+	bufferevent_set_timeouts(c->bev, srv->tv_handshake, NULL);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	log_debug("conn %llu %s: accepted", (unsigned long long)c->id, c->peer);
+}
+
+/*
+ * Free @c now.  Only for the write/event callbacks of @c itself and for
+ * server teardown; everyone else calls conn_close().
+ */
+void
+conn_free(struct conn *c)
+{
+	if (c == NULL)
+		return;
+	if (c->tracker != NULL)
+		tracker_conn_closed(c);
+	TAILQ_REMOVE(&c->srv->conns, c, link);
+	c->srv->nconns--;
+	bufferevent_free(c->bev);
+	free(c);
+}
+
+/*
+ * Log why @c goes, detach it from all protocol state, stop reading and free
+ * it once its queued output (e.g. a final reply) has been written.  Safe to
+ * call from any callback; @c stays valid until the current callback returns.
+ */
+void
+conn_close(struct conn *c, const char *fmt, ...)
+{
+	char reason[256];
+	va_list ap;
+
+	if (c->state == CONN_CLOSING)
+		return;
+	va_start(ap, fmt);
+	(void)vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	log_conn(c, LOG_NOTICE, "closing: %s", reason);
+	conn_set_state(c, CONN_CLOSING);
+	if (c->tracker != NULL)
+		tracker_conn_closed(c);
+	bufferevent_disable(c->bev, EV_READ);
+	bufferevent_set_timeouts(c->bev, NULL, c->srv->tv_handshake);
+	/* Runs conn_writecb from the loop, which frees once output drained. */
+	bufferevent_trigger(c->bev, EV_WRITE,
+	    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * Whether the peer has already closed or reset the connection, without
+ * consuming anything: 1 gone, 0 alive (or unknown).  Used before granting a
+ * board, so a board is never handed to a client that already left.
+ */
+int
+conn_peer_gone(const struct conn *c)
+{
+	char b;
+	ssize_t n;
+
+	if (c->state == CONN_CLOSING)
+		return 1;
+	n = recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	if (n == 0)
+		return 1;
+	if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		return 1;
+	return 0;
+}
+
+static void
+handshake(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	unsigned char magic[4];
+	uint32_t m;
+
+	if (evbuffer_copyout(in, magic, sizeof(magic)) < (ev_ssize_t)4)
+		return;
+	m = frame_get_le32(magic);
+	switch (m) {
+	case NPUFARM_TVM_TRACKER_MAGIC:
+		(void)evbuffer_drain(in, 4);
+		if (tracker_conn_start(c) < 0) {
+			conn_close(
+			    c, "out of memory starting a tracker session");
+			return;
+		}
+		/* Past the handshake a tracker peer may idle for hours (a
+		 * server between polls, a client waiting for a board). */
+		bufferevent_set_timeouts(c->bev, NULL, NULL);
+		conn_set_state(c, CONN_READY);
+		c->proto = CONN_PROTO_TRACKER;
+		break;
+	case NPUFARM_TVM_RPC_MAGIC:
+		conn_close(c, "TVM RPC proxy handshake: this broker does not "
+			      "relay RPC sessions yet (use the tracker)");
+		return;
+	case NPUFARM_AGENT_MAGIC:
+		conn_close(c, "npufarm agent link: not supported by this "
+			      "broker version");
+		return;
+	default:
+		conn_close(c, "unknown protocol magic %02x %02x %02x %02x",
+		    magic[0], magic[1], magic[2], magic[3]);
+		return;
+	}
+}
+
+static void
+conn_readcb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_HANDSHAKE) {
+		handshake(c);
+		if (c->state != CONN_READY)
+			return;
+	}
+	if (c->state == CONN_READY && c->proto == CONN_PROTO_TRACKER)
+		tracker_conn_read(c);
+}
+
+static void
+conn_writecb(struct bufferevent *bev, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_CLOSING &&
+	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		conn_free(c);
+}
+
+static void
+conn_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	if (what & BEV_EVENT_TIMEOUT) {
+		if (c->state == CONN_HANDSHAKE)
+			log_conn(c, LOG_NOTICE,
+			    "closing: no protocol magic within %ld ms",
+			    (long)(c->srv->cfg->handshake_timeout * 1000));
+		else if (c->state == CONN_CLOSING)
+			log_conn(c, LOG_NOTICE,
+			    "closing: peer did not read its final reply");
+	} else if (what & BEV_EVENT_ERROR) {
+		log_conn(c, LOG_INFO, "connection error: %s",
+		    strerror(EVUTIL_SOCKET_ERROR()));
+	} else if (what & BEV_EVENT_EOF) {
+		log_conn(c, LOG_DEBUG, "peer closed");
+	}
+	conn_free(c);
+}

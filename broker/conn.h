@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * A connection on the farm port.  The first four bytes (the magic) choose
+ * the protocol; the connection then belongs to that protocol's handlers.
+ * States only move forward: HANDSHAKE -> READY -> CLOSING.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+
+#include "netaddr.h"
+
+struct bufferevent;
+struct server;
+struct tracker_conn;
+
+enum conn_state {
+	CONN_HANDSHAKE,
+	CONN_READY,
+	CONN_CLOSING,
+};
+
+enum conn_proto {
+	CONN_PROTO_NONE,
+	CONN_PROTO_TRACKER,
+};
+
+struct conn {
+	struct server *srv;      /* borrowed, outlives conn */
+	struct bufferevent *bev; /* owned; closes the fd */
+	enum conn_state state;
+	enum conn_proto proto;
+	uint64_t id;
+	char peer[NETADDR_STRLEN];       /* "host:port" of the peer */
+	char peer_host[NETADDR_STRLEN];  /* numeric host of the peer */
+	char local_host[NETADDR_STRLEN]; /* our address on this connection */
+	struct tracker_conn *tracker;    /* owned, tracker protocol state */
+	uint64_t frames_in;
+	TAILQ_ENTRY(conn) link;
+};
+
+void conn_accept(
+    struct server *srv, int fd, const struct sockaddr *sa, int salen);
+void conn_close(struct conn *c, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+void conn_free(struct conn *c);
+int conn_peer_gone(const struct conn *c);
+
+#define log_conn(c, level, fmt, ...)                                      \
+	log_msg(level, "conn %llu %s: " fmt, (unsigned long long)(c)->id, \
+	    (c)->peer, ##__VA_ARGS__)

@@ -1,0 +1,411 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * HTTP API handlers.  Reads only: live state comes from the tracker and the
+ * scheduler, history from the ledger (which, on the same connection, also
+ * sees writes of the current iteration that are not yet committed).
+ */
+#include "config.h"
+
+#include "http_api.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+#include <jansson.h>
+
+#include "err.h"
+#include "ledger.h"
+#include "log.h"
+#include "netaddr.h"
+#include "scheduler.h"
+#include "server.h"
+#include "tracker.h"
+
+#define HTTP_LEASES_DEFAULT 50
+#define HTTP_LEASES_MAX     1000
+#define HTTP_MAX_BODY       (64 * 1024)
+
+struct http_api {
+	struct server *srv; /* borrowed, outlives the api */
+	struct evhttp *http;
+	char address[NETADDR_STRLEN];
+};
+
+/* RFC 3339 UTC with microseconds, or JSON null for 0. */
+static json_t *
+json_time(int64_t us)
+{
+	char buf[64];
+	struct tm tm;
+	time_t s;
+
+	if (us == 0)
+		return json_null();
+	s = (time_t)(us / 1000000);
+	gmtime_r(&s, &tm);
+	(void)snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, (int)(us % 1000000) % 1000000);
+	return json_string(buf);
+}
+
+static json_t *
+json_seconds(int64_t from_us, int64_t to_us)
+{
+	if (from_us == 0 || to_us == 0)
+		return json_null();
+	return json_real((double)(to_us - from_us) / 1e6);
+}
+
+static json_t *
+json_str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
+}
+
+static void
+reply_json(struct evhttp_request *req, int code, const char *reason, json_t *v)
+{
+	struct evbuffer *out = evhttp_request_get_output_buffer(req);
+	char *s =
+	    v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
+
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "application/json");
+	if (s == NULL) {
+		evbuffer_add_printf(out, "{\"error\":\"out of memory\"}\n");
+		evhttp_send_reply(req, 500, "Internal Server Error", NULL);
+		return;
+	}
+	evbuffer_add(out, s, strlen(s));
+	evbuffer_add(out, "\n", 1);
+	free(s);
+	evhttp_send_reply(req, code, reason, NULL);
+}
+
+static void
+reply_error(
+    struct evhttp_request *req, int code, const char *reason, const char *msg)
+{
+	json_t *v = json_pack("{ss}", "error", msg);
+
+	reply_json(req, code, reason, v);
+	json_decref(v);
+}
+
+struct boards_ctx {
+	json_t *list;
+	json_t *live; /* board id (as text) -> live fields */
+	int64_t now;
+};
+
+static void
+live_board_cb(const struct tracker_board_info *b, void *arg)
+{
+	struct boards_ctx *x = arg;
+	char id[32];
+	json_t *lease = json_null();
+
+	if (b->lease_id != 0)
+		lease = json_pack("{sIssssso so}", "id",
+		    (json_int_t)b->lease_id, "user", b->lease_user, "peer",
+		    b->lease_peer, "granted_at", json_time(b->lease_granted_us),
+		    "held_seconds", json_seconds(b->lease_granted_us, x->now));
+	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
+	(void)json_object_set_new(x->live, id,
+	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
+}
+
+static int
+ledger_board_cb(const struct ledger_board *b, void *arg)
+{
+	struct boards_ctx *x = arg;
+	json_t *live, *lease, *v;
+	char id[32];
+
+	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
+	live = json_object_get(x->live, id);
+	lease = json_object_get(live, "lease");
+	v = json_pack("{sIsssssssssssIsososOso}", "id", (json_int_t)b->id,
+	    "name", b->name, "kind", b->kind, "key", b->key, "address",
+	    b->address, "state", b->state, "free",
+	    json_integer_value(json_object_get(live, "free")), "first_seen",
+	    json_time(b->first_seen_us), "last_seen",
+	    json_time(b->last_seen_us), "lease", lease ? lease : json_null(),
+	    "detail", json_str_or_null(b->detail));
+	if (v == NULL)
+		return -ENOMEM;
+	return json_array_append_new(x->list, v) < 0 ? -ENOMEM : 0;
+}
+
+static void
+get_boards(struct http_api *api, struct evhttp_request *req)
+{
+	struct boards_ctx x = {
+	    .list = json_array(),
+	    .live = json_object(),
+	    .now = ledger_now_us(),
+	};
+	struct npufarm_err err;
+	json_t *v;
+
+	if (x.list == NULL || x.live == NULL)
+		goto oom;
+	(void)tracker_flush_boards(api->srv);
+	tracker_foreach_board(api->srv, live_board_cb, &x);
+	if (ledger_foreach_board(api->srv->ledger, ledger_board_cb, &x, &err) !=
+	    0) {
+		reply_error(req, 500, "Internal Server Error", err.msg);
+		goto out;
+	}
+	v = json_pack("{sO}", "boards", x.list);
+	reply_json(req, 200, "OK", v);
+	json_decref(v);
+	goto out;
+oom:
+	reply_error(req, 500, "Internal Server Error", "out of memory");
+out:
+	json_decref(x.list);
+	json_decref(x.live);
+}
+
+struct queue_ctx {
+	json_t *requests;
+	int64_t now;
+};
+
+static void
+request_cb(const struct tracker_request_info *r, void *arg)
+{
+	struct queue_ctx *x = arg;
+
+	(void)json_array_append_new(
+	    x->requests, json_pack("{sssssfsoso}", "user", r->user, "peer",
+			     r->peer, "priority", r->priority, "requested_at",
+			     json_time(r->requested_us), "waited_seconds",
+			     json_seconds(r->requested_us, x->now)));
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(sched_queue_key(*(struct sched_queue *const *)a),
+	    sched_queue_key(*(struct sched_queue *const *)b));
+}
+
+static void
+get_queue(struct http_api *api, struct evhttp_request *req)
+{
+	struct sched *s = api->srv->sched;
+	size_t n = sched_queue_count(s), i = 0;
+	struct sched_queue **qs, *q;
+	json_t *list = json_array(), *v;
+
+	qs = calloc(n ? n : 1, sizeof(*qs));
+	if (qs == NULL || list == NULL)
+		goto oom;
+	for (q = sched_queue_first(s); q; q = sched_queue_next(q))
+		qs[i++] = q;
+	qsort(qs, n, sizeof(*qs), key_cmp);
+	for (i = 0; i < n; i++) {
+		struct queue_ctx x = {json_array(), ledger_now_us()};
+
+		if (x.requests == NULL)
+			goto oom;
+		tracker_foreach_request(
+		    api->srv, sched_queue_key(qs[i]), request_cb, &x);
+		v = json_pack("{sssIsIsIsIso}", "key", sched_queue_key(qs[i]),
+		    "boards", (json_int_t)sched_queue_boards(qs[i]), "free",
+		    (json_int_t)sched_queue_free(qs[i]), "leased",
+		    (json_int_t)sched_queue_leased(qs[i]), "waiting",
+		    (json_int_t)sched_queue_waiting(qs[i]), "requests",
+		    x.requests);
+		if (v == NULL || json_array_append_new(list, v) < 0)
+			goto oom;
+	}
+	v = json_pack("{sO}", "queues", list);
+	reply_json(req, 200, "OK", v);
+	json_decref(v);
+	goto out;
+oom:
+	reply_error(req, 500, "Internal Server Error", "out of memory");
+out:
+	free(qs);
+	json_decref(list);
+}
+
+static int
+lease_cb(const struct ledger_lease *l, void *arg)
+{
+	json_t *list = arg, *v;
+
+	v = json_pack("{sIsssssssfsososososososososo}", "id", (json_int_t)l->id,
+	    "key", l->key, "user", l->user, "peer", l->peer, "priority",
+	    l->priority, "board_id",
+	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
+	    json_str_or_null(l->board), "matchkey",
+	    json_str_or_null(l->matchkey), "requested_at",
+	    json_time(l->requested_us), "granted_at", json_time(l->granted_us),
+	    "released_at", json_time(l->released_us), "wait_seconds",
+	    json_seconds(l->requested_us, l->granted_us), "held_seconds",
+	    json_seconds(l->granted_us, l->released_us), "outcome",
+	    json_str_or_null(l->outcome), "detail",
+	    json_str_or_null(l->detail));
+	if (v == NULL)
+		return -ENOMEM;
+	return json_array_append_new(list, v) < 0 ? -ENOMEM : 0;
+}
+
+static void
+get_leases(struct http_api *api, struct evhttp_request *req)
+{
+	struct evkeyvalq q;
+	struct npufarm_err err;
+	const char *s;
+	json_t *list, *v;
+	long limit = HTTP_LEASES_DEFAULT;
+	char *end;
+
+	TAILQ_INIT(&q);
+	s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	if (evhttp_parse_query_str(s ? s : "", &q) < 0) {
+		reply_error(req, 400, "Bad Request", "malformed query string");
+		return;
+	}
+	s = evhttp_find_header(&q, "limit");
+	if (s != NULL) {
+		errno = 0;
+		limit = strtol(s, &end, 10);
+		if (*s == '\0' || *end != '\0' || errno != 0 || limit < 1 ||
+		    limit > HTTP_LEASES_MAX) {
+			char msg[128];
+
+			(void)snprintf(msg, sizeof(msg),
+			    "limit: expected an integer 1..%d",
+			    HTTP_LEASES_MAX);
+			evhttp_clear_headers(&q);
+			reply_error(req, 400, "Bad Request", msg);
+			return;
+		}
+	}
+	evhttp_clear_headers(&q);
+	list = json_array();
+	if (list == NULL || ledger_foreach_lease(api->srv->ledger, (int)limit,
+				lease_cb, list, &err) != 0) {
+		json_decref(list);
+		reply_error(req, 500, "Internal Server Error",
+		    list ? err.msg : "out of memory");
+		return;
+	}
+	v = json_pack("{so}", "leases", list);
+	reply_json(req, 200, "OK", v);
+	json_decref(v);
+}
+
+static void
+dispatch_cb(struct evhttp_request *req, void *arg)
+{
+	static const struct {
+		const char *path;
+		void (*fn)(struct http_api *, struct evhttp_request *);
+	} routes[] = {
+	    {"/v1/boards", get_boards},
+	    {"/v1/queue", get_queue},
+	    {"/v1/leases", get_leases},
+	};
+	struct http_api *api = arg;
+	const char *path;
+	size_t i;
+
+	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	for (i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]);
+	     i++) {
+		if (strcmp(path, routes[i].path) != 0)
+			continue;
+		if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+			reply_error(req, 405, "Method Not Allowed",
+			    "only GET is allowed here");
+			return;
+		}
+		routes[i].fn(api, req);
+		return;
+	}
+	reply_error(req, 404, "Not Found", "no such API path");
+}
+
+/*
+ * Serve the API on @addr ("HOST:PORT"; port 0 picks one).  Returns 0, or
+ * -EADDRINUSE and friends with the address in @err.
+ */
+int
+http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
+    struct npufarm_err *err)
+{
+	struct evhttp_bound_socket *bs;
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+	char host[NETADDR_STRLEN];
+	struct http_api *api;
+	unsigned port;
+	int r;
+
+	r = netaddr_split(addr, host, sizeof(host), &port, err);
+	if (r < 0)
+		return r;
+	api = calloc(1, sizeof(*api));
+	if (api == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	api->srv = srv;
+	api->http = evhttp_new(srv->base);
+	if (api->http == NULL) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	evhttp_set_max_body_size(api->http, HTTP_MAX_BODY);
+	evhttp_set_max_headers_size(api->http, 16 * 1024);
+	evhttp_set_timeout(api->http, 30);
+	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
+						  EVHTTP_REQ_PUT |
+						  EVHTTP_REQ_DELETE);
+	evhttp_set_gencb(api->http, dispatch_cb, api);
+	bs = evhttp_bind_socket_with_handle(api->http, host, (uint16_t)port);
+	if (bs == NULL || getsockname(evhttp_bound_socket_get_fd(bs),
+			      (struct sockaddr *)&ss, &len) < 0) {
+		r = err_set(err, -EADDRINUSE, "http %s: cannot bind: %s", addr,
+		    strerror(errno));
+		goto fail;
+	}
+	netaddr_format(
+	    (struct sockaddr *)&ss, api->address, sizeof(api->address));
+	log_notice("HTTP API listening on %s", api->address);
+	*ret_api = api;
+	return 0;
+fail:
+	http_api_free(api);
+	return r;
+}
+
+/* Stop serving and free.  Accepts NULL; returns NULL. */
+struct http_api *
+http_api_free(struct http_api *api)
+{
+	if (api == NULL)
+		return NULL;
+	if (api->http != NULL)
+		evhttp_free(api->http);
+	free(api);
+	return NULL;
+}
+
+/* The bound "HOST:PORT" (borrowed, lives as long as @api). */
+const char *
+http_api_address(const struct http_api *api)
+{
+	return api->address;
+}

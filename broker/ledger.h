@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The sqlite ledger: boards, leases and events, durable across restarts.
+ *
+ * Writes open a transaction lazily (BEGIN IMMEDIATE on the first write) and
+ * ledger_commit() ends it; the broker commits once per event-loop
+ * iteration, so a burst of grants costs one fsync.  One connection, used
+ * only by the thread that opened it.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct ledger;
+struct npufarm_err;
+
+#define LEDGER_SCHEMA_VERSION 1
+
+typedef void ledger_dirty_fn(void *arg);
+
+struct ledger_board {
+	int64_t id;
+	const char *kind;
+	const char *key;
+	const char *address;
+	const char *name;
+	const char *state;
+	int64_t first_seen_us;
+	int64_t last_seen_us;
+	const char *detail; /* NULL when none */
+};
+
+struct ledger_lease {
+	int64_t id;
+	const char *key;
+	const char *user;
+	const char *peer;
+	double priority;
+	int64_t requested_us;
+	int64_t granted_us;  /* 0 when never granted */
+	int64_t released_us; /* 0 while open */
+	int64_t board_id;    /* 0 when none */
+	const char *board;   /* board name (queries only), NULL when none */
+	const char *matchkey;
+	const char *outcome; /* NULL while open or when not observed */
+	const char *detail;
+};
+
+/* Row callbacks: strings are borrowed for the duration of the call. */
+typedef int ledger_board_fn(const struct ledger_board *b, void *arg);
+typedef int ledger_lease_fn(const struct ledger_lease *l, void *arg);
+
+int ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
+    struct npufarm_err *err);
+struct ledger *ledger_close(struct ledger *l);
+void ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg);
+int64_t ledger_now_us(void);
+bool ledger_pending(const struct ledger *l);
+int ledger_commit(struct ledger *l, struct npufarm_err *err);
+
+int ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
+    const char *address, int64_t now_us, int64_t *ret_id,
+    struct npufarm_err *err);
+int ledger_board_state(struct ledger *l, int64_t id, const char *state,
+    const char *detail, int64_t now_us, struct npufarm_err *err);
+int ledger_boards_reset(
+    struct ledger *l, int64_t now_us, struct npufarm_err *err);
+int ledger_lease_insert(struct ledger *l, const struct ledger_lease *lease,
+    int64_t *ret_id, struct npufarm_err *err);
+int ledger_lease_release(struct ledger *l, int64_t id, int64_t released_us,
+    const char *outcome, const char *detail, struct npufarm_err *err);
+int ledger_event(struct ledger *l, const char *kind, int64_t board_id,
+    const char *detail, int64_t now_us, struct npufarm_err *err);
+
+int ledger_foreach_board(
+    struct ledger *l, ledger_board_fn *fn, void *arg, struct npufarm_err *err);
+int ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
+    void *arg, struct npufarm_err *err);

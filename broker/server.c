@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Broker set-up, the event loop and teardown.
+ *
+ * The base has three priorities: 0 is unused, 1 (the default) carries all
+ * socket work, 2 the ledger commit.  The commit is a zero-timeout timer
+ * armed by the first write of an iteration, so it runs after the iteration's
+ * socket callbacks: replies leave first, then one transaction commits
+ * everything the iteration wrote.
+ */
+#include "config.h"
+
+#include "server.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <jansson.h>
+
+#include "conn.h"
+#include "err.h"
+#include "http_api.h"
+#include "ledger.h"
+#include "log.h"
+#include "scheduler.h"
+#include "tracker.h"
+
+#define SERVER_PRIORITIES  3
+#define SERVER_PRIO_LEDGER 2
+
+static void
+ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	struct npufarm_err err;
+
+	(void)tracker_flush_boards(srv);
+	if (ledger_commit(srv->ledger, &err) < 0)
+		server_ledger_failed(srv, &err);
+}
+
+static void
+ledger_dirty_cb(void *arg)
+{
+	struct server *srv = arg;
+	static const struct timeval zero = {0, 0};
+
+	if (!evtimer_pending(srv->flush_ev, NULL))
+		(void)evtimer_add(srv->flush_ev, &zero);
+}
+
+/*
+ * Report a ledger failure.  Rate-limited to one line per second: a full disk
+ * must not also flood the log.  The farm keeps serving.
+ */
+void
+server_ledger_failed(struct server *srv, const struct npufarm_err *err)
+{
+	static time_t last;
+	time_t now = time(NULL);
+
+	(void)srv;
+	if (now == last)
+		return;
+	last = now;
+	log_err("%s", err->msg);
+}
+
+static void
+accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+    int salen, void *arg)
+{
+	conn_accept(arg, fd, sa, salen);
+}
+
+static void
+accept_resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++)
+		(void)evconnlistener_enable(srv->listeners[i]);
+}
+
+/* EMFILE and friends: pause accepting for a second instead of spinning. */
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct server *srv = arg;
+	static const struct timeval one = {1, 0};
+	int e = EVUTIL_SOCKET_ERROR();
+	size_t i;
+
+	log_warn("farm port: accept failed: %s; pausing accepts for 1 s",
+	    strerror(e));
+	for (i = 0; i < srv->nlisteners; i++)
+		(void)evconnlistener_disable(srv->listeners[i]);
+	(void)evtimer_add(srv->accept_ev, &one);
+}
+
+static void
+stop_cb(evutil_socket_t sig, short what, void *arg)
+{
+	struct server *srv = arg;
+	size_t i;
+
+	log_notice("signal %d: stopping", (int)sig);
+	srv->stopping = true;
+	for (i = 0; i < srv->nlisteners; i++)
+		(void)evconnlistener_disable(srv->listeners[i]);
+	(void)event_base_loopexit(srv->base, NULL);
+}
+
+static void
+hup_cb(evutil_socket_t sig, short what, void *arg)
+{
+	log_notice("SIGHUP: nothing is reloadable in this version, ignoring");
+}
+
+static void
+libevent_log_cb(int severity, const char *msg)
+{
+	switch (severity) {
+	case EVENT_LOG_ERR:
+		log_err("libevent: %s", msg);
+		break;
+	case EVENT_LOG_WARN:
+		log_warn("libevent: %s", msg);
+		break;
+	default:
+		log_debug("libevent: %s", msg);
+		break;
+	}
+}
+
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			log_warn("cannot raise the open-files limit: %s",
+			    strerror(errno));
+	}
+}
+
+static int
+listen_farm(struct server *srv, const char *addr, struct npufarm_err *err)
+{
+	struct sockaddr_storage bound;
+	socklen_t blen = sizeof(bound);
+	struct evconnlistener *l;
+	struct netaddr na;
+	int r;
+
+	r = netaddr_parse(addr, &na, err);
+	if (r < 0)
+		return r;
+	l = evconnlistener_new_bind(srv->base, accept_cb, srv,
+	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
+	    -1, (struct sockaddr *)&na.ss, (int)na.len);
+	if (l == NULL)
+		return err_set(err, -errno ? -errno : -EADDRINUSE,
+		    "farm port %s: %s", addr, strerror(errno));
+	evconnlistener_set_error_cb(l, accept_error_cb);
+	if (getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&bound,
+		&blen) < 0) {
+		evconnlistener_free(l);
+		return err_set(
+		    err, -errno, "farm port %s: %s", addr, strerror(errno));
+	}
+	netaddr_format((struct sockaddr *)&bound,
+	    srv->farm_addrs[srv->nlisteners], NETADDR_STRLEN);
+	srv->listeners[srv->nlisteners++] = l;
+	log_notice(
+	    "farm port listening on %s", srv->farm_addrs[srv->nlisteners - 1]);
+	return 0;
+}
+
+static int
+write_ready_file(struct server *srv, struct npufarm_err *err)
+{
+	char tmp[4096];
+	json_t *v, *farm;
+	size_t i;
+	int r = 0;
+
+	if (srv->cfg->ready_file == NULL)
+		return 0;
+	farm = json_array();
+	for (i = 0; farm != NULL && i < srv->nlisteners; i++)
+		(void)json_array_append_new(
+		    farm, json_string(srv->farm_addrs[i]));
+	v = json_pack(
+	    "{soss}", "farm", farm, "http", http_api_address(srv->http));
+	if (v == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	(void)snprintf(tmp, sizeof(tmp), "%s.tmp", srv->cfg->ready_file);
+	if (json_dump_file(v, tmp, JSON_COMPACT) < 0 ||
+	    rename(tmp, srv->cfg->ready_file) < 0)
+		r = err_set(err, -EIO, "ready file '%s': %s",
+		    srv->cfg->ready_file, strerror(errno));
+	json_decref(v);
+	return r;
+}
+
+static const struct timeval *
+common_timeout(struct server *srv, double seconds)
+{
+	struct timeval tv;
+
+	if (seconds <= 0)
+		return NULL;
+	tv.tv_sec = (time_t)seconds;
+	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
+	return event_base_init_common_timeout(srv->base, &tv);
+}
+
+/*
+ * Build the broker described by @cfg (borrowed; must outlive the server):
+ * open the ledger, bind every port and write the ready file.  Logs what it
+ * binds; on failure returns -errno with the reason in @err.
+ */
+int
+server_new(const struct broker_config *cfg, struct server **ret_server,
+    struct npufarm_err *err)
+{
+	struct server *srv;
+	size_t i;
+	int r;
+
+	srv = calloc(1, sizeof(*srv));
+	if (srv == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	srv->cfg = cfg;
+	TAILQ_INIT(&srv->conns);
+	TAILQ_INIT(&srv->dirty_boards);
+	event_set_log_callback(libevent_log_cb);
+	(void)signal(SIGPIPE, SIG_IGN);
+	raise_nofile();
+	srv->base = event_base_new();
+	if (srv->base == NULL ||
+	    event_base_priority_init(srv->base, SERVER_PRIORITIES) < 0) {
+		r = err_set(err, -ENOMEM, "cannot create the event loop");
+		goto fail;
+	}
+	srv->sched = sched_new();
+	srv->flush_ev = evtimer_new(srv->base, ledger_flush_cb, srv);
+	srv->accept_ev = evtimer_new(srv->base, accept_resume_cb, srv);
+	srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
+	srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
+	srv->sig_hup = evsignal_new(srv->base, SIGHUP, hup_cb, srv);
+	if (srv->sched == NULL || srv->flush_ev == NULL ||
+	    srv->accept_ev == NULL || srv->sig_term == NULL ||
+	    srv->sig_int == NULL || srv->sig_hup == NULL ||
+	    event_priority_set(srv->flush_ev, SERVER_PRIO_LEDGER) < 0 ||
+	    evsignal_add(srv->sig_term, NULL) < 0 ||
+	    evsignal_add(srv->sig_int, NULL) < 0 ||
+	    evsignal_add(srv->sig_hup, NULL) < 0) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
+	srv->tv_request = common_timeout(srv, cfg->request_timeout);
+	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
+	r = ledger_open(cfg->db, cfg->ledger_sync_full, &srv->ledger, err);
+	if (r < 0)
+		goto fail;
+	ledger_set_dirty_cb(srv->ledger, ledger_dirty_cb, srv);
+	r = ledger_boards_reset(srv->ledger, ledger_now_us(), err);
+	if (r >= 0)
+		r = ledger_event(srv->ledger, "broker_start", 0,
+		    NPUFARM_VERSION, ledger_now_us(), err);
+	if (r >= 0)
+		r = ledger_commit(srv->ledger, err);
+	if (r < 0)
+		goto fail;
+	for (i = 0; i < cfg->nlisten; i++) {
+		r = listen_farm(srv, cfg->listen[i], err);
+		if (r < 0)
+			goto fail;
+	}
+	r = http_api_new(srv, cfg->http, &srv->http, err);
+	if (r < 0)
+		goto fail;
+	r = write_ready_file(srv, err);
+	if (r < 0)
+		goto fail;
+	*ret_server = srv;
+	return 0;
+fail:
+	server_free(srv);
+	return r;
+}
+
+/* Run the loop until a stop signal.  Returns 0 or -EIO. */
+int
+server_run(struct server *srv)
+{
+	if (event_base_dispatch(srv->base) < 0)
+		return -EIO;
+	return 0;
+}
+
+/*
+ * Tear down in reverse order of set-up: connections first (their boards go
+ * offline and their requests are cancelled in the ledger), then the final
+ * commit.  Accepts NULL; returns NULL.
+ */
+struct server *
+server_free(struct server *srv)
+{
+	struct npufarm_err err;
+	struct conn *c;
+	size_t i;
+
+	if (srv == NULL)
+		return NULL;
+	srv->stopping = true;
+	for (i = 0; i < srv->nlisteners; i++)
+		evconnlistener_free(srv->listeners[i]);
+	srv->http = http_api_free(srv->http);
+	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+		conn_free(c);
+	if (srv->ledger != NULL) {
+		(void)tracker_flush_boards(srv);
+		if (ledger_event(srv->ledger, "broker_stop", 0, NULL,
+			ledger_now_us(), &err) < 0 ||
+		    ledger_commit(srv->ledger, &err) < 0)
+			log_err("%s", err.msg);
+		srv->ledger = ledger_close(srv->ledger);
+	}
+	srv->sched = sched_free(srv->sched);
+	if (srv->flush_ev)
+		event_free(srv->flush_ev);
+	if (srv->accept_ev)
+		event_free(srv->accept_ev);
+	if (srv->sig_term)
+		event_free(srv->sig_term);
+	if (srv->sig_int)
+		event_free(srv->sig_int);
+	if (srv->sig_hup)
+		event_free(srv->sig_hup);
+	if (srv->base)
+		event_base_free(srv->base);
+	free(srv);
+	return NULL;
+}

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The broker process: one event base, the farm-port listeners, the HTTP API,
+ * the ledger and the scheduler.  Everything runs on the one loop thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "broker_config.h"
+#include "netaddr.h"
+
+struct board;
+struct conn;
+struct event;
+struct event_base;
+struct evconnlistener;
+struct http_api;
+struct ledger;
+struct npufarm_err;
+struct sched;
+struct timeval;
+
+struct server {
+	struct event_base *base;
+	const struct broker_config *cfg; /* borrowed, outlives the server */
+	struct evconnlistener *listeners[BROKER_MAX_LISTEN];
+	char farm_addrs[BROKER_MAX_LISTEN][NETADDR_STRLEN];
+	size_t nlisteners;
+	struct http_api *http;
+	struct ledger *ledger;
+	struct sched *sched;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *flush_ev;  /* commits the ledger once per iteration */
+	struct event *accept_ev; /* resumes accepting after EMFILE */
+	TAILQ_HEAD(, conn) conns;
+	size_t nconns;
+	uint64_t next_conn_id;
+	TAILQ_HEAD(, board) dirty_boards;   /* state changes not yet written */
+	const struct timeval *tv_handshake; /* common timeouts */
+	const struct timeval *tv_request;
+	const struct timeval *tv_grace;
+	uint64_t closed_limits; /* connections closed for a limit */
+	bool stopping;
+};
+
+int server_new(const struct broker_config *cfg, struct server **ret_server,
+    struct npufarm_err *err);
+struct server *server_free(struct server *srv);
+int server_run(struct server *srv);
+void server_ledger_failed(struct server *srv, const struct npufarm_err *err);

@@ -1,0 +1,915 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TVM tracker sessions.
+ *
+ * A "board" is what one tracker connection registered for one key at one
+ * advertised address: TVM servers PUT a fresh matchkey (a free slot) when
+ * they start and again after every session, so the next PUT from the same
+ * board ends its oldest open lease.  Registrations, waiting requests and
+ * free slots all die with the connection that made them, whether or not it
+ * ever sent UPDATE_INFO (TVM leaves stale entries behind in that case).
+ *
+ * Differences from TVM's tracker, all deliberate: the magic may arrive
+ * together with the first frame; a zero-length or oversized frame, invalid
+ * JSON or a wrong type closes the connection with a logged reason instead
+ * of wedging it or going silent; a request is never granted to a client
+ * that already left; queues with nothing in them are dropped (SUMMARY shows
+ * keys that have boards or waiting requests); optional request deadlines.
+ */
+#include "config.h"
+
+#include "tracker.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include <npufarm/protocol.h>
+
+#include "conn.h"
+#include "err.h"
+#include "frame.h"
+#include "json_util.h"
+#include "ledger.h"
+#include "log.h"
+#include "scheduler.h"
+#include "server.h"
+#include "tvm_proto.h"
+
+/* Frames handled per read callback before yielding to other connections. */
+#define TRACKER_MAX_FRAMES_PER_EVENT 16
+/* Longest list of keys quoted in a "no such key" diagnostic. */
+#define TRACKER_KEYS_MSG_MAX         512
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+struct lease {
+	int64_t id; /* ledger row */
+	int64_t granted_us;
+	char *user;
+	char peer[NETADDR_STRLEN];
+	TAILQ_ENTRY(lease) link;
+};
+
+struct slot {
+	struct sched_slot s;
+	struct board *board; /* borrowed: owner */
+	TAILQ_ENTRY(slot) link;
+	char matchkey[];
+};
+
+struct board {
+	struct conn *conn;         /* borrowed: the registering connection */
+	struct sched_queue *queue; /* borrowed */
+	char *host;                /* advertised to clients */
+	long port;
+	char *address; /* host:port, the ledger name */
+	int64_t id;    /* ledger row */
+	enum board_state state;
+	bool dirty;                 /* state not yet written to the ledger */
+	TAILQ_HEAD(, slot) slots;   /* free matchkeys, oldest first */
+	TAILQ_HEAD(, lease) leases; /* open leases, oldest first */
+	size_t nleases;
+	TAILQ_ENTRY(board) link;
+	TAILQ_ENTRY(board) dirty_link;
+};
+
+struct treq {
+	struct sched_request s;
+	struct conn *conn; /* borrowed: the requesting client */
+	char *key;
+	char *user; /* fair-share identity: the user, else the client's IP */
+	double priority;
+	int64_t requested_us;
+	struct event *timeout_ev; /* --request-timeout, or NULL */
+	struct event *grace_ev;   /* --unknown-key-grace, or NULL */
+	TAILQ_ENTRY(treq) link;
+};
+
+struct tracker_conn {
+	json_t *info; /* merged UPDATE_INFO objects, owned; NULL before */
+	TAILQ_HEAD(, board) boards;
+	TAILQ_HEAD(, treq) reqs;
+	size_t nreqs;
+	size_t nslots;
+};
+
+static const char *const board_state_names[] = {
+    [BOARD_IDLE] = "idle",
+    [BOARD_LEASED] = "leased",
+    [BOARD_OFFLINE] = "offline",
+};
+
+/* Ledger and API name of a board state. */
+const char *
+board_state_name(enum board_state s)
+{
+	return board_state_names[s];
+}
+
+static void
+ledger_check(struct server *srv, int r, const struct npufarm_err *err)
+{
+	if (r < 0)
+		server_ledger_failed(srv, err);
+}
+
+static void
+board_set_state(struct board *b, enum board_state state)
+{
+	struct server *srv = b->conn->srv;
+
+	if (b->state == state)
+		return;
+	b->state = state;
+	if (!b->dirty) {
+		b->dirty = true;
+		TAILQ_INSERT_TAIL(&srv->dirty_boards, b, dirty_link);
+	}
+}
+
+/*
+ * Write the state of every board that changed since the last call.  Called
+ * once per loop iteration just before the ledger commit, so a board leased
+ * and released within one iteration costs one row update, not two.
+ */
+int
+tracker_flush_boards(struct server *srv)
+{
+	struct npufarm_err err;
+	int64_t now = ledger_now_us();
+	struct board *b;
+	int r, ret = 0;
+
+	while ((b = TAILQ_FIRST(&srv->dirty_boards)) != NULL) {
+		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
+		b->dirty = false;
+		r = ledger_board_state(srv->ledger, b->id,
+		    board_state_name(b->state), NULL, now, &err);
+		if (r < 0) {
+			server_ledger_failed(srv, &err);
+			ret = r;
+		}
+	}
+	return ret;
+}
+
+static void
+reply_code(struct conn *c, int code)
+{
+	if (tvm_tracker_add_code(bufferevent_get_output(c->bev), code) < 0)
+		conn_close(c, "out of memory queueing a reply");
+}
+
+static void
+treq_free(struct treq *t)
+{
+	struct tracker_conn *tc = t->conn->tracker;
+
+	sched_dequeue(&t->s);
+	TAILQ_REMOVE(&tc->reqs, t, link);
+	tc->nreqs--;
+	if (t->timeout_ev != NULL)
+		event_free(t->timeout_ev);
+	if (t->grace_ev != NULL)
+		event_free(t->grace_ev);
+	free(t->key);
+	free(t->user);
+	free(t);
+}
+
+/* Record a request that ended without a board, then free it. */
+static void
+treq_end(struct treq *t, const char *outcome, const char *detail)
+{
+	struct server *srv = t->conn->srv;
+	struct ledger_lease row = {
+	    .key = t->key,
+	    .user = t->user,
+	    .peer = t->conn->peer,
+	    .priority = t->priority,
+	    .requested_us = t->requested_us,
+	    .released_us = ledger_now_us(),
+	    .outcome = outcome,
+	    .detail = detail,
+	};
+	struct npufarm_err err;
+	int64_t id;
+
+	ledger_check(
+	    srv, ledger_lease_insert(srv->ledger, &row, &id, &err), &err);
+	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
+	    outcome, detail);
+	treq_free(t);
+}
+
+static void
+lease_release(
+    struct board *b, struct lease *l, const char *outcome, const char *detail)
+{
+	struct server *srv = b->conn->srv;
+	struct npufarm_err err;
+
+	ledger_check(srv,
+	    ledger_lease_release(
+		srv->ledger, l->id, ledger_now_us(), outcome, detail, &err),
+	    &err);
+	log_info("lease %lld of %s (%s) released%s%s: %s", (long long)l->id,
+	    b->address, sched_queue_key(b->queue), outcome ? " as " : "",
+	    outcome ? outcome : "", detail);
+	TAILQ_REMOVE(&b->leases, l, link);
+	free(l->user);
+	free(l);
+	if (--b->nleases == 0) {
+		sched_queue_add_leased(b->queue, -1);
+		board_set_state(b, BOARD_IDLE);
+	}
+}
+
+static void
+grant(struct treq *t, struct slot *s)
+{
+	struct board *b = s->board;
+	struct server *srv = b->conn->srv;
+	struct npufarm_err err;
+	struct lease *l;
+	int64_t now = ledger_now_us();
+	struct ledger_lease row = {
+	    .key = t->key,
+	    .user = t->user,
+	    .peer = t->conn->peer,
+	    .priority = t->priority,
+	    .requested_us = t->requested_us,
+	    .granted_us = now,
+	    .board_id = b->id,
+	    .matchkey = s->matchkey,
+	};
+
+	if (tvm_tracker_add_grant(bufferevent_get_output(t->conn->bev), b->host,
+		b->port, s->matchkey) < 0) {
+		/* The slot goes back into the queue. */
+		sched_slot_push(b->queue, &s->s);
+		conn_close(t->conn, "out of memory queueing a grant");
+		return;
+	}
+	l = calloc(1, sizeof(*l));
+	if (l != NULL)
+		l->user = strdup(row.user);
+	if (l == NULL || l->user == NULL) {
+		free(l);
+		log_err("lease of %s to %s: out of memory, not tracked",
+		    b->address, t->conn->peer);
+	} else {
+		l->granted_us = now;
+		(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
+		ledger_check(srv,
+		    ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
+		TAILQ_INSERT_TAIL(&b->leases, l, link);
+		if (b->nleases++ == 0)
+			sched_queue_add_leased(b->queue, 1);
+		board_set_state(b, BOARD_LEASED);
+	}
+	log_info("lease %lld: '%s' board %s granted to %s after %.3f ms",
+	    l ? (long long)l->id : -1LL, t->key, b->address, t->conn->peer,
+	    (double)(now - t->requested_us) / 1000.0);
+	TAILQ_REMOVE(&b->slots, s, link);
+	b->conn->tracker->nslots--;
+	free(s);
+	treq_free(t);
+}
+
+/* Hand free slots of @q to waiting requests while both exist. */
+static void
+schedule(struct sched_queue *q)
+{
+	struct sched_request *r;
+	struct sched_slot *ss;
+
+	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
+		struct treq *t = container_of(r, struct treq, s);
+
+		if (conn_peer_gone(t->conn)) {
+			/* Its EOF is still queued; the connection goes when
+			 * that is read.  q keeps its free slot, so survives. */
+			treq_end(t, "cancelled",
+			    "client left while its request was waiting");
+			continue;
+		}
+		if (!sched_match(q, &ss, &r))
+			break;
+		grant(t, container_of(ss, struct slot, s));
+	}
+}
+
+static int
+queue_get(struct conn *c, const char *key, struct sched_queue **ret)
+{
+	struct server *srv = c->srv;
+	int r;
+
+	r = sched_queue_get(srv->sched, key, false, ret);
+	if (r != -ENOENT)
+		return r;
+	if (sched_queue_count(srv->sched) >= (size_t)srv->cfg->max_keys) {
+		srv->closed_limits++;
+		conn_close(c, "too many distinct keys (limit max_keys=%ld)",
+		    srv->cfg->max_keys);
+		return -E2BIG;
+	}
+	return sched_queue_get(srv->sched, key, true, ret);
+}
+
+static struct board *
+board_find(
+    struct tracker_conn *tc, struct sched_queue *q, const char *host, long port)
+{
+	struct board *b;
+
+	TAILQ_FOREACH(b, &tc->boards, link)
+		if (b->queue == q && b->port == port &&
+		    strcmp(b->host, host) == 0)
+			return b;
+	return NULL;
+}
+
+static struct board *
+board_new(struct conn *c, struct sched_queue *q, const char *host, long port)
+{
+	struct server *srv = c->srv;
+	struct npufarm_err err;
+	struct board *b;
+	int r;
+
+	b = calloc(1, sizeof(*b));
+	if (b == NULL)
+		return NULL;
+	b->host = strdup(host);
+	r = asprintf(
+	    &b->address, strchr(host, ':') ? "[%s]:%ld" : "%s:%ld", host, port);
+	if (b->host == NULL || r < 0) {
+		free(b->host);
+		free(b);
+		return NULL;
+	}
+	b->conn = c;
+	b->queue = q;
+	b->port = port;
+	b->state = BOARD_IDLE;
+	TAILQ_INIT(&b->slots);
+	TAILQ_INIT(&b->leases);
+	r = ledger_board_upsert(srv->ledger, "tvm", sched_queue_key(q),
+	    b->address, ledger_now_us(), &b->id, &err);
+	ledger_check(srv, r, &err);
+	if (r >= 0)
+		ledger_check(srv,
+		    ledger_event(srv->ledger, "board_online", b->id, c->peer,
+			ledger_now_us(), &err),
+		    &err);
+	TAILQ_INSERT_TAIL(&c->tracker->boards, b, link);
+	sched_queue_add_board(q, 1);
+	log_notice("board %s registered for key '%s' by %s", b->address,
+	    sched_queue_key(q), c->peer);
+	return b;
+}
+
+static void
+board_free(struct board *b, const char *why)
+{
+	struct server *srv = b->conn->srv;
+	struct sched_queue *q = b->queue;
+	struct npufarm_err err;
+	struct lease *l;
+	struct slot *s;
+	char detail[160];
+
+	while ((s = TAILQ_FIRST(&b->slots)) != NULL) {
+		sched_slot_remove(&s->s);
+		TAILQ_REMOVE(&b->slots, s, link);
+		b->conn->tracker->nslots--;
+		free(s);
+	}
+	(void)snprintf(detail, sizeof(detail),
+	    "board's tracker connection closed during the lease (%s)", why);
+	while ((l = TAILQ_FIRST(&b->leases)) != NULL)
+		lease_release(b, l, "lost", detail);
+	if (b->dirty)
+		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
+	ledger_check(srv,
+	    ledger_board_state(
+		srv->ledger, b->id, "offline", why, ledger_now_us(), &err),
+	    &err);
+	ledger_check(srv,
+	    ledger_event(srv->ledger, "board_offline", b->id, why,
+		ledger_now_us(), &err),
+	    &err);
+	log_notice("board %s of key '%s' offline: %s", b->address,
+	    sched_queue_key(q), why);
+	sched_queue_add_board(q, -1);
+	TAILQ_REMOVE(&b->conn->tracker->boards, b, link);
+	free(b->host);
+	free(b->address);
+	free(b);
+	sched_queue_gc(q);
+}
+
+static void
+handle_put(struct conn *c, const struct tvm_tracker_msg *m)
+{
+	struct tracker_conn *tc = c->tracker;
+	const char *host = m->custom_addr ? m->custom_addr : c->peer_host;
+	struct sched_queue *q;
+	struct board *b, *bb;
+	struct slot *s;
+	size_t mklen = strlen(m->matchkey);
+
+	if (tc->nslots >= (size_t)c->srv->cfg->max_pending) {
+		c->srv->closed_limits++;
+		conn_close(c,
+		    "PUT: %zu free slots already registered on this "
+		    "connection (limit max_pending=%ld)",
+		    tc->nslots, c->srv->cfg->max_pending);
+		return;
+	}
+	if (queue_get(c, m->key, &q) < 0) {
+		if (c->state != CONN_CLOSING)
+			conn_close(c, "out of memory creating a queue");
+		return;
+	}
+	/* The same matchkey twice would make TVM's tracker fail later; the
+	 * second copy adds nothing, so it is acknowledged and ignored. */
+	TAILQ_FOREACH(bb, &tc->boards, link)
+		TAILQ_FOREACH(s, &bb->slots, link)
+			if (strcmp(s->matchkey, m->matchkey) == 0) {
+				reply_code(c, NPUFARM_TVM_SUCCESS);
+				return;
+			}
+	b = board_find(tc, q, host, m->port);
+	if (b == NULL)
+		b = board_new(c, q, host, m->port);
+	s = b ? calloc(1, sizeof(*s) + mklen + 1) : NULL;
+	if (s == NULL) {
+		sched_queue_gc(q);
+		conn_close(c, "out of memory registering a board");
+		return;
+	}
+	/* A TVM server PUTs after every session (or ~8 s after a grant that
+	 * was never used): the oldest open lease of this board is over. */
+	if (!TAILQ_EMPTY(&b->leases))
+		lease_release(b, TAILQ_FIRST(&b->leases), NULL,
+		    "released: board registered again (session not relayed "
+		    "by the broker; its outcome was not observed)");
+	s->board = b;
+	memcpy(s->matchkey, m->matchkey, mklen + 1);
+	TAILQ_INSERT_TAIL(&b->slots, s, link);
+	tc->nslots++;
+	sched_slot_push(q, &s->s);
+	reply_code(c, NPUFARM_TVM_SUCCESS);
+	schedule(q);
+}
+
+static void
+known_keys(struct server *srv, char *buf, size_t len)
+{
+	struct sched_queue *q;
+	size_t o = 0, shown = 0, more = 0;
+	int n;
+
+	buf[0] = '\0';
+	for (q = sched_queue_first(srv->sched); q; q = sched_queue_next(q)) {
+		if (sched_queue_boards(q) == 0)
+			continue;
+		if (o + strlen(sched_queue_key(q)) + 8 >= len) {
+			more++;
+			continue;
+		}
+		n = snprintf(buf + o, len - o, "%s'%s'", shown ? ", " : "",
+		    sched_queue_key(q));
+		o += (size_t)n;
+		shown++;
+	}
+	if (shown == 0)
+		(void)snprintf(buf, len, "none: no board is registered");
+	else if (more > 0)
+		(void)snprintf(buf + o, len - o, " and %zu more", more);
+}
+
+/* Answer @t with [-1, msg], record it and drop its queue if now empty. */
+static void
+request_fail(struct treq *t, const char *outcome, const char *msg)
+{
+	struct conn *c = t->conn;
+	struct sched_queue *q = t->s.queue;
+	int r;
+
+	r = tvm_tracker_add_fail(bufferevent_get_output(c->bev), msg);
+	treq_end(t, outcome, msg);
+	sched_queue_gc(q);
+	if (r < 0)
+		conn_close(c, "out of memory queueing a reply");
+}
+
+static void
+request_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct treq *t = arg;
+	struct sched_queue *q = t->s.queue;
+	char msg[TRACKER_KEYS_MSG_MAX + 160];
+
+	(void)snprintf(msg, sizeof(msg),
+	    "npufarm: no board of key '%s' became free within %g s "
+	    "(request_timeout); %zu boards, %zu leased, %zu requests waiting",
+	    t->key, t->conn->srv->cfg->request_timeout, sched_queue_boards(q),
+	    sched_queue_leased(q), sched_queue_waiting(q) - 1);
+	request_fail(t, "expired", msg);
+}
+
+static void
+request_grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct treq *t = arg;
+	struct sched_queue *q = t->s.queue;
+	char keys[TRACKER_KEYS_MSG_MAX], msg[TRACKER_KEYS_MSG_MAX + 160];
+
+	if (sched_queue_boards(q) > 0) {
+		/* A board of the key appeared: keep waiting. */
+		event_free(t->grace_ev);
+		t->grace_ev = NULL;
+		return;
+	}
+	known_keys(t->conn->srv, keys, sizeof(keys));
+	(void)snprintf(msg, sizeof(msg),
+	    "npufarm: no board with key '%s' registered within %g s "
+	    "(unknown_key_grace); keys with boards: %s",
+	    t->key, t->conn->srv->cfg->unknown_key_grace, keys);
+	request_fail(t, "rejected", msg);
+}
+
+static void
+handle_request(struct conn *c, const struct tvm_tracker_msg *m)
+{
+	struct tracker_conn *tc = c->tracker;
+	struct server *srv = c->srv;
+	struct sched_queue *q;
+	struct treq *t;
+
+	if (tc->nreqs >= (size_t)srv->cfg->max_pending) {
+		srv->closed_limits++;
+		conn_close(c,
+		    "REQUEST: %zu requests already waiting on this "
+		    "connection (limit max_pending=%ld)",
+		    tc->nreqs, srv->cfg->max_pending);
+		return;
+	}
+	if (queue_get(c, m->key, &q) < 0) {
+		if (c->state != CONN_CLOSING)
+			conn_close(c, "out of memory creating a queue");
+		return;
+	}
+	t = calloc(1, sizeof(*t));
+	/* TVM clients send an empty user: share fairly between addresses. */
+	if (t == NULL || (t->key = strdup(m->key)) == NULL ||
+	    (t->user = strdup(m->user[0] ? m->user : c->peer_host)) == NULL)
+		goto oom;
+	t->conn = c;
+	t->priority = m->priority;
+	t->requested_us = ledger_now_us();
+	if (srv->tv_request != NULL) {
+		t->timeout_ev = evtimer_new(srv->base, request_timeout_cb, t);
+		if (t->timeout_ev == NULL ||
+		    evtimer_add(t->timeout_ev, srv->tv_request) < 0)
+			goto oom;
+	}
+	if (srv->tv_grace != NULL && sched_queue_boards(q) == 0) {
+		t->grace_ev = evtimer_new(srv->base, request_grace_cb, t);
+		if (t->grace_ev == NULL ||
+		    evtimer_add(t->grace_ev, srv->tv_grace) < 0)
+			goto oom;
+	}
+	if (sched_enqueue(q, &t->s, t->user, m->priority) < 0)
+		goto oom;
+	TAILQ_INSERT_TAIL(&tc->reqs, t, link);
+	tc->nreqs++;
+	log_debug("conn %llu %s: REQUEST '%s' priority %g",
+	    (unsigned long long)c->id, c->peer, m->key, m->priority);
+	schedule(q);
+	return;
+oom:
+	if (t != NULL) {
+		if (t->timeout_ev)
+			event_free(t->timeout_ev);
+		if (t->grace_ev)
+			event_free(t->grace_ev);
+		free(t->key);
+		free(t->user);
+		free(t);
+	}
+	sched_queue_gc(q);
+	conn_close(c, "out of memory queueing a request");
+}
+
+static void
+handle_update_info(struct conn *c, const struct tvm_tracker_msg *m)
+{
+	struct tracker_conn *tc = c->tracker;
+	json_t *addr;
+
+	if (tc->info == NULL && (tc->info = json_object()) == NULL)
+		goto oom;
+	if (json_object_update(tc->info, m->info) < 0)
+		goto oom;
+	/* TVM substitutes the peer's IP for a null host (display only). */
+	addr = json_pack("[sO]", m->info_host ? m->info_host : c->peer_host,
+	    json_array_get(json_object_get(m->info, "addr"), 1));
+	if (addr == NULL || json_object_set_new(tc->info, "addr", addr) < 0)
+		goto oom;
+	reply_code(c, NPUFARM_TVM_SUCCESS);
+	return;
+oom:
+	conn_close(c, "out of memory storing UPDATE_INFO");
+}
+
+static json_t *
+summary_build(struct server *srv)
+{
+	json_t *root, *qi, *si;
+	struct sched_queue *q;
+	struct conn *c;
+
+	root = json_pack(
+	    "[i{s{}s[]}]", NPUFARM_TVM_SUCCESS, "queue_info", "server_info");
+	if (root == NULL)
+		return NULL;
+	qi = json_object_get(json_array_get(root, 1), "queue_info");
+	si = json_object_get(json_array_get(root, 1), "server_info");
+	for (q = sched_queue_first(srv->sched); q; q = sched_queue_next(q)) {
+		if (json_object_set_new(qi, sched_queue_key(q),
+			json_pack("{sIsI}", "free",
+			    (json_int_t)sched_queue_free(q), "pending",
+			    (json_int_t)sched_queue_waiting(q))) < 0)
+			goto fail;
+	}
+	TAILQ_FOREACH(c, &srv->conns, link) {
+		json_t *key;
+
+		if (c->tracker == NULL || c->tracker->info == NULL)
+			continue;
+		key = json_object_get(c->tracker->info, "key");
+		if (!json_is_string(key) ||
+		    strncmp(json_string_value(key), "server", 6) != 0)
+			continue;
+		if (json_array_append(si, c->tracker->info) < 0)
+			goto fail;
+	}
+	return root;
+fail:
+	json_decref(root);
+	return NULL;
+}
+
+static void
+handle_summary(struct conn *c)
+{
+	json_t *v = summary_build(c->srv);
+
+	if (v == NULL ||
+	    tvm_tracker_add_json(bufferevent_get_output(c->bev), v) < 0)
+		conn_close(c, "out of memory building SUMMARY");
+	json_decref(v);
+}
+
+static void
+handle_get_pending(struct conn *c)
+{
+	json_t *v = json_array();
+	struct board *b;
+	struct slot *s;
+
+	if (v == NULL)
+		goto oom;
+	TAILQ_FOREACH(b, &c->tracker->boards, link)
+		TAILQ_FOREACH(s, &b->slots, link)
+			if (json_array_append_new(v, json_string(s->matchkey)) <
+			    0)
+				goto oom;
+	if (tvm_tracker_add_json(bufferevent_get_output(c->bev), v) < 0)
+		goto oom;
+	json_decref(v);
+	return;
+oom:
+	json_decref(v);
+	conn_close(c, "out of memory building GET_PENDING_MATCHKEYS");
+}
+
+static void
+dispatch(struct conn *c, const struct tvm_tracker_msg *m)
+{
+	switch (m->code) {
+	case NPUFARM_TVM_PING:
+		reply_code(c, NPUFARM_TVM_SUCCESS);
+		break;
+	case NPUFARM_TVM_STOP:
+		log_conn(c, LOG_NOTICE,
+		    "STOP refused: stop this broker with SIGTERM");
+		reply_code(c, NPUFARM_TVM_FAIL);
+		break;
+	case NPUFARM_TVM_PUT:
+		handle_put(c, m);
+		break;
+	case NPUFARM_TVM_REQUEST:
+		handle_request(c, m);
+		break;
+	case NPUFARM_TVM_UPDATE_INFO:
+		handle_update_info(c, m);
+		break;
+	case NPUFARM_TVM_SUMMARY:
+		handle_summary(c);
+		break;
+	case NPUFARM_TVM_GET_PENDING_MATCHKEYS:
+		handle_get_pending(c);
+		break;
+	default:
+		conn_close(c, "unhandled tracker code %d", m->code);
+		break;
+	}
+}
+
+/* Attach tracker state to @c after its magic was echoed.  0 or -ENOMEM. */
+int
+tracker_conn_start(struct conn *c)
+{
+	struct tracker_conn *tc;
+	unsigned char magic[4];
+
+	tc = calloc(1, sizeof(*tc));
+	if (tc == NULL)
+		return -ENOMEM;
+	TAILQ_INIT(&tc->boards);
+	TAILQ_INIT(&tc->reqs);
+	frame_put_le32(magic, NPUFARM_TVM_TRACKER_MAGIC);
+	if (bufferevent_write(c->bev, magic, sizeof(magic)) < 0) {
+		free(tc);
+		return -ENOMEM;
+	}
+	c->tracker = tc;
+	return 0;
+}
+
+/*
+ * Handle the frames buffered on tracker connection @c, at most
+ * TRACKER_MAX_FRAMES_PER_EVENT per call.  Any violation closes @c with a
+ * logged reason; @c must not be touched by the caller afterwards except to
+ * check its state.
+ */
+void
+tracker_conn_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	const struct broker_config *cfg = c->srv->cfg;
+	struct tvm_tracker_msg m;
+	struct npufarm_err err;
+	const char *body;
+	json_t *root;
+	size_t len;
+	int n, r;
+
+	for (n = 0; n < TRACKER_MAX_FRAMES_PER_EVENT; n++) {
+		r = frame_next(in, (size_t)cfg->max_frame, &body, &len);
+		if (r == FRAME_INCOMPLETE)
+			return;
+		if (r < 0) {
+			c->srv->closed_limits += r == -EMSGSIZE;
+			conn_close(c,
+			    r == -EMSGSIZE
+				? "frame length exceeds max_frame=%ld bytes "
+				  "or is negative"
+				: "zero-length frame (limit %ld)",
+			    cfg->max_frame);
+			return;
+		}
+		c->frames_in++;
+		r = json_util_load(
+		    body, len, (int)cfg->max_json_depth, &root, &err);
+		frame_consume(in, len);
+		if (r < 0) {
+			c->srv->closed_limits += r == -E2BIG;
+			conn_close(c, "frame %llu: %s",
+			    (unsigned long long)c->frames_in, err.msg);
+			return;
+		}
+		r = tvm_tracker_parse(root, (size_t)cfg->max_key_len, &m, &err);
+		if (r < 0) {
+			c->srv->closed_limits += r == -ENAMETOOLONG;
+			conn_close(c, "frame %llu: %s",
+			    (unsigned long long)c->frames_in, err.msg);
+			json_decref(root);
+			return;
+		}
+		dispatch(c, &m);
+		json_decref(root);
+		if (c->state == CONN_CLOSING)
+			return;
+	}
+	if (evbuffer_get_length(in) > 0)
+		bufferevent_trigger(c->bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * Forget everything @c registered or asked for: waiting requests end as
+ * "cancelled", its boards go offline and their open leases end as "lost".
+ * Idempotent; frees c->tracker.
+ */
+void
+tracker_conn_closed(struct conn *c)
+{
+	struct tracker_conn *tc = c->tracker;
+	struct treq *t;
+	struct board *b;
+	char detail[160];
+
+	if (tc == NULL)
+		return;
+	while ((t = TAILQ_FIRST(&tc->reqs)) != NULL) {
+		struct sched_queue *q = t->s.queue;
+
+		(void)snprintf(detail, sizeof(detail),
+		    "client closed its tracker connection after waiting %.3f s",
+		    (double)(ledger_now_us() - t->requested_us) / 1e6);
+		treq_end(t, "cancelled", detail);
+		sched_queue_gc(q);
+	}
+	while ((b = TAILQ_FIRST(&tc->boards)) != NULL)
+		board_free(b, c->srv->stopping ? "broker stopping"
+					       : "tracker connection closed");
+	json_decref(tc->info);
+	free(tc);
+	c->tracker = NULL;
+}
+
+/* Call @fn for every live board (API introspection). */
+void
+tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
+{
+	struct conn *c;
+	struct board *b;
+	struct slot *s;
+
+	TAILQ_FOREACH(c, &srv->conns, link) {
+		if (c->tracker == NULL)
+			continue;
+		TAILQ_FOREACH(b, &c->tracker->boards, link) {
+			struct lease *l = TAILQ_FIRST(&b->leases);
+			struct tracker_board_info info = {
+			    .id = b->id,
+			    .key = sched_queue_key(b->queue),
+			    .address = b->address,
+			    .lease_id = l ? l->id : 0,
+			    .lease_user = l ? l->user : NULL,
+			    .lease_peer = l ? l->peer : NULL,
+			    .lease_granted_us = l ? l->granted_us : 0,
+			};
+
+			TAILQ_FOREACH(s, &b->slots, link)
+				info.free++;
+			fn(&info, arg);
+		}
+	}
+}
+
+struct foreach_req {
+	tracker_request_fn *fn;
+	void *arg;
+};
+
+static void
+foreach_req_cb(struct sched_request *r, void *arg)
+{
+	struct treq *t = container_of(r, struct treq, s);
+	struct foreach_req *f = arg;
+	struct tracker_request_info info = {
+	    .user = sched_request_user(r),
+	    .peer = t->conn->peer,
+	    .priority = t->priority,
+	    .requested_us = t->requested_us,
+	};
+
+	f->fn(&info, f->arg);
+}
+
+/* Call @fn for the requests waiting for @key, in service order. */
+void
+tracker_foreach_request(
+    struct server *srv, const char *key, tracker_request_fn *fn, void *arg)
+{
+	struct foreach_req f = {fn, arg};
+	struct sched_queue *q;
+
+	if (sched_queue_get(srv->sched, key, false, &q) == 0)
+		sched_foreach_waiting(q, foreach_req_cb, &f);
+}

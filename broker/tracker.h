@@ -1,0 +1,55 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TVM tracker protocol on the farm port (spec tvm-rpc-protocol.md §2):
+ * boards register free slots with PUT, clients REQUEST them, and every
+ * grant, release and cancellation is written to the ledger.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+struct conn;
+struct server;
+
+/* Board states as shown in the API and stored in the ledger. */
+enum board_state {
+	BOARD_IDLE,
+	BOARD_LEASED,
+	BOARD_OFFLINE,
+};
+
+/* Read-only view of a live board for the HTTP API. */
+struct tracker_board_info {
+	int64_t id;
+	const char *key;
+	const char *address;
+	size_t free;
+	int64_t lease_id;       /* 0 when not leased */
+	const char *lease_user; /* NULL when not leased */
+	const char *lease_peer;
+	int64_t lease_granted_us;
+};
+
+/* Read-only view of a waiting request for the HTTP API. */
+struct tracker_request_info {
+	const char *user;
+	const char *peer;
+	double priority;
+	int64_t requested_us;
+};
+
+typedef void tracker_board_fn(const struct tracker_board_info *b, void *arg);
+typedef void tracker_request_fn(
+    const struct tracker_request_info *r, void *arg);
+
+int tracker_conn_start(struct conn *c);
+void tracker_conn_read(struct conn *c);
+void tracker_conn_closed(struct conn *c);
+int tracker_flush_boards(struct server *srv);
+void tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg);
+void tracker_foreach_request(
+    struct server *srv, const char *key, tracker_request_fn *fn, void *arg);
+const char *board_state_name(enum board_state s);
