@@ -228,11 +228,17 @@ cli_json_num(const json_t *obj, const char *key, double *ret)
 	return true;
 }
 
-/* Add @obj[@key] as a cell: the string, or "-" when null or missing. */
+/*
+ * Add @obj[@key] as a cell: the string, or "-" when null or missing.  An
+ * empty string (every TVM client sends user "") is "-" too, since a blank
+ * cell would read as a shifted column.
+ */
 void
 cli_add_str(struct table *t, const json_t *obj, const char *key)
 {
-	table_add(t, cli_json_str(obj, key));
+	const char *s = cli_json_str(obj, key);
+
+	table_add(t, s != NULL && *s != '\0' ? s : NULL);
 }
 
 /* Add the integer @obj[@key] as a cell, "-" when null or missing. */
