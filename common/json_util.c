@@ -91,5 +91,23 @@ json_util_load(const char *buf, size_t len, int max_depth, json_t **ret_root,
 char *
 json_util_dumps_py(const json_t *v)
 {
-	return json_dumps(v, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+	char *s, *p;
+
+	s = json_dumps(v, JSON_ENCODE_ANY | JSON_ENSURE_ASCII);
+	if (s == NULL)
+		return NULL;
+	/* jansson writes \u00E9, CPython \u00e9: lowercase the hex digits of
+	 * every \u escape (an escaped backslash is skipped as a pair). */
+	for (p = s; *p != '\0'; p++) {
+		int i;
+
+		if (*p != '\\')
+			continue;
+		if (p[1] == 'u')
+			for (i = 2; i < 6 && p[i] != '\0'; i++)
+				if (p[i] >= 'A' && p[i] <= 'F')
+					p[i] = (char)(p[i] - 'A' + 'a');
+		p++; /* skip the escaped character */
+	}
+	return s;
 }

@@ -1,0 +1,313 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Harness implementation.  Integration helpers abort the test (ck_assert)
+ * on any failure, so callers stay linear.  The broker binary comes from
+ * $NPUFARM_BROKER_BIN, set by meson.
+ */
+#include "config.h"
+
+#include "harness.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <sqlite3.h>
+
+/* Run @s with TAP on stdout; returns the process exit status. */
+int
+harness_run(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	int failed;
+
+	srunner_set_tap(sr, "-");
+	srunner_run_all(sr, CK_SILENT);
+	failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* Decode lowercase/uppercase hex into @out; returns the byte count. */
+size_t
+harness_unhex(const char *hex, unsigned char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	while (hex[0] != '\0' && hex[1] != '\0' && n < outlen) {
+		unsigned v;
+
+		ck_assert_int_eq(sscanf(hex, "%2x", &v), 1);
+		out[n++] = (unsigned char)v;
+		hex += 2;
+	}
+	return n;
+}
+
+static void
+sleep_ms(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
+	nanosleep(&ts, NULL);
+}
+
+static void
+spawn(struct harness_broker *b, const char *const *extra)
+{
+	const char *bin = getenv("NPUFARM_BROKER_BIN");
+	const char *argv[64];
+	char ready[300];
+	size_t n = 0;
+	int i, fd;
+
+	ck_assert_msg(bin != NULL, "NPUFARM_BROKER_BIN is not set");
+	(void)snprintf(ready, sizeof(ready), "%s/ready.json", b->dir);
+	(void)unlink(ready);
+	argv[n++] = bin;
+	argv[n++] = "--listen";
+	argv[n++] = "127.0.0.1:0";
+	argv[n++] = "--http";
+	argv[n++] = "127.0.0.1:0";
+	argv[n++] = "--db";
+	argv[n++] = b->db;
+	argv[n++] = "--ready-file";
+	argv[n++] = ready;
+	argv[n++] = "-v";
+	for (i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
+		argv[n++] = extra[i];
+	argv[n] = NULL;
+	b->pid = fork();
+	ck_assert_int_ge(b->pid, 0);
+	if (b->pid == 0) {
+		fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	/* Wait for the ready file: never guess ports, never sleep blindly. */
+	for (i = 0; i < 1000; i++) {
+		json_t *v = json_load_file(ready, 0, NULL);
+		int status;
+
+		if (v != NULL) {
+			const char *farm = json_string_value(
+			    json_array_get(json_object_get(v, "farm"), 0));
+			const char *http =
+			    json_string_value(json_object_get(v, "http"));
+
+			ck_assert(farm != NULL && http != NULL);
+			(void)snprintf(b->farm, sizeof(b->farm), "%s", farm);
+			(void)snprintf(b->http, sizeof(b->http), "%s", http);
+			json_decref(v);
+			return;
+		}
+		ck_assert_msg(waitpid(b->pid, &status, WNOHANG) == 0,
+		    "broker exited during start-up; see %s", b->log);
+		sleep_ms(10);
+	}
+	ck_abort_msg("broker did not become ready; see %s", b->log);
+}
+
+/*
+ * Start a broker in a fresh temporary directory with @extra flags
+ * (NULL-terminated, may be NULL).
+ */
+void
+harness_broker_start(struct harness_broker *b, const char *const *extra)
+{
+	memset(b, 0, sizeof(*b));
+	(void)snprintf(b->dir, sizeof(b->dir), "/tmp/npufarm-test-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(b->dir));
+	(void)snprintf(b->db, sizeof(b->db), "%s/npufarm.db", b->dir);
+	(void)snprintf(b->log, sizeof(b->log), "%s/broker.log", b->dir);
+	spawn(b, extra);
+}
+
+/* Start the broker again on the same directory and ledger. */
+void
+harness_broker_restart(struct harness_broker *b, const char *const *extra)
+{
+	spawn(b, extra);
+}
+
+/*
+ * SIGTERM the broker and reap it.  Returns its exit status, or 128+signal
+ * if it died of a signal (ASan aborts count as failures that way).
+ */
+int
+harness_broker_stop(struct harness_broker *b)
+{
+	int status, i;
+
+	if (b->pid <= 0)
+		return 0;
+	kill(b->pid, SIGTERM);
+	for (i = 0; i < 1000; i++) {
+		if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
+			b->pid = 0;
+			if (WIFEXITED(status))
+				return WEXITSTATUS(status);
+			return 128 + WTERMSIG(status);
+		}
+		sleep_ms(10);
+	}
+	kill(b->pid, SIGKILL);
+	waitpid(b->pid, &status, 0);
+	b->pid = 0;
+	return 255;
+}
+
+/* Stop (if running) and remove the temporary directory. */
+void
+harness_broker_cleanup(struct harness_broker *b)
+{
+	char cmd[400];
+
+	if (b->pid > 0) {
+		kill(b->pid, SIGKILL);
+		waitpid(b->pid, NULL, 0);
+		b->pid = 0;
+	}
+	if (getenv("NPUFARM_KEEP_TEST_DIRS") == NULL &&
+	    strncmp(b->dir, "/tmp/npufarm-test-", 18) == 0) {
+		(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
+		(void)!system(cmd);
+	}
+}
+
+/* 1 if the broker's log contains @needle. */
+int
+harness_log_contains(const struct harness_broker *b, const char *needle)
+{
+	char buf[65536];
+	size_t n;
+	FILE *f;
+
+	f = fopen(b->log, "r");
+	if (f == NULL)
+		return 0;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	return strstr(buf, needle) != NULL;
+}
+
+/*
+ * Wait until the peer closes @fd (read returns 0 or an error), discarding
+ * data.  Returns 1 if closed, 0 on timeout.
+ */
+int
+harness_wait_closed(int fd, int timeout_ms)
+{
+	struct pollfd pfd = {fd, POLLIN, 0};
+	char buf[4096];
+
+	for (;;) {
+		ssize_t n;
+
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return 0;
+		n = read(fd, buf, sizeof(buf));
+		if (n <= 0)
+			return 1;
+	}
+}
+
+/*
+ * Blocking HTTP/1.0 GET against the broker API.  Returns the malloc'd body
+ * and the status code.
+ */
+char *
+harness_http_get(const char *hostport, const char *path, int *ret_status)
+{
+	struct addrinfo hints = {0}, *res;
+	char host[64], *port, req[512], *buf, *body;
+	size_t len = 0, cap = 65536;
+	int fd, status = 0;
+	ssize_t n;
+
+	(void)snprintf(host, sizeof(host), "%s", hostport);
+	port = strrchr(host, ':');
+	ck_assert_ptr_nonnull(port);
+	*port++ = '\0';
+	hints.ai_socktype = SOCK_STREAM;
+	ck_assert_int_eq(getaddrinfo(host, port, &hints, &res), 0);
+	fd = socket(res->ai_family, SOCK_STREAM, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, res->ai_addr, res->ai_addrlen), 0);
+	freeaddrinfo(res);
+	n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n",
+	    path, hostport);
+	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	buf = malloc(cap);
+	ck_assert_ptr_nonnull(buf);
+	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
+		len += (size_t)n;
+		if (len + 1 == cap) {
+			cap *= 2;
+			buf = realloc(buf, cap);
+			ck_assert_ptr_nonnull(buf);
+		}
+	}
+	close(fd);
+	buf[len] = '\0';
+	ck_assert_int_eq(sscanf(buf, "HTTP/1.%*d %d", &status), 1);
+	body = strstr(buf, "\r\n\r\n");
+	ck_assert_ptr_nonnull(body);
+	body = strdup(body + 4);
+	free(buf);
+	*ret_status = status;
+	return body;
+}
+
+static int
+sql_row_cb(void *arg, int ncol, char **vals, char **names)
+{
+	char **out = arg;
+	size_t old = *out ? strlen(*out) : 0, add = 2;
+	int i;
+
+	for (i = 0; i < ncol; i++)
+		add += (vals[i] ? strlen(vals[i]) : 4) + 1;
+	*out = realloc(*out, old + add);
+	(*out)[old] = '\0';
+	for (i = 0; i < ncol; i++) {
+		strcat(*out, vals[i] ? vals[i] : "NULL");
+		strcat(*out, i + 1 < ncol ? "|" : "\n");
+	}
+	return 0;
+}
+
+/*
+ * Run @sql read-only against the ledger file and return rows as
+ * "a|b|c\n" lines (malloc'd; "" for none).
+ */
+char *
+harness_sql(const char *db, const char *sql)
+{
+	sqlite3 *h = NULL;
+	char *out = NULL, *msg = NULL;
+
+	ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL),
+	    SQLITE_OK);
+	sqlite3_busy_timeout(h, 5000);
+	ck_assert_msg(sqlite3_exec(h, sql, sql_row_cb, &out, &msg) == SQLITE_OK,
+	    "%s: %s", sql, msg ? msg : "?");
+	sqlite3_close(h);
+	return out ? out : strdup("");
+}

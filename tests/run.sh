@@ -1,0 +1,37 @@
+#!/bin/sh
+# Build and run the whole test suite, twice: a -Werror build in build/ and
+# an AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/.
+# Works on a fresh Debian 12 machine as root: installs what is missing.
+set -eu
+cd "$(dirname "$0")/.."
+
+pkgs="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3"
+missing=""
+for p in $pkgs; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+	if [ "$(id -u)" != 0 ]; then
+		echo "tests/run.sh: missing packages:$missing (run as root)" >&2
+		exit 1
+	fi
+	apt-get update
+	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
+fi
+
+jobs=${NPUFARM_JOBS:-2}
+[ -d build ] || meson setup build
+[ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined \
+	-Db_lundef=false
+
+status=0
+ninja -C build -j"$jobs"
+meson test -C build --print-errorlogs --num-processes "$jobs" || status=1
+ninja -C build-asan -j"$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	meson test -C build-asan --print-errorlogs --num-processes "$jobs" ||
+	status=1
+exit $status

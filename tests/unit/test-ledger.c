@@ -1,0 +1,179 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* broker/ledger.c: schema, migrations, rows, durability across reopen. */
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <sqlite3.h>
+
+#include "err.h"
+#include "harness.h"
+#include "ledger.h"
+
+static char dir[64], path[128];
+
+static void
+setup(void)
+{
+	(void)snprintf(dir, sizeof(dir), "/tmp/npufarm-ledger-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(dir));
+	(void)snprintf(path, sizeof(path), "%s/l.db", dir);
+}
+
+static void
+teardown(void)
+{
+	char cmd[128];
+
+	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)!system(cmd);
+}
+
+static int
+count_lease(const struct ledger_lease *l, void *arg)
+{
+	int *n = arg;
+
+	if (*n == 0) {
+		ck_assert_str_eq(l->key, "rk3588");
+		ck_assert_str_eq(l->board, "10.0.0.5:9090");
+		ck_assert_str_eq(l->outcome, "lost");
+	}
+	(*n)++;
+	return 0;
+}
+
+START_TEST(test_ledger_rows_survive_reopen)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t board, lease, board2;
+	struct ledger_lease row = {
+		.key = "rk3588",
+		.user = "10.0.0.9",
+		.peer = "10.0.0.9:5000",
+		.priority = 1,
+		.requested_us = 1000,
+		.granted_us = 2000,
+		.matchkey = "rk3588:0.5",
+	};
+	char *out;
+	int n = 0;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
+			     "10.0.0.5:9090", 100, &board, &err),
+	    0);
+	row.board_id = board;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
+	ck_assert_int_eq(ledger_lease_release(l, lease, 3000, "lost",
+			     "board vanished", &err),
+	    0);
+	ck_assert(ledger_pending(l));
+	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ck_assert(!ledger_pending(l));
+	l = ledger_close(l);
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	/* Same board again: same row. */
+	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
+			     "10.0.0.5:9090", 200, &board2, &err),
+	    0);
+	ck_assert_int_eq(board2, board);
+	ck_assert_int_eq(ledger_foreach_lease(l, 10, count_lease, &n, &err), 0);
+	ck_assert_int_eq(n, 1);
+	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	l = ledger_close(l);
+	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
+				"lease_times; PRAGMA user_version; "
+				"PRAGMA journal_mode");
+	ck_assert_str_eq(out, "0.001|0.001|lost\n1\nwal\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(test_ledger_rejects_bad_outcome)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t id;
+	struct ledger_lease row = {
+		.key = "k",
+		.user = "u",
+		.peer = "p",
+		.requested_us = 1,
+		.outcome = "kShutdown",
+	};
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_lt(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert(strstr(err.msg, "CHECK") != NULL);
+	ledger_close(l);
+}
+END_TEST
+
+START_TEST(test_ledger_refuses_newer_schema)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	sqlite3 *db;
+
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 99", NULL,
+			     NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), -EPROTONOSUPPORT);
+	ck_assert(strstr(err.msg, "newer") != NULL);
+}
+END_TEST
+
+START_TEST(test_ledger_reset_closes_open_leases)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t board, lease;
+	struct ledger_lease row = {
+		.key = "k",
+		.user = "u",
+		.peer = "p",
+		.requested_us = 1,
+		.granted_us = 2,
+	};
+	char *out;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "k", "h:1", 1, &board,
+			     &err),
+	    0);
+	row.board_id = board;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
+	ck_assert_int_eq(ledger_boards_reset(l, 50, &err), 0);
+	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ledger_close(l);
+	out = harness_sql(path, "SELECT state FROM boards; SELECT released_us, "
+				"outcome IS NULL FROM leases");
+	ck_assert_str_eq(out, "offline\n50|1\n");
+	free(out);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("ledger");
+	TCase *tc = tcase_create("ledger");
+
+	tcase_add_checked_fixture(tc, setup, teardown);
+	tcase_add_test(tc, test_ledger_rows_survive_reopen);
+	tcase_add_test(tc, test_ledger_rejects_bad_outcome);
+	tcase_add_test(tc, test_ledger_refuses_newer_schema);
+	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
+	suite_add_tcase(s, tc);
+	return harness_run(s);
+}
