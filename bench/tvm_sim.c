@@ -31,8 +31,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench_util.h"
 #include "err.h"
 #include "log.h"
 #include "tvmpeer.h"
@@ -82,10 +82,7 @@ sim_on_signal(int sig)
 static int64_t
 sim_now_ms(void)
 {
-	struct timespec ts;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return bench_now_ns() / 1000000;
 }
 
 /* Drop the tracker connection and come back after SIM_RETRY_MS. */
@@ -103,16 +100,9 @@ board_down(struct board *b, const char *what, const struct npufarm_err *err)
 static int
 board_expect_ok(struct board *b, int r, struct npufarm_err *err)
 {
-	int code = -1;
-
 	if (r < 0)
 		return err_set(err, r, "send: %s", strerror(-r));
-	r = tvmpeer_recv_code(b->peer, SIM_IO_TIMEOUT_MS, &code, err);
-	if (r < 0)
-		return r;
-	if (code != 0)
-		return err_set(err, -EPROTO, "tracker answered %d", code);
-	return 0;
+	return tvmpeer_recv_ok(b->peer, SIM_IO_TIMEOUT_MS, err);
 }
 
 static int
@@ -328,24 +318,6 @@ sim_usage(FILE *f)
 }
 
 static int
-sim_ulong(const char *opt, const char *s, unsigned long min, unsigned long max,
-    unsigned long *ret)
-{
-	unsigned long v;
-	char *end;
-
-	errno = 0;
-	v = strtoul(s, &end, 10);
-	if (*s == '\0' || *end != '\0' || errno != 0 || v < min || v > max) {
-		log_err("%s: expected an integer in %lu..%lu, got '%s'", opt,
-		    min, max, s);
-		return -EINVAL;
-	}
-	*ret = v;
-	return 0;
-}
-
-static int
 sim_parse(struct sim *s, bool tune, int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -376,23 +348,23 @@ sim_parse(struct sim *s, bool tune, int argc, char **argv)
 			s->key = optarg;
 			break;
 		case 'n':
-			r = sim_ulong("--count", optarg, 1,
+			r = bench_ulong("--count", optarg, 1,
 			    tune ? 1000000 : SIM_MAX_BOARDS, &s->count);
 			break;
 		case 's':
-			r = sim_ulong("--session-ms", optarg, 0, 86400000,
+			r = bench_ulong("--session-ms", optarg, 0, 86400000,
 			    &s->session_ms);
 			break;
 		case 'P':
-			r = sim_ulong(
+			r = bench_ulong(
 			    "--poll-ms", optarg, 10, 60000, &s->poll_ms);
 			break;
 		case 'b':
-			r = sim_ulong(
+			r = bench_ulong(
 			    "--port-base", optarg, 1, 65535, &s->port_base);
 			break;
 		case 'T':
-			r = sim_ulong("--timeout-ms", optarg, 1, 86400000,
+			r = bench_ulong("--timeout-ms", optarg, 1, 86400000,
 			    &s->timeout_ms);
 			break;
 		case 'p':

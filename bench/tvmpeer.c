@@ -31,8 +31,8 @@
 #include "json_util.h"
 #include "netaddr.h"
 
-/* Smallest free space offered to each recv(). */
-#define PEER_READ_CHUNK  (64 * 1024)
+/* Smallest free space offered to each recv(); buffers grow per frame. */
+#define PEER_READ_MIN    4096
 /* Frames up to this size are assembled on the stack before the write. */
 #define PEER_STACK_FRAME 512
 
@@ -471,6 +471,21 @@ peer_reserve(struct tvmpeer *p, size_t want)
 	return 0;
 }
 
+/* Room to ask recv() for: the rest of a large frame, else PEER_READ_MIN. */
+static size_t
+peer_want(const struct tvmpeer *p)
+{
+	size_t have = p->end - p->start, need;
+
+	if (have < FRAME_HEADER_SIZE)
+		return PEER_READ_MIN;
+	need = frame_get_le32((const unsigned char *)p->buf + p->start);
+	if (need > TVMPEER_MAX_FRAME || FRAME_HEADER_SIZE + need <= have)
+		return PEER_READ_MIN;
+	need = FRAME_HEADER_SIZE + need - have;
+	return need > PEER_READ_MIN ? need : PEER_READ_MIN;
+}
+
 /*
  * Read whatever has arrived, without blocking.  Returns the number of bytes
  * read, -EAGAIN when none were waiting, -ECONNRESET at end of stream, or
@@ -482,7 +497,7 @@ tvmpeer_read(struct tvmpeer *p)
 	ssize_t n;
 	int r;
 
-	r = peer_reserve(p, PEER_READ_CHUNK);
+	r = peer_reserve(p, peer_want(p));
 	if (r < 0)
 		return r;
 	n = recv(p->fd, p->buf + p->end, p->cap - p->end, MSG_DONTWAIT);
@@ -606,6 +621,24 @@ tvmpeer_recv_code(
 out:
 	json_decref(root);
 	return r;
+}
+
+/*
+ * Receive the bare reply 0 that PING, PUT and UPDATE_INFO get.  Returns 0,
+ * -EPROTO for any other integer, or an error of tvmpeer_recv_code(); the
+ * reason is in @err.
+ */
+int
+tvmpeer_recv_ok(struct tvmpeer *p, int timeout_ms, struct npufarm_err *err)
+{
+	int code = -1, r;
+
+	r = tvmpeer_recv_code(p, timeout_ms, &code, err);
+	if (r < 0)
+		return r;
+	if (code != NPUFARM_TVM_SUCCESS)
+		return err_set(err, -EPROTO, "the tracker answered %d", code);
+	return 0;
 }
 
 /*

@@ -68,6 +68,7 @@ int tvmpeer_recv_json(struct tvmpeer *p, int timeout_ms, json_t **ret_root,
     struct npufarm_err *err);
 int tvmpeer_recv_code(
     struct tvmpeer *p, int timeout_ms, int *ret_code, struct npufarm_err *err);
+int tvmpeer_recv_ok(struct tvmpeer *p, int timeout_ms, struct npufarm_err *err);
 int tvmpeer_recv_grant(struct tvmpeer *p, int timeout_ms,
     struct tvmpeer_grant *ret_grant, struct npufarm_err *err);
 

@@ -1,0 +1,108 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+#
+# Benchmark driver: runs npufarm-bench-tracker against a fresh
+# npufarm-broker (ledger on, in a temp dir) for each phase and prints one
+# markdown table.  Builds nothing.
+#
+#   bench/run.sh BUILD_DIR [npufarm-bench-tracker options...]
+#   e.g. bench/run.sh build --seconds 5
+#
+# TMPDIR chooses where the ledger lives (its fsyncs are part of the cost).
+set -eu
+
+usage="usage: bench/run.sh BUILD_DIR [npufarm-bench-tracker options...]"
+build=${1:?$usage}
+shift
+broker=$build/broker/npufarm-broker
+bench=$build/bench/npufarm-bench-tracker
+for exe in "$broker" "$bench"; do
+	if [ ! -x "$exe" ]; then
+		echo "run.sh: $exe is not built; run: ninja -C $build" >&2
+		exit 1
+	fi
+done
+
+# One socket per idle board (10000 by default) on each side, plus slack.
+# shellcheck disable=SC3045 # dash, bash and busybox sh all have ulimit -n
+{
+	hard=$(ulimit -Hn)
+	if [ "$hard" = unlimited ] || [ "$hard" -gt 20100 ]; then
+		hard=20100
+	fi
+	ulimit -n "$hard"
+} 2>/dev/null || echo "run.sh: warning: cannot raise the fd limit" >&2
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/npufarm-bench.XXXXXX")
+pid=
+cleanup() {
+	if [ -n "$pid" ]; then
+		kill "$pid" 2>/dev/null || :
+		wait "$pid" 2>/dev/null || :
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start_broker NAME: a broker on ephemeral loopback ports; sets pid, farm.
+start_broker() {
+	dir=$tmp/$1
+	mkdir "$dir"
+	"$broker" --listen 127.0.0.1:0 --http 127.0.0.1:0 \
+		--db "$dir/ledger.db" --ready-file "$dir/ready.json" \
+		--max-connections 20000 2>"$dir/broker.log" &
+	pid=$!
+	tries=0
+	while [ ! -s "$dir/ready.json" ]; do
+		if ! kill -0 "$pid" 2>/dev/null || [ "$tries" -ge 100 ]; then
+			echo "run.sh: broker did not become ready:" >&2
+			cat "$dir/broker.log" >&2
+			exit 1
+		fi
+		tries=$((tries + 1))
+		sleep 0.1
+	done
+	farm=$(sed -n 's/.*"farm": *\[ *"\([^"]*\)".*/\1/p' "$dir/ready.json")
+}
+
+# stop_broker NAME: SIGTERM, and complain unless it exits 0.
+stop_broker() {
+	kill -TERM "$pid"
+	status=0
+	wait "$pid" || status=$?
+	pid=
+	if [ "$status" -ne 0 ]; then
+		echo "run.sh: broker exited with status $status on SIGTERM" >&2
+		tail -n 20 "$tmp/$1/broker.log" >&2
+	fi
+}
+
+# run_phase NAME [options]: one broker, one phase, rows added to $tmp/rows.
+run_phase() {
+	name=$1
+	shift
+	start_broker "$name"
+	echo "run.sh: phase $name against $farm (pid $pid)" >&2
+	if ! "$bench" --tracker "$farm" --pid "$pid" --phase "$name" "$@" \
+		>>"$tmp/rows"; then
+		echo "run.sh: phase $name failed; broker log tail:" >&2
+		tail -n 20 "$tmp/$name/broker.log" >&2
+		exit 1
+	fi
+	stop_broker "$name"
+}
+
+: >"$tmp/rows"
+run_phase cycles "$@"
+run_phase idle "$@"
+
+cat <<EOF
+### npufarm-broker tracker benchmark
+
+$(uname -srm), $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'), ledger in ${TMPDIR:-/tmp}
+
+| metric | npufarm-broker | baseline (same run) | ratio | target |
+|---|---|---|---|---|
+EOF
+cat "$tmp/rows"
