@@ -44,9 +44,12 @@ cli_get_json(const struct cli *cli, const char *path, json_t **ret_root)
 	r = http_get(cli->broker, path, cli->timeout_ms, &reply, &err);
 	if (r < 0) {
 		safe = format_escape(err.msg);
+		/* http_get() returns -EINVAL only for the URL itself. */
 		(void)fprintf(stderr,
-		    "npufarm: cannot reach the broker at %s: %s\n", cli->broker,
-		    safe);
+		    r == -EINVAL
+			? "npufarm: bad broker URL %s: %s\n"
+			: "npufarm: cannot reach the broker at %s: %s\n",
+		    cli->broker, safe);
 		free(safe);
 		return -1;
 	}

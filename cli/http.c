@@ -105,19 +105,15 @@ http_target_parse(const char *base_url, const char *path,
 	ret_t->port = evhttp_uri_get_port(uri);
 	if (ret_t->port < 0)
 		ret_t->port = 80;
-	if (ret_t->port == 0) {
-		r = err_set(err, -EINVAL, "port 0 is not a broker's port");
+	if (ret_t->port == 0 || ret_t->port > 65535) {
+		r = err_set(err, -EINVAL, "the port must be 1..65535");
 		goto out;
 	}
 	hlen = strlen(host);
 	if (host[0] == '[' && hlen > 2)
-		ret_t->host = strndup(host + 1, hlen - 2);
+		ret_t->host = xasprintf("%.*s", (int)(hlen - 2), host + 1);
 	else
-		ret_t->host = strdup(host);
-	if (ret_t->host == NULL) {
-		(void)fprintf(stderr, "npufarm: out of memory\n");
-		exit(1);
-	}
+		ret_t->host = xstrdup(host);
 	if (evhttp_uri_get_port(uri) >= 0)
 		ret_t->hosthdr = xasprintf("%s:%d", host, ret_t->port);
 	else
@@ -321,12 +317,16 @@ out:
 	return r;
 }
 
-/* Whether a failure on one address should move on to the next one. */
+/*
+ * Whether a failure on one address should move on to the next one: only
+ * quick refusals, so that a silent broker costs one timeout, not one per
+ * address.
+ */
 static bool
 http_try_next(int r)
 {
 	return r == -ECONNREFUSED || r == -EHOSTUNREACH || r == -ENETUNREACH ||
-	       r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT || r == -ETIMEDOUT;
+	       r == -EADDRNOTAVAIL || r == -EAFNOSUPPORT;
 }
 
 /*
@@ -334,8 +334,8 @@ http_try_next(int r)
  * may carry a path prefix, waiting at most @timeout_ms per address.  Any
  * HTTP status counts as success: returns 0 with @ret_reply filled (the
  * caller calls http_reply_deinit()), or -errno with @err saying why no
- * response came: -EINVAL (bad URL), -ENOENT (unknown host), -ECONNREFUSED,
- * -ETIMEDOUT, -EPROTO, -EFBIG...  Does not log.
+ * response came: -EINVAL (bad URL, and only then), -ENOENT (unknown host),
+ * -ECONNREFUSED, -ETIMEDOUT, -EPROTO, -EFBIG...  Does not log.
  */
 int
 http_get(const char *base_url, const char *path, int timeout_ms,
@@ -343,7 +343,7 @@ http_get(const char *base_url, const char *path, int timeout_ms,
 {
 	struct http_target t = {0};
 	struct addrinfo hints, *res = NULL, *ai;
-	char numhost[NI_MAXHOST];
+	char numhost[NI_MAXHOST], port[16];
 	int r, g;
 
 	r = http_target_parse(base_url, path, &t, err);
@@ -352,8 +352,10 @@ http_get(const char *base_url, const char *path, int timeout_ms,
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_ADDRCONFIG;
-	g = getaddrinfo(t.host, NULL, &hints, &res);
+	hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+	/* With the port as service, each ai_addr is ready for the probe. */
+	(void)snprintf(port, sizeof(port), "%d", t.port);
+	g = getaddrinfo(t.host, port, &hints, &res);
 	if (g != 0) {
 		r = err_set(err, g == EAI_SYSTEM ? -errno : -ENOENT,
 		    "cannot resolve '%s': %s", t.host,
@@ -365,21 +367,12 @@ http_get(const char *base_url, const char *path, int timeout_ms,
 		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, numhost,
 			sizeof(numhost), NULL, 0, NI_NUMERICHOST) != 0)
 			continue;
-		/* The probe in http_get_addr() needs the port in ai_addr. */
-		if (ai->ai_family == AF_INET)
-			((struct sockaddr_in *)ai->ai_addr)->sin_port =
-			    htons((unsigned short)t.port);
-		else if (ai->ai_family == AF_INET6)
-			((struct sockaddr_in6 *)ai->ai_addr)->sin6_port =
-			    htons((unsigned short)t.port);
-		else
-			continue;
 		r = http_get_addr(&t, numhost, ai, timeout_ms, ret_reply, err);
 		if (!http_try_next(r))
 			break;
 	}
 	if (r == -ENOENT && ai == NULL)
-		err_set(err, r, "'%s' has no usable address", t.host);
+		(void)err_set(err, r, "'%s' has no usable address", t.host);
 out:
 	if (res != NULL)
 		freeaddrinfo(res);
