@@ -445,6 +445,89 @@ START_TEST(test_signal_exit_clean)
 }
 END_TEST
 
+static const char *const deadlines[] = {"--unknown-key-grace", "0.3",
+    "--request-timeout", "0.8", NULL};
+
+static void
+start_deadlines(void)
+{
+	harness_broker_start(&b, deadlines);
+}
+
+START_TEST(test_unknown_key_fails_after_grace)
+{
+	struct tvmpeer *srv = peer(), *cli = peer();
+	char *s, *rows;
+
+	ck_assert_int_eq(tvmpeer_put(srv, "rk3399", 9090, "rk3399:0.1", NULL),
+	    0);
+	expect_hex(srv, TRK04);
+	ck_assert_int_eq(tvmpeer_request(cli, "rk3588x", "", 1), 0);
+	s = recv_text(cli);
+	ck_assert_str_eq(s, "[-1, \"npufarm: no board with key 'rk3588x' "
+			    "registered within 0.3 s (unknown_key_grace); keys "
+			    "with boards: 'rk3399'\"]");
+	free(s);
+	/* The connection stays usable, as TVM clients expect. */
+	ck_assert_int_eq(tvmpeer_ping(cli), 0);
+	expect_hex(cli, TRK04);
+	tvmpeer_free(cli);
+	tvmpeer_free(srv);
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	rows = harness_sql(b.db, "SELECT key, outcome, granted_us IS NULL "
+				 "FROM leases");
+	ck_assert_str_eq(rows, "rk3588x|rejected|1\n");
+	free(rows);
+}
+END_TEST
+
+START_TEST(test_request_timeout_expires)
+{
+	struct tvmpeer *srv = peer(), *a = peer(), *c = peer();
+	struct tvmpeer_grant g;
+	struct npufarm_err err;
+	char *s, *rows;
+
+	ck_assert_int_eq(tvmpeer_put(srv, "k", 9090, "k:0.1", NULL), 0);
+	expect_hex(srv, TRK04);
+	ck_assert_int_eq(tvmpeer_request(a, "k", "", 1), 0);
+	ck_assert_int_eq(tvmpeer_recv_grant(a, T_MS, &g, &err), 0);
+	/* The only board is leased: c waits past the grace (the key has a
+	 * board, so no "unknown key") until the request timeout. */
+	ck_assert_int_eq(tvmpeer_request(c, "k", "", 1), 0);
+	s = recv_text(c);
+	ck_assert_str_eq(s, "[-1, \"npufarm: no board of key 'k' became free "
+			    "within 0.8 s (request_timeout); 1 boards, 1 "
+			    "leased, 0 requests waiting\"]");
+	free(s);
+	tvmpeer_free(c);
+	tvmpeer_free(a);
+	tvmpeer_free(srv);
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	rows = harness_sql(b.db, "SELECT outcome FROM leases ORDER BY id");
+	ck_assert_str_eq(rows, "lost\nexpired\n");
+	free(rows);
+}
+END_TEST
+
+START_TEST(test_board_arriving_within_grace_is_granted)
+{
+	struct tvmpeer *srv, *cli = peer();
+	struct tvmpeer_grant g;
+	struct npufarm_err err;
+
+	ck_assert_int_eq(tvmpeer_request(cli, "late", "", 1), 0);
+	usleep(100000);
+	srv = peer();
+	ck_assert_int_eq(tvmpeer_put(srv, "late", 9090, "late:0.1", NULL), 0);
+	expect_hex(srv, TRK04);
+	ck_assert_int_eq(tvmpeer_recv_grant(cli, T_MS, &g, &err), 0);
+	ck_assert_str_eq(g.matchkey, "late:0.1");
+	tvmpeer_free(cli);
+	tvmpeer_free(srv);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -463,6 +546,13 @@ main(void)
 	tcase_add_test(tc, test_http_api_shows_boards_queue_leases);
 	tcase_add_test(tc, test_ledger_survives_restart);
 	tcase_add_test(tc, test_signal_exit_clean);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("deadlines");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, start_deadlines, stop);
+	tcase_add_test(tc, test_unknown_key_fails_after_grace);
+	tcase_add_test(tc, test_request_timeout_expires);
+	tcase_add_test(tc, test_board_arriving_within_grace_is_granted);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
