@@ -8,7 +8,10 @@
 #   bench/run.sh BUILD_DIR [npufarm-bench-tracker options...]
 #   e.g. bench/run.sh build --seconds 5
 #
-# TMPDIR chooses where the ledger lives (its fsyncs are part of the cost).
+# Both phases always run, each against its own broker (so no --phase).
+#
+# TMPDIR chooses where the ledger lives (its fsyncs are part of the cost);
+# NPUFARM_BROKER_ARGS adds broker options, e.g. "--ledger-sync normal".
 set -eu
 
 usage="usage: bench/run.sh BUILD_DIR [npufarm-bench-tracker options...]"
@@ -49,9 +52,11 @@ trap 'exit 130' INT TERM
 start_broker() {
 	dir=$tmp/$1
 	mkdir "$dir"
+	# shellcheck disable=SC2086 # NPUFARM_BROKER_ARGS holds several words
 	"$broker" --listen 127.0.0.1:0 --http 127.0.0.1:0 \
 		--db "$dir/ledger.db" --ready-file "$dir/ready.json" \
-		--max-connections 20000 2>"$dir/broker.log" &
+		--max-connections 20000 ${NPUFARM_BROKER_ARGS:-} \
+		2>"$dir/broker.log" &
 	pid=$!
 	tries=0
 	while [ ! -s "$dir/ready.json" ]; do
@@ -100,7 +105,7 @@ run_phase idle "$@"
 cat <<EOF
 ### npufarm-broker tracker benchmark
 
-$(uname -srm), $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'), ledger in ${TMPDIR:-/tmp}
+$(uname -srm), $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'), ledger in ${TMPDIR:-/tmp}${NPUFARM_BROKER_ARGS:+, broker options: $NPUFARM_BROKER_ARGS}
 
 | metric | npufarm-broker | baseline (same run) | ratio | target |
 |---|---|---|---|---|

@@ -546,30 +546,65 @@ row(const char *metric, const char *value, const char *baseline,
 	    target);
 }
 
+/* The same closed-loop run against the echo server, then the tracker. */
+static int
+load_pair(const struct bench_opts *o, const char *echo_addr, pid_t echo_pid,
+    struct load_result *ret_tracker, struct load_result *ret_echo,
+    struct npufarm_err *err)
+{
+	int r;
+
+	fprintf(stderr, "cycles: %lu servers, %lu clients, %lu s: echo\n",
+	    o->servers, o->clients, o->seconds);
+	r = load_run(o, echo_addr, true, echo_pid, ret_echo, err);
+	if (r < 0) {
+		err_prefix(err, "echo run: ");
+		return r;
+	}
+	fprintf(stderr, "cycles: %lu servers, %lu clients, %lu s: %s\n",
+	    o->servers, o->clients, o->seconds, o->tracker);
+	r = load_run(o, o->tracker, false, o->pid, ret_tracker, err);
+	if (r < 0)
+		err_prefix(err, "tracker run: ");
+	return r;
+}
+
+/* Rows for the p50 and p99 grant latency of @b against echo @e. */
+static void
+latency_rows(const struct load_result *b, const struct load_result *e,
+    const char *what, const char *target)
+{
+	char m[96], v[64], bl[64], ra[64];
+
+	(void)snprintf(m, sizeof(m), "grant latency p50 (%s)", what);
+	(void)snprintf(v, sizeof(v), "%.1f us", b->p50_us);
+	(void)snprintf(bl, sizeof(bl), "%.1f us echo p50", e->p50_us);
+	(void)snprintf(ra, sizeof(ra), "%.2fx", b->p50_us / e->p50_us);
+	row(m, v, bl, ra, target);
+	(void)snprintf(m, sizeof(m), "grant latency p99 (%s)", what);
+	(void)snprintf(v, sizeof(v), "%.1f us", b->p99_us);
+	(void)snprintf(bl, sizeof(bl), "%.1f us echo p99", e->p99_us);
+	(void)snprintf(ra, sizeof(ra), "%.2fx", b->p99_us / e->p99_us);
+	row(m, v, bl, ra, "-");
+}
+
+/*
+ * Throughput, latency and CPU at the configured load, then latency with a
+ * single client and server (no queueing: the per-request cost alone).
+ */
 static int
 bench_cycles(const struct bench_opts *o, const char *echo_addr, pid_t echo_pid,
     struct npufarm_err *err)
 {
+	struct bench_opts one = *o;
 	struct load_result b = {0}, e = {0};
 	char m[96], v[64], bl[64], ra[64];
 	double rate_b, rate_e, cpu_b, cpu_e;
 	int r;
 
-	fprintf(stderr,
-	    "cycles: echo baseline, %lu servers, %lu clients, "
-	    "%lu s\n",
-	    o->servers, o->clients, o->seconds);
-	r = load_run(o, echo_addr, true, echo_pid, &e, err);
-	if (r < 0) {
-		err_prefix(err, "echo run: ");
+	r = load_pair(o, echo_addr, echo_pid, &b, &e, err);
+	if (r < 0)
 		return r;
-	}
-	fprintf(stderr, "cycles: tracker %s\n", o->tracker);
-	r = load_run(o, o->tracker, false, o->pid, &b, err);
-	if (r < 0) {
-		err_prefix(err, "tracker run: ");
-		return r;
-	}
 	rate_b = (double)b.cycles / b.seconds;
 	rate_e = (double)e.cycles / e.seconds;
 	(void)snprintf(m, sizeof(m),
@@ -580,18 +615,8 @@ bench_cycles(const struct bench_opts *o, const char *echo_addr, pid_t echo_pid,
 	/* An echo cycle is two framed round trips (client's and server's). */
 	(void)snprintf(ra, sizeof(ra), "cycle = %.1f RT", 2 * rate_e / rate_b);
 	row(m, v, bl, ra, ">= 50000");
-	(void)snprintf(
-	    m, sizeof(m), "grant latency p50 (%lu clients)", o->clients);
-	(void)snprintf(v, sizeof(v), "%.1f us", b.p50_us);
-	(void)snprintf(bl, sizeof(bl), "%.1f us echo p50", e.p50_us);
-	(void)snprintf(ra, sizeof(ra), "%.2fx", b.p50_us / e.p50_us);
-	row(m, v, bl, ra, "<= 200 us");
-	(void)snprintf(
-	    m, sizeof(m), "grant latency p99 (%lu clients)", o->clients);
-	(void)snprintf(v, sizeof(v), "%.1f us", b.p99_us);
-	(void)snprintf(bl, sizeof(bl), "%.1f us echo p99", e.p99_us);
-	(void)snprintf(ra, sizeof(ra), "%.2fx", b.p99_us / e.p99_us);
-	row(m, v, bl, ra, "-");
+	(void)snprintf(m, sizeof(m), "%lu clients", o->clients);
+	latency_rows(&b, &e, m, "<= 200 us");
 	if (b.cpu_s >= 0 && e.cpu_s >= 0 && b.cycles > 0 && e.cycles > 0) {
 		cpu_b = b.cpu_s / (double)b.cycles * 1e6;
 		cpu_e = e.cpu_s / (double)e.cycles * 1e6 / 2;
@@ -601,12 +626,28 @@ bench_cycles(const struct bench_opts *o, const char *echo_addr, pid_t echo_pid,
 		(void)snprintf(
 		    ra, sizeof(ra), "cycle = %.1f RT", cpu_b / cpu_e);
 		row("tracker CPU per lease cycle", v, bl, ra, "-");
+		/* ~100% of one core: the far end, not the generator, was the
+		 * limit. */
+		(void)snprintf(
+		    v, sizeof(v), "%.0f%%", 100 * b.cpu_s / b.seconds);
+		(void)snprintf(bl, sizeof(bl), "%.0f%% echo server",
+		    100 * e.cpu_s / e.seconds);
+		row("tracker CPU in the window (100% = 1 core)", v, bl, "-",
+		    "-");
 	}
 	(void)snprintf(
 	    v, sizeof(v), "%.2f us", b.self_cpu_s / (double)b.cycles * 1e6);
 	(void)snprintf(bl, sizeof(bl), "%.2f us in the echo run",
 	    e.self_cpu_s / (double)e.cycles * 1e6);
 	row("load generator CPU per cycle", v, bl, "-", "-");
+
+	one.clients = 1;
+	one.servers = 2; /* one is always free: no wait for a PUT */
+	one.seconds = 1;
+	r = load_pair(&one, echo_addr, echo_pid, &b, &e, err);
+	if (r < 0)
+		return r;
+	latency_rows(&b, &e, "1 client, unloaded", "-");
 	return 0;
 }
 
