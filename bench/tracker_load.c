@@ -626,8 +626,7 @@ bench_cycles(const struct bench_opts *o, const char *echo_addr, pid_t echo_pid,
 		(void)snprintf(
 		    ra, sizeof(ra), "cycle = %.1f RT", cpu_b / cpu_e);
 		row("tracker CPU per lease cycle", v, bl, ra, "-");
-		/* ~100% of one core: the far end, not the generator, was the
-		 * limit. */
+		/* Near 100%: the far end, not the generator, set the pace. */
 		(void)snprintf(
 		    v, sizeof(v), "%.0f%%", 100 * b.cpu_s / b.seconds);
 		(void)snprintf(bl, sizeof(bl), "%.0f%% echo server",
