@@ -401,6 +401,10 @@ sim_parse(struct sim *s, bool tune, int argc, char **argv)
 	return r;
 }
 
+/*
+ * Exit status: 0 when every request was granted (tune) or the boards were
+ * stopped by SIGTERM/SIGINT (boards), 1 otherwise, 2 for a usage error.
+ */
 int
 main(int argc, char **argv)
 {
