@@ -105,7 +105,11 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	bufferevent_setwatermark(c->bev, EV_READ, 0,
 	    (size_t)srv->cfg->max_frame + FRAME_HEADER_SIZE);
 	bufferevent_set_timeouts(c->bev, srv->tv_handshake, NULL);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	/* EV_WRITE stays off: conn_flush() writes replies directly and only
+	 * asks the loop for writability when the socket is full.  (A new
+	 * bufferevent starts with EV_WRITE enabled.) */
+	bufferevent_disable(c->bev, EV_WRITE);
+	bufferevent_enable(c->bev, EV_READ);
 	log_debug("conn %llu %s: accepted", (unsigned long long)c->id, c->peer);
 }
 
@@ -148,9 +152,36 @@ conn_close(struct conn *c, const char *fmt, ...)
 		tracker_conn_closed(c);
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_set_timeouts(c->bev, NULL, c->srv->tv_handshake);
-	/* Runs conn_writecb from the loop, which frees once output drained. */
+	conn_flush(c);
+	/* Runs conn_writecb from the loop, which frees once output drained
+	 * (at once if conn_flush() wrote everything). */
 	bufferevent_trigger(c->bev, EV_WRITE,
 	    BEV_TRIG_IGNORE_WATERMARKS | BEV_TRIG_DEFER_CALLBACKS);
+}
+
+/*
+ * Write @c's queued output now, without a trip through the event loop:
+ * replies leave in the callback that produced them, and a connection whose
+ * socket keeps up never has its write interest registered with epoll.  If
+ * the socket is full, EV_WRITE is enabled and conn_writecb() finishes the
+ * job.  Errors are left for the bufferevent to report through
+ * conn_eventcb().
+ */
+void
+conn_flush(struct conn *c)
+{
+	struct evbuffer *out = bufferevent_get_output(c->bev);
+
+	if (evbuffer_get_length(out) == 0 ||
+	    (bufferevent_get_enabled(c->bev) & EV_WRITE))
+		return;
+	/* A bufferevent keeps the front of its output frozen so only it
+	 * drains it; thaw it for the duration of our own write. */
+	(void)evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write(out, bufferevent_getfd(c->bev));
+	(void)evbuffer_freeze(out, 1);
+	if (evbuffer_get_length(out) > 0)
+		bufferevent_enable(c->bev, EV_WRITE);
 }
 
 /*
@@ -225,6 +256,8 @@ conn_readcb(struct bufferevent *bev, void *arg)
 	}
 	if (c->state == CONN_READY && c->proto == CONN_PROTO_TRACKER)
 		tracker_conn_read(c);
+	if (c->state != CONN_CLOSING)
+		conn_flush(c);
 }
 
 static void
@@ -232,9 +265,13 @@ conn_writecb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->state == CONN_CLOSING &&
-	    evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+		return;
+	if (c->state == CONN_CLOSING)
 		conn_free(c);
+	else
+		bufferevent_disable(
+		    bev, EV_WRITE); /* drained: back to direct */
 }
 
 static void

@@ -47,6 +47,7 @@ void conn_accept(
 void conn_close(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void conn_free(struct conn *c);
+void conn_flush(struct conn *c);
 int conn_peer_gone(const struct conn *c);
 
 #define log_conn(c, level, fmt, ...)                                      \

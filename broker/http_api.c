@@ -158,6 +158,8 @@ get_boards(struct http_api *api, struct evhttp_request *req)
 	if (x.list == NULL || x.live == NULL)
 		goto oom;
 	(void)tracker_flush_boards(api->srv);
+	/* Read our own writes; a failed batch was already logged. */
+	(void)ledger_sync(api->srv->ledger, NULL);
 	tracker_foreach_board(api->srv, live_board_cb, &x);
 	if (ledger_foreach_board(api->srv->ledger, ledger_board_cb, &x, &err) !=
 	    0) {
@@ -295,6 +297,7 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 		}
 	}
 	evhttp_clear_headers(&q);
+	(void)ledger_sync(api->srv->ledger, NULL);
 	list = json_array();
 	if (list == NULL || ledger_foreach_lease(api->srv->ledger, (int)limit,
 				lease_cb, list, &err) != 0) {

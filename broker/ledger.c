@@ -1,9 +1,17 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * sqlite ledger.  Schema changes are append-only entries of migrations[];
- * user_version records how many have run.  Statements are prepared once and
- * reset (and unbound) after every use, on every path, so no statement keeps
- * a read transaction open.
+ * sqlite ledger with a writer thread.
+ *
+ * Loop thread: a read connection (migrations at open, queries), the id
+ * counters, a map of known boards, and the batch being filled.  Writer
+ * thread: its own connection and the prepared write statements; it takes
+ * every submitted batch, runs them in one BEGIN IMMEDIATE ... COMMIT, and
+ * records how far it got.  The two share only the queue of submitted
+ * batches and the progress counters, under one mutex.
+ *
+ * Schema changes are append-only entries of migrations[]; user_version
+ * records how many have run.  Statements are reset and unbound after every
+ * use, on every path, so no statement keeps a read transaction open.
  */
 #include "config.h"
 
@@ -11,14 +19,18 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <pthread.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <time.h>
 
 #include <sqlite3.h>
 
 #include "err.h"
+#include "log.h"
 
 static const char *const migrations[] = {
     /* 1: boards, leases, events and the documented views. */
@@ -85,70 +97,123 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-enum ledger_stmt {
-	ST_BEGIN,
-	ST_COMMIT,
-	ST_ROLLBACK,
-	ST_BOARD_UPSERT,
-	ST_BOARD_STATE,
-	ST_BOARDS_RESET,
-	ST_LEASES_RESET,
-	ST_LEASE_INSERT,
-	ST_LEASE_RELEASE,
-	ST_EVENT,
-	ST_BOARDS_ALL,
-	ST_LEASES_RECENT,
-	ST_MAX,
+/* Writes, executed by the writer thread. */
+enum op_kind {
+	OP_BOARD_INSERT,
+	OP_BOARD_TOUCH,
+	OP_BOARD_STATE,
+	OP_BOARDS_RESET,
+	OP_LEASES_RESET,
+	OP_LEASE_INSERT,
+	OP_LEASE_RELEASE,
+	OP_EVENT,
+	OP_MAX,
 };
 
-static const char *const stmt_sql[ST_MAX] = {
-    [ST_BEGIN] = "BEGIN IMMEDIATE",
-    [ST_COMMIT] = "COMMIT",
-    [ST_ROLLBACK] = "ROLLBACK",
-    [ST_BOARD_UPSERT] =
-	"INSERT INTO boards (kind, key, address, name, state,"
-	" first_seen_us, last_seen_us) VALUES (?1, ?2, ?3, ?3, 'idle', ?4, ?4)"
-	" ON CONFLICT (kind, key, address) DO UPDATE SET state = 'idle',"
-	" last_seen_us = ?4, detail = NULL RETURNING id",
-    [ST_BOARD_STATE] = "UPDATE boards SET state = ?2, detail = ?3,"
-		       " last_seen_us = ?4 WHERE id = ?1",
-    [ST_BOARDS_RESET] = "UPDATE boards SET state = 'offline',"
-			" detail = 'broker restarted', last_seen_us = ?1"
-			" WHERE state != 'offline'",
-    [ST_LEASES_RESET] =
-	"UPDATE leases SET released_us = ?1, detail = 'broker restarted"
+static const char *const op_sql[OP_MAX] = {
+    [OP_BOARD_INSERT] =
+	"INSERT INTO boards (id, kind, key, address, name, state,"
+	" first_seen_us, last_seen_us) VALUES (?1, ?2, ?3, ?4, ?4, 'idle',"
+	" ?5, ?5)",
+    [OP_BOARD_TOUCH] = "UPDATE boards SET state = 'idle', last_seen_us = ?5,"
+		       " detail = NULL WHERE id = ?1",
+    [OP_BOARD_STATE] = "UPDATE boards SET state = ?2, detail = ?3,"
+		       " last_seen_us = ?5 WHERE id = ?1",
+    [OP_BOARDS_RESET] =
+	"UPDATE boards SET state = 'offline', detail = 'broker restarted',"
+	" last_seen_us = ?5 WHERE state != 'offline'",
+    [OP_LEASES_RESET] =
+	"UPDATE leases SET released_us = ?5, detail = 'broker restarted"
 	" while the lease was open; how the session ended was not observed'"
 	" WHERE released_us IS NULL",
-    [ST_LEASE_INSERT] =
-	"INSERT INTO leases (key, user, peer, priority, requested_us,"
+    [OP_LEASE_INSERT] =
+	"INSERT INTO leases (id, key, user, peer, priority, requested_us,"
 	" granted_us, released_us, board_id, matchkey, outcome, detail)"
-	" VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    [ST_LEASE_RELEASE] = "UPDATE leases SET released_us = ?2, outcome = ?3,"
-			 " detail = ?4 WHERE id = ?1",
-    [ST_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail)"
-		 " VALUES (?1, ?2, ?3, ?4)",
-    [ST_BOARDS_ALL] = "SELECT id, kind, key, address, name, state,"
+	" VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8, ?10, ?11, ?12)",
+    [OP_LEASE_RELEASE] = "UPDATE leases SET released_us = ?5,"
+			 " outcome = ?2, detail = ?3 WHERE id = ?1",
+    [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail)"
+		 " VALUES (?5, ?2, ?8, ?3)",
+};
+
+/*
+ * One write.  Parameters are bound by number: ?1 id, ?2..?4 and ?10..?12
+ * strings, ?5..?7 times, ?8 board id, ?9 priority.  Zero times and ids and
+ * NULL strings bind as SQL NULL.
+ */
+#define OP_NSTR 6
+static const int op_str_param[OP_NSTR] = {2, 3, 4, 10, 11, 12};
+
+struct op {
+	enum op_kind kind;
+	int64_t id;
+	int64_t t[3];     /* ?5 ?6 ?7 */
+	int64_t board_id; /* ?8 */
+	double priority;  /* ?9 */
+	const char *s[OP_NSTR];
+	STAILQ_ENTRY(op) link;
+	char strings[]; /* the bytes s[] point into */
+};
+
+STAILQ_HEAD(op_list, op);
+
+enum read_stmt {
+	RD_BOARDS_ALL,
+	RD_LEASES_RECENT,
+	RD_MAX,
+};
+
+static const char *const read_sql[RD_MAX] = {
+    [RD_BOARDS_ALL] = "SELECT id, kind, key, address, name, state,"
 		      " first_seen_us, last_seen_us, detail FROM boards"
 		      " ORDER BY key, name",
-    [ST_LEASES_RECENT] =
+    [RD_LEASES_RECENT] =
 	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
 	" l.granted_us, l.released_us, l.board_id, b.name, l.matchkey,"
 	" l.outcome, l.detail FROM leases l LEFT JOIN boards b"
 	" ON b.id = l.board_id ORDER BY l.id DESC LIMIT ?1",
 };
 
+struct board_id {
+	int64_t id;
+	char name[]; /* kind NUL key NUL address */
+};
+
 struct ledger {
-	sqlite3 *db;
-	sqlite3_stmt *st[ST_MAX];
-	bool in_txn;            /* a BEGIN IMMEDIATE is open */
-	ledger_dirty_fn *dirty; /* called when a transaction opens */
+	/* Loop thread only. */
+	sqlite3 *db; /* reads */
+	sqlite3_stmt *rd[RD_MAX];
+	struct op_list batch; /* writes not yet submitted */
+	size_t nbatch;
+	ledger_dirty_fn *dirty; /* called when a batch starts */
 	void *dirty_arg;
+	void *boards; /* tsearch of struct board_id */
+	int64_t next_board_id, next_lease_id;
+	uint64_t submitted; /* batches handed to the writer */
+
+	/* Writer thread only. */
+	sqlite3 *wdb;
+	sqlite3_stmt *wr[OP_MAX];
+	sqlite3_stmt *w_begin, *w_commit, *w_rollback;
+
+	/* Shared, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t work;  /* writer: queue non-empty or stop */
+	pthread_cond_t done;  /* loop: progress was made */
+	struct op_list queue; /* submitted, not yet taken */
+	uint64_t queued;      /* batches in queue, cumulative */
+	uint64_t committed;   /* batches finished (ok or failed) */
+	uint64_t commits;     /* transactions committed */
+	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
+	bool stop;
+	bool thread_started;
+	pthread_t thread;
 };
 
 static int
-ledger_fail(struct ledger *l, struct npufarm_err *err, const char *what)
+db_fail(sqlite3 *db, struct npufarm_err *err, const char *what)
 {
-	int rc = sqlite3_extended_errcode(l->db);
+	int rc = sqlite3_extended_errcode(db);
 	int code = -EIO;
 
 	if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
@@ -156,7 +221,7 @@ ledger_fail(struct ledger *l, struct npufarm_err *err, const char *what)
 	else if ((rc & 0xff) == SQLITE_NOMEM)
 		code = -ENOMEM;
 	return err_set(err, code, "ledger %s: %s (sqlite error %d)", what,
-	    sqlite3_errmsg(l->db), rc);
+	    sqlite3_errmsg(db), rc);
 }
 
 static void
@@ -177,12 +242,12 @@ ledger_now_us(void)
 }
 
 static int
-exec_sql(struct ledger *l, const char *sql, struct npufarm_err *err)
+exec_sql(sqlite3 *db, const char *sql, struct npufarm_err *err)
 {
 	char *msg = NULL;
 	int r;
 
-	if (sqlite3_exec(l->db, sql, NULL, NULL, &msg) == SQLITE_OK)
+	if (sqlite3_exec(db, sql, NULL, NULL, &msg) == SQLITE_OK)
 		return 0;
 	r = err_set(err, -EIO, "ledger: %s", msg ? msg : "exec failed");
 	sqlite3_free(msg);
@@ -190,20 +255,20 @@ exec_sql(struct ledger *l, const char *sql, struct npufarm_err *err)
 }
 
 static int
-migrate(struct ledger *l, struct npufarm_err *err)
+migrate(sqlite3 *db, struct npufarm_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	char sql[64];
 	int version, r;
 	size_t i;
 
-	r = exec_sql(l, "BEGIN IMMEDIATE", err);
+	r = exec_sql(db, "BEGIN IMMEDIATE", err);
 	if (r < 0)
 		return r;
-	if (sqlite3_prepare_v2(l->db, "PRAGMA user_version", -1, &st, NULL) !=
+	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) !=
 		SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
-		r = ledger_fail(l, err, "reading user_version");
+		r = db_fail(db, err, "reading user_version");
 		goto fail;
 	}
 	version = sqlite3_column_int(st, 0);
@@ -215,29 +280,295 @@ migrate(struct ledger *l, struct npufarm_err *err)
 		goto fail;
 	}
 	for (i = (size_t)version; i < N_MIGRATIONS; i++) {
-		r = exec_sql(l, migrations[i], err);
+		r = exec_sql(db, migrations[i], err);
 		if (r < 0)
 			goto fail;
 	}
 	(void)snprintf(
 	    sql, sizeof(sql), "PRAGMA user_version = %zu", N_MIGRATIONS);
-	r = exec_sql(l, sql, err);
+	r = exec_sql(db, sql, err);
 	if (r < 0)
 		goto fail;
 	sqlite3_finalize(st);
-	return exec_sql(l, "COMMIT", err);
+	return exec_sql(db, "COMMIT", err);
 fail:
 	sqlite3_finalize(st);
-	(void)sqlite3_exec(l->db, "ROLLBACK", NULL, NULL, NULL);
+	(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	return r;
+}
+
+static int
+db_open(
+    const char *path, bool sync_full, sqlite3 **ret, struct npufarm_err *err)
+{
+	sqlite3 *db = NULL;
+	int r;
+
+	if (sqlite3_open_v2(path, &db,
+		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+		    SQLITE_OPEN_NOMUTEX,
+		NULL) != SQLITE_OK) {
+		r = err_set(
+		    err, -EIO, "%s", db ? sqlite3_errmsg(db) : "out of memory");
+		sqlite3_close(db);
+		return r;
+	}
+	sqlite3_extended_result_codes(db, 1);
+	sqlite3_busy_timeout(db, 5000);
+	r = exec_sql(db, "PRAGMA journal_mode = WAL", err);
+	if (r >= 0)
+		r = exec_sql(db,
+		    sync_full ? "PRAGMA synchronous = FULL"
+			      : "PRAGMA synchronous = NORMAL",
+		    err);
+	if (r >= 0)
+		r = exec_sql(db, "PRAGMA foreign_keys = ON", err);
+	if (r < 0) {
+		sqlite3_close(db);
+		return r;
+	}
+	*ret = db;
+	return 0;
+}
+
+static int
+board_id_cmp(const void *a, const void *b)
+{
+	const struct board_id *x = a, *y = b;
+	const char *p = x->name, *q = y->name;
+	int i, c;
+
+	/* Three NUL-separated fields. */
+	for (i = 0; i < 3; i++) {
+		c = strcmp(p, q);
+		if (c != 0)
+			return c;
+		p += strlen(p) + 1;
+		q += strlen(q) + 1;
+	}
+	return 0;
+}
+
+static struct board_id *
+board_id_new(const char *kind, const char *key, const char *address, int64_t id)
+{
+	size_t a = strlen(kind) + 1, b = strlen(key) + 1,
+	       c = strlen(address) + 1;
+	struct board_id *bi = malloc(sizeof(*bi) + a + b + c);
+
+	if (bi == NULL)
+		return NULL;
+	bi->id = id;
+	memcpy(bi->name, kind, a);
+	memcpy(bi->name + a, key, b);
+	memcpy(bi->name + a + b, address, c);
+	return bi;
+}
+
+static int
+load_state(struct ledger *l, struct npufarm_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc, r = 0;
+
+	if (sqlite3_prepare_v2(l->db,
+		"SELECT (SELECT ifnull(max(id), 0) FROM boards),"
+		" (SELECT ifnull(max(id), 0) FROM leases)",
+		-1, &st, NULL) != SQLITE_OK ||
+	    sqlite3_step(st) != SQLITE_ROW) {
+		r = db_fail(l->db, err, "reading ids");
+		goto out;
+	}
+	l->next_board_id = sqlite3_column_int64(st, 0) + 1;
+	l->next_lease_id = sqlite3_column_int64(st, 1) + 1;
+	sqlite3_finalize(st);
+	if (sqlite3_prepare_v2(l->db,
+		"SELECT id, kind, key, address FROM boards", -1, &st,
+		NULL) != SQLITE_OK) {
+		r = db_fail(l->db, err, "reading boards");
+		goto out;
+	}
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct board_id *bi =
+		    board_id_new((const char *)sqlite3_column_text(st, 1),
+			(const char *)sqlite3_column_text(st, 2),
+			(const char *)sqlite3_column_text(st, 3),
+			sqlite3_column_int64(st, 0));
+
+		if (bi == NULL ||
+		    tsearch(bi, &l->boards, board_id_cmp) == NULL) {
+			free(bi);
+			r = err_set(err, -ENOMEM, "out of memory");
+			goto out;
+		}
+	}
+	if (rc != SQLITE_DONE)
+		r = db_fail(l->db, err, "reading boards");
+out:
+	sqlite3_finalize(st);
+	return r;
+}
+
+static void
+op_free_list(struct op_list *list)
+{
+	struct op *o;
+
+	while ((o = STAILQ_FIRST(list)) != NULL) {
+		STAILQ_REMOVE_HEAD(list, link);
+		free(o);
+	}
+}
+
+static int
+bind_op(sqlite3_stmt *st, const struct op *o)
+{
+	int i, n = sqlite3_bind_parameter_count(st), rc = SQLITE_OK;
+
+	for (i = 1; i <= n && rc == SQLITE_OK; i++) {
+		int k;
+
+		switch (i) {
+		case 1:
+			rc = sqlite3_bind_int64(st, i, o->id);
+			break;
+		case 5:
+		case 6:
+		case 7:
+			rc = o->t[i - 5]
+				 ? sqlite3_bind_int64(st, i, o->t[i - 5])
+				 : sqlite3_bind_null(st, i);
+			break;
+		case 8:
+			rc = o->board_id
+				 ? sqlite3_bind_int64(st, i, o->board_id)
+				 : sqlite3_bind_null(st, i);
+			break;
+		case 9:
+			rc = sqlite3_bind_double(st, i, o->priority);
+			break;
+		default:
+			for (k = 0; k < OP_NSTR; k++)
+				if (op_str_param[k] == i)
+					break;
+			if (k == OP_NSTR || o->s[k] == NULL)
+				rc = sqlite3_bind_null(st, i);
+			else
+				rc = sqlite3_bind_text(
+				    st, i, o->s[k], -1, SQLITE_STATIC);
+			break;
+		}
+	}
+	return rc;
+}
+
+static int
+run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
+{
+	sqlite3_stmt *st = l->wr[o->kind];
+	int r = 0;
+
+	if (bind_op(st, o) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+		r = db_fail(l->wdb, err, "write");
+	stmt_done(st);
 	return r;
 }
 
 /*
- * Open (creating if needed) the ledger at @path, apply pending migrations
- * and prepare every statement.  @sync_full selects synchronous=FULL (the
- * default: no committed row is lost on power failure) over NORMAL.  Returns
- * 0, -EIO/-EBUSY with sqlite's message, or -EPROTONOSUPPORT for a database
- * written by a newer broker.
+ * Run one transaction over @list.  A write that fails on its own (a
+ * constraint) is skipped and reported, the rest still commit; a failure
+ * that ends the transaction (I/O, disk full) loses the whole batch.
+ * Returns 0 or the first error, with its message in @err.
+ */
+static int
+write_batch(struct ledger *l, struct op_list *list, bool *ret_committed,
+    struct npufarm_err *err)
+{
+	struct npufarm_err e;
+	struct op *o;
+	int r = 0, rc;
+
+	*ret_committed = false;
+	rc = sqlite3_step(l->w_begin);
+	stmt_done(l->w_begin);
+	if (rc != SQLITE_DONE)
+		return db_fail(l->wdb, err, "begin");
+	STAILQ_FOREACH(o, list, link)
+	{
+		if (run_op(l, o, &e) >= 0)
+			continue;
+		if (r == 0) {
+			r = e.code;
+			if (err != NULL)
+				*err = e;
+		}
+		if (sqlite3_get_autocommit(l->wdb))
+			return r; /* sqlite rolled the transaction back */
+	}
+	rc = sqlite3_step(l->w_commit);
+	stmt_done(l->w_commit);
+	if (rc == SQLITE_DONE) {
+		*ret_committed = true;
+		return r;
+	}
+	r = db_fail(l->wdb, err, "commit");
+	if (!sqlite3_get_autocommit(l->wdb)) {
+		(void)sqlite3_step(l->w_rollback);
+		stmt_done(l->w_rollback);
+	}
+	return r;
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct ledger *l = arg;
+	struct npufarm_err err;
+	struct op_list list;
+	uint64_t upto;
+	time_t last_log = 0;
+	bool committed;
+	int r;
+
+	pthread_mutex_lock(&l->mu);
+	for (;;) {
+		while (STAILQ_EMPTY(&l->queue) && !l->stop)
+			pthread_cond_wait(&l->work, &l->mu);
+		if (STAILQ_EMPTY(&l->queue) && l->stop)
+			break;
+		STAILQ_INIT(&list);
+		STAILQ_CONCAT(&list, &l->queue);
+		upto = l->queued;
+		pthread_mutex_unlock(&l->mu);
+
+		r = write_batch(l, &list, &committed, &err);
+		op_free_list(&list);
+
+		pthread_mutex_lock(&l->mu);
+		l->committed = upto;
+		if (r < 0) {
+			time_t now = time(NULL);
+
+			/* Say so, at most once a second. */
+			memcpy(l->last_error, err.msg, sizeof(l->last_error));
+			if (now != last_log)
+				log_err("%s", err.msg);
+			last_log = now;
+		}
+		if (committed)
+			l->commits++;
+		pthread_cond_broadcast(&l->done);
+	}
+	pthread_mutex_unlock(&l->mu);
+	return NULL;
+}
+
+/*
+ * Open (creating if needed) the ledger at @path (a file: the writer thread
+ * opens it a second time), apply pending migrations and start the writer.
+ * @sync_full selects synchronous=FULL (the default: no committed row is
+ * lost on power failure) over NORMAL.  Returns 0, -EIO/-EBUSY with sqlite's
+ * message, or -EPROTONOSUPPORT for a ledger written by a newer broker.
  */
 int
 ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
@@ -249,38 +580,52 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
-	if (sqlite3_open_v2(path, &l->db,
-		SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
-		    SQLITE_OPEN_NOMUTEX,
-		NULL) != SQLITE_OK) {
-		r = err_set(err, -EIO, "ledger '%s': %s", path,
-		    l->db ? sqlite3_errmsg(l->db) : "out of memory");
-		goto fail;
-	}
-	sqlite3_extended_result_codes(l->db, 1);
-	sqlite3_busy_timeout(l->db, 5000);
-	r = exec_sql(l, "PRAGMA journal_mode = WAL", err);
+	STAILQ_INIT(&l->batch);
+	STAILQ_INIT(&l->queue);
+	pthread_mutex_init(&l->mu, NULL);
+	pthread_cond_init(&l->work, NULL);
+	pthread_cond_init(&l->done, NULL);
+	r = db_open(path, sync_full, &l->db, err);
 	if (r >= 0)
-		r = exec_sql(l,
-		    sync_full ? "PRAGMA synchronous = FULL"
-			      : "PRAGMA synchronous = NORMAL",
-		    err);
+		r = migrate(l->db, err);
 	if (r >= 0)
-		r = exec_sql(l, "PRAGMA foreign_keys = ON", err);
+		r = load_state(l, err);
 	if (r >= 0)
-		r = migrate(l, err);
+		r = db_open(path, sync_full, &l->wdb, err);
 	if (r < 0) {
 		err_prefix(err, "ledger '%s': ", path);
 		goto fail;
 	}
-	for (i = 0; i < ST_MAX; i++) {
-		if (sqlite3_prepare_v3(l->db, stmt_sql[i], -1,
-			SQLITE_PREPARE_PERSISTENT, &l->st[i],
+	for (i = 0; i < RD_MAX; i++)
+		if (sqlite3_prepare_v3(l->db, read_sql[i], -1,
+			SQLITE_PREPARE_PERSISTENT, &l->rd[i],
 			NULL) != SQLITE_OK) {
-			r = ledger_fail(l, err, "prepare");
+			r = db_fail(l->db, err, "prepare");
+			goto fail;
+		}
+	for (i = 0; i < OP_MAX; i++) {
+		if (sqlite3_prepare_v3(l->wdb, op_sql[i], -1,
+			SQLITE_PREPARE_PERSISTENT, &l->wr[i],
+			NULL) != SQLITE_OK) {
+			r = db_fail(l->wdb, err, "prepare");
 			goto fail;
 		}
 	}
+	if (sqlite3_prepare_v3(l->wdb, "BEGIN IMMEDIATE", -1,
+		SQLITE_PREPARE_PERSISTENT, &l->w_begin, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(l->wdb, "COMMIT", -1, SQLITE_PREPARE_PERSISTENT,
+		&l->w_commit, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v3(l->wdb, "ROLLBACK", -1,
+		SQLITE_PREPARE_PERSISTENT, &l->w_rollback, NULL) != SQLITE_OK) {
+		r = db_fail(l->wdb, err, "prepare");
+		goto fail;
+	}
+	r = -pthread_create(&l->thread, NULL, writer_main, l);
+	if (r < 0) {
+		err_set(err, r, "ledger: cannot start the writer thread");
+		goto fail;
+	}
+	l->thread_started = true;
 	*ret_ledger = l;
 	return 0;
 fail:
@@ -288,9 +633,15 @@ fail:
 	return r;
 }
 
+static void
+board_id_free(void *p)
+{
+	free(p);
+}
+
 /*
- * Commit anything pending, finalize every statement and close.  Accepts
- * NULL; returns NULL.
+ * Submit what is pending, wait for the writer to finish everything, stop
+ * it, finalize every statement and close.  Accepts NULL; returns NULL.
  */
 struct ledger *
 ledger_close(struct ledger *l)
@@ -299,20 +650,37 @@ ledger_close(struct ledger *l)
 
 	if (l == NULL)
 		return NULL;
-	if (l->in_txn)
+	if (l->thread_started) {
 		(void)ledger_commit(l, NULL);
-	for (i = 0; i < ST_MAX; i++)
-		sqlite3_finalize(l->st[i]);
-	if (l->db != NULL) {
-		rc = sqlite3_close(l->db);
-		assert(rc == SQLITE_OK);
-		(void)rc;
+		pthread_mutex_lock(&l->mu);
+		l->stop = true;
+		pthread_cond_signal(&l->work);
+		pthread_mutex_unlock(&l->mu);
+		pthread_join(l->thread, NULL);
 	}
+	op_free_list(&l->batch);
+	op_free_list(&l->queue);
+	for (i = 0; i < RD_MAX; i++)
+		sqlite3_finalize(l->rd[i]);
+	for (i = 0; i < OP_MAX; i++)
+		sqlite3_finalize(l->wr[i]);
+	sqlite3_finalize(l->w_begin);
+	sqlite3_finalize(l->w_commit);
+	sqlite3_finalize(l->w_rollback);
+	rc = sqlite3_close(l->wdb);
+	assert(rc == SQLITE_OK);
+	rc = sqlite3_close(l->db);
+	assert(rc == SQLITE_OK);
+	(void)rc;
+	tdestroy(l->boards, board_id_free);
+	pthread_cond_destroy(&l->work);
+	pthread_cond_destroy(&l->done);
+	pthread_mutex_destroy(&l->mu);
 	free(l);
 	return NULL;
 }
 
-/* Call @fn(@arg) whenever a write opens a new transaction. */
+/* Call @fn(@arg) whenever a write starts a new batch. */
 void
 ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg)
 {
@@ -320,98 +688,141 @@ ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg)
 	l->dirty_arg = arg;
 }
 
-/* True while writes are waiting for ledger_commit(). */
+/* True while writes wait in the batch for ledger_commit(). */
 bool
 ledger_pending(const struct ledger *l)
 {
-	return l->in_txn;
+	return l->nbatch > 0;
 }
 
-static int
-begin(struct ledger *l, struct npufarm_err *err)
+/*
+ * Hand the current batch to the writer thread and return at once.  The
+ * writes become durable when the writer's transaction commits (see
+ * ledger_sync()).  Always returns 0.
+ */
+int
+ledger_commit(struct ledger *l, struct npufarm_err *err)
 {
-	int rc;
-
-	if (l->in_txn)
+	(void)err;
+	if (l->nbatch == 0)
 		return 0;
-	rc = sqlite3_step(l->st[ST_BEGIN]);
-	stmt_done(l->st[ST_BEGIN]);
-	if (rc != SQLITE_DONE)
-		return ledger_fail(l, err, "begin");
-	l->in_txn = true;
-	if (l->dirty != NULL)
+	pthread_mutex_lock(&l->mu);
+	STAILQ_CONCAT(&l->queue, &l->batch);
+	l->queued++;
+	l->submitted = l->queued;
+	pthread_cond_signal(&l->work);
+	pthread_mutex_unlock(&l->mu);
+	l->nbatch = 0;
+	return 0;
+}
+
+/*
+ * Submit the batch and wait until the writer has finished every batch
+ * submitted so far, so reads see them.  Blocks the caller for at most the
+ * writer's current transaction plus this one.  Returns 0, or -EIO with the
+ * writer's most recent failure (once) in @err.
+ */
+int
+ledger_sync(struct ledger *l, struct npufarm_err *err)
+{
+	int r = 0;
+
+	(void)ledger_commit(l, NULL);
+	pthread_mutex_lock(&l->mu);
+	while (l->committed < l->submitted)
+		pthread_cond_wait(&l->done, &l->mu);
+	if (l->last_error[0] != '\0') {
+		r = err_set(err, -EIO, "%s", l->last_error);
+		l->last_error[0] = '\0';
+	}
+	pthread_mutex_unlock(&l->mu);
+	return r;
+}
+
+/* Transactions the writer has committed so far (for metrics and tests). */
+uint64_t
+ledger_commits(const struct ledger *l)
+{
+	struct ledger *m = (struct ledger *)l;
+	uint64_t n;
+
+	pthread_mutex_lock(&m->mu);
+	n = m->commits;
+	pthread_mutex_unlock(&m->mu);
+	return n;
+}
+
+/* Append a write to the batch; strings are copied.  -ENOMEM or 0. */
+static int
+op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
+{
+	size_t len[OP_NSTR], total = 0;
+	struct op *o;
+	char *p;
+	int i;
+
+	for (i = 0; i < OP_NSTR; i++) {
+		len[i] = tmpl->s[i] ? strlen(tmpl->s[i]) + 1 : 0;
+		total += len[i];
+	}
+	o = malloc(sizeof(*o) + total);
+	if (o == NULL)
+		return err_set(err, -ENOMEM, "ledger: out of memory");
+	memcpy(o, tmpl, sizeof(*o));
+	p = o->strings;
+	for (i = 0; i < OP_NSTR; i++) {
+		if (tmpl->s[i] == NULL)
+			continue;
+		memcpy(p, tmpl->s[i], len[i]);
+		o->s[i] = p;
+		p += len[i];
+	}
+	STAILQ_INSERT_TAIL(&l->batch, o, link);
+	if (l->nbatch++ == 0 && l->dirty != NULL)
 		l->dirty(l->dirty_arg);
 	return 0;
 }
 
 /*
- * Commit the open transaction, if any.  On failure the transaction is
- * rolled back (its writes are lost) and -EIO/-EBUSY is returned; the caller
- * logs it.
- */
-int
-ledger_commit(struct ledger *l, struct npufarm_err *err)
-{
-	int rc, r = 0;
-
-	if (!l->in_txn)
-		return 0;
-	rc = sqlite3_step(l->st[ST_COMMIT]);
-	stmt_done(l->st[ST_COMMIT]);
-	if (rc != SQLITE_DONE) {
-		r = ledger_fail(l, err, "commit");
-		if (!sqlite3_get_autocommit(l->db)) {
-			(void)sqlite3_step(l->st[ST_ROLLBACK]);
-			stmt_done(l->st[ST_ROLLBACK]);
-		}
-	}
-	l->in_txn = false;
-	return r;
-}
-
-static int
-bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-	if (s == NULL)
-		return sqlite3_bind_null(st, i);
-	return sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC);
-}
-
-static int
-bind_time(sqlite3_stmt *st, int i, int64_t us)
-{
-	if (us == 0)
-		return sqlite3_bind_null(st, i);
-	return sqlite3_bind_int64(st, i, us);
-}
-
-/*
  * Record that a board of @kind/@key at @address is online (idle), creating
- * its row the first time.  Returns its id in *ret_id.
+ * its row the first time.  Its id (stable across restarts) is returned in
+ * *ret_id at once.
  */
 int
 ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
     const char *address, int64_t now_us, int64_t *ret_id,
     struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->st[ST_BOARD_UPSERT];
+	struct board_id *probe, **found;
+	struct op o = {.t = {now_us}};
 	int r;
 
-	r = begin(l, err);
+	probe = board_id_new(kind, key, address, 0);
+	if (probe == NULL)
+		return err_set(err, -ENOMEM, "ledger: out of memory");
+	found = tfind(probe, &l->boards, board_id_cmp);
+	if (found != NULL) {
+		free(probe);
+		o.kind = OP_BOARD_TOUCH;
+		o.id = (*found)->id;
+	} else {
+		probe->id = l->next_board_id;
+		if (tsearch(probe, &l->boards, board_id_cmp) == NULL) {
+			free(probe);
+			return err_set(err, -ENOMEM, "ledger: out of memory");
+		}
+		l->next_board_id++;
+		o.kind = OP_BOARD_INSERT;
+		o.id = probe->id;
+		o.s[0] = kind;
+		o.s[1] = key;
+		o.s[2] = address;
+	}
+	r = op_add(l, &o, err);
 	if (r < 0)
 		return r;
-	if (bind_text(st, 1, kind) != SQLITE_OK ||
-	    bind_text(st, 2, key) != SQLITE_OK ||
-	    bind_text(st, 3, address) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 4, now_us) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_ROW) {
-		r = ledger_fail(l, err, "board upsert");
-		goto out;
-	}
-	*ret_id = sqlite3_column_int64(st, 0);
-out:
-	stmt_done(st);
-	return r;
+	*ret_id = o.id;
+	return 0;
 }
 
 /* Record a board state transition (state names: see the schema). */
@@ -419,34 +830,14 @@ int
 ledger_board_state(struct ledger *l, int64_t id, const char *state,
     const char *detail, int64_t now_us, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->st[ST_BOARD_STATE];
-	int r;
+	struct op o = {
+	    .kind = OP_BOARD_STATE,
+	    .id = id,
+	    .t = {now_us},
+	    .s = {state, detail},
+	};
 
-	r = begin(l, err);
-	if (r < 0)
-		return r;
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-	    bind_text(st, 2, state) != SQLITE_OK ||
-	    bind_text(st, 3, detail) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 4, now_us) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE)
-		r = ledger_fail(l, err, "board state");
-	stmt_done(st);
-	return r;
-}
-
-static int
-step_done(struct ledger *l, enum ledger_stmt which, int64_t now_us,
-    struct npufarm_err *err)
-{
-	sqlite3_stmt *st = l->st[which];
-	int r = 0;
-
-	if (sqlite3_bind_int64(st, 1, now_us) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE)
-		r = ledger_fail(l, err, "reset");
-	stmt_done(st);
-	return r;
+	return op_add(l, &o, err);
 }
 
 /*
@@ -457,14 +848,14 @@ step_done(struct ledger *l, enum ledger_stmt which, int64_t now_us,
 int
 ledger_boards_reset(struct ledger *l, int64_t now_us, struct npufarm_err *err)
 {
+	struct op o = {.kind = OP_BOARDS_RESET, .t = {now_us}};
 	int r;
 
-	r = begin(l, err);
-	if (r >= 0)
-		r = step_done(l, ST_BOARDS_RESET, now_us, err);
-	if (r >= 0)
-		r = step_done(l, ST_LEASES_RESET, now_us, err);
-	return r;
+	r = op_add(l, &o, err);
+	if (r < 0)
+		return r;
+	o.kind = OP_LEASES_RESET;
+	return op_add(l, &o, err);
 }
 
 /* Insert a lease row (granted, or ended without a grant).  Returns its id. */
@@ -472,32 +863,22 @@ int
 ledger_lease_insert(struct ledger *l, const struct ledger_lease *lease,
     int64_t *ret_id, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->st[ST_LEASE_INSERT];
+	struct op o = {
+	    .kind = OP_LEASE_INSERT,
+	    .id = l->next_lease_id,
+	    .t = {lease->requested_us, lease->granted_us, lease->released_us},
+	    .board_id = lease->board_id,
+	    .priority = lease->priority,
+	    .s = {lease->key, lease->user, lease->peer, lease->matchkey,
+		lease->outcome, lease->detail},
+	};
 	int r;
 
-	r = begin(l, err);
+	r = op_add(l, &o, err);
 	if (r < 0)
 		return r;
-	if (bind_text(st, 1, lease->key) != SQLITE_OK ||
-	    bind_text(st, 2, lease->user) != SQLITE_OK ||
-	    bind_text(st, 3, lease->peer) != SQLITE_OK ||
-	    sqlite3_bind_double(st, 4, lease->priority) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 5, lease->requested_us) != SQLITE_OK ||
-	    bind_time(st, 6, lease->granted_us) != SQLITE_OK ||
-	    bind_time(st, 7, lease->released_us) != SQLITE_OK ||
-	    (lease->board_id != 0 &&
-		sqlite3_bind_int64(st, 8, lease->board_id) != SQLITE_OK) ||
-	    bind_text(st, 9, lease->matchkey) != SQLITE_OK ||
-	    bind_text(st, 10, lease->outcome) != SQLITE_OK ||
-	    bind_text(st, 11, lease->detail) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE) {
-		r = ledger_fail(l, err, "lease insert");
-		goto out;
-	}
-	*ret_id = sqlite3_last_insert_rowid(l->db);
-out:
-	stmt_done(st);
-	return r;
+	*ret_id = l->next_lease_id++;
+	return 0;
 }
 
 /* Close lease @id at @released_us; @outcome NULL when not observed. */
@@ -505,20 +886,14 @@ int
 ledger_lease_release(struct ledger *l, int64_t id, int64_t released_us,
     const char *outcome, const char *detail, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->st[ST_LEASE_RELEASE];
-	int r;
+	struct op o = {
+	    .kind = OP_LEASE_RELEASE,
+	    .id = id,
+	    .t = {released_us},
+	    .s = {outcome, detail},
+	};
 
-	r = begin(l, err);
-	if (r < 0)
-		return r;
-	if (sqlite3_bind_int64(st, 1, id) != SQLITE_OK ||
-	    sqlite3_bind_int64(st, 2, released_us) != SQLITE_OK ||
-	    bind_text(st, 3, outcome) != SQLITE_OK ||
-	    bind_text(st, 4, detail) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE)
-		r = ledger_fail(l, err, "lease release");
-	stmt_done(st);
-	return r;
+	return op_add(l, &o, err);
 }
 
 /* Append to the event log; @board_id 0 for none. */
@@ -526,21 +901,14 @@ int
 ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->st[ST_EVENT];
-	int r;
+	struct op o = {
+	    .kind = OP_EVENT,
+	    .t = {now_us},
+	    .board_id = board_id,
+	    .s = {kind, detail},
+	};
 
-	r = begin(l, err);
-	if (r < 0)
-		return r;
-	if (sqlite3_bind_int64(st, 1, now_us) != SQLITE_OK ||
-	    bind_text(st, 2, kind) != SQLITE_OK ||
-	    (board_id != 0 &&
-		sqlite3_bind_int64(st, 3, board_id) != SQLITE_OK) ||
-	    bind_text(st, 4, detail) != SQLITE_OK ||
-	    sqlite3_step(st) != SQLITE_DONE)
-		r = ledger_fail(l, err, "event");
-	stmt_done(st);
-	return r;
+	return op_add(l, &o, err);
 }
 
 static const char *
@@ -550,14 +918,14 @@ col_text(sqlite3_stmt *st, int i)
 }
 
 /*
- * Call @fn for every board, ordered by key then name.  Stops early and
- * returns @fn's value when it returns non-zero.
+ * Call @fn for every committed board, ordered by key then name.  Stops
+ * early and returns @fn's value when it returns non-zero.
  */
 int
 ledger_foreach_board(
     struct ledger *l, ledger_board_fn *fn, void *arg, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->st[ST_BOARDS_ALL];
+	sqlite3_stmt *st = l->rd[RD_BOARDS_ALL];
 	int rc, r = 0;
 
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -578,21 +946,21 @@ ledger_foreach_board(
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = ledger_fail(l, err, "board query");
+		r = db_fail(l->db, err, "board query");
 	stmt_done(st);
 	return r;
 }
 
-/* Call @fn for the @limit most recent leases, newest first. */
+/* Call @fn for the @limit most recent committed leases, newest first. */
 int
 ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
     void *arg, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->st[ST_LEASES_RECENT];
+	sqlite3_stmt *st = l->rd[RD_LEASES_RECENT];
 	int rc, r = 0;
 
 	if (sqlite3_bind_int(st, 1, limit) != SQLITE_OK) {
-		r = ledger_fail(l, err, "lease query");
+		r = db_fail(l->db, err, "lease query");
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -617,7 +985,7 @@ ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = ledger_fail(l, err, "lease query");
+		r = db_fail(l->db, err, "lease query");
 out:
 	stmt_done(st);
 	return r;

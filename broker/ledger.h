@@ -2,10 +2,14 @@
 /*
  * The sqlite ledger: boards, leases and events, durable across restarts.
  *
- * Writes open a transaction lazily (BEGIN IMMEDIATE on the first write) and
- * ledger_commit() ends it; the broker commits once per event-loop
- * iteration, so a burst of grants costs one fsync.  One connection, used
- * only by the thread that opened it.
+ * Writes never block the event loop on the disk.  The loop thread records
+ * each write in the current batch (ids are assigned right there, so callers
+ * get them at once); ledger_commit() hands the batch to a writer thread that
+ * owns a second connection and commits every batch it finds waiting in one
+ * transaction (group commit: one fsync however many batches queued up while
+ * the previous fsync ran).  Reads run on the loop thread's own connection and
+ * see committed data; ledger_sync() waits for the writer first when a reader
+ * must see its own writes.  Every function here is for the loop thread.
  */
 #pragma once
 
@@ -59,6 +63,8 @@ void ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg);
 int64_t ledger_now_us(void);
 bool ledger_pending(const struct ledger *l);
 int ledger_commit(struct ledger *l, struct npufarm_err *err);
+int ledger_sync(struct ledger *l, struct npufarm_err *err);
+uint64_t ledger_commits(const struct ledger *l);
 
 int ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
     const char *address, int64_t now_us, int64_t *ret_id,

@@ -33,8 +33,9 @@
 #include "scheduler.h"
 #include "tracker.h"
 
-#define SERVER_PRIORITIES  3
-#define SERVER_PRIO_LEDGER 2
+#define SERVER_PRIORITIES     3
+#define SERVER_PRIO_LEDGER    2
+#define SERVER_BOARD_FLUSH_MS 200
 
 static void
 ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -42,9 +43,21 @@ ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = arg;
 	struct npufarm_err err;
 
-	(void)tracker_flush_boards(srv);
 	if (ledger_commit(srv->ledger, &err) < 0)
 		server_ledger_failed(srv, &err);
+}
+
+/*
+ * Board states (idle <-> leased) flip on every lease; writing each flip
+ * would double the ledger's work per lease cycle for a column that the
+ * leases table already implies.  They are written at most every
+ * SERVER_BOARD_FLUSH_MS, only the latest state per board, and on demand
+ * before the API reads them and at shutdown.
+ */
+static void
+board_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)tracker_flush_boards(arg);
 }
 
 static void
@@ -236,6 +249,8 @@ int
 server_new(const struct broker_config *cfg, struct server **ret_server,
     struct npufarm_err *err)
 {
+	static const struct timeval board_tv = {
+	    0, SERVER_BOARD_FLUSH_MS * 1000};
 	struct server *srv;
 	size_t i;
 	int r;
@@ -258,16 +273,20 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	srv->sched = sched_new();
 	srv->flush_ev = evtimer_new(srv->base, ledger_flush_cb, srv);
 	srv->accept_ev = evtimer_new(srv->base, accept_resume_cb, srv);
+	srv->board_ev =
+	    event_new(srv->base, -1, EV_PERSIST, board_flush_cb, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, hup_cb, srv);
 	if (srv->sched == NULL || srv->flush_ev == NULL ||
-	    srv->accept_ev == NULL || srv->sig_term == NULL ||
-	    srv->sig_int == NULL || srv->sig_hup == NULL ||
+	    srv->accept_ev == NULL || srv->board_ev == NULL ||
+	    srv->sig_term == NULL || srv->sig_int == NULL ||
+	    srv->sig_hup == NULL ||
 	    event_priority_set(srv->flush_ev, SERVER_PRIO_LEDGER) < 0 ||
 	    evsignal_add(srv->sig_term, NULL) < 0 ||
 	    evsignal_add(srv->sig_int, NULL) < 0 ||
-	    evsignal_add(srv->sig_hup, NULL) < 0) {
+	    evsignal_add(srv->sig_hup, NULL) < 0 ||
+	    event_add(srv->board_ev, &board_tv) < 0) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -282,8 +301,8 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r >= 0)
 		r = ledger_event(srv->ledger, "broker_start", 0,
 		    NPUFARM_VERSION, ledger_now_us(), err);
-	if (r >= 0)
-		r = ledger_commit(srv->ledger, err);
+	if (r >= 0) /* durable before we accept anyone */
+		r = ledger_sync(srv->ledger, err);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
@@ -346,6 +365,8 @@ server_free(struct server *srv)
 		event_free(srv->flush_ev);
 	if (srv->accept_ev)
 		event_free(srv->accept_ev);
+	if (srv->board_ev)
+		event_free(srv->board_ev);
 	if (srv->sig_term)
 		event_free(srv->sig_term);
 	if (srv->sig_int)

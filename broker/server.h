@@ -36,6 +36,7 @@ struct server {
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_ev;  /* commits the ledger once per iteration */
 	struct event *accept_ev; /* resumes accepting after EMFILE */
+	struct event *board_ev;  /* writes changed board states */
 	TAILQ_HEAD(, conn) conns;
 	size_t nconns;
 	uint64_t next_conn_id;

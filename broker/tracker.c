@@ -94,7 +94,8 @@ struct treq {
 };
 
 struct tracker_conn {
-	json_t *info; /* merged UPDATE_INFO objects, owned; NULL before */
+	char *info;     /* merged UPDATE_INFO, serialised as TVM would; NULL */
+	bool is_server; /* info "key" starts with "server": SUMMARY lists it */
 	TAILQ_HEAD(, board) boards;
 	TAILQ_HEAD(, treq) reqs;
 	size_t nreqs;
@@ -276,6 +277,7 @@ grant(struct treq *t, struct slot *s)
 			sched_queue_add_leased(b->queue, 1);
 		board_set_state(b, BOARD_LEASED);
 	}
+	conn_flush(t->conn);
 	log_info("lease %lld: '%s' board %s granted to %s after %.3f ms",
 	    l ? (long long)l->id : -1LL, t->key, b->address, t->conn->peer,
 	    (double)(now - t->requested_us) / 1000.0);
@@ -513,6 +515,8 @@ request_fail(struct treq *t, const char *outcome, const char *msg)
 	sched_queue_gc(q);
 	if (r < 0)
 		conn_close(c, "out of memory queueing a reply");
+	else
+		conn_flush(c);
 }
 
 static void
@@ -614,74 +618,111 @@ oom:
 	conn_close(c, "out of memory queueing a request");
 }
 
+/*
+ * UPDATE_INFO merges into the connection's info (TVM does dict.update) and
+ * substitutes the peer's IP for a null host (display only).  The result is
+ * kept serialised, since it is only ever sent back verbatim in SUMMARY:
+ * SUMMARY then costs a copy per server instead of a JSON encoding.
+ */
 static void
 handle_update_info(struct conn *c, const struct tvm_tracker_msg *m)
 {
 	struct tracker_conn *tc = c->tracker;
-	json_t *addr;
+	json_t *info = NULL, *addr, *key;
+	char *text;
 
-	if (tc->info == NULL && (tc->info = json_object()) == NULL)
+	if (tc->info != NULL)
+		info = json_loads(tc->info, 0, NULL);
+	else
+		info = json_object();
+	if (info == NULL || json_object_update(info, m->info) < 0)
 		goto oom;
-	if (json_object_update(tc->info, m->info) < 0)
-		goto oom;
-	/* TVM substitutes the peer's IP for a null host (display only). */
 	addr = json_pack("[sO]", m->info_host ? m->info_host : c->peer_host,
 	    json_array_get(json_object_get(m->info, "addr"), 1));
-	if (addr == NULL || json_object_set_new(tc->info, "addr", addr) < 0)
+	if (addr == NULL || json_object_set_new(info, "addr", addr) < 0)
 		goto oom;
+	text = json_util_dumps_py(info);
+	if (text == NULL)
+		goto oom;
+	key = json_object_get(info, "key");
+	tc->is_server = json_is_string(key) &&
+			strncmp(json_string_value(key), "server", 6) == 0;
+	free(tc->info);
+	tc->info = text;
+	json_decref(info);
 	reply_code(c, NPUFARM_TVM_SUCCESS);
 	return;
 oom:
+	json_decref(info);
 	conn_close(c, "out of memory storing UPDATE_INFO");
 }
 
-static json_t *
-summary_build(struct server *srv)
+static int
+add_json_string(struct evbuffer *out, const char *s)
 {
-	json_t *root, *qi, *si;
+	json_t *v = json_string(s);
+	char *text = v ? json_util_dumps_py(v) : NULL;
+	int r = text ? evbuffer_add(out, text, strlen(text)) : -1;
+
+	free(text);
+	json_decref(v);
+	return r;
+}
+
+/*
+ * [0, {"queue_info": {KEY: {"free": F, "pending": P}, ...},
+ *      "server_info": [INFO, ...]}] in json.dumps layout.
+ */
+static int
+summary_build(struct server *srv, struct evbuffer *body)
+{
 	struct sched_queue *q;
 	struct conn *c;
+	const char *sep = "";
+	int r;
 
-	root = json_pack(
-	    "[i{s{}s[]}]", NPUFARM_TVM_SUCCESS, "queue_info", "server_info");
-	if (root == NULL)
-		return NULL;
-	qi = json_object_get(json_array_get(root, 1), "queue_info");
-	si = json_object_get(json_array_get(root, 1), "server_info");
-	for (q = sched_queue_first(srv->sched); q; q = sched_queue_next(q)) {
-		if (json_object_set_new(qi, sched_queue_key(q),
-			json_pack("{sIsI}", "free",
-			    (json_int_t)sched_queue_free(q), "pending",
-			    (json_int_t)sched_queue_waiting(q))) < 0)
-			goto fail;
+	r = evbuffer_add_printf(
+	    body, "[%d, {\"queue_info\": {", NPUFARM_TVM_SUCCESS);
+	for (q = sched_queue_first(srv->sched); r >= 0 && q;
+	     q = sched_queue_next(q)) {
+		r = evbuffer_add_printf(body, "%s", sep);
+		if (r >= 0)
+			r = add_json_string(body, sched_queue_key(q));
+		if (r >= 0)
+			r = evbuffer_add_printf(body,
+			    ": {\"free\": %zu, \"pending\": %zu}",
+			    sched_queue_free(q), sched_queue_waiting(q));
+		sep = ", ";
 	}
+	if (r >= 0)
+		r = evbuffer_add_printf(body, "}, \"server_info\": [");
+	sep = "";
 	TAILQ_FOREACH(c, &srv->conns, link) {
-		json_t *key;
-
-		if (c->tracker == NULL || c->tracker->info == NULL)
+		if (r < 0)
+			break;
+		if (c->tracker == NULL || !c->tracker->is_server)
 			continue;
-		key = json_object_get(c->tracker->info, "key");
-		if (!json_is_string(key) ||
-		    strncmp(json_string_value(key), "server", 6) != 0)
-			continue;
-		if (json_array_append(si, c->tracker->info) < 0)
-			goto fail;
+		r = evbuffer_add(body, sep, strlen(sep));
+		if (r >= 0)
+			r = evbuffer_add(
+			    body, c->tracker->info, strlen(c->tracker->info));
+		sep = ", ";
 	}
-	return root;
-fail:
-	json_decref(root);
-	return NULL;
+	if (r >= 0)
+		r = evbuffer_add_printf(body, "]}]");
+	return r < 0 ? -ENOMEM : 0;
 }
 
 static void
 handle_summary(struct conn *c)
 {
-	json_t *v = summary_build(c->srv);
+	struct evbuffer *body = evbuffer_new();
 
-	if (v == NULL ||
-	    tvm_tracker_add_json(bufferevent_get_output(c->bev), v) < 0)
+	if (body == NULL || summary_build(c->srv, body) < 0 ||
+	    frame_add_buffer(bufferevent_get_output(c->bev), body) < 0)
 		conn_close(c, "out of memory building SUMMARY");
-	json_decref(v);
+	if (body != NULL)
+		evbuffer_free(body);
 }
 
 static void
@@ -847,7 +888,7 @@ tracker_conn_closed(struct conn *c)
 	while ((b = TAILQ_FIRST(&tc->boards)) != NULL)
 		board_free(b, c->srv->stopping ? "broker stopping"
 					       : "tracker connection closed");
-	json_decref(tc->info);
+	free(tc->info);
 	free(tc);
 	c->tracker = NULL;
 }

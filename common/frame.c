@@ -93,3 +93,24 @@ frame_add(struct evbuffer *out, const void *body, size_t len)
 		return -ENOMEM;
 	return 0;
 }
+
+/*
+ * Append one frame whose body is all of @body, moving its chains instead of
+ * copying them (@body is left empty).  The header and the body's first
+ * bytes share a chain, so small frames still leave in one write.  Returns 0
+ * or -ENOMEM; -EMSGSIZE if the body does not fit an int32.
+ */
+int
+frame_add_buffer(struct evbuffer *out, struct evbuffer *body)
+{
+	unsigned char hdr[FRAME_HEADER_SIZE];
+	size_t len = evbuffer_get_length(body);
+
+	if (len > INT32_MAX)
+		return -EMSGSIZE;
+	frame_put_le32(hdr, (uint32_t)len);
+	if (evbuffer_prepend(body, hdr, sizeof(hdr)) < 0 ||
+	    evbuffer_add_buffer(out, body) < 0)
+		return -ENOMEM;
+	return 0;
+}

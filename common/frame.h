@@ -23,5 +23,6 @@ int frame_next(
     struct evbuffer *in, size_t max, const char **ret_body, size_t *ret_len);
 void frame_consume(struct evbuffer *in, size_t len);
 int frame_add(struct evbuffer *out, const void *body, size_t len);
+int frame_add_buffer(struct evbuffer *out, struct evbuffer *body);
 void frame_put_le32(unsigned char *p, uint32_t v);
 uint32_t frame_get_le32(const unsigned char *p);

@@ -303,8 +303,8 @@ harness_sql(const char *db, const char *sql)
 	sqlite3 *h = NULL;
 	char *out = NULL, *msg = NULL;
 
-	ck_assert_int_eq(sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL),
-	    SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_open_v2(db, &h, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
 	sqlite3_busy_timeout(h, 5000);
 	ck_assert_msg(sqlite3_exec(h, sql, sql_row_cb, &out, &msg) == SQLITE_OK,
 	    "%s: %s", sql, msg ? msg : "?");

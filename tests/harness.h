@@ -13,22 +13,20 @@
 
 struct harness_broker {
 	pid_t pid;
-	char dir[256];	/* mkdtemp() dir holding the ledger, logs, ready */
+	char dir[256]; /* mkdtemp() dir holding the ledger, logs, ready */
 	char db[300];
 	char log[300];
-	char farm[64];	/* "127.0.0.1:PORT" */
+	char farm[64]; /* "127.0.0.1:PORT" */
 	char http[64];
 };
 
 int harness_run(Suite *s);
 void harness_broker_start(struct harness_broker *b, const char *const *extra);
-void harness_broker_restart(struct harness_broker *b,
-    const char *const *extra);
+void harness_broker_restart(struct harness_broker *b, const char *const *extra);
 int harness_broker_stop(struct harness_broker *b);
 void harness_broker_cleanup(struct harness_broker *b);
 size_t harness_unhex(const char *hex, unsigned char *out, size_t outlen);
-char *harness_http_get(const char *hostport, const char *path,
-    int *ret_status);
+char *harness_http_get(const char *hostport, const char *path, int *ret_status);
 char *harness_sql(const char *db, const char *sql);
 int harness_wait_closed(int fd, int timeout_ms);
 int harness_log_contains(const struct harness_broker *b, const char *needle);

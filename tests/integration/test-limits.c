@@ -21,8 +21,8 @@
 #define T_MS 5000
 
 static const char *const limits[] = {"--max-frame", "64", "--max-json-depth",
-    "4", "--max-key-len", "16", "--max-pending", "2", "--max-connections",
-    "6", "--handshake-timeout", "0.3", "--max-keys", "2", NULL};
+    "4", "--max-key-len", "16", "--max-pending", "2", "--max-connections", "6",
+    "--handshake-timeout", "0.3", "--max-keys", "2", NULL};
 
 static struct harness_broker b;
 static struct tvmpeer *bystander;
@@ -33,8 +33,8 @@ peer(void)
 	struct npufarm_err err;
 	struct tvmpeer *p;
 
-	ck_assert_msg(tvmpeer_connect(b.farm, T_MS, &p, &err) == 0, "%s",
-	    err.msg);
+	ck_assert_msg(
+	    tvmpeer_connect(b.farm, T_MS, &p, &err) == 0, "%s", err.msg);
 	return p;
 }
 
@@ -86,8 +86,8 @@ expect_closed(struct tvmpeer *p, const char *log_needle)
 {
 	ck_assert(harness_wait_closed(tvmpeer_fd(p), T_MS));
 	tvmpeer_free(p);
-	ck_assert_msg(harness_log_contains(&b, log_needle),
-	    "log lacks '%s'", log_needle);
+	ck_assert_msg(
+	    harness_log_contains(&b, log_needle), "log lacks '%s'", log_needle);
 }
 
 START_TEST(test_limit_frame_size)

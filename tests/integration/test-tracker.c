@@ -9,10 +9,10 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -27,38 +27,38 @@
 #define T_MS 5000
 
 /* Vectors (spec tvm-rpc-vectors.md). */
-#define TRK03                                                                 \
+#define TRK03                                                                  \
 	"330000005b352c207b226b6579223a20227365727665723a726b33353838222c2022" \
 	"61646472223a205b6e756c6c2c20393039305d7d5d"
-#define TRK05                                                                 \
+#define TRK05                                                                  \
 	"350000005b352c207b226b6579223a20227365727665723a726b33353838222c2022" \
 	"61646472223a205b6e756c6c2c202239303930225d7d5d"
-#define TRK06                                                                 \
+#define TRK06                                                                  \
 	"380000005b332c2022726b33353838222c205b393039302c2022726b333538383a30" \
 	"2e38343434323138353135323530343831225d2c206e756c6c5d"
-#define TRK07                                                                 \
+#define TRK07                                                                  \
 	"420000005b332c2022726b33353838222c205b393039302c2022726b333538383a30" \
 	"2e38343434323138353135323530343831225d2c20223139322e3136382e312e3230" \
 	"225d"
-#define TRK08                                                                 \
+#define TRK08                                                                  \
 	"2e0000005b332c2022726b33353838222c205b393039302c2022726b333538383a30" \
 	"2e353438383134225d2c206e756c6c5d"
 #define TRK09 "140000005b342c2022726b33353838222c2022222c20315d"
-#define TRK10                                                                 \
+#define TRK10                                                                  \
 	"380000005b302c205b223139322e3136382e312e3230222c20393039302c2022726b" \
 	"333538383a302e38343434323138353135323530343831225d5d"
 #define TRK11 "030000005b375d"
-#define TRK12                                                                 \
+#define TRK12 \
 	"1d0000005b22726b333538383a302e38343434323138353135323530343831225d"
 #define TRK13 "020000005b5d"
 #define TRK14 "030000005b365d"
-#define TRK15B                                                                \
+#define TRK15B                                                                 \
 	"820000005b302c207b2271756575655f696e666f223a207b22726b33353838223a20" \
 	"7b2266726565223a20312c202270656e64696e67223a20307d7d2c20227365727665" \
 	"725f696e666f223a205b7b226b6579223a20227365727665723a726b33353838222c" \
 	"202261646472223a205b223132372e302e302e31222c20393039305d7d5d7d5d"
 #define TRK16 "030000005b315d"
-#define TRK17                                                                 \
+#define TRK17                                                                  \
 	"200000005b322c2022747261636b65723a302e393631383734343834323536393338" \
 	"225d"
 #define TRK04 "0100000030"
@@ -85,8 +85,8 @@ peer(void)
 	struct npufarm_err err;
 	struct tvmpeer *p;
 
-	ck_assert_msg(tvmpeer_connect(b.farm, T_MS, &p, &err) == 0, "%s",
-	    err.msg);
+	ck_assert_msg(
+	    tvmpeer_connect(b.farm, T_MS, &p, &err) == 0, "%s", err.msg);
 	return p;
 }
 
@@ -111,8 +111,8 @@ expect_hex(struct tvmpeer *p, const char *hex)
 	frame_put_le32(got, (uint32_t)len);
 	ck_assert_uint_lt(len + 4, sizeof(got));
 	memcpy(got + 4, body, len);
-	ck_assert_msg(len + 4 == n && memcmp(got, want, n) == 0,
-	    "got %.*s", (int)len, body);
+	ck_assert_msg(len + 4 == n && memcmp(got, want, n) == 0, "got %.*s",
+	    (int)len, body);
 }
 
 static char *
@@ -159,8 +159,8 @@ START_TEST(test_python_server_and_client_byte_exact)
 	tvmpeer_free(cli);
 	tvmpeer_free(q);
 	/* The server comes back after its session: the lease is released. */
-	ck_assert_int_eq(tvmpeer_put(srv, "rk3588", 9090, "rk3588:0.25", NULL),
-	    0);
+	ck_assert_int_eq(
+	    tvmpeer_put(srv, "rk3588", 9090, "rk3588:0.25", NULL), 0);
 	expect_hex(srv, TRK04);
 	tvmpeer_free(srv);
 	ck_assert_int_eq(harness_broker_stop(&b), 0);
@@ -211,8 +211,7 @@ START_TEST(test_cpp_server_string_port)
 	free(s);
 	send_hex(cli, TRK09);
 	s = recv_text(cli);
-	ck_assert_str_eq(s,
-	    "[0, [\"127.0.0.1\", 9090, \"rk3588:0.548814\"]]");
+	ck_assert_str_eq(s, "[0, [\"127.0.0.1\", 9090, \"rk3588:0.548814\"]]");
 	free(s);
 	tvmpeer_free(cli);
 	tvmpeer_free(q);
@@ -253,8 +252,8 @@ START_TEST(test_registration_dies_with_connection)
 	for (int i = 0; i < 100; i++) {
 		send_hex(q, TRK14);
 		s = recv_text(q);
-		if (strcmp(s, "[0, {\"queue_info\": {}, \"server_info\": []}]") ==
-		    0)
+		if (strcmp(s,
+			"[0, {\"queue_info\": {}, \"server_info\": []}]") == 0)
 			break;
 		free(s);
 		s = NULL;
@@ -309,9 +308,8 @@ START_TEST(test_priority_order_end_to_end)
 		    "[4, \"k\", \"\", %s]", prio[i]);
 
 		cli[i] = peer();
-		ck_assert_int_eq(tvmpeer_send_frame(cli[i], frame + 4,
-				     (size_t)n),
-		    0);
+		ck_assert_int_eq(
+		    tvmpeer_send_frame(cli[i], frame + 4, (size_t)n), 0);
 		/* Make arrival order certain. */
 		ck_assert_int_eq(tvmpeer_ping(cli[i]), 0);
 		expect_hex(cli[i], TRK04);
@@ -323,9 +321,8 @@ START_TEST(test_priority_order_end_to_end)
 		(void)snprintf(mk, sizeof(mk), "k:%d", k);
 		ck_assert_int_eq(tvmpeer_put(srv, "k", 9000, mk, NULL), 0);
 		expect_hex(srv, TRK04);
-		ck_assert_int_eq(tvmpeer_recv_grant(cli[want[k]], T_MS, &g,
-				     &err),
-		    0);
+		ck_assert_int_eq(
+		    tvmpeer_recv_grant(cli[want[k]], T_MS, &g, &err), 0);
 		ck_assert_str_eq(g.matchkey, mk);
 	}
 	for (i = 0; i < 6; i++)
@@ -356,10 +353,10 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	v = json_loads(body, 0, NULL);
 	ck_assert_ptr_nonnull(v);
 	json_t *bd = json_array_get(json_object_get(v, "boards"), 0);
-	ck_assert_str_eq(json_string_value(json_object_get(bd, "state")),
-	    "leased");
-	ck_assert_str_eq(json_string_value(json_object_get(bd, "key")),
-	    "rk3588");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(bd, "state")), "leased");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(bd, "key")), "rk3588");
 	ck_assert(json_is_object(json_object_get(bd, "lease")));
 	json_decref(v);
 	free(body);
@@ -371,9 +368,9 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	ck_assert_int_eq(json_integer_value(json_object_get(qu, "boards")), 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(qu, "leased")), 1);
 	ck_assert_int_eq(json_integer_value(json_object_get(qu, "waiting")), 1);
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_array_get(json_object_get(qu, "requests"), 0),
-			     "user")),
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(qu, "requests"), 0), "user")),
 	    "127.0.0.1");
 	json_decref(v);
 	free(body);
@@ -382,9 +379,9 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	ck_assert_int_eq(status, 200);
 	v = json_loads(body, 0, NULL);
 	ck_assert_int_eq(json_array_size(json_object_get(v, "leases")), 1);
-	ck_assert_str_eq(json_string_value(json_object_get(
-			     json_array_get(json_object_get(v, "leases"), 0),
-			     "matchkey")),
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(v, "leases"), 0), "matchkey")),
 	    "rk3588:0.8444218515250481");
 	json_decref(v);
 	free(body);
@@ -445,8 +442,8 @@ START_TEST(test_signal_exit_clean)
 }
 END_TEST
 
-static const char *const deadlines[] = {"--unknown-key-grace", "0.3",
-    "--request-timeout", "0.8", NULL};
+static const char *const deadlines[] = {
+    "--unknown-key-grace", "0.3", "--request-timeout", "0.8", NULL};
 
 static void
 start_deadlines(void)
@@ -459,8 +456,8 @@ START_TEST(test_unknown_key_fails_after_grace)
 	struct tvmpeer *srv = peer(), *cli = peer();
 	char *s, *rows;
 
-	ck_assert_int_eq(tvmpeer_put(srv, "rk3399", 9090, "rk3399:0.1", NULL),
-	    0);
+	ck_assert_int_eq(
+	    tvmpeer_put(srv, "rk3399", 9090, "rk3399:0.1", NULL), 0);
 	expect_hex(srv, TRK04);
 	ck_assert_int_eq(tvmpeer_request(cli, "rk3588x", "", 1), 0);
 	s = recv_text(cli);

@@ -36,7 +36,7 @@ START_TEST(test_config_defaults_are_safe)
 
 	broker_config_defaults(&c);
 	ck_assert_int_eq(c.max_frame, 1024 * 1024);
-	ck_assert(c.request_timeout == 0);	/* wait forever, like TVM */
+	ck_assert(c.request_timeout == 0); /* wait forever, like TVM */
 	ck_assert(c.unknown_key_grace == 60);
 	ck_assert(c.ledger_sync_full);
 	broker_config_deinit(&c);
@@ -89,12 +89,12 @@ START_TEST(test_config_errors_say_what_and_where)
 	ck_assert_int_eq(broker_config_load_file(&c, path, &err), -EINVAL);
 	ck_assert(strstr(err.msg, "line 2") != NULL);
 	unlink(path);
-	ck_assert_int_eq(broker_config_set(&c, "max-pending", "1.5", &err),
-	    -EINVAL);
-	ck_assert_int_eq(broker_config_set(&c, "max-pending", "x", &err),
-	    -EINVAL);
-	ck_assert_int_eq(broker_config_set(&c, "ledger-sync", "off", &err),
-	    -EINVAL);
+	ck_assert_int_eq(
+	    broker_config_set(&c, "max-pending", "1.5", &err), -EINVAL);
+	ck_assert_int_eq(
+	    broker_config_set(&c, "max-pending", "x", &err), -EINVAL);
+	ck_assert_int_eq(
+	    broker_config_set(&c, "ledger-sync", "off", &err), -EINVAL);
 	ck_assert_int_eq(broker_config_set(&c, "nope", "1", &err), -ENOENT);
 	ck_assert_int_eq(broker_config_add_listen(&c, "nohostport", &err), 0);
 	ck_assert_int_eq(broker_config_set(&c, "db", "x.db", &err), 0);

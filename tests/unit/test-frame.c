@@ -129,6 +129,23 @@ START_TEST(test_frame_add_matches_vector)
 }
 END_TEST
 
+START_TEST(test_frame_add_buffer_moves_body)
+{
+	struct evbuffer *out = evbuffer_new(), *body = evbuffer_new();
+	unsigned char v[8], got[8];
+
+	evbuffer_add(body, "0", 1);
+	ck_assert_int_eq(frame_add_buffer(out, body), 0);
+	ck_assert_uint_eq(evbuffer_get_length(body), 0);
+	ck_assert_uint_eq(harness_unhex("0100000030", v, sizeof(v)), 5);
+	ck_assert_uint_eq(evbuffer_get_length(out), 5);
+	evbuffer_copyout(out, got, 5);
+	ck_assert(memcmp(got, v, 5) == 0);
+	evbuffer_free(body);
+	evbuffer_free(out);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -140,6 +157,7 @@ main(void)
 	tcase_add_test(tc, test_frame_next_rejects_zero_length);
 	tcase_add_test(tc, test_frame_next_rejects_oversize_before_body);
 	tcase_add_test(tc, test_frame_add_matches_vector);
+	tcase_add_test(tc, test_frame_add_buffer_moves_body);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }

@@ -54,13 +54,13 @@ START_TEST(test_ledger_rows_survive_reopen)
 	struct ledger *l;
 	int64_t board, lease, board2;
 	struct ledger_lease row = {
-		.key = "rk3588",
-		.user = "10.0.0.9",
-		.peer = "10.0.0.9:5000",
-		.priority = 1,
-		.requested_us = 1000,
-		.granted_us = 2000,
-		.matchkey = "rk3588:0.5",
+	    .key = "rk3588",
+	    .user = "10.0.0.9",
+	    .peer = "10.0.0.9:5000",
+	    .priority = 1,
+	    .requested_us = 1000,
+	    .granted_us = 2000,
+	    .matchkey = "rk3588:0.5",
 	};
 	char *out;
 	int n = 0;
@@ -71,8 +71,8 @@ START_TEST(test_ledger_rows_survive_reopen)
 	    0);
 	row.board_id = board;
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
-	ck_assert_int_eq(ledger_lease_release(l, lease, 3000, "lost",
-			     "board vanished", &err),
+	ck_assert_int_eq(ledger_lease_release(
+			     l, lease, 3000, "lost", "board vanished", &err),
 	    0);
 	ck_assert(ledger_pending(l));
 	ck_assert_int_eq(ledger_commit(l, &err), 0);
@@ -103,16 +103,20 @@ START_TEST(test_ledger_rejects_bad_outcome)
 	struct ledger *l;
 	int64_t id;
 	struct ledger_lease row = {
-		.key = "k",
-		.user = "u",
-		.peer = "p",
-		.requested_us = 1,
-		.outcome = "kShutdown",
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	    .outcome = "kShutdown",
 	};
 
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
-	ck_assert_int_lt(ledger_lease_insert(l, &row, &id, &err), 0);
+	/* Accepted into the batch; the writer's transaction fails and
+	 * ledger_sync() reports it, once. */
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
 	ck_assert(strstr(err.msg, "CHECK") != NULL);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
 	ledger_close(l);
 }
 END_TEST
@@ -124,8 +128,8 @@ START_TEST(test_ledger_refuses_newer_schema)
 	sqlite3 *db;
 
 	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
-	ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 99", NULL,
-			     NULL, NULL),
+	ck_assert_int_eq(
+	    sqlite3_exec(db, "PRAGMA user_version = 99", NULL, NULL, NULL),
 	    SQLITE_OK);
 	sqlite3_close(db);
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), -EPROTONOSUPPORT);
@@ -139,18 +143,17 @@ START_TEST(test_ledger_reset_closes_open_leases)
 	struct ledger *l;
 	int64_t board, lease;
 	struct ledger_lease row = {
-		.key = "k",
-		.user = "u",
-		.peer = "p",
-		.requested_us = 1,
-		.granted_us = 2,
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	    .granted_us = 2,
 	};
 	char *out;
 
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
-	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "k", "h:1", 1, &board,
-			     &err),
-	    0);
+	ck_assert_int_eq(
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 1, &board, &err), 0);
 	row.board_id = board;
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
 	ck_assert_int_eq(ledger_boards_reset(l, 50, &err), 0);
@@ -160,6 +163,51 @@ START_TEST(test_ledger_reset_closes_open_leases)
 				"outcome IS NULL FROM leases");
 	ck_assert_str_eq(out, "offline\n50|1\n");
 	free(out);
+}
+END_TEST
+
+START_TEST(test_ledger_ids_are_immediate_and_stable)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t b1, b2, b3, l1, l2;
+	struct ledger_lease row = {
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	};
+	int i;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 1, &b1, &err), 0);
+	ck_assert_int_eq(
+	    ledger_board_upsert(l, "tvm", "k", "h:2", 1, &b2, &err), 0);
+	ck_assert_int_eq(
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 2, &b3, &err), 0);
+	ck_assert_int_ne(b1, b2);
+	ck_assert_int_eq(b1, b3); /* known before anything was committed */
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &l1, &err), 0);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &l2, &err), 0);
+	ck_assert_int_eq(l2, l1 + 1);
+	for (i = 0; i < 50; i++) {
+		ck_assert_int_eq(
+		    ledger_event(l, "x", b1, NULL, i + 1, &err), 0);
+		ck_assert_int_eq(ledger_commit(l, &err), 0);
+	}
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	/* 50 submissions, grouped into at most 50 transactions. */
+	ck_assert_uint_le(ledger_commits(l), 50);
+	ck_assert_uint_ge(ledger_commits(l), 1);
+	ledger_close(l);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(
+	    ledger_board_upsert(l, "tvm", "k", "h:2", 3, &b3, &err), 0);
+	ck_assert_int_eq(b3, b2);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &l1, &err), 0);
+	ck_assert_int_eq(l1, l2 + 1);
+	ledger_close(l);
 }
 END_TEST
 
@@ -174,6 +222,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_rejects_bad_outcome);
 	tcase_add_test(tc, test_ledger_refuses_newer_schema);
 	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
+	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }

@@ -66,9 +66,8 @@ START_TEST(test_sched_priority_then_fifo)
 	memset(reqs, 0, sizeof(reqs));
 	for (i = 0; i < 6; i++) {
 		reqs[i].tag = (int)i;
-		ck_assert_int_eq(sched_enqueue(q, &reqs[i].s, "10.0.0.1",
-				     prio[i]),
-		    0);
+		ck_assert_int_eq(
+		    sched_enqueue(q, &reqs[i].s, "10.0.0.1", prio[i]), 0);
 	}
 	drain(got, 6);
 	for (i = 0; i < 6; i++)
@@ -79,8 +78,8 @@ END_TEST
 START_TEST(test_sched_fair_share_round_robin)
 {
 	/* alice queues 4, then bob 2, then carol 1, all priority 1. */
-	static const char *users[] = {"alice", "alice", "alice", "alice",
-	    "bob", "bob", "carol"};
+	static const char *users[] = {
+	    "alice", "alice", "alice", "alice", "bob", "bob", "carol"};
 	static const int want[] = {0, 4, 6, 1, 5, 2, 3};
 	struct req reqs[7];
 	int got[7];
@@ -116,9 +115,8 @@ START_TEST(test_sched_foreach_matches_service_order)
 	memset(reqs, 0, sizeof(reqs));
 	for (i = 0; i < 5; i++) {
 		reqs[i].tag = (int)i;
-		ck_assert_int_eq(sched_enqueue(q, &reqs[i].s, users[i],
-				     prio[i]),
-		    0);
+		ck_assert_int_eq(
+		    sched_enqueue(q, &reqs[i].s, users[i], prio[i]), 0);
 	}
 	sched_foreach_waiting(q, collect, &p);
 	drain(served, 5);
@@ -137,8 +135,8 @@ START_TEST(test_sched_withdrawn_request_is_never_matched)
 
 	ck_assert_int_eq(sched_enqueue(q, &a.s, "x", 9), 0);
 	ck_assert_int_eq(sched_enqueue(q, &b.s, "y", 1), 0);
-	sched_dequeue(&a.s); /* the client died */
-	sched_dequeue(&a.s); /* idempotent */
+	sched_dequeue(&a.s);                 /* the client died */
+	sched_dequeue(&a.s);                 /* idempotent */
 	ck_assert(!sched_match(q, &ss, &r)); /* no slot yet */
 	sched_slot_push(q, &slot);
 	ck_assert(sched_match(q, &ss, &r));

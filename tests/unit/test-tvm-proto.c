@@ -30,8 +30,8 @@ load_vector(const char *hex)
 	json_t *root = NULL;
 
 	ck_assert_uint_eq(frame_get_le32(v), n - 4);
-	ck_assert_int_eq(json_util_load((char *)v + 4, n - 4, 32, &root, &err),
-	    0);
+	ck_assert_int_eq(
+	    json_util_load((char *)v + 4, n - 4, 32, &root, &err), 0);
 	return root;
 }
 
@@ -41,8 +41,8 @@ parse_ok(const char *hex, struct tvm_tracker_msg *m, json_t **root)
 	struct npufarm_err err = {0};
 
 	*root = load_vector(hex);
-	ck_assert_msg(tvm_tracker_parse(*root, 256, m, &err) == 0, "%s",
-	    err.msg);
+	ck_assert_msg(
+	    tvm_tracker_parse(*root, 256, m, &err) == 0, "%s", err.msg);
 }
 
 START_TEST(test_parse_update_info_python_and_cpp)
@@ -152,20 +152,20 @@ START_TEST(test_parse_rejects_bad_input_with_reason)
 	ck_assert(strstr(err.msg, "99") != NULL);
 	ck_assert_int_eq(parse_text("1", 256, &err), -EINVAL);
 	ck_assert_int_eq(parse_text("[\"3\"]", 256, &err), -EINVAL);
-	ck_assert_int_eq(parse_text("[3, \"k\", [\"x\", \"k:1\"]]", 256, &err),
-	    -EINVAL);
+	ck_assert_int_eq(
+	    parse_text("[3, \"k\", [\"x\", \"k:1\"]]", 256, &err), -EINVAL);
 	ck_assert(strstr(err.msg, "PUT port") != NULL);
-	ck_assert_int_eq(parse_text("[3, \"k\", [70000, \"k:1\"]]", 256, &err),
-	    -ERANGE);
-	ck_assert_int_eq(parse_text("[4, \"k\", \"\", \"high\"]", 256, &err),
-	    -EINVAL);
+	ck_assert_int_eq(
+	    parse_text("[3, \"k\", [70000, \"k:1\"]]", 256, &err), -ERANGE);
+	ck_assert_int_eq(
+	    parse_text("[4, \"k\", \"\", \"high\"]", 256, &err), -EINVAL);
 	ck_assert(strstr(err.msg, "priority") != NULL);
-	ck_assert_int_eq(parse_text("[5, {\"key\": \"server:k\"}]", 256, &err),
-	    -EINVAL);
+	ck_assert_int_eq(
+	    parse_text("[5, {\"key\": \"server:k\"}]", 256, &err), -EINVAL);
 	ck_assert(strstr(err.msg, "addr") != NULL);
 	/* Key length limit: 9 bytes against a limit of 8. */
-	ck_assert_int_eq(parse_text("[4, \"123456789\", \"\", 1]", 8, &err),
-	    -ENAMETOOLONG);
+	ck_assert_int_eq(
+	    parse_text("[4, \"123456789\", \"\", 1]", 8, &err), -ENAMETOOLONG);
 	ck_assert_int_eq(parse_text("[4, \"12345678\", \"\", 1]", 8, &err), 0);
 }
 END_TEST
@@ -200,14 +200,16 @@ START_TEST(test_replies_match_vectors)
 	ck_assert_int_eq(tvm_tracker_add_json(out, v), 0);
 	json_decref(v);
 	check_out(out, /* TRK-12 */
-	    "1d0000005b22726b333538383a302e38343434323138353135323530343831225d");
+	    "1d0000005b22726b333538383a302e38343434323138353135323530343831225"
+	    "d");
 	v = json_array();
 	ck_assert_int_eq(tvm_tracker_add_json(out, v), 0);
 	json_decref(v);
 	check_out(out, "020000005b5d"); /* TRK-13 */
-	v = json_loads("[0, {\"queue_info\": {\"rk3588\": {\"free\": 1, "
-		       "\"pending\": 0}}, \"server_info\": [{\"key\": "
-		       "\"server:rk3588\", \"addr\": [\"192.168.1.20\", 9090]}]}]",
+	v = json_loads(
+	    "[0, {\"queue_info\": {\"rk3588\": {\"free\": 1, "
+	    "\"pending\": 0}}, \"server_info\": [{\"key\": "
+	    "\"server:rk3588\", \"addr\": [\"192.168.1.20\", 9090]}]}]",
 	    0, NULL);
 	ck_assert_int_eq(tvm_tracker_add_json(out, v), 0);
 	json_decref(v);
@@ -246,13 +248,12 @@ START_TEST(test_json_depth_limit)
 	ck_assert_int_eq(json_util_depth("[[[[1]]]]", 9, 3), -E2BIG);
 	/* Brackets inside strings do not count. */
 	ck_assert_int_eq(json_util_depth("[\"[[[[\\\"[[\"]", 12, 2), 0);
-	ck_assert_int_eq(json_util_load("[[[[1]]]]", 9, 3, &root, &err),
-	    -E2BIG);
+	ck_assert_int_eq(
+	    json_util_load("[[[[1]]]]", 9, 3, &root, &err), -E2BIG);
 	ck_assert_int_eq(json_util_load("[1,", 3, 3, &root, &err), -EBADMSG);
 	ck_assert(strstr(err.msg, "column") != NULL);
-	ck_assert_int_eq(json_util_load("{\"a\":1,\"a\":2}", 13, 3, &root,
-			     &err),
-	    -EBADMSG);
+	ck_assert_int_eq(
+	    json_util_load("{\"a\":1,\"a\":2}", 13, 3, &root, &err), -EBADMSG);
 }
 END_TEST
 
