@@ -53,8 +53,8 @@ static const struct opt opts[] = {
 	"fail a REQUEST for a key without boards after this long (0: off)"},
     {"handshake_timeout", OPT_SECONDS, OFF(handshake_timeout), 0.01, 3600,
 	"close a connection that sends no magic within this long"},
-    {"max_connections", OPT_LONG, OFF(max_connections), 1, 1000000,
-	"connections on the farm port"},
+    {"max_connections", OPT_LONG, OFF(max_connections), 0, 10000000,
+	"connections on the farm port (0: the open-files limit less 64)"},
     {"max_frame", OPT_LONG, OFF(max_frame), 64, NPUFARM_MAX_FRAME,
 	"bytes in one frame body"},
     {"max_json_depth", OPT_LONG, OFF(max_json_depth), 2, 1000,
@@ -79,7 +79,7 @@ broker_config_defaults(struct broker_config *c)
 	c->request_timeout = 0;
 	c->unknown_key_grace = 60;
 	c->handshake_timeout = 10;
-	c->max_connections = 4096;
+	c->max_connections = 0; /* from the open-files limit */
 	c->max_frame = NPUFARM_MAX_FRAME;
 	c->max_json_depth = 32;
 	c->max_key_len = 256;

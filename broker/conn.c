@@ -64,14 +64,13 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	int one = 1;
 
 	(void)salen;
-	if (srv->nconns >= (size_t)srv->cfg->max_connections) {
+	if (srv->nconns >= srv->max_conns) {
 		char peer[NETADDR_STRLEN];
 
 		netaddr_format(sa, peer, sizeof(peer));
-		srv->closed_limits++;
 		log_warn("farm port: refusing %s: %zu connections open, limit "
-			 "max_connections=%ld",
-		    peer, srv->nconns, srv->cfg->max_connections);
+			 "max_connections=%zu",
+		    peer, srv->nconns, srv->max_conns);
 		close(fd);
 		return;
 	}

@@ -155,16 +155,45 @@ libevent_log_cb(int severity, const char *msg)
 	}
 }
 
+/* Descriptors kept for listeners, the ledger, the API and libevent. */
+#define SERVER_RESERVED_FDS 64
+
+/*
+ * Raise the open-files soft limit to the hard limit, then resolve
+ * max_connections: 0 means "as many as the limit allows"; a configured
+ * value the limit cannot honour is lowered, loudly.
+ */
 static void
-raise_nofile(void)
+raise_nofile(struct server *srv)
 {
 	struct rlimit rl;
+	size_t avail = 1024 - SERVER_RESERVED_FDS;
 
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-			log_warn("cannot raise the open-files limit: %s",
-			    strerror(errno));
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+		if (rl.rlim_cur < rl.rlim_max) {
+			rl.rlim_cur = rl.rlim_max;
+			if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+				log_warn("cannot raise the open-files limit: "
+					 "%s",
+				    strerror(errno));
+				(void)getrlimit(RLIMIT_NOFILE, &rl);
+			}
+		}
+		if (rl.rlim_cur > 2 * SERVER_RESERVED_FDS)
+			avail = rl.rlim_cur == RLIM_INFINITY
+				    ? 1000000
+				    : (size_t)rl.rlim_cur - SERVER_RESERVED_FDS;
+		else
+			avail = SERVER_RESERVED_FDS;
+	}
+	srv->max_conns = srv->cfg->max_connections > 0
+			     ? (size_t)srv->cfg->max_connections
+			     : avail;
+	if (srv->max_conns > avail) {
+		log_warn("max_connections=%zu exceeds what the open-files "
+			 "limit allows; using %zu",
+		    srv->max_conns, avail);
+		srv->max_conns = avail;
 	}
 }
 
@@ -263,7 +292,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	TAILQ_INIT(&srv->dirty_boards);
 	event_set_log_callback(libevent_log_cb);
 	(void)signal(SIGPIPE, SIG_IGN);
-	raise_nofile();
+	raise_nofile(srv);
 	srv->base = event_base_new();
 	if (srv->base == NULL ||
 	    event_base_priority_init(srv->base, SERVER_PRIORITIES) < 0) {

@@ -39,12 +39,12 @@ struct server {
 	struct event *board_ev;  /* writes changed board states */
 	TAILQ_HEAD(, conn) conns;
 	size_t nconns;
+	size_t max_conns; /* max_connections, resolved against RLIMIT_NOFILE */
 	uint64_t next_conn_id;
 	TAILQ_HEAD(, board) dirty_boards;   /* state changes not yet written */
 	const struct timeval *tv_handshake; /* common timeouts */
 	const struct timeval *tv_request;
 	const struct timeval *tv_grace;
-	uint64_t closed_limits; /* connections closed for a limit */
 	bool stopping;
 };
 

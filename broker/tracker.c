@@ -320,7 +320,6 @@ queue_get(struct conn *c, const char *key, struct sched_queue **ret)
 	if (r != -ENOENT)
 		return r;
 	if (sched_queue_count(srv->sched) >= (size_t)srv->cfg->max_keys) {
-		srv->closed_limits++;
 		conn_close(c, "too many distinct keys (limit max_keys=%ld)",
 		    srv->cfg->max_keys);
 		return -E2BIG;
@@ -432,7 +431,6 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	size_t mklen = strlen(m->matchkey);
 
 	if (tc->nslots >= (size_t)c->srv->cfg->max_pending) {
-		c->srv->closed_limits++;
 		conn_close(c,
 		    "PUT: %zu free slots already registered on this "
 		    "connection (limit max_pending=%ld)",
@@ -564,7 +562,6 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 	struct treq *t;
 
 	if (tc->nreqs >= (size_t)srv->cfg->max_pending) {
-		srv->closed_limits++;
 		conn_close(c,
 		    "REQUEST: %zu requests already waiting on this "
 		    "connection (limit max_pending=%ld)",
@@ -825,13 +822,13 @@ tracker_conn_read(struct conn *c)
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
-			c->srv->closed_limits += r == -EMSGSIZE;
-			conn_close(c,
-			    r == -EMSGSIZE
-				? "frame length exceeds max_frame=%ld bytes "
-				  "or is negative"
-				: "zero-length frame (limit %ld)",
-			    cfg->max_frame);
+			if (r == -EMSGSIZE)
+				conn_close(c,
+				    "frame length exceeds max_frame=%ld bytes "
+				    "or is negative",
+				    cfg->max_frame);
+			else
+				conn_close(c, "zero-length frame");
 			return;
 		}
 		c->frames_in++;
@@ -839,14 +836,12 @@ tracker_conn_read(struct conn *c)
 		    body, len, (int)cfg->max_json_depth, &root, &err);
 		frame_consume(in, len);
 		if (r < 0) {
-			c->srv->closed_limits += r == -E2BIG;
 			conn_close(c, "frame %llu: %s",
 			    (unsigned long long)c->frames_in, err.msg);
 			return;
 		}
 		r = tvm_tracker_parse(root, (size_t)cfg->max_key_len, &m, &err);
 		if (r < 0) {
-			c->srv->closed_limits += r == -ENAMETOOLONG;
 			conn_close(c, "frame %llu: %s",
 			    (unsigned long long)c->frames_in, err.msg);
 			json_decref(root);

@@ -525,6 +525,38 @@ START_TEST(test_board_arriving_within_grace_is_granted)
 }
 END_TEST
 
+START_TEST(test_update_info_merges_and_passes_through)
+{
+	struct tvmpeer *a = peer(), *bb = peer(), *q = peer();
+	static const char i1[] =
+	    "[5, {\"key\": \"server:rk3588\", \"addr\": [null, 9090]}]";
+	static const char i2[] = "[5, {\"addr\": [\"10.0.0.5\", 9091], "
+				 "\"extra\": {\"a\": [1, \"\\u00e9\"]}}]";
+	static const char i3[] = "[5, {\"key\": \"client\", \"addr\": "
+				 "[null, 1]}]";
+	char *s;
+
+	ck_assert_int_eq(tvmpeer_send_frame(a, i1, strlen(i1)), 0);
+	expect_hex(a, TRK04);
+	ck_assert_int_eq(tvmpeer_send_frame(a, i2, strlen(i2)), 0);
+	expect_hex(a, TRK04);
+	ck_assert_int_eq(tvmpeer_send_frame(bb, i3, strlen(i3)), 0);
+	expect_hex(bb, TRK04);
+	send_hex(q, TRK14);
+	s = recv_text(q);
+	/* Merged like dict.update, extra fields and escapes kept; a
+	 * connection whose key is not "server..." is not listed. */
+	ck_assert_str_eq(s, "[0, {\"queue_info\": {}, \"server_info\": "
+			    "[{\"key\": \"server:rk3588\", \"addr\": "
+			    "[\"10.0.0.5\", 9091], \"extra\": {\"a\": [1, "
+			    "\"\\u00e9\"]}}]}]");
+	free(s);
+	tvmpeer_free(q);
+	tvmpeer_free(bb);
+	tvmpeer_free(a);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -543,6 +575,7 @@ main(void)
 	tcase_add_test(tc, test_http_api_shows_boards_queue_leases);
 	tcase_add_test(tc, test_ledger_survives_restart);
 	tcase_add_test(tc, test_signal_exit_clean);
+	tcase_add_test(tc, test_update_info_merges_and_passes_through);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("deadlines");
 	tcase_set_timeout(tc, 30);
