@@ -247,7 +247,7 @@ lease_cb(const struct ledger_lease *l, void *arg)
 {
 	json_t *list = arg, *v;
 
-	v = json_pack("{sIsssssssfsososososososososo}", "id", (json_int_t)l->id,
+	v = json_pack("{sIsssssssfsosososososososososo}", "id", (json_int_t)l->id,
 	    "key", l->key, "user", l->user, "peer", l->peer, "priority",
 	    l->priority, "board_id",
 	    l->board_id ? json_integer(l->board_id) : json_null(), "board",

@@ -358,6 +358,19 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(bd, "key")), "rk3588");
 	ck_assert(json_is_object(json_object_get(bd, "lease")));
+	{
+		static const char *const fields[] = {"id", "name", "kind",
+		    "key", "address", "state", "free", "first_seen",
+		    "last_seen", "lease", "detail"};
+		size_t i;
+
+		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			ck_assert_msg(json_object_get(bd, fields[i]) != NULL,
+			    "board lacks '%s'", fields[i]);
+		ck_assert_uint_eq(json_object_size(bd), i);
+		ck_assert_uint_eq(json_object_size(json_object_get(bd, "lease")),
+		    5);
+	}
 	json_decref(v);
 	free(body);
 
@@ -379,6 +392,20 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	ck_assert_int_eq(status, 200);
 	v = json_loads(body, 0, NULL);
 	ck_assert_int_eq(json_array_size(json_object_get(v, "leases")), 1);
+	/* Every documented field is present, null or not. */
+	{
+		static const char *const fields[] = {"id", "key", "user",
+		    "peer", "priority", "board_id", "board", "matchkey",
+		    "requested_at", "granted_at", "released_at",
+		    "wait_seconds", "held_seconds", "outcome", "detail"};
+		json_t *l0 = json_array_get(json_object_get(v, "leases"), 0);
+		size_t i;
+
+		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
+			ck_assert_msg(json_object_get(l0, fields[i]) != NULL,
+			    "lease lacks '%s'", fields[i]);
+		ck_assert_uint_eq(json_object_size(l0), i);
+	}
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(
 		json_array_get(json_object_get(v, "leases"), 0), "matchkey")),
