@@ -89,6 +89,16 @@ reply_json(struct evhttp_request *req, int code, const char *reason, json_t *v)
 	evhttp_send_reply(req, code, reason, NULL);
 }
 
+/* 200 with {@name: @list}; @list is borrowed. */
+static void
+reply_list(struct evhttp_request *req, const char *name, json_t *list)
+{
+	json_t *v = json_pack("{sO}", name, list);
+
+	reply_json(req, 200, "OK", v);
+	json_decref(v);
+}
+
 static void
 reply_error(
     struct evhttp_request *req, int code, const char *reason, const char *msg)
@@ -153,7 +163,6 @@ get_boards(struct http_api *api, struct evhttp_request *req)
 	    .now = ledger_now_us(),
 	};
 	struct npufarm_err err;
-	json_t *v;
 
 	if (x.list == NULL || x.live == NULL)
 		goto oom;
@@ -166,9 +175,7 @@ get_boards(struct http_api *api, struct evhttp_request *req)
 		reply_error(req, 500, "Internal Server Error", err.msg);
 		goto out;
 	}
-	v = json_pack("{sO}", "boards", x.list);
-	reply_json(req, 200, "OK", v);
-	json_decref(v);
+	reply_list(req, "boards", x.list);
 	goto out;
 oom:
 	reply_error(req, 500, "Internal Server Error", "out of memory");
@@ -231,9 +238,7 @@ get_queue(struct http_api *api, struct evhttp_request *req)
 		if (v == NULL || json_array_append_new(list, v) < 0)
 			goto oom;
 	}
-	v = json_pack("{sO}", "queues", list);
-	reply_json(req, 200, "OK", v);
-	json_decref(v);
+	reply_list(req, "queues", list);
 	goto out;
 oom:
 	reply_error(req, 500, "Internal Server Error", "out of memory");
@@ -247,9 +252,9 @@ lease_cb(const struct ledger_lease *l, void *arg)
 {
 	json_t *list = arg, *v;
 
-	v = json_pack("{sIsssssssfsosososososososososo}", "id", (json_int_t)l->id,
-	    "key", l->key, "user", l->user, "peer", l->peer, "priority",
-	    l->priority, "board_id",
+	v = json_pack("{sIsssssssfsosososososososososo}", "id",
+	    (json_int_t)l->id, "key", l->key, "user", l->user, "peer", l->peer,
+	    "priority", l->priority, "board_id",
 	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
 	    json_str_or_null(l->board), "matchkey",
 	    json_str_or_null(l->matchkey), "requested_at",
@@ -270,7 +275,7 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 	struct evkeyvalq q;
 	struct npufarm_err err;
 	const char *s;
-	json_t *list, *v;
+	json_t *list;
 	long limit = HTTP_LEASES_DEFAULT;
 	char *end;
 
@@ -306,9 +311,8 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 		    list ? err.msg : "out of memory");
 		return;
 	}
-	v = json_pack("{so}", "leases", list);
-	reply_json(req, 200, "OK", v);
-	json_decref(v);
+	reply_list(req, "leases", list);
+	json_decref(list);
 }
 
 static void

@@ -186,24 +186,31 @@ treq_free(struct treq *t)
 	free(t);
 }
 
-/* Record a request that ended without a board, then free it. */
-static void
-treq_end(struct treq *t, const char *outcome, const char *detail)
+/* The ledger row of request @t, without the grant and the outcome. */
+static struct ledger_lease
+treq_row(const struct treq *t)
 {
-	struct server *srv = t->conn->srv;
-	struct ledger_lease row = {
+	return (struct ledger_lease){
 	    .key = t->key,
 	    .user = t->user,
 	    .peer = t->conn->peer,
 	    .priority = t->priority,
 	    .requested_us = t->requested_us,
-	    .released_us = ledger_now_us(),
-	    .outcome = outcome,
-	    .detail = detail,
 	};
+}
+
+/* Record a request that ended without a board, then free it. */
+static void
+treq_end(struct treq *t, const char *outcome, const char *detail)
+{
+	struct server *srv = t->conn->srv;
+	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
 	int64_t id;
 
+	row.released_us = ledger_now_us();
+	row.outcome = outcome;
+	row.detail = detail;
 	ledger_check(
 	    srv, ledger_lease_insert(srv->ledger, &row, &id, &err), &err);
 	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
@@ -239,20 +246,14 @@ grant(struct treq *t, struct slot *s)
 {
 	struct board *b = s->board;
 	struct server *srv = b->conn->srv;
+	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
 	struct lease *l;
 	int64_t now = ledger_now_us();
-	struct ledger_lease row = {
-	    .key = t->key,
-	    .user = t->user,
-	    .peer = t->conn->peer,
-	    .priority = t->priority,
-	    .requested_us = t->requested_us,
-	    .granted_us = now,
-	    .board_id = b->id,
-	    .matchkey = s->matchkey,
-	};
 
+	row.granted_us = now;
+	row.board_id = b->id;
+	row.matchkey = s->matchkey;
 	if (tvm_tracker_add_grant(bufferevent_get_output(t->conn->bev), b->host,
 		b->port, s->matchkey) < 0) {
 		/* The slot goes back into the queue. */
