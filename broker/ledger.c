@@ -93,6 +93,23 @@ static const char *const migrations[] = {
     "  max(l.granted_us) AS last_granted_us"
     "  FROM boards b LEFT JOIN leases l ON l.board_id = b.id"
     "  GROUP BY b.id;",
+    /* 2: sessions relayed by the broker (TVM RPC proxy). */
+    "ALTER TABLE leases ADD COLUMN session_start_us INTEGER;"
+    "ALTER TABLE leases ADD COLUMN requests INTEGER;"
+    "ALTER TABLE leases ADD COLUMN exceptions INTEGER;"
+    "ALTER TABLE leases ADD COLUMN bytes_to_board INTEGER;"
+    "ALTER TABLE leases ADD COLUMN bytes_to_client INTEGER;"
+    "DROP VIEW lease_times;"
+    "CREATE VIEW lease_times AS SELECT l.id, l.key, l.user, l.peer,"
+    "  l.priority, b.name AS board,"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', l.requested_us / 1e6, 'unixepoch')"
+    "    AS requested,"
+    "  (l.granted_us - l.requested_us) / 1e6 AS wait_s,"
+    "  (l.released_us - l.granted_us) / 1e6 AS held_s,"
+    "  (l.released_us - l.session_start_us) / 1e6 AS session_s,"
+    "  l.requests, l.exceptions, l.bytes_to_board, l.bytes_to_client,"
+    "  l.outcome, l.detail"
+    "  FROM leases l LEFT JOIN boards b ON b.id = l.board_id;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -107,6 +124,7 @@ enum op_kind {
 	OP_LEASE_INSERT,
 	OP_LEASE_RELEASE,
 	OP_EVENT,
+	OP_LEASE_SESSION,
 	OP_MAX,
 };
 
@@ -132,14 +150,18 @@ static const char *const op_sql[OP_MAX] = {
 	" VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8, ?10, ?11, ?12)",
     [OP_LEASE_RELEASE] = "UPDATE leases SET released_us = ?5,"
 			 " outcome = ?2, detail = ?3 WHERE id = ?1",
+    [OP_LEASE_SESSION] =
+	"UPDATE leases SET session_start_us = ?5, released_us = ?6,"
+	" outcome = ?2, detail = ?3, requests = ?13, exceptions = ?14,"
+	" bytes_to_board = ?15, bytes_to_client = ?16 WHERE id = ?1",
     [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail)"
 		 " VALUES (?5, ?2, ?8, ?3)",
 };
 
 /*
  * One write.  Parameters are bound by number: ?1 id, ?2..?4 and ?10..?12
- * strings, ?5..?7 times, ?8 board id, ?9 priority.  Zero times and ids and
- * NULL strings bind as SQL NULL.
+ * strings, ?5..?7 times, ?8 board id, ?9 priority, ?13..?16 counters.
+ * Zero times and ids and NULL strings bind as SQL NULL; counters do not.
  */
 #define OP_NSTR 6
 static const int op_str_param[OP_NSTR] = {2, 3, 4, 10, 11, 12};
@@ -150,6 +172,7 @@ struct op {
 	int64_t t[3];     /* ?5 ?6 ?7 */
 	int64_t board_id; /* ?8 */
 	double priority;  /* ?9 */
+	int64_t n[4];     /* ?13 ?14 ?15 ?16 */
 	const char *s[OP_NSTR];
 	STAILQ_ENTRY(op) link;
 	char strings[]; /* the bytes s[] point into */
@@ -446,6 +469,12 @@ bind_op(sqlite3_stmt *st, const struct op *o)
 			break;
 		case 9:
 			rc = sqlite3_bind_double(st, i, o->priority);
+			break;
+		case 13:
+		case 14:
+		case 15:
+		case 16:
+			rc = sqlite3_bind_int64(st, i, o->n[i - 13]);
 			break;
 		default:
 			for (k = 0; k < OP_NSTR; k++)
@@ -989,4 +1018,25 @@ ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
 out:
 	stmt_done(st);
 	return r;
+}
+
+/*
+ * Close lease @id as a session the broker relayed and watched: when it
+ * started (the pair-up) and ended, its outcome class and what happened, and
+ * its counters.
+ */
+int
+ledger_lease_session(struct ledger *l, int64_t id,
+    const struct ledger_session *sess, struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_LEASE_SESSION,
+	    .id = id,
+	    .t = {sess->start_us, sess->end_us},
+	    .n = {(int64_t)sess->requests, (int64_t)sess->exceptions,
+		(int64_t)sess->bytes_to_board, (int64_t)sess->bytes_to_client},
+	    .s = {sess->outcome, sess->detail},
+	};
+
+	return op_add(l, &o, err);
 }

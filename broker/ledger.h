@@ -20,7 +20,7 @@
 struct ledger;
 struct npufarm_err;
 
-#define LEDGER_SCHEMA_VERSION 1
+#define LEDGER_SCHEMA_VERSION 2
 
 typedef void ledger_dirty_fn(void *arg);
 
@@ -52,6 +52,18 @@ struct ledger_lease {
 	const char *detail;
 };
 
+/* How a relayed session ended (ledger_lease_session()). */
+struct ledger_session {
+	int64_t start_us;
+	int64_t end_us;
+	uint64_t requests;	  /* client requests forwarded */
+	uint64_t exceptions;	  /* kException packets to the client */
+	uint64_t bytes_to_board;
+	uint64_t bytes_to_client;
+	const char *outcome;	  /* an outcome class name */
+	const char *detail;
+};
+
 /* Row callbacks: strings are borrowed for the duration of the call. */
 typedef int ledger_board_fn(const struct ledger_board *b, void *arg);
 typedef int ledger_lease_fn(const struct ledger_lease *l, void *arg);
@@ -77,6 +89,8 @@ int ledger_lease_insert(struct ledger *l, const struct ledger_lease *lease,
     int64_t *ret_id, struct npufarm_err *err);
 int ledger_lease_release(struct ledger *l, int64_t id, int64_t released_us,
     const char *outcome, const char *detail, struct npufarm_err *err);
+int ledger_lease_session(struct ledger *l, int64_t id,
+    const struct ledger_session *sess, struct npufarm_err *err);
 int ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err);
 

@@ -92,7 +92,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
 				"PRAGMA journal_mode");
-	ck_assert_str_eq(out, "0.001|0.001|lost\n1\nwal\n");
+	ck_assert_str_eq(out, "0.001|0.001|lost\n2\nwal\n");
 	free(out);
 }
 END_TEST
@@ -211,6 +211,53 @@ START_TEST(test_ledger_ids_are_immediate_and_stable)
 }
 END_TEST
 
+START_TEST(test_ledger_migrates_v1)
+{
+	struct npufarm_err err;
+	struct ledger_session sess = {
+	    .start_us = 1795559675799000,
+	    .end_us = 1795559675803175,
+	    .requests = 3,
+	    .exceptions = 1,
+	    .bytes_to_board = 100,
+	    .bytes_to_client = 200,
+	    .outcome = "exception",
+	    .detail = "ValueError: bad input",
+	};
+	struct ledger *l;
+	sqlite3 *db;
+	char *sql, *out;
+	FILE *f;
+	long n;
+
+	/* A ledger as version 0.1.0 wrote it. */
+	f = fopen(NPUFARM_TEST_DATA "/ledger-v1.sql", "r");
+	ck_assert_ptr_nonnull(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	sql = calloc(1, (size_t)n + 1);
+	ck_assert_uint_eq(fread(sql, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	free(sql);
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_lease_session(l, 1, &sess, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ledger_close(l);
+	out = harness_sql(path, "PRAGMA user_version; SELECT key, board,"
+				" session_s, requests, exceptions, bytes_to_board,"
+				" bytes_to_client, outcome, detail FROM "
+				"lease_times");
+	ck_assert_str_eq(out, "2\nrk3588|192.168.1.20:9090|0.004175|3|"
+			      "1|100|200|exception|ValueError: bad input\n");
+	free(out);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -223,6 +270,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_refuses_newer_schema);
 	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
 	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
+	tcase_add_test(tc, test_ledger_migrates_v1);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
