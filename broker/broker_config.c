@@ -65,6 +65,14 @@ static const struct opt opts[] = {
 	"waiting REQUESTs per connection"},
     {"max_keys", OPT_LONG, OFF(max_keys), 1, 10000000,
 	"distinct keys with boards or requests"},
+    {"pair_timeout", OPT_SECONDS, OFF(pair_timeout), 0.1, 3600,
+	"return a board granted to a client that never connects"},
+    {"max_relays", OPT_LONG, OFF(max_relays), 1, 1000000,
+	"relayed TVM RPC sessions at once"},
+    {"relay_buffer", OPT_LONG, OFF(relay_buffer), 4096, 1L << 30,
+	"bytes queued toward one side of a relay before reading pauses"},
+    {"relay_max_packet", OPT_LONG, OFF(relay_max_packet), 64, 1L << 40,
+	"largest RPC packet a relay accepts, bytes"},
     {"ledger_sync", OPT_SYNC, OFF(ledger_sync_full), 0, 0,
 	"'full' (default) or 'normal' (may lose the last commits on "
 	"power loss)"},
@@ -86,6 +94,10 @@ broker_config_defaults(struct broker_config *c)
 	c->max_pending = 64;
 	c->max_keys = 100000;
 	c->ledger_sync_full = true;
+	c->pair_timeout = 15;
+	c->max_relays = 4096;
+	c->relay_buffer = 4 * 1024 * 1024;
+	c->relay_max_packet = 1L << 30;
 }
 
 /* Free the strings @c owns; @c may be reused after broker_config_defaults. */

@@ -30,6 +30,8 @@
 
 #include "frame.h"
 #include "log.h"
+#include "proxy.h"
+#include "relay.h"
 #include "server.h"
 #include "tracker.h"
 
@@ -84,9 +86,11 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	c->id = ++srv->next_conn_id;
 	netaddr_format(sa, c->peer, sizeof(c->peer));
 	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
-	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0)
+	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
 		netaddr_host((struct sockaddr *)&local, c->local_host,
 		    sizeof(c->local_host));
+		c->local_port = netaddr_port((struct sockaddr *)&local);
+	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
@@ -121,11 +125,14 @@ conn_free(struct conn *c)
 {
 	if (c == NULL)
 		return;
+	if (c->relay != NULL)
+		relay_conn_gone(c);
 	if (c->tracker != NULL)
 		tracker_conn_closed(c);
 	TAILQ_REMOVE(&c->srv->conns, c, link);
 	c->srv->nconns--;
 	bufferevent_free(c->bev);
+	free(c->rpc_key);
 	free(c);
 }
 
@@ -184,6 +191,17 @@ conn_flush(struct conn *c)
 }
 
 /*
+ * @c finished its handshake: no handshake deadline from now on (a tracker
+ * peer or a waiting board may idle for hours).
+ */
+void
+conn_ready(struct conn *c)
+{
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	conn_set_state(c, CONN_READY);
+}
+
+/*
  * Whether the peer has already closed or reset the connection, without
  * consuming anything: 1 gone, 0 alive (or unknown).  Used before granting a
  * board, so a board is never handed to a client that already left.
@@ -222,16 +240,14 @@ handshake(struct conn *c)
 			    c, "out of memory starting a tracker session");
 			return;
 		}
-		/* Past the handshake a tracker peer may idle for hours (a
-		 * server between polls, a client waiting for a board). */
-		bufferevent_set_timeouts(c->bev, NULL, NULL);
-		conn_set_state(c, CONN_READY);
+		conn_ready(c);
 		c->proto = CONN_PROTO_TRACKER;
 		break;
 	case NPUFARM_TVM_RPC_MAGIC:
-		conn_close(c, "TVM RPC proxy handshake: this broker does not "
-			      "relay RPC sessions yet (use the tracker)");
-		return;
+		/* The hello continues with its key; the handshake deadline
+		 * covers it.  proxy_conn_read() takes it from here. */
+		c->proto = CONN_PROTO_RPC;
+		break;
 	case NPUFARM_AGENT_MAGIC:
 		conn_close(c, "npufarm agent link: not supported by this "
 			      "broker version");
@@ -248,12 +264,16 @@ conn_readcb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->state == CONN_HANDSHAKE) {
+	if (c->state == CONN_HANDSHAKE && c->proto == CONN_PROTO_NONE) {
 		handshake(c);
-		if (c->state != CONN_READY)
+		if (c->state == CONN_CLOSING || c->proto == CONN_PROTO_NONE)
 			return;
 	}
-	if (c->state == CONN_READY && c->proto == CONN_PROTO_TRACKER)
+	if (c->relay != NULL)
+		relay_read(c);
+	else if (c->proto == CONN_PROTO_RPC && c->state != CONN_CLOSING)
+		proxy_conn_read(c);
+	else if (c->state == CONN_READY && c->proto == CONN_PROTO_TRACKER)
 		tracker_conn_read(c);
 	if (c->state != CONN_CLOSING)
 		conn_flush(c);
@@ -266,11 +286,13 @@ conn_writecb(struct bufferevent *bev, void *arg)
 
 	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
 		return;
-	if (c->state == CONN_CLOSING)
+	if (c->state == CONN_CLOSING) {
 		conn_free(c);
-	else
-		bufferevent_disable(
-		    bev, EV_WRITE); /* drained: back to direct */
+		return;
+	}
+	bufferevent_disable(bev, EV_WRITE); /* drained: back to direct */
+	if (c->relay != NULL)
+		relay_drained(c);
 }
 
 static void
@@ -278,6 +300,10 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
+	if (c->relay != NULL && c->state != CONN_CLOSING) {
+		relay_event(c, what); /* frees c */
+		return;
+	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (c->state == CONN_HANDSHAKE)
 			log_conn(c, LOG_NOTICE,

@@ -14,6 +14,7 @@
 #include "netaddr.h"
 
 struct bufferevent;
+struct relay;
 struct server;
 struct tracker_conn;
 
@@ -26,6 +27,7 @@ enum conn_state {
 enum conn_proto {
 	CONN_PROTO_NONE,
 	CONN_PROTO_TRACKER,
+	CONN_PROTO_RPC, /* TVM RPC: handshake, waiting, then relayed */
 };
 
 struct conn {
@@ -37,7 +39,11 @@ struct conn {
 	char peer[NETADDR_STRLEN];       /* "host:port" of the peer */
 	char peer_host[NETADDR_STRLEN];  /* numeric host of the peer */
 	char local_host[NETADDR_STRLEN]; /* our address on this connection */
+	unsigned local_port;             /* our port on this connection */
 	struct tracker_conn *tracker;    /* owned, tracker protocol state */
+	char *rpc_key;       /* owned: the RPC hello key, verbatim */
+	double rpc_timeout;  /* s, from -timeout=T; 0: none */
+	struct relay *relay; /* shared with the peer; see relay.c */
 	uint64_t frames_in;
 	TAILQ_ENTRY(conn) link;
 };
@@ -47,6 +53,7 @@ void conn_accept(
 void conn_close(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void conn_free(struct conn *c);
+void conn_ready(struct conn *c);
 void conn_flush(struct conn *c);
 int conn_peer_gone(const struct conn *c);
 

@@ -56,11 +56,11 @@ struct ledger_lease {
 struct ledger_session {
 	int64_t start_us;
 	int64_t end_us;
-	uint64_t requests;	  /* client requests forwarded */
-	uint64_t exceptions;	  /* kException packets to the client */
+	uint64_t requests;   /* client requests forwarded */
+	uint64_t exceptions; /* kException packets to the client */
 	uint64_t bytes_to_board;
 	uint64_t bytes_to_client;
-	const char *outcome;	  /* an outcome class name */
+	const char *outcome; /* an outcome class name */
 	const char *detail;
 };
 

@@ -322,6 +322,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
 	srv->tv_request = common_timeout(srv, cfg->request_timeout);
 	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
+	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
 	r = ledger_open(cfg->db, cfg->ledger_sync_full, &srv->ledger, err);
 	if (r < 0)
 		goto fail;

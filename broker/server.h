@@ -45,6 +45,9 @@ struct server {
 	const struct timeval *tv_handshake; /* common timeouts */
 	const struct timeval *tv_request;
 	const struct timeval *tv_grace;
+	const struct timeval *tv_pair; /* a granted client's time to come */
+	void *pending;                 /* tsearch: grants of proxied boards */
+	size_t nrelays;                /* relayed sessions */
 	bool stopping;
 };
 

@@ -21,9 +21,11 @@
 #include "tracker.h"
 
 #include <errno.h>
+#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -38,9 +40,11 @@
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
+#include "relay.h"
 #include "scheduler.h"
 #include "server.h"
 #include "tvm_proto.h"
+#include "tvm_rpc.h"
 
 /* Frames handled per read callback before yielding to other connections. */
 #define TRACKER_MAX_FRAMES_PER_EVENT 16
@@ -77,13 +81,25 @@ struct board {
 	TAILQ_HEAD(, slot) slots;   /* free matchkeys, oldest first */
 	TAILQ_HEAD(, lease) leases; /* open leases, oldest first */
 	size_t nleases;
+	bool proxied;            /* a data connection waiting to be relayed */
+	char *hello_key;         /* proxied: its full RPC hello key */
+	struct pending *pending; /* proxied: a grant waiting for its client */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
+};
+
+/* A proxied board granted through the tracker, until its client connects. */
+struct pending {
+	struct board *board; /* borrowed: it points back at us */
+	struct lease *lease; /* borrowed: in board->leases */
+	struct event *timer; /* the client's time to connect */
+	char matchkey[];
 };
 
 struct treq {
 	struct sched_request s;
 	struct conn *conn; /* borrowed: the requesting client */
+	bool rpc; /* an RPC data connection (client:KEY), not REQUEST */
 	char *key;
 	char *user; /* fair-share identity: the user, else the client's IP */
 	double priority;
@@ -241,26 +257,18 @@ lease_release(
 	}
 }
 
-static void
-grant(struct treq *t, struct slot *s)
+/* Open a lease of @b for @t in memory and in the ledger; NULL on OOM. */
+static struct lease *
+lease_open(struct treq *t, struct board *b, const char *matchkey)
 {
-	struct board *b = s->board;
 	struct server *srv = b->conn->srv;
 	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
 	struct lease *l;
-	int64_t now = ledger_now_us();
 
-	row.granted_us = now;
+	row.granted_us = ledger_now_us();
 	row.board_id = b->id;
-	row.matchkey = s->matchkey;
-	if (tvm_tracker_add_grant(bufferevent_get_output(t->conn->bev), b->host,
-		b->port, s->matchkey) < 0) {
-		/* The slot goes back into the queue. */
-		sched_slot_push(b->queue, &s->s);
-		conn_close(t->conn, "out of memory queueing a grant");
-		return;
-	}
+	row.matchkey = matchkey;
 	l = calloc(1, sizeof(*l));
 	if (l != NULL)
 		l->user = strdup(row.user);
@@ -268,24 +276,73 @@ grant(struct treq *t, struct slot *s)
 		free(l);
 		log_err("lease of %s to %s: out of memory, not tracked",
 		    b->address, t->conn->peer);
-	} else {
-		l->granted_us = now;
-		(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
-		ledger_check(srv,
-		    ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
-		TAILQ_INSERT_TAIL(&b->leases, l, link);
-		if (b->nleases++ == 0)
-			sched_queue_add_leased(b->queue, 1);
-		board_set_state(b, BOARD_LEASED);
+		return NULL;
 	}
-	conn_flush(t->conn);
+	l->granted_us = row.granted_us;
+	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
+	ledger_check(
+	    srv, ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
+	TAILQ_INSERT_TAIL(&b->leases, l, link);
+	if (b->nleases++ == 0)
+		sched_queue_add_leased(b->queue, 1);
+	board_set_state(b, BOARD_LEASED);
 	log_info("lease %lld: '%s' board %s granted to %s after %.3f ms",
-	    l ? (long long)l->id : -1LL, t->key, b->address, t->conn->peer,
-	    (double)(now - t->requested_us) / 1000.0);
+	    (long long)l->id, t->key, b->address, t->conn->peer,
+	    (double)(l->granted_us - t->requested_us) / 1000.0);
+	return l;
+}
+
+static void pending_add(struct board *b, struct lease *l, const char *mk);
+
+/*
+ * Give slot @s to request @t.  A TVM client gets the grant frame: the
+ * board's own address, or for a board that dialled in, the broker's (the
+ * client connects back with the matchkey and is relayed).  An RPC data
+ * connection waiting for a key (client:KEY) is relayed at once.
+ */
+static void
+grant(struct treq *t, struct slot *s)
+{
+	struct board *b = s->board;
+	struct conn *client = t->conn;
+	struct server *srv = client->srv;
+	bool rpc = t->rpc;
+	struct lease *l;
+	int r = 0;
+
+	if (rpc && !b->proxied) {
+		/* Clients reach such a board directly; nothing to relay. */
+		sched_slot_push(b->queue, &s->s);
+		treq_end(t, "rejected",
+		    "client:KEY names a key whose boards are reached "
+		    "directly; ask the tracker for one");
+		relay_refuse(client, "no board of that key dials in");
+		return;
+	}
+	if (!rpc && b->proxied)
+		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
+		    srv->cfg->public_addr ? srv->cfg->public_addr
+					  : client->local_host,
+		    (long)client->local_port, s->matchkey);
+	else if (!rpc)
+		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
+		    b->host, b->port, s->matchkey);
+	if (r < 0) {
+		sched_slot_push(b->queue, &s->s); /* back into the queue */
+		conn_close(client, "out of memory queueing a grant");
+		return;
+	}
+	l = lease_open(t, b, s->matchkey);
 	TAILQ_REMOVE(&b->slots, s, link);
 	b->conn->tracker->nslots--;
+	if (b->proxied && !rpc && l != NULL)
+		pending_add(b, l, s->matchkey);
 	free(s);
 	treq_free(t);
+	if (b->proxied && rpc)
+		relay_start(client, b->conn, b->hello_key, l ? l->id : 0);
+	else
+		conn_flush(client);
 }
 
 /* Hand free slots of @q to waiting requests while both exist. */
@@ -342,7 +399,8 @@ board_find(
 }
 
 static struct board *
-board_new(struct conn *c, struct sched_queue *q, const char *host, long port)
+board_new(struct conn *c, struct sched_queue *q, const char *kind,
+    const char *host, long port)
 {
 	struct server *srv = c->srv;
 	struct npufarm_err err;
@@ -353,8 +411,13 @@ board_new(struct conn *c, struct sched_queue *q, const char *host, long port)
 	if (b == NULL)
 		return NULL;
 	b->host = strdup(host);
-	r = asprintf(
-	    &b->address, strchr(host, ':') ? "[%s]:%ld" : "%s:%ld", host, port);
+	/* A board that dials in is known by its host: its port changes with
+	 * every connection. */
+	if (port == 0)
+		r = asprintf(&b->address, "%s", host);
+	else
+		r = asprintf(&b->address,
+		    strchr(host, ':') ? "[%s]:%ld" : "%s:%ld", host, port);
 	if (b->host == NULL || r < 0) {
 		free(b->host);
 		free(b);
@@ -366,7 +429,7 @@ board_new(struct conn *c, struct sched_queue *q, const char *host, long port)
 	b->state = BOARD_IDLE;
 	TAILQ_INIT(&b->slots);
 	TAILQ_INIT(&b->leases);
-	r = ledger_board_upsert(srv->ledger, "tvm", sched_queue_key(q),
+	r = ledger_board_upsert(srv->ledger, kind, sched_queue_key(q),
 	    b->address, ledger_now_us(), &b->id, &err);
 	ledger_check(srv, r, &err);
 	if (r >= 0)
@@ -381,8 +444,15 @@ board_new(struct conn *c, struct sched_queue *q, const char *host, long port)
 	return b;
 }
 
+static void pending_free(struct pending *p);
+
+/*
+ * Take board @b out of service: its free slots leave the queue, its open
+ * leases end as "lost", it goes offline in the ledger.  @quiet: a board that
+ * dialled in for one session and will dial in again (no event row).
+ */
 static void
-board_free(struct board *b, const char *why)
+board_free(struct board *b, const char *why, bool quiet)
 {
 	struct server *srv = b->conn->srv;
 	struct sched_queue *q = b->queue;
@@ -397,8 +467,10 @@ board_free(struct board *b, const char *why)
 		b->conn->tracker->nslots--;
 		free(s);
 	}
+	if (b->pending != NULL)
+		pending_free(b->pending);
 	(void)snprintf(detail, sizeof(detail),
-	    "board's tracker connection closed during the lease (%s)", why);
+	    "board's connection closed during the lease (%s)", why);
 	while ((l = TAILQ_FIRST(&b->leases)) != NULL)
 		lease_release(b, l, "lost", detail);
 	if (b->dirty)
@@ -407,16 +479,19 @@ board_free(struct board *b, const char *why)
 	    ledger_board_state(
 		srv->ledger, b->id, "offline", why, ledger_now_us(), &err),
 	    &err);
-	ledger_check(srv,
-	    ledger_event(srv->ledger, "board_offline", b->id, why,
-		ledger_now_us(), &err),
-	    &err);
-	log_notice("board %s of key '%s' offline: %s", b->address,
-	    sched_queue_key(q), why);
+	if (!quiet) {
+		ledger_check(srv,
+		    ledger_event(srv->ledger, "board_offline", b->id, why,
+			ledger_now_us(), &err),
+		    &err);
+		log_notice("board %s of key '%s' offline: %s", b->address,
+		    sched_queue_key(q), why);
+	}
 	sched_queue_add_board(q, -1);
 	TAILQ_REMOVE(&b->conn->tracker->boards, b, link);
 	free(b->host);
 	free(b->address);
+	free(b->hello_key);
 	free(b);
 	sched_queue_gc(q);
 }
@@ -453,7 +528,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 			}
 	b = board_find(tc, q, host, m->port);
 	if (b == NULL)
-		b = board_new(c, q, host, m->port);
+		b = board_new(c, q, "tvm", host, m->port);
 	s = b ? calloc(1, sizeof(*s) + mklen + 1) : NULL;
 	if (s == NULL) {
 		sched_queue_gc(q);
@@ -779,24 +854,33 @@ dispatch(struct conn *c, const struct tvm_tracker_msg *m)
 	}
 }
 
-/* Attach tracker state to @c after its magic was echoed.  0 or -ENOMEM. */
+static struct tracker_conn *
+tracker_conn_get(struct conn *c)
+{
+	struct tracker_conn *tc = c->tracker;
+
+	if (tc != NULL)
+		return tc;
+	tc = calloc(1, sizeof(*tc));
+	if (tc == NULL)
+		return NULL;
+	TAILQ_INIT(&tc->boards);
+	TAILQ_INIT(&tc->reqs);
+	c->tracker = tc;
+	return tc;
+}
+
+/* Attach tracker state to @c and echo its magic.  0 or -ENOMEM. */
 int
 tracker_conn_start(struct conn *c)
 {
-	struct tracker_conn *tc;
 	unsigned char magic[4];
 
-	tc = calloc(1, sizeof(*tc));
-	if (tc == NULL)
+	if (tracker_conn_get(c) == NULL)
 		return -ENOMEM;
-	TAILQ_INIT(&tc->boards);
-	TAILQ_INIT(&tc->reqs);
 	frame_put_le32(magic, NPUFARM_TVM_TRACKER_MAGIC);
-	if (bufferevent_write(c->bev, magic, sizeof(magic)) < 0) {
-		free(tc);
+	if (bufferevent_write(c->bev, magic, sizeof(magic)) < 0)
 		return -ENOMEM;
-	}
-	c->tracker = tc;
 	return 0;
 }
 
@@ -882,8 +966,9 @@ tracker_conn_closed(struct conn *c)
 		sched_queue_gc(q);
 	}
 	while ((b = TAILQ_FIRST(&tc->boards)) != NULL)
-		board_free(b, c->srv->stopping ? "broker stopping"
-					       : "tracker connection closed");
+		board_free(b,
+		    c->srv->stopping ? "broker stopping" : "connection closed",
+		    false);
 	free(tc->info);
 	free(tc);
 	c->tracker = NULL;
@@ -949,4 +1034,257 @@ tracker_foreach_request(
 
 	if (sched_queue_get(srv->sched, key, false, &q) == 0)
 		sched_foreach_waiting(q, foreach_req_cb, &f);
+}
+
+/* ---- boards that dial in (TVM RPC proxy) ------------------------------ */
+
+static int
+pending_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct pending *)a)->matchkey,
+	    ((const struct pending *)b)->matchkey);
+}
+
+static void
+pending_free(struct pending *p)
+{
+	struct server *srv = p->board->conn->srv;
+
+	(void)tdelete(p, &srv->pending, pending_cmp);
+	p->board->pending = NULL;
+	event_free(p->timer);
+	free(p);
+}
+
+/* A fresh matchkey for a board that dialled in: KEY:npufarm-<64 random bits>.
+ */
+static struct slot *
+slot_new_proxied(struct board *b)
+{
+	const char *key = sched_queue_key(b->queue);
+	uint64_t rnd = 0;
+	struct slot *s;
+	size_t n = strlen(key) + 32;
+
+	s = calloc(1, sizeof(*s) + n);
+	if (s == NULL)
+		return NULL;
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint64_t)ledger_now_us() ^ (uint64_t)(uintptr_t)s;
+	(void)snprintf(
+	    s->matchkey, n, "%s:npufarm-%016llx", key, (unsigned long long)rnd);
+	s->board = b;
+	return s;
+}
+
+/* Offer proxied board @b (one slot: one session per connection). */
+static int
+board_offer(struct board *b)
+{
+	struct slot *s = slot_new_proxied(b);
+
+	if (s == NULL)
+		return -ENOMEM;
+	TAILQ_INSERT_TAIL(&b->slots, s, link);
+	b->conn->tracker->nslots++;
+	sched_slot_push(b->queue, &s->s);
+	schedule(b->queue);
+	return 0;
+}
+
+static void
+pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending *p = arg;
+	struct board *b = p->board;
+	struct lease *l = p->lease;
+	char detail[160];
+
+	(void)snprintf(detail, sizeof(detail),
+	    "the client never connected to the broker with its matchkey "
+	    "within %g s",
+	    b->conn->srv->cfg->pair_timeout);
+	pending_free(p);
+	lease_release(b, l, "lost", detail);
+	if (board_offer(b) < 0)
+		conn_close(b->conn, "out of memory offering a board");
+}
+
+static void
+pending_add(struct board *b, struct lease *l, const char *mk)
+{
+	struct server *srv = b->conn->srv;
+	size_t n = strlen(mk) + 1;
+	struct pending *p;
+
+	p = calloc(1, sizeof(*p) + n);
+	if (p == NULL)
+		goto oom;
+	memcpy(p->matchkey, mk, n);
+	p->board = b;
+	p->lease = l;
+	p->timer = evtimer_new(srv->base, pending_timeout_cb, p);
+	if (p->timer == NULL || evtimer_add(p->timer, srv->tv_pair) < 0 ||
+	    tsearch(p, &srv->pending, pending_cmp) == NULL) {
+		if (p->timer != NULL)
+			event_free(p->timer);
+		free(p);
+		goto oom;
+	}
+	b->pending = p;
+	return;
+oom:
+	/* The grant went out but cannot be honoured: end it now. */
+	lease_release(b, l, "lost", "out of memory tracking the grant");
+	conn_close(b->conn, "out of memory tracking a grant");
+}
+
+static int
+proxy_info(struct conn *c, const char *key)
+{
+	json_t *v;
+	char *name;
+
+	if (asprintf(&name, "server:%s", key) < 0)
+		return -ENOMEM;
+	v = json_pack("{s:s, s:[s, I]}", "key", name, "addr", c->peer_host,
+	    (json_int_t)strtol(strrchr(c->peer, ':') + 1, NULL, 10));
+	free(name);
+	if (v == NULL)
+		return -ENOMEM;
+	c->tracker->info = json_util_dumps_py(v);
+	json_decref(v);
+	if (c->tracker->info == NULL)
+		return -ENOMEM;
+	c->tracker->is_server = true;
+	return 0;
+}
+
+/*
+ * Register RPC data connection @c, which sent the hello "server:@key", as
+ * a board of @key waiting for a session (TVM servers started with
+ * --through-proxy, npufarm agents).  @hello_key is its full key, sent to
+ * the client at pair-up.  Returns 0, or -ENOMEM/-E2BIG after closing @c.
+ */
+int
+tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
+{
+	struct sched_queue *q;
+	struct board *b;
+
+	if (tracker_conn_get(c) == NULL) {
+		conn_close(c, "out of memory registering a board");
+		return -ENOMEM;
+	}
+	if (queue_get(c, key, &q) < 0) {
+		if (c->state != CONN_CLOSING)
+			conn_close(c, "out of memory creating a queue");
+		return -ENOMEM;
+	}
+	b = board_new(c, q, "proxy", c->peer_host, 0);
+	if (b == NULL || (b->hello_key = strdup(hello_key)) == NULL) {
+		sched_queue_gc(q);
+		conn_close(c, "out of memory registering a board");
+		return -ENOMEM;
+	}
+	b->proxied = true;
+	/* Listed in SUMMARY as a TVM server of its key, so query_rpc_tracker
+	 * and MetaSchedule count it. */
+	if (proxy_info(c, key) < 0 || board_offer(b) < 0) {
+		conn_close(c, "out of memory offering a board");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * RPC data connection @c sent "client:@match".  A matchkey the tracker
+ * granted pairs it with its board at once (returns 1); the name of a key
+ * with boards queues it like a REQUEST, paired when a board is free
+ * (TVM's standalone-proxy use; returns 0); anything else is -ENOENT, and
+ * the caller answers MISMATCH.
+ */
+int
+tracker_proxy_client(struct conn *c, const char *match)
+{
+	struct pending *probe, **found;
+	struct server *srv = c->srv;
+	struct sched_queue *q;
+	struct tracker_conn *tc;
+	size_t n = strlen(match) + 1;
+	struct board *b;
+	int64_t lease_id;
+	struct treq *t;
+
+	probe = malloc(sizeof(*probe) + n);
+	if (probe == NULL)
+		return -ENOMEM;
+	memcpy(probe->matchkey, match, n);
+	found = tfind(probe, &srv->pending, pending_cmp);
+	free(probe);
+	if (found != NULL) {
+		b = (*found)->board;
+		lease_id = (*found)->lease->id;
+		pending_free(*found);
+		relay_start(c, b->conn, b->hello_key, lease_id);
+		return 1;
+	}
+	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||
+	    sched_queue_boards(q) == 0)
+		return -ENOENT;
+	tc = tracker_conn_get(c);
+	t = calloc(1, sizeof(*t));
+	if (tc == NULL || t == NULL || (t->key = strdup(match)) == NULL ||
+	    (t->user = strdup(c->peer_host)) == NULL ||
+	    sched_enqueue(q, &t->s, t->user, 0) < 0) {
+		if (t != NULL) {
+			free(t->key);
+			free(t->user);
+			free(t);
+		}
+		return -ENOMEM;
+	}
+	t->conn = c;
+	t->rpc = true;
+	t->requested_us = ledger_now_us();
+	TAILQ_INSERT_TAIL(&tc->reqs, t, link);
+	tc->nreqs++;
+	schedule(q);
+	return 0;
+}
+
+/*
+ * The relay on board connection @c is over: record how the session of its
+ * lease ended, and take the board out of the queues quietly (the same
+ * board dials in again for its next session).  Detaches and frees
+ * c->tracker; @c itself is the caller's to close.
+ */
+void
+tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
+{
+	struct tracker_conn *tc = c->tracker;
+	struct server *srv = c->srv;
+	struct npufarm_err err;
+	struct board *b;
+	struct lease *l;
+
+	if (tc == NULL)
+		return;
+	b = TAILQ_FIRST(&tc->boards);
+	l = b ? TAILQ_FIRST(&b->leases) : NULL;
+	if (l != NULL) {
+		ledger_check(srv,
+		    ledger_lease_session(srv->ledger, l->id, sess, &err), &err);
+		log_info("lease %lld of %s (%s): session ended %s: %s",
+		    (long long)l->id, b->address, sched_queue_key(b->queue),
+		    sess->outcome, sess->detail);
+		TAILQ_REMOVE(&b->leases, l, link);
+		free(l->user);
+		free(l);
+		if (--b->nleases == 0)
+			sched_queue_add_leased(b->queue, -1);
+	}
+	if (b != NULL)
+		board_free(b, "session ended; the board dials in again", true);
+	tracker_conn_closed(c);
 }

@@ -12,6 +12,7 @@
 #include <sys/queue.h>
 
 struct conn;
+struct ledger_session;
 struct server;
 
 /* Board states as shown in the API and stored in the ledger. */
@@ -49,6 +50,10 @@ int tracker_conn_start(struct conn *c);
 void tracker_conn_read(struct conn *c);
 void tracker_conn_closed(struct conn *c);
 int tracker_flush_boards(struct server *srv);
+int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
+int tracker_proxy_client(struct conn *c, const char *match);
+void tracker_proxy_session_end(
+    struct conn *c, const struct ledger_session *sess);
 void tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg);
 void tracker_foreach_request(
     struct server *srv, const char *key, tracker_request_fn *fn, void *arg);

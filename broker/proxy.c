@@ -1,0 +1,108 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * RPC handshake on the farm port.  After the 4-byte RPC magic comes i32
+ * keylen and the key (the C++ client sends the three parts separately).
+ * "server:KEY ..." registers the connection as a board of KEY; anything
+ * else is a client: "client:MATCHKEY -timeout=T" from a tracker grant, or
+ * "client:KEY" naming a key directly.  Like TVM's proxy, a peer that sends
+ * anything after its key before it is paired is closed.
+ */
+#include "config.h"
+
+#include "proxy.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+
+#include "conn.h"
+#include "err.h"
+#include "log.h"
+#include "relay.h"
+#include "server.h"
+#include "tracker.h"
+#include "tvm_rpc.h"
+
+static void
+hello(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t cap = (size_t)c->srv->cfg->max_key_len + 1;
+	struct tvm_rpc_hello h;
+	struct npufarm_err err;
+	char *key, *parse;
+	int r;
+
+	key = malloc(cap);
+	if (key == NULL) {
+		conn_close(c, "out of memory reading an RPC hello");
+		return;
+	}
+	r = tvm_rpc_hello_pull(in, key, cap, &err);
+	if (r <= 0) {
+		if (r < 0)
+			conn_close(c, "RPC hello: %s", err.msg);
+		free(key);
+		return;
+	}
+	parse = strdup(key);
+	if (parse == NULL) {
+		free(key);
+		conn_close(c, "out of memory reading an RPC hello");
+		return;
+	}
+	r = tvm_rpc_hello_parse(parse, &h, &err);
+	if (r < 0) {
+		relay_refuse(c, err.msg);
+		goto out;
+	}
+	c->rpc_key = key;
+	key = NULL;
+	c->rpc_timeout = h.has_timeout ? h.timeout : 0;
+	conn_ready(c);
+	if (h.is_server) {
+		log_debug("conn %llu %s: board dials in for '%s'",
+		    (unsigned long long)c->id, c->peer, h.match);
+		(void)tracker_proxy_board(c, h.match, c->rpc_key);
+		goto out;
+	}
+	if (c->srv->nrelays >= (size_t)c->srv->cfg->max_relays) {
+		relay_refuse(c, "too many relayed sessions (limit max_relays)");
+		goto out;
+	}
+	r = tracker_proxy_client(c, h.match);
+	if (r == -ENOENT)
+		relay_refuse(c, "no board granted under that matchkey, and no "
+				"key of that name has boards");
+	else if (r < 0)
+		conn_close(c, "out of memory pairing");
+out:
+	free(parse);
+	free(key);
+}
+
+/*
+ * Bytes on an RPC connection that is not relayed yet: the hello, or a
+ * protocol violation by a peer that should be waiting for its pair-up.
+ */
+void
+proxy_conn_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	if (c->state == CONN_HANDSHAKE) {
+		hello(c);
+		if (c->relay != NULL) {
+			relay_read(c); /* bytes that came with the hello */
+			return;
+		}
+		if (c->state != CONN_READY)
+			return;
+	}
+	if (c->relay == NULL && evbuffer_get_length(in) > 0)
+		conn_close(c, "sent %zu bytes before being paired",
+		    evbuffer_get_length(in));
+}

@@ -1,0 +1,21 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The packet-aware relay between a TVM client and a board that dialled in
+ * (spec tvm-rpc-protocol.md §4.2, §5, §6.5): it forwards both directions
+ * with backpressure, watches the packet framing, enforces the session
+ * deadline, and turns a timeout or a dying board into one clean kException
+ * for the client instead of an EOF that TVM reports as kShutdown.
+ */
+#pragma once
+
+#include <stdint.h>
+
+struct conn;
+
+void relay_start(struct conn *client, struct conn *board, const char *board_key,
+    int64_t lease_id);
+void relay_refuse(struct conn *c, const char *why);
+void relay_read(struct conn *c);
+void relay_drained(struct conn *c);
+void relay_event(struct conn *c, short what);
+void relay_conn_gone(struct conn *c);

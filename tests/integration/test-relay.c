@@ -1,0 +1,492 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The farm port as a TVM RPC proxy: a board dials in with "server:KEY", a
+ * client asks the tracker for KEY, connects back with the matchkey, and the
+ * broker relays.  Raw bytes from the spec's vectors on both sides; each
+ * outcome is checked on the wire and in the ledger.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "err.h"
+#include "frame.h"
+#include "harness.h"
+#include "tvmpeer.h"
+
+#define T_MS 5000
+
+#define HS05     "71f20f00090000007365727665723a7831" /* server:x1 */
+#define HS07     "71f20f00090000007365727665723a7831" /* to client */
+#define MISMATCH "73f20f00"
+#define EP01     "1500000000000000020000000500000000000000302e382e3000000000"
+#define EP02     "0c00000000000000040000000100000004000000"
+#define EP05                                                               \
+	"1c00000000000000030000000000aaaa5555000001000000000000000a000000" \
+	"00000000"
+#define EP09                                                               \
+	"770000000000000005000000010000000b000000630000000000000052504353" \
+	"657373696f6e54696d656f75744572726f723a20596f757220312e3073207365" \
+	"7373696f6e2068617320657870697265642c2074727920746f20696e63726561" \
+	"736520746865202273657373696f6e5f74696d656f7574222076616c75652e"
+#define EP10                                                               \
+	"290000000000000005000000010000000b000000150000000000000056616c75" \
+	"654572726f723a2062616420696e707574"
+#define EP11 "040000000000000001000000"
+#define EP17                                                               \
+	"290000000000000009000000010000000b000000150000000000000074766d2e" \
+	"7270632e7365727665722e72656d6f7665"
+
+static struct harness_broker b;
+
+static void
+start(void)
+{
+	static const char *const extra[] = {"--pair-timeout", "1", NULL};
+
+	harness_broker_start(&b, extra);
+}
+
+static void
+stop(void)
+{
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	harness_broker_cleanup(&b);
+}
+
+static struct tvmpeer *
+raw(void)
+{
+	struct npufarm_err err;
+	struct tvmpeer *p;
+
+	ck_assert_msg(tvmpeer_open(b.farm, T_MS, &p, &err) == 0, "%s", err.msg);
+	return p;
+}
+
+static void
+send_hex(struct tvmpeer *p, const char *hex)
+{
+	unsigned char v[512];
+	size_t n = harness_unhex(hex, v, sizeof(v));
+
+	ck_assert_int_eq(tvmpeer_send_raw(p, v, n), 0);
+}
+
+static void
+send_bytes(struct tvmpeer *p, const void *v, size_t n)
+{
+	ck_assert_int_eq(tvmpeer_send_raw(p, v, n), 0);
+}
+
+/* Read exactly @n bytes or fail the test. */
+static void
+read_exact(struct tvmpeer *p, unsigned char *buf, size_t n)
+{
+	struct pollfd pfd = {tvmpeer_fd(p), POLLIN, 0};
+	size_t got = 0;
+
+	while (got < n) {
+		ssize_t k;
+
+		ck_assert_msg(poll(&pfd, 1, T_MS) == 1,
+		    "timed out after %zu of %zu bytes", got, n);
+		k = read(tvmpeer_fd(p), buf + got, n - got);
+		ck_assert_msg(k > 0, "closed after %zu of %zu bytes", got, n);
+		got += (size_t)k;
+	}
+}
+
+static void
+expect_hex(struct tvmpeer *p, const char *hex)
+{
+	unsigned char want[512], got[512];
+	size_t n = harness_unhex(hex, want, sizeof(want));
+
+	read_exact(p, got, n);
+	ck_assert_msg(memcmp(got, want, n) == 0, "bytes differ from %s", hex);
+}
+
+/* An RPC hello: magic, length, key, in one write. */
+static void
+hello(struct tvmpeer *p, const char *key)
+{
+	unsigned char buf[512];
+	size_t n = strlen(key);
+
+	frame_put_le32(buf, 0xFF271);
+	frame_put_le32(buf + 4, (uint32_t)n);
+	memcpy(buf + 8, key, n);
+	send_bytes(p, buf, 8 + n);
+}
+
+/* SUCCESS and the key that follows it; returns the key (malloc'd). */
+static char *
+expect_success(struct tvmpeer *p)
+{
+	unsigned char hdr[8];
+	char *key;
+	uint32_t n;
+
+	read_exact(p, hdr, 8);
+	ck_assert_uint_eq(frame_get_le32(hdr), 0xFF271);
+	n = frame_get_le32(hdr + 4);
+	ck_assert_uint_lt(n, 1024);
+	key = calloc(1, n + 1);
+	read_exact(p, (unsigned char *)key, n);
+	return key;
+}
+
+/* A kException (code 5) packet; returns its message (malloc'd). */
+static char *
+expect_exception(struct tvmpeer *p)
+{
+	unsigned char hdr[28];
+	uint64_t len;
+	char *msg;
+
+	read_exact(p, hdr, 28);
+	ck_assert_uint_eq(frame_get_le32(hdr + 8), 5);
+	ck_assert_uint_eq(frame_get_le32(hdr + 16), 11);
+	len = frame_get_le32(hdr + 20);
+	ck_assert_uint_eq(frame_get_le32(hdr), 20 + len);
+	msg = calloc(1, len + 1);
+	read_exact(p, (unsigned char *)msg, len);
+	return msg;
+}
+
+static struct tvmpeer *
+board(void)
+{
+	struct tvmpeer *p = raw();
+
+	hello(p, "server:x1");
+	return p;
+}
+
+/* A tuner: REQUEST through the tracker, then connect back and pair. */
+static struct tvmpeer *
+client(const char *timeout_opt, struct tvmpeer *brd)
+{
+	struct tvmpeer *trk, *p;
+	struct tvmpeer_grant g;
+	struct npufarm_err err;
+	char key[300], *k;
+
+	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &trk, &err), 0);
+	ck_assert_int_eq(tvmpeer_request(trk, "x1", "", 1), 0);
+	ck_assert_msg(
+	    tvmpeer_recv_grant(trk, T_MS, &g, &err) == 0, "%s", err.msg);
+	tvmpeer_free(trk);
+	/* The grant names the broker itself. */
+	ck_assert_str_eq(g.host, "127.0.0.1");
+	ck_assert_int_eq(g.port, atoi(strrchr(b.farm, ':') + 1));
+	ck_assert(strncmp(g.matchkey, "x1:", 3) == 0);
+	p = raw();
+	(void)snprintf(
+	    key, sizeof(key), "client:%s%s", g.matchkey, timeout_opt);
+	hello(p, key);
+	/* Each side learns the other's full key (spec §4.2). */
+	expect_hex(p, HS07);
+	k = expect_success(brd);
+	ck_assert_str_eq(k, key);
+	free(k);
+	return p;
+}
+
+static char *
+lease_row(void)
+{
+	return harness_sql(b.db,
+	    "SELECT outcome, requests, exceptions, bytes_to_board > 0,"
+	    " bytes_to_client > 0, session_start_us IS NOT NULL, detail"
+	    " FROM leases WHERE granted_us IS NOT NULL ORDER BY id DESC"
+	    " LIMIT 1");
+}
+
+static void
+expect_row(const char *prefix)
+{
+	char *row = NULL;
+	int i;
+
+	/* The ledger row is written when the board side ends. */
+	for (i = 0; i < 200; i++) {
+		free(row);
+		row = lease_row();
+		if (strncmp(row, prefix, strlen(prefix)) == 0)
+			break;
+		usleep(20000);
+	}
+	ck_assert_msg(strncmp(row, prefix, strlen(prefix)) == 0,
+	    "row '%s' does not start '%s'", row, prefix);
+	free(row);
+}
+
+START_TEST(test_relay_ok_session)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=5", brd);
+
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP05);
+	expect_hex(brd, EP05);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP11);
+	expect_hex(brd, EP11);
+	tvmpeer_free(cli);
+	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
+	tvmpeer_free(brd);
+	expect_row("ok|2|0|1|1|1|client shut down after 2 requests");
+}
+END_TEST
+
+START_TEST(test_relay_timeout_silent_board)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=1", brd);
+
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	/* The board never answers: at 1 s the client gets exactly what a
+	 * v0.14 Python server sends (EP-09), and the board is closed. */
+	expect_hex(cli, EP09);
+	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
+	tvmpeer_free(brd);
+	/* Tuner cleanup on the dead session fails with the same error. */
+	send_hex(cli, EP17);
+	expect_hex(cli, EP09);
+	send_hex(cli, EP11);
+	ck_assert(harness_wait_closed(tvmpeer_fd(cli), T_MS));
+	tvmpeer_free(cli);
+	expect_row("timeout|1|1|1|1|1|session deadline of 1 s passed while a "
+		   "reply was owed");
+}
+END_TEST
+
+START_TEST(test_relay_board_own_timeout_one_exception)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=3", brd);
+	unsigned char extra;
+
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	/* The board enforces its own deadline first and hangs up. */
+	send_hex(brd, EP09);
+	tvmpeer_free(brd);
+	expect_hex(cli, EP09);
+	/* Not a second one at the broker's deadline. */
+	{
+		struct pollfd pfd = {tvmpeer_fd(cli), POLLIN, 0};
+
+		ck_assert_int_eq(poll(&pfd, 1, 3500), 0);
+		(void)extra;
+	}
+	send_hex(cli, EP17);
+	expect_hex(cli, EP09);
+	tvmpeer_free(cli);
+	expect_row("timeout|1|1|1|1|1|RPCSessionTimeoutError: ");
+}
+END_TEST
+
+START_TEST(test_relay_board_exception_passes_through)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=5", brd);
+
+	send_hex(cli, EP05);
+	expect_hex(brd, EP05);
+	send_hex(brd, EP10);
+	expect_hex(cli, EP10);
+	send_hex(cli, EP11);
+	expect_hex(brd, EP11);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+	expect_row("exception|1|1|1|1|1|ValueError: bad input");
+}
+END_TEST
+
+START_TEST(test_relay_board_crash_mid_call)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=5", brd);
+	char *msg;
+
+	send_hex(cli, EP05);
+	expect_hex(brd, EP05);
+	/* Half a reply, then the board dies. */
+	send_hex(brd, "0c000000000000000400");
+	tvmpeer_free(brd);
+	msg = expect_exception(cli);
+	ck_assert_msg(strstr(msg, "board ended the session abnormally") &&
+			  strstr(msg, "in the middle of a packet") &&
+			  strstr(msg, "while a reply was owed"),
+	    "%s", msg);
+	free(msg);
+	tvmpeer_free(cli);
+	expect_row("crash|1|1|1|1|1|the board ended the session abnormally");
+}
+END_TEST
+
+START_TEST(test_relay_board_garbage_length)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=5", brd);
+	char *msg;
+
+	send_hex(cli, EP05);
+	expect_hex(brd, EP05);
+	send_hex(brd, "0000000000000010ffffffff"); /* N = 2^60 */
+	msg = expect_exception(cli);
+	ck_assert_msg(strstr(msg, "malformed packet"), "%s", msg);
+	free(msg);
+	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
+	tvmpeer_free(brd);
+	tvmpeer_free(cli);
+	expect_row("crash|1|1|1|1|1|the board ended the session abnormally: it "
+		   "sent a malformed packet");
+}
+END_TEST
+
+START_TEST(test_relay_client_vanishes)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=5", brd);
+
+	send_hex(cli, EP05);
+	expect_hex(brd, EP05);
+	tvmpeer_free(cli);
+	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
+	tvmpeer_free(brd);
+	expect_row("lost|1|0|1|0|1|client vanished mid-session");
+}
+END_TEST
+
+START_TEST(test_relay_unknown_matchkey_mismatch)
+{
+	struct tvmpeer *p = raw();
+
+	hello(p, "client:x1:npufarm-0000000000000000 -timeout=5");
+	expect_hex(p, MISMATCH);
+	ck_assert(harness_wait_closed(tvmpeer_fd(p), T_MS));
+	tvmpeer_free(p);
+}
+END_TEST
+
+START_TEST(test_relay_standalone_client_key)
+{
+	/* rpc.connect(broker, port, key="x1"): no tracker round trip. */
+	struct tvmpeer *brd = board(), *cli = raw();
+	char *k;
+
+	hello(cli, "client:x1");
+	expect_hex(cli, HS07);
+	k = expect_success(brd);
+	ck_assert_str_eq(k, "client:x1");
+	free(k);
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP11);
+	expect_hex(brd, EP11);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+	expect_row("ok|1|0|1|1|1|");
+}
+END_TEST
+
+START_TEST(test_relay_unused_grant_returns_board)
+{
+	struct tvmpeer *brd = board(), *trk, *trk2;
+	struct tvmpeer_grant g, g2;
+	struct npufarm_err err;
+
+	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &trk, &err), 0);
+	ck_assert_int_eq(tvmpeer_request(trk, "x1", "", 1), 0);
+	ck_assert_int_eq(tvmpeer_recv_grant(trk, T_MS, &g, &err), 0);
+	/* Never connects: after --pair-timeout 1 the board is free again,
+	 * under a fresh matchkey. */
+	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &trk2, &err), 0);
+	ck_assert_int_eq(tvmpeer_request(trk2, "x1", "", 1), 0);
+	ck_assert_int_eq(tvmpeer_recv_grant(trk2, T_MS, &g2, &err), 0);
+	ck_assert_str_ne(g.matchkey, g2.matchkey);
+	tvmpeer_free(trk2);
+	tvmpeer_free(trk);
+	tvmpeer_free(brd);
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	{
+		char *rows = harness_sql(b.db,
+		    "SELECT outcome, detail LIKE '%never connected%' FROM "
+		    "leases ORDER BY id LIMIT 1");
+
+		ck_assert_str_eq(rows, "lost|1\n");
+		free(rows);
+	}
+}
+END_TEST
+
+START_TEST(test_relay_bytes_before_pairing_close)
+{
+	struct tvmpeer *brd = board();
+
+	usleep(50000);
+	send_hex(brd, EP11);
+	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
+	tvmpeer_free(brd);
+	ck_assert(harness_log_contains(&b, "bytes before being paired"));
+}
+END_TEST
+
+START_TEST(test_relay_board_in_summary)
+{
+	struct tvmpeer *brd = board(), *q;
+	struct npufarm_err err;
+	const char *body;
+	size_t len;
+	char *s;
+
+	usleep(50000);
+	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &q, &err), 0);
+	ck_assert_int_eq(tvmpeer_summary(q), 0);
+	ck_assert_int_eq(tvmpeer_recv_frame(q, T_MS, &body, &len), 0);
+	s = strndup(body, len);
+	ck_assert_msg(
+	    strstr(s, "\"x1\": {\"free\": 1, \"pending\": 0}") &&
+		strstr(
+		    s, "{\"key\": \"server:x1\", \"addr\": [\"127.0.0.1\", "),
+	    "%s", s);
+	free(s);
+	tvmpeer_free(q);
+	tvmpeer_free(brd);
+}
+END_TEST
+
+int
+main(void)
+{
+	Suite *s = suite_create("relay");
+	TCase *tc = tcase_create("relay");
+
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, start, stop);
+	tcase_add_test(tc, test_relay_ok_session);
+	tcase_add_test(tc, test_relay_timeout_silent_board);
+	tcase_add_test(tc, test_relay_board_own_timeout_one_exception);
+	tcase_add_test(tc, test_relay_board_exception_passes_through);
+	tcase_add_test(tc, test_relay_board_crash_mid_call);
+	tcase_add_test(tc, test_relay_board_garbage_length);
+	tcase_add_test(tc, test_relay_client_vanishes);
+	tcase_add_test(tc, test_relay_unknown_matchkey_mismatch);
+	tcase_add_test(tc, test_relay_standalone_client_key);
+	tcase_add_test(tc, test_relay_unused_grant_returns_board);
+	tcase_add_test(tc, test_relay_bytes_before_pairing_close);
+	tcase_add_test(tc, test_relay_board_in_summary);
+	suite_add_tcase(s, tc);
+	return harness_run(s);
+}
