@@ -266,6 +266,23 @@ lease_cb(const struct ledger_lease *l, void *arg)
 	    json_str_or_null(l->detail));
 	if (v == NULL)
 		return -ENOMEM;
+	/* Relayed sessions: what the broker saw of them. */
+	if (json_object_set_new(v, "session",
+		l->session.start_us == 0
+		    ? json_null()
+		    : json_pack("{sosososIsIsIsI}", "started_at",
+			  json_time(l->session.start_us), "ended_at",
+			  json_time(l->released_us), "seconds",
+			  json_seconds(l->session.start_us, l->released_us),
+			  "requests", (json_int_t)l->session.requests,
+			  "exceptions", (json_int_t)l->session.exceptions,
+			  "bytes_to_board",
+			  (json_int_t)l->session.bytes_to_board,
+			  "bytes_to_client",
+			  (json_int_t)l->session.bytes_to_client)) < 0) {
+		json_decref(v);
+		return -ENOMEM;
+	}
 	return json_array_append_new(list, v) < 0 ? -ENOMEM : 0;
 }
 

@@ -193,7 +193,8 @@ static const char *const read_sql[RD_MAX] = {
     [RD_LEASES_RECENT] =
 	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
 	" l.granted_us, l.released_us, l.board_id, b.name, l.matchkey,"
-	" l.outcome, l.detail FROM leases l LEFT JOIN boards b"
+	" l.outcome, l.detail, l.session_start_us, l.requests, l.exceptions,"
+	" l.bytes_to_board, l.bytes_to_client FROM leases l LEFT JOIN boards b"
 	" ON b.id = l.board_id ORDER BY l.id DESC LIMIT ?1",
 };
 
@@ -1007,6 +1008,18 @@ ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
 		    .matchkey = col_text(st, 10),
 		    .outcome = col_text(st, 11),
 		    .detail = col_text(st, 12),
+		    .session =
+			{
+			    .start_us = sqlite3_column_int64(st, 13),
+			    .end_us = sqlite3_column_int64(st, 7),
+			    .requests = (uint64_t)sqlite3_column_int64(st, 14),
+			    .exceptions =
+				(uint64_t)sqlite3_column_int64(st, 15),
+			    .bytes_to_board =
+				(uint64_t)sqlite3_column_int64(st, 16),
+			    .bytes_to_client =
+				(uint64_t)sqlite3_column_int64(st, 17),
+			},
 		};
 
 		r = fn(&x, arg);

@@ -36,6 +36,18 @@ struct ledger_board {
 	const char *detail; /* NULL when none */
 };
 
+/* How a relayed session ended (ledger_lease_session()). */
+struct ledger_session {
+	int64_t start_us;
+	int64_t end_us;
+	uint64_t requests;   /* client requests forwarded */
+	uint64_t exceptions; /* kException packets to the client */
+	uint64_t bytes_to_board;
+	uint64_t bytes_to_client;
+	const char *outcome; /* an outcome class name */
+	const char *detail;
+};
+
 struct ledger_lease {
 	int64_t id;
 	const char *key;
@@ -50,18 +62,7 @@ struct ledger_lease {
 	const char *matchkey;
 	const char *outcome; /* NULL while open or when not observed */
 	const char *detail;
-};
-
-/* How a relayed session ended (ledger_lease_session()). */
-struct ledger_session {
-	int64_t start_us;
-	int64_t end_us;
-	uint64_t requests;   /* client requests forwarded */
-	uint64_t exceptions; /* kException packets to the client */
-	uint64_t bytes_to_board;
-	uint64_t bytes_to_client;
-	const char *outcome; /* an outcome class name */
-	const char *detail;
+	struct ledger_session session; /* queries: start_us 0 if not relayed */
 };
 
 /* Row callbacks: strings are borrowed for the duration of the call. */

@@ -20,6 +20,7 @@ static const struct table_column cmd_leases_columns[] = {
     {"BOARD", TABLE_LEFT},
     {"WAIT", TABLE_RIGHT},
     {"HELD", TABLE_RIGHT},
+    {"REQS", TABLE_RIGHT},
     {"OUTCOME", TABLE_LEFT},
     {"DETAIL", TABLE_LEFT},
 };
@@ -71,6 +72,9 @@ cmd_leases_print(const json_t *root)
 		cli_add_str(t, l, "board");
 		cli_add_duration(t, l, "wait_seconds");
 		cli_add_duration(t, l, "held_seconds");
+		/* Requests the broker relayed; "-" for a session it only
+		 * granted (the client reached the board directly). */
+		cli_add_int(t, json_object_get(l, "session"), "requests");
 		table_add(t, cmd_leases_outcome(l));
 		cli_add_str(t, l, "detail");
 	}

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <jansson.h>
 
 #include "err.h"
 #include "frame.h"
@@ -248,6 +249,25 @@ START_TEST(test_relay_ok_session)
 	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
 	tvmpeer_free(brd);
 	expect_row("ok|2|0|1|1|1|client shut down after 2 requests");
+	/* The API shows what the broker saw of the session. */
+	{
+		int status;
+		char *body =
+		    harness_http_get(b.http, "/v1/leases?limit=1", &status);
+		json_t *v = json_loads(body, 0, NULL), *sess;
+
+		ck_assert_int_eq(status, 200);
+		sess = json_object_get(
+		    json_array_get(json_object_get(v, "leases"), 0), "session");
+		ck_assert(json_is_object(sess));
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(sess, "requests")), 2);
+		ck_assert_int_eq(json_integer_value(
+				     json_object_get(sess, "bytes_to_client")),
+		    40);
+		json_decref(v);
+		free(body);
+	}
 }
 END_TEST
 

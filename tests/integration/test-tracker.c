@@ -368,8 +368,8 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 			ck_assert_msg(json_object_get(bd, fields[i]) != NULL,
 			    "board lacks '%s'", fields[i]);
 		ck_assert_uint_eq(json_object_size(bd), i);
-		ck_assert_uint_eq(json_object_size(json_object_get(bd, "lease")),
-		    5);
+		ck_assert_uint_eq(
+		    json_object_size(json_object_get(bd, "lease")), 5);
 	}
 	json_decref(v);
 	free(body);
@@ -396,8 +396,8 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	{
 		static const char *const fields[] = {"id", "key", "user",
 		    "peer", "priority", "board_id", "board", "matchkey",
-		    "requested_at", "granted_at", "released_at",
-		    "wait_seconds", "held_seconds", "outcome", "detail"};
+		    "requested_at", "granted_at", "released_at", "wait_seconds",
+		    "held_seconds", "outcome", "detail", "session"};
 		json_t *l0 = json_array_get(json_object_get(v, "leases"), 0);
 		size_t i;
 
