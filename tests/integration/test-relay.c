@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -487,6 +488,98 @@ START_TEST(test_relay_board_in_summary)
 }
 END_TEST
 
+static const char *const tight[] = {
+    "--relay-buffer", "65536", "--max-relays", "1", NULL};
+
+static void
+start_tight(void)
+{
+	harness_broker_start(&b, tight);
+}
+
+static long
+broker_rss_kb(void)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	(void)snprintf(path, sizeof(path), "/proc/%d/status", (int)b.pid);
+	f = fopen(path, "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	fclose(f);
+	return kb;
+}
+
+START_TEST(test_relay_slow_client_backpressure)
+{
+	enum { NPKT = 32, PKT = 1024 * 1024 };
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=30", brd);
+	unsigned char hdr[12], *buf = malloc(PKT);
+	long before, during;
+	pid_t writer;
+	int i, status;
+
+	send_hex(cli, EP05);
+	expect_hex(brd, EP05);
+	before = broker_rss_kb();
+	/* The board streams 32 MiB of replies to a client that does not
+	 * read: the broker must stop reading the board, not buffer it. */
+	writer = fork();
+	ck_assert_int_ge(writer, 0);
+	if (writer == 0) {
+		memset(buf, 0x5a, PKT);
+		frame_put_le32(hdr, PKT + 4);
+		memset(hdr + 4, 0, 4);
+		frame_put_le32(hdr + 8, 8); /* kCopyAck */
+		for (i = 0; i < NPKT; i++)
+			if (tvmpeer_send_raw(brd, hdr, 12) < 0 ||
+			    tvmpeer_send_raw(brd, buf, PKT) < 0)
+				_exit(1);
+		_exit(0);
+	}
+	usleep(1500000);
+	during = broker_rss_kb();
+	ck_assert_msg(during - before < 8 * 1024,
+	    "broker RSS grew by %ld kB with 32 MiB pending", during - before);
+	/* Now read everything: every byte arrives, in whole packets. */
+	for (i = 0; i < NPKT; i++) {
+		read_exact(cli, hdr, 12);
+		ck_assert_uint_eq(frame_get_le32(hdr), PKT + 4);
+		ck_assert_uint_eq(frame_get_le32(hdr + 8), 8);
+		read_exact(cli, buf, PKT);
+		ck_assert(buf[0] == 0x5a && buf[PKT - 1] == 0x5a);
+	}
+	ck_assert_int_eq(waitpid(writer, &status, 0), writer);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	free(buf);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+}
+END_TEST
+
+START_TEST(test_relay_limit_max_relays)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=30", brd);
+	struct tvmpeer *other = raw();
+
+	/* One relay is the limit: a second client is refused at once. */
+	hello(other, "client:x1");
+	expect_hex(other, MISMATCH);
+	ck_assert(harness_wait_closed(tvmpeer_fd(other), T_MS));
+	tvmpeer_free(other);
+	ck_assert(harness_log_contains(&b, "limit max_relays"));
+	/* The running session is unharmed. */
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -507,6 +600,12 @@ main(void)
 	tcase_add_test(tc, test_relay_unused_grant_returns_board);
 	tcase_add_test(tc, test_relay_bytes_before_pairing_close);
 	tcase_add_test(tc, test_relay_board_in_summary);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("limits");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, start_tight, stop);
+	tcase_add_test(tc, test_relay_slow_client_backpressure);
+	tcase_add_test(tc, test_relay_limit_max_relays);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
