@@ -580,6 +580,34 @@ START_TEST(test_relay_limit_max_relays)
 }
 END_TEST
 
+START_TEST(test_relay_timeout_during_upload)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=1", brd);
+	unsigned char v[64];
+	size_t n = harness_unhex(EP05, v, sizeof(v));
+	struct pollfd pfd;
+
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	/* Half a request when the deadline passes: the exception is sent at
+	 * once, at a packet boundary, and answers that request... */
+	send_bytes(cli, v, n / 2);
+	expect_hex(cli, EP09);
+	send_bytes(cli, v + n / 2, n - n / 2);
+	pfd.fd = tvmpeer_fd(cli);
+	pfd.events = POLLIN;
+	ck_assert_int_eq(poll(&pfd, 1, 500), 0); /* ...so no second one */
+	/* The next request gets its own. */
+	send_hex(cli, EP17);
+	expect_hex(cli, EP09);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+	expect_row("timeout|1|1|");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -590,6 +618,7 @@ main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, test_relay_ok_session);
 	tcase_add_test(tc, test_relay_timeout_silent_board);
+	tcase_add_test(tc, test_relay_timeout_during_upload);
 	tcase_add_test(tc, test_relay_board_own_timeout_one_exception);
 	tcase_add_test(tc, test_relay_board_exception_passes_through);
 	tcase_add_test(tc, test_relay_board_crash_mid_call);
