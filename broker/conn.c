@@ -306,8 +306,9 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (c->state == CONN_HANDSHAKE)
-			log_conn(c, LOG_NOTICE,
-			    "closing: no protocol magic within %ld ms",
+			log_conn(c, LOG_NOTICE, "closing: %s within %ld ms",
+			    c->proto == CONN_PROTO_RPC ? "no complete RPC hello"
+						       : "no protocol magic",
 			    (long)(c->srv->cfg->handshake_timeout * 1000));
 		else if (c->state == CONN_CLOSING)
 			log_conn(c, LOG_NOTICE,

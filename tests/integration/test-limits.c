@@ -207,6 +207,26 @@ START_TEST(test_bad_json_and_types)
 }
 END_TEST
 
+START_TEST(test_limit_rpc_hello)
+{
+	struct npufarm_err err;
+	unsigned char buf[64];
+	struct tvmpeer *p;
+
+	/* RPC magic and a length, then silence: the handshake deadline. */
+	ck_assert_int_eq(tvmpeer_open(b.farm, T_MS, &p, &err), 0);
+	frame_put_le32(buf, 0xFF271);
+	frame_put_le32(buf + 4, 10);
+	ck_assert_int_eq(tvmpeer_send_raw(p, buf, 8), 0);
+	expect_closed(p, "no complete RPC hello within 300 ms");
+	/* A key over --max-key-len 16, refused on its length alone. */
+	ck_assert_int_eq(tvmpeer_open(b.farm, T_MS, &p, &err), 0);
+	frame_put_le32(buf + 4, 40);
+	ck_assert_int_eq(tvmpeer_send_raw(p, buf, 8), 0);
+	expect_closed(p, "RPC hello:");
+}
+END_TEST
+
 int
 main(void)
 {
@@ -224,6 +244,7 @@ main(void)
 	tcase_add_test(tc, test_limit_connections);
 	tcase_add_test(tc, test_handshake_timeout_and_bad_magic);
 	tcase_add_test(tc, test_bad_json_and_types);
+	tcase_add_test(tc, test_limit_rpc_hello);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
