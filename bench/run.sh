@@ -3,15 +3,17 @@
 #
 # Benchmark driver: runs npufarm-bench-tracker against a fresh
 # npufarm-broker (ledger on, in a temp dir) for each phase and prints one
-# markdown table.  Builds nothing.
+# markdown table, then npufarm-bench-relay against another fresh broker and
+# prints a second table.  Builds nothing.
 #
 #   bench/run.sh BUILD_DIR [npufarm-bench-tracker options...]
 #   e.g. bench/run.sh build --seconds 5
 #
-# Both phases always run, each against its own broker (so no --phase).
+# Every phase always runs, each against its own broker (so no --phase).
 #
 # TMPDIR chooses where the ledger lives (its fsyncs are part of the cost);
-# NPUFARM_BROKER_ARGS adds broker options, e.g. "--ledger-sync normal".
+# NPUFARM_BROKER_ARGS adds broker options, e.g. "--ledger-sync normal";
+# NPUFARM_RELAY_ARGS adds npufarm-bench-relay options, e.g. "--repeat 5".
 set -eu
 
 usage="usage: bench/run.sh BUILD_DIR [npufarm-bench-tracker options...]"
@@ -19,7 +21,8 @@ build=${1:?$usage}
 shift
 broker=$build/broker/npufarm-broker
 bench=$build/bench/npufarm-bench-tracker
-for exe in "$broker" "$bench"; do
+relay=$build/bench/npufarm-bench-relay
+for exe in "$broker" "$bench" "$relay"; do
 	if [ ! -x "$exe" ]; then
 		echo "run.sh: $exe is not built; run: ninja -C $build" >&2
 		exit 1
@@ -98,9 +101,24 @@ run_phase() {
 	stop_broker "$name"
 }
 
+# run_relay: one broker, the relay phase, rows in $tmp/relay_rows.
+run_relay() {
+	start_broker relay
+	echo "run.sh: phase relay against $farm (pid $pid)" >&2
+	# shellcheck disable=SC2086 # NPUFARM_RELAY_ARGS holds several words
+	if ! "$relay" --farm "$farm" ${NPUFARM_RELAY_ARGS:-} \
+		>"$tmp/relay_rows"; then
+		echo "run.sh: phase relay failed; broker log tail:" >&2
+		tail -n 20 "$tmp/relay/broker.log" >&2
+		exit 1
+	fi
+	stop_broker relay
+}
+
 : >"$tmp/rows"
 run_phase cycles "$@"
 run_phase idle "$@"
+run_relay
 
 cat <<EOF
 ### npufarm-broker tracker benchmark
@@ -111,3 +129,15 @@ $(uname -srm), $(nproc) CPUs, $(date -u '+%Y-%m-%d %H:%M UTC'), ledger in ${TMPD
 |---|---|---|---|---|
 EOF
 cat "$tmp/rows"
+
+cat <<EOF
+
+### npufarm-broker TVM RPC relay benchmark
+
+The same fake board and client (bench/tvmrpc*.c) relayed by the broker
+and, as the baseline, on a direct loopback connection, alternating in one run.
+
+| metric | through broker | direct (same run) | ratio | target |
+|---|---|---|---|---|
+EOF
+cat "$tmp/relay_rows"
