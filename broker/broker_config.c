@@ -97,7 +97,7 @@ broker_config_defaults(struct broker_config *c)
 	c->pair_timeout = 15;
 	c->max_relays = 4096;
 	c->relay_buffer = 4 * 1024 * 1024;
-	c->relay_max_packet = 1L << 30;
+	c->relay_max_packet = 256L * 1024 * 1024;
 }
 
 /* Free the strings @c owns; @c may be reused after broker_config_defaults. */

@@ -14,6 +14,7 @@
 #include "netaddr.h"
 
 struct bufferevent;
+struct event;
 struct relay;
 struct server;
 struct tracker_conn;
@@ -44,6 +45,8 @@ struct conn {
 	char *rpc_key;       /* owned: the RPC hello key, verbatim */
 	double rpc_timeout;  /* s, from -timeout=T; 0: none */
 	struct relay *relay; /* shared with the peer; see relay.c */
+	struct event *rd_ev; /* conn_fast_read(): our own reads */
+	size_t rd_size;      /* bytes the next fast read reserves */
 	uint64_t frames_in;
 	TAILQ_ENTRY(conn) link;
 };
@@ -54,6 +57,9 @@ void conn_close(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void conn_free(struct conn *c);
 void conn_ready(struct conn *c);
+int conn_fast_read(struct conn *c);
+void conn_pause_read(struct conn *c);
+void conn_resume_read(struct conn *c);
 void conn_flush(struct conn *c);
 int conn_peer_gone(const struct conn *c);
 

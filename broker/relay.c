@@ -43,9 +43,7 @@
 #include "tvm_rpc.h"
 
 /* Longest board exception message kept for the ledger (spec: 4 KiB). */
-#define RELAY_MSG_MAX  4096
-/* Bytes a relayed socket reads per callback. */
-#define RELAY_READ_MAX (256 * 1024)
+#define RELAY_MSG_MAX 4096
 
 enum relay_state {
 	RELAY_LIVE,  /* both sides up, bytes flow */
@@ -106,8 +104,13 @@ out_of(struct conn *c)
 	return bufferevent_get_output(c->bev);
 }
 
+/*
+ * Send the client a kException.  @answer: it answers a request of an ended
+ * session (spec §6.5 item 8); otherwise it is the session's own reply,
+ * answering the owed request or, if none is owed, the client's next one.
+ */
 static void
-send_exception(struct relay *r, const char *msg)
+send_exception(struct relay *r, const char *msg, bool answer)
 {
 	size_t before = evbuffer_get_length(out_of(r->client));
 
@@ -117,10 +120,12 @@ send_exception(struct relay *r, const char *msg)
 	}
 	r->exceptions++;
 	r->bytes_b2c += evbuffer_get_length(out_of(r->client)) - before;
-	if (r->owed)
-		r->owed = false;
-	else
-		r->presents++;
+	if (!answer) {
+		if (r->owed)
+			r->owed = false;
+		else
+			r->presents++;
+	}
 	conn_flush(r->client);
 }
 
@@ -158,7 +163,7 @@ end_board(
 		conn_close(board, "session ended: %s", outcome);
 	}
 	if (r->client != NULL) {
-		bufferevent_enable(r->client->bev, EV_READ);
+		conn_resume_read(r->client);
 		if (r->grace_ev != NULL)
 			(void)event_add(r->grace_ev, &grace_tv);
 	}
@@ -209,7 +214,7 @@ client_packet(int32_t code, uint64_t total, void *arg)
 	if (r->presents > 0)
 		r->presents--;
 	else if (r->exc != NULL && r->client != NULL)
-		send_exception(r, r->exc);
+		send_exception(r, r->exc, true);
 }
 
 static void
@@ -240,11 +245,18 @@ client_in(struct relay *r)
 	r->bytes_c2b += n;
 	(void)evbuffer_remove_buffer(in, out_of(r->board), n);
 	conn_flush(r->board);
+	if (r->client_shutdown) {
+		/* The board gets the kShutdown (conn_close() flushes it), the
+		 * client is done: close both (spec §6.5 item 9). */
+		end_clean(r, "client shut down");
+		conn_close(r->client, "client shut the session down");
+		return;
+	}
 	/* Backpressure: stop reading a client the board does not keep up
 	 * with; relay_drained() resumes it. */
 	if (evbuffer_get_length(out_of(r->board)) >
 	    (size_t)r->srv->cfg->relay_buffer)
-		bufferevent_disable(r->client->bev, EV_READ);
+		conn_pause_read(r->client);
 }
 
 static void
@@ -257,7 +269,7 @@ board_failed(struct relay *r, const char *what)
 	    "npufarm: the board ended the session abnormally: %s%s", what,
 	    owed ? " while a reply was owed" : " between calls");
 	if (owed)
-		send_exception(r, msg);
+		send_exception(r, msg, false);
 	end_board(r, "crash", msg + strlen("npufarm: "), msg);
 }
 
@@ -308,11 +320,21 @@ board_in(struct relay *r)
 		    in, out_of(r->client), (size_t)total);
 		if (evbuffer_get_length(out_of(r->client)) >
 		    (size_t)r->srv->cfg->relay_buffer) {
-			bufferevent_disable(r->board->bev, EV_READ);
-			break;
+			/* Write now; carry on only if the socket took it (no
+			 * read event may come for packets already here). */
+			conn_flush(r->client);
+			if (evbuffer_get_length(out_of(r->client)) >
+			    (size_t)r->srv->cfg->relay_buffer)
+				break;
 		}
 	}
 	conn_flush(r->client);
+	/* Backpressure: what the client's socket did not take stays queued
+	 * (and conn_flush() left EV_WRITE on); past the limit, stop reading
+	 * the board until relay_drained(). */
+	if (evbuffer_get_length(out_of(r->client)) >
+	    (size_t)r->srv->cfg->relay_buffer)
+		conn_pause_read(r->board);
 }
 
 static void
@@ -335,7 +357,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 		end_board(r, "timeout", r->first_exc, r->first_exc);
 		return;
 	}
-	send_exception(r, msg);
+	send_exception(r, msg, false);
 	(void)snprintf(detail, sizeof(detail),
 	    "session deadline of %g s passed %s; the broker ended it and "
 	    "reclaimed the board",
@@ -410,10 +432,11 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 	}
 	bufferevent_setwatermark(client->bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(board->bev, EV_READ, 0, 0);
-	(void)bufferevent_set_max_single_read(client->bev, RELAY_READ_MAX);
-	(void)bufferevent_set_max_single_read(board->bev, RELAY_READ_MAX);
-	bufferevent_enable(board->bev, EV_READ);
-	bufferevent_enable(client->bev, EV_READ);
+	if (conn_fast_read(board) < 0 || conn_fast_read(client) < 0) {
+		end_board(r, "lost", "out of memory at pair-up", NULL);
+		conn_close(client, "out of memory at pair-up");
+		return;
+	}
 	log_info("relay: %s paired with board %s (lease %lld, timeout %g s)",
 	    client->peer, board->peer, (long long)lease_id, r->timeout);
 	conn_flush(board);
@@ -448,10 +471,10 @@ relay_drained(struct conn *c)
 	struct relay *r = c->relay;
 
 	if (c == r->client && r->board != NULL) {
-		bufferevent_enable(r->board->bev, EV_READ);
+		conn_resume_read(r->board);
 		board_in(r);
 	} else if (c == r->board && r->client != NULL) {
-		bufferevent_enable(r->client->bev, EV_READ);
+		conn_resume_read(r->client);
 		client_in(r);
 	}
 }
