@@ -51,20 +51,6 @@ struct tvmrpc {
 	size_t cap;
 };
 
-static void
-put_le64(unsigned char *p, uint64_t v)
-{
-	frame_put_le32(p, (uint32_t)v);
-	frame_put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint64_t
-get_le64(const unsigned char *p)
-{
-	return (uint64_t)frame_get_le32(p) | (uint64_t)frame_get_le32(p + 4)
-						 << 32;
-}
-
 /* CLOCK_MONOTONIC in milliseconds: the clock of every deadline here. */
 int64_t
 tvmrpc_now_ms(void)
@@ -507,7 +493,7 @@ tvmrpc_peek_header(
 	r = rpc_need(c, TVMRPC_HEADER_SIZE, rpc_deadline(timeout_ms));
 	if (r != 0)
 		return r;
-	*ret_len = get_le64(c->buf + c->start);
+	*ret_len = frame_get_le64(c->buf + c->start);
 	*ret_code = (int32_t)frame_get_le32(c->buf + c->start + 8);
 	return 0;
 }
@@ -534,7 +520,7 @@ tvmrpc_recv_packet(
 		r = rpc_need(c, 8, deadline);
 		if (r != 0)
 			return r;
-		n = get_le64(c->buf + c->start);
+		n = frame_get_le64(c->buf + c->start);
 		if (n != 0)
 			break;
 		c->start += 8;
@@ -859,7 +845,7 @@ tvmrpc_timeout_message(double seconds, char *buf, size_t len)
 void
 tvmrpc_put_header(unsigned char *h, uint64_t len, int32_t code)
 {
-	put_le64(h, len);
+	frame_put_le64(h, len);
 	frame_put_le32(h + 8, (uint32_t)code);
 }
 
@@ -900,14 +886,14 @@ msg_u32(struct tvmrpc_msg *m, uint32_t v)
 static void
 msg_u64(struct tvmrpc_msg *m, uint64_t v)
 {
-	put_le64(m->b + m->len, v);
+	frame_put_le64(m->b + m->len, v);
 	m->len += 8;
 }
 
 static void
 msg_end(struct tvmrpc_msg *m)
 {
-	put_le64(m->b, m->len - 8);
+	frame_put_le64(m->b, m->len - 8);
 }
 
 /* A PackedSeq of one string value: i32 1 | i32 11 | u64 L | bytes. */
@@ -1055,7 +1041,7 @@ tvmrpc_msg_copy_to_remote(struct tvmrpc_msg *m, uint64_t data, uint64_t nbytes)
 	msg_begin(m, TVMRPC_COPY_TO_REMOTE);
 	msg_tensor(m, data, nbytes);
 	msg_end(m);
-	put_le64(m->b, m->len - 8 + nbytes);
+	frame_put_le64(m->b, m->len - 8 + nbytes);
 	return 0;
 }
 
@@ -1092,7 +1078,7 @@ tvmrpc_packet_string(
 	if (p->body_len < 16 || frame_get_le32(p->body) != 1 ||
 	    frame_get_le32(p->body + 4) != TVMRPC_TSTR)
 		return -EBADMSG;
-	len = get_le64(p->body + 8);
+	len = frame_get_le64(p->body + 8);
 	if (len != p->body_len - 16)
 		return -EBADMSG;
 	*ret_s = (const char *)p->body + 16;
@@ -1112,8 +1098,8 @@ tvmrpc_packet_call_int(
 	    frame_get_le32(p->body + 8) != 1 ||
 	    frame_get_le32(p->body + 12) != TVMRPC_TINT)
 		return -EBADMSG;
-	*ret_handle = get_le64(p->body);
-	*ret_arg = (int64_t)get_le64(p->body + 16);
+	*ret_handle = frame_get_le64(p->body);
+	*ret_arg = (int64_t)frame_get_le64(p->body + 16);
 	return 0;
 }
 
@@ -1128,9 +1114,9 @@ tvmrpc_packet_return_int(const struct tvmrpc_packet *p, int64_t *ret_v)
 	    frame_get_le32(p->body) != 2 ||
 	    frame_get_le32(p->body + 4) != TVMRPC_TINT ||
 	    frame_get_le32(p->body + 8) != TVMRPC_TINT ||
-	    get_le64(p->body + 12) != TVMRPC_TINT)
+	    frame_get_le64(p->body + 12) != TVMRPC_TINT)
 		return -EBADMSG;
-	*ret_v = (int64_t)get_le64(p->body + 20);
+	*ret_v = (int64_t)frame_get_le64(p->body + 20);
 	return 0;
 }
 
@@ -1148,6 +1134,6 @@ tvmrpc_packet_copy_nbytes(const struct tvmrpc_packet *p, uint64_t *ret_nbytes)
 	ndim = frame_get_le32(p->body + 16);
 	if (ndim > 64 || p->body_len != 24 + 8 * (size_t)ndim + 16)
 		return -EBADMSG;
-	*ret_nbytes = get_le64(p->body + p->body_len - 8);
+	*ret_nbytes = frame_get_le64(p->body + p->body_len - 8);
 	return 0;
 }

@@ -32,6 +32,21 @@ frame_get_le32(const unsigned char *p)
 	       (uint32_t)p[3] << 24;
 }
 
+/* Store @v little-endian into p[0..7] (TVM RPC packet lengths). */
+void
+frame_put_le64(unsigned char *p, uint64_t v)
+{
+	frame_put_le32(p, (uint32_t)v);
+	frame_put_le32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Read a little-endian uint64 from p[0..7]. */
+uint64_t
+frame_get_le64(const unsigned char *p)
+{
+	return (uint64_t)frame_get_le32(p + 4) << 32 | frame_get_le32(p);
+}
+
 /*
  * Look at the next frame in @in without removing it.  Returns FRAME_READY
  * with *ret_body pointing at @ret_len contiguous body bytes (borrowed: valid

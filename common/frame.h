@@ -26,3 +26,5 @@ int frame_add(struct evbuffer *out, const void *body, size_t len);
 int frame_add_buffer(struct evbuffer *out, struct evbuffer *body);
 void frame_put_le32(unsigned char *p, uint32_t v);
 uint32_t frame_get_le32(const unsigned char *p);
+void frame_put_le64(unsigned char *p, uint64_t v);
+uint64_t frame_get_le64(const unsigned char *p);

@@ -34,21 +34,6 @@
 /* Scanner state after an error: feeding it again fails. */
 #define SCAN_BROKEN (TVM_RPC_HEADER_SIZE + 1)
 
-static void
-put_le64(unsigned char *p, uint64_t v)
-{
-	frame_put_le32(p, (uint32_t)v);
-	frame_put_le32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint64_t
-get_le64(const unsigned char *p)
-{
-	uint64_t hi = frame_get_le32(p + 4);
-
-	return hi << 32 | frame_get_le32(p);
-}
-
 /*
  * Append @hlen header bytes then @len bytes of @body as one contiguous
  * region of @out.  Returns 0 or -ENOMEM.
@@ -297,7 +282,7 @@ tvm_rpc_packet_peek(
 	got = evbuffer_copyout(in, hdr, sizeof(hdr));
 	if (got < 8)
 		return 0;
-	n = get_le64(hdr);
+	n = frame_get_le64(hdr);
 	r = check_length(n, max);
 	if (r < 0)
 		return r;
@@ -348,7 +333,7 @@ tvm_rpc_scan_feed(struct tvm_rpc_scan *s, const void *data, size_t len,
 			len--;
 			s->bytes++;
 			if (s->hdr_len == 8) {
-				n = get_le64(s->hdr);
+				n = frame_get_le64(s->hdr);
 				r = check_length(n, s->max);
 				if (r < 0)
 					goto fail;
@@ -372,7 +357,7 @@ tvm_rpc_scan_feed(struct tvm_rpc_scan *s, const void *data, size_t len,
 			s->hdr_len = 0;
 			s->packets++;
 			if (fn != NULL)
-				fn(s->code, 8 + get_le64(s->hdr), arg);
+				fn(s->code, 8 + frame_get_le64(s->hdr), arg);
 		}
 	}
 	return 0;
@@ -479,11 +464,11 @@ tvm_rpc_add_exception(struct evbuffer *out, const char *msg)
 	unsigned char hdr[EXC_HEADER_SIZE];
 	size_t len = strlen(msg);
 
-	put_le64(hdr, 20 + (uint64_t)len);
+	frame_put_le64(hdr, 20 + (uint64_t)len);
 	frame_put_le32(hdr + 8, TVM_RPC_EXCEPTION);
 	frame_put_le32(hdr + 12, 1);
 	frame_put_le32(hdr + 16, TVM_TYPE_STR);
-	put_le64(hdr + 20, len);
+	frame_put_le64(hdr + 20, len);
 	return add_contiguous(out, hdr, sizeof(hdr), msg, len);
 }
 
@@ -504,8 +489,8 @@ tvm_rpc_exception_peek(struct evbuffer *in, char *buf, size_t buflen)
 
 	if (evbuffer_copyout(in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
 		return -EBADMSG;
-	n = get_le64(hdr);
-	len = get_le64(hdr + 20);
+	n = frame_get_le64(hdr);
+	len = frame_get_le64(hdr + 20);
 	if (n < 20 || len != n - 20 ||
 	    frame_get_le32(hdr + 8) != TVM_RPC_EXCEPTION ||
 	    frame_get_le32(hdr + 12) != 1 ||

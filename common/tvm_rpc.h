@@ -30,7 +30,7 @@ enum tvm_rpc_code {
 	TVM_RPC_SYSCALL_MAX = 20,
 };
 
-#define TVM_RPC_HEADER_SIZE 12		/* u64 N + i32 code */
+#define TVM_RPC_HEADER_SIZE    12 /* u64 N + i32 code */
 #define TVM_RPC_TIMEOUT_PREFIX "RPCSessionTimeoutError: "
 
 /* ---- handshake ---------------------------------------------------- */
@@ -40,10 +40,10 @@ enum tvm_rpc_code {
  * "server:KEY [tokens...]".  Strings point into a caller buffer.
  */
 struct tvm_rpc_hello {
-	bool is_server;	   /* key starts with "server:" */
+	bool is_server;    /* key starts with "server:" */
 	const char *match; /* the first token with its 7-char role prefix cut
 			    * off, NUL-terminated in the caller's buffer */
-	double timeout;	   /* -timeout=T seconds; 0 when absent */
+	double timeout;    /* -timeout=T seconds; 0 when absent */
 	bool has_timeout;
 };
 
@@ -54,19 +54,19 @@ struct tvm_rpc_hello {
  * -EPROTO if the magic is not RPC_MAGIC, -ENAMETOOLONG if keylen >=
  * @keycap or is negative, -EINVAL if keylen is 0 or the key has a NUL.
  */
-int tvm_rpc_hello_pull(struct evbuffer *in, char *key, size_t keycap,
-    struct npufarm_err *err);
+int tvm_rpc_hello_pull(
+    struct evbuffer *in, char *key, size_t keycap, struct npufarm_err *err);
 
 /*
  * Split @key in place (whitespace-separated tokens) into @ret.  Accepts
  * -timeout=10, -timeout=10.0, -timeout=2.5 (the last one found wins);
- * rejects a malformed timeout value with -EINVAL.  A key that starts with
- * neither "client:" nor "server:" is a client key (TVM's proxy: anything
- * not "server:" is a client), and match is then key+7 if the key is at
- * least 7 bytes long, else "".
+ * rejects a malformed timeout value with -EINVAL.  As TVM's proxy does,
+ * the match is the key with its first 7 bytes (the role, "client:" or
+ * "server:") dropped, up to the first whitespace; anything that does not
+ * start with "server:" is a client.
  */
-int tvm_rpc_hello_parse(char *key, struct tvm_rpc_hello *ret,
-    struct npufarm_err *err);
+int tvm_rpc_hello_parse(
+    char *key, struct tvm_rpc_hello *ret, struct npufarm_err *err);
 
 /* Append i32 code (SUCCESS/MISMATCH/DUPLICATE) alone. */
 int tvm_rpc_add_code(struct evbuffer *out, int32_t code);
@@ -86,8 +86,8 @@ int tvm_rpc_add_hello(struct evbuffer *out, const char *key);
  * exceeds @max.  Nothing is removed; the caller moves the packet with
  * evbuffer_remove_buffer(in, out, total), which moves chains, not bytes.
  */
-int tvm_rpc_packet_peek(struct evbuffer *in, uint64_t max,
-    uint64_t *ret_total, int32_t *ret_code);
+int tvm_rpc_packet_peek(
+    struct evbuffer *in, uint64_t max, uint64_t *ret_total, int32_t *ret_code);
 
 /*
  * Incremental scanner for a byte stream forwarded as it arrives (client to
@@ -96,11 +96,11 @@ int tvm_rpc_packet_peek(struct evbuffer *in, uint64_t max,
 struct tvm_rpc_scan {
 	unsigned char hdr[TVM_RPC_HEADER_SIZE]; /* header bytes so far */
 	size_t hdr_len;
-	uint64_t left;	  /* body bytes of the current packet still to come */
-	int32_t code;	  /* code of the current packet */
-	uint64_t max;	  /* largest 8 + N accepted */
+	uint64_t left;    /* body bytes of the current packet still to come */
+	int32_t code;     /* code of the current packet */
+	uint64_t max;     /* largest 8 + N accepted */
 	uint64_t packets; /* complete packets seen (N == 0 ones excluded) */
-	uint64_t bytes;	  /* bytes seen */
+	uint64_t bytes;   /* bytes seen */
 };
 
 typedef void tvm_rpc_packet_fn(int32_t code, uint64_t total, void *arg);
@@ -120,7 +120,11 @@ int tvm_rpc_scan_feed_buffer(struct tvm_rpc_scan *s, struct evbuffer *buf,
 /* True when the stream is between packets (a whole number of packets). */
 bool tvm_rpc_scan_at_boundary(const struct tvm_rpc_scan *s);
 
-/* Requests get exactly one reply: every code but SHUTDOWN and replies. */
+/*
+ * Codes a TVM server answers with exactly one reply: kInitServer,
+ * kCallFunc, the copies and the syscalls (2, 3, 6, 7, 9..20).  kShutdown,
+ * replies and unknown codes are not requests.
+ */
 bool tvm_rpc_code_is_request(int32_t code);
 /* RETURN, EXCEPTION, COPY_ACK. */
 bool tvm_rpc_code_is_reply(int32_t code);
