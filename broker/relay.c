@@ -430,6 +430,8 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 		conn_close(client, "out of memory at pair-up");
 		return;
 	}
+	/* No read watermark: the relay does its own backpressure, and a
+	 * watermark's input callback would fight conn_fast_read(). */
 	bufferevent_setwatermark(client->bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(board->bev, EV_READ, 0, 0);
 	if (conn_fast_read(board) < 0 || conn_fast_read(client) < 0) {
