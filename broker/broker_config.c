@@ -65,6 +65,8 @@ static const struct opt opts[] = {
 	"waiting REQUESTs per connection"},
     {"max_keys", OPT_LONG, OFF(max_keys), 1, 10000000,
 	"distinct keys with boards or requests"},
+    {"agent_heartbeat", OPT_SECONDS, OFF(agent_heartbeat), 0.05, 600,
+	"agent heartbeat period; three missed: the board is offline"},
     {"pair_timeout", OPT_SECONDS, OFF(pair_timeout), 0.1, 3600,
 	"return a board granted to a client that never connects"},
     {"max_relays", OPT_LONG, OFF(max_relays), 1, 1000000,
@@ -95,6 +97,7 @@ broker_config_defaults(struct broker_config *c)
 	c->max_keys = 100000;
 	c->ledger_sync_full = true;
 	c->pair_timeout = 15;
+	c->agent_heartbeat = 2;
 	c->max_relays = 4096;
 	c->relay_buffer = 4 * 1024 * 1024;
 	c->relay_max_packet = 256L * 1024 * 1024;

@@ -30,6 +30,7 @@ struct broker_config {
 	long max_pending;      /* waiting REQUESTs per connection */
 	long max_keys;         /* distinct queue keys */
 	bool ledger_sync_full; /* synchronous=FULL (else NORMAL) */
+	double agent_heartbeat;	/* s between agent heartbeats */
 	double pair_timeout;   /* s a granted client has to connect */
 	long max_relays;       /* relayed sessions at once */
 	long relay_buffer;     /* bytes queued toward one side: backpressure */

@@ -29,6 +29,7 @@
 
 #include <npufarm/protocol.h>
 
+#include "agent_link.h"
 #include "frame.h"
 #include "log.h"
 #include "proxy.h"
@@ -130,6 +131,8 @@ conn_free(struct conn *c)
 		relay_conn_gone(c);
 	if (c->tracker != NULL)
 		tracker_conn_closed(c);
+	if (c->agent != NULL)
+		agent_link_closed(c);
 	if (c->rd_ev != NULL)
 		event_free(c->rd_ev);
 	TAILQ_REMOVE(&c->srv->conns, c, link);
@@ -159,6 +162,8 @@ conn_close(struct conn *c, const char *fmt, ...)
 	conn_set_state(c, CONN_CLOSING);
 	if (c->tracker != NULL)
 		tracker_conn_closed(c);
+	if (c->agent != NULL)
+		agent_link_closed(c);
 	conn_pause_read(c);
 	bufferevent_set_timeouts(c->bev, NULL, c->srv->tv_handshake);
 	conn_flush(c);
@@ -345,9 +350,14 @@ handshake(struct conn *c)
 		c->proto = CONN_PROTO_RPC;
 		break;
 	case NPUFARM_AGENT_MAGIC:
-		conn_close(c, "npufarm agent link: not supported by this "
-			      "broker version");
-		return;
+		(void)evbuffer_drain(in, 4);
+		if (agent_link_start(c) < 0) {
+			conn_close(c, "out of memory starting an agent link");
+			return;
+		}
+		conn_ready(c);
+		c->proto = CONN_PROTO_AGENT;
+		break;
 	default:
 		conn_close(c, "unknown protocol magic %02x %02x %02x %02x",
 		    magic[0], magic[1], magic[2], magic[3]);
@@ -371,6 +381,8 @@ conn_readcb(struct bufferevent *bev, void *arg)
 		proxy_conn_read(c);
 	else if (c->state == CONN_READY && c->proto == CONN_PROTO_TRACKER)
 		tracker_conn_read(c);
+	else if (c->state == CONN_READY && c->proto == CONN_PROTO_AGENT)
+		agent_link_read(c);
 	if (c->state != CONN_CLOSING)
 		conn_flush(c);
 }

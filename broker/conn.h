@@ -13,6 +13,7 @@
 
 #include "netaddr.h"
 
+struct agent;
 struct bufferevent;
 struct event;
 struct relay;
@@ -28,7 +29,8 @@ enum conn_state {
 enum conn_proto {
 	CONN_PROTO_NONE,
 	CONN_PROTO_TRACKER,
-	CONN_PROTO_RPC, /* TVM RPC: handshake, waiting, then relayed */
+	CONN_PROTO_RPC,   /* TVM RPC: handshake, waiting, then relayed */
+	CONN_PROTO_AGENT, /* npufarm agent link */
 };
 
 struct conn {
@@ -41,6 +43,7 @@ struct conn {
 	char peer_host[NETADDR_STRLEN];  /* numeric host of the peer */
 	char local_host[NETADDR_STRLEN]; /* our address on this connection */
 	unsigned local_port;             /* our port on this connection */
+	struct agent *agent;             /* owned, agent link state */
 	struct tracker_conn *tracker;    /* owned, tracker protocol state */
 	char *rpc_key;       /* owned: the RPC hello key, verbatim */
 	double rpc_timeout;  /* s, from -timeout=T; 0: none */

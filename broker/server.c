@@ -289,6 +289,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		return err_set(err, -ENOMEM, "out of memory");
 	srv->cfg = cfg;
 	TAILQ_INIT(&srv->conns);
+	TAILQ_INIT(&srv->agents);
 	TAILQ_INIT(&srv->dirty_boards);
 	event_set_log_callback(libevent_log_cb);
 	(void)signal(SIGPIPE, SIG_IGN);
