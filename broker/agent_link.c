@@ -161,7 +161,7 @@ handle_hello(struct agent *a, json_t *root)
 		return;
 	}
 	r = ledger_board_upsert(srv->ledger, "agent", key, name,
-	    ledger_now_us(), &a->board_id, &err);
+	    ledger_now_us(), &a->board_id, NULL, &err);
 	if (r >= 0)
 		r = ledger_event(srv->ledger, "board_online", a->board_id,
 		    c->peer, ledger_now_us(), &err);

@@ -26,15 +26,15 @@ struct broker_config {
 	long max_connections;
 	long max_frame; /* bytes of one frame body */
 	long max_json_depth;
-	long max_key_len;      /* bytes of a key, matchkey, user, address */
-	long max_pending;      /* waiting REQUESTs per connection */
-	long max_keys;         /* distinct queue keys */
-	bool ledger_sync_full; /* synchronous=FULL (else NORMAL) */
-	double agent_heartbeat;	/* s between agent heartbeats */
-	double pair_timeout;   /* s a granted client has to connect */
-	long max_relays;       /* relayed sessions at once */
-	long relay_buffer;     /* bytes queued toward one side: backpressure */
-	long relay_max_packet; /* largest RPC packet relayed, bytes */
+	long max_key_len;       /* bytes of a key, matchkey, user, address */
+	long max_pending;       /* waiting REQUESTs per connection */
+	long max_keys;          /* distinct queue keys */
+	bool ledger_sync_full;  /* synchronous=FULL (else NORMAL) */
+	double agent_heartbeat; /* s between agent heartbeats */
+	double pair_timeout;    /* s a granted client has to connect */
+	long max_relays;        /* relayed sessions at once */
+	long relay_buffer;      /* bytes queued toward one side: backpressure */
+	long relay_max_packet;  /* largest RPC packet relayed, bytes */
 };
 
 void broker_config_defaults(struct broker_config *c);

@@ -149,8 +149,11 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 	    json_time(b->first_seen_us), "last_seen",
 	    json_time(b->last_seen_us), "lease", lease ? lease : json_null(),
 	    "detail", json_str_or_null(b->detail));
-	if (v == NULL)
+	if (v == NULL ||
+	    json_object_set_new(v, "drained", json_boolean(b->drained)) < 0) {
+		json_decref(v);
 		return -ENOMEM;
+	}
 	return json_array_append_new(x->list, v) < 0 ? -ENOMEM : 0;
 }
 
@@ -332,6 +335,59 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 	json_decref(list);
 }
 
+/*
+ * POST /v1/boards/{id}/drain and /undrain: no new leases for a drained
+ * board; a running lease finishes.  The mark is kept in the ledger.
+ */
+static void
+post_drain(
+    struct http_api *api, struct evhttp_request *req, int64_t id, bool on)
+{
+	struct npufarm_err err;
+	json_t *v;
+	int live;
+
+	if (ledger_board_drain(
+		api->srv->ledger, id, on, ledger_now_us(), &err) < 0) {
+		reply_error(req, 404, "Not Found", err.msg);
+		return;
+	}
+	live = tracker_board_drain(api->srv, id, on);
+	(void)tracker_flush_boards(api->srv);
+	log_notice("board %lld %s through the API (%d live registrations)",
+	    (long long)id, on ? "drained" : "undrained", live);
+	v = json_pack(
+	    "{sIsbsb}", "id", (json_int_t)id, "drained", on, "live", live > 0);
+	reply_json(req, 200, "OK", v);
+	json_decref(v);
+}
+
+/* /v1/boards/{id}/{drain|undrain}: 1 handled, 0 not this route. */
+static int
+route_board_action(
+    struct http_api *api, struct evhttp_request *req, const char *path)
+{
+	static const char prefix[] = "/v1/boards/";
+	long long id;
+	char action[16];
+	int n = 0;
+
+	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+		return 0;
+	if (sscanf(path + sizeof(prefix) - 1, "%lld/%15[a-z]%n", &id, action,
+		&n) != 2 ||
+	    path[sizeof(prefix) - 1 + (size_t)n] != '\0' || id <= 0 ||
+	    (strcmp(action, "drain") != 0 && strcmp(action, "undrain") != 0))
+		return 0;
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		reply_error(req, 405, "Method Not Allowed",
+		    "drain and undrain take POST");
+		return 1;
+	}
+	post_drain(api, req, (int64_t)id, strcmp(action, "drain") == 0);
+	return 1;
+}
+
 static void
 dispatch_cb(struct evhttp_request *req, void *arg)
 {
@@ -360,6 +416,8 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 		routes[i].fn(api, req);
 		return;
 	}
+	if (path != NULL && route_board_action(api, req, path))
+		return;
 	reply_error(req, 404, "Not Found", "no such API path");
 }
 

@@ -110,6 +110,9 @@ static const char *const migrations[] = {
     "  l.requests, l.exceptions, l.bytes_to_board, l.bytes_to_client,"
     "  l.outcome, l.detail"
     "  FROM leases l LEFT JOIN boards b ON b.id = l.board_id;",
+    /* 3: operators drain boards; the mark survives restarts. */
+    "ALTER TABLE boards ADD COLUMN drained INTEGER NOT NULL DEFAULT 0"
+    "  CHECK (drained IN (0, 1));",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -125,6 +128,7 @@ enum op_kind {
 	OP_LEASE_RELEASE,
 	OP_EVENT,
 	OP_LEASE_SESSION,
+	OP_BOARD_DRAIN,
 	OP_MAX,
 };
 
@@ -133,8 +137,11 @@ static const char *const op_sql[OP_MAX] = {
 	"INSERT INTO boards (id, kind, key, address, name, state,"
 	" first_seen_us, last_seen_us) VALUES (?1, ?2, ?3, ?4, ?4, 'idle',"
 	" ?5, ?5)",
-    [OP_BOARD_TOUCH] = "UPDATE boards SET state = 'idle', last_seen_us = ?5,"
-		       " detail = NULL WHERE id = ?1",
+    [OP_BOARD_TOUCH] =
+	"UPDATE boards SET state = CASE drained WHEN 1 THEN 'draining'"
+	" ELSE 'idle' END, last_seen_us = ?5, detail = NULL WHERE id = ?1",
+    [OP_BOARD_DRAIN] = "UPDATE boards SET drained = ?13, last_seen_us = ?5"
+		       " WHERE id = ?1",
     [OP_BOARD_STATE] = "UPDATE boards SET state = ?2, detail = ?3,"
 		       " last_seen_us = ?5 WHERE id = ?1",
     [OP_BOARDS_RESET] =
@@ -187,9 +194,10 @@ enum read_stmt {
 };
 
 static const char *const read_sql[RD_MAX] = {
-    [RD_BOARDS_ALL] = "SELECT id, kind, key, address, name, state,"
-		      " first_seen_us, last_seen_us, detail FROM boards"
-		      " ORDER BY key, name",
+    [RD_BOARDS_ALL] =
+	"SELECT id, kind, key, address, name, state,"
+	" first_seen_us, last_seen_us, detail, drained FROM boards"
+	" ORDER BY key, name",
     [RD_LEASES_RECENT] =
 	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
 	" l.granted_us, l.released_us, l.board_id, b.name, l.matchkey,"
@@ -200,7 +208,8 @@ static const char *const read_sql[RD_MAX] = {
 
 struct board_id {
 	int64_t id;
-	char name[]; /* kind NUL key NUL address */
+	bool drained; /* an operator drained it */
+	char name[];  /* kind NUL key NUL address */
 };
 
 struct ledger {
@@ -211,7 +220,8 @@ struct ledger {
 	size_t nbatch;
 	ledger_dirty_fn *dirty; /* called when a batch starts */
 	void *dirty_arg;
-	void *boards; /* tsearch of struct board_id */
+	void *boards;       /* tsearch of struct board_id by name */
+	void *boards_by_id; /* the same entries, by id */
 	int64_t next_board_id, next_lease_id;
 	uint64_t submitted; /* batches handed to the writer */
 
@@ -390,6 +400,33 @@ board_id_new(const char *kind, const char *key, const char *address, int64_t id)
 }
 
 static int
+board_id_by_id_cmp(const void *a, const void *b)
+{
+	int64_t x = ((const struct board_id *)a)->id;
+	int64_t y = ((const struct board_id *)b)->id;
+
+	return x < y ? -1 : x > y;
+}
+
+/* File @bi (owned by the name tree) in both trees; frees it on failure. */
+static int
+board_id_add(struct ledger *l, struct board_id *bi)
+{
+	if (bi == NULL)
+		return -ENOMEM;
+	if (tsearch(bi, &l->boards, board_id_cmp) == NULL) {
+		free(bi);
+		return -ENOMEM;
+	}
+	if (tsearch(bi, &l->boards_by_id, board_id_by_id_cmp) == NULL) {
+		(void)tdelete(bi, &l->boards, board_id_cmp);
+		free(bi);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+static int
 load_state(struct ledger *l, struct npufarm_err *err)
 {
 	sqlite3_stmt *st = NULL;
@@ -407,7 +444,7 @@ load_state(struct ledger *l, struct npufarm_err *err)
 	l->next_lease_id = sqlite3_column_int64(st, 1) + 1;
 	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(l->db,
-		"SELECT id, kind, key, address FROM boards", -1, &st,
+		"SELECT id, kind, key, address, drained FROM boards", -1, &st,
 		NULL) != SQLITE_OK) {
 		r = db_fail(l->db, err, "reading boards");
 		goto out;
@@ -419,9 +456,9 @@ load_state(struct ledger *l, struct npufarm_err *err)
 			(const char *)sqlite3_column_text(st, 3),
 			sqlite3_column_int64(st, 0));
 
-		if (bi == NULL ||
-		    tsearch(bi, &l->boards, board_id_cmp) == NULL) {
-			free(bi);
+		if (bi != NULL)
+			bi->drained = sqlite3_column_int(st, 4) != 0;
+		if (board_id_add(l, bi) < 0) {
 			r = err_set(err, -ENOMEM, "out of memory");
 			goto out;
 		}
@@ -669,6 +706,12 @@ board_id_free(void *p)
 	free(p);
 }
 
+static void
+board_id_keep(void *p)
+{
+	(void)p; /* owned by the name tree */
+}
+
 /*
  * Submit what is pending, wait for the writer to finish everything, stop
  * it, finalize every statement and close.  Accepts NULL; returns NULL.
@@ -702,6 +745,7 @@ ledger_close(struct ledger *l)
 	rc = sqlite3_close(l->db);
 	assert(rc == SQLITE_OK);
 	(void)rc;
+	tdestroy(l->boards_by_id, board_id_keep);
 	tdestroy(l->boards, board_id_free);
 	pthread_cond_destroy(&l->work);
 	pthread_cond_destroy(&l->done);
@@ -820,11 +864,12 @@ op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
  */
 int
 ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
-    const char *address, int64_t now_us, int64_t *ret_id,
+    const char *address, int64_t now_us, int64_t *ret_id, bool *ret_drained,
     struct npufarm_err *err)
 {
 	struct board_id *probe, **found;
 	struct op o = {.t = {now_us}};
+	bool drained = false;
 	int r;
 
 	probe = board_id_new(kind, key, address, 0);
@@ -835,12 +880,11 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
 		free(probe);
 		o.kind = OP_BOARD_TOUCH;
 		o.id = (*found)->id;
+		drained = (*found)->drained;
 	} else {
 		probe->id = l->next_board_id;
-		if (tsearch(probe, &l->boards, board_id_cmp) == NULL) {
-			free(probe);
+		if (board_id_add(l, probe) < 0)
 			return err_set(err, -ENOMEM, "ledger: out of memory");
-		}
 		l->next_board_id++;
 		o.kind = OP_BOARD_INSERT;
 		o.id = probe->id;
@@ -852,7 +896,45 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
 	if (r < 0)
 		return r;
 	*ret_id = o.id;
+	if (ret_drained != NULL)
+		*ret_drained = drained;
 	return 0;
+}
+
+/*
+ * Mark board @id drained (no new leases) or not; the mark survives
+ * restarts.  Returns 0, or -ENOENT for an unknown id.
+ */
+int
+ledger_board_drain(struct ledger *l, int64_t id, bool drained, int64_t now_us,
+    struct npufarm_err *err)
+{
+	struct board_id probe = {.id = id}, **found;
+	struct op o = {
+	    .kind = OP_BOARD_DRAIN,
+	    .id = id,
+	    .t = {now_us},
+	    .n = {drained},
+	};
+
+	found = tfind(&probe, &l->boards_by_id, board_id_by_id_cmp);
+	if (found == NULL)
+		return err_set(
+		    err, -ENOENT, "no board with id %lld", (long long)id);
+	(*found)->drained = drained;
+	return op_add(l, &o, err);
+}
+
+/* Whether board @id is drained: 1 yes, 0 no, -ENOENT unknown. */
+int
+ledger_board_drained(struct ledger *l, int64_t id)
+{
+	struct board_id probe = {.id = id}, **found;
+
+	found = tfind(&probe, &l->boards_by_id, board_id_by_id_cmp);
+	if (found == NULL)
+		return -ENOENT;
+	return (*found)->drained;
 }
 
 /* Record a board state transition (state names: see the schema). */
@@ -969,6 +1051,7 @@ ledger_foreach_board(
 		    .first_seen_us = sqlite3_column_int64(st, 6),
 		    .last_seen_us = sqlite3_column_int64(st, 7),
 		    .detail = col_text(st, 8),
+		    .drained = sqlite3_column_int(st, 9) != 0,
 		};
 
 		r = fn(&b, arg);

@@ -20,7 +20,7 @@
 struct ledger;
 struct npufarm_err;
 
-#define LEDGER_SCHEMA_VERSION 2
+#define LEDGER_SCHEMA_VERSION 3
 
 typedef void ledger_dirty_fn(void *arg);
 
@@ -34,6 +34,7 @@ struct ledger_board {
 	int64_t first_seen_us;
 	int64_t last_seen_us;
 	const char *detail; /* NULL when none */
+	bool drained;       /* an operator drained it */
 };
 
 /* How a relayed session ended (ledger_lease_session()). */
@@ -80,8 +81,11 @@ int ledger_sync(struct ledger *l, struct npufarm_err *err);
 uint64_t ledger_commits(const struct ledger *l);
 
 int ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
-    const char *address, int64_t now_us, int64_t *ret_id,
+    const char *address, int64_t now_us, int64_t *ret_id, bool *ret_drained,
     struct npufarm_err *err);
+int ledger_board_drain(struct ledger *l, int64_t id, bool drained,
+    int64_t now_us, struct npufarm_err *err);
+int ledger_board_drained(struct ledger *l, int64_t id);
 int ledger_board_state(struct ledger *l, int64_t id, const char *state,
     const char *detail, int64_t now_us, struct npufarm_err *err);
 int ledger_boards_reset(

@@ -38,7 +38,7 @@ struct server {
 	struct event *accept_ev; /* resumes accepting after EMFILE */
 	struct event *board_ev;  /* writes changed board states */
 	TAILQ_HEAD(, conn) conns;
-	TAILQ_HEAD(, agent) agents;	   /* agent links, see agent_link.c */
+	TAILQ_HEAD(, agent) agents; /* agent links, see agent_link.c */
 	size_t nconns;
 	size_t max_conns; /* max_connections, resolved against RLIMIT_NOFILE */
 	uint64_t next_conn_id;

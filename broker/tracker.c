@@ -81,8 +81,9 @@ struct board {
 	TAILQ_HEAD(, slot) slots;   /* free matchkeys, oldest first */
 	TAILQ_HEAD(, lease) leases; /* open leases, oldest first */
 	size_t nleases;
-	bool proxied;            /* a data connection waiting to be relayed */
-	char *hello_key;         /* proxied: its full RPC hello key */
+	bool drained;    /* no new leases: its slots stay out of the queue */
+	bool proxied;    /* a data connection waiting to be relayed */
+	char *hello_key; /* proxied: its full RPC hello key */
 	struct pending *pending; /* proxied: a grant waiting for its client */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
@@ -139,17 +140,23 @@ ledger_check(struct server *srv, int r, const struct npufarm_err *err)
 }
 
 static void
-board_set_state(struct board *b, enum board_state state)
+board_dirty(struct board *b)
 {
 	struct server *srv = b->conn->srv;
 
-	if (b->state == state)
-		return;
-	b->state = state;
 	if (!b->dirty) {
 		b->dirty = true;
 		TAILQ_INSERT_TAIL(&srv->dirty_boards, b, dirty_link);
 	}
+}
+
+static void
+board_set_state(struct board *b, enum board_state state)
+{
+	if (b->state == state)
+		return;
+	b->state = state;
+	board_dirty(b);
 }
 
 /*
@@ -169,7 +176,10 @@ tracker_flush_boards(struct server *srv)
 		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
 		b->dirty = false;
 		r = ledger_board_state(srv->ledger, b->id,
-		    board_state_name(b->state), NULL, now, &err);
+		    b->drained && b->state == BOARD_IDLE
+			? "draining"
+			: board_state_name(b->state),
+		    NULL, now, &err);
 		if (r < 0) {
 			server_ledger_failed(srv, &err);
 			ret = r;
@@ -430,7 +440,7 @@ board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	TAILQ_INIT(&b->slots);
 	TAILQ_INIT(&b->leases);
 	r = ledger_board_upsert(srv->ledger, kind, sched_queue_key(q),
-	    b->address, ledger_now_us(), &b->id, &err);
+	    b->address, ledger_now_us(), &b->id, &b->drained, &err);
 	ledger_check(srv, r, &err);
 	if (r >= 0)
 		ledger_check(srv,
@@ -545,7 +555,8 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	memcpy(s->matchkey, m->matchkey, mklen + 1);
 	TAILQ_INSERT_TAIL(&b->slots, s, link);
 	tc->nslots++;
-	sched_slot_push(q, &s->s);
+	if (!b->drained)
+		sched_slot_push(q, &s->s);
 	reply_code(c, NPUFARM_TVM_SUCCESS);
 	schedule(q);
 }
@@ -1087,7 +1098,8 @@ board_offer(struct board *b)
 		return -ENOMEM;
 	TAILQ_INSERT_TAIL(&b->slots, s, link);
 	b->conn->tracker->nslots++;
-	sched_slot_push(b->queue, &s->s);
+	if (!b->drained)
+		sched_slot_push(b->queue, &s->s);
 	schedule(b->queue);
 	return 0;
 }
@@ -1287,4 +1299,44 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 	if (b != NULL)
 		board_free(b, "session ended; the board dials in again", true);
 	tracker_conn_closed(c);
+}
+
+/*
+ * Drain (@on) or undrain every live board with ledger id @id: a drained
+ * board keeps its registration and finishes its lease, but its free slots
+ * leave the queue, so nothing new is granted to it.  Returns the number of
+ * live registrations changed (0 if the board is offline).
+ */
+int
+tracker_board_drain(struct server *srv, int64_t id, bool on)
+{
+	struct sched_queue *q;
+	struct board *b;
+	struct conn *c;
+	struct slot *s;
+	int n = 0;
+
+	TAILQ_FOREACH(c, &srv->conns, link) {
+		if (c->tracker == NULL)
+			continue;
+		TAILQ_FOREACH(b, &c->tracker->boards, link) {
+			if (b->id != id || b->drained == on)
+				continue;
+			b->drained = on;
+			q = b->queue;
+			TAILQ_FOREACH(s, &b->slots, link) {
+				if (on)
+					sched_slot_remove(&s->s);
+				else if (s->s.queue == NULL)
+					sched_slot_push(q, &s->s);
+			}
+			board_dirty(b);
+			log_notice("board %s of key '%s' %s", b->address,
+			    sched_queue_key(q), on ? "drained" : "undrained");
+			if (!on)
+				schedule(q);
+			n++;
+		}
+	}
+	return n;
 }

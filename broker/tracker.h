@@ -50,6 +50,7 @@ int tracker_conn_start(struct conn *c);
 void tracker_conn_read(struct conn *c);
 void tracker_conn_closed(struct conn *c);
 int tracker_flush_boards(struct server *srv);
+int tracker_board_drain(struct server *srv, int64_t id, bool on);
 int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
 int tracker_proxy_client(struct conn *c, const char *match);
 void tracker_proxy_session_end(

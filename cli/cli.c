@@ -33,6 +33,15 @@
 int
 cli_get_json(const struct cli *cli, const char *path, json_t **ret_root)
 {
+	return cli_request_json(cli, EVHTTP_REQ_GET, path, ret_root);
+}
+
+/* cli_get_json() with method @cmd: GET, or POST for actions. */
+int
+cli_request_json(const struct cli *cli, enum evhttp_cmd_type cmd,
+    const char *path, json_t **ret_root)
+{
+	const char *verb = cmd == EVHTTP_REQ_POST ? "POST" : "GET";
 	struct npufarm_err err = {0};
 	struct http_reply reply = {0};
 	const char *msg = NULL;
@@ -41,7 +50,7 @@ cli_get_json(const struct cli *cli, const char *path, json_t **ret_root)
 	char *safe;
 	int r;
 
-	r = http_get(cli->broker, path, cli->timeout_ms, &reply, &err);
+	r = http_request(cli->broker, cmd, path, cli->timeout_ms, &reply, &err);
 	if (r < 0) {
 		safe = format_escape(err.msg);
 		/* http_get() returns -EINVAL only for the URL itself. */
@@ -65,16 +74,16 @@ cli_get_json(const struct cli *cli, const char *path, json_t **ret_root)
 		if (msg == NULL)
 			msg = "the reply carries no error message";
 		safe = format_escape(msg);
-		(void)fprintf(stderr, "npufarm: GET %.*s%s: %s (HTTP %d%s%s)\n",
-		    (int)baselen, cli->broker, path, safe, reply.status,
+		(void)fprintf(stderr, "npufarm: %s %.*s%s: %s (HTTP %d%s%s)\n",
+		    verb, (int)baselen, cli->broker, path, safe, reply.status,
 		    reply.reason[0] != '\0' ? " " : "", reply.reason);
 		free(safe);
 		goto fail;
 	}
 	if (r < 0 || !json_is_object(root)) {
 		(void)fprintf(stderr,
-		    "npufarm: GET %.*s%s: the reply is not a JSON object%s%s\n",
-		    (int)baselen, cli->broker, path, r < 0 ? ": " : "",
+		    "npufarm: %s %.*s%s: the reply is not a JSON object%s%s\n",
+		    verb, (int)baselen, cli->broker, path, r < 0 ? ": " : "",
 		    r < 0 ? err.msg : "");
 		goto fail;
 	}
@@ -267,4 +276,88 @@ cli_add_duration(struct table *t, const json_t *obj, const char *key)
 		table_add(t, format_duration(s, buf, sizeof(buf)));
 	else
 		table_add(t, NULL);
+}
+
+/*
+ * The board an operator names: a numeric id, or a name (unique among the
+ * broker's boards).  Returns the id, or -1 after printing why not.
+ */
+static long long
+cli_board_id(const struct cli *cli, const char *board)
+{
+	long long id = -1, n;
+	const json_t *b;
+	json_t *root;
+	size_t i, matches = 0;
+	char *end;
+
+	n = strtoll(board, &end, 10);
+	if (*board != '\0' && *end == '\0' && n > 0)
+		return n;
+	if (cli_get_json(cli, "/v1/boards", &root) < 0)
+		return -1;
+	json_array_foreach(json_object_get(root, "boards"), i, b) {
+		const char *name = cli_json_str(b, "name");
+
+		if (name != NULL && strcmp(name, board) == 0) {
+			id = json_integer_value(json_object_get(b, "id"));
+			matches++;
+		}
+	}
+	json_decref(root);
+	if (matches != 1) {
+		char *safe = format_escape(board);
+
+		(void)fprintf(stderr,
+		    matches == 0 ? "npufarm: no board named '%s'\n"
+				 : "npufarm: '%s' names several boards; give "
+				   "its id (npufarm status --json)\n",
+		    safe);
+		free(safe);
+		return -1;
+	}
+	return id;
+}
+
+/*
+ * npufarm drain|undrain BOARD: POST /v1/boards/{id}/@action.  Shared by
+ * the two commands, which differ only in @action.
+ */
+int
+cli_board_action(struct cli *cli, const struct cmd_entry *self, int argc,
+    char **argv, const char *action)
+{
+	static const struct option opts[] = {
+	    CLI_COMMON_OPTIONS,
+	    {NULL, 0, NULL, 0},
+	};
+	char path[96];
+	long long id;
+	json_t *root;
+	int c, r;
+
+	while ((c = cli_getopt(cli, self, argc, argv, CLI_COMMON_OPTSTRING,
+		    opts, &r)) != CLI_OPT_END)
+		if (c == CLI_OPT_EXIT)
+			return r;
+	if (argc - optind != 1)
+		return cli_usage(self, "expected one BOARD (a name or an id)");
+	id = cli_board_id(cli, argv[optind]);
+	if (id < 0)
+		return CLI_EXIT_FAIL;
+	(void)snprintf(path, sizeof(path), "/v1/boards/%lld/%s", id, action);
+	if (cli_request_json(cli, EVHTTP_REQ_POST, path, &root) < 0)
+		return CLI_EXIT_FAIL;
+	if (cli->json)
+		r = cli_print_json(root);
+	else {
+		(void)printf("board %lld %s%s\n", id,
+		    strcmp(action, "drain") == 0 ? "drained" : "undrained",
+		    json_is_true(json_object_get(root, "live"))
+			? ""
+			: " (offline now; the mark applies when it returns)");
+		r = CLI_EXIT_OK;
+	}
+	json_decref(root);
+	return r;
 }

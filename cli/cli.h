@@ -8,6 +8,7 @@
 
 #include <stdbool.h>
 
+#include <event2/http.h>
 #include <jansson.h>
 
 struct table;
@@ -45,10 +46,16 @@ struct cmd_entry {
 	cmd_exec_fn *exec;
 };
 
+extern const struct cmd_entry cmd_drain_entry;
 extern const struct cmd_entry cmd_leases_entry;
 extern const struct cmd_entry cmd_status_entry;
+extern const struct cmd_entry cmd_undrain_entry;
 
 int cli_get_json(const struct cli *cli, const char *path, json_t **ret_root);
+int cli_request_json(const struct cli *cli, enum evhttp_cmd_type cmd,
+    const char *path, json_t **ret_root);
+int cli_board_action(struct cli *cli, const struct cmd_entry *self, int argc,
+    char **argv, const char *action);
 int cli_print_json(const json_t *v);
 int cli_usage(const struct cmd_entry *e, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

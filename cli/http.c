@@ -230,9 +230,9 @@ out:
  * other "try the next address" codes only when nothing was sent.
  */
 static int
-http_get_addr(const struct http_target *t, const char *numhost,
-    const struct addrinfo *ai, int timeout_ms, struct http_reply *ret_reply,
-    struct npufarm_err *err)
+http_get_addr(const struct http_target *t, enum evhttp_cmd_type cmd,
+    const char *numhost, const struct addrinfo *ai, int timeout_ms,
+    struct http_reply *ret_reply, struct npufarm_err *err)
 {
 	struct evhttp_connection *conn = NULL;
 	struct evhttp_request *req;
@@ -275,7 +275,7 @@ http_get_addr(const struct http_target *t, const char *numhost,
 		goto out;
 	}
 	/* On failure evhttp_make_request() has already freed req. */
-	if (evhttp_make_request(conn, req, EVHTTP_REQ_GET, t->path) < 0) {
+	if (evhttp_make_request(conn, req, cmd, t->path) < 0) {
 		r = err_set(err, -EIO, "cannot start the request");
 		goto out;
 	}
@@ -341,6 +341,15 @@ int
 http_get(const char *base_url, const char *path, int timeout_ms,
     struct http_reply *ret_reply, struct npufarm_err *err)
 {
+	return http_request(
+	    base_url, EVHTTP_REQ_GET, path, timeout_ms, ret_reply, err);
+}
+
+/* Like http_get(), with method @cmd (a POST carries no body). */
+int
+http_request(const char *base_url, enum evhttp_cmd_type cmd, const char *path,
+    int timeout_ms, struct http_reply *ret_reply, struct npufarm_err *err)
+{
 	struct http_target t = {0};
 	struct addrinfo hints, *res = NULL, *ai;
 	char numhost[NI_MAXHOST], port[16];
@@ -367,7 +376,8 @@ http_get(const char *base_url, const char *path, int timeout_ms,
 		if (getnameinfo(ai->ai_addr, ai->ai_addrlen, numhost,
 			sizeof(numhost), NULL, 0, NI_NUMERICHOST) != 0)
 			continue;
-		r = http_get_addr(&t, numhost, ai, timeout_ms, ret_reply, err);
+		r = http_get_addr(
+		    &t, cmd, numhost, ai, timeout_ms, ret_reply, err);
 		if (!http_try_next(r))
 			break;
 	}

@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include <event2/http.h>
+
 struct npufarm_err;
 
 /* Largest response body accepted; a /v1/leases?limit=1000 reply is ~0.5 MiB. */
@@ -21,4 +23,7 @@ struct http_reply {
 
 int http_get(const char *base_url, const char *path, int timeout_ms,
     struct http_reply *ret_reply, struct npufarm_err *err);
+int http_request(const char *base_url, enum evhttp_cmd_type cmd,
+    const char *path, int timeout_ms, struct http_reply *ret_reply,
+    struct npufarm_err *err);
 void http_reply_deinit(struct http_reply *reply);

@@ -24,8 +24,10 @@
 
 /* Sorted by name, as --help lists them. */
 static const struct cmd_entry *const main_cmds[] = {
+    &cmd_drain_entry,
     &cmd_leases_entry,
     &cmd_status_entry,
+    &cmd_undrain_entry,
 };
 
 #define MAIN_NCMDS (sizeof(main_cmds) / sizeof(main_cmds[0]))

@@ -235,6 +235,14 @@ harness_wait_closed(int fd, int timeout_ms)
 char *
 harness_http_get(const char *hostport, const char *path, int *ret_status)
 {
+	return harness_http(hostport, "GET", path, ret_status);
+}
+
+/* Blocking HTTP/1.0 @method (no body); like harness_http_get(). */
+char *
+harness_http(
+    const char *hostport, const char *method, const char *path, int *ret_status)
+{
 	struct addrinfo hints = {0}, *res;
 	char host[64], *port, req[512], *buf, *body;
 	size_t len = 0, cap = 65536;
@@ -251,7 +259,8 @@ harness_http_get(const char *hostport, const char *path, int *ret_status)
 	ck_assert_int_ge(fd, 0);
 	ck_assert_int_eq(connect(fd, res->ai_addr, res->ai_addrlen), 0);
 	freeaddrinfo(res);
-	n = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: %s\r\n\r\n",
+	n = snprintf(req, sizeof(req),
+	    "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", method,
 	    path, hostport);
 	ck_assert_int_eq(write(fd, req, (size_t)n), n);
 	buf = malloc(cap);

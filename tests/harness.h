@@ -27,6 +27,8 @@ int harness_broker_stop(struct harness_broker *b);
 void harness_broker_cleanup(struct harness_broker *b);
 size_t harness_unhex(const char *hex, unsigned char *out, size_t outlen);
 char *harness_http_get(const char *hostport, const char *path, int *ret_status);
+char *harness_http(const char *hostport, const char *method, const char *path,
+    int *ret_status);
 char *harness_sql(const char *db, const char *sql);
 int harness_wait_closed(int fd, int timeout_ms);
 int harness_log_contains(const struct harness_broker *b, const char *needle);

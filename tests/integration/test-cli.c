@@ -677,6 +677,40 @@ teardown_dir(void)
 	harness_broker_cleanup(&broker);
 }
 
+START_TEST(test_drain_and_undrain)
+{
+	struct tvmpeer *board = board_up(BOARD_KEY, BOARD_PORT);
+	struct run r;
+
+	run(&r, NULL, "--broker", broker_url, "drain", "127.0.0.1:9090", NULL);
+	ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+	ck_assert_str_eq(r.out, "board 1 drained\n");
+	run_free(&r);
+	run(&r, NULL, "--broker", broker_url, "status", NULL);
+	ck_assert_msg(line_has(r.out, "127.0.0.1:9090", "draining"),
+	    "no draining board in:\n%s", r.out);
+	run_free(&r);
+	run(&r, NULL, "--broker", broker_url, "undrain", "1", NULL);
+	ck_assert_msg(r.status == 0, "stderr: %s", r.err);
+	ck_assert_str_eq(r.out, "board 1 undrained\n");
+	run_free(&r);
+	run(&r, NULL, "--broker", broker_url, "drain", "no-such-board", NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_str_eq(r.err, "npufarm: no board named 'no-such-board'\n");
+	run_free(&r);
+	run(&r, NULL, "--broker", broker_url, "drain", "77", NULL);
+	ck_assert_int_eq(r.status, 1);
+	ck_assert_msg(
+	    strstr(r.err, "no board with id 77") && strstr(r.err, "HTTP 404"),
+	    "%s", r.err);
+	run_free(&r);
+	run(&r, NULL, "--broker", broker_url, "drain", NULL);
+	ck_assert_int_eq(r.status, 2);
+	run_free(&r);
+	tvmpeer_free(board);
+}
+END_TEST
+
 static Suite *
 cli_integration_suite(void)
 {
@@ -688,6 +722,7 @@ cli_integration_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_status_empty_farm);
 	tcase_add_test(tc, test_status_idle_board);
+	tcase_add_test(tc, test_drain_and_undrain);
 	tcase_add_test(tc, test_status_leased_board_and_waiter);
 	tcase_add_test(tc, test_leases_table);
 	tcase_add_test(tc, test_leases_empty);

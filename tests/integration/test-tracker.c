@@ -361,7 +361,7 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	{
 		static const char *const fields[] = {"id", "name", "kind",
 		    "key", "address", "state", "free", "first_seen",
-		    "last_seen", "lease", "detail"};
+		    "last_seen", "lease", "detail", "drained"};
 		size_t i;
 
 		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
@@ -584,6 +584,57 @@ START_TEST(test_update_info_merges_and_passes_through)
 }
 END_TEST
 
+START_TEST(test_drain_stops_grants)
+{
+	struct tvmpeer *srv = peer(), *cli = peer();
+	struct pollfd pfd;
+	char *body;
+	int status;
+
+	send_hex(srv, TRK03);
+	expect_hex(srv, TRK04);
+	send_hex(srv, TRK06);
+	expect_hex(srv, TRK04);
+	body = harness_http(b.http, "POST", "/v1/boards/1/drain", &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_msg(
+	    strstr(body, "\"drained\":true") && strstr(body, "\"live\":true"),
+	    "%s", body);
+	free(body);
+	/* No grant while drained; the server still sees its key pending. */
+	send_hex(cli, TRK09);
+	pfd.fd = tvmpeer_fd(cli);
+	pfd.events = POLLIN;
+	ck_assert_int_eq(poll(&pfd, 1, 300), 0);
+	send_hex(srv, TRK11);
+	expect_hex(srv, TRK12);
+	body = harness_http_get(b.http, "/v1/boards", &status);
+	ck_assert_msg(strstr(body, "\"state\":\"draining\"") &&
+			  strstr(body, "\"drained\":true"),
+	    "%s", body);
+	free(body);
+	/* Undrain: the waiting client gets the board at once. */
+	body = harness_http(b.http, "POST", "/v1/boards/1/undrain", &status);
+	ck_assert_int_eq(status, 200);
+	free(body);
+	{
+		char *g = recv_text(cli);
+
+		ck_assert_str_eq(g, "[0, [\"127.0.0.1\", 9090, "
+				    "\"rk3588:0.8444218515250481\"]]");
+		free(g);
+	}
+	body = harness_http(b.http, "POST", "/v1/boards/99/drain", &status);
+	ck_assert_int_eq(status, 404);
+	free(body);
+	body = harness_http_get(b.http, "/v1/boards/1/drain", &status);
+	ck_assert_int_eq(status, 405);
+	free(body);
+	tvmpeer_free(cli);
+	tvmpeer_free(srv);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -603,6 +654,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_survives_restart);
 	tcase_add_test(tc, test_signal_exit_clean);
 	tcase_add_test(tc, test_update_info_merges_and_passes_through);
+	tcase_add_test(tc, test_drain_stops_grants);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("deadlines");
 	tcase_set_timeout(tc, 30);

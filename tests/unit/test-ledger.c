@@ -67,7 +67,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
 	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
-			     "10.0.0.5:9090", 100, &board, &err),
+			     "10.0.0.5:9090", 100, &board, NULL, &err),
 	    0);
 	row.board_id = board;
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
@@ -82,7 +82,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
 	/* Same board again: same row. */
 	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
-			     "10.0.0.5:9090", 200, &board2, &err),
+			     "10.0.0.5:9090", 200, &board2, NULL, &err),
 	    0);
 	ck_assert_int_eq(board2, board);
 	ck_assert_int_eq(ledger_foreach_lease(l, 10, count_lease, &n, &err), 0);
@@ -92,7 +92,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
 				"PRAGMA journal_mode");
-	ck_assert_str_eq(out, "0.001|0.001|lost\n2\nwal\n");
+	ck_assert_str_eq(out, "0.001|0.001|lost\n3\nwal\n");
 	free(out);
 }
 END_TEST
@@ -153,7 +153,8 @@ START_TEST(test_ledger_reset_closes_open_leases)
 
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
 	ck_assert_int_eq(
-	    ledger_board_upsert(l, "tvm", "k", "h:1", 1, &board, &err), 0);
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 1, &board, NULL, &err),
+	    0);
 	row.board_id = board;
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
 	ck_assert_int_eq(ledger_boards_reset(l, 50, &err), 0);
@@ -181,11 +182,11 @@ START_TEST(test_ledger_ids_are_immediate_and_stable)
 
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
 	ck_assert_int_eq(
-	    ledger_board_upsert(l, "tvm", "k", "h:1", 1, &b1, &err), 0);
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 1, &b1, NULL, &err), 0);
 	ck_assert_int_eq(
-	    ledger_board_upsert(l, "tvm", "k", "h:2", 1, &b2, &err), 0);
+	    ledger_board_upsert(l, "tvm", "k", "h:2", 1, &b2, NULL, &err), 0);
 	ck_assert_int_eq(
-	    ledger_board_upsert(l, "tvm", "k", "h:1", 2, &b3, &err), 0);
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 2, &b3, NULL, &err), 0);
 	ck_assert_int_ne(b1, b2);
 	ck_assert_int_eq(b1, b3); /* known before anything was committed */
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &l1, &err), 0);
@@ -203,7 +204,7 @@ START_TEST(test_ledger_ids_are_immediate_and_stable)
 	ledger_close(l);
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
 	ck_assert_int_eq(
-	    ledger_board_upsert(l, "tvm", "k", "h:2", 3, &b3, &err), 0);
+	    ledger_board_upsert(l, "tvm", "k", "h:2", 3, &b3, NULL, &err), 0);
 	ck_assert_int_eq(b3, b2);
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &l1, &err), 0);
 	ck_assert_int_eq(l1, l2 + 1);
@@ -248,12 +249,47 @@ START_TEST(test_ledger_migrates_v1)
 	ck_assert_int_eq(ledger_lease_session(l, 1, &sess, &err), 0);
 	ck_assert_int_eq(ledger_sync(l, &err), 0);
 	ledger_close(l);
-	out = harness_sql(path, "PRAGMA user_version; SELECT key, board,"
-				" session_s, requests, exceptions, bytes_to_board,"
-				" bytes_to_client, outcome, detail FROM "
-				"lease_times");
-	ck_assert_str_eq(out, "2\nrk3588|192.168.1.20:9090|0.004175|3|"
+	out = harness_sql(path,
+	    "PRAGMA user_version; SELECT key, board,"
+	    " session_s, requests, exceptions, bytes_to_board,"
+	    " bytes_to_client, outcome, detail FROM "
+	    "lease_times");
+	ck_assert_str_eq(out, "3\nrk3588|192.168.1.20:9090|0.004175|3|"
 			      "1|100|200|exception|ValueError: bad input\n");
+	free(out);
+}
+END_TEST
+
+START_TEST(test_ledger_drain_survives_reopen)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t id, id2;
+	bool drained = true;
+	char *out;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 1, &id, &drained, &err),
+	    0);
+	ck_assert(!drained);
+	ck_assert_int_eq(ledger_board_drain(l, id, true, 2, &err), 0);
+	ck_assert_int_eq(ledger_board_drained(l, id), 1);
+	ck_assert_int_eq(
+	    ledger_board_drain(l, id + 100, true, 2, &err), -ENOENT);
+	ck_assert_int_eq(ledger_board_drained(l, id + 100), -ENOENT);
+	ledger_close(l);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_board_drained(l, id), 1);
+	/* Registering again keeps the mark and shows it. */
+	ck_assert_int_eq(
+	    ledger_board_upsert(l, "tvm", "k", "h:1", 3, &id2, &drained, &err),
+	    0);
+	ck_assert_int_eq(id2, id);
+	ck_assert(drained);
+	ledger_close(l);
+	out = harness_sql(path, "SELECT drained, state FROM boards");
+	ck_assert_str_eq(out, "1|draining\n");
 	free(out);
 }
 END_TEST
@@ -271,6 +307,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
 	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
 	tcase_add_test(tc, test_ledger_migrates_v1);
+	tcase_add_test(tc, test_ledger_drain_survives_reopen);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
