@@ -1,0 +1,107 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* Fork hygiene for the agent's children (see child_setup.h). */
+#include "config.h"
+
+#include "child_setup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+/* Highest fd the fallback close loop tries when close_range() fails. */
+#define CHILD_MAX_FD 65536
+
+/*
+ * Put every disposition back to SIG_DFL, caught and ignored ones alike (a
+ * handler would be the agent's code running in the child, and an inherited
+ * ignore of SIGTERM would defeat the supervisor's kill), optionally ignore
+ * SIGPIPE, then unblock every signal.  Signals that cannot be changed
+ * (SIGKILL, SIGSTOP, libc's reserved ones) are skipped.
+ */
+static void
+reset_signals(bool ignore_sigpipe)
+{
+	struct sigaction sa = {0};
+	sigset_t none;
+	int sig;
+
+	sa.sa_handler = SIG_DFL;
+	(void)sigemptyset(&sa.sa_mask);
+	for (sig = 1; sig < NSIG; sig++)
+		if (sig != SIGKILL && sig != SIGSTOP)
+			(void)sigaction(sig, &sa, NULL);
+	if (ignore_sigpipe) {
+		sa.sa_handler = SIG_IGN;
+		(void)sigaction(SIGPIPE, &sa, NULL);
+	}
+	(void)sigemptyset(&none);
+	(void)sigprocmask(SIG_SETMASK, &none, NULL);
+}
+
+/*
+ * fork() a child that leads its own process group and starts with default
+ * signal dispositions and nothing blocked; with @ignore_sigpipe it ignores
+ * SIGPIPE instead, so that a vanished client makes rpc.ServerLoop return an
+ * error rather than kill the session (it sends without MSG_NOSIGNAL).
+ * Every signal stays blocked from before the fork until the child's
+ * handlers are reset: a SIGTERM sent at once (the pid is known as soon as
+ * this returns) waits, pending, and then meets SIG_DFL instead of running
+ * the agent's handler inside the child.  Both sides set the process group,
+ * so it exists before either goes on.  Returns the pid in the parent, 0 in
+ * the child, or -errno.  Call from a process without other threads.
+ */
+pid_t
+child_setup_fork(bool ignore_sigpipe)
+{
+	sigset_t all, old;
+	pid_t pid;
+	int e;
+
+	(void)sigfillset(&all);
+	(void)sigprocmask(SIG_SETMASK, &all, &old);
+	pid = fork();
+	if (pid == 0) {
+		(void)setpgid(0, 0);
+		reset_signals(ignore_sigpipe);
+		return 0;
+	}
+	e = errno;
+	if (pid > 0)
+		(void)setpgid(pid, pid);
+	(void)sigprocmask(SIG_SETMASK, &old, NULL);
+	return pid < 0 ? -e : pid;
+}
+
+/*
+ * Leave the child with fds 0 and 1 as they are, @stderr_fd (when >= 0) on
+ * fd 2, @keep_fd (when >= 0) on fd 3, and nothing else open: no listener,
+ * client connection or log the agent holds leaks into a session.  Returns
+ * the fd @keep_fd now has (3), 0 when there is none, or -errno.
+ */
+int
+child_setup_fds(int keep_fd, int stderr_fd)
+{
+	int fd = -1, low = 3, i;
+
+	/* First a copy above the standard fds, so the stderr dup2 below
+	 * cannot overwrite the kept fd whatever numbers the two had. */
+	if (keep_fd >= 0) {
+		fd = fcntl(keep_fd, F_DUPFD, 3);
+		if (fd < 0)
+			return -errno;
+	}
+	if (stderr_fd >= 0 && stderr_fd != STDERR_FILENO &&
+	    dup2(stderr_fd, STDERR_FILENO) < 0)
+		return -errno;
+	if (fd >= 0) {
+		if (fd != 3 && dup2(fd, 3) < 0)
+			return -errno;
+		fd = 3;
+		low = 4;
+	}
+	if (close_range((unsigned)low, ~0U, 0) < 0)
+		for (i = low; i < CHILD_MAX_FD; i++)
+			(void)close(i);
+	return fd < 0 ? 0 : fd;
+}
