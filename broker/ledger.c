@@ -393,6 +393,7 @@ board_id_new(const char *kind, const char *key, const char *address, int64_t id)
 	if (bi == NULL)
 		return NULL;
 	bi->id = id;
+	bi->drained = false;
 	memcpy(bi->name, kind, a);
 	memcpy(bi->name + a, key, b);
 	memcpy(bi->name + a + b, address, c);

@@ -77,7 +77,7 @@ spawn(struct harness_broker *b, const char *const *extra)
 	(void)unlink(ready);
 	argv[n++] = bin;
 	argv[n++] = "--listen";
-	argv[n++] = "127.0.0.1:0";
+	argv[n++] = b->listen[0] != '\0' ? b->listen : "127.0.0.1:0";
 	argv[n++] = "--http";
 	argv[n++] = "127.0.0.1:0";
 	argv[n++] = "--db";
@@ -319,4 +319,48 @@ harness_sql(const char *db, const char *sql)
 	    "%s: %s", sql, msg ? msg : "?");
 	sqlite3_close(h);
 	return out ? out : strdup("");
+}
+
+/*
+ * Start @bin with @argv (NULL-terminated, argv[0] included) and its stderr
+ * appended to @log.  Returns the pid.
+ */
+pid_t
+harness_spawn(const char *bin, const char *const *argv, const char *log)
+{
+	pid_t pid = fork();
+	int fd;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/*
+ * SIGTERM @pid and wait up to @timeout_ms for it.  Returns its exit
+ * status, 128+signal, or 255 if it had to be killed.
+ */
+int
+harness_reap(pid_t pid, int timeout_ms)
+{
+	int status, i;
+
+	kill(pid, SIGTERM);
+	for (i = 0; i < timeout_ms / 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status)
+						 : 128 + WTERMSIG(status);
+		sleep_ms(10);
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return 255;
 }

@@ -16,7 +16,8 @@ struct harness_broker {
 	char dir[256]; /* mkdtemp() dir holding the ledger, logs, ready */
 	char db[300];
 	char log[300];
-	char farm[64]; /* "127.0.0.1:PORT" */
+	char listen[64]; /* --listen for the next start; "" = a free port */
+	char farm[64];   /* "127.0.0.1:PORT" */
 	char http[64];
 };
 
@@ -32,3 +33,5 @@ char *harness_http(const char *hostport, const char *method, const char *path,
 char *harness_sql(const char *db, const char *sql);
 int harness_wait_closed(int fd, int timeout_ms);
 int harness_log_contains(const struct harness_broker *b, const char *needle);
+pid_t harness_spawn(const char *bin, const char *const *argv, const char *log);
+int harness_reap(pid_t pid, int timeout_ms);

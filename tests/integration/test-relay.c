@@ -553,7 +553,9 @@ START_TEST(test_relay_slow_client_backpressure)
 	}
 	usleep(1500000);
 	during = broker_rss_kb();
-	ck_assert_msg(during - before < 8 * 1024,
+	/* Buffering the 32 MiB would grow it by 30 MB or more; allow 16 MB
+	 * for what the sanitizer build's allocator keeps in quarantine. */
+	ck_assert_msg(during - before < 16 * 1024,
 	    "broker RSS grew by %ld kB with 32 MiB pending", during - before);
 	/* Now read everything: every byte arrives, in whole packets. */
 	for (i = 0; i < NPKT; i++) {
