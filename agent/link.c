@@ -99,18 +99,7 @@ link_down(struct link *l, const char *why)
 static int
 send_json(struct link *l, json_t *v)
 {
-	char *s;
-	int r;
-
-	if (v == NULL)
-		return -ENOMEM;
-	s = json_dumps(v, JSON_COMPACT);
-	json_decref(v);
-	if (s == NULL)
-		return -ENOMEM;
-	r = frame_add(bufferevent_get_output(l->bev), s, strlen(s));
-	free(s);
-	return r;
+	return json_util_add_frame(bufferevent_get_output(l->bev), v);
 }
 
 static int

@@ -49,18 +49,7 @@ struct agent {
 static int
 send_json(struct conn *c, json_t *v)
 {
-	char *s;
-	int r;
-
-	if (v == NULL)
-		return -ENOMEM;
-	s = json_dumps(v, JSON_COMPACT);
-	json_decref(v);
-	if (s == NULL)
-		return -ENOMEM;
-	r = frame_add(bufferevent_get_output(c->bev), s, strlen(s));
-	free(s);
-	return r;
+	return json_util_add_frame(bufferevent_get_output(c->bev), v);
 }
 
 /* Send {"type":"error",...} and close the link with the same reason. */

@@ -11,8 +11,11 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "err.h"
+#include "frame.h"
 
 /*
  * Scan @buf for the deepest nesting of arrays/objects outside strings.
@@ -110,4 +113,26 @@ json_util_dumps_py(const json_t *v)
 		p++; /* skip the escaped character */
 	}
 	return s;
+}
+
+/*
+ * Append @v as one compact JSON frame (the agent link's encoding) to @out.
+ * Takes ownership of @v, which may be NULL (a failed json_pack): then
+ * -ENOMEM.  Returns 0, -ENOMEM or -EMSGSIZE.
+ */
+int
+json_util_add_frame(struct evbuffer *out, json_t *v)
+{
+	char *s;
+	int r;
+
+	if (v == NULL)
+		return -ENOMEM;
+	s = json_dumps(v, JSON_COMPACT);
+	json_decref(v);
+	if (s == NULL)
+		return -ENOMEM;
+	r = frame_add(out, s, strlen(s));
+	free(s);
+	return r;
 }

@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 
+struct evbuffer;
 struct npufarm_err;
 
 /* Default nesting limit for peer-supplied JSON (arrays and objects). */
@@ -15,3 +16,4 @@ int json_util_depth(const char *buf, size_t len, int max_depth);
 int json_util_load(const char *buf, size_t len, int max_depth,
     json_t **ret_root, struct npufarm_err *err);
 char *json_util_dumps_py(const json_t *v);
+int json_util_add_frame(struct evbuffer *out, json_t *v);

@@ -37,7 +37,7 @@ START_TEST(test_config_defaults_are_safe)
 	broker_config_defaults(&c);
 	ck_assert_int_eq(c.max_frame, 1024 * 1024);
 	ck_assert_int_eq(c.max_connections, 0); /* from RLIMIT_NOFILE */
-	ck_assert(c.request_timeout == 0); /* wait forever, like TVM */
+	ck_assert(c.request_timeout == 0);      /* wait forever, like TVM */
 	ck_assert(c.unknown_key_grace == 60);
 	ck_assert(c.ledger_sync_full);
 	broker_config_deinit(&c);
