@@ -302,17 +302,3 @@ link_free(struct link *l)
 	free(l);
 	return NULL;
 }
-
-/* Whether the broker welcomed the current connection. */
-bool
-link_welcomed(const struct link *l)
-{
-	return l->state == LINK_UP;
-}
-
-/* The board id the broker gave us (0 before the first welcome). */
-int64_t
-link_board_id(const struct link *l)
-{
-	return l->board_id;
-}

@@ -24,5 +24,3 @@ struct link_config {
 int link_new(struct event_base *base, const struct link_config *cfg,
     struct link **ret_link, struct npufarm_err *err);
 struct link *link_free(struct link *l);
-bool link_welcomed(const struct link *l);
-int64_t link_board_id(const struct link *l);
