@@ -19,6 +19,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "dashboard.h"
 #include "err.h"
 #include "ledger.h"
 #include "log.h"
@@ -404,6 +405,8 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 	size_t i;
 
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	if (path != NULL && dashboard_route(req, path))
+		return;
 	for (i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]);
 	     i++) {
 		if (strcmp(path, routes[i].path) != 0)
