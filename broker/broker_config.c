@@ -69,6 +69,9 @@ static const struct opt opts[] = {
 	"agent heartbeat period; three missed: the board is offline"},
     {"pair_timeout", OPT_SECONDS, OFF(pair_timeout), 0.1, 3600,
 	"return a board granted to a client that never connects"},
+    {"agent_backstop", OPT_SECONDS, OFF(agent_backstop), 0.1, 3600,
+	"an agent ends its own sessions at their deadline; the broker "
+	"only this much later"},
     {"max_relays", OPT_LONG, OFF(max_relays), 1, 1000000,
 	"relayed TVM RPC sessions at once"},
     {"relay_buffer", OPT_LONG, OFF(relay_buffer), 4096, 1L << 30,
@@ -97,6 +100,7 @@ broker_config_defaults(struct broker_config *c)
 	c->max_keys = 100000;
 	c->ledger_sync_full = true;
 	c->pair_timeout = 15;
+	c->agent_backstop = 2;
 	c->agent_heartbeat = 2;
 	c->max_relays = 4096;
 	c->relay_buffer = 4 * 1024 * 1024;

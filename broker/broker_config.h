@@ -32,6 +32,7 @@ struct broker_config {
 	bool ledger_sync_full;  /* synchronous=FULL (else NORMAL) */
 	double agent_heartbeat; /* s between agent heartbeats */
 	double pair_timeout;    /* s a granted client has to connect */
+	double agent_backstop;  /* s after an agent's session deadline */
 	long max_relays;        /* relayed sessions at once */
 	long relay_buffer;      /* bytes queued toward one side: backpressure */
 	long relay_max_packet;  /* largest RPC packet relayed, bytes */

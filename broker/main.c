@@ -49,6 +49,7 @@ static const struct option long_options[] = {
     {"max-keys", required_argument, NULL, OPT_TABLE},
     {"ledger-sync", required_argument, NULL, OPT_TABLE},
     {"pair-timeout", required_argument, NULL, OPT_TABLE},
+    {"agent-backstop", required_argument, NULL, OPT_TABLE},
     {"agent-heartbeat", required_argument, NULL, OPT_TABLE},
     {"max-relays", required_argument, NULL, OPT_TABLE},
     {"relay-buffer", required_argument, NULL, OPT_TABLE},

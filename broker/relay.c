@@ -1,22 +1,13 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Relay of one TVM RPC session between a client and a board.
- *
- * Client to board, bytes are forwarded as they arrive and a scanner keeps
- * track of packet boundaries, so the relay knows when a request is complete
- * and a reply is owed.  Board to client, only whole packets are forwarded
- * (store and forward, moving evbuffer chains), so the client's stream is
- * always at a packet boundary and the relay can answer it at any moment.
- *
- * A session ends for the board in one of four ways, each an outcome class:
- * the client shuts it down (ok, or exception if the board reported one),
- * the deadline passes (timeout: the board is closed and the client gets one
- * RPCSessionTimeoutError kException, byte-identical to TVM's), the board
- * vanishes (crash: the client gets a kException saying so, never a bare
- * EOF), or the client vanishes (lost).  After that the client side lives
- * on until it shuts down: every further request is answered with the same
- * exception (spec §6.5 items 7-9), so a tuner's cleanup calls fail with the
- * real reason too.
+ * The broker's side of a relayed TVM RPC session: it pairs a client's data
+ * connection with a board's and runs the shared packet-aware relay
+ * (common/rpc_relay.h) over the two connections.  The board side's end is
+ * recorded on the board's lease; the client side lives on as the relay
+ * says.  A board that is an npufarm agent enforces the session deadline
+ * itself and reports how the session ended; for it the broker's deadline is
+ * only a backstop, and a data connection that breaks off mid-call means the
+ * agent is gone (lost), not that the program crashed.
  */
 #include "config.h"
 
@@ -38,49 +29,111 @@
 #include "err.h"
 #include "ledger.h"
 #include "log.h"
+#include "rpc_relay.h"
 #include "server.h"
 #include "tracker.h"
 #include "tvm_rpc.h"
 
-/* Longest board exception message kept for the ledger (spec: 4 KiB). */
-#define RELAY_MSG_MAX 4096
-
-enum relay_state {
-	RELAY_LIVE,  /* both sides up, bytes flow */
-	RELAY_ENDED, /* board side over; the client is answered by us */
-};
+/* How long an ended session's client may linger (twice: §6.5 item 9). */
+#define RELAY_LINGER_S 10.0
 
 struct relay {
-	struct server *srv;  /* borrowed */
-	struct conn *client; /* borrowed; NULL once freed */
-	struct conn *board;  /* borrowed; NULL once handed back */
-	enum relay_state state;
-	struct tvm_rpc_scan c2b;   /* client-to-board packet boundaries */
-	bool owed;                 /* the client waits for a reply */
-	bool client_shutdown;      /* the client sent kShutdown */
-	bool board_timeout;        /* the board sent its own timeout exc. */
-	unsigned presents;         /* exceptions the client got unasked */
-	double timeout;            /* s; 0: no deadline */
-	struct event *deadline_ev; /* at timeout */
-	struct event *grace_ev;    /* closes a client that lingers */
-	bool grace_shut;           /* SHUT_WR sent, waiting for EOF */
-	char *exc;                 /* ENDED: the answer to later requests */
-	uint64_t requests, exceptions, bytes_c2b, bytes_b2c;
-	int64_t start_us;
+	struct server *srv;   /* borrowed */
+	struct conn *client;  /* borrowed; NULL once freed */
+	struct conn *board;   /* borrowed; NULL once handed back */
+	struct rpc_relay *rr; /* the session */
+	bool agent;           /* the board is an npufarm agent */
 	int64_t lease_id;
-	char first_exc[RELAY_MSG_MAX]; /* the board's first exception */
 };
 
-static void board_in(struct relay *r);
+static struct conn *
+side_conn(struct relay *r, enum rpc_relay_side side)
+{
+	return side == RPC_RELAY_CLIENT ? r->client : r->board;
+}
+
+static void
+op_flush(void *owner, enum rpc_relay_side side)
+{
+	struct conn *c = side_conn(owner, side);
+
+	if (c != NULL)
+		conn_flush(c);
+}
+
+static void
+op_pause(void *owner, enum rpc_relay_side side)
+{
+	struct conn *c = side_conn(owner, side);
+
+	if (c != NULL)
+		conn_pause_read(c);
+}
+
+static void
+op_resume(void *owner, enum rpc_relay_side side)
+{
+	struct conn *c = side_conn(owner, side);
+
+	if (c != NULL && c->state != CONN_CLOSING)
+		conn_resume_read(c);
+}
+
+static void
+op_server_end(void *owner, const struct rpc_relay_end *end)
+{
+	struct relay *r = owner;
+	struct conn *board = r->board;
+	struct ledger_session sess = {
+	    .start_us = end->start_us,
+	    .end_us = end->end_us,
+	    .requests = end->requests,
+	    .exceptions = end->exceptions,
+	    .bytes_to_board = end->bytes_to_server,
+	    .bytes_to_client = end->bytes_to_client,
+	    .outcome = npufarm_outcome_name(end->outcome),
+	    .detail = end->detail,
+	};
+
+	if (board == NULL)
+		return;
+	r->board = NULL;
+	board->relay = NULL;
+	tracker_proxy_session_end(board, &sess);
+	conn_close(board, "session ended: %s", sess.outcome);
+}
+
+static void
+op_client_shut(void *owner)
+{
+	struct relay *r = owner;
+
+	if (r->client != NULL)
+		(void)shutdown(bufferevent_getfd(r->client->bev), SHUT_WR);
+}
+
+static void
+op_client_close(void *owner, const char *why)
+{
+	struct relay *r = owner;
+
+	if (r->client != NULL)
+		conn_close(r->client, "%s", why);
+}
+
+static const struct rpc_relay_ops relay_ops = {
+    .flush = op_flush,
+    .pause = op_pause,
+    .resume = op_resume,
+    .server_end = op_server_end,
+    .client_shut = op_client_shut,
+    .client_close = op_client_close,
+};
 
 static void
 relay_free(struct relay *r)
 {
-	if (r->deadline_ev != NULL)
-		event_free(r->deadline_ev);
-	if (r->grace_ev != NULL)
-		event_free(r->grace_ev);
-	free(r->exc);
+	rpc_relay_free(r->rr);
 	r->srv->nrelays--;
 	free(r);
 }
@@ -98,354 +151,78 @@ relay_refuse(struct conn *c, const char *why)
 	conn_close(c, "RPC handshake refused: %s", why);
 }
 
-static struct evbuffer *
-out_of(struct conn *c)
-{
-	return bufferevent_get_output(c->bev);
-}
-
-/*
- * Send the client a kException.  @answer: it answers a request of an ended
- * session (spec §6.5 item 8); otherwise it is the session's own reply,
- * answering the owed request or, if none is owed, the client's next one.
- */
-static void
-send_exception(struct relay *r, const char *msg, bool answer)
-{
-	size_t before = evbuffer_get_length(out_of(r->client));
-
-	if (tvm_rpc_add_exception(out_of(r->client), msg) < 0) {
-		conn_close(r->client, "out of memory queueing an exception");
-		return;
-	}
-	r->exceptions++;
-	r->bytes_b2c += evbuffer_get_length(out_of(r->client)) - before;
-	if (!answer) {
-		if (r->owed)
-			r->owed = false;
-		else
-			r->presents++;
-	}
-	conn_flush(r->client);
-}
-
-/*
- * The board side is over with @outcome: record the session, hand the board
- * back (its connection is closed; a TVM server or agent dials in again),
- * and from now on answer the client with @exc (NULL: the client is done).
- */
-static void
-end_board(
-    struct relay *r, const char *outcome, const char *detail, const char *exc)
-{
-	struct ledger_session sess = {
-	    .start_us = r->start_us,
-	    .end_us = ledger_now_us(),
-	    .requests = r->requests,
-	    .exceptions = r->exceptions,
-	    .bytes_to_board = r->bytes_c2b,
-	    .bytes_to_client = r->bytes_b2c,
-	    .outcome = outcome,
-	    .detail = detail,
-	};
-	struct conn *board = r->board;
-	static const struct timeval grace_tv = {10, 0};
-
-	r->state = RELAY_ENDED;
-	if (r->deadline_ev != NULL)
-		event_del(r->deadline_ev);
-	if (exc != NULL && r->exc == NULL)
-		r->exc = strdup(exc);
-	if (board != NULL) {
-		r->board = NULL;
-		board->relay = NULL;
-		tracker_proxy_session_end(board, &sess);
-		conn_close(board, "session ended: %s", outcome);
-	}
-	if (r->client != NULL) {
-		conn_resume_read(r->client);
-		if (r->grace_ev != NULL)
-			(void)event_add(r->grace_ev, &grace_tv);
-	}
-}
-
-/* The outcome of a session the client ended cleanly. */
-static void
-end_clean(struct relay *r, const char *how)
-{
-	char detail[RELAY_MSG_MAX + 64];
-
-	if (r->board_timeout)
-		end_board(r, "timeout", r->first_exc, NULL);
-	else if (r->first_exc[0] != '\0')
-		end_board(r, "exception", r->first_exc, NULL);
-	else {
-		(void)snprintf(detail, sizeof(detail), "%s after %llu requests",
-		    how, (unsigned long long)r->requests);
-		end_board(r, "ok", detail, NULL);
-	}
-}
-
-static void
-client_packet(int32_t code, uint64_t total, void *arg)
-{
-	struct relay *r = arg;
-
-	if (code == TVM_RPC_SHUTDOWN) {
-		r->client_shutdown = true;
-		if (r->state == RELAY_ENDED && r->client != NULL)
-			conn_close(r->client, "client shut the session down");
-		return;
-	}
-	if (!tvm_rpc_code_is_request(code))
-		return;
-	if (r->state == RELAY_LIVE) {
-		/* A reply that came unasked is what the client will read as
-		 * the answer to this request (TVM clients read one packet per
-		 * request); otherwise the board owes one. */
-		if (r->presents > 0)
-			r->presents--;
-		else
-			r->owed = true;
-		r->requests++;
-		return;
-	}
-	/* After the end: one exception per request (spec §6.5 item 8). */
-	if (r->presents > 0)
-		r->presents--;
-	else if (r->exc != NULL && r->client != NULL)
-		send_exception(r, r->exc, true);
-}
-
-static void
-client_in(struct relay *r)
-{
-	struct evbuffer *in = bufferevent_get_input(r->client->bev);
-	size_t n = evbuffer_get_length(in);
-	struct npufarm_err err;
-	char detail[NPUFARM_ERR_MSG_MAX + 64];
-
-	if (n == 0)
-		return;
-	if (tvm_rpc_scan_feed_buffer(&r->c2b, in, n, client_packet, r, &err) <
-	    0) {
-		(void)snprintf(detail, sizeof(detail),
-		    "client sent a malformed packet: %s", err.msg);
-		if (r->state == RELAY_LIVE)
-			end_board(r, "rejected", detail, NULL);
-		if (r->client != NULL)
-			conn_close(r->client, "%s", detail);
-		return;
-	}
-	if (r->state != RELAY_LIVE || r->client == NULL ||
-	    r->client->state == CONN_CLOSING) {
-		(void)evbuffer_drain(in, n); /* keep draining (§6.5 item 7) */
-		return;
-	}
-	r->bytes_c2b += n;
-	(void)evbuffer_remove_buffer(in, out_of(r->board), n);
-	conn_flush(r->board);
-	if (r->client_shutdown) {
-		/* The board gets the kShutdown (conn_close() flushes it), the
-		 * client is done: close both (spec §6.5 item 9). */
-		end_clean(r, "client shut down");
-		conn_close(r->client, "client shut the session down");
-		return;
-	}
-	/* Backpressure: stop reading a client the board does not keep up
-	 * with; relay_drained() resumes it. */
-	if (evbuffer_get_length(out_of(r->board)) >
-	    (size_t)r->srv->cfg->relay_buffer)
-		conn_pause_read(r->client);
-}
-
-static void
-board_failed(struct relay *r, const char *what)
-{
-	char msg[RELAY_MSG_MAX + 256];
-	bool owed = r->owed;
-
-	(void)snprintf(msg, sizeof(msg),
-	    "npufarm: the board ended the session abnormally: %s%s", what,
-	    owed ? " while a reply was owed" : " between calls");
-	if (owed)
-		send_exception(r, msg, false);
-	end_board(r, "crash", msg + strlen("npufarm: "), msg);
-}
-
-/* Forward every whole packet the board has sent. */
-static void
-board_in(struct relay *r)
-{
-	struct evbuffer *in;
-	char what[RELAY_MSG_MAX];
-	uint64_t total;
-	int32_t code;
-	int res;
-
-	if (r->board == NULL || r->client == NULL)
-		return;
-	in = bufferevent_get_input(r->board->bev);
-	for (;;) {
-		res = tvm_rpc_packet_peek(
-		    in, (uint64_t)r->srv->cfg->relay_max_packet, &total, &code);
-		if (res == 0)
-			break;
-		if (res < 0) {
-			(void)snprintf(what, sizeof(what),
-			    "it sent a malformed packet (%s)",
-			    res == -EMSGSIZE ? "length over relay_max_packet"
-					     : "length shorter than a header");
-			board_failed(r, what);
-			return;
-		}
-		if (code == TVM_RPC_EXCEPTION) {
-			r->exceptions++;
-			if (r->first_exc[0] == '\0' &&
-			    tvm_rpc_exception_peek(
-				in, r->first_exc, sizeof(r->first_exc)) < 0)
-				(void)snprintf(r->first_exc,
-				    sizeof(r->first_exc), "(unreadable)");
-			if (strncmp(r->first_exc, TVM_RPC_TIMEOUT_PREFIX,
-				strlen(TVM_RPC_TIMEOUT_PREFIX)) == 0)
-				r->board_timeout = true;
-		}
-		if (tvm_rpc_code_is_reply(code)) {
-			if (!r->owed)
-				r->presents++;
-			r->owed = false;
-		}
-		r->bytes_b2c += total;
-		(void)evbuffer_remove_buffer(
-		    in, out_of(r->client), (size_t)total);
-		if (evbuffer_get_length(out_of(r->client)) >
-		    (size_t)r->srv->cfg->relay_buffer) {
-			/* Write now; carry on only if the socket took it (no
-			 * read event may come for packets already here). */
-			conn_flush(r->client);
-			if (evbuffer_get_length(out_of(r->client)) >
-			    (size_t)r->srv->cfg->relay_buffer)
-				break;
-		}
-	}
-	conn_flush(r->client);
-	/* Backpressure: what the client's socket did not take stays queued
-	 * (and conn_flush() left EV_WRITE on); past the limit, stop reading
-	 * the board until relay_drained(). */
-	if (evbuffer_get_length(out_of(r->client)) >
-	    (size_t)r->srv->cfg->relay_buffer)
-		conn_pause_read(r->board);
-}
-
-static void
-deadline_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct relay *r = arg;
-	char msg[256], detail[512];
-	bool owed;
-
-	if (r->state != RELAY_LIVE)
-		return;
-	/* Whole packets that arrived before the deadline still go out; a
-	 * partial one is dropped with the board. */
-	board_in(r);
-	if (r->state != RELAY_LIVE)
-		return;
-	owed = r->owed;
-	(void)tvm_rpc_timeout_message(r->timeout, msg, sizeof(msg));
-	if (r->board_timeout) {
-		end_board(r, "timeout", r->first_exc, r->first_exc);
-		return;
-	}
-	send_exception(r, msg, false);
-	(void)snprintf(detail, sizeof(detail),
-	    "session deadline of %g s passed %s; the broker ended it and "
-	    "reclaimed the board",
-	    r->timeout, owed ? "while a reply was owed" : "between calls");
-	end_board(r, "timeout", detail, msg);
-}
-
-static void
-grace_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct relay *r = arg;
-	static const struct timeval grace_tv = {10, 0};
-
-	if (r->client == NULL)
-		return;
-	if (!r->grace_shut) {
-		/* Tell a lingering client we are done, and wait for its EOF. */
-		r->grace_shut = true;
-		(void)shutdown(bufferevent_getfd(r->client->bev), SHUT_WR);
-		(void)event_add(r->grace_ev, &grace_tv);
-		return;
-	}
-	conn_close(r->client, "client did not close its ended session");
-}
-
 /*
  * Pair @client with @board and start relaying: each side gets SUCCESS and
  * the other's full key (spec §4.2; the board learns -timeout=T from the
  * client's key), and the deadline starts now.  The board's lease is
- * @lease_id.  Both connections belong to the relay from here on.
+ * @lease_id; @agent: the board is an npufarm agent, which enforces the
+ * deadline itself (the broker's fires @backstop seconds later).  Both
+ * connections belong to the relay from here on.
  */
 void
 relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id)
+    int64_t lease_id, bool agent)
 {
 	struct server *srv = client->srv;
+	struct rpc_relay_config rc = {
+	    .max_packet = (uint64_t)srv->cfg->relay_max_packet,
+	    .buffer = (size_t)srv->cfg->relay_buffer,
+	    .timeout = client->rpc_timeout,
+	    .deadline = client->rpc_timeout,
+	    .linger = RELAY_LINGER_S,
+	    .who = "board",
+	};
 	struct relay *r;
-	struct timeval tv;
 
+	if (agent && rc.deadline > 0)
+		rc.deadline += srv->cfg->agent_backstop;
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		goto oom;
 	r->srv = srv;
 	r->client = client;
 	r->board = board;
+	r->agent = agent;
 	r->lease_id = lease_id;
-	r->start_us = ledger_now_us();
-	r->timeout = client->rpc_timeout;
-	srv->nrelays++;
-	tvm_rpc_scan_init(&r->c2b, (uint64_t)srv->cfg->relay_max_packet);
-	r->grace_ev = evtimer_new(srv->base, grace_cb, r);
-	if (r->grace_ev == NULL)
-		goto oom_r;
-	if (r->timeout > 0) {
-		r->deadline_ev = evtimer_new(srv->base, deadline_cb, r);
-		tv.tv_sec = (time_t)r->timeout;
-		tv.tv_usec =
-		    (suseconds_t)((r->timeout - (double)tv.tv_sec) * 1e6);
-		if (r->deadline_ev == NULL ||
-		    evtimer_add(r->deadline_ev, &tv) < 0)
-			goto oom_r;
+	if (rpc_relay_new(srv->base, &rc, &relay_ops, r,
+		bufferevent_get_input(client->bev),
+		bufferevent_get_output(client->bev),
+		bufferevent_get_input(board->bev),
+		bufferevent_get_output(board->bev), &r->rr) < 0) {
+		free(r);
+		goto oom;
 	}
+	srv->nrelays++;
 	client->relay = r;
 	board->relay = r;
-	if (tvm_rpc_add_success(
-		out_of(board), client->rpc_key, strlen(client->rpc_key)) < 0 ||
-	    tvm_rpc_add_success(out_of(client), board_key, strlen(board_key)) <
-		0) {
-		end_board(r, "lost", "out of memory at pair-up", NULL);
-		conn_close(client, "out of memory at pair-up");
-		return;
-	}
+	if (tvm_rpc_add_success(bufferevent_get_output(board->bev),
+		client->rpc_key, strlen(client->rpc_key)) < 0 ||
+	    tvm_rpc_add_success(bufferevent_get_output(client->bev), board_key,
+		strlen(board_key)) < 0)
+		goto oom_paired;
 	/* No read watermark: the relay does its own backpressure, and a
 	 * watermark's input callback would fight conn_fast_read(). */
 	bufferevent_setwatermark(client->bev, EV_READ, 0, 0);
 	bufferevent_setwatermark(board->bev, EV_READ, 0, 0);
-	if (conn_fast_read(board) < 0 || conn_fast_read(client) < 0) {
-		end_board(r, "lost", "out of memory at pair-up", NULL);
-		conn_close(client, "out of memory at pair-up");
-		return;
-	}
-	log_info("relay: %s paired with board %s (lease %lld, timeout %g s)",
-	    client->peer, board->peer, (long long)lease_id, r->timeout);
+	if (conn_fast_read(board) < 0 || conn_fast_read(client) < 0)
+		goto oom_paired;
+	log_info("relay: %s paired with %s %s (lease %lld, timeout %g s)",
+	    client->peer, agent ? "agent" : "board", board->peer,
+	    (long long)lease_id, rc.timeout);
 	conn_flush(board);
 	conn_flush(client);
 	return;
-oom_r:
-	relay_free(r);
+oom_paired:
+	rpc_relay_server_gone(r->rr, NPUFARM_OUTCOME_LOST,
+	    "npufarm: out of memory at pair-up");
+	op_server_end(r, &(struct rpc_relay_end){
+			     .outcome = NPUFARM_OUTCOME_LOST,
+			     .detail = "out of memory at pair-up",
+			     .start_us = ledger_now_us(),
+			     .end_us = ledger_now_us(),
+			 });
+	conn_close(client, "out of memory at pair-up");
+	return;
 oom:
 	relay_refuse(client, "out of memory pairing");
 	conn_close(board, "out of memory pairing");
@@ -457,10 +234,8 @@ relay_read(struct conn *c)
 {
 	struct relay *r = c->relay;
 
-	if (c == r->client)
-		client_in(r);
-	else
-		board_in(r);
+	rpc_relay_read(
+	    r->rr, c == r->client ? RPC_RELAY_CLIENT : RPC_RELAY_SERVER);
 }
 
 /*
@@ -472,13 +247,41 @@ relay_drained(struct conn *c)
 {
 	struct relay *r = c->relay;
 
-	if (c == r->client && r->board != NULL) {
-		conn_resume_read(r->board);
-		board_in(r);
-	} else if (c == r->board && r->client != NULL) {
-		conn_resume_read(r->client);
-		client_in(r);
+	rpc_relay_drained(
+	    r->rr, c == r->client ? RPC_RELAY_CLIENT : RPC_RELAY_SERVER);
+}
+
+/*
+ * An agent's data connection ended mid-session.  The agent closes it after
+ * the session's last word (its own timeout or crash exception, sent as a
+ * reply), so a connection that ends while a reply is owed means the agent
+ * itself is gone: lost, answered by the broker.  The agent's report, if one
+ * comes, is authoritative anyway.
+ */
+static void
+agent_eof(struct relay *r, const char *how)
+{
+	struct rpc_relay *rr = r->rr;
+	char msg[RPC_RELAY_MSG_MAX + 256];
+
+	rpc_relay_read(rr, RPC_RELAY_SERVER); /* whole packets first */
+	if (!rpc_relay_live(rr))
+		return;
+	if (rpc_relay_client_shut_down(rr) || rpc_relay_server_timed_out(rr)) {
+		rpc_relay_server_eof(rr, how);
+		return;
 	}
+	if (!rpc_relay_owed(rr) && rpc_relay_first_exception(rr)[0] != '\0') {
+		/* The agent's last word stands for every later request. */
+		rpc_relay_server_failed(
+		    rr, NPUFARM_OUTCOME_EXCEPTION, rpc_relay_first_exception(rr));
+		return;
+	}
+	(void)snprintf(msg, sizeof(msg),
+	    "npufarm: the board's agent vanished mid-session (its data "
+	    "connection closed: %s) %s",
+	    how, rpc_relay_owed(rr) ? "while a reply was owed" : "between calls");
+	rpc_relay_server_failed(rr, NPUFARM_OUTCOME_LOST, msg);
 }
 
 /*
@@ -489,42 +292,23 @@ void
 relay_event(struct conn *c, short what)
 {
 	struct relay *r = c->relay;
-	char detail[256];
-	const char *how = (what & BEV_EVENT_ERROR)
-			      ? strerror(EVUTIL_SOCKET_ERROR())
-			      : "end of stream";
+	char how[160];
 
-	if (c == r->board && r->state == RELAY_LIVE) {
-		board_in(r); /* whole packets first */
-		if (r->state == RELAY_LIVE) {
-			if (r->client_shutdown)
-				end_clean(r, "client shut down");
-			else if (r->board_timeout)
-				end_board(
-				    r, "timeout", r->first_exc, r->first_exc);
-			else {
-				(void)snprintf(detail, sizeof(detail),
-				    "its connection closed (%s)%s", how,
-				    evbuffer_get_length(
-					bufferevent_get_input(c->bev))
-					? ", in the middle of a packet"
-					: "");
-				board_failed(r, detail);
-			}
-		}
-	} else if (c == r->client && r->state == RELAY_LIVE) {
-		client_in(r);
-		if (r->state == RELAY_LIVE) {
-			if (r->client_shutdown)
-				end_clean(r, "client shut down");
-			else {
-				(void)snprintf(detail, sizeof(detail),
-				    "client vanished mid-session (%s) %s", how,
-				    r->owed ? "while a reply was owed"
-					    : "between calls");
-				end_board(r, "lost", detail, NULL);
-			}
-		}
+	if (c == r->board) {
+		(void)snprintf(how, sizeof(how), "its connection closed (%s)%s",
+		    (what & BEV_EVENT_ERROR) ? strerror(EVUTIL_SOCKET_ERROR())
+					     : "end of stream",
+		    evbuffer_get_length(bufferevent_get_input(c->bev))
+			? ", in the middle of a packet"
+			: "");
+		if (r->agent)
+			agent_eof(r, how);
+		else
+			rpc_relay_server_eof(r->rr, how);
+	} else {
+		rpc_relay_client_eof(r->rr,
+		    (what & BEV_EVENT_ERROR) ? strerror(EVUTIL_SOCKET_ERROR())
+					     : "end of stream");
 	}
 	conn_free(c);
 }
@@ -538,10 +322,15 @@ relay_conn_gone(struct conn *c)
 	if (r == NULL)
 		return;
 	c->relay = NULL;
-	if (c == r->client)
+	if (c == r->client) {
 		r->client = NULL;
-	if (c == r->board)
+		rpc_relay_client_gone(r->rr);
+	}
+	if (c == r->board) {
 		r->board = NULL;
+		rpc_relay_server_gone(r->rr, NPUFARM_OUTCOME_LOST,
+		    "npufarm: the board's connection was closed by the broker");
+	}
 	if (r->client == NULL && r->board == NULL)
 		relay_free(r);
 }

@@ -8,12 +8,13 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct conn;
 
 void relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id);
+    int64_t lease_id, bool agent);
 void relay_refuse(struct conn *c, const char *why);
 void relay_read(struct conn *c);
 void relay_drained(struct conn *c);

@@ -85,6 +85,7 @@ struct board {
 	bool proxied;    /* a data connection waiting to be relayed */
 	char *hello_key; /* proxied: its full RPC hello key */
 	struct pending *pending; /* proxied: a grant waiting for its client */
+	struct agent *agent;     /* proxied: the npufarm agent it belongs to */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
 };
@@ -350,7 +351,7 @@ grant(struct treq *t, struct slot *s)
 	free(s);
 	treq_free(t);
 	if (b->proxied && rpc)
-		relay_start(client, b->conn, b->hello_key, l ? l->id : 0);
+		relay_start(client, b->conn, b->hello_key, l ? l->id : 0, b->agent != NULL);
 	else
 		conn_flush(client);
 }
@@ -1238,7 +1239,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 		b = (*found)->board;
 		lease_id = (*found)->lease->id;
 		pending_free(*found);
-		relay_start(c, b->conn, b->hello_key, lease_id);
+		relay_start(c, b->conn, b->hello_key, lease_id, b->agent != NULL);
 		return 1;
 	}
 	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||

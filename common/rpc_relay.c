@@ -1,0 +1,565 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * One TVM RPC session between a client and a server, packet-aware (see
+ * rpc_relay.h).  The server side ends in one of these ways, each an outcome
+ * class: the client shuts it down (ok, or exception if the server reported
+ * one), the deadline passes (timeout: one RPCSessionTimeoutError kException
+ * byte-identical to TVM's), the server vanishes (crash or lost: the client
+ * gets a kException saying so, never a bare EOF), or the client vanishes
+ * (lost).
+ */
+#include "config.h"
+
+#include "rpc_relay.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+
+#include "err.h"
+#include "tvm_rpc.h"
+
+enum rpc_relay_state {
+	RPC_RELAY_LIVE,  /* both sides up, bytes flow */
+	RPC_RELAY_ENDED, /* server side over; the client is answered by us */
+};
+
+struct rpc_relay {
+	struct rpc_relay_config cfg;
+	const struct rpc_relay_ops *ops;
+	void *owner;
+	struct evbuffer *c_in, *c_out; /* NULL once the client is gone */
+	struct evbuffer *s_in, *s_out; /* NULL once the server ended */
+	enum rpc_relay_state state;
+	struct tvm_rpc_scan c2s;  /* client-to-server packet boundaries */
+	bool owed;                /* the client waits for a reply */
+	bool client_shutdown;     /* the client sent kShutdown */
+	bool server_timeout;      /* the server sent its own timeout exc. */
+	unsigned presents;        /* exceptions the client got unasked */
+	struct event *deadline_ev;
+	struct event *linger_ev; /* half-closes, then closes, the client */
+	bool lingered;           /* half-closed, waiting for EOF */
+	char *exc;               /* ENDED: the answer to later requests */
+	uint64_t requests, exceptions, bytes_c2s, bytes_s2c;
+	int64_t start_us;
+	char first_exc[RPC_RELAY_MSG_MAX]; /* the server's first exception */
+};
+
+static int64_t
+now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static struct timeval
+seconds_tv(double s)
+{
+	struct timeval tv;
+
+	tv.tv_sec = (time_t)s;
+	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
+	return tv;
+}
+
+static void
+client_close(struct rpc_relay *r, const char *why)
+{
+	if (r->c_in == NULL)
+		return;
+	r->c_in = r->c_out = NULL;
+	if (r->linger_ev != NULL)
+		(void)event_del(r->linger_ev);
+	r->ops->client_close(r->owner, why);
+}
+
+/*
+ * Send the client a kException.  @answer: it answers a request of an ended
+ * session (spec §6.5 item 8); otherwise it is the session's own reply,
+ * answering the owed request or, if none is owed, the client's next one.
+ */
+static void
+send_exception(struct rpc_relay *r, const char *msg, bool answer)
+{
+	size_t before;
+
+	if (r->c_out == NULL)
+		return;
+	before = evbuffer_get_length(r->c_out);
+	if (tvm_rpc_add_exception(r->c_out, msg) < 0) {
+		client_close(r, "out of memory queueing an exception");
+		return;
+	}
+	r->exceptions++;
+	r->bytes_s2c += evbuffer_get_length(r->c_out) - before;
+	if (!answer) {
+		if (r->owed)
+			r->owed = false;
+		else
+			r->presents++;
+	}
+	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+}
+
+/*
+ * The server side is over with @outcome: the owner records it and lets go
+ * of the server, and from now on the client is answered with @exc (NULL:
+ * the client is done).
+ */
+static void
+end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
+    const char *detail, const char *exc)
+{
+	struct rpc_relay_end end = {
+	    .outcome = outcome,
+	    .detail = detail,
+	    .start_us = r->start_us,
+	    .end_us = now_us(),
+	    .requests = r->requests,
+	    .exceptions = r->exceptions,
+	    .bytes_to_server = r->bytes_c2s,
+	    .bytes_to_client = r->bytes_s2c,
+	};
+	struct timeval tv = seconds_tv(r->cfg.linger);
+
+	if (r->state != RPC_RELAY_LIVE)
+		return;
+	r->state = RPC_RELAY_ENDED;
+	if (r->deadline_ev != NULL)
+		(void)event_del(r->deadline_ev);
+	if (exc != NULL && r->exc == NULL)
+		r->exc = strdup(exc);
+	if (r->s_in != NULL) {
+		r->s_in = r->s_out = NULL;
+		r->ops->server_end(r->owner, &end);
+	}
+	if (r->c_in != NULL) {
+		r->ops->resume(r->owner, RPC_RELAY_CLIENT);
+		(void)event_add(r->linger_ev, &tv);
+	}
+}
+
+/* The outcome of a session the client ended cleanly. */
+static void
+end_clean(struct rpc_relay *r, const char *how)
+{
+	char detail[RPC_RELAY_MSG_MAX + 64];
+
+	if (r->server_timeout)
+		end_server(r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc, NULL);
+	else if (r->first_exc[0] != '\0')
+		end_server(r, NPUFARM_OUTCOME_EXCEPTION, r->first_exc, NULL);
+	else {
+		(void)snprintf(detail, sizeof(detail), "%s after %llu requests",
+		    how, (unsigned long long)r->requests);
+		end_server(r, NPUFARM_OUTCOME_OK, detail, NULL);
+	}
+}
+
+static void
+client_packet(int32_t code, uint64_t total, void *arg)
+{
+	struct rpc_relay *r = arg;
+
+	if (code == TVM_RPC_SHUTDOWN) {
+		r->client_shutdown = true;
+		return;
+	}
+	if (!tvm_rpc_code_is_request(code))
+		return;
+	if (r->state == RPC_RELAY_LIVE) {
+		/* A reply that came unasked is what the client will read as
+		 * the answer to this request (TVM clients read one packet per
+		 * request); otherwise the server owes one. */
+		if (r->presents > 0)
+			r->presents--;
+		else
+			r->owed = true;
+		r->requests++;
+		return;
+	}
+	/* After the end: one exception per request (spec §6.5 item 8). */
+	if (r->presents > 0)
+		r->presents--;
+	else if (r->exc != NULL)
+		send_exception(r, r->exc, true);
+}
+
+static void
+client_in(struct rpc_relay *r)
+{
+	struct evbuffer *in = r->c_in;
+	size_t n = in != NULL ? evbuffer_get_length(in) : 0;
+	struct npufarm_err err;
+	char detail[NPUFARM_ERR_MSG_MAX + 64];
+
+	if (n == 0)
+		return;
+	if (tvm_rpc_scan_feed_buffer(&r->c2s, in, n, client_packet, r, &err) <
+	    0) {
+		(void)snprintf(detail, sizeof(detail),
+		    "client sent a malformed packet: %s", err.msg);
+		end_server(r, NPUFARM_OUTCOME_REJECTED, detail, NULL);
+		client_close(r, detail);
+		return;
+	}
+	if (r->c_in == NULL)
+		return;
+	if (r->state != RPC_RELAY_LIVE) {
+		(void)evbuffer_drain(in, n); /* keep draining (§6.5 item 7) */
+		if (r->client_shutdown)
+			client_close(r, "client shut the session down");
+		return;
+	}
+	r->bytes_c2s += n;
+	(void)evbuffer_remove_buffer(in, r->s_out, n);
+	r->ops->flush(r->owner, RPC_RELAY_SERVER);
+	if (r->client_shutdown) {
+		/* The server gets the kShutdown (the owner writes it before
+		 * letting go), the client is done: close both (§6.5 item 9). */
+		end_clean(r, "client shut down");
+		client_close(r, "client shut the session down");
+		return;
+	}
+	/* Backpressure: stop reading a client the server does not keep up
+	 * with; rpc_relay_drained() resumes it. */
+	if (r->s_out != NULL && evbuffer_get_length(r->s_out) > r->cfg.buffer)
+		r->ops->pause(r->owner, RPC_RELAY_CLIENT);
+}
+
+/* The server broke off (@how): a crash, answered with a kException. */
+static void
+server_broke(struct rpc_relay *r, const char *how)
+{
+	char msg[512];
+
+	(void)snprintf(msg, sizeof(msg),
+	    "npufarm: the %s ended the session abnormally: %s%s", r->cfg.who,
+	    how, r->owed ? " while a reply was owed" : " between calls");
+	rpc_relay_server_failed(r, NPUFARM_OUTCOME_CRASH, msg);
+}
+
+/* Forward every whole packet the server has sent. */
+static void
+server_in(struct rpc_relay *r)
+{
+	char what[128];
+	uint64_t total;
+	int32_t code;
+	int res;
+
+	if (r->s_in == NULL || r->c_out == NULL)
+		return;
+	for (;;) {
+		res = tvm_rpc_packet_peek(
+		    r->s_in, r->cfg.max_packet, &total, &code);
+		if (res == 0)
+			break;
+		if (res < 0) {
+			(void)snprintf(what, sizeof(what),
+			    "it sent a malformed packet (%s)",
+			    res == -EMSGSIZE ? "length over the packet limit"
+					     : "length shorter than a header");
+			server_broke(r, what);
+			return;
+		}
+		if (code == TVM_RPC_EXCEPTION) {
+			r->exceptions++;
+			if (r->first_exc[0] == '\0' &&
+			    tvm_rpc_exception_peek(r->s_in, r->first_exc,
+				sizeof(r->first_exc)) < 0)
+				(void)snprintf(r->first_exc,
+				    sizeof(r->first_exc), "(unreadable)");
+			if (strncmp(r->first_exc, TVM_RPC_TIMEOUT_PREFIX,
+				strlen(TVM_RPC_TIMEOUT_PREFIX)) == 0)
+				r->server_timeout = true;
+		}
+		if (tvm_rpc_code_is_reply(code)) {
+			if (!r->owed)
+				r->presents++;
+			r->owed = false;
+		}
+		r->bytes_s2c += total;
+		(void)evbuffer_remove_buffer(r->s_in, r->c_out, (size_t)total);
+		if (evbuffer_get_length(r->c_out) > r->cfg.buffer) {
+			/* Write now; carry on only if the client took it (no
+			 * read event may come for packets already here). */
+			r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+			if (r->c_out == NULL ||
+			    evbuffer_get_length(r->c_out) > r->cfg.buffer)
+				break;
+		}
+	}
+	if (r->c_out == NULL)
+		return;
+	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+	/* Backpressure: past the limit, stop reading the server until
+	 * rpc_relay_drained(). */
+	if (r->c_out != NULL && r->s_in != NULL &&
+	    evbuffer_get_length(r->c_out) > r->cfg.buffer)
+		r->ops->pause(r->owner, RPC_RELAY_SERVER);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_relay *r = arg;
+	char msg[256], detail[512];
+	bool owed;
+
+	if (r->state != RPC_RELAY_LIVE)
+		return;
+	/* Whole packets that arrived before the deadline still go out; a
+	 * partial one is dropped with the server. */
+	server_in(r);
+	if (r->state != RPC_RELAY_LIVE)
+		return;
+	if (r->server_timeout) {
+		end_server(r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc,
+		    r->first_exc);
+		return;
+	}
+	owed = r->owed;
+	(void)tvm_rpc_timeout_message(r->cfg.timeout, msg, sizeof(msg));
+	send_exception(r, msg, false);
+	(void)snprintf(detail, sizeof(detail),
+	    "session deadline of %g s passed %s; the session was ended and "
+	    "the %s reclaimed",
+	    r->cfg.timeout, owed ? "while a reply was owed" : "between calls",
+	    r->cfg.who);
+	end_server(r, NPUFARM_OUTCOME_TIMEOUT, detail, msg);
+}
+
+static void
+linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_relay *r = arg;
+	struct timeval tv = seconds_tv(r->cfg.linger);
+
+	if (r->c_in == NULL)
+		return;
+	if (!r->lingered) {
+		/* Tell a lingering client we are done, and wait for its EOF. */
+		r->lingered = true;
+		r->ops->client_shut(r->owner);
+		(void)event_add(r->linger_ev, &tv);
+		return;
+	}
+	client_close(r, "client did not close its ended session");
+}
+
+/*
+ * Start relaying a session whose handshake is done: the deadline (if any)
+ * runs from now.  The four buffers belong to the owner and must stay valid
+ * until the relay lets go of their side.  Returns 0 or -ENOMEM.
+ */
+int
+rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
+    const struct rpc_relay_ops *ops, void *owner, struct evbuffer *client_in,
+    struct evbuffer *client_out, struct evbuffer *server_in,
+    struct evbuffer *server_out, struct rpc_relay **ret_relay)
+{
+	struct rpc_relay *r;
+	struct timeval tv;
+
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return -ENOMEM;
+	r->cfg = *cfg;
+	r->ops = ops;
+	r->owner = owner;
+	r->c_in = client_in;
+	r->c_out = client_out;
+	r->s_in = server_in;
+	r->s_out = server_out;
+	r->start_us = now_us();
+	tvm_rpc_scan_init(&r->c2s, cfg->max_packet);
+	r->linger_ev = evtimer_new(base, linger_cb, r);
+	if (r->linger_ev == NULL)
+		goto oom;
+	if (cfg->deadline > 0) {
+		tv = seconds_tv(cfg->deadline);
+		r->deadline_ev = evtimer_new(base, deadline_cb, r);
+		if (r->deadline_ev == NULL ||
+		    evtimer_add(r->deadline_ev, &tv) < 0)
+			goto oom;
+	}
+	*ret_relay = r;
+	return 0;
+oom:
+	rpc_relay_free(r);
+	return -ENOMEM;
+}
+
+/* Free @r without calling back its owner.  Accepts NULL; returns NULL. */
+struct rpc_relay *
+rpc_relay_free(struct rpc_relay *r)
+{
+	if (r == NULL)
+		return NULL;
+	if (r->deadline_ev != NULL)
+		event_free(r->deadline_ev);
+	if (r->linger_ev != NULL)
+		event_free(r->linger_ev);
+	free(r->exc);
+	free(r);
+	return NULL;
+}
+
+/* Bytes arrived in @side's input buffer. */
+void
+rpc_relay_read(struct rpc_relay *r, enum rpc_relay_side side)
+{
+	if (side == RPC_RELAY_CLIENT)
+		client_in(r);
+	else
+		server_in(r);
+}
+
+/* @side's output drained: resume reading its peer if it was paused. */
+void
+rpc_relay_drained(struct rpc_relay *r, enum rpc_relay_side side)
+{
+	if (side == RPC_RELAY_CLIENT && r->s_in != NULL) {
+		r->ops->resume(r->owner, RPC_RELAY_SERVER);
+		server_in(r);
+	} else if (side == RPC_RELAY_SERVER && r->c_in != NULL) {
+		r->ops->resume(r->owner, RPC_RELAY_CLIENT);
+		client_in(r);
+	}
+}
+
+/*
+ * The client's stream ended (@how: "end of stream" or an error).  What it
+ * had sent is taken first; a session it did not shut down ends as lost.
+ * The client is closed (ops->client_close).
+ */
+void
+rpc_relay_client_eof(struct rpc_relay *r, const char *how)
+{
+	char detail[256];
+
+	client_in(r);
+	if (r->state == RPC_RELAY_LIVE) {
+		if (r->client_shutdown)
+			end_clean(r, "client shut down");
+		else {
+			(void)snprintf(detail, sizeof(detail),
+			    "client vanished mid-session (%s) %s", how,
+			    r->owed ? "while a reply was owed"
+				    : "between calls");
+			end_server(r, NPUFARM_OUTCOME_LOST, detail, NULL);
+		}
+	}
+	client_close(r, "client closed its session");
+}
+
+/*
+ * The server's stream ended or broke (@how says how, e.g. "its connection
+ * closed (end of stream)").  Whole packets are forwarded first; then a
+ * session the client shut down ends cleanly, one whose server sent its own
+ * timeout exception ends as timeout, and anything else is a crash: the
+ * client gets a kException naming it if a reply was owed, and later
+ * requests get the same.
+ */
+void
+rpc_relay_server_eof(struct rpc_relay *r, const char *how)
+{
+	server_in(r);
+	if (r->state != RPC_RELAY_LIVE)
+		return;
+	if (r->client_shutdown) {
+		end_clean(r, "client shut down");
+		return;
+	}
+	if (r->server_timeout) {
+		end_server(r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc,
+		    r->first_exc);
+		return;
+	}
+	server_broke(r, how);
+}
+
+/*
+ * End the server side as @outcome with kException message @msg: it answers
+ * the owed request, if one is, and every later one.
+ */
+void
+rpc_relay_server_failed(
+    struct rpc_relay *r, enum npufarm_outcome outcome, const char *msg)
+{
+	const char *detail = msg;
+
+	if (r->state != RPC_RELAY_LIVE)
+		return;
+	if (r->owed)
+		send_exception(r, msg, false);
+	if (strncmp(detail, "npufarm: ", 9) == 0)
+		detail += 9;
+	end_server(r, outcome, detail, msg);
+}
+
+/* The owner closed the client for its own reasons (e.g. a shutdown). */
+void
+rpc_relay_client_gone(struct rpc_relay *r)
+{
+	r->c_in = r->c_out = NULL;
+	if (r->linger_ev != NULL)
+		(void)event_del(r->linger_ev);
+	if (r->state == RPC_RELAY_LIVE)
+		end_server(r, NPUFARM_OUTCOME_LOST,
+		    "the client's connection was closed mid-session", NULL);
+}
+
+/*
+ * The owner let go of the server for its own reasons: the session ends as
+ * @outcome without a word to the client beyond a kException if a reply is
+ * owed.  ops->server_end is not called (the owner knows).
+ */
+void
+rpc_relay_server_gone(
+    struct rpc_relay *r, enum npufarm_outcome outcome, const char *detail)
+{
+	if (r->state != RPC_RELAY_LIVE)
+		return;
+	r->s_in = r->s_out = NULL;
+	rpc_relay_server_failed(r, outcome, detail);
+}
+
+bool
+rpc_relay_live(const struct rpc_relay *r)
+{
+	return r->state == RPC_RELAY_LIVE;
+}
+
+bool
+rpc_relay_owed(const struct rpc_relay *r)
+{
+	return r->owed;
+}
+
+bool
+rpc_relay_client_shut_down(const struct rpc_relay *r)
+{
+	return r->client_shutdown;
+}
+
+bool
+rpc_relay_server_timed_out(const struct rpc_relay *r)
+{
+	return r->server_timeout;
+}
+
+/* The server's first kException message, or "" if it sent none. */
+const char *
+rpc_relay_first_exception(const struct rpc_relay *r)
+{
+	return r->first_exc;
+}
