@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 pkgs="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
-libsqlite3-dev check libdlpack-dev libssl-dev sqlite3"
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -22,6 +22,8 @@ if [ -n "$missing" ]; then
 fi
 
 jobs=${NPUFARM_JOBS:-2}
+# Installed above, so the dashboard's browser test must not skip.
+export NPUFARM_REQUIRE_CHROMIUM=1
 [ -d build ] || meson setup build
 [ -d build-asan ] || meson setup build-asan -Db_sanitize=address,undefined \
 	-Db_lundef=false
