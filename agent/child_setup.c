@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 /* Highest fd the fallback close loop tries when close_range() fails. */
@@ -55,15 +56,22 @@ pid_t
 child_setup_fork(bool ignore_sigpipe)
 {
 	sigset_t all, old;
-	pid_t pid;
+	pid_t pid, parent;
 	int e;
 
 	(void)sigfillset(&all);
 	(void)sigprocmask(SIG_SETMASK, &all, &old);
+	parent = getpid();
 	pid = fork();
 	if (pid == 0) {
 		(void)setpgid(0, 0);
 		reset_signals(ignore_sigpipe);
+		/* An agent killed with SIGKILL takes its children with it
+		 * (their grandchildren are in the group, killed at reap
+		 * time or by the next agent's clean-up of its work dir). */
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		if (getppid() != parent)
+			_exit(127); /* the agent died before the prctl */
 		return 0;
 	}
 	e = errno;

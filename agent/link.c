@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 
@@ -43,6 +44,13 @@ enum link_state {
 	LINK_UP,
 };
 
+/* A report the broker has not acknowledged yet (resent on every link). */
+struct report {
+	char *id;
+	json_t *frame;
+	TAILQ_ENTRY(report) link;
+};
+
 struct link {
 	struct event_base *base; /* borrowed */
 	struct link_config cfg;  /* strings borrowed, outlive the link */
@@ -54,6 +62,8 @@ struct link {
 	int heartbeat_ms;        /* from the welcome */
 	int64_t board_id;        /* from the welcome */
 	uint64_t attempts;       /* connection attempts so far */
+	TAILQ_HEAD(, report) reports; /* unacknowledged, oldest first */
+	size_t nreports;
 };
 
 static void link_readcb(struct bufferevent *bev, void *arg);
@@ -73,6 +83,7 @@ jitter(unsigned ms)
 static void
 link_down(struct link *l, const char *why)
 {
+	bool was_up = l->state == LINK_UP;
 	struct timeval tv;
 	unsigned ms;
 
@@ -80,11 +91,14 @@ link_down(struct link *l, const char *why)
 		bufferevent_free(l->bev);
 		l->bev = NULL;
 	}
-	if (l->state == LINK_UP)
+
+	if (was_up)
 		log_warn("link to %s lost: %s", l->cfg.broker, why);
 	else
 		log_notice("link to %s: %s", l->cfg.broker, why);
 	l->state = LINK_DOWN;
+	if (was_up && l->cfg.event != NULL)
+		l->cfg.event(l->cfg.arg, false);
 	(void)event_del(l->beat_ev);
 	ms = jitter(l->backoff_ms);
 	l->backoff_ms = l->backoff_ms * 2 > LINK_BACKOFF_MAX_MS
@@ -172,6 +186,44 @@ beat_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
+resend_reports(struct link *l)
+{
+	struct report *r;
+
+	TAILQ_FOREACH(r, &l->reports, link) {
+		json_incref(r->frame);
+		if (send_json(l, r->frame) < 0) {
+			link_down(l, "cannot queue a report");
+			return;
+		}
+	}
+	if (l->nreports > 0)
+		log_info("resent %zu unacknowledged reports", l->nreports);
+}
+
+/* {"type": "ack", "id": ID}: the broker committed report ID. */
+static void
+handle_ack(struct link *l, json_t *v)
+{
+	const char *id = json_string_value(json_object_get(v, "id"));
+	struct report *r;
+
+	if (id == NULL)
+		return;
+	TAILQ_FOREACH(r, &l->reports, link)
+		if (strcmp(r->id, id) == 0)
+			break;
+	if (r == NULL)
+		return; /* a resend's second ack */
+	TAILQ_REMOVE(&l->reports, r, link);
+	l->nreports--;
+	log_debug("report %s acknowledged", r->id);
+	free(r->id);
+	json_decref(r->frame);
+	free(r);
+}
+
+static void
 handle_frame(struct link *l, json_t *v)
 {
 	const char *type = json_string_value(json_object_get(v, "type"));
@@ -209,6 +261,17 @@ handle_frame(struct link *l, json_t *v)
 		log_notice("linked to %s as '%s' (board %lld, key '%s')",
 		    l->cfg.broker, l->cfg.name, (long long)l->board_id,
 		    l->cfg.key);
+		resend_reports(l);
+		if (l->state == LINK_UP && l->cfg.event != NULL)
+			l->cfg.event(l->cfg.arg, true);
+		return;
+	}
+	if (l->state == LINK_UP && strcmp(type, "ack") == 0) {
+		handle_ack(l, v);
+		return;
+	}
+	if (l->state == LINK_UP && l->cfg.frame != NULL) {
+		l->cfg.frame(l->cfg.arg, type, v);
 		return;
 	}
 	(void)snprintf(msg, sizeof(msg), "unexpected frame '%.32s'", type);
@@ -276,6 +339,7 @@ link_new(struct event_base *base, const struct link_config *cfg,
 	l->base = base;
 	l->cfg = *cfg;
 	l->backoff_ms = LINK_BACKOFF_MIN_MS;
+	TAILQ_INIT(&l->reports);
 	l->retry_ev = evtimer_new(base, retry_cb, l);
 	l->beat_ev = event_new(base, -1, EV_PERSIST, beat_cb, l);
 	if (l->retry_ev == NULL || l->beat_ev == NULL) {
@@ -291,8 +355,19 @@ link_new(struct event_base *base, const struct link_config *cfg,
 struct link *
 link_free(struct link *l)
 {
+	struct report *r;
+
 	if (l == NULL)
 		return NULL;
+	if (l->nreports > 0)
+		log_warn("%zu reports were never acknowledged by the broker",
+		    l->nreports);
+	while ((r = TAILQ_FIRST(&l->reports)) != NULL) {
+		TAILQ_REMOVE(&l->reports, r, link);
+		free(r->id);
+		json_decref(r->frame);
+		free(r);
+	}
 	if (l->bev != NULL)
 		bufferevent_free(l->bev);
 	if (l->retry_ev != NULL)
@@ -301,4 +376,65 @@ link_free(struct link *l)
 		event_free(l->beat_ev);
 	free(l);
 	return NULL;
+}
+
+/* True while the broker has welcomed us. */
+bool
+link_up(const struct link *l)
+{
+	return l->state == LINK_UP;
+}
+
+/*
+ * Send frame @v (reference stolen) if the link is up; dropped otherwise.
+ * Returns 0, -ENOTCONN or -ENOMEM (the link is then restarted).
+ */
+int
+link_send(struct link *l, json_t *v)
+{
+	if (l->state != LINK_UP) {
+		json_decref(v);
+		return -ENOTCONN;
+	}
+	if (send_json(l, v) < 0) {
+		link_down(l, "cannot queue a frame");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/*
+ * Send report @v (reference stolen) under @id, and keep it until the broker
+ * acknowledges @id after committing it: it is resent on every new link
+ * until then.  Returns 0 or -ENOMEM.
+ */
+int
+link_report(struct link *l, const char *id, json_t *v)
+{
+	struct report *r;
+
+	if (v == NULL)
+		return -ENOMEM;
+	r = calloc(1, sizeof(*r));
+	if (r == NULL || (r->id = strdup(id)) == NULL) {
+		free(r);
+		json_decref(v);
+		return -ENOMEM;
+	}
+	r->frame = v;
+	TAILQ_INSERT_TAIL(&l->reports, r, link);
+	l->nreports++;
+	if (l->state == LINK_UP) {
+		json_incref(v);
+		if (send_json(l, v) < 0)
+			link_down(l, "cannot queue a report");
+	}
+	return 0;
+}
+
+/* Reports not acknowledged yet. */
+size_t
+link_unacked(const struct link *l)
+{
+	return l->nreports;
 }

@@ -1,14 +1,18 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * npufarm-agent: one per board.  It dials out to the broker's farm port
- * (so boards can sit behind NAT), says hello with its name and key, and
- * keeps the link alive with heartbeats, reconnecting whenever it drops.
- * Exit status: 0 after SIGTERM/SIGINT, 1 on a start-up failure, 2 on bad
- * usage.
+ * (so boards can sit behind NAT), says hello with its name and key, keeps
+ * the link alive with heartbeats, reconnecting whenever it drops, and
+ * serves TVM sessions in supervised children (board.h, tvm_session.h).
+ * Every flag is also a key of the --config JSON file (dashes become
+ * underscores; flags win).  Exit status: 0 after SIGTERM/SIGINT, 1 on a
+ * start-up failure, 2 on bad usage.
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,27 +23,53 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "board.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
 
-enum {
-	OPT_BROKER = 1000,
-	OPT_KEY,
-	OPT_NAME,
-	OPT_TAG,
-	OPT_VERSION,
+/* Settings of a flag and of its --config key alike. */
+struct agent_opts {
+	char *broker, *key, *name;
+	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd;
+	double max_session, hook_timeout, health_interval;
+	long quarantine_after;
+	json_t *tags; /* object of strings */
+	int verbose;
 };
 
-static const struct option long_options[] = {
-    {"broker", required_argument, NULL, OPT_BROKER},
-    {"key", required_argument, NULL, OPT_KEY},
-    {"name", required_argument, NULL, OPT_NAME},
-    {"tag", required_argument, NULL, OPT_TAG},
-    {"verbose", no_argument, NULL, 'v'},
-    {"help", no_argument, NULL, 'h'},
-    {"version", no_argument, NULL, OPT_VERSION},
-    {NULL, 0, NULL, 0},
+enum opt_type {
+	OT_STRING,
+	OT_SECONDS,
+	OT_COUNT,
+};
+
+#define OFF(f) offsetof(struct agent_opts, f)
+
+static const struct setting {
+	const char *name; /* flag; the config key has '_' for '-' */
+	enum opt_type type;
+	size_t off;
+	double max;
+} settings[] = {
+    {"broker", OT_STRING, OFF(broker), 0},
+    {"key", OT_STRING, OFF(key), 0},
+    {"name", OT_STRING, OFF(name), 0},
+    {"tvm-runtime", OT_STRING, OFF(tvm_runtime), 0},
+    {"workdir", OT_STRING, OFF(workdir), 0},
+    {"max-session", OT_SECONDS, OFF(max_session), 7 * 86400},
+    {"reset-cmd", OT_STRING, OFF(reset_cmd), 0},
+    {"health-cmd", OT_STRING, OFF(health_cmd), 0},
+    {"hook-timeout", OT_SECONDS, OFF(hook_timeout), 86400},
+    {"health-interval", OT_SECONDS, OFF(health_interval), 86400},
+    {"quarantine-after", OT_COUNT, OFF(quarantine_after), 1000000},
+};
+
+enum {
+	OPT_VERSION = 1000,
+	OPT_TAG,
+	OPT_CONFIG,
+	OPT_SETTING, /* OPT_SETTING + i: settings[i] */
 };
 
 static void
@@ -47,13 +77,254 @@ usage(FILE *f)
 {
 	fprintf(f,
 	    "Usage: npufarm-agent --broker HOST:PORT --key KEY [OPTIONS]\n"
-	    "Links one board to an npufarm broker.\n\n"
-	    "  --broker HOST:PORT  the broker's farm port\n"
-	    "  --key KEY           the device key this board serves\n"
-	    "  --name NAME         unique board name (default: host name)\n"
-	    "  --tag K=V           a tag shown with the board (repeatable)\n"
-	    "  -v, --verbose       more logging (repeat for debug)\n"
+	    "Links one board to an npufarm broker and serves TVM sessions on "
+	    "it.\n\n"
+	    "  --broker HOST:PORT     the broker's farm port\n"
+	    "  --key KEY              the device key this board serves\n"
+	    "  --name NAME            unique board name (default: host name)\n"
+	    "  --tag K=V              a tag shown with the board (repeatable)\n"
+	    "  --tvm-runtime PATH     the board's libtvm_runtime.so; without "
+	    "it no TVM\n"
+	    "                         sessions are offered\n"
+	    "  --workdir DIR          parent of the per-session work dirs\n"
+	    "                         (default /tmp/npufarm-agent-NAME)\n"
+	    "  --max-session S        cap on a session's -timeout (and the "
+	    "deadline of\n"
+	    "                         sessions that have none); 0: no cap\n"
+	    "  --reset-cmd CMD        run (sh -c) after a timeout or crash\n"
+	    "  --health-cmd CMD       run after the reset; failing it "
+	    "quarantines\n"
+	    "  --hook-timeout S       how long each hook may run (60)\n"
+	    "  --health-interval S    re-check a quarantined board this often "
+	    "(30)\n"
+	    "  --quarantine-after N   quarantine after N crash/lost sessions in "
+	    "a row\n"
+	    "                         (3; 0: never)\n"
+	    "  --config FILE          JSON object of the settings above "
+	    "(flags win)\n"
+	    "  -v, --verbose          more logging (repeat for debug)\n"
 	    "  --help, --version\n");
+}
+
+static int
+set_option(struct agent_opts *o, const struct setting *s, const char *value,
+    struct npufarm_err *err)
+{
+	char *end, **str;
+	double d;
+
+	switch (s->type) {
+	case OT_STRING:
+		if (value[0] == '\0')
+			return err_set(err, -EINVAL, "%s: empty", s->name);
+		str = (char **)(void *)((char *)o + s->off);
+		free(*str);
+		*str = strdup(value);
+		return *str == NULL ? err_set(err, -ENOMEM, "out of memory")
+				    : 0;
+	case OT_SECONDS:
+	case OT_COUNT:
+		errno = 0;
+		d = strtod(value, &end);
+		if (errno != 0 || end == value || *end != '\0' || !isfinite(d) ||
+		    d < 0 || d > s->max ||
+		    (s->type == OT_COUNT && d != (double)(long)d))
+			return err_set(err, -EINVAL,
+			    "%s: '%s' is not a %s from 0 to %g", s->name, value,
+			    s->type == OT_COUNT ? "whole number" : "number",
+			    s->max);
+		if (s->type == OT_COUNT)
+			*(long *)(void *)((char *)o + s->off) = (long)d;
+		else
+			*(double *)(void *)((char *)o + s->off) = d;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static int
+add_tag(struct agent_opts *o, const char *k, const char *v,
+    struct npufarm_err *err)
+{
+	if (k[0] == '\0')
+		return err_set(err, -EINVAL, "tag '=%s': empty name", v);
+	if (json_object_set_new(o->tags, k, json_string(v)) < 0)
+		return err_set(
+		    err, -EINVAL, "tag '%s': not valid UTF-8", k);
+	return 0;
+}
+
+/* Load the --config file @path into @o: every key a setting, or "tags". */
+static int
+load_config(struct agent_opts *o, const char *path, struct npufarm_err *err)
+{
+	json_error_t jerr;
+	const char *k, *tk;
+	json_t *root, *v, *tv;
+	char name[64], num[64];
+	size_t i, j;
+	int r = 0;
+
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (root == NULL)
+		return err_set(err, -EINVAL, "%s:%d: %s", path, jerr.line,
+		    jerr.text);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return err_set(err, -EINVAL, "%s: expected a JSON object", path);
+	}
+	json_object_foreach(root, k, v) {
+		if (strcmp(k, "tags") == 0 && json_is_object(v)) {
+			json_object_foreach(v, tk, tv) {
+				if (!json_is_string(tv)) {
+					r = err_set(err, -EINVAL,
+					    "%s: tags.%s: expected a string",
+					    path, tk);
+					goto out;
+				}
+				r = add_tag(o, tk, json_string_value(tv), err);
+				if (r < 0)
+					goto out;
+			}
+			continue;
+		}
+		for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+			(void)snprintf(name, sizeof(name), "%s",
+			    settings[i].name);
+			for (j = 0; name[j] != '\0'; j++)
+				if (name[j] == '-')
+					name[j] = '_';
+			if (strcmp(name, k) == 0)
+				break;
+		}
+		if (i == sizeof(settings) / sizeof(settings[0])) {
+			r = err_set(err, -EINVAL, "%s: unknown key \"%s\"", path,
+			    k);
+			goto out;
+		}
+		if (json_is_string(v))
+			r = set_option(o, &settings[i], json_string_value(v),
+			    err);
+		else if (json_is_number(v) && settings[i].type != OT_STRING) {
+			(void)snprintf(num, sizeof(num), "%.17g",
+			    json_number_value(v));
+			r = set_option(o, &settings[i], num, err);
+		} else
+			r = err_set(err, -EINVAL, "%s: \"%s\": wrong type", path,
+			    k);
+		if (r < 0) {
+			char msg[NPUFARM_ERR_MSG_MAX];
+
+			(void)snprintf(msg, sizeof(msg), "%s", err->msg);
+			r = err_set(err, r, "%s: %s", path, msg);
+			goto out;
+		}
+	}
+out:
+	json_decref(root);
+	return r;
+}
+
+static void
+opts_free(struct agent_opts *o)
+{
+	free(o->broker);
+	free(o->key);
+	free(o->name);
+	free(o->tvm_runtime);
+	free(o->workdir);
+	free(o->reset_cmd);
+	free(o->health_cmd);
+	json_decref(o->tags);
+}
+
+/* Flags over the --config file.  0, or 2 with the message printed. */
+static int
+parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
+{
+	struct option longs[sizeof(settings) / sizeof(settings[0]) + 8];
+	struct npufarm_err err;
+	size_t i, n = 0;
+	int opt, idx;
+	char *eq;
+
+	for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++)
+		longs[n++] = (struct option){settings[i].name,
+		    required_argument, NULL, OPT_SETTING + (int)i};
+	longs[n++] = (struct option){"tag", required_argument, NULL, OPT_TAG};
+	longs[n++] =
+	    (struct option){"config", required_argument, NULL, OPT_CONFIG};
+	longs[n++] = (struct option){"verbose", no_argument, NULL, 'v'};
+	longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
+	longs[n++] =
+	    (struct option){"version", no_argument, NULL, OPT_VERSION};
+	longs[n] = (struct option){NULL, 0, NULL, 0};
+
+	/* The config file first, so that flags override it. */
+	for (i = 1; i < (size_t)argc; i++) {
+		const char *path = NULL;
+
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < (size_t)argc)
+			path = argv[i + 1];
+		else if (strncmp(argv[i], "--config=", 9) == 0)
+			path = argv[i] + 9;
+		if (path != NULL && load_config(o, path, &err) < 0) {
+			fprintf(stderr, "npufarm-agent: --config %s\n", err.msg);
+			return 2;
+		}
+	}
+	while ((opt = getopt_long(argc, argv, "vh", longs, &idx)) != -1) {
+		if (opt >= OPT_SETTING) {
+			if (set_option(o, &settings[opt - OPT_SETTING], optarg,
+				&err) < 0) {
+				fprintf(stderr, "npufarm-agent: --%s\n",
+				    err.msg);
+				return 2;
+			}
+			continue;
+		}
+		switch (opt) {
+		case OPT_TAG:
+			eq = strchr(optarg, '=');
+			if (eq == NULL) {
+				fprintf(stderr,
+				    "npufarm-agent: --tag '%s': expected K=V\n",
+				    optarg);
+				return 2;
+			}
+			*eq = '\0';
+			if (add_tag(o, optarg, eq + 1, &err) < 0) {
+				fprintf(stderr, "npufarm-agent: --%s\n",
+				    err.msg);
+				return 2;
+			}
+			break;
+		case OPT_CONFIG:
+			break; /* loaded above */
+		case 'v':
+			o->verbose++;
+			break;
+		case 'h':
+			usage(stdout);
+			*ret_exit = true;
+			return 0;
+		case OPT_VERSION:
+			printf("npufarm-agent %s\n", NPUFARM_VERSION);
+			*ret_exit = true;
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc || o->broker == NULL || o->key == NULL) {
+		fprintf(stderr, "npufarm-agent: %s\n",
+		    optind < argc ? "unexpected argument"
+				  : "--broker and --key are required");
+		usage(stderr);
+		return 2;
+	}
+	return 0;
 }
 
 static void
@@ -66,99 +337,99 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 int
 main(int argc, char **argv)
 {
-	struct link_config cfg = {0};
+	struct agent_opts o = {
+	    .hook_timeout = 60,
+	    .health_interval = 30,
+	    .quarantine_after = 3,
+	};
+	struct link_config lc = {0};
+	struct board_config bc = {0};
 	struct event *sig_term = NULL, *sig_int = NULL;
 	struct event_base *base = NULL;
 	struct npufarm_err err;
+	struct board *board = NULL;
 	struct link *link = NULL;
-	char host[256], *tags_text = NULL;
-	json_t *tags = json_object();
-	int opt, verbose = 0, ret = 2;
-	char *eq;
+	char host[256], *tags_text = NULL, *workdir = NULL;
+	bool done = false;
+	int ret;
 
-	if (tags == NULL)
+	o.tags = json_object();
+	if (o.tags == NULL)
 		return 1;
-	while (
-	    (opt = getopt_long(argc, argv, "vh", long_options, NULL)) != -1) {
-		switch (opt) {
-		case OPT_BROKER:
-			cfg.broker = optarg;
-			break;
-		case OPT_KEY:
-			cfg.key = optarg;
-			break;
-		case OPT_NAME:
-			cfg.name = optarg;
-			break;
-		case OPT_TAG:
-			eq = strchr(optarg, '=');
-			if (eq == NULL || eq == optarg) {
-				fprintf(stderr,
-				    "npufarm-agent: --tag '%s': expected K=V\n",
-				    optarg);
-				goto out;
-			}
-			*eq = '\0';
-			if (json_object_set_new(
-				tags, optarg, json_string(eq + 1)) < 0) {
-				fprintf(stderr,
-				    "npufarm-agent: --tag '%s': not "
-				    "valid UTF-8\n",
-				    optarg);
-				goto out;
-			}
-			break;
-		case 'v':
-			verbose++;
-			break;
-		case 'h':
-			usage(stdout);
-			ret = 0;
-			goto out;
-		case OPT_VERSION:
-			printf("npufarm-agent %s\n", NPUFARM_VERSION);
-			ret = 0;
-			goto out;
-		default:
-			usage(stderr);
-			goto out;
-		}
-	}
-	if (optind < argc || cfg.broker == NULL || cfg.key == NULL) {
-		fprintf(stderr, "npufarm-agent: %s\n",
-		    optind < argc ? "unexpected argument"
-				  : "--broker and --key are required");
-		usage(stderr);
+	ret = parse_args(&o, argc, argv, &done);
+	if (ret != 0 || done)
 		goto out;
-	}
-	if (cfg.name == NULL) {
+	ret = 1;
+	if (o.name == NULL) {
 		if (gethostname(host, sizeof(host)) < 0)
 			(void)snprintf(host, sizeof(host), "board");
 		host[sizeof(host) - 1] = '\0';
-		cfg.name = host;
+		o.name = strdup(host);
 	}
-	tags_text = json_dumps(tags, JSON_COMPACT);
-	cfg.tags = tags_text;
-	ret = 1;
-	log_set_level(LOG_NOTICE + (verbose > 2 ? 2 : verbose));
+	if (o.workdir == NULL &&
+	    asprintf(&workdir, "/tmp/npufarm-agent-%s", o.name) < 0)
+		workdir = NULL;
+	tags_text = json_dumps(o.tags, JSON_COMPACT);
+	if (o.name == NULL || tags_text == NULL ||
+	    (o.workdir == NULL && workdir == NULL))
+		goto out;
+	log_set_level(LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose));
+	/* Writes to a vanished peer fail with EPIPE instead of killing us;
+	 * SIGCHLD stays at SIG_DFL so that children can be reaped. */
 	(void)signal(SIGPIPE, SIG_IGN);
 	base = event_base_new();
-	if (base == NULL || tags_text == NULL)
+	if (base == NULL)
 		goto out;
 	sig_term = evsignal_new(base, SIGTERM, stop_cb, base);
 	sig_int = evsignal_new(base, SIGINT, stop_cb, base);
 	if (sig_term == NULL || sig_int == NULL ||
 	    evsignal_add(sig_term, NULL) < 0 || evsignal_add(sig_int, NULL) < 0)
 		goto out;
-	if (link_new(base, &cfg, &link, &err) < 0) {
+	bc = (struct board_config){
+	    .broker = o.broker,
+	    .key = o.key,
+	    .name = o.name,
+	    .sup =
+		{
+		    .runtime_path = o.tvm_runtime,
+		    .workdir = o.workdir != NULL ? o.workdir : workdir,
+		    .stderr_fd = -1,
+		},
+	    .max_session = o.max_session,
+	    .reset_cmd = o.reset_cmd,
+	    .health_cmd = o.health_cmd,
+	    .hook_timeout = o.hook_timeout > 0 ? o.hook_timeout : 60,
+	    .quarantine_after = (int)o.quarantine_after,
+	    .health_interval = o.health_interval > 0 ? o.health_interval : 30,
+	    .max_packet = 1L << 30,
+	};
+	if (board_new(base, &bc, &board, &err) < 0) {
 		log_err("%s", err.msg);
 		goto out;
 	}
-	log_notice("npufarm-agent %s: board '%s', key '%s', broker %s",
-	    NPUFARM_VERSION, cfg.name, cfg.key, cfg.broker);
+	lc = (struct link_config){
+	    .broker = o.broker,
+	    .name = o.name,
+	    .key = o.key,
+	    .tags = tags_text,
+	    .tvm = o.tvm_runtime != NULL,
+	    .event = board_link_event,
+	    .frame = board_link_frame,
+	    .arg = board,
+	};
+	if (link_new(base, &lc, &link, &err) < 0) {
+		log_err("%s", err.msg);
+		goto out;
+	}
+	board_set_link(board, link);
+	log_notice("npufarm-agent %s: board '%s', key '%s', broker %s%s%s",
+	    NPUFARM_VERSION, o.name, o.key, o.broker,
+	    o.tvm_runtime ? ", TVM runtime " : " (no TVM runtime)",
+	    o.tvm_runtime ? o.tvm_runtime : "");
 	if (event_base_dispatch(base) == 0)
 		ret = 0;
 out:
+	board = board_free(board);
 	link = link_free(link);
 	if (sig_term != NULL)
 		event_free(sig_term);
@@ -167,6 +438,7 @@ out:
 	if (base != NULL)
 		event_base_free(base);
 	free(tags_text);
-	json_decref(tags);
+	free(workdir);
+	opts_free(&o);
 	return ret;
 }

@@ -30,11 +30,21 @@
 #include "ledger.h"
 #include "log.h"
 #include "server.h"
+#include "tracker.h"
+#include <npufarm/outcome.h>
 
 /* Frames handled per read callback before yielding. */
 #define AGENT_MAX_FRAMES_PER_EVENT 16
 /* Heartbeat periods a link may miss before it is considered gone. */
 #define AGENT_MISSED_HEARTBEATS    3
+
+/* A report to acknowledge once the ledger batch holding it is committed. */
+struct ack {
+	uint64_t seq;    /* ledger_batch_seq() of the write */
+	uint64_t failed; /* ledger failures before it */
+	STAILQ_ENTRY(ack) link;
+	char id[];
+};
 
 struct agent {
 	struct conn *conn; /* borrowed: the link */
@@ -43,6 +53,9 @@ struct agent {
 	int64_t board_id;      /* ledger row */
 	bool welcomed;         /* hello accepted */
 	struct event *silence; /* fires after missed heartbeats */
+	char *quarantine;      /* the agent's reason; NULL: in service */
+	void *data;            /* tracker: its offered data connection */
+	STAILQ_HEAD(, ack) acks;
 	TAILQ_ENTRY(agent) link;
 };
 
@@ -169,6 +182,120 @@ handle_hello(struct agent *a, json_t *root)
 		conn_close(c, "out of memory answering hello");
 }
 
+/*
+ * {"type": "session", "id": ..., "outcome": ..., ...}: how a session the
+ * agent supervised ended.  It classifies the lease's session (over the
+ * relay's view) and is acknowledged once committed; the agent resends it
+ * until then, and a resend rewrites the same values.
+ */
+static void
+handle_session(struct agent *a, json_t *root)
+{
+	struct server *srv = a->conn->srv;
+	struct ledger_report rep = {0};
+	const char *type, *id, *outcome, *detail;
+	json_int_t start, end, requests, exceptions, to_board, to_client;
+	struct npufarm_err err;
+	json_error_t jerr;
+	struct ack *ack;
+	char msg[256];
+	int sig, status;
+
+	if (json_unpack_ex(root, &jerr, JSON_STRICT,
+		"{s:s, s:s, s:s, s:s, s:F, s:i, s:i, s:I, s:I, s:I, s:I, s:I, "
+		"s:I}",
+		"type", &type, "id", &id, "outcome", &outcome, "detail",
+		&detail, "timeout", &rep.timeout, "signal", &sig, "status",
+		&status, "start_us", &start, "end_us", &end, "requests",
+		&requests, "exceptions", &exceptions, "bytes_to_board",
+		&to_board, "bytes_to_client", &to_client) < 0) {
+		(void)snprintf(msg, sizeof(msg), "session report: %s", jerr.text);
+		refuse(a->conn, "bad-report", "client", msg);
+		return;
+	}
+	if (npufarm_outcome_from_name(outcome) < 0 || id[0] == '\0' ||
+	    strlen(id) > (size_t)srv->cfg->max_key_len) {
+		(void)snprintf(msg, sizeof(msg),
+		    "session report: bad outcome '%.32s' or id", outcome);
+		refuse(a->conn, "bad-report", "client", msg);
+		return;
+	}
+	rep.sess = (struct ledger_session){
+	    .start_us = start,
+	    .end_us = end,
+	    .requests = (uint64_t)requests,
+	    .exceptions = (uint64_t)exceptions,
+	    .bytes_to_board = (uint64_t)to_board,
+	    .bytes_to_client = (uint64_t)to_client,
+	    .outcome = outcome,
+	    .detail = detail,
+	};
+	rep.signal = sig;
+	rep.status = status;
+	ack = malloc(sizeof(*ack) + strlen(id) + 1);
+	if (ack == NULL || ledger_lease_report(srv->ledger, a->board_id, id,
+			       &rep, &err) < 0) {
+		free(ack);
+		refuse(a->conn, "out-of-memory", "server",
+		    "out of memory recording a report");
+		return;
+	}
+	strcpy(ack->id, id);
+	ack->seq = ledger_batch_seq(srv->ledger);
+	(void)ledger_committed(srv->ledger, &ack->failed);
+	STAILQ_INSERT_TAIL(&a->acks, ack, link);
+	log_info("agent '%s': session %s ended %s: %s", a->name, id, outcome,
+	    detail);
+}
+
+/* {"type": "state", "state": "quarantined"|"ready", "reason": ...}. */
+static void
+handle_state(struct agent *a, json_t *root)
+{
+	struct server *srv = a->conn->srv;
+	const char *type, *state, *reason = NULL;
+	struct npufarm_err err;
+	json_error_t jerr;
+	char msg[256];
+	int r;
+
+	if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:s, s:s, s?s}", "type",
+		&type, "state", &state, "reason", &reason) < 0 ||
+	    (strcmp(state, "quarantined") != 0 && strcmp(state, "ready") != 0)) {
+		(void)snprintf(msg, sizeof(msg), "state: %s",
+		    jerr.text[0] ? jerr.text : "expected quarantined or ready");
+		refuse(a->conn, "bad-state", "client", msg);
+		return;
+	}
+	if (strcmp(state, "ready") == 0) {
+		if (a->quarantine == NULL)
+			return;
+		free(a->quarantine);
+		a->quarantine = NULL;
+		log_notice("agent '%s' back in service", a->name);
+		r = ledger_board_state(srv->ledger, a->board_id, "busy",
+		    "back in service; offering itself", ledger_now_us(), &err);
+		if (r >= 0)
+			r = ledger_event(srv->ledger, "board_ready", a->board_id,
+			    NULL, ledger_now_us(), &err);
+	} else {
+		if (reason == NULL || reason[0] == '\0')
+			reason = "quarantined by its agent";
+		if (a->quarantine != NULL && strcmp(a->quarantine, reason) == 0)
+			return; /* said again after a reconnect */
+		free(a->quarantine);
+		a->quarantine = strdup(reason);
+		log_warn("agent '%s' quarantined: %s", a->name, reason);
+		r = ledger_board_state(srv->ledger, a->board_id, "quarantined",
+		    reason, ledger_now_us(), &err);
+		if (r >= 0)
+			r = ledger_event(srv->ledger, "board_quarantined",
+			    a->board_id, reason, ledger_now_us(), &err);
+	}
+	if (r < 0)
+		server_ledger_failed(srv, &err);
+}
+
 static void
 dispatch(struct agent *a, json_t *root)
 {
@@ -192,6 +319,14 @@ dispatch(struct agent *a, json_t *root)
 	}
 	if (strcmp(type, "heartbeat") == 0)
 		return; /* any frame proves life; see agent_link_read() */
+	if (strcmp(type, "session") == 0) {
+		handle_session(a, root);
+		return;
+	}
+	if (strcmp(type, "state") == 0) {
+		handle_state(a, root);
+		return;
+	}
 	(void)snprintf(msg, sizeof(msg), "unknown frame type '%.32s'", type);
 	refuse(a->conn, "unknown-type", "client", msg);
 }
@@ -206,6 +341,7 @@ agent_link_start(struct conn *c)
 	if (a == NULL)
 		return -ENOMEM;
 	a->conn = c;
+	STAILQ_INIT(&a->acks);
 	a->silence = evtimer_new(c->srv->base, silence_cb, a);
 	if (a->silence == NULL) {
 		free(a);
@@ -275,9 +411,11 @@ agent_link_closed(struct conn *c)
 	struct npufarm_err err;
 	const char *why =
 	    srv->stopping ? "broker stopping" : "agent link closed";
+	struct ack *ack;
 
 	if (a == NULL)
 		return;
+	tracker_agent_gone(srv, a);
 	if (a->welcomed) {
 		if (ledger_board_state(srv->ledger, a->board_id, "offline", why,
 			ledger_now_us(), &err) < 0 ||
@@ -287,9 +425,124 @@ agent_link_closed(struct conn *c)
 		log_notice("agent '%s' offline: %s", a->name, why);
 	}
 	TAILQ_REMOVE(&srv->agents, a, link);
+	while ((ack = STAILQ_FIRST(&a->acks)) != NULL) {
+		STAILQ_REMOVE_HEAD(&a->acks, link);
+		free(ack);
+	}
 	event_free(a->silence);
+	free(a->quarantine);
 	free(a->name);
 	free(a->key);
 	free(a);
 	c->agent = NULL;
+}
+
+/* The welcomed agent named @name, or NULL. */
+struct agent *
+agent_link_find(struct server *srv, const char *name)
+{
+	return agent_by_name(srv, name);
+}
+
+int64_t
+agent_board_id(const struct agent *a)
+{
+	return a->board_id;
+}
+
+const char *
+agent_key(const struct agent *a)
+{
+	return a->key;
+}
+
+const char *
+agent_name(const struct agent *a)
+{
+	return a->name;
+}
+
+/* The agent's reason for being quarantined, or NULL. */
+const char *
+agent_quarantine(const struct agent *a)
+{
+	return a->quarantine;
+}
+
+/* The tracker's record of the agent's offered data connection. */
+void *
+agent_data(const struct agent *a)
+{
+	return a->data;
+}
+
+void
+agent_set_data(struct agent *a, void *data)
+{
+	a->data = data;
+}
+
+/*
+ * The ledger writer finished batches: acknowledge the reports they held.
+ * If any batch failed since a report was recorded, the report may not be
+ * in the ledger: close that link instead, and the agent resends.
+ */
+void
+agent_link_committed(struct server *srv)
+{
+	uint64_t upto, failed;
+	struct agent *a, *next;
+	struct ack *ack;
+
+	upto = ledger_committed(srv->ledger, &failed);
+	for (a = TAILQ_FIRST(&srv->agents); a != NULL; a = next) {
+		next = TAILQ_NEXT(a, link);
+		while ((ack = STAILQ_FIRST(&a->acks)) != NULL &&
+		       ack->seq <= upto) {
+			STAILQ_REMOVE_HEAD(&a->acks, link);
+			if (failed != ack->failed) {
+				free(ack);
+				conn_close(a->conn,
+				    "the ledger failed to commit a report; "
+				    "the agent will resend it");
+				break;
+			}
+			(void)send_json(a->conn, json_pack("{ssss}", "type",
+						     "ack", "id", ack->id));
+			free(ack);
+		}
+		if (a->conn->state != CONN_CLOSING)
+			conn_flush(a->conn);
+	}
+}
+
+/*
+ * An operator undrained board @board_id: an agent that quarantined it is
+ * told to put it back in service.  Returns 1 if one was, else 0.
+ */
+int
+agent_link_undrain(struct server *srv, int64_t board_id)
+{
+	struct npufarm_err err;
+	struct agent *a;
+
+	TAILQ_FOREACH(a, &srv->agents, link) {
+		if (!a->welcomed || a->board_id != board_id ||
+		    a->quarantine == NULL)
+			continue;
+		log_notice("agent '%s': quarantine lifted by an operator",
+		    a->name);
+		free(a->quarantine);
+		a->quarantine = NULL;
+		if (ledger_board_state(srv->ledger, a->board_id, "busy",
+			"quarantine lifted by an operator", ledger_now_us(),
+			&err) < 0 ||
+		    ledger_event(srv->ledger, "board_undrained", a->board_id,
+			"quarantine lifted", ledger_now_us(), &err) < 0)
+			server_ledger_failed(srv, &err);
+		(void)send_json(a->conn, json_pack("{ss}", "type", "undrain"));
+		conn_flush(a->conn);
+		return 1;
+	}
+	return 0;
 }

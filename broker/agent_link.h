@@ -7,8 +7,21 @@
  */
 #pragma once
 
+#include <stdint.h>
+
+struct agent;
 struct conn;
+struct server;
 
 int agent_link_start(struct conn *c);
 void agent_link_read(struct conn *c);
 void agent_link_closed(struct conn *c);
+struct agent *agent_link_find(struct server *srv, const char *name);
+void agent_link_committed(struct server *srv);
+int agent_link_undrain(struct server *srv, int64_t board_id);
+int64_t agent_board_id(const struct agent *a);
+const char *agent_key(const struct agent *a);
+const char *agent_name(const struct agent *a);
+const char *agent_quarantine(const struct agent *a);
+void *agent_data(const struct agent *a);
+void agent_set_data(struct agent *a, void *data);

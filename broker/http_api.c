@@ -19,6 +19,7 @@
 #include <event2/keyvalq_struct.h>
 #include <jansson.h>
 
+#include "agent_link.h"
 #include "dashboard.h"
 #include "err.h"
 #include "ledger.h"
@@ -354,6 +355,8 @@ post_drain(
 		return;
 	}
 	live = tracker_board_drain(api->srv, id, on);
+	if (!on)
+		(void)agent_link_undrain(api->srv, id);
 	(void)tracker_flush_boards(api->srv);
 	log_notice("board %lld %s through the API (%d live registrations)",
 	    (long long)id, on ? "drained" : "undrained", live);

@@ -24,8 +24,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/queue.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <sqlite3.h>
 
@@ -113,6 +115,14 @@ static const char *const migrations[] = {
     /* 3: operators drain boards; the mark survives restarts. */
     "ALTER TABLE boards ADD COLUMN drained INTEGER NOT NULL DEFAULT 0"
     "  CHECK (drained IN (0, 1));",
+    /* 4: sessions an npufarm agent supervised and reported. */
+    "ALTER TABLE leases ADD COLUMN agent_session TEXT;"
+    "ALTER TABLE leases ADD COLUMN reported_us INTEGER;"
+    "ALTER TABLE leases ADD COLUMN exit_signal INTEGER;"
+    "ALTER TABLE leases ADD COLUMN exit_status INTEGER;"
+    "ALTER TABLE leases ADD COLUMN session_timeout REAL;"
+    "CREATE INDEX leases_agent_session ON leases (board_id, agent_session)"
+    "  WHERE agent_session IS NOT NULL;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -129,6 +139,8 @@ enum op_kind {
 	OP_EVENT,
 	OP_LEASE_SESSION,
 	OP_BOARD_DRAIN,
+	OP_LEASE_AGENT_SESSION,
+	OP_LEASE_REPORT,
 	OP_MAX,
 };
 
@@ -157,17 +169,33 @@ static const char *const op_sql[OP_MAX] = {
 	" VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8, ?10, ?11, ?12)",
     [OP_LEASE_RELEASE] = "UPDATE leases SET released_us = ?5,"
 			 " outcome = ?2, detail = ?3 WHERE id = ?1",
+    /* The broker's view of a relayed session; an agent's report, before
+     * or after, stands over it (reported_us set). */
     [OP_LEASE_SESSION] =
-	"UPDATE leases SET session_start_us = ?5, released_us = ?6,"
-	" outcome = ?2, detail = ?3, requests = ?13, exceptions = ?14,"
-	" bytes_to_board = ?15, bytes_to_client = ?16 WHERE id = ?1",
+	"UPDATE leases SET released_us = ?6,"
+	" session_start_us = coalesce(session_start_us, ?5),"
+	" outcome = iif(reported_us IS NULL, ?2, outcome),"
+	" detail = iif(reported_us IS NULL, ?3, detail),"
+	" requests = iif(reported_us IS NULL, ?13, requests),"
+	" exceptions = iif(reported_us IS NULL, ?14, exceptions),"
+	" bytes_to_board = iif(reported_us IS NULL, ?15, bytes_to_board),"
+	" bytes_to_client = iif(reported_us IS NULL, ?16, bytes_to_client)"
+	" WHERE id = ?1",
+    [OP_LEASE_AGENT_SESSION] =
+	"UPDATE leases SET agent_session = ?2 WHERE id = ?1",
+    [OP_LEASE_REPORT] =
+	"UPDATE leases SET reported_us = ?7, session_start_us = ?5,"
+	" released_us = coalesce(released_us, ?6), outcome = ?3, detail = ?4,"
+	" requests = ?13, exceptions = ?14, bytes_to_board = ?15,"
+	" bytes_to_client = ?16, exit_signal = ?17, exit_status = ?18,"
+	" session_timeout = ?9 WHERE board_id = ?8 AND agent_session = ?2",
     [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail)"
 		 " VALUES (?5, ?2, ?8, ?3)",
 };
 
 /*
  * One write.  Parameters are bound by number: ?1 id, ?2..?4 and ?10..?12
- * strings, ?5..?7 times, ?8 board id, ?9 priority, ?13..?16 counters.
+ * strings, ?5..?7 times, ?8 board id, ?9 priority, ?13..?18 counters.
  * Zero times and ids and NULL strings bind as SQL NULL; counters do not.
  */
 #define OP_NSTR 6
@@ -179,7 +207,7 @@ struct op {
 	int64_t t[3];     /* ?5 ?6 ?7 */
 	int64_t board_id; /* ?8 */
 	double priority;  /* ?9 */
-	int64_t n[4];     /* ?13 ?14 ?15 ?16 */
+	int64_t n[6];     /* ?13 .. ?18 */
 	const char *s[OP_NSTR];
 	STAILQ_ENTRY(op) link;
 	char strings[]; /* the bytes s[] point into */
@@ -238,6 +266,8 @@ struct ledger {
 	uint64_t queued;      /* batches in queue, cumulative */
 	uint64_t committed;   /* batches finished (ok or failed) */
 	uint64_t commits;     /* transactions committed */
+	uint64_t failed;      /* batches rolled back, cumulative */
+	int notify_fd;        /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
 	bool stop;
 	bool thread_started;
@@ -513,6 +543,8 @@ bind_op(sqlite3_stmt *st, const struct op *o)
 		case 14:
 		case 15:
 		case 16:
+		case 17:
+		case 18:
 			rc = sqlite3_bind_int64(st, i, o->n[i - 13]);
 			break;
 		default:
@@ -625,7 +657,15 @@ writer_main(void *arg)
 		}
 		if (committed)
 			l->commits++;
+		else
+			l->failed++;
 		pthread_cond_broadcast(&l->done);
+		if (l->notify_fd >= 0) {
+			uint64_t one = 1;
+
+			if (write(l->notify_fd, &one, sizeof(one)) < 0)
+				(void)0; /* the counter is full: already due */
+		}
 	}
 	pthread_mutex_unlock(&l->mu);
 	return NULL;
@@ -650,6 +690,12 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 		return err_set(err, -ENOMEM, "out of memory");
 	STAILQ_INIT(&l->batch);
 	STAILQ_INIT(&l->queue);
+	l->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (l->notify_fd < 0) {
+		r = -errno;
+		free(l);
+		return err_set(err, r, "ledger: eventfd: %s", strerror(-r));
+	}
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->work, NULL);
 	pthread_cond_init(&l->done, NULL);
@@ -751,6 +797,8 @@ ledger_close(struct ledger *l)
 	pthread_cond_destroy(&l->work);
 	pthread_cond_destroy(&l->done);
 	pthread_mutex_destroy(&l->mu);
+	if (l->notify_fd >= 0)
+		close(l->notify_fd);
 	free(l);
 	return NULL;
 }
@@ -1136,4 +1184,86 @@ ledger_lease_session(struct ledger *l, int64_t id,
 	};
 
 	return op_add(l, &o, err);
+}
+
+/* Tag open lease @id with the session id its agent will report under. */
+int
+ledger_lease_agent_session(struct ledger *l, int64_t id, const char *session,
+    struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_LEASE_AGENT_SESSION,
+	    .id = id,
+	    .s = {session},
+	};
+
+	return op_add(l, &o, err);
+}
+
+/*
+ * An agent's report of session @session on board @board_id: it classifies
+ * the lease's session, over whatever the broker's relay saw, and is
+ * idempotent (a resent report writes the same values).
+ */
+int
+ledger_lease_report(struct ledger *l, int64_t board_id, const char *session,
+    const struct ledger_report *rep, struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_LEASE_REPORT,
+	    .board_id = board_id,
+	    .t = {rep->sess.start_us, rep->sess.end_us, ledger_now_us()},
+	    .priority = rep->timeout,
+	    .n = {(int64_t)rep->sess.requests, (int64_t)rep->sess.exceptions,
+		(int64_t)rep->sess.bytes_to_board,
+		(int64_t)rep->sess.bytes_to_client, rep->signal, rep->status},
+	    .s = {session, rep->sess.outcome, rep->sess.detail},
+	};
+
+	return op_add(l, &o, err);
+}
+
+/*
+ * The number the batch being written now will have once committed, for
+ * comparing with ledger_committed().
+ */
+uint64_t
+ledger_batch_seq(const struct ledger *l)
+{
+	return l->submitted + 1;
+}
+
+/*
+ * Batches the writer has finished (@ret_failed: how many of all batches so
+ * far failed and were rolled back).  Loop thread.
+ */
+uint64_t
+ledger_committed(struct ledger *l, uint64_t *ret_failed)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&l->mu);
+	n = l->committed;
+	*ret_failed = l->failed;
+	pthread_mutex_unlock(&l->mu);
+	return n;
+}
+
+/*
+ * A descriptor that becomes readable when the writer finished a batch;
+ * the loop reads it with ledger_notified().
+ */
+int
+ledger_notify_fd(const struct ledger *l)
+{
+	return l->notify_fd;
+}
+
+void
+ledger_notified(struct ledger *l)
+{
+	uint64_t v;
+
+	if (read(l->notify_fd, &v, sizeof(v)) < 0)
+		return; /* EAGAIN: nothing new */
 }

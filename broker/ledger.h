@@ -20,7 +20,7 @@
 struct ledger;
 struct npufarm_err;
 
-#define LEDGER_SCHEMA_VERSION 3
+#define LEDGER_SCHEMA_VERSION 4
 
 typedef void ledger_dirty_fn(void *arg);
 
@@ -47,6 +47,14 @@ struct ledger_session {
 	uint64_t bytes_to_client;
 	const char *outcome; /* an outcome class name */
 	const char *detail;
+};
+
+/* An agent's report of a session it supervised. */
+struct ledger_report {
+	struct ledger_session sess;
+	double timeout; /* the deadline the agent enforced, s; 0: none */
+	int signal;     /* that ended the session child, or 0 */
+	int status;     /* its exit status, or -1 */
 };
 
 struct ledger_lease {
@@ -96,6 +104,15 @@ int ledger_lease_release(struct ledger *l, int64_t id, int64_t released_us,
     const char *outcome, const char *detail, struct npufarm_err *err);
 int ledger_lease_session(struct ledger *l, int64_t id,
     const struct ledger_session *sess, struct npufarm_err *err);
+int ledger_lease_agent_session(struct ledger *l, int64_t id,
+    const char *session, struct npufarm_err *err);
+int ledger_lease_report(struct ledger *l, int64_t board_id,
+    const char *session, const struct ledger_report *rep,
+    struct npufarm_err *err);
+uint64_t ledger_batch_seq(const struct ledger *l);
+uint64_t ledger_committed(struct ledger *l, uint64_t *ret_failed);
+int ledger_notify_fd(const struct ledger *l);
+void ledger_notified(struct ledger *l);
 int ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err);
 

@@ -28,6 +28,7 @@
 #include "conn.h"
 #include "err.h"
 #include "http_api.h"
+#include "agent_link.h"
 #include "ledger.h"
 #include "log.h"
 #include "scheduler.h"
@@ -58,6 +59,16 @@ static void
 board_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	(void)tracker_flush_boards(arg);
+}
+
+/* The ledger's writer finished batches: acknowledge what they held. */
+static void
+ledger_committed_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct server *srv = arg;
+
+	ledger_notified(srv->ledger);
+	agent_link_committed(srv);
 }
 
 static void
@@ -328,6 +339,13 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r < 0)
 		goto fail;
 	ledger_set_dirty_cb(srv->ledger, ledger_dirty_cb, srv);
+	srv->committed_ev = event_new(srv->base, ledger_notify_fd(srv->ledger),
+	    EV_READ | EV_PERSIST, ledger_committed_cb, srv);
+	if (srv->committed_ev == NULL ||
+	    event_add(srv->committed_ev, NULL) < 0) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
 	r = ledger_boards_reset(srv->ledger, ledger_now_us(), err);
 	if (r >= 0)
 		r = ledger_event(srv->ledger, "broker_start", 0,
@@ -392,6 +410,8 @@ server_free(struct server *srv)
 		srv->ledger = ledger_close(srv->ledger);
 	}
 	srv->sched = sched_free(srv->sched);
+	if (srv->committed_ev)
+		event_free(srv->committed_ev);
 	if (srv->flush_ev)
 		event_free(srv->flush_ev);
 	if (srv->accept_ev)

@@ -37,6 +37,7 @@ struct server {
 	struct event *flush_ev;  /* commits the ledger once per iteration */
 	struct event *accept_ev; /* resumes accepting after EMFILE */
 	struct event *board_ev;  /* writes changed board states */
+	struct event *committed_ev; /* the ledger committed: send acks */
 	TAILQ_HEAD(, conn) conns;
 	TAILQ_HEAD(, agent) agents; /* agent links, see agent_link.c */
 	size_t nconns;

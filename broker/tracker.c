@@ -34,6 +34,7 @@
 
 #include <npufarm/protocol.h>
 
+#include "agent_link.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -85,7 +86,9 @@ struct board {
 	bool proxied;    /* a data connection waiting to be relayed */
 	char *hello_key; /* proxied: its full RPC hello key */
 	struct pending *pending; /* proxied: a grant waiting for its client */
-	struct agent *agent;     /* proxied: the npufarm agent it belongs to */
+	bool is_agent;           /* proxied: an npufarm agent's offer */
+	struct agent *agent;     /* ... that agent while it is linked */
+	char *session;           /* ... the session id it reports under */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
 };
@@ -293,6 +296,11 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
 	ledger_check(
 	    srv, ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
+	if (b->session != NULL)
+		ledger_check(srv,
+		    ledger_lease_agent_session(
+			srv->ledger, l->id, b->session, &err),
+		    &err);
 	TAILQ_INSERT_TAIL(&b->leases, l, link);
 	if (b->nleases++ == 0)
 		sched_queue_add_leased(b->queue, 1);
@@ -351,7 +359,7 @@ grant(struct treq *t, struct slot *s)
 	free(s);
 	treq_free(t);
 	if (b->proxied && rpc)
-		relay_start(client, b->conn, b->hello_key, l ? l->id : 0, b->agent != NULL);
+		relay_start(client, b->conn, b->hello_key, l ? l->id : 0, b->is_agent);
 	else
 		conn_flush(client);
 }
@@ -443,7 +451,7 @@ board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	r = ledger_board_upsert(srv->ledger, kind, sched_queue_key(q),
 	    b->address, ledger_now_us(), &b->id, &b->drained, &err);
 	ledger_check(srv, r, &err);
-	if (r >= 0)
+	if (r >= 0 && strcmp(kind, "agent") != 0) /* its link said so */
 		ledger_check(srv,
 		    ledger_event(srv->ledger, "board_online", b->id, c->peer,
 			ledger_now_us(), &err),
@@ -486,11 +494,24 @@ board_free(struct board *b, const char *why, bool quiet)
 		lease_release(b, l, "lost", detail);
 	if (b->dirty)
 		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
-	ledger_check(srv,
-	    ledger_board_state(
-		srv->ledger, b->id, "offline", why, ledger_now_us(), &err),
-	    &err);
-	if (!quiet) {
+	if (b->is_agent) {
+		/* The agent's link owns its board's online state: between two
+		 * offers the board is busy (cleaning up, checking health). */
+		if (b->agent != NULL && agent_data(b->agent) == b) {
+			agent_set_data(b->agent, NULL);
+			if (agent_quarantine(b->agent) == NULL)
+				ledger_check(srv,
+				    ledger_board_state(srv->ledger, b->id,
+					"busy", "between sessions",
+					ledger_now_us(), &err),
+				    &err);
+		}
+	} else
+		ledger_check(srv,
+		    ledger_board_state(
+			srv->ledger, b->id, "offline", why, ledger_now_us(), &err),
+		    &err);
+	if (!quiet && !b->is_agent) {
 		ledger_check(srv,
 		    ledger_event(srv->ledger, "board_offline", b->id, why,
 			ledger_now_us(), &err),
@@ -503,6 +524,7 @@ board_free(struct board *b, const char *why, bool quiet)
 	free(b->host);
 	free(b->address);
 	free(b->hello_key);
+	free(b->session);
 	free(b);
 	sched_queue_gc(q);
 }
@@ -1179,12 +1201,101 @@ proxy_info(struct conn *c, const char *key)
  * --through-proxy, npufarm agents).  @hello_key is its full key, sent to
  * the client at pair-up.  Returns 0, or -ENOMEM/-E2BIG after closing @c.
  */
+/*
+ * The value of the token "@name=VALUE" among the whitespace-separated
+ * options of hello key @hello_key (after the first token), copied into
+ * @buf; NULL if absent or too long.
+ */
+static const char *
+hello_option(const char *hello_key, const char *name, char *buf, size_t len)
+{
+	size_t n = strlen(name), vlen;
+	const char *p = hello_key + strcspn(hello_key, " \t\n");
+
+	while (*p != '\0') {
+		p += strspn(p, " \t\n");
+		vlen = strcspn(p, " \t\n");
+		if (vlen > n && strncmp(p, name, n) == 0 && p[n] == '=') {
+			if (vlen - n - 1 >= len || vlen == n + 1)
+				return NULL;
+			memcpy(buf, p + n + 1, vlen - n - 1);
+			buf[vlen - n - 1] = '\0';
+			return buf;
+		}
+		p += vlen;
+	}
+	return NULL;
+}
+
+/*
+ * An agent's data connection ("server:KEY agent=NAME session=ID"): the
+ * agent must be linked, serve KEY, be in service, and have no other offer
+ * waiting (its board is one board: never offered, or leased, twice).
+ * Returns the agent, or NULL after refusing @c.
+ */
+static struct agent *
+proxy_agent(struct conn *c, const char *key, const char *name,
+    const char *session)
+{
+	struct agent *a = agent_link_find(c->srv, name);
+	struct board *old;
+	char why[256];
+
+	if (a == NULL)
+		(void)snprintf(why, sizeof(why),
+		    "no agent named '%.64s' is linked", name);
+	else if (session == NULL)
+		(void)snprintf(why, sizeof(why),
+		    "agent '%.64s' offered a board without session=ID", name);
+	else if (strcmp(agent_key(a), key) != 0)
+		(void)snprintf(why, sizeof(why),
+		    "agent '%.64s' serves key '%.64s', not '%.64s'", name,
+		    agent_key(a), key);
+	else if (agent_quarantine(a) != NULL)
+		(void)snprintf(why, sizeof(why),
+		    "agent '%.64s' is quarantined: %.128s", name,
+		    agent_quarantine(a));
+	else if ((old = agent_data(a)) != NULL && old->nleases == 0)
+		(void)snprintf(why, sizeof(why),
+		    "agent '%.64s' already has a board offered", name);
+	else
+		return a;
+	relay_refuse(c, why);
+	return NULL;
+}
+
+/*
+ * The agent @a's link is gone: its waiting offer goes with it; a session
+ * already relayed goes on (the agent keeps serving it and reports it when
+ * its link is back).
+ */
+void
+tracker_agent_gone(struct server *srv, struct agent *a)
+{
+	struct board *b = agent_data(a);
+
+	if (b == NULL)
+		return;
+	agent_set_data(a, NULL);
+	b->agent = NULL;
+	if (b->nleases == 0)
+		conn_close(b->conn, "its agent's link closed");
+}
+
 int
 tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 {
 	struct sched_queue *q;
+	struct agent *agent = NULL;
+	char name[256], session[128];
+	const char *aname, *sid;
 	struct board *b;
 
+	aname = hello_option(hello_key, "agent", name, sizeof(name));
+	sid = hello_option(hello_key, "session", session, sizeof(session));
+	if (aname != NULL &&
+	    (agent = proxy_agent(c, key, aname, sid)) == NULL)
+		return -ENOENT;
 	if (tracker_conn_get(c) == NULL) {
 		conn_close(c, "out of memory registering a board");
 		return -ENOMEM;
@@ -1194,13 +1305,20 @@ tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 			conn_close(c, "out of memory creating a queue");
 		return -ENOMEM;
 	}
-	b = board_new(c, q, "proxy", c->peer_host, 0);
-	if (b == NULL || (b->hello_key = strdup(hello_key)) == NULL) {
+	b = board_new(c, q, agent ? "agent" : "proxy",
+	    agent ? agent_name(agent) : c->peer_host, 0);
+	if (b == NULL || (b->hello_key = strdup(hello_key)) == NULL ||
+	    (agent != NULL && (b->session = strdup(sid)) == NULL)) {
 		sched_queue_gc(q);
 		conn_close(c, "out of memory registering a board");
 		return -ENOMEM;
 	}
 	b->proxied = true;
+	if (agent != NULL) {
+		b->is_agent = true;
+		b->agent = agent;
+		agent_set_data(agent, b);
+	}
 	/* Listed in SUMMARY as a TVM server of its key, so query_rpc_tracker
 	 * and MetaSchedule count it. */
 	if (proxy_info(c, key) < 0 || board_offer(b) < 0) {
@@ -1239,7 +1357,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 		b = (*found)->board;
 		lease_id = (*found)->lease->id;
 		pending_free(*found);
-		relay_start(c, b->conn, b->hello_key, lease_id, b->agent != NULL);
+		relay_start(c, b->conn, b->hello_key, lease_id, b->is_agent);
 		return 1;
 	}
 	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||

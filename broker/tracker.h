@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+struct agent;
 struct conn;
 struct ledger_session;
 struct server;
@@ -51,6 +52,7 @@ void tracker_conn_read(struct conn *c);
 void tracker_conn_closed(struct conn *c);
 int tracker_flush_boards(struct server *srv);
 int tracker_board_drain(struct server *srv, int64_t id, bool on);
+void tracker_agent_gone(struct server *srv, struct agent *a);
 int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
 int tracker_proxy_client(struct conn *c, const char *match);
 void tracker_proxy_session_end(

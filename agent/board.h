@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The agent's board: what it offers the broker and when.  While the link
+ * is up and the board is healthy it keeps one TVM session offered
+ * (tvm_session.h); after a session that timed out or crashed it runs the
+ * reset hook and then the health check before offering again; a failed
+ * health check, or --quarantine-after consecutive crash/lost sessions,
+ * quarantines the board until a later health check passes or an operator
+ * undrains it.  Every session's report goes to the broker on the link and
+ * is resent until acknowledged.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include <jansson.h>
+
+#include "supervisor.h"
+
+struct board;
+struct event_base;
+struct link;
+struct npufarm_err;
+
+struct board_config {
+	const char *broker;
+	const char *key;
+	const char *name;
+	struct supervisor_config sup; /* runtime_path NULL: no TVM sessions */
+	double max_session;           /* s; 0: no cap */
+	const char *reset_cmd;        /* NULL: none */
+	const char *health_cmd;       /* NULL: none */
+	double hook_timeout;          /* s each hook may run */
+	int quarantine_after;         /* consecutive crash/lost; 0: never */
+	double health_interval;       /* s between checks while quarantined */
+	long max_packet;              /* largest RPC packet from a child */
+};
+
+int board_new(struct event_base *base, const struct board_config *cfg,
+    struct board **ret_board, struct npufarm_err *err);
+void board_set_link(struct board *b, struct link *l);
+void board_link_event(void *arg, bool up);
+void board_link_frame(void *arg, const char *type, json_t *v);
+struct board *board_free(struct board *b);
