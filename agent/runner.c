@@ -104,6 +104,7 @@ runner_child_report(int fd, const struct runner_result *res)
 	    "signal", res->signal, "msg", json_text(res->msg), "tail",
 	    json_text(res->tail));
 	text = root != NULL ? json_dumps(root, JSON_COMPACT) : NULL;
+	json_decref(root);
 	if (text == NULL)
 		_exit(EX_SOFTWARE);
 	len = strlen(text);
@@ -112,9 +113,13 @@ runner_child_report(int fd, const struct runner_result *res)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			_exit(EX_IOERR);
+			break;
 		off += (size_t)n;
 	}
+	/* Freed though _exit() follows: leak checkers follow children. */
+	free(text);
+	if (off < len)
+		_exit(EX_IOERR);
 	_exit(0);
 }
 
@@ -218,8 +223,10 @@ runner_start(const struct runner_config *cfg, const struct task_spec *spec,
 		r = err_set(err, pid, "fork: %s", strerror(-pid));
 		goto fail;
 	}
-	if (pid == 0)
+	if (pid == 0) {
+		free(run); /* the parent's; a leak checker would see it lost */
 		runner_child(cfg, spec, artifact, pfd[1]);
+	}
 	(void)close(pfd[1]);
 	run->pid = pid;
 	run->fd = pfd[0];
