@@ -56,6 +56,7 @@ struct board {
 	enum hook_stage stage;
 	pid_t hook_pid;
 	bool hook_killed;
+	bool hook_in_quarantine; /* a re-check: moot once it is lifted */
 	struct event *hook_ev;   /* the hook's deadline */
 	struct event *health_ev; /* the next check while quarantined */
 	int failures;            /* consecutive crash/lost sessions */
@@ -129,6 +130,7 @@ hook_start(struct board *b, enum hook_stage stage, const char *cmd)
 
 	b->stage = stage;
 	b->hook_killed = false;
+	b->hook_in_quarantine = b->quarantine != NULL;
 	if (supervisor_hook_start(cmd, -1, &b->hook_pid, &err) < 0) {
 		log_err("%s hook: %s", stage == HOOK_RESET ? "reset" : "health",
 		    err.msg);
@@ -201,6 +203,11 @@ hook_ended(struct board *b, const struct supervisor_end *end)
 		return;
 	}
 	b->stage = HOOK_NONE;
+	if (b->hook_in_quarantine && b->quarantine == NULL) {
+		/* An operator lifted the quarantine meanwhile. */
+		board_offer(b);
+		return;
+	}
 	if (b->hook_killed || end->outcome != NPUFARM_OUTCOME_OK) {
 		if (b->quarantine == NULL)
 			quarantine(b, "health check failed: %s", what);

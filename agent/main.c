@@ -350,6 +350,7 @@ main(int argc, char **argv)
 	struct board *board = NULL;
 	struct link *link = NULL;
 	char host[256], *tags_text = NULL, *workdir = NULL;
+	sigset_t stop_sigs;
 	bool done = false;
 	int ret;
 
@@ -428,6 +429,12 @@ main(int argc, char **argv)
 	    o.tvm_runtime ? o.tvm_runtime : "");
 	if (event_base_dispatch(base) == 0)
 		ret = 0;
+	/* Stopping: a second SIGTERM must not cut the clean-up short once
+	 * the handlers are gone (children are still to be reaped). */
+	(void)sigemptyset(&stop_sigs);
+	(void)sigaddset(&stop_sigs, SIGTERM);
+	(void)sigaddset(&stop_sigs, SIGINT);
+	(void)sigprocmask(SIG_BLOCK, &stop_sigs, NULL);
 out:
 	board = board_free(board);
 	link = link_free(link);

@@ -195,7 +195,15 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 		bufferevent_free(s->child);
 		s->child = NULL;
 	}
-	child_kill(s);
+	if (end->outcome == NPUFARM_OUTCOME_OK ||
+	    end->outcome == NPUFARM_OUTCOME_EXCEPTION) {
+		/* The client shut the session down and the runtime got the
+		 * kShutdown: let it exit on its own, then make sure. */
+		struct timeval tv = {SESSION_EXIT_WAIT, 0};
+
+		(void)evtimer_add(s->exit_ev, &tv);
+	} else
+		child_kill(s);
 	/* The session's last word is queued: the broker takes the client
 	 * side over from here (it answers later requests itself). */
 	data_shut(s);

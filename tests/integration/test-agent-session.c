@@ -1,0 +1,563 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * TVM sessions through the real broker and the real npufarm-agent, which
+ * serves them with the fake libtvm_runtime.so in supervised children.  A
+ * client asks the tracker for the key like a tuner, connects back to the
+ * broker with its matchkey, and talks TVM RPC (bench/tvmrpc_client.h, the
+ * client side written from the spec).  Every outcome class, the agent's
+ * report in the ledger, hooks, quarantine, drain, and the agent dying.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <check.h>
+
+#include "err.h"
+#include "frame.h"
+#include "harness.h"
+#include "tvmrpc.h"
+#include "tvmrpc_client.h"
+
+#define T_MS 10000
+
+static struct harness_broker b;
+static pid_t agent;
+static char workdir[320], agent_log[320];
+
+static void
+broker_up(void)
+{
+	static const char *const extra[] = {
+	    "--agent-heartbeat", "0.2", "--agent-backstop", "1", NULL};
+
+	harness_broker_start(&b, extra);
+}
+
+static void
+broker_down(void)
+{
+	int status;
+
+	if (agent > 0) {
+		status = harness_reap(agent, T_MS); /* SIGTERM, then waits */
+		agent = 0;
+		if (status != 0 && getenv("NPUFARM_TEST_DEBUG") != NULL) {
+			char cmd[400];
+
+			(void)snprintf(cmd, sizeof(cmd), "cat %s >&2", agent_log);
+			(void)system(cmd);
+		}
+		ck_assert_int_eq(status, 0);
+	}
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	harness_broker_cleanup(&b);
+}
+
+/* Start the agent "a1" with the fake runtime, plus @extra flags. */
+static void
+agent_up(const char *const *extra)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	const char *rt = getenv("NPUFARM_FAKE_TVM");
+	const char *argv[32] = {bin, "--broker", b.farm, "--key", "rk3588",
+	    "--name", "a1", "--tvm-runtime", rt, "--workdir", workdir, "-vv"};
+	size_t n = 12;
+
+	ck_assert_msg(bin != NULL && rt != NULL,
+	    "NPUFARM_AGENT_BIN or NPUFARM_FAKE_TVM is not set");
+	(void)snprintf(workdir, sizeof(workdir), "%s/work", b.dir);
+	(void)snprintf(agent_log, sizeof(agent_log), "%s/agent.log", b.dir);
+	argv[10] = workdir;
+	while (extra != NULL && *extra != NULL && n < 30)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	agent = harness_spawn(bin, argv, agent_log);
+}
+
+/* Poll @sql until it yields @want (20 s at most). */
+static void
+wait_sql(const char *sql, const char *want)
+{
+	char *row = NULL;
+	int i;
+
+	for (i = 0; i < 1000; i++) {
+		free(row);
+		row = harness_sql(b.db, sql);
+		if (strcmp(row, want) == 0)
+			break;
+		usleep(20000);
+	}
+	ck_assert_msg(
+	    strcmp(row, want) == 0, "%s: got '%s', want '%s'", sql, row, want);
+	free(row);
+}
+
+static void
+wait_state(const char *state)
+{
+	char want[64];
+
+	(void)snprintf(want, sizeof(want), "%s\n", state);
+	wait_sql("SELECT state FROM boards WHERE kind = 'agent' AND name = "
+		 "'a1'",
+	    want);
+}
+
+/* The newest lease once the agent's report is in: "outcome|signal". */
+static char *
+reported_lease(void)
+{
+	wait_sql("SELECT reported_us IS NOT NULL FROM leases ORDER BY id DESC "
+		 "LIMIT 1",
+	    "1\n");
+	return harness_sql(b.db,
+	    "SELECT outcome || '|' || exit_signal || '|' || detail FROM leases "
+	    "ORDER BY id DESC LIMIT 1");
+}
+
+static struct tvmrpc_client *
+client_open(const char *timeout)
+{
+	struct tvmrpc_client_config cfg = {
+	    .tracker = b.farm,
+	    .key = "rk3588",
+	    .timeout = timeout,
+	    .io_timeout_ms = T_MS,
+	    .grant_timeout_ms = T_MS,
+	};
+	struct tvmrpc_client *cl = NULL;
+	struct npufarm_err err;
+
+	ck_assert_msg(tvmrpc_client_open(&cfg, &cl, &err) == 0, "%s", err.msg);
+	ck_assert_msg(tvmrpc_client_init(cl, T_MS, &err) == 0, "%s", err.msg);
+	return cl;
+}
+
+/* The remote handle of global function @name. */
+static uint64_t
+func(struct tvmrpc_client *cl, const char *name)
+{
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	struct npufarm_err err;
+
+	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, name), 0);
+	ck_assert_msg(tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s",
+	    err.msg);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	ck_assert_int_eq(p.body_len, 16);
+	return frame_get_le64(p.body + 8);
+}
+
+/* Call @fn(@arg); returns the reply packet's code, its text in @text. */
+static int32_t
+call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg, char *text,
+    size_t len, int timeout_ms)
+{
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	const char *s;
+	size_t n;
+
+	tvmrpc_msg_call_func(&m, fn, arg);
+	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
+	ck_assert_int_eq(
+	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), timeout_ms, &p), 0);
+	text[0] = '\0';
+	if (p.code == TVMRPC_EXCEPTION &&
+	    tvmrpc_packet_string(&p, &s, &n) == 0)
+		(void)snprintf(text, len, "%.*s", (int)n, s);
+	return p.code;
+}
+
+static void
+client_done(struct tvmrpc_client *cl)
+{
+	(void)tvmrpc_client_shutdown(cl);
+	tvmrpc_client_free(cl);
+}
+
+START_TEST(test_session_ok)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("10");
+	ck_assert_msg(strstr(tvmrpc_client_remote_key(cl), "agent=a1"),
+	    "%s", tvmrpc_client_remote_key(cl));
+	ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 41, text,
+			     sizeof(text), T_MS),
+	    TVMRPC_RETURN);
+	client_done(cl);
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "ok|0|", 5) == 0, "%s", row);
+	free(row);
+	wait_state("idle");
+}
+END_TEST
+
+START_TEST(test_session_exception)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("10");
+	ck_assert_int_eq(call(cl, func(cl, "npufarm.test.raise"), 0, text,
+			     sizeof(text), T_MS),
+	    TVMRPC_EXCEPTION);
+	ck_assert_msg(strstr(text, "ValueError: bad input"), "%s", text);
+	/* The session goes on after the runtime's own exception. */
+	ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 1, text,
+			     sizeof(text), T_MS),
+	    TVMRPC_RETURN);
+	client_done(cl);
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "exception|0|", 12) == 0 &&
+			  strstr(row, "ValueError: bad input"),
+	    "%s", row);
+	free(row);
+}
+END_TEST
+
+/* The pid of the newest session child, from the agent's log. */
+static long
+last_child(void)
+{
+	char line[1024];
+	const char *p;
+	long pid = 0;
+	FILE *f = fopen(agent_log, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if ((p = strstr(line, "), child ")) != NULL)
+			pid = strtol(p + 9, NULL, 10);
+	fclose(f);
+	return pid;
+}
+
+static int
+sessions_left(void)
+{
+	struct dirent *d;
+	DIR *dir = opendir(workdir);
+	int n = 0;
+
+	if (dir == NULL)
+		return 0;
+	while ((d = readdir(dir)) != NULL)
+		if (strncmp(d->d_name, "session-", 8) == 0)
+			n++;
+	closedir(dir);
+	return n;
+}
+
+START_TEST(test_session_timeout)
+{
+	struct tvmrpc_client *cl;
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg want, m;
+	char msg[256], *row;
+	uint64_t hang;
+	long pid;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("1");
+	hang = func(cl, "npufarm.test.hang");
+	pid = last_child();
+	ck_assert_int_gt(pid, 1);
+	ck_assert_int_gt(sessions_left(), 0);
+	/* Exactly TVM's exception, answering the hung call. */
+	ck_assert_int_ge(tvmrpc_timeout_message(1.0, msg, sizeof(msg)), 0);
+	ck_assert_str_eq(msg,
+	    "RPCSessionTimeoutError: Your 1.0s session has expired, try to "
+	    "increase the \"session_timeout\" value.");
+	ck_assert_int_eq(tvmrpc_msg_exception(&want, msg), 0);
+	tvmrpc_msg_call_func(&m, hang, 0);
+	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
+	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p),
+	    0);
+	ck_assert_int_eq(p.code, TVMRPC_EXCEPTION);
+	ck_assert_uint_eq(8 + p.len, want.len);
+	ck_assert_mem_eq(p.body, want.b + 12, want.len - 12);
+	/* Cleanup calls get the same exception, not a kShutdown. */
+	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, "x"), 0);
+	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
+	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p),
+	    0);
+	ck_assert_int_eq(p.code, TVMRPC_EXCEPTION);
+	ck_assert_mem_eq(p.body, want.b + 12, want.len - 12);
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "timeout|", 8) == 0, "%s", row);
+	free(row);
+	/* The child and its process group are gone, its work dir too, and
+	 * the board is leasable again. */
+	ck_assert_int_eq(kill((pid_t)-pid, 0), -1);
+	ck_assert_int_eq(errno, ESRCH);
+	ck_assert_int_eq(sessions_left(), 0);
+	client_done(cl);
+	wait_state("idle");
+	cl = client_open("10");
+	client_done(cl);
+}
+END_TEST
+
+START_TEST(test_session_crash)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("10");
+	ck_assert_int_eq(call(cl, func(cl, "npufarm.test.crash"), 0, text,
+			     sizeof(text), T_MS),
+	    TVMRPC_EXCEPTION);
+	ck_assert_msg(strstr(text, "board session crashed: SIGSEGV (signal "
+				   "11) while a reply was owed"),
+	    "%s", text);
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "crash|11|", 9) == 0, "%s", row);
+	free(row);
+	client_done(cl);
+	wait_state("idle");
+}
+END_TEST
+
+START_TEST(test_agent_killed_mid_session)
+{
+	struct tvmrpc_client *cl;
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	const char *s;
+	size_t n;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("30");
+	tvmrpc_msg_call_func(&m, func(cl, "npufarm.test.hang"), 0);
+	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
+	usleep(200000);
+	ck_assert_int_eq(kill(agent, SIGKILL), 0);
+	(void)harness_reap(agent, T_MS);
+	agent = 0;
+	/* The broker answers the owed call itself. */
+	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p),
+	    0);
+	ck_assert_int_eq(p.code, TVMRPC_EXCEPTION);
+	ck_assert_int_eq(tvmrpc_packet_string(&p, &s, &n), 0);
+	ck_assert_msg(memmem(s, n, "agent vanished", 14), "%.*s", (int)n, s);
+	wait_sql("SELECT outcome FROM leases ORDER BY id DESC LIMIT 1",
+	    "lost\n");
+	wait_state("offline");
+	client_done(cl);
+}
+END_TEST
+
+static int
+exists(const char *name)
+{
+	char path[400];
+	struct stat st;
+
+	(void)snprintf(path, sizeof(path), "%s/%s", b.dir, name);
+	return stat(path, &st) == 0;
+}
+
+static void
+touch(const char *name)
+{
+	char path[400];
+	FILE *f;
+
+	(void)snprintf(path, sizeof(path), "%s/%s", b.dir, name);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+}
+
+static void
+crash_once(void)
+{
+	struct tvmrpc_client *cl = client_open("10");
+	char text[256];
+
+	ck_assert_int_eq(call(cl, func(cl, "npufarm.test.crash"), 0, text,
+			     sizeof(text), T_MS),
+	    TVMRPC_EXCEPTION);
+	client_done(cl);
+}
+
+START_TEST(test_hooks_and_quarantine)
+{
+	char reset[512], health[512], *row, path[512];
+	const char *extra[] = {"--reset-cmd", reset, "--health-cmd", health,
+	    "--health-interval", "0.3", NULL};
+	int status;
+
+	(void)snprintf(reset, sizeof(reset), "touch %s/reset-ran", b.dir);
+	(void)snprintf(health, sizeof(health), "test -e %s/healthy", b.dir);
+	agent_up(extra);
+	wait_state("idle");
+	/* A crash: reset, then the health check fails: quarantined, with
+	 * the reason, and no new lease. */
+	crash_once();
+	wait_state("quarantined");
+	ck_assert(exists("reset-ran"));
+	row = harness_sql(b.db,
+	    "SELECT detail FROM boards WHERE kind = 'agent' AND name = 'a1'");
+	ck_assert_msg(strstr(row, "health check failed: exited with status 1"),
+	    "%s", row);
+	free(row);
+	row = harness_http_get(b.http, "/v1/boards", &status);
+	ck_assert_msg(strstr(row, "\"state\":\"quarantined\""), "%s", row);
+	free(row);
+	/* An operator undrains it: back in service at once. */
+	row = harness_sql(b.db, "SELECT id FROM boards WHERE name = 'a1'");
+	row[strcspn(row, "\n")] = '\0';
+	(void)snprintf(path, sizeof(path), "/v1/boards/%s/undrain", row);
+	free(row);
+	free(harness_http(b.http, "POST", path, &status));
+	ck_assert_int_eq(status, 200);
+	wait_state("idle");
+	/* Quarantined again; a health check that passes ends it. */
+	crash_once();
+	wait_state("quarantined");
+	touch("healthy");
+	wait_state("idle");
+	wait_sql("SELECT count(*) FROM events WHERE kind = 'board_quarantined'",
+	    "2\n");
+}
+END_TEST
+
+START_TEST(test_quarantine_after_crashes)
+{
+	const char *extra[] = {"--quarantine-after", "2", NULL};
+	char *row;
+
+	agent_up(extra);
+	wait_state("idle");
+	crash_once();
+	wait_state("idle");
+	crash_once();
+	wait_state("quarantined");
+	row = harness_sql(b.db,
+	    "SELECT detail FROM boards WHERE kind = 'agent' AND name = 'a1'");
+	ck_assert_msg(strstr(row, "2 consecutive crash/lost sessions"), "%s",
+	    row);
+	free(row);
+}
+END_TEST
+
+START_TEST(test_drain_lets_the_session_finish)
+{
+	struct tvmrpc_client_config cfg = {
+	    .tracker = b.farm,
+	    .key = "rk3588",
+	    .timeout = "10",
+	    .io_timeout_ms = T_MS,
+	    .grant_timeout_ms = 500,
+	};
+	struct tvmrpc_client *cl, *other = NULL;
+	struct npufarm_err err;
+	char text[64], path[128], *id;
+	int status;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("10");
+	id = harness_sql(b.db, "SELECT id FROM boards WHERE name = 'a1'");
+	id[strcspn(id, "\n")] = '\0';
+	(void)snprintf(path, sizeof(path), "/v1/boards/%s/drain", id);
+	free(harness_http(b.http, "POST", path, &status));
+	ck_assert_int_eq(status, 200);
+	/* The running session finishes. */
+	ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 1, text,
+			     sizeof(text), T_MS),
+	    TVMRPC_RETURN);
+	client_done(cl);
+	wait_state("draining");
+	/* Nothing new is granted ... */
+	ck_assert_int_ne(tvmrpc_client_open(&cfg, &other, &err), 0);
+	tvmrpc_client_free(other);
+	/* ... until it is undrained. */
+	(void)snprintf(path, sizeof(path), "/v1/boards/%s/undrain", id);
+	free(harness_http(b.http, "POST", path, &status));
+	ck_assert_int_eq(status, 200);
+	free(id);
+	cl = client_open("10");
+	client_done(cl);
+}
+END_TEST
+
+START_TEST(test_upload_traversal_refused)
+{
+	struct tvmrpc_client *cl;
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	struct npufarm_err err;
+	unsigned char *q = m.b + 12;
+	uint64_t up;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("10");
+	up = func(cl, "tvm.rpc.server.upload");
+	/* upload("../evil", bytes "x") */
+	frame_put_le64(q, up);
+	frame_put_le32(q + 8, 2);
+	frame_put_le32(q + 12, 11); /* kTVMStr */
+	frame_put_le32(q + 16, 12); /* kTVMBytes */
+	frame_put_le64(q + 20, 7);
+	memcpy(q + 28, "../evil", 7);
+	frame_put_le64(q + 35, 1);
+	q[43] = 'x';
+	m.len = 12 + 44;
+	tvmrpc_put_header(m.b, m.len - 8, TVMRPC_CALL_FUNC);
+	ck_assert_int_eq(tvmrpc_client_call(cl, &m, T_MS, &p, &err),
+	    TVMRPC_CLIENT_E_REMOTE);
+	ck_assert_msg(!exists("evil") && !exists("work/evil"), "escaped");
+	client_done(cl);
+}
+END_TEST
+
+static Suite *
+suite(void)
+{
+	Suite *s = suite_create("agent-session");
+	TCase *tc = tcase_create("agent-session");
+
+	tcase_add_checked_fixture(tc, broker_up, broker_down);
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_session_ok);
+	tcase_add_test(tc, test_session_exception);
+	tcase_add_test(tc, test_session_timeout);
+	tcase_add_test(tc, test_session_crash);
+	tcase_add_test(tc, test_agent_killed_mid_session);
+	tcase_add_test(tc, test_hooks_and_quarantine);
+	tcase_add_test(tc, test_quarantine_after_crashes);
+	tcase_add_test(tc, test_drain_lets_the_session_finish);
+	tcase_add_test(tc, test_upload_traversal_refused);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	return harness_run(suite());
+}
