@@ -12,7 +12,7 @@
 
 #include <dlfcn.h>
 #include <errno.h>
-#include <math.h>
+#include <stdio.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>

@@ -16,8 +16,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <npufarm/kernel.h>
-
 #include "err.h"
 #include "log.h"
 
