@@ -36,8 +36,6 @@
 
 /* Bytes of the client key the broker may send at pair-up. */
 #define SESSION_KEY_MAX   4096
-/* Bytes one read may take from either side (libevent's default is 4 KiB). */
-#define SESSION_READ_MAX  (256 * 1024)
 /* Output queued toward one side before the other stops being read. */
 #define SESSION_BUFFER    (4 * 1024 * 1024)
 /* An ended session's data connection may linger this long (twice). */
@@ -437,8 +435,6 @@ session_start(struct tvm_session *s, char *client_key)
 	}
 	bufferevent_setcb(
 	    s->child, child_readcb, child_writecb, child_eventcb, s);
-	(void)bufferevent_set_max_single_read(s->child, SESSION_READ_MAX);
-	(void)bufferevent_set_max_single_read(s->data, SESSION_READ_MAX);
 	if (rpc_relay_new(s->base, &rc, &session_ops, s,
 		bufferevent_get_input(s->data),
 		bufferevent_get_output(s->data),

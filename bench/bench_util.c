@@ -5,6 +5,7 @@
 #include "bench_util.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -41,4 +42,25 @@ bench_ulong(const char *opt, const char *s, unsigned long min,
 	}
 	*ret = v;
 	return 0;
+}
+
+/* VmRSS of process @pid in KiB, or -1 if it cannot be read. */
+long
+bench_rss_kib(long pid)
+{
+	char path[64], line[256];
+	long kb = -1;
+	FILE *f;
+
+	if (pid <= 0)
+		return -1;
+	(void)snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+	f = fopen(path, "re");
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+			break;
+	(void)fclose(f);
+	return kb;
 }

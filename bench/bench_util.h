@@ -7,3 +7,4 @@
 int64_t bench_now_ns(void);
 int bench_ulong(const char *opt, const char *s, unsigned long min,
     unsigned long max, unsigned long *ret);
+long bench_rss_kib(long pid);

@@ -4,7 +4,8 @@
 # Benchmark driver: runs npufarm-bench-tracker against a fresh
 # npufarm-broker (ledger on, in a temp dir) for each phase and prints one
 # markdown table, then npufarm-bench-relay against another fresh broker and
-# prints a second table.  Builds nothing.
+# prints a second table, then npufarm-bench-agent against a broker and one
+# agent on the fake TVM runtime for a third.  Builds nothing.
 #
 #   bench/run.sh BUILD_DIR [npufarm-bench-tracker options...]
 #   e.g. bench/run.sh build --seconds 5
@@ -22,12 +23,19 @@ shift
 broker=$build/broker/npufarm-broker
 bench=$build/bench/npufarm-bench-tracker
 relay=$build/bench/npufarm-bench-relay
-for exe in "$broker" "$bench" "$relay"; do
+agent=$build/agent/npufarm-agent
+agentbench=$build/bench/npufarm-bench-agent
+fakertm=$build/tests/fake_tvm/libtvm_runtime.so
+for exe in "$broker" "$bench" "$relay" "$agent" "$agentbench"; do
 	if [ ! -x "$exe" ]; then
 		echo "run.sh: $exe is not built; run: ninja -C $build" >&2
 		exit 1
 	fi
 done
+if [ ! -f "$fakertm" ]; then
+	echo "run.sh: $fakertm is not built (tests are off?)" >&2
+	exit 1
+fi
 
 # One socket per idle board (10000 by default) on each side, plus slack.
 # shellcheck disable=SC3045 # dash, bash and busybox sh all have ulimit -n
@@ -41,11 +49,13 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/npufarm-bench.XXXXXX")
 pid=
+apid=
+spid=
 cleanup() {
-	if [ -n "$pid" ]; then
-		kill "$pid" 2>/dev/null || :
-		wait "$pid" 2>/dev/null || :
-	fi
+	for p in $apid $spid $pid; do
+		kill "$p" 2>/dev/null || :
+		wait "$p" 2>/dev/null || :
+	done
 	rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -115,10 +125,47 @@ run_relay() {
 	stop_broker relay
 }
 
+# run_agent: one broker, one agent on the fake TVM runtime, rows in
+# $tmp/agent_rows.  sleep(1) is the memory baseline.
+run_agent() {
+	start_broker agent
+	sleep 600 &
+	spid=$!
+	"$agent" --broker "$farm" --key rk3588 --name bench-agent \
+		--tvm-runtime "$fakertm" --workdir "$tmp/agent/work" -vv \
+		2>"$tmp/agent/agent.log" &
+	apid=$!
+	tries=0
+	until grep -q 'offered as session' "$tmp/agent/agent.log"; do
+		if ! kill -0 "$apid" 2>/dev/null || [ "$tries" -ge 100 ]; then
+			echo "run.sh: the agent did not offer its board:" >&2
+			cat "$tmp/agent/agent.log" >&2
+			exit 1
+		fi
+		tries=$((tries + 1))
+		sleep 0.1
+	done
+	sleep 0.5 # settle: the first offer's allocations are done
+	echo "run.sh: phase agent against $farm (agent pid $apid)" >&2
+	if ! "$agentbench" --farm "$farm" --agent-pid "$apid" \
+		--baseline-pid "$spid" >"$tmp/agent_rows"; then
+		echo "run.sh: phase agent failed; agent log tail:" >&2
+		tail -n 20 "$tmp/agent/agent.log" >&2
+		exit 1
+	fi
+	kill "$apid" "$spid"
+	wait "$apid" || echo "run.sh: the agent did not exit 0" >&2
+	wait "$spid" 2>/dev/null || :
+	apid=
+	spid=
+	stop_broker agent
+}
+
 : >"$tmp/rows"
 run_phase cycles "$@"
 run_phase idle "$@"
 run_relay
+run_agent
 
 cat <<EOF
 ### npufarm-broker tracker benchmark
@@ -141,3 +188,15 @@ and, as the baseline, on a direct loopback connection, alternating in one run.
 |---|---|---|---|---|
 EOF
 cat "$tmp/relay_rows"
+
+cat <<EOF
+
+### npufarm-agent footprint and timeout turnaround
+
+One agent serving TVM sessions on the fake runtime (tests/fake_tvm) through
+the broker; baselines measured in the same run.
+
+| metric | npufarm-agent | baseline (same run) | ratio | target |
+|---|---|---|---|---|
+EOF
+cat "$tmp/agent_rows"

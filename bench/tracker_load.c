@@ -137,26 +137,6 @@ proc_cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-/* VmRSS of @pid in KiB, or -1. */
-static long
-proc_rss_kb(pid_t pid)
-{
-	char path[64], line[256];
-	long kb = -1;
-	FILE *f;
-
-	if (pid <= 0)
-		return -1;
-	(void)snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	f = fopen(path, "re");
-	if (f == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
-			break;
-	(void)fclose(f);
-	return kb;
-}
 
 static double
 self_cpu_s(void)
@@ -745,7 +725,7 @@ bench_idle(
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
-	rss0 = proc_rss_kb(o->pid);
+	rss0 = bench_rss_kib((long)o->pid);
 	fprintf(stderr, "idle: registering %lu boards over %lu keys\n", o->idle,
 	    o->idle_keys);
 	t = (double)bench_now_ns();
@@ -757,7 +737,7 @@ bench_idle(
 		}
 	}
 	t = ((double)bench_now_ns() - t) / 1e9;
-	rss1 = proc_rss_kb(o->pid);
+	rss1 = bench_rss_kib((long)o->pid);
 	r = bench_connect(o->tracker, &q, err);
 	if (r < 0)
 		goto out;
