@@ -535,6 +535,109 @@ START_TEST(test_upload_traversal_refused)
 }
 END_TEST
 
+/* Send kCallFunc(@fn, @nargs args already encoded in @args, @alen bytes). */
+static struct tvmrpc_packet
+call_raw(struct tvmrpc_client *cl, uint64_t fn, int nargs, const int *codes,
+    const unsigned char *args, size_t alen)
+{
+	size_t len = 8 + 4 + 8 + 4 + 4 * (size_t)nargs + alen;
+	unsigned char *pkt = malloc(len), *q;
+	struct tvmrpc_packet p;
+	int i;
+
+	ck_assert_ptr_nonnull(pkt);
+	tvmrpc_put_header(pkt, len - 8, TVMRPC_CALL_FUNC);
+	q = pkt + 12;
+	frame_put_le64(q, fn);
+	frame_put_le32(q + 8, (uint32_t)nargs);
+	q += 12;
+	for (i = 0; i < nargs; i++, q += 4)
+		frame_put_le32(q, (uint32_t)codes[i]);
+	memcpy(q, args, alen);
+	ck_assert_int_eq(tvmrpc_send(tvmrpc_client_conn(cl), pkt, len), 0);
+	free(pkt);
+	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), T_MS, &p),
+	    0);
+	return p;
+}
+
+/* Append a str or bytes value (u64 length, bytes) at @q. */
+static size_t
+put_str(unsigned char *q, const void *s, size_t len)
+{
+	frame_put_le64(q, len);
+	memcpy(q + 8, s, len);
+	return 8 + len;
+}
+
+/* The value of a return [int type code, value] (spec §5.3, EP-06). */
+static uint64_t
+returned_handle(const struct tvmrpc_packet *p)
+{
+	ck_assert_int_eq(p->code, TVMRPC_RETURN);
+	ck_assert_int_eq(p->body_len, 28);
+	return frame_get_le64(p->body + 20);
+}
+
+START_TEST(test_module_needs_global_runtime)
+{
+	const char *path = getenv("NPUFARM_FAKE_MODULE");
+	static const int up_codes[] = {11, 12}, load_codes[] = {11},
+			 get_codes[] = {9, 11}, call_codes[] = {0};
+	unsigned char *args;
+	struct tvmrpc_client *cl;
+	struct tvmrpc_packet p;
+	struct stat st;
+	uint64_t mod, fn;
+	size_t n;
+	FILE *f;
+
+	ck_assert_msg(path != NULL, "NPUFARM_FAKE_MODULE is not set");
+	ck_assert_int_eq(stat(path, &st), 0);
+	args = malloc((size_t)st.st_size + 64);
+	ck_assert_ptr_nonnull(args);
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("10");
+	/* upload("op.so", the module) */
+	n = put_str(args, "op.so", 5);
+	f = fopen(path, "rb");
+	ck_assert_ptr_nonnull(f);
+	frame_put_le64(args + n, (uint64_t)st.st_size);
+	ck_assert_uint_eq(fread(args + n + 8, 1, (size_t)st.st_size, f),
+	    (size_t)st.st_size);
+	fclose(f);
+	n += 8 + (size_t)st.st_size;
+	p = call_raw(cl, func(cl, "tvm.rpc.server.upload"), 2, up_codes, args,
+	    n);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	/* load_module("op.so"): dlopen()s it inside the runtime; with -z now
+	 * that fails unless the runtime's symbols are global. */
+	n = put_str(args, "op.so", 5);
+	p = call_raw(cl, func(cl, "tvm.rpc.server.load_module"), 1,
+	    load_codes, args, n);
+	if (p.code == TVMRPC_EXCEPTION) {
+		const char *s;
+		size_t len;
+
+		ck_assert_int_eq(tvmrpc_packet_string(&p, &s, &len), 0);
+		ck_abort_msg("load_module: %.*s", (int)len, s);
+	}
+	mod = returned_handle(&p);
+	frame_put_le64(args, mod);
+	n = 8 + put_str(args + 8, "npufarm_addone", 14);
+	p = call_raw(cl, func(cl, "tvm.rpc.server.ModuleGetFunction"), 2,
+	    get_codes, args, n);
+	fn = returned_handle(&p);
+	frame_put_le64(args, 41);
+	p = call_raw(cl, fn, 1, call_codes, args, 8);
+	/* [kDLInt, kDLInt | 0, 42] (spec §5.3: a return is 2 values) */
+	ck_assert_int_eq((int64_t)returned_handle(&p), 42);
+	free(args);
+	client_done(cl);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -552,6 +655,7 @@ suite(void)
 	tcase_add_test(tc, test_quarantine_after_crashes);
 	tcase_add_test(tc, test_drain_lets_the_session_finish);
 	tcase_add_test(tc, test_upload_traversal_refused);
+	tcase_add_test(tc, test_module_needs_global_runtime);
 	suite_add_tcase(s, tc);
 	return s;
 }
