@@ -54,6 +54,7 @@ struct agent {
 	bool welcomed;         /* hello accepted */
 	struct event *silence; /* fires after missed heartbeats */
 	char *quarantine;      /* the agent's reason; NULL: in service */
+	int64_t heard_us;      /* its last frame, wall clock */
 	void *data;            /* tracker: its offered data connection */
 	STAILQ_HEAD(, ack) acks;
 	TAILQ_ENTRY(agent) link;
@@ -389,6 +390,7 @@ agent_link_read(struct conn *c)
 			return;
 		}
 		rearm(a);
+		a->heard_us = ledger_now_us();
 		if (!json_is_object(root))
 			refuse(c, "bad-frame", "client",
 			    "frame: expected a JSON object");
@@ -545,4 +547,15 @@ agent_link_undrain(struct server *srv, int64_t board_id)
 		return 1;
 	}
 	return 0;
+}
+
+/* Call @fn for every welcomed agent: its board id and its last frame. */
+void
+agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg)
+{
+	struct agent *a;
+
+	TAILQ_FOREACH(a, &srv->agents, link)
+		if (a->welcomed)
+			fn(a->board_id, a->heard_us, arg);
 }

@@ -13,7 +13,10 @@ struct agent;
 struct conn;
 struct server;
 
+typedef void agent_link_fn(int64_t board_id, int64_t heard_us, void *arg);
+
 int agent_link_start(struct conn *c);
+void agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg);
 void agent_link_read(struct conn *c);
 void agent_link_closed(struct conn *c);
 struct agent *agent_link_find(struct server *srv, const char *name);

@@ -134,6 +134,23 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
 }
 
+static void
+agent_cb(int64_t board_id, int64_t heard_us, void *arg)
+{
+	struct boards_ctx *x = arg;
+	json_t *live;
+	char id[32];
+
+	(void)snprintf(id, sizeof(id), "%lld", (long long)board_id);
+	live = json_object_get(x->live, id);
+	if (live == NULL) {
+		live = json_object();
+		if (live == NULL || json_object_set_new(x->live, id, live) < 0)
+			return;
+	}
+	(void)json_object_set_new(live, "heartbeat", json_time(heard_us));
+}
+
 static int
 ledger_board_cb(const struct ledger_board *b, void *arg)
 {
@@ -151,6 +168,14 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 	    json_time(b->first_seen_us), "last_seen",
 	    json_time(b->last_seen_us), "lease", lease ? lease : json_null(),
 	    "detail", json_str_or_null(b->detail));
+	if (v != NULL && strcmp(b->kind, "agent") == 0 &&
+	    json_object_set(v, "heartbeat",
+		json_object_get(live, "heartbeat") ? json_object_get(live,
+							 "heartbeat")
+						   : json_null()) < 0) {
+		json_decref(v);
+		return -ENOMEM;
+	}
 	if (v == NULL ||
 	    json_object_set_new(v, "drained", json_boolean(b->drained)) < 0) {
 		json_decref(v);
@@ -175,6 +200,7 @@ get_boards(struct http_api *api, struct evhttp_request *req)
 	/* Read our own writes; a failed batch was already logged. */
 	(void)ledger_sync(api->srv->ledger, NULL);
 	tracker_foreach_board(api->srv, live_board_cb, &x);
+	agent_link_foreach(api->srv, agent_cb, &x);
 	if (ledger_foreach_board(api->srv->ledger, ledger_board_cb, &x, &err) !=
 	    0) {
 		reply_error(req, 500, "Internal Server Error", err.msg);

@@ -190,9 +190,13 @@ START_TEST(test_session_ok)
 {
 	struct tvmrpc_client *cl;
 	char text[256], *row;
+	int status;
 
 	agent_up(NULL);
 	wait_state("idle");
+	row = harness_http_get(b.http, "/v1/boards", &status);
+	ck_assert_msg(strstr(row, "\"heartbeat\":\"20"), "%s", row);
+	free(row);
 	cl = client_open("10");
 	ck_assert_msg(strstr(tvmrpc_client_remote_key(cl), "agent=a1"),
 	    "%s", tvmrpc_client_remote_key(cl));
