@@ -642,6 +642,38 @@ START_TEST(test_module_needs_global_runtime)
 }
 END_TEST
 
+/*
+ * The broker goes away mid-session: the agent ends the session (lost: its
+ * client is gone), keeps the report, and delivers it to the restarted
+ * broker, which writes it on the lease it recorded before the restart.
+ */
+START_TEST(test_report_survives_broker_restart)
+{
+	static const char *const extra[] = {
+	    "--agent-heartbeat", "0.2", "--agent-backstop", "1", NULL};
+	struct tvmrpc_client *cl;
+	struct tvmrpc_msg m;
+	char *row;
+
+	agent_up(NULL);
+	wait_state("idle");
+	cl = client_open("30");
+	tvmrpc_msg_call_func(&m, func(cl, "npufarm.test.hang"), 0);
+	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
+	usleep(100000);
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	tvmrpc_client_free(cl);
+	(void)snprintf(b.listen, sizeof(b.listen), "%s", b.farm);
+	harness_broker_restart(&b, extra);
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "lost|", 5) == 0 &&
+			  strstr(row, "client vanished mid-session"),
+	    "%s", row);
+	free(row);
+	wait_state("idle");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -660,6 +692,7 @@ suite(void)
 	tcase_add_test(tc, test_drain_lets_the_session_finish);
 	tcase_add_test(tc, test_upload_traversal_refused);
 	tcase_add_test(tc, test_module_needs_global_runtime);
+	tcase_add_test(tc, test_report_survives_broker_restart);
 	suite_add_tcase(s, tc);
 	return s;
 }
