@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,41 +42,102 @@ int
 cli_request_json(const struct cli *cli, enum evhttp_cmd_type cmd,
     const char *path, json_t **ret_root)
 {
-	const char *verb = cmd == EVHTTP_REQ_POST ? "POST" : "GET";
+	struct cli_req req = {.cmd = cmd, .path = path};
+
+	return cli_req_json(cli, &req, ret_root) < 0 ? -1 : 0;
+}
+
+static const char *
+cli_verb(enum evhttp_cmd_type cmd)
+{
+	switch (cmd) {
+	case EVHTTP_REQ_POST:
+		return "POST";
+	case EVHTTP_REQ_PUT:
+		return "PUT";
+	case EVHTTP_REQ_HEAD:
+		return "HEAD";
+	default:
+		return "GET";
+	}
+}
+
+/* The length of the broker URL without trailing slashes, to join paths. */
+static int
+cli_base_len(const struct cli *cli)
+{
+	size_t baselen = strlen(cli->broker);
+
+	while (baselen > 0 && cli->broker[baselen - 1] == '/')
+		baselen--;
+	return (int)baselen;
+}
+
+/*
+ * Send @req (its body, if any, borrowed) and fill @ret_reply with any
+ * response, whatever its status; sets @req->status.  Returns 0, or
+ * CLI_REQ_UNREACHABLE after printing why no response came (the caller
+ * then owns nothing).
+ */
+int
+cli_req_send(
+    const struct cli *cli, struct cli_req *req, struct http_reply *ret_reply)
+{
 	struct npufarm_err err = {0};
-	struct http_reply reply = {0};
-	const char *msg = NULL;
-	json_t *root = NULL;
-	size_t baselen;
 	char *safe;
 	int r;
 
-	r = http_request(cli->broker, cmd, path, cli->timeout_ms, &reply, &err);
+	req->status = 0;
+	r = http_send(cli->broker, req->cmd, req->path, req->body,
+	    req->timeout_ms > 0 ? req->timeout_ms : cli->timeout_ms, ret_reply,
+	    &err);
 	if (r < 0) {
 		safe = format_escape(err.msg);
-		/* http_get() returns -EINVAL only for the URL itself. */
+		/* http_send() returns -EINVAL only for the URL itself. */
 		(void)fprintf(stderr,
 		    r == -EINVAL
 			? "npufarm: bad broker URL %s: %s\n"
 			: "npufarm: cannot reach the broker at %s: %s\n",
 		    cli->broker, safe);
 		free(safe);
-		return -1;
+		return CLI_REQ_UNREACHABLE;
 	}
-	/* Name the failed URL as base + path, without a doubled slash. */
-	baselen = strlen(cli->broker);
-	while (baselen > 0 && cli->broker[baselen - 1] == '/')
-		baselen--;
+	req->status = ret_reply->status;
+	return 0;
+}
+
+/*
+ * Send @req and parse the reply, which must be a 2xx JSON object, into a
+ * new reference in *@ret_root.  Returns 0; CLI_REQ_UNREACHABLE when no
+ * response came; CLI_REQ_FAILED for a non-2xx status (its "error" shown,
+ * unless the status is @req->quiet_status) or a reply that is not a JSON
+ * object.  Every failure but the quiet status prints one line on stderr.
+ */
+int
+cli_req_json(const struct cli *cli, struct cli_req *req, json_t **ret_root)
+{
+	const char *verb = cli_verb(req->cmd);
+	struct npufarm_err err = {0};
+	struct http_reply reply = {0};
+	const char *msg = NULL;
+	json_t *root = NULL;
+	int r, baselen = cli_base_len(cli);
+	char *safe;
+
+	if (cli_req_send(cli, req, &reply) < 0)
+		return CLI_REQ_UNREACHABLE;
 	r = json_util_load(
 	    reply.body, reply.len, JSON_UTIL_MAX_DEPTH, &root, &err);
 	if (reply.status < 200 || reply.status > 299) {
+		if (reply.status == req->quiet_status)
+			goto fail;
 		if (r == 0)
 			msg = cli_json_str(root, "error");
 		if (msg == NULL)
 			msg = "the reply carries no error message";
 		safe = format_escape(msg);
 		(void)fprintf(stderr, "npufarm: %s %.*s%s: %s (HTTP %d%s%s)\n",
-		    verb, (int)baselen, cli->broker, path, safe, reply.status,
+		    verb, baselen, cli->broker, req->path, safe, reply.status,
 		    reply.reason[0] != '\0' ? " " : "", reply.reason);
 		free(safe);
 		goto fail;
@@ -83,7 +145,7 @@ cli_request_json(const struct cli *cli, enum evhttp_cmd_type cmd,
 	if (r < 0 || !json_is_object(root)) {
 		(void)fprintf(stderr,
 		    "npufarm: %s %.*s%s: the reply is not a JSON object%s%s\n",
-		    verb, (int)baselen, cli->broker, path, r < 0 ? ": " : "",
+		    verb, baselen, cli->broker, req->path, r < 0 ? ": " : "",
 		    r < 0 ? err.msg : "");
 		goto fail;
 	}
@@ -93,7 +155,7 @@ cli_request_json(const struct cli *cli, enum evhttp_cmd_type cmd,
 fail:
 	json_decref(root);
 	http_reply_deinit(&reply);
-	return -1;
+	return CLI_REQ_FAILED;
 }
 
 /*
@@ -192,6 +254,28 @@ cli_no_operands(const struct cmd_entry *self, int argc, char **argv)
 	if (optind < argc)
 		return cli_usage(
 		    self, "unexpected argument '%s'", argv[optind]);
+	return CLI_EXIT_OK;
+}
+
+/*
+ * For a subcommand that takes one JOB operand after its options: parse it
+ * (a positive job id) into *@ret_id.  Returns CLI_EXIT_OK, or
+ * CLI_EXIT_USAGE after reporting a missing, extra or malformed operand.
+ */
+int
+cli_job_operand(
+    const struct cmd_entry *self, int argc, char **argv, long long *ret_id)
+{
+	long id;
+
+	if (argc - optind != 1)
+		return cli_usage(self, "expected one JOB (a job id)");
+	if (cli_parse_int(argv[optind], 1, LONG_MAX, &id) < 0)
+		return cli_usage(self,
+		    "JOB is a job id (a positive number), "
+		    "not '%s'",
+		    argv[optind]);
+	*ret_id = id;
 	return CLI_EXIT_OK;
 }
 

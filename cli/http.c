@@ -231,8 +231,9 @@ out:
  */
 static int
 http_get_addr(const struct http_target *t, enum evhttp_cmd_type cmd,
-    const char *numhost, const struct addrinfo *ai, int timeout_ms,
-    struct http_reply *ret_reply, struct npufarm_err *err)
+    const struct http_body *body, const char *numhost,
+    const struct addrinfo *ai, int timeout_ms, struct http_reply *ret_reply,
+    struct npufarm_err *err)
 {
 	struct evhttp_connection *conn = NULL;
 	struct evhttp_request *req;
@@ -269,7 +270,12 @@ http_get_addr(const struct http_target *t, enum evhttp_cmd_type cmd,
 	    evhttp_add_header(hdrs, "Accept", "application/json") < 0 ||
 	    evhttp_add_header(hdrs, "User-Agent", "npufarm/" NPUFARM_VERSION) <
 		0 ||
-	    evhttp_add_header(hdrs, "Connection", "close") < 0) {
+	    evhttp_add_header(hdrs, "Connection", "close") < 0 ||
+	    (body != NULL &&
+		(evhttp_add_header(hdrs, "Content-Type", body->type) < 0 ||
+		    evbuffer_add_reference(
+			evhttp_request_get_output_buffer(req), body->data,
+			body->len, NULL, NULL) < 0))) {
 		evhttp_request_free(req);
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
@@ -345,10 +351,23 @@ http_get(const char *base_url, const char *path, int timeout_ms,
 	    base_url, EVHTTP_REQ_GET, path, timeout_ms, ret_reply, err);
 }
 
-/* Like http_get(), with method @cmd (a POST carries no body). */
+/* Like http_get(), with method @cmd and no request body. */
 int
 http_request(const char *base_url, enum evhttp_cmd_type cmd, const char *path,
     int timeout_ms, struct http_reply *ret_reply, struct npufarm_err *err)
+{
+	return http_send(base_url, cmd, path, NULL, timeout_ms, ret_reply, err);
+}
+
+/*
+ * Like http_request(), sending @body (NULL: none) as the request body.
+ * @body is borrowed for the call: evhttp sends it from the caller's
+ * memory, without a copy, which matters for artifacts of many MiB.
+ */
+int
+http_send(const char *base_url, enum evhttp_cmd_type cmd, const char *path,
+    const struct http_body *body, int timeout_ms, struct http_reply *ret_reply,
+    struct npufarm_err *err)
 {
 	struct http_target t = {0};
 	struct addrinfo hints, *res = NULL, *ai;
@@ -377,7 +396,7 @@ http_request(const char *base_url, enum evhttp_cmd_type cmd, const char *path,
 			sizeof(numhost), NULL, 0, NI_NUMERICHOST) != 0)
 			continue;
 		r = http_get_addr(
-		    &t, cmd, numhost, ai, timeout_ms, ret_reply, err);
+		    &t, cmd, body, numhost, ai, timeout_ms, ret_reply, err);
 		if (!http_try_next(r))
 			break;
 	}

@@ -24,10 +24,16 @@
 
 /* Sorted by name, as --help lists them. */
 static const struct cmd_entry *const main_cmds[] = {
+    &cmd_cancel_entry,
     &cmd_drain_entry,
+    &cmd_history_entry,
+    &cmd_jobs_entry,
     &cmd_leases_entry,
+    &cmd_show_entry,
     &cmd_status_entry,
+    &cmd_submit_entry,
     &cmd_undrain_entry,
+    &cmd_wait_entry,
 };
 
 #define MAIN_NCMDS (sizeof(main_cmds) / sizeof(main_cmds[0]))

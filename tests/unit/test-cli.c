@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * Unit tests for the CLI's pure helpers: duration, time and escape
- * formatting (format.c), table layout (table.c), argument parsing (cli.c)
- * and the HTTP client's refusals that need no server (http.c).  Talking
+ * formatting (format.c), table layout (table.c), argument parsing (cli.c),
+ * the HTTP client's refusals that need no server (http.c), and the job
+ * commands' spec building (jobspec.c) and views (jobview.c).  Talking
  * to a broker, or to no broker, is tests/integration/test-cli.c's job.
  */
 #include "config.h"
@@ -12,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <check.h>
 
@@ -20,6 +22,8 @@
 #include "format.h"
 #include "harness.h"
 #include "http.h"
+#include "jobspec.h"
+#include "jobview.h"
 #include "table.h"
 
 static const char *
@@ -308,6 +312,434 @@ START_TEST(test_http_get_rejects_bad_urls)
 }
 END_TEST
 
+/* --- jobs (issue 5): jobspec.c and jobview.c --- */
+
+static json_t *
+parse_arg(const char *s)
+{
+	struct npufarm_err err = {0};
+	json_t *v = NULL;
+
+	ck_assert_msg(
+	    jobspec_parse_arg(s, 2, &v, &err) == 0, "%s: %s", s, err.msg);
+	return v;
+}
+
+static void
+assert_json(json_t *v, const char *expect)
+{
+	char *got = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS);
+
+	ck_assert_str_eq(got, expect);
+	free(got);
+	json_decref(v);
+}
+
+START_TEST(test_jobspec_parse_arg_forms)
+{
+	assert_json(parse_arg("float32:128x64"),
+	    "{\"dtype\":\"float32\",\"shape\":[128,64]}");
+	assert_json(parse_arg("float32:128x64:random=7"),
+	    "{\"dtype\":\"float32\",\"fill\":{\"random\":7},"
+	    "\"shape\":[128,64]}");
+	/* Plain "random" is seeded with the argument's position. */
+	assert_json(parse_arg("int8:4:random"),
+	    "{\"dtype\":\"int8\",\"fill\":{\"random\":2},\"shape\":[4]}");
+	assert_json(parse_arg("float16:2x2x2:ones"),
+	    "{\"dtype\":\"float16\",\"fill\":\"ones\",\"shape\":[2,2,2]}");
+	assert_json(parse_arg("float32::zeros"),
+	    "{\"dtype\":\"float32\",\"shape\":[]}");
+	assert_json(
+	    parse_arg("int32=16"), "{\"dtype\":\"int32\",\"value\":16}");
+	assert_json(parse_arg("float64=-0.5"),
+	    "{\"dtype\":\"float64\",\"value\":-0.5}");
+}
+END_TEST
+
+START_TEST(test_jobspec_parse_arg_rejects)
+{
+	static const char *const bad[] = {"float32", "float32:0x4",
+	    "float32:4x", "float32:x4", "float32:4:random=x", "float32:4:twos",
+	    "int32=", "int32=abc", "=4", ":4", "float32:-4"};
+	struct npufarm_err err = {0};
+	json_t *v = NULL;
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(jobspec_parse_arg(bad[i], 1, &v, &err) == -EINVAL,
+		    "accepted '%s'", bad[i]);
+		ck_assert_ptr_nonnull(strstr(err.msg, "--arg"));
+	}
+	ck_assert_ptr_null(v);
+}
+END_TEST
+
+/* Write @text to a new temporary file; its path in @path. */
+static void
+temp_file(const char *text, char *path, size_t len)
+{
+	int fd;
+
+	(void)snprintf(path, len, "/tmp/npufarm-test-cli-XXXXXX");
+	fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+	close(fd);
+}
+
+START_TEST(test_jobspec_sha256_file)
+{
+	char path[64], hex[JOBSPEC_SHA256_HEX];
+	struct npufarm_err err = {0};
+	uint64_t size = 0;
+
+	temp_file("abc", path, sizeof(path));
+	ck_assert_int_eq(jobspec_sha256_file(path, hex, &size, &err), 0);
+	ck_assert_str_eq(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9c"
+			      "b410ff61f20015ad");
+	ck_assert_uint_eq(size, 3);
+	unlink(path);
+	ck_assert_int_eq(jobspec_sha256_file(path, hex, &size, &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, path));
+	ck_assert_int_eq(
+	    jobspec_sha256_file("/tmp", hex, &size, &err), -EINVAL);
+}
+END_TEST
+
+/*
+ * artifact_file becomes artifact: relative to the base dir, each file
+ * hashed once, "artifact" tasks left alone.
+ */
+START_TEST(test_jobspec_resolve_rewrites_artifact_file)
+{
+	struct jobspec_artifacts arts = {0};
+	struct npufarm_err err = {0};
+	char path[64], spec_text[512], *dir, *base;
+	json_t *spec, *tasks;
+
+	temp_file("abc", path, sizeof(path));
+	base = strrchr(path, '/') + 1;
+	dir = strndup(path, (size_t)(base - path - 1));
+	(void)snprintf(spec_text, sizeof(spec_text),
+	    "{\"key\": \"k\", \"tasks\": ["
+	    "{\"runner\": \"kernel\", \"artifact_file\": \"%s\"},"
+	    "{\"runner\": \"kernel\", \"artifact_file\": \"%s\"},"
+	    "{\"runner\": \"kernel\", \"artifact\": \"%064d\"}]}",
+	    base, path, 0);
+	spec = json_loads(spec_text, 0, NULL);
+	ck_assert_ptr_nonnull(spec);
+	ck_assert_int_eq(jobspec_resolve(spec, dir, &arts, &err), 0);
+	/* Relative to the base dir or absolute: one file, hashed once. */
+	ck_assert_uint_eq(arts.n, 1);
+	ck_assert_str_eq(arts.v[0].path, path);
+	tasks = json_object_get(spec, "tasks");
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_array_get(tasks, 0), "artifact")),
+	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	ck_assert_ptr_null(
+	    json_object_get(json_array_get(tasks, 1), "artifact_file"));
+	ck_assert_int_eq(jobspec_check(spec, &err), 3);
+	jobspec_artifacts_deinit(&arts);
+	json_decref(spec);
+
+	/* Both fields, or a missing file: the task is named. */
+	spec = json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "key", "k", "tasks",
+	    "runner", "kernel", "artifact", "x", "artifact_file", path);
+	ck_assert_int_eq(jobspec_resolve(spec, NULL, &arts, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "tasks[0]: give"));
+	json_decref(spec);
+	spec = json_pack("{s:s, s:[{s:s}, {s:s, s:s}]}", "key", "k", "tasks",
+	    "runner", "kernel", "runner", "kernel", "artifact_file",
+	    "no-such-file.so");
+	ck_assert_int_eq(jobspec_resolve(spec, dir, &arts, &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "tasks[1].artifact_file: "));
+	json_decref(spec);
+	jobspec_artifacts_deinit(&arts);
+	unlink(path);
+	free(dir);
+}
+END_TEST
+
+START_TEST(test_jobspec_check_names_fields)
+{
+	struct npufarm_err err = {0};
+	json_t *spec;
+
+	spec = json_pack("{s:[{s:s, s:s}]}", "tasks", "runner", "kernel",
+	    "artifact",
+	    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	ck_assert_int_eq(jobspec_check(spec, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "key: required"));
+	ck_assert_int_eq(jobspec_apply_job(spec,
+			     &(struct jobspec_job){.key = "rk3588",
+				 .has_priority = true,
+				 .priority = 2,
+				 .queue_timeout = 1.5},
+			     &err),
+	    0);
+	ck_assert_int_eq(jobspec_check(spec, &err), 1);
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(spec, "priority")), 2);
+	ck_assert(
+	    json_real_value(json_object_get(spec, "queue_timeout")) == 1.5);
+	(void)json_object_set_new(
+	    json_array_get(json_object_get(spec, "tasks"), 0), "number",
+	    json_integer(3));
+	ck_assert_int_eq(jobspec_check(spec, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "tasks[0]"));
+	json_decref(spec);
+}
+END_TEST
+
+static struct jobspec_sweep
+sweep_defaults(void)
+{
+	return (struct jobspec_sweep){
+	    .number = -1,
+	    .repeat = -1,
+	    .min_repeat_ms = -1,
+	    .cooldown_ms = -1,
+	    .timeout = -1,
+	};
+}
+
+START_TEST(test_jobspec_sweep_cross_product)
+{
+	static const char *const kernels[] = {"dir/mm_a.so", "mm_b"};
+	static const char *const args[] = {"float32:{n}x{n}", "int32={t}"};
+	static const char *const params[] = {"n=8,16", "t=1,2,3"};
+	struct jobspec_sweep sw = sweep_defaults();
+	struct npufarm_err err = {0};
+	json_t *spec = NULL, *tasks, *t;
+
+	sw.kernels = kernels;
+	sw.nkernels = 2;
+	sw.args = args;
+	sw.nargs = 2;
+	sw.params = params;
+	sw.nparams = 2;
+	sw.entry = "mm_{t}";
+	sw.repeat = 3;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), 0);
+	tasks = json_object_get(spec, "tasks");
+	ck_assert_uint_eq(json_array_size(tasks), 12);
+	t = json_array_get(tasks, 0);
+	assert_json(json_incref(t),
+	    "{\"args\":[{\"dtype\":\"float32\",\"shape\":[8,8]},"
+	    "{\"dtype\":\"int32\",\"value\":1}],"
+	    "\"artifact_file\":\"dir/mm_a.so\",\"entry\":\"mm_1\","
+	    "\"measurement\":{\"repeat\":3},\"name\":\"mm_a n=8 t=1\","
+	    "\"runner\":\"kernel\"}");
+	/* The last parameter varies fastest, kernels outermost. */
+	ck_assert_str_eq(json_string_value(
+			     json_object_get(json_array_get(tasks, 4), "name")),
+	    "mm_a n=16 t=2");
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_array_get(tasks, 11), "name")),
+	    "mm_b n=16 t=3");
+	json_decref(spec);
+}
+END_TEST
+
+START_TEST(test_jobspec_sweep_errors)
+{
+	static const char *const one[] = {"k.so"};
+	static const char *const args[] = {"int32={x}"};
+	static const char *const unused[] = {"y=1,2"};
+	static const char *const empty[] = {"x=1,,2"};
+	static const char *const big[] = {"x=1,2,3,4,5,6,7,8,9,10",
+	    "y=1,2,3,4,5,6,7,8,9,10", "z=1,2,3,4,5,6,7,8,9,10",
+	    "w=1,2,3,4,5,6,7,8,9,10,11"};
+	struct jobspec_sweep sw = sweep_defaults();
+	struct npufarm_err err = {0};
+	json_t *spec = NULL;
+
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), -EINVAL);
+	sw.kernels = one;
+	sw.nkernels = 1;
+	sw.args = args;
+	sw.nargs = 1;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "'{x}' names no --sweep"));
+	sw.params = unused;
+	sw.nparams = 1;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), -EINVAL);
+	sw.params = empty;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), -EINVAL);
+	ck_assert_ptr_nonnull(strstr(err.msg, "NAME=V1,V2"));
+	sw.params = big;
+	sw.nparams = 4;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), -E2BIG);
+	ck_assert_ptr_null(spec);
+	/* One kernel, no parameters: one task named after the file. */
+	sw.nparams = 0;
+	sw.nargs = 0;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), 0);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(spec, "tasks"), 0), "name")),
+	    "k");
+	json_decref(spec);
+}
+END_TEST
+
+static const char *
+cost(double s)
+{
+	static char buf[JOBVIEW_COST_MAX];
+
+	return jobview_cost(s, buf, sizeof(buf));
+}
+
+START_TEST(test_jobview_cost_three_digits)
+{
+	ck_assert_str_eq(cost(0.00257), "2.57ms");
+	ck_assert_str_eq(cost(0.000143), "143us");
+	ck_assert_str_eq(cost(8.5e-7), "850ns");
+	ck_assert_str_eq(cost(0.0123), "12.3ms");
+	ck_assert_str_eq(cost(1.43), "1.43s");
+	ck_assert_str_eq(cost(0.0009996), "1.00ms");
+	ck_assert_str_eq(cost(0), "0s");
+	ck_assert_str_eq(cost(2000), "2000s");
+	ck_assert_str_eq(cost(-1), "-");
+	ck_assert_str_eq(cost(NAN), "-");
+}
+END_TEST
+
+START_TEST(test_jobview_median_and_best)
+{
+	json_t *c = json_pack("[f, f, f, f]", 0.4, 0.1, 0.3, 0.2);
+
+	ck_assert(fabs(jobview_median(c) - 0.25) < 1e-12);
+	ck_assert(fabs(jobview_best(c) - 0.1) < 1e-12);
+	json_decref(c);
+	c = json_pack("[f, i, f]", 0.3, 1, 0.2);
+	ck_assert(fabs(jobview_median(c) - 0.3) < 1e-12);
+	json_decref(c);
+	ck_assert(isnan(jobview_median(json_null())));
+	c = json_array();
+	ck_assert(isnan(jobview_median(c)));
+	ck_assert(isnan(jobview_best(c)));
+	json_decref(c);
+}
+END_TEST
+
+/* The lowest median among ok tasks wins, not the lowest single cost. */
+START_TEST(test_jobview_best_task_by_median_among_ok)
+{
+	json_t *list =
+	    json_loads("[{\"outcome\": \"ok\", \"costs\": [3, 3, 3]},"
+		       " {\"outcome\": \"timeout\", \"costs\": [0.1]},"
+		       " {\"outcome\": \"ok\", \"costs\": [1, 2.5, 2.5]},"
+		       " {\"outcome\": \"ok\", \"costs\": [2, 2, 2]},"
+		       " {\"outcome\": \"ok\", \"costs\": null},"
+		       " {\"state\": \"queued\"},"
+		       " {\"outcome\": \"ok\", \"costs\": [2, 2, 2]}]",
+		0, NULL);
+
+	ck_assert_int_eq(jobview_best_task(list), 3);
+	json_decref(list);
+	list = json_loads("[{\"outcome\": \"crash\"}]", 0, NULL);
+	ck_assert_int_eq(jobview_best_task(list), -1);
+	json_decref(list);
+	ck_assert_int_eq(jobview_best_task(NULL), -1);
+}
+END_TEST
+
+START_TEST(test_jobview_progress_formats)
+{
+	json_t *job = json_loads("{\"id\": 12, \"state\": \"running\", "
+				 "\"tasks\": {\"total\": 42, \"queued\": 30, "
+				 "\"running\": 4, \"timeout\": 1, \"ok\": 5, "
+				 "\"weird\": 0, \"novel\": 2}}",
+	    0, NULL);
+	char *s;
+
+	s = jobview_progress_line(job);
+	ck_assert_str_eq(s, "job 12 running: 8/42 finished (ok 5, timeout 1, "
+			    "novel 2), 4 running, 30 queued");
+	free(s);
+	s = jobview_progress_bar(job, 1.5);
+	ck_assert_str_eq(s, "job 12 [#####.........................] 8/42  "
+			    "ok 5, timeout 1, novel 2  4 running, 30 queued  "
+			    "1.50s");
+	ck_assert_ptr_null(strpbrk(s, "\r\n\033"));
+	free(s);
+	json_decref(job);
+
+	/* Nothing finished yet, no total: counted from the states. */
+	job = json_loads("{\"id\": 3, \"state\": \"queued\", \"tasks\": "
+			 "{\"queued\": 2}}",
+	    0, NULL);
+	s = jobview_progress_line(job);
+	ck_assert_str_eq(s, "job 3 queued: 0/2 finished, 0 running, 2 queued");
+	free(s);
+	json_decref(job);
+}
+END_TEST
+
+START_TEST(test_jobview_exit_status_and_finished)
+{
+	json_t *job;
+
+	job = json_loads("{\"state\": \"done\", \"tasks\": {\"total\": 2, "
+			 "\"ok\": 2}}",
+	    0, NULL);
+	ck_assert_int_eq(jobview_exit_status(job), CLI_EXIT_OK);
+	ck_assert(jobview_finished(job));
+	json_decref(job);
+	job = json_loads("{\"state\": \"cancelled\", \"tasks\": {\"total\": "
+			 "2, \"ok\": 1, \"cancelled\": 1}}",
+	    0, NULL);
+	ck_assert_int_eq(jobview_exit_status(job), CLI_EXIT_FAIL);
+	ck_assert(jobview_finished(job));
+	json_decref(job);
+	/* Counts from task_list when the job has no "tasks" object. */
+	job = json_loads("{\"done\": true, \"task_list\": [{\"outcome\": "
+			 "\"ok\"}, {\"outcome\": \"lost\"}]}",
+	    0, NULL);
+	ck_assert_int_eq(jobview_exit_status(job), CLI_EXIT_FAIL);
+	ck_assert(jobview_finished(job));
+	json_decref(job);
+	job = json_loads("{\"state\": \"running\", \"done\": false}", 0, NULL);
+	ck_assert(!jobview_finished(job));
+	ck_assert_int_eq(jobview_exit_status(job), CLI_EXIT_OK);
+	json_decref(job);
+}
+END_TEST
+
+START_TEST(test_jobview_print_tasks_table)
+{
+	json_t *job = json_loads(
+	    "{\"tasks\": {\"total\": 3, \"ok\": 2, \"crash\": 1},"
+	    " \"task_list\": ["
+	    "  {\"index\": 0, \"name\": \"a\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.002, 0.003, 0.004], \"board\": \"b1\"},"
+	    "  {\"index\": 1, \"name\": \"b\", \"outcome\": \"crash\","
+	    "   \"costs\": null, \"board\": \"b2\","
+	    "   \"detail\": \"SIGSEGV (signal 11)\\nstderr tail\"},"
+	    "  {\"index\": 2, \"name\": \"c\\u001b\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.001], \"board\": null}]}",
+	    0, NULL);
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	jobview_print_tasks(job, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_str_eq(buf,
+	    "#  NAME   OUTCOME    BEST  MEDIAN  BOARD  DETAIL\n"
+	    "0  a      ok       2.00ms  3.00ms  b1     -\n"
+	    "1  b      crash         -       -  b2     SIGSEGV (signal 11)...\n"
+	    "2  c\\x1b  ok       1.00ms  1.00ms  -      -\n"
+	    "\n"
+	    "3 tasks, 3 finished: ok 2, crash 1\n"
+	    "best: task 2 (c\\x1b), median 1.00ms (best 1.00ms)\n");
+	free(buf);
+	json_decref(job);
+}
+END_TEST
+
 static Suite *
 cli_suite(void)
 {
@@ -347,6 +779,25 @@ cli_suite(void)
 
 	tc = tcase_create("cli_parse_int");
 	tcase_add_test(tc, test_cli_parse_int_bounds);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("jobspec");
+	tcase_add_test(tc, test_jobspec_parse_arg_forms);
+	tcase_add_test(tc, test_jobspec_parse_arg_rejects);
+	tcase_add_test(tc, test_jobspec_sha256_file);
+	tcase_add_test(tc, test_jobspec_resolve_rewrites_artifact_file);
+	tcase_add_test(tc, test_jobspec_check_names_fields);
+	tcase_add_test(tc, test_jobspec_sweep_cross_product);
+	tcase_add_test(tc, test_jobspec_sweep_errors);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("jobview");
+	tcase_add_test(tc, test_jobview_cost_three_digits);
+	tcase_add_test(tc, test_jobview_median_and_best);
+	tcase_add_test(tc, test_jobview_best_task_by_median_among_ok);
+	tcase_add_test(tc, test_jobview_progress_formats);
+	tcase_add_test(tc, test_jobview_exit_status_and_finished);
+	tcase_add_test(tc, test_jobview_print_tasks_table);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("http_get");
