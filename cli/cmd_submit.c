@@ -85,6 +85,7 @@ struct cmd_submit_args {
 	size_t nkernels, nargs, nparams;
 	bool sweep_flags; /* a flag that only a sweep takes was given */
 	bool dry_run, wait;
+	bool help;             /* --help was shown: exit 0 at once */
 	const char *spec_path; /* the SPEC operand, or NULL */
 };
 
@@ -201,8 +202,8 @@ cmd_submit_option(
 }
 
 /*
- * Parse the command line into @a.  Returns CLI_EXIT_OK, or another exit
- * status to return at once (--help, usage errors).
+ * Parse the command line into @a.  Returns CLI_EXIT_OK (with @a->help
+ * set after --help: exit at once), or the status of a usage error.
  */
 static int
 cmd_submit_parse(struct cli *cli, const struct cmd_entry *self, int argc,
@@ -217,8 +218,10 @@ cmd_submit_parse(struct cli *cli, const struct cmd_entry *self, int argc,
 	a->sweep.timeout = -1;
 	while ((c = cli_getopt(cli, self, argc, argv, CLI_COMMON_OPTSTRING,
 		    cmd_submit_options, &r)) != CLI_OPT_END) {
-		if (c == CLI_OPT_EXIT)
+		if (c == CLI_OPT_EXIT) {
+			a->help = r == CLI_EXIT_OK;
 			return r;
+		}
 		if ((r = cmd_submit_option(self, c, a)) != CLI_EXIT_OK)
 			return r;
 	}
@@ -434,7 +437,7 @@ cmd_submit_exec(
 	int r;
 
 	r = cmd_submit_parse(cli, self, argc, argv, &a);
-	if (r != CLI_EXIT_OK)
+	if (r != CLI_EXIT_OK || a.help)
 		goto out;
 	r = CLI_EXIT_FAIL;
 	if (a.spec_path != NULL) {

@@ -606,6 +606,11 @@ START_TEST(test_submit_bad_spec_sends_nothing)
 	run(&res, "--broker", url, "submit", spec, "--kernel", a, NULL);
 	ck_assert_int_eq(res.status, 2);
 	run_free(&res);
+	run(&res, "--broker", url, "submit", "--help", NULL);
+	ck_assert_int_eq(res.status, 0);
+	ck_assert_str_eq(res.err, "");
+	ck_assert_ptr_nonnull(strstr(res.out, "--sweep NAME=V1,V2"));
+	run_free(&res);
 	ck_assert_uint_eq(nreqs(), 0);
 }
 END_TEST
