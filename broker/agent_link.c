@@ -23,6 +23,7 @@
 
 #include <npufarm/protocol.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -114,7 +115,7 @@ handle_hello(struct agent *a, json_t *root)
 {
 	struct conn *c = a->conn;
 	struct server *srv = c->srv;
-	const char *type, *name, *key, *version;
+	const char *type, *name, *key, *version, *token = NULL;
 	json_t *tags = NULL, *runners = NULL;
 	struct npufarm_err err;
 	json_error_t jerr;
@@ -125,12 +126,16 @@ handle_hello(struct agent *a, json_t *root)
 	int r;
 
 	if (json_unpack_ex(root, &jerr, JSON_STRICT,
-		"{s:s, s:I, s:s, s:s, s:s, s?o, s?b, s?o}", "type", &type,
+		"{s:s, s:I, s:s, s:s, s:s, s?o, s?b, s?o, s?s}", "type", &type,
 		"protocol", &protocol, "name", &name, "key", &key, "version",
-		&version, "tags", &tags, "tvm", &tvm, "runners",
-		&runners) < 0) {
+		&version, "tags", &tags, "tvm", &tvm, "runners", &runners,
+		"token", &token) < 0) {
 		(void)snprintf(msg, sizeof(msg), "hello: %s", jerr.text);
 		refuse(c, "bad-hello", "client", msg);
+		return;
+	}
+	if (auth_agent(srv->auth, token, msg, sizeof(msg)) < 0) {
+		refuse(c, "unauthorized", "client", msg);
 		return;
 	}
 	if (protocol != NPUFARM_PROTOCOL_VERSION) {
@@ -444,6 +449,19 @@ struct agent *
 agent_link_find(struct server *srv, const char *name)
 {
 	return agent_by_name(srv, name);
+}
+
+/*
+ * Whether a welcomed agent named @name is linked from the numeric address
+ * @host: its data connections come from there (proxy.c lets them past the
+ * allow-list, since the link itself presented the agent token).
+ */
+bool
+agent_link_from(struct server *srv, const char *name, const char *host)
+{
+	struct agent *a = agent_by_name(srv, name);
+
+	return a != NULL && strcmp(a->conn->peer_host, host) == 0;
 }
 
 int64_t

@@ -7,6 +7,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stdint.h>
 
 struct agent;
@@ -20,6 +21,7 @@ void agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg);
 void agent_link_read(struct conn *c);
 void agent_link_closed(struct conn *c);
 struct agent *agent_link_find(struct server *srv, const char *name);
+bool agent_link_from(struct server *srv, const char *name, const char *host);
 void agent_link_committed(struct server *srv);
 int agent_link_undrain(struct server *srv, int64_t board_id);
 int64_t agent_board_id(const struct agent *a);

@@ -20,7 +20,9 @@
 
 #include <npufarm/protocol.h>
 
+#include "auth.h"
 #include "err.h"
+#include "log.h"
 #include "netaddr.h"
 
 enum opt_type {
@@ -81,6 +83,41 @@ static const struct opt opts[] = {
     {"ledger_sync", OPT_SYNC, OFF(ledger_sync_full), 0, 0,
 	"'full' (default) or 'normal' (may lose the last commits on "
 	"power loss)"},
+    {"agent_token_file", OPT_STR, OFF(agent_token_file), 0, 0,
+	"agents must say hello with the token in this file"},
+    {"api_token_file", OPT_STR, OFF(api_token_file), 0, 0,
+	"API requests need this bearer token (read scope)"},
+    {"admin_token_file", OPT_STR, OFF(admin_token_file), 0, 0,
+	"bearer token for drain/undrain (admin scope)"},
+};
+
+/*
+ * What SIGHUP may change in a running broker (docs/operations.md): limits
+ * read afresh for each new request, connection or session, and access
+ * control (allow, the token files and the tokens in them; "verbose" too).
+ * Everything else is bound at start: listen, http, db, ready_file,
+ * ledger_sync; max_frame and max_connections size live connections;
+ * agent_heartbeat was promised to every linked agent in its welcome.
+ * A separate list, not a column of opts[], so that options others add to
+ * the table stay restart-only unless someone decides otherwise.
+ */
+static const char *const reloadable[] = {
+    "public_addr",
+    "request_timeout",
+    "unknown_key_grace",
+    "handshake_timeout",
+    "max_json_depth",
+    "max_key_len",
+    "max_pending",
+    "max_keys",
+    "pair_timeout",
+    "agent_backstop",
+    "max_relays",
+    "relay_buffer",
+    "relay_max_packet",
+    "agent_token_file",
+    "api_token_file",
+    "admin_token_file",
 };
 
 /* Fill @c with the compiled defaults: loopback only, ./npufarm.db. */
@@ -119,6 +156,11 @@ broker_config_deinit(struct broker_config *c)
 	free(c->db);
 	free(c->public_addr);
 	free(c->ready_file);
+	free(c->agent_token_file);
+	free(c->api_token_file);
+	free(c->admin_token_file);
+	for (i = 0; i < c->nallow; i++)
+		free(c->allow[i]);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -134,6 +176,24 @@ broker_config_add_listen(
 	if (c->listen[c->nlisten] == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	c->nlisten++;
+	return 0;
+}
+
+/*
+ * Append an allow-list entry (checked by broker_config_check()).  Returns
+ * 0, -E2BIG or -ENOMEM.
+ */
+int
+broker_config_add_allow(
+    struct broker_config *c, const char *cidr, struct npufarm_err *err)
+{
+	if (c->nallow == BROKER_MAX_ALLOW)
+		return err_set(err, -E2BIG, "allow: at most %d networks",
+		    BROKER_MAX_ALLOW);
+	c->allow[c->nallow] = strdup(cidr);
+	if (c->allow[c->nallow] == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	c->nallow++;
 	return 0;
 }
 
@@ -276,6 +336,28 @@ broker_config_load_file(
 				r = err_set(err, -EINVAL,
 				    "listen: expected a string or a list");
 			}
+		} else if (strcmp(name, "allow") == 0) {
+			size_t i;
+			json_t *a;
+
+			if (!json_is_array(v)) {
+				r = err_set(err, -EINVAL,
+				    "allow: expected a list of CIDRs");
+			} else {
+				json_array_foreach(v, i, a) {
+					if (!json_is_string(a)) {
+						r = err_set(err, -EINVAL,
+						    "allow[%zu]: expected a "
+						    "string",
+						    i);
+						break;
+					}
+					r = broker_config_add_allow(
+					    c, json_string_value(a), err);
+					if (r < 0)
+						break;
+				}
+			}
 		} else if (strcmp(name, "verbose") == 0) {
 			if (!json_is_integer(v) || json_integer_value(v) < 0 ||
 			    json_integer_value(v) > 3)
@@ -324,6 +406,7 @@ out:
 int
 broker_config_check(const struct broker_config *c, struct npufarm_err *err)
 {
+	struct auth *auth = NULL;
 	char host[NETADDR_STRLEN];
 	unsigned port;
 	size_t i;
@@ -341,7 +424,135 @@ broker_config_check(const struct broker_config *c, struct npufarm_err *err)
 	}
 	if (c->db == NULL || c->db[0] == '\0')
 		return err_set(err, -EINVAL, "db: empty path");
-	return 0;
+	/* The allow-list parses and every token file reads. */
+	r = auth_new(c, &auth, err);
+	auth = auth_free(auth);
+	return r < 0 ? r : 0;
+}
+
+static void
+opt_text(const struct broker_config *c, const struct opt *o, char *buf,
+    size_t len)
+{
+	const char *p = (const char *)c + o->offset;
+
+	switch (o->type) {
+	case OPT_STR:
+		(void)snprintf(buf, len, "%s",
+		    *(char *const *)(const void *)p ? *(char *const *)(const void *)p
+						    : "(unset)");
+		break;
+	case OPT_SYNC:
+		(void)snprintf(buf, len, "%s", *(const bool *)p ? "full" : "normal");
+		break;
+	case OPT_LONG:
+		(void)snprintf(buf, len, "%ld", *(const long *)(const void *)p);
+		break;
+	case OPT_SECONDS:
+		(void)snprintf(buf, len, "%g", *(const double *)(const void *)p);
+		break;
+	}
+}
+
+static bool
+reloadable_opt(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(reloadable) / sizeof(reloadable[0]); i++)
+		if (strcmp(reloadable[i], name) == 0)
+			return true;
+	return false;
+}
+
+static bool
+lists_differ(char *const *a, size_t na, char *const *b, size_t nb)
+{
+	size_t i;
+
+	if (na != nb)
+		return true;
+	for (i = 0; i < na; i++)
+		if (strcmp(a[i], b[i]) != 0)
+			return true;
+	return false;
+}
+
+/*
+ * SIGHUP: take from @next (a configuration built afresh and checked) what
+ * may change in a running broker into @c, logging each change, and log
+ * every other difference as needing a restart.  @next is left as it was.
+ * The caller re-derives what it computed from @c (timeouts, access
+ * rules).  Runs on the broker loop.
+ */
+void
+broker_config_reload(struct broker_config *c, const struct broker_config *next)
+{
+	char before[256], after[256];
+	size_t i;
+
+	for (i = 0; i < sizeof(opts) / sizeof(opts[0]); i++) {
+		const struct opt *o = &opts[i];
+
+		opt_text(c, o, before, sizeof(before));
+		opt_text(next, o, after, sizeof(after));
+		if (strcmp(before, after) == 0)
+			continue;
+		if (!reloadable_opt(o->name)) {
+			log_warn("SIGHUP: %s changed (%s -> %s): requires a "
+				 "restart, ignoring",
+			    o->name, before, after);
+			continue;
+		}
+		if (o->type == OPT_STR) {
+			char **dst = (char **)(void *)((char *)c + o->offset);
+			const char *src = *(char *const *)(const void *)((
+			    const char *)next + o->offset);
+			char *dup = src ? strdup(src) : NULL;
+
+			if (src != NULL && dup == NULL) {
+				log_err("SIGHUP: %s: out of memory", o->name);
+				continue;
+			}
+			free(*dst);
+			*dst = dup;
+		} else {
+			memcpy((char *)c + o->offset,
+			    (const char *)next + o->offset,
+			    o->type == OPT_LONG	     ? sizeof(long)
+			    : o->type == OPT_SECONDS ? sizeof(double)
+						     : sizeof(bool));
+		}
+		log_notice("SIGHUP: %s: %s -> %s", o->name, before, after);
+	}
+	if (lists_differ(c->listen, c->nlisten, next->listen, next->nlisten))
+		log_warn("SIGHUP: listen changed: requires a restart, "
+			 "ignoring");
+	if (lists_differ(c->allow, c->nallow, next->allow, next->nallow)) {
+		char **dup = calloc(next->nallow ? next->nallow : 1, sizeof(*dup));
+		size_t n = 0;
+
+		for (i = 0; dup != NULL && i < next->nallow; i++, n++)
+			if ((dup[i] = strdup(next->allow[i])) == NULL)
+				break;
+		if (dup == NULL || n < next->nallow) {
+			for (i = 0; dup != NULL && i < n; i++)
+				free(dup[i]);
+			free(dup);
+			log_err("SIGHUP: allow: out of memory");
+		} else {
+			for (i = 0; i < c->nallow; i++)
+				free(c->allow[i]);
+			memcpy(c->allow, dup, n * sizeof(*dup));
+			c->nallow = n;
+			free(dup);
+		}
+	}
+	if (c->verbosity != next->verbosity) {
+		log_notice("SIGHUP: log level %d -> %d", c->verbosity,
+		    next->verbosity);
+		c->verbosity = next->verbosity;
+	}
 }
 
 /* Print the table-driven options for --help. */

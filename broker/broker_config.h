@@ -11,6 +11,7 @@
 struct npufarm_err;
 
 #define BROKER_MAX_LISTEN 8
+#define BROKER_MAX_ALLOW  64
 
 struct broker_config {
 	char *listen[BROKER_MAX_LISTEN]; /* farm port addresses, owned */
@@ -36,6 +37,11 @@ struct broker_config {
 	long max_relays;        /* relayed sessions at once */
 	long relay_buffer;      /* bytes queued toward one side: backpressure */
 	long relay_max_packet;  /* largest RPC packet relayed, bytes */
+	char *agent_token_file; /* NULL: agents need no token */
+	char *api_token_file;   /* read scope; NULL: none */
+	char *admin_token_file; /* admin scope; NULL: none */
+	char *allow[BROKER_MAX_ALLOW]; /* CIDRs for TVM protocols, owned */
+	size_t nallow;                 /* 0: loopback only */
 };
 
 void broker_config_defaults(struct broker_config *c);
@@ -46,5 +52,9 @@ int broker_config_set(struct broker_config *c, const char *name,
     const char *value, struct npufarm_err *err);
 int broker_config_add_listen(
     struct broker_config *c, const char *addr, struct npufarm_err *err);
+int broker_config_add_allow(
+    struct broker_config *c, const char *cidr, struct npufarm_err *err);
+void broker_config_reload(
+    struct broker_config *c, const struct broker_config *next);
 int broker_config_check(const struct broker_config *c, struct npufarm_err *err);
 void broker_config_usage_options(void);

@@ -30,6 +30,7 @@
 #include <npufarm/protocol.h>
 
 #include "agent_link.h"
+#include "auth.h"
 #include "frame.h"
 #include "log.h"
 #include "proxy.h"
@@ -335,6 +336,14 @@ handshake(struct conn *c)
 	m = frame_get_le32(magic);
 	switch (m) {
 	case NPUFARM_TVM_TRACKER_MAGIC:
+		/* TVM's protocols carry no credentials: the allow-list. */
+		if (!auth_peer_allowed(c->srv->auth, c->peer_host)) {
+			conn_close(c,
+			    "TVM tracker refused: %s is not in the allow-list "
+			    "(--allow)",
+			    c->peer_host);
+			return;
+		}
 		(void)evbuffer_drain(in, 4);
 		if (tracker_conn_start(c) < 0) {
 			conn_close(

@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "agent_link.h"
+#include "auth.h"
 #include "dashboard.h"
 #include "err.h"
 #include "ledger.h"
@@ -435,6 +436,10 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path != NULL && dashboard_route(req, path))
+		return;
+	/* The page is public; everything else may need a token (auth.c). */
+	if (auth_http(api->srv->auth, req,
+		auth_route_scope(evhttp_request_get_command(req), path)) < 0)
 		return;
 	for (i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]);
 	     i++) {

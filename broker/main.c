@@ -12,6 +12,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "auth.h"
 #include "broker_config.h"
 #include "err.h"
 #include "log.h"
@@ -21,6 +22,7 @@ enum {
 	OPT_HELP = 'h',
 	OPT_VERBOSE = 'v',
 	OPT_LISTEN = 1000,
+	OPT_ALLOW,
 	OPT_CONFIG,
 	OPT_CHECK_CONFIG,
 	OPT_VERSION,
@@ -29,6 +31,7 @@ enum {
 
 static const struct option long_options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
+    {"allow", required_argument, NULL, OPT_ALLOW},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", no_argument, NULL, OPT_CHECK_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
@@ -54,6 +57,9 @@ static const struct option long_options[] = {
     {"max-relays", required_argument, NULL, OPT_TABLE},
     {"relay-buffer", required_argument, NULL, OPT_TABLE},
     {"relay-max-packet", required_argument, NULL, OPT_TABLE},
+    {"agent-token-file", required_argument, NULL, OPT_TABLE},
+    {"api-token-file", required_argument, NULL, OPT_TABLE},
+    {"admin-token-file", required_argument, NULL, OPT_TABLE},
     {NULL, 0, NULL, 0},
 };
 
@@ -65,6 +71,9 @@ usage(FILE *f)
 	    "Arbitrates a farm of NPU boards; a drop-in TVM RPC tracker.\n\n"
 	    "  --listen HOST:PORT     farm port, repeatable "
 	    "(default 127.0.0.1:9190)\n"
+	    "  --allow CIDR           who may speak the TVM tracker and proxy "
+	    "protocols,\n"
+	    "                         repeatable (default: loopback only)\n"
 	    "  --config FILE          JSON configuration; flags override it\n"
 	    "  --check-config         validate the configuration and exit\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
@@ -93,91 +102,160 @@ find_config(int argc, char **argv)
 	return NULL;
 }
 
-int
-main(int argc, char **argv)
-{
-	struct broker_config cfg;
-	struct npufarm_err err = {0};
-	struct server *srv = NULL;
-	const char *path;
-	bool check_only = false;
-	int opt, idx, r, verbose = 0, ret = 1;
+/* What the command line says besides the configuration. */
+struct main_args {
+	bool check_only; /* --check-config */
+	int verbose;     /* -v count */
+	int exit;        /* -1: go on; else exit with it (--help, usage) */
+};
 
-	broker_config_defaults(&cfg);
+/*
+ * Build @cfg from the compiled defaults, the --config file and the flags
+ * in @argv, in that order; at start and again for SIGHUP.  Returns 0, or
+ * 1 with the reason in @err (the caller reports it); bad usage and --help
+ * set ret_args->exit instead, after printing.
+ */
+static int
+load_config(int argc, char **argv, struct broker_config *cfg,
+    struct main_args *ret_args, struct npufarm_err *err)
+{
+	const char *path;
+	int opt, idx, r;
+
+	broker_config_defaults(cfg);
+	ret_args->exit = -1;
 	path = find_config(argc, argv);
-	if (path != NULL && broker_config_load_file(&cfg, path, &err) < 0) {
-		fprintf(stderr, "npufarm-broker: %s\n", err.msg);
-		goto out;
-	}
+	if (path != NULL && broker_config_load_file(cfg, path, err) < 0)
+		return 1;
+	optind = 0; /* glibc: a full restart, also for SIGHUP */
 	while (
 	    (opt = getopt_long(argc, argv, "hv", long_options, &idx)) != -1) {
 		switch (opt) {
 		case OPT_LISTEN:
-			r = broker_config_add_listen(&cfg, optarg, &err);
+			r = broker_config_add_listen(cfg, optarg, err);
+			break;
+		case OPT_ALLOW:
+			r = broker_config_add_allow(cfg, optarg, err);
 			break;
 		case OPT_CONFIG:
 			r = 0;
 			break;
 		case OPT_CHECK_CONFIG:
-			check_only = true;
+			ret_args->check_only = true;
 			r = 0;
 			break;
 		case OPT_HELP:
 			usage(stdout);
-			ret = 0;
-			goto out;
+			ret_args->exit = 0;
+			return 0;
 		case OPT_VERSION:
 			printf("npufarm-broker %s\n", NPUFARM_VERSION);
-			ret = 0;
-			goto out;
+			ret_args->exit = 0;
+			return 0;
 		case OPT_VERBOSE:
-			verbose++;
+			ret_args->verbose++;
 			r = 0;
 			break;
 		case OPT_TABLE:
 			r = broker_config_set(
-			    &cfg, long_options[idx].name, optarg, &err);
+			    cfg, long_options[idx].name, optarg, err);
 			break;
 		default:
 			usage(stderr);
-			ret = 2;
-			goto out;
+			ret_args->exit = 2;
+			return 0;
 		}
 		if (r < 0) {
 			fprintf(stderr, "npufarm-broker: --%s: %s\n",
-			    long_options[idx].name, err.msg);
-			ret = 2;
-			goto out;
+			    long_options[idx].name, err->msg);
+			ret_args->exit = 2;
+			return 0;
 		}
 	}
 	if (optind < argc) {
 		fprintf(stderr, "npufarm-broker: unexpected argument '%s'\n",
 		    argv[optind]);
-		ret = 2;
+		ret_args->exit = 2;
+		return 0;
+	}
+	if ((cfg->nlisten == 0 &&
+		broker_config_add_listen(cfg, "127.0.0.1:9190", err) < 0) ||
+	    (cfg->http == NULL &&
+		broker_config_set(cfg, "http", "127.0.0.1:9191", err) < 0) ||
+	    (cfg->db == NULL &&
+		broker_config_set(cfg, "db", "./npufarm.db", err) < 0) ||
+	    broker_config_check(cfg, err) < 0)
+		return 1;
+	cfg->verbosity += ret_args->verbose;
+	if (cfg->verbosity > LOG_DEBUG)
+		cfg->verbosity = LOG_DEBUG;
+	return 0;
+}
+
+/* The running configuration and the command line it came from. */
+struct main_ctx {
+	int argc;
+	char **argv;
+	struct broker_config *cfg; /* the one the server borrows */
+};
+
+/*
+ * SIGHUP: read the --config file, the flags and the token files again and
+ * apply what may change live (broker_config_reload()).  Any error leaves
+ * the running configuration entirely in force.
+ */
+static void
+main_reload(struct server *srv, void *arg)
+{
+	struct main_ctx *m = arg;
+	struct broker_config next;
+	struct main_args ma = {0};
+	struct npufarm_err err = {0};
+	struct auth *auth = NULL;
+	const char *path = find_config(m->argc, m->argv);
+
+	log_notice("SIGHUP: reloading %s and the token files",
+	    path ? path : "(no --config file)");
+	if (load_config(m->argc, m->argv, &next, &ma, &err) != 0 ||
+	    ma.exit >= 0 || auth_new(&next, &auth, &err) < 0) {
+		log_err("SIGHUP: %s; nothing changed",
+		    ma.exit >= 0 ? "bad command line" : err.msg);
 		goto out;
 	}
-	if (cfg.nlisten == 0 &&
-	    broker_config_add_listen(&cfg, "127.0.0.1:9190", &err) < 0)
-		goto fail;
-	if (cfg.http == NULL &&
-	    broker_config_set(&cfg, "http", "127.0.0.1:9191", &err) < 0)
-		goto fail;
-	if (cfg.db == NULL &&
-	    broker_config_set(&cfg, "db", "./npufarm.db", &err) < 0)
-		goto fail;
-	if (broker_config_check(&cfg, &err) < 0)
-		goto fail;
-	if (check_only) {
+	broker_config_reload(m->cfg, &next);
+	server_reconfigure(srv, auth);
+	log_notice("SIGHUP: done");
+out:
+	broker_config_deinit(&next);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct broker_config cfg;
+	struct main_args ma = {0};
+	struct npufarm_err err = {0};
+	struct main_ctx ctx = {argc, argv, &cfg};
+	struct server *srv = NULL;
+	int ret = 1;
+
+	if (load_config(argc, argv, &cfg, &ma, &err) != 0) {
+		fprintf(stderr, "npufarm-broker: %s\n", err.msg);
+		goto out;
+	}
+	if (ma.exit >= 0) {
+		ret = ma.exit;
+		goto out;
+	}
+	if (ma.check_only) {
 		printf("configuration OK\n");
 		ret = 0;
 		goto out;
 	}
-	cfg.verbosity += verbose;
-	if (cfg.verbosity > LOG_DEBUG)
-		cfg.verbosity = LOG_DEBUG;
 	log_set_level(cfg.verbosity);
 	if (server_new(&cfg, &srv, &err) < 0)
 		goto fail;
+	server_set_reload(srv, main_reload, &ctx);
 	log_notice(
 	    "npufarm-broker %s ready, ledger %s", NPUFARM_VERSION, cfg.db);
 	if (server_run(srv) < 0) {

@@ -12,12 +12,15 @@
 #include "proxy.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 
+#include "agent_link.h"
+#include "auth.h"
 #include "conn.h"
 #include "err.h"
 #include "log.h"
@@ -25,6 +28,35 @@
 #include "server.h"
 #include "tracker.h"
 #include "tvm_rpc.h"
+
+/*
+ * Whether @c may speak the RPC proxy protocol: a peer in the allow-list,
+ * or an agent's data connection ("server:KEY agent=NAME ...") from the
+ * host of the agent NAME, whose link presented the agent token.
+ */
+static bool
+rpc_allowed(struct conn *c, bool is_server)
+{
+	const char *p = c->rpc_key;
+	char name[256];
+	size_t n;
+
+	if (auth_peer_allowed(c->srv->auth, c->peer_host))
+		return true;
+	if (!is_server)
+		return false;
+	while (*(p += strspn(p, " ")) != '\0') {
+		n = strcspn(p, " ");
+		if (n > 6 && n - 6 < sizeof(name) &&
+		    strncmp(p, "agent=", 6) == 0) {
+			memcpy(name, p + 6, n - 6);
+			name[n - 6] = '\0';
+			return agent_link_from(c->srv, name, c->peer_host);
+		}
+		p += n;
+	}
+	return false;
+}
 
 static void
 hello(struct conn *c)
@@ -61,6 +93,13 @@ hello(struct conn *c)
 	}
 	c->rpc_key = key;
 	key = NULL;
+	if (!rpc_allowed(c, h.is_server)) {
+		conn_close(c,
+		    "TVM RPC proxy refused: %s is not in the allow-list "
+		    "(--allow)",
+		    c->peer_host);
+		goto out;
+	}
 	c->rpc_timeout = h.has_timeout ? h.timeout : 0;
 	conn_ready(c);
 	if (h.is_server) {

@@ -25,6 +25,7 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "auth.h"
 #include "conn.h"
 #include "err.h"
 #include "http_api.h"
@@ -147,7 +148,23 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 static void
 hup_cb(evutil_socket_t sig, short what, void *arg)
 {
-	log_notice("SIGHUP: nothing is reloadable in this version, ignoring");
+	struct server *srv = arg;
+
+	if (srv->reload == NULL) {
+		log_notice("SIGHUP: nothing to reload, ignoring");
+		return;
+	}
+	srv->reload(srv, srv->reload_arg);
+}
+
+/* Call @fn(@srv, @arg) on SIGHUP, on the loop (main.c re-reads the
+ * configuration there). */
+void
+server_set_reload(struct server *srv,
+    void (*fn)(struct server *srv, void *arg), void *arg)
+{
+	srv->reload = fn;
+	srv->reload_arg = arg;
 }
 
 static void
@@ -268,6 +285,43 @@ write_ready_file(struct server *srv, struct npufarm_err *err)
 	return r;
 }
 
+static const struct timeval *common_timeout(struct server *srv, double seconds);
+
+/* Warn about whatever the bound ports expose without a lock. */
+static void
+warn_exposure(struct server *srv)
+{
+	const char *farm[BROKER_MAX_LISTEN];
+	size_t i;
+
+	for (i = 0; i < srv->nlisteners; i++)
+		farm[i] = srv->farm_addrs[i];
+	(void)auth_warn_exposure(srv->auth, farm, srv->nlisteners,
+	    srv->http ? http_api_address(srv->http) : NULL);
+}
+
+/*
+ * SIGHUP, after the configuration @srv borrows was updated in place: swap
+ * in @auth (owned from now on), re-derive the timeouts and the log level.
+ * New values apply to what starts from now on; running sessions and
+ * waiting requests keep theirs.
+ */
+void
+server_reconfigure(struct server *srv, struct auth *auth)
+{
+	const struct broker_config *cfg = srv->cfg;
+
+	auth_log_changes(srv->auth, auth);
+	auth_free(srv->auth);
+	srv->auth = auth;
+	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
+	srv->tv_request = common_timeout(srv, cfg->request_timeout);
+	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
+	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
+	log_set_level(cfg->verbosity);
+	warn_exposure(srv);
+}
+
 static const struct timeval *
 common_timeout(struct server *srv, double seconds)
 {
@@ -335,6 +389,9 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	srv->tv_request = common_timeout(srv, cfg->request_timeout);
 	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
 	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
+	r = auth_new(cfg, &srv->auth, err);
+	if (r < 0)
+		goto fail;
 	r = ledger_open(cfg->db, cfg->ledger_sync_full, &srv->ledger, err);
 	if (r < 0)
 		goto fail;
@@ -362,6 +419,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	r = http_api_new(srv, cfg->http, &srv->http, err);
 	if (r < 0)
 		goto fail;
+	warn_exposure(srv);
 	r = write_ready_file(srv, err);
 	if (r < 0)
 		goto fail;
@@ -426,6 +484,7 @@ server_free(struct server *srv)
 		event_free(srv->sig_hup);
 	if (srv->base)
 		event_base_free(srv->base);
+	srv->auth = auth_free(srv->auth);
 	free(srv);
 	return NULL;
 }

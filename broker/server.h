@@ -13,6 +13,7 @@
 #include "broker_config.h"
 #include "netaddr.h"
 
+struct auth;
 struct board;
 struct conn;
 struct event;
@@ -51,10 +52,16 @@ struct server {
 	void *pending;                 /* tsearch: grants of proxied boards */
 	size_t nrelays;                /* relayed sessions */
 	bool stopping;
+	struct auth *auth; /* access rules, owned; replaced on SIGHUP */
+	void (*reload)(struct server *srv, void *arg); /* SIGHUP, or NULL */
+	void *reload_arg;
 };
 
 int server_new(const struct broker_config *cfg, struct server **ret_server,
     struct npufarm_err *err);
 struct server *server_free(struct server *srv);
 int server_run(struct server *srv);
+void server_set_reload(struct server *srv,
+    void (*fn)(struct server *srv, void *arg), void *arg);
+void server_reconfigure(struct server *srv, struct auth *auth);
 void server_ledger_failed(struct server *srv, const struct npufarm_err *err);
