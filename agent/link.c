@@ -130,6 +130,12 @@ send_hello(struct link *l)
 	    NPUFARM_PROTOCOL_VERSION, "name", l->cfg.name, "key", l->cfg.key,
 	    "version", NPUFARM_VERSION, "tags", tags ? tags : json_object(),
 	    "tvm", l->cfg.tvm);
+	/* Only when configured: older brokers refuse unknown hello fields. */
+	if (v != NULL && l->cfg.token != NULL &&
+	    json_object_set_new(v, "token", json_string(l->cfg.token)) < 0) {
+		json_decref(v);
+		return -ENOMEM;
+	}
 	return send_json(l, v);
 }
 

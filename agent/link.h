@@ -27,6 +27,7 @@ struct link_config {
 	const char *key;    /* device key */
 	const char *tags;   /* JSON object text of tags, or NULL */
 	bool tvm;           /* offers TVM sessions (--tvm-runtime given) */
+	const char *token;  /* the agent token for the hello, or NULL */
 	link_event_fn *event; /* up (welcomed) and down; may be NULL */
 	link_frame_fn *frame; /* may be NULL */
 	void *arg;

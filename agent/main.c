@@ -27,11 +27,13 @@
 #include "err.h"
 #include "link.h"
 #include "log.h"
+#include "secret.h"
 
 /* Settings of a flag and of its --config key alike. */
 struct agent_opts {
 	char *broker, *key, *name;
 	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd;
+	char *token_file; /* the broker's agent token; NULL: none */
 	double max_session, hook_timeout, health_interval;
 	long quarantine_after;
 	json_t *tags; /* object of strings */
@@ -63,6 +65,7 @@ static const struct setting {
     {"hook-timeout", OT_SECONDS, OFF(hook_timeout), 86400},
     {"health-interval", OT_SECONDS, OFF(health_interval), 86400},
     {"quarantine-after", OT_COUNT, OFF(quarantine_after), 1000000},
+    {"token-file", OT_STRING, OFF(token_file), 0},
 };
 
 enum {
@@ -100,6 +103,8 @@ usage(FILE *f)
 	    "  --quarantine-after N   quarantine after N crash/lost sessions in "
 	    "a row\n"
 	    "                         (3; 0: never)\n"
+	    "  --token-file FILE      the broker's agent token, sent in the "
+	    "hello\n"
 	    "  --config FILE          JSON object of the settings above "
 	    "(flags win)\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
@@ -235,6 +240,7 @@ opts_free(struct agent_opts *o)
 	free(o->workdir);
 	free(o->reset_cmd);
 	free(o->health_cmd);
+	free(o->token_file);
 	json_decref(o->tags);
 }
 
@@ -349,7 +355,7 @@ main(int argc, char **argv)
 	struct npufarm_err err;
 	struct board *board = NULL;
 	struct link *link = NULL;
-	char host[256], *tags_text = NULL, *workdir = NULL;
+	char host[256], *tags_text = NULL, *workdir = NULL, *token = NULL;
 	sigset_t stop_sigs;
 	bool done = false;
 	int ret;
@@ -375,6 +381,12 @@ main(int argc, char **argv)
 	    (o.workdir == NULL && workdir == NULL))
 		goto out;
 	log_set_level(LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose));
+	/* Read once: a changed token needs an agent restart. */
+	if (o.token_file != NULL &&
+	    secret_read_file(o.token_file, &token, &err) < 0) {
+		log_err("%s", err.msg);
+		goto out;
+	}
 	/* Writes to a vanished peer fail with EPIPE instead of killing us;
 	 * SIGCHLD stays at SIG_DFL so that children can be reaped. */
 	(void)signal(SIGPIPE, SIG_IGN);
@@ -414,6 +426,7 @@ main(int argc, char **argv)
 	    .key = o.key,
 	    .tags = tags_text,
 	    .tvm = o.tvm_runtime != NULL,
+	    .token = token,
 	    .event = board_link_event,
 	    .frame = board_link_frame,
 	    .arg = board,
@@ -446,6 +459,7 @@ out:
 		event_base_free(base);
 	free(tags_text);
 	free(workdir);
+	secret_free(token);
 	opts_free(&o);
 	return ret;
 }

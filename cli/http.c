@@ -30,7 +30,15 @@
 #include <event2/keyvalq_struct.h>
 
 #include "err.h"
+#include "secret.h"
 #include "xmalloc.h"
+
+/*
+ * The API token every request carries (http_set_bearer()).  Process-wide
+ * on purpose: one CLI run talks to one broker with one credential, and
+ * every subcommand's requests, present and future, must carry it.
+ */
+static const char *http_bearer;
 
 /* Cap on the diagnostic connect() after evhttp could not connect. */
 #define HTTP_PROBE_MAX_MS 2000
@@ -280,6 +288,12 @@ http_get_addr(const struct http_target *t, enum evhttp_cmd_type cmd,
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto out;
 	}
+	if (http_bearer != NULL &&
+	    evhttp_add_header(hdrs, "Authorization", http_bearer) < 0) {
+		evhttp_request_free(req);
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto out;
+	}
 	/* On failure evhttp_make_request() has already freed req. */
 	if (evhttp_make_request(conn, req, cmd, t->path) < 0) {
 		r = err_set(err, -EIO, "cannot start the request");
@@ -407,6 +421,24 @@ out:
 		freeaddrinfo(res);
 	http_target_deinit(&t);
 	return r;
+}
+
+/*
+ * Send "Authorization: Bearer @token" with every request from now on
+ * (NULL: stop).  @token is copied.
+ */
+void
+http_set_bearer(const char *token)
+{
+	static char header[SECRET_MAX + 8];
+
+	if (token == NULL) {
+		explicit_bzero(header, sizeof(header));
+		http_bearer = NULL;
+		return;
+	}
+	(void)snprintf(header, sizeof(header), "Bearer %s", token);
+	http_bearer = header;
 }
 
 /* Release @reply's body; the struct itself is the caller's. */

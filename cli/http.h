@@ -37,3 +37,4 @@ int http_send(const char *base_url, enum evhttp_cmd_type cmd, const char *path,
     const struct http_body *body, int timeout_ms, struct http_reply *ret_reply,
     struct npufarm_err *err);
 void http_reply_deinit(struct http_reply *reply);
+void http_set_bearer(const char *token);

@@ -21,6 +21,9 @@
 #include <event2/event.h>
 
 #include "cli.h"
+#include "err.h"
+#include "http.h"
+#include "secret.h"
 
 /* Sorted by name, as --help lists them. */
 static const struct cmd_entry *const main_cmds[] = {
@@ -42,6 +45,7 @@ static const struct option main_options[] = {
     {"broker", required_argument, NULL, 'b'},
     {"json", no_argument, NULL, 'j'},
     {"timeout", required_argument, NULL, 't'},
+    {"token-file", required_argument, NULL, 'T'},
     {"verbose", no_argument, NULL, 'v'},
     {"help", no_argument, NULL, 'h'},
     {"version", no_argument, NULL, 'V'},
@@ -74,6 +78,8 @@ main_usage(FILE *f)
 	    "tables\n"
 	    "  -t, --timeout SECS  give up on a request after SECS "
 	    "(default %d)\n"
+	    "  -T, --token-file F  send the API token in F (default: "
+	    "$NPUFARM_TOKEN_FILE)\n"
 	    "  -v, --verbose       show libevent's diagnostics\n"
 	    "  -h, --help          show this help\n"
 	    "  -V, --version       show the version\n",
@@ -109,6 +115,10 @@ main(int argc, char **argv)
 	    .timeout_ms = CLI_DEFAULT_TIMEOUT,
 	};
 	const struct cmd_entry *cmd = NULL;
+	const char *token_file = getenv("NPUFARM_TOKEN_FILE");
+	struct npufarm_err err;
+	char *token = NULL;
+	int ret;
 	double secs;
 	char *end;
 	size_t i;
@@ -118,7 +128,7 @@ main(int argc, char **argv)
 		cli.broker = CLI_DEFAULT_BROKER;
 	opterr = 0;
 	while ((c = getopt_long(
-		    argc, argv, "+:b:jt:vhV", main_options, NULL)) != -1) {
+		    argc, argv, "+:b:jt:T:vhV", main_options, NULL)) != -1) {
 		switch (c) {
 		case 'b':
 			cli.broker = optarg;
@@ -135,6 +145,9 @@ main(int argc, char **argv)
 				    optarg);
 			cli.timeout_ms =
 			    secs * 1000 < 1 ? 1 : (int)(secs * 1000);
+			break;
+		case 'T':
+			token_file = optarg;
 			break;
 		case 'v':
 			main_verbose = true;
@@ -162,9 +175,19 @@ main(int argc, char **argv)
 			cmd = main_cmds[i];
 	if (cmd == NULL)
 		return main_global_error("unknown command '%s'", argv[optind]);
+	if (token_file != NULL && token_file[0] != '\0') {
+		if (secret_read_file(token_file, &token, &err) < 0) {
+			(void)fprintf(stderr, "npufarm: %s\n", err.msg);
+			return CLI_EXIT_USAGE;
+		}
+		http_set_bearer(token);
+	}
 	event_set_log_callback(main_event_log);
 	argc -= optind;
 	argv += optind;
 	optind = 0; /* glibc: restart getopt for the command's own options */
-	return cmd->exec(&cli, cmd, argc, argv);
+	ret = cmd->exec(&cli, cmd, argc, argv);
+	http_set_bearer(NULL);
+	secret_free(token);
+	return ret;
 }

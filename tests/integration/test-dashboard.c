@@ -752,6 +752,55 @@ START_TEST(test_browser_jobs_quarantine_and_escaping)
 }
 END_TEST
 
+/*
+ * With an API token the page's API calls get 401 until the browser has
+ * the token: it says so, takes the token once from /#token=T, keeps it in
+ * localStorage (the profile persists between runs) and then refreshes.
+ */
+START_TEST(test_browser_token)
+{
+	char tok[400], url[128], out[400], *dom = NULL;
+	const char *extra[] = {"--api-token-file", tok, NULL};
+	FILE *f;
+	int i;
+
+	(void)snprintf(tok, sizeof(tok), "%s/api.token", broker.dir);
+	f = fopen(tok, "w");
+	ck_assert_ptr_nonnull(f);
+	fputs("page-token-1\n", f);
+	fclose(f);
+	ck_assert_int_eq(harness_broker_stop(&broker), 0);
+	harness_broker_restart(&broker, extra);
+
+	(void)snprintf(url, sizeof(url), "http://%s/", broker.http);
+	(void)snprintf(out, sizeof(out), "%s/dom.html", broker.dir);
+	for (i = 0; i < BROWSER_TRIES; i++) {
+		browse(url, "--dump-dom", out);
+		dom = slurp(out);
+		if (strstr(dom, "data-auth=\"needed\"") != NULL)
+			break;
+		free(dom);
+		dom = NULL;
+	}
+	ck_assert_msg(dom != NULL, "the page never met the 401");
+	ck_assert_ptr_nonnull(strstr(dom, "HTTP 401"));
+	ck_assert_ptr_nonnull(strstr(dom, "enter the API token above"));
+	ck_assert_ptr_null(strstr(dom, "data-refreshes="));
+	free(dom);
+
+	(void)snprintf(url, sizeof(url), "http://%s/#token=page-token-1",
+	    broker.http);
+	dom = dump_dom(url);
+	ck_assert_ptr_nonnull(strstr(dom, "data-auth=\"ok\""));
+	free(dom);
+	/* Remembered: the plain URL works from now on. */
+	(void)snprintf(url, sizeof(url), "http://%s/", broker.http);
+	dom = dump_dom(url);
+	ck_assert_ptr_nonnull(strstr(dom, "data-auth=\"ok\""));
+	free(dom);
+}
+END_TEST
+
 static Suite *
 dashboard_suite(void)
 {
@@ -763,6 +812,7 @@ dashboard_suite(void)
 	tcase_add_test(tc, test_page_served);
 	tcase_add_test(tc, test_browser_shows_farm);
 	tcase_add_test(tc, test_browser_jobs_quarantine_and_escaping);
+	tcase_add_test(tc, test_browser_token);
 	suite_add_tcase(s, tc);
 	return s;
 }
