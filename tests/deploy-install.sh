@@ -56,9 +56,20 @@ check "units run the installed binaries and read $sysconfdir/npufarm" \
 	sh -c "grep -qx 'ExecStart=$bindir/npufarm-broker --config $sysconfdir/npufarm/broker.json' '$broker_unit' &&
 	grep -q '^ExecStart=$bindir/npufarm-agent --config $sysconfdir/npufarm/agent-%i.json --name %i ' '$agent_unit'"
 
+# The example names token files where systemd puts credentials; flags
+# point those at stand-ins (flags win), the rest is the example's.
+for t in agent api admin; do
+	printf '%s-token-for-test\n' "$t" >"$dest/$t.token"
+done
 check "the broker accepts its example config" \
 	"$dest$bindir/npufarm-broker" --check-config \
-	--config "$dest$exampledir/broker.json.example"
+	--config "$dest$exampledir/broker.json.example" \
+	--agent-token-file "$dest/agent.token" \
+	--api-token-file "$dest/api.token" \
+	--admin-token-file "$dest/admin.token"
+check "the example's token files are checked" \
+	sh -c "! '$dest$bindir/npufarm-broker' --check-config \
+	--config '$dest$exampledir/broker.json.example' 2>&1 | grep -q OK"
 
 # The agent's --config keys are its flag names with '_' for '-', plus
 # "tags" (an object).  An agent that reads --config loads it for real:
@@ -69,7 +80,7 @@ import json, sys
 keys = set(json.load(open(sys.argv[1])))
 known = {"broker", "key", "name", "tags", "tvm_runtime", "workdir",
          "max_session", "reset_cmd", "health_cmd", "hook_timeout",
-         "health_interval", "quarantine_after"}
+         "health_interval", "quarantine_after", "token_file"}
 assert keys <= known, "unknown keys: %s" % sorted(keys - known)
 assert {"broker", "key"} <= keys, "broker and key are required"
 ' "$dest$exampledir/agent.json.example"
