@@ -25,6 +25,7 @@
 #include "err.h"
 #include "link.h"
 #include "log.h"
+#include "tasks.h"
 #include "tvm_session.h"
 
 #define BOARD_RETRY_MIN_MS 100
@@ -61,11 +62,23 @@ struct board {
 	struct event *health_ev; /* the next check while quarantined */
 	int failures;            /* consecutive crash/lost sessions */
 	char *quarantine;        /* the reason; NULL: healthy */
+	struct tasks *tasks;     /* native tasks */
 };
 
 static void board_offer(struct board *b);
+static void after_work(
+    struct board *b, enum npufarm_outcome outcome, const char *detail);
 static void hook_next(struct board *b);
 
+/* Whether the board is at work: a session, a task, or their hooks. */
+static bool
+board_busy(const struct board *b)
+{
+	return (b->cur != NULL && tvm_session_paired(b->cur)) ||
+	       tasks_busy(b->tasks) || b->stage != HOOK_NONE;
+}
+
+/* Tell the broker whether the board can take work. */
 static void
 send_state(struct board *b)
 {
@@ -75,7 +88,8 @@ send_state(struct board *b)
 	    b->quarantine != NULL
 		? json_pack("{ss ss ss}", "type", "state", "state",
 		      "quarantined", "reason", b->quarantine)
-		: json_pack("{ss ss}", "type", "state", "state", "ready"));
+		: json_pack("{ss ss}", "type", "state", "state",
+		      board_busy(b) ? "busy" : "ready"));
 }
 
 static void
@@ -281,7 +295,18 @@ session_done(void *arg, bool paired, const struct tvm_session_report *rep,
 	    link_report(b->link, rep->id, tvm_session_report_json(rep)) < 0)
 		log_err("session %s: out of memory queueing its report",
 		    rep->id);
-	switch (rep->outcome) {
+	after_work(b, rep->outcome, rep->detail);
+}
+
+/*
+ * A session or task ended as @outcome: count failures, quarantine after
+ * too many, run the hooks after a timeout or crash, then offer the board
+ * again.
+ */
+static void
+after_work(struct board *b, enum npufarm_outcome outcome, const char *detail)
+{
+	switch (outcome) {
 	case NPUFARM_OUTCOME_CRASH:
 	case NPUFARM_OUTCOME_LOST:
 		b->failures++;
@@ -296,9 +321,9 @@ session_done(void *arg, bool paired, const struct tvm_session_report *rep,
 	if (b->cfg.quarantine_after > 0 &&
 	    b->failures >= b->cfg.quarantine_after && b->quarantine == NULL)
 		quarantine(b, "%d consecutive crash/lost sessions, the last: %s",
-		    b->failures, rep->detail);
-	if (rep->outcome == NPUFARM_OUTCOME_TIMEOUT ||
-	    rep->outcome == NPUFARM_OUTCOME_CRASH) {
+		    b->failures, detail ? detail : "");
+	if (outcome == NPUFARM_OUTCOME_TIMEOUT ||
+	    outcome == NPUFARM_OUTCOME_CRASH) {
 		b->stage = HOOK_NONE;
 		hook_next(b);
 		return;
@@ -325,9 +350,11 @@ board_offer(struct board *b)
 	struct npufarm_err err;
 	char id[64];
 
-	if (b->cfg.sup.runtime_path == NULL || b->link == NULL ||
-	    !link_up(b->link) || b->quarantine != NULL ||
-	    b->stage != HOOK_NONE || b->cur != NULL)
+	if (b->link == NULL || !link_up(b->link) || b->quarantine != NULL ||
+	    board_busy(b))
+		return;
+	send_state(b); /* ready: for native tasks */
+	if (b->cfg.sup.runtime_path == NULL || b->cur != NULL)
 		return;
 	(void)evtimer_del(b->retry_ev);
 	(void)snprintf(id, sizeof(id), "%s-%llu", b->instance, ++b->nsessions);
@@ -360,11 +387,12 @@ sigchld_cb(evutil_socket_t fd, short what, void *arg)
 	struct npufarm_err err;
 	int r;
 
-	/* Sessions first: their reports may start hooks. */
+	/* Sessions and tasks first: their reports may start hooks. */
 	for (e = TAILQ_FIRST(&b->sessions); e != NULL; e = next) {
 		next = TAILQ_NEXT(e, link);
 		tvm_session_child_exited(e->s);
 	}
+	tasks_child_exited(b->tasks);
 	if (b->hook_pid > 0) {
 		r = supervisor_hook_reap(b->hook_pid, false, &end, &err);
 		if (r < 0) {
@@ -395,6 +423,7 @@ board_link_event(void *arg, bool up)
 		return;
 	}
 	b->retry_ms = BOARD_RETRY_MIN_MS;
+	tasks_link_up(b->tasks);
 	send_state(b);
 	board_offer(b);
 }
@@ -409,6 +438,11 @@ board_link_frame(void *arg, const char *type, json_t *v)
 		unquarantine(b, "an operator undrained it");
 		return;
 	}
+	if (strcmp(type, "task") == 0 || strcmp(type, "cancel") == 0 ||
+	    strcmp(type, "chunk") == 0) {
+		tasks_frame(b->tasks, type, v);
+		return;
+	}
 	log_warn("broker sent a frame of unknown type '%.32s'; ignored", type);
 }
 
@@ -416,12 +450,21 @@ void
 board_set_link(struct board *b, struct link *l)
 {
 	b->link = l;
+	tasks_set_link(b->tasks, l);
+}
+
+/* tasks_config.done: a native task is over and reported. */
+static void
+task_done(void *arg, enum npufarm_outcome outcome)
+{
+	after_work(arg, outcome, "the last task");
 }
 
 int
 board_new(struct event_base *base, const struct board_config *cfg,
     struct board **ret_board, struct npufarm_err *err)
 {
+	struct tasks_config tc;
 	uint64_t rnd = 0;
 	struct board *b;
 
@@ -440,8 +483,16 @@ board_new(struct event_base *base, const struct board_config *cfg,
 	b->retry_ev = evtimer_new(base, retry_cb, b);
 	b->hook_ev = evtimer_new(base, hook_timeout_cb, b);
 	b->health_ev = evtimer_new(base, health_cb, b);
+	tc = (struct tasks_config){
+	    .workdir = cfg->sup.workdir,
+	    .exec_cmd = cfg->exec_cmd,
+	    .cache = cfg->cache,
+	    .done = task_done,
+	    .arg = b,
+	};
 	if (b->sigchld == NULL || b->retry_ev == NULL || b->hook_ev == NULL ||
-	    b->health_ev == NULL || evsignal_add(b->sigchld, NULL) < 0) {
+	    b->health_ev == NULL || evsignal_add(b->sigchld, NULL) < 0 ||
+	    tasks_new(base, &tc, &b->tasks, err) < 0) {
 		board_free(b);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
@@ -471,6 +522,7 @@ board_free(struct board *b)
 		(void)supervisor_session_kill(b->hook_pid, SUPERVISOR_KILL_FORCE);
 		(void)supervisor_hook_reap(b->hook_pid, true, &end, &err);
 	}
+	b->tasks = tasks_free(b->tasks);
 	if (b->sigchld != NULL)
 		event_free(b->sigchld);
 	if (b->retry_ev != NULL)

@@ -18,6 +18,7 @@
 #include "supervisor.h"
 
 struct board;
+struct cache;
 struct event_base;
 struct link;
 struct npufarm_err;
@@ -34,6 +35,8 @@ struct board_config {
 	int quarantine_after;         /* consecutive crash/lost; 0: never */
 	double health_interval;       /* s between checks while quarantined */
 	long max_packet;              /* largest RPC packet from a child */
+	struct cache *cache;          /* native tasks' artifacts; borrowed */
+	const char *exec_cmd;         /* exec runner command, or NULL */
 };
 
 int board_new(struct event_base *base, const struct board_config *cfg,

@@ -126,10 +126,10 @@ send_hello(struct link *l)
 		if (tags == NULL)
 			return -EINVAL;
 	}
-	v = json_pack("{sssisssssssosb}", "type", "hello", "protocol",
+	v = json_pack("{sssisssssssosbs[ss]}", "type", "hello", "protocol",
 	    NPUFARM_PROTOCOL_VERSION, "name", l->cfg.name, "key", l->cfg.key,
 	    "version", NPUFARM_VERSION, "tags", tags ? tags : json_object(),
-	    "tvm", l->cfg.tvm);
+	    "tvm", l->cfg.tvm, "runners", "kernel", "exec");
 	/* Only when configured: older brokers refuse unknown hello fields. */
 	if (v != NULL && l->cfg.token != NULL &&
 	    json_object_set_new(v, "token", json_string(l->cfg.token)) < 0) {

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -24,6 +25,7 @@
 #include <jansson.h>
 
 #include "board.h"
+#include "cache.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
@@ -34,8 +36,10 @@ struct agent_opts {
 	char *broker, *key, *name;
 	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd;
 	char *token_file; /* the broker's agent token; NULL: none */
+	char *exec_cmd; /* the exec runner's command; NULL: the artifact */
 	double max_session, hook_timeout, health_interval;
 	long quarantine_after;
+	long cache_mb; /* artifact cache bound */
 	json_t *tags; /* object of strings */
 	int verbose;
 };
@@ -65,6 +69,8 @@ static const struct setting {
     {"hook-timeout", OT_SECONDS, OFF(hook_timeout), 86400},
     {"health-interval", OT_SECONDS, OFF(health_interval), 86400},
     {"quarantine-after", OT_COUNT, OFF(quarantine_after), 1000000},
+    {"exec-cmd", OT_STRING, OFF(exec_cmd), 0},
+    {"cache-size", OT_COUNT, OFF(cache_mb), 1 << 20},
     {"token-file", OT_STRING, OFF(token_file), 0},
 };
 
@@ -105,6 +111,9 @@ usage(FILE *f)
 	    "                         (3; 0: never)\n"
 	    "  --token-file FILE      the broker's agent token, sent in the "
 	    "hello\n"
+	    "  --exec-cmd CMD         run native exec tasks with this (sh -c;\n"
+	    "                         the artifact in $NPUFARM_ARTIFACT)\n"
+	    "  --cache-size MB        artifact cache bound (1024)\n"
 	    "  --config FILE          JSON object of the settings above "
 	    "(flags win)\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
@@ -240,6 +249,7 @@ opts_free(struct agent_opts *o)
 	free(o->workdir);
 	free(o->reset_cmd);
 	free(o->health_cmd);
+	free(o->exec_cmd);
 	free(o->token_file);
 	json_decref(o->tags);
 }
@@ -347,6 +357,7 @@ main(int argc, char **argv)
 	    .hook_timeout = 60,
 	    .health_interval = 30,
 	    .quarantine_after = 3,
+	    .cache_mb = 1024,
 	};
 	struct link_config lc = {0};
 	struct board_config bc = {0};
@@ -354,7 +365,9 @@ main(int argc, char **argv)
 	struct event_base *base = NULL;
 	struct npufarm_err err;
 	struct board *board = NULL;
+	struct cache *cache = NULL;
 	struct link *link = NULL;
+	char *cachedir = NULL;
 	char host[256], *tags_text = NULL, *workdir = NULL, *token = NULL;
 	sigset_t stop_sigs;
 	bool done = false;
@@ -415,7 +428,22 @@ main(int argc, char **argv)
 	    .quarantine_after = (int)o.quarantine_after,
 	    .health_interval = o.health_interval > 0 ? o.health_interval : 30,
 	    .max_packet = 1L << 30,
+	    .exec_cmd = o.exec_cmd,
 	};
+	if (asprintf(&cachedir, "%s/cache", bc.sup.workdir) < 0) {
+		cachedir = NULL;
+		goto out;
+	}
+	if (mkdir(bc.sup.workdir, 0700) < 0 && errno != EEXIST) {
+		log_err("work dir %s: %s", bc.sup.workdir, strerror(errno));
+		goto out;
+	}
+	if (cache_open(cachedir, (uint64_t)o.cache_mb << 20, &cache, &err) <
+	    0) {
+		log_err("%s", err.msg);
+		goto out;
+	}
+	bc.cache = cache;
 	if (board_new(base, &bc, &board, &err) < 0) {
 		log_err("%s", err.msg);
 		goto out;
@@ -450,6 +478,8 @@ main(int argc, char **argv)
 	(void)sigprocmask(SIG_BLOCK, &stop_sigs, NULL);
 out:
 	board = board_free(board);
+	cache = cache_free(cache);
+	free(cachedir);
 	link = link_free(link);
 	if (sig_term != NULL)
 		event_free(sig_term);

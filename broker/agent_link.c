@@ -27,10 +27,12 @@
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
+#include "jobs.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
 #include "server.h"
+#include "scheduler.h"
 #include "tracker.h"
 #include <npufarm/outcome.h>
 
@@ -110,6 +112,36 @@ agent_by_name(struct server *srv, const char *name)
 	return NULL;
 }
 
+/* The SCHED_CAP_* of a hello's "runners": ["kernel", "exec"].  -1: bad. */
+static int
+runners_caps(const json_t *runners, char *msg, size_t len)
+{
+	const json_t *v;
+	unsigned caps = 0;
+	size_t i;
+
+	if (runners == NULL)
+		return 0;
+	if (!json_is_array(runners)) {
+		(void)snprintf(msg, len, "hello: runners: expected an array");
+		return -1;
+	}
+	json_array_foreach(runners, i, v) {
+		const char *r = json_string_value(v);
+
+		if (r != NULL && strcmp(r, "kernel") == 0)
+			caps |= SCHED_CAP_KERNEL;
+		else if (r != NULL && strcmp(r, "exec") == 0)
+			caps |= SCHED_CAP_EXEC;
+		else {
+			(void)snprintf(msg, len,
+			    "hello: runners[%zu]: unknown runner", i);
+			return -1;
+		}
+	}
+	return (int)caps;
+}
+
 static void
 handle_hello(struct agent *a, json_t *root)
 {
@@ -123,6 +155,7 @@ handle_hello(struct agent *a, json_t *root)
 	char msg[256];
 	int tvm = 0;
 	json_int_t protocol;
+	unsigned runner_caps;
 	int r;
 
 	if (json_unpack_ex(root, &jerr, JSON_STRICT,
@@ -154,6 +187,12 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "bad-hello", "client", msg);
 		return;
 	}
+	r = runners_caps(runners, msg, sizeof(msg));
+	if (r < 0) {
+		refuse(c, "bad-hello", "client", msg);
+		return;
+	}
+	runner_caps = (unsigned)r;
 	other = agent_by_name(srv, name);
 	if (other != NULL) {
 		(void)snprintf(msg, sizeof(msg),
@@ -184,9 +223,14 @@ handle_hello(struct agent *a, json_t *root)
 	if (send_json(c, json_pack("{sssisIsi}", "type", "welcome", "protocol",
 			     NPUFARM_PROTOCOL_VERSION, "board_id",
 			     (json_int_t)a->board_id, "heartbeat_ms",
-			     (int)(srv->cfg->agent_heartbeat * 1000))) < 0)
+			     (int)(srv->cfg->agent_heartbeat * 1000))) < 0) {
 		conn_close(c, "out of memory answering hello");
+		return;
+	}
+	/* Its board, offered once the agent says it is ready. */
+	a->data = tracker_agent_board_new(c, a, key, name, runner_caps);
 }
+
 
 /*
  * {"type": "session", "id": ..., "outcome": ..., ...}: how a session the
@@ -203,7 +247,6 @@ handle_session(struct agent *a, json_t *root)
 	json_int_t start, end, requests, exceptions, to_board, to_client;
 	struct npufarm_err err;
 	json_error_t jerr;
-	struct ack *ack;
 	char msg[256];
 	int sig, status;
 
@@ -238,23 +281,21 @@ handle_session(struct agent *a, json_t *root)
 	};
 	rep.signal = sig;
 	rep.status = status;
-	ack = malloc(sizeof(*ack) + strlen(id) + 1);
-	if (ack == NULL || ledger_lease_report(srv->ledger, a->board_id, id,
-			       &rep, &err) < 0) {
-		free(ack);
+	if (ledger_lease_report(srv->ledger, a->board_id, id, &rep, &err) < 0 ||
+	    agent_link_ack_later(a, id) < 0) {
 		refuse(a->conn, "out-of-memory", "server",
 		    "out of memory recording a report");
 		return;
 	}
-	strcpy(ack->id, id);
-	ack->seq = ledger_batch_seq(srv->ledger);
-	(void)ledger_committed(srv->ledger, &ack->failed);
-	STAILQ_INSERT_TAIL(&a->acks, ack, link);
 	log_info("agent '%s': session %s ended %s: %s", a->name, id, outcome,
 	    detail);
 }
 
-/* {"type": "state", "state": "quarantined"|"ready", "reason": ...}. */
+/*
+ * {"type": "state", "state": "ready"|"busy"|"quarantined", "reason": ...}:
+ * whether the agent's board can take work.  Said after every welcome and
+ * whenever it changes.
+ */
 static void
 handle_state(struct agent *a, json_t *root)
 {
@@ -263,43 +304,38 @@ handle_state(struct agent *a, json_t *root)
 	struct npufarm_err err;
 	json_error_t jerr;
 	char msg[256];
-	int r;
 
 	if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:s, s:s, s?s}", "type",
 		&type, "state", &state, "reason", &reason) < 0 ||
-	    (strcmp(state, "quarantined") != 0 && strcmp(state, "ready") != 0)) {
+	    (strcmp(state, "quarantined") != 0 && strcmp(state, "ready") != 0 &&
+		strcmp(state, "busy") != 0)) {
 		(void)snprintf(msg, sizeof(msg), "state: %s",
-		    jerr.text[0] ? jerr.text : "expected quarantined or ready");
+		    jerr.text[0] ? jerr.text
+				 : "expected ready, busy or quarantined");
 		refuse(a->conn, "bad-state", "client", msg);
 		return;
 	}
-	if (strcmp(state, "ready") == 0) {
-		if (a->quarantine == NULL)
-			return;
+	if (strcmp(state, "quarantined") == 0) {
+		if (reason == NULL || reason[0] == '\0')
+			reason = "quarantined by its agent";
+		if (a->quarantine == NULL || strcmp(a->quarantine, reason) != 0) {
+			free(a->quarantine);
+			a->quarantine = strdup(reason);
+			log_warn("agent '%s' quarantined: %s", a->name, reason);
+			if (ledger_event(srv->ledger, "board_quarantined",
+				a->board_id, reason, ledger_now_us(), &err) < 0)
+				server_ledger_failed(srv, &err);
+		}
+	} else if (a->quarantine != NULL) {
 		free(a->quarantine);
 		a->quarantine = NULL;
 		log_notice("agent '%s' back in service", a->name);
-		r = ledger_board_state(srv->ledger, a->board_id, "busy",
-		    "back in service; offering itself", ledger_now_us(), &err);
-		if (r >= 0)
-			r = ledger_event(srv->ledger, "board_ready", a->board_id,
-			    NULL, ledger_now_us(), &err);
-	} else {
-		if (reason == NULL || reason[0] == '\0')
-			reason = "quarantined by its agent";
-		if (a->quarantine != NULL && strcmp(a->quarantine, reason) == 0)
-			return; /* said again after a reconnect */
-		free(a->quarantine);
-		a->quarantine = strdup(reason);
-		log_warn("agent '%s' quarantined: %s", a->name, reason);
-		r = ledger_board_state(srv->ledger, a->board_id, "quarantined",
-		    reason, ledger_now_us(), &err);
-		if (r >= 0)
-			r = ledger_event(srv->ledger, "board_quarantined",
-			    a->board_id, reason, ledger_now_us(), &err);
+		if (ledger_event(srv->ledger, "board_ready", a->board_id, NULL,
+			ledger_now_us(), &err) < 0)
+			server_ledger_failed(srv, &err);
 	}
-	if (r < 0)
-		server_ledger_failed(srv, &err);
+	if (a->data != NULL)
+		tracker_agent_state(a->data, state, reason);
 }
 
 static void
@@ -331,6 +367,11 @@ dispatch(struct agent *a, json_t *root)
 	}
 	if (strcmp(type, "state") == 0) {
 		handle_state(a, root);
+		return;
+	}
+	if (strcmp(type, "result") == 0 || strcmp(type, "running") == 0 ||
+	    strcmp(type, "fetch") == 0) {
+		jobs_agent_frame(a->conn->srv, a, type, root);
 		return;
 	}
 	(void)snprintf(msg, sizeof(msg), "unknown frame type '%.32s'", type);
@@ -422,7 +463,6 @@ agent_link_closed(struct conn *c)
 
 	if (a == NULL)
 		return;
-	tracker_agent_gone(srv, a);
 	if (a->welcomed) {
 		if (ledger_board_state(srv->ledger, a->board_id, "offline", why,
 			ledger_now_us(), &err) < 0 ||
@@ -538,33 +578,28 @@ agent_link_committed(struct server *srv)
 
 /*
  * An operator undrained board @board_id: an agent that quarantined it is
- * told to put it back in service.  Returns 1 if one was, else 0.
+ * told to put it back in service (it says ready once it is).  Returns 1 if
+ * one was, else 0.
  */
 int
 agent_link_undrain(struct server *srv, int64_t board_id)
 {
 	struct npufarm_err err;
-	struct agent *a;
+	struct agent *a = agent_link_find_board(srv, board_id);
 
-	TAILQ_FOREACH(a, &srv->agents, link) {
-		if (!a->welcomed || a->board_id != board_id ||
-		    a->quarantine == NULL)
-			continue;
-		log_notice("agent '%s': quarantine lifted by an operator",
-		    a->name);
-		free(a->quarantine);
-		a->quarantine = NULL;
-		if (ledger_board_state(srv->ledger, a->board_id, "busy",
-			"quarantine lifted by an operator", ledger_now_us(),
-			&err) < 0 ||
-		    ledger_event(srv->ledger, "board_undrained", a->board_id,
-			"quarantine lifted", ledger_now_us(), &err) < 0)
-			server_ledger_failed(srv, &err);
-		(void)send_json(a->conn, json_pack("{ss}", "type", "undrain"));
-		conn_flush(a->conn);
-		return 1;
-	}
-	return 0;
+	if (a == NULL || a->quarantine == NULL)
+		return 0;
+	log_notice("agent '%s': quarantine lifted by an operator", a->name);
+	free(a->quarantine);
+	a->quarantine = NULL;
+	if (a->data != NULL)
+		tracker_agent_state(a->data, "busy", NULL);
+	if (ledger_event(srv->ledger, "board_undrained", a->board_id,
+		"quarantine lifted", ledger_now_us(), &err) < 0)
+		server_ledger_failed(srv, &err);
+	(void)send_json(a->conn, json_pack("{ss}", "type", "undrain"));
+	conn_flush(a->conn);
+	return 1;
 }
 
 /* Call @fn for every welcomed agent: its board id and its last frame. */
@@ -576,4 +611,46 @@ agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg)
 	TAILQ_FOREACH(a, &srv->agents, link)
 		if (a->welcomed)
 			fn(a->board_id, a->heard_us, arg);
+}
+
+/* The welcomed agent whose board is @board_id, or NULL. */
+struct agent *
+agent_link_find_board(struct server *srv, int64_t board_id)
+{
+	struct agent *a;
+
+	TAILQ_FOREACH(a, &srv->agents, link)
+		if (a->welcomed && a->board_id == board_id)
+			return a;
+	return NULL;
+}
+
+/* Send frame @v (reference stolen) to agent @a.  0 or -ENOMEM. */
+int
+agent_link_send(struct agent *a, json_t *v)
+{
+	int r = send_json(a->conn, v);
+
+	if (r == 0)
+		conn_flush(a->conn);
+	return r;
+}
+
+/*
+ * Acknowledge report @id to agent @a once the ledger batch being written
+ * now is committed (see agent_link_committed()).  0 or -ENOMEM.
+ */
+int
+agent_link_ack_later(struct agent *a, const char *id)
+{
+	struct server *srv = a->conn->srv;
+	struct ack *ack = malloc(sizeof(*ack) + strlen(id) + 1);
+
+	if (ack == NULL)
+		return -ENOMEM;
+	strcpy(ack->id, id);
+	ack->seq = ledger_batch_seq(srv->ledger);
+	(void)ledger_committed(srv->ledger, &ack->failed);
+	STAILQ_INSERT_TAIL(&a->acks, ack, link);
+	return 0;
 }

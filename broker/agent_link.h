@@ -10,6 +10,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 struct agent;
 struct conn;
 struct server;
@@ -24,6 +26,9 @@ struct agent *agent_link_find(struct server *srv, const char *name);
 bool agent_link_from(struct server *srv, const char *name, const char *host);
 void agent_link_committed(struct server *srv);
 int agent_link_undrain(struct server *srv, int64_t board_id);
+struct agent *agent_link_find_board(struct server *srv, int64_t board_id);
+int agent_link_send(struct agent *a, json_t *v);
+int agent_link_ack_later(struct agent *a, const char *id);
 int64_t agent_board_id(const struct agent *a);
 const char *agent_key(const struct agent *a);
 const char *agent_name(const struct agent *a);

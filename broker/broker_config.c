@@ -45,6 +45,8 @@ struct opt {
 static const struct opt opts[] = {
     {"http", OPT_STR, OFF(http), 0, 0, "HTTP API address"},
     {"db", OPT_STR, OFF(db), 0, 0, "ledger path"},
+    {"data_dir", OPT_STR, OFF(data_dir), 0, 0,
+	"where artifacts of native tasks are stored"},
     {"public_addr", OPT_STR, OFF(public_addr), 0, 0,
 	"host name clients are told to connect back to"},
     {"ready_file", OPT_STR, OFF(ready_file), 0, 0,
@@ -71,6 +73,10 @@ static const struct opt opts[] = {
 	"agent heartbeat period; three missed: the board is offline"},
     {"pair_timeout", OPT_SECONDS, OFF(pair_timeout), 0.1, 3600,
 	"return a board granted to a client that never connects"},
+    {"task_grace", OPT_SECONDS, OFF(task_grace), 0.1, 86400,
+	"a native task whose agent vanished is lost (and retried) after this"},
+    {"max_artifact", OPT_LONG, OFF(max_artifact), 1024, 1L << 34,
+	"bytes in one artifact (PUT /v1/artifacts)"},
     {"agent_backstop", OPT_SECONDS, OFF(agent_backstop), 0.1, 3600,
 	"an agent ends its own sessions at their deadline; the broker "
 	"only this much later"},
@@ -138,6 +144,8 @@ broker_config_defaults(struct broker_config *c)
 	c->ledger_sync_full = true;
 	c->pair_timeout = 15;
 	c->agent_backstop = 2;
+	c->task_grace = 10;
+	c->max_artifact = 256L * 1024 * 1024;
 	c->agent_heartbeat = 2;
 	c->max_relays = 4096;
 	c->relay_buffer = 4 * 1024 * 1024;
@@ -154,6 +162,7 @@ broker_config_deinit(struct broker_config *c)
 		free(c->listen[i]);
 	free(c->http);
 	free(c->db);
+	free(c->data_dir);
 	free(c->public_addr);
 	free(c->ready_file);
 	free(c->agent_token_file);

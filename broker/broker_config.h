@@ -34,6 +34,9 @@ struct broker_config {
 	double agent_heartbeat; /* s between agent heartbeats */
 	double pair_timeout;    /* s a granted client has to connect */
 	double agent_backstop;  /* s after an agent's session deadline */
+	double task_grace;      /* s a task's vanished agent may come back */
+	char *data_dir;         /* artifacts live here */
+	long max_artifact;      /* bytes of one artifact */
 	long max_relays;        /* relayed sessions at once */
 	long relay_buffer;      /* bytes queued toward one side: backpressure */
 	long relay_max_packet;  /* largest RPC packet relayed, bytes */

@@ -23,6 +23,8 @@
 #include "auth.h"
 #include "dashboard.h"
 #include "err.h"
+#include "jobs_api.h"
+#include "json_util.h"
 #include "ledger.h"
 #include "log.h"
 #include "netaddr.h"
@@ -40,40 +42,9 @@ struct http_api {
 	char address[NETADDR_STRLEN];
 };
 
-/* RFC 3339 UTC with microseconds, or JSON null for 0. */
-static json_t *
-json_time(int64_t us)
-{
-	char buf[64];
-	struct tm tm;
-	time_t s;
-
-	if (us == 0)
-		return json_null();
-	s = (time_t)(us / 1000000);
-	gmtime_r(&s, &tm);
-	(void)snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
-	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-	    tm.tm_sec, (int)(us % 1000000) % 1000000);
-	return json_string(buf);
-}
-
-static json_t *
-json_seconds(int64_t from_us, int64_t to_us)
-{
-	if (from_us == 0 || to_us == 0)
-		return json_null();
-	return json_real((double)(to_us - from_us) / 1e6);
-}
-
-static json_t *
-json_str_or_null(const char *s)
-{
-	return s ? json_string(s) : json_null();
-}
-
-static void
-reply_json(struct evhttp_request *req, int code, const char *reason, json_t *v)
+void
+http_api_reply_json(
+    struct evhttp_request *req, int code, const char *reason, json_t *v)
 {
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
 	char *s =
@@ -98,17 +69,17 @@ reply_list(struct evhttp_request *req, const char *name, json_t *list)
 {
 	json_t *v = json_pack("{sO}", name, list);
 
-	reply_json(req, 200, "OK", v);
+	http_api_reply_json(req, 200, "OK", v);
 	json_decref(v);
 }
 
-static void
-reply_error(
+void
+http_api_reply_error(
     struct evhttp_request *req, int code, const char *reason, const char *msg)
 {
 	json_t *v = json_pack("{ss}", "error", msg);
 
-	reply_json(req, code, reason, v);
+	http_api_reply_json(req, code, reason, v);
 	json_decref(v);
 }
 
@@ -128,8 +99,8 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 	if (b->lease_id != 0)
 		lease = json_pack("{sIssssso so}", "id",
 		    (json_int_t)b->lease_id, "user", b->lease_user, "peer",
-		    b->lease_peer, "granted_at", json_time(b->lease_granted_us),
-		    "held_seconds", json_seconds(b->lease_granted_us, x->now));
+		    b->lease_peer, "granted_at", json_util_time(b->lease_granted_us),
+		    "held_seconds", json_util_seconds(b->lease_granted_us, x->now));
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	(void)json_object_set_new(x->live, id,
 	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
@@ -149,7 +120,7 @@ agent_cb(int64_t board_id, int64_t heard_us, void *arg)
 		if (live == NULL || json_object_set_new(x->live, id, live) < 0)
 			return;
 	}
-	(void)json_object_set_new(live, "heartbeat", json_time(heard_us));
+	(void)json_object_set_new(live, "heartbeat", json_util_time(heard_us));
 }
 
 static int
@@ -166,9 +137,9 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 	    "name", b->name, "kind", b->kind, "key", b->key, "address",
 	    b->address, "state", b->state, "free",
 	    json_integer_value(json_object_get(live, "free")), "first_seen",
-	    json_time(b->first_seen_us), "last_seen",
-	    json_time(b->last_seen_us), "lease", lease ? lease : json_null(),
-	    "detail", json_str_or_null(b->detail));
+	    json_util_time(b->first_seen_us), "last_seen",
+	    json_util_time(b->last_seen_us), "lease", lease ? lease : json_null(),
+	    "detail", json_util_str_or_null(b->detail));
 	if (v != NULL && strcmp(b->kind, "agent") == 0 &&
 	    json_object_set(v, "heartbeat",
 		json_object_get(live, "heartbeat") ? json_object_get(live,
@@ -204,13 +175,13 @@ get_boards(struct http_api *api, struct evhttp_request *req)
 	agent_link_foreach(api->srv, agent_cb, &x);
 	if (ledger_foreach_board(api->srv->ledger, ledger_board_cb, &x, &err) !=
 	    0) {
-		reply_error(req, 500, "Internal Server Error", err.msg);
+		http_api_reply_error(req, 500, "Internal Server Error", err.msg);
 		goto out;
 	}
 	reply_list(req, "boards", x.list);
 	goto out;
 oom:
-	reply_error(req, 500, "Internal Server Error", "out of memory");
+	http_api_reply_error(req, 500, "Internal Server Error", "out of memory");
 out:
 	json_decref(x.list);
 	json_decref(x.live);
@@ -229,8 +200,8 @@ request_cb(const struct tracker_request_info *r, void *arg)
 	(void)json_array_append_new(
 	    x->requests, json_pack("{sssssfsoso}", "user", r->user, "peer",
 			     r->peer, "priority", r->priority, "requested_at",
-			     json_time(r->requested_us), "waited_seconds",
-			     json_seconds(r->requested_us, x->now)));
+			     json_util_time(r->requested_us), "waited_seconds",
+			     json_util_seconds(r->requested_us, x->now)));
 }
 
 static int
@@ -273,7 +244,7 @@ get_queue(struct http_api *api, struct evhttp_request *req)
 	reply_list(req, "queues", list);
 	goto out;
 oom:
-	reply_error(req, 500, "Internal Server Error", "out of memory");
+	http_api_reply_error(req, 500, "Internal Server Error", "out of memory");
 out:
 	free(qs);
 	json_decref(list);
@@ -288,14 +259,14 @@ lease_cb(const struct ledger_lease *l, void *arg)
 	    (json_int_t)l->id, "key", l->key, "user", l->user, "peer", l->peer,
 	    "priority", l->priority, "board_id",
 	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
-	    json_str_or_null(l->board), "matchkey",
-	    json_str_or_null(l->matchkey), "requested_at",
-	    json_time(l->requested_us), "granted_at", json_time(l->granted_us),
-	    "released_at", json_time(l->released_us), "wait_seconds",
-	    json_seconds(l->requested_us, l->granted_us), "held_seconds",
-	    json_seconds(l->granted_us, l->released_us), "outcome",
-	    json_str_or_null(l->outcome), "detail",
-	    json_str_or_null(l->detail));
+	    json_util_str_or_null(l->board), "matchkey",
+	    json_util_str_or_null(l->matchkey), "requested_at",
+	    json_util_time(l->requested_us), "granted_at", json_util_time(l->granted_us),
+	    "released_at", json_util_time(l->released_us), "wait_seconds",
+	    json_util_seconds(l->requested_us, l->granted_us), "held_seconds",
+	    json_util_seconds(l->granted_us, l->released_us), "outcome",
+	    json_util_str_or_null(l->outcome), "detail",
+	    json_util_str_or_null(l->detail));
 	if (v == NULL)
 		return -ENOMEM;
 	/* Relayed sessions: what the broker saw of them. */
@@ -303,9 +274,9 @@ lease_cb(const struct ledger_lease *l, void *arg)
 		l->session.start_us == 0
 		    ? json_null()
 		    : json_pack("{sosososIsIsIsI}", "started_at",
-			  json_time(l->session.start_us), "ended_at",
-			  json_time(l->released_us), "seconds",
-			  json_seconds(l->session.start_us, l->released_us),
+			  json_util_time(l->session.start_us), "ended_at",
+			  json_util_time(l->released_us), "seconds",
+			  json_util_seconds(l->session.start_us, l->released_us),
 			  "requests", (json_int_t)l->session.requests,
 			  "exceptions", (json_int_t)l->session.exceptions,
 			  "bytes_to_board",
@@ -331,7 +302,7 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 	TAILQ_INIT(&q);
 	s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	if (evhttp_parse_query_str(s ? s : "", &q) < 0) {
-		reply_error(req, 400, "Bad Request", "malformed query string");
+		http_api_reply_error(req, 400, "Bad Request", "malformed query string");
 		return;
 	}
 	s = evhttp_find_header(&q, "limit");
@@ -346,7 +317,7 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 			    "limit: expected an integer 1..%d",
 			    HTTP_LEASES_MAX);
 			evhttp_clear_headers(&q);
-			reply_error(req, 400, "Bad Request", msg);
+			http_api_reply_error(req, 400, "Bad Request", msg);
 			return;
 		}
 	}
@@ -356,7 +327,7 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 	if (list == NULL || ledger_foreach_lease(api->srv->ledger, (int)limit,
 				lease_cb, list, &err) != 0) {
 		json_decref(list);
-		reply_error(req, 500, "Internal Server Error",
+		http_api_reply_error(req, 500, "Internal Server Error",
 		    list ? err.msg : "out of memory");
 		return;
 	}
@@ -378,7 +349,7 @@ post_drain(
 
 	if (ledger_board_drain(
 		api->srv->ledger, id, on, ledger_now_us(), &err) < 0) {
-		reply_error(req, 404, "Not Found", err.msg);
+		http_api_reply_error(req, 404, "Not Found", err.msg);
 		return;
 	}
 	live = tracker_board_drain(api->srv, id, on);
@@ -389,7 +360,7 @@ post_drain(
 	    (long long)id, on ? "drained" : "undrained", live);
 	v = json_pack(
 	    "{sIsbsb}", "id", (json_int_t)id, "drained", on, "live", live > 0);
-	reply_json(req, 200, "OK", v);
+	http_api_reply_json(req, 200, "OK", v);
 	json_decref(v);
 }
 
@@ -411,7 +382,7 @@ route_board_action(
 	    (strcmp(action, "drain") != 0 && strcmp(action, "undrain") != 0))
 		return 0;
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		reply_error(req, 405, "Method Not Allowed",
+		http_api_reply_error(req, 405, "Method Not Allowed",
 		    "drain and undrain take POST");
 		return 1;
 	}
@@ -446,7 +417,7 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 		if (strcmp(path, routes[i].path) != 0)
 			continue;
 		if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-			reply_error(req, 405, "Method Not Allowed",
+			http_api_reply_error(req, 405, "Method Not Allowed",
 			    "only GET is allowed here");
 			return;
 		}
@@ -455,7 +426,9 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 	}
 	if (path != NULL && route_board_action(api, req, path))
 		return;
-	reply_error(req, 404, "Not Found", "no such API path");
+	if (path != NULL && jobs_api_route(api->srv, req, path))
+		return;
+	http_api_reply_error(req, 404, "Not Found", "no such API path");
 }
 
 /*
@@ -486,11 +459,16 @@ http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	evhttp_set_max_body_size(api->http, HTTP_MAX_BODY);
+	/* Artifacts are the largest bodies (a job's tasks come next). */
+	evhttp_set_max_body_size(api->http,
+	    srv->cfg->max_artifact > HTTP_MAX_BODY
+		? (ev_ssize_t)srv->cfg->max_artifact
+		: HTTP_MAX_BODY);
 	evhttp_set_max_headers_size(api->http, 16 * 1024);
 	evhttp_set_timeout(api->http, 30);
 	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
 						  EVHTTP_REQ_PUT |
+						  EVHTTP_REQ_HEAD |
 						  EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, dispatch_cb, api);
 	bs = evhttp_bind_socket_with_handle(api->http, host, (uint16_t)port);

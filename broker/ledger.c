@@ -123,6 +123,64 @@ static const char *const migrations[] = {
     "ALTER TABLE leases ADD COLUMN session_timeout REAL;"
     "CREATE INDEX leases_agent_session ON leases (board_id, agent_session)"
     "  WHERE agent_session IS NOT NULL;",
+    /* 5: native tuning jobs, their tasks and attempts, and artifacts. */
+    "CREATE TABLE artifacts ("
+    "  sha256 TEXT PRIMARY KEY,"
+    "  size INTEGER NOT NULL,"
+    "  stored_us INTEGER NOT NULL"
+    ") STRICT;"
+    "CREATE TABLE jobs ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL,"
+    "  user TEXT NOT NULL,"
+    "  peer TEXT,"
+    "  priority REAL NOT NULL,"
+    "  queue_timeout REAL NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done',"
+    "    'cancelled')),"
+    "  ntasks INTEGER NOT NULL,"
+    "  submitted_us INTEGER NOT NULL,"
+    "  finished_us INTEGER"
+    ") STRICT;"
+    "CREATE INDEX jobs_state ON jobs (state);"
+    "CREATE TABLE tasks ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id),"
+    "  idx INTEGER NOT NULL,"
+    "  name TEXT,"
+    "  runner TEXT NOT NULL,"
+    "  spec TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done')),"
+    "  outcome TEXT CHECK (outcome IN ('ok', 'timeout', 'exception',"
+    "    'crash', 'lost', 'cancelled', 'expired', 'rejected')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  board_id INTEGER REFERENCES boards(id),"
+    "  costs TEXT,"
+    "  number INTEGER,"
+    "  detail TEXT,"
+    "  queued_us INTEGER NOT NULL,"
+    "  started_us INTEGER,"
+    "  finished_us INTEGER,"
+    "  UNIQUE (job_id, idx)"
+    ") STRICT;"
+    "CREATE INDEX tasks_open ON tasks (job_id) WHERE state != 'done';"
+    "CREATE TABLE attempts ("
+    "  task_id INTEGER NOT NULL REFERENCES tasks(id),"
+    "  attempt INTEGER NOT NULL,"
+    "  board_id INTEGER REFERENCES boards(id),"
+    "  started_us INTEGER NOT NULL,"
+    "  finished_us INTEGER,"
+    "  outcome TEXT,"
+    "  detail TEXT,"
+    "  exit_signal INTEGER,"
+    "  exit_status INTEGER,"
+    "  PRIMARY KEY (task_id, attempt)"
+    ") STRICT;"
+    "CREATE VIEW task_results AS SELECT t.job_id, t.idx, t.name, t.outcome,"
+    "  t.attempts, b.name AS board, t.number, t.costs,"
+    "  (t.started_us - t.queued_us) / 1e6 AS queued_s,"
+    "  (t.finished_us - t.started_us) / 1e6 AS run_s, t.detail"
+    "  FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -141,6 +199,15 @@ enum op_kind {
 	OP_BOARD_DRAIN,
 	OP_LEASE_AGENT_SESSION,
 	OP_LEASE_REPORT,
+	OP_ARTIFACT,
+	OP_JOB_INSERT,
+	OP_JOB_STATE,
+	OP_TASK_INSERT,
+	OP_TASK_START,
+	OP_ATTEMPT_START,
+	OP_TASK_REQUEUE,
+	OP_TASK_FINISH,
+	OP_ATTEMPT_FINISH,
 	OP_MAX,
 };
 
@@ -181,6 +248,35 @@ static const char *const op_sql[OP_MAX] = {
 	" bytes_to_board = iif(reported_us IS NULL, ?15, bytes_to_board),"
 	" bytes_to_client = iif(reported_us IS NULL, ?16, bytes_to_client)"
 	" WHERE id = ?1",
+    [OP_ARTIFACT] = "INSERT OR IGNORE INTO artifacts (sha256, size,"
+		    " stored_us) VALUES (?2, ?13, ?5)",
+    [OP_JOB_INSERT] =
+	"INSERT INTO jobs (id, key, user, peer, priority, queue_timeout,"
+	" state, ntasks, submitted_us) VALUES (?1, ?2, ?3, ?4, ?9,"
+	" ?13 / 1000.0, 'queued', ?14, ?5)",
+    [OP_JOB_STATE] = "UPDATE jobs SET state = ?2, finished_us = ?6"
+		     " WHERE id = ?1",
+    [OP_TASK_INSERT] =
+	"INSERT INTO tasks (id, job_id, idx, name, runner, spec, state,"
+	" queued_us) VALUES (?1, ?8, ?13, ?2, ?3, ?4, 'queued', ?5)",
+    /* An attempt starts: the task's row and the attempt's. */
+    [OP_TASK_START] =
+	"UPDATE tasks SET state = 'running', attempts = ?13, board_id = ?8,"
+	" started_us = ?5 WHERE id = ?1 AND state != 'done'",
+    [OP_ATTEMPT_START] =
+	"INSERT OR IGNORE INTO attempts (task_id, attempt, board_id,"
+	" started_us) VALUES (?1, ?13, ?8, ?5)",
+    [OP_TASK_REQUEUE] = "UPDATE tasks SET state = 'queued' WHERE id = ?1"
+			" AND state != 'done'",
+    /* Exactly one terminal outcome per task: a second finish is a no-op. */
+    [OP_TASK_FINISH] =
+	"UPDATE tasks SET state = 'done', outcome = ?2, detail = ?3,"
+	" costs = ?4, number = ?14, finished_us = ?6 WHERE id = ?1"
+	" AND state != 'done'",
+    [OP_ATTEMPT_FINISH] =
+	"UPDATE attempts SET finished_us = ?6, outcome = ?2, detail = ?3,"
+	" exit_signal = ?15, exit_status = ?16 WHERE task_id = ?1"
+	" AND attempt = ?13 AND outcome IS NULL",
     [OP_LEASE_AGENT_SESSION] =
 	"UPDATE leases SET agent_session = ?2 WHERE id = ?1",
     [OP_LEASE_REPORT] =
@@ -250,7 +346,7 @@ struct ledger {
 	void *dirty_arg;
 	void *boards;       /* tsearch of struct board_id by name */
 	void *boards_by_id; /* the same entries, by id */
-	int64_t next_board_id, next_lease_id;
+	int64_t next_board_id, next_lease_id, next_job_id, next_task_id;
 	uint64_t submitted; /* batches handed to the writer */
 
 	/* Writer thread only. */
@@ -465,7 +561,9 @@ load_state(struct ledger *l, struct npufarm_err *err)
 
 	if (sqlite3_prepare_v2(l->db,
 		"SELECT (SELECT ifnull(max(id), 0) FROM boards),"
-		" (SELECT ifnull(max(id), 0) FROM leases)",
+		" (SELECT ifnull(max(id), 0) FROM leases),"
+		" (SELECT ifnull(max(id), 0) FROM jobs),"
+		" (SELECT ifnull(max(id), 0) FROM tasks)",
 		-1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
 		r = db_fail(l->db, err, "reading ids");
@@ -473,6 +571,8 @@ load_state(struct ledger *l, struct npufarm_err *err)
 	}
 	l->next_board_id = sqlite3_column_int64(st, 0) + 1;
 	l->next_lease_id = sqlite3_column_int64(st, 1) + 1;
+	l->next_job_id = sqlite3_column_int64(st, 2) + 1;
+	l->next_task_id = sqlite3_column_int64(st, 3) + 1;
 	sqlite3_finalize(st);
 	if (sqlite3_prepare_v2(l->db,
 		"SELECT id, kind, key, address, drained FROM boards", -1, &st,
@@ -1266,4 +1366,142 @@ ledger_notified(struct ledger *l)
 
 	if (read(l->notify_fd, &v, sizeof(v)) < 0)
 		return; /* EAGAIN: nothing new */
+}
+
+/* ---- jobs ----------------------------------------------------------- */
+
+/* Artifact @sha256 of @size bytes is stored (idempotent). */
+int
+ledger_artifact(struct ledger *l, const char *sha256, uint64_t size,
+    struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_ARTIFACT,
+	    .t = {ledger_now_us()},
+	    .n = {(int64_t)size},
+	    .s = {sha256},
+	};
+
+	return op_add(l, &o, err);
+}
+
+/* Record a new job; its id (assigned now) in *ret_id. */
+int
+ledger_job_insert(struct ledger *l, const struct ledger_job *job,
+    int64_t *ret_id, struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_JOB_INSERT,
+	    .id = l->next_job_id,
+	    .t = {job->submitted_us},
+	    .priority = job->priority,
+	    .n = {(int64_t)(job->queue_timeout * 1000), job->ntasks},
+	    .s = {job->key, job->user, job->peer},
+	};
+	int r = op_add(l, &o, err);
+
+	if (r == 0)
+		*ret_id = l->next_job_id++;
+	return r;
+}
+
+int
+ledger_job_state(struct ledger *l, int64_t id, const char *state,
+    int64_t finished_us, struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_JOB_STATE,
+	    .id = id,
+	    .t = {0, finished_us},
+	    .s = {state},
+	};
+
+	return op_add(l, &o, err);
+}
+
+/* Record task @idx of job @job_id (its spec as JSON text). */
+int
+ledger_task_insert(struct ledger *l, int64_t job_id, int idx,
+    const char *name, const char *runner, const char *spec,
+    int64_t queued_us, int64_t *ret_id, struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_TASK_INSERT,
+	    .id = l->next_task_id,
+	    .board_id = job_id,
+	    .t = {queued_us},
+	    .n = {idx},
+	    .s = {name, runner, spec},
+	};
+	int r = op_add(l, &o, err);
+
+	if (r == 0)
+		*ret_id = l->next_task_id++;
+	return r;
+}
+
+/* Attempt @attempt of task @id starts on board @board_id. */
+int
+ledger_task_start(struct ledger *l, int64_t id, int attempt,
+    int64_t board_id, int64_t now_us, struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_TASK_START,
+	    .id = id,
+	    .board_id = board_id,
+	    .t = {now_us},
+	    .n = {attempt},
+	};
+	int r = op_add(l, &o, err);
+
+	o.kind = OP_ATTEMPT_START;
+	return r < 0 ? r : op_add(l, &o, err);
+}
+
+/* Task @id waits again (its attempt was lost and it is retried). */
+int
+ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err)
+{
+	struct op o = {.kind = OP_TASK_REQUEUE, .id = id};
+
+	return op_add(l, &o, err);
+}
+
+/*
+ * Attempt @attempt of task @id ended as @res says; @final: that is the
+ * task's terminal outcome too (else it is retried).
+ */
+int
+ledger_task_finish(struct ledger *l, int64_t id, int attempt,
+    const struct ledger_task_result *res, bool final,
+    struct npufarm_err *err)
+{
+	struct op a = {
+	    .kind = OP_ATTEMPT_FINISH,
+	    .id = id,
+	    .t = {0, res->finished_us},
+	    .n = {attempt, 0, res->signal, res->status},
+	    .s = {res->outcome, res->detail},
+	};
+	struct op t = {
+	    .kind = OP_TASK_FINISH,
+	    .id = id,
+	    .t = {0, res->finished_us},
+	    .n = {0, res->number},
+	    .s = {res->outcome, res->detail, res->costs},
+	};
+	int r = 0;
+
+	if (attempt > 0)
+		r = op_add(l, &a, err);
+	if (r == 0 && final)
+		r = op_add(l, &t, err);
+	return r;
+}
+
+/* The loop thread's read connection, for the job queries (ledger_jobs.c). */
+sqlite3 *
+ledger_read_db(struct ledger *l)
+{
+	return l->db;
 }

@@ -20,7 +20,7 @@
 struct ledger;
 struct npufarm_err;
 
-#define LEDGER_SCHEMA_VERSION 4
+#define LEDGER_SCHEMA_VERSION 5
 
 typedef void ledger_dirty_fn(void *arg);
 
@@ -55,6 +55,27 @@ struct ledger_report {
 	double timeout; /* the deadline the agent enforced, s; 0: none */
 	int signal;     /* that ended the session child, or 0 */
 	int status;     /* its exit status, or -1 */
+};
+
+struct ledger_job {
+	const char *key;
+	const char *user;
+	const char *peer;
+	double priority;
+	double queue_timeout; /* s */
+	int ntasks;
+	int64_t submitted_us;
+};
+
+/* How an attempt of a task ended. */
+struct ledger_task_result {
+	const char *outcome;
+	const char *detail; /* NULL when none */
+	const char *costs;  /* JSON array text, NULL unless ok */
+	int64_t number;     /* calls per repeat behind the costs */
+	int signal;
+	int status;
+	int64_t finished_us;
 };
 
 struct ledger_lease {
@@ -113,6 +134,61 @@ uint64_t ledger_batch_seq(const struct ledger *l);
 uint64_t ledger_committed(struct ledger *l, uint64_t *ret_failed);
 int ledger_notify_fd(const struct ledger *l);
 void ledger_notified(struct ledger *l);
+int ledger_artifact(struct ledger *l, const char *sha256, uint64_t size,
+    struct npufarm_err *err);
+int ledger_job_insert(struct ledger *l, const struct ledger_job *job,
+    int64_t *ret_id, struct npufarm_err *err);
+int ledger_job_state(struct ledger *l, int64_t id, const char *state,
+    int64_t finished_us, struct npufarm_err *err);
+int ledger_task_insert(struct ledger *l, int64_t job_id, int idx,
+    const char *name, const char *runner, const char *spec,
+    int64_t queued_us, int64_t *ret_id, struct npufarm_err *err);
+int ledger_task_start(struct ledger *l, int64_t id, int attempt,
+    int64_t board_id, int64_t now_us, struct npufarm_err *err);
+int ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err);
+int ledger_task_finish(struct ledger *l, int64_t id, int attempt,
+    const struct ledger_task_result *res, bool final,
+    struct npufarm_err *err);
+struct sqlite3 *ledger_read_db(struct ledger *l);
+
+/* Rows of the job reads (ledger_jobs.c); strings borrowed for the call. */
+struct ledger_job_row {
+	int64_t id;
+	const char *key, *user, *state;
+	double priority, queue_timeout;
+	int ntasks;
+	int64_t submitted_us, finished_us; /* 0: not yet */
+};
+
+struct ledger_task_row {
+	int64_t id, job_id;
+	int idx;
+	const char *name, *runner, *spec, *state;
+	const char *outcome; /* NULL until done */
+	int attempts;
+	int64_t board_id;  /* 0: never ran */
+	const char *board; /* its name, or NULL */
+	const char *costs; /* JSON text, or NULL */
+	int64_t number;
+	const char *detail;
+	int64_t queued_us, started_us, finished_us;
+};
+
+typedef int ledger_job_fn(const struct ledger_job_row *row, void *arg);
+typedef int ledger_task_fn(const struct ledger_task_row *row, void *arg);
+typedef void ledger_count_fn(
+    const char *state, const char *outcome, int count, void *arg);
+
+int ledger_foreach_job(struct ledger *l, const char *state, const char *user,
+    int limit, ledger_job_fn *fn, void *arg, struct npufarm_err *err);
+int ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
+    struct npufarm_err *err);
+int ledger_foreach_live_job(struct ledger *l, ledger_job_fn *fn, void *arg,
+    struct npufarm_err *err);
+int ledger_foreach_task(struct ledger *l, int64_t job_id, ledger_task_fn *fn,
+    void *arg, struct npufarm_err *err);
+int ledger_task_counts(struct ledger *l, int64_t job_id, ledger_count_fn *fn,
+    void *arg, struct npufarm_err *err);
 int ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err);
 

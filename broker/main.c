@@ -39,6 +39,9 @@ static const struct option long_options[] = {
     {"verbose", no_argument, NULL, OPT_VERBOSE},
     {"http", required_argument, NULL, OPT_TABLE},
     {"db", required_argument, NULL, OPT_TABLE},
+    {"data-dir", required_argument, NULL, OPT_TABLE},
+    {"task-grace", required_argument, NULL, OPT_TABLE},
+    {"max-artifact", required_argument, NULL, OPT_TABLE},
     {"public-addr", required_argument, NULL, OPT_TABLE},
     {"ready-file", required_argument, NULL, OPT_TABLE},
     {"request-timeout", required_argument, NULL, OPT_TABLE},
@@ -184,6 +187,8 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 		broker_config_set(cfg, "http", "127.0.0.1:9191", err) < 0) ||
 	    (cfg->db == NULL &&
 		broker_config_set(cfg, "db", "./npufarm.db", err) < 0) ||
+	    (cfg->data_dir == NULL &&
+		broker_config_set(cfg, "data_dir", "./npufarm-data", err) < 0) ||
 	    broker_config_check(cfg, err) < 0)
 		return 1;
 	cfg->verbosity += ret_args->verbose;

@@ -44,6 +44,7 @@ struct relay {
 	struct rpc_relay *rr; /* the session */
 	bool agent;           /* the board is an npufarm agent */
 	int64_t lease_id;
+	int64_t board_id;
 };
 
 static struct conn *
@@ -99,7 +100,11 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 		return;
 	r->board = NULL;
 	board->relay = NULL;
-	tracker_proxy_session_end(board, &sess);
+	if (r->agent)
+		tracker_agent_session_end(
+		    r->srv, r->board_id, r->lease_id, &sess);
+	else
+		tracker_proxy_session_end(board, &sess);
 	conn_close(board, "session ended: %s", sess.outcome);
 }
 
@@ -155,13 +160,14 @@ relay_refuse(struct conn *c, const char *why)
  * Pair @client with @board and start relaying: each side gets SUCCESS and
  * the other's full key (spec §4.2; the board learns -timeout=T from the
  * client's key), and the deadline starts now.  The board's lease is
- * @lease_id; @agent: the board is an npufarm agent, which enforces the
- * deadline itself (the broker's fires @backstop seconds later).  Both
+ * @lease_id; @agent: the board is npufarm agent @board_id's, which
+ * enforces the deadline itself (the broker's fires --agent-backstop
+ * seconds later).  Both
  * connections belong to the relay from here on.
  */
 void
 relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent)
+    int64_t lease_id, bool agent, int64_t board_id)
 {
 	struct server *srv = client->srv;
 	struct rpc_relay_config rc = {
@@ -184,6 +190,7 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 	r->board = board;
 	r->agent = agent;
 	r->lease_id = lease_id;
+	r->board_id = board_id;
 	if (rpc_relay_new(srv->base, &rc, &relay_ops, r,
 		bufferevent_get_input(client->bev),
 		bufferevent_get_output(client->bev),

@@ -14,7 +14,7 @@
 struct conn;
 
 void relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent);
+    int64_t lease_id, bool agent, int64_t board_id);
 void relay_refuse(struct conn *c, const char *why);
 void relay_read(struct conn *c);
 void relay_drained(struct conn *c);

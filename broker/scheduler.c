@@ -455,10 +455,46 @@ sched_peek(const struct sched_queue *q)
 	return TAILQ_FIRST(&TAILQ_FIRST(&l->users)->reqs);
 }
 
+static bool
+fits(const struct sched_slot *slot, const struct sched_request *r)
+{
+	return (slot->caps & r->needs) == r->needs;
+}
+
+/*
+ * The best request that some free slot fits, and the oldest such slot:
+ * levels from the highest, users in rotation order, each user's requests
+ * oldest first.  Only when the best request and the oldest slot do not
+ * fit, i.e. on a key whose boards differ in what they can do; O(requests
+ * x free slots) then.
+ */
+static bool
+match_scan(const struct sched_queue *q, struct sched_slot **ret_slot,
+    struct sched_request **ret_req)
+{
+	struct sched_request *r;
+	struct sched_slot *slot;
+	struct sched_user *u;
+	size_t i;
+
+	for (i = q->nlevels; i-- > 0;)
+		TAILQ_FOREACH(u, &q->levels[i]->users, link)
+			TAILQ_FOREACH(r, &u->reqs, link)
+				TAILQ_FOREACH(slot, &q->free, link)
+					if (fits(slot, r)) {
+						*ret_slot = slot;
+						*ret_req = r;
+						return true;
+					}
+	return false;
+}
+
 /*
  * Pair the oldest free slot with the best waiting request and remove both.
- * The served user moves to the back of its level's rotation.  Returns false
- * (outputs untouched) when either side is empty.
+ * A request goes only to a slot with the capabilities it needs; when the
+ * best request and the oldest slot do not fit, the best pair that does is
+ * taken.  The served user moves to the back of its level's rotation.
+ * Returns false (outputs untouched) when no pair fits.
  */
 bool
 sched_match(struct sched_queue *q, struct sched_slot **ret_slot,
@@ -473,9 +509,11 @@ sched_match(struct sched_queue *q, struct sched_slot **ret_slot,
 	r = sched_peek(q);
 	if (slot == NULL || r == NULL)
 		return false;
+	if (!fits(slot, r) && !match_scan(q, &slot, &r))
+		return false;
 	sched_slot_remove(slot);
 	u = r->user;
-	more = TAILQ_NEXT(r, link) != NULL;
+	more = TAILQ_FIRST(&u->reqs) != r || TAILQ_NEXT(r, link) != NULL;
 	sched_dequeue(r);
 	if (more) {
 		/* u still has requests, so it survived: it had its turn. */

@@ -21,13 +21,30 @@ struct sched;
 struct sched_queue;
 struct sched_user;
 
+/*
+ * What a slot's board can do, and what a request needs: a request goes
+ * only to a slot with every capability it needs.
+ */
+#define SCHED_CAP_TVM    (1u << 0) /* TVM RPC sessions */
+#define SCHED_CAP_KERNEL (1u << 1) /* native tasks, kernel runner */
+#define SCHED_CAP_EXEC   (1u << 2) /* native tasks, exec runner */
+
 struct sched_slot {
 	struct sched_queue *queue; /* borrowed; NULL when not queued */
+	unsigned caps;             /* SCHED_CAP_* */
 	TAILQ_ENTRY(sched_slot) link;
+};
+
+/* What a waiting request is, for its owner's dispatch. */
+enum sched_kind {
+	SCHED_KIND_TVM,  /* a TVM REQUEST or RPC client:KEY */
+	SCHED_KIND_TASK, /* a native task of a job */
 };
 
 struct sched_request {
 	struct sched_queue *queue; /* borrowed; NULL when not waiting */
+	enum sched_kind kind;
+	unsigned needs;            /* SCHED_CAP_* */
 	struct sched_user *user;   /* owned by the queue's level */
 	double priority;
 	uint64_t seq; /* arrival order inside the queue */

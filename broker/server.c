@@ -30,6 +30,8 @@
 #include "err.h"
 #include "http_api.h"
 #include "agent_link.h"
+#include "artifacts.h"
+#include "jobs.h"
 #include "ledger.h"
 #include "log.h"
 #include "scheduler.h"
@@ -409,6 +411,13 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		    NPUFARM_VERSION, ledger_now_us(), err);
 	if (r >= 0) /* durable before we accept anyone */
 		r = ledger_sync(srv->ledger, err);
+	if (r >= 0)
+		r = artifacts_open(cfg->data_dir, (uint64_t)cfg->max_artifact,
+		    &srv->artifacts, err);
+	if (r >= 0)
+		r = jobs_new(srv, &srv->jobs, err);
+	if (r >= 0)
+		r = jobs_recover(srv->jobs, err);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
@@ -467,6 +476,8 @@ server_free(struct server *srv)
 			log_err("%s", err.msg);
 		srv->ledger = ledger_close(srv->ledger);
 	}
+	srv->jobs = jobs_free(srv->jobs);
+	srv->artifacts = artifacts_close(srv->artifacts);
 	srv->sched = sched_free(srv->sched);
 	if (srv->committed_ev)
 		event_free(srv->committed_ev);

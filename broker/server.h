@@ -34,6 +34,8 @@ struct server {
 	struct http_api *http;
 	struct ledger *ledger;
 	struct sched *sched;
+	struct jobs *jobs;           /* native tuning jobs */
+	struct artifacts *artifacts; /* their kernels and programs */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_ev;  /* commits the ledger once per iteration */
 	struct event *accept_ev; /* resumes accepting after EMFILE */

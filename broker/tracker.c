@@ -38,6 +38,7 @@
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
+#include "jobs.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
@@ -86,9 +87,16 @@ struct board {
 	bool proxied;    /* a data connection waiting to be relayed */
 	char *hello_key; /* proxied: its full RPC hello key */
 	struct pending *pending; /* proxied: a grant waiting for its client */
-	bool is_agent;           /* proxied: an npufarm agent's offer */
-	struct agent *agent;     /* ... that agent while it is linked */
-	char *session;           /* ... the session id it reports under */
+	/* Agent boards (is_agent): the board of an npufarm agent's link. */
+	bool is_agent;
+	struct agent *agent;   /* borrowed: the link's agent */
+	struct conn *data;     /* its waiting TVM data connection, or NULL */
+	char *data_key;        /* ... that connection's hello key */
+	char *data_session;    /* ... and the session id it reports under */
+	unsigned runners;      /* SCHED_CAP_KERNEL/EXEC it offers */
+	bool ready;            /* the agent said it can take work */
+	char *quarantine;      /* the agent's reason, or NULL */
+	struct sched_request *task; /* the native task it runs, or NULL */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
 };
@@ -115,6 +123,7 @@ struct treq {
 };
 
 struct tracker_conn {
+	struct board *data_for; /* an agent data connection: whose */
 	char *info;     /* merged UPDATE_INFO, serialised as TVM would; NULL */
 	bool is_server; /* info "key" starts with "server": SUMMARY lists it */
 	TAILQ_HEAD(, board) boards;
@@ -123,10 +132,16 @@ struct tracker_conn {
 	size_t nslots;
 };
 
+static void agent_board_update(struct board *b);
+static void agent_data_detach(struct board *b, const char *why);
+static void board_relay(struct board *b, struct conn *client, int64_t lease_id);
+
 static const char *const board_state_names[] = {
     [BOARD_IDLE] = "idle",
     [BOARD_LEASED] = "leased",
     [BOARD_OFFLINE] = "offline",
+    [BOARD_BUSY] = "busy",
+    [BOARD_QUARANTINED] = "quarantined",
 };
 
 /* Ledger and API name of a board state. */
@@ -183,7 +198,8 @@ tracker_flush_boards(struct server *srv)
 		    b->drained && b->state == BOARD_IDLE
 			? "draining"
 			: board_state_name(b->state),
-		    NULL, now, &err);
+		    b->state == BOARD_QUARANTINED ? b->quarantine : NULL, now,
+		    &err);
 		if (r < 0) {
 			server_ledger_failed(srv, &err);
 			ret = r;
@@ -267,7 +283,10 @@ lease_release(
 	free(l);
 	if (--b->nleases == 0) {
 		sched_queue_add_leased(b->queue, -1);
-		board_set_state(b, BOARD_IDLE);
+		if (b->is_agent)
+			agent_board_update(b);
+		else
+			board_set_state(b, BOARD_IDLE);
 	}
 }
 
@@ -296,10 +315,10 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
 	ledger_check(
 	    srv, ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
-	if (b->session != NULL)
+	if (b->data_session != NULL)
 		ledger_check(srv,
 		    ledger_lease_agent_session(
-			srv->ledger, l->id, b->session, &err),
+			srv->ledger, l->id, b->data_session, &err),
 		    &err);
 	TAILQ_INSERT_TAIL(&b->leases, l, link);
 	if (b->nleases++ == 0)
@@ -359,9 +378,29 @@ grant(struct treq *t, struct slot *s)
 	free(s);
 	treq_free(t);
 	if (b->proxied && rpc)
-		relay_start(client, b->conn, b->hello_key, l ? l->id : 0, b->is_agent);
+		board_relay(b, client, l ? l->id : 0);
 	else
 		conn_flush(client);
+}
+
+/*
+ * Native task @r won slot @s of agent board @b: the board is the task's
+ * until tracker_agent_task_end(); the jobs module sends it to the agent.
+ */
+static void
+grant_task(struct sched_request *r, struct slot *s)
+{
+	struct board *b = s->board;
+
+	TAILQ_REMOVE(&b->slots, s, link);
+	b->conn->tracker->nslots--;
+	free(s);
+	b->task = r;
+	b->ready = false;
+	if (b->nleases == 0)
+		sched_queue_add_leased(b->queue, 1);
+	board_set_state(b, BOARD_LEASED);
+	jobs_task_granted(b->conn->srv, r, b->agent, b->id);
 }
 
 /* Hand free slots of @q to waiting requests while both exist. */
@@ -374,7 +413,7 @@ schedule(struct sched_queue *q)
 	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
 		struct treq *t = container_of(r, struct treq, s);
 
-		if (conn_peer_gone(t->conn)) {
+		if (r->kind == SCHED_KIND_TVM && conn_peer_gone(t->conn)) {
 			/* Its EOF is still queued; the connection goes when
 			 * that is read.  q keeps its free slot, so survives. */
 			treq_end(t, "cancelled",
@@ -383,8 +422,22 @@ schedule(struct sched_queue *q)
 		}
 		if (!sched_match(q, &ss, &r))
 			break;
-		grant(t, container_of(ss, struct slot, s));
+		if (r->kind == SCHED_KIND_TASK)
+			grant_task(r, container_of(ss, struct slot, s));
+		else
+			grant(container_of(r, struct treq, s),
+			    container_of(ss, struct slot, s));
 	}
+}
+
+/* Grant what can be granted among the requests and boards of @key. */
+void
+tracker_schedule(struct server *srv, const char *key)
+{
+	struct sched_queue *q;
+
+	if (sched_queue_get(srv->sched, key, false, &q) == 0)
+		schedule(q);
 }
 
 static int
@@ -495,17 +548,20 @@ board_free(struct board *b, const char *why, bool quiet)
 	if (b->dirty)
 		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
 	if (b->is_agent) {
-		/* The agent's link owns its board's online state: between two
-		 * offers the board is busy (cleaning up, checking health). */
-		if (b->agent != NULL && agent_data(b->agent) == b) {
-			agent_set_data(b->agent, NULL);
-			if (agent_quarantine(b->agent) == NULL)
-				ledger_check(srv,
-				    ledger_board_state(srv->ledger, b->id,
-					"busy", "between sessions",
-					ledger_now_us(), &err),
-				    &err);
+		/* The agent link's own code records it offline. */
+		if (b->data != NULL) {
+			b->data->tracker->data_for = NULL;
+			conn_close(b->data, "its agent's link closed");
+			b->data = NULL;
 		}
+		if (b->task != NULL) {
+			struct sched_request *task = b->task;
+
+			b->task = NULL;
+			sched_queue_add_leased(q, -1);
+			jobs_task_board_gone(srv, task, why);
+		}
+		agent_set_data(b->agent, NULL);
 	} else
 		ledger_check(srv,
 		    ledger_board_state(
@@ -524,7 +580,9 @@ board_free(struct board *b, const char *why, bool quiet)
 	free(b->host);
 	free(b->address);
 	free(b->hello_key);
-	free(b->session);
+	free(b->data_key);
+	free(b->data_session);
+	free(b->quarantine);
 	free(b);
 	sched_queue_gc(q);
 }
@@ -575,6 +633,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		    "released: board registered again (session not relayed "
 		    "by the broker; its outcome was not observed)");
 	s->board = b;
+	s->s.caps = SCHED_CAP_TVM;
 	memcpy(s->matchkey, m->matchkey, mklen + 1);
 	TAILQ_INSERT_TAIL(&b->slots, s, link);
 	tc->nslots++;
@@ -703,6 +762,7 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 		    evtimer_add(t->grace_ev, srv->tv_grace) < 0)
 			goto oom;
 	}
+	t->s.needs = SCHED_CAP_TVM;
 	if (sched_enqueue(q, &t->s, t->user, m->priority) < 0)
 		goto oom;
 	TAILQ_INSERT_TAIL(&tc->reqs, t, link);
@@ -990,6 +1050,8 @@ tracker_conn_closed(struct conn *c)
 
 	if (tc == NULL)
 		return;
+	if (tc->data_for != NULL)
+		agent_data_detach(tc->data_for, "its data connection closed");
 	while ((t = TAILQ_FIRST(&tc->reqs)) != NULL) {
 		struct sched_queue *q = t->s.queue;
 
@@ -1119,6 +1181,7 @@ board_offer(struct board *b)
 
 	if (s == NULL)
 		return -ENOMEM;
+	s->s.caps = SCHED_CAP_TVM;
 	TAILQ_INSERT_TAIL(&b->slots, s, link);
 	b->conn->tracker->nslots++;
 	if (!b->drained)
@@ -1141,7 +1204,7 @@ pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    b->conn->srv->cfg->pair_timeout);
 	pending_free(p);
 	lease_release(b, l, "lost", detail);
-	if (board_offer(b) < 0)
+	if (!b->is_agent && board_offer(b) < 0)
 		conn_close(b->conn, "out of memory offering a board");
 }
 
@@ -1227,75 +1290,297 @@ hello_option(const char *hello_key, const char *name, char *buf, size_t len)
 	return NULL;
 }
 
+/* ---- agent boards -------------------------------------------------- */
+
 /*
- * An agent's data connection ("server:KEY agent=NAME session=ID"): the
- * agent must be linked, serve KEY, be in service, and have no other offer
- * waiting (its board is one board: never offered, or leased, twice).
- * Returns the agent, or NULL after refusing @c.
+ * Bring agent board @b's state and its slot in line with what it can do
+ * now: one slot while the agent is ready, in service and not leased, with
+ * the capabilities of its runners, plus TVM sessions while a data
+ * connection waits.
  */
-static struct agent *
-proxy_agent(struct conn *c, const char *key, const char *name,
-    const char *session)
+static void
+agent_board_update(struct board *b)
+{
+	unsigned caps = (b->data != NULL ? SCHED_CAP_TVM : 0) | b->runners;
+	bool busy = b->nleases > 0 || b->task != NULL;
+	bool offer = b->ready && b->quarantine == NULL && !busy &&
+		     b->pending == NULL && caps != 0;
+	struct slot *s = TAILQ_FIRST(&b->slots);
+
+	if (busy)
+		board_set_state(b, BOARD_LEASED);
+	else if (b->quarantine != NULL)
+		board_set_state(b, BOARD_QUARANTINED);
+	else if (!offer)
+		board_set_state(b, BOARD_BUSY);
+	else
+		board_set_state(b, BOARD_IDLE);
+	if (!offer) {
+		while ((s = TAILQ_FIRST(&b->slots)) != NULL) {
+			sched_slot_remove(&s->s);
+			TAILQ_REMOVE(&b->slots, s, link);
+			b->conn->tracker->nslots--;
+			free(s);
+		}
+		return;
+	}
+	if (s != NULL) {
+		s->s.caps = caps; /* keeps its place in the queue */
+		schedule(b->queue);
+		return;
+	}
+	s = slot_new_proxied(b);
+	if (s == NULL) {
+		log_err("agent board %s: out of memory offering it", b->address);
+		return;
+	}
+	s->s.caps = caps;
+	TAILQ_INSERT_TAIL(&b->slots, s, link);
+	b->conn->tracker->nslots++;
+	if (!b->drained)
+		sched_slot_push(b->queue, &s->s);
+	schedule(b->queue);
+}
+
+/* Forget agent board @b's waiting data connection (closed: @why). */
+static void
+agent_data_detach(struct board *b, const char *why)
+{
+	struct conn *c = b->data;
+
+	if (c == NULL)
+		return;
+	c->tracker->data_for = NULL;
+	b->data = NULL;
+	free(b->data_key);
+	free(b->data_session);
+	b->data_key = b->data_session = NULL;
+	log_debug("agent board %s: data connection gone: %s", b->address, why);
+	if (b->pending != NULL) {
+		/* Granted, but the connection to pair with is gone. */
+		struct lease *l = b->pending->lease;
+
+		pending_free(b->pending);
+		lease_release(b, l, "lost",
+		    "the agent's data connection closed before its client "
+		    "connected");
+	}
+	agent_board_update(b);
+}
+
+/*
+ * Relay client @client with board @b's session: a board that dialled in,
+ * or an agent's waiting data connection.
+ */
+static void
+board_relay(struct board *b, struct conn *client, int64_t lease_id)
+{
+	struct conn *data = b->data;
+	char *key;
+
+	if (!b->is_agent) {
+		relay_start(client, b->conn, b->hello_key, lease_id, false, b->id);
+		return;
+	}
+	if (data == NULL) {
+		relay_refuse(client, "the board's agent withdrew its offer");
+		return;
+	}
+	key = b->data_key;
+	b->data_key = NULL;
+	data->tracker->data_for = NULL;
+	b->data = NULL;
+	free(b->data_session);
+	b->data_session = NULL;
+	b->ready = false; /* until the session is cleaned up */
+	relay_start(client, data, key, lease_id, true, b->id);
+	free(key);
+	agent_board_update(b);
+}
+
+/*
+ * The board of agent @a, linked on @link for @key as @name, offering
+ * native @runners (SCHED_CAP_KERNEL/EXEC).  It is offered once the agent
+ * says it is ready.  NULL after closing @link on failure.
+ */
+struct board *
+tracker_agent_board_new(struct conn *link, struct agent *a, const char *key,
+    const char *name, unsigned runners)
+{
+	struct sched_queue *q;
+	struct board *b;
+
+	if (tracker_conn_get(link) == NULL) {
+		conn_close(link, "out of memory registering a board");
+		return NULL;
+	}
+	if (queue_get(link, key, &q) < 0) {
+		if (link->state != CONN_CLOSING)
+			conn_close(link, "out of memory creating a queue");
+		return NULL;
+	}
+	b = board_new(link, q, "agent", name, 0);
+	if (b == NULL || proxy_info(link, key) < 0) {
+		sched_queue_gc(q);
+		conn_close(link, "out of memory registering a board");
+		return NULL;
+	}
+	b->proxied = true;
+	b->is_agent = true;
+	b->agent = a;
+	b->runners = runners;
+	agent_board_update(b);
+	return b;
+}
+
+/*
+ * Agent board @b says @state: "ready" (it can take work), "busy" (it is
+ * cleaning up), or "quarantined" with @reason.
+ */
+void
+tracker_agent_state(struct board *b, const char *state, const char *reason)
+{
+	free(b->quarantine);
+	b->quarantine = NULL;
+	b->ready = strcmp(state, "ready") == 0;
+	if (strcmp(state, "quarantined") == 0)
+		b->quarantine = strdup(reason ? reason : "quarantined");
+	agent_board_update(b);
+}
+
+/*
+ * The relayed session of lease @lease_id on agent board @board_id is over
+ * for the broker: record the relay's view (the agent's report stands over
+ * it) and free the board's lease.  The board itself waits for its agent.
+ */
+void
+tracker_agent_session_end(struct server *srv, int64_t board_id,
+    int64_t lease_id, const struct ledger_session *sess)
+{
+	struct npufarm_err err;
+	struct agent *a = agent_link_find_board(srv, board_id);
+	struct board *b = a != NULL ? agent_data(a) : NULL;
+	struct lease *l = NULL;
+
+	ledger_check(srv,
+	    ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
+	log_info("lease %lld (agent board %lld): session ended %s: %s",
+	    (long long)lease_id, (long long)board_id, sess->outcome,
+	    sess->detail);
+	if (b != NULL)
+		TAILQ_FOREACH(l, &b->leases, link)
+			if (l->id == lease_id)
+				break;
+	if (l == NULL)
+		return; /* the agent's link went, and the lease with it */
+	TAILQ_REMOVE(&b->leases, l, link);
+	free(l->user);
+	free(l);
+	if (--b->nleases == 0)
+		sched_queue_add_leased(b->queue, -1);
+	agent_board_update(b);
+}
+
+/*
+ * Agent board @b came back (its link was re-established) still running
+ * native task @r: it is the task's again.
+ */
+void
+tracker_agent_task_resume(struct board *b, struct sched_request *r)
+{
+	if (b == NULL || b->task != NULL)
+		return;
+	b->task = r;
+	b->ready = false;
+	if (b->nleases == 0)
+		sched_queue_add_leased(b->queue, 1);
+	agent_board_update(b);
+}
+
+/* The native task agent board @b ran is over: the board waits for its
+ * agent to say it is ready again. */
+void
+tracker_agent_task_end(struct board *b)
+{
+	if (b->task == NULL)
+		return;
+	b->task = NULL;
+	if (b->nleases == 0)
+		sched_queue_add_leased(b->queue, -1);
+	agent_board_update(b);
+}
+
+/*
+ * An agent's data connection @c ("server:KEY agent=NAME session=ID"): the
+ * agent must be linked, serve KEY, and have no other offer waiting (its
+ * board is one board, never offered or leased twice).  Returns 0, or
+ * -ENOENT after refusing @c.
+ */
+static int
+agent_data_attach(struct conn *c, const char *key, const char *name,
+    const char *session, const char *hello_key)
 {
 	struct agent *a = agent_link_find(c->srv, name);
-	struct board *old;
+	struct board *b = a != NULL ? agent_data(a) : NULL;
+	struct tracker_conn *tc;
 	char why[256];
 
-	if (a == NULL)
+	if (b == NULL)
 		(void)snprintf(why, sizeof(why),
 		    "no agent named '%.64s' is linked", name);
 	else if (session == NULL)
 		(void)snprintf(why, sizeof(why),
 		    "agent '%.64s' offered a board without session=ID", name);
-	else if (strcmp(agent_key(a), key) != 0)
+	else if (strcmp(sched_queue_key(b->queue), key) != 0)
 		(void)snprintf(why, sizeof(why),
 		    "agent '%.64s' serves key '%.64s', not '%.64s'", name,
-		    agent_key(a), key);
-	else if (agent_quarantine(a) != NULL)
+		    sched_queue_key(b->queue), key);
+	else if (b->quarantine != NULL)
 		(void)snprintf(why, sizeof(why),
 		    "agent '%.64s' is quarantined: %.128s", name,
-		    agent_quarantine(a));
-	else if ((old = agent_data(a)) != NULL && old->nleases == 0)
+		    b->quarantine);
+	else if (b->data != NULL)
 		(void)snprintf(why, sizeof(why),
 		    "agent '%.64s' already has a board offered", name);
+	else if (b->nleases > 0 || b->task != NULL)
+		(void)snprintf(why, sizeof(why),
+		    "agent '%.64s' offered its board while the broker still "
+		    "holds it leased",
+		    name);
 	else
-		return a;
+		goto ok;
 	relay_refuse(c, why);
-	return NULL;
-}
-
-/*
- * The agent @a's link is gone: its waiting offer goes with it; a session
- * already relayed goes on (the agent keeps serving it and reports it when
- * its link is back).
- */
-void
-tracker_agent_gone(struct server *srv, struct agent *a)
-{
-	struct board *b = agent_data(a);
-
-	if (b == NULL)
-		return;
-	agent_set_data(a, NULL);
-	b->agent = NULL;
-	if (b->nleases == 0)
-		conn_close(b->conn, "its agent's link closed");
+	return -ENOENT;
+ok:
+	tc = tracker_conn_get(c);
+	b->data_key = strdup(hello_key);
+	b->data_session = strdup(session);
+	if (tc == NULL || b->data_key == NULL || b->data_session == NULL) {
+		free(b->data_key);
+		free(b->data_session);
+		b->data_key = b->data_session = NULL;
+		conn_close(c, "out of memory registering an offer");
+		return -ENOMEM;
+	}
+	tc->data_for = b;
+	b->data = c;
+	b->ready = true; /* an offer means it is ready */
+	agent_board_update(b);
+	return 0;
 }
 
 int
 tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 {
 	struct sched_queue *q;
-	struct agent *agent = NULL;
 	char name[256], session[128];
 	const char *aname, *sid;
 	struct board *b;
 
 	aname = hello_option(hello_key, "agent", name, sizeof(name));
 	sid = hello_option(hello_key, "session", session, sizeof(session));
-	if (aname != NULL &&
-	    (agent = proxy_agent(c, key, aname, sid)) == NULL)
-		return -ENOENT;
+	if (aname != NULL)
+		return agent_data_attach(c, key, aname, sid, hello_key);
 	if (tracker_conn_get(c) == NULL) {
 		conn_close(c, "out of memory registering a board");
 		return -ENOMEM;
@@ -1305,20 +1590,13 @@ tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 			conn_close(c, "out of memory creating a queue");
 		return -ENOMEM;
 	}
-	b = board_new(c, q, agent ? "agent" : "proxy",
-	    agent ? agent_name(agent) : c->peer_host, 0);
-	if (b == NULL || (b->hello_key = strdup(hello_key)) == NULL ||
-	    (agent != NULL && (b->session = strdup(sid)) == NULL)) {
+	b = board_new(c, q, "proxy", c->peer_host, 0);
+	if (b == NULL || (b->hello_key = strdup(hello_key)) == NULL) {
 		sched_queue_gc(q);
 		conn_close(c, "out of memory registering a board");
 		return -ENOMEM;
 	}
 	b->proxied = true;
-	if (agent != NULL) {
-		b->is_agent = true;
-		b->agent = agent;
-		agent_set_data(agent, b);
-	}
 	/* Listed in SUMMARY as a TVM server of its key, so query_rpc_tracker
 	 * and MetaSchedule count it. */
 	if (proxy_info(c, key) < 0 || board_offer(b) < 0) {
@@ -1357,7 +1635,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 		b = (*found)->board;
 		lease_id = (*found)->lease->id;
 		pending_free(*found);
-		relay_start(c, b->conn, b->hello_key, lease_id, b->is_agent);
+		board_relay(b, c, lease_id);
 		return 1;
 	}
 	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||
@@ -1365,6 +1643,8 @@ tracker_proxy_client(struct conn *c, const char *match)
 		return -ENOENT;
 	tc = tracker_conn_get(c);
 	t = calloc(1, sizeof(*t));
+	if (t != NULL)
+		t->s.needs = SCHED_CAP_TVM;
 	if (tc == NULL || t == NULL || (t->key = strdup(match)) == NULL ||
 	    (t->user = strdup(c->peer_host)) == NULL ||
 	    sched_enqueue(q, &t->s, t->user, 0) < 0) {

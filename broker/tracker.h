@@ -12,8 +12,10 @@
 #include <sys/queue.h>
 
 struct agent;
+struct board;
 struct conn;
 struct ledger_session;
+struct sched_request;
 struct server;
 
 /* Board states as shown in the API and stored in the ledger. */
@@ -21,6 +23,8 @@ enum board_state {
 	BOARD_IDLE,
 	BOARD_LEASED,
 	BOARD_OFFLINE,
+	BOARD_BUSY,        /* agents: cleaning up, not offered */
+	BOARD_QUARANTINED, /* agents: out of service, with a reason */
 };
 
 /* Read-only view of a live board for the HTTP API. */
@@ -52,7 +56,15 @@ void tracker_conn_read(struct conn *c);
 void tracker_conn_closed(struct conn *c);
 int tracker_flush_boards(struct server *srv);
 int tracker_board_drain(struct server *srv, int64_t id, bool on);
-void tracker_agent_gone(struct server *srv, struct agent *a);
+struct board *tracker_agent_board_new(struct conn *link, struct agent *a,
+    const char *key, const char *name, unsigned runners);
+void tracker_agent_state(
+    struct board *b, const char *state, const char *reason);
+void tracker_agent_session_end(struct server *srv, int64_t board_id,
+    int64_t lease_id, const struct ledger_session *sess);
+void tracker_agent_task_end(struct board *b);
+void tracker_agent_task_resume(struct board *b, struct sched_request *r);
+void tracker_schedule(struct server *srv, const char *key);
 int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
 int tracker_proxy_client(struct conn *c, const char *match);
 void tracker_proxy_session_end(

@@ -11,8 +11,10 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "err.h"
 #include "frame.h"
@@ -135,4 +137,38 @@ json_util_add_frame(struct evbuffer *out, json_t *v)
 	r = frame_add(out, s, strlen(s));
 	free(s);
 	return r;
+}
+
+/* RFC 3339 UTC with microseconds of wall-clock @us, or JSON null for 0. */
+json_t *
+json_util_time(int64_t us)
+{
+	char buf[64];
+	struct tm tm;
+	time_t s;
+
+	if (us == 0)
+		return json_null();
+	s = (time_t)(us / 1000000);
+	gmtime_r(&s, &tm);
+	(void)snprintf(buf, sizeof(buf), "%04d-%02d-%02dT%02d:%02d:%02d.%06dZ",
+	    tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+	    tm.tm_sec, (int)(us % 1000000));
+	return json_string(buf);
+}
+
+/* Seconds from @from_us to @to_us, or null if either is 0. */
+json_t *
+json_util_seconds(int64_t from_us, int64_t to_us)
+{
+	if (from_us == 0 || to_us == 0)
+		return json_null();
+	return json_real((double)(to_us - from_us) / 1e6);
+}
+
+/* A string, or null for NULL. */
+json_t *
+json_util_str_or_null(const char *s)
+{
+	return s ? json_string(s) : json_null();
 }

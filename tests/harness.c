@@ -243,6 +243,14 @@ char *
 harness_http(
     const char *hostport, const char *method, const char *path, int *ret_status)
 {
+	return harness_http_body(hostport, method, path, NULL, 0, ret_status);
+}
+
+/* Blocking HTTP/1.0 @method with a body of @blen bytes (may be NULL). */
+char *
+harness_http_body(const char *hostport, const char *method, const char *path,
+    const void *bbody, size_t blen, int *ret_status)
+{
 	struct addrinfo hints = {0}, *res;
 	char host[64], *port, req[512], *buf, *body;
 	size_t len = 0, cap = 65536;
@@ -260,9 +268,17 @@ harness_http(
 	ck_assert_int_eq(connect(fd, res->ai_addr, res->ai_addrlen), 0);
 	freeaddrinfo(res);
 	n = snprintf(req, sizeof(req),
-	    "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: 0\r\n\r\n", method,
-	    path, hostport);
+	    "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %zu\r\n\r\n",
+	    method, path, hostport, blen);
 	ck_assert_int_eq(write(fd, req, (size_t)n), n);
+	while (blen > 0) {
+		/* A server may refuse a body half-way (413) and close. */
+		n = send(fd, bbody, blen, MSG_NOSIGNAL);
+		if (n <= 0)
+			break;
+		bbody = (const char *)bbody + n;
+		blen -= (size_t)n;
+	}
 	buf = malloc(cap);
 	ck_assert_ptr_nonnull(buf);
 	while ((n = read(fd, buf + len, cap - len - 1)) > 0) {
@@ -363,4 +379,27 @@ harness_reap(pid_t pid, int timeout_ms)
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	return 255;
+}
+
+/*
+ * Poll @sql on ledger @db until it yields @want (at most @timeout_ms),
+ * then assert that it did, showing what it yielded instead.
+ */
+void
+harness_wait_sql(const char *db, const char *sql, const char *want,
+    int timeout_ms)
+{
+	char *row = NULL;
+	int i;
+
+	for (i = 0; i <= timeout_ms / 20; i++) {
+		free(row);
+		row = harness_sql(db, sql);
+		if (strcmp(row, want) == 0)
+			break;
+		sleep_ms(20);
+	}
+	ck_assert_msg(
+	    strcmp(row, want) == 0, "%s: got '%s', want '%s'", sql, row, want);
+	free(row);
 }

@@ -76,7 +76,7 @@ hello(struct tvmpeer *p, const char *name)
 	(void)snprintf(buf, sizeof(buf),
 	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"%s\","
 	    "\"key\":\"rk3588\",\"version\":\"test\",\"tags\":{\"rack\":\"2\"},"
-	    "\"tvm\":true}",
+	    "\"tvm\":true,\"runners\":[\"kernel\"]}",
 	    name);
 	send_text(p, buf);
 	v = recv_obj(p);
@@ -87,6 +87,8 @@ hello(struct tvmpeer *p, const char *name)
 	ck_assert_int_eq(
 	    json_integer_value(json_object_get(v, "heartbeat_ms")), 200);
 	json_decref(v);
+	/* Its board is offered (idle) once the agent says it is ready. */
+	send_text(p, "{\"type\":\"state\",\"state\":\"ready\"}");
 }
 
 /* The next frame is an error with @code, then the link closes. */

@@ -82,23 +82,10 @@ agent_up(const char *const *extra)
 	agent = harness_spawn(bin, argv, agent_log);
 }
 
-/* Poll @sql until it yields @want (20 s at most). */
 static void
 wait_sql(const char *sql, const char *want)
 {
-	char *row = NULL;
-	int i;
-
-	for (i = 0; i < 1000; i++) {
-		free(row);
-		row = harness_sql(b.db, sql);
-		if (strcmp(row, want) == 0)
-			break;
-		usleep(20000);
-	}
-	ck_assert_msg(
-	    strcmp(row, want) == 0, "%s: got '%s', want '%s'", sql, row, want);
-	free(row);
+	harness_wait_sql(b.db, sql, want, 20000);
 }
 
 static void

@@ -1,0 +1,1114 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Native tuning jobs (see jobs.h).  Jobs that still have tasks without an
+ * outcome live in memory; everything is in the ledger, which is what the
+ * API reads and what a restarted broker recovers from.
+ *
+ * The agent link carries, broker to agent:
+ *   {"type": "task", "task": ID, "attempt": N, "spec": {...}}
+ *   {"type": "cancel", "task": ID, "attempt": N}
+ *   {"type": "chunk", "sha256": S, "offset": O, "size": TOTAL,
+ *    "data": BASE64}                   (an answer to "fetch")
+ * and agent to broker:
+ *   {"type": "result", "id": "task-ID-N", "task": ID, "attempt": N,
+ *    "outcome": ..., "detail": ..., "costs": [...], "number": K,
+ *    "signal": S, "status": X}         (acknowledged after commit)
+ *   {"type": "running", "task": ID, "attempt": N}  (after a reconnect)
+ *   {"type": "fetch", "sha256": S, "offset": O}
+ */
+#include "config.h"
+
+#include "jobs.h"
+
+#include <errno.h>
+#include <search.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+#include <event2/http.h>
+#include <openssl/evp.h>
+
+#include <npufarm/outcome.h>
+
+#include "agent_link.h"
+#include "artifacts.h"
+#include "err.h"
+#include "http_api.h"
+#include "json_util.h"
+#include "ledger.h"
+#include "log.h"
+#include "scheduler.h"
+#include "server.h"
+#include "task_spec.h"
+#include "tracker.h"
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+/* Attempts of a task: the first, and one retry after it was lost. */
+#define JOBS_MAX_ATTEMPTS 2
+/* Bytes of an artifact per chunk frame (base64 keeps it under 1 MiB). */
+#define JOBS_CHUNK        (256 * 1024)
+
+/* Per-job counts: queued, running, then one per outcome class. */
+enum {
+	COUNT_QUEUED,
+	COUNT_RUNNING,
+	COUNT_OUTCOME,
+	COUNT_MAX = COUNT_OUTCOME + NPUFARM_OUTCOME_MAX,
+};
+
+enum task_state {
+	TASK_QUEUED,
+	TASK_RUNNING,
+	TASK_DONE,
+};
+
+struct job;
+
+struct task {
+	struct sched_request s; /* while queued */
+	struct job *job;        /* borrowed: owner */
+	int64_t id;
+	int idx;
+	char *spec; /* the task's JSON, compact, as the agent gets it */
+	char *name; /* NULL when none */
+	enum task_state state;
+	int attempts;
+	struct agent *agent; /* running on; NULL while its agent is away */
+	int64_t board_id;    /* running on (or last ran on) */
+	struct event *grace_ev;
+};
+
+struct waiter {
+	struct jobs *jobs;
+	int64_t job_id;
+	uint64_t after;
+	struct evhttp_request *req;
+	struct event *timer;
+	TAILQ_ENTRY(waiter) link;
+};
+
+struct job {
+	struct jobs *jobs;
+	int64_t id;
+	char *key, *user;
+	double priority, queue_timeout;
+	int64_t submitted_us;
+	bool started; /* "running" is in the ledger */
+	bool cancelled;
+	size_t ntasks, nleft;
+	struct task *tasks; /* ntasks */
+	int counts[COUNT_MAX];
+	uint64_t seq;            /* progress, for waiters */
+	struct event *expire_ev; /* the queue timeout */
+	TAILQ_ENTRY(job) link;
+};
+
+struct jobs {
+	struct server *srv;
+	TAILQ_HEAD(, job) live;
+	void *by_task;  /* tsearch of struct task * by id */
+	TAILQ_HEAD(, waiter) waiters;
+};
+
+static int
+task_cmp(const void *a, const void *b)
+{
+	const struct task *x = a, *y = b;
+
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static struct task *
+task_find(struct jobs *j, int64_t id)
+{
+	struct task probe = {.id = id};
+	void *found = tfind(&probe, &j->by_task, task_cmp);
+
+	return found != NULL ? *(struct task **)found : NULL;
+}
+
+static struct job *
+job_find(struct jobs *j, int64_t id)
+{
+	struct job *job;
+
+	TAILQ_FOREACH(job, &j->live, link)
+		if (job->id == id)
+			return job;
+	return NULL;
+}
+
+static void
+ledger_check(struct server *srv, int r, const struct npufarm_err *err)
+{
+	if (r < 0)
+		server_ledger_failed(srv, err);
+}
+
+/* ---- progress and waiters ----------------------------------------- */
+
+static json_t *
+counts_json(const struct job *job)
+{
+	json_t *v = json_object();
+	int i;
+
+	if (v == NULL)
+		return NULL;
+	(void)json_object_set_new(
+	    v, "total", json_integer((json_int_t)job->ntasks));
+	(void)json_object_set_new(
+	    v, "queued", json_integer(job->counts[COUNT_QUEUED]));
+	(void)json_object_set_new(
+	    v, "running", json_integer(job->counts[COUNT_RUNNING]));
+	for (i = 0; i < NPUFARM_OUTCOME_MAX; i++)
+		if (job->counts[COUNT_OUTCOME + i] > 0)
+			(void)json_object_set_new(v,
+			    npufarm_outcome_name((enum npufarm_outcome)i),
+			    json_integer(job->counts[COUNT_OUTCOME + i]));
+	return v;
+}
+
+static const char *
+job_state(const struct job *job)
+{
+	if (job->cancelled && job->nleft == 0)
+		return "cancelled";
+	if (job->nleft == 0)
+		return "done";
+	return job->started ? "running" : "queued";
+}
+
+static json_t *
+job_json(const struct job *job)
+{
+	return json_pack("{sI ss ss sf ss so so so}", "id", (json_int_t)job->id,
+	    "key", job->key, "user", job->user, "priority", job->priority,
+	    "state", job_state(job), "submitted",
+	    json_util_time(job->submitted_us), "finished", json_null(),
+	    "tasks", counts_json(job));
+}
+
+/* The live job @id's summary (as GET /v1/jobs lists it), or NULL. */
+json_t *
+jobs_live_summary(struct jobs *j, int64_t id)
+{
+	struct job *job = job_find(j, id);
+
+	return job != NULL ? job_json(job) : NULL;
+}
+
+static void
+waiter_free(struct waiter *w)
+{
+	TAILQ_REMOVE(&w->jobs->waiters, w, link);
+	if (w->timer != NULL)
+		event_free(w->timer);
+	free(w);
+}
+
+/* Answer waiter @w with @summary (NULL: the job is over, from the API). */
+static void
+waiter_answer(struct waiter *w, json_t *summary, uint64_t seq, bool done)
+{
+	json_t *v = summary != NULL ? json_deep_copy(summary)
+				    : json_pack("{sI}", "id",
+					  (json_int_t)w->job_id);
+
+	if (v != NULL) {
+		(void)json_object_set_new(v, "seq", json_integer((json_int_t)seq));
+		(void)json_object_set_new(v, "done", json_boolean(done));
+	}
+	if (v == NULL)
+		http_api_reply_error(w->req, 500, "Internal Server Error",
+		    "out of memory");
+	else
+		http_api_reply_json(w->req, 200, "OK", v);
+	json_decref(v);
+	waiter_free(w);
+}
+
+/* @job made progress: answer every waiter that wants to hear it. */
+static void
+job_progress(struct job *job)
+{
+	struct jobs *j = job->jobs;
+	struct waiter *w, *next;
+	json_t *summary = NULL;
+
+	job->seq++;
+	for (w = TAILQ_FIRST(&j->waiters); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (w->job_id != job->id || w->after >= job->seq)
+			continue;
+		if (summary == NULL)
+			summary = job_json(job);
+		waiter_answer(w, summary, job->seq, job->nleft == 0);
+	}
+	json_decref(summary);
+}
+
+static void
+waiter_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct waiter *w = arg;
+	struct job *job = job_find(w->jobs, w->job_id);
+	json_t *summary = job != NULL ? job_json(job) : NULL;
+
+	waiter_answer(w, summary, job != NULL ? job->seq : w->after,
+	    job == NULL);
+	json_decref(summary);
+}
+
+static void
+waiter_gone_cb(struct evhttp_connection *evcon, void *arg)
+{
+	struct jobs *j = arg;
+	struct waiter *w, *next;
+
+	/* The client hung up: forget its waits (the requests go with it). */
+	for (w = TAILQ_FIRST(&j->waiters); w != NULL; w = next) {
+		next = TAILQ_NEXT(w, link);
+		if (evhttp_request_get_connection(w->req) == evcon)
+			waiter_free(w);
+	}
+}
+
+/*
+ * GET /v1/jobs/{id}/wait: answer @req when live job @id's progress passes
+ * @after, or after @timeout seconds.  1: answered now (the job is not
+ * live: the caller answers from the ledger), 0: waiting, -ENOMEM.
+ */
+int
+jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
+    struct evhttp_request *req)
+{
+	struct job *job = job_find(j, id);
+	struct timeval tv;
+	struct waiter *w;
+	json_t *summary;
+
+	if (job == NULL)
+		return 1;
+	if (job->seq > after) {
+		summary = job_json(job);
+		w = calloc(1, sizeof(*w));
+		if (w == NULL || summary == NULL) {
+			free(w);
+			json_decref(summary);
+			return -ENOMEM;
+		}
+		w->jobs = j;
+		w->job_id = id;
+		w->req = req;
+		TAILQ_INSERT_TAIL(&j->waiters, w, link);
+		waiter_answer(w, summary, job->seq, job->nleft == 0);
+		json_decref(summary);
+		return 0;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -ENOMEM;
+	w->jobs = j;
+	w->job_id = id;
+	w->after = after;
+	w->req = req;
+	w->timer = evtimer_new(j->srv->base, waiter_timeout_cb, w);
+	tv.tv_sec = (time_t)timeout;
+	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+	if (w->timer == NULL || evtimer_add(w->timer, &tv) < 0) {
+		if (w->timer != NULL)
+			event_free(w->timer);
+		free(w);
+		return -ENOMEM;
+	}
+	TAILQ_INSERT_TAIL(&j->waiters, w, link);
+	evhttp_connection_set_closecb(
+	    evhttp_request_get_connection(req), waiter_gone_cb, j);
+	return 0;
+}
+
+/* ---- queueing ------------------------------------------------------ */
+
+/* Put task @t in its key's queue.  0 or -ENOMEM (or -E2BIG: max_keys). */
+static int
+task_enqueue(struct task *t)
+{
+	struct job *job = t->job;
+	struct server *srv = job->jobs->srv;
+	struct sched_queue *q;
+	int r;
+
+	r = sched_queue_get(srv->sched, job->key, true, &q);
+	if (r < 0)
+		return r;
+	t->s.kind = SCHED_KIND_TASK;
+	return sched_enqueue(q, &t->s, job->user, job->priority);
+}
+
+static int
+task_requeue(struct task *t)
+{
+	int r = task_enqueue(t);
+
+	if (r == 0)
+		tracker_schedule(t->job->jobs->srv, t->job->key);
+	return r;
+}
+
+/* ---- task and job ends -------------------------------------------- */
+
+static void job_free(struct job *job);
+
+static void
+count_move(struct job *job, int from, int to)
+{
+	if (from >= 0)
+		job->counts[from]--;
+	if (to >= 0)
+		job->counts[to]++;
+}
+
+/* The job's last task ended: record it, answer waiters, forget it. */
+static void
+job_finish(struct job *job)
+{
+	struct server *srv = job->jobs->srv;
+	struct npufarm_err err;
+
+	ledger_check(srv,
+	    ledger_job_state(srv->ledger, job->id, job_state(job),
+		ledger_now_us(), &err),
+	    &err);
+	log_notice("job %lld (%s, %zu tasks) %s", (long long)job->id,
+	    job->key, job->ntasks, job_state(job));
+	job_progress(job);
+	job_free(job);
+}
+
+/*
+ * Task @t's attempt (0: none ran) ended as @res; @final: it is the task's
+ * outcome (else the task is queued again).  Frees the job when it was the
+ * last.  Returns true if the job was freed.
+ */
+static bool
+task_end(struct task *t, enum npufarm_outcome outcome,
+    const struct ledger_task_result *res, bool final)
+{
+	struct job *job = t->job;
+	struct server *srv = job->jobs->srv;
+	struct npufarm_err err;
+	int from = t->state == TASK_QUEUED    ? COUNT_QUEUED
+		   : t->state == TASK_RUNNING ? COUNT_RUNNING
+					      : -1;
+
+	if (t->grace_ev != NULL)
+		(void)evtimer_del(t->grace_ev);
+	ledger_check(srv,
+	    ledger_task_finish(
+		srv->ledger, t->id, t->state == TASK_RUNNING ? t->attempts : 0,
+		res, final, &err),
+	    &err);
+	sched_dequeue(&t->s);
+	t->agent = NULL;
+	if (!final) {
+		t->state = TASK_QUEUED;
+		count_move(job, from, COUNT_QUEUED);
+		ledger_check(srv, ledger_task_requeue(srv->ledger, t->id, &err),
+		    &err);
+		if (task_requeue(t) < 0)
+			log_err("task %lld: out of memory requeueing it",
+			    (long long)t->id);
+		job_progress(job);
+		return false;
+	}
+	t->state = TASK_DONE;
+	count_move(job, from, COUNT_OUTCOME + (int)outcome);
+	log_info("task %lld (job %lld #%d) %s%s%s", (long long)t->id,
+	    (long long)job->id, t->idx, npufarm_outcome_name(outcome),
+	    res->detail ? ": " : "", res->detail ? res->detail : "");
+	if (--job->nleft == 0) {
+		job_finish(job);
+		return true;
+	}
+	job_progress(job);
+	return false;
+}
+
+/* End task @t without a run report: expired, cancelled, lost, rejected. */
+static bool
+task_end_plain(struct task *t, enum npufarm_outcome outcome,
+    const char *detail, bool final)
+{
+	struct ledger_task_result res = {
+	    .outcome = npufarm_outcome_name(outcome),
+	    .detail = detail,
+	    .signal = 0,
+	    .status = -1,
+	    .finished_us = ledger_now_us(),
+	};
+
+	return task_end(t, outcome, &res, final);
+}
+
+static void
+expire_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *job = arg;
+	char detail[128];
+	size_t i, n = job->ntasks;
+
+	(void)snprintf(detail, sizeof(detail),
+	    "still queued after the job's queue timeout of %g s",
+	    job->queue_timeout);
+	for (i = 0; i < n; i++)
+		if (job->tasks[i].state == TASK_QUEUED &&
+		    task_end_plain(&job->tasks[i], NPUFARM_OUTCOME_EXPIRED,
+			detail, true))
+			return; /* the job is gone */
+}
+
+/* ---- jobs ---------------------------------------------------------- */
+
+static void
+job_free(struct job *job)
+{
+	struct jobs *j = job->jobs;
+	size_t i;
+
+	TAILQ_REMOVE(&j->live, job, link);
+	for (i = 0; i < job->ntasks; i++) {
+		struct task *t = &job->tasks[i];
+
+		sched_dequeue(&t->s);
+		(void)tdelete(t, &j->by_task, task_cmp);
+		if (t->grace_ev != NULL)
+			event_free(t->grace_ev);
+		free(t->spec);
+		free(t->name);
+	}
+	if (job->expire_ev != NULL)
+		event_free(job->expire_ev);
+	free(job->tasks);
+	free(job->key);
+	free(job->user);
+	free(job);
+}
+
+static struct job *
+job_new(struct jobs *j, const char *key, const char *user, double priority,
+    double queue_timeout, size_t ntasks)
+{
+	struct job *job = calloc(1, sizeof(*job));
+
+	if (job == NULL)
+		return NULL;
+	job->jobs = j;
+	job->key = strdup(key);
+	job->user = strdup(user);
+	job->priority = priority;
+	job->queue_timeout = queue_timeout;
+	job->ntasks = ntasks;
+	job->nleft = ntasks;
+	job->tasks = calloc(ntasks ? ntasks : 1, sizeof(*job->tasks));
+	job->expire_ev = evtimer_new(j->srv->base, expire_cb, job);
+	if (job->key == NULL || job->user == NULL || job->tasks == NULL ||
+	    job->expire_ev == NULL) {
+		if (job->expire_ev != NULL)
+			event_free(job->expire_ev);
+		free(job->key);
+		free(job->user);
+		free(job->tasks);
+		free(job);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&j->live, job, link);
+	return job;
+}
+
+static void
+job_arm_expiry(struct job *job)
+{
+	double left = job->queue_timeout -
+		      (double)(ledger_now_us() - job->submitted_us) / 1e6;
+	struct timeval tv;
+
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = (time_t)left;
+	tv.tv_usec = (suseconds_t)((left - (double)tv.tv_sec) * 1e6);
+	(void)evtimer_add(job->expire_ev, &tv);
+}
+
+static void grace_cb(evutil_socket_t fd, short what, void *arg);
+
+static int
+task_init(struct task *t, struct job *job, int idx, int64_t id,
+    const char *spec, const char *name, unsigned needs)
+{
+	t->job = job;
+	t->idx = idx;
+	t->id = id;
+	t->s.kind = SCHED_KIND_TASK;
+	t->s.needs = needs;
+	t->spec = strdup(spec);
+	t->name = name != NULL && name[0] ? strdup(name) : NULL;
+	t->grace_ev = evtimer_new(job->jobs->srv->base, grace_cb, t);
+	if (t->spec == NULL || t->grace_ev == NULL ||
+	    tsearch(t, &job->jobs->by_task, task_cmp) == NULL)
+		return -ENOMEM;
+	return 0;
+}
+
+static unsigned
+runner_caps(enum task_runner runner)
+{
+	return runner == TASK_RUNNER_EXEC ? SCHED_CAP_EXEC : SCHED_CAP_KERNEL;
+}
+
+/*
+ * POST /v1/jobs: validate @body (docs/api.md), record the job and its
+ * tasks, commit (the caller answers 201 only then), and queue the tasks.
+ * Returns 0, or -EINVAL (bad input: @err says what and where), -E2BIG
+ * (a limit), -EIO (the ledger) or -ENOMEM.
+ */
+int
+jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
+    int *ret_ntasks, struct npufarm_err *err)
+{
+	struct server *srv = j->srv;
+	const char *key = NULL, *user = NULL;
+	double priority = 0, queue_timeout = 3600;
+	json_t *tasks = NULL, *tv;
+	struct task_spec *spec = NULL;
+	struct ledger_job lj;
+	json_error_t jerr;
+	struct job *job;
+	char path[64], *text;
+	uint64_t size;
+	size_t i, n;
+	int r;
+
+	if (json_unpack_ex(body, &jerr, JSON_STRICT,
+		"{s:s, s?s, s?F, s?F, s:o}", "key", &key, "user", &user,
+		"priority", &priority, "queue_timeout", &queue_timeout,
+		"tasks", &tasks) < 0)
+		return err_set(err, -EINVAL, "job: %s", jerr.text);
+	if (key[0] == '\0' || strlen(key) > (size_t)srv->cfg->max_key_len)
+		return err_set(err, -EINVAL, "key: must be 1..%ld bytes",
+		    srv->cfg->max_key_len);
+	if (user == NULL || user[0] == '\0')
+		user = peer;
+	if (strlen(user) > (size_t)srv->cfg->max_key_len)
+		return err_set(err, -EINVAL, "user: at most %ld bytes",
+		    srv->cfg->max_key_len);
+	if (queue_timeout <= 0 || queue_timeout > 30 * 86400)
+		return err_set(err, -EINVAL,
+		    "queue_timeout: %g is not in (0, 2592000] seconds",
+		    queue_timeout);
+	if (priority != priority || priority < -1e9 || priority > 1e9)
+		return err_set(err, -EINVAL, "priority: out of range");
+	r = task_spec_validate_tasks(tasks, err);
+	if (r < 0)
+		return r;
+	n = json_array_size(tasks);
+	if (n == 0)
+		return err_set(err, -EINVAL, "tasks: no tasks");
+	spec = malloc(sizeof(*spec));
+	if (spec == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	job = job_new(j, key, user, priority, queue_timeout, n);
+	if (job == NULL) {
+		free(spec);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	job->submitted_us = ledger_now_us();
+	lj = (struct ledger_job){
+	    .key = key,
+	    .user = user,
+	    .peer = peer,
+	    .priority = priority,
+	    .queue_timeout = queue_timeout,
+	    .ntasks = (int)n,
+	    .submitted_us = job->submitted_us,
+	};
+	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
+	for (i = 0; r == 0 && i < n; i++) {
+		tv = json_array_get(tasks, i);
+		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
+		r = task_spec_parse(tv, path, spec, err);
+		if (r < 0)
+			break;
+		if (artifacts_size(srv->artifacts, spec->artifact, &size) < 0) {
+			r = err_set(err, -EINVAL,
+			    "tasks[%zu].artifact: no artifact %s; PUT "
+			    "/v1/artifacts/%s first",
+			    i, spec->artifact, spec->artifact);
+			break;
+		}
+		text = json_dumps(tv, JSON_COMPACT);
+		if (text == NULL) {
+			r = err_set(err, -ENOMEM, "out of memory");
+			break;
+		}
+		r = ledger_task_insert(srv->ledger, job->id, (int)i,
+		    spec->name[0] ? spec->name : NULL,
+		    task_spec_runner_name(spec->runner), text,
+		    job->submitted_us, &job->tasks[i].id, err);
+		if (r == 0 && task_init(&job->tasks[i], job, (int)i,
+				  job->tasks[i].id, text, spec->name,
+				  runner_caps(spec->runner)) < 0)
+			r = err_set(err, -ENOMEM, "out of memory");
+		free(text);
+	}
+	free(spec);
+	if (r < 0) {
+		/* The rows written so far describe a job nobody will see: it
+		 * never was acknowledged.  Mark it, and forget it. */
+		(void)ledger_job_state(srv->ledger, job->id, "cancelled",
+		    ledger_now_us(), NULL);
+		job->ntasks = i < n ? i + 1 : n;
+		job_free(job);
+		return r;
+	}
+	/* Durable before acknowledged. */
+	r = ledger_sync(srv->ledger, err);
+	if (r < 0) {
+		job_free(job);
+		return err_set(err, -EIO, "the ledger could not commit the job: %s",
+		    err->msg);
+	}
+	job->counts[COUNT_QUEUED] = (int)n;
+	for (i = 0; i < n; i++)
+		if (task_enqueue(&job->tasks[i]) < 0)
+			log_err("job %lld: out of memory queueing task %zu",
+			    (long long)job->id, i);
+	job_arm_expiry(job);
+	log_notice("job %lld: %zu tasks for '%s' from %s (user %s)",
+	    (long long)job->id, n, key, peer, user);
+	*ret_id = job->id;
+	*ret_ntasks = (int)n;
+	tracker_schedule(srv, key);
+	return 0;
+}
+
+/*
+ * POST /v1/jobs/{id}/cancel: queued tasks end cancelled now; running ones
+ * are killed by their agents (which report them cancelled).  Returns 0
+ * with the tasks affected in *ret_n, or -ENOENT for a job that is not
+ * live (over, or unknown).
+ */
+int
+jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
+{
+	struct job *job = job_find(j, id);
+	size_t i, n;
+	int count = 0;
+
+	if (job == NULL)
+		return -ENOENT;
+	job->cancelled = true;
+	(void)evtimer_del(job->expire_ev);
+	n = job->ntasks;
+	for (i = 0; i < n; i++) {
+		struct task *t = &job->tasks[i];
+
+		if (t->state == TASK_RUNNING && t->agent != NULL) {
+			(void)agent_link_send(t->agent,
+			    json_pack("{ss sI si}", "type", "cancel", "task",
+				(json_int_t)t->id, "attempt", t->attempts));
+			count++;
+			continue;
+		}
+		if (t->state == TASK_DONE)
+			continue;
+		count++;
+		if (task_end_plain(t, NPUFARM_OUTCOME_CANCELLED,
+			t->state == TASK_RUNNING
+			    ? "cancelled while its agent was away"
+			    : "cancelled before it ran",
+			true)) {
+			*ret_n = count;
+			return 0; /* the job is gone */
+		}
+	}
+	log_notice("job %lld: cancel asked; %d tasks affected", (long long)id,
+	    count);
+	*ret_n = count;
+	return 0;
+}
+
+/* ---- running tasks -------------------------------------------------- */
+
+/* The tracker granted agent @a's board @board_id to task @r: send it. */
+void
+jobs_task_granted(struct server *srv, struct sched_request *r,
+    struct agent *a, int64_t board_id)
+{
+	struct task *t = container_of(r, struct task, s);
+	struct job *job = t->job;
+	struct npufarm_err err;
+	json_error_t jerr;
+	json_t *spec;
+
+	count_move(job, COUNT_QUEUED, COUNT_RUNNING);
+	t->state = TASK_RUNNING;
+	t->attempts++;
+	t->agent = a;
+	t->board_id = board_id;
+	ledger_check(srv,
+	    ledger_task_start(srv->ledger, t->id, t->attempts, board_id,
+		ledger_now_us(), &err),
+	    &err);
+	if (!job->started) {
+		job->started = true;
+		ledger_check(srv,
+		    ledger_job_state(srv->ledger, job->id, "running", 0, &err),
+		    &err);
+	}
+	job_progress(job);
+	spec = json_loads(t->spec, 0, &jerr);
+	if (agent_link_send(a, json_pack("{ss sI si so}", "type", "task",
+				   "task", (json_int_t)t->id, "attempt",
+				   t->attempts, "spec", spec)) < 0)
+		log_err("task %lld: out of memory sending it; it will be "
+			"lost and retried",
+		    (long long)t->id);
+	log_info("task %lld (job %lld #%d) attempt %d on board %lld",
+	    (long long)t->id, (long long)job->id, t->idx, t->attempts,
+	    (long long)board_id);
+}
+
+static void
+grace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct task *t = arg;
+	char detail[160];
+	bool retry = t->attempts < JOBS_MAX_ATTEMPTS && !t->job->cancelled;
+
+	if (t->state != TASK_RUNNING || t->agent != NULL)
+		return;
+	(void)snprintf(detail, sizeof(detail),
+	    "its agent (board %lld) vanished mid-task and did not come back "
+	    "within %g s%s",
+	    (long long)t->board_id, t->job->jobs->srv->cfg->task_grace,
+	    retry ? "; retried" : "");
+	(void)task_end_plain(t, NPUFARM_OUTCOME_LOST, detail, !retry);
+}
+
+/*
+ * The board running task @r is gone (its agent's link closed): the agent
+ * may come back within --task-grace and report or resume it; else lost.
+ */
+void
+jobs_task_board_gone(
+    struct server *srv, struct sched_request *r, const char *why)
+{
+	struct task *t = container_of(r, struct task, s);
+	struct timeval tv;
+
+	if (t->state != TASK_RUNNING)
+		return;
+	t->agent = NULL;
+	tv.tv_sec = (time_t)srv->cfg->task_grace;
+	tv.tv_usec = (suseconds_t)((srv->cfg->task_grace - (double)tv.tv_sec) *
+				   1e6);
+	(void)evtimer_add(t->grace_ev, &tv);
+	log_warn("task %lld: its board's agent is gone (%s); waiting %g s for "
+		 "it",
+	    (long long)t->id, why, srv->cfg->task_grace);
+}
+
+/* {"type": "running", "task": ID, "attempt": N}: back after a reconnect. */
+static void
+handle_running(struct server *srv, struct agent *a, json_t *v)
+{
+	json_int_t id = 0, attempt = 0;
+	struct task *t;
+
+	if (json_unpack(v, "{s:I, s:I}", "task", &id, "attempt", &attempt) < 0)
+		return;
+	t = task_find(srv->jobs, id);
+	if (t == NULL || t->state != TASK_RUNNING || t->attempts != attempt ||
+	    t->agent != NULL || t->board_id != agent_board_id(a)) {
+		/* Not ours any more (lost and retried, or cancelled): stop. */
+		(void)agent_link_send(a, json_pack("{ss sI sI}", "type",
+					     "cancel", "task", id, "attempt",
+					     attempt));
+		return;
+	}
+	(void)evtimer_del(t->grace_ev);
+	t->agent = a;
+	tracker_agent_task_resume(agent_data(a), &t->s);
+	log_notice("task %lld: its agent is back and still running it",
+	    (long long)t->id);
+}
+
+/* {"type": "result", ...}: an attempt's end, acknowledged after commit. */
+static void
+handle_result(struct server *srv, struct agent *a, json_t *v)
+{
+	const char *id, *outcome, *detail;
+	json_int_t task, attempt, number = 0;
+	struct ledger_task_result res = {0};
+	json_t *costs = NULL, *jdetail = NULL;
+	int sig = 0, status = -1, o;
+	json_error_t jerr;
+	char *costs_text = NULL;
+	struct task *t;
+	bool mine;
+
+	if (json_unpack_ex(v, &jerr, 0,
+		"{s:s, s:I, s:I, s:s, s?o, s?o, s?I, s?i, s?i}", "id", &id,
+		"task", &task, "attempt", &attempt, "outcome", &outcome,
+		"detail", &jdetail, "costs", &costs, "number", &number,
+		"signal", &sig, "status", &status) < 0 ||
+	    (o = npufarm_outcome_from_name(outcome)) < 0) {
+		log_warn("agent board %lld: a malformed task result: %s",
+		    (long long)agent_board_id(a),
+		    jerr.text[0] ? jerr.text : "bad outcome");
+		return;
+	}
+	detail = json_string_value(jdetail); /* null or absent: none */
+	t = task_find(srv->jobs, task);
+	mine = t != NULL && t->state == TASK_RUNNING &&
+	       t->attempts == attempt && t->board_id == agent_board_id(a);
+	if (mine) {
+		if (costs != NULL && json_is_array(costs))
+			costs_text = json_dumps(costs, JSON_COMPACT);
+		res = (struct ledger_task_result){
+		    .outcome = outcome,
+		    .detail = detail,
+		    .costs = o == NPUFARM_OUTCOME_OK ? costs_text : NULL,
+		    .number = number,
+		    .signal = sig,
+		    .status = status,
+		    .finished_us = ledger_now_us(),
+		};
+		if (t->agent == a)
+			tracker_agent_task_end(agent_data(a));
+		(void)task_end(t, (enum npufarm_outcome)o, &res, true);
+		free(costs_text);
+	} else
+		log_info("task %lld attempt %lld: result %s again or too late; "
+			 "already recorded",
+		    (long long)task, (long long)attempt, outcome);
+	/* Recorded (now, or before): acknowledge once committed. */
+	if (agent_link_ack_later(a, id) < 0)
+		log_err("out of memory acknowledging %s", id);
+}
+
+/* {"type": "fetch", "sha256": S, "offset": O}: the next chunk. */
+static void
+handle_fetch(struct server *srv, struct agent *a, json_t *v)
+{
+	unsigned char *raw = NULL;
+	char *b64 = NULL;
+	const char *sha;
+	json_int_t offset;
+	uint64_t size = 0;
+	ssize_t n = 0;
+
+	if (json_unpack(v, "{s:s, s:I}", "sha256", &sha, "offset", &offset) <
+		0 ||
+	    offset < 0 || artifacts_size(srv->artifacts, sha, &size) < 0) {
+		(void)agent_link_send(a, json_pack("{ss ss ss}", "type",
+					     "chunk", "sha256",
+					     sha ? sha : "", "error",
+					     "no such artifact"));
+		return;
+	}
+	raw = malloc(JOBS_CHUNK);
+	b64 = malloc(4 * (JOBS_CHUNK / 3 + 1) + 1);
+	if (raw != NULL && b64 != NULL)
+		n = artifacts_read(srv->artifacts, sha, (uint64_t)offset, raw,
+		    JOBS_CHUNK);
+	if (raw == NULL || b64 == NULL || n < 0) {
+		(void)agent_link_send(a, json_pack("{ss ss ss}", "type",
+					     "chunk", "sha256", sha, "error",
+					     "cannot read the artifact"));
+		goto out;
+	}
+	(void)EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
+	(void)agent_link_send(a, json_pack("{ss ss sI sI ss}", "type", "chunk",
+				     "sha256", sha, "offset", offset, "size",
+				     (json_int_t)size, "data", b64));
+out:
+	free(raw);
+	free(b64);
+}
+
+/* A frame about tasks on agent @a's link. */
+void
+jobs_agent_frame(
+    struct server *srv, struct agent *a, const char *type, json_t *v)
+{
+	if (strcmp(type, "result") == 0)
+		handle_result(srv, a, v);
+	else if (strcmp(type, "running") == 0)
+		handle_running(srv, a, v);
+	else if (strcmp(type, "fetch") == 0)
+		handle_fetch(srv, a, v);
+}
+
+/* ---- life ------------------------------------------------------------ */
+
+int
+jobs_new(struct server *srv, struct jobs **ret_jobs, struct npufarm_err *err)
+{
+	struct jobs *j = calloc(1, sizeof(*j));
+
+	if (j == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	j->srv = srv;
+	TAILQ_INIT(&j->live);
+	TAILQ_INIT(&j->waiters);
+	*ret_jobs = j;
+	return 0;
+}
+
+struct jobs *
+jobs_free(struct jobs *j)
+{
+	struct job *job;
+
+	if (j == NULL)
+		return NULL;
+	while (!TAILQ_EMPTY(&j->waiters))
+		waiter_free(TAILQ_FIRST(&j->waiters));
+	while ((job = TAILQ_FIRST(&j->live)) != NULL)
+		job_free(job);
+	free(j);
+	return NULL;
+}
+
+struct recover_ctx {
+	struct jobs *jobs;
+	struct job *job;
+	int r;
+};
+
+static int
+recover_task_cb(const struct ledger_task_row *row, void *arg)
+{
+	struct recover_ctx *x = arg;
+	struct job *job = x->job;
+	struct task *t;
+	json_error_t jerr;
+	json_t *v;
+	int runner;
+
+	if (row->idx < 0 || (size_t)row->idx >= job->ntasks)
+		return 0;
+	t = &job->tasks[row->idx];
+	v = json_loads(row->spec, 0, &jerr);
+	runner = task_spec_runner_from_name(row->runner);
+	json_decref(v);
+	if (task_init(t, job, row->idx, row->id, row->spec, row->name,
+		runner_caps(runner < 0 ? TASK_RUNNER_KERNEL
+				       : (enum task_runner)runner)) < 0)
+		return -ENOMEM;
+	t->attempts = row->attempts;
+	t->board_id = row->board_id;
+	if (row->outcome != NULL) {
+		int o = npufarm_outcome_from_name(row->outcome);
+
+		t->state = TASK_DONE;
+		job->nleft--;
+		if (o >= 0)
+			job->counts[COUNT_OUTCOME + o]++;
+	} else if (strcmp(row->state, "running") == 0) {
+		struct timeval tv;
+		double g = x->jobs->srv->cfg->task_grace;
+
+		/* Its agent may still be running it, and will say so. */
+		t->state = TASK_RUNNING;
+		job->counts[COUNT_RUNNING]++;
+		tv.tv_sec = (time_t)g;
+		tv.tv_usec = (suseconds_t)((g - (double)tv.tv_sec) * 1e6);
+		(void)evtimer_add(t->grace_ev, &tv);
+	} else {
+		t->state = TASK_QUEUED;
+		job->counts[COUNT_QUEUED]++;
+	}
+	return 0;
+}
+
+static int
+recover_job_cb(const struct ledger_job_row *row, void *arg)
+{
+	struct recover_ctx *x = arg;
+	struct npufarm_err err;
+	struct job *job;
+	size_t i;
+	int r;
+
+	job = job_new(x->jobs, row->key, row->user, row->priority,
+	    row->queue_timeout, (size_t)row->ntasks);
+	if (job == NULL)
+		return -ENOMEM;
+	job->id = row->id;
+	job->submitted_us = row->submitted_us;
+	job->started = strcmp(row->state, "running") == 0;
+	x->job = job;
+	r = ledger_foreach_task(x->jobs->srv->ledger, job->id, recover_task_cb,
+	    x, &err);
+	if (r < 0)
+		return r;
+	for (i = 0; i < job->ntasks; i++)
+		if (job->tasks[i].spec == NULL) {
+			log_err("job %lld: task #%zu missing from the ledger",
+			    (long long)job->id, i);
+			job->nleft--;
+			job->tasks[i].state = TASK_DONE;
+		}
+	return 0;
+}
+
+/*
+ * After a restart: jobs with tasks not yet ended come back.  Queued tasks
+ * are queued again (their queue timeout still counts from submission);
+ * running ones wait --task-grace for their agent to report or resume
+ * them, then are lost and retried.
+ */
+int
+jobs_recover(struct jobs *j, struct npufarm_err *err)
+{
+	struct recover_ctx x = {.jobs = j};
+	struct job *job, *next;
+	size_t i, nq = 0, nr = 0;
+	int r;
+
+	r = ledger_foreach_live_job(j->srv->ledger, recover_job_cb, &x, err);
+	if (r < 0)
+		return r;
+	for (job = TAILQ_FIRST(&j->live); job != NULL; job = next) {
+		next = TAILQ_NEXT(job, link);
+		if (job->nleft == 0) {
+			job_finish(job);
+			continue;
+		}
+		for (i = 0; i < job->ntasks; i++) {
+			struct task *t = &job->tasks[i];
+
+			if (t->state == TASK_QUEUED) {
+				if (task_enqueue(t) < 0)
+					return err_set(err, -ENOMEM,
+					    "out of memory");
+				nq++;
+			} else if (t->state == TASK_RUNNING)
+				nr++;
+		}
+		job_arm_expiry(job);
+	}
+	if (nq + nr > 0)
+		log_notice("recovered %zu queued and %zu running tasks from "
+			   "the ledger",
+		    nq, nr);
+	return 0;
+}

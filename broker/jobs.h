@@ -1,0 +1,46 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Native tuning jobs (DESIGN.md §3, docs/api.md): a job's tasks wait in the
+ * key's queue beside TVM requests (scheduler.h, one policy), run one per
+ * agent board, and end with exactly one terminal outcome each, recorded in
+ * the ledger before anything is acknowledged.
+ *
+ * A task's life: queued -> running (granted to an agent board; attempt n)
+ * -> done (outcome).  A task whose agent vanished is given --task-grace to
+ * come back and report; then it is lost, and retried once.  Queue time and
+ * run time are separate clocks: the job's queue timeout expires tasks that
+ * never started; the run timeout is the agent's, from when it starts.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+struct agent;
+struct evhttp_request;
+struct jobs;
+struct npufarm_err;
+struct sched_request;
+struct server;
+
+int jobs_new(struct server *srv, struct jobs **ret_jobs,
+    struct npufarm_err *err);
+struct jobs *jobs_free(struct jobs *j);
+int jobs_recover(struct jobs *j, struct npufarm_err *err);
+
+int jobs_submit(struct jobs *j, json_t *body, const char *peer,
+    int64_t *ret_id, int *ret_ntasks, struct npufarm_err *err);
+int jobs_cancel(struct jobs *j, int64_t id, int *ret_n);
+int jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
+    struct evhttp_request *req);
+json_t *jobs_live_summary(struct jobs *j, int64_t id);
+
+/* From the tracker and the agent links. */
+void jobs_task_granted(struct server *srv, struct sched_request *r,
+    struct agent *a, int64_t board_id);
+void jobs_task_board_gone(
+    struct server *srv, struct sched_request *r, const char *why);
+void jobs_agent_frame(
+    struct server *srv, struct agent *a, const char *type, json_t *v);

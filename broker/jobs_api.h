@@ -1,0 +1,9 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/* The HTTP routes of native jobs and artifacts (docs/api.md). */
+#pragma once
+
+struct evhttp_request;
+struct server;
+
+int jobs_api_route(
+    struct server *srv, struct evhttp_request *req, const char *path);
