@@ -271,7 +271,7 @@ static const char *const op_sql[OP_MAX] = {
     /* Exactly one terminal outcome per task: a second finish is a no-op. */
     [OP_TASK_FINISH] =
 	"UPDATE tasks SET state = 'done', outcome = ?2, detail = ?3,"
-	" costs = ?4, number = ?14, finished_us = ?6 WHERE id = ?1"
+	" costs = ?4, number = nullif(?14, 0), finished_us = ?6 WHERE id = ?1"
 	" AND state != 'done'",
     [OP_ATTEMPT_FINISH] =
 	"UPDATE attempts SET finished_us = ?6, outcome = ?2, detail = ?3,"

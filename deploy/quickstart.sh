@@ -10,10 +10,14 @@
 #     first, and only when something is missing);
 #  2. builds build/ (meson setup if needed, then ninja -j2);
 #  3. runs a demo on loopback: npufarm-broker with its ledger in
-#     build/demo/npufarm.db, five simulated TVM boards under two keys
-#     (tvm-sim boards), a few AutoTVM-style requests (tvm-sim tune), then
-#     `npufarm status` and `npufarm leases`, and rows of the ledger via
-#     sqlite3;
+#     build/demo/npufarm.db; three npufarm-agents simulating NPU boards;
+#     a handful of real candidate kernels compiled against
+#     <npufarm/kernel.h> (a blocked matmul at five tile sizes, plus one
+#     that hangs, one that crashes and one that reports an error),
+#     submitted as one tuning job with `npufarm submit`, followed with
+#     `npufarm wait` (progress, classified results, the winner); then
+#     simulated TVM boards and AutoTVM-style requests (tvm-sim) on the same
+#     broker, `npufarm status`, and the sqlite3 commands to inspect it all;
 #  4. stops everything it started, also on error or Ctrl-C.
 #
 # Environment: NPUFARM_BUILD (default build), NPUFARM_DEMO_DIR (default
@@ -74,9 +78,10 @@ fi
 ninja -C "$build" -j2
 
 broker=$build/broker/npufarm-broker
+agent=$build/agent/npufarm-agent
 sim=$build/bench/tvm-sim
 cli=$build/cli/npufarm
-for exe in "$broker" "$sim"; do
+for exe in "$broker" "$agent" "$sim" "$cli"; do
 	[ -x "$exe" ] || die "$exe was not built"
 done
 
@@ -85,7 +90,8 @@ rm -rf "$demo"
 mkdir -p "$demo"
 say "starting npufarm-broker (ledger $demo/npufarm.db)"
 "$broker" --listen 127.0.0.1:0 --http 127.0.0.1:0 --db "$demo/npufarm.db" \
-	--ready-file "$demo/ready.json" 2>"$demo/broker.log" &
+	--data-dir "$demo/data" --ready-file "$demo/ready.json" \
+	2>"$demo/broker.log" &
 broker_pid=$!
 pids="$broker_pid"
 tries=0
@@ -102,38 +108,87 @@ http=$(sed -n 's/.*"http": *"\([^"]*\)".*/\1/p' "$demo/ready.json")
 echo "farm port (TVM tracker protocol): $farm"
 echo "HTTP API: http://$http"
 
-say "registering simulated TVM boards: 3 x rk3588, 2 x jetson"
+export NPUFARM_BROKER="http://$http"
+
+say "starting 3 npufarm-agents: boards sim-npu-0..2 of key npu-sim"
+for i in 0 1 2; do
+	"$agent" --broker "$farm" --key npu-sim --name "sim-npu-$i" \
+		--workdir "$demo/agent-$i" --tag rack=demo \
+		2>"$demo/agent-$i.log" &
+	pids="$! $pids"
+done
+
+say "compiling candidate kernels against include/npufarm/kernel.h"
+kdir=$demo/kernels
+mkdir -p "$kdir"
+cc=${CC:-cc}
+for tile in 4 8 16 32 64; do
+	"$cc" -O2 -shared -fPIC -Iinclude -DMATMUL_TILE=$tile \
+		-o "$kdir/matmul_t$tile.so" tests/kernels/matmul.c
+done
+for k in hang crash error; do
+	"$cc" -O2 -shared -fPIC -Iinclude -o "$kdir/$k.so" "tests/kernels/$k.c"
+done
+ls "$kdir"
+
+# One job: the matmul tiles on 192x192 float32 matrices, three repeats of
+# at least 20 ms each; and the three bad candidates, the hang with a 2 s
+# run timeout.
+mm_task() {
+	printf '{"runner":"kernel","artifact_file":"kernels/matmul_t%s.so",' "$1"
+	printf '"entry":"matmul","name":"matmul tile=%s","args":[' "$1"
+	printf '{"dtype":"float32","shape":[192,192],"fill":{"random":1}},'
+	printf '{"dtype":"float32","shape":[192,192],"fill":{"random":2}},'
+	printf '{"dtype":"float32","shape":[192,192]}],'
+	printf '"measurement":{"number":1,"repeat":3,"min_repeat_ms":20},'
+	printf '"timeout":30}'
+}
+{
+	printf '{"key":"npu-sim","user":"demo","queue_timeout":60,"tasks":['
+	for tile in 4 8 16 32 64; do
+		mm_task $tile
+		printf ','
+	done
+	printf '{"runner":"kernel","artifact_file":"kernels/hang.so",'
+	printf '"name":"hangs","timeout":2},'
+	printf '{"runner":"kernel","artifact_file":"kernels/crash.so",'
+	printf '"name":"crashes"},'
+	printf '{"runner":"kernel","artifact_file":"kernels/error.so",'
+	printf '"name":"reports an error"}]}\n'
+} >"$demo/job.json"
+
+say "npufarm submit $demo/job.json"
+job=$("$cli" submit "$demo/job.json")
+echo "job $job"
+
+say "npufarm wait $job"
+# Its exit status says whether every task ended ok; here three must not.
+"$cli" wait "$job" || :
+
+say "simulated TVM boards (tvm-sim) and AutoTVM-style requests"
 # Sessions of 400 ms; boards poll the tracker every 250 ms (TVM: 2 s).
 "$sim" boards --tracker "$farm" --key rk3588 --count 3 --session-ms 400 \
 	--poll-ms 250 --port-base 9090 >"$demo/boards-rk3588.log" 2>&1 &
 pids="$! $pids"
-"$sim" boards --tracker "$farm" --key jetson --count 2 --session-ms 400 \
-	--poll-ms 250 --port-base 9190 >"$demo/boards-jetson.log" 2>&1 &
-pids="$! $pids"
-sleep 1
-
-say "tuning: 5 requests for rk3588, 3 for jetson (one connection each)"
+sleep 0.5
 "$sim" tune --tracker "$farm" --key rk3588 --requests 5 --timeout-ms 15000
-"$sim" tune --tracker "$farm" --key jetson --requests 3 --priority 2 \
-	--timeout-ms 15000
 
-if [ -x "$cli" ]; then
-	say "npufarm status"
-	NPUFARM_BROKER=http://$http "$cli" status
-	say "npufarm leases"
-	NPUFARM_BROKER=http://$http "$cli" leases
-else
-	say "$cli not built; skipping the CLI"
-fi
+say "npufarm status"
+"$cli" status
 
-say "the ledger, read with sqlite3 $demo/npufarm.db"
-sqlite3 -header -column "$demo/npufarm.db" \
-	'SELECT id, key, name, state FROM boards ORDER BY id LIMIT 5;'
-echo
-sqlite3 -header -column "$demo/npufarm.db" \
-	'SELECT id, key, matchkey, (granted_us - requested_us) / 1000 AS wait_ms,
-	        (released_us - granted_us) / 1000 AS held_ms
-	 FROM leases ORDER BY id DESC LIMIT 5;'
+say "the ledger: sqlite3 $demo/npufarm.db"
+q1="SELECT idx, name, outcome, board, number, costs, detail
+    FROM task_results WHERE job_id = $job ORDER BY idx;"
+q2="SELECT id, key, name, kind, state FROM boards ORDER BY id;"
+q3="SELECT id, key, board, wait_s, held_s, outcome FROM lease_times
+    ORDER BY id DESC LIMIT 5;"
+for q in "$q1" "$q2" "$q3"; do
+	printf 'sqlite3 -header -column %s "%s"\n' "$demo/npufarm.db" \
+		"$(echo "$q" | tr -s ' \n' ' ')"
+	sqlite3 -header -column "$demo/npufarm.db" "$q"
+	echo
+done
+echo "more in docs/ledger.md; the CLI offline: $cli history --db $demo/npufarm.db"
 
 # --- 4. stop ----------------------------------------------------------------
 say "stopping"
