@@ -25,17 +25,23 @@ bench=$build/bench/npufarm-bench-tracker
 relay=$build/bench/npufarm-bench-relay
 agent=$build/agent/npufarm-agent
 agentbench=$build/bench/npufarm-bench-agent
+jobsbench=$build/bench/npufarm-bench-jobs
+ledgerbench=$build/bench/npufarm-bench-ledger
+probe=$build/tests/kernels/libprobe.so
 fakertm=$build/tests/fake_tvm/libtvm_runtime.so
-for exe in "$broker" "$bench" "$relay" "$agent" "$agentbench"; do
+for exe in "$broker" "$bench" "$relay" "$agent" "$agentbench" "$jobsbench" \
+	"$ledgerbench"; do
 	if [ ! -x "$exe" ]; then
 		echo "run.sh: $exe is not built; run: ninja -C $build" >&2
 		exit 1
 	fi
 done
-if [ ! -f "$fakertm" ]; then
-	echo "run.sh: $fakertm is not built (tests are off?)" >&2
-	exit 1
-fi
+for f in "$fakertm" "$probe"; do
+	if [ ! -f "$f" ]; then
+		echo "run.sh: $f is not built (tests are off?)" >&2
+		exit 1
+	fi
+done
 
 # One socket per idle board (10000 by default) on each side, plus slack.
 # shellcheck disable=SC3045 # dash, bash and busybox sh all have ulimit -n
@@ -51,8 +57,9 @@ tmp=$(mktemp -d "${TMPDIR:-/tmp}/npufarm-bench.XXXXXX")
 pid=
 apid=
 spid=
+jpids=
 cleanup() {
-	for p in $apid $spid $pid; do
+	for p in $jpids $apid $spid $pid; do
 		kill "$p" 2>/dev/null || :
 		wait "$p" 2>/dev/null || :
 	done
@@ -125,6 +132,34 @@ run_relay() {
 	stop_broker relay
 }
 
+# run_jobs: one broker, four agents, a job of trivial kernels; then the
+# ledger's commit throughput on its own.  Rows in $tmp/jobs_rows.
+run_jobs() {
+	start_broker jobs
+	for i in 0 1 2 3; do
+		"$agent" --broker "$farm" --key bench --name "bench-$i" \
+			--workdir "$tmp/jobs/work-$i" 2>"$tmp/jobs/agent-$i.log" &
+		jpids="$! $jpids"
+	done
+	http=$(sed -n 's/.*"http": *"\([^"]*\)".*/\1/p' "$tmp/jobs/ready.json")
+	sleep 1
+	echo "run.sh: phase jobs against http://$http" >&2
+	if ! "$jobsbench" --http "$http" --kernel "$probe" --key bench \
+		>"$tmp/jobs_rows"; then
+		echo "run.sh: phase jobs failed; broker log tail:" >&2
+		tail -n 20 "$tmp/jobs/broker.log" >&2
+		exit 1
+	fi
+	# shellcheck disable=SC2086 # one word per pid
+	kill $jpids
+	for p in $jpids; do
+		wait "$p" || echo "run.sh: an agent did not exit 0" >&2
+	done
+	jpids=
+	stop_broker jobs
+	"$ledgerbench" --dir "${TMPDIR:-/tmp}" >>"$tmp/jobs_rows"
+}
+
 # run_agent: one broker, one agent on the fake TVM runtime, rows in
 # $tmp/agent_rows.  sleep(1) is the memory baseline.
 run_agent() {
@@ -166,6 +201,7 @@ run_phase cycles "$@"
 run_phase idle "$@"
 run_relay
 run_agent
+run_jobs
 
 cat <<EOF
 ### npufarm-broker tracker benchmark
@@ -200,3 +236,16 @@ the broker; baselines measured in the same run.
 |---|---|---|---|---|
 EOF
 cat "$tmp/agent_rows"
+
+cat <<EOF
+
+### Native jobs and the ledger
+
+Four agents on this host run one job of trivial kernels end to end
+(upload, submit, fan-out, results committed); the ledger's group commit
+against plain sqlite committing each result on its own.
+
+| metric | npufarm | baseline (same run) | ratio | target |
+|---|---|---|---|---|
+EOF
+cat "$tmp/jobs_rows"
