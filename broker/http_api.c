@@ -27,6 +27,7 @@
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "netaddr.h"
 #include "scheduler.h"
 #include "server.h"
@@ -335,6 +336,23 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 	json_decref(list);
 }
 
+/* GET /metrics: the Prometheus text exposition (metrics.c). */
+static void
+get_metrics(struct http_api *api, struct evhttp_request *req)
+{
+	if (metrics_write(api->srv->metrics, api->srv,
+		evhttp_request_get_output_buffer(req)) < 0) {
+		(void)evbuffer_drain(evhttp_request_get_output_buffer(req),
+		    (size_t)-1);
+		http_api_reply_error(req, 500, "Internal Server Error",
+		    "out of memory");
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
+	evhttp_send_reply(req, 200, "OK", NULL);
+}
+
 /*
  * POST /v1/boards/{id}/drain and /undrain: no new leases for a drained
  * board; a running lease finishes.  The mark is kept in the ledger.
@@ -400,17 +418,20 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 	    {"/v1/boards", get_boards},
 	    {"/v1/queue", get_queue},
 	    {"/v1/leases", get_leases},
+	    {"/metrics", get_metrics},
 	};
 	struct http_api *api = arg;
 	const char *path;
 	size_t i;
+	int scope;
 
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path != NULL && dashboard_route(req, path))
 		return;
 	/* The page is public; everything else may need a token (auth.c). */
-	if (auth_http(api->srv->auth, req,
-		auth_route_scope(evhttp_request_get_command(req), path)) < 0)
+	scope = auth_http(api->srv->auth, req,
+	    auth_route_scope(evhttp_request_get_command(req), path));
+	if (scope < 0)
 		return;
 	for (i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]);
 	     i++) {
@@ -426,7 +447,8 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 	}
 	if (path != NULL && route_board_action(api, req, path))
 		return;
-	if (path != NULL && jobs_api_route(api->srv, req, path))
+	if (path != NULL &&
+	    jobs_api_route(api->srv, req, path, scope == AUTH_SCOPE_ADMIN))
 		return;
 	http_api_reply_error(req, 404, "Not Found", "no such API path");
 }

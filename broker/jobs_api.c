@@ -335,11 +335,49 @@ get_job(struct server *srv, struct evhttp_request *req, int64_t id)
 	json_decref(x.job);
 }
 
+/*
+ * Cancelling someone else's job takes the admin token; with the read
+ * token, ?user= must name the job's own user (the user it was submitted
+ * as: shared tokens carry no identity, so this guards against mistakes,
+ * not against a user who lies about who they are).
+ */
+static bool
+may_cancel(struct server *srv, struct evhttp_request *req, int64_t id)
+{
+	struct evkeyvalq q;
+	const char *user;
+	json_t *job = jobs_live_summary(srv->jobs, id);
+	bool ok;
+
+	if (job == NULL)
+		return true; /* not live: cancel answers 409 */
+	if (evhttp_parse_query_str(
+		evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?: "",
+		&q) < 0) {
+		json_decref(job);
+		return false;
+	}
+	user = query(&q, "user");
+	ok = user != NULL &&
+	     strcmp(user, json_string_value(json_object_get(job, "user"))) == 0;
+	evhttp_clear_headers(&q);
+	json_decref(job);
+	return ok;
+}
+
 static void
-cancel_job(struct server *srv, struct evhttp_request *req, int64_t id)
+cancel_job(struct server *srv, struct evhttp_request *req, int64_t id,
+    bool admin)
 {
 	json_t *v;
 	int n = 0;
+
+	if (!admin && !may_cancel(srv, req, id)) {
+		http_api_reply_error(req, 403, "Forbidden",
+		    "cancelling another user's job needs the admin token; to "
+		    "cancel your own, say ?user=YOU (npufarm cancel --user)");
+		return;
+	}
 
 	if (jobs_cancel(srv->jobs, id, &n) < 0) {
 		http_api_reply_error(req, 409, "Conflict",
@@ -407,11 +445,13 @@ wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
 }
 
 /*
- * Route @req if @path is one of ours.  Returns 1 if it was (answered or
- * waiting), 0 if not.
+ * Route @req if @path is one of ours; @admin: it came with the admin
+ * token (or the broker has no API tokens).  Returns 1 if it was (answered
+ * or waiting), 0 if not.
  */
 int
-jobs_api_route(struct server *srv, struct evhttp_request *req, const char *path)
+jobs_api_route(struct server *srv, struct evhttp_request *req,
+    const char *path, bool admin)
 {
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	static const char art[] = "/v1/artifacts/", jobs[] = "/v1/jobs";
@@ -445,7 +485,7 @@ jobs_api_route(struct server *srv, struct evhttp_request *req, const char *path)
 	if (action[0] == '\0' && cmd == EVHTTP_REQ_GET)
 		get_job(srv, req, (int64_t)id);
 	else if (strcmp(action, "cancel") == 0 && cmd == EVHTTP_REQ_POST)
-		cancel_job(srv, req, (int64_t)id);
+		cancel_job(srv, req, (int64_t)id, admin);
 	else if (strcmp(action, "wait") == 0 && cmd == EVHTTP_REQ_GET)
 		wait_job(srv, req, (int64_t)id);
 	else

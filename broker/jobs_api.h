@@ -5,5 +5,7 @@
 struct evhttp_request;
 struct server;
 
-int jobs_api_route(
-    struct server *srv, struct evhttp_request *req, const char *path);
+#include <stdbool.h>
+
+int jobs_api_route(struct server *srv, struct evhttp_request *req,
+    const char *path, bool admin);

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <openssl/evp.h>
 
 #include <npufarm/protocol.h>
 
@@ -182,17 +183,21 @@ dial(const char *hostport)
  * Returns the whole response (headers and body), malloc'd; *@ret_status.
  */
 static char *
-http(const char *method, const char *path, const char *auth, int *ret_status)
+http_body(const char *method, const char *path, const char *auth,
+    const char *body, int *ret_status)
 {
-	char req[1024], *buf;
+	char req[4096], *buf;
 	size_t len = 0, cap = 1 << 20;
 	ssize_t n;
 	int fd = dial(b.http);
 
 	n = snprintf(req, sizeof(req),
-	    "%s %s HTTP/1.0\r\nHost: %s\r\n%s%s%sContent-Length: 0\r\n\r\n",
+	    "%s %s HTTP/1.0\r\nHost: %s\r\n%s%s%sContent-Length: %zu\r\n"
+	    "\r\n%s",
 	    method, path, b.http, auth ? "Authorization: " : "",
-	    auth ? auth : "", auth ? "\r\n" : "");
+	    auth ? auth : "", auth ? "\r\n" : "", body ? strlen(body) : 0,
+	    body ? body : "");
+	ck_assert_int_lt(n, (ssize_t)sizeof(req));
 	ck_assert_int_eq(write(fd, req, (size_t)n), n);
 	buf = malloc(cap);
 	ck_assert_ptr_nonnull(buf);
@@ -202,6 +207,12 @@ http(const char *method, const char *path, const char *auth, int *ret_status)
 	buf[len] = '\0';
 	ck_assert_int_eq(sscanf(buf, "HTTP/1.%*d %d", ret_status), 1);
 	return buf;
+}
+
+static char *
+http(const char *method, const char *path, const char *auth, int *ret_status)
+{
+	return http_body(method, path, auth, NULL, ret_status);
 }
 
 static int
@@ -440,6 +451,53 @@ END_TEST
 
 /* --allow 10.0.0.0/8: loopback may not speak TVM's protocols, but agents
  * (token) still link, and their own data connections still come in. */
+/*
+ * Cancelling a job: the read token cancels only a job whose user the
+ * request names; the admin token cancels anyone's.
+ */
+START_TEST(test_cancel_scope)
+{
+	const char *api = tokfile("api.token", "reader-123\n");
+	const char *admin = tokfile("admin.token", "boss-456\n");
+	const char *const extra[] = {
+	    "--api-token-file", api, "--admin-token-file", admin, NULL};
+	static const char blob[] = "not really a kernel";
+	const char *rd = "Bearer reader-123", *ad = "Bearer boss-456";
+	char sha[65], path[128], job[512], *resp;
+	unsigned char md[32];
+	int status, i;
+
+	harness_broker_start(&b, extra);
+	ck_assert_int_eq(EVP_Digest(blob, strlen(blob), md, NULL, EVP_sha256(),
+			     NULL),
+	    1);
+	for (i = 0; i < 32; i++)
+		(void)snprintf(sha + 2 * i, 3, "%02x", md[i]);
+	(void)snprintf(path, sizeof(path), "/v1/artifacts/%s", sha);
+	free(http_body("PUT", path, rd, blob, &status));
+	ck_assert_int_eq(status, 201);
+	/* Two jobs of alice's, on a key without boards: they stay queued. */
+	(void)snprintf(job, sizeof(job),
+	    "{\"key\":\"nobody\",\"user\":\"alice\",\"tasks\":["
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"}]}",
+	    sha);
+	for (i = 0; i < 2; i++) {
+		free(http_body("POST", "/v1/jobs", rd, job, &status));
+		ck_assert_int_eq(status, 201);
+	}
+	resp = http("POST", "/v1/jobs/1/cancel", rd, &status);
+	ck_assert_int_eq(status, 403);
+	ck_assert_ptr_nonnull(strstr(resp, "needs the admin token"));
+	free(resp);
+	ck_assert_int_eq(status_of("POST", "/v1/jobs/1/cancel?user=bob", rd),
+	    403);
+	ck_assert_int_eq(
+	    status_of("POST", "/v1/jobs/1/cancel?user=alice", rd), 200);
+	ck_assert_int_eq(status_of("POST", "/v1/jobs/2/cancel", ad), 200);
+	ck_assert_int_eq(status_of("POST", "/v1/jobs/2/cancel", NULL), 401);
+}
+END_TEST
+
 START_TEST(test_allow_list)
 {
 	const char *good = tokfile("agent.token", "s3cret-agent\n");
@@ -582,6 +640,7 @@ main(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_agent_token);
 	tcase_add_test(tc, test_api_tokens);
+	tcase_add_test(tc, test_cancel_scope);
 	tcase_add_test(tc, test_allow_list);
 	tcase_add_test(tc, test_sighup_reload);
 	tcase_add_test(tc, test_exposure_warning);
