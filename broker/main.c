@@ -6,6 +6,7 @@
  */
 #include "config.h"
 
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +119,24 @@ struct main_args {
  * 1 with the reason in @err (the caller reports it); bad usage and --help
  * set ret_args->exit instead, after printing.
  */
+/* Artifacts live beside the ledger by default: DIR_OF_DB/npufarm-data. */
+static int
+default_data_dir(struct broker_config *cfg, struct npufarm_err *err)
+{
+	const char *slash = strrchr(cfg->db, '/');
+	char dir[4096];
+	int n;
+
+	if (slash == NULL)
+		n = snprintf(dir, sizeof(dir), "npufarm-data");
+	else
+		n = snprintf(dir, sizeof(dir), "%.*s/npufarm-data",
+		    (int)(slash - cfg->db), cfg->db);
+	if (n < 0 || (size_t)n >= sizeof(dir))
+		return err_set(err, -ENAMETOOLONG, "db: path too long");
+	return broker_config_set(cfg, "data_dir", dir, err);
+}
+
 static int
 load_config(int argc, char **argv, struct broker_config *cfg,
     struct main_args *ret_args, struct npufarm_err *err)
@@ -187,8 +206,7 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 		broker_config_set(cfg, "http", "127.0.0.1:9191", err) < 0) ||
 	    (cfg->db == NULL &&
 		broker_config_set(cfg, "db", "./npufarm.db", err) < 0) ||
-	    (cfg->data_dir == NULL &&
-		broker_config_set(cfg, "data_dir", "./npufarm-data", err) < 0) ||
+	    (cfg->data_dir == NULL && default_data_dir(cfg, err) < 0) ||
 	    broker_config_check(cfg, err) < 0)
 		return 1;
 	cfg->verbosity += ret_args->verbose;

@@ -322,6 +322,9 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	if (r->state != RPC_RELAY_LIVE)
 		return;
 	if (r->server_timeout) {
+		/* It said so already; a request since is owed the same. */
+		if (r->owed)
+			send_exception(r, r->first_exc, false);
 		end_server(r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc,
 		    r->first_exc);
 		return;
@@ -480,6 +483,10 @@ rpc_relay_server_eof(struct rpc_relay *r, const char *how)
 		return;
 	}
 	if (r->server_timeout) {
+		/* The server timed the session out itself and went: a request
+		 * sent since gets the same exception (§6.5 item 8). */
+		if (r->owed)
+			send_exception(r, r->first_exc, false);
 		end_server(r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc,
 		    r->first_exc);
 		return;

@@ -68,12 +68,13 @@ spawn(struct harness_broker *b, const char *const *extra)
 {
 	const char *bin = getenv("NPUFARM_BROKER_BIN");
 	const char *argv[64];
-	char ready[300];
+	char ready[300], data[300];
 	size_t n = 0;
 	int i, fd;
 
 	ck_assert_msg(bin != NULL, "NPUFARM_BROKER_BIN is not set");
 	(void)snprintf(ready, sizeof(ready), "%s/ready.json", b->dir);
+	(void)snprintf(data, sizeof(data), "%s/data", b->dir);
 	(void)unlink(ready);
 	argv[n++] = bin;
 	argv[n++] = "--listen";
@@ -84,6 +85,8 @@ spawn(struct harness_broker *b, const char *const *extra)
 	argv[n++] = b->db;
 	argv[n++] = "--ready-file";
 	argv[n++] = ready;
+	argv[n++] = "--data-dir"; /* artifacts: the test's own */
+	argv[n++] = data;
 	argv[n++] = "-v";
 	for (i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
 		argv[n++] = extra[i];

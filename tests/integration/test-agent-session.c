@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include <check.h>
+#include <openssl/evp.h>
 
 #include "err.h"
 #include "frame.h"
@@ -661,6 +662,58 @@ START_TEST(test_report_survives_broker_restart)
 }
 END_TEST
 
+/*
+ * A TVM session and a native task of the same key share the agent's one
+ * board: the task waits while the session runs, and runs after it.
+ */
+START_TEST(test_session_and_task_share_the_board)
+{
+	char path[512], url[128], job[512], *body;
+	unsigned char md[32], *data;
+	struct tvmrpc_client *cl;
+	struct stat st;
+	char sha[65];
+	int status, i;
+	FILE *f;
+
+	agent_up(NULL);
+	wait_state("idle");
+	(void)snprintf(path, sizeof(path), "%s/libprobe.so",
+	    NPUFARM_TEST_KERNELS);
+	ck_assert_int_eq(stat(path, &st), 0);
+	data = malloc((size_t)st.st_size);
+	f = fopen(path, "rb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(fread(data, 1, (size_t)st.st_size, f),
+	    (size_t)st.st_size);
+	fclose(f);
+	ck_assert_int_eq(EVP_Digest(data, (size_t)st.st_size, md, NULL,
+			     EVP_sha256(), NULL),
+	    1);
+	for (i = 0; i < 32; i++)
+		(void)snprintf(sha + 2 * i, 3, "%02x", md[i]);
+	(void)snprintf(url, sizeof(url), "/v1/artifacts/%s", sha);
+	free(harness_http_body(
+	    b.http, "PUT", url, data, (size_t)st.st_size, &status));
+	free(data);
+	ck_assert_int_eq(status, 201);
+	cl = client_open("10"); /* the board is leased to the session */
+	(void)snprintf(job, sizeof(job),
+	    "{\"key\":\"rk3588\",\"tasks\":[{\"runner\":\"kernel\","
+	    "\"artifact\":\"%s\",\"entry\":\"noop\"}]}",
+	    sha);
+	body = harness_http_body(
+	    b.http, "POST", "/v1/jobs", job, strlen(job), &status);
+	ck_assert_msg(status == 201, "%d %s", status, body);
+	free(body);
+	usleep(300000);
+	wait_sql("SELECT state FROM tasks", "queued\n");
+	client_done(cl);
+	wait_sql("SELECT state || '|' || outcome FROM tasks", "done|ok\n");
+	wait_state("idle");
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -680,6 +733,7 @@ suite(void)
 	tcase_add_test(tc, test_upload_traversal_refused);
 	tcase_add_test(tc, test_module_needs_global_runtime);
 	tcase_add_test(tc, test_report_survives_broker_restart);
+	tcase_add_test(tc, test_session_and_task_share_the_board);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -212,6 +212,90 @@ START_TEST(test_sched_many_levels_and_users)
 }
 END_TEST
 
+/*
+ * TVM requests and native tasks share one queue and one policy: users
+ * take turns whatever kind their requests are.
+ */
+START_TEST(test_sched_fair_share_across_kinds)
+{
+	static const int want[] = {0, 3, 1, 4, 2};
+	struct sched_slot slots[5];
+	struct sched_request *got;
+	struct sched_slot *ss;
+	struct req r[5];
+	int tags[5], i;
+
+	memset(r, 0, sizeof(r));
+	memset(slots, 0, sizeof(slots));
+	for (i = 0; i < 5; i++) {
+		r[i].tag = i;
+		r[i].s.kind = i < 3 ? SCHED_KIND_TASK : SCHED_KIND_TVM;
+		r[i].s.needs = i < 3 ? SCHED_CAP_KERNEL : SCHED_CAP_TVM;
+		ck_assert_int_eq(sched_enqueue(q, &r[i].s,
+				     i < 3 ? "alice" : "bob", 0),
+		    0);
+	}
+	/* Boards that can do both. */
+	for (i = 0; i < 5; i++) {
+		slots[i].caps = SCHED_CAP_TVM | SCHED_CAP_KERNEL;
+		sched_slot_push(q, &slots[i]);
+		ck_assert(sched_match(q, &ss, &got));
+		tags[i] = ((struct req *)(void *)got)->tag;
+	}
+	ck_assert_mem_eq(tags, want, sizeof(want));
+}
+END_TEST
+
+/*
+ * A request goes only to a board that can serve it: a task never to a
+ * plain TVM server, a TVM request never to an agent without a TVM
+ * runtime; the best request that fits a free slot is served, the others
+ * keep their places.
+ */
+START_TEST(test_sched_capabilities)
+{
+	struct sched_slot tvm_only, kernel_only;
+	struct sched_request *got;
+	struct sched_slot *ss;
+	struct req task, tvm;
+
+	memset(&task, 0, sizeof(task));
+	memset(&tvm, 0, sizeof(tvm));
+	memset(&tvm_only, 0, sizeof(tvm_only));
+	memset(&kernel_only, 0, sizeof(kernel_only));
+	task.tag = 1;
+	task.s.kind = SCHED_KIND_TASK;
+	task.s.needs = SCHED_CAP_KERNEL;
+	tvm.tag = 2;
+	tvm.s.kind = SCHED_KIND_TVM;
+	tvm.s.needs = SCHED_CAP_TVM;
+	tvm_only.caps = SCHED_CAP_TVM;
+	kernel_only.caps = SCHED_CAP_KERNEL | SCHED_CAP_EXEC;
+	/* The task is first in line, but only a TVM board is free. */
+	ck_assert_int_eq(sched_enqueue(q, &task.s, "alice", 5), 0);
+	sched_slot_push(q, &tvm_only);
+	ck_assert(!sched_match(q, &ss, &got));
+	/* A TVM request behind it takes that board; the task waits on. */
+	ck_assert_int_eq(sched_enqueue(q, &tvm.s, "bob", 0), 0);
+	ck_assert(sched_match(q, &ss, &got));
+	ck_assert_ptr_eq(ss, &tvm_only);
+	ck_assert_int_eq(((struct req *)(void *)got)->tag, 2);
+	ck_assert_uint_eq(sched_queue_waiting(q), 1);
+	/* A kernel board comes: the task gets it. */
+	sched_slot_push(q, &kernel_only);
+	ck_assert(sched_match(q, &ss, &got));
+	ck_assert_ptr_eq(ss, &kernel_only);
+	ck_assert_int_eq(((struct req *)(void *)got)->tag, 1);
+	ck_assert_uint_eq(sched_queue_waiting(q), 0);
+	/* A TVM request never goes to a board without TVM. */
+	ck_assert_int_eq(sched_enqueue(q, &tvm.s, "bob", 0), 0);
+	sched_slot_push(q, &kernel_only);
+	ck_assert(!sched_match(q, &ss, &got));
+	sched_dequeue(&tvm.s);
+	sched_slot_remove(&kernel_only);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -226,6 +310,8 @@ main(void)
 	tcase_add_test(tc, test_sched_dead_board_slot_removed);
 	tcase_add_test(tc, test_sched_queue_gc_only_when_empty);
 	tcase_add_test(tc, test_sched_many_levels_and_users);
+	tcase_add_test(tc, test_sched_fair_share_across_kinds);
+	tcase_add_test(tc, test_sched_capabilities);
 	suite_add_tcase(su, tc);
 	return harness_run(su);
 }
