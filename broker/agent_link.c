@@ -31,6 +31,7 @@
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "server.h"
 #include "scheduler.h"
 #include "tracker.h"
@@ -218,6 +219,7 @@ handle_hello(struct agent *a, json_t *root)
 		return;
 	}
 	a->welcomed = true;
+	metrics_agent_connect(srv->metrics);
 	log_notice("agent '%s' (key '%s', %s) connected from %s", a->name,
 	    a->key, version, c->peer);
 	if (send_json(c, json_pack("{sssisIsi}", "type", "welcome", "protocol",
@@ -287,6 +289,7 @@ handle_session(struct agent *a, json_t *root)
 		    "out of memory recording a report");
 		return;
 	}
+	metrics_agent_report(srv->metrics, a->board_id, id, outcome);
 	log_info("agent '%s': session %s ended %s: %s", a->name, id, outcome,
 	    detail);
 }

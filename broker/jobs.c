@@ -40,6 +40,7 @@
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "server.h"
 #include "task_spec.h"
@@ -81,6 +82,7 @@ struct task {
 	struct agent *agent; /* running on; NULL while its agent is away */
 	int64_t board_id;    /* running on (or last ran on) */
 	struct event *grace_ev;
+	int64_t queued_us, started_us; /* this attempt's, for metrics */
 };
 
 struct waiter {
@@ -348,6 +350,7 @@ task_enqueue(struct task *t)
 	if (r < 0)
 		return r;
 	t->s.kind = SCHED_KIND_TASK;
+	t->queued_us = ledger_now_us();
 	return sched_enqueue(q, &t->s, job->user, job->priority);
 }
 
@@ -409,6 +412,12 @@ task_end(struct task *t, enum npufarm_outcome outcome,
 
 	if (t->grace_ev != NULL)
 		(void)evtimer_del(t->grace_ev);
+	if (t->state == TASK_RUNNING && t->started_us != 0)
+		metrics_task_run(srv->metrics, job->key,
+		    (double)(ledger_now_us() - t->started_us) / 1e6);
+	if (final)
+		metrics_task_end(
+		    srv->metrics, job->key, npufarm_outcome_name(outcome));
 	ledger_check(srv,
 	    ledger_task_finish(
 		srv->ledger, t->id, t->state == TASK_RUNNING ? t->attempts : 0,
@@ -761,9 +770,12 @@ jobs_task_granted(struct server *srv, struct sched_request *r,
 	t->attempts++;
 	t->agent = a;
 	t->board_id = board_id;
+	t->started_us = ledger_now_us();
+	metrics_queue_wait(srv->metrics, job->key,
+	    (double)(t->started_us - t->queued_us) / 1e6);
 	ledger_check(srv,
-	    ledger_task_start(srv->ledger, t->id, t->attempts, board_id,
-		ledger_now_us(), &err),
+	    ledger_task_start(
+		srv->ledger, t->id, t->attempts, board_id, t->started_us, &err),
 	    &err);
 	if (!job->started) {
 		job->started = true;
@@ -1028,6 +1040,7 @@ recover_task_cb(const struct ledger_task_row *row, void *arg)
 
 		/* Its agent may still be running it, and will say so. */
 		t->state = TASK_RUNNING;
+		t->started_us = row->started_us;
 		job->counts[COUNT_RUNNING]++;
 		tv.tv_sec = (time_t)g;
 		tv.tv_usec = (suseconds_t)((g - (double)tv.tv_sec) * 1e6);

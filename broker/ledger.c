@@ -33,6 +33,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "metrics.h"
 
 static const char *const migrations[] = {
     /* 1: boards, leases, events and the documented views. */
@@ -363,6 +364,7 @@ struct ledger {
 	uint64_t committed;   /* batches finished (ok or failed) */
 	uint64_t commits;     /* transactions committed */
 	uint64_t failed;      /* batches rolled back, cumulative */
+	struct metrics_hist commit_hist; /* seconds per committed batch */
 	int notify_fd;        /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
 	bool stop;
@@ -725,6 +727,7 @@ writer_main(void *arg)
 	struct ledger *l = arg;
 	struct npufarm_err err;
 	struct op_list list;
+	struct timespec t0, t1;
 	uint64_t upto;
 	time_t last_log = 0;
 	bool committed;
@@ -741,7 +744,9 @@ writer_main(void *arg)
 		upto = l->queued;
 		pthread_mutex_unlock(&l->mu);
 
+		clock_gettime(CLOCK_MONOTONIC, &t0);
 		r = write_batch(l, &list, &committed, &err);
+		clock_gettime(CLOCK_MONOTONIC, &t1);
 		op_free_list(&list);
 
 		pthread_mutex_lock(&l->mu);
@@ -755,9 +760,12 @@ writer_main(void *arg)
 				log_err("%s", err.msg);
 			last_log = now;
 		}
-		if (committed)
+		if (committed) {
 			l->commits++;
-		else
+			metrics_hist_observe(&l->commit_hist,
+			    (double)(t1.tv_sec - t0.tv_sec) +
+				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
+		} else
 			l->failed++;
 		pthread_cond_broadcast(&l->done);
 		if (l->notify_fd >= 0) {
@@ -799,6 +807,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->work, NULL);
 	pthread_cond_init(&l->done, NULL);
+	metrics_hist_init(&l->commit_hist, METRICS_SCALE_COMMIT);
 	r = db_open(path, sync_full, &l->db, err);
 	if (r >= 0)
 		r = migrate(l->db, err);
@@ -973,6 +982,20 @@ ledger_commits(const struct ledger *l)
 	n = m->commits;
 	pthread_mutex_unlock(&m->mu);
 	return n;
+}
+
+/*
+ * A copy of the writer's commit-time histogram in @ret_hist, and the
+ * batches that failed so far in @ret_failed (for metrics).  Loop thread.
+ */
+void
+ledger_commit_stats(
+    struct ledger *l, struct metrics_hist *ret_hist, uint64_t *ret_failed)
+{
+	pthread_mutex_lock(&l->mu);
+	*ret_hist = l->commit_hist;
+	*ret_failed = l->failed;
+	pthread_mutex_unlock(&l->mu);
 }
 
 /* Append a write to the batch; strings are copied.  -ENOMEM or 0. */

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct ledger;
+struct metrics_hist;
 struct npufarm_err;
 
 #define LEDGER_SCHEMA_VERSION 5
@@ -108,6 +109,8 @@ bool ledger_pending(const struct ledger *l);
 int ledger_commit(struct ledger *l, struct npufarm_err *err);
 int ledger_sync(struct ledger *l, struct npufarm_err *err);
 uint64_t ledger_commits(const struct ledger *l);
+void ledger_commit_stats(
+    struct ledger *l, struct metrics_hist *ret_hist, uint64_t *ret_failed);
 
 int ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
     const char *address, int64_t now_us, int64_t *ret_id, bool *ret_drained,

@@ -29,6 +29,7 @@
 #include "err.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "rpc_relay.h"
 #include "server.h"
 #include "tracker.h"
@@ -138,6 +139,10 @@ static const struct rpc_relay_ops relay_ops = {
 static void
 relay_free(struct relay *r)
 {
+	uint64_t to_board, to_client;
+
+	rpc_relay_bytes(r->rr, &to_board, &to_client);
+	metrics_relay_bytes(r->srv->metrics, to_board, to_client);
 	rpc_relay_free(r->rr);
 	r->srv->nrelays--;
 	free(r);

@@ -34,6 +34,7 @@
 #include "jobs.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "scheduler.h"
 #include "tracker.h"
 
@@ -355,6 +356,10 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (srv == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	srv->cfg = cfg;
+	if (metrics_new((size_t)cfg->max_keys, &srv->metrics) < 0) {
+		free(srv);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
 	TAILQ_INIT(&srv->conns);
 	TAILQ_INIT(&srv->agents);
 	TAILQ_INIT(&srv->dirty_boards);
@@ -477,6 +482,7 @@ server_free(struct server *srv)
 		srv->ledger = ledger_close(srv->ledger);
 	}
 	srv->jobs = jobs_free(srv->jobs);
+	srv->metrics = metrics_free(srv->metrics); /* after the last lease */
 	srv->artifacts = artifacts_close(srv->artifacts);
 	srv->sched = sched_free(srv->sched);
 	if (srv->committed_ev)

@@ -21,6 +21,7 @@ struct event_base;
 struct evconnlistener;
 struct http_api;
 struct ledger;
+struct metrics;
 struct npufarm_err;
 struct sched;
 struct timeval;
@@ -36,6 +37,7 @@ struct server {
 	struct sched *sched;
 	struct jobs *jobs;           /* native tuning jobs */
 	struct artifacts *artifacts; /* their kernels and programs */
+	struct metrics *metrics;     /* GET /metrics counters, owned */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_ev;  /* commits the ledger once per iteration */
 	struct event *accept_ev; /* resumes accepting after EMFILE */

@@ -42,6 +42,7 @@
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
+#include "metrics.h"
 #include "relay.h"
 #include "scheduler.h"
 #include "server.h"
@@ -261,6 +262,7 @@ treq_end(struct treq *t, const char *outcome, const char *detail)
 	    srv, ledger_lease_insert(srv->ledger, &row, &id, &err), &err);
 	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
 	    outcome, detail);
+	metrics_lease_end(srv->metrics, 0, t->key, outcome);
 	treq_free(t);
 }
 
@@ -278,6 +280,8 @@ lease_release(
 	log_info("lease %lld of %s (%s) released%s%s: %s", (long long)l->id,
 	    b->address, sched_queue_key(b->queue), outcome ? " as " : "",
 	    outcome ? outcome : "", detail);
+	metrics_lease_end(
+	    srv->metrics, l->id, sched_queue_key(b->queue), outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -324,6 +328,8 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	if (b->nleases++ == 0)
 		sched_queue_add_leased(b->queue, 1);
 	board_set_state(b, BOARD_LEASED);
+	metrics_queue_wait(srv->metrics, t->key,
+	    (double)(l->granted_us - t->requested_us) / 1e6);
 	log_info("lease %lld: '%s' board %s granted to %s after %.3f ms",
 	    (long long)l->id, t->key, b->address, t->conn->peer,
 	    (double)(l->granted_us - t->requested_us) / 1000.0);
@@ -1091,6 +1097,9 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 			    .lease_user = l ? l->user : NULL,
 			    .lease_peer = l ? l->peer : NULL,
 			    .lease_granted_us = l ? l->granted_us : 0,
+			    .state = b->drained && b->state == BOARD_IDLE
+					 ? "draining"
+					 : board_state_name(b->state),
 			};
 
 			TAILQ_FOREACH(s, &b->slots, link)
@@ -1379,6 +1388,8 @@ board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	char *key;
 
 	if (!b->is_agent) {
+		metrics_lease_relayed(b->conn->srv->metrics, lease_id,
+		    sched_queue_key(b->queue), 0, NULL);
 		relay_start(client, b->conn, b->hello_key, lease_id, false, b->id);
 		return;
 	}
@@ -1386,6 +1397,8 @@ board_relay(struct board *b, struct conn *client, int64_t lease_id)
 		relay_refuse(client, "the board's agent withdrew its offer");
 		return;
 	}
+	metrics_lease_relayed(b->conn->srv->metrics, lease_id,
+	    sched_queue_key(b->queue), b->id, b->data_session);
 	key = b->data_key;
 	b->data_key = NULL;
 	data->tracker->data_for = NULL;
@@ -1473,6 +1486,8 @@ tracker_agent_session_end(struct server *srv, int64_t board_id,
 				break;
 	if (l == NULL)
 		return; /* the agent's link went, and the lease with it */
+	metrics_lease_end(
+	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -1689,6 +1704,8 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 		log_info("lease %lld of %s (%s): session ended %s: %s",
 		    (long long)l->id, b->address, sched_queue_key(b->queue),
 		    sess->outcome, sess->detail);
+		metrics_lease_end(srv->metrics, l->id,
+		    sched_queue_key(b->queue), sess->outcome);
 		TAILQ_REMOVE(&b->leases, l, link);
 		free(l->user);
 		free(l);

@@ -37,6 +37,7 @@ struct tracker_board_info {
 	const char *lease_user; /* NULL when not leased */
 	const char *lease_peer;
 	int64_t lease_granted_us;
+	const char *state; /* as the ledger shows it (board_state_name()) */
 };
 
 /* Read-only view of a waiting request for the HTTP API. */

@@ -570,3 +570,13 @@ rpc_relay_first_exception(const struct rpc_relay *r)
 {
 	return r->first_exc;
 }
+
+/* Bytes forwarded so far: client to server, and server to client
+ * (including any kException the relay wrote itself). */
+void
+rpc_relay_bytes(const struct rpc_relay *r, uint64_t *ret_to_server,
+    uint64_t *ret_to_client)
+{
+	*ret_to_server = r->bytes_c2s;
+	*ret_to_client = r->bytes_s2c;
+}

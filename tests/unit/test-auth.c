@@ -354,6 +354,8 @@ START_TEST(test_auth_route_scope)
 	ck_assert_int_eq(
 	    auth_route_scope(EVHTTP_REQ_POST, "/v1/jobs"), AUTH_SCOPE_READ);
 	ck_assert_int_eq(auth_route_scope(EVHTTP_REQ_GET, NULL), AUTH_SCOPE_READ);
+	ck_assert_int_eq(
+	    auth_route_scope(EVHTTP_REQ_GET, "/metrics"), AUTH_SCOPE_READ);
 }
 END_TEST
 
