@@ -631,6 +631,21 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	spec = malloc(sizeof(*spec));
 	if (spec == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
+	/* Everything a task names must be here before anything is written. */
+	for (i = 0; i < n; i++) {
+		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
+		r = task_spec_parse(json_array_get(tasks, i), path, spec, err);
+		if (r == 0 &&
+		    artifacts_size(srv->artifacts, spec->artifact, &size) < 0)
+			r = err_set(err, -EINVAL,
+			    "tasks[%zu].artifact: no artifact %s; PUT "
+			    "/v1/artifacts/%s first",
+			    i, spec->artifact, spec->artifact);
+		if (r < 0) {
+			free(spec);
+			return r;
+		}
+	}
 	job = job_new(j, key, user, priority, queue_timeout, n);
 	if (job == NULL) {
 		free(spec);
@@ -653,13 +668,6 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 		r = task_spec_parse(tv, path, spec, err);
 		if (r < 0)
 			break;
-		if (artifacts_size(srv->artifacts, spec->artifact, &size) < 0) {
-			r = err_set(err, -EINVAL,
-			    "tasks[%zu].artifact: no artifact %s; PUT "
-			    "/v1/artifacts/%s first",
-			    i, spec->artifact, spec->artifact);
-			break;
-		}
 		text = json_dumps(tv, JSON_COMPACT);
 		if (text == NULL) {
 			r = err_set(err, -ENOMEM, "out of memory");
@@ -677,8 +685,9 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	}
 	free(spec);
 	if (r < 0) {
-		/* The rows written so far describe a job nobody will see: it
-		 * never was acknowledged.  Mark it, and forget it. */
+		/* Out of memory half-way: the rows written so far describe a
+		 * job nobody will see (it never was acknowledged).  Mark it,
+		 * and forget it. */
 		(void)ledger_job_state(srv->ledger, job->id, "cancelled",
 		    ledger_now_us(), NULL);
 		job->ntasks = i < n ? i + 1 : n;

@@ -208,6 +208,15 @@ list_cb(const struct ledger_job_row *row, void *arg)
 								 : 0;
 }
 
+/* The query string of @req into @q (to clear); -1 if malformed. */
+static int
+parse_query(struct evhttp_request *req, struct evkeyvalq *q)
+{
+	const char *s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+
+	return evhttp_parse_query_str(s != NULL ? s : "", q);
+}
+
 static const char *
 query(struct evkeyvalq *q, const char *name)
 {
@@ -240,9 +249,7 @@ get_jobs(struct server *srv, struct evhttp_request *req)
 	long limit = JOBS_API_LIMIT_DEFAULT;
 	json_t *v;
 
-	if (evhttp_parse_query_str(
-		evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?: "",
-		&q) < 0) {
+	if (parse_query(req, &q) < 0) {
 		json_decref(x.list);
 		bad(req, "malformed query string");
 		return;
@@ -351,9 +358,7 @@ may_cancel(struct server *srv, struct evhttp_request *req, int64_t id)
 
 	if (job == NULL)
 		return true; /* not live: cancel answers 409 */
-	if (evhttp_parse_query_str(
-		evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?: "",
-		&q) < 0) {
+	if (parse_query(req, &q) < 0) {
 		json_decref(job);
 		return false;
 	}
@@ -399,9 +404,7 @@ wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
 	const char *s;
 	int r;
 
-	if (evhttp_parse_query_str(
-		evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req)) ?: "",
-		&q) < 0) {
+	if (parse_query(req, &q) < 0) {
 		bad(req, "malformed query string");
 		return;
 	}
