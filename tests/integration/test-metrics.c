@@ -121,12 +121,13 @@ static struct family *
 fam_get(struct page *pg, const char *name)
 {
 	struct family *f = fam_find(pg, name);
+	size_t n = strlen(name);
 
-	if (f != NULL || pg->nfams == MAX_FAMILIES)
+	if (f != NULL || pg->nfams == MAX_FAMILIES || n >= sizeof(f->name))
 		return f;
 	f = &pg->fams[pg->nfams++];
 	memset(f, 0, sizeof(*f));
-	(void)snprintf(f->name, sizeof(f->name), "%s", name);
+	memcpy(f->name, name, n + 1);
 	return f;
 }
 
