@@ -176,7 +176,8 @@ cache_scan(struct cache *c, struct npufarm_err *err)
 	if (errno != 0)
 		r = err_set(
 		    err, -errno, "cache %s: %s", c->dir, strerror(errno));
-	qsort(v, n, sizeof(*v), mtime_cmp);
+	if (n > 0) /* v is NULL for an empty cache */
+		qsort(v, n, sizeof(*v), mtime_cmp);
 	for (i = 0; i < n; i++) {
 		TAILQ_INSERT_TAIL(&c->lru, v[i], link);
 		c->bytes += v[i]->size;

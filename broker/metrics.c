@@ -180,7 +180,10 @@ key_get(struct metrics *m, const char *key)
 
 	if (key == NULL)
 		key = "";
-	found = bsearch(&key, m->keys, m->nkeys, sizeof(*m->keys), key_cmp);
+	/* bsearch() wants a non-null base even for no elements. */
+	found = m->nkeys > 0 ? bsearch(&key, m->keys, m->nkeys,
+				   sizeof(*m->keys), key_cmp)
+			     : NULL;
 	if (found != NULL)
 		return *found;
 	if (m->nkeys >= m->max_keys) {
@@ -773,7 +776,9 @@ ledger_cb(const struct ledger_board *b, void *arg)
 	struct boards_ctx *x = arg;
 	struct live_board probe = {.id = b->id}, *l;
 
-	l = bsearch(&probe, x->live, x->nlive, sizeof(*x->live), live_cmp);
+	l = x->nlive > 0 ? bsearch(&probe, x->live, x->nlive,
+			       sizeof(*x->live), live_cmp)
+			 : NULL;
 	if (l != NULL) {
 		l->seen = true;
 		return row_add(x, b->key, l->state);
@@ -801,7 +806,8 @@ write_boards(struct server *srv, struct evbuffer *out)
 	tracker_foreach_board(srv, live_cb, &x);
 	r = x.err;
 	if (r >= 0) {
-		qsort(x.live, x.nlive, sizeof(*x.live), live_cmp);
+		if (x.nlive > 0)
+			qsort(x.live, x.nlive, sizeof(*x.live), live_cmp);
 		r = ledger_foreach_board(srv->ledger, ledger_cb, &x, NULL);
 	}
 	/* Live boards the ledger's read did not show yet. */
@@ -811,7 +817,8 @@ write_boards(struct server *srv, struct evbuffer *out)
 	if (r >= 0)
 		r = add_header(out, "npufarm_boards", "gauge",
 		    "Boards the broker knows, by key and state.");
-	qsort(x.rows, x.nrows, sizeof(*x.rows), row_cmp);
+	if (x.nrows > 0)
+		qsort(x.rows, x.nrows, sizeof(*x.rows), row_cmp);
 	for (i = 0; r >= 0 && i < x.nrows; i = j) {
 		memset(counts, 0, sizeof(counts));
 		for (j = i;
