@@ -28,6 +28,7 @@
 #include <npufarm/protocol.h>
 
 #include "err.h"
+#include "fast_read.h"
 #include "frame.h"
 #include "log.h"
 #include "netaddr.h"
@@ -36,6 +37,8 @@
 
 /* Bytes of the client key the broker may send at pair-up. */
 #define SESSION_KEY_MAX   4096
+/* Bytes one write may take from either side's output. */
+#define SESSION_WRITE_MAX (1024 * 1024)
 /* Output queued toward one side before the other stops being read. */
 #define SESSION_BUFFER    (4 * 1024 * 1024)
 /* An ended session's data connection may linger this long (twice). */
@@ -56,8 +59,10 @@ struct tvm_session {
 	char *id;
 	enum session_state state;
 	struct bufferevent *data;  /* to the broker; NULL once closed */
+	struct fast_read *data_fr; /* its large reads, once paired */
 	bool shut_pending;         /* half-close once output drained */
 	struct bufferevent *child; /* our end of the socketpair; NULL: gone */
+	struct fast_read *child_fr; /* its large reads */
 	pid_t pid;                 /* 0: none, or reaped */
 	bool child_eof;            /* its socket closed */
 	struct supervisor_end end; /* how the child ended, once reaped */
@@ -107,8 +112,25 @@ data_close(struct tvm_session *s)
 {
 	if (s->data == NULL)
 		return;
+	s->data_fr = fast_read_free(s->data_fr);
 	bufferevent_free(s->data);
 	s->data = NULL;
+}
+
+static void
+child_close(struct tvm_session *s)
+{
+	if (s->child == NULL)
+		return;
+	s->child_fr = fast_read_free(s->child_fr);
+	bufferevent_free(s->child);
+	s->child = NULL;
+}
+
+static struct fast_read *
+side_fr(struct tvm_session *s, enum rpc_relay_side side)
+{
+	return side == RPC_RELAY_CLIENT ? s->data_fr : s->child_fr;
 }
 
 /* ---- relay ops ------------------------------------------------------ */
@@ -129,8 +151,11 @@ static void
 op_pause(void *owner, enum rpc_relay_side side)
 {
 	struct bufferevent *bev = side_bev(owner, side);
+	struct fast_read *fr = side_fr(owner, side);
 
-	if (bev != NULL)
+	if (fr != NULL)
+		fast_read_pause(fr);
+	else if (bev != NULL)
 		bufferevent_disable(bev, EV_READ);
 }
 
@@ -138,8 +163,11 @@ static void
 op_resume(void *owner, enum rpc_relay_side side)
 {
 	struct bufferevent *bev = side_bev(owner, side);
+	struct fast_read *fr = side_fr(owner, side);
 
-	if (bev != NULL)
+	if (fr != NULL)
+		fast_read_resume(fr);
+	else if (bev != NULL)
 		bufferevent_enable(bev, EV_READ);
 }
 
@@ -189,10 +217,7 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 	s->rend.detail = s->rdetail;
 	s->relay_ended = true;
 	s->state = SESSION_ENDING;
-	if (s->child != NULL) {
-		bufferevent_free(s->child);
-		s->child = NULL;
-	}
+	child_close(s);
 	if (end->outcome == NPUFARM_OUTCOME_OK ||
 	    end->outcome == NPUFARM_OUTCOME_EXCEPTION) {
 		/* The client shut the session down and the runtime got the
@@ -383,6 +408,7 @@ child_eventcb(struct bufferevent *bev, short what, void *arg)
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
 		return;
 	s->child_eof = true;
+	s->child_fr = fast_read_free(s->child_fr);
 	bufferevent_disable(bev, EV_READ);
 	if (s->rr != NULL)
 		rpc_relay_read(s->rr, RPC_RELAY_SERVER);
@@ -396,6 +422,27 @@ child_eventcb(struct bufferevent *bev, short what, void *arg)
 /* ---- the data connection -------------------------------------------- */
 
 static void data_readcb(struct bufferevent *bev, void *arg);
+
+static void data_eventcb(struct bufferevent *bev, short what, void *arg);
+
+/* fast_read callbacks: the bufferevents' own, for large reads. */
+static void
+child_fast_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what == 0)
+		child_readcb(bev, arg);
+	else
+		child_eventcb(bev, what, arg);
+}
+
+static void
+data_fast_cb(struct bufferevent *bev, short what, void *arg)
+{
+	if (what == 0)
+		data_readcb(bev, arg);
+	else
+		data_eventcb(bev, what, arg);
+}
 
 /*
  * Paired: fork the session child and start relaying.  @client_key is the
@@ -442,17 +489,24 @@ session_start(struct tvm_session *s, char *client_key)
 		bufferevent_get_output(s->child), &s->rr) < 0)
 		goto fail_child;
 	s->state = SESSION_RUNNING;
-	bufferevent_enable(s->child, EV_READ | EV_WRITE);
+	bufferevent_enable(s->child, EV_WRITE);
+	/* Large reads and writes both ways: uploads and downloads are
+	 * megabytes (libevent 2.1 writes 16 KiB per call by default). */
+	(void)bufferevent_set_max_single_write(s->child, SESSION_WRITE_MAX);
+	(void)bufferevent_set_max_single_write(s->data, SESSION_WRITE_MAX);
+	if (fast_read_new(s->base, s->child, child_fast_cb, s, &s->child_fr) <
+		0 ||
+	    fast_read_new(s->base, s->data, data_fast_cb, s, &s->data_fr) < 0)
+		log_warn("session %s: out of memory for large reads; reading "
+			 "4 KiB at a time",
+		    s->id);
 	log_info("session %s: paired (timeout %g s), child %ld", s->id,
 	    rc.timeout, (long)s->pid);
 	/* Bytes that came with the pair-up. */
 	rpc_relay_read(s->rr, RPC_RELAY_CLIENT);
 	return;
 fail_child:
-	if (s->child != NULL) {
-		bufferevent_free(s->child);
-		s->child = NULL;
-	}
+	child_close(s);
 	child_kill(s);
 fail:
 	/* Nothing to serve with: end at once, the client gets told why. */
@@ -672,8 +726,7 @@ tvm_session_free(struct tvm_session *s)
 		(void)supervisor_session_reap(
 		    s->cfg.sup, s->pid, true, &s->end, &err);
 	}
-	if (s->child != NULL)
-		bufferevent_free(s->child);
+	child_close(s);
 	data_close(s);
 	rpc_relay_free(s->rr);
 	if (s->kill_ev != NULL)

@@ -14,14 +14,19 @@
  *     waiting for the board is granted it (the child killed and reaped,
  *     the work dir removed, the board offered again);
  *   both against the round trip of one call through the same broker and
- *   agent (the baseline), medians over --sessions runs.
+ *   agent (the baseline), medians over --sessions runs;
+ *   - upload and download throughput of a session through broker and
+ *     agent (tvm.rpc.server.upload/download of --transfer-mib), against
+ *     the same runtime in a session child the bench starts itself and talks
+ *     to directly over its socketpair (no relay at all).
  *
  * The deadline is taken from the moment the client's handshake completed,
  * a little after the agent started it, so the latencies are slight
  * overestimates by at most one loopback round trip.
  *
  *   npufarm-bench-agent --farm HOST:PORT --agent-pid PID --baseline-pid PID
- *	[--key KEY] [--sessions N] [--timeout-ms MS]
+ *	--runtime PATH/libtvm_runtime.so [--key KEY] [--sessions N]
+ *	[--timeout-ms MS] [--transfer-mib N]
  */
 #include "config.h"
 
@@ -34,6 +39,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "supervisor.h"
 #include "err.h"
 #include "frame.h"
 #include "tvmrpc.h"
@@ -120,6 +126,110 @@ waiter_main(void *arg)
 	return NULL;
 }
 
+/* The handle of global function @name on raw connection @c. */
+static uint64_t
+raw_func(struct tvmrpc *c, const char *name)
+{
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+
+	if (tvmrpc_msg_get_global_func(&m, name) < 0 ||
+	    tvmrpc_send_msg(c, &m) < 0 || tvmrpc_recv_packet(c, IO_MS, &p) ||
+	    p.code != TVMRPC_RETURN || p.body_len < 16) {
+		fprintf(stderr, "npufarm-bench-agent: no function %s\n", name);
+		exit(1);
+	}
+	return frame_get_le64(p.body + 8);
+}
+
+/*
+ * upload("bench.bin", @n bytes), then download("bench.bin"), on @c; the
+ * MiB/s of each into @ret_up and @ret_down.
+ */
+static void
+transfer(struct tvmrpc *c, const unsigned char *data, size_t n,
+    double *ret_up, double *ret_down)
+{
+	uint64_t up = raw_func(c, "tvm.rpc.server.upload");
+	uint64_t down = raw_func(c, "tvm.rpc.server.download");
+	unsigned char h[64], *q;
+	struct tvmrpc_packet p;
+	size_t hl;
+	int64_t t0;
+
+	tvmrpc_set_max_packet(c, (uint64_t)n + 4096);
+	/* kCallFunc(up, str "bench.bin", bytes data) */
+	q = h + 12;
+	frame_put_le64(q, up);
+	frame_put_le32(q + 8, 2);
+	frame_put_le32(q + 12, 11); /* kTVMStr */
+	frame_put_le32(q + 16, 12); /* kTVMBytes */
+	frame_put_le64(q + 20, 9);
+	memcpy(q + 28, "bench.bin", 9);
+	frame_put_le64(q + 37, n);
+	hl = 12 + 45;
+	tvmrpc_put_header(h, hl - 8 + n, TVMRPC_CALL_FUNC);
+	t0 = bench_now_ns();
+	if (tvmrpc_send(c, h, hl) < 0 || tvmrpc_send(c, data, n) < 0 ||
+	    tvmrpc_recv_packet(c, IO_MS * 6, &p) != 0 ||
+	    p.code != TVMRPC_RETURN) {
+		fprintf(stderr, "npufarm-bench-agent: upload failed\n");
+		exit(1);
+	}
+	*ret_up = (double)n / 1048576.0 /
+		  ((double)(bench_now_ns() - t0) / 1e9);
+	/* kCallFunc(down, str "bench.bin") */
+	frame_put_le64(q, down);
+	frame_put_le32(q + 8, 1);
+	frame_put_le32(q + 12, 11);
+	frame_put_le64(q + 16, 9);
+	memcpy(q + 24, "bench.bin", 9);
+	hl = 12 + 33;
+	tvmrpc_put_header(h, hl - 8, TVMRPC_CALL_FUNC);
+	t0 = bench_now_ns();
+	if (tvmrpc_send(c, h, hl) < 0 ||
+	    tvmrpc_recv_packet(c, IO_MS * 6, &p) != 0 ||
+	    p.code != TVMRPC_RETURN || p.body_len < n) {
+		fprintf(stderr, "npufarm-bench-agent: download failed\n");
+		exit(1);
+	}
+	*ret_down = (double)n / 1048576.0 /
+		    ((double)(bench_now_ns() - t0) / 1e9);
+}
+
+/* The baseline: the runtime in a session child of our own, direct. */
+static void
+transfer_direct(const char *runtime, const unsigned char *data, size_t n,
+    double *ret_up, double *ret_down)
+{
+	char dir[] = "/tmp/npufarm-bench-agent.XXXXXX";
+	struct supervisor_config sc = {.stderr_fd = -1};
+	struct supervisor_end end;
+	struct npufarm_err err;
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	struct tvmrpc *c;
+	pid_t pid;
+	int fd;
+
+	if (mkdtemp(dir) == NULL)
+		exit(1);
+	sc.runtime_path = runtime;
+	sc.workdir = dir;
+	if (supervisor_session_start(&sc, &fd, &pid, &err) < 0)
+		die("direct session", &err);
+	if (tvmrpc_new_fd(fd, IO_MS, &c) < 0)
+		exit(1);
+	tvmrpc_msg_init_server(&m);
+	if (tvmrpc_send_msg(c, &m) < 0 || tvmrpc_recv_packet(c, IO_MS, &p) ||
+	    p.code != TVMRPC_RETURN)
+		exit(1);
+	transfer(c, data, n, ret_up, ret_down);
+	tvmrpc_free(c); /* closes fd: the child's ServerLoop ends */
+	(void)supervisor_session_reap(&sc, pid, true, &end, &err);
+	(void)rmdir(dir);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -130,9 +240,15 @@ main(int argc, char **argv)
 	    {"key", required_argument, NULL, 'k'},
 	    {"sessions", required_argument, NULL, 'n'},
 	    {"timeout-ms", required_argument, NULL, 't'},
+	    {"runtime", required_argument, NULL, 'r'},
+	    {"transfer-mib", required_argument, NULL, 'x'},
 	    {NULL, 0, NULL, 0},
 	};
 	unsigned long agent_pid = 0, base_pid = 0, n = 10, tmo_ms = 300;
+	unsigned long xfer_mib = 32;
+	const char *runtime = NULL;
+	double up_farm, down_farm, up_direct, down_direct;
+	unsigned char *blob;
 	double *err_ms, *lease_ms, *rtt_ms, T;
 	struct tvmrpc_client_config cfg;
 	struct tvmrpc_client *cl;
@@ -173,14 +289,23 @@ main(int argc, char **argv)
 				&tmo_ms) < 0)
 				return 2;
 			break;
+		case 'r':
+			runtime = optarg;
+			break;
+		case 'x':
+			if (bench_ulong("--transfer-mib", optarg, 1, 60,
+				&xfer_mib) < 0)
+				return 2;
+			break;
 		default:
 			return 2;
 		}
 	}
-	if (farm == NULL || agent_pid == 0 || base_pid == 0) {
+	if (farm == NULL || agent_pid == 0 || base_pid == 0 || runtime == NULL) {
 		fprintf(stderr, "usage: npufarm-bench-agent --farm HOST:PORT "
-				"--agent-pid PID --baseline-pid PID [--key KEY] "
-				"[--sessions N] [--timeout-ms MS]\n");
+				"--agent-pid PID --baseline-pid PID --runtime PATH "
+				"[--key KEY] [--sessions N] [--timeout-ms MS] "
+				"[--transfer-mib N]\n");
 		return 2;
 	}
 	err_ms = calloc(n, sizeof(double));
@@ -240,6 +365,24 @@ main(int argc, char **argv)
 	usleep(200000);
 	rss1 = bench_rss_kib((long)agent_pid);
 
+	/* Bulk transfers: through broker and agent, then direct. */
+	blob = malloc(xfer_mib << 20);
+	if (blob == NULL)
+		return 1;
+	for (i = 0; i < (xfer_mib << 20); i++)
+		blob[i] = (unsigned char)(i * 2654435761u >> 24);
+	cfg = client_config("120");
+	if (tvmrpc_client_open(&cfg, &cl, &err) != 0 ||
+	    tvmrpc_client_init(cl, IO_MS, &err) != 0)
+		die("transfer session", &err);
+	transfer(tvmrpc_client_conn(cl), blob, xfer_mib << 20, &up_farm,
+	    &down_farm);
+	(void)tvmrpc_client_shutdown(cl);
+	tvmrpc_client_free(cl);
+	transfer_direct(runtime, blob, xfer_mib << 20, &up_direct,
+	    &down_direct);
+	free(blob);
+
 	{
 		double rtt = median(rtt_ms, n * 20);
 		double e = median(err_ms, n), l = median(lease_ms, n);
@@ -260,6 +403,14 @@ main(int argc, char **argv)
 		       "deadline (median of %lu) | %.2f ms | %.3f ms (one "
 		       "call's round trip) | %.1f | <= 50 ms |\n",
 		    n, l, rtt, l / rtt);
+		printf("| upload %lu MiB through broker and agent "
+		       "(tvm.rpc.server.upload) | %.0f MiB/s | %.0f MiB/s (the "
+		       "runtime direct, no relay) | %.2f | - |\n",
+		    xfer_mib, up_farm, up_direct, up_farm / up_direct);
+		printf("| download %lu MiB through broker and agent "
+		       "(tvm.rpc.server.download) | %.0f MiB/s | %.0f MiB/s "
+		       "(the runtime direct, no relay) | %.2f | - |\n",
+		    xfer_mib, down_farm, down_direct, down_farm / down_direct);
 	}
 	free(err_ms);
 	free(lease_ms);

@@ -183,7 +183,8 @@ run_agent() {
 	sleep 0.5 # settle: the first offer's allocations are done
 	echo "run.sh: phase agent against $farm (agent pid $apid)" >&2
 	if ! "$agentbench" --farm "$farm" --agent-pid "$apid" \
-		--baseline-pid "$spid" >"$tmp/agent_rows"; then
+		--baseline-pid "$spid" --runtime "$fakertm" \
+		>"$tmp/agent_rows" 2>"$tmp/agent/bench.log"; then
 		echo "run.sh: phase agent failed; agent log tail:" >&2
 		tail -n 20 "$tmp/agent/agent.log" >&2
 		exit 1

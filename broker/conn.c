@@ -31,6 +31,7 @@
 
 #include "agent_link.h"
 #include "auth.h"
+#include "fast_read.h"
 #include "frame.h"
 #include "log.h"
 #include "proxy.h"
@@ -134,8 +135,7 @@ conn_free(struct conn *c)
 		tracker_conn_closed(c);
 	if (c->agent != NULL)
 		agent_link_closed(c);
-	if (c->rd_ev != NULL)
-		event_free(c->rd_ev);
+	c->fr = fast_read_free(c->fr);
 	TAILQ_REMOVE(&c->srv->conns, c, link);
 	c->srv->nconns--;
 	bufferevent_free(c->bev);
@@ -199,83 +199,34 @@ conn_flush(struct conn *c)
 		bufferevent_enable(c->bev, EV_WRITE);
 }
 
-/*
- * Bytes one fast read may take (libevent 2.1 reads 4 KiB at a time): it
- * starts small, doubles while reads fill it (bulk transfers) and halves
- * when they do not (request/reply traffic), so small packets do not cost
- * a large allocation each.
- */
-#define CONN_FAST_READ_MIN (16 * 1024)
-#define CONN_FAST_READ_MAX (1024 * 1024)
-
-static void conn_readcb(struct bufferevent *bev, void *arg);
-static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
-
 static void
-fast_readcb(evutil_socket_t fd, short what, void *arg)
+fast_read_cb(struct bufferevent *bev, short what, void *arg)
 {
-	struct conn *c = arg;
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	struct evbuffer_iovec v;
-	ssize_t n;
-
-	/* A bufferevent keeps the end of its input frozen so only it adds
-	 * to it; thaw it for our read.  One contiguous region: committing a
-	 * second, unused one has been seen to leave the buffer inconsistent
-	 * in libevent 2.1. */
-	(void)evbuffer_unfreeze(in, 0);
-	if (evbuffer_reserve_space(in, (ev_ssize_t)c->rd_size, &v, 1) != 1) {
-		(void)evbuffer_freeze(in, 0);
-		conn_close(c, "out of memory reading");
-		return;
-	}
-	n = read(fd, v.iov_base, v.iov_len);
-	if (n > 0) {
-		if ((size_t)n >= c->rd_size && c->rd_size < CONN_FAST_READ_MAX)
-			c->rd_size *= 2;
-		else if ((size_t)n < c->rd_size / 4 &&
-			 c->rd_size > CONN_FAST_READ_MIN)
-			c->rd_size /= 2;
-		v.iov_len = (size_t)n;
-		(void)evbuffer_commit_space(in, &v, 1);
-	}
-	(void)evbuffer_freeze(in, 0);
-	if (n > 0) {
-		conn_readcb(c->bev, c);
-		return;
-	}
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	EVUTIL_SET_SOCKET_ERROR(n < 0 ? errno : 0);
-	conn_eventcb(c->bev,
-	    BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+	if (what == 0)
+		conn_readcb(bev, arg);
+	else
+		conn_eventcb(bev, what, arg);
 }
 
 /*
- * Read @c from now on with our own event and up to CONN_FAST_READ_MAX bytes
- * per read instead of the bufferevent's 4 KiB reads: for relayed sessions,
- * where throughput matters.  Returns 0 or -ENOMEM.
+ * Read @c from now on with large reads (common/fast_read.h) instead of the
+ * bufferevent's 4 KiB ones: for relayed sessions, where throughput
+ * matters.  Returns 0 or -ENOMEM.
  */
 int
 conn_fast_read(struct conn *c)
 {
-	if (c->rd_ev != NULL)
+	if (c->fr != NULL)
 		return 0;
-	c->rd_ev = event_new(c->srv->base, bufferevent_getfd(c->bev),
-	    EV_READ | EV_PERSIST, fast_readcb, c);
-	if (c->rd_ev == NULL)
-		return -ENOMEM;
-	c->rd_size = CONN_FAST_READ_MIN;
-	bufferevent_disable(c->bev, EV_READ);
-	return event_add(c->rd_ev, NULL) < 0 ? -ENOMEM : 0;
+	return fast_read_new(c->srv->base, c->bev, fast_read_cb, c, &c->fr);
 }
 
 /* Stop reading @c (backpressure, or closing). */
 void
 conn_pause_read(struct conn *c)
 {
-	if (c->rd_ev != NULL)
-		(void)event_del(c->rd_ev);
+	if (c->fr != NULL)
+		fast_read_pause(c->fr);
 	else
 		bufferevent_disable(c->bev, EV_READ);
 }
@@ -286,8 +237,8 @@ conn_resume_read(struct conn *c)
 {
 	if (c->state == CONN_CLOSING)
 		return;
-	if (c->rd_ev != NULL)
-		(void)event_add(c->rd_ev, NULL);
+	if (c->fr != NULL)
+		fast_read_resume(c->fr);
 	else
 		bufferevent_enable(c->bev, EV_READ);
 }

@@ -16,6 +16,7 @@
 struct agent;
 struct bufferevent;
 struct event;
+struct fast_read;
 struct relay;
 struct server;
 struct tracker_conn;
@@ -48,8 +49,7 @@ struct conn {
 	char *rpc_key;       /* owned: the RPC hello key, verbatim */
 	double rpc_timeout;  /* s, from -timeout=T; 0: none */
 	struct relay *relay; /* shared with the peer; see relay.c */
-	struct event *rd_ev; /* conn_fast_read(): our own reads */
-	size_t rd_size;      /* bytes the next fast read reserves */
+	struct fast_read *fr; /* conn_fast_read(): large reads */
 	uint64_t frames_in;
 	TAILQ_ENTRY(conn) link;
 };

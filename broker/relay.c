@@ -35,6 +35,8 @@
 #include "tracker.h"
 #include "tvm_rpc.h"
 
+/* Bytes one deferred write may take (see relay_start()). */
+#define RELAY_WRITE_MAX (1024 * 1024)
 /* How long an ended session's client may linger (twice: §6.5 item 9). */
 #define RELAY_LINGER_S 10.0
 
@@ -218,6 +220,10 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 	bufferevent_setwatermark(board->bev, EV_READ, 0, 0);
 	if (conn_fast_read(board) < 0 || conn_fast_read(client) < 0)
 		goto oom_paired;
+	/* When a socket fills up, the bufferevent finishes the write: let it
+	 * write more than libevent 2.1's default of 16 KiB per call. */
+	(void)bufferevent_set_max_single_write(board->bev, RELAY_WRITE_MAX);
+	(void)bufferevent_set_max_single_write(client->bev, RELAY_WRITE_MAX);
 	log_info("relay: %s paired with %s %s (lease %lld, timeout %g s)",
 	    client->peer, agent ? "agent" : "board", board->peer,
 	    (long long)lease_id, rc.timeout);
