@@ -47,6 +47,7 @@
 #include "scheduler.h"
 #include "server.h"
 #include "tvm_proto.h"
+#include "tracker_int.h"
 #include "tvm_rpc.h"
 
 /* Frames handled per read callback before yielding to other connections. */
@@ -54,88 +55,6 @@
 /* Longest list of keys quoted in a "no such key" diagnostic. */
 #define TRACKER_KEYS_MSG_MAX         512
 
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-struct lease {
-	int64_t id; /* ledger row */
-	int64_t granted_us;
-	char *user;
-	char peer[NETADDR_STRLEN];
-	TAILQ_ENTRY(lease) link;
-};
-
-struct slot {
-	struct sched_slot s;
-	struct board *board; /* borrowed: owner */
-	TAILQ_ENTRY(slot) link;
-	char matchkey[];
-};
-
-struct board {
-	struct conn *conn;         /* borrowed: the registering connection */
-	struct sched_queue *queue; /* borrowed */
-	char *host;                /* advertised to clients */
-	long port;
-	char *address; /* host:port, the ledger name */
-	int64_t id;    /* ledger row */
-	enum board_state state;
-	bool dirty;                 /* state not yet written to the ledger */
-	TAILQ_HEAD(, slot) slots;   /* free matchkeys, oldest first */
-	TAILQ_HEAD(, lease) leases; /* open leases, oldest first */
-	size_t nleases;
-	bool drained;    /* no new leases: its slots stay out of the queue */
-	bool proxied;    /* a data connection waiting to be relayed */
-	char *hello_key; /* proxied: its full RPC hello key */
-	struct pending *pending; /* proxied: a grant waiting for its client */
-	/* Agent boards (is_agent): the board of an npufarm agent's link. */
-	bool is_agent;
-	struct agent *agent;   /* borrowed: the link's agent */
-	struct conn *data;     /* its waiting TVM data connection, or NULL */
-	char *data_key;        /* ... that connection's hello key */
-	char *data_session;    /* ... and the session id it reports under */
-	unsigned runners;      /* SCHED_CAP_KERNEL/EXEC it offers */
-	bool ready;            /* the agent said it can take work */
-	char *quarantine;      /* the agent's reason, or NULL */
-	struct sched_request *task; /* the native task it runs, or NULL */
-	TAILQ_ENTRY(board) link;
-	TAILQ_ENTRY(board) dirty_link;
-};
-
-/* A proxied board granted through the tracker, until its client connects. */
-struct pending {
-	struct board *board; /* borrowed: it points back at us */
-	struct lease *lease; /* borrowed: in board->leases */
-	struct event *timer; /* the client's time to connect */
-	char matchkey[];
-};
-
-struct treq {
-	struct sched_request s;
-	struct conn *conn; /* borrowed: the requesting client */
-	bool rpc; /* an RPC data connection (client:KEY), not REQUEST */
-	char *key;
-	char *user; /* fair-share identity: the user, else the client's IP */
-	double priority;
-	int64_t requested_us;
-	struct event *timeout_ev; /* --request-timeout, or NULL */
-	struct event *grace_ev;   /* --unknown-key-grace, or NULL */
-	TAILQ_ENTRY(treq) link;
-};
-
-struct tracker_conn {
-	struct board *data_for; /* an agent data connection: whose */
-	char *info;     /* merged UPDATE_INFO, serialised as TVM would; NULL */
-	bool is_server; /* info "key" starts with "server": SUMMARY lists it */
-	TAILQ_HEAD(, board) boards;
-	TAILQ_HEAD(, treq) reqs;
-	size_t nreqs;
-	size_t nslots;
-};
-
-static void agent_board_update(struct board *b);
-static void agent_data_detach(struct board *b, const char *why);
-static void board_relay(struct board *b, struct conn *client, int64_t lease_id);
 
 static const char *const board_state_names[] = {
     [BOARD_IDLE] = "idle",
@@ -152,8 +71,8 @@ board_state_name(enum board_state s)
 	return board_state_names[s];
 }
 
-static void
-ledger_check(struct server *srv, int r, const struct npufarm_err *err)
+void
+tracker_ledger_check(struct server *srv, int r, const struct npufarm_err *err)
 {
 	if (r < 0)
 		server_ledger_failed(srv, err);
@@ -170,8 +89,8 @@ board_dirty(struct board *b)
 	}
 }
 
-static void
-board_set_state(struct board *b, enum board_state state)
+void
+tracker_board_set_state(struct board *b, enum board_state state)
 {
 	if (b->state == state)
 		return;
@@ -258,7 +177,7 @@ treq_end(struct treq *t, const char *outcome, const char *detail)
 	row.released_us = ledger_now_us();
 	row.outcome = outcome;
 	row.detail = detail;
-	ledger_check(
+	tracker_ledger_check(
 	    srv, ledger_lease_insert(srv->ledger, &row, &id, &err), &err);
 	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
 	    outcome, detail);
@@ -266,14 +185,14 @@ treq_end(struct treq *t, const char *outcome, const char *detail)
 	treq_free(t);
 }
 
-static void
-lease_release(
+void
+tracker_lease_release(
     struct board *b, struct lease *l, const char *outcome, const char *detail)
 {
 	struct server *srv = b->conn->srv;
 	struct npufarm_err err;
 
-	ledger_check(srv,
+	tracker_ledger_check(srv,
 	    ledger_lease_release(
 		srv->ledger, l->id, ledger_now_us(), outcome, detail, &err),
 	    &err);
@@ -288,9 +207,9 @@ lease_release(
 	if (--b->nleases == 0) {
 		sched_queue_add_leased(b->queue, -1);
 		if (b->is_agent)
-			agent_board_update(b);
+			tracker_agent_update(b);
 		else
-			board_set_state(b, BOARD_IDLE);
+			tracker_board_set_state(b, BOARD_IDLE);
 	}
 }
 
@@ -317,17 +236,17 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	}
 	l->granted_us = row.granted_us;
 	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
-	ledger_check(
+	tracker_ledger_check(
 	    srv, ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
 	if (b->data_session != NULL)
-		ledger_check(srv,
+		tracker_ledger_check(srv,
 		    ledger_lease_agent_session(
 			srv->ledger, l->id, b->data_session, &err),
 		    &err);
 	TAILQ_INSERT_TAIL(&b->leases, l, link);
 	if (b->nleases++ == 0)
 		sched_queue_add_leased(b->queue, 1);
-	board_set_state(b, BOARD_LEASED);
+	tracker_board_set_state(b, BOARD_LEASED);
 	metrics_queue_wait(srv->metrics, t->key,
 	    (double)(l->granted_us - t->requested_us) / 1e6);
 	log_info("lease %lld: '%s' board %s granted to %s after %.3f ms",
@@ -384,7 +303,7 @@ grant(struct treq *t, struct slot *s)
 	free(s);
 	treq_free(t);
 	if (b->proxied && rpc)
-		board_relay(b, client, l ? l->id : 0);
+		tracker_board_relay(b, client, l ? l->id : 0);
 	else
 		conn_flush(client);
 }
@@ -405,13 +324,13 @@ grant_task(struct sched_request *r, struct slot *s)
 	b->ready = false;
 	if (b->nleases == 0)
 		sched_queue_add_leased(b->queue, 1);
-	board_set_state(b, BOARD_LEASED);
+	tracker_board_set_state(b, BOARD_LEASED);
 	jobs_task_granted(b->conn->srv, r, b->agent, b->id);
 }
 
 /* Hand free slots of @q to waiting requests while both exist. */
-static void
-schedule(struct sched_queue *q)
+void
+tracker_schedule_queue(struct sched_queue *q)
 {
 	struct sched_request *r;
 	struct sched_slot *ss;
@@ -443,11 +362,11 @@ tracker_schedule(struct server *srv, const char *key)
 	struct sched_queue *q;
 
 	if (sched_queue_get(srv->sched, key, false, &q) == 0)
-		schedule(q);
+		tracker_schedule_queue(q);
 }
 
-static int
-queue_get(struct conn *c, const char *key, struct sched_queue **ret)
+int
+tracker_queue_get(struct conn *c, const char *key, struct sched_queue **ret)
 {
 	struct server *srv = c->srv;
 	int r;
@@ -476,8 +395,8 @@ board_find(
 	return NULL;
 }
 
-static struct board *
-board_new(struct conn *c, struct sched_queue *q, const char *kind,
+struct board *
+tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
     const char *host, long port)
 {
 	struct server *srv = c->srv;
@@ -509,9 +428,9 @@ board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	TAILQ_INIT(&b->leases);
 	r = ledger_board_upsert(srv->ledger, kind, sched_queue_key(q),
 	    b->address, ledger_now_us(), &b->id, &b->drained, &err);
-	ledger_check(srv, r, &err);
+	tracker_ledger_check(srv, r, &err);
 	if (r >= 0 && strcmp(kind, "agent") != 0) /* its link said so */
-		ledger_check(srv,
+		tracker_ledger_check(srv,
 		    ledger_event(srv->ledger, "board_online", b->id, c->peer,
 			ledger_now_us(), &err),
 		    &err);
@@ -522,7 +441,6 @@ board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	return b;
 }
 
-static void pending_free(struct pending *p);
 
 /*
  * Take board @b out of service: its free slots leave the queue, its open
@@ -546,11 +464,11 @@ board_free(struct board *b, const char *why, bool quiet)
 		free(s);
 	}
 	if (b->pending != NULL)
-		pending_free(b->pending);
+		tracker_pending_free(b->pending);
 	(void)snprintf(detail, sizeof(detail),
 	    "board's connection closed during the lease (%s)", why);
 	while ((l = TAILQ_FIRST(&b->leases)) != NULL)
-		lease_release(b, l, "lost", detail);
+		tracker_lease_release(b, l, "lost", detail);
 	if (b->dirty)
 		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
 	if (b->is_agent) {
@@ -569,12 +487,12 @@ board_free(struct board *b, const char *why, bool quiet)
 		}
 		agent_set_data(b->agent, NULL);
 	} else
-		ledger_check(srv,
+		tracker_ledger_check(srv,
 		    ledger_board_state(
 			srv->ledger, b->id, "offline", why, ledger_now_us(), &err),
 		    &err);
 	if (!quiet && !b->is_agent) {
-		ledger_check(srv,
+		tracker_ledger_check(srv,
 		    ledger_event(srv->ledger, "board_offline", b->id, why,
 			ledger_now_us(), &err),
 		    &err);
@@ -610,7 +528,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		    tc->nslots, c->srv->cfg->max_pending);
 		return;
 	}
-	if (queue_get(c, m->key, &q) < 0) {
+	if (tracker_queue_get(c, m->key, &q) < 0) {
 		if (c->state != CONN_CLOSING)
 			conn_close(c, "out of memory creating a queue");
 		return;
@@ -625,7 +543,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 			}
 	b = board_find(tc, q, host, m->port);
 	if (b == NULL)
-		b = board_new(c, q, "tvm", host, m->port);
+		b = tracker_board_new(c, q, "tvm", host, m->port);
 	s = b ? calloc(1, sizeof(*s) + mklen + 1) : NULL;
 	if (s == NULL) {
 		sched_queue_gc(q);
@@ -635,7 +553,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	/* A TVM server PUTs after every session (or ~8 s after a grant that
 	 * was never used): the oldest open lease of this board is over. */
 	if (!TAILQ_EMPTY(&b->leases))
-		lease_release(b, TAILQ_FIRST(&b->leases), NULL,
+		tracker_lease_release(b, TAILQ_FIRST(&b->leases), NULL,
 		    "released: board registered again (session not relayed "
 		    "by the broker; its outcome was not observed)");
 	s->board = b;
@@ -646,7 +564,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	if (!b->drained)
 		sched_slot_push(q, &s->s);
 	reply_code(c, NPUFARM_TVM_SUCCESS);
-	schedule(q);
+	tracker_schedule_queue(q);
 }
 
 static void
@@ -743,7 +661,7 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 		    tc->nreqs, srv->cfg->max_pending);
 		return;
 	}
-	if (queue_get(c, m->key, &q) < 0) {
+	if (tracker_queue_get(c, m->key, &q) < 0) {
 		if (c->state != CONN_CLOSING)
 			conn_close(c, "out of memory creating a queue");
 		return;
@@ -775,7 +693,7 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 	tc->nreqs++;
 	log_debug("conn %llu %s: REQUEST '%s' priority %g",
 	    (unsigned long long)c->id, c->peer, m->key, m->priority);
-	schedule(q);
+	tracker_schedule_queue(q);
 	return;
 oom:
 	if (t != NULL) {
@@ -954,7 +872,7 @@ dispatch(struct conn *c, const struct tvm_tracker_msg *m)
 	}
 }
 
-static struct tracker_conn *
+struct tracker_conn *
 tracker_conn_get(struct conn *c)
 {
 	struct tracker_conn *tc = c->tracker;
@@ -1057,7 +975,7 @@ tracker_conn_closed(struct conn *c)
 	if (tc == NULL)
 		return;
 	if (tc->data_for != NULL)
-		agent_data_detach(tc->data_for, "its data connection closed");
+		tracker_agent_detach(tc->data_for, "its data connection closed");
 	while ((t = TAILQ_FIRST(&tc->reqs)) != NULL) {
 		struct sched_queue *q = t->s.queue;
 
@@ -1150,8 +1068,8 @@ pending_cmp(const void *a, const void *b)
 	    ((const struct pending *)b)->matchkey);
 }
 
-static void
-pending_free(struct pending *p)
+void
+tracker_pending_free(struct pending *p)
 {
 	struct server *srv = p->board->conn->srv;
 
@@ -1163,8 +1081,8 @@ pending_free(struct pending *p)
 
 /* A fresh matchkey for a board that dialled in: KEY:npufarm-<64 random bits>.
  */
-static struct slot *
-slot_new_proxied(struct board *b)
+struct slot *
+tracker_slot_new(struct board *b)
 {
 	const char *key = sched_queue_key(b->queue);
 	uint64_t rnd = 0;
@@ -1186,7 +1104,7 @@ slot_new_proxied(struct board *b)
 static int
 board_offer(struct board *b)
 {
-	struct slot *s = slot_new_proxied(b);
+	struct slot *s = tracker_slot_new(b);
 
 	if (s == NULL)
 		return -ENOMEM;
@@ -1195,7 +1113,7 @@ board_offer(struct board *b)
 	b->conn->tracker->nslots++;
 	if (!b->drained)
 		sched_slot_push(b->queue, &s->s);
-	schedule(b->queue);
+	tracker_schedule_queue(b->queue);
 	return 0;
 }
 
@@ -1211,8 +1129,8 @@ pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    "the client never connected to the broker with its matchkey "
 	    "within %g s",
 	    b->conn->srv->cfg->pair_timeout);
-	pending_free(p);
-	lease_release(b, l, "lost", detail);
+	tracker_pending_free(p);
+	tracker_lease_release(b, l, "lost", detail);
 	if (!b->is_agent && board_offer(b) < 0)
 		conn_close(b->conn, "out of memory offering a board");
 }
@@ -1242,12 +1160,12 @@ pending_add(struct board *b, struct lease *l, const char *mk)
 	return;
 oom:
 	/* The grant went out but cannot be honoured: end it now. */
-	lease_release(b, l, "lost", "out of memory tracking the grant");
+	tracker_lease_release(b, l, "lost", "out of memory tracking the grant");
 	conn_close(b->conn, "out of memory tracking a grant");
 }
 
-static int
-proxy_info(struct conn *c, const char *key)
+int
+tracker_proxy_info(struct conn *c, const char *key)
 {
 	json_t *v;
 	char *name;
@@ -1299,291 +1217,6 @@ hello_option(const char *hello_key, const char *name, char *buf, size_t len)
 	return NULL;
 }
 
-/* ---- agent boards -------------------------------------------------- */
-
-/*
- * Bring agent board @b's state and its slot in line with what it can do
- * now: one slot while the agent is ready, in service and not leased, with
- * the capabilities of its runners, plus TVM sessions while a data
- * connection waits.
- */
-static void
-agent_board_update(struct board *b)
-{
-	unsigned caps = (b->data != NULL ? SCHED_CAP_TVM : 0) | b->runners;
-	bool busy = b->nleases > 0 || b->task != NULL;
-	bool offer = b->ready && b->quarantine == NULL && !busy &&
-		     b->pending == NULL && caps != 0;
-	struct slot *s = TAILQ_FIRST(&b->slots);
-
-	if (busy)
-		board_set_state(b, BOARD_LEASED);
-	else if (b->quarantine != NULL)
-		board_set_state(b, BOARD_QUARANTINED);
-	else if (!offer)
-		board_set_state(b, BOARD_BUSY);
-	else
-		board_set_state(b, BOARD_IDLE);
-	if (!offer) {
-		while ((s = TAILQ_FIRST(&b->slots)) != NULL) {
-			sched_slot_remove(&s->s);
-			TAILQ_REMOVE(&b->slots, s, link);
-			b->conn->tracker->nslots--;
-			free(s);
-		}
-		return;
-	}
-	if (s != NULL) {
-		s->s.caps = caps; /* keeps its place in the queue */
-		schedule(b->queue);
-		return;
-	}
-	s = slot_new_proxied(b);
-	if (s == NULL) {
-		log_err("agent board %s: out of memory offering it", b->address);
-		return;
-	}
-	s->s.caps = caps;
-	TAILQ_INSERT_TAIL(&b->slots, s, link);
-	b->conn->tracker->nslots++;
-	if (!b->drained)
-		sched_slot_push(b->queue, &s->s);
-	schedule(b->queue);
-}
-
-/* Forget agent board @b's waiting data connection (closed: @why). */
-static void
-agent_data_detach(struct board *b, const char *why)
-{
-	struct conn *c = b->data;
-
-	if (c == NULL)
-		return;
-	c->tracker->data_for = NULL;
-	b->data = NULL;
-	free(b->data_key);
-	free(b->data_session);
-	b->data_key = b->data_session = NULL;
-	log_debug("agent board %s: data connection gone: %s", b->address, why);
-	if (b->pending != NULL) {
-		/* Granted, but the connection to pair with is gone. */
-		struct lease *l = b->pending->lease;
-
-		pending_free(b->pending);
-		lease_release(b, l, "lost",
-		    "the agent's data connection closed before its client "
-		    "connected");
-	}
-	agent_board_update(b);
-}
-
-/*
- * Relay client @client with board @b's session: a board that dialled in,
- * or an agent's waiting data connection.
- */
-static void
-board_relay(struct board *b, struct conn *client, int64_t lease_id)
-{
-	struct conn *data = b->data;
-	char *key;
-
-	if (!b->is_agent) {
-		metrics_lease_relayed(b->conn->srv->metrics, lease_id,
-		    sched_queue_key(b->queue), 0, NULL);
-		relay_start(client, b->conn, b->hello_key, lease_id, false, b->id);
-		return;
-	}
-	if (data == NULL) {
-		relay_refuse(client, "the board's agent withdrew its offer");
-		return;
-	}
-	metrics_lease_relayed(b->conn->srv->metrics, lease_id,
-	    sched_queue_key(b->queue), b->id, b->data_session);
-	key = b->data_key;
-	b->data_key = NULL;
-	data->tracker->data_for = NULL;
-	b->data = NULL;
-	free(b->data_session);
-	b->data_session = NULL;
-	b->ready = false; /* until the session is cleaned up */
-	relay_start(client, data, key, lease_id, true, b->id);
-	free(key);
-	agent_board_update(b);
-}
-
-/*
- * The board of agent @a, linked on @link for @key as @name, offering
- * native @runners (SCHED_CAP_KERNEL/EXEC).  It is offered once the agent
- * says it is ready.  NULL after closing @link on failure.
- */
-struct board *
-tracker_agent_board_new(struct conn *link, struct agent *a, const char *key,
-    const char *name, unsigned runners)
-{
-	struct sched_queue *q;
-	struct board *b;
-
-	if (tracker_conn_get(link) == NULL) {
-		conn_close(link, "out of memory registering a board");
-		return NULL;
-	}
-	if (queue_get(link, key, &q) < 0) {
-		if (link->state != CONN_CLOSING)
-			conn_close(link, "out of memory creating a queue");
-		return NULL;
-	}
-	b = board_new(link, q, "agent", name, 0);
-	if (b == NULL || proxy_info(link, key) < 0) {
-		sched_queue_gc(q);
-		conn_close(link, "out of memory registering a board");
-		return NULL;
-	}
-	b->proxied = true;
-	b->is_agent = true;
-	b->agent = a;
-	b->runners = runners;
-	agent_board_update(b);
-	return b;
-}
-
-/*
- * Agent board @b says @state: "ready" (it can take work), "busy" (it is
- * cleaning up), or "quarantined" with @reason.
- */
-void
-tracker_agent_state(struct board *b, const char *state, const char *reason)
-{
-	free(b->quarantine);
-	b->quarantine = NULL;
-	b->ready = strcmp(state, "ready") == 0;
-	if (strcmp(state, "quarantined") == 0)
-		b->quarantine = strdup(reason ? reason : "quarantined");
-	agent_board_update(b);
-}
-
-/*
- * The relayed session of lease @lease_id on agent board @board_id is over
- * for the broker: record the relay's view (the agent's report stands over
- * it) and free the board's lease.  The board itself waits for its agent.
- */
-void
-tracker_agent_session_end(struct server *srv, int64_t board_id,
-    int64_t lease_id, const struct ledger_session *sess)
-{
-	struct npufarm_err err;
-	struct agent *a = agent_link_find_board(srv, board_id);
-	struct board *b = a != NULL ? agent_data(a) : NULL;
-	struct lease *l = NULL;
-
-	ledger_check(srv,
-	    ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
-	log_info("lease %lld (agent board %lld): session ended %s: %s",
-	    (long long)lease_id, (long long)board_id, sess->outcome,
-	    sess->detail);
-	if (b != NULL)
-		TAILQ_FOREACH(l, &b->leases, link)
-			if (l->id == lease_id)
-				break;
-	if (l == NULL)
-		return; /* the agent's link went, and the lease with it */
-	metrics_lease_end(
-	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
-	TAILQ_REMOVE(&b->leases, l, link);
-	free(l->user);
-	free(l);
-	if (--b->nleases == 0)
-		sched_queue_add_leased(b->queue, -1);
-	agent_board_update(b);
-}
-
-/*
- * Agent board @b came back (its link was re-established) still running
- * native task @r: it is the task's again.
- */
-void
-tracker_agent_task_resume(struct board *b, struct sched_request *r)
-{
-	if (b == NULL || b->task != NULL)
-		return;
-	b->task = r;
-	b->ready = false;
-	if (b->nleases == 0)
-		sched_queue_add_leased(b->queue, 1);
-	agent_board_update(b);
-}
-
-/* The native task agent board @b ran is over: the board waits for its
- * agent to say it is ready again. */
-void
-tracker_agent_task_end(struct board *b)
-{
-	if (b->task == NULL)
-		return;
-	b->task = NULL;
-	if (b->nleases == 0)
-		sched_queue_add_leased(b->queue, -1);
-	agent_board_update(b);
-}
-
-/*
- * An agent's data connection @c ("server:KEY agent=NAME session=ID"): the
- * agent must be linked, serve KEY, and have no other offer waiting (its
- * board is one board, never offered or leased twice).  Returns 0, or
- * -ENOENT after refusing @c.
- */
-static int
-agent_data_attach(struct conn *c, const char *key, const char *name,
-    const char *session, const char *hello_key)
-{
-	struct agent *a = agent_link_find(c->srv, name);
-	struct board *b = a != NULL ? agent_data(a) : NULL;
-	struct tracker_conn *tc;
-	char why[256];
-
-	if (b == NULL)
-		(void)snprintf(why, sizeof(why),
-		    "no agent named '%.64s' is linked", name);
-	else if (session == NULL)
-		(void)snprintf(why, sizeof(why),
-		    "agent '%.64s' offered a board without session=ID", name);
-	else if (strcmp(sched_queue_key(b->queue), key) != 0)
-		(void)snprintf(why, sizeof(why),
-		    "agent '%.64s' serves key '%.64s', not '%.64s'", name,
-		    sched_queue_key(b->queue), key);
-	else if (b->quarantine != NULL)
-		(void)snprintf(why, sizeof(why),
-		    "agent '%.64s' is quarantined: %.128s", name,
-		    b->quarantine);
-	else if (b->data != NULL)
-		(void)snprintf(why, sizeof(why),
-		    "agent '%.64s' already has a board offered", name);
-	else if (b->nleases > 0 || b->task != NULL)
-		(void)snprintf(why, sizeof(why),
-		    "agent '%.64s' offered its board while the broker still "
-		    "holds it leased",
-		    name);
-	else
-		goto ok;
-	relay_refuse(c, why);
-	return -ENOENT;
-ok:
-	tc = tracker_conn_get(c);
-	b->data_key = strdup(hello_key);
-	b->data_session = strdup(session);
-	if (tc == NULL || b->data_key == NULL || b->data_session == NULL) {
-		free(b->data_key);
-		free(b->data_session);
-		b->data_key = b->data_session = NULL;
-		conn_close(c, "out of memory registering an offer");
-		return -ENOMEM;
-	}
-	tc->data_for = b;
-	b->data = c;
-	b->ready = true; /* an offer means it is ready */
-	agent_board_update(b);
-	return 0;
-}
-
 int
 tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 {
@@ -1595,17 +1228,17 @@ tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 	aname = hello_option(hello_key, "agent", name, sizeof(name));
 	sid = hello_option(hello_key, "session", session, sizeof(session));
 	if (aname != NULL)
-		return agent_data_attach(c, key, aname, sid, hello_key);
+		return tracker_agent_attach(c, key, aname, sid, hello_key);
 	if (tracker_conn_get(c) == NULL) {
 		conn_close(c, "out of memory registering a board");
 		return -ENOMEM;
 	}
-	if (queue_get(c, key, &q) < 0) {
+	if (tracker_queue_get(c, key, &q) < 0) {
 		if (c->state != CONN_CLOSING)
 			conn_close(c, "out of memory creating a queue");
 		return -ENOMEM;
 	}
-	b = board_new(c, q, "proxy", c->peer_host, 0);
+	b = tracker_board_new(c, q, "proxy", c->peer_host, 0);
 	if (b == NULL || (b->hello_key = strdup(hello_key)) == NULL) {
 		sched_queue_gc(q);
 		conn_close(c, "out of memory registering a board");
@@ -1614,7 +1247,7 @@ tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 	b->proxied = true;
 	/* Listed in SUMMARY as a TVM server of its key, so query_rpc_tracker
 	 * and MetaSchedule count it. */
-	if (proxy_info(c, key) < 0 || board_offer(b) < 0) {
+	if (tracker_proxy_info(c, key) < 0 || board_offer(b) < 0) {
 		conn_close(c, "out of memory offering a board");
 		return -ENOMEM;
 	}
@@ -1649,8 +1282,8 @@ tracker_proxy_client(struct conn *c, const char *match)
 	if (found != NULL) {
 		b = (*found)->board;
 		lease_id = (*found)->lease->id;
-		pending_free(*found);
-		board_relay(b, c, lease_id);
+		tracker_pending_free(*found);
+		tracker_board_relay(b, c, lease_id);
 		return 1;
 	}
 	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||
@@ -1675,7 +1308,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 	t->requested_us = ledger_now_us();
 	TAILQ_INSERT_TAIL(&tc->reqs, t, link);
 	tc->nreqs++;
-	schedule(q);
+	tracker_schedule_queue(q);
 	return 0;
 }
 
@@ -1699,7 +1332,7 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 	b = TAILQ_FIRST(&tc->boards);
 	l = b ? TAILQ_FIRST(&b->leases) : NULL;
 	if (l != NULL) {
-		ledger_check(srv,
+		tracker_ledger_check(srv,
 		    ledger_lease_session(srv->ledger, l->id, sess, &err), &err);
 		log_info("lease %lld of %s (%s): session ended %s: %s",
 		    (long long)l->id, b->address, sched_queue_key(b->queue),
@@ -1750,7 +1383,7 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 			log_notice("board %s of key '%s' %s", b->address,
 			    sched_queue_key(q), on ? "drained" : "undrained");
 			if (!on)
-				schedule(q);
+				tracker_schedule_queue(q);
 			n++;
 		}
 	}

@@ -1,0 +1,125 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The tracker's insides, shared by tracker.c (TVM tracker protocol,
+ * boards that dial in) and tracker_agent.c (npufarm agents' boards).
+ * Nothing outside those two files includes this.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "netaddr.h"
+#include "scheduler.h"
+#include "tracker.h"
+
+struct agent;
+struct conn;
+struct event;
+struct ledger_lease;
+struct npufarm_err;
+struct server;
+
+#define container_of(ptr, type, member) \
+	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
+
+struct lease {
+	int64_t id; /* ledger row */
+	int64_t granted_us;
+	char *user;
+	char peer[NETADDR_STRLEN];
+	TAILQ_ENTRY(lease) link;
+};
+
+struct slot {
+	struct sched_slot s;
+	struct board *board; /* borrowed: owner */
+	TAILQ_ENTRY(slot) link;
+	char matchkey[];
+};
+
+struct board {
+	struct conn *conn;         /* borrowed: the registering connection */
+	struct sched_queue *queue; /* borrowed */
+	char *host;                /* advertised to clients */
+	long port;
+	char *address; /* host:port, the ledger name */
+	int64_t id;    /* ledger row */
+	enum board_state state;
+	bool dirty;                 /* state not yet written to the ledger */
+	TAILQ_HEAD(, slot) slots;   /* free matchkeys, oldest first */
+	TAILQ_HEAD(, lease) leases; /* open leases, oldest first */
+	size_t nleases;
+	bool drained;    /* no new leases: its slots stay out of the queue */
+	bool proxied;    /* a data connection waiting to be relayed */
+	char *hello_key; /* proxied: its full RPC hello key */
+	struct pending *pending; /* proxied: a grant waiting for its client */
+	/* Agent boards (is_agent): the board of an npufarm agent's link. */
+	bool is_agent;
+	struct agent *agent;   /* borrowed: the link's agent */
+	struct conn *data;     /* its waiting TVM data connection, or NULL */
+	char *data_key;        /* ... that connection's hello key */
+	char *data_session;    /* ... and the session id it reports under */
+	unsigned runners;      /* SCHED_CAP_KERNEL/EXEC it offers */
+	bool ready;            /* the agent said it can take work */
+	char *quarantine;      /* the agent's reason, or NULL */
+	struct sched_request *task; /* the native task it runs, or NULL */
+	TAILQ_ENTRY(board) link;
+	TAILQ_ENTRY(board) dirty_link;
+};
+
+/* A proxied board granted through the tracker, until its client connects. */
+struct pending {
+	struct board *board; /* borrowed: it points back at us */
+	struct lease *lease; /* borrowed: in board->leases */
+	struct event *timer; /* the client's time to connect */
+	char matchkey[];
+};
+
+struct treq {
+	struct sched_request s;
+	struct conn *conn; /* borrowed: the requesting client */
+	bool rpc; /* an RPC data connection (client:KEY), not REQUEST */
+	char *key;
+	char *user; /* fair-share identity: the user, else the client's IP */
+	double priority;
+	int64_t requested_us;
+	struct event *timeout_ev; /* --request-timeout, or NULL */
+	struct event *grace_ev;   /* --unknown-key-grace, or NULL */
+	TAILQ_ENTRY(treq) link;
+};
+
+struct tracker_conn {
+	struct board *data_for; /* an agent data connection: whose */
+	char *info;     /* merged UPDATE_INFO, serialised as TVM would; NULL */
+	bool is_server; /* info "key" starts with "server": SUMMARY lists it */
+	TAILQ_HEAD(, board) boards;
+	TAILQ_HEAD(, treq) reqs;
+	size_t nreqs;
+	size_t nslots;
+};
+
+/* tracker.c */
+void tracker_ledger_check(
+    struct server *srv, int r, const struct npufarm_err *err);
+void tracker_board_set_state(struct board *b, enum board_state state);
+void tracker_lease_release(
+    struct board *b, struct lease *l, const char *outcome, const char *detail);
+void tracker_schedule_queue(struct sched_queue *q);
+int tracker_queue_get(
+    struct conn *c, const char *key, struct sched_queue **ret);
+struct board *tracker_board_new(struct conn *c, struct sched_queue *q,
+    const char *kind, const char *host, long port);
+void tracker_pending_free(struct pending *p);
+struct slot *tracker_slot_new(struct board *b);
+int tracker_proxy_info(struct conn *c, const char *key);
+struct tracker_conn *tracker_conn_get(struct conn *c);
+
+/* tracker_agent.c */
+void tracker_agent_update(struct board *b);
+void tracker_agent_detach(struct board *b, const char *why);
+void tracker_board_relay(
+    struct board *b, struct conn *client, int64_t lease_id);
+int tracker_agent_attach(struct conn *c, const char *key, const char *name,
+    const char *session, const char *hello_key);
