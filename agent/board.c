@@ -84,16 +84,15 @@ send_state(struct board *b)
 {
 	if (b->link == NULL || !link_up(b->link))
 		return;
-	(void)link_send(b->link,
-	    b->quarantine != NULL
-		? json_pack("{ss ss ss}", "type", "state", "state",
-		      "quarantined", "reason", b->quarantine)
-		: json_pack("{ss ss}", "type", "state", "state",
-		      board_busy(b) ? "busy" : "ready"));
+	(void)link_send(
+	    b->link, b->quarantine != NULL
+			 ? json_pack("{ss ss ss}", "type", "state", "state",
+			       "quarantined", "reason", b->quarantine)
+			 : json_pack("{ss ss}", "type", "state", "state",
+			       board_busy(b) ? "busy" : "ready"));
 }
 
-static void
-quarantine(struct board *b, const char *fmt, ...)
+static void quarantine(struct board *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 static void
@@ -151,8 +150,8 @@ hook_start(struct board *b, enum hook_stage stage, const char *cmd)
 		b->hook_pid = 0;
 		if (stage == HOOK_HEALTH) {
 			b->stage = HOOK_NONE;
-			quarantine(b, "health check could not start: %s",
-			    err.msg);
+			quarantine(
+			    b, "health check could not start: %s", err.msg);
 			return;
 		}
 		hook_next(b);
@@ -280,8 +279,8 @@ session_done(void *arg, bool paired, const struct tvm_session_report *rep,
 	b->cur = NULL;
 	if (!paired) {
 		/* Refused or broken before a client came: try again soon. */
-		log_info("offer withdrawn: %s; again in %u ms", why,
-		    b->retry_ms);
+		log_info(
+		    "offer withdrawn: %s; again in %u ms", why, b->retry_ms);
 		tv.tv_sec = b->retry_ms / 1000;
 		tv.tv_usec = (suseconds_t)(b->retry_ms % 1000) * 1000;
 		(void)evtimer_add(b->retry_ev, &tv);
@@ -293,8 +292,8 @@ session_done(void *arg, bool paired, const struct tvm_session_report *rep,
 	b->retry_ms = BOARD_RETRY_MIN_MS;
 	if (b->link != NULL &&
 	    link_report(b->link, rep->id, tvm_session_report_json(rep)) < 0)
-		log_err("session %s: out of memory queueing its report",
-		    rep->id);
+		log_err(
+		    "session %s: out of memory queueing its report", rep->id);
 	after_work(b, rep->outcome, rep->detail);
 }
 
@@ -320,7 +319,8 @@ after_work(struct board *b, enum npufarm_outcome outcome, const char *detail)
 	}
 	if (b->cfg.quarantine_after > 0 &&
 	    b->failures >= b->cfg.quarantine_after && b->quarantine == NULL)
-		quarantine(b, "%d consecutive crash/lost sessions, the last: %s",
+		quarantine(b,
+		    "%d consecutive crash/lost sessions, the last: %s",
 		    b->failures, detail ? detail : "");
 	if (outcome == NPUFARM_OUTCOME_TIMEOUT ||
 	    outcome == NPUFARM_OUTCOME_CRASH) {
@@ -519,7 +519,8 @@ board_free(struct board *b)
 		free(e);
 	}
 	if (b->hook_pid > 0) {
-		(void)supervisor_session_kill(b->hook_pid, SUPERVISOR_KILL_FORCE);
+		(void)supervisor_session_kill(
+		    b->hook_pid, SUPERVISOR_KILL_FORCE);
 		(void)supervisor_hook_reap(b->hook_pid, true, &end, &err);
 	}
 	b->tasks = tasks_free(b->tasks);

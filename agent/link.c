@@ -55,13 +55,13 @@ struct link {
 	struct event_base *base; /* borrowed */
 	struct link_config cfg;  /* strings borrowed, outlive the link */
 	enum link_state state;
-	struct bufferevent *bev; /* NULL while down */
-	struct event *retry_ev;  /* reconnect timer */
-	struct event *beat_ev;   /* heartbeat timer, while up */
-	unsigned backoff_ms;     /* next reconnect delay */
-	int heartbeat_ms;        /* from the welcome */
-	int64_t board_id;        /* from the welcome */
-	uint64_t attempts;       /* connection attempts so far */
+	struct bufferevent *bev;      /* NULL while down */
+	struct event *retry_ev;       /* reconnect timer */
+	struct event *beat_ev;        /* heartbeat timer, while up */
+	unsigned backoff_ms;          /* next reconnect delay */
+	int heartbeat_ms;             /* from the welcome */
+	int64_t board_id;             /* from the welcome */
+	uint64_t attempts;            /* connection attempts so far */
 	TAILQ_HEAD(, report) reports; /* unacknowledged, oldest first */
 	size_t nreports;
 };

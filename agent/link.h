@@ -22,12 +22,12 @@ typedef void link_event_fn(void *arg, bool up);
 typedef void link_frame_fn(void *arg, const char *type, json_t *v);
 
 struct link_config {
-	const char *broker; /* "HOST:PORT" of the farm port */
-	const char *name;   /* unique board name */
-	const char *key;    /* device key */
-	const char *tags;   /* JSON object text of tags, or NULL */
-	bool tvm;           /* offers TVM sessions (--tvm-runtime given) */
-	const char *token;  /* the agent token for the hello, or NULL */
+	const char *broker;   /* "HOST:PORT" of the farm port */
+	const char *name;     /* unique board name */
+	const char *key;      /* device key */
+	const char *tags;     /* JSON object text of tags, or NULL */
+	bool tvm;             /* offers TVM sessions (--tvm-runtime given) */
+	const char *token;    /* the agent token for the hello, or NULL */
 	link_event_fn *event; /* up (welcomed) and down; may be NULL */
 	link_frame_fn *frame; /* may be NULL */
 	void *arg;

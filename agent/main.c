@@ -36,11 +36,11 @@ struct agent_opts {
 	char *broker, *key, *name;
 	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd;
 	char *token_file; /* the broker's agent token; NULL: none */
-	char *exec_cmd; /* the exec runner's command; NULL: the artifact */
+	char *exec_cmd;   /* the exec runner's command; NULL: the artifact */
 	double max_session, hook_timeout, health_interval;
 	long quarantine_after;
 	long cache_mb; /* artifact cache bound */
-	json_t *tags; /* object of strings */
+	json_t *tags;  /* object of strings */
 	int verbose;
 };
 
@@ -106,7 +106,8 @@ usage(FILE *f)
 	    "  --hook-timeout S       how long each hook may run (60)\n"
 	    "  --health-interval S    re-check a quarantined board this often "
 	    "(30)\n"
-	    "  --quarantine-after N   quarantine after N crash/lost sessions in "
+	    "  --quarantine-after N   quarantine after N crash/lost sessions "
+	    "in "
 	    "a row\n"
 	    "                         (3; 0: never)\n"
 	    "  --token-file FILE      the broker's agent token, sent in the "
@@ -140,8 +141,8 @@ set_option(struct agent_opts *o, const struct setting *s, const char *value,
 	case OT_COUNT:
 		errno = 0;
 		d = strtod(value, &end);
-		if (errno != 0 || end == value || *end != '\0' || !isfinite(d) ||
-		    d < 0 || d > s->max ||
+		if (errno != 0 || end == value || *end != '\0' ||
+		    !isfinite(d) || d < 0 || d > s->max ||
 		    (s->type == OT_COUNT && d != (double)(long)d))
 			return err_set(err, -EINVAL,
 			    "%s: '%s' is not a %s from 0 to %g", s->name, value,
@@ -157,14 +158,13 @@ set_option(struct agent_opts *o, const struct setting *s, const char *value,
 }
 
 static int
-add_tag(struct agent_opts *o, const char *k, const char *v,
-    struct npufarm_err *err)
+add_tag(
+    struct agent_opts *o, const char *k, const char *v, struct npufarm_err *err)
 {
 	if (k[0] == '\0')
 		return err_set(err, -EINVAL, "tag '=%s': empty name", v);
 	if (json_object_set_new(o->tags, k, json_string(v)) < 0)
-		return err_set(
-		    err, -EINVAL, "tag '%s': not valid UTF-8", k);
+		return err_set(err, -EINVAL, "tag '%s': not valid UTF-8", k);
 	return 0;
 }
 
@@ -181,11 +181,12 @@ load_config(struct agent_opts *o, const char *path, struct npufarm_err *err)
 
 	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
 	if (root == NULL)
-		return err_set(err, -EINVAL, "%s:%d: %s", path, jerr.line,
-		    jerr.text);
+		return err_set(
+		    err, -EINVAL, "%s:%d: %s", path, jerr.line, jerr.text);
 	if (!json_is_object(root)) {
 		json_decref(root);
-		return err_set(err, -EINVAL, "%s: expected a JSON object", path);
+		return err_set(
+		    err, -EINVAL, "%s: expected a JSON object", path);
 	}
 	json_object_foreach(root, k, v) {
 		if (strcmp(k, "tags") == 0 && json_is_object(v)) {
@@ -203,8 +204,8 @@ load_config(struct agent_opts *o, const char *path, struct npufarm_err *err)
 			continue;
 		}
 		for (i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
-			(void)snprintf(name, sizeof(name), "%s",
-			    settings[i].name);
+			(void)snprintf(
+			    name, sizeof(name), "%s", settings[i].name);
 			for (j = 0; name[j] != '\0'; j++)
 				if (name[j] == '-')
 					name[j] = '_';
@@ -212,20 +213,20 @@ load_config(struct agent_opts *o, const char *path, struct npufarm_err *err)
 				break;
 		}
 		if (i == sizeof(settings) / sizeof(settings[0])) {
-			r = err_set(err, -EINVAL, "%s: unknown key \"%s\"", path,
-			    k);
+			r = err_set(
+			    err, -EINVAL, "%s: unknown key \"%s\"", path, k);
 			goto out;
 		}
 		if (json_is_string(v))
-			r = set_option(o, &settings[i], json_string_value(v),
-			    err);
+			r = set_option(
+			    o, &settings[i], json_string_value(v), err);
 		else if (json_is_number(v) && settings[i].type != OT_STRING) {
-			(void)snprintf(num, sizeof(num), "%.17g",
-			    json_number_value(v));
+			(void)snprintf(
+			    num, sizeof(num), "%.17g", json_number_value(v));
 			r = set_option(o, &settings[i], num, err);
 		} else
-			r = err_set(err, -EINVAL, "%s: \"%s\": wrong type", path,
-			    k);
+			r = err_set(
+			    err, -EINVAL, "%s: \"%s\": wrong type", path, k);
 		if (r < 0) {
 			char msg[NPUFARM_ERR_MSG_MAX];
 
@@ -272,8 +273,7 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 	    (struct option){"config", required_argument, NULL, OPT_CONFIG};
 	longs[n++] = (struct option){"verbose", no_argument, NULL, 'v'};
 	longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
-	longs[n++] =
-	    (struct option){"version", no_argument, NULL, OPT_VERSION};
+	longs[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
 	longs[n] = (struct option){NULL, 0, NULL, 0};
 
 	/* The config file first, so that flags override it. */
@@ -285,7 +285,8 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 		else if (strncmp(argv[i], "--config=", 9) == 0)
 			path = argv[i] + 9;
 		if (path != NULL && load_config(o, path, &err) < 0) {
-			fprintf(stderr, "npufarm-agent: --config %s\n", err.msg);
+			fprintf(
+			    stderr, "npufarm-agent: --config %s\n", err.msg);
 			return 2;
 		}
 	}
@@ -293,8 +294,8 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 		if (opt >= OPT_SETTING) {
 			if (set_option(o, &settings[opt - OPT_SETTING], optarg,
 				&err) < 0) {
-				fprintf(stderr, "npufarm-agent: --%s\n",
-				    err.msg);
+				fprintf(
+				    stderr, "npufarm-agent: --%s\n", err.msg);
 				return 2;
 			}
 			continue;
@@ -310,8 +311,8 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 			}
 			*eq = '\0';
 			if (add_tag(o, optarg, eq + 1, &err) < 0) {
-				fprintf(stderr, "npufarm-agent: --%s\n",
-				    err.msg);
+				fprintf(
+				    stderr, "npufarm-agent: --%s\n", err.msg);
 				return 2;
 			}
 			break;

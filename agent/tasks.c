@@ -11,12 +11,12 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
-#include <openssl/evp.h>
 
 #include "cache.h"
 #include "err.h"
@@ -44,7 +44,7 @@ struct tasks {
 	uint64_t fetched, size;
 	bool pinned; /* the artifact is acquired from the cache */
 	struct runner *run;
-	struct event *read_ev;   /* the runner's report pipe */
+	struct event *read_ev; /* the runner's report pipe */
 	struct event *deadline_ev;
 	struct event *kill_ev;
 	enum npufarm_outcome killed_as; /* OK: not killed by us */
@@ -70,8 +70,8 @@ report(struct tasks *t, enum npufarm_outcome outcome, const char *detail,
 	json_t *v, *costs = json_array();
 	uint32_t i;
 
-	(void)snprintf(id, sizeof(id), "task-%lld-%d", (long long)t->id,
-	    t->attempt);
+	(void)snprintf(
+	    id, sizeof(id), "task-%lld-%d", (long long)t->id, t->attempt);
 	for (i = 0; res != NULL && costs != NULL && i < res->ncosts; i++)
 		(void)json_array_append_new(costs, json_real(res->costs[i]));
 	v = json_pack("{ss ss sI si ss so sI si si}", "type", "result", "id",
@@ -210,8 +210,8 @@ task_run(struct tasks *t)
 	struct npufarm_err err;
 	struct timeval tv;
 
-	if (cache_acquire(t->cfg.cache, t->spec->artifact, path,
-		sizeof(path)) != 1) {
+	if (cache_acquire(
+		t->cfg.cache, t->spec->artifact, path, sizeof(path)) != 1) {
 		report(t, NPUFARM_OUTCOME_LOST,
 		    "the artifact vanished from the agent's cache", NULL);
 		return;
@@ -224,13 +224,14 @@ task_run(struct tasks *t)
 	t->state = TASKS_RUNNING;
 	t->killed_as = NPUFARM_OUTCOME_OK;
 	t->start_us = now_us();
-	t->read_ev = event_new(t->base, runner_fd(t->run), EV_READ | EV_PERSIST,
-	    read_cb, t);
+	t->read_ev = event_new(
+	    t->base, runner_fd(t->run), EV_READ | EV_PERSIST, read_cb, t);
 	tv.tv_sec = (time_t)(t->spec->timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(t->spec->timeout_ms % 1000) * 1000;
 	if (t->read_ev == NULL || event_add(t->read_ev, NULL) < 0 ||
 	    evtimer_add(t->deadline_ev, &tv) < 0) {
-		log_err("task %lld: out of memory watching it", (long long)t->id);
+		log_err(
+		    "task %lld: out of memory watching it", (long long)t->id);
 		task_kill(t, NPUFARM_OUTCOME_CRASH,
 		    "the agent ran out of memory watching it");
 	}
@@ -246,10 +247,11 @@ static void
 fetch_next(struct tasks *t)
 {
 	if (t->link == NULL ||
-	    link_send(t->link, json_pack("{ss ss sI}", "type", "fetch",
-				   "sha256", t->spec->artifact, "offset",
-				   (json_int_t)t->fetched)) < 0)
-		log_info("task %lld: fetch waits for the link", (long long)t->id);
+	    link_send(t->link,
+		json_pack("{ss ss sI}", "type", "fetch", "sha256",
+		    t->spec->artifact, "offset", (json_int_t)t->fetched)) < 0)
+		log_info(
+		    "task %lld: fetch waits for the link", (long long)t->id);
 }
 
 /* {"type": "chunk", "sha256", "offset", "size", "data" | "error"}. */
@@ -275,9 +277,8 @@ handle_chunk(struct tasks *t, json_t *v)
 	}
 	if (data == NULL || size < 0 || (uint64_t)offset != t->fetched)
 		return;
-	if (t->writer == NULL &&
-	    cache_begin(t->cfg.cache, sha, (uint64_t)size, &t->writer, &err) <
-		0) {
+	if (t->writer == NULL && cache_begin(t->cfg.cache, sha, (uint64_t)size,
+				     &t->writer, &err) < 0) {
 		report(t, NPUFARM_OUTCOME_CRASH, err.msg, NULL);
 		return;
 	}
@@ -285,8 +286,8 @@ handle_chunk(struct tasks *t, json_t *v)
 	len = strlen(data);
 	raw = malloc(len / 4 * 3 + 3);
 	if (raw == NULL) {
-		report(t, NPUFARM_OUTCOME_CRASH, "out of memory fetching",
-		    NULL);
+		report(
+		    t, NPUFARM_OUTCOME_CRASH, "out of memory fetching", NULL);
 		return;
 	}
 	n = EVP_DecodeBlock(raw, (const unsigned char *)data, (int)len);
@@ -369,7 +370,8 @@ handle_cancel(struct tasks *t, json_t *v)
 		report(t, NPUFARM_OUTCOME_CANCELLED, "cancelled before it ran",
 		    NULL);
 	else if (t->state == TASKS_RUNNING)
-		task_kill(t, NPUFARM_OUTCOME_CANCELLED, "cancelled while running");
+		task_kill(
+		    t, NPUFARM_OUTCOME_CANCELLED, "cancelled while running");
 }
 
 void
@@ -389,9 +391,9 @@ tasks_link_up(struct tasks *t)
 {
 	if (t->state == TASKS_IDLE || t->link == NULL)
 		return;
-	(void)link_send(t->link,
-	    json_pack("{ss sI si}", "type", "running", "task",
-		(json_int_t)t->id, "attempt", t->attempt));
+	(void)link_send(
+	    t->link, json_pack("{ss sI si}", "type", "running", "task",
+			 (json_int_t)t->id, "attempt", t->attempt));
 	if (t->state == TASKS_FETCHING) {
 		/* The chunk in flight was lost with the old link. */
 		t->writer = cache_abort(t->writer);

@@ -58,19 +58,19 @@ struct tvm_session {
 	struct tvm_session_config cfg;
 	char *id;
 	enum session_state state;
-	struct bufferevent *data;  /* to the broker; NULL once closed */
-	struct fast_read *data_fr; /* its large reads, once paired */
-	bool shut_pending;         /* half-close once output drained */
-	struct bufferevent *child; /* our end of the socketpair; NULL: gone */
+	struct bufferevent *data;   /* to the broker; NULL once closed */
+	struct fast_read *data_fr;  /* its large reads, once paired */
+	bool shut_pending;          /* half-close once output drained */
+	struct bufferevent *child;  /* our end of the socketpair; NULL: gone */
 	struct fast_read *child_fr; /* its large reads */
-	pid_t pid;                 /* 0: none, or reaped */
-	bool child_eof;            /* its socket closed */
-	struct supervisor_end end; /* how the child ended, once reaped */
+	pid_t pid;                  /* 0: none, or reaped */
+	bool child_eof;             /* its socket closed */
+	struct supervisor_end end;  /* how the child ended, once reaped */
 	bool reaped;
-	struct event *kill_ev;    /* SIGKILL after the SIGTERM grace */
-	struct event *exit_ev;    /* the child closed its socket: exit now */
-	struct event *gone_ev;    /* tells the owner nothing is left */
-	struct rpc_relay *rr;     /* RUNNING and later */
+	struct event *kill_ev;     /* SIGKILL after the SIGTERM grace */
+	struct event *exit_ev;     /* the child closed its socket: exit now */
+	struct event *gone_ev;     /* tells the owner nothing is left */
+	struct rpc_relay *rr;      /* RUNNING and later */
 	struct rpc_relay_end rend; /* how the relay ended the server side */
 	char rdetail[RPC_RELAY_MSG_MAX];
 	bool relay_ended;
@@ -271,8 +271,8 @@ session_maybe_done(struct tvm_session *s)
 	s->state = SESSION_DONE;
 	s->pid = 0;
 	if (s->end.cleanup < 0)
-		log_warn("session %s: its work dir was not removed entirely",
-		    s->id);
+		log_warn(
+		    "session %s: its work dir was not removed entirely", s->id);
 	rep = (struct tvm_session_report){
 	    .id = s->id,
 	    .outcome = s->rend.outcome,
@@ -483,8 +483,7 @@ session_start(struct tvm_session *s, char *client_key)
 	bufferevent_setcb(
 	    s->child, child_readcb, child_writecb, child_eventcb, s);
 	if (rpc_relay_new(s->base, &rc, &session_ops, s,
-		bufferevent_get_input(s->data),
-		bufferevent_get_output(s->data),
+		bufferevent_get_input(s->data), bufferevent_get_output(s->data),
 		bufferevent_get_input(s->child),
 		bufferevent_get_output(s->child), &s->rr) < 0)
 		goto fail_child;
@@ -541,7 +540,7 @@ data_handshake(struct tvm_session *s)
 		(void)snprintf(why, sizeof(why), "broker answered %s",
 		    code == NPUFARM_TVM_RPC_CODE_MISMATCH    ? "MISMATCH"
 		    : code == NPUFARM_TVM_RPC_CODE_DUPLICATE ? "DUPLICATE"
-							   : "garbage");
+							     : "garbage");
 		goto refused;
 	}
 	if (evbuffer_copyout(in, hdr, 8) < 8)
@@ -632,9 +631,8 @@ data_eventcb(struct bufferevent *bev, short what, void *arg)
  * @err set if not even the connection could be started.
  */
 int
-tvm_session_offer(struct event_base *base,
-    const struct tvm_session_config *cfg, struct tvm_session **ret_session,
-    struct npufarm_err *err)
+tvm_session_offer(struct event_base *base, const struct tvm_session_config *cfg,
+    struct tvm_session **ret_session, struct npufarm_err *err)
 {
 	struct tvm_session *s;
 	struct netaddr na;

@@ -38,10 +38,10 @@ struct tvm_session_report {
 	const char *id;               /* the session id of the offer */
 	enum npufarm_outcome outcome; /* paired sessions only */
 	const char *detail;
-	double timeout;      /* the deadline enforced, s; 0: none */
-	int signal;          /* what ended the child, or 0 */
-	int status;          /* its exit status, or -1 */
-	int64_t start_us;    /* wall clock, µs */
+	double timeout;   /* the deadline enforced, s; 0: none */
+	int signal;       /* what ended the child, or 0 */
+	int status;       /* its exit status, or -1 */
+	int64_t start_us; /* wall clock, µs */
 	int64_t end_us;
 	uint64_t requests;
 	uint64_t exceptions;
@@ -58,12 +58,12 @@ typedef void tvm_session_done_fn(void *arg, bool paired,
 typedef void tvm_session_gone_fn(void *arg, struct tvm_session *s);
 
 struct tvm_session_config {
-	const char *broker;  /* "HOST:PORT" of the farm port */
-	const char *key;     /* device key */
-	const char *name;    /* the agent's board name */
-	const char *id;      /* unique session id, copied */
-	double max_session;  /* s; caps the client's -timeout; 0: no cap */
-	long max_packet;     /* largest RPC packet from the child */
+	const char *broker; /* "HOST:PORT" of the farm port */
+	const char *key;    /* device key */
+	const char *name;   /* the agent's board name */
+	const char *id;     /* unique session id, copied */
+	double max_session; /* s; caps the client's -timeout; 0: no cap */
+	long max_packet;    /* largest RPC packet from the child */
 	const struct supervisor_config *sup; /* borrowed */
 	tvm_session_done_fn *done;
 	tvm_session_gone_fn *gone;

@@ -39,9 +39,9 @@
 #include <unistd.h>
 
 #include "bench_util.h"
-#include "supervisor.h"
 #include "err.h"
 #include "frame.h"
+#include "supervisor.h"
 #include "tvmrpc.h"
 #include "tvmrpc_client.h"
 
@@ -147,8 +147,8 @@ raw_func(struct tvmrpc *c, const char *name)
  * MiB/s of each into @ret_up and @ret_down.
  */
 static void
-transfer(struct tvmrpc *c, const unsigned char *data, size_t n,
-    double *ret_up, double *ret_down)
+transfer(struct tvmrpc *c, const unsigned char *data, size_t n, double *ret_up,
+    double *ret_down)
 {
 	uint64_t up = raw_func(c, "tvm.rpc.server.upload");
 	uint64_t down = raw_func(c, "tvm.rpc.server.download");
@@ -176,8 +176,7 @@ transfer(struct tvmrpc *c, const unsigned char *data, size_t n,
 		fprintf(stderr, "npufarm-bench-agent: upload failed\n");
 		exit(1);
 	}
-	*ret_up = (double)n / 1048576.0 /
-		  ((double)(bench_now_ns() - t0) / 1e9);
+	*ret_up = (double)n / 1048576.0 / ((double)(bench_now_ns() - t0) / 1e9);
 	/* kCallFunc(down, str "bench.bin") */
 	frame_put_le64(q, down);
 	frame_put_le32(q + 8, 1);
@@ -193,8 +192,8 @@ transfer(struct tvmrpc *c, const unsigned char *data, size_t n,
 		fprintf(stderr, "npufarm-bench-agent: download failed\n");
 		exit(1);
 	}
-	*ret_down = (double)n / 1048576.0 /
-		    ((double)(bench_now_ns() - t0) / 1e9);
+	*ret_down =
+	    (double)n / 1048576.0 / ((double)(bench_now_ns() - t0) / 1e9);
 }
 
 /* The baseline: the runtime in a session child of our own, direct. */
@@ -285,27 +284,29 @@ main(int argc, char **argv)
 				return 2;
 			break;
 		case 't':
-			if (bench_ulong("--timeout-ms", optarg, 10, 60000,
-				&tmo_ms) < 0)
+			if (bench_ulong(
+				"--timeout-ms", optarg, 10, 60000, &tmo_ms) < 0)
 				return 2;
 			break;
 		case 'r':
 			runtime = optarg;
 			break;
 		case 'x':
-			if (bench_ulong("--transfer-mib", optarg, 1, 60,
-				&xfer_mib) < 0)
+			if (bench_ulong(
+				"--transfer-mib", optarg, 1, 60, &xfer_mib) < 0)
 				return 2;
 			break;
 		default:
 			return 2;
 		}
 	}
-	if (farm == NULL || agent_pid == 0 || base_pid == 0 || runtime == NULL) {
-		fprintf(stderr, "usage: npufarm-bench-agent --farm HOST:PORT "
-				"--agent-pid PID --baseline-pid PID --runtime PATH "
-				"[--key KEY] [--sessions N] [--timeout-ms MS] "
-				"[--transfer-mib N]\n");
+	if (farm == NULL || agent_pid == 0 || base_pid == 0 ||
+	    runtime == NULL) {
+		fprintf(stderr,
+		    "usage: npufarm-bench-agent --farm HOST:PORT "
+		    "--agent-pid PID --baseline-pid PID --runtime PATH "
+		    "[--key KEY] [--sessions N] [--timeout-ms MS] "
+		    "[--transfer-mib N]\n");
 		return 2;
 	}
 	err_ms = calloc(n, sizeof(double));
@@ -375,12 +376,12 @@ main(int argc, char **argv)
 	if (tvmrpc_client_open(&cfg, &cl, &err) != 0 ||
 	    tvmrpc_client_init(cl, IO_MS, &err) != 0)
 		die("transfer session", &err);
-	transfer(tvmrpc_client_conn(cl), blob, xfer_mib << 20, &up_farm,
-	    &down_farm);
+	transfer(
+	    tvmrpc_client_conn(cl), blob, xfer_mib << 20, &up_farm, &down_farm);
 	(void)tvmrpc_client_shutdown(cl);
 	tvmrpc_client_free(cl);
-	transfer_direct(runtime, blob, xfer_mib << 20, &up_direct,
-	    &down_direct);
+	transfer_direct(
+	    runtime, blob, xfer_mib << 20, &up_direct, &down_direct);
 	free(blob);
 
 	{

@@ -18,6 +18,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <getopt.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +29,6 @@
 #include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "bench_util.h"
 
@@ -173,8 +173,9 @@ main(int argc, char **argv)
 		}
 	}
 	if (hp == NULL || kernel == NULL) {
-		fprintf(stderr, "usage: npufarm-bench-jobs --http HOST:PORT "
-				"--kernel libprobe.so [--key KEY] [--tasks N]\n");
+		fprintf(stderr,
+		    "usage: npufarm-bench-jobs --http HOST:PORT "
+		    "--kernel libprobe.so [--key KEY] [--tasks N]\n");
 		return 2;
 	}
 	f = fopen(kernel, "rb");
@@ -205,8 +206,8 @@ main(int argc, char **argv)
 		    i ? "," : "", sha);
 	(void)sprintf(p, "]}");
 	t0 = bench_now_ns();
-	body = http(hp, EVHTTP_REQ_POST, "/v1/jobs", spec, strlen(spec),
-	    &status);
+	body =
+	    http(hp, EVHTTP_REQ_POST, "/v1/jobs", spec, strlen(spec), &status);
 	free(spec);
 	v = body ? json_loads(body, 0, NULL) : NULL;
 	free(body);
@@ -217,8 +218,8 @@ main(int argc, char **argv)
 	for (;;) {
 		char url[192];
 
-		(void)snprintf(url, sizeof(url), "/v1/jobs/%lld/wait?after=%lld",
-		    job_id, (long long)seq);
+		(void)snprintf(url, sizeof(url),
+		    "/v1/jobs/%lld/wait?after=%lld", job_id, (long long)seq);
 		body = http(hp, EVHTTP_REQ_GET, url, NULL, 0, &status);
 		v = body ? json_loads(body, 0, NULL) : NULL;
 		free(body);

@@ -61,8 +61,8 @@ ledger_rate(const char *path, unsigned long n, unsigned long batch)
 	for (i = 0; i < n; i++)
 		if (ledger_task_insert(l, id, (int)i, NULL, "kernel", "{}",
 			job.submitted_us, &task[i], &err) < 0 ||
-		    ledger_task_start(
-			l, task[i], 1, 0, ledger_now_us(), &err) < 0)
+		    ledger_task_start(l, task[i], 1, 0, ledger_now_us(), &err) <
+			0)
 			die("ledger", err.msg);
 	if (ledger_sync(l, &err) < 0)
 		die("ledger", err.msg);
@@ -95,7 +95,8 @@ sqlite_rate(const char *path, unsigned long n)
 	    sqlite3_exec(db,
 		"PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
 		"CREATE TABLE tasks (id INTEGER PRIMARY KEY, state TEXT,"
-		" outcome TEXT, costs TEXT, number INTEGER, finished_us INTEGER)"
+		" outcome TEXT, costs TEXT, number INTEGER, finished_us "
+		"INTEGER)"
 		" STRICT;"
 		"CREATE TABLE attempts (task_id INTEGER, attempt INTEGER,"
 		" outcome TEXT, finished_us INTEGER,"
@@ -176,7 +177,8 @@ main(int argc, char **argv)
 			dir = optarg;
 			break;
 		case 'n':
-			if (bench_ulong("--results", optarg, 1, 10000000, &n) < 0)
+			if (bench_ulong("--results", optarg, 1, 10000000, &n) <
+			    0)
 				return 2;
 			break;
 		case 'b':

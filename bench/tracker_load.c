@@ -137,7 +137,6 @@ proc_cpu_s(pid_t pid)
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-
 static double
 self_cpu_s(void)
 {

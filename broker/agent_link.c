@@ -21,6 +21,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include <npufarm/outcome.h>
 #include <npufarm/protocol.h>
 
 #include "auth.h"
@@ -32,10 +33,9 @@
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
-#include "server.h"
 #include "scheduler.h"
+#include "server.h"
 #include "tracker.h"
-#include <npufarm/outcome.h>
 
 /* Frames handled per read callback before yielding. */
 #define AGENT_MAX_FRAMES_PER_EVENT 16
@@ -135,8 +135,8 @@ runners_caps(const json_t *runners, char *msg, size_t len)
 		else if (r != NULL && strcmp(r, "exec") == 0)
 			caps |= SCHED_CAP_EXEC;
 		else {
-			(void)snprintf(msg, len,
-			    "hello: runners[%zu]: unknown runner", i);
+			(void)snprintf(
+			    msg, len, "hello: runners[%zu]: unknown runner", i);
 			return -1;
 		}
 	}
@@ -233,7 +233,6 @@ handle_hello(struct agent *a, json_t *root)
 	a->data = tracker_agent_board_new(c, a, key, name, runner_caps);
 }
 
-
 /*
  * {"type": "session", "id": ..., "outcome": ..., ...}: how a session the
  * agent supervised ended.  It classifies the lease's session (over the
@@ -260,7 +259,8 @@ handle_session(struct agent *a, json_t *root)
 		&status, "start_us", &start, "end_us", &end, "requests",
 		&requests, "exceptions", &exceptions, "bytes_to_board",
 		&to_board, "bytes_to_client", &to_client) < 0) {
-		(void)snprintf(msg, sizeof(msg), "session report: %s", jerr.text);
+		(void)snprintf(
+		    msg, sizeof(msg), "session report: %s", jerr.text);
 		refuse(a->conn, "bad-report", "client", msg);
 		return;
 	}
@@ -321,7 +321,8 @@ handle_state(struct agent *a, json_t *root)
 	if (strcmp(state, "quarantined") == 0) {
 		if (reason == NULL || reason[0] == '\0')
 			reason = "quarantined by its agent";
-		if (a->quarantine == NULL || strcmp(a->quarantine, reason) != 0) {
+		if (a->quarantine == NULL ||
+		    strcmp(a->quarantine, reason) != 0) {
 			free(a->quarantine);
 			a->quarantine = strdup(reason);
 			log_warn("agent '%s' quarantined: %s", a->name, reason);
@@ -570,8 +571,8 @@ agent_link_committed(struct server *srv)
 				    "the agent will resend it");
 				break;
 			}
-			(void)send_json(a->conn, json_pack("{ssss}", "type",
-						     "ack", "id", ack->id));
+			(void)send_json(a->conn,
+			    json_pack("{ssss}", "type", "ack", "id", ack->id));
 			free(ack);
 		}
 		if (a->conn->state != CONN_CLOSING)

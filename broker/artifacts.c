@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +18,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <openssl/evp.h>
 
 #include "err.h"
 #include "log.h"
@@ -164,7 +164,8 @@ artifacts_put(struct artifacts *a, const char *sha256, struct evbuffer *body,
 		    "artifact name: expected 64 lowercase hex digits");
 	if (len > a->max_size)
 		return err_set(err, -EFBIG,
-		    "artifact of %zu bytes: over the limit of %llu (max_artifact)",
+		    "artifact of %zu bytes: over the limit of %llu "
+		    "(max_artifact)",
 		    len, (unsigned long long)a->max_size);
 	ctx = EVP_MD_CTX_new();
 	if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
@@ -178,8 +179,8 @@ artifacts_put(struct artifacts *a, const char *sha256, struct evbuffer *body,
 	(void)EVP_DigestFinal_ex(ctx, md, &mdlen);
 	hex(md, got);
 	if (strcmp(got, sha256) != 0) {
-		r = err_set(err, -EBADMSG, "body's sha256 is %s, not %s", got,
-		    sha256);
+		r = err_set(
+		    err, -EBADMSG, "body's sha256 is %s, not %s", got, sha256);
 		goto out;
 	}
 	if (artifacts_size(a, sha256, &have) == 0) {
@@ -187,10 +188,11 @@ artifacts_put(struct artifacts *a, const char *sha256, struct evbuffer *body,
 		goto out;
 	}
 	(void)snprintf(tmp, sizeof(tmp), ".tmp-%s-%ld", sha256, (long)getpid());
-	fd = openat(a->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-	    0640);
+	fd = openat(
+	    a->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
 	if (fd < 0) {
-		r = err_set(err, -errno, "storing artifact: %s", strerror(errno));
+		r = err_set(
+		    err, -errno, "storing artifact: %s", strerror(errno));
 		goto out;
 	}
 	while (evbuffer_get_length(body) > 0)
@@ -201,7 +203,8 @@ artifacts_put(struct artifacts *a, const char *sha256, struct evbuffer *body,
 		}
 	if (fsync(fd) < 0 || renameat(a->dirfd, tmp, a->dirfd, sha256) < 0 ||
 	    fsync(a->dirfd) < 0) {
-		r = err_set(err, -errno, "storing artifact: %s", strerror(errno));
+		r = err_set(
+		    err, -errno, "storing artifact: %s", strerror(errno));
 		goto unlink;
 	}
 	*ret_created = true;

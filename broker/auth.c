@@ -60,7 +60,8 @@ static const char *const auth_loopback[] = {"127.0.0.0/8", "::1/128"};
  * Returns 0, or -EINVAL with @err saying which part of @s is wrong.
  */
 int
-auth_cidr_parse(const char *s, struct auth_cidr *ret_cidr, struct npufarm_err *err)
+auth_cidr_parse(
+    const char *s, struct auth_cidr *ret_cidr, struct npufarm_err *err)
 {
 	struct auth_cidr c = {0};
 	char host[INET6_ADDRSTRLEN + 1], fixed[64];
@@ -72,11 +73,10 @@ auth_cidr_parse(const char *s, struct auth_cidr *ret_cidr, struct npufarm_err *e
 	bool bits = false;
 
 	if (hlen == 0)
-		return err_set(err, -EINVAL, "'%s': expected ADDRESS[/PREFIX]",
-		    s);
+		return err_set(
+		    err, -EINVAL, "'%s': expected ADDRESS[/PREFIX]", s);
 	if (hlen >= sizeof(host))
-		return err_set(err, -EINVAL,
-		    "'%.64s': address too long", s);
+		return err_set(err, -EINVAL, "'%.64s': address too long", s);
 	memcpy(host, s, hlen);
 	host[hlen] = '\0';
 	if (inet_pton(AF_INET, host, c.addr) == 1)
@@ -102,8 +102,8 @@ auth_cidr_parse(const char *s, struct auth_cidr *ret_cidr, struct npufarm_err *e
 	bytes = max / 8;
 	for (i = 0; i < bytes; i++) {
 		unsigned keep = c.prefix >= (i + 1) * 8 ? 8
-				: c.prefix > i * 8    ? c.prefix - i * 8
-						      : 0;
+				: c.prefix > i * 8      ? c.prefix - i * 8
+							: 0;
 		uint8_t mask = (uint8_t)(0xff00u >> keep);
 
 		if (c.addr[i] & (uint8_t)~mask)
@@ -167,8 +167,8 @@ auth_cidr_match(const struct auth_cidr *c, const struct sockaddr *sa)
 }
 
 static int
-load_token(const char *path, const char *what, char **ret,
-    struct npufarm_err *err)
+load_token(
+    const char *path, const char *what, char **ret, struct npufarm_err *err)
 {
 	struct stat st;
 	int r;
@@ -223,11 +223,11 @@ auth_new(const struct broker_config *cfg, struct auth **ret_auth,
 		}
 	}
 	a->nallow = n;
-	r = load_token(cfg->agent_token_file, "agent_token_file",
-	    &a->agent_token, err);
+	r = load_token(
+	    cfg->agent_token_file, "agent_token_file", &a->agent_token, err);
 	if (r >= 0)
-		r = load_token(cfg->api_token_file, "api_token_file",
-		    &a->api_token, err);
+		r = load_token(
+		    cfg->api_token_file, "api_token_file", &a->api_token, err);
 	if (r >= 0)
 		r = load_token(cfg->admin_token_file, "admin_token_file",
 		    &a->admin_token, err);
@@ -296,7 +296,8 @@ auth_log_changes(const struct auth *old, const struct auth *a)
 {
 	static const char *const names[] = {
 	    "agent token", "API token", "admin token"};
-	const char *olds[] = {old->agent_token, old->api_token, old->admin_token};
+	const char *olds[] = {
+	    old->agent_token, old->api_token, old->admin_token};
 	const char *nows[] = {a->agent_token, a->api_token, a->admin_token};
 	char before[512], after[512];
 	const char *what;
@@ -393,14 +394,13 @@ refuse_http(struct auth *a, struct evhttp_request *req, int code,
 	time_t now = time(NULL);
 
 	if (code == 401) {
-		(void)snprintf(hdr, sizeof(hdr),
-		    "Bearer realm=\"npufarm\"%s",
+		(void)snprintf(hdr, sizeof(hdr), "Bearer realm=\"npufarm\"%s",
 		    why != NULL ? ", error=\"invalid_token\"" : "");
 		evhttp_add_header(h, "WWW-Authenticate", hdr);
 	}
 	evhttp_add_header(h, "Content-Type", "application/json");
-	evbuffer_add_printf(evhttp_request_get_output_buffer(req),
-	    "{\"error\":\"%s\"}\n", msg);
+	evbuffer_add_printf(
+	    evhttp_request_get_output_buffer(req), "{\"error\":\"%s\"}\n", msg);
 	evhttp_send_reply(req, code, reason, NULL);
 	/* One line a second: a client guessing tokens must not also flood
 	 * the log. */
@@ -411,12 +411,13 @@ refuse_http(struct auth *a, struct evhttp_request *req, int code,
 	a->last_log = now;
 	if (conn != NULL)
 		evhttp_connection_get_peer(conn, &peer, &port);
-	(void)log_escape(safe, sizeof(safe), uri ? uri : "?",
-	    uri ? strlen(uri) : 1);
+	(void)log_escape(
+	    safe, sizeof(safe), uri ? uri : "?", uri ? strlen(uri) : 1);
 	log_notice("HTTP %s:%u: %s: %d %s (%s)%s", peer ? peer : "?",
-	    (unsigned)port, safe, code, reason,
-	    why != NULL ? why : "no token", a->quiet ? "; more refusals "
-							"not logged" : "");
+	    (unsigned)port, safe, code, reason, why != NULL ? why : "no token",
+	    a->quiet ? "; more refusals "
+		       "not logged"
+		     : "");
 	a->quiet = 0;
 }
 
@@ -507,8 +508,8 @@ allows_anyone(const struct auth *a)
  * warnings given (0: nothing exposed, or everything locked).
  */
 int
-auth_warn_exposure(const struct auth *a, const char *const *farm,
-    size_t nfarm, const char *http)
+auth_warn_exposure(const struct auth *a, const char *const *farm, size_t nfarm,
+    const char *http)
 {
 	const char *open_farm = NULL;
 	int n = 0;

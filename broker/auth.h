@@ -43,10 +43,9 @@ int auth_new(const struct broker_config *cfg, struct auth **ret_auth,
 struct auth *auth_free(struct auth *a);
 void auth_log_changes(const struct auth *old, const struct auth *a);
 bool auth_peer_allowed(const struct auth *a, const char *host);
-int auth_agent(const struct auth *a, const char *token, char *why,
-    size_t whylen);
-int auth_http(struct auth *a, struct evhttp_request *req,
-    enum auth_scope need);
+int auth_agent(
+    const struct auth *a, const char *token, char *why, size_t whylen);
+int auth_http(struct auth *a, struct evhttp_request *req, enum auth_scope need);
 enum auth_scope auth_route_scope(int method, const char *path);
 int auth_warn_exposure(const struct auth *a, const char *const *farm,
     size_t nfarm, const char *http);

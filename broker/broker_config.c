@@ -440,25 +440,28 @@ broker_config_check(const struct broker_config *c, struct npufarm_err *err)
 }
 
 static void
-opt_text(const struct broker_config *c, const struct opt *o, char *buf,
-    size_t len)
+opt_text(
+    const struct broker_config *c, const struct opt *o, char *buf, size_t len)
 {
 	const char *p = (const char *)c + o->offset;
 
 	switch (o->type) {
 	case OPT_STR:
 		(void)snprintf(buf, len, "%s",
-		    *(char *const *)(const void *)p ? *(char *const *)(const void *)p
-						    : "(unset)");
+		    *(char *const *)(const void *)p
+			? *(char *const *)(const void *)p
+			: "(unset)");
 		break;
 	case OPT_SYNC:
-		(void)snprintf(buf, len, "%s", *(const bool *)p ? "full" : "normal");
+		(void)snprintf(
+		    buf, len, "%s", *(const bool *)p ? "full" : "normal");
 		break;
 	case OPT_LONG:
 		(void)snprintf(buf, len, "%ld", *(const long *)(const void *)p);
 		break;
 	case OPT_SECONDS:
-		(void)snprintf(buf, len, "%g", *(const double *)(const void *)p);
+		(void)snprintf(
+		    buf, len, "%g", *(const double *)(const void *)p);
 		break;
 	}
 }
@@ -515,8 +518,9 @@ broker_config_reload(struct broker_config *c, const struct broker_config *next)
 		}
 		if (o->type == OPT_STR) {
 			char **dst = (char **)(void *)((char *)c + o->offset);
-			const char *src = *(char *const *)(const void *)((
-			    const char *)next + o->offset);
+			const char *src =
+			    *(char *const *)(const void *)((const char *)next +
+							   o->offset);
 			char *dup = src ? strdup(src) : NULL;
 
 			if (src != NULL && dup == NULL) {
@@ -528,7 +532,7 @@ broker_config_reload(struct broker_config *c, const struct broker_config *next)
 		} else {
 			memcpy((char *)c + o->offset,
 			    (const char *)next + o->offset,
-			    o->type == OPT_LONG	     ? sizeof(long)
+			    o->type == OPT_LONG      ? sizeof(long)
 			    : o->type == OPT_SECONDS ? sizeof(double)
 						     : sizeof(bool));
 		}
@@ -538,7 +542,8 @@ broker_config_reload(struct broker_config *c, const struct broker_config *next)
 		log_warn("SIGHUP: listen changed: requires a restart, "
 			 "ignoring");
 	if (lists_differ(c->allow, c->nallow, next->allow, next->nallow)) {
-		char **dup = calloc(next->nallow ? next->nallow : 1, sizeof(*dup));
+		char **dup =
+		    calloc(next->nallow ? next->nallow : 1, sizeof(*dup));
 		size_t n = 0;
 
 		for (i = 0; dup != NULL && i < next->nallow; i++, n++)

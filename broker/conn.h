@@ -46,9 +46,9 @@ struct conn {
 	unsigned local_port;             /* our port on this connection */
 	struct agent *agent;             /* owned, agent link state */
 	struct tracker_conn *tracker;    /* owned, tracker protocol state */
-	char *rpc_key;       /* owned: the RPC hello key, verbatim */
-	double rpc_timeout;  /* s, from -timeout=T; 0: none */
-	struct relay *relay; /* shared with the peer; see relay.c */
+	char *rpc_key;        /* owned: the RPC hello key, verbatim */
+	double rpc_timeout;   /* s, from -timeout=T; 0: none */
+	struct relay *relay;  /* shared with the peer; see relay.c */
 	struct fast_read *fr; /* conn_fast_read(): large reads */
 	uint64_t frames_in;
 	TAILQ_ENTRY(conn) link;

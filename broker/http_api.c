@@ -100,8 +100,9 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 	if (b->lease_id != 0)
 		lease = json_pack("{sIssssso so}", "id",
 		    (json_int_t)b->lease_id, "user", b->lease_user, "peer",
-		    b->lease_peer, "granted_at", json_util_time(b->lease_granted_us),
-		    "held_seconds", json_util_seconds(b->lease_granted_us, x->now));
+		    b->lease_peer, "granted_at",
+		    json_util_time(b->lease_granted_us), "held_seconds",
+		    json_util_seconds(b->lease_granted_us, x->now));
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	(void)json_object_set_new(x->live, id,
 	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
@@ -139,13 +140,14 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 	    b->address, "state", b->state, "free",
 	    json_integer_value(json_object_get(live, "free")), "first_seen",
 	    json_util_time(b->first_seen_us), "last_seen",
-	    json_util_time(b->last_seen_us), "lease", lease ? lease : json_null(),
-	    "detail", json_util_str_or_null(b->detail));
+	    json_util_time(b->last_seen_us), "lease",
+	    lease ? lease : json_null(), "detail",
+	    json_util_str_or_null(b->detail));
 	if (v != NULL && strcmp(b->kind, "agent") == 0 &&
 	    json_object_set(v, "heartbeat",
-		json_object_get(live, "heartbeat") ? json_object_get(live,
-							 "heartbeat")
-						   : json_null()) < 0) {
+		json_object_get(live, "heartbeat")
+		    ? json_object_get(live, "heartbeat")
+		    : json_null()) < 0) {
 		json_decref(v);
 		return -ENOMEM;
 	}
@@ -176,13 +178,15 @@ get_boards(struct http_api *api, struct evhttp_request *req)
 	agent_link_foreach(api->srv, agent_cb, &x);
 	if (ledger_foreach_board(api->srv->ledger, ledger_board_cb, &x, &err) !=
 	    0) {
-		http_api_reply_error(req, 500, "Internal Server Error", err.msg);
+		http_api_reply_error(
+		    req, 500, "Internal Server Error", err.msg);
 		goto out;
 	}
 	reply_list(req, "boards", x.list);
 	goto out;
 oom:
-	http_api_reply_error(req, 500, "Internal Server Error", "out of memory");
+	http_api_reply_error(
+	    req, 500, "Internal Server Error", "out of memory");
 out:
 	json_decref(x.list);
 	json_decref(x.live);
@@ -245,7 +249,8 @@ get_queue(struct http_api *api, struct evhttp_request *req)
 	reply_list(req, "queues", list);
 	goto out;
 oom:
-	http_api_reply_error(req, 500, "Internal Server Error", "out of memory");
+	http_api_reply_error(
+	    req, 500, "Internal Server Error", "out of memory");
 out:
 	free(qs);
 	json_decref(list);
@@ -262,8 +267,9 @@ lease_cb(const struct ledger_lease *l, void *arg)
 	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
 	    json_util_str_or_null(l->board), "matchkey",
 	    json_util_str_or_null(l->matchkey), "requested_at",
-	    json_util_time(l->requested_us), "granted_at", json_util_time(l->granted_us),
-	    "released_at", json_util_time(l->released_us), "wait_seconds",
+	    json_util_time(l->requested_us), "granted_at",
+	    json_util_time(l->granted_us), "released_at",
+	    json_util_time(l->released_us), "wait_seconds",
 	    json_util_seconds(l->requested_us, l->granted_us), "held_seconds",
 	    json_util_seconds(l->granted_us, l->released_us), "outcome",
 	    json_util_str_or_null(l->outcome), "detail",
@@ -277,7 +283,8 @@ lease_cb(const struct ledger_lease *l, void *arg)
 		    : json_pack("{sosososIsIsIsI}", "started_at",
 			  json_util_time(l->session.start_us), "ended_at",
 			  json_util_time(l->released_us), "seconds",
-			  json_util_seconds(l->session.start_us, l->released_us),
+			  json_util_seconds(
+			      l->session.start_us, l->released_us),
 			  "requests", (json_int_t)l->session.requests,
 			  "exceptions", (json_int_t)l->session.exceptions,
 			  "bytes_to_board",
@@ -303,7 +310,8 @@ get_leases(struct http_api *api, struct evhttp_request *req)
 	TAILQ_INIT(&q);
 	s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 	if (evhttp_parse_query_str(s ? s : "", &q) < 0) {
-		http_api_reply_error(req, 400, "Bad Request", "malformed query string");
+		http_api_reply_error(
+		    req, 400, "Bad Request", "malformed query string");
 		return;
 	}
 	s = evhttp_find_header(&q, "limit");
@@ -342,10 +350,10 @@ get_metrics(struct http_api *api, struct evhttp_request *req)
 {
 	if (metrics_write(api->srv->metrics, api->srv,
 		evhttp_request_get_output_buffer(req)) < 0) {
-		(void)evbuffer_drain(evhttp_request_get_output_buffer(req),
-		    (size_t)-1);
-		http_api_reply_error(req, 500, "Internal Server Error",
-		    "out of memory");
+		(void)evbuffer_drain(
+		    evhttp_request_get_output_buffer(req), (size_t)-1);
+		http_api_reply_error(
+		    req, 500, "Internal Server Error", "out of memory");
 		return;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req),
@@ -482,16 +490,15 @@ http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
 		goto fail;
 	}
 	/* Artifacts are the largest bodies (a job's tasks come next). */
-	evhttp_set_max_body_size(api->http,
-	    srv->cfg->max_artifact > HTTP_MAX_BODY
-		? (ev_ssize_t)srv->cfg->max_artifact
-		: HTTP_MAX_BODY);
+	evhttp_set_max_body_size(
+	    api->http, srv->cfg->max_artifact > HTTP_MAX_BODY
+			   ? (ev_ssize_t)srv->cfg->max_artifact
+			   : HTTP_MAX_BODY);
 	evhttp_set_max_headers_size(api->http, 16 * 1024);
 	evhttp_set_timeout(api->http, 30);
-	evhttp_set_allowed_methods(api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-						  EVHTTP_REQ_PUT |
-						  EVHTTP_REQ_HEAD |
-						  EVHTTP_REQ_DELETE);
+	evhttp_set_allowed_methods(
+	    api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+			   EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
 	evhttp_set_gencb(api->http, dispatch_cb, api);
 	bs = evhttp_bind_socket_with_handle(api->http, host, (uint16_t)port);
 	if (bs == NULL || getsockname(evhttp_bound_socket_get_fd(bs),

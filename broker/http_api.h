@@ -15,5 +15,5 @@ struct http_api *http_api_free(struct http_api *api);
 const char *http_api_address(const struct http_api *api);
 void http_api_reply_json(
     struct evhttp_request *req, int code, const char *reason, json_t *v);
-void http_api_reply_error(struct evhttp_request *req, int code,
-    const char *reason, const char *msg);
+void http_api_reply_error(
+    struct evhttp_request *req, int code, const char *reason, const char *msg);

@@ -21,6 +21,7 @@
 #include "jobs.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,7 +30,6 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
-#include <openssl/evp.h>
 
 #include <npufarm/outcome.h>
 
@@ -113,7 +113,7 @@ struct job {
 struct jobs {
 	struct server *srv;
 	TAILQ_HEAD(, job) live;
-	void *by_task;  /* tsearch of struct task * by id */
+	void *by_task; /* tsearch of struct task * by id */
 	TAILQ_HEAD(, waiter) waiters;
 };
 
@@ -192,8 +192,8 @@ job_json(const struct job *job)
 	return json_pack("{sI ss ss sf ss so so so}", "id", (json_int_t)job->id,
 	    "key", job->key, "user", job->user, "priority", job->priority,
 	    "state", job_state(job), "submitted",
-	    json_util_time(job->submitted_us), "finished", json_null(),
-	    "tasks", counts_json(job));
+	    json_util_time(job->submitted_us), "finished", json_null(), "tasks",
+	    counts_json(job));
 }
 
 /* The live job @id's summary (as GET /v1/jobs lists it), or NULL. */
@@ -218,17 +218,18 @@ waiter_free(struct waiter *w)
 static void
 waiter_answer(struct waiter *w, json_t *summary, uint64_t seq, bool done)
 {
-	json_t *v = summary != NULL ? json_deep_copy(summary)
-				    : json_pack("{sI}", "id",
-					  (json_int_t)w->job_id);
+	json_t *v = summary != NULL
+			? json_deep_copy(summary)
+			: json_pack("{sI}", "id", (json_int_t)w->job_id);
 
 	if (v != NULL) {
-		(void)json_object_set_new(v, "seq", json_integer((json_int_t)seq));
+		(void)json_object_set_new(
+		    v, "seq", json_integer((json_int_t)seq));
 		(void)json_object_set_new(v, "done", json_boolean(done));
 	}
 	if (v == NULL)
-		http_api_reply_error(w->req, 500, "Internal Server Error",
-		    "out of memory");
+		http_api_reply_error(
+		    w->req, 500, "Internal Server Error", "out of memory");
 	else
 		http_api_reply_json(w->req, 200, "OK", v);
 	json_decref(v);
@@ -262,8 +263,8 @@ waiter_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	struct job *job = job_find(w->jobs, w->job_id);
 	json_t *summary = job != NULL ? job_json(job) : NULL;
 
-	waiter_answer(w, summary, job != NULL ? job->seq : w->after,
-	    job == NULL);
+	waiter_answer(
+	    w, summary, job != NULL ? job->seq : w->after, job == NULL);
 	json_decref(summary);
 }
 
@@ -385,11 +386,11 @@ job_finish(struct job *job)
 	struct npufarm_err err;
 
 	ledger_check(srv,
-	    ledger_job_state(srv->ledger, job->id, job_state(job),
-		ledger_now_us(), &err),
+	    ledger_job_state(
+		srv->ledger, job->id, job_state(job), ledger_now_us(), &err),
 	    &err);
-	log_notice("job %lld (%s, %zu tasks) %s", (long long)job->id,
-	    job->key, job->ntasks, job_state(job));
+	log_notice("job %lld (%s, %zu tasks) %s", (long long)job->id, job->key,
+	    job->ntasks, job_state(job));
 	job_progress(job);
 	job_free(job);
 }
@@ -419,17 +420,16 @@ task_end(struct task *t, enum npufarm_outcome outcome,
 		metrics_task_end(
 		    srv->metrics, job->key, npufarm_outcome_name(outcome));
 	ledger_check(srv,
-	    ledger_task_finish(
-		srv->ledger, t->id, t->state == TASK_RUNNING ? t->attempts : 0,
-		res, final, &err),
+	    ledger_task_finish(srv->ledger, t->id,
+		t->state == TASK_RUNNING ? t->attempts : 0, res, final, &err),
 	    &err);
 	sched_dequeue(&t->s);
 	t->agent = NULL;
 	if (!final) {
 		t->state = TASK_QUEUED;
 		count_move(job, from, COUNT_QUEUED);
-		ledger_check(srv, ledger_task_requeue(srv->ledger, t->id, &err),
-		    &err);
+		ledger_check(
+		    srv, ledger_task_requeue(srv->ledger, t->id, &err), &err);
 		if (task_requeue(t) < 0)
 			log_err("task %lld: out of memory requeueing it",
 			    (long long)t->id);
@@ -451,8 +451,8 @@ task_end(struct task *t, enum npufarm_outcome outcome,
 
 /* End task @t without a run report: expired, cancelled, lost, rejected. */
 static bool
-task_end_plain(struct task *t, enum npufarm_outcome outcome,
-    const char *detail, bool final)
+task_end_plain(struct task *t, enum npufarm_outcome outcome, const char *detail,
+    bool final)
 {
 	struct ledger_task_result res = {
 	    .outcome = npufarm_outcome_name(outcome),
@@ -477,8 +477,8 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
 	    job->queue_timeout);
 	for (i = 0; i < n; i++)
 		if (job->tasks[i].state == TASK_QUEUED &&
-		    task_end_plain(&job->tasks[i], NPUFARM_OUTCOME_EXPIRED,
-			detail, true))
+		    task_end_plain(
+			&job->tasks[i], NPUFARM_OUTCOME_EXPIRED, detail, true))
 			return; /* the job is gone */
 }
 
@@ -605,8 +605,8 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 
 	if (json_unpack_ex(body, &jerr, JSON_STRICT,
 		"{s:s, s?s, s?F, s?F, s:o}", "key", &key, "user", &user,
-		"priority", &priority, "queue_timeout", &queue_timeout,
-		"tasks", &tasks) < 0)
+		"priority", &priority, "queue_timeout", &queue_timeout, "tasks",
+		&tasks) < 0)
 		return err_set(err, -EINVAL, "job: %s", jerr.text);
 	if (key[0] == '\0' || strlen(key) > (size_t)srv->cfg->max_key_len)
 		return err_set(err, -EINVAL, "key: must be 1..%ld bytes",
@@ -677,9 +677,9 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 		    spec->name[0] ? spec->name : NULL,
 		    task_spec_runner_name(spec->runner), text,
 		    job->submitted_us, &job->tasks[i].id, err);
-		if (r == 0 && task_init(&job->tasks[i], job, (int)i,
-				  job->tasks[i].id, text, spec->name,
-				  runner_caps(spec->runner)) < 0)
+		if (r == 0 &&
+		    task_init(&job->tasks[i], job, (int)i, job->tasks[i].id,
+			text, spec->name, runner_caps(spec->runner)) < 0)
 			r = err_set(err, -ENOMEM, "out of memory");
 		free(text);
 	}
@@ -688,8 +688,8 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 		/* Out of memory half-way: the rows written so far describe a
 		 * job nobody will see (it never was acknowledged).  Mark it,
 		 * and forget it. */
-		(void)ledger_job_state(srv->ledger, job->id, "cancelled",
-		    ledger_now_us(), NULL);
+		(void)ledger_job_state(
+		    srv->ledger, job->id, "cancelled", ledger_now_us(), NULL);
 		job->ntasks = i < n ? i + 1 : n;
 		job_free(job);
 		return r;
@@ -698,8 +698,8 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	r = ledger_sync(srv->ledger, err);
 	if (r < 0) {
 		job_free(job);
-		return err_set(err, -EIO, "the ledger could not commit the job: %s",
-		    err->msg);
+		return err_set(err, -EIO,
+		    "the ledger could not commit the job: %s", err->msg);
 	}
 	job->counts[COUNT_QUEUED] = (int)n;
 	for (i = 0; i < n; i++)
@@ -755,8 +755,8 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 			return 0; /* the job is gone */
 		}
 	}
-	log_notice("job %lld: cancel asked; %d tasks affected", (long long)id,
-	    count);
+	log_notice(
+	    "job %lld: cancel asked; %d tasks affected", (long long)id, count);
 	*ret_n = count;
 	return 0;
 }
@@ -765,8 +765,8 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 
 /* The tracker granted agent @a's board @board_id to task @r: send it. */
 void
-jobs_task_granted(struct server *srv, struct sched_request *r,
-    struct agent *a, int64_t board_id)
+jobs_task_granted(struct server *srv, struct sched_request *r, struct agent *a,
+    int64_t board_id)
 {
 	struct task *t = container_of(r, struct task, s);
 	struct job *job = t->job;
@@ -837,8 +837,8 @@ jobs_task_board_gone(
 		return;
 	t->agent = NULL;
 	tv.tv_sec = (time_t)srv->cfg->task_grace;
-	tv.tv_usec = (suseconds_t)((srv->cfg->task_grace - (double)tv.tv_sec) *
-				   1e6);
+	tv.tv_usec =
+	    (suseconds_t)((srv->cfg->task_grace - (double)tv.tv_sec) * 1e6);
 	(void)evtimer_add(t->grace_ev, &tv);
 	log_warn("task %lld: its board's agent is gone (%s); waiting %g s for "
 		 "it",
@@ -858,9 +858,9 @@ handle_running(struct server *srv, struct agent *a, json_t *v)
 	if (t == NULL || t->state != TASK_RUNNING || t->attempts != attempt ||
 	    t->agent != NULL || t->board_id != agent_board_id(a)) {
 		/* Not ours any more (lost and retried, or cancelled): stop. */
-		(void)agent_link_send(a, json_pack("{ss sI sI}", "type",
-					     "cancel", "task", id, "attempt",
-					     attempt));
+		(void)agent_link_send(
+		    a, json_pack("{ss sI sI}", "type", "cancel", "task", id,
+			   "attempt", attempt));
 		return;
 	}
 	(void)evtimer_del(t->grace_ev);
@@ -938,27 +938,26 @@ handle_fetch(struct server *srv, struct agent *a, json_t *v)
 	if (json_unpack(v, "{s:s, s:I}", "sha256", &sha, "offset", &offset) <
 		0 ||
 	    offset < 0 || artifacts_size(srv->artifacts, sha, &size) < 0) {
-		(void)agent_link_send(a, json_pack("{ss ss ss}", "type",
-					     "chunk", "sha256",
-					     sha ? sha : "", "error",
-					     "no such artifact"));
+		(void)agent_link_send(
+		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256",
+			   sha ? sha : "", "error", "no such artifact"));
 		return;
 	}
 	raw = malloc(JOBS_CHUNK);
 	b64 = malloc(4 * (JOBS_CHUNK / 3 + 1) + 1);
 	if (raw != NULL && b64 != NULL)
-		n = artifacts_read(srv->artifacts, sha, (uint64_t)offset, raw,
-		    JOBS_CHUNK);
+		n = artifacts_read(
+		    srv->artifacts, sha, (uint64_t)offset, raw, JOBS_CHUNK);
 	if (raw == NULL || b64 == NULL || n < 0) {
-		(void)agent_link_send(a, json_pack("{ss ss ss}", "type",
-					     "chunk", "sha256", sha, "error",
-					     "cannot read the artifact"));
+		(void)agent_link_send(
+		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256", sha,
+			   "error", "cannot read the artifact"));
 		goto out;
 	}
 	(void)EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
-	(void)agent_link_send(a, json_pack("{ss ss sI sI ss}", "type", "chunk",
-				     "sha256", sha, "offset", offset, "size",
-				     (json_int_t)size, "data", b64));
+	(void)agent_link_send(
+	    a, json_pack("{ss ss sI sI ss}", "type", "chunk", "sha256", sha,
+		   "offset", offset, "size", (json_int_t)size, "data", b64));
 out:
 	free(raw);
 	free(b64);
@@ -1078,8 +1077,8 @@ recover_job_cb(const struct ledger_job_row *row, void *arg)
 	job->submitted_us = row->submitted_us;
 	job->started = strcmp(row->state, "running") == 0;
 	x->job = job;
-	r = ledger_foreach_task(x->jobs->srv->ledger, job->id, recover_task_cb,
-	    x, &err);
+	r = ledger_foreach_task(
+	    x->jobs->srv->ledger, job->id, recover_task_cb, x, &err);
 	if (r < 0)
 		return r;
 	for (i = 0; i < job->ntasks; i++)
@@ -1120,8 +1119,8 @@ jobs_recover(struct jobs *j, struct npufarm_err *err)
 
 			if (t->state == TASK_QUEUED) {
 				if (task_enqueue(t) < 0)
-					return err_set(err, -ENOMEM,
-					    "out of memory");
+					return err_set(
+					    err, -ENOMEM, "out of memory");
 				nq++;
 			} else if (t->state == TASK_RUNNING)
 				nr++;

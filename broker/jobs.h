@@ -25,13 +25,13 @@ struct npufarm_err;
 struct sched_request;
 struct server;
 
-int jobs_new(struct server *srv, struct jobs **ret_jobs,
-    struct npufarm_err *err);
+int jobs_new(
+    struct server *srv, struct jobs **ret_jobs, struct npufarm_err *err);
 struct jobs *jobs_free(struct jobs *j);
 int jobs_recover(struct jobs *j, struct npufarm_err *err);
 
-int jobs_submit(struct jobs *j, json_t *body, const char *peer,
-    int64_t *ret_id, int *ret_ntasks, struct npufarm_err *err);
+int jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
+    int *ret_ntasks, struct npufarm_err *err);
 int jobs_cancel(struct jobs *j, int64_t id, int *ret_n);
 int jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
     struct evhttp_request *req);

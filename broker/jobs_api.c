@@ -73,17 +73,16 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 			evhttp_send_reply(req, 404, "Not Found", NULL);
 			return;
 		}
-		(void)snprintf(len, sizeof(len), "%llu",
-		    (unsigned long long)size);
-		(void)evhttp_add_header(
-		    evhttp_request_get_output_headers(req), "Content-Length",
-		    len);
+		(void)snprintf(
+		    len, sizeof(len), "%llu", (unsigned long long)size);
+		(void)evhttp_add_header(evhttp_request_get_output_headers(req),
+		    "Content-Length", len);
 		evhttp_send_reply(req, 200, "OK", NULL);
 		return;
 	}
 	if (cmd != EVHTTP_REQ_PUT) {
-		http_api_reply_error(req, 405, "Method Not Allowed",
-		    "PUT or HEAD an artifact");
+		http_api_reply_error(
+		    req, 405, "Method Not Allowed", "PUT or HEAD an artifact");
 		return;
 	}
 	size = evbuffer_get_length(body);
@@ -144,7 +143,8 @@ post_job(struct server *srv, struct evhttp_request *req)
 		return;
 	}
 	evhttp_connection_get_peer(evcon, &peer, &port);
-	r = jobs_submit(srv->jobs, body, peer ? peer : "unknown", &id, &n, &err);
+	r = jobs_submit(
+	    srv->jobs, body, peer ? peer : "unknown", &id, &n, &err);
 	json_decref(body);
 	if (r == -EINVAL || r == -E2BIG) {
 		bad(req, err.msg);
@@ -154,8 +154,8 @@ post_job(struct server *srv, struct evhttp_request *req)
 		server_error(req, err.msg);
 		return;
 	}
-	v = json_pack("{sI si ss}", "id", (json_int_t)id, "tasks", n, "state",
-	    "queued");
+	v = json_pack(
+	    "{sI si ss}", "id", (json_int_t)id, "tasks", n, "state", "queued");
 	http_api_reply_json(req, 201, "Created", v);
 	json_decref(v);
 }
@@ -177,20 +177,19 @@ static json_t *
 job_row_json(struct server *srv, const struct ledger_job_row *row)
 {
 	struct npufarm_err err;
-	json_t *tasks = json_pack("{si si si}", "total", 0, "queued", 0,
-	    "running", 0);
+	json_t *tasks =
+	    json_pack("{si si si}", "total", 0, "queued", 0, "running", 0);
 
-	if (tasks == NULL ||
-	    ledger_task_counts(srv->ledger, row->id, count_cb, tasks, &err) < 0) {
+	if (tasks == NULL || ledger_task_counts(srv->ledger, row->id, count_cb,
+				 tasks, &err) < 0) {
 		json_decref(tasks);
 		return NULL;
 	}
 	return json_pack("{sI ss ss sf sf ss so so so}", "id",
-	    (json_int_t)row->id, "key", row->key, "user", row->user,
-	    "priority", row->priority, "queue_timeout", row->queue_timeout,
-	    "state", row->state, "submitted",
-	    json_util_time(row->submitted_us), "finished",
-	    json_util_time(row->finished_us), "tasks", tasks);
+	    (json_int_t)row->id, "key", row->key, "user", row->user, "priority",
+	    row->priority, "queue_timeout", row->queue_timeout, "state",
+	    row->state, "submitted", json_util_time(row->submitted_us),
+	    "finished", json_util_time(row->finished_us), "tasks", tasks);
 }
 
 struct list_ctx {
@@ -204,15 +203,15 @@ list_cb(const struct ledger_job_row *row, void *arg)
 	struct list_ctx *x = arg;
 	json_t *v = job_row_json(x->srv, row);
 
-	return v == NULL || json_array_append_new(x->list, v) < 0 ? -ENOMEM
-								 : 0;
+	return v == NULL || json_array_append_new(x->list, v) < 0 ? -ENOMEM : 0;
 }
 
 /* The query string of @req into @q (to clear); -1 if malformed. */
 static int
 parse_query(struct evhttp_request *req, struct evkeyvalq *q)
 {
-	const char *s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	const char *s =
+	    evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
 
 	return evhttp_parse_query_str(s != NULL ? s : "", q);
 }
@@ -298,8 +297,8 @@ task_cb(const struct ledger_task_row *row, void *arg)
 	    "outcome", json_util_str_or_null(row->outcome), "attempts",
 	    row->attempts, "board", json_util_str_or_null(row->board), "costs",
 	    costs, "number",
-	    row->number > 0 ? json_integer(row->number) : json_null(),
-	    "detail", json_util_str_or_null(row->detail), "queued_s",
+	    row->number > 0 ? json_integer(row->number) : json_null(), "detail",
+	    json_util_str_or_null(row->detail), "queued_s",
 	    json_util_seconds(row->queued_us, row->started_us), "run_s",
 	    json_util_seconds(row->started_us, row->finished_us));
 	return v == NULL || json_array_append_new(list, v) < 0 ? -ENOMEM : 0;
@@ -371,8 +370,8 @@ may_cancel(struct server *srv, struct evhttp_request *req, int64_t id)
 }
 
 static void
-cancel_job(struct server *srv, struct evhttp_request *req, int64_t id,
-    bool admin)
+cancel_job(
+    struct server *srv, struct evhttp_request *req, int64_t id, bool admin)
 {
 	json_t *v;
 	int n = 0;
@@ -385,8 +384,8 @@ cancel_job(struct server *srv, struct evhttp_request *req, int64_t id,
 	}
 
 	if (jobs_cancel(srv->jobs, id, &n) < 0) {
-		http_api_reply_error(req, 409, "Conflict",
-		    "no such job, or it is over already");
+		http_api_reply_error(
+		    req, 409, "Conflict", "no such job, or it is over already");
 		return;
 	}
 	v = json_pack("{sI si}", "id", (json_int_t)id, "cancelled", n);
@@ -411,12 +410,12 @@ wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
 	s = query(&q, "after");
 	if (s != NULL && !parse_number(s, 0, 1L << 62, &after)) {
 		evhttp_clear_headers(&q);
-		bad(req, "after: expected a progress counter from a previous wait");
+		bad(req,
+		    "after: expected a progress counter from a previous wait");
 		return;
 	}
 	s = query(&q, "timeout");
-	if (s != NULL &&
-	    !parse_number(s, 0, JOBS_API_WAIT_MAX, &timeout)) {
+	if (s != NULL && !parse_number(s, 0, JOBS_API_WAIT_MAX, &timeout)) {
 		evhttp_clear_headers(&q);
 		bad(req, "timeout: expected 0..300 seconds");
 		return;
@@ -453,8 +452,8 @@ wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
  * or waiting), 0 if not.
  */
 int
-jobs_api_route(struct server *srv, struct evhttp_request *req,
-    const char *path, bool admin)
+jobs_api_route(struct server *srv, struct evhttp_request *req, const char *path,
+    bool admin)
 {
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	static const char art[] = "/v1/artifacts/", jobs[] = "/v1/jobs";
@@ -492,7 +491,7 @@ jobs_api_route(struct server *srv, struct evhttp_request *req,
 	else if (strcmp(action, "wait") == 0 && cmd == EVHTTP_REQ_GET)
 		wait_job(srv, req, (int64_t)id);
 	else
-		http_api_reply_error(req, 404, "Not Found",
-		    "no such API path (or method)");
+		http_api_reply_error(
+		    req, 404, "Not Found", "no such API path (or method)");
 	return 1;
 }

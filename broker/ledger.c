@@ -357,15 +357,15 @@ struct ledger {
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t work;  /* writer: queue non-empty or stop */
-	pthread_cond_t done;  /* loop: progress was made */
-	struct op_list queue; /* submitted, not yet taken */
-	uint64_t queued;      /* batches in queue, cumulative */
-	uint64_t committed;   /* batches finished (ok or failed) */
-	uint64_t commits;     /* transactions committed */
-	uint64_t failed;      /* batches rolled back, cumulative */
+	pthread_cond_t work;             /* writer: queue non-empty or stop */
+	pthread_cond_t done;             /* loop: progress was made */
+	struct op_list queue;            /* submitted, not yet taken */
+	uint64_t queued;                 /* batches in queue, cumulative */
+	uint64_t committed;              /* batches finished (ok or failed) */
+	uint64_t commits;                /* transactions committed */
+	uint64_t failed;                 /* batches rolled back, cumulative */
 	struct metrics_hist commit_hist; /* seconds per committed batch */
-	int notify_fd;        /* eventfd: the writer finished a batch */
+	int notify_fd; /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
 	bool stop;
 	bool thread_started;
@@ -1311,8 +1311,8 @@ ledger_lease_session(struct ledger *l, int64_t id,
 
 /* Tag open lease @id with the session id its agent will report under. */
 int
-ledger_lease_agent_session(struct ledger *l, int64_t id, const char *session,
-    struct npufarm_err *err)
+ledger_lease_agent_session(
+    struct ledger *l, int64_t id, const char *session, struct npufarm_err *err)
 {
 	struct op o = {
 	    .kind = OP_LEASE_AGENT_SESSION,
@@ -1444,9 +1444,9 @@ ledger_job_state(struct ledger *l, int64_t id, const char *state,
 
 /* Record task @idx of job @job_id (its spec as JSON text). */
 int
-ledger_task_insert(struct ledger *l, int64_t job_id, int idx,
-    const char *name, const char *runner, const char *spec,
-    int64_t queued_us, int64_t *ret_id, struct npufarm_err *err)
+ledger_task_insert(struct ledger *l, int64_t job_id, int idx, const char *name,
+    const char *runner, const char *spec, int64_t queued_us, int64_t *ret_id,
+    struct npufarm_err *err)
 {
 	struct op o = {
 	    .kind = OP_TASK_INSERT,
@@ -1465,8 +1465,8 @@ ledger_task_insert(struct ledger *l, int64_t job_id, int idx,
 
 /* Attempt @attempt of task @id starts on board @board_id. */
 int
-ledger_task_start(struct ledger *l, int64_t id, int attempt,
-    int64_t board_id, int64_t now_us, struct npufarm_err *err)
+ledger_task_start(struct ledger *l, int64_t id, int attempt, int64_t board_id,
+    int64_t now_us, struct npufarm_err *err)
 {
 	struct op o = {
 	    .kind = OP_TASK_START,
@@ -1496,8 +1496,7 @@ ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err)
  */
 int
 ledger_task_finish(struct ledger *l, int64_t id, int attempt,
-    const struct ledger_task_result *res, bool final,
-    struct npufarm_err *err)
+    const struct ledger_task_result *res, bool final, struct npufarm_err *err)
 {
 	struct op a = {
 	    .kind = OP_ATTEMPT_FINISH,

@@ -128,11 +128,10 @@ int ledger_lease_release(struct ledger *l, int64_t id, int64_t released_us,
     const char *outcome, const char *detail, struct npufarm_err *err);
 int ledger_lease_session(struct ledger *l, int64_t id,
     const struct ledger_session *sess, struct npufarm_err *err);
-int ledger_lease_agent_session(struct ledger *l, int64_t id,
-    const char *session, struct npufarm_err *err);
-int ledger_lease_report(struct ledger *l, int64_t board_id,
-    const char *session, const struct ledger_report *rep,
-    struct npufarm_err *err);
+int ledger_lease_agent_session(
+    struct ledger *l, int64_t id, const char *session, struct npufarm_err *err);
+int ledger_lease_report(struct ledger *l, int64_t board_id, const char *session,
+    const struct ledger_report *rep, struct npufarm_err *err);
 uint64_t ledger_batch_seq(const struct ledger *l);
 uint64_t ledger_committed(struct ledger *l, uint64_t *ret_failed);
 int ledger_notify_fd(const struct ledger *l);
@@ -144,14 +143,13 @@ int ledger_job_insert(struct ledger *l, const struct ledger_job *job,
 int ledger_job_state(struct ledger *l, int64_t id, const char *state,
     int64_t finished_us, struct npufarm_err *err);
 int ledger_task_insert(struct ledger *l, int64_t job_id, int idx,
-    const char *name, const char *runner, const char *spec,
-    int64_t queued_us, int64_t *ret_id, struct npufarm_err *err);
+    const char *name, const char *runner, const char *spec, int64_t queued_us,
+    int64_t *ret_id, struct npufarm_err *err);
 int ledger_task_start(struct ledger *l, int64_t id, int attempt,
     int64_t board_id, int64_t now_us, struct npufarm_err *err);
 int ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err);
 int ledger_task_finish(struct ledger *l, int64_t id, int attempt,
-    const struct ledger_task_result *res, bool final,
-    struct npufarm_err *err);
+    const struct ledger_task_result *res, bool final, struct npufarm_err *err);
 struct sqlite3 *ledger_read_db(struct ledger *l);
 
 /* Rows of the job reads (ledger_jobs.c); strings borrowed for the call. */
@@ -186,8 +184,8 @@ int ledger_foreach_job(struct ledger *l, const char *state, const char *user,
     int limit, ledger_job_fn *fn, void *arg, struct npufarm_err *err);
 int ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
     struct npufarm_err *err);
-int ledger_foreach_live_job(struct ledger *l, ledger_job_fn *fn, void *arg,
-    struct npufarm_err *err);
+int ledger_foreach_live_job(
+    struct ledger *l, ledger_job_fn *fn, void *arg, struct npufarm_err *err);
 int ledger_foreach_task(struct ledger *l, int64_t job_id, ledger_task_fn *fn,
     void *arg, struct npufarm_err *err);
 int ledger_task_counts(struct ledger *l, int64_t job_id, ledger_count_fn *fn,

@@ -7,13 +7,12 @@
  */
 #include "config.h"
 
-#include "ledger.h"
-
 #include <errno.h>
 
 #include <sqlite3.h>
 
 #include "err.h"
+#include "ledger.h"
 
 static const char *
 col_text(sqlite3_stmt *st, int i)
@@ -27,7 +26,7 @@ db_fail(sqlite3 *db, struct npufarm_err *err, const char *what)
 	return err_set(err, -EIO, "ledger %s: %s", what, sqlite3_errmsg(db));
 }
 
-#define JOB_COLUMNS                                                    \
+#define JOB_COLUMNS                                                     \
 	"SELECT id, key, user, priority, queue_timeout, state, ntasks," \
 	" submitted_us, finished_us FROM jobs"
 
@@ -100,8 +99,8 @@ ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
 	sqlite3_stmt *st;
 	int rc, r;
 
-	if (sqlite3_prepare_v2(db, JOB_COLUMNS " WHERE id = ?1", -1, &st,
-		NULL) != SQLITE_OK)
+	if (sqlite3_prepare_v2(
+		db, JOB_COLUMNS " WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
 		return db_fail(db, err, "reading a job");
 	(void)sqlite3_bind_int64(st, 1, id);
 	rc = sqlite3_step(st);
@@ -118,8 +117,8 @@ ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
 
 /* Jobs that are queued or running: what a restarted broker takes up. */
 int
-ledger_foreach_live_job(struct ledger *l, ledger_job_fn *fn, void *arg,
-    struct npufarm_err *err)
+ledger_foreach_live_job(
+    struct ledger *l, ledger_job_fn *fn, void *arg, struct npufarm_err *err)
 {
 	sqlite3 *db = ledger_read_db(l);
 	sqlite3_stmt *st;

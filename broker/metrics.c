@@ -776,9 +776,9 @@ ledger_cb(const struct ledger_board *b, void *arg)
 	struct boards_ctx *x = arg;
 	struct live_board probe = {.id = b->id}, *l;
 
-	l = x->nlive > 0 ? bsearch(&probe, x->live, x->nlive,
-			       sizeof(*x->live), live_cmp)
-			 : NULL;
+	l = x->nlive > 0
+		? bsearch(&probe, x->live, x->nlive, sizeof(*x->live), live_cmp)
+		: NULL;
 	if (l != NULL) {
 		l->seen = true;
 		return row_add(x, b->key, l->state);

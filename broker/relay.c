@@ -38,7 +38,7 @@
 /* Bytes one deferred write may take (see relay_start()). */
 #define RELAY_WRITE_MAX (1024 * 1024)
 /* How long an ended session's client may linger (twice: §6.5 item 9). */
-#define RELAY_LINGER_S 10.0
+#define RELAY_LINGER_S  10.0
 
 struct relay {
 	struct server *srv;   /* borrowed */
@@ -231,8 +231,8 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 	conn_flush(client);
 	return;
 oom_paired:
-	rpc_relay_server_gone(r->rr, NPUFARM_OUTCOME_LOST,
-	    "npufarm: out of memory at pair-up");
+	rpc_relay_server_gone(
+	    r->rr, NPUFARM_OUTCOME_LOST, "npufarm: out of memory at pair-up");
 	op_server_end(r, &(struct rpc_relay_end){
 			     .outcome = NPUFARM_OUTCOME_LOST,
 			     .detail = "out of memory at pair-up",
@@ -291,14 +291,15 @@ agent_eof(struct relay *r, const char *how)
 	}
 	if (!rpc_relay_owed(rr) && rpc_relay_first_exception(rr)[0] != '\0') {
 		/* The agent's last word stands for every later request. */
-		rpc_relay_server_failed(
-		    rr, NPUFARM_OUTCOME_EXCEPTION, rpc_relay_first_exception(rr));
+		rpc_relay_server_failed(rr, NPUFARM_OUTCOME_EXCEPTION,
+		    rpc_relay_first_exception(rr));
 		return;
 	}
 	(void)snprintf(msg, sizeof(msg),
 	    "npufarm: the board's agent vanished mid-session (its data "
 	    "connection closed: %s) %s",
-	    how, rpc_relay_owed(rr) ? "while a reply was owed" : "between calls");
+	    how,
+	    rpc_relay_owed(rr) ? "while a reply was owed" : "between calls");
 	rpc_relay_server_failed(rr, NPUFARM_OUTCOME_LOST, msg);
 }
 

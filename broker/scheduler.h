@@ -44,8 +44,8 @@ enum sched_kind {
 struct sched_request {
 	struct sched_queue *queue; /* borrowed; NULL when not waiting */
 	enum sched_kind kind;
-	unsigned needs;            /* SCHED_CAP_* */
-	struct sched_user *user;   /* owned by the queue's level */
+	unsigned needs;          /* SCHED_CAP_* */
+	struct sched_user *user; /* owned by the queue's level */
 	double priority;
 	uint64_t seq; /* arrival order inside the queue */
 	TAILQ_ENTRY(sched_request) link;

@@ -25,12 +25,12 @@
 #include <event2/listener.h>
 #include <jansson.h>
 
+#include "agent_link.h"
+#include "artifacts.h"
 #include "auth.h"
 #include "conn.h"
 #include "err.h"
 #include "http_api.h"
-#include "agent_link.h"
-#include "artifacts.h"
 #include "jobs.h"
 #include "ledger.h"
 #include "log.h"
@@ -163,8 +163,8 @@ hup_cb(evutil_socket_t sig, short what, void *arg)
 /* Call @fn(@srv, @arg) on SIGHUP, on the loop (main.c re-reads the
  * configuration there). */
 void
-server_set_reload(struct server *srv,
-    void (*fn)(struct server *srv, void *arg), void *arg)
+server_set_reload(
+    struct server *srv, void (*fn)(struct server *srv, void *arg), void *arg)
 {
 	srv->reload = fn;
 	srv->reload_arg = arg;

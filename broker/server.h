@@ -39,9 +39,9 @@ struct server {
 	struct artifacts *artifacts; /* their kernels and programs */
 	struct metrics *metrics;     /* GET /metrics counters, owned */
 	struct event *sig_term, *sig_int, *sig_hup;
-	struct event *flush_ev;  /* commits the ledger once per iteration */
-	struct event *accept_ev; /* resumes accepting after EMFILE */
-	struct event *board_ev;  /* writes changed board states */
+	struct event *flush_ev;     /* commits the ledger once per iteration */
+	struct event *accept_ev;    /* resumes accepting after EMFILE */
+	struct event *board_ev;     /* writes changed board states */
 	struct event *committed_ev; /* the ledger committed: send acks */
 	TAILQ_HEAD(, conn) conns;
 	TAILQ_HEAD(, agent) agents; /* agent links, see agent_link.c */
@@ -65,7 +65,7 @@ int server_new(const struct broker_config *cfg, struct server **ret_server,
     struct npufarm_err *err);
 struct server *server_free(struct server *srv);
 int server_run(struct server *srv);
-void server_set_reload(struct server *srv,
-    void (*fn)(struct server *srv, void *arg), void *arg);
+void server_set_reload(
+    struct server *srv, void (*fn)(struct server *srv, void *arg), void *arg);
 void server_reconfigure(struct server *srv, struct auth *auth);
 void server_ledger_failed(struct server *srv, const struct npufarm_err *err);

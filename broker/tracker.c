@@ -46,15 +46,14 @@
 #include "relay.h"
 #include "scheduler.h"
 #include "server.h"
-#include "tvm_proto.h"
 #include "tracker_int.h"
+#include "tvm_proto.h"
 #include "tvm_rpc.h"
 
 /* Frames handled per read callback before yielding to other connections. */
 #define TRACKER_MAX_FRAMES_PER_EVENT 16
 /* Longest list of keys quoted in a "no such key" diagnostic. */
 #define TRACKER_KEYS_MSG_MAX         512
-
 
 static const char *const board_state_names[] = {
     [BOARD_IDLE] = "idle",
@@ -441,7 +440,6 @@ tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	return b;
 }
 
-
 /*
  * Take board @b out of service: its free slots leave the queue, its open
  * leases end as "lost", it goes offline in the ledger.  @quiet: a board that
@@ -488,8 +486,8 @@ board_free(struct board *b, const char *why, bool quiet)
 		agent_set_data(b->agent, NULL);
 	} else
 		tracker_ledger_check(srv,
-		    ledger_board_state(
-			srv->ledger, b->id, "offline", why, ledger_now_us(), &err),
+		    ledger_board_state(srv->ledger, b->id, "offline", why,
+			ledger_now_us(), &err),
 		    &err);
 	if (!quiet && !b->is_agent) {
 		tracker_ledger_check(srv,
@@ -975,7 +973,8 @@ tracker_conn_closed(struct conn *c)
 	if (tc == NULL)
 		return;
 	if (tc->data_for != NULL)
-		tracker_agent_detach(tc->data_for, "its data connection closed");
+		tracker_agent_detach(
+		    tc->data_for, "its data connection closed");
 	while ((t = TAILQ_FIRST(&tc->reqs)) != NULL) {
 		struct sched_queue *q = t->s.queue;
 

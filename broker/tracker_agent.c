@@ -65,7 +65,8 @@ tracker_agent_update(struct board *b)
 	}
 	s = tracker_slot_new(b);
 	if (s == NULL) {
-		log_err("agent board %s: out of memory offering it", b->address);
+		log_err(
+		    "agent board %s: out of memory offering it", b->address);
 		return;
 	}
 	s->s.caps = caps;
@@ -115,7 +116,8 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	if (!b->is_agent) {
 		metrics_lease_relayed(b->conn->srv->metrics, lease_id,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_start(client, b->conn, b->hello_key, lease_id, false, b->id);
+		relay_start(
+		    client, b->conn, b->hello_key, lease_id, false, b->id);
 		return;
 	}
 	if (data == NULL) {
@@ -200,8 +202,8 @@ tracker_agent_session_end(struct server *srv, int64_t board_id,
 	struct board *b = a != NULL ? agent_data(a) : NULL;
 	struct lease *l = NULL;
 
-	tracker_ledger_check(srv,
-	    ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
+	tracker_ledger_check(
+	    srv, ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
 	log_info("lease %lld (agent board %lld): session ended %s: %s",
 	    (long long)lease_id, (long long)board_id, sess->outcome,
 	    sess->detail);
@@ -266,8 +268,8 @@ tracker_agent_attach(struct conn *c, const char *key, const char *name,
 	char why[256];
 
 	if (b == NULL)
-		(void)snprintf(why, sizeof(why),
-		    "no agent named '%.64s' is linked", name);
+		(void)snprintf(
+		    why, sizeof(why), "no agent named '%.64s' is linked", name);
 	else if (session == NULL)
 		(void)snprintf(why, sizeof(why),
 		    "agent '%.64s' offered a board without session=ID", name);
@@ -308,4 +310,3 @@ ok:
 	tracker_agent_update(b);
 	return 0;
 }
-

@@ -80,8 +80,8 @@ fast_read_new(struct event_base *base, struct bufferevent *bev,
 	fr->fn = fn;
 	fr->arg = arg;
 	fr->size = FAST_READ_MIN;
-	fr->ev = event_new(base, bufferevent_getfd(bev), EV_READ | EV_PERSIST,
-	    read_cb, fr);
+	fr->ev = event_new(
+	    base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, read_cb, fr);
 	if (fr->ev == NULL || event_add(fr->ev, NULL) < 0) {
 		fast_read_free(fr);
 		return -ENOMEM;

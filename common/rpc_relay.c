@@ -36,11 +36,11 @@ struct rpc_relay {
 	struct evbuffer *c_in, *c_out; /* NULL once the client is gone */
 	struct evbuffer *s_in, *s_out; /* NULL once the server ended */
 	enum rpc_relay_state state;
-	struct tvm_rpc_scan c2s;  /* client-to-server packet boundaries */
-	bool owed;                /* the client waits for a reply */
-	bool client_shutdown;     /* the client sent kShutdown */
-	bool server_timeout;      /* the server sent its own timeout exc. */
-	unsigned presents;        /* exceptions the client got unasked */
+	struct tvm_rpc_scan c2s; /* client-to-server packet boundaries */
+	bool owed;               /* the client waits for a reply */
+	bool client_shutdown;    /* the client sent kShutdown */
+	bool server_timeout;     /* the server sent its own timeout exc. */
+	unsigned presents;       /* exceptions the client got unasked */
 	struct event *deadline_ev;
 	struct event *linger_ev; /* half-closes, then closes, the client */
 	bool lingered;           /* half-closed, waiting for EOF */
@@ -325,8 +325,8 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 		/* It said so already; a request since is owed the same. */
 		if (r->owed)
 			send_exception(r, r->first_exc, false);
-		end_server(r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc,
-		    r->first_exc);
+		end_server(
+		    r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc, r->first_exc);
 		return;
 	}
 	owed = r->owed;
@@ -487,8 +487,8 @@ rpc_relay_server_eof(struct rpc_relay *r, const char *how)
 		 * sent since gets the same exception (§6.5 item 8). */
 		if (r->owed)
 			send_exception(r, r->first_exc, false);
-		end_server(r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc,
-		    r->first_exc);
+		end_server(
+		    r, NPUFARM_OUTCOME_TIMEOUT, r->first_exc, r->first_exc);
 		return;
 	}
 	server_broke(r, how);
@@ -574,8 +574,8 @@ rpc_relay_first_exception(const struct rpc_relay *r)
 /* Bytes forwarded so far: client to server, and server to client
  * (including any kException the relay wrote itself). */
 void
-rpc_relay_bytes(const struct rpc_relay *r, uint64_t *ret_to_server,
-    uint64_t *ret_to_client)
+rpc_relay_bytes(
+    const struct rpc_relay *r, uint64_t *ret_to_server, uint64_t *ret_to_client)
 {
 	*ret_to_server = r->bytes_c2s;
 	*ret_to_client = r->bytes_s2c;

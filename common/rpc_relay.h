@@ -106,8 +106,8 @@ void rpc_relay_server_eof(struct rpc_relay *r, const char *how);
 void rpc_relay_server_failed(
     struct rpc_relay *r, enum npufarm_outcome outcome, const char *msg);
 void rpc_relay_client_gone(struct rpc_relay *r);
-void rpc_relay_server_gone(struct rpc_relay *r, enum npufarm_outcome outcome,
-    const char *detail);
+void rpc_relay_server_gone(
+    struct rpc_relay *r, enum npufarm_outcome outcome, const char *detail);
 
 bool rpc_relay_live(const struct rpc_relay *r);
 bool rpc_relay_owed(const struct rpc_relay *r);

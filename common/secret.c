@@ -40,8 +40,8 @@ secret_read_file(const char *path, char **ret_secret, struct npufarm_err *err)
 		return err_set(err, -ENOMEM, "out of memory");
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		r = err_set(err, -errno, "token file '%s': %s", path,
-		    strerror(errno));
+		r = err_set(
+		    err, -errno, "token file '%s': %s", path, strerror(errno));
 		goto fail;
 	}
 	while (len <= SECRET_MAX &&

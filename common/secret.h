@@ -14,7 +14,7 @@ struct npufarm_err;
 /* Largest token file accepted, bytes. */
 #define SECRET_MAX 4096
 
-int secret_read_file(const char *path, char **ret_secret,
-    struct npufarm_err *err);
+int secret_read_file(
+    const char *path, char **ret_secret, struct npufarm_err *err);
 bool secret_equal(const char *known, const char *given);
 void secret_free(char *secret);

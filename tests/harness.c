@@ -271,8 +271,8 @@ harness_http_body(const char *hostport, const char *method, const char *path,
 	ck_assert_int_eq(connect(fd, res->ai_addr, res->ai_addrlen), 0);
 	freeaddrinfo(res);
 	n = snprintf(req, sizeof(req),
-	    "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %zu\r\n\r\n",
-	    method, path, hostport, blen);
+	    "%s %s HTTP/1.0\r\nHost: %s\r\nContent-Length: %zu\r\n\r\n", method,
+	    path, hostport, blen);
 	ck_assert_int_eq(write(fd, req, (size_t)n), n);
 	while (blen > 0) {
 		/* A server may refuse a body half-way (413) and close. */
@@ -389,8 +389,8 @@ harness_reap(pid_t pid, int timeout_ms)
  * then assert that it did, showing what it yielded instead.
  */
 void
-harness_wait_sql(const char *db, const char *sql, const char *want,
-    int timeout_ms)
+harness_wait_sql(
+    const char *db, const char *sql, const char *want, int timeout_ms)
 {
 	char *row = NULL;
 	int i;

@@ -33,8 +33,8 @@ char *harness_http(const char *hostport, const char *method, const char *path,
 char *harness_http_body(const char *hostport, const char *method,
     const char *path, const void *body, size_t len, int *ret_status);
 char *harness_sql(const char *db, const char *sql);
-void harness_wait_sql(const char *db, const char *sql, const char *want,
-    int timeout_ms);
+void harness_wait_sql(
+    const char *db, const char *sql, const char *want, int timeout_ms);
 int harness_wait_closed(int fd, int timeout_ms);
 int harness_log_contains(const struct harness_broker *b, const char *needle);
 pid_t harness_spawn(const char *bin, const char *const *argv, const char *log);

@@ -14,8 +14,8 @@ int npufarm_addone(TVMValue *args, int *codes, int n, TVMValue *ret,
 
 /* npufarm_addone(int x) -> x + 1; an error for anything else. */
 int
-npufarm_addone(TVMValue *args, int *codes, int n, TVMValue *ret,
-    int *ret_code, void *unused)
+npufarm_addone(TVMValue *args, int *codes, int n, TVMValue *ret, int *ret_code,
+    void *unused)
 {
 	(void)unused;
 	if (n != 1 || codes[0] != kDLInt) {

@@ -13,6 +13,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -25,7 +26,6 @@
 #include <unistd.h>
 
 #include <check.h>
-#include <openssl/evp.h>
 
 #include <npufarm/protocol.h>
 
@@ -116,8 +116,8 @@ agent_start(const char *name, const char *token_file, bool tvm, char *log,
     size_t loglen)
 {
 	const char *bin = getenv("NPUFARM_AGENT_BIN");
-	const char *argv[16] = {bin, "--broker", b.farm, "--key", "rk3588",
-	    "--name", name, "-v"};
+	const char *argv[16] = {
+	    bin, "--broker", b.farm, "--key", "rk3588", "--name", name, "-v"};
 	size_t n = 8;
 
 	ck_assert_msg(bin != NULL, "NPUFARM_AGENT_BIN is not set");
@@ -389,9 +389,12 @@ START_TEST(test_api_tokens)
 	ck_assert_ptr_nonnull(strstr(resp, "not valid"));
 	free(resp);
 	ck_assert_int_eq(status_of("GET", "/v1/queue", "Basic cmVhZGVy"), 401);
-	ck_assert_int_eq(status_of("GET", "/v1/boards", "Bearer reader-12"), 401);
-	ck_assert_int_eq(status_of("GET", "/v1/boards", "Bearer reader-123"), 200);
-	ck_assert_int_eq(status_of("GET", "/v1/leases", "bearer reader-123"), 200);
+	ck_assert_int_eq(
+	    status_of("GET", "/v1/boards", "Bearer reader-12"), 401);
+	ck_assert_int_eq(
+	    status_of("GET", "/v1/boards", "Bearer reader-123"), 200);
+	ck_assert_int_eq(
+	    status_of("GET", "/v1/leases", "bearer reader-123"), 200);
 	ck_assert_int_eq(status_of("GET", "/v1/queue", "Bearer boss-456"), 200);
 	ck_assert_int_eq(status_of("GET", "/nope", "Bearer guess"), 401);
 	ck_assert(harness_log_contains(&b, "HTTP 127.0.0.1:"));
@@ -411,33 +414,33 @@ START_TEST(test_api_tokens)
 	ck_assert_int_eq(status_of("POST", path, "Bearer boss-456"), 200);
 
 	/* The CLI: no token, --token-file, $NPUFARM_TOKEN_FILE, scopes. */
-	ck_assert_int_eq(cli((const char *const[]){"status", NULL}, NULL, err,
-			     sizeof(err)),
+	ck_assert_int_eq(
+	    cli((const char *const[]){"status", NULL}, NULL, err, sizeof(err)),
 	    1);
-	ck_assert_msg(strstr(err, "requires an API token") &&
-			  strstr(err, "HTTP 401"),
+	ck_assert_msg(
+	    strstr(err, "requires an API token") && strstr(err, "HTTP 401"),
 	    "%s", err);
-	ck_assert_int_eq(cli((const char *const[]){"--token-file", wrong,
-				 "status", NULL},
-			     NULL, err, sizeof(err)),
+	ck_assert_int_eq(
+	    cli((const char *const[]){"--token-file", wrong, "status", NULL},
+		NULL, err, sizeof(err)),
 	    1);
 	ck_assert_msg(strstr(err, "not valid"), "%s", err);
-	ck_assert_int_eq(cli((const char *const[]){"--token-file", api,
-				 "status", NULL},
-			     NULL, err, sizeof(err)),
+	ck_assert_int_eq(
+	    cli((const char *const[]){"--token-file", api, "status", NULL},
+		NULL, err, sizeof(err)),
 	    0);
-	ck_assert_int_eq(cli((const char *const[]){"leases", NULL}, api, err,
-			     sizeof(err)),
+	ck_assert_int_eq(
+	    cli((const char *const[]){"leases", NULL}, api, err, sizeof(err)),
 	    0);
 	ck_assert_int_eq(cli((const char *const[]){"undrain", id, NULL}, api,
 			     err, sizeof(err)),
 	    1);
-	ck_assert_msg(strstr(err, "needs the admin token") &&
-			  strstr(err, "HTTP 403"),
+	ck_assert_msg(
+	    strstr(err, "needs the admin token") && strstr(err, "HTTP 403"),
 	    "%s", err);
-	ck_assert_int_eq(cli((const char *const[]){"-T", admin, "undrain", id,
-				 NULL},
-			     NULL, err, sizeof(err)),
+	ck_assert_int_eq(
+	    cli((const char *const[]){"-T", admin, "undrain", id, NULL}, NULL,
+		err, sizeof(err)),
 	    0);
 	ck_assert_int_eq(cli((const char *const[]){"--token-file",
 				 "/nonexistent/t", "status", NULL},
@@ -468,9 +471,8 @@ START_TEST(test_cancel_scope)
 	int status, i;
 
 	harness_broker_start(&b, extra);
-	ck_assert_int_eq(EVP_Digest(blob, strlen(blob), md, NULL, EVP_sha256(),
-			     NULL),
-	    1);
+	ck_assert_int_eq(
+	    EVP_Digest(blob, strlen(blob), md, NULL, EVP_sha256(), NULL), 1);
 	for (i = 0; i < 32; i++)
 		(void)snprintf(sha + 2 * i, 3, "%02x", md[i]);
 	(void)snprintf(path, sizeof(path), "/v1/artifacts/%s", sha);
@@ -489,8 +491,8 @@ START_TEST(test_cancel_scope)
 	ck_assert_int_eq(status, 403);
 	ck_assert_ptr_nonnull(strstr(resp, "needs the admin token"));
 	free(resp);
-	ck_assert_int_eq(status_of("POST", "/v1/jobs/1/cancel?user=bob", rd),
-	    403);
+	ck_assert_int_eq(
+	    status_of("POST", "/v1/jobs/1/cancel?user=bob", rd), 403);
 	ck_assert_int_eq(
 	    status_of("POST", "/v1/jobs/1/cancel?user=alice", rd), 200);
 	ck_assert_int_eq(status_of("POST", "/v1/jobs/2/cancel", ad), 200);
@@ -565,8 +567,8 @@ START_TEST(test_sighup_reload)
 	write_config(cfg, text);
 	(void)extra_cfg;
 	harness_broker_start(&b, extra);
-	ck_assert_int_eq(status_of("GET", "/v1/boards", "Bearer first-token"),
-	    200);
+	ck_assert_int_eq(
+	    status_of("GET", "/v1/boards", "Bearer first-token"), 200);
 	ck_assert(tracker_answers()); /* default: loopback allowed */
 
 	/* A new token, a new limit, a restart-only key, an allow-list. */
@@ -585,10 +587,10 @@ START_TEST(test_sighup_reload)
 	ck_assert(harness_log_contains(
 	    &b, "SIGHUP: allow: 127.0.0.0/8 ::1/128 -> 10.0.0.0/8"));
 	ck_assert(!file_contains(b.log, "second-token"));
-	ck_assert_int_eq(status_of("GET", "/v1/boards", "Bearer first-token"),
-	    401);
-	ck_assert_int_eq(status_of("GET", "/v1/boards", "Bearer second-token"),
-	    200);
+	ck_assert_int_eq(
+	    status_of("GET", "/v1/boards", "Bearer first-token"), 401);
+	ck_assert_int_eq(
+	    status_of("GET", "/v1/boards", "Bearer second-token"), 200);
 	ck_assert(!tracker_answers());
 
 	/* A token file gone bad: refused, the old rules stay. */
@@ -596,8 +598,8 @@ START_TEST(test_sighup_reload)
 	ck_assert_int_eq(kill(b.pid, SIGHUP), 0);
 	wait_file(b.log, "nothing changed");
 	ck_assert(harness_log_contains(&b, "api_token_file: token file"));
-	ck_assert_int_eq(status_of("GET", "/v1/boards", "Bearer second-token"),
-	    200);
+	ck_assert_int_eq(
+	    status_of("GET", "/v1/boards", "Bearer second-token"), 200);
 
 	/* Tokens off again: the API is open. */
 	write_config(cfg, "{\"request_timeout\": 5}");

@@ -11,6 +11,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #include <check.h>
-#include <openssl/evp.h>
 
 #include "err.h"
 #include "frame.h"
@@ -53,7 +53,8 @@ broker_down(void)
 		if (status != 0 && getenv("NPUFARM_TEST_DEBUG") != NULL) {
 			char cmd[400];
 
-			(void)snprintf(cmd, sizeof(cmd), "cat %s >&2", agent_log);
+			(void)snprintf(
+			    cmd, sizeof(cmd), "cat %s >&2", agent_log);
 			(void)system(cmd);
 		}
 		ck_assert_int_eq(status, 0);
@@ -139,8 +140,8 @@ func(struct tvmrpc_client *cl, const char *name)
 	struct npufarm_err err;
 
 	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, name), 0);
-	ck_assert_msg(tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s",
-	    err.msg);
+	ck_assert_msg(
+	    tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s", err.msg);
 	ck_assert_int_eq(p.code, TVMRPC_RETURN);
 	ck_assert_int_eq(p.body_len, 16);
 	return frame_get_le64(p.body + 8);
@@ -148,8 +149,8 @@ func(struct tvmrpc_client *cl, const char *name)
 
 /* Call @fn(@arg); returns the reply packet's code, its text in @text. */
 static int32_t
-call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg, char *text,
-    size_t len, int timeout_ms)
+call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg, char *text, size_t len,
+    int timeout_ms)
 {
 	struct tvmrpc_packet p;
 	struct tvmrpc_msg m;
@@ -161,8 +162,7 @@ call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg, char *text,
 	ck_assert_int_eq(
 	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), timeout_ms, &p), 0);
 	text[0] = '\0';
-	if (p.code == TVMRPC_EXCEPTION &&
-	    tvmrpc_packet_string(&p, &s, &n) == 0)
+	if (p.code == TVMRPC_EXCEPTION && tvmrpc_packet_string(&p, &s, &n) == 0)
 		(void)snprintf(text, len, "%.*s", (int)n, s);
 	return p.code;
 }
@@ -186,10 +186,10 @@ START_TEST(test_session_ok)
 	ck_assert_msg(strstr(row, "\"heartbeat\":\"20"), "%s", row);
 	free(row);
 	cl = client_open("10");
-	ck_assert_msg(strstr(tvmrpc_client_remote_key(cl), "agent=a1"),
-	    "%s", tvmrpc_client_remote_key(cl));
-	ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 41, text,
-			     sizeof(text), T_MS),
+	ck_assert_msg(strstr(tvmrpc_client_remote_key(cl), "agent=a1"), "%s",
+	    tvmrpc_client_remote_key(cl));
+	ck_assert_int_eq(
+	    call(cl, func(cl, "rpc.test.addone"), 41, text, sizeof(text), T_MS),
 	    TVMRPC_RETURN);
 	client_done(cl);
 	row = reported_lease();
@@ -212,8 +212,8 @@ START_TEST(test_session_exception)
 	    TVMRPC_EXCEPTION);
 	ck_assert_msg(strstr(text, "ValueError: bad input"), "%s", text);
 	/* The session goes on after the runtime's own exception. */
-	ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 1, text,
-			     sizeof(text), T_MS),
+	ck_assert_int_eq(
+	    call(cl, func(cl, "rpc.test.addone"), 1, text, sizeof(text), T_MS),
 	    TVMRPC_RETURN);
 	client_done(cl);
 	row = reported_lease();
@@ -281,16 +281,16 @@ START_TEST(test_session_timeout)
 	ck_assert_int_eq(tvmrpc_msg_exception(&want, msg), 0);
 	tvmrpc_msg_call_func(&m, hang, 0);
 	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
-	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p),
-	    0);
+	ck_assert_int_eq(
+	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p), 0);
 	ck_assert_int_eq(p.code, TVMRPC_EXCEPTION);
 	ck_assert_uint_eq(8 + p.len, want.len);
 	ck_assert_mem_eq(p.body, want.b + 12, want.len - 12);
 	/* Cleanup calls get the same exception, not a kShutdown. */
 	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, "x"), 0);
 	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
-	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p),
-	    0);
+	ck_assert_int_eq(
+	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p), 0);
 	ck_assert_int_eq(p.code, TVMRPC_EXCEPTION);
 	ck_assert_mem_eq(p.body, want.b + 12, want.len - 12);
 	row = reported_lease();
@@ -348,13 +348,13 @@ START_TEST(test_agent_killed_mid_session)
 	(void)harness_reap(agent, T_MS);
 	agent = 0;
 	/* The broker answers the owed call itself. */
-	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p),
-	    0);
+	ck_assert_int_eq(
+	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p), 0);
 	ck_assert_int_eq(p.code, TVMRPC_EXCEPTION);
 	ck_assert_int_eq(tvmrpc_packet_string(&p, &s, &n), 0);
 	ck_assert_msg(memmem(s, n, "agent vanished", 14), "%.*s", (int)n, s);
-	wait_sql("SELECT outcome FROM leases ORDER BY id DESC LIMIT 1",
-	    "lost\n");
+	wait_sql(
+	    "SELECT outcome FROM leases ORDER BY id DESC LIMIT 1", "lost\n");
 	wait_state("offline");
 	client_done(cl);
 }
@@ -449,8 +449,8 @@ START_TEST(test_quarantine_after_crashes)
 	wait_state("quarantined");
 	row = harness_sql(b.db,
 	    "SELECT detail FROM boards WHERE kind = 'agent' AND name = 'a1'");
-	ck_assert_msg(strstr(row, "2 consecutive crash/lost sessions"), "%s",
-	    row);
+	ck_assert_msg(
+	    strstr(row, "2 consecutive crash/lost sessions"), "%s", row);
 	free(row);
 }
 END_TEST
@@ -478,8 +478,8 @@ START_TEST(test_drain_lets_the_session_finish)
 	free(harness_http(b.http, "POST", path, &status));
 	ck_assert_int_eq(status, 200);
 	/* The running session finishes. */
-	ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 1, text,
-			     sizeof(text), T_MS),
+	ck_assert_int_eq(
+	    call(cl, func(cl, "rpc.test.addone"), 1, text, sizeof(text), T_MS),
 	    TVMRPC_RETURN);
 	client_done(cl);
 	wait_state("draining");
@@ -520,8 +520,8 @@ START_TEST(test_upload_traversal_refused)
 	q[43] = 'x';
 	m.len = 12 + 44;
 	tvmrpc_put_header(m.b, m.len - 8, TVMRPC_CALL_FUNC);
-	ck_assert_int_eq(tvmrpc_client_call(cl, &m, T_MS, &p, &err),
-	    TVMRPC_CLIENT_E_REMOTE);
+	ck_assert_int_eq(
+	    tvmrpc_client_call(cl, &m, T_MS, &p, &err), TVMRPC_CLIENT_E_REMOTE);
 	ck_assert_msg(!exists("evil") && !exists("work/evil"), "escaped");
 	client_done(cl);
 }
@@ -548,8 +548,8 @@ call_raw(struct tvmrpc_client *cl, uint64_t fn, int nargs, const int *codes,
 	memcpy(q, args, alen);
 	ck_assert_int_eq(tvmrpc_send(tvmrpc_client_conn(cl), pkt, len), 0);
 	free(pkt);
-	ck_assert_int_eq(tvmrpc_recv_packet(tvmrpc_client_conn(cl), T_MS, &p),
-	    0);
+	ck_assert_int_eq(
+	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), T_MS, &p), 0);
 	return p;
 }
 
@@ -596,18 +596,18 @@ START_TEST(test_module_needs_global_runtime)
 	f = fopen(path, "rb");
 	ck_assert_ptr_nonnull(f);
 	frame_put_le64(args + n, (uint64_t)st.st_size);
-	ck_assert_uint_eq(fread(args + n + 8, 1, (size_t)st.st_size, f),
-	    (size_t)st.st_size);
+	ck_assert_uint_eq(
+	    fread(args + n + 8, 1, (size_t)st.st_size, f), (size_t)st.st_size);
 	fclose(f);
 	n += 8 + (size_t)st.st_size;
-	p = call_raw(cl, func(cl, "tvm.rpc.server.upload"), 2, up_codes, args,
-	    n);
+	p = call_raw(
+	    cl, func(cl, "tvm.rpc.server.upload"), 2, up_codes, args, n);
 	ck_assert_int_eq(p.code, TVMRPC_RETURN);
 	/* load_module("op.so"): dlopen()s it inside the runtime; with -z now
 	 * that fails unless the runtime's symbols are global. */
 	n = put_str(args, "op.so", 5);
-	p = call_raw(cl, func(cl, "tvm.rpc.server.load_module"), 1,
-	    load_codes, args, n);
+	p = call_raw(
+	    cl, func(cl, "tvm.rpc.server.load_module"), 1, load_codes, args, n);
 	if (p.code == TVMRPC_EXCEPTION) {
 		const char *s;
 		size_t len;
@@ -678,17 +678,17 @@ START_TEST(test_session_and_task_share_the_board)
 
 	agent_up(NULL);
 	wait_state("idle");
-	(void)snprintf(path, sizeof(path), "%s/libprobe.so",
-	    NPUFARM_TEST_KERNELS);
+	(void)snprintf(
+	    path, sizeof(path), "%s/libprobe.so", NPUFARM_TEST_KERNELS);
 	ck_assert_int_eq(stat(path, &st), 0);
 	data = malloc((size_t)st.st_size);
 	f = fopen(path, "rb");
 	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fread(data, 1, (size_t)st.st_size, f),
-	    (size_t)st.st_size);
+	ck_assert_uint_eq(
+	    fread(data, 1, (size_t)st.st_size, f), (size_t)st.st_size);
 	fclose(f);
-	ck_assert_int_eq(EVP_Digest(data, (size_t)st.st_size, md, NULL,
-			     EVP_sha256(), NULL),
+	ck_assert_int_eq(
+	    EVP_Digest(data, (size_t)st.st_size, md, NULL, EVP_sha256(), NULL),
 	    1);
 	for (i = 0; i < 32; i++)
 		(void)snprintf(sha + 2 * i, 3, "%02x", md[i]);

@@ -787,8 +787,8 @@ START_TEST(test_browser_token)
 	ck_assert_ptr_null(strstr(dom, "data-refreshes="));
 	free(dom);
 
-	(void)snprintf(url, sizeof(url), "http://%s/#token=page-token-1",
-	    broker.http);
+	(void)snprintf(
+	    url, sizeof(url), "http://%s/#token=page-token-1", broker.http);
 	dom = dump_dom(url);
 	ck_assert_ptr_nonnull(strstr(dom, "data-auth=\"ok\""));
 	free(dom);

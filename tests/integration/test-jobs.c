@@ -9,6 +9,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,7 +20,6 @@
 
 #include <check.h>
 #include <jansson.h>
-#include <openssl/evp.h>
 
 #include "harness.h"
 
@@ -28,9 +28,8 @@
 
 static struct harness_broker b;
 static pid_t agents[MAX_AGTS];
-static const char *const broker_extra[] = {
-    "--agent-heartbeat", "0.2", "--task-grace", "1", "--max-artifact",
-    "1048576", NULL};
+static const char *const broker_extra[] = {"--agent-heartbeat", "0.2",
+    "--task-grace", "1", "--max-artifact", "1048576", NULL};
 
 static void
 broker_up(void)
@@ -106,11 +105,11 @@ upload(const char *name, char *sha)
 	data = malloc((size_t)st.st_size);
 	f = fopen(path, "rb");
 	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(fread(data, 1, (size_t)st.st_size, f),
-	    (size_t)st.st_size);
+	ck_assert_uint_eq(
+	    fread(data, 1, (size_t)st.st_size, f), (size_t)st.st_size);
 	fclose(f);
-	ck_assert_int_eq(EVP_Digest(data, (size_t)st.st_size, md, NULL,
-			     EVP_sha256(), NULL),
+	ck_assert_int_eq(
+	    EVP_Digest(data, (size_t)st.st_size, md, NULL, EVP_sha256(), NULL),
 	    1);
 	for (i = 0; i < 32; i++)
 		(void)snprintf(sha + 2 * i, 3, "%02x", md[i]);
@@ -188,8 +187,8 @@ outcome_of(json_t *job, int idx)
 	return json_string_value(json_object_get(task_of(job, idx), "outcome"));
 }
 
-#define MATMUL_ARGS                                                         \
-	"\"args\":[{\"dtype\":\"float32\",\"shape\":[64,64],"               \
+#define MATMUL_ARGS                                                          \
+	"\"args\":[{\"dtype\":\"float32\",\"shape\":[64,64],"                \
 	"\"fill\":{\"random\":1}},{\"dtype\":\"float32\",\"shape\":[64,64]," \
 	"\"fill\":{\"random\":2}},{\"dtype\":\"float32\",\"shape\":[64,64]}]"
 
@@ -221,16 +220,16 @@ START_TEST(test_job_every_outcome)
 	    mm8, mm16, hang, crash, error);
 	id = submit(json);
 	job = wait_job(id);
-	ck_assert_str_eq(json_string_value(json_object_get(job, "state")),
-	    "done");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(job, "state")), "done");
 	ck_assert_str_eq(outcome_of(job, 0), "ok");
 	ck_assert_str_eq(outcome_of(job, 1), "ok");
 	ck_assert_int_eq(
 	    json_array_size(json_object_get(task_of(job, 0), "costs")), 3);
 	ck_assert_str_eq(outcome_of(job, 2), "timeout");
 	ck_assert_str_eq(outcome_of(job, 3), "crash");
-	ck_assert_msg(strstr(json_string_value(json_object_get(task_of(job, 3),
-				 "detail")),
+	ck_assert_msg(strstr(json_string_value(
+				 json_object_get(task_of(job, 3), "detail")),
 			  "SIGSEGV"),
 	    "%s",
 	    json_string_value(json_object_get(task_of(job, 3), "detail")));
@@ -289,7 +288,8 @@ START_TEST(test_job_validation_and_artifacts)
 	    b.http, "POST", "/v1/jobs", big, strlen(big), &status);
 	ck_assert_int_eq(status, 400);
 	ck_assert_msg(
-	    strstr(body, "tasks[1].args[1].dtype: unknown dtype \\\"flaot32\\\""),
+	    strstr(
+		body, "tasks[1].args[1].dtype: unknown dtype \\\"flaot32\\\""),
 	    "%s", body);
 	free(body);
 	(void)snprintf(big, sizeof(big),
@@ -299,8 +299,8 @@ START_TEST(test_job_validation_and_artifacts)
 	body = harness_http_body(
 	    b.http, "POST", "/v1/jobs", big, strlen(big), &status);
 	ck_assert_int_eq(status, 400);
-	ck_assert_msg(strstr(body, "tasks[0].artifact: no artifact"), "%s",
-	    body);
+	ck_assert_msg(
+	    strstr(body, "tasks[0].artifact: no artifact"), "%s", body);
 	free(body);
 	body = harness_http_body(
 	    b.http, "POST", "/v1/jobs", "{\"key\":1}", 9, &status);
@@ -326,7 +326,8 @@ START_TEST(test_job_cancel_and_expiry)
 	upload("hang", hang);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"kernel\",\"artifact\":"
-	    "\"%s\",\"timeout\":60},{\"runner\":\"kernel\",\"artifact\":\"%s\"},"
+	    "\"%s\",\"timeout\":60},{\"runner\":\"kernel\",\"artifact\":\"%s\"}"
+	    ","
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"}]}",
 	    hang, hang, hang);
 	id = submit(json);
@@ -337,8 +338,8 @@ START_TEST(test_job_cancel_and_expiry)
 	    status, body);
 	free(body);
 	job = wait_job(id);
-	ck_assert_str_eq(json_string_value(json_object_get(job, "state")),
-	    "cancelled");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(job, "state")), "cancelled");
 	for (i = 0; i < 3; i++)
 		ck_assert_str_eq(outcome_of(job, i), "cancelled");
 	json_decref(job);
@@ -425,8 +426,8 @@ START_TEST(test_broker_killed_mid_job)
 	(void)snprintf(b.listen, sizeof(b.listen), "%s", b.farm);
 	harness_broker_restart(&b, broker_extra);
 	job = wait_job(id);
-	ck_assert_str_eq(json_string_value(json_object_get(job, "state")),
-	    "done");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(job, "state")), "done");
 	json_decref(job);
 	row = harness_sql(b.db, "SELECT count(*), sum(outcome = 'ok'),"
 				" sum(state = 'done') FROM tasks");

@@ -84,8 +84,8 @@ match(const char *cidr, const char *host)
 	struct sockaddr_storage ss = sa(host);
 	struct npufarm_err err = {0};
 
-	ck_assert_msg(auth_cidr_parse(cidr, &c, &err) == 0, "%s: %s", cidr,
-	    err.msg);
+	ck_assert_msg(
+	    auth_cidr_parse(cidr, &c, &err) == 0, "%s: %s", cidr, err.msg);
 	return auth_cidr_match(&c, (struct sockaddr *)&ss);
 }
 
@@ -136,7 +136,8 @@ START_TEST(test_cidr_parse_errors_say_what_and_where)
 
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		memset(&err, 0, sizeof(err));
-		ck_assert_int_eq(auth_cidr_parse(cases[i].in, &c, &err), -EINVAL);
+		ck_assert_int_eq(
+		    auth_cidr_parse(cases[i].in, &c, &err), -EINVAL);
 		ck_assert_msg(strstr(err.msg, cases[i].msg) != NULL,
 		    "'%s': got '%s'", cases[i].in, err.msg);
 		ck_assert_msg(cases[i].in[0] == '\0' ||
@@ -194,9 +195,8 @@ START_TEST(test_secret_file_rules)
 	struct npufarm_err err = {0};
 	char *s = NULL, big[SECRET_MAX + 2];
 
-	ck_assert_int_eq(secret_read_file(file("t", "s3cr3t-Token_1\n", 0600),
-			     &s, &err),
-	    0);
+	ck_assert_int_eq(
+	    secret_read_file(file("t", "s3cr3t-Token_1\n", 0600), &s, &err), 0);
 	ck_assert_str_eq(s, "s3cr3t-Token_1");
 	secret_free(s);
 	ck_assert_int_eq(
@@ -204,8 +204,8 @@ START_TEST(test_secret_file_rules)
 	ck_assert_str_eq(s, "abc");
 	secret_free(s);
 
-	ck_assert_int_eq(secret_read_file(file("e", "\n\n", 0600), &s, &err),
-	    -EINVAL);
+	ck_assert_int_eq(
+	    secret_read_file(file("e", "\n\n", 0600), &s, &err), -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "empty"));
 	ck_assert_ptr_nonnull(strstr(err.msg, "/e'"));
 	ck_assert_int_eq(
@@ -214,8 +214,8 @@ START_TEST(test_secret_file_rules)
 	ck_assert_msg(strstr(err.msg, "byte 3 (0x20)") != NULL, "%s", err.msg);
 	memset(big, 'x', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	ck_assert_int_eq(secret_read_file(file("big", big, 0600), &s, &err),
-	    -EFBIG);
+	ck_assert_int_eq(
+	    secret_read_file(file("big", big, 0600), &s, &err), -EFBIG);
 	ck_assert_ptr_nonnull(strstr(err.msg, "larger than 4096 bytes"));
 	ck_assert_int_eq(
 	    secret_read_file("/nonexistent/token", &s, &err), -ENOENT);
@@ -242,7 +242,8 @@ build(struct broker_config *c, int expect, const char *msg)
 
 	ck_assert_int_eq(auth_new(c, &a, &err), expect);
 	if (msg != NULL)
-		ck_assert_msg(strstr(err.msg, msg) != NULL, "got '%s'", err.msg);
+		ck_assert_msg(
+		    strstr(err.msg, msg) != NULL, "got '%s'", err.msg);
 	return a;
 }
 
@@ -288,8 +289,9 @@ START_TEST(test_auth_config_errors)
 	ck_assert_int_eq(broker_config_set(&c, "agent-token-file",
 			     "/nonexistent/agent.token", &err),
 	    0);
-	build(&c, -ENOENT, "agent_token_file: token file "
-			   "'/nonexistent/agent.token'");
+	build(&c, -ENOENT,
+	    "agent_token_file: token file "
+	    "'/nonexistent/agent.token'");
 	broker_config_deinit(&c);
 
 	/* Two scopes, one token: refused rather than silently admin. */
@@ -342,7 +344,8 @@ END_TEST
 
 START_TEST(test_auth_route_scope)
 {
-	ck_assert_int_eq(auth_route_scope(EVHTTP_REQ_POST, "/v1/boards/3/drain"),
+	ck_assert_int_eq(
+	    auth_route_scope(EVHTTP_REQ_POST, "/v1/boards/3/drain"),
 	    AUTH_SCOPE_ADMIN);
 	ck_assert_int_eq(
 	    auth_route_scope(EVHTTP_REQ_POST, "/v1/boards/3/undrain"),
@@ -353,7 +356,8 @@ START_TEST(test_auth_route_scope)
 	    auth_route_scope(EVHTTP_REQ_GET, "/v1/boards"), AUTH_SCOPE_READ);
 	ck_assert_int_eq(
 	    auth_route_scope(EVHTTP_REQ_POST, "/v1/jobs"), AUTH_SCOPE_READ);
-	ck_assert_int_eq(auth_route_scope(EVHTTP_REQ_GET, NULL), AUTH_SCOPE_READ);
+	ck_assert_int_eq(
+	    auth_route_scope(EVHTTP_REQ_GET, NULL), AUTH_SCOPE_READ);
 	ck_assert_int_eq(
 	    auth_route_scope(EVHTTP_REQ_GET, "/metrics"), AUTH_SCOPE_READ);
 }
@@ -400,19 +404,24 @@ START_TEST(test_config_reload_takes_only_reloadable)
 	struct broker_config c, next;
 
 	broker_config_defaults(&c);
-	ck_assert_int_eq(broker_config_add_listen(&c, "127.0.0.1:9190", NULL), 0);
+	ck_assert_int_eq(
+	    broker_config_add_listen(&c, "127.0.0.1:9190", NULL), 0);
 	broker_config_defaults(&next);
 	ck_assert_int_eq(
 	    broker_config_add_listen(&next, "127.0.0.1:9999", NULL), 0);
 	ck_assert_int_eq(
 	    broker_config_set(&next, "request_timeout", "30", NULL), 0);
 	ck_assert_int_eq(broker_config_set(&next, "max_pending", "7", NULL), 0);
-	ck_assert_int_eq(broker_config_set(&next, "relay_buffer", "8192", NULL), 0);
+	ck_assert_int_eq(
+	    broker_config_set(&next, "relay_buffer", "8192", NULL), 0);
 	ck_assert_int_eq(
 	    broker_config_set(&next, "api_token_file", "/x/api", NULL), 0);
-	ck_assert_int_eq(broker_config_set(&next, "max_frame", "4096", NULL), 0);
-	ck_assert_int_eq(broker_config_set(&next, "db", "/x/other.db", NULL), 0);
-	ck_assert_int_eq(broker_config_set(&next, "agent_heartbeat", "9", NULL), 0);
+	ck_assert_int_eq(
+	    broker_config_set(&next, "max_frame", "4096", NULL), 0);
+	ck_assert_int_eq(
+	    broker_config_set(&next, "db", "/x/other.db", NULL), 0);
+	ck_assert_int_eq(
+	    broker_config_set(&next, "agent_heartbeat", "9", NULL), 0);
 	ck_assert_int_eq(broker_config_add_allow(&next, "10.0.0.0/8", NULL), 0);
 
 	broker_config_reload(&c, &next);
@@ -457,16 +466,16 @@ START_TEST(test_config_file_allow)
 	broker_config_deinit(&c);
 
 	broker_config_defaults(&c);
-	ck_assert_int_eq(broker_config_load_file(&c,
-			     file("bad.json", "{\"allow\": \"10.0.0.0/8\"}", 0600),
-			     &err),
+	ck_assert_int_eq(
+	    broker_config_load_file(&c,
+		file("bad.json", "{\"allow\": \"10.0.0.0/8\"}", 0600), &err),
 	    -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "allow: expected a list"));
 	broker_config_deinit(&c);
 	broker_config_defaults(&c);
-	ck_assert_int_eq(broker_config_load_file(&c,
-			     file("bad2.json", "{\"allow\": [\"x\", 8]}", 0600),
-			     &err),
+	ck_assert_int_eq(
+	    broker_config_load_file(
+		&c, file("bad2.json", "{\"allow\": [\"x\", 8]}", 0600), &err),
 	    -EINVAL);
 	ck_assert_ptr_nonnull(strstr(err.msg, "allow[1]: expected a string"));
 	broker_config_deinit(&c);

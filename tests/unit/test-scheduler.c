@@ -231,9 +231,8 @@ START_TEST(test_sched_fair_share_across_kinds)
 		r[i].tag = i;
 		r[i].s.kind = i < 3 ? SCHED_KIND_TASK : SCHED_KIND_TVM;
 		r[i].s.needs = i < 3 ? SCHED_CAP_KERNEL : SCHED_CAP_TVM;
-		ck_assert_int_eq(sched_enqueue(q, &r[i].s,
-				     i < 3 ? "alice" : "bob", 0),
-		    0);
+		ck_assert_int_eq(
+		    sched_enqueue(q, &r[i].s, i < 3 ? "alice" : "bob", 0), 0);
 	}
 	/* Boards that can do both. */
 	for (i = 0; i < 5; i++) {
