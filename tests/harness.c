@@ -11,6 +11,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netdb.h>
+#include <openssl/evp.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -405,4 +406,46 @@ harness_wait_sql(
 	ck_assert_msg(
 	    strcmp(row, want) == 0, "%s: got '%s', want '%s'", sql, row, want);
 	free(row);
+}
+
+/* The sha256 of @len bytes at @data, as 64 lowercase hex digits. */
+void
+harness_sha256_hex(const void *data, size_t len, char *hex)
+{
+	unsigned char md[32];
+	int i;
+
+	ck_assert_int_eq(
+	    EVP_Digest(data, len, md, NULL, EVP_sha256(), NULL), 1);
+	for (i = 0; i < 32; i++)
+		(void)snprintf(hex + 2 * i, 3, "%02x", md[i]);
+}
+
+/*
+ * PUT file @path to the broker API at @hostport as an artifact; its sha256
+ * into @sha (65 bytes).  Returns the HTTP status.
+ */
+int
+harness_put_artifact(const char *hostport, const char *path, char *sha)
+{
+	char url[128];
+	unsigned char *data;
+	struct stat st;
+	int status;
+	FILE *f;
+
+	ck_assert_msg(stat(path, &st) == 0, "%s: %s", path, strerror(errno));
+	data = malloc((size_t)st.st_size + 1);
+	ck_assert_ptr_nonnull(data);
+	f = fopen(path, "rb");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_uint_eq(
+	    fread(data, 1, (size_t)st.st_size, f), (size_t)st.st_size);
+	fclose(f);
+	harness_sha256_hex(data, (size_t)st.st_size, sha);
+	(void)snprintf(url, sizeof(url), "/v1/artifacts/%s", sha);
+	free(harness_http_body(
+	    hostport, "PUT", url, data, (size_t)st.st_size, &status));
+	free(data);
+	return status;
 }

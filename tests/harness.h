@@ -32,6 +32,8 @@ char *harness_http(const char *hostport, const char *method, const char *path,
     int *ret_status);
 char *harness_http_body(const char *hostport, const char *method,
     const char *path, const void *body, size_t len, int *ret_status);
+void harness_sha256_hex(const void *data, size_t len, char *hex);
+int harness_put_artifact(const char *hostport, const char *path, char *sha);
 char *harness_sql(const char *db, const char *sql);
 void harness_wait_sql(
     const char *db, const char *sql, const char *want, int timeout_ms);

@@ -11,7 +11,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -668,34 +667,15 @@ END_TEST
  */
 START_TEST(test_session_and_task_share_the_board)
 {
-	char path[512], url[128], job[512], *body;
-	unsigned char md[32], *data;
+	char path[512], job[512], sha[65], *body;
 	struct tvmrpc_client *cl;
-	struct stat st;
-	char sha[65];
-	int status, i;
-	FILE *f;
+	int status;
 
 	agent_up(NULL);
 	wait_state("idle");
 	(void)snprintf(
 	    path, sizeof(path), "%s/libprobe.so", NPUFARM_TEST_KERNELS);
-	ck_assert_int_eq(stat(path, &st), 0);
-	data = malloc((size_t)st.st_size);
-	f = fopen(path, "rb");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(
-	    fread(data, 1, (size_t)st.st_size, f), (size_t)st.st_size);
-	fclose(f);
-	ck_assert_int_eq(
-	    EVP_Digest(data, (size_t)st.st_size, md, NULL, EVP_sha256(), NULL),
-	    1);
-	for (i = 0; i < 32; i++)
-		(void)snprintf(sha + 2 * i, 3, "%02x", md[i]);
-	(void)snprintf(url, sizeof(url), "/v1/artifacts/%s", sha);
-	free(harness_http_body(
-	    b.http, "PUT", url, data, (size_t)st.st_size, &status));
-	free(data);
+	status = harness_put_artifact(b.http, path, sha);
 	ck_assert_int_eq(status, 201);
 	cl = client_open("10"); /* the board is leased to the session */
 	(void)snprintf(job, sizeof(job),

@@ -9,12 +9,10 @@
 #include "config.h"
 
 #include <errno.h>
-#include <openssl/evp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -93,32 +91,14 @@ wait_idle(int n)
 static void
 upload(const char *name, char *sha)
 {
-	const char *dir = NPUFARM_TEST_KERNELS;
-	unsigned char md[32], *data;
-	char path[512], url[128], *body;
-	struct stat st;
-	FILE *f;
-	int status, i;
+	char path[512];
+	int status;
 
-	(void)snprintf(path, sizeof(path), "%s/lib%s.so", dir, name);
-	ck_assert_int_eq(stat(path, &st), 0);
-	data = malloc((size_t)st.st_size);
-	f = fopen(path, "rb");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_uint_eq(
-	    fread(data, 1, (size_t)st.st_size, f), (size_t)st.st_size);
-	fclose(f);
-	ck_assert_int_eq(
-	    EVP_Digest(data, (size_t)st.st_size, md, NULL, EVP_sha256(), NULL),
-	    1);
-	for (i = 0; i < 32; i++)
-		(void)snprintf(sha + 2 * i, 3, "%02x", md[i]);
-	(void)snprintf(url, sizeof(url), "/v1/artifacts/%s", sha);
-	body = harness_http_body(
-	    b.http, "PUT", url, data, (size_t)st.st_size, &status);
-	ck_assert_msg(status == 201 || status == 200, "%d %s", status, body);
-	free(body);
-	free(data);
+	(void)snprintf(
+	    path, sizeof(path), "%s/lib%s.so", NPUFARM_TEST_KERNELS, name);
+	status = harness_put_artifact(b.http, path, sha);
+	ck_assert_msg(
+	    status == 201 || status == 200, "PUT %s: %d", path, status);
 }
 
 /* POST the job @json; its id. */
