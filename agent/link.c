@@ -438,9 +438,3 @@ link_report(struct link *l, const char *id, json_t *v)
 	return 0;
 }
 
-/* Reports not acknowledged yet. */
-size_t
-link_unacked(const struct link *l)
-{
-	return l->nreports;
-}

@@ -39,4 +39,3 @@ struct link *link_free(struct link *l);
 bool link_up(const struct link *l);
 int link_send(struct link *l, json_t *v);
 int link_report(struct link *l, const char *id, json_t *v);
-size_t link_unacked(const struct link *l);

@@ -514,24 +514,8 @@ agent_board_id(const struct agent *a)
 	return a->board_id;
 }
 
-const char *
-agent_key(const struct agent *a)
-{
-	return a->key;
-}
 
-const char *
-agent_name(const struct agent *a)
-{
-	return a->name;
-}
 
-/* The agent's reason for being quarantined, or NULL. */
-const char *
-agent_quarantine(const struct agent *a)
-{
-	return a->quarantine;
-}
 
 /* The tracker's record of the agent's offered data connection. */
 void *

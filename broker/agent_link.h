@@ -30,8 +30,5 @@ struct agent *agent_link_find_board(struct server *srv, int64_t board_id);
 int agent_link_send(struct agent *a, json_t *v);
 int agent_link_ack_later(struct agent *a, const char *id);
 int64_t agent_board_id(const struct agent *a);
-const char *agent_key(const struct agent *a);
-const char *agent_name(const struct agent *a);
-const char *agent_quarantine(const struct agent *a);
 void *agent_data(const struct agent *a);
 void agent_set_data(struct agent *a, void *data);
