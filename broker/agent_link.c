@@ -57,7 +57,6 @@ struct agent {
 	int64_t board_id;      /* ledger row */
 	bool welcomed;         /* hello accepted */
 	struct event *silence; /* fires after missed heartbeats */
-	char *quarantine;      /* the agent's reason; NULL: in service */
 	int64_t heard_us;      /* its last frame, wall clock */
 	void *data;            /* tracker: its offered data connection */
 	STAILQ_HEAD(, ack) acks;
@@ -305,6 +304,7 @@ handle_state(struct agent *a, json_t *root)
 	struct server *srv = a->conn->srv;
 	const char *type, *state, *reason = NULL;
 	struct npufarm_err err;
+	const char *was;
 	json_error_t jerr;
 	char msg[256];
 
@@ -318,28 +318,26 @@ handle_state(struct agent *a, json_t *root)
 		refuse(a->conn, "bad-state", "client", msg);
 		return;
 	}
+	if (a->data == NULL)
+		return; /* no board: it could not be registered */
+	was = tracker_agent_quarantine(a->data);
 	if (strcmp(state, "quarantined") == 0) {
 		if (reason == NULL || reason[0] == '\0')
 			reason = "quarantined by its agent";
-		if (a->quarantine == NULL ||
-		    strcmp(a->quarantine, reason) != 0) {
-			free(a->quarantine);
-			a->quarantine = strdup(reason);
+		/* Said again after a reconnect: one event, not two. */
+		if (was == NULL || strcmp(was, reason) != 0) {
 			log_warn("agent '%s' quarantined: %s", a->name, reason);
 			if (ledger_event(srv->ledger, "board_quarantined",
 				a->board_id, reason, ledger_now_us(), &err) < 0)
 				server_ledger_failed(srv, &err);
 		}
-	} else if (a->quarantine != NULL) {
-		free(a->quarantine);
-		a->quarantine = NULL;
+	} else if (was != NULL) {
 		log_notice("agent '%s' back in service", a->name);
 		if (ledger_event(srv->ledger, "board_ready", a->board_id, NULL,
 			ledger_now_us(), &err) < 0)
 			server_ledger_failed(srv, &err);
 	}
-	if (a->data != NULL)
-		tracker_agent_state(a->data, state, reason);
+	tracker_agent_state(a->data, state, reason);
 }
 
 static void
@@ -481,7 +479,6 @@ agent_link_closed(struct conn *c)
 		free(ack);
 	}
 	event_free(a->silence);
-	free(a->quarantine);
 	free(a->name);
 	free(a->key);
 	free(a);
@@ -513,9 +510,6 @@ agent_board_id(const struct agent *a)
 {
 	return a->board_id;
 }
-
-
-
 
 /* The tracker's record of the agent's offered data connection. */
 void *
@@ -575,13 +569,11 @@ agent_link_undrain(struct server *srv, int64_t board_id)
 	struct npufarm_err err;
 	struct agent *a = agent_link_find_board(srv, board_id);
 
-	if (a == NULL || a->quarantine == NULL)
+	if (a == NULL || a->data == NULL ||
+	    tracker_agent_quarantine(a->data) == NULL)
 		return 0;
 	log_notice("agent '%s': quarantine lifted by an operator", a->name);
-	free(a->quarantine);
-	a->quarantine = NULL;
-	if (a->data != NULL)
-		tracker_agent_state(a->data, "busy", NULL);
+	tracker_agent_state(a->data, "busy", NULL);
 	if (ledger_event(srv->ledger, "board_undrained", a->board_id,
 		"quarantine lifted", ledger_now_us(), &err) < 0)
 		server_ledger_failed(srv, &err);

@@ -59,6 +59,7 @@ int tracker_flush_boards(struct server *srv);
 int tracker_board_drain(struct server *srv, int64_t id, bool on);
 struct board *tracker_agent_board_new(struct conn *link, struct agent *a,
     const char *key, const char *name, unsigned runners);
+const char *tracker_agent_quarantine(const struct board *b);
 void tracker_agent_state(
     struct board *b, const char *state, const char *reason);
 void tracker_agent_session_end(struct server *srv, int64_t board_id,

@@ -188,6 +188,13 @@ tracker_agent_state(struct board *b, const char *state, const char *reason)
 	tracker_agent_update(b);
 }
 
+/* Agent board @b's quarantine reason, or NULL while it is in service. */
+const char *
+tracker_agent_quarantine(const struct board *b)
+{
+	return b->quarantine;
+}
+
 /*
  * The relayed session of lease @lease_id on agent board @board_id is over
  * for the broker: record the relay's view (the agent's report stands over
