@@ -36,7 +36,7 @@
 
 #define LINK_BACKOFF_MIN_MS 100
 #define LINK_BACKOFF_MAX_MS 10000
-#define LINK_MAX_FRAME      (64 * 1024)
+#define LINK_MAX_FRAME      NPUFARM_MAX_FRAME /* artifact chunks are large */
 
 enum link_state {
 	LINK_DOWN,
@@ -437,4 +437,3 @@ link_report(struct link *l, const char *id, json_t *v)
 	}
 	return 0;
 }
-

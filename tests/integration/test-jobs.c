@@ -225,6 +225,33 @@ START_TEST(test_job_every_outcome)
 }
 END_TEST
 
+/*
+ * An artifact larger than one chunk of the agent link (256 KiB) reaches
+ * the agent in several, is verified, cached, and runs.
+ */
+START_TEST(test_big_artifact_fetched_in_chunks)
+{
+	char big[65], json[512], *row;
+	json_t *job;
+	long id;
+
+	agent_up(0);
+	wait_idle(1);
+	upload("big", big);
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"kernel\","
+	    "\"artifact\":\"%s\"}]}",
+	    big);
+	id = submit(json);
+	job = wait_job(id);
+	ck_assert_str_eq(outcome_of(job, 0), "ok");
+	json_decref(job);
+	row = harness_sql(b.db, "SELECT size > 2 * 262144 FROM artifacts");
+	ck_assert_str_eq(row, "1\n");
+	free(row);
+}
+END_TEST
+
 START_TEST(test_job_validation_and_artifacts)
 {
 	char mm[65], url[128], *body, big[4096];
@@ -432,6 +459,7 @@ suite(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_job_every_outcome);
 	tcase_add_test(tc, test_job_validation_and_artifacts);
+	tcase_add_test(tc, test_big_artifact_fetched_in_chunks);
 	tcase_add_test(tc, test_job_cancel_and_expiry);
 	tcase_add_test(tc, test_agent_killed_mid_task);
 	tcase_add_test(tc, test_broker_killed_mid_job);
