@@ -25,71 +25,35 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <event2/buffer.h>
-#include <event2/event.h>
 #include <event2/http.h>
 #include <jansson.h>
 
 #include "bench_util.h"
+#include "err.h"
+#include "http.h"
 
-struct reply {
-	struct event_base *base;
-	int status;
-	char *body;
-};
-
-static void
-done_cb(struct evhttp_request *req, void *arg)
-{
-	struct reply *r = arg;
-	struct evbuffer *in;
-	size_t n;
-
-	(void)event_base_loopexit(r->base, NULL);
-	if (req == NULL) {
-		r->status = -1;
-		return;
-	}
-	r->status = evhttp_request_get_response_code(req);
-	in = evhttp_request_get_input_buffer(req);
-	n = evbuffer_get_length(in);
-	r->body = malloc(n + 1);
-	if (r->body != NULL) {
-		(void)evbuffer_remove(in, r->body, n);
-		r->body[n] = '\0';
-	}
-}
-
-/* One blocking request; the reply's body (caller frees) or NULL. */
+/*
+ * One blocking request to the broker API at @hostport (the CLI's client,
+ * cli/http.h); the reply's body (caller frees) or NULL.
+ */
 static char *
 http(const char *hostport, enum evhttp_cmd_type cmd, const char *path,
     const void *body, size_t len, int *ret_status)
 {
-	struct event_base *base = event_base_new();
-	struct evhttp_connection *con;
-	struct evhttp_request *req;
-	struct reply r = {.base = base};
-	char host[64], *port;
+	struct http_body b = {body, len, "application/octet-stream"};
+	struct http_reply r;
+	struct npufarm_err err;
+	char url[128];
 
-	(void)snprintf(host, sizeof(host), "%s", hostport);
-	port = strrchr(host, ':');
-	if (base == NULL || port == NULL)
+	(void)snprintf(url, sizeof(url), "http://%s", hostport);
+	if (http_send(url, cmd, path, body != NULL ? &b : NULL, 120000, &r,
+		&err) < 0) {
+		fprintf(stderr, "npufarm-bench-jobs: %s\n", err.msg);
+		*ret_status = -1;
 		return NULL;
-	*port++ = '\0';
-	con = evhttp_connection_base_new(
-	    base, NULL, host, (unsigned short)atoi(port));
-	req = evhttp_request_new(done_cb, &r);
-	(void)evhttp_add_header(
-	    evhttp_request_get_output_headers(req), "Host", host);
-	if (body != NULL)
-		(void)evbuffer_add(
-		    evhttp_request_get_output_buffer(req), body, len);
-	if (evhttp_make_request(con, req, cmd, path) == 0)
-		(void)event_base_dispatch(base);
-	evhttp_connection_free(con);
-	event_base_free(base);
+	}
 	*ret_status = r.status;
-	return r.body;
+	return r.body; /* ownership moves to the caller */
 }
 
 static void
