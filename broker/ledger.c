@@ -372,8 +372,9 @@ struct ledger {
 	pthread_t thread;
 };
 
-static int
-db_fail(sqlite3 *db, struct npufarm_err *err, const char *what)
+/* @err from sqlite's last error on @db while doing @what; the -errno. */
+int
+ledger_db_fail(sqlite3 *db, struct npufarm_err *err, const char *what)
 {
 	int rc = sqlite3_extended_errcode(db);
 	int code = -EIO;
@@ -430,7 +431,7 @@ migrate(sqlite3 *db, struct npufarm_err *err)
 	if (sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, NULL) !=
 		SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
-		r = db_fail(db, err, "reading user_version");
+		r = ledger_db_fail(db, err, "reading user_version");
 		goto fail;
 	}
 	version = sqlite3_column_int(st, 0);
@@ -568,7 +569,7 @@ load_state(struct ledger *l, struct npufarm_err *err)
 		" (SELECT ifnull(max(id), 0) FROM tasks)",
 		-1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
-		r = db_fail(l->db, err, "reading ids");
+		r = ledger_db_fail(l->db, err, "reading ids");
 		goto out;
 	}
 	l->next_board_id = sqlite3_column_int64(st, 0) + 1;
@@ -579,7 +580,7 @@ load_state(struct ledger *l, struct npufarm_err *err)
 	if (sqlite3_prepare_v2(l->db,
 		"SELECT id, kind, key, address, drained FROM boards", -1, &st,
 		NULL) != SQLITE_OK) {
-		r = db_fail(l->db, err, "reading boards");
+		r = ledger_db_fail(l->db, err, "reading boards");
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -597,7 +598,7 @@ load_state(struct ledger *l, struct npufarm_err *err)
 		}
 	}
 	if (rc != SQLITE_DONE)
-		r = db_fail(l->db, err, "reading boards");
+		r = ledger_db_fail(l->db, err, "reading boards");
 out:
 	sqlite3_finalize(st);
 	return r;
@@ -671,7 +672,7 @@ run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 	int r = 0;
 
 	if (bind_op(st, o) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
-		r = db_fail(l->wdb, err, "write");
+		r = ledger_db_fail(l->wdb, err, "write");
 	stmt_done(st);
 	return r;
 }
@@ -694,7 +695,7 @@ write_batch(struct ledger *l, struct op_list *list, bool *ret_committed,
 	rc = sqlite3_step(l->w_begin);
 	stmt_done(l->w_begin);
 	if (rc != SQLITE_DONE)
-		return db_fail(l->wdb, err, "begin");
+		return ledger_db_fail(l->wdb, err, "begin");
 	STAILQ_FOREACH(o, list, link)
 	{
 		if (run_op(l, o, &e) >= 0)
@@ -713,7 +714,7 @@ write_batch(struct ledger *l, struct op_list *list, bool *ret_committed,
 		*ret_committed = true;
 		return r;
 	}
-	r = db_fail(l->wdb, err, "commit");
+	r = ledger_db_fail(l->wdb, err, "commit");
 	if (!sqlite3_get_autocommit(l->wdb)) {
 		(void)sqlite3_step(l->w_rollback);
 		stmt_done(l->w_rollback);
@@ -823,14 +824,14 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 		if (sqlite3_prepare_v3(l->db, read_sql[i], -1,
 			SQLITE_PREPARE_PERSISTENT, &l->rd[i],
 			NULL) != SQLITE_OK) {
-			r = db_fail(l->db, err, "prepare");
+			r = ledger_db_fail(l->db, err, "prepare");
 			goto fail;
 		}
 	for (i = 0; i < OP_MAX; i++) {
 		if (sqlite3_prepare_v3(l->wdb, op_sql[i], -1,
 			SQLITE_PREPARE_PERSISTENT, &l->wr[i],
 			NULL) != SQLITE_OK) {
-			r = db_fail(l->wdb, err, "prepare");
+			r = ledger_db_fail(l->wdb, err, "prepare");
 			goto fail;
 		}
 	}
@@ -840,7 +841,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 		&l->w_commit, NULL) != SQLITE_OK ||
 	    sqlite3_prepare_v3(l->wdb, "ROLLBACK", -1,
 		SQLITE_PREPARE_PERSISTENT, &l->w_rollback, NULL) != SQLITE_OK) {
-		r = db_fail(l->wdb, err, "prepare");
+		r = ledger_db_fail(l->wdb, err, "prepare");
 		goto fail;
 	}
 	r = -pthread_create(&l->thread, NULL, writer_main, l);
@@ -1231,7 +1232,7 @@ ledger_foreach_board(
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = db_fail(l->db, err, "board query");
+		r = ledger_db_fail(l->db, err, "board query");
 	stmt_done(st);
 	return r;
 }
@@ -1245,7 +1246,7 @@ ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
 	int rc, r = 0;
 
 	if (sqlite3_bind_int(st, 1, limit) != SQLITE_OK) {
-		r = db_fail(l->db, err, "lease query");
+		r = ledger_db_fail(l->db, err, "lease query");
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1282,7 +1283,7 @@ ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = db_fail(l->db, err, "lease query");
+		r = ledger_db_fail(l->db, err, "lease query");
 out:
 	stmt_done(st);
 	return r;

@@ -20,12 +20,6 @@ col_text(sqlite3_stmt *st, int i)
 	return (const char *)sqlite3_column_text(st, i);
 }
 
-static int
-db_fail(sqlite3 *db, struct npufarm_err *err, const char *what)
-{
-	return err_set(err, -EIO, "ledger %s: %s", what, sqlite3_errmsg(db));
-}
-
 #define JOB_COLUMNS                                                     \
 	"SELECT id, key, user, priority, queue_timeout, state, ntasks," \
 	" submitted_us, finished_us FROM jobs"
@@ -61,7 +55,7 @@ each_job(sqlite3 *db, sqlite3_stmt *st, ledger_job_fn *fn, void *arg,
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = db_fail(db, err, "reading jobs");
+		r = ledger_db_fail(db, err, "reading jobs");
 	sqlite3_finalize(st);
 	return r;
 }
@@ -82,7 +76,7 @@ ledger_foreach_job(struct ledger *l, const char *state, const char *user,
 			    " (?2 IS NULL OR user = ?2) ORDER BY id DESC"
 			    " LIMIT ?3",
 		-1, &st, NULL) != SQLITE_OK)
-		return db_fail(db, err, "reading jobs");
+		return ledger_db_fail(db, err, "reading jobs");
 	(void)sqlite3_bind_text(st, 1, state, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_text(st, 2, user, -1, SQLITE_STATIC);
 	(void)sqlite3_bind_int(st, 3, limit);
@@ -101,7 +95,7 @@ ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
 
 	if (sqlite3_prepare_v2(
 		db, JOB_COLUMNS " WHERE id = ?1", -1, &st, NULL) != SQLITE_OK)
-		return db_fail(db, err, "reading a job");
+		return ledger_db_fail(db, err, "reading a job");
 	(void)sqlite3_bind_int64(st, 1, id);
 	rc = sqlite3_step(st);
 	if (rc == SQLITE_ROW) {
@@ -110,7 +104,7 @@ ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
 	} else if (rc == SQLITE_DONE)
 		r = err_set(err, -ENOENT, "no job %lld", (long long)id);
 	else
-		r = db_fail(db, err, "reading a job");
+		r = ledger_db_fail(db, err, "reading a job");
 	sqlite3_finalize(st);
 	return r;
 }
@@ -126,7 +120,7 @@ ledger_foreach_live_job(
 	if (sqlite3_prepare_v2(db,
 		JOB_COLUMNS " WHERE state IN ('queued', 'running') ORDER BY id",
 		-1, &st, NULL) != SQLITE_OK)
-		return db_fail(db, err, "reading jobs");
+		return ledger_db_fail(db, err, "reading jobs");
 	return each_job(db, st, fn, arg, err);
 }
 
@@ -147,7 +141,7 @@ ledger_foreach_task(struct ledger *l, int64_t job_id, ledger_task_fn *fn,
 		" t.finished_us FROM tasks t LEFT JOIN boards b"
 		" ON b.id = t.board_id WHERE t.job_id = ?1 ORDER BY t.idx",
 		-1, &st, NULL) != SQLITE_OK)
-		return db_fail(db, err, "reading tasks");
+		return ledger_db_fail(db, err, "reading tasks");
 	(void)sqlite3_bind_int64(st, 1, job_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		row = (struct ledger_task_row){
@@ -174,7 +168,7 @@ ledger_foreach_task(struct ledger *l, int64_t job_id, ledger_task_fn *fn,
 			break;
 	}
 	if (r == 0 && rc != SQLITE_DONE)
-		r = db_fail(db, err, "reading tasks");
+		r = ledger_db_fail(db, err, "reading tasks");
 	sqlite3_finalize(st);
 	return r;
 }
@@ -195,11 +189,12 @@ ledger_task_counts(struct ledger *l, int64_t job_id, ledger_count_fn *fn,
 		"SELECT state, outcome, count(*) FROM tasks WHERE job_id = ?1"
 		" GROUP BY 1, 2",
 		-1, &st, NULL) != SQLITE_OK)
-		return db_fail(db, err, "counting tasks");
+		return ledger_db_fail(db, err, "counting tasks");
 	(void)sqlite3_bind_int64(st, 1, job_id);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		fn(col_text(st, 0), col_text(st, 1), sqlite3_column_int(st, 2),
 		    arg);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : db_fail(db, err, "counting tasks");
+	return rc == SQLITE_DONE ? 0
+				 : ledger_db_fail(db, err, "counting tasks");
 }
