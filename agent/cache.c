@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "err.h"
+#include "sha256_util.h"
 
 #define CACHE_TMP_PREFIX ".tmp-"
 
@@ -53,19 +54,6 @@ struct cache_writer {
 			     * committed */
 	EVP_MD_CTX *md;
 };
-
-/* True for 64 lowercase hex digits. */
-static bool
-sha_valid(const char *s)
-{
-	size_t i;
-
-	for (i = 0; i < CACHE_SHA256_HEX; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-			(s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return s[i] == '\0';
-}
 
 static struct cache_entry *
 entry_find(const struct cache *c, const char *sha)
@@ -153,7 +141,7 @@ cache_scan(struct cache *c, struct npufarm_err *err)
 			(void)unlinkat(dirfd(d), de->d_name, 0);
 			continue;
 		}
-		if (!sha_valid(de->d_name) ||
+		if (!sha256_util_valid(de->d_name) ||
 		    fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) <
 			0 ||
 		    !S_ISREG(st.st_mode))
@@ -256,7 +244,7 @@ cache_acquire(struct cache *c, const char *sha256, char *ret_path, size_t len)
 	struct cache_entry *e;
 	int r;
 
-	if (!sha_valid(sha256))
+	if (!sha256_util_valid(sha256))
 		return -EINVAL;
 	e = entry_find(c, sha256);
 	if (e == NULL)
@@ -310,7 +298,7 @@ cache_begin(struct cache *c, const char *sha256, uint64_t size,
 	struct cache_writer *w;
 	int r;
 
-	if (!sha_valid(sha256))
+	if (!sha256_util_valid(sha256))
 		return err_set(err, -EINVAL, "\"%.64s\" is no sha256", sha256);
 	if (size > c->max_bytes)
 		return err_set(err, -EFBIG,
@@ -385,17 +373,12 @@ cache_write(struct cache_writer *w, const void *data, size_t len,
 static int
 digest_hex(struct cache_writer *w, char hex[CACHE_SHA256_HEX + 1])
 {
-	static const char digits[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE];
-	unsigned int n = 0, i;
+	unsigned int n = 0;
 
-	if (EVP_DigestFinal_ex(w->md, md, &n) != 1 || n * 2 != CACHE_SHA256_HEX)
+	if (EVP_DigestFinal_ex(w->md, md, &n) != 1 || n != SHA256_UTIL_BYTES)
 		return -EIO;
-	for (i = 0; i < n; i++) {
-		hex[2 * i] = digits[md[i] >> 4];
-		hex[2 * i + 1] = digits[md[i] & 15];
-	}
-	hex[CACHE_SHA256_HEX] = '\0';
+	sha256_util_hex(md, hex);
 	return 0;
 }
 

@@ -21,6 +21,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "sha256_util.h"
 
 struct artifacts {
 	char *dir; /* DATA_DIR/artifacts */
@@ -97,19 +98,6 @@ artifacts_close(struct artifacts *a)
 	return NULL;
 }
 
-/* True if @s is 64 lowercase hex digits. */
-bool
-artifacts_valid_name(const char *s)
-{
-	size_t i;
-
-	for (i = 0; i < ARTIFACTS_SHA256_HEX; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-			(s[i] >= 'a' && s[i] <= 'f')))
-			return false;
-	return s[i] == '\0';
-}
-
 /* 0 with the size of artifact @sha256, or -ENOENT. */
 int
 artifacts_size(
@@ -117,25 +105,12 @@ artifacts_size(
 {
 	struct stat st;
 
-	if (!artifacts_valid_name(sha256))
+	if (!sha256_util_valid(sha256))
 		return -EINVAL;
 	if (fstatat(a->dirfd, sha256, &st, 0) < 0)
 		return -errno;
 	*ret_size = (uint64_t)st.st_size;
 	return 0;
-}
-
-static void
-hex(const unsigned char *md, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	int i;
-
-	for (i = 0; i < 32; i++) {
-		out[2 * i] = digits[md[i] >> 4];
-		out[2 * i + 1] = digits[md[i] & 15];
-	}
-	out[64] = '\0';
 }
 
 /*
@@ -159,7 +134,7 @@ artifacts_put(struct artifacts *a, const char *sha256, struct evbuffer *body,
 	int fd = -1, n, i, r;
 
 	*ret_created = false;
-	if (!artifacts_valid_name(sha256))
+	if (!sha256_util_valid(sha256))
 		return err_set(err, -EINVAL,
 		    "artifact name: expected 64 lowercase hex digits");
 	if (len > a->max_size)
@@ -177,7 +152,7 @@ artifacts_put(struct artifacts *a, const char *sha256, struct evbuffer *body,
 	for (i = 0; i < n && i < 16; i++)
 		(void)EVP_DigestUpdate(ctx, v[i].iov_base, v[i].iov_len);
 	(void)EVP_DigestFinal_ex(ctx, md, &mdlen);
-	hex(md, got);
+	sha256_util_hex(md, got);
 	if (strcmp(got, sha256) != 0) {
 		r = err_set(
 		    err, -EBADMSG, "body's sha256 is %s, not %s", got, sha256);
@@ -228,7 +203,7 @@ artifacts_read(const struct artifacts *a, const char *sha256, uint64_t offset,
 	ssize_t n;
 	int fd;
 
-	if (!artifacts_valid_name(sha256))
+	if (!sha256_util_valid(sha256))
 		return -EINVAL;
 	fd = openat(a->dirfd, sha256, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)

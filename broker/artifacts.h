@@ -22,7 +22,6 @@ struct npufarm_err;
 int artifacts_open(const char *data_dir, uint64_t max_size,
     struct artifacts **ret_store, struct npufarm_err *err);
 struct artifacts *artifacts_close(struct artifacts *a);
-bool artifacts_valid_name(const char *sha256);
 int artifacts_size(
     const struct artifacts *a, const char *sha256, uint64_t *ret_size);
 int artifacts_put(struct artifacts *a, const char *sha256,

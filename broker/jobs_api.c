@@ -30,6 +30,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "server.h"
+#include "sha256_util.h"
 
 #define JOBS_API_LIMIT_DEFAULT 50
 #define JOBS_API_LIMIT_MAX     1000
@@ -62,7 +63,7 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 	json_t *v;
 	int r;
 
-	if (!artifacts_valid_name(sha)) {
+	if (!sha256_util_valid(sha)) {
 		http_api_reply_error(req, 404, "Not Found",
 		    "an artifact is named by its sha256: 64 lowercase hex "
 		    "digits");

@@ -24,6 +24,7 @@
 #include <jansson.h>
 
 #include "err.h"
+#include "sha256_util.h"
 #include "task_spec.h"
 #include "xmalloc.h"
 
@@ -42,10 +43,9 @@ int
 jobspec_sha256_file(const char *path, char ret_hex[JOBSPEC_SHA256_HEX],
     uint64_t *ret_size, struct npufarm_err *err)
 {
-	static const char hex[] = "0123456789abcdef";
 	unsigned char md[EVP_MAX_MD_SIZE], *buf = NULL;
 	EVP_MD_CTX *ctx = NULL;
-	unsigned int mdlen = 0, i;
+	unsigned int mdlen = 0;
 	uint64_t size = 0;
 	struct stat st;
 	ssize_t n;
@@ -83,11 +83,7 @@ jobspec_sha256_file(const char *path, char ret_hex[JOBSPEC_SHA256_HEX],
 		r = err_set(err, -EIO, "sha256 failed");
 		goto out;
 	}
-	for (i = 0; i < mdlen; i++) {
-		ret_hex[2 * i] = hex[md[i] >> 4];
-		ret_hex[2 * i + 1] = hex[md[i] & 15];
-	}
-	ret_hex[2 * mdlen] = '\0';
+	sha256_util_hex(md, ret_hex);
 	*ret_size = size;
 out:
 	EVP_MD_CTX_free(ctx);

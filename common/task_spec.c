@@ -18,6 +18,7 @@
 
 #include "err.h"
 #include "log.h"
+#include "sha256_util.h"
 
 /* Room for a field's path: "tasks[9999].args[31].shape[7]" and more. */
 #define PATH_MAX_LEN 96
@@ -473,7 +474,6 @@ parse_head(const json_t *v, const char *path, struct task_spec *spec,
 {
 	char p[PATH_MAX_LEN], q[QUOTE_MAX];
 	const char *s;
-	size_t i;
 	int r;
 
 	r = get_string(v, "runner", path, 16, &s, err);
@@ -496,11 +496,7 @@ parse_head(const json_t *v, const char *path, struct task_spec *spec,
 	join(p, sizeof(p), path, "artifact");
 	if (s == NULL)
 		return fail(err, -EINVAL, p, "missing");
-	for (i = 0; s[i] != '\0'; i++)
-		if (!((s[i] >= '0' && s[i] <= '9') ||
-			(s[i] >= 'a' && s[i] <= 'f')))
-			break;
-	if (i != 64 || s[i] != '\0')
+	if (!sha256_util_valid(s))
 		return fail(err, -EINVAL, p,
 		    "\"%s\" is no sha256 (64 lowercase hex digits)",
 		    quote(q, s));
