@@ -30,6 +30,7 @@
 #include "link.h"
 #include "log.h"
 #include "secret.h"
+#include "service.h"
 
 /* Settings of a flag and of its --config key alike. */
 struct agent_opts {
@@ -370,6 +371,7 @@ main(int argc, char **argv)
 	struct link *link = NULL;
 	char *cachedir = NULL;
 	char host[256], *tags_text = NULL, *workdir = NULL, *token = NULL;
+	char credpath[4096];
 	sigset_t stop_sigs;
 	bool done = false;
 	int ret;
@@ -395,6 +397,11 @@ main(int argc, char **argv)
 	    (o.workdir == NULL && workdir == NULL))
 		goto out;
 	log_set_level(LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose));
+	/* Without --token-file, the unit's credential if it passed one. */
+	if (o.token_file == NULL &&
+	    service_credential("agent-token", credpath, sizeof(credpath)) &&
+	    (o.token_file = strdup(credpath)) == NULL)
+		goto out;
 	/* Read once: a changed token needs an agent restart. */
 	if (o.token_file != NULL &&
 	    secret_read_file(o.token_file, &token, &err) < 0) {
@@ -469,8 +476,10 @@ main(int argc, char **argv)
 	    NPUFARM_VERSION, o.name, o.key, o.broker,
 	    o.tvm_runtime ? ", TVM runtime " : " (no TVM runtime)",
 	    o.tvm_runtime ? o.tvm_runtime : "");
+	service_notify("READY=1");
 	if (event_base_dispatch(base) == 0)
 		ret = 0;
+	service_notify("STOPPING=1");
 	/* Stopping: a second SIGTERM must not cut the clean-up short once
 	 * the handlers are gone (children are still to be reaped). */
 	(void)sigemptyset(&stop_sigs);
