@@ -12,13 +12,13 @@
 # and the rest still runs).
 #
 # Usage: deploy-install.sh BUILD_ROOT PREFIX BINDIR SYSCONFDIR UNITDIR
-#        DOCDIR HOOKDIR COMPLETIONDIR MANDIR INCLUDEDIR LIBDIR CC
+#        DOCDIR HOOKDIR COMPLETIONDIR MANDIR INCLUDEDIR DATADIR CC
 # (absolute paths as meson computed them).  TAP on stdout.
 set -u
 build=$1 prefix=$2 bindir=$3 sysconfdir=$4 unitdir=$5 docdir=$6
 hookdir=$7 completiondir=$8 mandir=$9
 shift 9
-includedir=$1 libdir=$2 cc=$3
+includedir=$1 datadir=$2 cc=$3
 broker_examples=$docdir/npufarm-broker/examples
 agent_examples=$docdir/npufarm-agent/examples
 n=0
@@ -65,7 +65,7 @@ for f in "$dest$bindir/npufarm-broker" "$dest$bindir/npufarm-agent" \
 	"$dest$completiondir/npufarm" "$dest$completiondir/npufarm-broker" \
 	"$dest$completiondir/npufarm-agent" \
 	"$dest$includedir/npufarm/kernel.h" \
-	"$dest$libdir/pkgconfig/npufarm-kernel.pc"; do
+	"$dest$datadir/pkgconfig/npufarm-kernel.pc"; do
 	check "installed ${f#"$dest"}" test -s "$f"
 done
 check "the reset hook is executable" test -x "$dest$hookdir/npu-reset-sysfs"
@@ -113,7 +113,7 @@ check "the broker starts without credentials" \
 # A kernel author's build: the installed header through pkg-config.
 if command -v pkg-config >/dev/null 2>&1; then
 	check "a kernel compiles against the installed <npufarm/kernel.h>" \
-	    sh -c "export PKG_CONFIG_PATH='$dest$libdir/pkgconfig' \
+	    sh -c "export PKG_CONFIG_PATH='$dest$datadir/pkgconfig' \
 	    PKG_CONFIG_SYSROOT_DIR='$dest' &&
 	    $cc -shared -fPIC -Werror -DMATMUL_TILE=16 -o '$dest/k.so' \
 	    \$(pkg-config --cflags npufarm-kernel) \

@@ -6,7 +6,9 @@ set -eu
 cd "$(dirname "$0")/.."
 
 pkgs="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
-libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium"
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium
+libsystemd-dev systemd build-essential dpkg-dev debhelper lintian
+bash-completion"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
