@@ -21,30 +21,7 @@ shift 9
 includedir=$1 datadir=$2 cc=$3
 broker_examples=$docdir/npufarm-broker/examples
 agent_examples=$docdir/npufarm-agent/examples
-n=0
-failed=0
-
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	[ -z "${2:-}" ] || printf '%s\n' "$2" | sed 's/^/# /'
-}
-
-check() {
-	desc=$1
-	shift
-	if out=$("$@" 2>&1); then
-		ok "$desc"
-	else
-		not_ok "$desc" "$out"
-	fi
-}
+. "$(dirname "$0")/tap.sh"
 
 dest=$(mktemp -d /tmp/npufarm-install-XXXXXX)
 trap 'rm -rf "$dest"' EXIT
@@ -170,5 +147,4 @@ if command -v systemd-analyze >/dev/null 2>&1; then
 else
 	ok "systemd-analyze verify # SKIP systemd-analyze not installed"
 fi
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_done

@@ -16,30 +16,7 @@
 # installed here: the test never replaces an operator's packages.
 set -u
 src=$1 work=$2
-n=0
-failed=0
-
-ok() {
-	n=$((n + 1))
-	echo "ok $n - $1"
-}
-
-not_ok() {
-	n=$((n + 1))
-	failed=$((failed + 1))
-	echo "not ok $n - $1"
-	[ -z "${2:-}" ] || printf '%s\n' "$2" | tail -n 40 | sed 's/^/# /'
-}
-
-check() {
-	desc=$1
-	shift
-	if out=$("$@" 2>&1); then
-		ok "$desc"
-	else
-		not_ok "$desc" "$out"
-	fi
-}
+. "$(dirname "$0")/../tap.sh"
 
 skip_all() {
 	echo "1..0 # SKIP $1"
@@ -225,5 +202,4 @@ check "apt-get purge the four packages" \
 	purge -y -q $pkgs
 check "purged: nothing left in /usr/bin" \
 	sh -c '! ls /usr/bin/npufarm*'
-echo "1..$n"
-[ "$failed" -eq 0 ]
+tap_done
