@@ -7,7 +7,7 @@
 # check) into CROSS_BUILD, then run TEST (test-arm64-agent) with
 # NPUFARM_ARM64_BUILD and NPUFARM_QEMU set, its exit status ours.
 #
-# Exits 77 (skipped) without the tools: crossbuild-essential-arm64,
+# Skipped (an empty TAP plan with SKIP) without the tools: crossbuild-essential-arm64,
 # qemu-user (or qemu-user-static), libjansson-dev:arm64, libssl-dev:arm64,
 # libsystemd-dev:arm64, pkgconf:arm64, libevent-2.1-7:arm64 (or
 # libevent-dev:arm64; tests/run.sh installs them).  A failing cross build
@@ -16,9 +16,10 @@ set -u
 src=$1 cross=$2
 shift 2
 triplet=aarch64-linux-gnu
+# Skipped as a whole: an empty TAP plan, status 0 (meson's TAP protocol).
 skip() {
 	echo "1..0 # SKIP $1"
-	exit 77
+	exit 0
 }
 command -v $triplet-gcc >/dev/null 2>&1 ||
 	skip "no $triplet-gcc (crossbuild-essential-arm64)"

@@ -7,7 +7,7 @@
  * $NOTIFY_SOCKET the test owns; and the unit's credentials
  * ($CREDENTIALS_DIRECTORY): the broker requires the tokens it finds
  * there, the agent sends the agent-token it finds there, and both start
- * without any.  Skipped (77) when built without libsystemd.
+ * without any.  Skipped when built without libsystemd.
  */
 #include "config.h"
 
@@ -207,8 +207,9 @@ main(void)
 	TCase *tc = tcase_create("service");
 
 #if !HAVE_LIBSYSTEMD
+	/* TAP skips as a whole with an empty plan (and status 0). */
 	printf("1..0 # SKIP built without libsystemd (-Dsystemd)\n");
-	return 77;
+	return 0;
 #endif
 	tcase_set_timeout(tc, 90);
 	tcase_add_checked_fixture(tc, setup, teardown);
