@@ -99,16 +99,24 @@ wait_idle(void)
 	    "idle\n");
 }
 
-/* The newest lease once the agent's report is in: "outcome|signal|". */
+/*
+ * Lease @id (the sessions' leases are 1, 2, ... in order) once the
+ * agent's report is in: "outcome|signal|detail".  By id, not the newest
+ * row: the next session's lease may not be committed yet.
+ */
 static char *
-reported_lease(void)
+reported_lease(int id)
 {
-	wait_sql("SELECT reported_us IS NOT NULL FROM leases ORDER BY id DESC "
-		 "LIMIT 1",
-	    "1\n");
-	return harness_sql(b.db,
+	char sql[160];
+
+	(void)snprintf(sql, sizeof(sql),
+	    "SELECT reported_us IS NOT NULL FROM leases WHERE id = %d", id);
+	wait_sql(sql, "1\n");
+	(void)snprintf(sql, sizeof(sql),
 	    "SELECT outcome || '|' || exit_signal || '|' || detail FROM leases "
-	    "ORDER BY id DESC LIMIT 1");
+	    "WHERE id = %d",
+	    id);
+	return harness_sql(b.db, sql);
 }
 
 static struct tvmrpc_client *
@@ -200,7 +208,7 @@ START_TEST(test_sessions)
 	    tvmrpc_client_remote_key(cl));
 	ck_assert_int_eq(call(cl, "rpc.test.addone", 41, &p), TVMRPC_RETURN);
 	client_done(cl);
-	row = reported_lease();
+	row = reported_lease(1);
 	ck_assert_msg(strncmp(row, "ok|0|", 5) == 0, "%s", row);
 	free(row);
 	wait_idle();
@@ -210,7 +218,7 @@ START_TEST(test_sessions)
 	ck_assert_int_eq(
 	    call(cl, "npufarm.test.crash", 0, &p), TVMRPC_EXCEPTION);
 	client_done(cl);
-	row = reported_lease();
+	row = reported_lease(2);
 	ck_assert_msg(strncmp(row, "crash|11|", 9) == 0, "%s", row);
 	free(row);
 	wait_idle();
@@ -220,7 +228,7 @@ START_TEST(test_sessions)
 	ck_assert_int_eq(
 	    call(cl, "npufarm.test.hang", 0, &p), TVMRPC_EXCEPTION);
 	client_done(cl);
-	row = reported_lease();
+	row = reported_lease(3);
 	ck_assert_msg(strncmp(row, "timeout|", 8) == 0, "%s", row);
 	free(row);
 	wait_idle();
