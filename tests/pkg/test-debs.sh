@@ -8,7 +8,11 @@
 # apt-get, and a broker, an agent and a tuning job run from the installed
 # files only (/usr/bin, the installed kernel header through
 # `pkg-config npufarm-kernel` and its installed example), the units
-# verified in place, man pages and completion found; then purged.
+# verified in place, man pages and completion found.  With the arm64
+# cross tools, the board's package too: `dpkg-buildpackage -aarm64
+# -Pnocheck,pkg.npufarm.agentonly -B`, installed in place of the native
+# agent, run under qemu-aarch64 against the installed broker with a
+# kernel cross-built from the installed example.  Then all purged.
 #
 # Usage: test-debs.sh SOURCE_ROOT WORK_DIR.  TAP on stdout.  Skipped (an
 # empty TAP plan with SKIP) when not root or without dpkg-buildpackage,
