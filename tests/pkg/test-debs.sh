@@ -32,6 +32,8 @@ skip_all() {
 
 pkgs="npufarm-broker npufarm-agent npufarm libnpufarm-kernel-dev"
 [ "$(id -u)" = 0 ] || skip_all "needs root (installs the packages)"
+[ -z "${NPUFARM_IN_PACKAGE_BUILD:-}" ] ||
+	skip_all "inside a package build (debian/rules): no packages in packages"
 for t in dpkg-buildpackage dh lintian apt-get; do
 	command -v "$t" >/dev/null 2>&1 || skip_all "$t not installed"
 done
