@@ -511,7 +511,8 @@ fail:
 	/* Nothing to serve with: end at once, the client gets told why. */
 	if (s->rr == NULL &&
 	    tvm_rpc_add_exception(bufferevent_get_output(s->data),
-		"npufarm: the board could not start a session") == 0)
+		"npufarm: the board could not start a session",
+		TVM_RPC_DIALECT_UNKNOWN) == 0)
 		data_shut(s);
 	s->rend = (struct rpc_relay_end){
 	    .outcome = NPUFARM_OUTCOME_CRASH,

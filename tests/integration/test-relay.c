@@ -42,6 +42,24 @@
 	"290000000000000005000000010000000b000000150000000000000056616c75" \
 	"654572726f723a2062616420696e707574"
 #define EP11 "040000000000000001000000"
+/* EP-09 as a tvm-ffi server says it (type index 8, tvm-ffi-era.md
+ * §2.5): what a session whose dialect is not known yet gets (§3.2). */
+#define FFI_T1                                                               \
+	"770000000000000005000000010000000800000063000000000000005250435365" \
+	"7373696f6e54696d656f75744572726f723a20596f757220312e30732073657373" \
+	"696f6e2068617320657870697265642c2074727920746f20696e63726561736520" \
+	"746865202273657373696f6e5f74696d656f7574222076616c75652e"
+/* FFI-03/04/05: a v0.26 session's first packets; FFI-20 its timeout. */
+#define FFI03 "1500000000000000020000000500000000000000302e382e3000000000"
+#define FFI04 "0c00000000000000040000000100000000000000"
+#define FFI05                                                              \
+	"2900000000000000090000000100000008000000150000000000000074766d2e" \
+	"7270632e7365727665722e75706c6f6164"
+#define FFI20                                                                  \
+	"77000000000000000500000001000000080000006300000000000000525043536573" \
+	"73696f6e54696d656f75744572726f723a20596f757220322e30732073657373696f" \
+	"6e2068617320657870697265642c2074727920746f20696e63726561736520746865" \
+	"202273657373696f6e5f74696d656f7574222076616c75652e"
 #define EP17                                                               \
 	"290000000000000009000000010000000b000000150000000000000074766d2e" \
 	"7270632e7365727665722e72656d6f7665"
@@ -115,8 +133,14 @@ expect_hex(struct tvmpeer *p, const char *hex)
 	unsigned char want[512], got[512];
 	size_t n = harness_unhex(hex, want, sizeof(want));
 
+	char seen[2 * sizeof(got) + 1];
+	size_t i;
+
 	read_exact(p, got, n);
-	ck_assert_msg(memcmp(got, want, n) == 0, "bytes differ from %s", hex);
+	for (i = 0; i < n; i++)
+		(void)snprintf(seen + 2 * i, 3, "%02x", got[i]);
+	ck_assert_msg(
+	    memcmp(got, want, n) == 0, "bytes %s differ from %s", seen, hex);
 }
 
 /* An RPC hello: magic, length, key, in one write. */
@@ -149,9 +173,12 @@ expect_success(struct tvmpeer *p)
 	return key;
 }
 
-/* A kException (code 5) packet; returns its message (malloc'd). */
+/*
+ * A kException (code 5) packet with string type @type (11: v0.14, 8:
+ * tvm-ffi); returns its message (malloc'd).
+ */
 static char *
-expect_exception(struct tvmpeer *p)
+expect_exception_typed(struct tvmpeer *p, uint32_t type)
 {
 	unsigned char hdr[28];
 	uint64_t len;
@@ -159,12 +186,19 @@ expect_exception(struct tvmpeer *p)
 
 	read_exact(p, hdr, 28);
 	ck_assert_uint_eq(frame_get_le32(hdr + 8), 5);
-	ck_assert_uint_eq(frame_get_le32(hdr + 16), 11);
+	ck_assert_uint_eq(frame_get_le32(hdr + 16), type);
 	len = frame_get_le32(hdr + 20);
 	ck_assert_uint_eq(frame_get_le32(hdr), 20 + len);
 	msg = calloc(1, len + 1);
 	read_exact(p, (unsigned char *)msg, len);
 	return msg;
+}
+
+/* A kException of a session whose dialect is not known: tvm-ffi's. */
+static char *
+expect_exception(struct tvmpeer *p)
+{
+	return expect_exception_typed(p, 8);
 }
 
 static struct tvmpeer *
@@ -283,13 +317,15 @@ START_TEST(test_relay_timeout_silent_board)
 
 	send_hex(cli, EP01);
 	expect_hex(brd, EP01);
-	/* The board never answers: at 1 s the client gets exactly what a
-	 * v0.14 Python server sends (EP-09), and the board is closed. */
-	expect_hex(cli, EP09);
+	/* The board never answers, so the dialect is unknown: at 1 s the
+	 * client gets TVM's timeout exception in the form both kinds of
+	 * client survive (tvm-ffi-era.md §3.2), and the board is closed. */
+	expect_hex(cli, FFI_T1);
 	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
 	tvmpeer_free(brd);
 	/* Tuner cleanup on the dead session fails with the same error,
-	 * every call of it. */
+	 * every call of it; its kGetGlobalFunc names a function as v0.14's
+	 * string type 11, so from now on the error is v0.14's (D2). */
 	send_hex(cli, EP17);
 	expect_hex(cli, EP09);
 	send_hex(cli, EP17);
@@ -301,6 +337,65 @@ START_TEST(test_relay_timeout_silent_board)
 	tvmpeer_free(cli);
 	expect_row("timeout|1|1|1|1|1|session deadline of 1 s passed while a "
 		   "reply was owed");
+}
+END_TEST
+
+/* A v0.14 board answered kInitServer: its timeout is v0.14's, EP-09. */
+START_TEST(test_relay_timeout_v014_board)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=1", brd);
+
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP17);
+	expect_hex(brd, EP17);
+	expect_hex(cli, EP09);
+	send_hex(cli, EP17);
+	expect_hex(cli, EP09);
+	tvmpeer_free(brd);
+	tvmpeer_free(cli);
+	expect_row("timeout|2|1|1|1|1|session deadline of 1 s passed while a "
+		   "reply was owed");
+}
+END_TEST
+
+/* A v0.26 board: FFI-20 exactly, never the v0.14 form that kills a v0.26
+ * client (FFI-N1); the same for a crash. */
+START_TEST(test_relay_timeout_ffi_board)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=2", brd);
+	char *msg;
+
+	send_hex(cli, FFI03);
+	expect_hex(brd, FFI03);
+	send_hex(brd, FFI04);
+	expect_hex(cli, FFI04);
+	send_hex(cli, FFI05);
+	expect_hex(brd, FFI05);
+	expect_hex(cli, FFI20);
+	send_hex(cli, FFI05);
+	expect_hex(cli, FFI20);
+	tvmpeer_free(brd);
+	tvmpeer_free(cli);
+	expect_row("timeout|2|1|1|1|1|session deadline of 2 s passed while a "
+		   "reply was owed");
+
+	brd = board();
+	cli = client(" -timeout=5", brd);
+	send_hex(cli, FFI03);
+	expect_hex(brd, FFI03);
+	send_hex(brd, FFI04);
+	expect_hex(cli, FFI04);
+	send_hex(cli, FFI05);
+	expect_hex(brd, FFI05);
+	tvmpeer_free(brd);
+	msg = expect_exception_typed(cli, 8);
+	ck_assert_msg(
+	    strstr(msg, "board ended the session abnormally"), "%s", msg);
+	free(msg);
+	tvmpeer_free(cli);
 }
 END_TEST
 
@@ -630,6 +725,8 @@ main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, test_relay_ok_session);
 	tcase_add_test(tc, test_relay_timeout_silent_board);
+	tcase_add_test(tc, test_relay_timeout_v014_board);
+	tcase_add_test(tc, test_relay_timeout_ffi_board);
 	tcase_add_test(tc, test_relay_timeout_during_upload);
 	tcase_add_test(tc, test_relay_board_own_timeout_one_exception);
 	tcase_add_test(tc, test_relay_board_exception_passes_through);
