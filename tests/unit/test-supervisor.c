@@ -33,6 +33,7 @@
 #include "harness.h"
 #include "session_env.h"
 #include "supervisor.h"
+#include "tvm_runtime.h"
 #include "tvmrpc.h"
 #include "workdir.h"
 
@@ -318,6 +319,7 @@ struct stub_ret {
 static struct stub_fn stub_fns[8];
 static int stub_nfns;
 static struct stub_fn stub_loadso; /* runtime.module.loadfile_so */
+static struct stub_fn stub_loop;   /* rpc.ServerLoop, never called */
 static char stub_error[512];
 static bool stub_has_error;
 static char stub_loadso_path[PATH_MAX];
@@ -359,6 +361,7 @@ static int
 stub_get_global(const char *name, TVMFunctionHandle *out)
 {
 	*out = strcmp(name, "runtime.module.loadfile_so") == 0 ? &stub_loadso
+	       : strcmp(name, "rpc.ServerLoop") == 0           ? &stub_loop
 							       : NULL;
 	return 0;
 }
@@ -431,14 +434,17 @@ static const struct tvm_capi stub_api = {
 };
 
 static struct session_env stub_env;
+static struct tvm_runtime stub_rt;
 
 static void
 env_setup(void)
 {
 	tmp_setup();
-	stub_env.api = &stub_api;
+	tvm_capi_bind(&stub_rt, &stub_api);
+	ck_assert_int_eq(tvm_runtime_find(&stub_rt, NULL), 0);
+	ck_assert_int_eq(tvm_runtime_dialect(&stub_rt), TVM_RPC_DIALECT_V014);
 	(void)snprintf(stub_env.dir, sizeof(stub_env.dir), "%s", wdir);
-	ck_assert_int_eq(session_env_register(&stub_env, NULL), 0);
+	ck_assert_int_eq(session_env_register(&stub_env, &stub_rt, NULL), 0);
 }
 
 /* Call the registered function @name with one argument. */
@@ -483,9 +489,11 @@ START_TEST(test_env_register_ownership)
 		 * exactly once; the env is every callback's resource. */
 		ck_assert_int_eq(stub_fns[j].frees, 1);
 		ck_assert_int_eq(stub_fns[j].override, 1);
-		ck_assert_ptr_eq(stub_fns[j].res, &stub_env);
+		ck_assert_ptr_eq(
+		    ((struct tvm_runtime_fn *)stub_fns[j].res)->arg, &stub_env);
 	}
-	ck_assert_ptr_eq(stub_env.loadso, &stub_loadso);
+	ck_assert_ptr_eq(stub_rt.loader, &stub_loadso);
+	ck_assert_ptr_eq(stub_rt.loop, &stub_loop);
 }
 END_TEST
 
