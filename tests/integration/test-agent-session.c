@@ -816,18 +816,32 @@ ffi_call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg, int64_t *ret_v,
 	return p.code;
 }
 
+/* ffi_call() of the global function @name; the text goes to @text. */
+static int32_t
+ffi_call_global(struct tvmrpc_client *cl, const char *name, int64_t arg,
+    int64_t *ret_v, char text[static 256])
+{
+	return ffi_call(cl, ffi_func(cl, name), arg, ret_v, text, 256);
+}
+
+/* The agent on the tvm-ffi runtime, idle, and a session with it. */
+static struct tvmrpc_client *
+ffi_board_session(const char *timeout)
+{
+	agent_up_ffi();
+	wait_state("idle");
+	return ffi_client_open(timeout);
+}
+
 START_TEST(test_ffi_session_ok)
 {
 	struct tvmrpc_client *cl;
 	char text[256], *row;
 	int64_t v = 0;
 
-	agent_up_ffi();
-	wait_state("idle");
+	cl = ffi_board_session("10");
 	ck_assert(log_contains(agent_log, "tvm-ffi C API"));
-	cl = ffi_client_open("10");
-	ck_assert_int_eq(ffi_call(cl, ffi_func(cl, "rpc.test.addone"), 41, &v,
-			     text, sizeof(text)),
+	ck_assert_int_eq(ffi_call_global(cl, "rpc.test.addone", 41, &v, text),
 	    TVMRPC_RETURN);
 	ck_assert_int_eq(v, 42);
 	client_done(cl);
@@ -844,17 +858,13 @@ START_TEST(test_ffi_session_exception)
 	char text[256], *row;
 	int64_t v = 0;
 
-	agent_up_ffi();
-	wait_state("idle");
-	cl = ffi_client_open("10");
+	cl = ffi_board_session("10");
 	/* A v0.26 server sends the error's message without its kind. */
-	ck_assert_int_eq(ffi_call(cl, ffi_func(cl, "npufarm.test.raise"), 0, &v,
-			     text, sizeof(text)),
+	ck_assert_int_eq(ffi_call_global(cl, "npufarm.test.raise", 0, &v, text),
 	    TVMRPC_EXCEPTION);
 	ck_assert_str_eq(text, "bad input");
-	ck_assert_int_eq(ffi_call(cl, ffi_func(cl, "rpc.test.addone"), 1, &v,
-			     text, sizeof(text)),
-	    TVMRPC_RETURN);
+	ck_assert_int_eq(
+	    ffi_call_global(cl, "rpc.test.addone", 1, &v, text), TVMRPC_RETURN);
 	ck_assert_int_eq(v, 2);
 	client_done(cl);
 	row = reported_lease();
@@ -877,9 +887,7 @@ START_TEST(test_ffi_session_timeout)
 	size_t n, wlen;
 	long pid;
 
-	agent_up_ffi();
-	wait_state("idle");
-	cl = ffi_client_open("1");
+	cl = ffi_board_session("1");
 	hang = ffi_func(cl, "npufarm.test.hang");
 	pid = last_child();
 	ck_assert_int_gt(pid, 1);
@@ -920,9 +928,8 @@ START_TEST(test_ffi_session_timeout)
 	/* The board is leasable again, and serves. */
 	wait_state("idle");
 	cl = ffi_client_open("10");
-	ck_assert_int_eq(ffi_call(cl, ffi_func(cl, "rpc.test.addone"), 1, &v,
-			     text, sizeof(text)),
-	    TVMRPC_RETURN);
+	ck_assert_int_eq(
+	    ffi_call_global(cl, "rpc.test.addone", 1, &v, text), TVMRPC_RETURN);
 	ck_assert_int_eq(v, 2);
 	client_done(cl);
 }
@@ -934,11 +941,8 @@ START_TEST(test_ffi_session_crash)
 	char text[256], *row;
 	int64_t v = 0;
 
-	agent_up_ffi();
-	wait_state("idle");
-	cl = ffi_client_open("10");
-	ck_assert_int_eq(ffi_call(cl, ffi_func(cl, "npufarm.test.crash"), 0, &v,
-			     text, sizeof(text)),
+	cl = ffi_board_session("10");
+	ck_assert_int_eq(ffi_call_global(cl, "npufarm.test.crash", 0, &v, text),
 	    TVMRPC_EXCEPTION);
 	ck_assert_str_eq(text, "npufarm: board session crashed: SIGSEGV "
 			       "(signal 11) while a reply was owed");
