@@ -38,6 +38,9 @@ def main():
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--gap", type=float, default=0.3)
     ap.add_argument("--session-timeout", type=float, default=60)
+    ap.add_argument("--warmup", type=int, default=1,
+                    help="untimed rounds first (they also wait for the "
+                    "board to come up: up to 30 s)")
     a = ap.parse_args()
     if (a.tracker is None) == (a.direct is None):
         ap.error("give exactly one of --tracker and --direct")
@@ -45,6 +48,23 @@ def main():
     port = int(port)
     tracker = rpc.connect_tracker(host, port) if a.tracker else None
     times = []
+    deadline = time.monotonic() + 30
+    for _ in range(a.warmup):
+        while True:
+            try:
+                sess = (tracker.request(a.key, priority=1,
+                                        session_timeout=a.session_timeout)
+                        if tracker is not None else
+                        rpc.connect(host, port,
+                                    session_timeout=a.session_timeout))
+                first_call(sess)
+                break
+            except Exception:  # not up yet: retry until the deadline
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        del sess
+        time.sleep(a.gap)
     for _ in range(a.rounds):
         t0 = time.perf_counter()
         if tracker is not None:
