@@ -78,6 +78,33 @@ fail:
 	return i;
 }
 
+/*
+ * A connected loopback pair shared with a forked child.  Returns 0 in both
+ * processes: in the child *ret_pid is 0 and *ret_fd its end, in the parent
+ * *ret_pid is the child and *ret_fd the other end.  Or -errno.
+ */
+static int
+loop_fork(int *ret_fd, pid_t *ret_pid)
+{
+	int a = -1, b = -1, r;
+	pid_t pid;
+
+	r = loop_pair(&a, &b);
+	if (r < 0)
+		return r;
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		(void)close(a);
+		(void)close(b);
+		return r;
+	}
+	(void)close(pid == 0 ? b : a);
+	*ret_fd = pid == 0 ? a : b;
+	*ret_pid = pid;
+	return 0;
+}
+
 /* Reap @pid; 0 if it exited 0. */
 static int
 loop_reap(pid_t pid)
@@ -96,39 +123,30 @@ loop_stream(unsigned long mib, double *ret_mibs)
 	char *buf = malloc(LOOP_CHUNK);
 	uint64_t total = (uint64_t)mib << 20, got = 0;
 	int64_t t0 = 0;
-	int a, b, r;
+	int fd, r;
 	ssize_t n;
 	pid_t pid;
 
 	if (buf == NULL)
 		return -ENOMEM;
 	memset(buf, 0x5a, LOOP_CHUNK);
-	r = loop_pair(&a, &b);
+	r = loop_fork(&fd, &pid);
 	if (r < 0)
 		goto out;
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		(void)close(a);
-		(void)close(b);
-		goto out;
-	}
 	if (pid == 0) {
 		uint64_t left = total;
 
-		(void)close(b);
 		while (left > 0) {
 			n = write(
-			    a, buf, left < LOOP_CHUNK ? left : LOOP_CHUNK);
+			    fd, buf, left < LOOP_CHUNK ? left : LOOP_CHUNK);
 			if (n <= 0)
 				_exit(1);
 			left -= (uint64_t)n;
 		}
 		_exit(0);
 	}
-	(void)close(a);
 	while (got < total) {
-		n = read(b, buf, LOOP_CHUNK);
+		n = read(fd, buf, LOOP_CHUNK);
 		if (n <= 0)
 			break;
 		if (got == 0)
@@ -136,7 +154,7 @@ loop_stream(unsigned long mib, double *ret_mibs)
 		got += (uint64_t)n;
 	}
 	*ret_mibs = (double)(got >> 20) / ((double)(bench_now_ns() - t0) / 1e9);
-	(void)close(b);
+	(void)close(fd);
 	r = loop_reap(pid);
 	if (r == 0 && got < total)
 		r = -EPIPE;
@@ -160,38 +178,29 @@ loop_round_trips(unsigned long rounds, double *ret_p50, double *ret_p99)
 	int64_t *lat = calloc(rounds, sizeof(*lat)), t;
 	unsigned long i;
 	char c = 'x';
-	int a, b, r;
+	int fd, r;
 	pid_t pid;
 
 	if (lat == NULL)
 		return -ENOMEM;
-	r = loop_pair(&a, &b);
+	r = loop_fork(&fd, &pid);
 	if (r < 0)
 		goto out;
-	pid = fork();
-	if (pid < 0) {
-		r = -errno;
-		(void)close(a);
-		(void)close(b);
-		goto out;
-	}
 	if (pid == 0) {
-		(void)close(a);
-		while (read(b, &c, 1) == 1)
-			if (write(b, &c, 1) != 1)
+		while (read(fd, &c, 1) == 1)
+			if (write(fd, &c, 1) != 1)
 				_exit(1);
 		_exit(0);
 	}
-	(void)close(b);
 	for (i = 0; i < rounds; i++) {
 		t = bench_now_ns();
-		if (write(a, &c, 1) != 1 || read(a, &c, 1) != 1) {
+		if (write(fd, &c, 1) != 1 || read(fd, &c, 1) != 1) {
 			r = -EPIPE;
 			break;
 		}
 		lat[i] = bench_now_ns() - t;
 	}
-	(void)close(a);
+	(void)close(fd);
 	if (loop_reap(pid) < 0 && r == 0)
 		r = -EPROTO;
 	if (r == 0) {
