@@ -16,6 +16,8 @@ struct npufarm_err;
 struct broker_config {
 	char *listen[BROKER_MAX_LISTEN]; /* farm port addresses, owned */
 	size_t nlisten;
+	/* >0: listen[0] takes the first free port below this (--port-end) */
+	long listen_port_end;
 	char *http;               /* API address, owned */
 	char *db;                 /* ledger path, owned */
 	char *public_addr;        /* host advertised to clients, NULL: local */

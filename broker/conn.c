@@ -35,6 +35,7 @@
 #include "frame.h"
 #include "log.h"
 #include "proxy.h"
+#include "quickack.h"
 #include "relay.h"
 #include "server.h"
 #include "tracker.h"
@@ -374,6 +375,23 @@ handshake(struct conn *c)
 	}
 }
 
+/*
+ * A read left part of a tracker frame or of an RPC hello in @c's input:
+ * TVM's peers write a frame's length (the hello's magic, its key length)
+ * on its own with Nagle on, and wait for our ACK before the rest leaves.
+ * ACK now instead of after the kernel's delayed-ACK timer (about 40 ms per
+ * frame otherwise).  Agent links and relayed sessions are left alone: the
+ * agent writes whole frames, and a relay forwards what it reads at once.
+ */
+static void
+conn_quickack_partial(struct conn *c)
+{
+	if (c->relay != NULL || c->proto == CONN_PROTO_AGENT ||
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+		return;
+	quickack_rearm(bufferevent_getfd(c->bev));
+}
+
 static void
 conn_readcb(struct bufferevent *bev, void *arg)
 {
@@ -392,8 +410,10 @@ conn_readcb(struct bufferevent *bev, void *arg)
 		tracker_conn_read(c);
 	else if (c->state == CONN_READY && c->proto == CONN_PROTO_AGENT)
 		agent_link_read(c);
-	if (c->state != CONN_CLOSING)
+	if (c->state != CONN_CLOSING) {
 		conn_flush(c);
+		conn_quickack_partial(c);
+	}
 }
 
 static void
