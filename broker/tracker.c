@@ -455,6 +455,8 @@ board_free(struct board *b, const char *why, bool quiet)
 	struct slot *s;
 	char detail[160];
 
+	/* Releasing its last lease below would offer it again otherwise. */
+	b->dying = true;
 	while ((s = TAILQ_FIRST(&b->slots)) != NULL) {
 		sched_slot_remove(&s->s);
 		TAILQ_REMOVE(&b->slots, s, link);
@@ -1103,8 +1105,11 @@ tracker_slot_new(struct board *b)
 static int
 board_offer(struct board *b)
 {
-	struct slot *s = tracker_slot_new(b);
+	struct slot *s;
 
+	if (b->dying)
+		return 0;
+	s = tracker_slot_new(b);
 	if (s == NULL)
 		return -ENOMEM;
 	s->s.caps = SCHED_CAP_TVM;
