@@ -344,6 +344,7 @@ static void
 dispatch(struct agent *a, json_t *root)
 {
 	const char *type = json_string_value(json_object_get(root, "type"));
+	struct npufarm_err err;
 	char msg[160];
 
 	if (type == NULL) {
@@ -373,7 +374,8 @@ dispatch(struct agent *a, json_t *root)
 	}
 	if (strcmp(type, "result") == 0 || strcmp(type, "running") == 0 ||
 	    strcmp(type, "fetch") == 0) {
-		jobs_agent_frame(a->conn->srv, a, type, root);
+		if (jobs_agent_frame(a->conn->srv, a, type, root, &err) < 0)
+			refuse(a->conn, "bad-frame", "client", err.msg);
 		return;
 	}
 	(void)snprintf(msg, sizeof(msg), "unknown frame type '%.32s'", type);

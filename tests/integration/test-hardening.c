@@ -103,8 +103,8 @@ data_open(const char *name, const char *session)
 	char key[128];
 	int n;
 
-	n = snprintf(key, sizeof(key), "server:k agent=%s session=%s", name,
-	    session);
+	n = snprintf(
+	    key, sizeof(key), "server:k agent=%s session=%s", name, session);
 	frame_put_le32(hdr, 0xFF271);
 	frame_put_le32(hdr + 4, (uint32_t)n);
 	ck_assert_int_eq(tvmpeer_send_raw(p, hdr, 8), 0);
@@ -153,8 +153,8 @@ START_TEST(test_board_torn_down_while_grant_waits)
 	usleep(300000);
 	t = tracker_open();
 	ck_assert_int_eq(tvmpeer_request(t, "k", "", 0), 0);
-	ck_assert_msg(tvmpeer_recv_grant(t, T_MS, &g, &err) == 0, "%s",
-	    err.msg);
+	ck_assert_msg(
+	    tvmpeer_recv_grant(t, T_MS, &g, &err) == 0, "%s", err.msg);
 	/* The link goes while the grant waits for pair-up. */
 	tvmpeer_free(l);
 	harness_wait_sql(b.db, "SELECT state FROM boards", "offline\n", T_MS);
@@ -168,14 +168,70 @@ START_TEST(test_board_torn_down_while_grant_waits)
 	l = agent_open("a1", "");
 	tvmpeer_free(d);
 	d = data_open("a1", "s2");
-	ck_assert_msg(tvmpeer_recv_grant(u, T_MS, &g, &err) == 0, "%s",
-	    err.msg);
+	ck_assert_msg(
+	    tvmpeer_recv_grant(u, T_MS, &g, &err) == 0, "%s", err.msg);
 	ck_assert_ptr_nonnull(strstr(g.matchkey, "k:"));
 	tvmpeer_free(u);
 	tvmpeer_free(t);
 	tvmpeer_free(d);
 	tvmpeer_free(l);
 	broker_alive();
+}
+END_TEST
+
+/* The next frame is an error with @code naming @needle; then it closes. */
+static void
+expect_refused(struct tvmpeer *p, const char *code, const char *needle)
+{
+	json_t *v = recv_obj(p);
+	const char *msg;
+
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(v, "type")), "error");
+	ck_assert_str_eq(json_string_value(json_object_get(v, "code")), code);
+	msg = json_string_value(json_object_get(v, "message"));
+	ck_assert_msg(msg != NULL && strstr(msg, needle) != NULL,
+	    "message '%s' lacks '%s'", msg ? msg : "(none)", needle);
+	json_decref(v);
+	ck_assert(harness_wait_closed(tvmpeer_fd(p), T_MS));
+	tvmpeer_free(p);
+}
+
+/*
+ * Issue 12, crash 2: {"type":"fetch"} without a string sha256 read an
+ * uninitialised pointer.  Every task frame is unpacked strictly and a
+ * malformed one closes the link with bad-frame, like every other frame.
+ */
+START_TEST(test_malformed_task_frames_close_the_link)
+{
+	static const char *const frames[][2] = {
+	    {"{\"type\":\"fetch\"}", "fetch: "},
+	    {"{\"type\":\"fetch\",\"sha256\":7,\"offset\":0}", "fetch: "},
+	    {"{\"type\":\"fetch\",\"sha256\":\"../../etc/passwd\","
+	     "\"offset\":0}",
+		"sha256"},
+	    {"{\"type\":\"fetch\",\"sha256\":\"ab\",\"offset\":-1}", "offset"},
+	    {"{\"type\":\"running\",\"task\":1}", "running: "},
+	    {"{\"type\":\"running\",\"task\":1,\"attempt\":1,"
+	     "\"x\":1}",
+		"running: "},
+	    {"{\"type\":\"result\",\"id\":\"r\",\"task\":1}", "result: "},
+	    {"{\"type\":\"result\",\"id\":\"r\",\"task\":1,"
+	     "\"attempt\":1,\"outcome\":\"splendid\"}",
+		"outcome"},
+	    {"{\"type\":\"result\",\"id\":\"r\",\"task\":1,"
+	     "\"attempt\":1,\"outcome\":\"ok\",\"costs\":{}}",
+		"costs"},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
+		struct tvmpeer *a = agent_open("f0", "");
+
+		send_text(a, frames[i][0]);
+		expect_refused(a, "bad-frame", frames[i][1]);
+		broker_alive();
+	}
 }
 END_TEST
 
@@ -188,6 +244,7 @@ main(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, test_board_torn_down_while_grant_waits);
+	tcase_add_test(tc, test_malformed_task_frames_close_the_link);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
