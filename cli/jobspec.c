@@ -513,8 +513,8 @@ jobspec_sweep_task(const struct jobspec_sweep *sw, size_t kernel,
 		name[--off] = '\0';
 	if (!jobspec_utf8(sw->kernels[kernel]) ||
 	    (sw->runner != NULL && !jobspec_utf8(sw->runner)))
-		return err_set(err, -EINVAL,
-		    "--kernel or --runner: not valid UTF-8");
+		return err_set(
+		    err, -EINVAL, "--kernel or --runner: not valid UTF-8");
 	task = json_pack("{s:s, s:s, s:s}", "runner",
 	    sw->runner != NULL ? sw->runner : "kernel", "artifact_file",
 	    sw->kernels[kernel], "name", name);
@@ -533,7 +533,8 @@ jobspec_sweep_task(const struct jobspec_sweep *sw, size_t kernel,
 		if (!jobspec_utf8(s)) {
 			free(s);
 			json_decref(task);
-			return err_set(err, -EINVAL, "--entry: not valid UTF-8");
+			return err_set(
+			    err, -EINVAL, "--entry: not valid UTF-8");
 		}
 		(void)json_object_set_new(task, "entry", json_string(s));
 		free(s);
