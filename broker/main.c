@@ -64,6 +64,12 @@ static const struct option long_options[] = {
     {"agent-token-file", required_argument, NULL, OPT_TABLE},
     {"api-token-file", required_argument, NULL, OPT_TABLE},
     {"admin-token-file", required_argument, NULL, OPT_TABLE},
+    {"max-http-connections", required_argument, NULL, OPT_TABLE},
+    {"max-job-body", required_argument, NULL, OPT_TABLE},
+    {"max-unauth-bytes", required_argument, NULL, OPT_TABLE},
+    {"max-unauth-conn", required_argument, NULL, OPT_TABLE},
+    {"retain-days", required_argument, NULL, OPT_TABLE},
+    {"retain-mb", required_argument, NULL, OPT_TABLE},
     {NULL, 0, NULL, 0},
 };
 

@@ -8,9 +8,14 @@
  */
 #include "config.h"
 
+#include <errno.h>
+#include <netdb.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -235,6 +240,260 @@ START_TEST(test_malformed_task_frames_close_the_link)
 }
 END_TEST
 
+/* ---- the HTTP API ------------------------------------------------------ */
+
+static char tokdir[] = "/tmp/npufarm-tok-XXXXXX";
+static char tokpath[300];
+
+static void
+start_http(void)
+{
+	static const char *extra[] = {"--api-token-file", tokpath,
+	    "--max-job-body", "2048", "--handshake-timeout", "0.5",
+	    "--max-http-connections", "8", NULL};
+	FILE *f;
+
+	ck_assert_ptr_nonnull(mkdtemp(tokdir));
+	(void)snprintf(tokpath, sizeof(tokpath), "%s/api.token", tokdir);
+	f = fopen(tokpath, "w");
+	ck_assert_ptr_nonnull(f);
+	(void)fputs("s3cret\n", f);
+	(void)fclose(f);
+	start_with(extra);
+}
+
+static void
+stop_http(void)
+{
+	stop();
+	(void)unlink(tokpath);
+	(void)rmdir(tokdir);
+}
+
+static int
+dial_http(void)
+{
+	struct addrinfo hints = {0}, *res;
+	char host[64], *port;
+	int fd;
+
+	(void)snprintf(host, sizeof(host), "%s", b.http);
+	port = strrchr(host, ':');
+	*port++ = '\0';
+	hints.ai_socktype = SOCK_STREAM;
+	ck_assert_int_eq(getaddrinfo(host, port, &hints, &res), 0);
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(connect(fd, res->ai_addr, res->ai_addrlen), 0);
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void
+send_str(int fd, const char *s)
+{
+	ck_assert_int_eq(
+	    send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+/*
+ * Read a response from @fd for up to @ms: its status (0: none came) and
+ * its text in @buf.  Reads until the peer closes or the body is whole.
+ */
+static int
+read_response(int fd, char *buf, size_t cap, int ms)
+{
+	struct pollfd pfd = {fd, POLLIN, 0};
+	size_t len = 0;
+	int status = 0;
+
+	buf[0] = '\0';
+	while (len + 1 < cap && poll(&pfd, 1, ms) > 0) {
+		ssize_t n = recv(fd, buf + len, cap - len - 1, 0);
+		const char *body, *cl;
+
+		if (n <= 0)
+			break;
+		len += (size_t)n;
+		buf[len] = '\0';
+		body = strstr(buf, "\r\n\r\n");
+		cl = strcasestr(buf, "Content-Length:");
+		if (body != NULL && cl != NULL &&
+		    strlen(body + 4) >= strtoul(cl + 15, NULL, 10))
+			break;
+	}
+	(void)sscanf(buf, "HTTP/1.%*d %d", &status);
+	return status;
+}
+
+/* The JSON body of response @buf has an "error" containing @needle. */
+static void
+assert_json_error(const char *buf, const char *needle)
+{
+	const char *body = strstr(buf, "\r\n\r\n");
+	json_t *v;
+	const char *e;
+
+	ck_assert_ptr_nonnull(body);
+	ck_assert_msg(strcasestr(buf, "Content-Type: application/json") != NULL,
+	    "%s", buf);
+	v = json_loads(body + 4, 0, NULL);
+	ck_assert_msg(v != NULL, "not JSON: %s", body + 4);
+	e = json_string_value(json_object_get(v, "error"));
+	ck_assert_msg(e != NULL && strstr(e, needle) != NULL,
+	    "error '%s' lacks '%s'", e ? e : "(none)", needle);
+	json_decref(v);
+}
+
+/* A token-bearing GET /v1/boards is served (within a generous 10 s). */
+static void
+api_serves(void)
+{
+	char buf[8192];
+	int fd = dial_http();
+
+	send_str(fd,
+	    "GET /v1/boards HTTP/1.1\r\nHost: x\r\n"
+	    "Authorization: Bearer s3cret\r\nConnection: close\r\n\r\n");
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 10000), 200);
+	close(fd);
+}
+
+/*
+ * Issue 12: every route read its body (up to 256 MiB) before checking the
+ * token.  Now the headers decide: no token, 401 at once, and the 200 MB
+ * the peer announced are never read.
+ */
+START_TEST(test_http_auth_before_body)
+{
+	char buf[4096];
+	int fd = dial_http();
+
+	send_str(fd,
+	    "PUT /v1/artifacts/"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaa HTTP/1.1\r\nHost: x\r\n"
+	    "Content-Length: 209715200\r\n\r\n");
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 5000), 401);
+	assert_json_error(buf, "requires an API token");
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	/* A wrong token: the same, and the log says who. */
+	fd = dial_http();
+	send_str(fd, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+		     "Authorization: Bearer guess\r\n"
+		     "Content-Length: 1000\r\n\r\n{");
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 5000), 401);
+	assert_json_error(buf, "not valid");
+	close(fd);
+	ck_assert(harness_log_contains(&b, "HTTP API: refusing a request"));
+	api_serves();
+}
+END_TEST
+
+/* Each route has its own body limit; over it is a 413 in JSON. */
+START_TEST(test_http_body_limits)
+{
+	char buf[4096];
+	int fd = dial_http();
+
+	send_str(fd, "POST /v1/boards/1/drain HTTP/1.1\r\nHost: x\r\n"
+		     "Authorization: Bearer s3cret\r\n"
+		     "Content-Length: 65537\r\n\r\n");
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 5000), 413);
+	assert_json_error(buf, "limit of 65536 bytes");
+	close(fd);
+	fd = dial_http();
+	send_str(fd, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+		     "Authorization: Bearer s3cret\r\n"
+		     "Content-Length: 2049\r\n\r\n");
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 5000), 413);
+	assert_json_error(buf, "POST /v1/jobs: a body of 2049 bytes");
+	close(fd);
+	/* Chunked bodies have no length to check up front. */
+	fd = dial_http();
+	send_str(fd, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+		     "Authorization: Bearer s3cret\r\n"
+		     "Transfer-Encoding: chunked\r\n\r\n5\r\n");
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 5000), 411);
+	assert_json_error(buf, "Content-Length");
+	close(fd);
+	/* Within the limit, the route answers as before. */
+	fd = dial_http();
+	send_str(fd, "POST /v1/jobs HTTP/1.1\r\nHost: x\r\n"
+		     "Authorization: Bearer s3cret\r\nConnection: close\r\n"
+		     "Content-Length: 2\r\n\r\n{}");
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 5000), 400);
+	close(fd);
+	api_serves();
+}
+END_TEST
+
+/*
+ * Issue 12: the HTTP timeout restarted on every byte, so a head sent a
+ * byte at a time stayed open for ever.  A head now has an absolute
+ * deadline (handshake_timeout, 0.5 s here): the trickler gets 408 while
+ * it is still trickling (it would go on for 20 s).
+ */
+START_TEST(test_http_head_deadline)
+{
+	const char *head =
+	    "GET /v1/boards HTTP/1.1\r\nHost: x\r\n"
+	    "X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+	char buf[4096];
+	size_t i;
+	int fd = dial_http(), status = 0;
+
+	for (i = 0; head[i] != '\0' && status == 0; i++) {
+		if (send(fd, head + i, 1, MSG_NOSIGNAL) != 1)
+			break; /* closed: read what it said */
+		status = read_response(fd, buf, sizeof(buf), 100);
+	}
+	if (status == 0)
+		status = read_response(fd, buf, sizeof(buf), 5000);
+	ck_assert_msg(head[i] != '\0', "the whole head went through");
+	ck_assert_int_eq(status, 408);
+	assert_json_error(buf, "did not arrive within 0.5 s");
+	close(fd);
+	api_serves();
+}
+END_TEST
+
+/* At max_http_connections (8 here) a new connection gets 503 and goes. */
+START_TEST(test_http_connection_cap)
+{
+	int fds[8], fd, i, status = 0;
+	char buf[4096];
+
+	for (i = 0; i < 8; i++) {
+		fds[i] = dial_http();
+		send_str(fds[i], "G"); /* a head begun, not finished */
+	}
+	usleep(100000);
+	fd = dial_http();
+	ck_assert_int_eq(read_response(fd, buf, sizeof(buf), 5000), 503);
+	assert_json_error(buf, "max_http_connections=8");
+	close(fd);
+	/* The heads time out (0.5 s); then there is room again. */
+	for (i = 0; i < 8; i++)
+		close(fds[i]);
+	for (i = 0; i < 100 && status != 200; i++) {
+		fd = dial_http();
+		send_str(fd, "GET /v1/boards HTTP/1.1\r\nHost: x\r\n"
+			     "Authorization: Bearer s3cret\r\n"
+			     "Connection: close\r\n\r\n");
+		status = read_response(fd, buf, sizeof(buf), 5000);
+		close(fd);
+		if (status != 200)
+			usleep(100000);
+	}
+	ck_assert_int_eq(status, 200);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -245,6 +504,14 @@ main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, test_board_torn_down_while_grant_waits);
 	tcase_add_test(tc, test_malformed_task_frames_close_the_link);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("http");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, start_http, stop_http);
+	tcase_add_test(tc, test_http_auth_before_body);
+	tcase_add_test(tc, test_http_body_limits);
+	tcase_add_test(tc, test_http_head_deadline);
+	tcase_add_test(tc, test_http_connection_cap);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
