@@ -43,8 +43,7 @@
 #define HTTP_MAX_BODY       (64 * 1024)
 #define HTTP_MAX_HEAD       (16 * 1024)
 #define HTTP_IDLE_TIMEOUT   30
-#define HTTP_MAX_READ       (64 * 1024) /* buffered input per connection */
-#define HTTP_SWEEP_US       250000      /* forgetting finished ones */
+#define HTTP_SWEEP_US       250000 /* forgetting finished ones */
 
 /*
  * What the API watches of each connection, ahead of evhttp (libevent 2.1
@@ -818,8 +817,15 @@ input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
 	size_t len = evbuffer_get_length(buf), off;
 	char chunk[4096];
 
-	if (info->n_added == 0 || hc->state == HTTP_CONN_DONE ||
-	    len < info->n_added)
+	if (info->n_added == 0)
+		return;
+	if (http_conn_gone(hc)) {
+		/* evhttp is done with it; until sweep(), read nothing. */
+		bufferevent_disable(hc->bev, EV_READ | EV_WRITE);
+		(void)evbuffer_drain(buf, len);
+		return;
+	}
+	if (hc->state == HTTP_CONN_DONE || len < info->n_added)
 		return;
 	off = len - info->n_added;
 	while (off < len && hc->state != HTTP_CONN_DONE) {
@@ -857,12 +863,9 @@ bev_cb(struct event_base *base, void *arg)
 	/* BEV_OPT_CLOSE_ON_FREE: evhttp only shuts the socket down when it
 	 * is done (the peer sees its EOF at once), and the socket stays ours
 	 * until sweep() drops our reference, so its number cannot be reused
-	 * while the bufferevent's events still refer to it.  The watermark
-	 * bounds what a finished connection still reads until then (evhttp
-	 * moves input into its requests as it goes, so it never stalls). */
+	 * while the bufferevent's events still refer to it.  input_cb() stops
+	 * a finished connection's reads at the first one. */
 	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-	if (bev != NULL)
-		bufferevent_setwatermark(bev, EV_READ, 0, HTTP_MAX_READ);
 	hc = bev != NULL ? calloc(1, sizeof(*hc)) : NULL;
 	if (hc == NULL)
 		return bev; /* evhttp copes, unwatched; OOM is logged there */
@@ -891,9 +894,8 @@ bev_cb(struct event_base *base, void *arg)
 		    n, sizeof(n), "%ld", api->srv->cfg->max_http_connections);
 		refuse(hc, 503, "Service Unavailable",
 		    "too many connections to the API (limit "
-		    "max_http_connections=%s)%s",
-		    n, "; try again later");
-		return bev;
+		    "max_http_connections=%s); try again later",
+		    n);
 	}
 	(void)evbuffer_add_cb(bufferevent_get_input(bev), input_cb, hc);
 	return bev;

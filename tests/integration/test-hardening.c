@@ -494,6 +494,297 @@ START_TEST(test_http_connection_cap)
 }
 END_TEST
 
+/* ---- the farm port: handshakes, budgets, tokens, logs -------------------- */
+
+static void
+start_farm(void)
+{
+	static const char *const extra[] = {"--handshake-timeout", "0.5",
+	    "--max-unauth-conn", "60000", "--max-unauth-bytes", "100000",
+	    "--agent-heartbeat", "0.2", NULL};
+
+	start_with(extra);
+}
+
+/* The broker closes @p within @ms (it may send something first). */
+static bool
+closed_within(struct tvmpeer *p, int ms)
+{
+	return harness_wait_closed(tvmpeer_fd(p), ms);
+}
+
+/*
+ * Issue 12: handshake_timeout restarted on every byte, so an RPC hello
+ * trickled a byte at a time stayed open for ever.  Now it is a deadline
+ * from accept: closed while still trickling (it would take 20 s).
+ */
+START_TEST(test_farm_handshake_is_a_deadline)
+{
+	struct tvmpeer *p = raw_open();
+	unsigned char hdr[8];
+	const char *key =
+	    "client:kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+	    "kkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkkk"
+	    "kkkkkkkkkkkkkkkkkkkkkkk";
+	size_t i, n = strlen(key);
+	bool closed = false;
+
+	frame_put_le32(hdr, 0xFF271);
+	frame_put_le32(hdr + 4, (uint32_t)n);
+	ck_assert_int_eq(tvmpeer_send_raw(p, hdr, 8), 0);
+	for (i = 0; i < n && !closed; i++) {
+		if (tvmpeer_send_raw(p, key + i, 1) < 0)
+			break;
+		closed = closed_within(p, 100);
+	}
+	ck_assert_msg(i < n, "the whole hello went through");
+	tvmpeer_free(p);
+	ck_assert(harness_log_contains(
+	    &b, "no complete RPC hello within 500 ms (handshake_timeout"));
+	broker_alive();
+}
+END_TEST
+
+/*
+ * Issue 12: 500 agent links x 1 MiB partial frames took 527 MB.  Before
+ * its hello is welcomed a peer may have 60000 bytes buffered here
+ * (max_unauth_conn), and all such peers together 100000
+ * (max_unauth_bytes).
+ */
+START_TEST(test_farm_unauthenticated_budget)
+{
+	static char junk[50000];
+	struct tvmpeer *p[3];
+	unsigned char hdr[4];
+	int i;
+
+	/* One peer over its own cap: a 70000-byte frame is refused on its
+	 * header, before a byte of its body is buffered. */
+	p[0] = raw_open();
+	ck_assert_int_eq(tvmpeer_send_raw(p[0], "NPUF", 4), 0);
+	frame_put_le32(hdr, 70000);
+	ck_assert_int_eq(tvmpeer_send_raw(p[0], hdr, 4), 0);
+	ck_assert(closed_within(p[0], T_MS));
+	tvmpeer_free(p[0]);
+	ck_assert(harness_log_contains(&b, "max_unauth_conn before its hello"));
+	/* Three peers of 40000 bytes each: the third is over the budget. */
+	memset(junk, 'x', sizeof(junk));
+	for (i = 0; i < 3; i++) {
+		p[i] = raw_open();
+		ck_assert_int_eq(tvmpeer_send_raw(p[i], "NPUF", 4), 0);
+		frame_put_le32(hdr, 50000);
+		ck_assert_int_eq(tvmpeer_send_raw(p[i], hdr, 4), 0);
+		ck_assert_int_eq(tvmpeer_send_raw(p[i], junk, 40000), 0);
+		usleep(100000);
+	}
+	ck_assert(closed_within(p[2], T_MS));
+	ck_assert(harness_log_contains(&b, "(limit max_unauth_bytes=100000)"));
+	ck_assert(!closed_within(p[0], 100));
+	for (i = 0; i < 3; i++)
+		tvmpeer_free(p[i]);
+	broker_alive();
+}
+END_TEST
+
+/* Issue 12: a partial tracker frame was held for ever; now 0.5 s. */
+START_TEST(test_farm_partial_frame_deadline)
+{
+	struct tvmpeer *t = tracker_open();
+	unsigned char hdr[4];
+
+	frame_put_le32(hdr, 100);
+	ck_assert_int_eq(tvmpeer_send_raw(t, hdr, 4), 0);
+	ck_assert_int_eq(tvmpeer_send_raw(t, "[4,\"k\"", 6), 0);
+	ck_assert(closed_within(t, T_MS));
+	tvmpeer_free(t);
+	ck_assert(harness_log_contains(&b, "is still incomplete"));
+	broker_alive();
+}
+END_TEST
+
+/*
+ * Issue 12: slow hellos from a host outside --allow filled
+ * max_connections.  Such a host gets 4 handshakes at a time.
+ */
+START_TEST(test_farm_allow_list_at_accept)
+{
+	static const char *const extra[] = {
+	    "--allow", "10.0.0.0/8", "--handshake-timeout", "5", NULL};
+	struct tvmpeer *p[5];
+	int i;
+
+	stop();
+	start_with(extra);
+	for (i = 0; i < 5; i++) {
+		p[i] = raw_open();
+		(void)tvmpeer_send_raw(p[i], "NP", 2);
+		usleep(50000);
+	}
+	ck_assert(closed_within(p[4], T_MS));
+	ck_assert(!closed_within(p[0], 100));
+	ck_assert(harness_log_contains(&b, "4 handshakes from that host"));
+	for (i = 0; i < 5; i++)
+		tvmpeer_free(p[i]);
+}
+END_TEST
+
+/*
+ * Issue 12: wrong agent tokens were checked and logged at any rate.
+ * After 3 in a row, hellos from that address wait (doubling from 0.1 s)
+ * and are logged at most once a second; a log line cannot be forged with
+ * the hello's version; control characters in a name are refused.
+ */
+START_TEST(test_farm_token_guesses_and_log_injection)
+{
+	static char tokdir2[] = "/tmp/npufarm-tok-XXXXXX";
+	char path[300], *log;
+	const char *extra[] = {"--agent-token-file", path, NULL};
+	struct tvmpeer *p;
+	json_t *v;
+	FILE *f;
+	int i, closing = 0;
+	size_t off = 0;
+
+	ck_assert_ptr_nonnull(mkdtemp(tokdir2));
+	(void)snprintf(path, sizeof(path), "%s/agent.token", tokdir2);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	(void)fputs("right\n", f);
+	(void)fclose(f);
+	stop();
+	start_with(extra);
+	for (i = 0; i < 50; i++) {
+		p = raw_open();
+		ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
+		send_text(p,
+		    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"g\","
+		    "\"key\":\"k\",\"version\":\"x\",\"token\":\"guess\"}");
+		v = recv_obj(p);
+		ck_assert_str_eq(json_string_value(json_object_get(v, "code")),
+		    "unauthorized");
+		json_decref(v);
+		tvmpeer_free(p);
+	}
+	/* The right token, now: it waits too, and says why. */
+	p = raw_open();
+	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
+	send_text(p, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"g\","
+		     "\"key\":\"k\",\"version\":\"x\",\"token\":\"right\"}");
+	expect_refused(p, "unauthorized", "refused for");
+	log = harness_sql(b.db, "SELECT 1"); /* the broker is alive */
+	free(log);
+	f = fopen(b.log, "r");
+	ck_assert_ptr_nonnull(f);
+	{
+		char line[512];
+
+		while (fgets(line, sizeof(line), f) != NULL)
+			if (strstr(line, "closing: agent link: hello"))
+				closing++;
+		off = (size_t)ftell(f);
+	}
+	(void)fclose(f);
+	ck_assert_msg(closing <= 3, "%d refusals logged one by one", closing);
+	ck_assert(off > 0);
+	ck_assert(harness_log_contains(&b, "hellos from there are refused"));
+	(void)unlink(path);
+	(void)rmdir(tokdir2);
+
+	/* A version with a newline and a level prefix: escaped. */
+	stop();
+	start();
+	p = agent_open("v0", "");
+	tvmpeer_free(p);
+	p = raw_open();
+	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
+	send_text(p, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"v1\","
+		     "\"key\":\"k\",\"version\":\"x\\n<2>forged\"}");
+	v = recv_obj(p);
+	json_decref(v);
+	tvmpeer_free(p);
+	f = fopen(b.log, "r");
+	ck_assert_ptr_nonnull(f);
+	{
+		char line[512];
+
+		while (fgets(line, sizeof(line), f) != NULL)
+			ck_assert_msg(strncmp(line, "<2>forged", 9) != 0,
+			    "a forged log line");
+	}
+	(void)fclose(f);
+	ck_assert(harness_log_contains(&b, "x\\x0a<2>forged"));
+	/* A name with a control character is refused. */
+	p = raw_open();
+	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
+	send_text(p,
+	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"a\\u001bb\","
+	    "\"key\":\"k\",\"version\":\"x\"}");
+	expect_refused(p, "bad-hello", "control characters");
+}
+END_TEST
+
+/*
+ * The point of all of the above: while hostile peers trickle heads and
+ * hellos, hold partial frames and guess tokens, a well-behaved tracker
+ * client and API client keep being served (each answer within a generous
+ * 10 s; no timings are compared).
+ */
+START_TEST(test_farm_well_behaved_client_during_abuse)
+{
+	static char junk[30000];
+	struct tvmpeer *bad[40], *t;
+	struct npufarm_err err;
+	int i, fds[40];
+	char buf[4096];
+
+	memset(junk, 'x', sizeof(junk));
+	for (i = 0; i < 40; i++) {
+		unsigned char hdr[4];
+
+		bad[i] = raw_open();
+		frame_put_le32(hdr, 50000);
+		(void)tvmpeer_send_raw(
+		    bad[i], i % 2 ? "NPUF" : "\x71\xf2\x02", i % 2 ? 4 : 3);
+		if (i % 2)
+			(void)tvmpeer_send_raw(bad[i], hdr, 4);
+		fds[i] = dial_http();
+		send_str(fds[i], "PUT /v1/artifacts/x HTTP/1.1\r\nHost: x\r\n");
+	}
+	t = tracker_open();
+	for (i = 0; i < 20; i++) {
+		int k;
+
+		/* The abusers keep at it between the good client's calls. */
+		for (k = 0; k < 40; k++) {
+			if (k % 2)
+				(void)send(tvmpeer_fd(bad[k]), junk, 1000,
+				    MSG_NOSIGNAL | MSG_DONTWAIT);
+			(void)send(fds[k], "X", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+		}
+		ck_assert_int_eq(tvmpeer_ping(t), 0);
+		ck_assert_msg(
+		    tvmpeer_recv_ok(t, 10000, &err) == 0, "%s", err.msg);
+		if (i % 4 == 0) {
+			int fd = dial_http();
+
+			send_str(fd, "GET /v1/queue HTTP/1.1\r\nHost: x\r\n"
+				     "Connection: close\r\n\r\n");
+			ck_assert_int_eq(
+			    read_response(fd, buf, sizeof(buf), 10000), 200);
+			close(fd);
+		}
+		usleep(50000);
+	}
+	tvmpeer_free(t);
+	for (i = 0; i < 40; i++) {
+		tvmpeer_free(bad[i]);
+		close(fds[i]);
+	}
+	broker_alive();
+}
+END_TEST
+
 int
 main(void)
 {
@@ -512,6 +803,16 @@ main(void)
 	tcase_add_test(tc, test_http_body_limits);
 	tcase_add_test(tc, test_http_head_deadline);
 	tcase_add_test(tc, test_http_connection_cap);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("farm");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, start_farm, stop);
+	tcase_add_test(tc, test_farm_handshake_is_a_deadline);
+	tcase_add_test(tc, test_farm_unauthenticated_budget);
+	tcase_add_test(tc, test_farm_partial_frame_deadline);
+	tcase_add_test(tc, test_farm_allow_list_at_accept);
+	tcase_add_test(tc, test_farm_token_guesses_and_log_injection);
+	tcase_add_test(tc, test_farm_well_behaved_client_during_abuse);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
