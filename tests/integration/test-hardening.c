@@ -184,6 +184,52 @@ START_TEST(test_board_torn_down_while_grant_waits)
 }
 END_TEST
 
+
+/*
+ * Issue 12: each UPDATE_INFO was merged into the connection's info and the
+ * whole re-parsed on every one, so a peer grew it without bound (150 x
+ * 410 kB: +90 MB).  It still merges (TVM's dict.update, TRK vectors), but
+ * the merged info is limited to 4096 bytes.
+ */
+START_TEST(test_update_info_replaced_and_bounded)
+{
+	static char big[6000];
+	struct tvmpeer *t = tracker_open(), *q;
+	struct npufarm_err err;
+	char frame[6200];
+	json_t *v;
+	char *text;
+
+	send_text(t, "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"x\":1}]");
+	ck_assert_int_eq(tvmpeer_recv_ok(t, T_MS, &err), 0);
+	send_text(t, "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"y\":2}]");
+	ck_assert_int_eq(tvmpeer_recv_ok(t, T_MS, &err), 0);
+	q = tracker_open();
+	ck_assert_int_eq(tvmpeer_summary(q), 0);
+	ck_assert_int_eq(tvmpeer_recv_json(q, T_MS, &v, &err), 0);
+	text = json_dumps(v, JSON_COMPACT);
+	ck_assert_msg(strstr(text, "\"y\":2") != NULL, "%s", text);
+	free(text);
+	json_decref(v);
+	/* 2 x 2500 bytes: each fits, merged they do not. */
+	memset(big, 'b', 2500);
+	(void)snprintf(frame, sizeof(frame),
+	    "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"z1\":\"%s\"}]",
+	    big);
+	send_text(t, frame);
+	ck_assert_int_eq(tvmpeer_recv_ok(t, T_MS, &err), 0);
+	(void)snprintf(frame, sizeof(frame),
+	    "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"z2\":\"%s\"}]",
+	    big);
+	send_text(t, frame);
+	ck_assert(harness_wait_closed(tvmpeer_fd(t), T_MS));
+	ck_assert(harness_log_contains(&b, "bytes of info, limit 4096"));
+	tvmpeer_free(t);
+	tvmpeer_free(q);
+	broker_alive();
+}
+END_TEST
+
 /* The next frame is an error with @code naming @needle; then it closes. */
 static void
 expect_refused(struct tvmpeer *p, const char *code, const char *needle)
@@ -795,6 +841,7 @@ main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, test_board_torn_down_while_grant_waits);
 	tcase_add_test(tc, test_malformed_task_frames_close_the_link);
+	tcase_add_test(tc, test_update_info_replaced_and_bounded);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("http");
 	tcase_set_timeout(tc, 60);
