@@ -184,7 +184,6 @@ START_TEST(test_board_torn_down_while_grant_waits)
 }
 END_TEST
 
-
 /*
  * Issue 12: each UPDATE_INFO was merged into the connection's info and the
  * whole re-parsed on every one, so a peer grew it without bound (150 x
