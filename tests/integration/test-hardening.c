@@ -10,11 +10,15 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -830,6 +834,206 @@ START_TEST(test_farm_well_behaved_client_during_abuse)
 }
 END_TEST
 
+/* ---- the agent: its work dir, its cache, a corrupt transfer ------------ */
+
+static char agent_dir[] = "/tmp/npufarm-agent-test-XXXXXX";
+
+static void
+agent_setup(void)
+{
+	ck_assert_ptr_nonnull(mkdtemp(agent_dir));
+}
+
+static void
+agent_teardown(void)
+{
+	char cmd[128];
+
+	(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", agent_dir);
+	(void)!system(cmd);
+}
+
+/* The exit status of @pid once it exits by itself within @ms, or -1. */
+static int
+exits_within(pid_t pid, int ms)
+{
+	int i, status;
+
+	for (i = 0; i < ms / 10; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * Issue 12: without --workdir the agent used /tmp/npufarm-agent-NAME even
+ * when another user had made it first.  It now refuses a work dir that is
+ * not its own, or that others can write to (default: under
+ * $XDG_RUNTIME_DIR here).
+ */
+START_TEST(test_agent_refuses_unsafe_workdir)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	char wd[400], log[400],
+	    *argv[] = {(char *)bin, "--broker", "127.0.0.1:9", "--key", "k",
+		"--name", "wdtest", NULL};
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(bin);
+	(void)snprintf(wd, sizeof(wd), "%s/npufarm-agent-wdtest", agent_dir);
+	(void)snprintf(log, sizeof(log), "%s/agent.log", agent_dir);
+	ck_assert_int_eq(mkdir(wd, 0700), 0);
+	ck_assert_int_eq(chmod(wd, 0777), 0);
+	ck_assert_int_eq(setenv("XDG_RUNTIME_DIR", agent_dir, 1), 0);
+	pid = harness_spawn(bin, (const char *const *)argv, log);
+	ck_assert_int_eq(exits_within(pid, 10000), 1);
+	{
+		char needle[500];
+		FILE *f = fopen(log, "r");
+		char line[600];
+		bool found = false;
+
+		ck_assert_ptr_nonnull(f);
+		(void)snprintf(
+		    needle, sizeof(needle), "%s: writable by others", wd);
+		while (fgets(line, sizeof(line), f) != NULL)
+			found = found || strstr(line, needle) != NULL;
+		(void)fclose(f);
+		ck_assert_msg(found, "the agent's log lacks '%s'", needle);
+	}
+}
+END_TEST
+
+/* Read one JSON frame from @fd within @ms (the test plays the broker). */
+static json_t *
+read_frame(int fd, int ms)
+{
+	static char buf[1 << 20];
+	static size_t len;
+	struct pollfd pfd = {fd, POLLIN, 0};
+	uint32_t n;
+
+	for (;;) {
+		ssize_t got;
+
+		if (len >= 4) {
+			n = frame_get_le32((unsigned char *)buf);
+			if (len >= 4 + (size_t)n) {
+				json_t *v = json_loadb(buf + 4, n, 0, NULL);
+
+				memmove(buf, buf + 4 + n, len - 4 - n);
+				len -= 4 + n;
+				return v;
+			}
+		}
+		if (poll(&pfd, 1, ms) <= 0)
+			return NULL;
+		got = read(fd, buf + len, sizeof(buf) - len);
+		if (got <= 0)
+			return NULL;
+		len += (size_t)got;
+	}
+}
+
+static void
+write_frame(int fd, const char *json)
+{
+	unsigned char hdr[4];
+	size_t n = strlen(json);
+
+	frame_put_le32(hdr, (uint32_t)n);
+	ck_assert_int_eq(write(fd, hdr, 4), 4);
+	ck_assert_int_eq(write(fd, json, n), (ssize_t)n);
+}
+
+/* The next frame of type @type, skipping heartbeats and the like. */
+static json_t *
+frame_of_type(int fd, const char *type)
+{
+	json_t *v;
+	int i;
+
+	for (i = 0; i < 50; i++) {
+		v = read_frame(fd, T_MS);
+		ck_assert_msg(v != NULL, "no '%s' frame from the agent", type);
+		if (strcmp(json_string_value(json_object_get(v, "type")),
+			type) == 0)
+			return v;
+		json_decref(v);
+	}
+	ck_abort_msg("no '%s' frame from the agent", type);
+	return NULL;
+}
+
+/*
+ * Issue 12: a fetched artifact whose digest does not match was reported
+ * as the candidate's crash; it is a transfer failure: lost (retried).
+ */
+START_TEST(test_agent_corrupt_transfer_is_lost)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	struct sockaddr_in sin = {.sin_family = AF_INET};
+	socklen_t sl = sizeof(sin);
+	char addr[64], wd[400], log[400], task[1024];
+	char sha[65];
+	const char *argv[] = {bin, "--broker", addr, "--key", "k", "--name",
+	    "corrupt", "--workdir", wd, "-v", NULL};
+	int lfd, fd;
+	json_t *v;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(bin);
+	harness_sha256_hex("the real thing", 14, sha);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	ck_assert_int_ge(lfd, 0);
+	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	ck_assert_int_eq(listen(lfd, 4), 0);
+	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &sl), 0);
+	(void)snprintf(
+	    addr, sizeof(addr), "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+	(void)snprintf(wd, sizeof(wd), "%s/wd", agent_dir);
+	(void)snprintf(log, sizeof(log), "%s/agent.log", agent_dir);
+	pid = harness_spawn(bin, argv, log);
+	fd = accept(lfd, NULL, NULL);
+	ck_assert_int_ge(fd, 0);
+	{
+		char magic[4];
+
+		ck_assert_int_eq(read(fd, magic, 4), 4);
+		ck_assert_int_eq(memcmp(magic, "NPUF", 4), 0);
+	}
+	json_decref(frame_of_type(fd, "hello"));
+	write_frame(fd, "{\"type\":\"welcome\",\"protocol\":1,\"board_id\":1,"
+			"\"heartbeat_ms\":2000}");
+	(void)snprintf(task, sizeof(task),
+	    "{\"type\":\"task\",\"task\":7,\"attempt\":1,\"spec\":"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"run\","
+	    "\"timeout\":5}}",
+	    sha);
+	write_frame(fd, task);
+	json_decref(frame_of_type(fd, "fetch"));
+	/* 14 bytes, as announced, but not the ones that hash to it. */
+	(void)snprintf(task, sizeof(task),
+	    "{\"type\":\"chunk\",\"sha256\":\"%s\",\"offset\":0,\"size\":14,"
+	    "\"data\":\"dGhlIGZha2UgdGhpbmc=\"}",
+	    sha);
+	write_frame(fd, task);
+	v = frame_of_type(fd, "result");
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(v, "outcome")), "lost");
+	ck_assert_msg(strstr(json_string_value(json_object_get(v, "detail")),
+			  "sha256 mismatch") != NULL,
+	    "%s", json_string_value(json_object_get(v, "detail")));
+	json_decref(v);
+	close(fd);
+	close(lfd);
+	ck_assert_int_eq(harness_reap(pid, 10000), 0);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -859,6 +1063,12 @@ main(void)
 	tcase_add_test(tc, test_farm_allow_list_at_accept);
 	tcase_add_test(tc, test_farm_token_guesses_and_log_injection);
 	tcase_add_test(tc, test_farm_well_behaved_client_during_abuse);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("agent");
+	tcase_set_timeout(tc, 60);
+	tcase_add_checked_fixture(tc, agent_setup, agent_teardown);
+	tcase_add_test(tc, test_agent_refuses_unsafe_workdir);
+	tcase_add_test(tc, test_agent_corrupt_transfer_is_lost);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
