@@ -33,6 +33,7 @@
 #include "server_flags.h"
 #include "supervisor.h"
 #include "tvm_runtime.h"
+#include "workdir.h"
 
 /* Settings of a flag and of its --config key alike. */
 struct agent_opts {
@@ -110,7 +111,9 @@ usage(FILE *f)
 	    "                         beside it); probed at start-up in a "
 	    "child\n"
 	    "  --workdir DIR          parent of the per-session work dirs\n"
-	    "                         (default /tmp/npufarm-agent-NAME)\n"
+	    "                         (default $STATE_DIRECTORY, else\n"
+	    "                         $XDG_RUNTIME_DIR, else /tmp: "
+	    "npufarm-agent-NAME)\n"
 	    "  --max-session S        cap on a session's -timeout (and the "
 	    "deadline of\n"
 	    "                         sessions that have none); 0: no cap\n"
@@ -433,9 +436,8 @@ main(int argc, char **argv)
 		host[sizeof(host) - 1] = '\0';
 		o.name = strdup(host);
 	}
-	if (o.workdir == NULL &&
-	    asprintf(&workdir, "/tmp/npufarm-agent-%s", o.name) < 0)
-		workdir = NULL;
+	if (o.workdir == NULL)
+		workdir = workdir_default(o.name);
 	tags_text = json_dumps(o.tags, JSON_COMPACT);
 	if (o.name == NULL || tags_text == NULL ||
 	    (o.workdir == NULL && workdir == NULL))
@@ -497,8 +499,8 @@ main(int argc, char **argv)
 		cachedir = NULL;
 		goto out;
 	}
-	if (mkdir(bc.sup.workdir, 0700) < 0 && errno != EEXIST) {
-		log_err("work dir %s: %s", bc.sup.workdir, strerror(errno));
+	if (workdir_prepare(bc.sup.workdir, &err) < 0) {
+		log_err("work dir %s", err.msg);
 		goto out;
 	}
 	if (cache_open(cachedir, (uint64_t)o.cache_mb << 20, &cache, &err) <

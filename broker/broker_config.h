@@ -49,6 +49,13 @@ struct broker_config {
 	char *admin_token_file; /* admin scope; NULL: none */
 	char *allow[BROKER_MAX_ALLOW]; /* CIDRs for TVM protocols, owned */
 	size_t nallow;                 /* 0: loopback only */
+	/* Issue 12: what an unauthenticated or hostile peer may cost. */
+	long max_http_connections; /* open API connections */
+	long max_job_body;         /* bytes of a POST /v1/jobs body */
+	long max_unauth_bytes;     /* buffered from peers before auth, total */
+	long max_unauth_conn;      /* ... and per connection */
+	long retain_days;          /* prune leases/attempts/events; 0: keep */
+	long retain_mb;            /* prune when the ledger is larger; 0: off */
 };
 
 void broker_config_defaults(struct broker_config *c);
