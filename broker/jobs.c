@@ -641,6 +641,12 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 			    "tasks[%zu].artifact: no artifact %s; PUT "
 			    "/v1/artifacts/%s first",
 			    i, spec->artifact, spec->artifact);
+		if (r == 0 && spec->check.on &&
+		    artifacts_size(srv->artifacts, spec->check.ref, &size) < 0)
+			r = err_set(err, -EINVAL,
+			    "tasks[%zu].check.ref: no artifact %s; PUT "
+			    "/v1/artifacts/%s first",
+			    i, spec->check.ref, spec->check.ref);
 		if (r < 0) {
 			free(spec);
 			return r;

@@ -182,6 +182,97 @@ static const char *const migrations[] = {
     "  (t.started_us - t.queued_us) / 1e6 AS queued_s,"
     "  (t.finished_us - t.started_us) / 1e6 AS run_s, t.detail"
     "  FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;",
+    /* 6 (issue 11): the outcome `wrong`; tags of boards and jobs; who
+     * drained a board; views that count tasks and sessions together;
+     * events with ISO times; candidates with their best and median. */
+    "CREATE TABLE tasks_v6 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id),"
+    "  idx INTEGER NOT NULL,"
+    "  name TEXT,"
+    "  runner TEXT NOT NULL,"
+    "  spec TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done')),"
+    "  outcome TEXT CHECK (outcome IN ('ok', 'timeout', 'exception',"
+    "    'crash', 'lost', 'cancelled', 'expired', 'rejected', 'wrong')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  board_id INTEGER REFERENCES boards(id),"
+    "  costs TEXT,"
+    "  number INTEGER,"
+    "  detail TEXT,"
+    "  queued_us INTEGER NOT NULL,"
+    "  started_us INTEGER,"
+    "  finished_us INTEGER,"
+    "  UNIQUE (job_id, idx)"
+    ") STRICT;"
+    "INSERT INTO tasks_v6 SELECT * FROM tasks;"
+    "DROP VIEW task_results;"
+    "DROP TABLE tasks;"
+    "ALTER TABLE tasks_v6 RENAME TO tasks;"
+    "CREATE INDEX tasks_open ON tasks (job_id) WHERE state != 'done';"
+    "CREATE VIEW task_results AS SELECT t.job_id, t.idx, t.name, t.outcome,"
+    "  t.attempts, b.name AS board, t.number, t.costs,"
+    "  (t.started_us - t.queued_us) / 1e6 AS queued_s,"
+    "  (t.finished_us - t.started_us) / 1e6 AS run_s, t.detail"
+    "  FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;"
+    "ALTER TABLE boards ADD COLUMN tags TEXT;"
+    "ALTER TABLE jobs ADD COLUMN tags TEXT;"
+    "ALTER TABLE events ADD COLUMN actor TEXT;"
+    "DROP VIEW board_history;"
+    "CREATE VIEW board_history AS SELECT b.id, b.key, b.name, b.state,"
+    "  (SELECT count(*) FROM leases l WHERE l.board_id = b.id) AS leases,"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id) AS tasks,"
+    "  (SELECT count(*) FROM leases l WHERE l.board_id = b.id) +"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id) AS runs,"
+    "  (SELECT count(*) FROM leases l WHERE l.board_id = b.id AND"
+    "    l.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong')) +"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id AND"
+    "    a.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong'))"
+    "    AS failures,"
+    "  (SELECT max(l.granted_us) FROM leases l WHERE l.board_id = b.id)"
+    "    AS last_granted_us,"
+    "  max(coalesce((SELECT max(l.granted_us) FROM leases l"
+    "    WHERE l.board_id = b.id), 0), coalesce((SELECT max(a.started_us)"
+    "    FROM attempts a WHERE a.board_id = b.id), 0)) AS last_used_us"
+    "  FROM boards b;"
+    "CREATE VIEW runs AS"
+    "  SELECT 'session' AS kind, l.id AS id, l.board_id, l.key, l.user,"
+    "    l.granted_us AS started_us, l.released_us AS finished_us,"
+    "    l.outcome, l.detail FROM leases l WHERE l.board_id IS NOT NULL"
+    "  UNION ALL"
+    "  SELECT 'task', a.task_id, a.board_id, j.key, j.user, a.started_us,"
+    "    a.finished_us, a.outcome, a.detail FROM attempts a"
+    "    JOIN tasks t ON t.id = a.task_id JOIN jobs j ON j.id = t.job_id;"
+    "CREATE VIEW failure_rates AS SELECT b.name AS board, b.key,"
+    "  count(r.kind) AS runs,"
+    "  count(*) FILTER (WHERE r.kind = 'task') AS tasks,"
+    "  count(*) FILTER (WHERE r.kind = 'session') AS sessions,"
+    "  count(*) FILTER (WHERE r.outcome IN ('timeout', 'exception',"
+    "    'crash', 'lost', 'wrong')) AS failures,"
+    "  round(1.0 * count(*) FILTER (WHERE r.outcome IN ('timeout',"
+    "    'exception', 'crash', 'lost', 'wrong')) / max(count(r.kind), 1),"
+    "    4) AS failure_rate,"
+    "  count(*) FILTER (WHERE r.outcome = 'crash') AS crash,"
+    "  count(*) FILTER (WHERE r.outcome = 'timeout') AS timeout,"
+    "  count(*) FILTER (WHERE r.outcome = 'exception') AS exception,"
+    "  count(*) FILTER (WHERE r.outcome = 'lost') AS lost,"
+    "  count(*) FILTER (WHERE r.outcome = 'wrong') AS wrong"
+    "  FROM boards b LEFT JOIN runs r ON r.board_id = b.id"
+    "  GROUP BY b.id;"
+    "CREATE VIEW events_readable AS SELECT e.id,"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', e.at_us / 1e6, 'unixepoch') AS at,"
+    "  e.kind, b.name AS board, e.actor, e.detail"
+    "  FROM events e LEFT JOIN boards b ON b.id = e.board_id;"
+    "CREATE VIEW candidates AS WITH c AS (SELECT t.id AS task_id,"
+    "  j.value AS v, row_number() OVER (PARTITION BY t.id ORDER BY j.value)"
+    "  AS rn, count(*) OVER (PARTITION BY t.id) AS n"
+    "  FROM tasks t, json_each(t.costs) j WHERE t.costs IS NOT NULL)"
+    "  SELECT t.job_id, t.idx, t.name, t.outcome, b.name AS board,"
+    "  json_extract(t.spec, '$.group') AS grp,"
+    "  (SELECT min(c.v) FROM c WHERE c.task_id = t.id) AS best_s,"
+    "  (SELECT avg(c.v) FROM c WHERE c.task_id = t.id AND"
+    "    c.rn IN ((c.n + 1) / 2, (c.n + 2) / 2)) AS median_s,"
+    "  t.detail FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -425,6 +516,11 @@ migrate(sqlite3 *db, struct npufarm_err *err)
 	int version, r;
 	size_t i;
 
+	/* A migration may rebuild a table others reference (6: tasks);
+	 * foreign keys cannot be switched inside a transaction. */
+	r = exec_sql(db, "PRAGMA foreign_keys = OFF", err);
+	if (r < 0)
+		return r;
 	r = exec_sql(db, "BEGIN IMMEDIATE", err);
 	if (r < 0)
 		return r;
@@ -435,6 +531,9 @@ migrate(sqlite3 *db, struct npufarm_err *err)
 		goto fail;
 	}
 	version = sqlite3_column_int(st, 0);
+	/* A statement left stepped would lock the tables DROP touches. */
+	sqlite3_finalize(st);
+	st = NULL;
 	if (version > (int)N_MIGRATIONS) {
 		r = err_set(err, -EPROTONOSUPPORT,
 		    "ledger schema version %d is newer than this broker "
@@ -452,11 +551,14 @@ migrate(sqlite3 *db, struct npufarm_err *err)
 	r = exec_sql(db, sql, err);
 	if (r < 0)
 		goto fail;
-	sqlite3_finalize(st);
-	return exec_sql(db, "COMMIT", err);
+	r = exec_sql(db, "COMMIT", err);
+	if (r == 0)
+		r = exec_sql(db, "PRAGMA foreign_keys = ON", err);
+	return r;
 fail:
 	sqlite3_finalize(st);
 	(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	(void)sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 	return r;
 }
 

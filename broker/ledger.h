@@ -21,7 +21,7 @@ struct ledger;
 struct metrics_hist;
 struct npufarm_err;
 
-#define LEDGER_SCHEMA_VERSION 5
+#define LEDGER_SCHEMA_VERSION 6
 
 typedef void ledger_dirty_fn(void *arg);
 

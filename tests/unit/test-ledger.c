@@ -92,7 +92,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
 				"PRAGMA journal_mode");
-	ck_assert_str_eq(out, "0.001|0.001|lost\n5\nwal\n");
+	ck_assert_str_eq(out, "0.001|0.001|lost\n6\nwal\n");
 	free(out);
 }
 END_TEST
@@ -254,7 +254,7 @@ START_TEST(test_ledger_migrates_v1)
 	    " session_s, requests, exceptions, bytes_to_board,"
 	    " bytes_to_client, outcome, detail FROM "
 	    "lease_times");
-	ck_assert_str_eq(out, "5\nrk3588|192.168.1.20:9090|0.004175|3|"
+	ck_assert_str_eq(out, "6\nrk3588|192.168.1.20:9090|0.004175|3|"
 			      "1|100|200|exception|ValueError: bad input\n");
 	free(out);
 }

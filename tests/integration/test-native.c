@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Native tuning a tuner can trust (issue 11), end to end with the real
+ * broker and agents on real kernels: candidates that crash leave the
+ * boards in service; a board whose known-good probe fails is quarantined
+ * with a reason that says so and returns by itself; a fast wrong kernel
+ * is caught by its task's check and recorded as `wrong`.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <check.h>
+#include <jansson.h>
+
+#include "harness.h"
+
+#define T_MS     20000
+#define MAX_AGTS 3
+
+static struct harness_broker b;
+static pid_t agents[MAX_AGTS];
+static const char *const broker_extra[] = {
+    "--agent-heartbeat", "0.2", "--task-grace", "1", NULL};
+
+static void
+broker_up(void)
+{
+	harness_broker_start(&b, broker_extra);
+}
+
+static void
+broker_down(void)
+{
+	int i;
+
+	for (i = 0; i < MAX_AGTS; i++)
+		if (agents[i] > 0) {
+			ck_assert_int_eq(harness_reap(agents[i], T_MS), 0);
+			agents[i] = 0;
+		}
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	harness_broker_cleanup(&b);
+}
+
+/* Agent @i ("n@i", key cpu) with @extra flags (NULL-terminated). */
+static void
+agent_up(int i, const char *const *extra)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	char name[32], work[320], log[320];
+	const char *argv[32] = {bin, "--broker", b.farm, "--key", "cpu",
+	    "--name", name, "--workdir", work, "-vv"};
+	int n = 10;
+
+	ck_assert_ptr_nonnull(bin);
+	while (extra != NULL && *extra != NULL && n < 30)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	(void)snprintf(name, sizeof(name), "n%d", i);
+	(void)snprintf(work, sizeof(work), "%s/work-%d", b.dir, i);
+	(void)snprintf(log, sizeof(log), "%s/agent-%d.log", b.dir, i);
+	agents[i] = harness_spawn(bin, argv, log);
+}
+
+static void
+wait_sql(const char *sql, const char *want)
+{
+	harness_wait_sql(b.db, sql, want, 30000);
+}
+
+static void
+wait_idle(int n)
+{
+	char want[32];
+
+	(void)snprintf(want, sizeof(want), "%d\n", n);
+	wait_sql("SELECT count(*) FROM boards WHERE kind = 'agent' AND"
+		 " state = 'idle'",
+	    want);
+}
+
+/* Upload test kernel lib@name.so; its sha256 into @sha (65 bytes). */
+static void
+upload(const char *name, char *sha)
+{
+	char path[512];
+	int status;
+
+	(void)snprintf(
+	    path, sizeof(path), "%s/lib%s.so", NPUFARM_TEST_KERNELS, name);
+	status = harness_put_artifact(b.http, path, sha);
+	ck_assert_msg(
+	    status == 201 || status == 200, "PUT %s: %d", path, status);
+}
+
+/* POST the job @json; its id. */
+static long
+submit(const char *json)
+{
+	int status;
+	char *body = harness_http_body(
+	    b.http, "POST", "/v1/jobs", json, strlen(json), &status);
+	json_t *v = json_loads(body, 0, NULL);
+	long id;
+
+	ck_assert_msg(status == 201, "%d %s", status, body);
+	id = (long)json_integer_value(json_object_get(v, "id"));
+	ck_assert_int_gt(id, 0);
+	json_decref(v);
+	free(body);
+	return id;
+}
+
+/* Follow job @id until it is over; GET it then. */
+static json_t *
+wait_job(long id)
+{
+	char path[128], *body;
+	time_t deadline = time(NULL) + 120;
+	long long seq = 0;
+	int status;
+	json_t *v;
+
+	while (time(NULL) < deadline) {
+		(void)snprintf(path, sizeof(path),
+		    "/v1/jobs/%ld/wait?after=%lld&timeout=5", id, seq);
+		body = harness_http_get(b.http, path, &status);
+		ck_assert_msg(status == 200, "%d %s", status, body);
+		v = json_loads(body, 0, NULL);
+		free(body);
+		ck_assert_ptr_nonnull(v);
+		seq = json_integer_value(json_object_get(v, "seq"));
+		if (json_is_true(json_object_get(v, "done"))) {
+			json_decref(v);
+			break;
+		}
+		json_decref(v);
+	}
+	(void)snprintf(path, sizeof(path), "/v1/jobs/%ld", id);
+	body = harness_http_get(b.http, path, &status);
+	ck_assert_msg(status == 200, "%d %s", status, body);
+	v = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_ptr_nonnull(v);
+	return v;
+}
+
+static json_t *
+task_of(json_t *job, int idx)
+{
+	return json_array_get(json_object_get(job, "task_list"), (size_t)idx);
+}
+
+static const char *
+str_of(json_t *job, int idx, const char *key)
+{
+	return json_string_value(json_object_get(task_of(job, idx), key));
+}
+
+/* A job of @n tasks, each the kernel @sha with the default entry. */
+static long
+submit_n(const char *sha, int n)
+{
+	size_t len = 64 + (size_t)n * 128, off;
+	char *json = malloc(len);
+	long id;
+	int i;
+
+	ck_assert_ptr_nonnull(json);
+	off = (size_t)snprintf(json, len, "{\"key\":\"cpu\",\"tasks\":[");
+	for (i = 0; i < n; i++)
+		off += (size_t)snprintf(json + off, len - off,
+		    "%s{\"runner\":\"kernel\",\"artifact\":\"%s\"}",
+		    i ? "," : "", sha);
+	(void)snprintf(json + off, len - off, "]}");
+	id = submit(json);
+	free(json);
+	return id;
+}
+
+/*
+ * A job of 20 crashing candidates on three boards with the default
+ * --quarantine-after 3: every candidate crashes, the built-in probe
+ * clears each board it suspects, and every board ends idle.
+ */
+START_TEST(test_crashing_candidates_leave_boards_idle)
+{
+	char crash[65], *row;
+	json_t *job;
+	int i;
+
+	for (i = 0; i < MAX_AGTS; i++)
+		agent_up(i, NULL);
+	wait_idle(MAX_AGTS);
+	upload("crash", crash);
+	job = wait_job(submit_n(crash, 20));
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(job, "state")), "done");
+	for (i = 0; i < 20; i++)
+		ck_assert_str_eq(str_of(job, i, "outcome"), "crash");
+	json_decref(job);
+	wait_idle(MAX_AGTS);
+	wait_sql("SELECT count(*) FROM tasks WHERE outcome = 'crash'", "20\n");
+	row = harness_sql(b.db, "SELECT count(*) FROM events WHERE kind ="
+				" 'board_quarantined'");
+	ck_assert_str_eq(row, "0\n");
+	free(row);
+	/* The probe ran: each board crashed at least 3 times in a row. */
+	for (i = 0; i < MAX_AGTS; i++) {
+		char log[320], cmd[400];
+
+		(void)snprintf(log, sizeof(log), "%s/agent-%d.log", b.dir, i);
+		(void)snprintf(cmd, sizeof(cmd),
+		    "grep -q 'built-in probe passed' %s", log);
+		if (system(cmd) == 0)
+			break;
+	}
+	ck_assert_int_lt(i, MAX_AGTS);
+}
+END_TEST
+
+/*
+ * A board whose probe fails is quarantined with a reason naming the probe
+ * and what it said; it comes back by itself once the probe passes.
+ */
+START_TEST(test_probe_failure_quarantines_until_it_passes)
+{
+	char crash[65], probe[512], flag[320], *row;
+	const char *extra[] = {"--probe-kernel", probe, "--quarantine-after",
+	    "2", "--health-interval", "0.3", NULL};
+	FILE *f;
+	json_t *job;
+
+	(void)snprintf(
+	    probe, sizeof(probe), "%s/libflaky_probe.so", NPUFARM_TEST_KERNELS);
+	(void)snprintf(flag, sizeof(flag), "%s/broken", b.dir);
+	f = fopen(flag, "w");
+	ck_assert_ptr_nonnull(f);
+	fclose(f);
+	ck_assert_int_eq(setenv("NPUFARM_TEST_PROBE_FAIL", flag, 1), 0);
+	agent_up(0, extra);
+	ck_assert_int_eq(unsetenv("NPUFARM_TEST_PROBE_FAIL"), 0);
+	wait_idle(1);
+	upload("crash", crash);
+	job = wait_job(submit_n(crash, 2));
+	json_decref(job);
+	wait_sql(
+	    "SELECT state FROM boards WHERE kind = 'agent'", "quarantined\n");
+	row = harness_sql(b.db, "SELECT detail FROM boards WHERE kind ="
+				" 'agent'");
+	ck_assert_msg(strstr(row, "the probe kernel failed") != NULL &&
+			  strstr(row, "the accelerator is broken") != NULL &&
+			  strstr(row, "2 non-ok outcomes in a row") != NULL,
+	    "%s", row);
+	free(row);
+	/* Repaired: the next probe passes and the board is back. */
+	ck_assert_int_eq(unlink(flag), 0);
+	wait_idle(1);
+	wait_sql("SELECT count(*) FROM events WHERE kind = 'board_quarantined'",
+	    "1\n");
+}
+END_TEST
+
+#define MATMUL_ARGS                                                          \
+	"\"args\":[{\"dtype\":\"float32\",\"shape\":[64,64],"                \
+	"\"fill\":{\"random\":1}},{\"dtype\":\"float32\",\"shape\":[64,64]," \
+	"\"fill\":{\"random\":2}},{\"dtype\":\"float32\",\"shape\":[64,64]}]"
+
+/*
+ * A check against a reference: the correct candidate is ok, the fast one
+ * that skips work is `wrong` with the first mismatch, everywhere.
+ */
+START_TEST(test_wrong_answer_caught)
+{
+	char ref[65], good[65], bad[65], json[2048], *row;
+	int status;
+	const char *d;
+	json_t *job;
+
+	agent_up(0, NULL);
+	wait_idle(1);
+	upload("matmul_t8", ref);
+	upload("matmul_t16", good);
+	upload("wrong", bad);
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"tasks\":["
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"good\"," MATMUL_ARGS ",\"check\":{\"ref\":\"%s\"}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"fast\"," MATMUL_ARGS
+	    ",\"check\":{\"ref\":\"%s\",\"entry\":\"matmul\",\"rtol\":1e-4,"
+	    "\"outputs\":[2]}}]}",
+	    good, ref, bad, ref);
+	job = wait_job(submit(json));
+	ck_assert_str_eq(str_of(job, 0, "outcome"), "ok");
+	ck_assert_str_eq(str_of(job, 1, "outcome"), "wrong");
+	d = str_of(job, 1, "detail");
+	ck_assert_msg(d != NULL &&
+			  strstr(d, "args[2][1,0] = 0 but the "
+				    "reference has") != NULL &&
+			  strstr(d, "4032 of 4096 values differ") != NULL,
+	    "%s", d ? d : "(null)");
+	ck_assert_int_eq(
+	    json_array_size(json_object_get(task_of(job, 1), "costs")), 0);
+	json_decref(job);
+	wait_sql("SELECT group_concat(outcome, ',') FROM (SELECT outcome"
+		 " FROM tasks ORDER BY idx)",
+	    "ok,wrong\n");
+	/* A wrong answer is the candidate's: the board stays in service. */
+	wait_idle(1);
+	row = harness_http_get(b.http, "/metrics", &status);
+	ck_assert_int_eq(status, 200);
+	ck_assert_msg(strstr(row, "outcome=\"wrong\"} 1") != NULL, "%s", row);
+	free(row);
+}
+END_TEST
+
+/* A check names a reference the broker does not have: refused at once. */
+START_TEST(test_check_validation)
+{
+	char good[65], json[1024], *body;
+	int status;
+
+	upload("matmul_t16", good);
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"kernel\","
+	    "\"artifact\":\"%s\"," MATMUL_ARGS
+	    ",\"check\":{\"ref\":\"%064d\"}}]}",
+	    good, 7);
+	body = harness_http_body(
+	    b.http, "POST", "/v1/jobs", json, strlen(json), &status);
+	ck_assert_int_eq(status, 400);
+	ck_assert_msg(strstr(body, "tasks[0].check.ref: no artifact") != NULL,
+	    "%s", body);
+	free(body);
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"exec\","
+	    "\"artifact\":\"%s\",\"check\":{\"ref\":\"%s\"}}]}",
+	    good, good);
+	body = harness_http_body(
+	    b.http, "POST", "/v1/jobs", json, strlen(json), &status);
+	ck_assert_int_eq(status, 400);
+	ck_assert_msg(
+	    strstr(body, "only the kernel runner") != NULL, "%s", body);
+	free(body);
+}
+END_TEST
+
+static Suite *
+native_suite(void)
+{
+	Suite *s = suite_create("native");
+	TCase *tc = tcase_create("native");
+
+	tcase_add_checked_fixture(tc, broker_up, broker_down);
+	tcase_set_timeout(tc, 180);
+	tcase_add_test(tc, test_crashing_candidates_leave_boards_idle);
+	tcase_add_test(tc, test_probe_failure_quarantines_until_it_passes);
+	tcase_add_test(tc, test_wrong_answer_caught);
+	tcase_add_test(tc, test_check_validation);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	return harness_run(native_suite());
+}
