@@ -95,7 +95,7 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 {
 	struct boards_ctx *x = arg;
 	char id[32];
-	json_t *lease = json_null();
+	json_t *lease = json_null(), *task = json_null();
 
 	if (b->lease_id != 0)
 		lease = json_pack("{sIssssso so}", "id",
@@ -103,9 +103,18 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 		    b->lease_peer, "granted_at",
 		    json_util_time(b->lease_granted_us), "held_seconds",
 		    json_util_seconds(b->lease_granted_us, x->now));
+	if (b->task.job > 0)
+		task = json_pack("{sI si sI si ss so so so}", "job",
+		    (json_int_t)b->task.job, "task", b->task.idx, "id",
+		    (json_int_t)b->task.id, "attempt", b->task.attempt, "user",
+		    b->task.user, "name", json_util_str_or_null(b->task.name),
+		    "started_at", json_util_time(b->task.started_us),
+		    "running_seconds",
+		    json_util_seconds(b->task.started_us, x->now));
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	(void)json_object_set_new(x->live, id,
-	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
+	    json_pack("{sIsoso}", "free", (json_int_t)b->free, "lease", lease,
+		"task", task));
 }
 
 static void
@@ -129,20 +138,22 @@ static int
 ledger_board_cb(const struct ledger_board *b, void *arg)
 {
 	struct boards_ctx *x = arg;
-	json_t *live, *lease, *v;
+	json_t *live, *lease, *task, *v;
 	char id[32];
 
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	live = json_object_get(x->live, id);
 	lease = json_object_get(live, "lease");
-	v = json_pack("{sIsssssssssssIsososOso}", "id", (json_int_t)b->id,
+	task = json_object_get(live, "task");
+	v = json_pack("{sIsssssssssssIsososOsosO}", "id", (json_int_t)b->id,
 	    "name", b->name, "kind", b->kind, "key", b->key, "address",
 	    b->address, "state", b->state, "free",
 	    json_integer_value(json_object_get(live, "free")), "first_seen",
 	    json_util_time(b->first_seen_us), "last_seen",
 	    json_util_time(b->last_seen_us), "lease",
 	    lease ? lease : json_null(), "detail",
-	    json_util_str_or_null(b->detail));
+	    json_util_str_or_null(b->detail), "task",
+	    task ? task : json_null());
 	if (v != NULL && strcmp(b->kind, "agent") == 0 &&
 	    json_object_set(v, "heartbeat",
 		json_object_get(live, "heartbeat")
@@ -202,11 +213,17 @@ request_cb(const struct tracker_request_info *r, void *arg)
 {
 	struct queue_ctx *x = arg;
 
-	(void)json_array_append_new(
-	    x->requests, json_pack("{sssssfsoso}", "user", r->user, "peer",
-			     r->peer, "priority", r->priority, "requested_at",
-			     json_util_time(r->requested_us), "waited_seconds",
-			     json_util_seconds(r->requested_us, x->now)));
+	json_t *v = json_pack("{ss ss so so so so}", "kind", r->kind, "user",
+	    r->user, "peer", json_util_str_or_null(r->peer), "priority",
+	    json_util_number(r->priority), "requested_at",
+	    json_util_time(r->requested_us), "waited_seconds",
+	    json_util_seconds(r->requested_us, x->now));
+
+	if (v != NULL && r->job > 0) {
+		(void)json_object_set_new(v, "job", json_integer(r->job));
+		(void)json_object_set_new(v, "task", json_integer(r->task_idx));
+	}
+	(void)json_array_append_new(x->requests, v);
 }
 
 static int

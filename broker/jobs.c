@@ -767,6 +767,28 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 	return 0;
 }
 
+/*
+ * What the views show of task @r (a SCHED_KIND_TASK request, queued or
+ * running), into @ret_info; its strings live as long as the task.
+ */
+void
+jobs_task_info(const struct sched_request *r, struct jobs_task_info *ret_info)
+{
+	const struct task *t = container_of(r, struct task, s);
+
+	*ret_info = (struct jobs_task_info){
+	    .job = t->job->id,
+	    .idx = t->idx,
+	    .id = t->id,
+	    .attempt = t->attempts,
+	    .user = t->job->user,
+	    .name = t->name,
+	    .priority = t->job->priority,
+	    .queued_us = t->queued_us,
+	    .started_us = t->state == TASK_RUNNING ? t->started_us : 0,
+	};
+}
+
 /* ---- running tasks -------------------------------------------------- */
 
 /* The tracker granted agent @a's board @board_id to task @r: send it. */

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "server.h"
 #include "sha256_util.h"
+#include "task_spec.h"
 
 #define JOBS_API_LIMIT_DEFAULT 50
 #define JOBS_API_LIMIT_MAX     1000
@@ -186,11 +187,12 @@ job_row_json(struct server *srv, const struct ledger_job_row *row)
 		json_decref(tasks);
 		return NULL;
 	}
-	return json_pack("{sI ss ss sf sf ss so so so}", "id",
+	return json_pack("{sI ss ss so so ss so so so}", "id",
 	    (json_int_t)row->id, "key", row->key, "user", row->user, "priority",
-	    row->priority, "queue_timeout", row->queue_timeout, "state",
-	    row->state, "submitted", json_util_time(row->submitted_us),
-	    "finished", json_util_time(row->finished_us), "tasks", tasks);
+	    json_util_number(row->priority), "queue_timeout",
+	    json_util_number(row->queue_timeout), "state", row->state,
+	    "submitted", json_util_time(row->submitted_us), "finished",
+	    json_util_time(row->finished_us), "tasks", tasks);
 }
 
 struct list_ctx {
@@ -285,7 +287,9 @@ out:
 static int
 task_cb(const struct ledger_task_row *row, void *arg)
 {
-	json_t *list = arg, *costs = json_null(), *v;
+	json_t *list = arg, *costs = json_null(), *spec, *v;
+	struct task_spec *ts = malloc(sizeof(*ts));
+	char group[TASK_SPEC_GROUP_MAX] = "";
 	json_error_t jerr;
 
 	if (row->costs != NULL) {
@@ -293,15 +297,23 @@ task_cb(const struct ledger_task_row *row, void *arg)
 		if (costs == NULL)
 			costs = json_null();
 	}
-	v = json_pack("{si so ss so si so so so so so so}", "index", row->idx,
-	    "name", json_util_str_or_null(row->name), "state", row->state,
-	    "outcome", json_util_str_or_null(row->outcome), "attempts",
-	    row->attempts, "board", json_util_str_or_null(row->board), "costs",
-	    costs, "number",
+	/* The group it is ranked in: its own "group", else its inputs. */
+	spec = row->spec != NULL ? json_loads(row->spec, 0, &jerr) : NULL;
+	if (ts != NULL && spec != NULL &&
+	    task_spec_parse(spec, "", ts, NULL) == 0)
+		task_spec_group(ts, group, sizeof(group));
+	json_decref(spec);
+	free(ts);
+	v = json_pack("{si so ss so si so so so so so so so}", "index",
+	    row->idx, "name", json_util_str_or_null(row->name), "state",
+	    row->state, "outcome", json_util_str_or_null(row->outcome),
+	    "attempts", row->attempts, "board",
+	    json_util_str_or_null(row->board), "costs", costs, "number",
 	    row->number > 0 ? json_integer(row->number) : json_null(), "detail",
 	    json_util_str_or_null(row->detail), "queued_s",
 	    json_util_seconds(row->queued_us, row->started_us), "run_s",
-	    json_util_seconds(row->started_us, row->finished_us));
+	    json_util_seconds(row->started_us, row->finished_us), "group",
+	    group[0] != '\0' ? json_string(group) : json_null());
 	return v == NULL || json_array_append_new(list, v) < 0 ? -ENOMEM : 0;
 }
 

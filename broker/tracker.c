@@ -335,9 +335,11 @@ tracker_schedule_queue(struct sched_queue *q)
 	struct sched_slot *ss;
 
 	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
-		struct treq *t = container_of(r, struct treq, s);
+		struct treq *t = r->kind == SCHED_KIND_TVM
+				     ? container_of(r, struct treq, s)
+				     : NULL;
 
-		if (r->kind == SCHED_KIND_TVM && conn_peer_gone(t->conn)) {
+		if (t != NULL && conn_peer_gone(t->conn)) {
 			/* Its EOF is still queued; the connection goes when
 			 * that is read.  q keeps its free slot, so survives. */
 			treq_end(t, "cancelled",
@@ -1021,6 +1023,8 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 
 			TAILQ_FOREACH(s, &b->slots, link)
 				info.free++;
+			if (b->task != NULL)
+				jobs_task_info(b->task, &info.task);
 			fn(&info, arg);
 		}
 	}
@@ -1034,15 +1038,30 @@ struct foreach_req {
 static void
 foreach_req_cb(struct sched_request *r, void *arg)
 {
-	struct treq *t = container_of(r, struct treq, s);
 	struct foreach_req *f = arg;
 	struct tracker_request_info info = {
+	    .kind = "tvm",
 	    .user = sched_request_user(r),
-	    .peer = t->conn->peer,
-	    .priority = t->priority,
-	    .requested_us = t->requested_us,
 	};
+	struct treq *t;
 
+	/* A waiting native task is no treq (issue 11: reading it as one
+	 * showed garbage and was undefined behaviour). */
+	if (r->kind == SCHED_KIND_TASK) {
+		struct jobs_task_info ti;
+
+		jobs_task_info(r, &ti);
+		info.kind = "task";
+		info.priority = ti.priority;
+		info.requested_us = ti.queued_us;
+		info.job = ti.job;
+		info.task_idx = ti.idx;
+	} else {
+		t = container_of(r, struct treq, s);
+		info.peer = t->conn->peer;
+		info.priority = t->priority;
+		info.requested_us = t->requested_us;
+	}
 	f->fn(&info, f->arg);
 }
 

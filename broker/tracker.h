@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "jobs.h"
+
 struct agent;
 struct board;
 struct conn;
@@ -38,14 +40,18 @@ struct tracker_board_info {
 	const char *lease_peer;
 	int64_t lease_granted_us;
 	const char *state; /* as the ledger shows it (board_state_name()) */
+	struct jobs_task_info task; /* the native task it runs; job 0: none */
 };
 
 /* Read-only view of a waiting request for the HTTP API. */
 struct tracker_request_info {
+	const char *kind; /* "tvm" (a REQUEST) or "task" (a native task) */
 	const char *user;
-	const char *peer;
+	const char *peer; /* NULL for a task */
 	double priority;
 	int64_t requested_us;
+	int64_t job;  /* tasks: the job's id; else 0 */
+	int task_idx; /* tasks: its index in the job */
 };
 
 typedef void tracker_board_fn(const struct tracker_board_info *b, void *arg);

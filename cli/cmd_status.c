@@ -157,7 +157,7 @@ cmd_status_add_age(
 static void
 cmd_status_print_boards(const json_t *boards, int64_t now_us)
 {
-	const json_t *b, *lease;
+	const json_t *b, *lease, *task;
 	struct table *t;
 	size_t i;
 
@@ -165,13 +165,25 @@ cmd_status_print_boards(const json_t *boards, int64_t now_us)
 	    CMD_STATUS_NCOLS(cmd_status_board_columns));
 	json_array_foreach(boards, i, b) {
 		lease = json_object_get(b, "lease");
+		task = json_object_get(b, "task");
 		cli_add_str(t, b, "name");
 		cli_add_str(t, b, "kind");
 		cli_add_str(t, b, "key");
 		cli_add_str(t, b, "state");
-		cli_add_int(t, lease, "id");
-		cli_add_str(t, lease, "user");
-		cli_add_duration(t, lease, "held_seconds");
+		if (json_is_object(task)) {
+			/* A native task: "job 12 #3" where a lease would be. */
+			table_addf(t,
+			    "job %" JSON_INTEGER_FORMAT
+			    " #%" JSON_INTEGER_FORMAT,
+			    cmd_status_int(task, "job"),
+			    cmd_status_int(task, "task"));
+			cli_add_str(t, task, "user");
+			cli_add_duration(t, task, "running_seconds");
+		} else {
+			cli_add_int(t, lease, "id");
+			cli_add_str(t, lease, "user");
+			cli_add_duration(t, lease, "held_seconds");
+		}
 		cmd_status_add_age(t, b, "last_seen", now_us);
 		cli_add_str(t, b, "detail");
 	}
@@ -194,7 +206,14 @@ cmd_status_print_requests(const json_t *queues)
 		json_array_foreach(reqs, j, r) {
 			cli_add_str(t, q, "key");
 			cli_add_str(t, r, "user");
-			cli_add_str(t, r, "peer");
+			if (json_object_get(r, "job") != NULL)
+				table_addf(t,
+				    "job %" JSON_INTEGER_FORMAT
+				    " #%" JSON_INTEGER_FORMAT,
+				    cmd_status_int(r, "job"),
+				    cmd_status_int(r, "task"));
+			else
+				cli_add_str(t, r, "peer");
 			if (cli_json_num(r, "priority", &prio))
 				table_addf(t, "%g", prio);
 			else

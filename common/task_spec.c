@@ -644,6 +644,54 @@ task_spec_check_output(const struct task_spec *spec, int i)
 }
 
 /*
+ * The group @spec is ranked in (the best per problem, issue 11) into
+ * @buf: its own "group", else its inputs as "float32[64,64] int32=7 ..."
+ * (dtype and shape of each tensor, dtype and value of each scalar; fills
+ * are not part of the problem).  Cut to fit @len.
+ */
+void
+task_spec_group(const struct task_spec *spec, char *buf, size_t len)
+{
+	char dt[DLPACK_UTIL_DTYPE_MAX];
+	size_t off = 0;
+	int i, d, n;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (spec->group[0] != '\0') {
+		(void)snprintf(buf, len, "%s", spec->group);
+		return;
+	}
+	for (i = 0; i < spec->nargs && off < len; i++) {
+		const struct task_arg *a = &spec->args[i];
+
+		(void)dlpack_util_dtype_format(a->dtype, dt, sizeof(dt));
+		if (a->is_scalar && dlpack_util_dtype_is_float(a->dtype))
+			n = snprintf(buf + off, len - off, "%s%s=%g",
+			    i ? " " : "", dt, a->fvalue);
+		else if (a->is_scalar)
+			n = snprintf(buf + off, len - off, "%s%s=%lld",
+			    i ? " " : "", dt, (long long)a->ivalue);
+		else
+			n = snprintf(
+			    buf + off, len - off, "%s%s[", i ? " " : "", dt);
+		off += n > 0 ? (size_t)n : 0;
+		for (d = 0; !a->is_scalar && d < a->ndim && off < len; d++) {
+			n = snprintf(buf + off, len - off, "%s%lld",
+			    d ? "," : "", (long long)a->shape[d]);
+			off += n > 0 ? (size_t)n : 0;
+		}
+		if (!a->is_scalar && off < len) {
+			n = snprintf(buf + off, len - off, "]");
+			off += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (spec->nargs == 0)
+		(void)snprintf(buf, len, "no arguments");
+}
+
+/*
  * Parse and validate the task object @v into @ret_spec, filling defaults.
  * @path is where @v sits, for messages ("tasks[3]"; "" for none).  Returns
  * 0, or -EINVAL (invalid) / -E2BIG (a limit exceeded) with @err naming the

@@ -63,6 +63,7 @@ struct npufarm_err;
 #define TASK_SPEC_MAX_TIMEOUT_MS    (86400ULL * 1000) /* a day */
 #define TASK_SPEC_ENTRY_MAX         128               /* with its NUL */
 #define TASK_SPEC_NAME_MAX          128               /* with its NUL */
+#define TASK_SPEC_GROUP_MAX         512 /* task_spec_group(), with NUL */
 
 /* Defaults for what a task leaves out. */
 #define TASK_SPEC_DEFAULT_TIMEOUT_MS 10000
@@ -127,3 +128,4 @@ const char *task_spec_runner_name(enum task_runner runner);
 int task_spec_runner_from_name(const char *name);
 json_t *task_spec_args_json(const struct task_spec *spec);
 bool task_spec_check_output(const struct task_spec *spec, int i);
+void task_spec_group(const struct task_spec *spec, char *buf, size_t len);

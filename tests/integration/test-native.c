@@ -353,6 +353,126 @@ START_TEST(test_check_validation)
 }
 END_TEST
 
+/* Run the CLI with @args against the broker; its stdout (to free). */
+static char *
+cli(const char *args)
+{
+	const char *bin = getenv("NPUFARM_CLI_BIN");
+	char cmd[1024];
+	size_t len = 0, cap = 65536;
+	char *out = calloc(1, cap);
+	FILE *p;
+
+	ck_assert_msg(bin != NULL, "NPUFARM_CLI_BIN is not set");
+	ck_assert_ptr_nonnull(out);
+	(void)snprintf(
+	    cmd, sizeof(cmd), "%s --broker http://%s %s", bin, b.http, args);
+	p = popen(cmd, "r");
+	ck_assert_ptr_nonnull(p);
+	len = fread(out, 1, cap - 1, p);
+	out[len] = '\0';
+	(void)pclose(p);
+	return out;
+}
+
+/* JSON of GET @path (200 asserted). */
+static json_t *
+get_json(const char *path)
+{
+	int status;
+	char *body = harness_http_get(b.http, path, &status);
+	json_t *v = json_loads(body, 0, NULL);
+
+	ck_assert_msg(status == 200 && v != NULL, "%d %s", status, body);
+	free(body);
+	return v;
+}
+
+/*
+ * Every view tells the truth about native work: a waiting task shows in
+ * /v1/queue as a task of its job with the job's priority (today's code
+ * read it as a TVM request: garbage priority, no peer); a board running
+ * one shows its job, task and user in /v1/boards and `npufarm status`.
+ */
+START_TEST(test_views_of_native_work)
+{
+	char hang[65], json[512], want[64], *out;
+	json_t *v, *q, *r, *board;
+	long running, waiting;
+	int status;
+
+	agent_up(0, NULL);
+	wait_idle(1);
+	upload("hang", hang);
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"user\":\"alice\",\"tasks\":[{\"runner\":"
+	    "\"kernel\",\"artifact\":\"%s\",\"timeout\":60}]}",
+	    hang);
+	running = submit(json);
+	wait_sql("SELECT state FROM tasks WHERE job_id = (SELECT max(id) FROM"
+		 " jobs)",
+	    "running\n");
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"user\":\"bob\",\"priority\":5,"
+	    "\"queue_timeout\":600,\"tasks\":[{\"runner\":\"kernel\","
+	    "\"artifact\":\"%s\",\"name\":\"second\"}]}",
+	    hang);
+	waiting = submit(json);
+
+	v = get_json("/v1/queue");
+	q = json_array_get(json_object_get(v, "queues"), 0);
+	r = json_array_get(json_object_get(q, "requests"), 0);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(json_string_value(json_object_get(r, "kind")), "task");
+	ck_assert_str_eq(json_string_value(json_object_get(r, "user")), "bob");
+	ck_assert(json_is_integer(json_object_get(r, "priority")));
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "priority")), 5);
+	ck_assert(json_is_null(json_object_get(r, "peer")));
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(r, "job")), waiting);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "task")), 0);
+	json_decref(v);
+
+	v = get_json("/v1/boards");
+	board = json_array_get(json_object_get(v, "boards"), 0);
+	r = json_object_get(board, "task");
+	ck_assert_msg(json_is_object(r), "%s", json_dumps(board, 0));
+	ck_assert_int_eq(
+	    json_integer_value(json_object_get(r, "job")), running);
+	ck_assert_int_eq(json_integer_value(json_object_get(r, "task")), 0);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(r, "user")), "alice");
+	json_decref(v);
+
+	/* The jobs API: integers are integers. */
+	(void)snprintf(json, sizeof(json), "/v1/jobs/%ld", waiting);
+	v = get_json(json);
+	ck_assert(json_is_integer(json_object_get(v, "priority")));
+	ck_assert(json_is_integer(json_object_get(v, "queue_timeout")));
+	json_decref(v);
+
+	out = cli("status");
+	(void)snprintf(want, sizeof(want), "job %ld #0", running);
+	ck_assert_msg(
+	    strstr(out, want) != NULL && strstr(out, "alice"), "%s", out);
+	(void)snprintf(want, sizeof(want), "job %ld #0", waiting);
+	ck_assert_msg(
+	    strstr(out, want) != NULL && strstr(out, "bob"), "%s", out);
+	free(out);
+	out = cli("jobs");
+	ck_assert_msg(strstr(out, " 5 ") != NULL, "%s", out);
+	free(out);
+
+	(void)snprintf(json, sizeof(json), "/v1/jobs/%ld/cancel", waiting);
+	free(harness_http(b.http, "POST", json, &status));
+	ck_assert_int_eq(status, 200);
+	(void)snprintf(json, sizeof(json), "/v1/jobs/%ld/cancel", running);
+	free(harness_http(b.http, "POST", json, &status));
+	ck_assert_int_eq(status, 200);
+	wait_sql("SELECT count(*) FROM jobs WHERE state = 'cancelled'", "2\n");
+}
+END_TEST
+
 static Suite *
 native_suite(void)
 {
@@ -365,6 +485,7 @@ native_suite(void)
 	tcase_add_test(tc, test_probe_failure_quarantines_until_it_passes);
 	tcase_add_test(tc, test_wrong_answer_caught);
 	tcase_add_test(tc, test_check_validation);
+	tcase_add_test(tc, test_views_of_native_work);
 	suite_add_tcase(s, tc);
 	return s;
 }
