@@ -19,6 +19,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <search.h>
 #include <stdio.h>
@@ -461,6 +462,8 @@ struct ledger {
 	bool stop;
 	bool thread_started;
 	pthread_t thread;
+
+	int lock_fd; /* holds the ledger's lock (PATH.lock); -1: none */
 };
 
 /* @err from sqlite's last error on @db while doing @what; the -errno. */
@@ -560,6 +563,58 @@ fail:
 	(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
 	(void)sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 	return r;
+}
+
+/*
+ * One broker per ledger: an exclusive open-file-description lock on
+ * "@path.lock", holding the holder's pid as text.  Taken before anything
+ * touches the database, so a second broker started by mistake exits at
+ * once instead of marking the running farm's boards offline.  Returns 0
+ * with the fd in @ret_fd (-1 for an in-memory or URI ledger), or -EBUSY
+ * naming the holder's pid, or -errno.
+ */
+static int
+ledger_lock(const char *path, int *ret_fd, struct npufarm_err *err)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	char *lp = NULL, pid[32] = "";
+	ssize_t n;
+	int fd, r;
+
+	*ret_fd = -1;
+	if (strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+		return 0;
+	if (asprintf(&lp, "%s.lock", path) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
+	fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = err_set(err, -errno, "lock file %s: %s", lp, strerror(errno));
+		free(lp);
+		return r;
+	}
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		r = errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		if (r == -EBUSY)
+			err_set(err, r,
+			    "one broker per ledger: npufarm-broker pid %s "
+			    "holds it (lock %s)",
+			    pid[0] ? pid : "unknown", lp);
+		else
+			err_set(err, r, "lock %s: %s", lp, strerror(-r));
+		(void)close(fd);
+		free(lp);
+		return r;
+	}
+	(void)snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	/* The lock holds whether or not the pid (for people) is written. */
+	if (ftruncate(fd, 0) == 0)
+		(void)!pwrite(fd, pid, strlen(pid), 0);
+	free(lp);
+	*ret_fd = fd;
+	return 0;
 }
 
 static int
@@ -901,6 +956,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 		return err_set(err, -ENOMEM, "out of memory");
 	STAILQ_INIT(&l->batch);
 	STAILQ_INIT(&l->queue);
+	l->lock_fd = -1;
 	l->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->notify_fd < 0) {
 		r = -errno;
@@ -911,7 +967,9 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	pthread_cond_init(&l->work, NULL);
 	pthread_cond_init(&l->done, NULL);
 	metrics_hist_init(&l->commit_hist, METRICS_SCALE_COMMIT);
-	r = db_open(path, sync_full, &l->db, err);
+	r = ledger_lock(path, &l->lock_fd, err);
+	if (r >= 0)
+		r = db_open(path, sync_full, &l->db, err);
 	if (r >= 0)
 		r = migrate(l->db, err);
 	if (r >= 0)
@@ -1011,6 +1069,8 @@ ledger_close(struct ledger *l)
 	pthread_mutex_destroy(&l->mu);
 	if (l->notify_fd >= 0)
 		close(l->notify_fd);
+	if (l->lock_fd >= 0)
+		(void)close(l->lock_fd); /* last: the database is closed */
 	free(l);
 	return NULL;
 }

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -473,6 +474,66 @@ START_TEST(test_views_of_native_work)
 }
 END_TEST
 
+/* The whole file @path (to free). */
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = calloc(1, 65536);
+	size_t n;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(buf);
+	n = fread(buf, 1, 65535, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/*
+ * One broker per ledger: a second one on the same ledger (ports of its
+ * own) exits at once naming the running one's pid, and leaves the farm's
+ * boards as they are (it used to mark every live board offline).
+ */
+START_TEST(test_second_broker_refused)
+{
+	const char *bin = getenv("NPUFARM_BROKER_BIN");
+	const char *argv[] = {bin, "--db", b.db, "--listen", "127.0.0.1:0",
+	    "--http", "127.0.0.1:0", NULL};
+	char log[320], want[64], *row, *out;
+	int status = -1, i;
+	pid_t pid;
+
+	ck_assert_ptr_nonnull(bin);
+	agent_up(0, NULL);
+	wait_idle(1);
+	(void)snprintf(log, sizeof(log), "%s/second-broker.log", b.dir);
+	pid = harness_spawn(bin, argv, log);
+	for (i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) != pid; i++)
+		usleep(10000);
+	if (i == 1000) {
+		(void)kill(pid, SIGKILL);
+		(void)waitpid(pid, &status, 0);
+		ck_abort_msg("the second broker kept running");
+	}
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) != 0);
+	(void)snprintf(want, sizeof(want), "pid %ld", (long)b.pid);
+	out = slurp(log);
+	ck_assert_msg(strstr(out, "one broker per ledger") != NULL &&
+			  strstr(out, want) != NULL,
+	    "no '%s' in: %s", want, out);
+	free(out);
+	row = harness_sql(b.db, "SELECT state, detail IS NULL FROM boards"
+				" WHERE kind = 'agent'");
+	ck_assert_str_eq(row, "idle|1\n");
+	free(row);
+	row = harness_sql(
+	    b.db, "SELECT count(*) FROM events WHERE kind = 'broker_start'");
+	ck_assert_str_eq(row, "1\n");
+	free(row);
+}
+END_TEST
+
 static Suite *
 native_suite(void)
 {
@@ -486,6 +547,7 @@ native_suite(void)
 	tcase_add_test(tc, test_wrong_answer_caught);
 	tcase_add_test(tc, test_check_validation);
 	tcase_add_test(tc, test_views_of_native_work);
+	tcase_add_test(tc, test_second_broker_refused);
 	suite_add_tcase(s, tc);
 	return s;
 }
