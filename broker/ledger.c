@@ -588,7 +588,8 @@ ledger_lock(const char *path, int *ret_fd, struct npufarm_err *err)
 		return err_set(err, -ENOMEM, "out of memory");
 	fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd < 0) {
-		r = err_set(err, -errno, "lock file %s: %s", lp, strerror(errno));
+		r = err_set(
+		    err, -errno, "lock file %s: %s", lp, strerror(errno));
 		free(lp);
 		return r;
 	}
