@@ -107,6 +107,7 @@ struct job {
 	int counts[COUNT_MAX];
 	uint64_t seq;            /* progress, for waiters */
 	struct event *expire_ev; /* the queue timeout */
+	struct event *nokey_ev;  /* --unknown-key-grace; NULL: not armed */
 	TAILQ_ENTRY(job) link;
 };
 
@@ -482,6 +483,35 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
 			return; /* the job is gone */
 }
 
+/*
+ * --unknown-key-grace passed and still no board has the job's key: its
+ * queued tasks end rejected, naming the keys that exist (as a TVM request
+ * for such a key fails).  A board of the key that came meanwhile keeps the
+ * job waiting.
+ */
+static void
+nokey_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *job = arg;
+	struct server *srv = job->jobs->srv;
+	char keys[512], detail[768];
+	size_t i, n = job->ntasks;
+
+	if (tracker_key_boards(srv, job->key) > 0)
+		return;
+	tracker_known_keys(srv, keys, sizeof(keys));
+	(void)snprintf(detail, sizeof(detail),
+	    "no board with key '%s' registered within %g s "
+	    "(unknown_key_grace); keys with boards: %s",
+	    job->key, srv->cfg->unknown_key_grace, keys);
+	log_notice("job %lld: %s", (long long)job->id, detail);
+	for (i = 0; i < n; i++)
+		if (job->tasks[i].state == TASK_QUEUED &&
+		    task_end_plain(
+			&job->tasks[i], NPUFARM_OUTCOME_REJECTED, detail, true))
+			return; /* the job is gone */
+}
+
 /* ---- jobs ---------------------------------------------------------- */
 
 static void
@@ -503,6 +533,8 @@ job_free(struct job *job)
 	}
 	if (job->expire_ev != NULL)
 		event_free(job->expire_ev);
+	if (job->nokey_ev != NULL)
+		event_free(job->nokey_ev);
 	free(job->tasks);
 	free(job->key);
 	free(job->user);
@@ -713,6 +745,14 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 			log_err("job %lld: out of memory queueing task %zu",
 			    (long long)job->id, i);
 	job_arm_expiry(job);
+	if (srv->tv_grace != NULL && tracker_key_boards(srv, key) == 0) {
+		job->nokey_ev = evtimer_new(srv->base, nokey_cb, job);
+		if (job->nokey_ev == NULL ||
+		    evtimer_add(job->nokey_ev, srv->tv_grace) < 0)
+			log_err("job %lld: out of memory arming its "
+				"unknown_key_grace",
+			    (long long)job->id);
+	}
 	log_notice("job %lld: %zu tasks for '%s' from %s (user %s)",
 	    (long long)job->id, n, key, peer, user);
 	*ret_id = job->id;

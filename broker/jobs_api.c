@@ -32,6 +32,7 @@
 #include "server.h"
 #include "sha256_util.h"
 #include "task_spec.h"
+#include "tracker.h"
 
 #define JOBS_API_LIMIT_DEFAULT 50
 #define JOBS_API_LIMIT_MAX     1000
@@ -120,6 +121,29 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 
 /* ---- jobs -------------------------------------------------------------- */
 
+/*
+ * What a job for @key, which no board has, is in for (accepted: a board
+ * may register within --unknown-key-grace), into @buf.
+ */
+static void
+nokey_warning(struct server *srv, const char *key, char *buf, size_t len)
+{
+	char keys[512];
+
+	tracker_known_keys(srv, keys, sizeof(keys));
+	if (srv->cfg->unknown_key_grace > 0)
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job fails in %g s "
+		    "(unknown_key_grace) unless one registers; keys with "
+		    "boards: %s",
+		    key, srv->cfg->unknown_key_grace, keys);
+	else
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job waits for one; keys with "
+		    "boards: %s",
+		    key, keys);
+}
+
 static void
 post_job(struct server *srv, struct evhttp_request *req)
 {
@@ -127,7 +151,8 @@ post_job(struct server *srv, struct evhttp_request *req)
 	size_t len = evbuffer_get_length(in);
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct npufarm_err err;
-	char *peer = NULL;
+	char *peer = NULL, warning[1024] = "";
+	const char *key;
 	ev_uint16_t port;
 	int64_t id;
 	int n, r;
@@ -147,6 +172,9 @@ post_job(struct server *srv, struct evhttp_request *req)
 	evhttp_connection_get_peer(evcon, &peer, &port);
 	r = jobs_submit(
 	    srv->jobs, body, peer ? peer : "unknown", &id, &n, &err);
+	key = json_string_value(json_object_get(body, "key"));
+	if (r == 0 && key != NULL && tracker_key_boards(srv, key) == 0)
+		nokey_warning(srv, key, warning, sizeof(warning));
 	json_decref(body);
 	if (r == -EINVAL || r == -E2BIG) {
 		bad(req, err.msg);
@@ -158,6 +186,8 @@ post_job(struct server *srv, struct evhttp_request *req)
 	}
 	v = json_pack(
 	    "{sI si ss}", "id", (json_int_t)id, "tasks", n, "state", "queued");
+	if (v != NULL && warning[0] != '\0')
+		(void)json_object_set_new(v, "warning", json_string(warning));
 	http_api_reply_json(req, 201, "Created", v);
 	json_decref(v);
 }

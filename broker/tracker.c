@@ -593,6 +593,27 @@ known_keys(struct server *srv, char *buf, size_t len)
 		(void)snprintf(buf + o, len - o, " and %zu more", more);
 }
 
+/*
+ * The keys that have boards, quoted, into @buf (for messages about a key
+ * that has none: TVM requests and jobs alike).
+ */
+void
+tracker_known_keys(struct server *srv, char *buf, size_t len)
+{
+	known_keys(srv, buf, len);
+}
+
+/* How many boards of @key are registered (any state). */
+size_t
+tracker_key_boards(struct server *srv, const char *key)
+{
+	struct sched_queue *q;
+
+	if (sched_queue_get(srv->sched, key, false, &q) < 0)
+		return 0;
+	return sched_queue_boards(q);
+}
+
 /* Answer @t with [-1, msg], record it and drop its queue if now empty. */
 static void
 request_fail(struct treq *t, const char *outcome, const char *msg)

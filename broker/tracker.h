@@ -73,6 +73,8 @@ void tracker_agent_session_end(struct server *srv, int64_t board_id,
 void tracker_agent_task_end(struct board *b);
 void tracker_agent_task_resume(struct board *b, struct sched_request *r);
 void tracker_schedule(struct server *srv, const char *key);
+void tracker_known_keys(struct server *srv, char *buf, size_t len);
+size_t tracker_key_boards(struct server *srv, const char *key);
 int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
 int tracker_proxy_client(struct conn *c, const char *match);
 void tracker_proxy_session_end(

@@ -474,6 +474,95 @@ START_TEST(test_views_of_native_work)
 }
 END_TEST
 
+/*
+ * `npufarm submit --check-ref` over a sweep of two problem sizes: the fast
+ * wrong kernel is caught at both, and `wait` names the best per problem
+ * (not the smallest size), saying so.
+ */
+START_TEST(test_cli_check_ref_and_best_per_problem)
+{
+	char args[2048], *out;
+	const char *k = NPUFARM_TEST_KERNELS;
+
+	agent_up(0, NULL);
+	agent_up(1, NULL);
+	wait_idle(2);
+	(void)snprintf(args, sizeof(args),
+	    "submit --key cpu --kernel %s/libmatmul_t16.so --kernel "
+	    "%s/libwrong.so --entry matmul --sweep n=32,64 --arg "
+	    "float32:{n}x{n}:random=1 --arg float32:{n}x{n}:random=2 --arg "
+	    "float32:{n}x{n} --check-ref %s/libmatmul_t8.so --repeat 3 --wait "
+	    "2>&1",
+	    k, k, k);
+	out = cli(args);
+	ck_assert_msg(strstr(out, "best per problem") != NULL, "%s", out);
+	ck_assert_msg(strstr(out, "float32[32,32] float32[32,32] "
+				  "float32[32,32]: task") != NULL &&
+			  strstr(out, "float32[64,64] float32[64,64] "
+				      "float32[64,64]: task") != NULL,
+	    "%s", out);
+	ck_assert_msg(strstr(out, "ok 2, wrong 2") != NULL, "%s", out);
+	free(out);
+	wait_sql("SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM"
+		 " tasks WHERE name LIKE '%wrong%' ORDER BY idx)",
+	    "wrong,wrong\n");
+	wait_sql("SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM"
+		 " tasks WHERE name LIKE '%t16%' ORDER BY idx)",
+	    "ok,ok\n");
+	/* The ledger's candidates view agrees: best and median per task. */
+	wait_sql("SELECT count(*) FROM candidates WHERE outcome = 'ok' AND"
+		 " best_s > 0 AND median_s >= best_s",
+	    "2\n");
+}
+END_TEST
+
+/*
+ * A job for a key no board has: accepted with a warning that names the
+ * keys that exist, and after --unknown-key-grace its tasks end rejected
+ * with the same words (it used to wait an hour without a word).
+ */
+START_TEST(test_job_for_unknown_key)
+{
+	static const char *const extra[] = {
+	    "--unknown-key-grace", "1", "--agent-heartbeat", "0.2", NULL};
+	char crash[65], json[512], *body;
+	const char *d;
+	json_t *v, *job;
+	int status;
+
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	harness_broker_restart(&b, extra);
+	agent_up(0, NULL);
+	wait_idle(1);
+	upload("crash", crash);
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpux\",\"tasks\":[{\"runner\":\"kernel\","
+	    "\"artifact\":\"%s\"},{\"runner\":\"kernel\",\"artifact\":"
+	    "\"%s\"}]}",
+	    crash, crash);
+	body = harness_http_body(
+	    b.http, "POST", "/v1/jobs", json, strlen(json), &status);
+	ck_assert_msg(status == 201, "%d %s", status, body);
+	v = json_loads(body, 0, NULL);
+	d = json_string_value(json_object_get(v, "warning"));
+	ck_assert_msg(d != NULL && strstr(d, "no board has key 'cpux'") &&
+			  strstr(d, "fails in 1 s") &&
+			  strstr(d, "keys with boards: 'cpu'"),
+	    "%s", body);
+	job = wait_job((long)json_integer_value(json_object_get(v, "id")));
+	json_decref(v);
+	free(body);
+	ck_assert_str_eq(str_of(job, 0, "outcome"), "rejected");
+	ck_assert_str_eq(str_of(job, 1, "outcome"), "rejected");
+	d = str_of(job, 1, "detail");
+	ck_assert_msg(strstr(d, "no board with key 'cpux' registered within "
+				"1 s (unknown_key_grace); keys with boards: "
+				"'cpu'") != NULL,
+	    "%s", d);
+	json_decref(job);
+}
+END_TEST
+
 /* The whole file @path (to free). */
 static char *
 slurp(const char *path)
@@ -548,6 +637,8 @@ native_suite(void)
 	tcase_add_test(tc, test_check_validation);
 	tcase_add_test(tc, test_views_of_native_work);
 	tcase_add_test(tc, test_second_broker_refused);
+	tcase_add_test(tc, test_cli_check_ref_and_best_per_problem);
+	tcase_add_test(tc, test_job_for_unknown_key);
 	suite_add_tcase(s, tc);
 	return s;
 }
