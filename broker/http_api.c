@@ -386,25 +386,54 @@ static void
 post_drain(
     struct http_api *api, struct evhttp_request *req, int64_t id, bool on)
 {
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *reason = NULL, *user = NULL;
 	struct npufarm_err err;
-	json_t *v;
+	json_t *body = NULL, *v;
+	json_error_t jerr;
+	char *peer = NULL, actor[160];
+	ev_uint16_t port;
 	int live;
 
+	/* Optional: {"reason": WHY, "user": WHO} (docs/api.md). */
+	if (evbuffer_get_length(in) > 0 &&
+	    (json_util_load((const char *)evbuffer_pullup(in, -1),
+		 evbuffer_get_length(in), 4, &body, &err) < 0 ||
+		json_unpack_ex(body, &jerr, JSON_STRICT, "{s?s, s?s}", "reason",
+		    &reason, "user", &user) < 0)) {
+		http_api_reply_error(req, 400, "Bad Request",
+		    body == NULL ? err.msg : jerr.text);
+		json_decref(body);
+		return;
+	}
+	evhttp_connection_get_peer(evcon, &peer, &port);
+	(void)snprintf(actor, sizeof(actor), "%.64s@%.64s",
+	    user != NULL && user[0] != '\0' ? user : "api",
+	    peer != NULL ? peer : "unknown");
 	if (ledger_board_drain(
-		api->srv->ledger, id, on, ledger_now_us(), &err) < 0) {
+		api->srv->ledger, id, on, ledger_now_us(), &err) < 0 ||
+	    ledger_event_by(api->srv->ledger,
+		on ? "board_drain" : "board_undrain", id, reason, actor,
+		ledger_now_us(), &err) < 0) {
 		http_api_reply_error(req, 404, "Not Found", err.msg);
+		json_decref(body);
 		return;
 	}
 	live = tracker_board_drain(api->srv, id, on);
 	if (!on)
 		(void)agent_link_undrain(api->srv, id);
 	(void)tracker_flush_boards(api->srv);
-	log_notice("board %lld %s through the API (%d live registrations)",
-	    (long long)id, on ? "drained" : "undrained", live);
-	v = json_pack(
-	    "{sIsbsb}", "id", (json_int_t)id, "drained", on, "live", live > 0);
+	log_notice("board %lld %s through the API by %s%s%s (%d live "
+		   "registrations)",
+	    (long long)id, on ? "drained" : "undrained", actor,
+	    reason ? ": " : "", reason ? reason : "", live);
+	v = json_pack("{sIsbsbsoss}", "id", (json_int_t)id, "drained", on,
+	    "live", live > 0, "reason", json_util_str_or_null(reason), "by",
+	    actor);
 	http_api_reply_json(req, 200, "OK", v);
 	json_decref(v);
+	json_decref(body);
 }
 
 /* /v1/boards/{id}/{drain|undrain}: 1 handled, 0 not this route. */

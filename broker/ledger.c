@@ -378,8 +378,8 @@ static const char *const op_sql[OP_MAX] = {
 	" requests = ?13, exceptions = ?14, bytes_to_board = ?15,"
 	" bytes_to_client = ?16, exit_signal = ?17, exit_status = ?18,"
 	" session_timeout = ?9 WHERE board_id = ?8 AND agent_session = ?2",
-    [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail)"
-		 " VALUES (?5, ?2, ?8, ?3)",
+    [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail, actor)"
+		 " VALUES (?5, ?2, ?8, ?3, ?4)",
 };
 
 /*
@@ -1349,11 +1349,23 @@ int
 ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err)
 {
+	return ledger_event_by(l, kind, board_id, detail, NULL, now_us, err);
+}
+
+/*
+ * The same, recording who did it: @actor ("alice@127.0.0.1", NULL: the
+ * broker itself) goes in the event's actor column (v6).
+ */
+int
+ledger_event_by(struct ledger *l, const char *kind, int64_t board_id,
+    const char *detail, const char *actor, int64_t now_us,
+    struct npufarm_err *err)
+{
 	struct op o = {
 	    .kind = OP_EVENT,
 	    .t = {now_us},
 	    .board_id = board_id,
-	    .s = {kind, detail},
+	    .s = {kind, detail, actor},
 	};
 
 	return op_add(l, &o, err);

@@ -194,6 +194,9 @@ int ledger_task_counts(struct ledger *l, int64_t job_id, ledger_count_fn *fn,
     void *arg, struct npufarm_err *err);
 int ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err);
+int ledger_event_by(struct ledger *l, const char *kind, int64_t board_id,
+    const char *detail, const char *actor, int64_t now_us,
+    struct npufarm_err *err);
 
 int ledger_foreach_board(
     struct ledger *l, ledger_board_fn *fn, void *arg, struct npufarm_err *err);

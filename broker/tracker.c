@@ -1408,7 +1408,10 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
-			if (b->id != id || b->drained == on)
+			if (b->id != id)
+				continue;
+			n++; /* live, whether or not the mark changes */
+			if (b->drained == on)
 				continue;
 			b->drained = on;
 			q = b->queue;
@@ -1423,7 +1426,6 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 			    sched_queue_key(q), on ? "drained" : "undrained");
 			if (!on)
 				tracker_schedule_queue(q);
-			n++;
 		}
 	}
 	return n;

@@ -563,6 +563,50 @@ START_TEST(test_job_for_unknown_key)
 }
 END_TEST
 
+/*
+ * Drain and undrain take --reason and leave ledger events saying who,
+ * when (ISO, in events_readable) and why; a connected board is reported
+ * live, not "offline now".
+ */
+START_TEST(test_drain_reason_recorded)
+{
+	char *out, *row;
+
+	agent_up(0, NULL);
+	wait_idle(1);
+	ck_assert_int_eq(setenv("USER", "carol", 1), 0);
+	out = cli("drain --reason 'fan replaced' n0");
+	ck_assert_msg(strstr(out, "drained") != NULL &&
+			  strstr(out, "offline now") == NULL,
+	    "%s", out);
+	free(out);
+	wait_sql("SELECT state FROM boards WHERE kind = 'agent'", "draining\n");
+	out = cli("undrain --reason 'back from maintenance' n0");
+	ck_assert_msg(strstr(out, "undrained") != NULL &&
+			  strstr(out, "offline now") == NULL,
+	    "%s", out);
+	free(out);
+	wait_idle(1);
+	/* An undrain that changes no mark (as for a quarantined board) used
+	 * to call the connected board offline. */
+	out = cli("undrain n0");
+	ck_assert_msg(strstr(out, "offline now") == NULL, "%s", out);
+	free(out);
+	wait_sql("SELECT kind || '|' || board || '|' || actor || '|' ||"
+		 " coalesce(detail, '-')"
+		 " FROM events_readable WHERE kind LIKE 'board_%drain'"
+		 " ORDER BY id",
+	    "board_drain|n0|carol@127.0.0.1|fan replaced\n"
+	    "board_undrain|n0|carol@127.0.0.1|back from maintenance\n"
+	    "board_undrain|n0|carol@127.0.0.1|-\n");
+	row = harness_sql(b.db, "SELECT count(*) FROM events_readable WHERE at"
+				" GLOB '20[0-9][0-9]-[01][0-9]-[0-3][0-9]T*Z'"
+				" AND kind = 'board_drain'");
+	ck_assert_str_eq(row, "1\n");
+	free(row);
+}
+END_TEST
+
 /* The whole file @path (to free). */
 static char *
 slurp(const char *path)
@@ -639,6 +683,7 @@ native_suite(void)
 	tcase_add_test(tc, test_second_broker_refused);
 	tcase_add_test(tc, test_cli_check_ref_and_best_per_problem);
 	tcase_add_test(tc, test_job_for_unknown_key);
+	tcase_add_test(tc, test_drain_reason_recorded);
 	suite_add_tcase(s, tc);
 	return s;
 }
