@@ -153,6 +153,22 @@ wait_job(long id)
 	return v;
 }
 
+/* The whole file @path (to free). */
+static char *
+slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf = calloc(1, 65536);
+	size_t n;
+
+	ck_assert_ptr_nonnull(f);
+	ck_assert_ptr_nonnull(buf);
+	n = fread(buf, 1, 65535, f);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
 static json_t *
 task_of(json_t *job, int idx)
 {
@@ -607,21 +623,65 @@ START_TEST(test_drain_reason_recorded)
 }
 END_TEST
 
-/* The whole file @path (to free). */
-static char *
-slurp(const char *path)
+/*
+ * Every query in docs/ledger.md runs against a ledger a real job wrote
+ * (the first one used to fail: no such column: costs), and the views
+ * count what happened: tasks and sessions together.
+ */
+START_TEST(test_ledger_docs_queries_run)
 {
-	FILE *f = fopen(path, "r");
-	char *buf = calloc(1, 65536);
-	size_t n;
+	char ref[65], good[65], bad[65], crash[65], json[2048], *doc, *p, *q;
+	char *row;
+	int n = 0;
 
-	ck_assert_ptr_nonnull(f);
-	ck_assert_ptr_nonnull(buf);
-	n = fread(buf, 1, 65535, f);
-	buf[n] = '\0';
-	fclose(f);
-	return buf;
+	agent_up(0, NULL);
+	wait_idle(1);
+	upload("matmul_t8", ref);
+	upload("matmul_t16", good);
+	upload("wrong", bad);
+	upload("crash", crash);
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"tasks\":["
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"t16\"," MATMUL_ARGS ",\"measurement\":{\"repeat\":3},"
+	    "\"check\":{\"ref\":\"%s\"}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"t8\"," MATMUL_ARGS ",\"measurement\":{\"repeat\":3}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"fast\"," MATMUL_ARGS ",\"check\":{\"ref\":\"%s\"}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"}]}",
+	    good, ref, ref, bad, ref, crash);
+	json_decref(wait_job(submit(json)));
+	wait_idle(1);
+	doc = slurp(NPUFARM_SOURCE_ROOT "/docs/ledger.md");
+	for (p = strstr(doc, "```sql\n"); p != NULL;
+	     p = strstr(q + 3, "```sql\n")) {
+		p += 7;
+		q = strstr(p, "```");
+		ck_assert_ptr_nonnull(q);
+		*q = '\0';
+		/* harness_sql() fails the test on any sqlite error. */
+		free(harness_sql(b.db, p));
+		n++;
+	}
+	free(doc);
+	ck_assert_int_ge(n, 10);
+	row = harness_sql(b.db, "SELECT leases, tasks, runs, failures FROM"
+				" board_history WHERE name = 'n0'");
+	ck_assert_str_eq(row, "0|4|4|2\n");
+	free(row);
+	row = harness_sql(b.db,
+	    "SELECT runs, tasks, sessions, failures, failure_rate, crash,"
+	    " wrong FROM failure_rates WHERE board = 'n0'");
+	ck_assert_str_eq(row, "4|4|0|2|0.5|1|1\n");
+	free(row);
+	row = harness_sql(b.db, "SELECT name FROM candidates WHERE job_id = 1"
+				" AND median_s >= best_s AND best_s > 0"
+				" ORDER BY idx");
+	ck_assert_str_eq(row, "t16\nt8\n");
+	free(row);
 }
+END_TEST
 
 /*
  * One broker per ledger: a second one on the same ledger (ports of its
@@ -684,6 +744,7 @@ native_suite(void)
 	tcase_add_test(tc, test_cli_check_ref_and_best_per_problem);
 	tcase_add_test(tc, test_job_for_unknown_key);
 	tcase_add_test(tc, test_drain_reason_recorded);
+	tcase_add_test(tc, test_ledger_docs_queries_run);
 	suite_add_tcase(s, tc);
 	return s;
 }
