@@ -138,7 +138,7 @@ static int
 ledger_board_cb(const struct ledger_board *b, void *arg)
 {
 	struct boards_ctx *x = arg;
-	json_t *live, *lease, *task, *v;
+	json_t *live, *lease, *task, *tags, *v;
 	char id[32];
 
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
@@ -162,8 +162,12 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 		json_decref(v);
 		return -ENOMEM;
 	}
-	if (v == NULL ||
-	    json_object_set_new(v, "drained", json_boolean(b->drained)) < 0) {
+	if (v == NULL)
+		return -ENOMEM;
+	tags = b->tags != NULL ? json_loads(b->tags, 0, NULL) : NULL;
+	if (json_object_set_new(v, "drained", json_boolean(b->drained)) < 0 ||
+	    json_object_set_new(
+		v, "tags", tags != NULL ? tags : json_object()) < 0) {
 		json_decref(v);
 		return -ENOMEM;
 	}

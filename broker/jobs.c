@@ -43,6 +43,7 @@
 #include "metrics.h"
 #include "scheduler.h"
 #include "server.h"
+#include "tags.h"
 #include "task_spec.h"
 #include "tracker.h"
 
@@ -98,6 +99,7 @@ struct job {
 	struct jobs *jobs;
 	int64_t id;
 	char *key, *user;
+	char *tags; /* canonical tags the boards must carry (tags.h); NULL */
 	double priority, queue_timeout;
 	int64_t submitted_us;
 	bool started; /* "running" is in the ledger */
@@ -352,6 +354,7 @@ task_enqueue(struct task *t)
 	if (r < 0)
 		return r;
 	t->s.kind = SCHED_KIND_TASK;
+	t->s.tags = job->tags;
 	t->queued_us = ledger_now_us();
 	return sched_enqueue(q, &t->s, job->user, job->priority);
 }
@@ -538,6 +541,7 @@ job_free(struct job *job)
 	free(job->tasks);
 	free(job->key);
 	free(job->user);
+	free(job->tags);
 	free(job);
 }
 
@@ -625,7 +629,8 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	struct server *srv = j->srv;
 	const char *key = NULL, *user = NULL;
 	double priority = 0, queue_timeout = 3600;
-	json_t *tasks = NULL, *tv;
+	json_t *tasks = NULL, *tv, *tags = NULL, *tags_obj;
+	char *tags_text = NULL;
 	struct task_spec *spec = NULL;
 	struct ledger_job lj;
 	json_error_t jerr;
@@ -636,9 +641,9 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	int r;
 
 	if (json_unpack_ex(body, &jerr, JSON_STRICT,
-		"{s:s, s?s, s?F, s?F, s:o}", "key", &key, "user", &user,
+		"{s:s, s?s, s?F, s?F, s:o, s?o}", "key", &key, "user", &user,
 		"priority", &priority, "queue_timeout", &queue_timeout, "tasks",
-		&tasks) < 0)
+		&tasks, "tags", &tags) < 0)
 		return err_set(err, -EINVAL, "job: %s", jerr.text);
 	if (key[0] == '\0' || strlen(key) > (size_t)srv->cfg->max_key_len)
 		return err_set(err, -EINVAL, "key: must be 1..%ld bytes",
@@ -689,6 +694,20 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 		free(spec);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
+	/* The tags its boards must carry, kept as the ledger's JSON too. */
+	r = tags_canon(tags, "tags", &job->tags, err);
+	tags_obj = r == 0 && job->tags != NULL ? tags_json(job->tags) : NULL;
+	tags_text = tags_obj != NULL
+			? json_dumps(tags_obj, JSON_COMPACT | JSON_SORT_KEYS)
+			: NULL;
+	json_decref(tags_obj);
+	if (r == 0 && job->tags != NULL && tags_text == NULL)
+		r = err_set(err, -ENOMEM, "out of memory");
+	if (r < 0) {
+		free(spec);
+		job_free(job);
+		return r;
+	}
 	job->submitted_us = ledger_now_us();
 	lj = (struct ledger_job){
 	    .key = key,
@@ -698,8 +717,10 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	    .queue_timeout = queue_timeout,
 	    .ntasks = (int)n,
 	    .submitted_us = job->submitted_us,
+	    .tags = tags_text,
 	};
 	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
+	free(tags_text);
 	for (i = 0; r == 0 && i < n; i++) {
 		tv = json_array_get(tasks, i);
 		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
@@ -1144,6 +1165,14 @@ recover_job_cb(const struct ledger_job_row *row, void *arg)
 	job->id = row->id;
 	job->submitted_us = row->submitted_us;
 	job->started = strcmp(row->state, "running") == 0;
+	if (row->tags != NULL) {
+		json_t *tags = json_loads(row->tags, 0, NULL);
+
+		if (tags_canon(tags, "tags", &job->tags, &err) < 0)
+			log_err("job %lld: its tags in the ledger: %s",
+			    (long long)job->id, err.msg);
+		json_decref(tags);
+	}
 	x->job = job;
 	r = ledger_foreach_task(
 	    x->jobs->srv->ledger, job->id, recover_task_cb, x, &err);

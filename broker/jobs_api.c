@@ -209,20 +209,22 @@ static json_t *
 job_row_json(struct server *srv, const struct ledger_job_row *row)
 {
 	struct npufarm_err err;
-	json_t *tasks =
-	    json_pack("{si si si}", "total", 0, "queued", 0, "running", 0);
+	json_t *tags, *tasks = json_pack(
+			  "{si si si}", "total", 0, "queued", 0, "running", 0);
 
 	if (tasks == NULL || ledger_task_counts(srv->ledger, row->id, count_cb,
 				 tasks, &err) < 0) {
 		json_decref(tasks);
 		return NULL;
 	}
-	return json_pack("{sI ss ss so so ss so so so}", "id",
+	tags = row->tags != NULL ? json_loads(row->tags, 0, NULL) : NULL;
+	return json_pack("{sI ss ss so so ss so so so so}", "id",
 	    (json_int_t)row->id, "key", row->key, "user", row->user, "priority",
 	    json_util_number(row->priority), "queue_timeout",
 	    json_util_number(row->queue_timeout), "state", row->state,
 	    "submitted", json_util_time(row->submitted_us), "finished",
-	    json_util_time(row->finished_us), "tasks", tasks);
+	    json_util_time(row->finished_us), "tasks", tasks, "tags",
+	    tags != NULL ? tags : json_object());
 }
 
 struct list_ctx {

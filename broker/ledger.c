@@ -30,11 +30,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
+#include "tags.h"
 
 static const char *const migrations[] = {
     /* 1: boards, leases, events and the documented views. */
@@ -301,6 +303,7 @@ enum op_kind {
 	OP_TASK_REQUEUE,
 	OP_TASK_FINISH,
 	OP_ATTEMPT_FINISH,
+	OP_BOARD_TAGS,
 	OP_MAX,
 };
 
@@ -345,8 +348,8 @@ static const char *const op_sql[OP_MAX] = {
 		    " stored_us) VALUES (?2, ?13, ?5)",
     [OP_JOB_INSERT] =
 	"INSERT INTO jobs (id, key, user, peer, priority, queue_timeout,"
-	" state, ntasks, submitted_us) VALUES (?1, ?2, ?3, ?4, ?9,"
-	" ?13 / 1000.0, 'queued', ?14, ?5)",
+	" state, ntasks, submitted_us, tags) VALUES (?1, ?2, ?3, ?4, ?9,"
+	" ?13 / 1000.0, 'queued', ?14, ?5, ?10)",
     [OP_JOB_STATE] = "UPDATE jobs SET state = ?2, finished_us = ?6"
 		     " WHERE id = ?1",
     [OP_TASK_INSERT] =
@@ -378,6 +381,7 @@ static const char *const op_sql[OP_MAX] = {
 	" requests = ?13, exceptions = ?14, bytes_to_board = ?15,"
 	" bytes_to_client = ?16, exit_signal = ?17, exit_status = ?18,"
 	" session_timeout = ?9 WHERE board_id = ?8 AND agent_session = ?2",
+    [OP_BOARD_TAGS] = "UPDATE boards SET tags = ?2 WHERE id = ?1",
     [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail, actor)"
 		 " VALUES (?5, ?2, ?8, ?3, ?4)",
 };
@@ -413,7 +417,7 @@ enum read_stmt {
 static const char *const read_sql[RD_MAX] = {
     [RD_BOARDS_ALL] =
 	"SELECT id, kind, key, address, name, state,"
-	" first_seen_us, last_seen_us, detail, drained FROM boards"
+	" first_seen_us, last_seen_us, detail, drained, tags FROM boards"
 	" ORDER BY key, name",
     [RD_LEASES_RECENT] =
 	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
@@ -1261,6 +1265,32 @@ ledger_board_drain(struct ledger *l, int64_t id, bool drained, int64_t now_us,
 	return op_add(l, &o, err);
 }
 
+/*
+ * Record board @id's tags: @tags canonical (tags.h), stored as a JSON
+ * object; NULL clears them.  Returns 0, or -ENOMEM.
+ */
+int
+ledger_board_tags(
+    struct ledger *l, int64_t id, const char *tags, struct npufarm_err *err)
+{
+	json_t *obj = tags != NULL ? tags_json(tags) : NULL;
+	char *text =
+	    obj != NULL ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	struct op o = {
+	    .kind = OP_BOARD_TAGS,
+	    .id = id,
+	    .s = {text},
+	};
+	int r;
+
+	json_decref(obj);
+	if (tags != NULL && text == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	r = op_add(l, &o, err);
+	free(text);
+	return r;
+}
+
 /* Whether board @id is drained: 1 yes, 0 no, -ENOENT unknown. */
 int
 ledger_board_drained(struct ledger *l, int64_t id)
@@ -1400,6 +1430,7 @@ ledger_foreach_board(
 		    .last_seen_us = sqlite3_column_int64(st, 7),
 		    .detail = col_text(st, 8),
 		    .drained = sqlite3_column_int(st, 9) != 0,
+		    .tags = col_text(st, 10),
 		};
 
 		r = fn(&b, arg);
@@ -1595,7 +1626,7 @@ ledger_job_insert(struct ledger *l, const struct ledger_job *job,
 	    .t = {job->submitted_us},
 	    .priority = job->priority,
 	    .n = {(int64_t)(job->queue_timeout * 1000), job->ntasks},
-	    .s = {job->key, job->user, job->peer},
+	    .s = {job->key, job->user, job->peer, job->tags},
 	};
 	int r = op_add(l, &o, err);
 

@@ -507,6 +507,7 @@ board_free(struct board *b, const char *why, bool quiet)
 	free(b->data_key);
 	free(b->data_session);
 	free(b->quarantine);
+	free(b->tags);
 	free(b);
 	sched_queue_gc(q);
 }
@@ -1136,6 +1137,7 @@ tracker_slot_new(struct board *b)
 	(void)snprintf(
 	    s->matchkey, n, "%s:npufarm-%016llx", key, (unsigned long long)rnd);
 	s->board = b;
+	s->s.tags = b->tags;
 	return s;
 }
 

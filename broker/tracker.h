@@ -66,6 +66,7 @@ int tracker_board_drain(struct server *srv, int64_t id, bool on);
 struct board *tracker_agent_board_new(struct conn *link, struct agent *a,
     const char *key, const char *name, unsigned runners);
 const char *tracker_agent_quarantine(const struct board *b);
+void tracker_agent_set_tags(struct board *b, char *tags);
 void tracker_agent_state(
     struct board *b, const char *state, const char *reason);
 void tracker_agent_session_end(struct server *srv, int64_t board_id,

@@ -727,6 +727,57 @@ START_TEST(test_second_broker_refused)
 }
 END_TEST
 
+/*
+ * Tags are kept (ledger, /v1/boards), filter npufarm status, and a job
+ * that names tags runs only on boards that carry them.
+ */
+START_TEST(test_tags_kept_shown_and_obeyed)
+{
+	static const char *const rack_a[] = {"--tag", "rack=A", NULL};
+	static const char *const rack_b[] = {"--tag", "rack=B", NULL};
+	char mm[65], args[1024], *out, *row;
+	json_t *job;
+	int i;
+
+	agent_up(0, rack_a);
+	agent_up(1, rack_b);
+	wait_idle(2);
+	row = harness_sql(b.db, "SELECT name, tags FROM boards WHERE kind ="
+				" 'agent' ORDER BY name");
+	ck_assert_str_eq(row, "n0|{\"rack\":\"A\"}\nn1|{\"rack\":\"B\"}\n");
+	free(row);
+	out = cli("status --tag rack=B");
+	ck_assert_msg(
+	    strstr(out, "n1") != NULL && strstr(out, "n0 ") == NULL, "%s", out);
+	free(out);
+	out = cli("--json status --tag rack=A");
+	ck_assert_msg(strstr(out, "\"rack\": \"A\"") != NULL &&
+			  strstr(out, "\"rack\": \"B\"") == NULL,
+	    "%s", out);
+	free(out);
+	upload("matmul_t16", mm);
+	(void)snprintf(args, sizeof(args),
+	    "submit --key cpu --tag rack=B --kernel %s/libmatmul_t16.so "
+	    "--entry matmul --sweep n=8,16,24,32 --arg float32:{n}x{n} --arg "
+	    "float32:{n}x{n} --arg float32:{n}x{n}",
+	    NPUFARM_TEST_KERNELS);
+	out = cli(args);
+	job = wait_job(strtol(out, NULL, 10));
+	free(out);
+	for (i = 0; i < 4; i++) {
+		ck_assert_str_eq(str_of(job, i, "outcome"), "ok");
+		ck_assert_str_eq(str_of(job, i, "board"), "n1");
+	}
+	ck_assert_str_eq(json_string_value(json_object_get(
+			     json_object_get(job, "tags"), "rack")),
+	    "B");
+	json_decref(job);
+	row = harness_sql(b.db, "SELECT tags FROM jobs");
+	ck_assert_str_eq(row, "{\"rack\":\"B\"}\n");
+	free(row);
+}
+END_TEST
+
 static Suite *
 native_suite(void)
 {
@@ -745,6 +796,7 @@ native_suite(void)
 	tcase_add_test(tc, test_job_for_unknown_key);
 	tcase_add_test(tc, test_drain_reason_recorded);
 	tcase_add_test(tc, test_ledger_docs_queries_run);
+	tcase_add_test(tc, test_tags_kept_shown_and_obeyed);
 	suite_add_tcase(s, tc);
 	return s;
 }
