@@ -53,7 +53,7 @@ trap 'exit 130' INT TERM
 
 # --- 1. dependencies --------------------------------------------------------
 packages="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
-libsqlite3-dev check libdlpack-dev libssl-dev sqlite3"
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 libjs-chart.js"
 missing=
 for p in $packages; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |

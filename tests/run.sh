@@ -6,7 +6,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 pkgs="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
-libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium"
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium libjs-chart.js"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
