@@ -395,6 +395,7 @@ jobview_add_cost(struct table *tb, double seconds)
 }
 
 static bool jobview_print_groups(const json_t *list, FILE *f);
+static bool jobview_one_group(const json_t *list);
 static void jobview_print_best(FILE *f, const char *what, const json_t *t);
 
 /*
@@ -452,14 +453,34 @@ jobview_print_tasks(const json_t *job, FILE *f)
 			(void)fprintf(f, "best: none (no task ended ok)\n");
 		return;
 	}
-	jobview_print_best(f, "best", json_array_get(list, (size_t)b));
-	t = json_array_get(list, 0);
+	t = json_array_get(list, (size_t)b);
+	jobview_print_best(f, "best", t);
 	if (cli_json_str(t, "group") != NULL) {
 		name = format_escape(cli_json_str(t, "group"));
-		(void)fprintf(
-		    f, "(every task solves the same problem: %s)\n", name);
+		(void)fprintf(f, "(%s: %s)\n",
+		    jobview_one_group(list)
+			? "every task solves the same problem"
+			: "the only problem with a candidate that ended ok",
+		    name);
 		free(name);
 	}
+}
+
+/* Whether every task of @list names the same "group" (and all name one). */
+static bool
+jobview_one_group(const json_t *list)
+{
+	const char *first = cli_json_str(json_array_get(list, 0), "group");
+	const json_t *t;
+	size_t i;
+
+	json_array_foreach(list, i, t) {
+		const char *g = cli_json_str(t, "group");
+
+		if (g == NULL || first == NULL || strcmp(g, first) != 0)
+			return false;
+	}
+	return true;
 }
 
 /*
@@ -471,21 +492,28 @@ static bool
 jobview_print_groups(const json_t *list, FILE *f)
 {
 	const json_t *t, *u;
-	const char *g, *first = NULL;
+	const char *g;
 	char *label, what[JOBVIEW_DETAIL_MAX + 32];
-	size_t i, j;
+	size_t i, j, solved = 0;
 	long b;
 
+	/* Per problem only when two or more have a candidate that ended ok;
+	 * else the one best line says which problem it solves. */
+	json_array_foreach(list, i, t) {
+		if (cli_json_str(t, "group") == NULL)
+			return false;
+	}
 	json_array_foreach(list, i, t) {
 		g = cli_json_str(t, "group");
-		if (g == NULL)
-			return false;
-		if (first == NULL)
-			first = g;
-		else if (strcmp(first, g) != 0)
-			break;
+		for (j = 0; j < i; j++)
+			if (strcmp(
+				cli_json_str(json_array_get(list, j), "group"),
+				g) == 0)
+				break;
+		if (j == i && jobview_best_in_group(list, g) >= 0)
+			solved++;
 	}
-	if (i == json_array_size(list))
+	if (solved < 2)
 		return false;
 	(void)fprintf(f, "best per problem (tasks that share their inputs, "
 			 "or their \"group\"):\n");

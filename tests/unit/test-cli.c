@@ -685,6 +685,24 @@ START_TEST(test_jobview_best_per_group)
 	    "%s", buf);
 	free(buf);
 	json_decref(job);
+	/* One problem with an ok candidate: the single best line says so. */
+	job = json_loads(
+	    "{\"task_list\": ["
+	    " {\"index\": 0, \"outcome\": \"crash\","
+	    "  \"group\": \"no arguments\"},"
+	    " {\"index\": 1, \"outcome\": \"ok\", \"costs\": [0.002],"
+	    "  \"group\": \"n=64\"}]}",
+	    0, NULL);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	jobview_print_tasks(job, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_msg(strstr(buf, "best: task 1, median 2.00ms (best 2.00ms)\n"
+				  "(the only problem with a candidate that "
+				  "ended ok: n=64)\n") != NULL,
+	    "%s", buf);
+	free(buf);
+	json_decref(job);
 }
 END_TEST
 
