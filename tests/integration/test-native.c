@@ -413,7 +413,7 @@ get_json(const char *path)
  */
 START_TEST(test_views_of_native_work)
 {
-	char hang[65], json[512], want[64], *out;
+	char hang[65], json[512], want[64], metric[256], *out;
 	json_t *v, *q, *r, *board;
 	long running, waiting;
 	int status;
@@ -467,6 +467,15 @@ START_TEST(test_views_of_native_work)
 	ck_assert(json_is_integer(json_object_get(v, "priority")));
 	ck_assert(json_is_integer(json_object_get(v, "queue_timeout")));
 	json_decref(v);
+
+	out = harness_http_get(b.http, "/metrics", &status);
+	ck_assert_int_eq(status, 200);
+	(void)snprintf(metric, sizeof(metric),
+	    "npufarm_board_task_seconds{key=\"cpu\",board=\"n0\",job=\"%ld\","
+	    "task=\"0\",user=\"alice\"} ",
+	    running);
+	ck_assert_msg(strstr(out, metric) != NULL, "no %s in %s", metric, out);
+	free(out);
 
 	out = cli("status");
 	(void)snprintf(want, sizeof(want), "job %ld #0", running);
