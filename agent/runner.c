@@ -169,7 +169,7 @@ runner_child(const struct runner_config *cfg, const struct task_spec *spec,
 		runner_child_fail(fd, NPUFARM_OUTCOME_CRASH,
 		    "runner: chdir %s: %s", abs, strerror(errno));
 	if (spec->runner == TASK_RUNNER_KERNEL)
-		runner_kernel_child(spec, artifact, ref, fd);
+		runner_kernel_child(spec, artifact, ref, cfg->ref_cache, fd);
 	runner_exec_child(cfg, spec, artifact, abs, fd);
 }
 
@@ -215,6 +215,10 @@ runner_start(const struct runner_config *cfg, const struct task_spec *spec,
 	if (mkdir(cfg->workdir, 0700) < 0 && errno != EEXIST)
 		return err_set(err, -errno, "work dir %s: %s", cfg->workdir,
 		    strerror(errno));
+	if (cfg->ref_cache != NULL && mkdir(cfg->ref_cache, 0700) < 0 &&
+	    errno != EEXIST)
+		return err_set(err, -errno, "reference cache %s: %s",
+		    cfg->ref_cache, strerror(errno));
 	run = calloc(1, sizeof(*run));
 	if (run == NULL)
 		return err_set(err, -ENOMEM, "out of memory");

@@ -10,11 +10,17 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <math.h>
+#include <openssl/evp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +28,7 @@
 
 #include "err.h"
 #include "runner.h"
+#include "sha256_util.h"
 #include "task_spec.h"
 
 /* TVM's growth factor for number when a repeat is too short. */
@@ -36,6 +43,7 @@ struct kernel_run {
 	DLTensor args[TASK_SPEC_MAX_ARGS];
 	npufarm_kernel_fn *fn;
 	DLTensor ref[TASK_SPEC_MAX_ARGS]; /* the reference's outputs */
+	const char *ref_entry;            /* the reference's entry point */
 	int fd;                           /* the report pipe */
 	char errbuf[NPUFARM_KERNEL_ERR_MAX];
 };
@@ -115,18 +123,188 @@ index_format(const struct task_arg *a, uint64_t flat, char *buf, size_t len)
 }
 
 /*
- * Run the reference of "check" once on freshly filled inputs and keep the
- * outputs it compares; a reference that fails is an exception.
+ * The name of the reference's outputs in the cache: the sha256 of the
+ * reference, its entry, the inputs as the agent fills them (dtype, shape,
+ * fill and seed of each tensor, value of each scalar) and which outputs
+ * are compared, into @hex.
  */
 static void
-run_reference(struct kernel_run *k, const char *ref)
+ref_key(const struct kernel_run *k, char hex[SHA256_UTIL_HEX + 1])
 {
-	const char *entry =
-	    k->spec.check.entry[0] ? k->spec.check.entry : k->spec.entry;
-	npufarm_kernel_fn *fn = load(k, ref, entry, "the reference: ");
+	const struct task_check *c = &k->spec.check;
+	unsigned char md[SHA256_UTIL_BYTES];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int len = 0;
+	int i;
 
+	(void)EVP_DigestInit_ex(ctx, EVP_sha256(), NULL);
+	(void)EVP_DigestUpdate(ctx, "npufarm-ref-1", 13);
+	(void)EVP_DigestUpdate(ctx, c->ref, strlen(c->ref));
+	(void)EVP_DigestUpdate(ctx, k->ref_entry, strlen(k->ref_entry) + 1);
+	for (i = 0; i < k->spec.nargs; i++) {
+		const struct task_arg *a = &k->spec.args[i];
+		int64_t v[6 + TASK_SPEC_MAX_RANK] = {a->dtype.code,
+		    a->dtype.bits, a->dtype.lanes, a->ndim, a->is_scalar,
+		    task_spec_check_output(&k->spec, i)};
+
+		memcpy(&v[6], a->shape, sizeof(a->shape));
+		(void)EVP_DigestUpdate(ctx, v, sizeof(v));
+		if (a->is_scalar) {
+			(void)EVP_DigestUpdate(
+			    ctx, &a->ivalue, sizeof(a->ivalue));
+			(void)EVP_DigestUpdate(
+			    ctx, &a->fvalue, sizeof(a->fvalue));
+		} else {
+			(void)EVP_DigestUpdate(ctx, &a->fill, sizeof(a->fill));
+			(void)EVP_DigestUpdate(ctx, &a->seed, sizeof(a->seed));
+		}
+	}
+	(void)EVP_DigestFinal_ex(ctx, md, &len);
+	EVP_MD_CTX_free(ctx);
+	sha256_util_hex(md, hex);
+}
+
+/* Bytes of the compared outputs, as the cache holds them. */
+static uint64_t
+ref_bytes(const struct kernel_run *k)
+{
+	uint64_t n = 0;
+	int i;
+
+	for (i = 0; i < k->spec.nargs; i++)
+		if (task_spec_check_output(&k->spec, i))
+			n += k->spec.args[i].nbytes;
+	return n;
+}
+
+/* Read or write every compared output of k->ref whole on @fd. */
+static bool
+ref_io(struct kernel_run *k, int fd, bool writing)
+{
+	int i;
+
+	for (i = 0; i < k->spec.nargs; i++) {
+		char *p = k->ref[i].data;
+		uint64_t left = k->spec.args[i].nbytes;
+		ssize_t n;
+
+		if (!task_spec_check_output(&k->spec, i))
+			continue;
+		while (left > 0) {
+			n = writing ? write(fd, p, left) : read(fd, p, left);
+			if (n < 0 && errno == EINTR)
+				continue;
+			if (n <= 0)
+				return false;
+			p += n;
+			left -= (uint64_t)n;
+		}
+	}
+	return true;
+}
+
+/* Make room in @dir: remove the oldest files beyond the bound. */
+static void
+ref_prune(const char *dir)
+{
+	struct dirent **names = NULL;
+	char path[PATH_MAX], oldest[PATH_MAX];
+	struct stat st;
+	time_t when;
+	int n, i, files;
+
+	for (;;) {
+		n = scandir(dir, &names, NULL, NULL);
+		if (n < 0)
+			return;
+		files = 0;
+		when = 0;
+		oldest[0] = '\0';
+		for (i = 0; i < n; i++) {
+			(void)snprintf(
+			    path, sizeof(path), "%s/%s", dir, names[i]->d_name);
+			if (names[i]->d_name[0] != '.' &&
+			    stat(path, &st) == 0 && S_ISREG(st.st_mode)) {
+				files++;
+				if (oldest[0] == '\0' || st.st_mtime < when) {
+					when = st.st_mtime;
+					(void)snprintf(
+					    oldest, sizeof(oldest), "%s", path);
+				}
+			}
+			free(names[i]);
+		}
+		free(names);
+		if (files < RUNNER_REF_CACHE_MAX_FILES || oldest[0] == '\0' ||
+		    unlink(oldest) < 0)
+			return;
+	}
+}
+
+/* The cached outputs of this reference on these inputs, if there are. */
+static bool
+ref_load(struct kernel_run *k, const char *dir, const char *key)
+{
+	char path[PATH_MAX];
+	struct stat st;
+	bool ok;
+	int fd;
+
+	(void)snprintf(path, sizeof(path), "%s/%s", dir, key);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	ok = fstat(fd, &st) == 0 && (uint64_t)st.st_size == ref_bytes(k) &&
+	     ref_io(k, fd, false);
+	(void)close(fd);
+	return ok;
+}
+
+/* Keep the outputs for the next task: written aside, then renamed. */
+static void
+ref_store(struct kernel_run *k, const char *dir, const char *key)
+{
+	char tmp[PATH_MAX], path[PATH_MAX];
+	int fd;
+
+	if (ref_bytes(k) > RUNNER_REF_CACHE_MAX_BYTES)
+		return;
+	ref_prune(dir);
+	(void)snprintf(
+	    tmp, sizeof(tmp), "%s/.%s.%ld", dir, key, (long)getpid());
+	(void)snprintf(path, sizeof(path), "%s/%s", dir, key);
+	fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return;
+	if (!ref_io(k, fd, true) || fsync(fd) < 0 || close(fd) < 0 ||
+	    rename(tmp, path) < 0)
+		(void)unlink(tmp);
+}
+
+/*
+ * The reference's outputs for this task's inputs in k->ref: from
+ * @cache (NULL: none) when this board has run it on them before, else by
+ * running it once on freshly filled inputs (and keeping them in @cache).
+ * A reference that fails is an exception.
+ */
+static void
+run_reference(struct kernel_run *k, const char *ref, const char *cache)
+{
+	char key[SHA256_UTIL_HEX + 1];
+	npufarm_kernel_fn *fn;
+
+	k->ref_entry =
+	    k->spec.check.entry[0] ? k->spec.check.entry : k->spec.entry;
 	build_args(k, k->ref);
-	call_fn(k, fn, k->ref, entry, "the reference: ");
+	if (cache != NULL) {
+		ref_key(k, key);
+		if (ref_load(k, cache, key))
+			return;
+	}
+	fn = load(k, ref, k->ref_entry, "the reference: ");
+	call_fn(k, fn, k->ref, k->ref_entry, "the reference: ");
+	if (cache != NULL)
+		ref_store(k, cache, key);
 }
 
 /*
@@ -346,12 +524,12 @@ measure(struct kernel_run *k, struct runner_result *res)
 /*
  * Run the kernel task @spec on the shared object @artifact (absolute;
  * NULL: the built-in probe kernel) and report on @fd; never returns.  With
- * @ref (absolute) the task's "check" runs first.  Runner child only, in
- * its work dir.
+ * @ref (absolute) the task's "check" runs first, its outputs kept in the
+ * dir @ref_cache (NULL: none).  Runner child only, in its work dir.
  */
 _Noreturn void
-runner_kernel_child(
-    const struct task_spec *spec, const char *artifact, const char *ref, int fd)
+runner_kernel_child(const struct task_spec *spec, const char *artifact,
+    const char *ref, const char *ref_cache, int fd)
 {
 	static struct kernel_run k;
 	static struct runner_result res;
@@ -362,7 +540,7 @@ runner_kernel_child(
 		(void)snprintf(k.spec.entry, sizeof(k.spec.entry), "%s",
 		    NPUFARM_KERNEL_DEFAULT_ENTRY);
 	if (ref != NULL && k.spec.check.on)
-		run_reference(&k, ref);
+		run_reference(&k, ref, ref_cache);
 	if (artifact == NULL)
 		k.fn = probe_kernel;
 	else

@@ -210,7 +210,7 @@ task_run(struct tasks *t)
 	    .exec_cmd = t->cfg.exec_cmd,
 	    .stderr_fd = -1,
 	};
-	char path[PATH_MAX], ref[PATH_MAX];
+	char path[PATH_MAX], ref[PATH_MAX], refs[PATH_MAX];
 	struct npufarm_err err;
 	struct timeval tv;
 
@@ -231,6 +231,9 @@ task_run(struct tasks *t)
 		}
 		t->ref_pinned = true;
 		rc.ref_path = ref;
+		/* Its outputs, once per board and input (runner.h). */
+		(void)snprintf(refs, sizeof(refs), "%s/refs", t->cfg.workdir);
+		rc.ref_cache = refs;
 	}
 	if (runner_start(&rc, t->spec, path, &t->run, &err) < 0) {
 		report(t, NPUFARM_OUTCOME_CRASH, err.msg, NULL);
