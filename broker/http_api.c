@@ -282,9 +282,9 @@ lease_cb(const struct ledger_lease *l, void *arg)
 {
 	json_t *list = arg, *v;
 
-	v = json_pack("{sIsssssssfsosososososososososo}", "id",
+	v = json_pack("{sI ss ss ss so so so so so so so so so so so}", "id",
 	    (json_int_t)l->id, "key", l->key, "user", l->user, "peer", l->peer,
-	    "priority", l->priority, "board_id",
+	    "priority", json_util_number(l->priority), "board_id",
 	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
 	    json_util_str_or_null(l->board), "matchkey",
 	    json_util_str_or_null(l->matchkey), "requested_at",
