@@ -7,9 +7,18 @@
 set -eu
 cd "$(dirname "$0")/.."
 
+# The packaging and arm64 tests (tests/pkg, tests/cross) need the Debian
+# packaging tools, the arm64 cross toolchain, qemu-user and the arm64
+# libraries the agent links (multiarch).  Not libevent-dev:arm64: Debian
+# 12's is not co-installable with the native one (cross/debian12-libevent.sh
+# stands in for it).
 pkgs="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
 libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium libjs-chart.js
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev
+libsystemd-dev systemd build-essential dpkg-dev debhelper lintian
+bash-completion file crossbuild-essential-arm64 qemu-user pkgconf:arm64
+libjansson-dev:arm64 libssl-dev:arm64 libsystemd-dev:arm64
+libevent-2.1-7:arm64"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -20,6 +29,12 @@ if [ -n "$missing" ]; then
 		echo "tests/run.sh: missing packages:$missing (run as root)" >&2
 		exit 1
 	fi
+	case $missing in
+	*:arm64*)
+		dpkg --print-foreign-architectures | grep -qx arm64 ||
+			dpkg --add-architecture arm64
+		;;
+	esac
 	apt-get update
 	DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing
 fi
