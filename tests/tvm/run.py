@@ -55,6 +55,7 @@ OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeou
            "second": "ok", "crash": "crash", "after": "ok"}
 CASES = ["ok", "exception", "big", "timeout", "second", "crash", "after"]
 VERBOSE = False
+BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get without the relay)
 # the case that shows the board is leasable, unaided, after the one before it
 DEPENDS = {"timeout": "second", "crash": "after"}
 
@@ -263,7 +264,7 @@ class Topology:
 
     # -- set-up
     def start(self):
-        extra = ["--relay-boards", "all"] if self.name.startswith("C") else []
+        extra = ["--relay-boards", "all"] if self.name.startswith("C") and not BASELINE else []
         self.broker = Broker(self.procs, self.tmp, extra)
         debug(f"broker farm {self.broker.farm} http {self.broker.http}")
         self.start_server()
@@ -437,15 +438,16 @@ def last_line(s):
 
 
 def short(e):
-    if not e:
+    """An exception in one line: its class and the line of its text that says most."""
+    if not e or e.get("type") is None:
         return "nothing"
-    if e.get("type") is None:
-        return "nothing"
-    msg = e["message"].strip()
-    first = msg.splitlines()[0][:200] if msg else ""
-    if "kShutdown" in msg:
-        first = "... code=kShutdown ..." if "kShutdown" not in first else first
-    return f"{e['module']}.{e['type']}: {first!r}"
+    lines = [l.strip() for l in e["message"].strip().splitlines() if l.strip()]
+    pick = next((l for l in lines if "kShutdown" in l), None)
+    if pick is None:
+        useful = [l for l in lines if not l.startswith(("Traceback", "[bt]", "File ", "at "))]
+        pick = (useful[0] if useful and not lines[0].startswith("Traceback") else
+                useful[-1] if useful else lines[0] if lines else "")
+    return f"{e['module']}.{e['type']}: {pick[:200]!r}"
 
 
 # ---------------------------------------------------------------------------- main
@@ -487,8 +489,12 @@ def main():
     ap.add_argument("--cases", help="comma-separated cases (default: all, in order)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, ledgers)")
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--baseline", action="store_true",
+                    help="C-py, C-cpp without --relay-boards all: today's direct connection, for comparison")
     args = ap.parse_args()
     VERBOSE = args.verbose
+    global BASELINE
+    BASELINE = args.baseline
 
     peer, seen = find_peer(args.version)
     if peer is None:
