@@ -34,6 +34,8 @@ struct broker_config {
 	double agent_heartbeat; /* s between agent heartbeats */
 	double pair_timeout;    /* s a granted client has to connect */
 	double agent_backstop;  /* s after an agent's session deadline */
+	double board_grace;     /* s a timed-out TVM board may linger */
+	bool relay_all;         /* --relay-boards all: relay PUT boards too */
 	double task_grace;      /* s a task's vanished agent may come back */
 	char *data_dir;         /* artifacts live here */
 	long max_artifact;      /* bytes of one artifact */

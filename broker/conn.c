@@ -121,6 +121,55 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 }
 
 /*
+ * Open a connection of the broker's own to @sa (@salen bytes), owned from
+ * the start by relay @relay: a TVM server registered by PUT that the
+ * broker relays (--relay-boards all).  The relay hears of the connect, or
+ * of its failure, through relay_event().  Returns the connection, or NULL
+ * with errno set (nothing to free).
+ */
+struct conn *
+conn_dial(struct server *srv, const struct sockaddr *sa, int salen,
+    struct relay *relay)
+{
+	struct conn *c;
+	int one = 1;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->srv = srv;
+	c->id = ++srv->next_conn_id;
+	c->proto = CONN_PROTO_RPC;
+	c->relay = relay;
+	netaddr_format(sa, c->peer, sizeof(c->peer));
+	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
+	c->bev = bufferevent_socket_new(srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (c->bev == NULL) {
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)sa, salen) <
+	    0) {
+		bufferevent_free(c->bev);
+		free(c);
+		errno = ECONNREFUSED;
+		return NULL;
+	}
+	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof(one));
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	srv->nconns++;
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    (size_t)srv->cfg->max_frame + FRAME_HEADER_SIZE);
+	conn_ready(c);
+	bufferevent_enable(c->bev, EV_READ);
+	log_debug("conn %llu %s: dialling", (unsigned long long)c->id, c->peer);
+	return c;
+}
+
+/*
  * Free @c now.  Only for the write/event callbacks of @c itself and for
  * server teardown; everyone else calls conn_close().
  */

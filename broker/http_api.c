@@ -105,7 +105,8 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 		    json_util_seconds(b->lease_granted_us, x->now));
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	(void)json_object_set_new(x->live, id,
-	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
+	    json_pack("{sIsoss}", "free", (json_int_t)b->free, "lease", lease,
+		"relay", b->relay));
 }
 
 static void
@@ -152,7 +153,10 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 		return -ENOMEM;
 	}
 	if (v == NULL ||
-	    json_object_set_new(v, "drained", json_boolean(b->drained)) < 0) {
+	    json_object_set_new(v, "drained", json_boolean(b->drained)) < 0 ||
+	    json_object_set(v, "relay",
+		json_object_get(live, "relay") ? json_object_get(live, "relay")
+					       : json_null()) < 0) {
 		json_decref(v);
 		return -ENOMEM;
 	}

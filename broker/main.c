@@ -57,6 +57,8 @@ static const struct option long_options[] = {
     {"ledger-sync", required_argument, NULL, OPT_TABLE},
     {"pair-timeout", required_argument, NULL, OPT_TABLE},
     {"agent-backstop", required_argument, NULL, OPT_TABLE},
+    {"board-grace", required_argument, NULL, OPT_TABLE},
+    {"relay-boards", required_argument, NULL, OPT_TABLE},
     {"agent-heartbeat", required_argument, NULL, OPT_TABLE},
     {"max-relays", required_argument, NULL, OPT_TABLE},
     {"relay-buffer", required_argument, NULL, OPT_TABLE},

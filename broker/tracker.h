@@ -38,6 +38,9 @@ struct tracker_board_info {
 	const char *lease_peer;
 	int64_t lease_granted_us;
 	const char *state; /* as the ledger shows it (board_state_name()) */
+	const char *relay; /* who carries its sessions: "agent", "proxy"
+			    * (it dials in), "broker" (a PUT board the broker
+			    * dials, --relay-boards all) or "none" */
 };
 
 /* Read-only view of a waiting request for the HTTP API. */
@@ -71,6 +74,10 @@ int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
 int tracker_proxy_client(struct conn *c, const char *match);
 void tracker_proxy_session_end(
     struct conn *c, const struct ledger_session *sess);
+void tracker_dialed_session_end(struct server *srv, int64_t board_id,
+    int64_t lease_id, const struct ledger_session *sess);
+void tracker_dialed_failed(
+    struct server *srv, int64_t board_id, int64_t lease_id, const char *why);
 void tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg);
 void tracker_foreach_request(
     struct server *srv, const char *key, tracker_request_fn *fn, void *arg);
