@@ -14,8 +14,11 @@ ports the kernel picks or that were free a moment before):
   B      TVM's Python rpc_server --through-proxy, dialling in to the broker's farm port
   C-py   TVM's Python rpc_server --tracker (registered by PUT), broker --relay-boards all
   C-cpp  TVM's C++ tvm_rpc server --tracker=..., broker --relay-boards all
+  T      TVM's own flags: the broker with rpc_tracker's --host/--port/--port-end, the agent
+         with rpc_server's --tracker H:P (cases listed, ok, exit only)
 Cases, in this order, on the one board of each topology, each one real TVM client process
 (client.py, in the peer's environment, with a hard timeout):
+  listed     GET /v1/boards shows the board, its kind and who relays it (agent/proxy/broker)
   ok         upload the kernels, load_module, addone(41) == 42
   exception  fail() -> RPCError carrying the kernel's message
   big        32 MiB upload and download, content compared
@@ -24,6 +27,7 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   second     right after the timeout, a new session on the same board works (as ok)
   crash      crash() (SIGSEGV on the board) -> RPCError, not kShutdown
   after      after the crash, a new session on the board works (as ok)
+  exit       SIGTERM: the agent and the broker exit 0 (a sanitizer report would not)
 After each case: exactly one new row in the ledger's `leases` table with the expected
 outcome (and, for exception, the kernel's message in `detail`), the same board as the
 case before, and the board idle with a free slot again in GET /v1/boards.
@@ -50,15 +54,16 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_MSG = "npu operator library: invalid descriptor 0x2a"
 SKIP = 77
 CLIENT_TIMEOUT = 90  # seconds; a hung client is a failure, never a wait
-KEYS = {"A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
+KEYS = {"T": "tvmt-tvmflags", "A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
            "second": "ok", "crash": "crash", "after": "ok"}
 CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
-LISTED = {"A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
+LISTED = {"T": ("agent", "agent"), "A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
           "C-cpp": ("tvm", "broker")}
 VERBOSE = False
 BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get without the relay)
+T_CASES = ("listed", "ok", "exit")  # T is about the flags, not the sessions
 # the case that shows the board is leasable, unaided, after the one before it
 DEPENDS = {"timeout": "second", "crash": "after"}
 
@@ -203,7 +208,8 @@ class Broker:
         ready = os.path.join(tmp, "ready.json")
         if os.path.exists(ready):
             os.unlink(ready)  # a restart: never read the last broker's ports
-        argv = [os.environ["NPUFARM_BROKER_BIN"], "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0",
+        listen = [] if "--port" in extra else ["--listen", "127.0.0.1:0"]
+        argv = [os.environ["NPUFARM_BROKER_BIN"]] + listen + ["--http", "127.0.0.1:0",
                 "--db", self.db, "--ready-file", ready, "--data-dir", os.path.join(tmp, "data"), "-v"] + extra
         self.p = procs.start("broker", argv, sanitizer_env(os.environ))
         deadline = time.monotonic() + 20
@@ -276,6 +282,9 @@ class Topology:
     # -- set-up
     def start(self):
         extra = ["--relay-boards", "all"] if self.name.startswith("C") and not BASELINE else []
+        if self.name == "T":  # TVM rpc_tracker's own flags
+            p = free_port()
+            extra = ["--host", "127.0.0.1", "--port", str(p), "--port-end", str(p + 10)]
         self.broker = Broker(self.procs, self.tmp, extra)
         debug(f"broker farm {self.broker.farm} http {self.broker.http}")
         self.start_server()
@@ -283,11 +292,13 @@ class Topology:
 
     def start_server(self):
         b, pe, key = self.broker, self.penv, self.key
-        if self.name == "A":
+        if self.name in ("A", "T"):
             runtime = os.path.join(pe["TVM_LIBRARY_PATH"], "libtvm_runtime.so")
             wd = os.path.join(self.tmp, "agent-work")
             os.makedirs(wd, exist_ok=True)
-            argv = [os.environ["NPUFARM_AGENT_BIN"], "--broker", b.farm, "--key", key, "--name", "tvmt-board",
+            # T: rpc_server's own --tracker H:P --key K
+            where = ["--tracker" if self.name == "T" else "--broker", b.farm]
+            argv = [os.environ["NPUFARM_AGENT_BIN"]] + where + ["--key", key, "--name", "tvmt-board",
                     "--tvm-runtime", runtime, "--workdir", wd, "-v"]
             # a board with only the agent: no TVM Python, no LD_LIBRARY_PATH
             self.server = self.procs.start("agent", argv, sanitizer_env(os.environ))
@@ -440,7 +451,7 @@ class Topology:
         """SIGTERM ends the board's side and the broker cleanly (status 0): a sanitizer
         report at exit, or a crash on the way out, is a failure."""
         bad = []
-        if self.name == "A":
+        if self.name in ("A", "T"):
             st = self.procs.stop(self.server)
             if st != 0:
                 bad.append(f"agent exited with status {st} on SIGTERM:\n{tail(self.server.logpath, 8)}")
@@ -451,7 +462,7 @@ class Topology:
             bad.append(f"broker exited with status {st} on SIGTERM:\n{tail(self.broker.p.logpath, 8)}")
         if bad:
             raise Failure("\n".join(bad))
-        return "agent and broker exited 0" if self.name == "A" else "broker exited 0"
+        return "agent and broker exited 0" if self.name in ("A", "T") else "broker exited 0"
 
     def run_case(self, case):
         if case == "listed":
@@ -556,7 +567,7 @@ def main():
             return 1
     penv = peer_environment(peer)
     version = penv.get("TVM_PEER_VERSION", "?")
-    topologies = args.only.split(",") if args.only else ["A", "B", "C-py", "C-cpp"]
+    topologies = args.only.split(",") if args.only else ["A", "B", "C-py", "C-cpp", "T"]
     cases = args.cases.split(",") if args.cases else CASES
     tmp_root = tempfile.mkdtemp(prefix=f"npufarm-tvm-{args.version}-")
     log(f"TVM peer {version} at {peer}; broker {os.environ['NPUFARM_BROKER_BIN']}; logs in {tmp_root}")
@@ -577,12 +588,16 @@ def main():
                 t.start()
             except Failure as e:
                 for c in cases:
+                    if topo == "T" and c not in T_CASES:
+                        continue
                     results.append((topo, c, False, f"set-up failed: {e}"))
                     log(f"not ok - v{version} {topo} {c}: set-up failed")
                 log(f"   {e}")
                 continue
             restarted_before = None
             for c in cases:
+                if topo == "T" and c not in T_CASES:
+                    continue
                 t0 = time.monotonic()
                 try:
                     text = t.run_case(c)
@@ -605,6 +620,8 @@ def main():
                         restarted_before = DEPENDS[c]
                     if not how:
                         for c2 in cases[cases.index(c) + 1:]:
+                            if topo == "T" and c2 not in T_CASES:
+                                continue
                             results.append((topo, c2, False, "not run: could not recover the board"))
                             log(f"not ok - v{version} {topo} {c2}: not run")
                         break
