@@ -30,6 +30,8 @@
 #include "link.h"
 #include "log.h"
 #include "secret.h"
+#include "supervisor.h"
+#include "tvm_runtime.h"
 
 /* Settings of a flag and of its --config key alike. */
 struct agent_opts {
@@ -94,7 +96,14 @@ usage(FILE *f)
 	    "  --tag K=V              a tag shown with the board (repeatable)\n"
 	    "  --tvm-runtime PATH     the board's libtvm_runtime.so; without "
 	    "it no TVM\n"
-	    "                         sessions are offered\n"
+	    "                         sessions are offered.  TVM v0.14 .. "
+	    "v0.20 (it\n"
+	    "                         exports TVMFuncGetGlobal) and v0.21+ "
+	    "(tvm-ffi:\n"
+	    "                         TVMFFIFunctionGetGlobal, from "
+	    "libtvm_ffi.so\n"
+	    "                         beside it); probed at start-up in a "
+	    "child\n"
 	    "  --workdir DIR          parent of the per-session work dirs\n"
 	    "                         (default /tmp/npufarm-agent-NAME)\n"
 	    "  --max-session S        cap on a session's -timeout (and the "
@@ -370,6 +379,7 @@ main(int argc, char **argv)
 	struct link *link = NULL;
 	char *cachedir = NULL;
 	char host[256], *tags_text = NULL, *workdir = NULL, *token = NULL;
+	enum tvm_rpc_dialect dialect = TVM_RPC_DIALECT_UNKNOWN;
 	sigset_t stop_sigs;
 	bool done = false;
 	int ret;
@@ -401,6 +411,19 @@ main(int argc, char **argv)
 		log_err("%s", err.msg);
 		goto out;
 	}
+	/* Which C ABI the runtime has, told by its symbols in a child (the
+	 * agent never loads it itself): the dialect of every session. */
+	if (o.tvm_runtime != NULL) {
+		if (supervisor_runtime_probe(
+			o.tvm_runtime, -1, &dialect, &err) < 0) {
+			log_err("--tvm-runtime %s: %s", o.tvm_runtime, err.msg);
+			goto out;
+		}
+		log_notice("TVM runtime %s: %s; sessions speak %s",
+		    o.tvm_runtime, tvm_runtime_abi_of_dialect(dialect),
+		    dialect == TVM_RPC_DIALECT_FFI ? "type indexes"
+						   : "type codes");
+	}
 	/* Writes to a vanished peer fail with EPIPE instead of killing us;
 	 * SIGCHLD stays at SIG_DFL so that children can be reaped. */
 	(void)signal(SIGPIPE, SIG_IGN);
@@ -421,6 +444,7 @@ main(int argc, char **argv)
 		    .runtime_path = o.tvm_runtime,
 		    .workdir = o.workdir != NULL ? o.workdir : workdir,
 		    .stderr_fd = -1,
+		    .dialect = dialect,
 		},
 	    .max_session = o.max_session,
 	    .reset_cmd = o.reset_cmd,

@@ -41,6 +41,7 @@ static const struct table_column cmd_status_key_columns[] = {
 static const struct table_column cmd_status_board_columns[] = {
     {"BOARD", TABLE_LEFT},
     {"KIND", TABLE_LEFT},
+    {"RELAY", TABLE_LEFT},
     {"KEY", TABLE_LEFT},
     {"STATE", TABLE_LEFT},
     {"LEASE", TABLE_RIGHT},
@@ -167,6 +168,7 @@ cmd_status_print_boards(const json_t *boards, int64_t now_us)
 		lease = json_object_get(b, "lease");
 		cli_add_str(t, b, "name");
 		cli_add_str(t, b, "kind");
+		cli_add_str(t, b, "relay"); /* who carries its sessions */
 		cli_add_str(t, b, "key");
 		cli_add_str(t, b, "state");
 		cli_add_int(t, lease, "id");
