@@ -251,7 +251,8 @@ class Broker:
         try:
             con.row_factory = sqlite3.Row
             return [dict(r) for r in con.execute(
-                "SELECT id, key, board_id, outcome, detail, granted_us, released_us FROM leases"
+                "SELECT id, key, board_id, outcome, detail, granted_us, released_us, session_start_us,"
+                " requests, exceptions, bytes_to_board, bytes_to_client FROM leases"
                 " WHERE id > ? ORDER BY id", (after_id,))]
         finally:
             con.close()
@@ -351,6 +352,7 @@ class Topology:
 
     def run_client(self, case):
         ccase = "ok" if case in ("second", "after") else case
+        case = "listed" if case == "summary" else case
         st = 2 if case == "timeout" else 60
         argv = ["python3", os.path.join(HERE, "client.py"), self.broker.host, str(self.broker.port),
                 self.key, ccase, self.kernel, str(st)]
@@ -431,6 +433,16 @@ class Topology:
             raise Failure(f"ledger: outcome {r['outcome']!r}, want {want!r}; detail {r['detail']!r:.300}")
         if case == "exception" and KERNEL_MSG not in (r["detail"] or ""):
             raise Failure(f"ledger: exception detail lacks the kernel's message: {r['detail']!r:.300}")
+        # every topology's sessions are relayed (by the broker, or the agent's): the counters
+        if r["session_start_us"] is None or not r["requests"]:
+            raise Failure(f"ledger: not a relayed session: session_start_us {r['session_start_us']}, "
+                          f"requests {r['requests']}")
+        want_exc = 0 if want == "ok" else 1
+        if (r["exceptions"] or 0) < want_exc or (want_exc == 0 and r["exceptions"]):
+            raise Failure(f"ledger: exceptions {r['exceptions']}, want {'0' if want_exc == 0 else '>= 1'}")
+        if case == "big" and min(r["bytes_to_board"] or 0, r["bytes_to_client"] or 0) < 32 << 20:
+            raise Failure(f"ledger: a 32 MiB round trip counted bytes_to_board {r['bytes_to_board']}, "
+                          f"bytes_to_client {r['bytes_to_client']}")
         if self.board_id is not None and r["board_id"] != self.board_id:
             raise Failure(f"ledger: board {r['board_id']}, but the earlier sessions had board {self.board_id}")
         self.board_id = r["board_id"]
@@ -445,7 +457,13 @@ class Topology:
         if len(bs) != 1 or got[0][:2] != (want_kind, want_relay):
             raise Failure(f"/v1/boards for {self.key}: (kind, relay, state) {got}, "
                           f"want one board ({want_kind!r}, {want_relay!r})")
-        return f"kind {want_kind}, relay {want_relay}"
+        # and TVM's own view (query_rpc_tracker): the key with its free board
+        res = self.run_client("summary")
+        qi = res.get("queue_info") or {}
+        if qi.get("free") != 1 or self.key not in res.get("text", ""):
+            raise Failure(f"TVM's SUMMARY for {self.key}: queue_info {qi}, text_summary:\n"
+                          + "\n".join("      | " + l for l in res.get("text", "").splitlines()))
+        return f"kind {want_kind}, relay {want_relay}; SUMMARY free {qi.get('free')}"
 
     def check_exit(self):
         """SIGTERM ends the board's side and the broker cleanly (status 0): a sanitizer
