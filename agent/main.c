@@ -30,8 +30,10 @@
 #include "link.h"
 #include "log.h"
 #include "secret.h"
+#include "server_flags.h"
 #include "supervisor.h"
 #include "tvm_runtime.h"
+#include "workdir.h"
 
 /* Settings of a flag and of its --config key alike. */
 struct agent_opts {
@@ -74,6 +76,8 @@ static const struct setting {
     {"exec-cmd", OT_STRING, OFF(exec_cmd), 0},
     {"cache-size", OT_COUNT, OFF(cache_mb), 1 << 20},
     {"token-file", OT_STRING, OFF(token_file), 0},
+    /* TVM rpc_server's name for --broker (server_flags.h) */
+    {"tracker", OT_STRING, OFF(broker), 0},
 };
 
 enum {
@@ -81,6 +85,8 @@ enum {
 	OPT_TAG,
 	OPT_CONFIG,
 	OPT_SETTING, /* OPT_SETTING + i: settings[i] */
+	/* + enum server_flag: TVM rpc_server's flags */
+	OPT_SERVER_FLAG = 2000,
 };
 
 static void
@@ -105,7 +111,9 @@ usage(FILE *f)
 	    "                         beside it); probed at start-up in a "
 	    "child\n"
 	    "  --workdir DIR          parent of the per-session work dirs\n"
-	    "                         (default /tmp/npufarm-agent-NAME)\n"
+	    "                         (default $STATE_DIRECTORY, else\n"
+	    "                         $XDG_RUNTIME_DIR, else /tmp: "
+	    "npufarm-agent-NAME)\n"
 	    "  --max-session S        cap on a session's -timeout (and the "
 	    "deadline of\n"
 	    "                         sessions that have none); 0: no cap\n"
@@ -127,7 +135,20 @@ usage(FILE *f)
 	    "  --config FILE          JSON object of the settings above "
 	    "(flags win)\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
-	    "  --help, --version\n");
+	    "  --help, --version\n\n"
+	    "TVM rpc_server's flags, so its start-up scripts work unchanged "
+	    "(docs/tvm.md):\n"
+	    "  --tracker HOST:PORT    the same as --broker\n"
+	    "  --through-proxy        --host:--port is the broker (TVM's "
+	    "proxy)\n"
+	    "  --host, --port, --port-end, --custom-addr, --no-fork\n"
+	    "                         accepted and ignored with a log line: "
+	    "the agent\n"
+	    "                         listens nowhere and forks every "
+	    "session\n"
+	    "  --silent               log warnings and errors only\n"
+	    "  --load-library is refused: sessions load --tvm-runtime "
+	    "only\n");
 }
 
 static int
@@ -266,9 +287,11 @@ opts_free(struct agent_opts *o)
 
 /* Flags over the --config file.  0, or 2 with the message printed. */
 static int
-parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
+parse_args(struct agent_opts *o, struct server_flags *sf, int argc, char **argv,
+    bool *ret_exit)
 {
-	struct option longs[sizeof(settings) / sizeof(settings[0]) + 8];
+	struct option
+	    longs[sizeof(settings) / sizeof(settings[0]) + 8 + SERVER_FLAG_MAX];
 	struct npufarm_err err;
 	size_t i, n = 0;
 	int opt, idx;
@@ -283,6 +306,7 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 	longs[n++] = (struct option){"verbose", no_argument, NULL, 'v'};
 	longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
 	longs[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+	n += server_flags_options(longs + n, OPT_SERVER_FLAG);
 	longs[n] = (struct option){NULL, 0, NULL, 0};
 
 	/* The config file first, so that flags override it. */
@@ -300,6 +324,15 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 		}
 	}
 	while ((opt = getopt_long(argc, argv, "vh", longs, &idx)) != -1) {
+		if (opt >= OPT_SERVER_FLAG) {
+			if (server_flags_set(
+				sf, opt - OPT_SERVER_FLAG, optarg, &err) < 0) {
+				fprintf(
+				    stderr, "npufarm-agent: --%s\n", err.msg);
+				return 2;
+			}
+			continue;
+		}
 		if (opt >= OPT_SETTING) {
 			if (set_option(o, &settings[opt - OPT_SETTING], optarg,
 				&err) < 0) {
@@ -343,10 +376,15 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 			return 2;
 		}
 	}
+	if (server_flags_broker(sf, &o->broker, &err) < 0) {
+		fprintf(stderr, "npufarm-agent: %s\n", err.msg);
+		return 2;
+	}
 	if (optind < argc || o->broker == NULL || o->key == NULL) {
 		fprintf(stderr, "npufarm-agent: %s\n",
 		    optind < argc ? "unexpected argument"
-				  : "--broker and --key are required");
+				  : "--broker (or --tracker) and --key are "
+				    "required");
 		usage(stderr);
 		return 2;
 	}
@@ -369,6 +407,7 @@ main(int argc, char **argv)
 	    .quarantine_after = 3,
 	    .cache_mb = 1024,
 	};
+	struct server_flags sf = {0};
 	struct link_config lc = {0};
 	struct board_config bc = {0};
 	struct event *sig_term = NULL, *sig_int = NULL;
@@ -387,7 +426,7 @@ main(int argc, char **argv)
 	o.tags = json_object();
 	if (o.tags == NULL)
 		return 1;
-	ret = parse_args(&o, argc, argv, &done);
+	ret = parse_args(&o, &sf, argc, argv, &done);
 	if (ret != 0 || done)
 		goto out;
 	ret = 1;
@@ -397,14 +436,15 @@ main(int argc, char **argv)
 		host[sizeof(host) - 1] = '\0';
 		o.name = strdup(host);
 	}
-	if (o.workdir == NULL &&
-	    asprintf(&workdir, "/tmp/npufarm-agent-%s", o.name) < 0)
-		workdir = NULL;
+	if (o.workdir == NULL)
+		workdir = workdir_default(o.name);
 	tags_text = json_dumps(o.tags, JSON_COMPACT);
 	if (o.name == NULL || tags_text == NULL ||
 	    (o.workdir == NULL && workdir == NULL))
 		goto out;
-	log_set_level(LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose));
+	log_set_level(server_flags_log_level(
+	    &sf, LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose)));
+	server_flags_log(&sf, o.broker);
 	/* Read once: a changed token needs an agent restart. */
 	if (o.token_file != NULL &&
 	    secret_read_file(o.token_file, &token, &err) < 0) {
@@ -459,8 +499,8 @@ main(int argc, char **argv)
 		cachedir = NULL;
 		goto out;
 	}
-	if (mkdir(bc.sup.workdir, 0700) < 0 && errno != EEXIST) {
-		log_err("work dir %s: %s", bc.sup.workdir, strerror(errno));
+	if (workdir_prepare(bc.sup.workdir, &err) < 0) {
+		log_err("work dir %s", err.msg);
 		goto out;
 	}
 	if (cache_open(cachedir, (uint64_t)o.cache_mb << 20, &cache, &err) <

@@ -263,7 +263,7 @@ handle_chunk(struct tasks *t, json_t *v)
 	struct npufarm_err err;
 	unsigned char *raw;
 	size_t len, pad = 0;
-	int n;
+	int n, r = 0;
 
 	if (t->state != TASKS_FETCHING ||
 	    json_unpack(v, "{s:s, s?I, s?I, s?s, s?s}", "sha256", &sha,
@@ -295,10 +295,18 @@ handle_chunk(struct tasks *t, json_t *v)
 		pad++;
 		len--;
 	}
-	if (n < 0 || cache_write(t->writer, raw, (size_t)n - pad, &err) < 0) {
+	if (n < 0 || (size_t)n < pad ||
+	    (r = cache_write(t->writer, raw, (size_t)n - pad, &err)) < 0) {
 		free(raw);
-		report(t, NPUFARM_OUTCOME_CRASH,
-		    n < 0 ? "a malformed artifact chunk" : err.msg, NULL);
+		/* A transfer that went wrong is lost (and retried elsewhere),
+		 * not the candidate's crash; a local write error is ours. */
+		report(t,
+		    n < 0 || (size_t)n < pad || r == -EFBIG
+			? NPUFARM_OUTCOME_LOST
+			: NPUFARM_OUTCOME_CRASH,
+		    n < 0 || (size_t)n < pad ? "a malformed artifact chunk"
+					     : err.msg,
+		    NULL);
 		return;
 	}
 	free(raw);
@@ -307,9 +315,14 @@ handle_chunk(struct tasks *t, json_t *v)
 		fetch_next(t);
 		return;
 	}
-	if (cache_commit(t->writer, &err) < 0) {
+	r = cache_commit(t->writer, &err);
+	if (r < 0) {
 		t->writer = NULL;
-		report(t, NPUFARM_OUTCOME_CRASH, err.msg, NULL);
+		/* A digest or size that does not match: a transfer failure. */
+		report(t,
+		    r == -EBADMSG ? NPUFARM_OUTCOME_LOST
+				  : NPUFARM_OUTCOME_CRASH,
+		    err.msg, NULL);
 		return;
 	}
 	t->writer = NULL;

@@ -110,6 +110,19 @@ static const struct opt opts[] = {
 	"API requests need this bearer token (read scope)"},
     {"admin_token_file", OPT_STR, OFF(admin_token_file), 0, 0,
 	"bearer token for drain/undrain (admin scope)"},
+    {"max_http_connections", OPT_LONG, OFF(max_http_connections), 1, 1000000,
+	"open connections on the HTTP API"},
+    {"max_job_body", OPT_LONG, OFF(max_job_body), 1024, 1L << 32,
+	"bytes in a POST /v1/jobs body"},
+    {"max_unauth_bytes", OPT_LONG, OFF(max_unauth_bytes), 4096, 1L << 34,
+	"bytes buffered from peers that have not finished a handshake, "
+	"in total"},
+    {"max_unauth_conn", OPT_LONG, OFF(max_unauth_conn), 512, 1L << 24,
+	"bytes buffered from one peer before its handshake is done"},
+    {"retain_days", OPT_LONG, OFF(retain_days), 0, 100000,
+	"prune lease, attempt and event rows older than this (0: keep)"},
+    {"retain_mb", OPT_LONG, OFF(retain_mb), 0, 1L << 24,
+	"prune the oldest rows while the ledger is larger (0: no cap)"},
 };
 
 /*
@@ -167,6 +180,10 @@ broker_config_defaults(struct broker_config *c)
 	c->max_relays = 4096;
 	c->relay_buffer = 4 * 1024 * 1024;
 	c->relay_max_packet = 256L * 1024 * 1024;
+	c->max_http_connections = 256;
+	c->max_job_body = 64L * 1024 * 1024;
+	c->max_unauth_bytes = 16L * 1024 * 1024;
+	c->max_unauth_conn = 64 * 1024;
 }
 
 /* Free the strings @c owns; @c may be reused after broker_config_defaults. */

@@ -43,6 +43,7 @@
 #include "metrics.h"
 #include "scheduler.h"
 #include "server.h"
+#include "sha256_util.h"
 #include "task_spec.h"
 #include "tracker.h"
 
@@ -846,14 +847,18 @@ jobs_task_board_gone(
 }
 
 /* {"type": "running", "task": ID, "attempt": N}: back after a reconnect. */
-static void
-handle_running(struct server *srv, struct agent *a, json_t *v)
+static int
+handle_running(
+    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	json_int_t id = 0, attempt = 0;
+	const char *type;
+	json_error_t jerr;
 	struct task *t;
 
-	if (json_unpack(v, "{s:I, s:I}", "task", &id, "attempt", &attempt) < 0)
-		return;
+	if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:I, s:I}", "type",
+		&type, "task", &id, "attempt", &attempt) < 0)
+		return err_set(err, -EINVAL, "running: %s", jerr.text);
 	t = task_find(srv->jobs, id);
 	if (t == NULL || t->state != TASK_RUNNING || t->attempts != attempt ||
 	    t->agent != NULL || t->board_id != agent_board_id(a)) {
@@ -861,20 +866,22 @@ handle_running(struct server *srv, struct agent *a, json_t *v)
 		(void)agent_link_send(
 		    a, json_pack("{ss sI sI}", "type", "cancel", "task", id,
 			   "attempt", attempt));
-		return;
+		return 0;
 	}
 	(void)evtimer_del(t->grace_ev);
 	t->agent = a;
 	tracker_agent_task_resume(agent_data(a), &t->s);
 	log_notice("task %lld: its agent is back and still running it",
 	    (long long)t->id);
+	return 0;
 }
 
 /* {"type": "result", ...}: an attempt's end, acknowledged after commit. */
-static void
-handle_result(struct server *srv, struct agent *a, json_t *v)
+static int
+handle_result(
+    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
 {
-	const char *id, *outcome, *detail;
+	const char *type, *id, *outcome, *detail;
 	json_int_t task, attempt, number = 0;
 	struct ledger_task_result res = {0};
 	json_t *costs = NULL, *jdetail = NULL;
@@ -884,23 +891,33 @@ handle_result(struct server *srv, struct agent *a, json_t *v)
 	struct task *t;
 	bool mine;
 
-	if (json_unpack_ex(v, &jerr, 0,
-		"{s:s, s:I, s:I, s:s, s?o, s?o, s?I, s?i, s?i}", "id", &id,
-		"task", &task, "attempt", &attempt, "outcome", &outcome,
-		"detail", &jdetail, "costs", &costs, "number", &number,
-		"signal", &sig, "status", &status) < 0 ||
-	    (o = npufarm_outcome_from_name(outcome)) < 0) {
-		log_warn("agent board %lld: a malformed task result: %s",
-		    (long long)agent_board_id(a),
-		    jerr.text[0] ? jerr.text : "bad outcome");
-		return;
-	}
+	if (json_unpack_ex(v, &jerr, JSON_STRICT,
+		"{s:s, s:s, s:I, s:I, s:s, s?o, s?o, s?I, s?i, s?i}", "type",
+		&type, "id", &id, "task", &task, "attempt", &attempt, "outcome",
+		&outcome, "detail", &jdetail, "costs", &costs, "number",
+		&number, "signal", &sig, "status", &status) < 0)
+		return err_set(err, -EINVAL, "result: %s", jerr.text);
+	if ((o = npufarm_outcome_from_name(outcome)) < 0)
+		return err_set(err, -EINVAL, "result: unknown outcome");
+	if (id[0] == '\0' || strlen(id) > (size_t)srv->cfg->max_key_len)
+		return err_set(err, -EINVAL,
+		    "result: id: empty or longer than max_key_len=%ld",
+		    srv->cfg->max_key_len);
+	if (jdetail != NULL && !json_is_string(jdetail) &&
+	    !json_is_null(jdetail))
+		return err_set(
+		    err, -EINVAL, "result: detail: expected a string or null");
+	if (costs != NULL && !json_is_array(costs))
+		return err_set(
+		    err, -EINVAL, "result: costs: expected an array");
+	if (number < 0)
+		return err_set(err, -EINVAL, "result: number: negative");
 	detail = json_string_value(jdetail); /* null or absent: none */
 	t = task_find(srv->jobs, task);
 	mine = t != NULL && t->state == TASK_RUNNING &&
 	       t->attempts == attempt && t->board_id == agent_board_id(a);
 	if (mine) {
-		if (costs != NULL && json_is_array(costs))
+		if (costs != NULL)
 			costs_text = json_dumps(costs, JSON_COMPACT);
 		res = (struct ledger_task_result){
 		    .outcome = outcome,
@@ -922,26 +939,35 @@ handle_result(struct server *srv, struct agent *a, json_t *v)
 	/* Recorded (now, or before): acknowledge once committed. */
 	if (agent_link_ack_later(a, id) < 0)
 		log_err("out of memory acknowledging %s", id);
+	return 0;
 }
 
 /* {"type": "fetch", "sha256": S, "offset": O}: the next chunk. */
-static void
-handle_fetch(struct server *srv, struct agent *a, json_t *v)
+static int
+handle_fetch(
+    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	unsigned char *raw = NULL;
+	const char *type, *sha;
 	char *b64 = NULL;
-	const char *sha;
 	json_int_t offset;
+	json_error_t jerr;
 	uint64_t size = 0;
 	ssize_t n = 0;
 
-	if (json_unpack(v, "{s:s, s:I}", "sha256", &sha, "offset", &offset) <
-		0 ||
-	    offset < 0 || artifacts_size(srv->artifacts, sha, &size) < 0) {
+	if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:s, s:I}", "type",
+		&type, "sha256", &sha, "offset", &offset) < 0)
+		return err_set(err, -EINVAL, "fetch: %s", jerr.text);
+	if (offset < 0)
+		return err_set(err, -EINVAL, "fetch: offset: negative");
+	if (!sha256_util_valid(sha))
+		return err_set(
+		    err, -EINVAL, "fetch: sha256: expected 64 hex digits");
+	if (artifacts_size(srv->artifacts, sha, &size) < 0) {
 		(void)agent_link_send(
-		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256",
-			   sha ? sha : "", "error", "no such artifact"));
-		return;
+		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256", sha,
+			   "error", "no such artifact"));
+		return 0;
 	}
 	raw = malloc(JOBS_CHUNK);
 	b64 = malloc(4 * (JOBS_CHUNK / 3 + 1) + 1);
@@ -961,19 +987,25 @@ handle_fetch(struct server *srv, struct agent *a, json_t *v)
 out:
 	free(raw);
 	free(b64);
+	return 0;
 }
 
-/* A frame about tasks on agent @a's link. */
-void
-jobs_agent_frame(
-    struct server *srv, struct agent *a, const char *type, json_t *v)
+/*
+ * A frame about tasks on agent @a's link.  0, or -EINVAL for a malformed
+ * frame (a missing, extra or mistyped field; @err says which): the caller
+ * closes the link, as for every other malformed agent frame.
+ */
+int
+jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
+    json_t *v, struct npufarm_err *err)
 {
 	if (strcmp(type, "result") == 0)
-		handle_result(srv, a, v);
-	else if (strcmp(type, "running") == 0)
-		handle_running(srv, a, v);
-	else if (strcmp(type, "fetch") == 0)
-		handle_fetch(srv, a, v);
+		return handle_result(srv, a, v, err);
+	if (strcmp(type, "running") == 0)
+		return handle_running(srv, a, v, err);
+	if (strcmp(type, "fetch") == 0)
+		return handle_fetch(srv, a, v, err);
+	return err_set(err, -EINVAL, "unknown task frame type");
 }
 
 /* ---- life ------------------------------------------------------------ */

@@ -42,5 +42,5 @@ void jobs_task_granted(struct server *srv, struct sched_request *r,
     struct agent *a, int64_t board_id);
 void jobs_task_board_gone(
     struct server *srv, struct sched_request *r, const char *why);
-void jobs_agent_frame(
-    struct server *srv, struct agent *a, const char *type, json_t *v);
+int jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
+    json_t *v, struct npufarm_err *err);

@@ -54,6 +54,8 @@
 #define TRACKER_MAX_FRAMES_PER_EVENT 16
 /* Longest list of keys quoted in a "no such key" diagnostic. */
 #define TRACKER_KEYS_MSG_MAX         512
+/* Bytes of one connection's UPDATE_INFO, serialised (issue 12). */
+#define TRACKER_MAX_INFO             4096
 
 static const char *const board_state_names[] = {
     [BOARD_IDLE] = "idle",
@@ -472,6 +474,8 @@ board_free(struct board *b, const char *why, bool quiet)
 	struct slot *s;
 	char detail[160];
 
+	/* Releasing its last lease below would offer it again otherwise. */
+	b->dying = true;
 	while ((s = TAILQ_FIRST(&b->slots)) != NULL) {
 		sched_slot_remove(&s->s);
 		TAILQ_REMOVE(&b->slots, s, link);
@@ -741,9 +745,12 @@ oom:
 
 /*
  * UPDATE_INFO merges into the connection's info (TVM does dict.update) and
- * substitutes the peer's IP for a null host (display only).  The result is
- * kept serialised, since it is only ever sent back verbatim in SUMMARY:
- * SUMMARY then costs a copy per server instead of a JSON encoding.
+ * substitutes the peer's IP for a null host (display only).  The merged
+ * info is capped at TRACKER_MAX_INFO bytes (issue 12: merging let a peer
+ * grow it, and its re-parsing, without bound; a TVM server sends under
+ * 100).  The result is kept serialised, since it is only ever sent back
+ * verbatim in SUMMARY: SUMMARY then costs a copy per server instead of a
+ * JSON encoding.
  */
 static void
 handle_update_info(struct conn *c, const struct tvm_tracker_msg *m)
@@ -765,6 +772,15 @@ handle_update_info(struct conn *c, const struct tvm_tracker_msg *m)
 	text = json_util_dumps_py(info);
 	if (text == NULL)
 		goto oom;
+	if (strlen(text) > TRACKER_MAX_INFO) {
+		conn_close(c,
+		    "UPDATE_INFO: %zu bytes of info, limit %d (a TVM server "
+		    "sends under 100)",
+		    strlen(text), TRACKER_MAX_INFO);
+		free(text);
+		json_decref(info);
+		return;
+	}
 	key = json_object_get(info, "key");
 	tc->is_server = json_is_string(key) &&
 			strncmp(json_string_value(key), "server", 6) == 0;
@@ -1150,8 +1166,11 @@ tracker_slot_new(struct board *b)
 static int
 board_offer(struct board *b)
 {
-	struct slot *s = tracker_slot_new(b);
+	struct slot *s;
 
+	if (b->dying)
+		return 0;
+	s = tracker_slot_new(b);
 	if (s == NULL)
 		return -ENOMEM;
 	s->s.caps = SCHED_CAP_TVM;

@@ -37,7 +37,7 @@ tracker_agent_update(struct board *b)
 {
 	unsigned caps = (b->data != NULL ? SCHED_CAP_TVM : 0) | b->runners;
 	bool busy = b->nleases > 0 || b->task != NULL;
-	bool offer = b->ready && b->quarantine == NULL && !busy &&
+	bool offer = !b->dying && b->ready && b->quarantine == NULL && !busy &&
 		     b->pending == NULL && caps != 0;
 	struct slot *s = TAILQ_FIRST(&b->slots);
 

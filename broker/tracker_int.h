@@ -53,6 +53,7 @@ struct board {
 	TAILQ_HEAD(, lease) leases; /* open leases, oldest first */
 	size_t nleases;
 	bool drained;    /* no new leases: its slots stay out of the queue */
+	bool dying;      /* being torn down: never offered again */
 	bool proxied;    /* a data connection waiting to be relayed */
 	char *hello_key; /* proxied: its full RPC hello key */
 	struct pending *pending; /* proxied: a grant waiting for its client */

@@ -256,6 +256,16 @@ jobspec_parse_number(const char *s)
 }
 
 /* Parse "64x64" (or "" for a 0-d tensor) into a JSON array. */
+/* Whether @s is valid UTF-8, as every string in a JSON job must be. */
+static bool
+jobspec_utf8(const char *s)
+{
+	json_t *v = json_string(s);
+
+	json_decref(v);
+	return v != NULL;
+}
+
 static json_t *
 jobspec_parse_shape(const char *s, size_t len)
 {
@@ -301,6 +311,9 @@ jobspec_parse_arg(
 	long long seed;
 	char *end;
 
+	/* Else json_pack() fails on the dtype and leaks what follows it. */
+	if (!jobspec_utf8(s))
+		return err_set(err, -EINVAL, "--arg: not valid UTF-8");
 	if (colon == NULL && eq != NULL) {
 		if (eq == s || (v = jobspec_parse_number(eq + 1)) == NULL)
 			goto bad;
@@ -494,12 +507,21 @@ jobspec_sweep_task(const struct jobspec_sweep *sw, size_t kernel,
 		off += (size_t)snprintf(name + off, sizeof(name) - off,
 		    "%s%s=%s", off > 0 ? " " : "", params[i].name,
 		    params[i].values[point[i]]);
+	/* Truncation may have cut a character in two: drop its start. */
+	off = strlen(name);
+	while (off > 0 && !jobspec_utf8(name))
+		name[--off] = '\0';
+	if (!jobspec_utf8(sw->kernels[kernel]) ||
+	    (sw->runner != NULL && !jobspec_utf8(sw->runner)))
+		return err_set(
+		    err, -EINVAL, "--kernel or --runner: not valid UTF-8");
 	task = json_pack("{s:s, s:s, s:s}", "runner",
 	    sw->runner != NULL ? sw->runner : "kernel", "artifact_file",
 	    sw->kernels[kernel], "name", name);
+	if (task == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
 	args = json_array();
-	if (task == NULL || args == NULL ||
-	    json_object_set_new(task, "args", args) < 0) {
+	if (args == NULL || json_object_set_new(task, "args", args) < 0) {
 		json_decref(task);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
@@ -508,6 +530,12 @@ jobspec_sweep_task(const struct jobspec_sweep *sw, size_t kernel,
 		    sw->entry, params, sw->nparams, point, &unknown);
 		if (s == NULL)
 			goto unknown;
+		if (!jobspec_utf8(s)) {
+			free(s);
+			json_decref(task);
+			return err_set(
+			    err, -EINVAL, "--entry: not valid UTF-8");
+		}
 		(void)json_object_set_new(task, "entry", json_string(s));
 		free(s);
 	}

@@ -1,12 +1,15 @@
 #!/bin/sh
 # Build and run the whole test suite, twice: a -Werror build in build/ and
 # an AddressSanitizer + UndefinedBehaviorSanitizer build in build-asan/.
+# Then every libFuzzer harness (tests/fuzz) for NPUFARM_FUZZ_SECONDS (30)
+# each, in build-fuzz/ (clang); a crash, leak or sanitizer report fails.
 # Works on a fresh Debian 12 machine as root: installs what is missing.
 set -eu
 cd "$(dirname "$0")/.."
 
 pkgs="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
-libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium"
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium
+clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
@@ -36,4 +39,8 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 	meson test -C build-asan --print-errorlogs --num-processes "$jobs" ||
 	status=1
+[ -d build-fuzz ] || CC=clang meson setup build-fuzz -Dfuzz=true \
+	-Dtests=disabled -Db_sanitize=address,undefined -Db_lundef=false
+ninja -C build-fuzz -j"$jobs" || status=1
+./tests/fuzz/run.sh build-fuzz "${NPUFARM_FUZZ_SECONDS:-30}" || status=1
 exit $status

@@ -113,7 +113,11 @@ START_TEST(test_agent_duplicate_keeps_retrying)
 	 * first is gone (after its backoff: at most 10 s + 20%). */
 	wait_state("b2", "idle");
 	ck_assert_int_eq(harness_reap(a, 5000), 0);
-	wait_state("b2", "offline");
+	/* Offline, then back (the state may pass too fast to poll). */
+	harness_wait_sql(b.db,
+	    "SELECT count(*) > 0 FROM events e JOIN boards o ON o.id = "
+	    "e.board_id WHERE o.name = 'b2' AND e.kind = 'board_offline'",
+	    "1\n", 20000);
 	wait_state("b2", "idle");
 	ck_assert_int_eq(harness_reap(dup, 5000), 0);
 }

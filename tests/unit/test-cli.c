@@ -360,7 +360,9 @@ START_TEST(test_jobspec_parse_arg_rejects)
 {
 	static const char *const bad[] = {"float32", "float32:0x4",
 	    "float32:4x", "float32:x4", "float32:4:random=x", "float32:4:twos",
-	    "int32=", "int32=abc", "=4", ":4", "float32:-4"};
+	    "int32=", "int32=abc", "=4", ":4", "float32:-4",
+	    /* Not UTF-8 (issue 12: leaked, and said "out of memory"). */
+	    "\xff\xfe:4", "\xff=3"};
 	struct npufarm_err err = {0};
 	json_t *v = NULL;
 	size_t i;
@@ -537,6 +539,48 @@ START_TEST(test_jobspec_sweep_cross_product)
 	ck_assert_str_eq(json_string_value(json_object_get(
 			     json_array_get(tasks, 11), "name")),
 	    "mm_b n=16 t=3");
+	json_decref(spec);
+}
+END_TEST
+
+/*
+ * Issue 12: a sweep value that is not UTF-8 leaked the task's arguments
+ * and said "out of memory"; a name cut in the middle of a character did
+ * the same with valid values.
+ */
+START_TEST(test_jobspec_sweep_utf8)
+{
+	static const char *const kernels[] = {"mm.so"};
+	static const char *const args[] = {"float32:{n}"};
+	static const char *const bad[] = {"n=4\xff"};
+	char longv[300];
+	const char *params[1];
+	struct jobspec_sweep sw = sweep_defaults();
+	struct npufarm_err err = {0};
+	json_t *spec = NULL;
+	size_t i;
+
+	sw.kernels = kernels;
+	sw.nkernels = 1;
+	sw.args = args;
+	sw.nargs = 1;
+	sw.params = bad;
+	sw.nparams = 1;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "UTF-8") != NULL, "%s", err.msg);
+	ck_assert_ptr_null(spec);
+	/* n=4 then a comment in two-byte characters: the name is cut. */
+	memcpy(longv, "n=4", 3);
+	for (i = 3; i + 2 < sizeof(longv) - 1; i += 2)
+		memcpy(longv + i, i == 3 ? ",\xc3" : "\xa9\xc3", 2);
+	longv[i] = '\0';
+	longv[i - 1] = '\0'; /* ends on a whole character */
+	sw.args = (const char *const[]){"float32:4"};
+	sw.entry = "e{n}";
+	params[0] = longv;
+	sw.params = params;
+	ck_assert_msg(jobspec_sweep(&sw, &spec, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(json_array_size(json_object_get(spec, "tasks")), 2);
 	json_decref(spec);
 }
 END_TEST
@@ -789,6 +833,7 @@ cli_suite(void)
 	tcase_add_test(tc, test_jobspec_check_names_fields);
 	tcase_add_test(tc, test_jobspec_sweep_cross_product);
 	tcase_add_test(tc, test_jobspec_sweep_errors);
+	tcase_add_test(tc, test_jobspec_sweep_utf8);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("jobview");
