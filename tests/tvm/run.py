@@ -16,6 +16,8 @@ ports the kernel picks or that were free a moment before):
   C-cpp  TVM's C++ tvm_rpc server --tracker=..., broker --relay-boards all
   T      TVM's own flags: the broker with rpc_tracker's --host/--port/--port-end, the agent
          with rpc_server's --tracker H:P (cases listed, ok, exit only)
+  U      as C-py, but the server reports --custom-addr 127.0.0.2, where nothing listens
+         (cases listed, unreachable, exit only)
 Cases, in this order, on the one board of each topology, each one real TVM client process
 (client.py, in the peer's environment, with a hard timeout):
   listed     GET /v1/boards shows the board, its kind and who relays it (agent/proxy/broker)
@@ -27,6 +29,8 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   second     right after the timeout, a new session on the same board works (as ok)
   crash      crash() (SIGSEGV on the board) -> RPCError, not kShutdown
   after      after the crash, a new session on the board works (as ok)
+  unreachable  (U) the tuner's request fails at once, the lease is 'lost' with the reason,
+             a board_unreachable event is in the ledger
   exit       SIGTERM: the agent and the broker exit 0 (a sanitizer report would not)
 After each case: exactly one new row in the ledger's `leases` table with the expected
 outcome (and, for exception, the kernel's message in `detail`), the same board as the
@@ -54,16 +58,22 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_MSG = "npu operator library: invalid descriptor 0x2a"
 SKIP = 77
 CLIENT_TIMEOUT = 90  # seconds; a hung client is a failure, never a wait
-KEYS = {"T": "tvmt-tvmflags", "A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
+KEYS = {"U": "tvmt-unreachable", "T": "tvmt-tvmflags", "A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
-           "second": "ok", "crash": "crash", "after": "ok"}
-CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "exit"]
+           "second": "ok", "crash": "crash", "after": "ok", "unreachable": "lost"}
+CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "unreachable", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
-LISTED = {"T": ("agent", "agent"), "A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
+LISTED = {"U": ("tvm", "broker"), "T": ("agent", "agent"), "A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
           "C-cpp": ("tvm", "broker")}
 VERBOSE = False
 BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get without the relay)
-T_CASES = ("listed", "ok", "exit")  # T is about the flags, not the sessions
+# T is about the flags, U about a board the broker cannot reach, not the sessions
+ONLY_CASES = {"T": ("listed", "ok", "exit"), "U": ("listed", "unreachable", "exit")}
+
+
+def skipped(topo, case):
+    """Whether @case is not one of @topo's."""
+    return case not in ONLY_CASES.get(topo, CASES) or (case == "unreachable" and topo != "U")
 # the case that shows the board is leasable, unaided, after the one before it
 DEPENDS = {"timeout": "second", "crash": "after"}
 
@@ -282,7 +292,7 @@ class Topology:
 
     # -- set-up
     def start(self):
-        extra = ["--relay-boards", "all"] if self.name.startswith("C") and not BASELINE else []
+        extra = ["--relay-boards", "all"] if self.name[0] in "CU" and not BASELINE else []
         if self.name == "T":  # TVM rpc_tracker's own flags
             p = free_port()
             extra = ["--host", "127.0.0.1", "--port", str(p), "--port-end", str(p + 10)]
@@ -307,10 +317,12 @@ class Topology:
             argv = ["python3", "-m", "tvm.exec.rpc_server", "--through-proxy", "--host", b.host,
                     "--port", str(b.port), "--key", key]
             self.server = self.procs.start("rpc_server", argv, pe)
-        elif self.name == "C-py":
+        elif self.name in ("C-py", "U"):
             p = free_port()
             argv = ["python3", "-m", "tvm.exec.rpc_server", "--host", "127.0.0.1", "--port", str(p),
                     "--port-end", str(p + 1), "--tracker", b.farm, "--key", key]
+            if self.name == "U":  # it listens on 127.0.0.1 only: the broker's dial is refused
+                argv += ["--custom-addr", "127.0.0.2"]
             self.server = self.procs.start("rpc_server", argv, pe)
         elif self.name == "C-cpp":
             p = free_port()
@@ -351,7 +363,7 @@ class Topology:
         raise Failure(f"board not leasable {when} within {timeout} s; /v1/boards for {self.key}: {last}")
 
     def run_client(self, case):
-        ccase = "ok" if case in ("second", "after") else case
+        ccase = "ok" if case in ("second", "after", "unreachable") else case
         case = "listed" if case == "summary" else case
         st = 2 if case == "timeout" else 60
         argv = ["python3", os.path.join(HERE, "client.py"), self.broker.host, str(self.broker.port),
@@ -482,7 +494,35 @@ class Topology:
             raise Failure("\n".join(bad))
         return "agent and broker exited 0" if self.name in ("A", "T") else "broker exited 0"
 
+    def check_unreachable(self):
+        """A registered board the broker cannot reach: the tuner gets an error at once (TVM's
+        MISMATCH, on which a tuner's request() asks again), the lease is lost with the reason,
+        and the ledger's events say the board was unreachable."""
+        before = self.broker.last_lease_id()
+        res = self.run_client("unreachable")
+        if res["stage"] != "request" or not res.get("error"):
+            raise Failure(f"a session with an unreachable board got to stage {res['stage']}: {short(res.get('error'))}")
+        deadline, rows = time.monotonic() + 15, []
+        while time.monotonic() < deadline:
+            rows = self.broker.leases(before)
+            if rows and rows[0]["outcome"] is not None:
+                break
+            time.sleep(0.2)
+        desc = [(r["id"], r["outcome"], r["detail"]) for r in rows]
+        if len(rows) != 1 or rows[0]["outcome"] != "lost" or "127.0.0.2" not in (rows[0]["detail"] or ""):
+            raise Failure(f"ledger: new leases {desc}, want one 'lost' naming the board's address 127.0.0.2")
+        con = sqlite3.connect(f"file:{self.broker.db}?mode=ro", uri=True, timeout=10)
+        try:
+            ev = con.execute("SELECT detail FROM events WHERE kind = 'board_unreachable'").fetchall()
+        finally:
+            con.close()
+        if len(ev) != 1:
+            raise Failure(f"ledger: {len(ev)} board_unreachable events, want 1: {ev}")
+        return f"client: {short(res['error'])}; ledger lost: {rows[0]['detail']}"
+
     def run_case(self, case):
+        if case == "unreachable":
+            return self.check_unreachable()
         if case == "listed":
             return self.check_listed()
         if case == "exit":
@@ -524,7 +564,9 @@ def short(e):
         useful = [l for l in lines if not l.startswith(("Traceback", "[bt]", "File ", "at "))]
         pick = (useful[0] if useful and not lines[0].startswith("Traceback") else
                 useful[-1] if useful else lines[0] if lines else "")
-    return f"{e['module']}.{e['type']}: {pick[:200]!r}"
+    if pick.endswith("Traceback (most recent call last):") and lines[-1] != pick:
+        pick = pick[: -len("Traceback (most recent call last):")] + "... " + lines[-1]
+    return f"{e['module']}.{e['type']}: {pick[:300]!r}"
 
 
 # ---------------------------------------------------------------------------- main
@@ -585,7 +627,7 @@ def main():
             return 1
     penv = peer_environment(peer)
     version = penv.get("TVM_PEER_VERSION", "?")
-    topologies = args.only.split(",") if args.only else ["A", "B", "C-py", "C-cpp", "T"]
+    topologies = args.only.split(",") if args.only else ["A", "B", "C-py", "C-cpp", "T", "U"]
     cases = args.cases.split(",") if args.cases else CASES
     tmp_root = tempfile.mkdtemp(prefix=f"npufarm-tvm-{args.version}-")
     log(f"TVM peer {version} at {peer}; broker {os.environ['NPUFARM_BROKER_BIN']}; logs in {tmp_root}")
@@ -606,7 +648,7 @@ def main():
                 t.start()
             except Failure as e:
                 for c in cases:
-                    if topo == "T" and c not in T_CASES:
+                    if skipped(topo, c):
                         continue
                     results.append((topo, c, False, f"set-up failed: {e}"))
                     log(f"not ok - v{version} {topo} {c}: set-up failed")
@@ -614,7 +656,7 @@ def main():
                 continue
             restarted_before = None
             for c in cases:
-                if topo == "T" and c not in T_CASES:
+                if skipped(topo, c):
                     continue
                 t0 = time.monotonic()
                 try:
@@ -638,7 +680,7 @@ def main():
                         restarted_before = DEPENDS[c]
                     if not how:
                         for c2 in cases[cases.index(c) + 1:]:
-                            if topo == "T" and c2 not in T_CASES:
+                            if skipped(topo, c2):
                                 continue
                             results.append((topo, c2, False, "not run: could not recover the board"))
                             log(f"not ok - v{version} {topo} {c2}: not run")
@@ -649,10 +691,10 @@ def main():
     npass = sum(1 for r in results if r[2])
     log("")
     log(f"TVM v{version}: {npass}/{len(results)} checks passed in {time.monotonic() - t_all:.0f} s")
-    hdr = "case".ljust(10) + "".join(t.ljust(8) for t in topologies)
+    hdr = "case".ljust(12) + "".join(t.ljust(8) for t in topologies)
     log(hdr)
     for c in cases:
-        row = c.ljust(10)
+        row = c.ljust(12)
         for topo in topologies:
             r = [x for x in results if x[0] == topo and x[1] == c]
             row += ("PASS" if r and r[0][2] else "FAIL" if r else "-").ljust(8)
