@@ -4,7 +4,8 @@
 
     client.py HOST PORT KEY CASE KERNEL_SO [SESSION_TIMEOUT]
 
-CASE is one of ok, exception, timeout, crash, big, summary (the tracker's SUMMARY).  The session is requested from
+CASE is one of ok, exception, timeout, crash, big, summary (the tracker's SUMMARY), vanish
+(hang() with a 60 s deadline, after printing `CALLING hang`: the runner then kills the client).  The session is requested from
 the tracker at HOST:PORT (the broker's farm port) exactly as a tuner does
 (`connect_tracker(...).request(key, priority, session_timeout)`), with one attempt
 only, so that a failed connect is seen rather than retried away.
@@ -93,9 +94,12 @@ def main():
             out["value"] = mod["addone"](41)
             out["stage"] = "done"
             return out
-        fname = {"exception": "fail", "timeout": "hang", "crash": "crash"}[case]
+        fname = {"exception": "fail", "timeout": "hang", "crash": "crash", "vanish": "hang"}[case]
         func = mod[fname]
         out["stage"] = "calling " + fname
+        if case == "vanish":  # the runner kills this process once it reads the line
+            sys.stdout.write("CALLING hang\n")
+            sys.stdout.flush()
         t1 = time.monotonic()
         func()
         out["stage"] = fname + " returned"

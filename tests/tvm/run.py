@@ -29,6 +29,8 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   second     right after the timeout, a new session on the same board works (as ok)
   crash      crash() (SIGSEGV on the board) -> RPCError, not kShutdown
   after      after the crash, a new session on the board works (as ok)
+  vanish     (A) the client is killed while hang() runs: the lease is 'lost', the board
+             free again (TVM's servers hold it until their own deadline: not tested there)
   unreachable  (U) the tuner's request fails at once, the lease is 'lost' with the reason,
              a board_unreachable event is in the ledger
   exit       SIGTERM: the agent and the broker exit 0 (a sanitizer report would not)
@@ -60,8 +62,8 @@ SKIP = 77
 CLIENT_TIMEOUT = 90  # seconds; a hung client is a failure, never a wait
 KEYS = {"U": "tvmt-unreachable", "T": "tvmt-tvmflags", "A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
-           "second": "ok", "crash": "crash", "after": "ok", "unreachable": "lost"}
-CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "unreachable", "exit"]
+           "second": "ok", "crash": "crash", "after": "ok", "unreachable": "lost", "vanish": "lost"}
+CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "vanish", "unreachable", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
 LISTED = {"U": ("tvm", "broker"), "T": ("agent", "agent"), "A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
           "C-cpp": ("tvm", "broker")}
@@ -73,7 +75,8 @@ ONLY_CASES = {"T": ("listed", "ok", "exit"), "U": ("listed", "unreachable", "exi
 
 def skipped(topo, case):
     """Whether @case is not one of @topo's."""
-    return case not in ONLY_CASES.get(topo, CASES) or (case == "unreachable" and topo != "U")
+    return (case not in ONLY_CASES.get(topo, CASES) or (case == "unreachable" and topo != "U")
+            or (case == "vanish" and topo != "A"))
 # the case that shows the board is leasable, unaided, after the one before it
 DEPENDS = {"timeout": "second", "crash": "after"}
 
@@ -449,7 +452,7 @@ class Topology:
         if r["session_start_us"] is None or not r["requests"]:
             raise Failure(f"ledger: not a relayed session: session_start_us {r['session_start_us']}, "
                           f"requests {r['requests']}")
-        want_exc = 0 if want == "ok" else 1
+        want_exc = 0 if want in ("ok", "lost") else 1
         if (r["exceptions"] or 0) < want_exc or (want_exc == 0 and r["exceptions"]):
             raise Failure(f"ledger: exceptions {r['exceptions']}, want {'0' if want_exc == 0 else '>= 1'}")
         if case == "big" and min(r["bytes_to_board"] or 0, r["bytes_to_client"] or 0) < 32 << 20:
@@ -520,7 +523,38 @@ class Topology:
             raise Failure(f"ledger: {len(ev)} board_unreachable events, want 1: {ev}")
         return f"client: {short(res['error'])}; ledger lost: {rows[0]['detail']}"
 
+    def check_vanish(self):
+        """The tuner dies (SIGKILL) while hang() runs on the board: the lease ends 'lost' and
+        the agent has the board free again long before the session's 60 s deadline."""
+        before = self.broker.last_lease_id()
+        argv = ["python3", os.path.join(HERE, "client.py"), self.broker.host, str(self.broker.port),
+                self.key, "vanish", self.kernel, "60"]
+        p = subprocess.Popen(argv, env=self.penv, cwd=self.tmp, stdout=subprocess.PIPE,
+                             stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            deadline = time.monotonic() + CLIENT_TIMEOUT
+            line = b""
+            while time.monotonic() < deadline and not line.startswith(b"CALLING"):
+                line = p.stdout.readline()
+                if not line:
+                    break
+            if not line.startswith(b"CALLING"):
+                raise Failure(f"the client never got to call hang(): {line!r}")
+            time.sleep(0.5)  # let the call reach the board
+        finally:
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+            p.stdout.close()
+        row = self.check_ledger("vanish", before)
+        self.wait_free("after the client vanished", 20)
+        return f"ledger {row['outcome']}: {(row['detail'] or '')[:120]}"
+
     def run_case(self, case):
+        if case == "vanish":
+            return self.check_vanish()
         if case == "unreachable":
             return self.check_unreachable()
         if case == "listed":
