@@ -38,7 +38,7 @@
 /* Settings of a flag and of its --config key alike. */
 struct agent_opts {
 	char *broker, *key, *name;
-	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd;
+	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd, *probe_kernel;
 	char *token_file; /* the broker's agent token; NULL: none */
 	char *exec_cmd;   /* the exec runner's command; NULL: the artifact */
 	double max_session, hook_timeout, health_interval;
@@ -78,6 +78,7 @@ static const struct setting {
     {"token-file", OT_STRING, OFF(token_file), 0},
     /* TVM rpc_server's name for --broker (server_flags.h) */
     {"tracker", OT_STRING, OFF(broker), 0},
+    {"probe-kernel", OT_STRING, OFF(probe_kernel), 0},
 };
 
 enum {
@@ -118,15 +119,21 @@ usage(FILE *f)
 	    "deadline of\n"
 	    "                         sessions that have none); 0: no cap\n"
 	    "  --reset-cmd CMD        run (sh -c) after a timeout or crash\n"
-	    "  --health-cmd CMD       run after the reset; failing it "
-	    "quarantines\n"
+	    "  --health-cmd CMD       run after the reset, and when the board "
+	    "is\n"
+	    "                         suspected; failing it quarantines\n"
 	    "  --hook-timeout S       how long each hook may run (60)\n"
 	    "  --health-interval S    re-check a quarantined board this often "
 	    "(30)\n"
-	    "  --quarantine-after N   quarantine after N crash/lost sessions "
-	    "in "
-	    "a row\n"
-	    "                         (3; 0: never)\n"
+	    "  --quarantine-after N   check the board (health command, else "
+	    "the\n"
+	    "                         probe) after N non-ok outcomes in a "
+	    "row (3;\n"
+	    "                         0: never); only a failed check "
+	    "quarantines\n"
+	    "  --probe-kernel PATH    the known-good probe: a kernel .so "
+	    "(default\n"
+	    "                         entry) instead of the built-in one\n"
 	    "  --token-file FILE      the broker's agent token, sent in the "
 	    "hello\n"
 	    "  --exec-cmd CMD         run native exec tasks with this (sh -c;\n"
@@ -281,6 +288,7 @@ opts_free(struct agent_opts *o)
 	free(o->reset_cmd);
 	free(o->health_cmd);
 	free(o->exec_cmd);
+	free(o->probe_kernel);
 	free(o->token_file);
 	json_decref(o->tags);
 }
@@ -494,6 +502,7 @@ main(int argc, char **argv)
 	    .health_interval = o.health_interval > 0 ? o.health_interval : 30,
 	    .max_packet = 1L << 30,
 	    .exec_cmd = o.exec_cmd,
+	    .probe_kernel = o.probe_kernel,
 	};
 	if (asprintf(&cachedir, "%s/cache", bc.sup.workdir) < 0) {
 		cachedir = NULL;

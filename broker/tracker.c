@@ -354,9 +354,11 @@ tracker_schedule_queue(struct sched_queue *q)
 	struct sched_slot *ss;
 
 	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
-		struct treq *t = container_of(r, struct treq, s);
+		struct treq *t = r->kind == SCHED_KIND_TVM
+				     ? container_of(r, struct treq, s)
+				     : NULL;
 
-		if (r->kind == SCHED_KIND_TVM && conn_peer_gone(t->conn)) {
+		if (t != NULL && conn_peer_gone(t->conn)) {
 			/* Its EOF is still queued; the connection goes when
 			 * that is read.  q keeps its free slot, so survives. */
 			treq_end(t, "cancelled",
@@ -526,6 +528,7 @@ board_free(struct board *b, const char *why, bool quiet)
 	free(b->data_key);
 	free(b->data_session);
 	free(b->quarantine);
+	free(b->tags);
 	free(b);
 	sched_queue_gc(q);
 }
@@ -625,6 +628,27 @@ known_keys(struct server *srv, char *buf, size_t len)
 		(void)snprintf(buf, len, "none: no board is registered");
 	else if (more > 0)
 		(void)snprintf(buf + o, len - o, " and %zu more", more);
+}
+
+/*
+ * The keys that have boards, quoted, into @buf (for messages about a key
+ * that has none: TVM requests and jobs alike).
+ */
+void
+tracker_known_keys(struct server *srv, char *buf, size_t len)
+{
+	known_keys(srv, buf, len);
+}
+
+/* How many boards of @key are registered (any state). */
+size_t
+tracker_key_boards(struct server *srv, const char *key)
+{
+	struct sched_queue *q;
+
+	if (sched_queue_get(srv->sched, key, false, &q) < 0)
+		return 0;
+	return sched_queue_boards(q);
 }
 
 /* Answer @t with [-1, msg], record it and drop its queue if now empty. */
@@ -1073,6 +1097,8 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 
 			TAILQ_FOREACH(s, &b->slots, link)
 				info.free++;
+			if (b->task != NULL)
+				jobs_task_info(b->task, &info.task);
 			fn(&info, arg);
 		}
 	}
@@ -1086,15 +1112,30 @@ struct foreach_req {
 static void
 foreach_req_cb(struct sched_request *r, void *arg)
 {
-	struct treq *t = container_of(r, struct treq, s);
 	struct foreach_req *f = arg;
 	struct tracker_request_info info = {
+	    .kind = "tvm",
 	    .user = sched_request_user(r),
-	    .peer = t->conn->peer,
-	    .priority = t->priority,
-	    .requested_us = t->requested_us,
 	};
+	struct treq *t;
 
+	/* A waiting native task is no treq (issue 11: reading it as one
+	 * showed garbage and was undefined behaviour). */
+	if (r->kind == SCHED_KIND_TASK) {
+		struct jobs_task_info ti;
+
+		jobs_task_info(r, &ti);
+		info.kind = "task";
+		info.priority = ti.priority;
+		info.requested_us = ti.queued_us;
+		info.job = ti.job;
+		info.task_idx = ti.idx;
+	} else {
+		t = container_of(r, struct treq, s);
+		info.peer = t->conn->peer;
+		info.priority = t->priority;
+		info.requested_us = t->requested_us;
+	}
 	f->fn(&info, f->arg);
 }
 
@@ -1159,6 +1200,7 @@ tracker_slot_new(struct board *b)
 		return NULL;
 	tracker_matchkey_new(key, s->matchkey, n);
 	s->board = b;
+	s->s.tags = b->tags;
 	return s;
 }
 
@@ -1544,7 +1586,10 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
-			if (b->id != id || b->drained == on)
+			if (b->id != id)
+				continue;
+			n++; /* live, whether or not the mark changes */
+			if (b->drained == on)
 				continue;
 			b->drained = on;
 			q = b->queue;
@@ -1559,7 +1604,6 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 			    sched_queue_key(q), on ? "drained" : "undrained");
 			if (!on)
 				tracker_schedule_queue(q);
-			n++;
 		}
 	}
 	return n;

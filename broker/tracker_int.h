@@ -66,6 +66,7 @@ struct board {
 	unsigned runners;    /* SCHED_CAP_KERNEL/EXEC it offers */
 	bool ready;          /* the agent said it can take work */
 	char *quarantine;    /* the agent's reason, or NULL */
+	char *tags;          /* canonical tags (tags.h), or NULL; owned */
 	struct sched_request *task; /* the native task it runs, or NULL */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;

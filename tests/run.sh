@@ -8,7 +8,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 pkgs="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
-libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 chromium libjs-chart.js
 clang libclang-rt-14-dev"
 missing=""
 for p in $pkgs; do
