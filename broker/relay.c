@@ -365,12 +365,13 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 
 /*
  * Dialling @r's board failed (@why): the lease is lost, the board's event
- * log says why, and the client gets MISMATCH, on which a TVM tuner asks the
- * tracker again (TrackerSession.request retries).  The board connection
- * is the caller's to close.
+ * log says why if it was the board's doing (@board_fault; not when the
+ * client left or the broker ran out of memory), and the client gets MISMATCH,
+ * on which a TVM tuner asks the tracker again (TrackerSession.request retries).
+ * The board connection is the caller's to close.
  */
 static void
-dial_failed(struct relay *r, const char *why)
+dial_failed(struct relay *r, const char *why, bool board_fault)
 {
 	char detail[512];
 
@@ -381,7 +382,8 @@ dial_failed(struct relay *r, const char *why)
 	(void)snprintf(detail, sizeof(detail),
 	    "the broker could not relay a session with board %s: %s",
 	    r->board != NULL ? r->board->peer : "?", why);
-	tracker_dialed_failed(r->srv, r->board_id, r->lease_id, detail);
+	tracker_dialed_failed(
+	    r->srv, r->board_id, r->lease_id, detail, board_fault);
 	if (r->client != NULL && r->client->state != CONN_CLOSING)
 		relay_refuse(r->client, detail);
 }
@@ -400,18 +402,21 @@ dial_reply(struct relay *r)
 		return;
 	switch ((int32_t)frame_get_le32(code)) {
 	case NPUFARM_TVM_RPC_CODE_MISMATCH:
-		dial_failed(r, "it answered MISMATCH (it no longer holds the "
-			       "matchkey it registered)");
+		dial_failed(r,
+		    "it answered MISMATCH (it no longer holds the matchkey it "
+		    "registered)",
+		    true);
 		conn_close(r->board, "board refused the session");
 		return;
 	case NPUFARM_TVM_RPC_CODE_DUPLICATE:
-		dial_failed(r, "it answered DUPLICATE");
+		dial_failed(r, "it answered DUPLICATE", true);
 		conn_close(r->board, "board refused the session");
 		return;
 	case NPUFARM_TVM_RPC_MAGIC:
 		break;
 	default:
-		dial_failed(r, "it is not a TVM RPC server (bad handshake)");
+		dial_failed(
+		    r, "it is not a TVM RPC server (bad handshake)", true);
 		conn_close(r->board, "not a TVM RPC server");
 		return;
 	}
@@ -419,7 +424,7 @@ dial_reply(struct relay *r)
 	if (res == 0)
 		return;
 	if (res < 0) {
-		dial_failed(r, err.msg);
+		dial_failed(r, err.msg, true);
 		conn_close(r->board, "bad handshake reply: %s", err.msg);
 		return;
 	}
@@ -433,7 +438,7 @@ dial_connected(struct relay *r)
 {
 	if (tvm_rpc_add_hello(bufferevent_get_output(r->board->bev), r->hello) <
 	    0) {
-		dial_failed(r, "out of memory");
+		dial_failed(r, "out of memory", false);
 		conn_close(r->board, "out of memory");
 		return;
 	}
@@ -458,7 +463,7 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)snprintf(why, sizeof(why),
 	    "no answer to the RPC handshake within %g s (handshake_timeout)",
 	    r->srv->cfg->handshake_timeout);
-	dial_failed(r, why);
+	dial_failed(r, why, true);
 	conn_close(r->board, "%s", why);
 }
 
@@ -484,7 +489,7 @@ relay_dial(struct conn *client, const char *host, long port,
 	r = relay_new(client, NULL, RELAY_DIALED, lease_id, board_id);
 	if (r == NULL) {
 		tracker_dialed_failed(srv, board_id, lease_id,
-		    "out of memory dialling the board");
+		    "out of memory dialling the board", false);
 		relay_refuse(client, "out of memory dialling the board");
 		return;
 	}
@@ -496,7 +501,7 @@ relay_dial(struct conn *client, const char *host, long port,
 		res = asprintf(&r->hello, "client:%s", board_match);
 	if (res < 0) {
 		r->hello = NULL;
-		dial_failed(r, "out of memory");
+		dial_failed(r, "out of memory", false);
 		return;
 	}
 	hints.ai_family = AF_UNSPEC;
@@ -509,7 +514,7 @@ relay_dial(struct conn *client, const char *host, long port,
 		    "its address '%s' is not numeric (%s); give the board a "
 		    "numeric --custom-addr, or use --relay-boards proxy",
 		    host, evutil_gai_strerror(res));
-		dial_failed(r, why);
+		dial_failed(r, why, true);
 		return;
 	}
 	r->board = conn_dial(srv, ai->ai_addr, (int)ai->ai_addrlen, r);
@@ -517,7 +522,7 @@ relay_dial(struct conn *client, const char *host, long port,
 	if (r->board == NULL) {
 		(void)snprintf(why, sizeof(why), "cannot connect to %s:%ld: %s",
 		    host, port, strerror(errno));
-		dial_failed(r, why);
+		dial_failed(r, why, true);
 		return;
 	}
 	(void)evtimer_add(r->timer, &tv);
@@ -613,7 +618,7 @@ relay_event(struct conn *c, short what)
 		(void)snprintf(how, sizeof(how), "%s",
 		    (what & BEV_EVENT_ERROR) ? strerror(EVUTIL_SOCKET_ERROR())
 					     : "it closed the connection");
-		dial_failed(r, how);
+		dial_failed(r, how, true);
 		conn_free(c);
 		return;
 	}
@@ -624,10 +629,10 @@ relay_event(struct conn *c, short what)
 		return;
 	}
 	if (c == r->client && r->rr == NULL) {
-		/* The client left while we dialled its board. */
+		/* The client left while we dialled its board (nobody to
+		 * answer); freeing it frees the relay if the board is gone. */
 		r->client = NULL;
-		c->relay = NULL;
-		dial_failed(r, "the client left during the handshake");
+		dial_failed(r, "the client left during the handshake", false);
 		if (r->board != NULL)
 			conn_close(r->board, "its client left");
 		conn_free(c);
@@ -666,7 +671,8 @@ relay_conn_gone(struct conn *c)
 		if (r->rr != NULL)
 			rpc_relay_client_gone(r->rr);
 		else
-			dial_failed(r, "the client's connection was closed");
+			dial_failed(
+			    r, "the client's connection was closed", false);
 	}
 	if (c == r->board) {
 		r->board = NULL;
@@ -677,7 +683,8 @@ relay_conn_gone(struct conn *c)
 			    "npufarm: the board's connection was closed by the "
 			    "broker");
 		else
-			dial_failed(r, "its connection was closed");
+			dial_failed(
+			    r, "the broker closed its connection", false);
 	}
 	if (r->client == NULL && r->board == NULL)
 		relay_free(r);

@@ -799,7 +799,8 @@ static void
 start_relay_all(void)
 {
 	static const char *const extra[] = {"--relay-boards", "all",
-	    "--board-grace", "1", "--pair-timeout", "2", NULL};
+	    "--board-grace", "1", "--pair-timeout", "2", "--handshake-timeout",
+	    "1", NULL};
 
 	harness_broker_start(&b, extra);
 }
@@ -1087,6 +1088,54 @@ START_TEST(test_relay_put_board_refuses_or_unreachable)
 }
 END_TEST
 
+/* A board that takes the connection but never answers: the dial's
+ * deadline (--handshake-timeout) ends it; a client that leaves while the
+ * broker dials ends it too.  Either way the lease is lost, nothing leaks. */
+START_TEST(test_relay_put_board_silent)
+{
+	struct putboard pb;
+	struct tvmpeer *cli;
+	char want[128];
+	int fd;
+
+	putboard_open(&pb, 6, false);
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	expect_hex(cli, MISMATCH); /* after --handshake-timeout 1 */
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	tvmpeer_free(cli);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	ck_assert(harness_log_contains(&b, "no answer to the RPC handshake"));
+
+	(void)snprintf(pb.matchkey, sizeof(pb.matchkey), "x2:0.7");
+	ck_assert_int_eq(
+	    tvmpeer_put(pb.trk, "x2", pb.port, pb.matchkey, NULL), 0);
+	{
+		struct npufarm_err err;
+
+		ck_assert_int_eq(tvmpeer_recv_ok(pb.trk, T_MS, &err), 0);
+	}
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	tvmpeer_free(cli); /* gone before the board answers */
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	ck_assert(harness_log_contains(&b, "the client left during the"));
+	/* Only the silence is held against the board. */
+	harness_wait_sql(b.db,
+	    "SELECT count(*), sum(detail LIKE '%no answer%') FROM events "
+	    "WHERE kind = 'board_unreachable'",
+	    "1|1\n", T_MS);
+	putboard_close(&pb);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1118,6 +1167,7 @@ main(void)
 	tcase_add_test(tc, test_relay_put_board_timeout_and_next_session);
 	tcase_add_test(tc, test_relay_put_board_crash);
 	tcase_add_test(tc, test_relay_put_board_refuses_or_unreachable);
+	tcase_add_test(tc, test_relay_put_board_silent);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 60);
