@@ -39,6 +39,7 @@
 
 #include <npufarm/protocol.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -112,16 +113,6 @@ op_resume(void *owner, enum rpc_relay_side side)
 		conn_resume_read(c);
 }
 
-static struct timeval
-seconds_tv(double s)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-	return tv;
-}
-
 /*
  * The session with TVM board @r->board is over at our deadline: keep its
  * connection open, reading and discarding, until the board closes it or
@@ -132,7 +123,7 @@ static bool
 board_linger(struct relay *r)
 {
 	struct conn *board = r->board;
-	struct timeval tv = seconds_tv(r->srv->cfg->board_grace);
+	struct timeval tv = clock_tv(r->srv->cfg->board_grace);
 
 	if (r->agent || r->srv->cfg->board_grace <= 0 ||
 	    board->state == CONN_CLOSING || r->timer == NULL)
@@ -481,7 +472,7 @@ relay_dial(struct conn *client, const char *host, long port,
 {
 	struct server *srv = client->srv;
 	struct evutil_addrinfo hints = {0}, *ai = NULL;
-	struct timeval tv = seconds_tv(srv->cfg->handshake_timeout);
+	struct timeval tv = clock_tv(srv->cfg->handshake_timeout);
 	char sport[16], why[256];
 	struct relay *r;
 	int res;

@@ -243,18 +243,9 @@ client(const char *timeout_opt, struct tvmpeer *brd)
 	return p;
 }
 
-static char *
-lease_row(void)
-{
-	return harness_sql(b.db,
-	    "SELECT outcome, requests, exceptions, bytes_to_board > 0,"
-	    " bytes_to_client > 0, session_start_us IS NOT NULL, detail"
-	    " FROM leases WHERE granted_us IS NOT NULL ORDER BY id DESC"
-	    " LIMIT 1");
-}
-
+/* The newest lease's row by @sql starts with @prefix, within 4 s. */
 static void
-expect_row(const char *prefix)
+expect_sql_row(const char *sql, const char *prefix)
 {
 	char *row = NULL;
 	int i;
@@ -262,7 +253,7 @@ expect_row(const char *prefix)
 	/* The ledger row is written when the board side ends. */
 	for (i = 0; i < 200; i++) {
 		free(row);
-		row = lease_row();
+		row = harness_sql(b.db, sql);
 		if (strncmp(row, prefix, strlen(prefix)) == 0)
 			break;
 		usleep(20000);
@@ -270,6 +261,17 @@ expect_row(const char *prefix)
 	ck_assert_msg(strncmp(row, prefix, strlen(prefix)) == 0,
 	    "row '%s' does not start '%s'", row, prefix);
 	free(row);
+}
+
+static void
+expect_row(const char *prefix)
+{
+	expect_sql_row(
+	    "SELECT outcome, requests, exceptions, bytes_to_board > 0,"
+	    " bytes_to_client > 0, session_start_us IS NOT NULL, detail"
+	    " FROM leases WHERE granted_us IS NOT NULL ORDER BY id DESC"
+	    " LIMIT 1",
+	    prefix);
 }
 
 START_TEST(test_relay_ok_session)
@@ -918,31 +920,12 @@ fd_expect_hex(int fd, const char *hex)
 
 #define HS02_X2 "71f20f00090000007365727665723a7832" /* server:x2 */
 
-static char *
-lease_row_x2(void)
-{
-	return harness_sql(b.db,
-	    "SELECT outcome, ifnull(requests, 0), detail FROM leases "
-	    "WHERE key = 'x2' "
-	    "ORDER BY id DESC LIMIT 1");
-}
-
 static void
 expect_row_x2(const char *prefix)
 {
-	char *row = NULL;
-	int i;
-
-	for (i = 0; i < 200; i++) {
-		free(row);
-		row = lease_row_x2();
-		if (strncmp(row, prefix, strlen(prefix)) == 0)
-			break;
-		usleep(20000);
-	}
-	ck_assert_msg(strncmp(row, prefix, strlen(prefix)) == 0,
-	    "row '%s' does not start '%s'", row, prefix);
-	free(row);
+	expect_sql_row("SELECT outcome, ifnull(requests, 0), detail FROM "
+		       "leases WHERE key = 'x2' ORDER BY id DESC LIMIT 1",
+	    prefix);
 }
 
 /*
