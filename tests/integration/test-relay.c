@@ -274,6 +274,21 @@ expect_row(const char *prefix)
 	    prefix);
 }
 
+/* The shortest session, kInitServer then kShutdown, ended ok. */
+static void
+short_session(struct tvmpeer *cli, struct tvmpeer *brd)
+{
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP11);
+	expect_hex(brd, EP11);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+	expect_row("ok|1|0|1|1|1|");
+}
+
 START_TEST(test_relay_ok_session)
 {
 	struct tvmpeer *brd = board(), *cli = client(" -timeout=5", brd);
@@ -520,15 +535,7 @@ START_TEST(test_relay_standalone_client_key)
 	k = expect_success(brd);
 	ck_assert_str_eq(k, "client:x1");
 	free(k);
-	send_hex(cli, EP01);
-	expect_hex(brd, EP01);
-	send_hex(brd, EP02);
-	expect_hex(cli, EP02);
-	send_hex(cli, EP11);
-	expect_hex(brd, EP11);
-	tvmpeer_free(cli);
-	tvmpeer_free(brd);
-	expect_row("ok|1|0|1|1|1|");
+	short_session(cli, brd);
 }
 END_TEST
 
@@ -774,15 +781,7 @@ START_TEST(test_relay_board_survives_its_own_timeout)
 	/* The same server dials in again and serves the next session. */
 	brd = board();
 	cli = client(" -timeout=5", brd);
-	send_hex(cli, EP01);
-	expect_hex(brd, EP01);
-	send_hex(brd, EP02);
-	expect_hex(cli, EP02);
-	send_hex(cli, EP11);
-	expect_hex(brd, EP11);
-	tvmpeer_free(cli);
-	tvmpeer_free(brd);
-	expect_row("ok|1|0|1|1|1|");
+	short_session(cli, brd);
 }
 END_TEST
 
