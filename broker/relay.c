@@ -71,7 +71,6 @@ struct relay {
 	struct conn *board;   /* borrowed; NULL once handed back */
 	struct rpc_relay *rr; /* the session; NULL while dialling */
 	enum relay_board kind;
-	bool agent;          /* kind == RELAY_AGENT */
 	bool lingering;      /* session over; board bytes are discarded */
 	bool failed;         /* dialling failed, and was recorded */
 	struct event *timer; /* the dial's deadline, then the board's grace */
@@ -125,7 +124,7 @@ board_linger(struct relay *r)
 	struct conn *board = r->board;
 	struct timeval tv = clock_tv(r->srv->cfg->board_grace);
 
-	if (r->agent || r->srv->cfg->board_grace <= 0 ||
+	if (r->kind == RELAY_AGENT || r->srv->cfg->board_grace <= 0 ||
 	    board->state == CONN_CLOSING || r->timer == NULL)
 		return false;
 	(void)evbuffer_drain(bufferevent_get_input(board->bev),
@@ -239,7 +238,6 @@ relay_new(struct conn *client, struct conn *board, enum relay_board kind,
 	r->client = client;
 	r->board = board;
 	r->kind = kind;
-	r->agent = kind == RELAY_AGENT;
 	r->lease_id = lease_id;
 	r->board_id = board_id;
 	srv->nrelays++;
@@ -281,7 +279,7 @@ relay_pair(struct relay *r, const char *board_key)
 	    .who = "board",
 	};
 
-	if (r->agent && rc.deadline > 0)
+	if (r->kind == RELAY_AGENT && rc.deadline > 0)
 		rc.deadline += srv->cfg->agent_backstop;
 	if (rpc_relay_new(srv->base, &rc, &relay_ops, r,
 		bufferevent_get_input(client->bev),
@@ -636,7 +634,7 @@ relay_event(struct conn *c, short what)
 		    evbuffer_get_length(bufferevent_get_input(c->bev))
 			? ", in the middle of a packet"
 			: "");
-		if (r->agent)
+		if (r->kind == RELAY_AGENT)
 			agent_eof(r, how);
 		else
 			rpc_relay_server_eof(r->rr, how);
