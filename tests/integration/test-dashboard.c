@@ -714,12 +714,17 @@ serve_one(int fd, const char *html)
 	close(fd);
 }
 
-/* The page from the broker, next to canned API answers: jobs, quarantine. */
-START_TEST(test_browser_jobs_quarantine_and_escaping)
+/*
+ * Serve the broker's page next to canned[] from a child (it dies with the
+ * test); the page's URL, with @suffix ("#job=7"), into @url.  Returns the
+ * child's pid, to kill.
+ */
+static pid_t
+canned_start(const char *suffix, char *url, size_t len)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t slen = sizeof(sin);
-	char url[128], *html, *dom;
+	char *html;
 	int lfd, status;
 	pid_t pid;
 
@@ -744,13 +749,23 @@ START_TEST(test_browser_jobs_quarantine_and_escaping)
 				serve_one(fd, html);
 	}
 	close(lfd);
+	free(html);
 	(void)snprintf(
-	    url, sizeof(url), "http://127.0.0.1:%d/", ntohs(sin.sin_port));
+	    url, len, "http://127.0.0.1:%d/%s", ntohs(sin.sin_port), suffix);
+	return pid;
+}
+
+/* The page from the broker, next to canned API answers: jobs, quarantine. */
+START_TEST(test_browser_jobs_quarantine_and_escaping)
+{
+	char url[128], *dom;
+	pid_t pid;
+
+	pid = canned_start("", url, sizeof(url));
 	dom = dump_dom(url);
 	screenshot(url, "dashboard-jobs.png");
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	free(html);
 
 	/* Jobs: progress from the counts, one badge per outcome present. */
 	ck_assert_ptr_nonnull(strstr(dom, "data-jobs=\"present\""));
@@ -791,39 +806,14 @@ END_TEST
  */
 START_TEST(test_browser_job_page)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	socklen_t slen = sizeof(sin);
-	char url[128], *html, *dom, *a, *b2;
-	int lfd, status;
+	char url[128], *dom, *a, *b2;
 	pid_t pid;
 
-	html = harness_http_get(broker.http, "/", &status);
-	ck_assert_int_eq(status, 200);
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(lfd, 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	ck_assert_int_eq(listen(lfd, 64), 0);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &slen), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int fd;
-
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		alarm(4 * BROWSER_TIMEOUT_S);
-		for (;;)
-			if ((fd = accept(lfd, NULL, NULL)) >= 0)
-				serve_one(fd, html);
-	}
-	close(lfd);
-	(void)snprintf(url, sizeof(url), "http://127.0.0.1:%d/#job=7",
-	    ntohs(sin.sin_port));
+	pid = canned_start("#job=7", url, sizeof(url));
 	dom = dump_dom(url);
 	screenshot(url, "dashboard-job.png");
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	free(html);
 
 	ck_assert_ptr_nonnull(strstr(dom, "data-view=\"job\""));
 	ck_assert_ptr_nonnull(strstr(dom, "<section id=\"job-section\" "
