@@ -855,6 +855,79 @@ START_TEST(test_browser_job_page)
 END_TEST
 
 /*
+ * The job page of a job the test ran on a real agent: every number and
+ * outcome it shows is the one the API (and so the ledger) has.
+ */
+START_TEST(test_browser_real_job)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	char work[320], log[320], url[160], json[2048], idx[16];
+	char ref[65], good[65], bad[65], crash[65], *dom;
+	const char *argv[] = {bin, "--broker", broker.farm, "--key", "cpu",
+	    "--name", "n0", "--workdir", work, NULL};
+	json_t *job, *t;
+	pid_t agent;
+	size_t i;
+	long id;
+
+	ck_assert_ptr_nonnull(bin);
+	(void)snprintf(work, sizeof(work), "%s/work", broker.dir);
+	(void)snprintf(log, sizeof(log), "%s/agent.log", broker.dir);
+	agent = harness_spawn(bin, argv, log);
+	harness_wait_sql(broker.db,
+	    "SELECT count(*) FROM boards WHERE state = 'idle'", "1\n", 30000);
+	harness_put_kernel(broker.http, NPUFARM_TEST_KERNELS, "matmul_t8", ref);
+	harness_put_kernel(
+	    broker.http, NPUFARM_TEST_KERNELS, "matmul_t16", good);
+	harness_put_kernel(broker.http, NPUFARM_TEST_KERNELS, "wrong", bad);
+	harness_put_kernel(broker.http, NPUFARM_TEST_KERNELS, "crash", crash);
+#define ARGS                                                                 \
+	"\"args\":[{\"dtype\":\"float32\",\"shape\":[32,32],"                \
+	"\"fill\":{\"random\":1}},{\"dtype\":\"float32\",\"shape\":[32,32]," \
+	"\"fill\":{\"random\":2}},{\"dtype\":\"float32\",\"shape\":[32,32]}],"
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"user\":\"erin\",\"tasks\":["
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"t16\"," ARGS "\"measurement\":{\"repeat\":3},"
+	    "\"check\":{\"ref\":\"%s\"}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"t8\"," ARGS "\"measurement\":{\"repeat\":3}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"fast\"," ARGS "\"check\":{\"ref\":\"%s\"}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"name\":\"crash\"}]}",
+	    good, ref, ref, bad, ref, crash);
+#undef ARGS
+	id = harness_job_submit(broker.http, json);
+	job = harness_job_wait(broker.http, id);
+	(void)snprintf(url, sizeof(url), "http://%s/#job=%ld", broker.http, id);
+	dom = dump_dom(url);
+	screenshot(url, "dashboard-real-job.png");
+	ck_assert_int_eq(tbody_rows(dom, "job-tasks"), 4);
+	json_array_foreach(json_object_get(job, "task_list"), i, t) {
+		char cell[64];
+
+		(void)snprintf(idx, sizeof(idx), "%lld",
+		    (long long)json_integer_value(json_object_get(t, "index")));
+		(void)snprintf(cell, sizeof(cell), "\">%s<",
+		    json_string_value(json_object_get(t, "outcome")));
+		assert_row(dom, "data-task-idx", idx, cell, ">n0<");
+	}
+	assert_row(dom, "data-task-idx", "2", "o-wrong\">wrong<",
+	    ">args[2][1,0] = 0 but the reference has");
+	assert_row(dom, "data-task-idx", "3", "o-crash\">crash<", ">SIGSEGV");
+	assert_row(dom, "data-job-board", "n0", ">4<", ">2<", ">50 %<");
+	ck_assert_msg(strstr(dom, "data-chart=\"drawn\"") != NULL &&
+			  strstr(dom, "data-points=\"4\"") != NULL &&
+			  strstr(dom, "data-failed=\"2\"") != NULL,
+	    "the chart does not show the job");
+	ck_assert_ptr_nonnull(strstr(dom, "user erin"));
+	free(dom);
+	json_decref(job);
+	ck_assert_int_eq(harness_reap(agent, 20000), 0);
+}
+END_TEST
+
+/*
  * With an API token the page's API calls get 401 until the browser has
  * the token: it says so, takes the token once from /#token=T, keeps it in
  * localStorage (the profile persists between runs) and then refreshes.
@@ -915,6 +988,7 @@ dashboard_suite(void)
 	tcase_add_test(tc, test_browser_shows_farm);
 	tcase_add_test(tc, test_browser_jobs_quarantine_and_escaping);
 	tcase_add_test(tc, test_browser_job_page);
+	tcase_add_test(tc, test_browser_real_job);
 	tcase_add_test(tc, test_browser_token);
 	suite_add_tcase(s, tc);
 	return s;
