@@ -907,7 +907,6 @@ START_TEST(test_hook_timeout)
 	dt = tvmrpc_now_ms() - t0;
 	ck_assert_int_eq(end.outcome, NPUFARM_OUTCOME_TIMEOUT);
 	ck_assert_int_eq(end.signal, SIGKILL);
-	ck_assert_int_ge(dt, 200 + SUPERVISOR_KILL_GRACE_MS);
 	ck_assert_int_lt(dt, 3000);
 }
 END_TEST
