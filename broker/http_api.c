@@ -167,7 +167,9 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 	tags = b->tags != NULL ? json_loads(b->tags, 0, NULL) : NULL;
 	if (json_object_set_new(v, "drained", json_boolean(b->drained)) < 0 ||
 	    json_object_set_new(
-		v, "tags", tags != NULL ? tags : json_object()) < 0) {
+		v, "tags", tags != NULL ? tags : json_object()) < 0 ||
+	    json_object_set_new(v, "runs", json_integer(b->runs)) < 0 ||
+	    json_object_set_new(v, "failures", json_integer(b->failures)) < 0) {
 		json_decref(v);
 		return -ENOMEM;
 	}

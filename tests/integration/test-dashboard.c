@@ -916,11 +916,18 @@ START_TEST(test_browser_real_job)
 	    ">args[2][1,0] = 0 but the reference has");
 	assert_row(dom, "data-task-idx", "3", "o-crash\">crash<", ">SIGSEGV");
 	assert_row(dom, "data-job-board", "n0", ">4<", ">2<", ">50 %<");
+
 	ck_assert_msg(strstr(dom, "data-chart=\"drawn\"") != NULL &&
 			  strstr(dom, "data-points=\"4\"") != NULL &&
 			  strstr(dom, "data-failed=\"2\"") != NULL,
 	    "the chart does not show the job");
 	ck_assert_ptr_nonnull(strstr(dom, "user erin"));
+	/* The farm page: the board's failure rate over all it ran. */
+	free(dom);
+	(void)snprintf(url, sizeof(url), "http://%s/", broker.http);
+	dom = dump_dom(url);
+	assert_row(dom, "data-board-id", "1", ">n0<",
+	    "title=\"2 of 4 runs failed (sessions and tasks)\">50 %<");
 	free(dom);
 	json_decref(job);
 	ck_assert_int_eq(harness_reap(agent, 20000), 0);

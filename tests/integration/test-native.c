@@ -634,6 +634,17 @@ START_TEST(test_ledger_docs_queries_run)
 				" board_history WHERE name = 'n0'");
 	ck_assert_str_eq(row, "0|4|4|2\n");
 	free(row);
+	/* /v1/boards says the same. */
+	{
+		json_t *v = get_json("/v1/boards"), *bd;
+
+		bd = json_array_get(json_object_get(v, "boards"), 0);
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(bd, "runs")), 4);
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(bd, "failures")), 2);
+		json_decref(v);
+	}
 	row = harness_sql(b.db,
 	    "SELECT runs, tasks, sessions, failures, failure_rate, crash,"
 	    " wrong FROM failure_rates WHERE board = 'n0'");

@@ -361,7 +361,8 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	{
 		static const char *const fields[] = {"id", "name", "kind",
 		    "key", "address", "state", "free", "first_seen",
-		    "last_seen", "lease", "detail", "drained", "task", "tags"};
+		    "last_seen", "lease", "detail", "drained", "task", "tags",
+		    "runs", "failures"};
 		size_t i;
 
 		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
