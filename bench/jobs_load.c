@@ -110,7 +110,7 @@ main(int argc, char **argv)
 	unsigned char md[32], *data;
 	char sha[65], path[160], *body, *spec, *p;
 	double farm, local, secs;
-	long size;
+	long size = 0;
 	int status, opt;
 	int64_t t0, seq = 0;
 	long long job_id;

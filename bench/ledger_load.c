@@ -48,7 +48,7 @@ ledger_rate(const char *path, unsigned long n, unsigned long batch)
 	    .ntasks = (int)n,
 	};
 	struct npufarm_err err;
-	struct ledger *l;
+	struct ledger *l = NULL;
 	int64_t t0, id, *task;
 	unsigned long i;
 

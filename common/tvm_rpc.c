@@ -35,6 +35,9 @@
 #define RPC_FREE_HANDLE   10 /* kFreeHandle */
 #define ROLE_PREFIX_LEN   7  /* "client:" and "server:" */
 #define TIMEOUT_OPT       "-timeout="
+/* Longer -timeout values are clamped (~31 years): their deadlines in
+ * microseconds or time_t would overflow and expire at once (issue 12). */
+#define TIMEOUT_MAX       1e9
 
 /* Scanner state after an error: feeding it again fails. */
 #define SCAN_BROKEN (TVM_RPC_HEADER_SIZE + 1)
@@ -192,7 +195,7 @@ parse_timeout(const char *s, double *ret)
 	v = strtod(s, &end);
 	if (*end != '\0' || end == s || errno != 0 || !isfinite(v) || v < 0)
 		return -EINVAL;
-	*ret = v;
+	*ret = v > TIMEOUT_MAX ? TIMEOUT_MAX : v;
 	return 0;
 }
 

@@ -251,6 +251,21 @@ last_child(void)
 	return pid;
 }
 
+/* Whether the agent's log has a line containing @needle. */
+static bool
+agent_log_contains(const char *needle)
+{
+	char line[2048];
+	bool found = false;
+	FILE *f = fopen(agent_log, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
 static int
 sessions_left(void)
 {
@@ -446,21 +461,68 @@ START_TEST(test_hooks_and_quarantine)
 }
 END_TEST
 
-START_TEST(test_quarantine_after_crashes)
+/*
+ * Candidates that crash are no evidence against the board: after
+ * --quarantine-after of them in a row the built-in probe runs, passes, and
+ * the board goes on serving (issue 11).
+ */
+START_TEST(test_crashes_probe_the_board)
 {
 	const char *extra[] = {"--quarantine-after", "2", NULL};
-	char *row;
+	struct tvmrpc_client *cl;
+	char text[256], *row;
 
 	agent_up(extra);
 	wait_state("idle");
 	crash_once();
 	wait_state("idle");
 	crash_once();
-	wait_state("quarantined");
-	row = harness_sql(b.db,
-	    "SELECT detail FROM boards WHERE kind = 'agent' AND name = 'a1'");
-	ck_assert_msg(
-	    strstr(row, "2 consecutive crash/lost sessions"), "%s", row);
+	wait_state("idle");
+	cl = client_open("10");
+	ck_assert_int_eq(
+	    call(cl, func(cl, "rpc.test.addone"), 1, text, sizeof(text), T_MS),
+	    TVMRPC_RETURN);
+	client_done(cl);
+	row = harness_sql(b.db, "SELECT count(*) FROM events WHERE kind ="
+				" 'board_quarantined'");
+	ck_assert_str_eq(row, "0\n");
+	free(row);
+	ck_assert(agent_log_contains("the built-in probe passed"));
+}
+END_TEST
+
+/*
+ * Tuners that leave without closing their sessions (lost, the client's
+ * doing) do not quarantine the board either: three in a row, the default
+ * --quarantine-after, and it is still idle.
+ */
+START_TEST(test_lost_sessions_are_not_board_evidence)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+	int i;
+
+	agent_up(NULL);
+	wait_state("idle");
+	for (i = 0; i < 3; i++) {
+		cl = client_open("10");
+		ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 1, text,
+				     sizeof(text), T_MS),
+		    TVMRPC_RETURN);
+		tvmrpc_client_free(cl); /* no shutdown: it just leaves */
+		row = reported_lease();
+		ck_assert_msg(strncmp(row, "lost|", 5) == 0, "%s", row);
+		free(row);
+		wait_sql("SELECT count(*) FROM leases WHERE reported_us IS NOT"
+			 " NULL AND outcome = 'lost'",
+		    i == 0   ? "1\n"
+		    : i == 1 ? "2\n"
+			     : "3\n");
+		wait_state("idle");
+	}
+	row = harness_sql(b.db, "SELECT count(*) FROM events WHERE kind ="
+				" 'board_quarantined'");
+	ck_assert_str_eq(row, "0\n");
 	free(row);
 }
 END_TEST
@@ -990,7 +1052,8 @@ suite(void)
 	tcase_add_test(tc, test_session_crash);
 	tcase_add_test(tc, test_agent_killed_mid_session);
 	tcase_add_test(tc, test_hooks_and_quarantine);
-	tcase_add_test(tc, test_quarantine_after_crashes);
+	tcase_add_test(tc, test_crashes_probe_the_board);
+	tcase_add_test(tc, test_lost_sessions_are_not_board_evidence);
 	tcase_add_test(tc, test_drain_lets_the_session_finish);
 	tcase_add_test(tc, test_upload_traversal_refused);
 	tcase_add_test(tc, test_module_needs_global_runtime);

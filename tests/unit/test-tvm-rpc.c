@@ -719,6 +719,12 @@ START_TEST(test_hello_parse_keys)
 	ck_assert(h.has_timeout && h.timeout == 2.5);
 	parse_ok("client:mk -timeout=1e-05", &h, key, sizeof(key));
 	ck_assert(h.timeout == 1e-05);
+	/* Issue 12: near 9.2e18 the deadline overflowed and the session
+	 * expired at once; values over 1e9 s (~31 years) are clamped. */
+	parse_ok("client:mk -timeout=9.2e18", &h, key, sizeof(key));
+	ck_assert(h.has_timeout && h.timeout == 1e9);
+	parse_ok("client:mk -timeout=1e300", &h, key, sizeof(key));
+	ck_assert(h.timeout == 1e9);
 	/* The last -timeout wins. */
 	parse_ok("client:mk -timeout=5 -timeout=7", &h, key, sizeof(key));
 	ck_assert(h.timeout == 7);
