@@ -25,6 +25,7 @@
 
 #include "err.h"
 #include "sha256_util.h"
+#include "workdir.h"
 
 #define CACHE_TMP_PREFIX ".tmp-"
 
@@ -33,6 +34,7 @@ struct cache_entry {
 	char sha[CACHE_SHA256_HEX + 1];
 	uint64_t size;         /* bytes on disk */
 	unsigned pins;         /* acquires not yet released */
+	bool verified;         /* its content hashed to its name */
 	struct timespec mtime; /* only while opening: the order to rebuild */
 };
 
@@ -197,9 +199,9 @@ cache_open(const char *dir, uint64_t max_bytes, struct cache **ret_cache,
 
 	if (strlen(dir) + 1 + CACHE_SHA256_HEX + 16 >= PATH_MAX)
 		return err_set(err, -ENAMETOOLONG, "cache %s: too long", dir);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
-		return err_set(
-		    err, -errno, "cache %s: %s", dir, strerror(errno));
+	r = workdir_prepare(dir, err);
+	if (r < 0)
+		return r;
 	c = calloc(1, sizeof(*c));
 	if (c == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
@@ -233,10 +235,51 @@ cache_free(struct cache *c)
 }
 
 /*
+ * Whether the file at @path is a regular file of ours, not writable by
+ * others, whose content hashes to @sha (issue 12: a file planted in the
+ * cache under an artifact's name was run as that artifact).
+ */
+static bool
+file_verified(const char *path, const char *sha)
+{
+	unsigned char buf[65536], md[EVP_MAX_MD_SIZE];
+	char hex[CACHE_SHA256_HEX + 1];
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned int n = 0;
+	struct stat st;
+	bool ok = false;
+	ssize_t got;
+	int fd;
+
+	fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0 || ctx == NULL || fstat(fd, &st) < 0 ||
+	    !S_ISREG(st.st_mode) || st.st_uid != geteuid() ||
+	    (st.st_mode & (S_IWGRP | S_IWOTH)) != 0 ||
+	    EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1)
+		goto out;
+	while ((got = read(fd, buf, sizeof(buf))) > 0)
+		if (EVP_DigestUpdate(ctx, buf, (size_t)got) != 1)
+			goto out;
+	if (got == 0 && EVP_DigestFinal_ex(ctx, md, &n) == 1 &&
+	    n == SHA256_UTIL_BYTES) {
+		sha256_util_hex(md, hex);
+		ok = strcmp(hex, sha) == 0;
+	}
+out:
+	if (fd >= 0)
+		(void)close(fd);
+	EVP_MD_CTX_free(ctx);
+	return ok;
+}
+
+/*
  * Pin the artifact @sha256 for a run and make it the most recently used:
  * its path goes into @ret_path (capacity @len), and it stays on disk until
- * a matching cache_release().  Returns 1, 0 when it is not cached (fetch
- * it), or -EINVAL (not a sha256) / -ENAMETOOLONG.
+ * a matching cache_release().  An artifact found on disk when the cache
+ * was opened is hashed first; one that does not match its name (or is not
+ * a file of ours) is removed, as if it had never been cached.  Returns 1,
+ * 0 when it is not cached (fetch it), or -EINVAL (not a sha256) /
+ * -ENAMETOOLONG.
  */
 int
 cache_acquire(struct cache *c, const char *sha256, char *ret_path, size_t len)
@@ -252,6 +295,13 @@ cache_acquire(struct cache *c, const char *sha256, char *ret_path, size_t len)
 	r = path_of(c, e->sha, ret_path, len);
 	if (r < 0)
 		return r;
+	if (!e->verified) {
+		if (e->pins == 0 && !file_verified(ret_path, e->sha)) {
+			entry_remove(c, e);
+			return 0;
+		}
+		e->verified = true;
+	}
 	e->pins++;
 	TAILQ_REMOVE(&c->lru, e, link);
 	TAILQ_INSERT_TAIL(&c->lru, e, link);
@@ -444,6 +494,7 @@ cache_commit(struct cache_writer *w, struct npufarm_err *err)
 	w->tmp[0] = '\0'; /* it is the artifact now */
 	memcpy(e->sha, w->sha, sizeof(e->sha));
 	e->size = w->size;
+	e->verified = true; /* hashed as it was written */
 	TAILQ_INSERT_TAIL(&c->lru, e, link);
 	c->bytes += e->size;
 out:

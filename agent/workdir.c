@@ -62,6 +62,62 @@ workdir_create(
 	return 0;
 }
 
+/*
+ * Make sure the agent's own directory @path (its work dir, its cache) is
+ * safe to use: created 0700 if missing; if it exists, it must be a real
+ * directory (not a symlink), owned by us, and writable by nobody else,
+ * or it is refused: someone else could plant files in it, such as a
+ * cached artifact that would then run (issue 12).  Returns 0 or -errno
+ * (-EPERM for a directory that fails the checks) with @err saying why.
+ * Does not log.
+ */
+int
+workdir_prepare(const char *path, struct npufarm_err *err)
+{
+	struct stat st;
+
+	if (mkdir(path, 0700) < 0 && errno != EEXIST)
+		return err_set(
+		    err, -errno, "mkdir %s: %s", path, strerror(errno));
+	if (lstat(path, &st) < 0)
+		return err_set(err, -errno, "%s: %s", path, strerror(errno));
+	if (!S_ISDIR(st.st_mode))
+		return err_set(err, -EPERM,
+		    "%s: not a directory (a symlink?); refusing it", path);
+	if (st.st_uid != geteuid())
+		return err_set(err, -EPERM,
+		    "%s: owned by uid %u, not by us (uid %u); refusing it",
+		    path, (unsigned)st.st_uid, (unsigned)geteuid());
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0)
+		return err_set(err, -EPERM,
+		    "%s: writable by others (mode %03o); refusing it", path,
+		    (unsigned)(st.st_mode & 0777));
+	return 0;
+}
+
+/*
+ * The default work dir of the agent named @name: under the systemd state
+ * dir ($STATE_DIRECTORY), else $XDG_RUNTIME_DIR, else /tmp (where
+ * workdir_prepare() refuses one that another user made first).  Returns
+ * a malloc'd path, or NULL on OOM.
+ */
+char *
+workdir_default(const char *name)
+{
+	const char *base = getenv("STATE_DIRECTORY");
+	char *path;
+
+	if (base != NULL && strchr(base, ':') != NULL)
+		base = NULL; /* several: which one is ours is unclear */
+	if (base == NULL || base[0] != '/')
+		base = getenv("XDG_RUNTIME_DIR");
+	if (base == NULL || base[0] != '/')
+		base = "/tmp";
+	if (asprintf(&path, "%s/npufarm-agent-%s", base, name) < 0)
+		return NULL;
+	return path;
+}
+
 /* True when @path is @dir or lies below it (both canonical). */
 static bool
 path_within(const char *dir, const char *path)

@@ -19,3 +19,5 @@ int workdir_create(
 int workdir_path(const char *dir, const char *name, char *buf, size_t len,
     struct npufarm_err *err);
 int workdir_remove(const char *path, struct npufarm_err *err);
+int workdir_prepare(const char *path, struct npufarm_err *err);
+char *workdir_default(const char *name);

@@ -56,7 +56,7 @@ http(const char *hostport, enum evhttp_cmd_type cmd, const char *path,
 	return r.body; /* ownership moves to the caller */
 }
 
-static void
+static _Noreturn void
 die(const char *what)
 {
 	fprintf(stderr, "npufarm-bench-jobs: %s\n", what);
@@ -110,7 +110,7 @@ main(int argc, char **argv)
 	unsigned char md[32], *data;
 	char sha[65], path[160], *body, *spec, *p;
 	double farm, local, secs;
-	long size;
+	long size = 0;
 	int status, opt;
 	int64_t t0, seq = 0;
 	long long job_id;

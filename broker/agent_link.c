@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "scheduler.h"
 #include "server.h"
+#include "tags.h"
 #include "tracker.h"
 
 /* Frames handled per read callback before yielding. */
@@ -82,12 +83,98 @@ static void
 silence_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct agent *a = arg;
-	char msg[128];
 
-	(void)snprintf(msg, sizeof(msg),
-	    "no heartbeat from agent '%s' for %d periods", a->name,
-	    AGENT_MISSED_HEARTBEATS);
-	conn_close(a->conn, "%s", msg);
+	if (a->name == NULL) /* the handshake deadline is conn.c's */
+		return;
+	conn_close(a->conn, "no heartbeat from agent '%s' for %d periods",
+	    a->name, AGENT_MISSED_HEARTBEATS);
+}
+
+/* Wrong tokens from one address before hellos from it wait. */
+#define AGENT_GUESSES_FREE    3
+/* The longest wait, and how long a run of wrong tokens is remembered. */
+#define AGENT_GUESS_MAX_US    (30 * 1000000LL)
+#define AGENT_GUESS_FORGET_US (600 * 1000000LL)
+
+static struct server_guess *
+guess_find(struct server *srv, const char *host, bool add)
+{
+	struct server_guess *g, *old = &srv->guesses[0];
+	size_t i;
+
+	for (i = 0; i < SERVER_GUESS_SLOTS; i++) {
+		g = &srv->guesses[i];
+		if (strcmp(g->host, host) == 0)
+			return g;
+		if (g->last_us < old->last_us)
+			old = g;
+	}
+	if (!add)
+		return NULL;
+	memset(old, 0, sizeof(*old));
+	(void)snprintf(old->host, sizeof(old->host), "%s", host);
+	return old;
+}
+
+/*
+ * A wrong agent token from @c's host: after AGENT_GUESSES_FREE in a row,
+ * hellos from there are refused unchecked for a doubling time (100 ms up
+ * to 30 s).  Logged at most once a second.
+ */
+static void
+guess_wrong(struct conn *c)
+{
+	struct server_guess *g = guess_find(c->srv, c->peer_host, true);
+	int64_t now = ledger_now_us(), wait = 100000;
+
+	if (now - g->last_us > AGENT_GUESS_FORGET_US)
+		g->fails = 0;
+	g->fails++;
+	g->last_us = now;
+	if (g->fails >= AGENT_GUESSES_FREE) {
+		unsigned k = g->fails - AGENT_GUESSES_FREE;
+
+		wait = k >= 9 ? AGENT_GUESS_MAX_US : wait << k;
+		if (wait > AGENT_GUESS_MAX_US)
+			wait = AGENT_GUESS_MAX_US;
+		g->until_us = now + wait;
+	}
+	/* The first few are logged as every refusal; then once a second. */
+	if (g->fails <= AGENT_GUESSES_FREE)
+		return;
+	c->quiet_close = true;
+	conn_refusal(c->srv,
+	    "agent hello from %s with a wrong or missing token (%u in a "
+	    "row); its hellos wait",
+	    c->peer, g->fails);
+}
+
+/* Whether hellos from @c's host wait after wrong tokens. */
+static bool
+guess_waiting(struct conn *c, char *msg, size_t len)
+{
+	struct server_guess *g = guess_find(c->srv, c->peer_host, false);
+	int64_t now = ledger_now_us();
+
+	if (g == NULL || now >= g->until_us)
+		return false;
+	(void)snprintf(msg, len,
+	    "%u wrong agent tokens from %s: hellos from there are refused "
+	    "for %.1f s more",
+	    g->fails, c->peer_host, (double)(g->until_us - now) / 1e6);
+	c->quiet_close = true;
+	conn_refusal(c->srv, "%s", msg);
+	return true;
+}
+
+/* Whether @s has a control character (a byte below 0x20, or DEL). */
+static bool
+has_control(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
 }
 
 static void
@@ -149,6 +236,7 @@ handle_hello(struct agent *a, json_t *root)
 	struct server *srv = c->srv;
 	const char *type, *name, *key, *version, *token = NULL;
 	json_t *tags = NULL, *runners = NULL;
+	char *canon = NULL; /* the tags, canonical */
 	struct npufarm_err err;
 	json_error_t jerr;
 	struct agent *other;
@@ -167,7 +255,12 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "bad-hello", "client", msg);
 		return;
 	}
+	if (guess_waiting(c, msg, sizeof(msg))) {
+		refuse(c, "unauthorized", "client", msg);
+		return;
+	}
 	if (auth_agent(srv->auth, token, msg, sizeof(msg)) < 0) {
+		guess_wrong(c);
 		refuse(c, "unauthorized", "client", msg);
 		return;
 	}
@@ -180,9 +273,11 @@ handle_hello(struct agent *a, json_t *root)
 	}
 	if (name[0] == '\0' || key[0] == '\0' ||
 	    strlen(name) > (size_t)srv->cfg->max_key_len ||
-	    strlen(key) > (size_t)srv->cfg->max_key_len) {
+	    strlen(key) > (size_t)srv->cfg->max_key_len || has_control(name) ||
+	    has_control(key)) {
 		(void)snprintf(msg, sizeof(msg),
-		    "hello: name and key must be 1..%ld bytes",
+		    "hello: name and key must be 1..%ld bytes without control "
+		    "characters",
 		    srv->cfg->max_key_len);
 		refuse(c, "bad-hello", "client", msg);
 		return;
@@ -207,29 +302,45 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "out-of-memory", "server", "out of memory");
 		return;
 	}
+	if (tags_canon(tags, "hello: tags", &canon, &err) < 0) {
+		refuse(c, "bad-hello", "client", err.msg);
+		return;
+	}
 	r = ledger_board_upsert(srv->ledger, "agent", key, name,
 	    ledger_now_us(), &a->board_id, NULL, &err);
+	if (r >= 0)
+		r = ledger_board_tags(srv->ledger, a->board_id, canon, &err);
 	if (r >= 0)
 		r = ledger_event(srv->ledger, "board_online", a->board_id,
 		    c->peer, ledger_now_us(), &err);
 	if (r < 0) {
 		server_ledger_failed(srv, &err);
 		refuse(c, "ledger", "server", "the ledger refused the board");
+		free(canon);
 		return;
 	}
 	a->welcomed = true;
+	conn_ready(c);
 	metrics_agent_connect(srv->metrics);
+	/* The version is the peer's free text: escaped, and cut. */
+	(void)log_escape(msg, 64, version, strlen(version));
 	log_notice("agent '%s' (key '%s', %s) connected from %s", a->name,
-	    a->key, version, c->peer);
+	    a->key, msg, c->peer);
 	if (send_json(c, json_pack("{sssisIsi}", "type", "welcome", "protocol",
 			     NPUFARM_PROTOCOL_VERSION, "board_id",
 			     (json_int_t)a->board_id, "heartbeat_ms",
 			     (int)(srv->cfg->agent_heartbeat * 1000))) < 0) {
 		conn_close(c, "out of memory answering hello");
+		free(canon);
 		return;
 	}
 	/* Its board, offered once the agent says it is ready. */
 	a->data = tracker_agent_board_new(c, a, key, name, runner_caps);
+	if (a->data != NULL) {
+		tracker_agent_set_tags(a->data, canon);
+		canon = NULL;
+	}
+	free(canon);
 }
 
 /*
@@ -344,6 +455,7 @@ static void
 dispatch(struct agent *a, json_t *root)
 {
 	const char *type = json_string_value(json_object_get(root, "type"));
+	struct npufarm_err err;
 	char msg[160];
 
 	if (type == NULL) {
@@ -373,7 +485,8 @@ dispatch(struct agent *a, json_t *root)
 	}
 	if (strcmp(type, "result") == 0 || strcmp(type, "running") == 0 ||
 	    strcmp(type, "fetch") == 0) {
-		jobs_agent_frame(a->conn->srv, a, type, root);
+		if (jobs_agent_frame(a->conn->srv, a, type, root, &err) < 0)
+			refuse(a->conn, "bad-frame", "client", err.msg);
 		return;
 	}
 	(void)snprintf(msg, sizeof(msg), "unknown frame type '%.32s'", type);
@@ -419,15 +532,22 @@ agent_link_read(struct conn *c)
 	size_t len;
 	int n, r;
 
+	/* Before its hello is welcomed, a peer's frames are small. */
+	size_t max = a->welcomed || cfg->max_unauth_conn - FRAME_HEADER_SIZE >
+					cfg->max_frame
+			 ? (size_t)cfg->max_frame
+			 : (size_t)cfg->max_unauth_conn - FRAME_HEADER_SIZE;
+
 	for (n = 0; n < AGENT_MAX_FRAMES_PER_EVENT; n++) {
-		r = frame_next(in, (size_t)cfg->max_frame, &body, &len);
+		r = frame_next(in, max, &body, &len);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
-			conn_close(
-			    c, r == -EMSGSIZE
-				   ? "agent frame over max_frame or negative"
-				   : "zero-length agent frame");
+			conn_close(c,
+			    r == -EMSGSIZE
+				? "agent frame over max_frame (max_unauth_conn "
+				  "before its hello) or negative"
+				: "zero-length agent frame");
 			return;
 		}
 		r = json_util_load(

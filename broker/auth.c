@@ -432,39 +432,49 @@ refuse_http(struct auth *a, struct evhttp_request *req, int code,
 int
 auth_http(struct auth *a, struct evhttp_request *req, enum auth_scope need)
 {
-	const char *v, *token;
+	const char *v = evhttp_find_header(
+	    evhttp_request_get_input_headers(req), "Authorization");
+	int r = auth_http_check(a, v, need);
+
+	if (r == -ENOKEY)
+		refuse_http(
+		    a, req, 401, "Unauthorized", NULL, AUTH_MSG_NO_TOKEN);
+	else if (r == -EKEYREJECTED)
+		refuse_http(a, req, 401, "Unauthorized", "wrong token",
+		    AUTH_MSG_BAD_TOKEN);
+	else if (r == -EPERM)
+		refuse_http(a, req, 403, "Forbidden", "read-scope token",
+		    a->admin_token != NULL ? AUTH_MSG_READ_ONLY
+					   : AUTH_MSG_NO_ADMIN);
+	return r < 0 ? -EACCES : r;
+}
+
+/*
+ * The decision of auth_http() from the Authorization header value @v alone
+ * (NULL: none), without answering or logging: the scope granted, or
+ * -ENOKEY (no bearer token), -EKEYREJECTED (a wrong one), -EPERM (a read
+ * token where @need is ADMIN).  The HTTP API calls it on a request's
+ * headers, before it reads any body.
+ */
+int
+auth_http_check(const struct auth *a, const char *v, enum auth_scope need)
+{
+	const char *token;
 	bool admin, api;
 
 	if (a->api_token == NULL && a->admin_token == NULL)
 		return AUTH_SCOPE_ADMIN;
-	v = evhttp_find_header(
-	    evhttp_request_get_input_headers(req), "Authorization");
-	if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0) {
-		refuse_http(a, req, 401, "Unauthorized", NULL,
-		    "this broker requires an API token: send "
-		    "'Authorization: Bearer TOKEN' (npufarm --token-file "
-		    "FILE)");
-		return -EACCES;
-	}
+	if (v == NULL || strncasecmp(v, "Bearer ", 7) != 0)
+		return -ENOKEY;
 	token = v + 7;
 	token += strspn(token, " ");
 	/* Both comparisons always run: no timing hint of which it was. */
 	admin = a->admin_token != NULL && secret_equal(a->admin_token, token);
 	api = a->api_token != NULL && secret_equal(a->api_token, token);
-	if (!admin && !api) {
-		refuse_http(a, req, 401, "Unauthorized", "wrong token",
-		    "the API token is not valid for this broker");
-		return -EACCES;
-	}
-	if (need == AUTH_SCOPE_ADMIN && !admin) {
-		refuse_http(a, req, 403, "Forbidden", "read-scope token",
-		    a->admin_token != NULL
-			? "this needs the admin token; the token given may "
-			  "only read"
-			: "this needs the admin token, and this broker has "
-			  "none (admin_token_file)");
-		return -EACCES;
-	}
+	if (!admin && !api)
+		return -EKEYREJECTED;
+	if (need == AUTH_SCOPE_ADMIN && !admin)
+		return -EPERM;
 	return admin ? AUTH_SCOPE_ADMIN : AUTH_SCOPE_READ;
 }
 

@@ -46,6 +46,18 @@ bool auth_peer_allowed(const struct auth *a, const char *host);
 int auth_agent(
     const struct auth *a, const char *token, char *why, size_t whylen);
 int auth_http(struct auth *a, struct evhttp_request *req, enum auth_scope need);
+int auth_http_check(const struct auth *a, const char *v, enum auth_scope need);
+
+/* The messages of auth_http()'s refusals (JSON-safe). */
+#define AUTH_MSG_NO_TOKEN                                                 \
+	"this broker requires an API token: send 'Authorization: Bearer " \
+	"TOKEN' (npufarm --token-file FILE)"
+#define AUTH_MSG_BAD_TOKEN "the API token is not valid for this broker"
+#define AUTH_MSG_READ_ONLY \
+	"this needs the admin token; the token given may only read"
+#define AUTH_MSG_NO_ADMIN                                       \
+	"this needs the admin token, and this broker has none " \
+	"(admin_token_file)"
 enum auth_scope auth_route_scope(int method, const char *path);
 int auth_warn_exposure(const struct auth *a, const char *const *farm,
     size_t nfarm, const char *http);

@@ -16,6 +16,8 @@ struct npufarm_err;
 struct broker_config {
 	char *listen[BROKER_MAX_LISTEN]; /* farm port addresses, owned */
 	size_t nlisten;
+	/* >0: listen[0] takes the first free port below this (--port-end) */
+	long listen_port_end;
 	char *http;               /* API address, owned */
 	char *db;                 /* ledger path, owned */
 	char *public_addr;        /* host advertised to clients, NULL: local */
@@ -34,6 +36,8 @@ struct broker_config {
 	double agent_heartbeat; /* s between agent heartbeats */
 	double pair_timeout;    /* s a granted client has to connect */
 	double agent_backstop;  /* s after an agent's session deadline */
+	double board_grace;     /* s a timed-out TVM board may linger */
+	bool relay_all;         /* --relay-boards all: relay PUT boards too */
 	double task_grace;      /* s a task's vanished agent may come back */
 	char *data_dir;         /* artifacts live here */
 	long max_artifact;      /* bytes of one artifact */
@@ -45,6 +49,13 @@ struct broker_config {
 	char *admin_token_file; /* admin scope; NULL: none */
 	char *allow[BROKER_MAX_ALLOW]; /* CIDRs for TVM protocols, owned */
 	size_t nallow;                 /* 0: loopback only */
+	/* Issue 12: what an unauthenticated or hostile peer may cost. */
+	long max_http_connections; /* open API connections */
+	long max_job_body;         /* bytes of a POST /v1/jobs body */
+	long max_unauth_bytes;     /* buffered from peers before auth, total */
+	long max_unauth_conn;      /* ... and per connection */
+	long retain_days;          /* prune leases/attempts/events; 0: keep */
+	long retain_mb;            /* prune when the ledger is larger; 0: off */
 };
 
 void broker_config_defaults(struct broker_config *c);

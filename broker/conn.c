@@ -21,6 +21,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -35,9 +36,13 @@
 #include "frame.h"
 #include "log.h"
 #include "proxy.h"
+#include "quickack.h"
 #include "relay.h"
 #include "server.h"
 #include "tracker.h"
+
+/* Handshaking connections from one host outside the allow-list. */
+#define CONN_MAX_HANDSHAKES_PER_HOST 4
 
 static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
@@ -58,25 +63,136 @@ conn_set_state(struct conn *c, enum conn_state state)
 }
 
 /*
+ * Log a refusal of a peer, at most one line a second (with a count of
+ * those left out).  Runs on the broker loop.
+ */
+void
+conn_refusal(struct server *srv, const char *fmt, ...)
+{
+	time_t now = time(NULL);
+	char msg[300];
+	va_list ap;
+
+	if (now == srv->refuse_log) {
+		srv->refuse_quiet++;
+		return;
+	}
+	srv->refuse_log = now;
+	if (srv->refuse_quiet > 0)
+		log_warn("farm port: %lu more refusals in the last second",
+		    srv->refuse_quiet);
+	srv->refuse_quiet = 0;
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("farm port: %s", msg);
+}
+
+/* Stop counting @c's input as unauthenticated. */
+static void
+conn_uncharge(struct conn *c)
+{
+	c->srv->unauth_bytes -= c->charged;
+	c->charged = 0;
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+
+	long ms = (long)(c->srv->cfg->handshake_timeout * 1000);
+
+	if (c->state == CONN_HANDSHAKE)
+		conn_close(c,
+		    "%s within %ld ms (handshake_timeout, from accept)",
+		    c->proto == CONN_PROTO_RPC     ? "no complete RPC hello"
+		    : c->proto == CONN_PROTO_AGENT ? "no agent hello welcomed"
+						   : "no protocol magic",
+		    ms);
+	else
+		conn_close(c,
+		    "a frame begun %ld ms ago is still incomplete "
+		    "(handshake_timeout)",
+		    ms);
+}
+
+/* Arm @c's absolute deadline of handshake_timeout from now. */
+static void
+deadline_arm(struct conn *c)
+{
+	double s = c->srv->cfg->handshake_timeout;
+	struct timeval tv = {
+	    (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+
+	(void)evtimer_add(c->deadline, &tv);
+}
+
+/*
+ * Between frames of a ready tracker or agent connection: a partial frame
+ * buffered must be complete within handshake_timeout of its first bytes
+ * (else a peer could hold up to max_frame for ever); none, no deadline.
+ */
+void
+conn_frame_deadline(struct conn *c)
+{
+	bool partial = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
+
+	if (c->state != CONN_READY || c->relay != NULL)
+		return;
+	if (!partial)
+		(void)evtimer_del(c->deadline);
+	else if (!evtimer_pending(c->deadline, NULL))
+		deadline_arm(c);
+}
+
+/* Handshaking connections from @host. */
+static size_t
+handshakes_from(const struct server *srv, const char *host)
+{
+	const struct conn *c;
+	size_t n = 0;
+
+	TAILQ_FOREACH(c, &srv->conns, link)
+		if (c->state == CONN_HANDSHAKE &&
+		    strcmp(c->peer_host, host) == 0)
+			n++;
+	return n;
+}
+
+/*
  * Take ownership of the accepted socket @fd and start the handshake.  On
- * failure the socket is closed and the failure logged.
+ * failure the socket is closed and the failure logged.  A host outside
+ * the allow-list (which may still link agents, with their token) gets at
+ * most CONN_MAX_HANDSHAKES_PER_HOST handshakes at a time, so slow hellos
+ * from one host cannot take max_connections from everyone else.
  */
 void
 conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 {
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
+	char peer[NETADDR_STRLEN], host[NETADDR_STRLEN];
 	struct conn *c;
 	int one = 1;
 
 	(void)salen;
+	netaddr_format(sa, peer, sizeof(peer));
+	netaddr_host(sa, host, sizeof(host));
 	if (srv->nconns >= srv->max_conns) {
-		char peer[NETADDR_STRLEN];
-
-		netaddr_format(sa, peer, sizeof(peer));
-		log_warn("farm port: refusing %s: %zu connections open, limit "
-			 "max_connections=%zu",
+		conn_refusal(srv,
+		    "refusing %s: %zu connections open, limit "
+		    "max_connections=%zu",
 		    peer, srv->nconns, srv->max_conns);
+		close(fd);
+		return;
+	}
+	if (!auth_peer_allowed(srv->auth, host) &&
+	    handshakes_from(srv, host) >= CONN_MAX_HANDSHAKES_PER_HOST) {
+		conn_refusal(srv,
+		    "refusing %s: %d handshakes from that host already, and "
+		    "it is not in the allow-list (--allow)",
+		    peer, CONN_MAX_HANDSHAKES_PER_HOST);
 		close(fd);
 		return;
 	}
@@ -88,8 +204,8 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	}
 	c->srv = srv;
 	c->id = ++srv->next_conn_id;
-	netaddr_format(sa, c->peer, sizeof(c->peer));
-	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
+	memcpy(c->peer, peer, sizeof(c->peer));
+	memcpy(c->peer_host, host, sizeof(c->peer_host));
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
 		netaddr_host((struct sockaddr *)&local, c->local_host,
 		    sizeof(c->local_host));
@@ -98,26 +214,92 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
 	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
+	c->deadline = evtimer_new(srv->base, deadline_cb, c);
+	if (c->bev == NULL || c->deadline == NULL) {
 		log_err("farm port: out of memory accepting %s", c->peer);
-		close(fd);
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		else
+			close(fd);
+		if (c->deadline != NULL)
+			event_free(c->deadline);
 		free(c);
 		return;
 	}
 	TAILQ_INSERT_TAIL(&srv->conns, c, link);
 	srv->nconns++;
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-	/* Stall reading once a frame's worth is buffered; frame_next() rejects
-	 * oversized frames as soon as their header arrives. */
-	bufferevent_setwatermark(c->bev, EV_READ, 0,
-	    (size_t)srv->cfg->max_frame + FRAME_HEADER_SIZE);
-	bufferevent_set_timeouts(c->bev, srv->tv_handshake, NULL);
+	/* Until its handshake is done a peer may have us buffer only
+	 * max_unauth_conn (conn_readcb() closes it there); then a frame's
+	 * worth (frame_next() rejects oversized frames on their header). */
+	bufferevent_setwatermark(
+	    c->bev, EV_READ, 0, (size_t)srv->cfg->max_unauth_conn + 1);
+	/* An absolute deadline, not an idle timer: a byte now and then
+	 * must not keep a handshake open. */
+	deadline_arm(c);
 	/* EV_WRITE stays off: conn_flush() writes replies directly and only
 	 * asks the loop for writability when the socket is full.  (A new
 	 * bufferevent starts with EV_WRITE enabled.) */
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
 	log_debug("conn %llu %s: accepted", (unsigned long long)c->id, c->peer);
+}
+
+/*
+ * Open a connection of the broker's own to @sa (@salen bytes), owned from
+ * the start by relay @relay: a TVM server registered by PUT that the
+ * broker relays (--relay-boards all).  The relay hears of the connect, or
+ * of its failure, through relay_event().  Returns the connection, or NULL
+ * with errno set (nothing to free).
+ */
+struct conn *
+conn_dial(struct server *srv, const struct sockaddr *sa, int salen,
+    struct relay *relay)
+{
+	struct conn *c;
+	int one = 1;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->srv = srv;
+	c->id = ++srv->next_conn_id;
+	c->proto = CONN_PROTO_RPC;
+	c->relay = relay;
+	netaddr_format(sa, c->peer, sizeof(c->peer));
+	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
+	c->bev = bufferevent_socket_new(srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	/* Unused (the relay keeps the dial's deadline), but every
+	 * connection has one. */
+	c->deadline = evtimer_new(srv->base, deadline_cb, c);
+	if (c->bev == NULL || c->deadline == NULL) {
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		if (c->deadline != NULL)
+			event_free(c->deadline);
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)sa, salen) <
+	    0) {
+		bufferevent_free(c->bev);
+		event_free(c->deadline);
+		free(c);
+		errno = ECONNREFUSED;
+		return NULL;
+	}
+	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof(one));
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	srv->nconns++;
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    (size_t)srv->cfg->max_frame + FRAME_HEADER_SIZE);
+	conn_ready(c);
+	bufferevent_enable(c->bev, EV_READ);
+	log_debug("conn %llu %s: dialling", (unsigned long long)c->id, c->peer);
+	return c;
 }
 
 /*
@@ -136,6 +318,8 @@ conn_free(struct conn *c)
 	if (c->agent != NULL)
 		agent_link_closed(c);
 	c->fr = fast_read_free(c->fr);
+	conn_uncharge(c);
+	event_free(c->deadline);
 	TAILQ_REMOVE(&c->srv->conns, c, link);
 	c->srv->nconns--;
 	bufferevent_free(c->bev);
@@ -159,8 +343,11 @@ conn_close(struct conn *c, const char *fmt, ...)
 	va_start(ap, fmt);
 	(void)vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
-	log_conn(c, LOG_NOTICE, "closing: %s", reason);
+	log_conn(
+	    c, c->quiet_close ? LOG_DEBUG : LOG_NOTICE, "closing: %s", reason);
 	conn_set_state(c, CONN_CLOSING);
+	conn_uncharge(c);
+	(void)evtimer_del(c->deadline);
 	if (c->tracker != NULL)
 		tracker_conn_closed(c);
 	if (c->agent != NULL)
@@ -251,6 +438,10 @@ void
 conn_ready(struct conn *c)
 {
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	(void)evtimer_del(c->deadline);
+	conn_uncharge(c);
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    (size_t)c->srv->cfg->max_frame + FRAME_HEADER_SIZE);
 	conn_set_state(c, CONN_READY);
 }
 
@@ -315,7 +506,7 @@ handshake(struct conn *c)
 			conn_close(c, "out of memory starting an agent link");
 			return;
 		}
-		conn_ready(c);
+		/* Handshaking until its hello is welcomed (agent_link.c). */
 		c->proto = CONN_PROTO_AGENT;
 		break;
 	default:
@@ -323,6 +514,54 @@ handshake(struct conn *c)
 		    magic[0], magic[1], magic[2], magic[3]);
 		return;
 	}
+}
+
+/*
+ * A read left part of a tracker frame or of an RPC hello in @c's input:
+ * TVM's peers write a frame's length (the hello's magic, its key length)
+ * on its own with Nagle on, and wait for our ACK before the rest leaves.
+ * ACK now instead of after the kernel's delayed-ACK timer (about 40 ms per
+ * frame otherwise).  Agent links and relayed sessions are left alone: the
+ * agent writes whole frames, and a relay forwards what it reads at once.
+ */
+static void
+conn_quickack_partial(struct conn *c)
+{
+	if (c->relay != NULL || c->proto == CONN_PROTO_AGENT ||
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+		return;
+	quickack_rearm(bufferevent_getfd(c->bev));
+}
+
+/*
+ * Count what handshaking @c has buffered against max_unauth_conn and the
+ * broker-wide max_unauth_bytes; over either, it goes.  0 or -1 (closed).
+ */
+static int
+conn_charge(struct conn *c)
+{
+	const struct broker_config *cfg = c->srv->cfg;
+	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
+
+	if (c->state != CONN_HANDSHAKE)
+		return 0;
+	c->srv->unauth_bytes += len - c->charged;
+	c->charged = len;
+	if (len > (size_t)cfg->max_unauth_conn) {
+		conn_close(c,
+		    "%zu bytes buffered before its handshake was done (limit "
+		    "max_unauth_conn=%ld)",
+		    len, cfg->max_unauth_conn);
+		return -1;
+	}
+	if (c->srv->unauth_bytes > (size_t)cfg->max_unauth_bytes) {
+		conn_close(c,
+		    "peers that have not finished a handshake hold %zu bytes "
+		    "(limit max_unauth_bytes=%ld)",
+		    c->srv->unauth_bytes, cfg->max_unauth_bytes);
+		return -1;
+	}
+	return 0;
 }
 
 static void
@@ -341,10 +580,14 @@ conn_readcb(struct bufferevent *bev, void *arg)
 		proxy_conn_read(c);
 	else if (c->state == CONN_READY && c->proto == CONN_PROTO_TRACKER)
 		tracker_conn_read(c);
-	else if (c->state == CONN_READY && c->proto == CONN_PROTO_AGENT)
+	else if (c->state != CONN_CLOSING && c->proto == CONN_PROTO_AGENT)
 		agent_link_read(c);
-	if (c->state != CONN_CLOSING)
-		conn_flush(c);
+	if (c->state == CONN_CLOSING || conn_charge(c) < 0)
+		return;
+	if (c->proto == CONN_PROTO_TRACKER || c->proto == CONN_PROTO_AGENT)
+		conn_frame_deadline(c);
+	conn_flush(c);
+	conn_quickack_partial(c);
 }
 
 static void
@@ -369,7 +612,7 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if (c->relay != NULL && c->state != CONN_CLOSING) {
-		relay_event(c, what); /* frees c */
+		relay_event(c, what); /* frees c, unless it just connected */
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {

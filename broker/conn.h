@@ -51,11 +51,16 @@ struct conn {
 	struct relay *relay;  /* shared with the peer; see relay.c */
 	struct fast_read *fr; /* conn_fast_read(): large reads */
 	uint64_t frames_in;
+	struct event *deadline; /* handshake, or a partial frame: absolute */
+	size_t charged;         /* input counted in srv->unauth_bytes */
+	bool quiet_close;       /* conn_close() logs at debug (rate-limited) */
 	TAILQ_ENTRY(conn) link;
 };
 
 void conn_accept(
     struct server *srv, int fd, const struct sockaddr *sa, int salen);
+struct conn *conn_dial(struct server *srv, const struct sockaddr *sa, int salen,
+    struct relay *relay);
 void conn_close(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void conn_free(struct conn *c);
@@ -65,6 +70,9 @@ void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
 void conn_flush(struct conn *c);
 int conn_peer_gone(const struct conn *c);
+void conn_frame_deadline(struct conn *c);
+void conn_refusal(struct server *srv, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 #define log_conn(c, level, fmt, ...)                                      \
 	log_msg(level, "conn %llu %s: " fmt, (unsigned long long)(c)->id, \

@@ -9,14 +9,19 @@
 #include "http_api.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
+#include <event2/listener.h>
 #include <jansson.h>
 
 #include "agent_link.h"
@@ -36,10 +41,50 @@
 #define HTTP_LEASES_DEFAULT 50
 #define HTTP_LEASES_MAX     1000
 #define HTTP_MAX_BODY       (64 * 1024)
+#define HTTP_MAX_HEAD       (16 * 1024)
+#define HTTP_IDLE_TIMEOUT   30
+#define HTTP_SWEEP_US       250000 /* forgetting finished ones */
+
+/*
+ * What the API watches of each connection, ahead of evhttp (libevent 2.1
+ * has no hook between a request's headers and its body): the bytes as
+ * they arrive, through a callback on the input buffer of the bufferevent
+ * we make for evhttp.  From them it knows each request's head in time to
+ * refuse a body it would not accept (no token, too large) before reading
+ * it, and it gives every head an absolute deadline.  It holds a reference
+ * on the bufferevent; evhttp freeing it (callbacks cleared) ends the
+ * connection's slot under max_http_connections.
+ */
+enum http_conn_state {
+	HTTP_CONN_HEAD, /* reading a request head */
+	HTTP_CONN_BODY, /* skipping a body of known length */
+	HTTP_CONN_DONE, /* refused (or past what we parse): ignore bytes */
+};
+
+struct http_conn {
+	struct http_api *api;    /* borrowed */
+	struct bufferevent *bev; /* our reference; evhttp owns the rest */
+	struct event *deadline;  /* the head must be complete by then */
+	struct event *refuse_ev; /* sends the refusal, outside callbacks */
+	enum http_conn_state state;
+	uint64_t body_left; /* HTTP_CONN_BODY: bytes still to skip */
+	int code;           /* the refusal: status, reason, JSON message */
+	const char *reason;
+	char msg[200];
+	size_t nhead;
+	char head[HTTP_MAX_HEAD];
+	TAILQ_ENTRY(http_conn) link;
+};
 
 struct http_api {
 	struct server *srv; /* borrowed, outlives the api */
 	struct evhttp *http;
+	struct evconnlistener *listener; /* borrowed: evhttp's */
+	struct event *sweep_ev;          /* forgets connections evhttp freed */
+	TAILQ_HEAD(, http_conn) conns;
+	size_t nconns;
+	time_t last_log; /* per-peer complaints: one line a second */
+	unsigned long quiet;
 	char address[NETADDR_STRLEN];
 };
 
@@ -95,7 +140,7 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 {
 	struct boards_ctx *x = arg;
 	char id[32];
-	json_t *lease = json_null();
+	json_t *lease = json_null(), *task = json_null();
 
 	if (b->lease_id != 0)
 		lease = json_pack("{sIssssso so}", "id",
@@ -103,9 +148,18 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 		    b->lease_peer, "granted_at",
 		    json_util_time(b->lease_granted_us), "held_seconds",
 		    json_util_seconds(b->lease_granted_us, x->now));
+	if (b->task.job > 0)
+		task = json_pack("{sI si sI si ss so so so}", "job",
+		    (json_int_t)b->task.job, "task", b->task.idx, "id",
+		    (json_int_t)b->task.id, "attempt", b->task.attempt, "user",
+		    b->task.user, "name", json_util_str_or_null(b->task.name),
+		    "started_at", json_util_time(b->task.started_us),
+		    "running_seconds",
+		    json_util_seconds(b->task.started_us, x->now));
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	(void)json_object_set_new(x->live, id,
-	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
+	    json_pack("{sIsososs}", "free", (json_int_t)b->free, "lease", lease,
+		"task", task, "relay", b->relay));
 }
 
 static void
@@ -129,20 +183,22 @@ static int
 ledger_board_cb(const struct ledger_board *b, void *arg)
 {
 	struct boards_ctx *x = arg;
-	json_t *live, *lease, *v;
+	json_t *live, *lease, *task, *tags, *v;
 	char id[32];
 
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	live = json_object_get(x->live, id);
 	lease = json_object_get(live, "lease");
-	v = json_pack("{sIsssssssssssIsososOso}", "id", (json_int_t)b->id,
+	task = json_object_get(live, "task");
+	v = json_pack("{sIsssssssssssIsososOsosO}", "id", (json_int_t)b->id,
 	    "name", b->name, "kind", b->kind, "key", b->key, "address",
 	    b->address, "state", b->state, "free",
 	    json_integer_value(json_object_get(live, "free")), "first_seen",
 	    json_util_time(b->first_seen_us), "last_seen",
 	    json_util_time(b->last_seen_us), "lease",
 	    lease ? lease : json_null(), "detail",
-	    json_util_str_or_null(b->detail));
+	    json_util_str_or_null(b->detail), "task",
+	    task ? task : json_null());
 	if (v != NULL && strcmp(b->kind, "agent") == 0 &&
 	    json_object_set(v, "heartbeat",
 		json_object_get(live, "heartbeat")
@@ -151,8 +207,17 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 		json_decref(v);
 		return -ENOMEM;
 	}
-	if (v == NULL ||
-	    json_object_set_new(v, "drained", json_boolean(b->drained)) < 0) {
+	if (v == NULL)
+		return -ENOMEM;
+	tags = b->tags != NULL ? json_loads(b->tags, 0, NULL) : NULL;
+	if (json_object_set_new(v, "drained", json_boolean(b->drained)) < 0 ||
+	    json_object_set_new(
+		v, "tags", tags != NULL ? tags : json_object()) < 0 ||
+	    json_object_set(v, "relay",
+		json_object_get(live, "relay") ? json_object_get(live, "relay")
+					       : json_null()) < 0 ||
+	    json_object_set_new(v, "runs", json_integer(b->runs)) < 0 ||
+	    json_object_set_new(v, "failures", json_integer(b->failures)) < 0) {
 		json_decref(v);
 		return -ENOMEM;
 	}
@@ -202,11 +267,17 @@ request_cb(const struct tracker_request_info *r, void *arg)
 {
 	struct queue_ctx *x = arg;
 
-	(void)json_array_append_new(
-	    x->requests, json_pack("{sssssfsoso}", "user", r->user, "peer",
-			     r->peer, "priority", r->priority, "requested_at",
-			     json_util_time(r->requested_us), "waited_seconds",
-			     json_util_seconds(r->requested_us, x->now)));
+	json_t *v = json_pack("{ss ss so so so so}", "kind", r->kind, "user",
+	    r->user, "peer", json_util_str_or_null(r->peer), "priority",
+	    json_util_number(r->priority), "requested_at",
+	    json_util_time(r->requested_us), "waited_seconds",
+	    json_util_seconds(r->requested_us, x->now));
+
+	if (v != NULL && r->job > 0) {
+		(void)json_object_set_new(v, "job", json_integer(r->job));
+		(void)json_object_set_new(v, "task", json_integer(r->task_idx));
+	}
+	(void)json_array_append_new(x->requests, v);
 }
 
 static int
@@ -261,9 +332,9 @@ lease_cb(const struct ledger_lease *l, void *arg)
 {
 	json_t *list = arg, *v;
 
-	v = json_pack("{sIsssssssfsosososososososososo}", "id",
+	v = json_pack("{sI ss ss ss so so so so so so so so so so so}", "id",
 	    (json_int_t)l->id, "key", l->key, "user", l->user, "peer", l->peer,
-	    "priority", l->priority, "board_id",
+	    "priority", json_util_number(l->priority), "board_id",
 	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
 	    json_util_str_or_null(l->board), "matchkey",
 	    json_util_str_or_null(l->matchkey), "requested_at",
@@ -369,25 +440,54 @@ static void
 post_drain(
     struct http_api *api, struct evhttp_request *req, int64_t id, bool on)
 {
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *reason = NULL, *user = NULL;
 	struct npufarm_err err;
-	json_t *v;
+	json_t *body = NULL, *v;
+	json_error_t jerr;
+	char *peer = NULL, actor[160];
+	ev_uint16_t port;
 	int live;
 
+	/* Optional: {"reason": WHY, "user": WHO} (docs/api.md). */
+	if (evbuffer_get_length(in) > 0 &&
+	    (json_util_load((const char *)evbuffer_pullup(in, -1),
+		 evbuffer_get_length(in), 4, &body, &err) < 0 ||
+		json_unpack_ex(body, &jerr, JSON_STRICT, "{s?s, s?s}", "reason",
+		    &reason, "user", &user) < 0)) {
+		http_api_reply_error(req, 400, "Bad Request",
+		    body == NULL ? err.msg : jerr.text);
+		json_decref(body);
+		return;
+	}
+	evhttp_connection_get_peer(evcon, &peer, &port);
+	(void)snprintf(actor, sizeof(actor), "%.64s@%.64s",
+	    user != NULL && user[0] != '\0' ? user : "api",
+	    peer != NULL ? peer : "unknown");
 	if (ledger_board_drain(
-		api->srv->ledger, id, on, ledger_now_us(), &err) < 0) {
+		api->srv->ledger, id, on, ledger_now_us(), &err) < 0 ||
+	    ledger_event_by(api->srv->ledger,
+		on ? "board_drain" : "board_undrain", id, reason, actor,
+		ledger_now_us(), &err) < 0) {
 		http_api_reply_error(req, 404, "Not Found", err.msg);
+		json_decref(body);
 		return;
 	}
 	live = tracker_board_drain(api->srv, id, on);
 	if (!on)
 		(void)agent_link_undrain(api->srv, id);
 	(void)tracker_flush_boards(api->srv);
-	log_notice("board %lld %s through the API (%d live registrations)",
-	    (long long)id, on ? "drained" : "undrained", live);
-	v = json_pack(
-	    "{sIsbsb}", "id", (json_int_t)id, "drained", on, "live", live > 0);
+	log_notice("board %lld %s through the API by %s%s%s (%d live "
+		   "registrations)",
+	    (long long)id, on ? "drained" : "undrained", actor,
+	    reason ? ": " : "", reason ? reason : "", live);
+	v = json_pack("{sIsbsbsoss}", "id", (json_int_t)id, "drained", on,
+	    "live", live > 0, "reason", json_util_str_or_null(reason), "by",
+	    actor);
 	http_api_reply_json(req, 200, "OK", v);
 	json_decref(v);
+	json_decref(body);
 }
 
 /* /v1/boards/{id}/{drain|undrain}: 1 handled, 0 not this route. */
@@ -461,6 +561,427 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 	http_api_reply_error(req, 404, "Not Found", "no such API path");
 }
 
+/* ---- connections: cap, deadlines, refusing bodies on their headers ---- */
+
+/* Log a complaint about a peer at most once a second (with a count). */
+static void complain(struct http_api *api, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void refuse(struct http_conn *hc, int code, const char *reason,
+    const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+static void
+complain(struct http_api *api, const char *fmt, ...)
+{
+	time_t now = time(NULL);
+	char msg[400];
+	va_list ap;
+
+	if (now == api->last_log) {
+		api->quiet++;
+		return;
+	}
+	api->last_log = now;
+	if (api->quiet > 0)
+		log_warn(
+		    "HTTP API: %lu similar messages suppressed", api->quiet);
+	api->quiet = 0;
+	va_start(ap, fmt);
+	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	log_warn("%s", msg);
+}
+
+static void
+http_conn_free(struct http_conn *hc)
+{
+	TAILQ_REMOVE(&hc->api->conns, hc, link);
+	hc->api->nconns--;
+	if (hc->deadline != NULL)
+		event_free(hc->deadline);
+	if (hc->refuse_ev != NULL)
+		event_free(hc->refuse_ev);
+	bufferevent_free(hc->bev); /* drops our reference */
+	free(hc);
+}
+
+/* Whether evhttp has freed @hc's connection (it clears the callbacks). */
+static bool
+http_conn_gone(const struct http_conn *hc)
+{
+	bufferevent_data_cb rd, wr;
+	bufferevent_event_cb ev;
+
+	bufferevent_getcb(hc->bev, &rd, &wr, &ev, NULL);
+	return rd == NULL && wr == NULL && ev == NULL;
+}
+
+static void
+sweep(struct http_api *api)
+{
+	struct http_conn *hc, *next;
+
+	for (hc = TAILQ_FIRST(&api->conns); hc != NULL; hc = next) {
+		next = TAILQ_NEXT(hc, link);
+		if (http_conn_gone(hc))
+			http_conn_free(hc);
+	}
+}
+
+static void
+sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_api *api = arg;
+
+	sweep(api);
+	if (TAILQ_EMPTY(&api->conns))
+		(void)event_del(api->sweep_ev);
+}
+
+/*
+ * Answer @hc's peer with the refusal in @hc and end the connection: the
+ * reply is written straight to the socket (a few hundred bytes) and evhttp
+ * is told the peer is gone, so it frees its side without reading on.
+ */
+static void
+refuse_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *hc = arg;
+	char body[300], reply[600];
+	json_t *v;
+	char *text;
+	int n;
+
+	if (http_conn_gone(hc))
+		return;
+	v = json_pack("{ss}", "error", hc->msg);
+	text = v != NULL ? json_dumps(v, JSON_COMPACT) : NULL;
+	json_decref(v);
+	(void)snprintf(body, sizeof(body), "%s\n",
+	    text != NULL ? text : "{\"error\":\"refused\"}");
+	free(text);
+	n = snprintf(reply, sizeof(reply),
+	    "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+	    "Content-Length: %zu\r\nConnection: close\r\n%s\r\n%s",
+	    hc->code, hc->reason, strlen(body),
+	    hc->code == 401 ? "WWW-Authenticate: Bearer realm=\"npufarm\"\r\n"
+			    : "",
+	    body);
+	if (n > 0 && (size_t)n < sizeof(reply))
+		(void)send(bufferevent_getfd(hc->bev), reply, (size_t)n,
+		    MSG_DONTWAIT | MSG_NOSIGNAL);
+	(void)shutdown(bufferevent_getfd(hc->bev), SHUT_WR);
+	bufferevent_trigger_event(hc->bev, BEV_EVENT_EOF, 0);
+}
+
+static void
+refuse(struct http_conn *hc, int code, const char *reason, const char *fmt, ...)
+{
+	va_list ap;
+	struct evbuffer *in = bufferevent_get_input(hc->bev);
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	char peer[NETADDR_STRLEN] = "a peer";
+
+	hc->state = HTTP_CONN_DONE;
+	hc->code = code;
+	hc->reason = reason;
+	va_start(ap, fmt);
+	(void)vsnprintf(hc->msg, sizeof(hc->msg), fmt, ap);
+	va_end(ap);
+	/* Nothing more is read, and evhttp parses nothing of what was. */
+	bufferevent_disable(hc->bev, EV_READ);
+	(void)evbuffer_drain(in, evbuffer_get_length(in));
+	if (getpeername(
+		bufferevent_getfd(hc->bev), (struct sockaddr *)&ss, &sl) == 0)
+		netaddr_format((struct sockaddr *)&ss, peer, sizeof(peer));
+	complain(
+	    hc->api, "HTTP API: refusing a request (%s): %s", peer, hc->msg);
+	event_active(hc->refuse_ev, EV_TIMEOUT, 0);
+}
+
+static void
+deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct http_conn *hc = arg;
+	char secs[32];
+
+	if (http_conn_gone(hc) || hc->state != HTTP_CONN_HEAD)
+		return;
+	(void)snprintf(
+	    secs, sizeof(secs), "%g", hc->api->srv->cfg->handshake_timeout);
+	refuse(hc, 408, "Request Timeout",
+	    "the request head did not arrive within %s s%s", secs,
+	    " (handshake_timeout)");
+}
+
+/*
+ * The value of header @name among the @n NUL-terminated lines at @h (the
+ * request line first), trailing blanks cut; NULL when absent.
+ */
+static const char *
+head_value(const char *h, const char *end, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (h += strlen(h) + 1; h < end; h += strlen(h) + 1)
+		if (strncasecmp(h, name, n) == 0 && h[n] == ':')
+			return h + n + 1 + strspn(h + n + 1, " \t");
+	return NULL;
+}
+
+/* The body limit of @method @path: artifacts, jobs, everything else. */
+static uint64_t
+route_limit(
+    const struct broker_config *cfg, const char *method, const char *path)
+{
+	if (strcmp(method, "PUT") == 0 &&
+	    strncmp(path, "/v1/artifacts/", 14) == 0)
+		return (uint64_t)cfg->max_artifact;
+	if (strcmp(method, "POST") == 0 && strcmp(path, "/v1/jobs") == 0)
+		return (uint64_t)cfg->max_job_body;
+	return HTTP_MAX_BODY;
+}
+
+/*
+ * A whole request head is in @hc->head: decide on its body before a byte
+ * of it is read.  Requests without a body go on to evhttp, whose handlers
+ * check the token as before.
+ */
+static void
+head_done(struct http_conn *hc)
+{
+	struct server *srv = hc->api->srv;
+	char *h = hc->head, *end = hc->head + hc->nhead, *p;
+	char method[16] = "", path[256] = "", lim[32], len[32], what[320];
+	const char *cl, *te, *q;
+	unsigned long long n = 0;
+	uint64_t limit;
+	int r;
+
+	/* Lines end in \n (evhttp accepts a bare \n too): cut them, and
+	 * the blanks before each end. */
+	for (p = h; p < end; p++)
+		if (*p == '\n') {
+			char *t = p;
+
+			*p = '\0';
+			while (t > h &&
+			       (t[-1] == '\r' || t[-1] == ' ' || t[-1] == '\t'))
+				*--t = '\0';
+		}
+	if (sscanf(h, "%15s %255s", method, path) != 2)
+		return; /* evhttp answers 400 */
+	q = strchr(path, '?');
+	if (q != NULL)
+		path[q - path] = '\0';
+	cl = head_value(h, end, "Content-Length");
+	te = head_value(h, end, "Transfer-Encoding");
+	if (cl != NULL)
+		n = strtoull(cl, NULL, 10);
+	if (te != NULL && strncasecmp(te, "identity", 8) != 0) {
+		refuse(hc, 411, "Length Required",
+		    "%s %s: send the body with a Content-Length, not chunked",
+		    method, path);
+		return;
+	}
+	if (n == 0) {
+		hc->state = HTTP_CONN_HEAD;
+		return;
+	}
+	r = auth_http_check(srv->auth, head_value(h, end, "Authorization"),
+	    auth_route_scope(strcmp(method, "POST") == 0  ? EVHTTP_REQ_POST
+			     : strcmp(method, "PUT") == 0 ? EVHTTP_REQ_PUT
+							  : EVHTTP_REQ_GET,
+		path));
+	if (r == -ENOKEY || r == -EKEYREJECTED) {
+		refuse(hc, 401, "Unauthorized", "%s%s",
+		    r == -ENOKEY ? AUTH_MSG_NO_TOKEN : AUTH_MSG_BAD_TOKEN,
+		    " (before its body was read)");
+		return;
+	}
+	limit = route_limit(srv->cfg, method, path);
+	if (n > limit) {
+		(void)snprintf(len, sizeof(len), "%llu", n);
+		(void)snprintf(
+		    lim, sizeof(lim), "%llu", (unsigned long long)limit);
+		(void)snprintf(what, sizeof(what), "%s %s: a body of %s bytes",
+		    method, path, len);
+		refuse(hc, 413, "Payload Too Large",
+		    "%s is over this route's limit of %s bytes", what, lim);
+		return;
+	}
+	hc->body_left = n;
+	hc->state = HTTP_CONN_BODY;
+}
+
+/* Account @len bytes of the stream at @p. */
+static void
+watch_bytes(struct http_conn *hc, const char *p, size_t len)
+{
+	const struct broker_config *cfg = hc->api->srv->cfg;
+
+	while (len > 0 && hc->state != HTTP_CONN_DONE) {
+		if (hc->state == HTTP_CONN_BODY) {
+			size_t k =
+			    hc->body_left < len ? (size_t)hc->body_left : len;
+
+			hc->body_left -= k;
+			p += k;
+			len -= k;
+			if (hc->body_left == 0)
+				hc->state = HTTP_CONN_HEAD;
+			continue;
+		}
+		if (!evtimer_pending(hc->deadline, NULL)) {
+			struct timeval tv = {(time_t)cfg->handshake_timeout,
+			    (suseconds_t)((cfg->handshake_timeout -
+					      (double)(time_t)
+						  cfg->handshake_timeout) *
+					  1e6)};
+
+			(void)evtimer_add(hc->deadline, &tv);
+		}
+		if (hc->nhead == sizeof(hc->head)) {
+			hc->state = HTTP_CONN_DONE; /* evhttp answers 400 */
+			break;
+		}
+		hc->head[hc->nhead++] = *p++;
+		len--;
+		if (hc->nhead >= 2 && hc->head[hc->nhead - 1] == '\n' &&
+		    (hc->head[hc->nhead - 2] == '\n' ||
+			(hc->nhead >= 3 && hc->head[hc->nhead - 2] == '\r' &&
+			    hc->head[hc->nhead - 3] == '\n'))) {
+			/* Blank lines before a request are not its end. */
+			if (strspn(hc->head, "\r\n") == hc->nhead) {
+				hc->nhead = 0;
+				continue;
+			}
+			(void)evtimer_del(hc->deadline);
+			hc->state = HTTP_CONN_HEAD;
+			head_done(hc);
+			hc->nhead = 0;
+		}
+	}
+}
+
+static void
+input_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+	struct http_conn *hc = arg;
+	struct evbuffer_ptr pos;
+	size_t len = evbuffer_get_length(buf), off;
+	char chunk[4096];
+
+	if (info->n_added == 0)
+		return;
+	if (http_conn_gone(hc)) {
+		/* evhttp is done with it; until sweep(), read nothing. */
+		bufferevent_disable(hc->bev, EV_READ | EV_WRITE);
+		(void)evbuffer_drain(buf, len);
+		return;
+	}
+	if (hc->state == HTTP_CONN_DONE || len < info->n_added)
+		return;
+	off = len - info->n_added;
+	while (off < len && hc->state != HTTP_CONN_DONE) {
+		size_t k =
+		    len - off < sizeof(chunk) ? len - off : sizeof(chunk);
+
+		if (hc->state == HTTP_CONN_BODY && hc->body_left >= len - off) {
+			/* Body bytes: count them without copying. */
+			hc->body_left -= len - off;
+			if (hc->body_left == 0)
+				hc->state = HTTP_CONN_HEAD;
+			break;
+		}
+		if (evbuffer_ptr_set(buf, &pos, off, EVBUFFER_PTR_SET) < 0 ||
+		    evbuffer_copyout_from(buf, &pos, chunk, k) != (ev_ssize_t)k)
+			break;
+		watch_bytes(hc, chunk, k);
+		off += k;
+	}
+}
+
+/*
+ * evhttp's hook for a new connection's bufferevent: we make it, watch its
+ * input, and refuse the connection beyond max_http_connections.
+ */
+static struct bufferevent *
+bev_cb(struct event_base *base, void *arg)
+{
+	struct http_api *api = arg;
+	struct http_conn *hc;
+	struct bufferevent *bev;
+	char n[32];
+
+	sweep(api);
+	/* BEV_OPT_CLOSE_ON_FREE: evhttp only shuts the socket down when it
+	 * is done (the peer sees its EOF at once), and the socket stays ours
+	 * until sweep() drops our reference, so its number cannot be reused
+	 * while the bufferevent's events still refer to it.  input_cb() stops
+	 * a finished connection's reads at the first one. */
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	hc = bev != NULL ? calloc(1, sizeof(*hc)) : NULL;
+	if (hc == NULL)
+		return bev; /* evhttp copes, unwatched; OOM is logged there */
+	hc->api = api;
+	hc->bev = bev;
+	hc->deadline = evtimer_new(base, deadline_cb, hc);
+	hc->refuse_ev = evtimer_new(base, refuse_cb, hc);
+	if (hc->deadline == NULL || hc->refuse_ev == NULL) {
+		if (hc->deadline != NULL)
+			event_free(hc->deadline);
+		if (hc->refuse_ev != NULL)
+			event_free(hc->refuse_ev);
+		free(hc);
+		return bev;
+	}
+	bufferevent_incref(bev);
+	TAILQ_INSERT_TAIL(&api->conns, hc, link);
+	api->nconns++;
+	if (!event_pending(api->sweep_ev, EV_TIMEOUT, NULL)) {
+		struct timeval tv = {0, HTTP_SWEEP_US};
+
+		(void)event_add(api->sweep_ev, &tv);
+	}
+	if (api->nconns > (size_t)api->srv->cfg->max_http_connections) {
+		(void)snprintf(
+		    n, sizeof(n), "%ld", api->srv->cfg->max_http_connections);
+		refuse(hc, 503, "Service Unavailable",
+		    "too many connections to the API (limit "
+		    "max_http_connections=%s); try again later",
+		    n);
+	}
+	(void)evbuffer_add_cb(bufferevent_get_input(bev), input_cb, hc);
+	return bev;
+}
+
+static void
+resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)evconnlistener_enable(arg);
+}
+
+/*
+ * accept() failed (EMFILE and friends): pause accepting for a second
+ * instead of spinning on the ready socket (which also bounds the log to a
+ * line a second).  libevent hands us evhttp's pointer, not ours: the
+ * listener itself is all this needs.
+ */
+static void
+accept_error_cb(struct evconnlistener *l, void *arg)
+{
+	struct timeval one = {1, 0};
+	int e = EVUTIL_SOCKET_ERROR();
+
+	(void)evconnlistener_disable(l);
+	if (event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT,
+		resume_cb, l, &one) < 0)
+		(void)evconnlistener_enable(l);
+	log_warn("HTTP API: accept failed: %s; pausing accepts for 1 s",
+	    strerror(e));
+}
+
 /*
  * Serve the API on @addr ("HOST:PORT"; port 0 picks one).  Returns 0, or
  * -EADDRINUSE and friends with the address in @err.
@@ -484,8 +1005,10 @@ http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
 	if (api == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	api->srv = srv;
+	TAILQ_INIT(&api->conns);
 	api->http = evhttp_new(srv->base);
-	if (api->http == NULL) {
+	api->sweep_ev = event_new(srv->base, -1, EV_PERSIST, sweep_cb, api);
+	if (api->http == NULL || api->sweep_ev == NULL) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
@@ -494,8 +1017,9 @@ http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
 	    api->http, srv->cfg->max_artifact > HTTP_MAX_BODY
 			   ? (ev_ssize_t)srv->cfg->max_artifact
 			   : HTTP_MAX_BODY);
-	evhttp_set_max_headers_size(api->http, 16 * 1024);
-	evhttp_set_timeout(api->http, 30);
+	evhttp_set_max_headers_size(api->http, HTTP_MAX_HEAD);
+	evhttp_set_timeout(api->http, HTTP_IDLE_TIMEOUT);
+	evhttp_set_bevcb(api->http, bev_cb, api);
 	evhttp_set_allowed_methods(
 	    api->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 			   EVHTTP_REQ_HEAD | EVHTTP_REQ_DELETE);
@@ -507,6 +1031,8 @@ http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
 		    strerror(errno));
 		goto fail;
 	}
+	api->listener = evhttp_bound_socket_get_listener(bs);
+	evconnlistener_set_error_cb(api->listener, accept_error_cb);
 	netaddr_format(
 	    (struct sockaddr *)&ss, api->address, sizeof(api->address));
 	log_notice("HTTP API listening on %s", api->address);
@@ -524,7 +1050,11 @@ http_api_free(struct http_api *api)
 	if (api == NULL)
 		return NULL;
 	if (api->http != NULL)
-		evhttp_free(api->http);
+		evhttp_free(api->http); /* frees every connection */
+	while (!TAILQ_EMPTY(&api->conns))
+		http_conn_free(TAILQ_FIRST(&api->conns));
+	if (api->sweep_ev != NULL)
+		event_free(api->sweep_ev);
 	free(api);
 	return NULL;
 }

@@ -43,6 +43,8 @@
 #include "metrics.h"
 #include "scheduler.h"
 #include "server.h"
+#include "sha256_util.h"
+#include "tags.h"
 #include "task_spec.h"
 #include "tracker.h"
 
@@ -98,6 +100,7 @@ struct job {
 	struct jobs *jobs;
 	int64_t id;
 	char *key, *user;
+	char *tags; /* canonical tags the boards must carry (tags.h); NULL */
 	double priority, queue_timeout;
 	int64_t submitted_us;
 	bool started; /* "running" is in the ledger */
@@ -107,6 +110,7 @@ struct job {
 	int counts[COUNT_MAX];
 	uint64_t seq;            /* progress, for waiters */
 	struct event *expire_ev; /* the queue timeout */
+	struct event *nokey_ev;  /* --unknown-key-grace; NULL: not armed */
 	TAILQ_ENTRY(job) link;
 };
 
@@ -351,6 +355,7 @@ task_enqueue(struct task *t)
 	if (r < 0)
 		return r;
 	t->s.kind = SCHED_KIND_TASK;
+	t->s.tags = job->tags;
 	t->queued_us = ledger_now_us();
 	return sched_enqueue(q, &t->s, job->user, job->priority);
 }
@@ -482,6 +487,35 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
 			return; /* the job is gone */
 }
 
+/*
+ * --unknown-key-grace passed and still no board has the job's key: its
+ * queued tasks end rejected, naming the keys that exist (as a TVM request
+ * for such a key fails).  A board of the key that came meanwhile keeps the
+ * job waiting.
+ */
+static void
+nokey_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *job = arg;
+	struct server *srv = job->jobs->srv;
+	char keys[512], detail[768];
+	size_t i, n = job->ntasks;
+
+	if (tracker_key_boards(srv, job->key) > 0)
+		return;
+	tracker_known_keys(srv, keys, sizeof(keys));
+	(void)snprintf(detail, sizeof(detail),
+	    "no board with key '%s' registered within %g s "
+	    "(unknown_key_grace); keys with boards: %s",
+	    job->key, srv->cfg->unknown_key_grace, keys);
+	log_notice("job %lld: %s", (long long)job->id, detail);
+	for (i = 0; i < n; i++)
+		if (job->tasks[i].state == TASK_QUEUED &&
+		    task_end_plain(
+			&job->tasks[i], NPUFARM_OUTCOME_REJECTED, detail, true))
+			return; /* the job is gone */
+}
+
 /* ---- jobs ---------------------------------------------------------- */
 
 static void
@@ -503,9 +537,12 @@ job_free(struct job *job)
 	}
 	if (job->expire_ev != NULL)
 		event_free(job->expire_ev);
+	if (job->nokey_ev != NULL)
+		event_free(job->nokey_ev);
 	free(job->tasks);
 	free(job->key);
 	free(job->user);
+	free(job->tags);
 	free(job);
 }
 
@@ -593,7 +630,8 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	struct server *srv = j->srv;
 	const char *key = NULL, *user = NULL;
 	double priority = 0, queue_timeout = 3600;
-	json_t *tasks = NULL, *tv;
+	json_t *tasks = NULL, *tv, *tags = NULL, *tags_obj;
+	char *tags_text = NULL;
 	struct task_spec *spec = NULL;
 	struct ledger_job lj;
 	json_error_t jerr;
@@ -604,9 +642,9 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	int r;
 
 	if (json_unpack_ex(body, &jerr, JSON_STRICT,
-		"{s:s, s?s, s?F, s?F, s:o}", "key", &key, "user", &user,
+		"{s:s, s?s, s?F, s?F, s:o, s?o}", "key", &key, "user", &user,
 		"priority", &priority, "queue_timeout", &queue_timeout, "tasks",
-		&tasks) < 0)
+		&tasks, "tags", &tags) < 0)
 		return err_set(err, -EINVAL, "job: %s", jerr.text);
 	if (key[0] == '\0' || strlen(key) > (size_t)srv->cfg->max_key_len)
 		return err_set(err, -EINVAL, "key: must be 1..%ld bytes",
@@ -641,6 +679,12 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 			    "tasks[%zu].artifact: no artifact %s; PUT "
 			    "/v1/artifacts/%s first",
 			    i, spec->artifact, spec->artifact);
+		if (r == 0 && spec->check.on &&
+		    artifacts_size(srv->artifacts, spec->check.ref, &size) < 0)
+			r = err_set(err, -EINVAL,
+			    "tasks[%zu].check.ref: no artifact %s; PUT "
+			    "/v1/artifacts/%s first",
+			    i, spec->check.ref, spec->check.ref);
 		if (r < 0) {
 			free(spec);
 			return r;
@@ -651,6 +695,20 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 		free(spec);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
+	/* The tags its boards must carry, kept as the ledger's JSON too. */
+	r = tags_canon(tags, "tags", &job->tags, err);
+	tags_obj = r == 0 && job->tags != NULL ? tags_json(job->tags) : NULL;
+	tags_text = tags_obj != NULL
+			? json_dumps(tags_obj, JSON_COMPACT | JSON_SORT_KEYS)
+			: NULL;
+	json_decref(tags_obj);
+	if (r == 0 && job->tags != NULL && tags_text == NULL)
+		r = err_set(err, -ENOMEM, "out of memory");
+	if (r < 0) {
+		free(spec);
+		job_free(job);
+		return r;
+	}
 	job->submitted_us = ledger_now_us();
 	lj = (struct ledger_job){
 	    .key = key,
@@ -660,8 +718,10 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	    .queue_timeout = queue_timeout,
 	    .ntasks = (int)n,
 	    .submitted_us = job->submitted_us,
+	    .tags = tags_text,
 	};
 	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
+	free(tags_text);
 	for (i = 0; r == 0 && i < n; i++) {
 		tv = json_array_get(tasks, i);
 		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
@@ -698,8 +758,11 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	r = ledger_sync(srv->ledger, err);
 	if (r < 0) {
 		job_free(job);
-		return err_set(err, -EIO,
-		    "the ledger could not commit the job: %s", err->msg);
+		/* Not err_set(err, ..., err->msg): vsnprintf into its own
+		 * argument is undefined. */
+		err_prefix(err, "the ledger could not commit the job: ");
+		err->code = -EIO;
+		return -EIO;
 	}
 	job->counts[COUNT_QUEUED] = (int)n;
 	for (i = 0; i < n; i++)
@@ -707,6 +770,14 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 			log_err("job %lld: out of memory queueing task %zu",
 			    (long long)job->id, i);
 	job_arm_expiry(job);
+	if (srv->tv_grace != NULL && tracker_key_boards(srv, key) == 0) {
+		job->nokey_ev = evtimer_new(srv->base, nokey_cb, job);
+		if (job->nokey_ev == NULL ||
+		    evtimer_add(job->nokey_ev, srv->tv_grace) < 0)
+			log_err("job %lld: out of memory arming its "
+				"unknown_key_grace",
+			    (long long)job->id);
+	}
 	log_notice("job %lld: %zu tasks for '%s' from %s (user %s)",
 	    (long long)job->id, n, key, peer, user);
 	*ret_id = job->id;
@@ -759,6 +830,28 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 	    "job %lld: cancel asked; %d tasks affected", (long long)id, count);
 	*ret_n = count;
 	return 0;
+}
+
+/*
+ * What the views show of task @r (a SCHED_KIND_TASK request, queued or
+ * running), into @ret_info; its strings live as long as the task.
+ */
+void
+jobs_task_info(const struct sched_request *r, struct jobs_task_info *ret_info)
+{
+	const struct task *t = container_of(r, struct task, s);
+
+	*ret_info = (struct jobs_task_info){
+	    .job = t->job->id,
+	    .idx = t->idx,
+	    .id = t->id,
+	    .attempt = t->attempts,
+	    .user = t->job->user,
+	    .name = t->name,
+	    .priority = t->job->priority,
+	    .queued_us = t->queued_us,
+	    .started_us = t->state == TASK_RUNNING ? t->started_us : 0,
+	};
 }
 
 /* ---- running tasks -------------------------------------------------- */
@@ -846,14 +939,18 @@ jobs_task_board_gone(
 }
 
 /* {"type": "running", "task": ID, "attempt": N}: back after a reconnect. */
-static void
-handle_running(struct server *srv, struct agent *a, json_t *v)
+static int
+handle_running(
+    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	json_int_t id = 0, attempt = 0;
+	const char *type;
+	json_error_t jerr;
 	struct task *t;
 
-	if (json_unpack(v, "{s:I, s:I}", "task", &id, "attempt", &attempt) < 0)
-		return;
+	if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:I, s:I}", "type",
+		&type, "task", &id, "attempt", &attempt) < 0)
+		return err_set(err, -EINVAL, "running: %s", jerr.text);
 	t = task_find(srv->jobs, id);
 	if (t == NULL || t->state != TASK_RUNNING || t->attempts != attempt ||
 	    t->agent != NULL || t->board_id != agent_board_id(a)) {
@@ -861,20 +958,22 @@ handle_running(struct server *srv, struct agent *a, json_t *v)
 		(void)agent_link_send(
 		    a, json_pack("{ss sI sI}", "type", "cancel", "task", id,
 			   "attempt", attempt));
-		return;
+		return 0;
 	}
 	(void)evtimer_del(t->grace_ev);
 	t->agent = a;
 	tracker_agent_task_resume(agent_data(a), &t->s);
 	log_notice("task %lld: its agent is back and still running it",
 	    (long long)t->id);
+	return 0;
 }
 
 /* {"type": "result", ...}: an attempt's end, acknowledged after commit. */
-static void
-handle_result(struct server *srv, struct agent *a, json_t *v)
+static int
+handle_result(
+    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
 {
-	const char *id, *outcome, *detail;
+	const char *type, *id, *outcome, *detail;
 	json_int_t task, attempt, number = 0;
 	struct ledger_task_result res = {0};
 	json_t *costs = NULL, *jdetail = NULL;
@@ -884,23 +983,33 @@ handle_result(struct server *srv, struct agent *a, json_t *v)
 	struct task *t;
 	bool mine;
 
-	if (json_unpack_ex(v, &jerr, 0,
-		"{s:s, s:I, s:I, s:s, s?o, s?o, s?I, s?i, s?i}", "id", &id,
-		"task", &task, "attempt", &attempt, "outcome", &outcome,
-		"detail", &jdetail, "costs", &costs, "number", &number,
-		"signal", &sig, "status", &status) < 0 ||
-	    (o = npufarm_outcome_from_name(outcome)) < 0) {
-		log_warn("agent board %lld: a malformed task result: %s",
-		    (long long)agent_board_id(a),
-		    jerr.text[0] ? jerr.text : "bad outcome");
-		return;
-	}
+	if (json_unpack_ex(v, &jerr, JSON_STRICT,
+		"{s:s, s:s, s:I, s:I, s:s, s?o, s?o, s?I, s?i, s?i}", "type",
+		&type, "id", &id, "task", &task, "attempt", &attempt, "outcome",
+		&outcome, "detail", &jdetail, "costs", &costs, "number",
+		&number, "signal", &sig, "status", &status) < 0)
+		return err_set(err, -EINVAL, "result: %s", jerr.text);
+	if ((o = npufarm_outcome_from_name(outcome)) < 0)
+		return err_set(err, -EINVAL, "result: unknown outcome");
+	if (id[0] == '\0' || strlen(id) > (size_t)srv->cfg->max_key_len)
+		return err_set(err, -EINVAL,
+		    "result: id: empty or longer than max_key_len=%ld",
+		    srv->cfg->max_key_len);
+	if (jdetail != NULL && !json_is_string(jdetail) &&
+	    !json_is_null(jdetail))
+		return err_set(
+		    err, -EINVAL, "result: detail: expected a string or null");
+	if (costs != NULL && !json_is_array(costs))
+		return err_set(
+		    err, -EINVAL, "result: costs: expected an array");
+	if (number < 0)
+		return err_set(err, -EINVAL, "result: number: negative");
 	detail = json_string_value(jdetail); /* null or absent: none */
 	t = task_find(srv->jobs, task);
 	mine = t != NULL && t->state == TASK_RUNNING &&
 	       t->attempts == attempt && t->board_id == agent_board_id(a);
 	if (mine) {
-		if (costs != NULL && json_is_array(costs))
+		if (costs != NULL)
 			costs_text = json_dumps(costs, JSON_COMPACT);
 		res = (struct ledger_task_result){
 		    .outcome = outcome,
@@ -922,26 +1031,35 @@ handle_result(struct server *srv, struct agent *a, json_t *v)
 	/* Recorded (now, or before): acknowledge once committed. */
 	if (agent_link_ack_later(a, id) < 0)
 		log_err("out of memory acknowledging %s", id);
+	return 0;
 }
 
 /* {"type": "fetch", "sha256": S, "offset": O}: the next chunk. */
-static void
-handle_fetch(struct server *srv, struct agent *a, json_t *v)
+static int
+handle_fetch(
+    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	unsigned char *raw = NULL;
+	const char *type, *sha;
 	char *b64 = NULL;
-	const char *sha;
 	json_int_t offset;
+	json_error_t jerr;
 	uint64_t size = 0;
 	ssize_t n = 0;
 
-	if (json_unpack(v, "{s:s, s:I}", "sha256", &sha, "offset", &offset) <
-		0 ||
-	    offset < 0 || artifacts_size(srv->artifacts, sha, &size) < 0) {
+	if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:s, s:I}", "type",
+		&type, "sha256", &sha, "offset", &offset) < 0)
+		return err_set(err, -EINVAL, "fetch: %s", jerr.text);
+	if (offset < 0)
+		return err_set(err, -EINVAL, "fetch: offset: negative");
+	if (!sha256_util_valid(sha))
+		return err_set(
+		    err, -EINVAL, "fetch: sha256: expected 64 hex digits");
+	if (artifacts_size(srv->artifacts, sha, &size) < 0) {
 		(void)agent_link_send(
-		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256",
-			   sha ? sha : "", "error", "no such artifact"));
-		return;
+		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256", sha,
+			   "error", "no such artifact"));
+		return 0;
 	}
 	raw = malloc(JOBS_CHUNK);
 	b64 = malloc(4 * (JOBS_CHUNK / 3 + 1) + 1);
@@ -961,19 +1079,25 @@ handle_fetch(struct server *srv, struct agent *a, json_t *v)
 out:
 	free(raw);
 	free(b64);
+	return 0;
 }
 
-/* A frame about tasks on agent @a's link. */
-void
-jobs_agent_frame(
-    struct server *srv, struct agent *a, const char *type, json_t *v)
+/*
+ * A frame about tasks on agent @a's link.  0, or -EINVAL for a malformed
+ * frame (a missing, extra or mistyped field; @err says which): the caller
+ * closes the link, as for every other malformed agent frame.
+ */
+int
+jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
+    json_t *v, struct npufarm_err *err)
 {
 	if (strcmp(type, "result") == 0)
-		handle_result(srv, a, v);
-	else if (strcmp(type, "running") == 0)
-		handle_running(srv, a, v);
-	else if (strcmp(type, "fetch") == 0)
-		handle_fetch(srv, a, v);
+		return handle_result(srv, a, v, err);
+	if (strcmp(type, "running") == 0)
+		return handle_running(srv, a, v, err);
+	if (strcmp(type, "fetch") == 0)
+		return handle_fetch(srv, a, v, err);
+	return err_set(err, -EINVAL, "unknown task frame type");
 }
 
 /* ---- life ------------------------------------------------------------ */
@@ -1076,6 +1200,14 @@ recover_job_cb(const struct ledger_job_row *row, void *arg)
 	job->id = row->id;
 	job->submitted_us = row->submitted_us;
 	job->started = strcmp(row->state, "running") == 0;
+	if (row->tags != NULL) {
+		json_t *tags = json_loads(row->tags, 0, NULL);
+
+		if (tags_canon(tags, "tags", &job->tags, &err) < 0)
+			log_err("job %lld: its tags in the ledger: %s",
+			    (long long)job->id, err.msg);
+		json_decref(tags);
+	}
 	x->job = job;
 	r = ledger_foreach_task(
 	    x->jobs->srv->ledger, job->id, recover_task_cb, x, &err);

@@ -42,5 +42,20 @@ void jobs_task_granted(struct server *srv, struct sched_request *r,
     struct agent *a, int64_t board_id);
 void jobs_task_board_gone(
     struct server *srv, struct sched_request *r, const char *why);
-void jobs_agent_frame(
-    struct server *srv, struct agent *a, const char *type, json_t *v);
+/* What the views show of a task, waiting or running (borrowed strings). */
+struct jobs_task_info {
+	int64_t job; /* the job's id */
+	int idx;     /* the task's index in it */
+	int64_t id;  /* the task's id */
+	int attempt; /* attempts started so far */
+	const char *user;
+	const char *name; /* NULL when none */
+	double priority;
+	int64_t queued_us;  /* this attempt was queued */
+	int64_t started_us; /* this attempt started; 0 while queued */
+};
+
+void jobs_task_info(
+    const struct sched_request *r, struct jobs_task_info *ret_info);
+int jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
+    json_t *v, struct npufarm_err *err);

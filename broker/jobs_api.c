@@ -31,6 +31,8 @@
 #include "log.h"
 #include "server.h"
 #include "sha256_util.h"
+#include "task_spec.h"
+#include "tracker.h"
 
 #define JOBS_API_LIMIT_DEFAULT 50
 #define JOBS_API_LIMIT_MAX     1000
@@ -119,6 +121,29 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 
 /* ---- jobs -------------------------------------------------------------- */
 
+/*
+ * What a job for @key, which no board has, is in for (accepted: a board
+ * may register within --unknown-key-grace), into @buf.
+ */
+static void
+nokey_warning(struct server *srv, const char *key, char *buf, size_t len)
+{
+	char keys[512];
+
+	tracker_known_keys(srv, keys, sizeof(keys));
+	if (srv->cfg->unknown_key_grace > 0)
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job fails in %g s "
+		    "(unknown_key_grace) unless one registers; keys with "
+		    "boards: %s",
+		    key, srv->cfg->unknown_key_grace, keys);
+	else
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job waits for one; keys with "
+		    "boards: %s",
+		    key, keys);
+}
+
 static void
 post_job(struct server *srv, struct evhttp_request *req)
 {
@@ -126,7 +151,8 @@ post_job(struct server *srv, struct evhttp_request *req)
 	size_t len = evbuffer_get_length(in);
 	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
 	struct npufarm_err err;
-	char *peer = NULL;
+	char *peer = NULL, warning[1024] = "";
+	const char *key;
 	ev_uint16_t port;
 	int64_t id;
 	int n, r;
@@ -146,6 +172,9 @@ post_job(struct server *srv, struct evhttp_request *req)
 	evhttp_connection_get_peer(evcon, &peer, &port);
 	r = jobs_submit(
 	    srv->jobs, body, peer ? peer : "unknown", &id, &n, &err);
+	key = json_string_value(json_object_get(body, "key"));
+	if (r == 0 && key != NULL && tracker_key_boards(srv, key) == 0)
+		nokey_warning(srv, key, warning, sizeof(warning));
 	json_decref(body);
 	if (r == -EINVAL || r == -E2BIG) {
 		bad(req, err.msg);
@@ -157,6 +186,8 @@ post_job(struct server *srv, struct evhttp_request *req)
 	}
 	v = json_pack(
 	    "{sI si ss}", "id", (json_int_t)id, "tasks", n, "state", "queued");
+	if (v != NULL && warning[0] != '\0')
+		(void)json_object_set_new(v, "warning", json_string(warning));
 	http_api_reply_json(req, 201, "Created", v);
 	json_decref(v);
 }
@@ -178,19 +209,22 @@ static json_t *
 job_row_json(struct server *srv, const struct ledger_job_row *row)
 {
 	struct npufarm_err err;
-	json_t *tasks =
-	    json_pack("{si si si}", "total", 0, "queued", 0, "running", 0);
+	json_t *tags, *tasks = json_pack(
+			  "{si si si}", "total", 0, "queued", 0, "running", 0);
 
 	if (tasks == NULL || ledger_task_counts(srv->ledger, row->id, count_cb,
 				 tasks, &err) < 0) {
 		json_decref(tasks);
 		return NULL;
 	}
-	return json_pack("{sI ss ss sf sf ss so so so}", "id",
+	tags = row->tags != NULL ? json_loads(row->tags, 0, NULL) : NULL;
+	return json_pack("{sI ss ss so so ss so so so so}", "id",
 	    (json_int_t)row->id, "key", row->key, "user", row->user, "priority",
-	    row->priority, "queue_timeout", row->queue_timeout, "state",
-	    row->state, "submitted", json_util_time(row->submitted_us),
-	    "finished", json_util_time(row->finished_us), "tasks", tasks);
+	    json_util_number(row->priority), "queue_timeout",
+	    json_util_number(row->queue_timeout), "state", row->state,
+	    "submitted", json_util_time(row->submitted_us), "finished",
+	    json_util_time(row->finished_us), "tasks", tasks, "tags",
+	    tags != NULL ? tags : json_object());
 }
 
 struct list_ctx {
@@ -285,7 +319,9 @@ out:
 static int
 task_cb(const struct ledger_task_row *row, void *arg)
 {
-	json_t *list = arg, *costs = json_null(), *v;
+	json_t *list = arg, *costs = json_null(), *spec, *v;
+	struct task_spec *ts = malloc(sizeof(*ts));
+	char group[TASK_SPEC_GROUP_MAX] = "";
 	json_error_t jerr;
 
 	if (row->costs != NULL) {
@@ -293,15 +329,23 @@ task_cb(const struct ledger_task_row *row, void *arg)
 		if (costs == NULL)
 			costs = json_null();
 	}
-	v = json_pack("{si so ss so si so so so so so so}", "index", row->idx,
-	    "name", json_util_str_or_null(row->name), "state", row->state,
-	    "outcome", json_util_str_or_null(row->outcome), "attempts",
-	    row->attempts, "board", json_util_str_or_null(row->board), "costs",
-	    costs, "number",
+	/* The group it is ranked in: its own "group", else its inputs. */
+	spec = row->spec != NULL ? json_loads(row->spec, 0, &jerr) : NULL;
+	if (ts != NULL && spec != NULL &&
+	    task_spec_parse(spec, "", ts, NULL) == 0)
+		task_spec_group(ts, group, sizeof(group));
+	json_decref(spec);
+	free(ts);
+	v = json_pack("{si so ss so si so so so so so so so}", "index",
+	    row->idx, "name", json_util_str_or_null(row->name), "state",
+	    row->state, "outcome", json_util_str_or_null(row->outcome),
+	    "attempts", row->attempts, "board",
+	    json_util_str_or_null(row->board), "costs", costs, "number",
 	    row->number > 0 ? json_integer(row->number) : json_null(), "detail",
 	    json_util_str_or_null(row->detail), "queued_s",
 	    json_util_seconds(row->queued_us, row->started_us), "run_s",
-	    json_util_seconds(row->started_us, row->finished_us));
+	    json_util_seconds(row->started_us, row->finished_us), "group",
+	    group[0] != '\0' ? json_string(group) : json_null());
 	return v == NULL || json_array_append_new(list, v) < 0 ? -ENOMEM : 0;
 }
 

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "server.h"
 #include "service.h"
+#include "tvm_flags.h"
 
 enum {
 	OPT_HELP = 'h',
@@ -30,6 +31,7 @@ enum {
 	OPT_CHECK_CONFIG,
 	OPT_VERSION,
 	OPT_TABLE, /* forwarded to broker_config_set() by name */
+	OPT_TVM,   /* TVM rpc_tracker's flags, to tvm_flags_set() by name */
 };
 
 static const struct option long_options[] = {
@@ -59,6 +61,8 @@ static const struct option long_options[] = {
     {"ledger-sync", required_argument, NULL, OPT_TABLE},
     {"pair-timeout", required_argument, NULL, OPT_TABLE},
     {"agent-backstop", required_argument, NULL, OPT_TABLE},
+    {"board-grace", required_argument, NULL, OPT_TABLE},
+    {"relay-boards", required_argument, NULL, OPT_TABLE},
     {"agent-heartbeat", required_argument, NULL, OPT_TABLE},
     {"max-relays", required_argument, NULL, OPT_TABLE},
     {"relay-buffer", required_argument, NULL, OPT_TABLE},
@@ -66,6 +70,16 @@ static const struct option long_options[] = {
     {"agent-token-file", required_argument, NULL, OPT_TABLE},
     {"api-token-file", required_argument, NULL, OPT_TABLE},
     {"admin-token-file", required_argument, NULL, OPT_TABLE},
+    {"max-http-connections", required_argument, NULL, OPT_TABLE},
+    {"max-job-body", required_argument, NULL, OPT_TABLE},
+    {"max-unauth-bytes", required_argument, NULL, OPT_TABLE},
+    {"max-unauth-conn", required_argument, NULL, OPT_TABLE},
+    {"retain-days", required_argument, NULL, OPT_TABLE},
+    {"retain-mb", required_argument, NULL, OPT_TABLE},
+    {"host", required_argument, NULL, OPT_TVM},
+    {"port", required_argument, NULL, OPT_TVM},
+    {"port-end", required_argument, NULL, OPT_TVM},
+    {"silent", no_argument, NULL, OPT_TVM},
     {NULL, 0, NULL, 0},
 };
 
@@ -89,6 +103,15 @@ usage(FILE *f)
 	    "  --check-config         validate the configuration and exit\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
 	    "  --help, --version\n\n"
+	    "TVM rpc_tracker's flags, so its start-up scripts work unchanged "
+	    "(docs/tvm.md):\n"
+	    "  --host HOST            farm port host (default 0.0.0.0, as "
+	    "TVM's)\n"
+	    "  --port P --port-end E  bind the first free port in [P, E) "
+	    "(default\n"
+	    "                         9190, 9199); not together with "
+	    "--listen\n"
+	    "  --silent               log warnings and errors only\n\n"
 	    "Options also accepted as config-file keys (with '_' for '-'):\n"
 	    "  --%-20s HTTP API address (default 127.0.0.1:9191)\n"
 	    "  --%-20s ledger path (default ./npufarm.db)\n",
@@ -182,9 +205,12 @@ static int
 load_config(int argc, char **argv, struct broker_config *cfg,
     struct main_args *ret_args, struct npufarm_err *err)
 {
+	struct tvm_flags tvm;
+	size_t nlisten_flags = 0;
 	const char *path;
 	int opt, idx, r;
 
+	tvm_flags_init(&tvm);
 	broker_config_defaults(cfg);
 	ret_args->exit = -1;
 	path = find_config(argc, argv);
@@ -195,6 +221,7 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 	    (opt = getopt_long(argc, argv, "hv", long_options, &idx)) != -1) {
 		switch (opt) {
 		case OPT_LISTEN:
+			nlisten_flags++;
 			r = broker_config_add_listen(cfg, optarg, err);
 			break;
 		case OPT_ALLOW:
@@ -223,6 +250,10 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 			r = broker_config_set(
 			    cfg, long_options[idx].name, optarg, err);
 			break;
+		case OPT_TVM:
+			r = tvm_flags_set(&tvm, long_options[idx].name,
+			    optarg != NULL ? optarg : "", err);
+			break;
 		default:
 			usage(stderr);
 			ret_args->exit = 2;
@@ -238,6 +269,11 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 	if (optind < argc) {
 		fprintf(stderr, "npufarm-broker: unexpected argument '%s'\n",
 		    argv[optind]);
+		ret_args->exit = 2;
+		return 0;
+	}
+	if (tvm_flags_apply(&tvm, nlisten_flags, cfg, err) < 0) {
+		fprintf(stderr, "npufarm-broker: %s\n", err->msg);
 		ret_args->exit = 2;
 		return 0;
 	}

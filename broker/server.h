@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include "broker_config.h"
 #include "netaddr.h"
@@ -25,6 +26,15 @@ struct metrics;
 struct npufarm_err;
 struct sched;
 struct timeval;
+
+/* Per-address wrong agent tokens (agent_link.c): the back-off. */
+#define SERVER_GUESS_SLOTS 64
+struct server_guess {
+	char host[NETADDR_STRLEN]; /* "" = free */
+	unsigned fails;            /* wrong tokens in a row */
+	int64_t last_us;           /* the last one */
+	int64_t until_us;          /* hellos refused unchecked until then */
+};
 
 struct server {
 	struct event_base *base;
@@ -47,6 +57,10 @@ struct server {
 	TAILQ_HEAD(, agent) agents; /* agent links, see agent_link.c */
 	size_t nconns;
 	size_t max_conns; /* max_connections, resolved against RLIMIT_NOFILE */
+	size_t unauth_bytes; /* buffered from handshaking peers (conn.c) */
+	time_t refuse_log;   /* conn.c: refusals logged at most 1/s */
+	unsigned long refuse_quiet;
+	struct server_guess guesses[SERVER_GUESS_SLOTS];
 	uint64_t next_conn_id;
 	TAILQ_HEAD(, board) dirty_boards;   /* state changes not yet written */
 	const struct timeval *tv_handshake; /* common timeouts */

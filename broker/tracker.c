@@ -35,6 +35,7 @@
 #include <npufarm/protocol.h>
 
 #include "agent_link.h"
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -54,6 +55,8 @@
 #define TRACKER_MAX_FRAMES_PER_EVENT 16
 /* Longest list of keys quoted in a "no such key" diagnostic. */
 #define TRACKER_KEYS_MSG_MAX         512
+/* Bytes of one connection's UPDATE_INFO, serialised (issue 12). */
+#define TRACKER_MAX_INFO             4096
 
 static const char *const board_state_names[] = {
     [BOARD_IDLE] = "idle",
@@ -208,7 +211,9 @@ tracker_lease_release(
 		if (b->is_agent)
 			tracker_agent_update(b);
 		else
-			tracker_board_set_state(b, BOARD_IDLE);
+			tracker_board_set_state(b, b->quarantine != NULL
+						       ? BOARD_QUARANTINED
+						       : BOARD_IDLE);
 	}
 }
 
@@ -254,7 +259,8 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	return l;
 }
 
-static void pending_add(struct board *b, struct lease *l, const char *mk);
+static void pending_add(
+    struct board *b, struct lease *l, const char *mk, const char *dial_key);
 
 /*
  * Give slot @s to request @t.  A TVM client gets the grant frame: the
@@ -269,10 +275,14 @@ grant(struct treq *t, struct slot *s)
 	struct conn *client = t->conn;
 	struct server *srv = client->srv;
 	bool rpc = t->rpc;
+	/* A board registered by PUT whose sessions the broker relays: the
+	 * client is sent to the broker, which dials the board. */
+	bool dial = !b->proxied && !b->is_agent && srv->cfg->relay_all;
+	char fresh[4096 + 32]; /* max_key_len is at most 4096 */
 	struct lease *l;
 	int r = 0;
 
-	if (rpc && !b->proxied) {
+	if (rpc && !b->proxied && !dial) {
 		/* Clients reach such a board directly; nothing to relay. */
 		sched_slot_push(b->queue, &s->s);
 		treq_end(t, "rejected",
@@ -281,11 +291,14 @@ grant(struct treq *t, struct slot *s)
 		relay_refuse(client, "no board of that key dials in");
 		return;
 	}
-	if (!rpc && b->proxied)
+	if (dial)
+		tracker_matchkey_new(
+		    sched_queue_key(b->queue), fresh, sizeof(fresh));
+	if (!rpc && (b->proxied || dial))
 		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
 		    srv->cfg->public_addr ? srv->cfg->public_addr
 					  : client->local_host,
-		    (long)client->local_port, s->matchkey);
+		    (long)client->local_port, dial ? fresh : s->matchkey);
 	else if (!rpc)
 		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
 		    b->host, b->port, s->matchkey);
@@ -295,16 +308,25 @@ grant(struct treq *t, struct slot *s)
 		return;
 	}
 	l = lease_open(t, b, s->matchkey);
+	if (l != NULL)
+		l->relayed = dial;
 	TAILQ_REMOVE(&b->slots, s, link);
 	b->conn->tracker->nslots--;
 	if (b->proxied && !rpc && l != NULL)
-		pending_add(b, l, s->matchkey);
-	free(s);
+		pending_add(b, l, s->matchkey, NULL);
+	else if (dial && !rpc && l != NULL)
+		pending_add(b, l, fresh, s->matchkey);
 	treq_free(t);
-	if (b->proxied && rpc)
+	if (dial && rpc) {
+		metrics_lease_relayed(srv->metrics, l ? l->id : 0,
+		    sched_queue_key(b->queue), 0, NULL);
+		relay_dial(client, b->host, b->port, s->matchkey, l ? l->id : 0,
+		    b->id);
+	} else if (b->proxied && rpc)
 		tracker_board_relay(b, client, l ? l->id : 0);
 	else
 		conn_flush(client);
+	free(s);
 }
 
 /*
@@ -335,9 +357,11 @@ tracker_schedule_queue(struct sched_queue *q)
 	struct sched_slot *ss;
 
 	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
-		struct treq *t = container_of(r, struct treq, s);
+		struct treq *t = r->kind == SCHED_KIND_TVM
+				     ? container_of(r, struct treq, s)
+				     : NULL;
 
-		if (r->kind == SCHED_KIND_TVM && conn_peer_gone(t->conn)) {
+		if (t != NULL && conn_peer_gone(t->conn)) {
 			/* Its EOF is still queued; the connection goes when
 			 * that is read.  q keeps its free slot, so survives. */
 			treq_end(t, "cancelled",
@@ -455,6 +479,8 @@ board_free(struct board *b, const char *why, bool quiet)
 	struct slot *s;
 	char detail[160];
 
+	/* Releasing its last lease below would offer it again otherwise. */
+	b->dying = true;
 	while ((s = TAILQ_FIRST(&b->slots)) != NULL) {
 		sched_slot_remove(&s->s);
 		TAILQ_REMOVE(&b->slots, s, link);
@@ -505,6 +531,9 @@ board_free(struct board *b, const char *why, bool quiet)
 	free(b->data_key);
 	free(b->data_session);
 	free(b->quarantine);
+	if (b->unreach_ev != NULL)
+		event_free(b->unreach_ev);
+	free(b->tags);
 	free(b);
 	sched_queue_gc(q);
 }
@@ -516,6 +545,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	const char *host = m->custom_addr ? m->custom_addr : c->peer_host;
 	struct sched_queue *q;
 	struct board *b, *bb;
+	struct lease *l;
 	struct slot *s;
 	size_t mklen = strlen(m->matchkey);
 
@@ -549,9 +579,23 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		return;
 	}
 	/* A TVM server PUTs after every session (or ~8 s after a grant that
-	 * was never used): the oldest open lease of this board is over. */
-	if (!TAILQ_EMPTY(&b->leases))
-		tracker_lease_release(b, TAILQ_FIRST(&b->leases), NULL,
+	 * was never used): the oldest open lease of this board is over.  A
+	 * grant whose client has not come yet names a matchkey the board
+	 * just gave up (--relay-boards all), and a session the broker
+	 * relays ends when its relay says so. */
+	if (b->pending != NULL) {
+		struct lease *pl = b->pending->lease;
+
+		tracker_pending_free(b->pending);
+		tracker_lease_release(b, pl, "lost",
+		    "the board registered a new matchkey before the client "
+		    "connected");
+	}
+	TAILQ_FOREACH(l, &b->leases, link)
+		if (!l->relayed)
+			break;
+	if (l != NULL)
+		tracker_lease_release(b, l, NULL,
 		    "released: board registered again (session not relayed "
 		    "by the broker; its outcome was not observed)");
 	s->board = b;
@@ -559,7 +603,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	memcpy(s->matchkey, m->matchkey, mklen + 1);
 	TAILQ_INSERT_TAIL(&b->slots, s, link);
 	tc->nslots++;
-	if (!b->drained)
+	if (!b->drained && b->quarantine == NULL)
 		sched_slot_push(q, &s->s);
 	reply_code(c, NPUFARM_TVM_SUCCESS);
 	tracker_schedule_queue(q);
@@ -589,6 +633,27 @@ known_keys(struct server *srv, char *buf, size_t len)
 		(void)snprintf(buf, len, "none: no board is registered");
 	else if (more > 0)
 		(void)snprintf(buf + o, len - o, " and %zu more", more);
+}
+
+/*
+ * The keys that have boards, quoted, into @buf (for messages about a key
+ * that has none: TVM requests and jobs alike).
+ */
+void
+tracker_known_keys(struct server *srv, char *buf, size_t len)
+{
+	known_keys(srv, buf, len);
+}
+
+/* How many boards of @key are registered (any state). */
+size_t
+tracker_key_boards(struct server *srv, const char *key)
+{
+	struct sched_queue *q;
+
+	if (sched_queue_get(srv->sched, key, false, &q) < 0)
+		return 0;
+	return sched_queue_boards(q);
 }
 
 /* Answer @t with [-1, msg], record it and drop its queue if now empty. */
@@ -709,9 +774,12 @@ oom:
 
 /*
  * UPDATE_INFO merges into the connection's info (TVM does dict.update) and
- * substitutes the peer's IP for a null host (display only).  The result is
- * kept serialised, since it is only ever sent back verbatim in SUMMARY:
- * SUMMARY then costs a copy per server instead of a JSON encoding.
+ * substitutes the peer's IP for a null host (display only).  The merged
+ * info is capped at TRACKER_MAX_INFO bytes (issue 12: merging let a peer
+ * grow it, and its re-parsing, without bound; a TVM server sends under
+ * 100).  The result is kept serialised, since it is only ever sent back
+ * verbatim in SUMMARY: SUMMARY then costs a copy per server instead of a
+ * JSON encoding.
  */
 static void
 handle_update_info(struct conn *c, const struct tvm_tracker_msg *m)
@@ -733,6 +801,15 @@ handle_update_info(struct conn *c, const struct tvm_tracker_msg *m)
 	text = json_util_dumps_py(info);
 	if (text == NULL)
 		goto oom;
+	if (strlen(text) > TRACKER_MAX_INFO) {
+		conn_close(c,
+		    "UPDATE_INFO: %zu bytes of info, limit %d (a TVM server "
+		    "sends under 100)",
+		    strlen(text), TRACKER_MAX_INFO);
+		free(text);
+		json_decref(info);
+		return;
+	}
 	key = json_object_get(info, "key");
 	tc->is_server = json_is_string(key) &&
 			strncmp(json_string_value(key), "server", 6) == 0;
@@ -1017,10 +1094,16 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 			    .state = b->drained && b->state == BOARD_IDLE
 					 ? "draining"
 					 : board_state_name(b->state),
+			    .relay = b->is_agent           ? "agent"
+				     : b->proxied          ? "proxy"
+				     : srv->cfg->relay_all ? "broker"
+							   : "none",
 			};
 
 			TAILQ_FOREACH(s, &b->slots, link)
 				info.free++;
+			if (b->task != NULL)
+				jobs_task_info(b->task, &info.task);
 			fn(&info, arg);
 		}
 	}
@@ -1034,15 +1117,30 @@ struct foreach_req {
 static void
 foreach_req_cb(struct sched_request *r, void *arg)
 {
-	struct treq *t = container_of(r, struct treq, s);
 	struct foreach_req *f = arg;
 	struct tracker_request_info info = {
+	    .kind = "tvm",
 	    .user = sched_request_user(r),
-	    .peer = t->conn->peer,
-	    .priority = t->priority,
-	    .requested_us = t->requested_us,
 	};
+	struct treq *t;
 
+	/* A waiting native task is no treq (issue 11: reading it as one
+	 * showed garbage and was undefined behaviour). */
+	if (r->kind == SCHED_KIND_TASK) {
+		struct jobs_task_info ti;
+
+		jobs_task_info(r, &ti);
+		info.kind = "task";
+		info.priority = ti.priority;
+		info.requested_us = ti.queued_us;
+		info.job = ti.job;
+		info.task_idx = ti.idx;
+	} else {
+		t = container_of(r, struct treq, s);
+		info.peer = t->conn->peer;
+		info.priority = t->priority;
+		info.requested_us = t->requested_us;
+	}
 	f->fn(&info, f->arg);
 }
 
@@ -1075,27 +1173,39 @@ tracker_pending_free(struct pending *p)
 	(void)tdelete(p, &srv->pending, pending_cmp);
 	p->board->pending = NULL;
 	event_free(p->timer);
+	free(p->dial_key);
 	free(p);
 }
 
-/* A fresh matchkey for a board that dialled in: KEY:npufarm-<64 random bits>.
+/*
+ * A fresh matchkey of @key into @buf (at least strlen(@key) + 32 bytes):
+ * KEY:npufarm-<64 random bits>.
  */
+void
+tracker_matchkey_new(const char *key, char *buf, size_t len)
+{
+	uint64_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint64_t)ledger_now_us() ^ (uint64_t)(uintptr_t)buf;
+	(void)snprintf(
+	    buf, len, "%s:npufarm-%016llx", key, (unsigned long long)rnd);
+}
+
+/* A fresh slot for a board that dialled in, with a fresh matchkey. */
 struct slot *
 tracker_slot_new(struct board *b)
 {
 	const char *key = sched_queue_key(b->queue);
-	uint64_t rnd = 0;
 	struct slot *s;
 	size_t n = strlen(key) + 32;
 
 	s = calloc(1, sizeof(*s) + n);
 	if (s == NULL)
 		return NULL;
-	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (uint64_t)ledger_now_us() ^ (uint64_t)(uintptr_t)s;
-	(void)snprintf(
-	    s->matchkey, n, "%s:npufarm-%016llx", key, (unsigned long long)rnd);
+	tracker_matchkey_new(key, s->matchkey, n);
 	s->board = b;
+	s->s.tags = b->tags;
 	return s;
 }
 
@@ -1103,8 +1213,11 @@ tracker_slot_new(struct board *b)
 static int
 board_offer(struct board *b)
 {
-	struct slot *s = tracker_slot_new(b);
+	struct slot *s;
 
+	if (b->dying)
+		return 0;
+	s = tracker_slot_new(b);
 	if (s == NULL)
 		return -ENOMEM;
 	s->s.caps = SCHED_CAP_TVM;
@@ -1130,12 +1243,18 @@ pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    b->conn->srv->cfg->pair_timeout);
 	tracker_pending_free(p);
 	tracker_lease_release(b, l, "lost", detail);
-	if (!b->is_agent && board_offer(b) < 0)
+	if (b->proxied && board_offer(b) < 0)
 		conn_close(b->conn, "out of memory offering a board");
 }
 
+/*
+ * Hold lease @l of @b until a client connects to the broker with matchkey
+ * @mk; @dial_key (copied) is a PUT board's own matchkey when the broker
+ * dials it, else NULL.
+ */
 static void
-pending_add(struct board *b, struct lease *l, const char *mk)
+pending_add(
+    struct board *b, struct lease *l, const char *mk, const char *dial_key)
 {
 	struct server *srv = b->conn->srv;
 	size_t n = strlen(mk) + 1;
@@ -1148,10 +1267,14 @@ pending_add(struct board *b, struct lease *l, const char *mk)
 	p->board = b;
 	p->lease = l;
 	p->timer = evtimer_new(srv->base, pending_timeout_cb, p);
+	if (dial_key != NULL)
+		p->dial_key = strdup(dial_key);
 	if (p->timer == NULL || evtimer_add(p->timer, srv->tv_pair) < 0 ||
+	    (dial_key != NULL && p->dial_key == NULL) ||
 	    tsearch(p, &srv->pending, pending_cmp) == NULL) {
 		if (p->timer != NULL)
 			event_free(p->timer);
+		free(p->dial_key);
 		free(p);
 		goto oom;
 	}
@@ -1279,10 +1402,21 @@ tracker_proxy_client(struct conn *c, const char *match)
 	found = tfind(probe, &srv->pending, pending_cmp);
 	free(probe);
 	if (found != NULL) {
-		b = (*found)->board;
-		lease_id = (*found)->lease->id;
-		tracker_pending_free(*found);
-		tracker_board_relay(b, c, lease_id);
+		struct pending *p = *found;
+		char *dial_key = p->dial_key;
+
+		b = p->board;
+		lease_id = p->lease->id;
+		p->dial_key = NULL;
+		tracker_pending_free(p);
+		if (dial_key != NULL) {
+			metrics_lease_relayed(srv->metrics, lease_id,
+			    sched_queue_key(b->queue), 0, NULL);
+			relay_dial(
+			    c, b->host, b->port, dial_key, lease_id, b->id);
+			free(dial_key);
+		} else
+			tracker_board_relay(b, c, lease_id);
 		return 1;
 	}
 	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||
@@ -1350,6 +1484,170 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 }
 
 /*
+ * The open lease @lease_id of live PUT board @board_id, with its board in
+ * *@ret_b; NULL if either is gone.
+ */
+static struct lease *
+lease_find(struct server *srv, int64_t board_id, int64_t lease_id,
+    struct board **ret_b)
+{
+	struct board *b;
+	struct lease *l;
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &srv->conns, link) {
+		if (c->tracker == NULL)
+			continue;
+		TAILQ_FOREACH(b, &c->tracker->boards, link) {
+			if (b->id != board_id)
+				continue;
+			TAILQ_FOREACH(l, &b->leases, link)
+				if (l->id == lease_id) {
+					*ret_b = b;
+					return l;
+				}
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The session the broker relayed with PUT board @board_id (it dialled the
+ * board: --relay-boards all) under lease @lease_id is over as @sess says.
+ * The board stays registered; it PUTs a new matchkey for its next session.
+ */
+void
+tracker_dialed_session_end(struct server *srv, int64_t board_id,
+    int64_t lease_id, const struct ledger_session *sess)
+{
+	struct npufarm_err err;
+	struct board *b = NULL;
+	struct lease *l;
+
+	tracker_ledger_check(
+	    srv, ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
+	log_info("lease %lld (board %lld, relayed): session ended %s: %s",
+	    (long long)lease_id, (long long)board_id, sess->outcome,
+	    sess->detail);
+	l = lease_find(srv, board_id, lease_id, &b);
+	if (l == NULL)
+		return; /* its tracker connection went, and the lease with it */
+	metrics_lease_end(
+	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
+	TAILQ_REMOVE(&b->leases, l, link);
+	free(l->user);
+	free(l);
+	b->unreach_n = 0; /* it was reached */
+	if (--b->nleases == 0) {
+		sched_queue_add_leased(b->queue, -1);
+		tracker_board_set_state(
+		    b, b->quarantine != NULL ? BOARD_QUARANTINED : BOARD_IDLE);
+	}
+}
+
+/* The first wait before an unreachable PUT board is tried again, and the
+ * longest (it doubles with each failure in a row). */
+#define UNREACH_FIRST_S 5
+#define UNREACH_MAX_S   300
+
+/* PUT board @b is back in service: offer its matchkeys again. */
+static void
+unreach_lift(struct board *b, const char *why)
+{
+	struct slot *s;
+
+	if (b->quarantine == NULL)
+		return;
+	free(b->quarantine);
+	b->quarantine = NULL;
+	if (b->unreach_ev != NULL)
+		(void)evtimer_del(b->unreach_ev);
+	if (b->nleases == 0)
+		tracker_board_set_state(b, BOARD_IDLE);
+	if (!b->drained)
+		TAILQ_FOREACH(s, &b->slots, link)
+			if (s->s.queue == NULL)
+				sched_slot_push(b->queue, &s->s);
+	log_notice("board %s of key '%s' back in service: %s", b->address,
+	    sched_queue_key(b->queue), why);
+	tracker_schedule_queue(b->queue);
+}
+
+static void
+unreach_cb(evutil_socket_t fd, short what, void *arg)
+{
+	unreach_lift(arg, "trying it again");
+}
+
+/*
+ * The broker could not reach PUT board @b (@why): out of service (state
+ * quarantined, with @why as its detail) for 5 s, doubling with each such
+ * failure in a row up to 5 min, so tuners are not sent to it meanwhile.
+ */
+static void
+board_unreachable(struct board *b, const char *why)
+{
+	struct server *srv = b->conn->srv;
+	unsigned n = b->unreach_n < 6 ? b->unreach_n : 6;
+	double wait = UNREACH_FIRST_S * (double)(1u << n);
+	struct timeval tv;
+	struct slot *s;
+	char *reason;
+
+	if (wait > UNREACH_MAX_S)
+		wait = UNREACH_MAX_S;
+	tv = clock_tv(wait);
+	reason = strdup(why);
+	if (b->unreach_ev == NULL)
+		b->unreach_ev = evtimer_new(srv->base, unreach_cb, b);
+	if (reason == NULL || b->unreach_ev == NULL ||
+	    evtimer_add(b->unreach_ev, &tv) < 0) {
+		free(reason);
+		return; /* it stays in service: only the lease is lost */
+	}
+	free(b->quarantine);
+	b->quarantine = reason;
+	b->unreach_n++;
+	TAILQ_FOREACH(s, &b->slots, link)
+		sched_slot_remove(&s->s);
+	if (b->nleases == 0)
+		tracker_board_set_state(b, BOARD_QUARANTINED);
+	log_warn("board %s of key '%s' out of service for %g s: %s", b->address,
+	    sched_queue_key(b->queue), wait, why);
+}
+
+/*
+ * The broker could not start the session of lease @lease_id with PUT
+ * board @board_id (@why): the lease is lost.  @board_fault (unreachable,
+ * it refused the matchkey, no answer): the board's event log says why too;
+ * not when the client left first.
+ */
+void
+tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
+    const char *why, bool board_fault)
+{
+	struct npufarm_err err;
+	struct board *b = NULL;
+	struct lease *l;
+
+	if (board_fault)
+		tracker_ledger_check(srv,
+		    ledger_event(srv->ledger, "board_unreachable", board_id,
+			why, ledger_now_us(), &err),
+		    &err);
+	l = lease_find(srv, board_id, lease_id, &b);
+	if (l != NULL) {
+		tracker_lease_release(b, l, "lost", why);
+		if (board_fault)
+			board_unreachable(b, why);
+	} else
+		tracker_ledger_check(srv,
+		    ledger_lease_release(srv->ledger, lease_id, ledger_now_us(),
+			"lost", why, &err),
+		    &err);
+}
+
+/*
  * Drain (@on) or undrain every live board with ledger id @id: a drained
  * board keeps its registration and finishes its lease, but its free slots
  * leave the queue, so nothing new is granted to it.  Returns the number of
@@ -1368,14 +1666,20 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
-			if (b->id != id || b->drained == on)
+			if (b->id != id)
+				continue;
+			n++; /* live, whether or not the mark changes */
+			if (!on && !b->is_agent)
+				unreach_lift(b, "undrained by an operator");
+			if (b->drained == on)
 				continue;
 			b->drained = on;
 			q = b->queue;
 			TAILQ_FOREACH(s, &b->slots, link) {
 				if (on)
 					sched_slot_remove(&s->s);
-				else if (s->s.queue == NULL)
+				else if (s->s.queue == NULL &&
+					 b->quarantine == NULL)
 					sched_slot_push(q, &s->s);
 			}
 			board_dirty(b);
@@ -1383,7 +1687,6 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 			    sched_queue_key(q), on ? "drained" : "undrained");
 			if (!on)
 				tracker_schedule_queue(q);
-			n++;
 		}
 	}
 	return n;

@@ -37,7 +37,7 @@ tracker_agent_update(struct board *b)
 {
 	unsigned caps = (b->data != NULL ? SCHED_CAP_TVM : 0) | b->runners;
 	bool busy = b->nleases > 0 || b->task != NULL;
-	bool offer = b->ready && b->quarantine == NULL && !busy &&
+	bool offer = !b->dying && b->ready && b->quarantine == NULL && !busy &&
 		     b->pending == NULL && caps != 0;
 	struct slot *s = TAILQ_FIRST(&b->slots);
 
@@ -171,6 +171,21 @@ tracker_agent_board_new(struct conn *link, struct agent *a, const char *key,
 	b->runners = runners;
 	tracker_agent_update(b);
 	return b;
+}
+
+/*
+ * Agent board @b carries @tags (canonical, tags.h; NULL: none): takes
+ * ownership.  Jobs that name tags run only on boards that carry them.
+ */
+void
+tracker_agent_set_tags(struct board *b, char *tags)
+{
+	struct slot *s;
+
+	free(b->tags);
+	b->tags = tags;
+	TAILQ_FOREACH(s, &b->slots, link)
+		s->s.tags = tags;
 }
 
 /*

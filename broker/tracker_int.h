@@ -27,6 +27,7 @@ struct server;
 struct lease {
 	int64_t id; /* ledger row */
 	int64_t granted_us;
+	bool relayed; /* a PUT board's session the broker relays (dials) */
 	char *user;
 	char peer[NETADDR_STRLEN];
 	TAILQ_ENTRY(lease) link;
@@ -52,18 +53,23 @@ struct board {
 	TAILQ_HEAD(, lease) leases; /* open leases, oldest first */
 	size_t nleases;
 	bool drained;    /* no new leases: its slots stay out of the queue */
+	bool dying;      /* being torn down: never offered again */
 	bool proxied;    /* a data connection waiting to be relayed */
 	char *hello_key; /* proxied: its full RPC hello key */
 	struct pending *pending; /* proxied: a grant waiting for its client */
 	/* Agent boards (is_agent): the board of an npufarm agent's link. */
 	bool is_agent;
-	struct agent *agent; /* borrowed: the link's agent */
-	struct conn *data;   /* its waiting TVM data connection, or NULL */
-	char *data_key;      /* ... that connection's hello key */
-	char *data_session;  /* ... and the session id it reports under */
-	unsigned runners;    /* SCHED_CAP_KERNEL/EXEC it offers */
-	bool ready;          /* the agent said it can take work */
-	char *quarantine;    /* the agent's reason, or NULL */
+	struct agent *agent;      /* borrowed: the link's agent */
+	struct conn *data;        /* its waiting TVM data connection, or NULL */
+	char *data_key;           /* ... that connection's hello key */
+	char *data_session;       /* ... and the session id it reports under */
+	unsigned runners;         /* SCHED_CAP_KERNEL/EXEC it offers */
+	bool ready;               /* the agent said it can take work */
+	char *quarantine;         /* the agent's reason, or NULL; PUT boards the
+				   * broker dials: why it cannot reach them */
+	struct event *unreach_ev; /* PUT boards: ends their quarantine */
+	unsigned unreach_n;       /* ... failed dials in a row */
+	char *tags;               /* canonical tags (tags.h), or NULL; owned */
 	struct sched_request *task; /* the native task it runs, or NULL */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
@@ -74,6 +80,8 @@ struct pending {
 	struct board *board; /* borrowed: it points back at us */
 	struct lease *lease; /* borrowed: in board->leases */
 	struct event *timer; /* the client's time to connect */
+	char *dial_key;      /* owned: a PUT board's own matchkey, which the
+			      * broker presents when it dials the board */
 	char matchkey[];
 };
 
@@ -113,6 +121,7 @@ struct board *tracker_board_new(struct conn *c, struct sched_queue *q,
     const char *kind, const char *host, long port);
 void tracker_pending_free(struct pending *p);
 struct slot *tracker_slot_new(struct board *b);
+void tracker_matchkey_new(const char *key, char *buf, size_t len);
 int tracker_proxy_info(struct conn *c, const char *key);
 struct tracker_conn *tracker_conn_get(struct conn *c);
 

@@ -326,6 +326,79 @@ START_TEST(test_reopen_keeps_order_and_bound)
 }
 END_TEST
 
+/* Write @len bytes of @data as "@dir/@name". */
+static void
+plant(const char *name, const char *data, size_t len)
+{
+	char path[PATH_MAX + 80];
+	int fd;
+
+	(void)snprintf(path, sizeof(path), "%s/%s", dir, name);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0500);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(write(fd, data, len), (ssize_t)len);
+	ck_assert_int_eq(close(fd), 0);
+}
+
+/*
+ * Issue 12: a file planted as cache/<sha> was run as that artifact.  What
+ * the cache finds on disk at open is hashed before its first use: a
+ * mismatch is removed and reads as not cached (so it is fetched).
+ */
+START_TEST(test_planted_file_not_trusted)
+{
+	static const char good[] = "the real kernel", evil[] = "a planted one";
+	char sha[CACHE_SHA256_HEX + 1], other[CACHE_SHA256_HEX + 1];
+	char path[PATH_MAX];
+	struct npufarm_err err;
+	struct cache *c;
+
+	sha256_hex(good, sizeof(good), sha);
+	sha256_hex(evil, sizeof(evil), other);
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	plant(sha, evil, sizeof(evil));   /* under the real one's name */
+	plant(other, evil, sizeof(evil)); /* honest */
+	ck_assert_int_eq(cache_open(dir, 1 << 20, &c, &err), 0);
+	ck_assert(cache_contains(c, sha)); /* listed, not yet trusted */
+	ck_assert_int_eq(cache_acquire(c, sha, path, sizeof(path)), 0);
+	ck_assert(!cache_contains(c, sha));
+	ck_assert_int_eq(access(path, F_OK), -1); /* and gone from disk */
+	ck_assert_int_eq(cache_acquire(c, other, path, sizeof(path)), 1);
+	cache_release(c, other);
+	/* Fetched afresh, it is trusted as written. */
+	ck_assert_int_eq(cache_insert(c, sha, good, sizeof(good), &err), 0);
+	ck_assert_int_eq(cache_acquire(c, sha, path, sizeof(path)), 1);
+	cache_release(c, sha);
+	cache_free(c);
+}
+END_TEST
+
+/* A cache or work dir others can write to, or not ours, is refused. */
+START_TEST(test_unsafe_dir_refused)
+{
+	char link[PATH_MAX + 16];
+	struct npufarm_err err;
+	struct cache *c = NULL;
+
+	ck_assert_int_eq(mkdir(dir, 0700), 0);
+	ck_assert_int_eq(chmod(dir, 0777), 0);
+	ck_assert_int_eq(cache_open(dir, 1 << 20, &c, &err), -EPERM);
+	ck_assert_msg(strstr(err.msg, "writable by others"), "%s", err.msg);
+	ck_assert_int_eq(chmod(dir, 0700), 0);
+	(void)snprintf(link, sizeof(link), "%s/link", tmp);
+	ck_assert_int_eq(symlink(dir, link), 0);
+	ck_assert_int_eq(workdir_prepare(link, &err), -EPERM);
+	ck_assert_msg(strstr(err.msg, "not a directory"), "%s", err.msg);
+	ck_assert_int_eq(workdir_prepare(dir, &err), 0);
+	if (geteuid() == 0) {
+		/* Made first by someone else (uid 1), then "ours". */
+		ck_assert_int_eq(chown(dir, 1, 1), 0);
+		ck_assert_int_eq(workdir_prepare(dir, &err), -EPERM);
+		ck_assert_msg(strstr(err.msg, "owned by uid 1"), "%s", err.msg);
+	}
+}
+END_TEST
+
 int
 main(void)
 {
@@ -341,6 +414,8 @@ main(void)
 	tcase_add_test(tc, test_lru_eviction);
 	tcase_add_test(tc, test_pinned_never_evicted);
 	tcase_add_test(tc, test_reopen_keeps_order_and_bound);
+	tcase_add_test(tc, test_planted_file_not_trusted);
+	tcase_add_test(tc, test_unsafe_dir_refused);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }

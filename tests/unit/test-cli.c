@@ -360,7 +360,9 @@ START_TEST(test_jobspec_parse_arg_rejects)
 {
 	static const char *const bad[] = {"float32", "float32:0x4",
 	    "float32:4x", "float32:x4", "float32:4:random=x", "float32:4:twos",
-	    "int32=", "int32=abc", "=4", ":4", "float32:-4"};
+	    "int32=", "int32=abc", "=4", ":4", "float32:-4",
+	    /* Not UTF-8 (issue 12: leaked, and said "out of memory"). */
+	    "\xff\xfe:4", "\xff=3"};
 	struct npufarm_err err = {0};
 	json_t *v = NULL;
 	size_t i;
@@ -541,6 +543,48 @@ START_TEST(test_jobspec_sweep_cross_product)
 }
 END_TEST
 
+/*
+ * Issue 12: a sweep value that is not UTF-8 leaked the task's arguments
+ * and said "out of memory"; a name cut in the middle of a character did
+ * the same with valid values.
+ */
+START_TEST(test_jobspec_sweep_utf8)
+{
+	static const char *const kernels[] = {"mm.so"};
+	static const char *const args[] = {"float32:{n}"};
+	static const char *const bad[] = {"n=4\xff"};
+	char longv[300];
+	const char *params[1];
+	struct jobspec_sweep sw = sweep_defaults();
+	struct npufarm_err err = {0};
+	json_t *spec = NULL;
+	size_t i;
+
+	sw.kernels = kernels;
+	sw.nkernels = 1;
+	sw.args = args;
+	sw.nargs = 1;
+	sw.params = bad;
+	sw.nparams = 1;
+	ck_assert_int_eq(jobspec_sweep(&sw, &spec, &err), -EINVAL);
+	ck_assert_msg(strstr(err.msg, "UTF-8") != NULL, "%s", err.msg);
+	ck_assert_ptr_null(spec);
+	/* n=4 then a comment in two-byte characters: the name is cut. */
+	memcpy(longv, "n=4", 3);
+	for (i = 3; i + 2 < sizeof(longv) - 1; i += 2)
+		memcpy(longv + i, i == 3 ? ",\xc3" : "\xa9\xc3", 2);
+	longv[i] = '\0';
+	longv[i - 1] = '\0'; /* ends on a whole character */
+	sw.args = (const char *const[]){"float32:4"};
+	sw.entry = "e{n}";
+	params[0] = longv;
+	sw.params = params;
+	ck_assert_msg(jobspec_sweep(&sw, &spec, &err) == 0, "%s", err.msg);
+	ck_assert_uint_eq(json_array_size(json_object_get(spec, "tasks")), 2);
+	json_decref(spec);
+}
+END_TEST
+
 START_TEST(test_jobspec_sweep_errors)
 {
 	static const char *const one[] = {"k.so"};
@@ -643,6 +687,66 @@ START_TEST(test_jobview_best_task_by_median_among_ok)
 	ck_assert_int_eq(jobview_best_task(list), -1);
 	json_decref(list);
 	ck_assert_int_eq(jobview_best_task(NULL), -1);
+}
+END_TEST
+
+/*
+ * Candidates are ranked within their problem: the smallest size is not
+ * the best of a sweep over sizes; one line per group, first seen first.
+ */
+START_TEST(test_jobview_best_per_group)
+{
+	json_t *job = json_loads(
+	    "{\"tasks\": {\"total\": 4, \"ok\": 3, \"wrong\": 1},"
+	    " \"task_list\": ["
+	    "  {\"index\": 0, \"name\": \"big-a\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.004], \"group\": \"n=64\"},"
+	    "  {\"index\": 1, \"name\": \"small\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.001], \"group\": \"n=32\"},"
+	    "  {\"index\": 2, \"name\": \"big-b\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.003], \"group\": \"n=64\"},"
+	    "  {\"index\": 3, \"name\": \"fast\", \"outcome\": \"wrong\","
+	    "   \"costs\": null, \"group\": \"n=64\"}]}",
+	    0, NULL);
+	const json_t *list = json_object_get(job, "task_list");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	ck_assert_int_eq(jobview_best_in_group(list, "n=64"), 2);
+	ck_assert_int_eq(jobview_best_in_group(list, "n=32"), 1);
+	ck_assert_int_eq(jobview_best_in_group(list, "n=8"), -1);
+	f = open_memstream(&buf, &len);
+	jobview_print_tasks(job, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_msg(strstr(buf, "ok 3, wrong 1\n"
+				  "best per problem (tasks that share their "
+				  "inputs, or their \"group\"):\n"
+				  "  n=64: task 2 (big-b), median 3.00ms (best "
+				  "3.00ms)\n"
+				  "  n=32: task 1 (small), median 1.00ms (best "
+				  "1.00ms)\n") != NULL,
+	    "%s", buf);
+	free(buf);
+	json_decref(job);
+	/* One problem with an ok candidate: the single best line says so. */
+	job = json_loads(
+	    "{\"task_list\": ["
+	    " {\"index\": 0, \"outcome\": \"crash\","
+	    "  \"group\": \"no arguments\"},"
+	    " {\"index\": 1, \"outcome\": \"ok\", \"costs\": [0.002],"
+	    "  \"group\": \"n=64\"}]}",
+	    0, NULL);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	jobview_print_tasks(job, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_msg(strstr(buf, "best: task 1, median 2.00ms (best 2.00ms)\n"
+				  "(the only problem with a candidate that "
+				  "ended ok: n=64)\n") != NULL,
+	    "%s", buf);
+	free(buf);
+	json_decref(job);
 }
 END_TEST
 
@@ -789,12 +893,14 @@ cli_suite(void)
 	tcase_add_test(tc, test_jobspec_check_names_fields);
 	tcase_add_test(tc, test_jobspec_sweep_cross_product);
 	tcase_add_test(tc, test_jobspec_sweep_errors);
+	tcase_add_test(tc, test_jobspec_sweep_utf8);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("jobview");
 	tcase_add_test(tc, test_jobview_cost_three_digits);
 	tcase_add_test(tc, test_jobview_median_and_best);
 	tcase_add_test(tc, test_jobview_best_task_by_median_among_ok);
+	tcase_add_test(tc, test_jobview_best_per_group);
 	tcase_add_test(tc, test_jobview_progress_formats);
 	tcase_add_test(tc, test_jobview_exit_status_and_finished);
 	tcase_add_test(tc, test_jobview_print_tasks_table);
