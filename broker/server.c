@@ -35,6 +35,7 @@
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
+#include "retention.h"
 #include "scheduler.h"
 #include "tracker.h"
 
@@ -423,6 +424,8 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		r = jobs_new(srv, &srv->jobs, err);
 	if (r >= 0)
 		r = jobs_recover(srv->jobs, err);
+	if (r >= 0)
+		r = retention_new(srv, &srv->retention, err);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
@@ -471,6 +474,7 @@ server_free(struct server *srv)
 	for (i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
 	srv->http = http_api_free(srv->http);
+	srv->retention = retention_free(srv->retention);
 	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
 		conn_free(c);
 	if (srv->ledger != NULL) {

@@ -24,6 +24,7 @@ struct http_api;
 struct ledger;
 struct metrics;
 struct npufarm_err;
+struct retention;
 struct sched;
 struct timeval;
 
@@ -48,6 +49,7 @@ struct server {
 	struct jobs *jobs;           /* native tuning jobs */
 	struct artifacts *artifacts; /* their kernels and programs */
 	struct metrics *metrics;     /* GET /metrics counters, owned */
+	struct retention *retention; /* ledger pruning, owned */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_ev;     /* commits the ledger once per iteration */
 	struct event *accept_ev;    /* resumes accepting after EMFILE */

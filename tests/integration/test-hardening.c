@@ -24,6 +24,7 @@
 
 #include <check.h>
 #include <jansson.h>
+#include <sqlite3.h>
 
 #include "err.h"
 #include "frame.h"
@@ -1034,6 +1035,125 @@ START_TEST(test_agent_corrupt_transfer_is_lost)
 }
 END_TEST
 
+/* ---- ledger retention --------------------------------------------------- */
+
+static void
+sql_exec(const char *db, const char *sql)
+{
+	sqlite3 *h = NULL;
+	char *msg = NULL;
+
+	ck_assert_int_eq(sqlite3_open(db, &h), SQLITE_OK);
+	sqlite3_busy_timeout(h, 5000);
+	ck_assert_msg(sqlite3_exec(h, sql, NULL, NULL, &msg) == SQLITE_OK,
+	    "%s: %s", sql, msg ? msg : "?");
+	sqlite3_close(h);
+}
+
+/* @n rows ending @days ago (0: now) into leases, events and attempts. */
+static void
+add_history(int n, int days, int first_id)
+{
+	char sql[2048];
+
+	(void)snprintf(sql, sizeof(sql),
+	    "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s "
+	    "WHERE i + 1 < %d), t(us) AS (SELECT CAST(unixepoch('now', "
+	    "'-%d days') AS INTEGER) * 1000000) "
+	    "INSERT INTO leases (id, key, user, peer, priority, requested_us, "
+	    "granted_us, released_us, outcome, detail) SELECT %d + i, 'k', "
+	    "'u', 'p', 0, us, us, us + 1, 'ok', 'released' FROM s, t;"
+	    "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s "
+	    "WHERE i + 1 < %d), t(us) AS (SELECT CAST(unixepoch('now', "
+	    "'-%d days') AS INTEGER) * 1000000) "
+	    "INSERT INTO events (at_us, kind, detail) SELECT us, 'old', "
+	    "printf('%%0200d', i) FROM s, t;"
+	    "WITH RECURSIVE s(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM s "
+	    "WHERE i + 1 < %d), t(us) AS (SELECT CAST(unixepoch('now', "
+	    "'-%d days') AS INTEGER) * 1000000) "
+	    "INSERT INTO attempts (task_id, attempt, started_us, finished_us, "
+	    "outcome) SELECT 1, %d + i, us, us + 1, 'ok' FROM s, t;",
+	    n, days, first_id, n, days, n, days, first_id);
+	sql_exec(b.db, sql);
+}
+
+/*
+ * Issue 12: the ledger grew ~270 bytes a lease for ever.  --retain-days N
+ * prunes lease, event and attempt rows that ended more than N days ago,
+ * in batches (5000 old rows here take several), and keeps jobs and their
+ * tasks, open leases and running attempts.
+ */
+START_TEST(test_retain_days)
+{
+	static const char *const extra[] = {"--retain-days", "7", NULL};
+
+	ck_assert_int_eq(harness_broker_stop(&b), 0); /* the schema exists */
+	sql_exec(b.db,
+	    "INSERT INTO jobs (id, key, user, priority, queue_timeout, state,"
+	    " ntasks, submitted_us, finished_us) VALUES (1, 'k', 'u', 0, 1,"
+	    " 'done', 1, 1, 2);"
+	    "INSERT INTO tasks (id, job_id, idx, runner, spec, state, outcome,"
+	    " queued_us) VALUES (1, 1, 0, 'kernel', '{}', 'done', 'ok', 1);"
+	    "INSERT INTO leases (id, key, user, peer, priority, requested_us)"
+	    " VALUES (100000, 'k', 'u', 'p', 0, 1);" /* open, ancient */
+	    "INSERT INTO attempts (task_id, attempt, started_us)"
+	    " VALUES (1, 100000, 1);"); /* running, ancient */
+	add_history(5000, 10, 1);
+	add_history(3, 1, 50000);
+	harness_broker_restart(&b, extra);
+	harness_wait_sql(b.db,
+	    "SELECT (SELECT count(*) FROM leases), (SELECT count(*) FROM "
+	    "attempts), (SELECT count(*) FROM events WHERE kind = 'old')",
+	    "4|4|3\n", 30000);
+	harness_wait_sql(b.db,
+	    "SELECT (SELECT count(*) FROM jobs), (SELECT count(*) FROM tasks),"
+	    " (SELECT min(id) FROM leases)",
+	    "1|1|50000\n", T_MS);
+	{
+		int i;
+
+		/* Said once the round that finds nothing more follows. */
+		for (i = 0; i < 100 && !harness_log_contains(&b, "retention: ");
+		     i++)
+			usleep(50000);
+	}
+	ck_assert(harness_log_contains(&b, "rows pruned"));
+}
+END_TEST
+
+/*
+ * --retain-mb: while the rows take more than that, the oldest ended rows
+ * go, whatever their age; the newest stay.
+ */
+START_TEST(test_retain_mb)
+{
+	static const char *const extra[] = {"--retain-mb", "1", NULL};
+	char *row;
+
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	add_history(12000, 0, 1); /* ~4 MB of rows, all of today */
+	row = harness_sql(b.db, "SELECT max(id) FROM events");
+	harness_broker_restart(&b, extra);
+	harness_wait_sql(b.db,
+	    "SELECT ((SELECT page_count FROM pragma_page_count()) - "
+	    "(SELECT freelist_count FROM pragma_freelist_count())) * "
+	    "(SELECT page_size FROM pragma_page_size()) <= 1048576",
+	    "1\n", 30000);
+	{
+		char sql[128];
+
+		row[strcspn(row, "\n")] = '\0';
+		(void)snprintf(sql, sizeof(sql),
+		    "SELECT count(*) > 0 FROM events WHERE id = %s", row);
+		harness_wait_sql(b.db, sql, "1\n", T_MS);
+	}
+	free(row);
+	row = harness_sql(b.db, "SELECT count(*) > 0 FROM leases");
+	ck_assert_str_eq(row, "1\n");
+	free(row);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1069,6 +1189,12 @@ main(void)
 	tcase_add_checked_fixture(tc, agent_setup, agent_teardown);
 	tcase_add_test(tc, test_agent_refuses_unsafe_workdir);
 	tcase_add_test(tc, test_agent_corrupt_transfer_is_lost);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("retention");
+	tcase_set_timeout(tc, 90);
+	tcase_add_checked_fixture(tc, start, stop);
+	tcase_add_test(tc, test_retain_days);
+	tcase_add_test(tc, test_retain_mb);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
