@@ -581,25 +581,58 @@ runner_caps(enum task_runner runner)
 	return runner == TASK_RUNNER_EXEC ? SCHED_CAP_EXEC : SCHED_CAP_KERNEL;
 }
 
+/* A job checked against docs/api.md, ready to record (jobs_parse()). */
+struct jobs_parsed_task {
+	char *text; /* the task's spec, compact JSON */
+	char *name; /* NULL when none */
+	enum task_runner runner;
+};
+
+struct jobs_parsed {
+	char *key, *user;
+	double priority, queue_timeout;
+	size_t n;
+	struct jobs_parsed_task *tasks; /* n of them */
+};
+
+/* Accepts NULL. */
+void
+jobs_parsed_free(struct jobs_parsed *p)
+{
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; p->tasks != NULL && i < p->n; i++) {
+		free(p->tasks[i].text);
+		free(p->tasks[i].name);
+	}
+	free(p->tasks);
+	free(p->key);
+	free(p->user);
+	free(p);
+}
+
 /*
- * POST /v1/jobs: validate @body (docs/api.md), record the job and its
- * tasks, commit (the caller answers 201 only then), and queue the tasks.
- * Returns 0, or -EINVAL (bad input: @err says what and where), -E2BIG
- * (a limit), -EIO (the ledger) or -ENOMEM.
+ * Check the POST /v1/jobs @body (docs/api.md) and everything its tasks
+ * name, and keep only what recording the job needs: each task's spec as
+ * compact text (the tree can go right after).  Touches no broker state
+ * but @cfg (read) and @arts (fstatat), so it may run on any thread.
+ * Returns 0 with *@ret (free with jobs_parsed_free()), or -EINVAL (bad
+ * input: @err says what and where) or -ENOMEM.
  */
 int
-jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
-    int *ret_ntasks, struct npufarm_err *err)
+jobs_parse(const struct broker_config *cfg, const struct artifacts *arts,
+    json_t *body, const char *peer, struct jobs_parsed **ret,
+    struct npufarm_err *err)
 {
-	struct server *srv = j->srv;
 	const char *key = NULL, *user = NULL;
 	double priority = 0, queue_timeout = 3600;
-	json_t *tasks = NULL, *tv;
 	struct task_spec *spec = NULL;
-	struct ledger_job lj;
+	struct jobs_parsed *p = NULL;
+	json_t *tasks = NULL, *tv;
 	json_error_t jerr;
-	struct job *job;
-	char path[64], *text;
+	char path[64];
 	uint64_t size;
 	size_t i, n;
 	int r;
@@ -609,14 +642,14 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 		"priority", &priority, "queue_timeout", &queue_timeout, "tasks",
 		&tasks) < 0)
 		return err_set(err, -EINVAL, "job: %s", jerr.text);
-	if (key[0] == '\0' || strlen(key) > (size_t)srv->cfg->max_key_len)
+	if (key[0] == '\0' || strlen(key) > (size_t)cfg->max_key_len)
 		return err_set(err, -EINVAL, "key: must be 1..%ld bytes",
-		    srv->cfg->max_key_len);
+		    cfg->max_key_len);
 	if (user == NULL || user[0] == '\0')
 		user = peer;
-	if (strlen(user) > (size_t)srv->cfg->max_key_len)
-		return err_set(err, -EINVAL, "user: at most %ld bytes",
-		    srv->cfg->max_key_len);
+	if (strlen(user) > (size_t)cfg->max_key_len)
+		return err_set(
+		    err, -EINVAL, "user: at most %ld bytes", cfg->max_key_len);
 	if (queue_timeout <= 0 || queue_timeout > 30 * 86400)
 		return err_set(err, -EINVAL,
 		    "queue_timeout: %g is not in (0, 2592000] seconds",
@@ -630,61 +663,87 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	if (n == 0)
 		return err_set(err, -EINVAL, "tasks: no tasks");
 	spec = malloc(sizeof(*spec));
-	if (spec == NULL)
-		return err_set(err, -ENOMEM, "out of memory");
+	p = calloc(1, sizeof(*p));
+	if (spec == NULL || p == NULL)
+		goto oom;
+	p->key = strdup(key);
+	p->user = strdup(user);
+	p->priority = priority;
+	p->queue_timeout = queue_timeout;
+	p->tasks = calloc(n, sizeof(*p->tasks));
+	if (p->key == NULL || p->user == NULL || p->tasks == NULL)
+		goto oom;
+	p->n = n;
 	/* Everything a task names must be here before anything is written. */
 	for (i = 0; i < n; i++) {
+		tv = json_array_get(tasks, i);
 		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
-		r = task_spec_parse(json_array_get(tasks, i), path, spec, err);
-		if (r == 0 &&
-		    artifacts_size(srv->artifacts, spec->artifact, &size) < 0)
+		r = task_spec_parse(tv, path, spec, err);
+		if (r == 0 && artifacts_size(arts, spec->artifact, &size) < 0)
 			r = err_set(err, -EINVAL,
 			    "tasks[%zu].artifact: no artifact %s; PUT "
 			    "/v1/artifacts/%s first",
 			    i, spec->artifact, spec->artifact);
-		if (r < 0) {
-			free(spec);
-			return r;
-		}
+		if (r < 0)
+			goto fail;
+		p->tasks[i].runner = spec->runner;
+		p->tasks[i].text = json_dumps(tv, JSON_COMPACT);
+		p->tasks[i].name = spec->name[0] ? strdup(spec->name) : NULL;
+		if (p->tasks[i].text == NULL ||
+		    (spec->name[0] && p->tasks[i].name == NULL))
+			goto oom;
 	}
-	job = job_new(j, key, user, priority, queue_timeout, n);
-	if (job == NULL) {
-		free(spec);
+	free(spec);
+	*ret = p;
+	return 0;
+oom:
+	r = err_set(err, -ENOMEM, "out of memory");
+fail:
+	free(spec);
+	jobs_parsed_free(p);
+	return r;
+}
+
+/*
+ * Record the job @p (from jobs_parse()), commit (the caller answers 201
+ * only then), and queue its tasks.  Runs on the loop; @p stays the
+ * caller's.  Returns 0, or -EIO (the ledger) or -ENOMEM.
+ */
+int
+jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
+    const char *peer, int64_t *ret_id, int *ret_ntasks, struct npufarm_err *err)
+{
+	struct server *srv = j->srv;
+	struct ledger_job lj;
+	struct job *job;
+	size_t i, n = p->n;
+	int r;
+
+	job = job_new(j, p->key, p->user, p->priority, p->queue_timeout, n);
+	if (job == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
-	}
 	job->submitted_us = ledger_now_us();
 	lj = (struct ledger_job){
-	    .key = key,
-	    .user = user,
+	    .key = p->key,
+	    .user = p->user,
 	    .peer = peer,
-	    .priority = priority,
-	    .queue_timeout = queue_timeout,
+	    .priority = p->priority,
+	    .queue_timeout = p->queue_timeout,
 	    .ntasks = (int)n,
 	    .submitted_us = job->submitted_us,
 	};
 	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
 	for (i = 0; r == 0 && i < n; i++) {
-		tv = json_array_get(tasks, i);
-		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
-		r = task_spec_parse(tv, path, spec, err);
-		if (r < 0)
-			break;
-		text = json_dumps(tv, JSON_COMPACT);
-		if (text == NULL) {
-			r = err_set(err, -ENOMEM, "out of memory");
-			break;
-		}
-		r = ledger_task_insert(srv->ledger, job->id, (int)i,
-		    spec->name[0] ? spec->name : NULL,
-		    task_spec_runner_name(spec->runner), text,
+		const struct jobs_parsed_task *pt = &p->tasks[i];
+
+		r = ledger_task_insert(srv->ledger, job->id, (int)i, pt->name,
+		    task_spec_runner_name(pt->runner), pt->text,
 		    job->submitted_us, &job->tasks[i].id, err);
 		if (r == 0 &&
 		    task_init(&job->tasks[i], job, (int)i, job->tasks[i].id,
-			text, spec->name, runner_caps(spec->runner)) < 0)
+			pt->text, pt->name, runner_caps(pt->runner)) < 0)
 			r = err_set(err, -ENOMEM, "out of memory");
-		free(text);
 	}
-	free(spec);
 	if (r < 0) {
 		/* Out of memory half-way: the rows written so far describe a
 		 * job nobody will see (it never was acknowledged).  Mark it,
@@ -709,11 +768,32 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 			    (long long)job->id, i);
 	job_arm_expiry(job);
 	log_notice("job %lld: %zu tasks for '%s' from %s (user %s)",
-	    (long long)job->id, n, key, peer, user);
+	    (long long)job->id, n, p->key, peer, p->user);
 	*ret_id = job->id;
 	*ret_ntasks = (int)n;
-	tracker_schedule(srv, key);
+	tracker_schedule(srv, p->key);
 	return 0;
+}
+
+/*
+ * POST /v1/jobs on the loop itself: jobs_parse() then
+ * jobs_submit_parsed().  Returns 0, or -EINVAL (bad input: @err says what
+ * and where), -E2BIG (a limit), -EIO (the ledger) or -ENOMEM.  The API
+ * parses off the loop instead (jobs_parse.c).
+ */
+int
+jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
+    int *ret_ntasks, struct npufarm_err *err)
+{
+	struct jobs_parsed *p;
+	int r;
+
+	r = jobs_parse(j->srv->cfg, j->srv->artifacts, body, peer, &p, err);
+	if (r < 0)
+		return r;
+	r = jobs_submit_parsed(j, p, peer, ret_id, ret_ntasks, err);
+	jobs_parsed_free(p);
+	return r;
 }
 
 /*

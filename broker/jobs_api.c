@@ -26,6 +26,7 @@
 #include "err.h"
 #include "http_api.h"
 #include "jobs.h"
+#include "jobs_parse.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
@@ -119,46 +120,11 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 
 /* ---- jobs -------------------------------------------------------------- */
 
+/* POST /v1/jobs: parsed off the loop, answered once committed. */
 static void
 post_job(struct server *srv, struct evhttp_request *req)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct npufarm_err err;
-	char *peer = NULL;
-	ev_uint16_t port;
-	int64_t id;
-	int n, r;
-	json_t *body, *v;
-
-	r = json_util_load((const char *)evbuffer_pullup(in, -1), len,
-	    (int)srv->cfg->max_json_depth, &body, &err);
-	if (r < 0) {
-		bad(req, err.msg);
-		return;
-	}
-	if (!json_is_object(body)) {
-		json_decref(body);
-		bad(req, "job: expected a JSON object");
-		return;
-	}
-	evhttp_connection_get_peer(evcon, &peer, &port);
-	r = jobs_submit(
-	    srv->jobs, body, peer ? peer : "unknown", &id, &n, &err);
-	json_decref(body);
-	if (r == -EINVAL || r == -E2BIG) {
-		bad(req, err.msg);
-		return;
-	}
-	if (r < 0) {
-		server_error(req, err.msg);
-		return;
-	}
-	v = json_pack(
-	    "{sI si ss}", "id", (json_int_t)id, "tasks", n, "state", "queued");
-	http_api_reply_json(req, 201, "Created", v);
-	json_decref(v);
+	jobs_parse_submit(srv->jobs_parse, req);
 }
 
 static void

@@ -1154,6 +1154,91 @@ START_TEST(test_retain_mb)
 }
 END_TEST
 
+/* ---- big jobs ------------------------------------------------------------ */
+
+/* A POST /v1/jobs of @ntasks tasks of artifact @sha, on a new connection. */
+static int
+post_big_job(const char *sha, int ntasks)
+{
+	static const char task[] =
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"run\","
+	    "\"name\":\"t%d\",\"args\":[{\"dtype\":\"float32\",\"shape\":"
+	    "[128,128],\"fill\":{\"random\":%d}},{\"dtype\":\"int32\","
+	    "\"value\":16}],\"timeout\":5}";
+	size_t cap = (size_t)ntasks * 300 + 256, len = 0;
+	char *body = malloc(cap), head[256];
+	int fd, i, n;
+
+	ck_assert_ptr_nonnull(body);
+	len = (size_t)snprintf(body, cap, "{\"key\":\"nokey\",\"tasks\":[");
+	for (i = 0; i < ntasks; i++) {
+		if (i > 0)
+			body[len++] = ',';
+		len += (size_t)snprintf(body + len, cap - len, task, sha, i, i);
+	}
+	len += (size_t)snprintf(body + len, cap - len, "]}");
+	fd = dial_http();
+	n = snprintf(head, sizeof(head),
+	    "POST /v1/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+	    "Content-Length: %zu\r\n\r\n",
+	    len);
+	ck_assert_int_eq(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
+	ck_assert_int_eq(send(fd, body, len, MSG_NOSIGNAL), (ssize_t)len);
+	free(body);
+	return fd;
+}
+
+/*
+ * Issue 12: a 10,000-task job blocked the loop for seconds (parsing it) and
+ * kept 370 MB.  Jobs are now parsed by a thread, at most 4 waiting at
+ * once: of 12 big jobs sent together some get 503 (the parser's queue is
+ * full), the others are recorded whole, and the loop answers tracker
+ * PINGs throughout.
+ */
+START_TEST(test_big_jobs_parsed_off_the_loop)
+{
+	char path[300], sha[65], buf[8192], sql[64];
+	struct tvmpeer *t;
+	struct npufarm_err err;
+	int fds[12], i, created = 0, busy = 0;
+	FILE *f;
+
+	(void)snprintf(path, sizeof(path), "%s/kernel.so", b.dir);
+	f = fopen(path, "w");
+	ck_assert_ptr_nonnull(f);
+	(void)fputs("not really a kernel", f);
+	(void)fclose(f);
+	ck_assert_int_eq(harness_put_artifact(b.http, path, sha), 201);
+	t = tracker_open();
+	for (i = 0; i < 12; i++) {
+		fds[i] = post_big_job(sha, 4000);
+		ck_assert_int_eq(tvmpeer_ping(t), 0);
+		ck_assert_msg(
+		    tvmpeer_recv_ok(t, 10000, &err) == 0, "%s", err.msg);
+	}
+	for (i = 0; i < 12; i++) {
+		int status = read_response(fds[i], buf, sizeof(buf), 60000);
+
+		ck_assert_msg(
+		    status == 201 || status == 503, "%d: %s", status, buf);
+		if (status == 503)
+			assert_json_error(
+			    buf, "other jobs are being submitted");
+		created += status == 201;
+		busy += status == 503;
+		close(fds[i]);
+		ck_assert_int_eq(tvmpeer_ping(t), 0);
+		ck_assert_msg(
+		    tvmpeer_recv_ok(t, 10000, &err) == 0, "%s", err.msg);
+	}
+	tvmpeer_free(t);
+	ck_assert_int_ge(created, 4);
+	ck_assert_int_ge(busy, 1);
+	(void)snprintf(sql, sizeof(sql), "%d\n", created * 4000);
+	harness_wait_sql(b.db, "SELECT count(*) FROM tasks", sql, T_MS);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1195,6 +1280,11 @@ main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, test_retain_days);
 	tcase_add_test(tc, test_retain_mb);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("jobs");
+	tcase_set_timeout(tc, 120);
+	tcase_add_checked_fixture(tc, start, stop);
+	tcase_add_test(tc, test_big_jobs_parsed_off_the_loop);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
