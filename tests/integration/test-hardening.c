@@ -261,6 +261,7 @@ START_TEST(test_malformed_task_frames_close_the_link)
 {
 	static const char *const frames[][2] = {
 	    {"{\"type\":\"fetch\"}", "fetch: "},
+	    {"{\"type\":\"heartbeat\",\"x\":1}", "heartbeat: "},
 	    {"{\"type\":\"fetch\",\"sha256\":7,\"offset\":0}", "fetch: "},
 	    {"{\"type\":\"fetch\",\"sha256\":\"../../etc/passwd\","
 	     "\"offset\":0}",
