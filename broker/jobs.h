@@ -38,6 +38,9 @@ struct jobs_parsed;
 int jobs_parse(const struct broker_config *cfg, const struct artifacts *arts,
     json_t *body, const char *peer, struct jobs_parsed **ret,
     struct npufarm_err *err);
+int jobs_parse_text(const struct broker_config *cfg,
+    const struct artifacts *arts, const char *buf, size_t len, const char *peer,
+    struct jobs_parsed **ret, struct npufarm_err *err);
 void jobs_parsed_free(struct jobs_parsed *p);
 int jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks,

@@ -78,20 +78,12 @@ static void
 parse_one(struct jobs_parse *p, struct item *it)
 {
 	struct server *srv = p->srv;
-	json_t *body = NULL;
 
-	it->r = json_util_load(
-	    it->body, it->len, (int)srv->cfg->max_json_depth, &body, &it->err);
+	it->r = jobs_parse_text(srv->cfg, srv->artifacts, it->body, it->len,
+	    it->peer, &it->parsed, &it->err);
 	free(it->body);
 	it->body = NULL;
-	if (it->r == 0 && !json_is_object(body))
-		it->r =
-		    err_set(&it->err, -EINVAL, "job: expected a JSON object");
-	if (it->r == 0)
-		it->r = jobs_parse(srv->cfg, srv->artifacts, body, it->peer,
-		    &it->parsed, &it->err);
-	json_decref(body);
-	/* The tree of a big job is many small blocks: give them back. */
+	/* What parsing a big job took is many small blocks: give them back. */
 	(void)malloc_trim(0);
 }
 
