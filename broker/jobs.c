@@ -595,6 +595,19 @@ struct jobs_parsed {
 	struct jobs_parsed_task *tasks; /* n of them */
 };
 
+/* The number of tasks of @p, and task @i's spec text (borrowed from @p). */
+size_t
+jobs_parsed_count(const struct jobs_parsed *p)
+{
+	return p->n;
+}
+
+const char *
+jobs_parsed_task(const struct jobs_parsed *p, size_t i)
+{
+	return p->tasks[i].text;
+}
+
 /* Accepts NULL. */
 void
 jobs_parsed_free(struct jobs_parsed *p)
@@ -857,6 +870,8 @@ split_body(const char *buf, size_t len, char *head, struct span **ret_tasks,
 		if (p < e && *p == ',') {
 			head[h++] = ',';
 			p = skip_ws(p + 1, e);
+			if (p < e && *p == '}')
+				return 1; /* a trailing comma: jansson says */
 		} else if (p == e || *p != '}')
 			return 1;
 	}
@@ -886,9 +901,13 @@ split_body(const char *buf, size_t len, char *head, struct span **ret_tasks,
 		v[n].p = p;
 		v[n++].len = (size_t)(ve - p);
 		p = skip_ws(ve, te);
-		if (p < te && *p == ',')
+		if (p < te && *p == ',') {
 			p = skip_ws(p + 1, te);
-		else if (p == te || *p != ']') {
+			if (p == te || *p == ']') {
+				free(v);
+				return 1; /* a trailing comma: jansson says */
+			}
+		} else if (p == te || *p != ']') {
 			free(v);
 			return 1;
 		}

@@ -42,6 +42,8 @@ int jobs_parse_text(const struct broker_config *cfg,
     const struct artifacts *arts, const char *buf, size_t len, const char *peer,
     struct jobs_parsed **ret, struct npufarm_err *err);
 void jobs_parsed_free(struct jobs_parsed *p);
+size_t jobs_parsed_count(const struct jobs_parsed *p);
+const char *jobs_parsed_task(const struct jobs_parsed *p, size_t i);
 int jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks,
     struct npufarm_err *err);
