@@ -1351,6 +1351,7 @@ START_TEST(test_big_job_memory_proportional)
 	ck_assert_msg(peak - before < 10 * 2700,
 	    "peak memory rose by %ld kB for a 2.7 MB job", peak - before);
 #else
+	(void)before;
 	(void)peak;
 #endif
 }
