@@ -32,14 +32,16 @@ static struct artifacts *arts;
 static void
 setup(void)
 {
-	static char dir[] = "/tmp/npufarm-fuzz-jobs-XXXXXX";
+	static char dir[256];
 	struct npufarm_err err;
-	char path[128];
+	char path[400];
 	int i;
 	FILE *f;
 
 	log_set_level(-1);
 	broker_config_defaults(&cfg);
+	(void)snprintf(dir, sizeof(dir), "%s/npufarm-fuzz-jobs-XXXXXX",
+	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 	if (mkdtemp(dir) == NULL ||
 	    artifacts_open(dir, 1 << 20, &arts, &err) < 0)
 		abort();
