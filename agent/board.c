@@ -22,19 +22,24 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
+#include "probe.h"
 #include "tasks.h"
 #include "tvm_session.h"
 
-#define BOARD_RETRY_MIN_MS 100
-#define BOARD_RETRY_MAX_MS 5000
+#define BOARD_RETRY_MIN_MS        100
+#define BOARD_RETRY_MAX_MS        5000
+/* The longest wait between two probes of a quarantined board. */
+#define BOARD_PROBE_BACKOFF_MAX_S 600.0
 
 enum hook_stage {
 	HOOK_NONE,
 	HOOK_RESET,
 	HOOK_HEALTH,
+	HOOK_PROBE, /* the known-good probe (no health command) */
 };
 
 struct session_entry {
@@ -60,9 +65,13 @@ struct board {
 	bool hook_in_quarantine; /* a re-check: moot once it is lifted */
 	struct event *hook_ev;   /* the hook's deadline */
 	struct event *health_ev; /* the next check while quarantined */
-	int failures;            /* consecutive crash/lost sessions */
+	int nonok;               /* consecutive non-ok sessions and tasks */
+	bool suspect;            /* board evidence: check before offering */
+	char suspicion[256];     /* why it is checked, for the reason */
+	double probe_wait;       /* s until the next probe in quarantine */
 	char *quarantine;        /* the reason; NULL: healthy */
 	struct tasks *tasks;     /* native tasks */
+	struct probe *probe;
 };
 
 static void board_offer(struct board *b);
@@ -95,10 +104,28 @@ send_state(struct board *b)
 static void quarantine(struct board *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Arm the next check of a quarantined board. */
+static void
+recheck_later(struct board *b)
+{
+	struct timeval tv;
+
+	if (b->cfg.health_cmd != NULL) {
+		tv = clock_tv(b->cfg.health_interval);
+	} else {
+		tv = clock_tv(b->probe_wait);
+		b->probe_wait *= 2;
+		if (b->probe_wait > BOARD_PROBE_BACKOFF_MAX_S)
+			b->probe_wait = BOARD_PROBE_BACKOFF_MAX_S;
+		if (b->probe_wait < b->cfg.health_interval)
+			b->probe_wait = b->cfg.health_interval;
+	}
+	(void)evtimer_add(b->health_ev, &tv);
+}
+
 static void
 quarantine(struct board *b, const char *fmt, ...)
 {
-	struct timeval tv = {(time_t)b->cfg.health_interval, 0};
 	char *reason = NULL;
 	va_list ap;
 
@@ -114,8 +141,8 @@ quarantine(struct board *b, const char *fmt, ...)
 		b->cur = NULL;
 	}
 	send_state(b);
-	if (b->cfg.health_cmd != NULL)
-		(void)evtimer_add(b->health_ev, &tv);
+	b->probe_wait = b->cfg.health_interval;
+	recheck_later(b);
 }
 
 static void
@@ -126,7 +153,8 @@ unquarantine(struct board *b, const char *why)
 	log_notice("board back in service: %s", why);
 	free(b->quarantine);
 	b->quarantine = NULL;
-	b->failures = 0;
+	b->nonok = 0;
+	b->suspect = false;
 	(void)evtimer_del(b->health_ev);
 	send_state(b);
 	board_offer(b);
@@ -164,7 +192,35 @@ hook_start(struct board *b, enum hook_stage stage, const char *cmd)
 	(void)evtimer_add(b->hook_ev, &tv);
 }
 
-/* After the reset hook (or none): the health check, then offer again. */
+/* Run the known-good probe; its verdict comes to probe_done(). */
+static void
+probe_begin(struct board *b)
+{
+	struct npufarm_err err;
+	char why[sizeof(err.msg) + 32];
+
+	b->stage = HOOK_PROBE;
+	b->hook_in_quarantine = b->quarantine != NULL;
+	if (probe_start(b->probe, &err) < 0) {
+		b->stage = HOOK_NONE;
+		(void)snprintf(
+		    why, sizeof(why), "could not start: %s", err.msg);
+		if (b->quarantine == NULL)
+			quarantine(b, "the %s failed (%s): %s",
+			    b->cfg.probe_kernel ? "probe kernel"
+						: "built-in probe",
+			    b->suspicion, why);
+		else
+			recheck_later(b);
+		return;
+	}
+	log_info("probing the board (%s)", b->suspicion);
+}
+
+/*
+ * After the reset hook (or none): the health check, or the probe when the
+ * board is suspected and there is no health command; then offer again.
+ */
 static void
 hook_next(struct board *b)
 {
@@ -174,6 +230,10 @@ hook_next(struct board *b)
 	}
 	if (b->stage != HOOK_HEALTH && b->cfg.health_cmd != NULL) {
 		hook_start(b, HOOK_HEALTH, b->cfg.health_cmd);
+		return;
+	}
+	if (b->suspect && b->cfg.health_cmd == NULL) {
+		probe_begin(b);
 		return;
 	}
 	b->stage = HOOK_NONE;
@@ -208,9 +268,13 @@ hook_ended(struct board *b, const struct supervisor_end *end)
 		(void)snprintf(what, sizeof(what), "%s",
 		    end->msg[0] ? end->msg : "passed");
 	if (stage == HOOK_RESET) {
-		if (b->hook_killed || end->outcome != NPUFARM_OUTCOME_OK)
+		if (b->hook_killed || end->outcome != NPUFARM_OUTCOME_OK) {
+			/* Board evidence: check it before offering it. */
 			log_warn("reset hook failed: %s", what);
-		else
+			b->suspect = true;
+			(void)snprintf(b->suspicion, sizeof(b->suspicion),
+			    "the reset hook failed: %s", what);
+		} else
 			log_info("reset hook done");
 		hook_next(b);
 		return;
@@ -233,10 +297,46 @@ hook_ended(struct board *b, const struct supervisor_end *end)
 		return;
 	}
 	log_info("health check passed");
+	b->nonok = 0;
+	b->suspect = false;
 	if (b->quarantine != NULL)
 		unquarantine(b, "a health check passed");
 	else
 		board_offer(b);
+}
+
+/* probe_config.done: the probe's verdict on the board. */
+static void
+probe_done(void *arg, bool passed, const char *detail)
+{
+	struct board *b = arg;
+	const char *what =
+	    b->cfg.probe_kernel ? "probe kernel" : "built-in probe";
+
+	b->stage = HOOK_NONE;
+	if (b->hook_in_quarantine && b->quarantine == NULL) {
+		/* An operator lifted the quarantine meanwhile. */
+		board_offer(b);
+		return;
+	}
+	if (passed) {
+		log_info("the %s passed: the board is sound", what);
+		b->nonok = 0;
+		b->suspect = false;
+		if (b->quarantine != NULL)
+			unquarantine(b, "the probe passed");
+		else
+			board_offer(b);
+		return;
+	}
+	if (b->quarantine == NULL) {
+		quarantine(
+		    b, "the %s failed (%s): %s", what, b->suspicion, detail);
+		return;
+	}
+	log_info("the %s still fails: %s; again in %g s", what, detail,
+	    b->probe_wait);
+	recheck_later(b);
 }
 
 static void
@@ -244,9 +344,14 @@ health_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct board *b = arg;
 
-	if (b->quarantine != NULL && b->stage == HOOK_NONE &&
-	    b->cfg.health_cmd != NULL)
+	if (b->quarantine == NULL || b->stage != HOOK_NONE)
+		return;
+	if (b->cfg.health_cmd != NULL)
 		hook_start(b, HOOK_HEALTH, b->cfg.health_cmd);
+	else if (!board_busy(b))
+		probe_begin(b);
+	else
+		recheck_later(b);
 }
 
 /* ---- sessions ------------------------------------------------------- */
@@ -298,33 +403,38 @@ session_done(void *arg, bool paired, const struct tvm_session_report *rep,
 }
 
 /*
- * A session or task ended as @outcome: count failures, quarantine after
- * too many, run the hooks after a timeout or crash, then offer the board
- * again.
+ * A session or task ended as @outcome.  A candidate's failure is no
+ * evidence against the board: it only counts, and after
+ * --quarantine-after in a row the board is checked (hook_next()), which
+ * alone may quarantine it.  The hooks run after a timeout or crash; then
+ * the board is offered again.
  */
 static void
 after_work(struct board *b, enum npufarm_outcome outcome, const char *detail)
 {
 	switch (outcome) {
-	case NPUFARM_OUTCOME_CRASH:
-	case NPUFARM_OUTCOME_LOST:
-		b->failures++;
-		break;
 	case NPUFARM_OUTCOME_OK:
-	case NPUFARM_OUTCOME_EXCEPTION:
-		b->failures = 0;
+		b->nonok = 0;
 		break;
+	case NPUFARM_OUTCOME_CANCELLED:
+	case NPUFARM_OUTCOME_EXPIRED:
+	case NPUFARM_OUTCOME_REJECTED:
+		break; /* nothing ran to completion or failure */
 	default:
+		b->nonok++;
 		break;
 	}
 	if (b->cfg.quarantine_after > 0 &&
-	    b->failures >= b->cfg.quarantine_after && b->quarantine == NULL)
-		quarantine(b,
-		    "%d consecutive crash/lost sessions, the last: %s",
-		    b->failures, detail ? detail : "");
+	    b->nonok >= b->cfg.quarantine_after && b->quarantine == NULL) {
+		b->suspect = true;
+		(void)snprintf(b->suspicion, sizeof(b->suspicion),
+		    "after %d non-ok outcomes in a row, the last %s: %.160s",
+		    b->nonok, npufarm_outcome_name(outcome),
+		    detail ? detail : "");
+	}
+	b->stage = HOOK_NONE;
 	if (outcome == NPUFARM_OUTCOME_TIMEOUT ||
-	    outcome == NPUFARM_OUTCOME_CRASH) {
-		b->stage = HOOK_NONE;
+	    outcome == NPUFARM_OUTCOME_CRASH || b->suspect) {
 		hook_next(b);
 		return;
 	}
@@ -393,6 +503,7 @@ sigchld_cb(evutil_socket_t fd, short what, void *arg)
 		tvm_session_child_exited(e->s);
 	}
 	tasks_child_exited(b->tasks);
+	probe_child_exited(b->probe);
 	if (b->hook_pid > 0) {
 		r = supervisor_hook_reap(b->hook_pid, false, &end, &err);
 		if (r < 0) {
@@ -455,9 +566,9 @@ board_set_link(struct board *b, struct link *l)
 
 /* tasks_config.done: a native task is over and reported. */
 static void
-task_done(void *arg, enum npufarm_outcome outcome)
+task_done(void *arg, enum npufarm_outcome outcome, const char *detail)
 {
-	after_work(arg, outcome, "the last task");
+	after_work(arg, outcome, detail);
 }
 
 int
@@ -465,6 +576,7 @@ board_new(struct event_base *base, const struct board_config *cfg,
     struct board **ret_board, struct npufarm_err *err)
 {
 	struct tasks_config tc;
+	struct probe_config pc;
 	uint64_t rnd = 0;
 	struct board *b;
 
@@ -490,9 +602,17 @@ board_new(struct event_base *base, const struct board_config *cfg,
 	    .done = task_done,
 	    .arg = b,
 	};
+	pc = (struct probe_config){
+	    .workdir = cfg->sup.workdir,
+	    .kernel = cfg->probe_kernel,
+	    .stderr_fd = -1,
+	    .done = probe_done,
+	    .arg = b,
+	};
 	if (b->sigchld == NULL || b->retry_ev == NULL || b->hook_ev == NULL ||
 	    b->health_ev == NULL || evsignal_add(b->sigchld, NULL) < 0 ||
-	    tasks_new(base, &tc, &b->tasks, err) < 0) {
+	    tasks_new(base, &tc, &b->tasks, err) < 0 ||
+	    probe_new(base, &pc, &b->probe, err) < 0) {
 		board_free(b);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
@@ -524,6 +644,7 @@ board_free(struct board *b)
 		(void)supervisor_hook_reap(b->hook_pid, true, &end, &err);
 	}
 	b->tasks = tasks_free(b->tasks);
+	b->probe = probe_free(b->probe);
 	if (b->sigchld != NULL)
 		event_free(b->sigchld);
 	if (b->retry_ev != NULL)

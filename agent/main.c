@@ -30,12 +30,16 @@
 #include "link.h"
 #include "log.h"
 #include "secret.h"
+#include "server_flags.h"
+#include "service.h"
+#include "supervisor.h"
+#include "tvm_runtime.h"
 #include "workdir.h"
 
 /* Settings of a flag and of its --config key alike. */
 struct agent_opts {
 	char *broker, *key, *name;
-	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd;
+	char *tvm_runtime, *workdir, *reset_cmd, *health_cmd, *probe_kernel;
 	char *token_file; /* the broker's agent token; NULL: none */
 	char *exec_cmd;   /* the exec runner's command; NULL: the artifact */
 	double max_session, hook_timeout, health_interval;
@@ -73,6 +77,9 @@ static const struct setting {
     {"exec-cmd", OT_STRING, OFF(exec_cmd), 0},
     {"cache-size", OT_COUNT, OFF(cache_mb), 1 << 20},
     {"token-file", OT_STRING, OFF(token_file), 0},
+    /* TVM rpc_server's name for --broker (server_flags.h) */
+    {"tracker", OT_STRING, OFF(broker), 0},
+    {"probe-kernel", OT_STRING, OFF(probe_kernel), 0},
 };
 
 enum {
@@ -80,6 +87,8 @@ enum {
 	OPT_TAG,
 	OPT_CONFIG,
 	OPT_SETTING, /* OPT_SETTING + i: settings[i] */
+	/* + enum server_flag: TVM rpc_server's flags */
+	OPT_SERVER_FLAG = 2000,
 };
 
 static void
@@ -95,7 +104,14 @@ usage(FILE *f)
 	    "  --tag K=V              a tag shown with the board (repeatable)\n"
 	    "  --tvm-runtime PATH     the board's libtvm_runtime.so; without "
 	    "it no TVM\n"
-	    "                         sessions are offered\n"
+	    "                         sessions are offered.  TVM v0.14 .. "
+	    "v0.20 (it\n"
+	    "                         exports TVMFuncGetGlobal) and v0.21+ "
+	    "(tvm-ffi:\n"
+	    "                         TVMFFIFunctionGetGlobal, from "
+	    "libtvm_ffi.so\n"
+	    "                         beside it); probed at start-up in a "
+	    "child\n"
 	    "  --workdir DIR          parent of the per-session work dirs\n"
 	    "                         (default $STATE_DIRECTORY, else\n"
 	    "                         $XDG_RUNTIME_DIR, else /tmp: "
@@ -104,15 +120,21 @@ usage(FILE *f)
 	    "deadline of\n"
 	    "                         sessions that have none); 0: no cap\n"
 	    "  --reset-cmd CMD        run (sh -c) after a timeout or crash\n"
-	    "  --health-cmd CMD       run after the reset; failing it "
-	    "quarantines\n"
+	    "  --health-cmd CMD       run after the reset, and when the board "
+	    "is\n"
+	    "                         suspected; failing it quarantines\n"
 	    "  --hook-timeout S       how long each hook may run (60)\n"
 	    "  --health-interval S    re-check a quarantined board this often "
 	    "(30)\n"
-	    "  --quarantine-after N   quarantine after N crash/lost sessions "
-	    "in "
-	    "a row\n"
-	    "                         (3; 0: never)\n"
+	    "  --quarantine-after N   check the board (health command, else "
+	    "the\n"
+	    "                         probe) after N non-ok outcomes in a "
+	    "row (3;\n"
+	    "                         0: never); only a failed check "
+	    "quarantines\n"
+	    "  --probe-kernel PATH    the known-good probe: a kernel .so "
+	    "(default\n"
+	    "                         entry) instead of the built-in one\n"
 	    "  --token-file FILE      the broker's agent token, sent in the "
 	    "hello\n"
 	    "  --exec-cmd CMD         run native exec tasks with this (sh -c;\n"
@@ -121,7 +143,20 @@ usage(FILE *f)
 	    "  --config FILE          JSON object of the settings above "
 	    "(flags win)\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
-	    "  --help, --version\n");
+	    "  --help, --version\n\n"
+	    "TVM rpc_server's flags, so its start-up scripts work unchanged "
+	    "(docs/tvm.md):\n"
+	    "  --tracker HOST:PORT    the same as --broker\n"
+	    "  --through-proxy        --host:--port is the broker (TVM's "
+	    "proxy)\n"
+	    "  --host, --port, --port-end, --custom-addr, --no-fork\n"
+	    "                         accepted and ignored with a log line: "
+	    "the agent\n"
+	    "                         listens nowhere and forks every "
+	    "session\n"
+	    "  --silent               log warnings and errors only\n"
+	    "  --load-library is refused: sessions load --tvm-runtime "
+	    "only\n");
 }
 
 static int
@@ -254,15 +289,18 @@ opts_free(struct agent_opts *o)
 	free(o->reset_cmd);
 	free(o->health_cmd);
 	free(o->exec_cmd);
+	free(o->probe_kernel);
 	free(o->token_file);
 	json_decref(o->tags);
 }
 
 /* Flags over the --config file.  0, or 2 with the message printed. */
 static int
-parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
+parse_args(struct agent_opts *o, struct server_flags *sf, int argc, char **argv,
+    bool *ret_exit)
 {
-	struct option longs[sizeof(settings) / sizeof(settings[0]) + 8];
+	struct option
+	    longs[sizeof(settings) / sizeof(settings[0]) + 8 + SERVER_FLAG_MAX];
 	struct npufarm_err err;
 	size_t i, n = 0;
 	int opt, idx;
@@ -277,6 +315,7 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 	longs[n++] = (struct option){"verbose", no_argument, NULL, 'v'};
 	longs[n++] = (struct option){"help", no_argument, NULL, 'h'};
 	longs[n++] = (struct option){"version", no_argument, NULL, OPT_VERSION};
+	n += server_flags_options(longs + n, OPT_SERVER_FLAG);
 	longs[n] = (struct option){NULL, 0, NULL, 0};
 
 	/* The config file first, so that flags override it. */
@@ -294,6 +333,15 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 		}
 	}
 	while ((opt = getopt_long(argc, argv, "vh", longs, &idx)) != -1) {
+		if (opt >= OPT_SERVER_FLAG) {
+			if (server_flags_set(
+				sf, opt - OPT_SERVER_FLAG, optarg, &err) < 0) {
+				fprintf(
+				    stderr, "npufarm-agent: --%s\n", err.msg);
+				return 2;
+			}
+			continue;
+		}
 		if (opt >= OPT_SETTING) {
 			if (set_option(o, &settings[opt - OPT_SETTING], optarg,
 				&err) < 0) {
@@ -337,10 +385,15 @@ parse_args(struct agent_opts *o, int argc, char **argv, bool *ret_exit)
 			return 2;
 		}
 	}
+	if (server_flags_broker(sf, &o->broker, &err) < 0) {
+		fprintf(stderr, "npufarm-agent: %s\n", err.msg);
+		return 2;
+	}
 	if (optind < argc || o->broker == NULL || o->key == NULL) {
 		fprintf(stderr, "npufarm-agent: %s\n",
 		    optind < argc ? "unexpected argument"
-				  : "--broker and --key are required");
+				  : "--broker (or --tracker) and --key are "
+				    "required");
 		usage(stderr);
 		return 2;
 	}
@@ -363,6 +416,7 @@ main(int argc, char **argv)
 	    .quarantine_after = 3,
 	    .cache_mb = 1024,
 	};
+	struct server_flags sf = {0};
 	struct link_config lc = {0};
 	struct board_config bc = {0};
 	struct event *sig_term = NULL, *sig_int = NULL;
@@ -373,6 +427,8 @@ main(int argc, char **argv)
 	struct link *link = NULL;
 	char *cachedir = NULL;
 	char host[256], *tags_text = NULL, *workdir = NULL, *token = NULL;
+	enum tvm_rpc_dialect dialect = TVM_RPC_DIALECT_UNKNOWN;
+	char credpath[4096];
 	sigset_t stop_sigs;
 	bool done = false;
 	int ret;
@@ -380,7 +436,7 @@ main(int argc, char **argv)
 	o.tags = json_object();
 	if (o.tags == NULL)
 		return 1;
-	ret = parse_args(&o, argc, argv, &done);
+	ret = parse_args(&o, &sf, argc, argv, &done);
 	if (ret != 0 || done)
 		goto out;
 	ret = 1;
@@ -396,12 +452,32 @@ main(int argc, char **argv)
 	if (o.name == NULL || tags_text == NULL ||
 	    (o.workdir == NULL && workdir == NULL))
 		goto out;
-	log_set_level(LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose));
+	log_set_level(server_flags_log_level(
+	    &sf, LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose)));
+	server_flags_log(&sf, o.broker);
+	/* Without --token-file, the unit's credential if it passed one. */
+	if (o.token_file == NULL &&
+	    service_credential("agent-token", credpath, sizeof(credpath)) &&
+	    (o.token_file = strdup(credpath)) == NULL)
+		goto out;
 	/* Read once: a changed token needs an agent restart. */
 	if (o.token_file != NULL &&
 	    secret_read_file(o.token_file, &token, &err) < 0) {
 		log_err("%s", err.msg);
 		goto out;
+	}
+	/* Which C ABI the runtime has, told by its symbols in a child (the
+	 * agent never loads it itself): the dialect of every session. */
+	if (o.tvm_runtime != NULL) {
+		if (supervisor_runtime_probe(
+			o.tvm_runtime, -1, &dialect, &err) < 0) {
+			log_err("--tvm-runtime %s: %s", o.tvm_runtime, err.msg);
+			goto out;
+		}
+		log_notice("TVM runtime %s: %s; sessions speak %s",
+		    o.tvm_runtime, tvm_runtime_abi_of_dialect(dialect),
+		    dialect == TVM_RPC_DIALECT_FFI ? "type indexes"
+						   : "type codes");
 	}
 	/* Writes to a vanished peer fail with EPIPE instead of killing us;
 	 * SIGCHLD stays at SIG_DFL so that children can be reaped. */
@@ -423,6 +499,7 @@ main(int argc, char **argv)
 		    .runtime_path = o.tvm_runtime,
 		    .workdir = o.workdir != NULL ? o.workdir : workdir,
 		    .stderr_fd = -1,
+		    .dialect = dialect,
 		},
 	    .max_session = o.max_session,
 	    .reset_cmd = o.reset_cmd,
@@ -432,6 +509,7 @@ main(int argc, char **argv)
 	    .health_interval = o.health_interval > 0 ? o.health_interval : 30,
 	    .max_packet = 1L << 30,
 	    .exec_cmd = o.exec_cmd,
+	    .probe_kernel = o.probe_kernel,
 	};
 	if (asprintf(&cachedir, "%s/cache", bc.sup.workdir) < 0) {
 		cachedir = NULL;
@@ -471,8 +549,10 @@ main(int argc, char **argv)
 	    NPUFARM_VERSION, o.name, o.key, o.broker,
 	    o.tvm_runtime ? ", TVM runtime " : " (no TVM runtime)",
 	    o.tvm_runtime ? o.tvm_runtime : "");
+	service_notify("READY=1");
 	if (event_base_dispatch(base) == 0)
 		ret = 0;
+	service_notify("STOPPING=1");
 	/* Stopping: a second SIGTERM must not cut the clean-up short once
 	 * the handlers are gone (children are still to be reaped). */
 	(void)sigemptyset(&stop_sigs);

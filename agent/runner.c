@@ -142,7 +142,7 @@ runner_child_fail(int fd, enum npufarm_outcome outcome, const char *fmt, ...)
 /* The child: fds, a work dir to work in, then the runner itself. */
 _Noreturn static void
 runner_child(const struct runner_config *cfg, const struct task_spec *spec,
-    const char *artifact, int wfd)
+    const char *artifact, const char *ref, int wfd)
 {
 	struct supervisor_config sup = {.workdir = cfg->workdir};
 	struct npufarm_err e = {0};
@@ -169,14 +169,15 @@ runner_child(const struct runner_config *cfg, const struct task_spec *spec,
 		runner_child_fail(fd, NPUFARM_OUTCOME_CRASH,
 		    "runner: chdir %s: %s", abs, strerror(errno));
 	if (spec->runner == TASK_RUNNER_KERNEL)
-		runner_kernel_child(spec, artifact, fd);
+		runner_kernel_child(spec, artifact, ref, cfg->ref_cache, fd);
 	runner_exec_child(cfg, spec, artifact, abs, fd);
 }
 
 /*
  * Start @spec (validated by task_spec_parse()) on the artifact at
  * @artifact_path (kept, e.g. pinned in the cache, until the run is
- * collected) in a forked child, see runner.h.  The child's pid and the
+ * collected; NULL: the built-in probe kernel) in a forked child, see
+ * runner.h.  The child's pid and the
  * report pipe are in @ret_run, owned by the caller until runner_free().
  * @cfg is copied where needed.  Returns 0, or -errno with @err filled (no
  * artifact at the path, unusable work dir, pipe or fork failed); nothing
@@ -188,7 +189,7 @@ int
 runner_start(const struct runner_config *cfg, const struct task_spec *spec,
     const char *artifact_path, struct runner **ret_run, struct npufarm_err *err)
 {
-	char artifact[PATH_MAX];
+	char artifact[PATH_MAX], ref[PATH_MAX];
 	struct runner *run;
 	int pfd[2] = {-1, -1}, r;
 	pid_t pid;
@@ -201,12 +202,23 @@ runner_start(const struct runner_config *cfg, const struct task_spec *spec,
 		return err_set(
 		    err, -ENAMETOOLONG, "work dir %s: too long", cfg->workdir);
 	/* Absolute: the child works in its own directory. */
-	if (realpath(artifact_path, artifact) == NULL)
+	if (artifact_path == NULL)
+		artifact[0] = '\0';
+	else if (realpath(artifact_path, artifact) == NULL)
 		return err_set(err, -errno, "artifact %s: %s", artifact_path,
+		    strerror(errno));
+	if (spec->check.on && cfg->ref_path == NULL)
+		return err_set(err, -EINVAL, "the task's reference is missing");
+	if (spec->check.on && realpath(cfg->ref_path, ref) == NULL)
+		return err_set(err, -errno, "reference %s: %s", cfg->ref_path,
 		    strerror(errno));
 	if (mkdir(cfg->workdir, 0700) < 0 && errno != EEXIST)
 		return err_set(err, -errno, "work dir %s: %s", cfg->workdir,
 		    strerror(errno));
+	if (cfg->ref_cache != NULL && mkdir(cfg->ref_cache, 0700) < 0 &&
+	    errno != EEXIST)
+		return err_set(err, -errno, "reference cache %s: %s",
+		    cfg->ref_cache, strerror(errno));
 	run = calloc(1, sizeof(*run));
 	if (run == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
@@ -224,7 +236,8 @@ runner_start(const struct runner_config *cfg, const struct task_spec *spec,
 	}
 	if (pid == 0) {
 		free(run); /* the parent's; a leak checker would see it lost */
-		runner_child(cfg, spec, artifact, pfd[1]);
+		runner_child(cfg, spec, artifact_path != NULL ? artifact : NULL,
+		    spec->check.on ? ref : NULL, pfd[1]);
 	}
 	(void)close(pfd[1]);
 	run->pid = pid;
@@ -338,7 +351,7 @@ report_parse(const struct runner *run, struct runner_result *res)
 	costs = json_object_get(root, "costs");
 	number = json_integer_value(json_object_get(root, "number"));
 	if ((o != NPUFARM_OUTCOME_OK && o != NPUFARM_OUTCOME_EXCEPTION &&
-		o != NPUFARM_OUTCOME_CRASH) ||
+		o != NPUFARM_OUTCOME_CRASH && o != NPUFARM_OUTCOME_WRONG) ||
 	    !json_is_array(costs) ||
 	    json_array_size(costs) > RUNNER_MAX_COSTS || number < 0 ||
 	    number > UINT32_MAX)

@@ -17,6 +17,15 @@
  *    RUNNER_EXEC_STDOUT_MAX bytes of its stdout, where it reports costs as
  *    JSON, and the last RUNNER_TAIL_MAX bytes of its stderr.
  *
+ * A kernel task with a "check" first runs the reference kernel
+ * (runner_config.ref_path) on the same inputs, then the candidate once;
+ * outputs that differ end the task as WRONG before anything is timed.
+ * The reference's outputs are kept in runner_config.ref_cache, keyed by
+ * the reference and the inputs, so it runs once per board and input.
+ * runner_start() with no artifact (NULL) runs the agent's built-in probe
+ * kernel on runner_probe_spec(): a known-good kernel the board's health
+ * is judged by (board.c).
+ *
  * Either way the child writes one report to a pipe and exits.  Built for a
  * single-threaded event loop, like supervisor.h; nothing blocks unless
  * asked to:
@@ -57,19 +66,30 @@ struct runner;
 #define RUNNER_REPORT_MAX      (256 * 1024) /* child -> agent report */
 
 struct runner_config {
-	const char *workdir;  /* parent of the per-task work dirs, created
-			       * 0700 if missing; borrowed */
-	const char *exec_cmd; /* exec runner: run this with /bin/sh -c
-			       * instead of the artifact (which it finds in
-			       * $NPUFARM_ARTIFACT); NULL: run the artifact;
-			       * borrowed */
-	int stderr_fd;        /* the children's own stderr, i.e. the agent
-			       * log (the kernel's too); -1: inherit */
+	const char *workdir;   /* parent of the per-task work dirs, created
+				* 0700 if missing; borrowed */
+	const char *exec_cmd;  /* exec runner: run this with /bin/sh -c
+				* instead of the artifact (which it finds in
+				* $NPUFARM_ARTIFACT); NULL: run the artifact;
+				* borrowed */
+	int stderr_fd;         /* the children's own stderr, i.e. the agent
+				* log (the kernel's too); -1: inherit */
+	const char *ref_path;  /* the reference kernel of the task's
+				* "check", kept like the artifact; NULL:
+				* none; borrowed */
+	const char *ref_cache; /* dir of the references' outputs, per
+				* reference and input (created 0700);
+				* NULL: the reference runs every time;
+				* borrowed */
 };
+
+/* Bounds of runner_config.ref_cache: outputs cached, and files kept. */
+#define RUNNER_REF_CACHE_MAX_BYTES (64ULL << 20)
+#define RUNNER_REF_CACHE_MAX_FILES 64
 
 /* How a task ended, as far as the runner can tell. */
 struct runner_result {
-	enum npufarm_outcome outcome;   /* OK, EXCEPTION or CRASH */
+	enum npufarm_outcome outcome;   /* OK, EXCEPTION, CRASH or WRONG */
 	uint32_t number;                /* calls per repeat that the costs
 					 * average over (after min_repeat_ms
 					 * growth) */
@@ -82,7 +102,8 @@ struct runner_result {
 					 * not be removed entirely */
 	char msg[RUNNER_MSG_MAX];       /* "" when OK; EXCEPTION: the message,
 					 * verbatim; CRASH: "SIGSEGV (signal
-					 * 11)", "exited with status 3" */
+					 * 11)", "exited with status 3";
+					 * WRONG: the first mismatch */
 	char tail[RUNNER_TAIL_MAX]; /* exec: the end of stderr; "" if none */
 };
 
@@ -103,8 +124,9 @@ struct runner *runner_free(struct runner *run);
 _Noreturn void runner_child_report(int fd, const struct runner_result *res);
 _Noreturn void runner_child_fail(int fd, enum npufarm_outcome outcome,
     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-_Noreturn void runner_kernel_child(
-    const struct task_spec *spec, const char *artifact, int fd);
+_Noreturn void runner_kernel_child(const struct task_spec *spec,
+    const char *artifact, const char *ref, const char *ref_cache, int fd);
+void runner_probe_spec(struct task_spec *ret_spec);
 _Noreturn void runner_exec_child(const struct runner_config *cfg,
     const struct task_spec *spec, const char *artifact, const char *workdir,
     int fd);

@@ -10,7 +10,6 @@
 
 #include "session_child.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdbool.h>
@@ -22,21 +21,16 @@
 #include "err.h"
 #include "log.h"
 #include "session_env.h"
-#include "tvm_capi.h"
+#include "tvm_runtime.h"
 #include "workdir.h"
 
-/* Log the first line of the runtime's last error, which names its type. */
+/* Log @e, whose text comes from the runtime, escaped. */
 static void
-log_runtime_error(const struct tvm_capi *api, const char *what)
+log_runtime_error(const char *what, const struct npufarm_err *e)
 {
-	const char *last = api->TVMGetLastError();
-	char line[256];
-	size_t n;
+	char line[2 * NPUFARM_ERR_MSG_MAX];
 
-	if (last == NULL)
-		last = "(no error text)";
-	n = strcspn(last, "\n");
-	(void)log_escape(line, sizeof(line), last, n);
+	(void)log_escape(line, sizeof(line), e->msg, strlen(e->msg));
 	log_warn("session %ld: %s: %s", (long)getpid(), what, line);
 }
 
@@ -49,13 +43,10 @@ log_runtime_error(const struct tvm_capi *api, const char *what)
 _Noreturn void
 session_child_run(const struct session_child_config *cfg)
 {
-	static struct tvm_capi api;
-	static struct session_env env; /* the callbacks' resource, for life */
+	static struct tvm_runtime rt;  /* the runtime, for life */
+	static struct session_env env; /* the callbacks' argument, for life */
 	struct npufarm_err e = {0};
-	TVMFunctionHandle loop = NULL;
-	TVMValue arg, rv;
-	int code = kDLInt, rcode, fd, rc;
-	void *lib;
+	int fd;
 
 	fd = child_setup_fds(cfg->fd, cfg->stderr_fd);
 	if (fd < 0) {
@@ -72,34 +63,59 @@ session_child_run(const struct session_child_config *cfg)
 		log_err("session %ld: %s", (long)getpid(), e.msg);
 		_exit(SESSION_CHILD_EXIT_WORKDIR);
 	}
-	lib = dlopen(cfg->runtime_path, RTLD_NOW | RTLD_GLOBAL);
-	if (lib == NULL) {
-		log_err("session %ld: dlopen: %s", (long)getpid(), dlerror());
+	if (tvm_runtime_open(cfg->runtime_path, &rt, &e) < 0) {
+		log_err("session %ld: %s: %s", (long)getpid(),
+		    cfg->runtime_path, e.msg);
 		_exit(SESSION_CHILD_EXIT_RUNTIME);
 	}
+	if (cfg->dialect != TVM_RPC_DIALECT_UNKNOWN &&
+	    cfg->dialect != tvm_runtime_dialect(&rt))
+		log_warn("session %ld: %s has the %s now, not the %s it had "
+			 "when the agent started; serving it",
+		    (long)getpid(), cfg->runtime_path, tvm_runtime_abi(&rt),
+		    tvm_runtime_abi_of_dialect(cfg->dialect));
 	if (chdir(env.dir) < 0) {
 		log_err("session %ld: chdir %s: %s", (long)getpid(), env.dir,
 		    strerror(errno));
 		_exit(SESSION_CHILD_EXIT_WORKDIR);
 	}
-	env.api = &api;
-	if (tvm_capi_load(lib, &api, &e) < 0 ||
-	    session_env_register(&env, &e) < 0) {
+	if (session_env_register(&env, &rt, &e) < 0) {
 		log_err("session %ld: %s: %s", (long)getpid(),
 		    cfg->runtime_path, e.msg);
 		_exit(SESSION_CHILD_EXIT_RUNTIME);
 	}
-	if (api.TVMFuncGetGlobal("rpc.ServerLoop", &loop) != 0 ||
-	    loop == NULL) {
-		log_err("session %ld: %s has no rpc.ServerLoop", (long)getpid(),
-		    cfg->runtime_path);
-		_exit(SESSION_CHILD_EXIT_RUNTIME);
-	}
-
-	arg.v_int64 = fd; /* an integer selects the socket variant */
-	rc = api.TVMFuncCall(loop, &arg, &code, 1, &rv, &rcode);
 	/* The loop has closed fd on every path (spec §6). */
-	if (rc != 0)
-		log_runtime_error(&api, "rpc.ServerLoop");
-	_exit(rc == 0 ? SESSION_CHILD_EXIT_OK : SESSION_CHILD_EXIT_LOOP);
+	if (tvm_runtime_serve(&rt, fd, &e) < 0) {
+		log_runtime_error("rpc.ServerLoop", &e);
+		_exit(SESSION_CHILD_EXIT_LOOP);
+	}
+	_exit(SESSION_CHILD_EXIT_OK);
+}
+
+/*
+ * The agent's start-up probe of its runtime, in a child of its own (the
+ * agent never loads board code itself): open @runtime_path exactly as a
+ * session does and write the outcome on @fd, one byte with the dialect
+ * (TVM_RPC_DIALECT_UNKNOWN: refused) followed by the reason, then exit.
+ * Call only in a child from child_setup_fork().
+ */
+_Noreturn void
+session_child_probe(const char *runtime_path, int fd, int stderr_fd)
+{
+	static struct tvm_runtime rt;
+	struct npufarm_err e = {0};
+	unsigned char d;
+	ssize_t k;
+
+	fd = child_setup_fds(fd, stderr_fd);
+	if (fd < 0)
+		_exit(SESSION_CHILD_EXIT_OSERR);
+	if (tvm_runtime_open(runtime_path, &rt, &e) < 0)
+		d = TVM_RPC_DIALECT_UNKNOWN;
+	else
+		d = (unsigned char)tvm_runtime_dialect(&rt);
+	k = write(fd, &d, 1);
+	if (k == 1 && d == TVM_RPC_DIALECT_UNKNOWN)
+		k = write(fd, e.msg, strlen(e.msg));
+	_exit(k < 0 ? SESSION_CHILD_EXIT_OSERR : SESSION_CHILD_EXIT_OK);
 }

@@ -5,11 +5,14 @@
  * runtime's own rpc.ServerLoop (spec tvm-c-runtime-api.md §9).  It never
  * runs in the agent itself, and it never returns: its exit status says how
  * the session ended (SESSION_CHILD_EXIT_*), and what went wrong is written
- * to its stderr, which the supervisor points at the agent log.
+ * to its stderr, which the supervisor points at the agent log.  The runtime
+ * may have either C ABI (tvm_runtime.h): the child serves both alike.
  */
 #pragma once
 
 #include <sysexits.h>
+
+#include "tvm_rpc.h"
 
 /*
  * Exit statuses.  RUNTIME covers dlopen, dlsym and registering the server
@@ -30,6 +33,12 @@ struct session_child_config {
 				   * handed to rpc.ServerLoop, which closes
 				   * it */
 	int stderr_fd;            /* becomes fd 2; -1: keep the inherited */
+	enum tvm_rpc_dialect dialect; /* what the agent's start-up probe
+				       * found, or UNKNOWN; a runtime that
+				       * changed since is served, with a
+				       * warning */
 };
 
 _Noreturn void session_child_run(const struct session_child_config *cfg);
+_Noreturn void session_child_probe(
+    const char *runtime_path, int fd, int stderr_fd);

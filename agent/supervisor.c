@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -120,6 +121,7 @@ supervisor_session_start(const struct supervisor_config *cfg, int *ret_fd,
 		child.workdir = dir;
 		child.fd = sv[1];
 		child.stderr_fd = cfg->stderr_fd;
+		child.dialect = cfg->dialect;
 		session_child_run(&child);
 	}
 	(void)close(sv[1]);
@@ -190,7 +192,7 @@ wait_ended(pid_t pid, int timeout_ms)
 	struct timespec now, end, nap;
 	siginfo_t si;
 	int opts = WEXITED | WNOWAIT, step_ms = 1;
-	long left_ms;
+	int64_t left_ns;
 
 	if (timeout_ms >= 0)
 		opts |= WNOHANG;
@@ -207,12 +209,16 @@ wait_ended(pid_t pid, int timeout_ms)
 		if (si.si_pid != 0)
 			return 1;
 		(void)clock_gettime(CLOCK_MONOTONIC, &now);
-		left_ms = (end.tv_sec - now.tv_sec) * 1000 +
-			  (end.tv_nsec - now.tv_nsec) / 1000000;
-		if (left_ms <= 0)
+		left_ns = (int64_t)(end.tv_sec - now.tv_sec) * 1000000000 +
+			  (end.tv_nsec - now.tv_nsec);
+		if (left_ns <= 0)
 			return 0;
+		/* Never less than what is left: a nap rounded down would
+		 * give up before the time is up. */
 		nap.tv_sec = 0;
-		nap.tv_nsec = (left_ms < step_ms ? left_ms : step_ms) * 1000000;
+		nap.tv_nsec = (long)(left_ns < (int64_t)step_ms * 1000000
+					 ? left_ns
+					 : (int64_t)step_ms * 1000000);
 		(void)nanosleep(&nap, NULL);
 		if (step_ms < SUPERVISOR_POLL_MAX_MS)
 			step_ms *= 2;
@@ -363,4 +369,80 @@ supervisor_run_hook(const char *cmd, int timeout_ms, int stderr_fd,
 	}
 	*ret_end = end;
 	return end.outcome == NPUFARM_OUTCOME_OK ? 1 : 0;
+}
+
+/*
+ * Probe the runtime at @runtime_path once, at start-up, in a child of its
+ * own (session_child_probe()): the agent never loads board code in its
+ * own process.  The child loads it as every session child will, so a file
+ * that is not a TVM runtime, lacks part of its C API or cannot be
+ * dlopen()ed at all is refused here, with the reason.  On success
+ * *ret_dialect is the wire dialect its ABI implies (tvm_runtime.h).  Waits
+ * at most SUPERVISOR_PROBE_TIMEOUT_MS.  Returns 0, or -errno with @err
+ * saying why (without the path: the caller names it).  Does not log; the
+ * child's stderr (the runtime's own output) goes to @stderr_fd (-1: the
+ * agent's).  Call from a process without other threads.
+ */
+int
+supervisor_runtime_probe(const char *runtime_path, int stderr_fd,
+    enum tvm_rpc_dialect *ret_dialect, struct npufarm_err *err)
+{
+	struct supervisor_end end;
+	struct pollfd pfd;
+	char buf[NPUFARM_ERR_MSG_MAX + 1];
+	bool timed_out = false;
+	size_t got = 0;
+	int p[2], r;
+	ssize_t k;
+	pid_t pid;
+
+	if (pipe2(p, O_CLOEXEC) < 0)
+		return err_set(err, -errno, "pipe: %s", strerror(errno));
+	pid = child_setup_fork(false);
+	if (pid < 0) {
+		(void)close(p[0]);
+		(void)close(p[1]);
+		return err_set(err, pid, "fork: %s", strerror(-pid));
+	}
+	if (pid == 0)
+		session_child_probe(runtime_path, p[1], stderr_fd);
+	(void)close(p[1]);
+	pfd = (struct pollfd){.fd = p[0], .events = POLLIN};
+	for (;;) {
+		r = poll(&pfd, 1, SUPERVISOR_PROBE_TIMEOUT_MS);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			timed_out = r == 0;
+			break;
+		}
+		k = read(p[0], buf + got, sizeof(buf) - 1 - got);
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			break;
+		got += (size_t)k;
+		if (got == sizeof(buf) - 1)
+			break;
+	}
+	(void)close(p[0]);
+	if (timed_out)
+		(void)supervisor_session_kill(pid, SUPERVISOR_KILL_FORCE);
+	r = reap_child(pid, true, &end, err);
+	if (r < 0)
+		return r;
+	buf[got] = '\0';
+	if (got >= 1 && buf[0] == TVM_RPC_DIALECT_UNKNOWN)
+		return err_set(err, -ENOENT, "%s", buf + 1);
+	if (got >= 1 && end.outcome == NPUFARM_OUTCOME_OK &&
+	    (buf[0] == TVM_RPC_DIALECT_V014 || buf[0] == TVM_RPC_DIALECT_FFI)) {
+		*ret_dialect = (enum tvm_rpc_dialect)buf[0];
+		return 0;
+	}
+	if (timed_out)
+		return err_set(err, -ETIMEDOUT, "loading it took over %d ms",
+		    SUPERVISOR_PROBE_TIMEOUT_MS);
+	return err_set(err, -EPROTO, "loading it ended the probe: %s%s",
+	    end.msg[0] ? end.msg : "no answer",
+	    end.status == 127 ? " (a symbol lookup error?)" : "");
 }

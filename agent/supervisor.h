@@ -30,21 +30,29 @@
 
 #include <npufarm/outcome.h>
 
+#include "tvm_rpc.h"
+
 struct npufarm_err;
 
 /* How long a child has between SIGTERM and SIGKILL. */
 #define SUPERVISOR_KILL_GRACE_MS 200
 
+/* How long the start-up probe of the runtime may take. */
+#define SUPERVISOR_PROBE_TIMEOUT_MS 30000
+
 /* Room in struct supervisor_end's msg. */
 #define SUPERVISOR_END_MSG_MAX 64
 
 struct supervisor_config {
-	const char *runtime_path; /* libtvm_runtime.so, dlopen()ed only in
-				   * session children; borrowed */
-	const char *workdir;      /* parent of the per-session work dirs
-				   * (created 0700 if missing); borrowed */
-	int stderr_fd;            /* the children's stderr, i.e. the agent
-				   * log; -1: inherit the agent's */
+	const char *runtime_path;     /* libtvm_runtime.so, dlopen()ed only in
+				       * session children; borrowed */
+	const char *workdir;          /* parent of the per-session work dirs
+				       * (created 0700 if missing); borrowed */
+	int stderr_fd;                /* the children's stderr, i.e. the agent
+				       * log; -1: inherit the agent's */
+	enum tvm_rpc_dialect dialect; /* the runtime's, from
+				       * supervisor_runtime_probe(); UNKNOWN
+				       * when not probed */
 };
 
 /* The two steps of a kill. */
@@ -68,6 +76,8 @@ struct supervisor_end {
 					   * out after 500 ms" */
 };
 
+int supervisor_runtime_probe(const char *runtime_path, int stderr_fd,
+    enum tvm_rpc_dialect *ret_dialect, struct npufarm_err *err);
 int supervisor_session_start(const struct supervisor_config *cfg, int *ret_fd,
     pid_t *ret_pid, struct npufarm_err *err);
 int supervisor_session_kill(pid_t pid, enum supervisor_kill how);

@@ -42,7 +42,9 @@ struct tasks {
 	struct task_spec *spec;
 	struct cache_writer *writer; /* FETCHING */
 	uint64_t fetched, size;
-	bool pinned; /* the artifact is acquired from the cache */
+	bool pinned;          /* the artifact is acquired from the cache */
+	bool ref_pinned;      /* the check's reference too */
+	const char *fetching; /* FETCHING: spec->artifact or check.ref */
 	struct runner *run;
 	struct event *read_ev; /* the runner's report pipe */
 	struct event *deadline_ev;
@@ -92,11 +94,13 @@ report(struct tasks *t, enum npufarm_outcome outcome, const char *detail,
 		    (long long)t->id);
 	if (t->pinned)
 		cache_release(t->cfg.cache, t->spec->artifact);
-	t->pinned = false;
+	if (t->ref_pinned)
+		cache_release(t->cfg.cache, t->spec->check.ref);
+	t->pinned = t->ref_pinned = false;
 	t->writer = cache_abort(t->writer);
 	t->state = TASKS_IDLE;
 	t->id = 0;
-	t->cfg.done(t->cfg.arg, outcome);
+	t->cfg.done(t->cfg.arg, outcome, detail);
 }
 
 /* ---- running ----------------------------------------------------------- */
@@ -206,7 +210,7 @@ task_run(struct tasks *t)
 	    .exec_cmd = t->cfg.exec_cmd,
 	    .stderr_fd = -1,
 	};
-	char path[PATH_MAX];
+	char path[PATH_MAX], ref[PATH_MAX], refs[PATH_MAX];
 	struct npufarm_err err;
 	struct timeval tv;
 
@@ -217,6 +221,20 @@ task_run(struct tasks *t)
 		return;
 	}
 	t->pinned = true;
+	if (t->spec->check.on) {
+		if (cache_acquire(t->cfg.cache, t->spec->check.ref, ref,
+			sizeof(ref)) != 1) {
+			report(t, NPUFARM_OUTCOME_LOST,
+			    "the reference vanished from the agent's cache",
+			    NULL);
+			return;
+		}
+		t->ref_pinned = true;
+		rc.ref_path = ref;
+		/* Its outputs, once per board and input (runner.h). */
+		(void)snprintf(refs, sizeof(refs), "%s/refs", t->cfg.workdir);
+		rc.ref_cache = refs;
+	}
 	if (runner_start(&rc, t->spec, path, &t->run, &err) < 0) {
 		report(t, NPUFARM_OUTCOME_CRASH, err.msg, NULL);
 		return;
@@ -248,10 +266,35 @@ fetch_next(struct tasks *t)
 {
 	if (t->link == NULL ||
 	    link_send(t->link,
-		json_pack("{ss ss sI}", "type", "fetch", "sha256",
-		    t->spec->artifact, "offset", (json_int_t)t->fetched)) < 0)
+		json_pack("{ss ss sI}", "type", "fetch", "sha256", t->fetching,
+		    "offset", (json_int_t)t->fetched)) < 0)
 		log_info(
 		    "task %lld: fetch waits for the link", (long long)t->id);
+}
+
+/*
+ * Fetch what the task needs and the cache lacks (the artifact, then the
+ * reference of its check), else run it.
+ */
+static void
+task_prepare(struct tasks *t)
+{
+	const char *need = NULL;
+
+	if (!cache_contains(t->cfg.cache, t->spec->artifact))
+		need = t->spec->artifact;
+	else if (t->spec->check.on &&
+		 !cache_contains(t->cfg.cache, t->spec->check.ref))
+		need = t->spec->check.ref;
+	if (need == NULL) {
+		task_run(t);
+		return;
+	}
+	t->state = TASKS_FETCHING;
+	t->fetching = need;
+	t->fetched = 0;
+	t->size = 0;
+	fetch_next(t);
 }
 
 /* {"type": "chunk", "sha256", "offset", "size", "data" | "error"}. */
@@ -269,7 +312,7 @@ handle_chunk(struct tasks *t, json_t *v)
 	    json_unpack(v, "{s:s, s?I, s?I, s?s, s?s}", "sha256", &sha,
 		"offset", &offset, "size", &size, "data", &data, "error",
 		&error) < 0 ||
-	    strcmp(sha, t->spec->artifact) != 0)
+	    strcmp(sha, t->fetching) != 0)
 		return;
 	if (error != NULL) {
 		report(t, NPUFARM_OUTCOME_REJECTED, error, NULL);
@@ -328,7 +371,7 @@ handle_chunk(struct tasks *t, json_t *v)
 	t->writer = NULL;
 	log_info("artifact %.12s fetched (%llu bytes)", sha,
 	    (unsigned long long)t->size);
-	task_run(t);
+	task_prepare(t);
 }
 
 /* ---- frames ------------------------------------------------------------- */
@@ -359,14 +402,7 @@ handle_task(struct tasks *t, json_t *v)
 		report(t, NPUFARM_OUTCOME_REJECTED, err.msg, NULL);
 		return;
 	}
-	if (cache_contains(t->cfg.cache, t->spec->artifact)) {
-		task_run(t);
-		return;
-	}
-	t->state = TASKS_FETCHING;
-	t->fetched = 0;
-	t->size = 0;
-	fetch_next(t);
+	task_prepare(t);
 }
 
 /* {"type": "cancel", "task": ID, "attempt": N}. */
@@ -464,6 +500,8 @@ tasks_free(struct tasks *t)
 	t->writer = cache_abort(t->writer);
 	if (t->pinned)
 		cache_release(t->cfg.cache, t->spec->artifact);
+	if (t->ref_pinned)
+		cache_release(t->cfg.cache, t->spec->check.ref);
 	free(t->spec);
 	free(t);
 	return NULL;

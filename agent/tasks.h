@@ -21,8 +21,12 @@ struct link;
 struct npufarm_err;
 struct tasks;
 
-/* The task is over (reported); @outcome decides the hooks to run. */
-typedef void tasks_done_fn(void *arg, enum npufarm_outcome outcome);
+/*
+ * The task is over (reported); @outcome decides the hooks to run; @detail
+ * (borrowed for the call) says how it ended.
+ */
+typedef void tasks_done_fn(
+    void *arg, enum npufarm_outcome outcome, const char *detail);
 
 struct tasks_config {
 	const char *workdir;  /* parent of the per-task work dirs */

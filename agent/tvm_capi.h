@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The part of TVM's runtime C API (v0.14.0 ABI, LP64) that a session child
- * uses, written from spec tvm-c-runtime-api.md §2 rather than TVM's headers:
+ * The part of TVM's runtime C API (v0.14.0 ABI, LP64: TVM v0.14 .. v0.20)
+ * that a session child uses, and its adapter behind tvm_runtime.h, written
+ * from spec tvm-c-runtime-api.md §2 rather than TVM's headers:
  * the agent never links TVM.  The entry points are function pointers filled
  * by dlsym() from a runtime the session child dlopen()ed, so a real
  * libtvm_runtime.so and the tests' fake one work alike.  Every int-returning
@@ -16,6 +17,7 @@
 #include <stdint.h>
 
 struct npufarm_err;
+struct tvm_runtime;
 
 /* One argument or return value; 8 bytes (spec §2). */
 typedef union {
@@ -83,3 +85,4 @@ struct tvm_capi {
 };
 
 int tvm_capi_load(void *lib, struct tvm_capi *ret_api, struct npufarm_err *err);
+void tvm_capi_bind(struct tvm_runtime *rt, const struct tvm_capi *api);

@@ -456,6 +456,8 @@ session_start(struct tvm_session *s, char *client_key)
 	    .buffer = SESSION_BUFFER,
 	    .linger = SESSION_LINGER_S,
 	    .who = "board",
+	    /* The runtime's ABI tells (D3); the session's bytes decide. */
+	    .dialect = s->cfg.sup->dialect,
 	};
 	struct tvm_rpc_hello h;
 	struct npufarm_err err;
@@ -508,10 +510,13 @@ fail_child:
 	child_close(s);
 	child_kill(s);
 fail:
-	/* Nothing to serve with: end at once, the client gets told why. */
+	/* Nothing to serve with: end at once, the client gets told why, in
+	 * the dialect of the board's runtime (UNKNOWN writes the form that
+	 * clients of both survive). */
 	if (s->rr == NULL &&
 	    tvm_rpc_add_exception(bufferevent_get_output(s->data),
-		"npufarm: the board could not start a session") == 0)
+		"npufarm: the board could not start a session",
+		s->cfg.sup->dialect) == 0)
 		data_shut(s);
 	s->rend = (struct rpc_relay_end){
 	    .outcome = NPUFARM_OUTCOME_CRASH,

@@ -48,6 +48,8 @@
 #define IO_MS 10000
 
 static const char *farm, *key = "rk3588";
+/* --split-writes: the client writes like TVM's (Nagle on, split frames). */
+static bool split_writes;
 
 static int
 cmp_double(const void *a, const void *b)
@@ -73,6 +75,7 @@ client_config(const char *timeout)
 	    .timeout = timeout,
 	    .io_timeout_ms = IO_MS,
 	    .grant_timeout_ms = IO_MS,
+	    .split_writes = split_writes,
 	};
 }
 
@@ -241,6 +244,7 @@ main(int argc, char **argv)
 	    {"timeout-ms", required_argument, NULL, 't'},
 	    {"runtime", required_argument, NULL, 'r'},
 	    {"transfer-mib", required_argument, NULL, 'x'},
+	    {"split-writes", no_argument, NULL, 'W'},
 	    {NULL, 0, NULL, 0},
 	};
 	unsigned long agent_pid = 0, base_pid = 0, n = 10, tmo_ms = 300;
@@ -291,6 +295,9 @@ main(int argc, char **argv)
 		case 'r':
 			runtime = optarg;
 			break;
+		case 'W':
+			split_writes = true;
+			break;
 		case 'x':
 			if (bench_ulong(
 				"--transfer-mib", optarg, 1, 60, &xfer_mib) < 0)
@@ -306,7 +313,7 @@ main(int argc, char **argv)
 		    "usage: npufarm-bench-agent --farm HOST:PORT "
 		    "--agent-pid PID --baseline-pid PID --runtime PATH "
 		    "[--key KEY] [--sessions N] [--timeout-ms MS] "
-		    "[--transfer-mib N]\n");
+		    "[--transfer-mib N] [--split-writes]\n");
 		return 2;
 	}
 	err_ms = calloc(n, sizeof(double));

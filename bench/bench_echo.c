@@ -27,6 +27,7 @@
 
 #include "frame.h"
 #include "netaddr.h"
+#include "quickack.h"
 #include "tvmpeer.h"
 
 /* Frames echoed per read callback before yielding, as the broker does. */
@@ -75,6 +76,8 @@ echo_readcb(struct bufferevent *bev, void *arg)
 	}
 	if (n == ECHO_MAX_PER_EVENT)
 		bufferevent_trigger(bev, EV_READ, BEV_TRIG_DEFER_CALLBACKS);
+	else if (evbuffer_get_length(in) > 0) /* partial frame, as broker */
+		quickack_rearm(bufferevent_getfd(bev));
 }
 
 static void

@@ -62,6 +62,7 @@ struct relay_opts {
 	unsigned long repeat;  /* runs per path, alternating */
 	unsigned long timeout; /* ms bound on every wait */
 	bool header;           /* print the table header first */
+	bool split_writes;     /* peers write like TVM's (Nagle, split) */
 };
 
 /* Figures of one path (relayed or direct) over all its runs. */
@@ -244,6 +245,7 @@ relay_run(const struct relay_opts *o, struct relay_path *p, unsigned run,
 	    .key = key,
 	    .mode = TVMRPC_BOARD_OK,
 	    .io_timeout_ms = (int)o->timeout,
+	    .split_hello = o->split_writes,
 	};
 	struct tvmrpc_client_config ccfg = {
 	    .tracker = p->broker ? o->farm : NULL,
@@ -252,6 +254,7 @@ relay_run(const struct relay_opts *o, struct relay_path *p, unsigned run,
 	    .timeout = RELAY_SESSION_T,
 	    .io_timeout_ms = (int)o->timeout,
 	    .grant_timeout_ms = (int)o->timeout,
+	    .split_writes = o->split_writes,
 	};
 	struct tvmrpc_board_report rep;
 	struct tvmrpc_client *cl = NULL;
@@ -367,7 +370,12 @@ relay_usage(FILE *f)
 	fprintf(f,
 	    "usage: npufarm-bench-relay --farm HOST:PORT [--total-mib N]\n"
 	    "         [--chunk-kib K] [--rounds N] [--repeat R]\n"
-	    "         [--timeout-ms MS] [--header]\n"
+	    "         [--timeout-ms MS] [--header] [--split-writes]\n"
+	    "  --split-writes  the client writes like TVM's (Nagle on, each "
+	    "tracker\n"
+	    "                  frame in two writes, the hello in three); the "
+	    "board's\n"
+	    "                  hello is split too\n"
 	    "Prints markdown table rows: metric | through broker | "
 	    "direct (same run) | ratio | target\n");
 }
@@ -383,6 +391,7 @@ relay_parse(struct relay_opts *o, int argc, char **argv)
 	    {"repeat", required_argument, NULL, 'r'},
 	    {"timeout-ms", required_argument, NULL, 'T'},
 	    {"header", no_argument, NULL, 'H'},
+	    {"split-writes", no_argument, NULL, 'W'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -417,6 +426,9 @@ relay_parse(struct relay_opts *o, int argc, char **argv)
 			break;
 		case 'H':
 			o->header = true;
+			break;
+		case 'W':
+			o->split_writes = true;
 			break;
 		case 'h':
 			relay_usage(stdout);

@@ -73,6 +73,8 @@ struct bench_opts {
 	unsigned long idle;      /* boards registered in the idle run */
 	unsigned long idle_keys; /* keys they are spread over */
 	unsigned long summaries; /* SUMMARY requests timed */
+	bool split_writes;       /* as TVM's clients: Nagle on, 2 writes */
+	bool no_delayed_ack;     /* ACK partial frames at once */
 	bool run_cycles;
 	bool run_idle;
 };
@@ -86,9 +88,10 @@ struct lconn {
 };
 
 struct load {
-	bool echo;              /* the far end is the echo server */
-	unsigned long nclients; /* conns[0, nclients) are clients */
-	unsigned long nservers; /* conns[nclients, +nservers) are servers */
+	const struct bench_opts *o; /* borrowed, outlives the run */
+	bool echo;                  /* the far end is the echo server */
+	unsigned long nclients;     /* conns[0, nclients) are clients */
+	unsigned long nservers;     /* conns[nclients, +nservers) are servers */
 	struct lconn *conns;
 	int epfd;         /* every conn, with data.u64 = its index */
 	unsigned long rr; /* echo: the next server to "return" */
@@ -169,18 +172,27 @@ quantile_us(uint32_t *v, size_t n, double q, bool sorted)
 	return (double)v[i] / 1000.0;
 }
 
-/* Connect with the tracker handshake and disable Nagle, as the broker. */
+/*
+ * Connect with the tracker handshake and disable Nagle, as the broker; or,
+ * with --split-writes, keep Nagle and write each frame's header and body
+ * separately, as TVM's Python peers do.  --no-delayed-ack: ACK partial
+ * frames at once (a tracker that splits its replies, as TVM's does, then
+ * does not wait for our delayed ACK).
+ */
 static int
-bench_connect(
-    const char *addr, struct tvmpeer **ret_peer, struct npufarm_err *err)
+bench_connect(const struct bench_opts *o, const char *addr,
+    struct tvmpeer **ret_peer, struct npufarm_err *err)
 {
 	int one = 1, r;
 
 	r = tvmpeer_connect(addr, BENCH_IO_TIMEOUT_MS, ret_peer, err);
 	if (r < 0)
 		return r;
-	(void)setsockopt(
-	    tvmpeer_fd(*ret_peer), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	tvmpeer_set_split_writes(*ret_peer, o->split_writes);
+	tvmpeer_set_quickack(*ret_peer, o->no_delayed_ack);
+	if (!o->split_writes)
+		(void)setsockopt(tvmpeer_fd(*ret_peer), IPPROTO_TCP,
+		    TCP_NODELAY, &one, sizeof(one));
 	return 0;
 }
 
@@ -438,7 +450,7 @@ load_setup(struct load *l, const char *addr, struct npufarm_err *err)
 	if (l->conns == NULL || l->lat_ns == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	for (i = n; i-- > 0;) {
-		r = bench_connect(addr, &l->conns[i].peer, err);
+		r = bench_connect(l->o, addr, &l->conns[i].peer, err);
 		if (r < 0)
 			return r;
 		ev.data.u64 = i;
@@ -465,6 +477,7 @@ load_run(const struct bench_opts *o, const char *addr, bool echo, pid_t pid,
     struct load_result *res, struct npufarm_err *err)
 {
 	struct load l = {
+	    .o = o,
 	    .echo = echo,
 	    .nclients = o->clients,
 	    .nservers = o->servers,
@@ -687,7 +700,7 @@ idle_register(const struct bench_opts *o, unsigned long i,
 	int r;
 
 	(void)snprintf(key, sizeof(key), "idle%03lu", i % o->idle_keys);
-	r = bench_connect(o->tracker, ret_peer, err);
+	r = bench_connect(o, o->tracker, ret_peer, err);
 	if (r < 0)
 		return r;
 	r = tvmpeer_update_info(*ret_peer, key, port);
@@ -737,13 +750,13 @@ bench_idle(
 	}
 	t = ((double)bench_now_ns() - t) / 1e9;
 	rss1 = bench_rss_kib((long)o->pid);
-	r = bench_connect(o->tracker, &q, err);
+	r = bench_connect(o, o->tracker, &q, err);
 	if (r < 0)
 		goto out;
 	r = time_exchanges(q, NULL, 0, lat_b, o->summaries, &body, &blen);
 	q = tvmpeer_free(q);
 	if (r == 0)
-		r = bench_connect(echo_addr, &q, err);
+		r = bench_connect(o, echo_addr, &q, err);
 	if (r == 0)
 		r = time_exchanges(
 		    q, body, blen, lat_e, o->summaries, NULL, NULL);
@@ -797,7 +810,14 @@ bench_usage(FILE *f)
 	    "usage: npufarm-bench-tracker --tracker HOST:PORT [--pid PID]\n"
 	    "         [--phase cycles|idle|all] [--servers N] [--clients M]\n"
 	    "         [--seconds S] [--warmup-ms MS] [--idle-boards N]\n"
-	    "         [--idle-keys K] [--summaries N]\n"
+	    "         [--idle-keys K] [--summaries N] [--split-writes]\n"
+	    "         [--no-delayed-ack]\n"
+	    "  --split-writes    write like TVM's Python peers: each frame's "
+	    "header and\n"
+	    "                    body in two writes, Nagle on\n"
+	    "  --no-delayed-ack  ACK a partially read frame at once (for "
+	    "trackers that\n"
+	    "                    split their replies, as TVM's does)\n"
 	    "Prints markdown table rows: metric | tracker | echo baseline | "
 	    "ratio | target\n");
 }
@@ -816,6 +836,8 @@ bench_parse(struct bench_opts *o, int argc, char **argv)
 	    {"idle-boards", required_argument, NULL, 'i'},
 	    {"idle-keys", required_argument, NULL, 'k'},
 	    {"summaries", required_argument, NULL, 'S'},
+	    {"split-writes", no_argument, NULL, 'W'},
+	    {"no-delayed-ack", no_argument, NULL, 'A'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -867,6 +889,12 @@ bench_parse(struct bench_opts *o, int argc, char **argv)
 		case 'S':
 			r = bench_ulong(
 			    "--summaries", optarg, 1, 10000, &o->summaries);
+			break;
+		case 'W':
+			o->split_writes = true;
+			break;
+		case 'A':
+			o->no_delayed_ack = true;
 			break;
 		case 'h':
 			bench_usage(stdout);

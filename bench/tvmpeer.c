@@ -30,6 +30,7 @@
 #include "frame.h"
 #include "json_util.h"
 #include "netaddr.h"
+#include "quickack.h"
 
 /* Smallest free space offered to each recv(); buffers grow per frame. */
 #define PEER_READ_MIN    4096
@@ -40,6 +41,7 @@ struct tvmpeer {
 	int fd;         /* blocking socket, -1 once closed */
 	int timeout_ms; /* bounds connect, handshake and each send; <0: none */
 	bool split;     /* header and body as two writes, as Python does */
+	bool quickack;  /* ACK a partial frame at once (no delayed ACK) */
 	char *buf;      /* received bytes live in [start, end) */
 	size_t start;
 	size_t end;
@@ -281,6 +283,35 @@ tvmpeer_set_split_writes(struct tvmpeer *p, bool split)
 }
 
 /*
+ * Have the kernel ACK at once whenever a read leaves a partial frame
+ * buffered, instead of delaying the ACK: the far end may write a frame's
+ * header and body separately with Nagle on (TVM's tracker does), and then
+ * every frame would wait for our delayed ACK.  Off by default (the kernel's
+ * delayed ACK, as TVM's Python clients have it).
+ */
+void
+tvmpeer_set_quickack(struct tvmpeer *p, bool on)
+{
+	p->quickack = on;
+}
+
+/* Whether [start, end) ends inside a frame (a header or body partly read). */
+static bool
+peer_partial(const struct tvmpeer *p)
+{
+	size_t at = p->start, n;
+
+	while (p->end - at >= FRAME_HEADER_SIZE) {
+		n = frame_get_le32((const unsigned char *)p->buf + at);
+		if (n > TVMPEER_MAX_FRAME ||
+		    p->end - at < FRAME_HEADER_SIZE + n)
+			return n <= TVMPEER_MAX_FRAME;
+		at += FRAME_HEADER_SIZE + n;
+	}
+	return at != p->end;
+}
+
+/*
  * Write all @len bytes of @buf, blocking at most the connection timeout per
  * write.  Returns 0, -ETIMEDOUT, or -errno (-EPIPE once the peer is gone;
  * never raises SIGPIPE).
@@ -506,6 +537,8 @@ tvmpeer_read(struct tvmpeer *p)
 	if (n == 0)
 		return -ECONNRESET;
 	p->end += (size_t)n;
+	if (p->quickack && peer_partial(p))
+		quickack_rearm(p->fd);
 	return n > INT32_MAX ? INT32_MAX : (int)n;
 }
 

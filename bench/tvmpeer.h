@@ -45,6 +45,7 @@ int tvmpeer_connect(const char *addr, int timeout_ms, struct tvmpeer **ret_peer,
 struct tvmpeer *tvmpeer_free(struct tvmpeer *p);
 int tvmpeer_fd(const struct tvmpeer *p);
 void tvmpeer_set_split_writes(struct tvmpeer *p, bool split);
+void tvmpeer_set_quickack(struct tvmpeer *p, bool on);
 
 int tvmpeer_send_raw(struct tvmpeer *p, const void *buf, size_t len);
 int tvmpeer_send_frame(struct tvmpeer *p, const void *body, size_t len);

@@ -236,6 +236,19 @@ fail:
 }
 
 /*
+ * Turn Nagle's algorithm back on (@nodelay false) or off for @c.  Every
+ * connection starts with TCP_NODELAY; TVM's own peers never set it, so a
+ * bench that imitates them turns it off.  Harmless on a socketpair.
+ */
+void
+tvmrpc_set_nodelay(struct tvmrpc *c, bool nodelay)
+{
+	int v = nodelay;
+
+	(void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &v, sizeof(v));
+}
+
+/*
  * Open a TCP connection to @addr ("HOST:PORT"), bounded by @timeout_ms,
  * which also bounds each later send (<=0: unbounded).  @rcvbuf > 0 sets
  * SO_RCVBUF before connecting (a small one makes a slow reader).  Nothing

@@ -90,6 +90,7 @@ struct tvmrpc *tvmrpc_free(struct tvmrpc *c);
 int tvmrpc_fd(const struct tvmrpc *c);
 void tvmrpc_set_cancel_fd(struct tvmrpc *c, int fd);
 void tvmrpc_set_max_packet(struct tvmrpc *c, uint64_t max);
+void tvmrpc_set_nodelay(struct tvmrpc *c, bool nodelay);
 size_t tvmrpc_buffered(const struct tvmrpc *c);
 uint64_t tvmrpc_zero_packets(const struct tvmrpc *c);
 

@@ -51,6 +51,7 @@ tvmrpc_client_request(const struct tvmrpc_client_config *cfg,
 	r = tvmpeer_connect(cfg->tracker, client_timeout(cfg), &peer, err);
 	if (r < 0)
 		return r;
+	tvmpeer_set_split_writes(peer, cfg->split_writes);
 	r = tvmpeer_request(peer, cfg->key, "", cfg->priority);
 	if (r < 0) {
 		err_set(err, r, "sending REQUEST: %s", strerror(-r));
@@ -104,7 +105,10 @@ tvmrpc_client_connect(const struct tvmrpc_client_config *cfg,
 	    addr, client_timeout(cfg), cfg->rcvbuf, &cl->conn, err);
 	if (r < 0)
 		goto fail;
-	r = tvmrpc_send_hello(cl->conn, cl->hello, cfg->split_hello);
+	if (cfg->split_writes)
+		tvmrpc_set_nodelay(cl->conn, false);
+	r = tvmrpc_send_hello(
+	    cl->conn, cl->hello, cfg->split_hello || cfg->split_writes);
 	if (r < 0) {
 		err_set(err, r, "sending the hello: %s", strerror(-r));
 		goto fail;

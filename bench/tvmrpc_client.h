@@ -34,6 +34,8 @@ struct tvmrpc_client_config {
 	int io_timeout_ms;    /* connect, handshake, each send; <=0: 5000 */
 	int grant_timeout_ms; /* the REQUEST's reply; <0: forever */
 	bool split_hello;     /* hello in three writes, as TVM's C++ */
+	bool split_writes;    /* as TVM's own client: Nagle on, tracker
+			       * frames in two writes, hello in three */
 	int rcvbuf;           /* >0: SO_RCVBUF before connect (slow client) */
 };
 

@@ -35,6 +35,7 @@
 #include "metrics.h"
 #include "scheduler.h"
 #include "server.h"
+#include "tags.h"
 #include "tracker.h"
 
 /* Frames handled per read callback before yielding. */
@@ -235,6 +236,7 @@ handle_hello(struct agent *a, json_t *root)
 	struct server *srv = c->srv;
 	const char *type, *name, *key, *version, *token = NULL;
 	json_t *tags = NULL, *runners = NULL;
+	char *canon = NULL; /* the tags, canonical */
 	struct npufarm_err err;
 	json_error_t jerr;
 	struct agent *other;
@@ -300,14 +302,21 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "out-of-memory", "server", "out of memory");
 		return;
 	}
+	if (tags_canon(tags, "hello: tags", &canon, &err) < 0) {
+		refuse(c, "bad-hello", "client", err.msg);
+		return;
+	}
 	r = ledger_board_upsert(srv->ledger, "agent", key, name,
 	    ledger_now_us(), &a->board_id, NULL, &err);
+	if (r >= 0)
+		r = ledger_board_tags(srv->ledger, a->board_id, canon, &err);
 	if (r >= 0)
 		r = ledger_event(srv->ledger, "board_online", a->board_id,
 		    c->peer, ledger_now_us(), &err);
 	if (r < 0) {
 		server_ledger_failed(srv, &err);
 		refuse(c, "ledger", "server", "the ledger refused the board");
+		free(canon);
 		return;
 	}
 	a->welcomed = true;
@@ -322,10 +331,16 @@ handle_hello(struct agent *a, json_t *root)
 			     (json_int_t)a->board_id, "heartbeat_ms",
 			     (int)(srv->cfg->agent_heartbeat * 1000))) < 0) {
 		conn_close(c, "out of memory answering hello");
+		free(canon);
 		return;
 	}
 	/* Its board, offered once the agent says it is ready. */
 	a->data = tracker_agent_board_new(c, a, key, name, runner_caps);
+	if (a->data != NULL) {
+		tracker_agent_set_tags(a->data, canon);
+		canon = NULL;
+	}
+	free(canon);
 }
 
 /*

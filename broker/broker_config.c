@@ -29,7 +29,7 @@ enum opt_type {
 	OPT_STR,
 	OPT_LONG,
 	OPT_SECONDS,
-	OPT_SYNC,
+	OPT_WORDS, /* a bool spelled as one of two words */
 };
 
 struct opt {
@@ -38,6 +38,15 @@ struct opt {
 	size_t offset;
 	double min, max;
 	const char *help;
+};
+
+/* The two words of each OPT_WORDS option: false, true. */
+static const struct {
+	const char *name;
+	const char *words[2];
+} opt_words_table[] = {
+    {"ledger_sync", {"normal", "full"}},
+    {"relay_boards", {"proxy", "all"}},
 };
 
 #define OFF(f) offsetof(struct broker_config, f)
@@ -86,9 +95,15 @@ static const struct opt opts[] = {
 	"bytes queued toward one side of a relay before reading pauses"},
     {"relay_max_packet", OPT_LONG, OFF(relay_max_packet), 64, 1L << 40,
 	"largest RPC packet a relay accepts, bytes"},
-    {"ledger_sync", OPT_SYNC, OFF(ledger_sync_full), 0, 0,
+    {"ledger_sync", OPT_WORDS, OFF(ledger_sync_full), 0, 0,
 	"'full' (default) or 'normal' (may lose the last commits on "
 	"power loss)"},
+    {"relay_boards", OPT_WORDS, OFF(relay_all), 0, 0,
+	"'proxy' (default): relay boards that dial in; 'all': also relay "
+	"boards registered by PUT (the broker dials them)"},
+    {"board_grace", OPT_SECONDS, OFF(board_grace), 0, 3600,
+	"after a session deadline, read and discard a TVM board's late "
+	"bytes this long before closing it"},
     {"agent_token_file", OPT_STR, OFF(agent_token_file), 0, 0,
 	"agents must say hello with the token in this file"},
     {"api_token_file", OPT_STR, OFF(api_token_file), 0, 0,
@@ -131,6 +146,7 @@ static const char *const reloadable[] = {
     "max_keys",
     "pair_timeout",
     "agent_backstop",
+    "board_grace",
     "max_relays",
     "relay_buffer",
     "relay_max_packet",
@@ -159,6 +175,7 @@ broker_config_defaults(struct broker_config *c)
 	c->ledger_sync_full = true;
 	c->pair_timeout = 15;
 	c->agent_backstop = 2;
+	c->board_grace = 5;
 	c->task_grace = 10;
 	c->max_artifact = 256L * 1024 * 1024;
 	c->agent_heartbeat = 2;
@@ -243,6 +260,18 @@ opt_find(const char *name)
 	return NULL;
 }
 
+static const char *const *
+opt_words(const struct opt *o)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(opt_words_table) / sizeof(opt_words_table[0]);
+	     i++)
+		if (strcmp(opt_words_table[i].name, o->name) == 0)
+			return opt_words_table[i].words;
+	abort(); /* every OPT_WORDS option is in the table */
+}
+
 static int
 opt_apply(struct broker_config *c, const struct opt *o, const char *value,
     struct npufarm_err *err)
@@ -260,15 +289,15 @@ opt_apply(struct broker_config *c, const struct opt *o, const char *value,
 		*(char **)(void *)p = s;
 		return 0;
 	}
-	case OPT_SYNC:
-		if (strcmp(value, "full") == 0)
+	case OPT_WORDS:
+		if (strcmp(value, opt_words(o)[1]) == 0)
 			*(bool *)p = true;
-		else if (strcmp(value, "normal") == 0)
+		else if (strcmp(value, opt_words(o)[0]) == 0)
 			*(bool *)p = false;
 		else
 			return err_set(err, -EINVAL,
-			    "%s: expected 'full' or 'normal', got '%s'",
-			    o->name, value);
+			    "%s: expected '%s' or '%s', got '%s'", o->name,
+			    opt_words(o)[1], opt_words(o)[0], value);
 		return 0;
 	case OPT_LONG:
 	case OPT_SECONDS:
@@ -399,17 +428,17 @@ broker_config_load_file(
 			r = err_set(err, -EINVAL, "unknown key '%s'", name);
 		} else {
 			if (json_is_string(v) &&
-			    (o->type == OPT_STR || o->type == OPT_SYNC)) {
+			    (o->type == OPT_STR || o->type == OPT_WORDS)) {
 				text = json_string_value(v);
 			} else if (json_is_number(v) && o->type != OPT_STR &&
-				   o->type != OPT_SYNC) {
+				   o->type != OPT_WORDS) {
 				(void)snprintf(buf, sizeof(buf), "%.17g",
 				    json_number_value(v));
 				text = buf;
 			} else {
 				r = err_set(err, -EINVAL,
 				    "%s: wrong type (expected %s)", name,
-				    o->type == OPT_STR || o->type == OPT_SYNC
+				    o->type == OPT_STR || o->type == OPT_WORDS
 					? "a string"
 					: "a number");
 				goto check;
@@ -471,9 +500,9 @@ opt_text(
 			? *(char *const *)(const void *)p
 			: "(unset)");
 		break;
-	case OPT_SYNC:
+	case OPT_WORDS:
 		(void)snprintf(
-		    buf, len, "%s", *(const bool *)p ? "full" : "normal");
+		    buf, len, "%s", opt_words(o)[*(const bool *)p ? 1 : 0]);
 		break;
 	case OPT_LONG:
 		(void)snprintf(buf, len, "%ld", *(const long *)(const void *)p);

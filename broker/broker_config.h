@@ -16,6 +16,8 @@ struct npufarm_err;
 struct broker_config {
 	char *listen[BROKER_MAX_LISTEN]; /* farm port addresses, owned */
 	size_t nlisten;
+	/* >0: listen[0] takes the first free port below this (--port-end) */
+	long listen_port_end;
 	char *http;               /* API address, owned */
 	char *db;                 /* ledger path, owned */
 	char *public_addr;        /* host advertised to clients, NULL: local */
@@ -34,6 +36,8 @@ struct broker_config {
 	double agent_heartbeat; /* s between agent heartbeats */
 	double pair_timeout;    /* s a granted client has to connect */
 	double agent_backstop;  /* s after an agent's session deadline */
+	double board_grace;     /* s a timed-out TVM board may linger */
+	bool relay_all;         /* --relay-boards all: relay PUT boards too */
 	double task_grace;      /* s a task's vanished agent may come back */
 	char *data_dir;         /* artifacts live here */
 	long max_artifact;      /* bytes of one artifact */

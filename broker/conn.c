@@ -36,6 +36,7 @@
 #include "frame.h"
 #include "log.h"
 #include "proxy.h"
+#include "quickack.h"
 #include "relay.h"
 #include "server.h"
 #include "tracker.h"
@@ -242,6 +243,63 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
 	log_debug("conn %llu %s: accepted", (unsigned long long)c->id, c->peer);
+}
+
+/*
+ * Open a connection of the broker's own to @sa (@salen bytes), owned from
+ * the start by relay @relay: a TVM server registered by PUT that the
+ * broker relays (--relay-boards all).  The relay hears of the connect, or
+ * of its failure, through relay_event().  Returns the connection, or NULL
+ * with errno set (nothing to free).
+ */
+struct conn *
+conn_dial(struct server *srv, const struct sockaddr *sa, int salen,
+    struct relay *relay)
+{
+	struct conn *c;
+	int one = 1;
+
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->srv = srv;
+	c->id = ++srv->next_conn_id;
+	c->proto = CONN_PROTO_RPC;
+	c->relay = relay;
+	netaddr_format(sa, c->peer, sizeof(c->peer));
+	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
+	c->bev = bufferevent_socket_new(srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	/* Unused (the relay keeps the dial's deadline), but every
+	 * connection has one. */
+	c->deadline = evtimer_new(srv->base, deadline_cb, c);
+	if (c->bev == NULL || c->deadline == NULL) {
+		if (c->bev != NULL)
+			bufferevent_free(c->bev);
+		if (c->deadline != NULL)
+			event_free(c->deadline);
+		free(c);
+		errno = ENOMEM;
+		return NULL;
+	}
+	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
+	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)sa, salen) <
+	    0) {
+		bufferevent_free(c->bev);
+		event_free(c->deadline);
+		free(c);
+		errno = ECONNREFUSED;
+		return NULL;
+	}
+	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY,
+	    &one, sizeof(one));
+	TAILQ_INSERT_TAIL(&srv->conns, c, link);
+	srv->nconns++;
+	bufferevent_setwatermark(c->bev, EV_READ, 0,
+	    (size_t)srv->cfg->max_frame + FRAME_HEADER_SIZE);
+	conn_ready(c);
+	bufferevent_enable(c->bev, EV_READ);
+	log_debug("conn %llu %s: dialling", (unsigned long long)c->id, c->peer);
+	return c;
 }
 
 /*
@@ -459,6 +517,23 @@ handshake(struct conn *c)
 }
 
 /*
+ * A read left part of a tracker frame or of an RPC hello in @c's input:
+ * TVM's peers write a frame's length (the hello's magic, its key length)
+ * on its own with Nagle on, and wait for our ACK before the rest leaves.
+ * ACK now instead of after the kernel's delayed-ACK timer (about 40 ms per
+ * frame otherwise).  Agent links and relayed sessions are left alone: the
+ * agent writes whole frames, and a relay forwards what it reads at once.
+ */
+static void
+conn_quickack_partial(struct conn *c)
+{
+	if (c->relay != NULL || c->proto == CONN_PROTO_AGENT ||
+	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
+		return;
+	quickack_rearm(bufferevent_getfd(c->bev));
+}
+
+/*
  * Count what handshaking @c has buffered against max_unauth_conn and the
  * broker-wide max_unauth_bytes; over either, it goes.  0 or -1 (closed).
  */
@@ -512,6 +587,7 @@ conn_readcb(struct bufferevent *bev, void *arg)
 	if (c->proto == CONN_PROTO_TRACKER || c->proto == CONN_PROTO_AGENT)
 		conn_frame_deadline(c);
 	conn_flush(c);
+	conn_quickack_partial(c);
 }
 
 static void

@@ -59,6 +59,8 @@ struct conn {
 
 void conn_accept(
     struct server *srv, int fd, const struct sockaddr *sa, int salen);
+struct conn *conn_dial(struct server *srv, const struct sockaddr *sa, int salen,
+    struct relay *relay);
 void conn_close(struct conn *c, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 void conn_free(struct conn *c);

@@ -2,7 +2,12 @@
 # SPDX-License-Identifier: Apache-2.0
 """Turn broker/dashboard.html into a C header for broker/dashboard.c.
 
-Usage: dashboard_embed.py INPUT.html OUTPUT.h
+Usage: dashboard_embed.py INPUT.html OUTPUT.h [CHART.js]
+
+With CHART.js (Debian's libjs-chart.js, /usr/share/javascript/chart.js/
+chart.min.js) the page's placeholder script block, the one holding only
+/* @CHARTJS@ */, becomes that library, so the page draws its charts with
+nothing loaded from outside (issue 11).
 
 The header holds the page as a byte array (no string-literal escaping, no
 length limits), a strong ETag derived from its content, and the
@@ -26,11 +31,29 @@ def csp_hashes(text, tag):
         for b in blocks)
 
 
+PLACEHOLDER = "<script>/* @CHARTJS@ */</script>"
+
+
+def embed_chart(data, path):
+    with open(path, "r", encoding="utf-8") as f:
+        lib = f.read()
+    if "</script" in lib.lower() or "<!--" in lib:
+        sys.exit("dashboard_embed.py: %s cannot sit in a <script> block"
+                 % path)
+    page = data.decode("utf-8")
+    if page.count(PLACEHOLDER) != 1:
+        sys.exit("dashboard_embed.py: the page needs one %s" % PLACEHOLDER)
+    return page.replace(PLACEHOLDER,
+                        "<script>" + lib + "\n</script>").encode("utf-8")
+
+
 def main():
-    if len(sys.argv) != 3:
-        sys.exit("usage: dashboard_embed.py INPUT.html OUTPUT.h")
+    if len(sys.argv) not in (3, 4):
+        sys.exit("usage: dashboard_embed.py INPUT.html OUTPUT.h [CHART.js]")
     with open(sys.argv[1], "rb") as f:
         data = f.read()
+    if len(sys.argv) == 4:
+        data = embed_chart(data, sys.argv[3])
     # Comments may mention the tags; only real blocks are hashed.
     text = re.sub(r"<!--.*?-->", "", data.decode("utf-8"), flags=re.S)
     # Blocks opened with attributes would escape the hashing above.

@@ -140,7 +140,7 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 {
 	struct boards_ctx *x = arg;
 	char id[32];
-	json_t *lease = json_null();
+	json_t *lease = json_null(), *task = json_null();
 
 	if (b->lease_id != 0)
 		lease = json_pack("{sIssssso so}", "id",
@@ -148,9 +148,18 @@ live_board_cb(const struct tracker_board_info *b, void *arg)
 		    b->lease_peer, "granted_at",
 		    json_util_time(b->lease_granted_us), "held_seconds",
 		    json_util_seconds(b->lease_granted_us, x->now));
+	if (b->task.job > 0)
+		task = json_pack("{sI si sI si ss so so so}", "job",
+		    (json_int_t)b->task.job, "task", b->task.idx, "id",
+		    (json_int_t)b->task.id, "attempt", b->task.attempt, "user",
+		    b->task.user, "name", json_util_str_or_null(b->task.name),
+		    "started_at", json_util_time(b->task.started_us),
+		    "running_seconds",
+		    json_util_seconds(b->task.started_us, x->now));
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	(void)json_object_set_new(x->live, id,
-	    json_pack("{sIso}", "free", (json_int_t)b->free, "lease", lease));
+	    json_pack("{sIsososs}", "free", (json_int_t)b->free, "lease", lease,
+		"task", task, "relay", b->relay));
 }
 
 static void
@@ -174,20 +183,22 @@ static int
 ledger_board_cb(const struct ledger_board *b, void *arg)
 {
 	struct boards_ctx *x = arg;
-	json_t *live, *lease, *v;
+	json_t *live, *lease, *task, *tags, *v;
 	char id[32];
 
 	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
 	live = json_object_get(x->live, id);
 	lease = json_object_get(live, "lease");
-	v = json_pack("{sIsssssssssssIsososOso}", "id", (json_int_t)b->id,
+	task = json_object_get(live, "task");
+	v = json_pack("{sIsssssssssssIsososOsosO}", "id", (json_int_t)b->id,
 	    "name", b->name, "kind", b->kind, "key", b->key, "address",
 	    b->address, "state", b->state, "free",
 	    json_integer_value(json_object_get(live, "free")), "first_seen",
 	    json_util_time(b->first_seen_us), "last_seen",
 	    json_util_time(b->last_seen_us), "lease",
 	    lease ? lease : json_null(), "detail",
-	    json_util_str_or_null(b->detail));
+	    json_util_str_or_null(b->detail), "task",
+	    task ? task : json_null());
 	if (v != NULL && strcmp(b->kind, "agent") == 0 &&
 	    json_object_set(v, "heartbeat",
 		json_object_get(live, "heartbeat")
@@ -196,8 +207,15 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 		json_decref(v);
 		return -ENOMEM;
 	}
-	if (v == NULL ||
-	    json_object_set_new(v, "drained", json_boolean(b->drained)) < 0) {
+	if (v == NULL)
+		return -ENOMEM;
+	tags = b->tags != NULL ? json_loads(b->tags, 0, NULL) : NULL;
+	if (json_object_set_new(v, "drained", json_boolean(b->drained)) < 0 ||
+	    json_object_set_new(
+		v, "tags", tags != NULL ? tags : json_object()) < 0 ||
+	    json_object_set(v, "relay",
+		json_object_get(live, "relay") ? json_object_get(live, "relay")
+					       : json_null()) < 0) {
 		json_decref(v);
 		return -ENOMEM;
 	}
@@ -247,11 +265,17 @@ request_cb(const struct tracker_request_info *r, void *arg)
 {
 	struct queue_ctx *x = arg;
 
-	(void)json_array_append_new(
-	    x->requests, json_pack("{sssssfsoso}", "user", r->user, "peer",
-			     r->peer, "priority", r->priority, "requested_at",
-			     json_util_time(r->requested_us), "waited_seconds",
-			     json_util_seconds(r->requested_us, x->now)));
+	json_t *v = json_pack("{ss ss so so so so}", "kind", r->kind, "user",
+	    r->user, "peer", json_util_str_or_null(r->peer), "priority",
+	    json_util_number(r->priority), "requested_at",
+	    json_util_time(r->requested_us), "waited_seconds",
+	    json_util_seconds(r->requested_us, x->now));
+
+	if (v != NULL && r->job > 0) {
+		(void)json_object_set_new(v, "job", json_integer(r->job));
+		(void)json_object_set_new(v, "task", json_integer(r->task_idx));
+	}
+	(void)json_array_append_new(x->requests, v);
 }
 
 static int
@@ -306,9 +330,9 @@ lease_cb(const struct ledger_lease *l, void *arg)
 {
 	json_t *list = arg, *v;
 
-	v = json_pack("{sIsssssssfsosososososososososo}", "id",
+	v = json_pack("{sI ss ss ss so so so so so so so so so so so}", "id",
 	    (json_int_t)l->id, "key", l->key, "user", l->user, "peer", l->peer,
-	    "priority", l->priority, "board_id",
+	    "priority", json_util_number(l->priority), "board_id",
 	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
 	    json_util_str_or_null(l->board), "matchkey",
 	    json_util_str_or_null(l->matchkey), "requested_at",
@@ -414,25 +438,54 @@ static void
 post_drain(
     struct http_api *api, struct evhttp_request *req, int64_t id, bool on)
 {
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	const char *reason = NULL, *user = NULL;
 	struct npufarm_err err;
-	json_t *v;
+	json_t *body = NULL, *v;
+	json_error_t jerr;
+	char *peer = NULL, actor[160];
+	ev_uint16_t port;
 	int live;
 
+	/* Optional: {"reason": WHY, "user": WHO} (docs/api.md). */
+	if (evbuffer_get_length(in) > 0 &&
+	    (json_util_load((const char *)evbuffer_pullup(in, -1),
+		 evbuffer_get_length(in), 4, &body, &err) < 0 ||
+		json_unpack_ex(body, &jerr, JSON_STRICT, "{s?s, s?s}", "reason",
+		    &reason, "user", &user) < 0)) {
+		http_api_reply_error(req, 400, "Bad Request",
+		    body == NULL ? err.msg : jerr.text);
+		json_decref(body);
+		return;
+	}
+	evhttp_connection_get_peer(evcon, &peer, &port);
+	(void)snprintf(actor, sizeof(actor), "%.64s@%.64s",
+	    user != NULL && user[0] != '\0' ? user : "api",
+	    peer != NULL ? peer : "unknown");
 	if (ledger_board_drain(
-		api->srv->ledger, id, on, ledger_now_us(), &err) < 0) {
+		api->srv->ledger, id, on, ledger_now_us(), &err) < 0 ||
+	    ledger_event_by(api->srv->ledger,
+		on ? "board_drain" : "board_undrain", id, reason, actor,
+		ledger_now_us(), &err) < 0) {
 		http_api_reply_error(req, 404, "Not Found", err.msg);
+		json_decref(body);
 		return;
 	}
 	live = tracker_board_drain(api->srv, id, on);
 	if (!on)
 		(void)agent_link_undrain(api->srv, id);
 	(void)tracker_flush_boards(api->srv);
-	log_notice("board %lld %s through the API (%d live registrations)",
-	    (long long)id, on ? "drained" : "undrained", live);
-	v = json_pack(
-	    "{sIsbsb}", "id", (json_int_t)id, "drained", on, "live", live > 0);
+	log_notice("board %lld %s through the API by %s%s%s (%d live "
+		   "registrations)",
+	    (long long)id, on ? "drained" : "undrained", actor,
+	    reason ? ": " : "", reason ? reason : "", live);
+	v = json_pack("{sIsbsbsoss}", "id", (json_int_t)id, "drained", on,
+	    "live", live > 0, "reason", json_util_str_or_null(reason), "by",
+	    actor);
 	http_api_reply_json(req, 200, "OK", v);
 	json_decref(v);
+	json_decref(body);
 }
 
 /* /v1/boards/{id}/{drain|undrain}: 1 handled, 0 not this route. */

@@ -44,6 +44,7 @@
 #include "scheduler.h"
 #include "server.h"
 #include "sha256_util.h"
+#include "tags.h"
 #include "task_spec.h"
 #include "tracker.h"
 
@@ -99,6 +100,7 @@ struct job {
 	struct jobs *jobs;
 	int64_t id;
 	char *key, *user;
+	char *tags; /* canonical tags the boards must carry (tags.h); NULL */
 	double priority, queue_timeout;
 	int64_t submitted_us;
 	bool started; /* "running" is in the ledger */
@@ -108,6 +110,7 @@ struct job {
 	int counts[COUNT_MAX];
 	uint64_t seq;            /* progress, for waiters */
 	struct event *expire_ev; /* the queue timeout */
+	struct event *nokey_ev;  /* --unknown-key-grace; NULL: not armed */
 	TAILQ_ENTRY(job) link;
 };
 
@@ -352,6 +355,7 @@ task_enqueue(struct task *t)
 	if (r < 0)
 		return r;
 	t->s.kind = SCHED_KIND_TASK;
+	t->s.tags = job->tags;
 	t->queued_us = ledger_now_us();
 	return sched_enqueue(q, &t->s, job->user, job->priority);
 }
@@ -483,6 +487,35 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
 			return; /* the job is gone */
 }
 
+/*
+ * --unknown-key-grace passed and still no board has the job's key: its
+ * queued tasks end rejected, naming the keys that exist (as a TVM request
+ * for such a key fails).  A board of the key that came meanwhile keeps the
+ * job waiting.
+ */
+static void
+nokey_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct job *job = arg;
+	struct server *srv = job->jobs->srv;
+	char keys[512], detail[768];
+	size_t i, n = job->ntasks;
+
+	if (tracker_key_boards(srv, job->key) > 0)
+		return;
+	tracker_known_keys(srv, keys, sizeof(keys));
+	(void)snprintf(detail, sizeof(detail),
+	    "no board with key '%s' registered within %g s "
+	    "(unknown_key_grace); keys with boards: %s",
+	    job->key, srv->cfg->unknown_key_grace, keys);
+	log_notice("job %lld: %s", (long long)job->id, detail);
+	for (i = 0; i < n; i++)
+		if (job->tasks[i].state == TASK_QUEUED &&
+		    task_end_plain(
+			&job->tasks[i], NPUFARM_OUTCOME_REJECTED, detail, true))
+			return; /* the job is gone */
+}
+
 /* ---- jobs ---------------------------------------------------------- */
 
 static void
@@ -504,9 +537,12 @@ job_free(struct job *job)
 	}
 	if (job->expire_ev != NULL)
 		event_free(job->expire_ev);
+	if (job->nokey_ev != NULL)
+		event_free(job->nokey_ev);
 	free(job->tasks);
 	free(job->key);
 	free(job->user);
+	free(job->tags);
 	free(job);
 }
 
@@ -590,6 +626,7 @@ struct jobs_parsed_task {
 
 struct jobs_parsed {
 	char *key, *user;
+	char *tags; /* the job's "tags" as JSON text, or NULL */
 	double priority, queue_timeout;
 	size_t n;
 	struct jobs_parsed_task *tasks; /* n of them */
@@ -608,6 +645,13 @@ jobs_parsed_task(const struct jobs_parsed *p, size_t i)
 	return p->tasks[i].text;
 }
 
+/* The job's key (borrowed from @p). */
+const char *
+jobs_parsed_key(const struct jobs_parsed *p)
+{
+	return p->key;
+}
+
 /* Accepts NULL. */
 void
 jobs_parsed_free(struct jobs_parsed *p)
@@ -623,6 +667,7 @@ jobs_parsed_free(struct jobs_parsed *p)
 	free(p->tasks);
 	free(p->key);
 	free(p->user);
+	free(p->tags);
 	free(p);
 }
 
@@ -637,13 +682,13 @@ parse_head(const struct broker_config *cfg, json_t *body, const char *peer,
 	const char *key = NULL, *user = NULL;
 	double priority = 0, queue_timeout = 3600;
 	struct jobs_parsed *p;
-	json_t *tasks = NULL;
+	json_t *tasks = NULL, *tags = NULL;
 	json_error_t jerr;
 
 	if (json_unpack_ex(body, &jerr, JSON_STRICT,
-		"{s:s, s?s, s?F, s?F, s:o}", "key", &key, "user", &user,
+		"{s:s, s?s, s?F, s?F, s:o, s?o}", "key", &key, "user", &user,
 		"priority", &priority, "queue_timeout", &queue_timeout, "tasks",
-		&tasks) < 0)
+		&tasks, "tags", &tags) < 0)
 		return err_set(err, -EINVAL, "job: %s", jerr.text);
 	if (key[0] == '\0' || strlen(key) > (size_t)cfg->max_key_len)
 		return err_set(err, -EINVAL, "key: must be 1..%ld bytes",
@@ -673,6 +718,12 @@ parse_head(const struct broker_config *cfg, json_t *body, const char *peer,
 	}
 	p->priority = priority;
 	p->queue_timeout = queue_timeout;
+	/* Checked on the loop (tags_canon()), before anything is written. */
+	if (tags != NULL && (p->tags = json_dumps(tags,
+				 JSON_COMPACT | JSON_ENCODE_ANY)) == NULL) {
+		jobs_parsed_free(p);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
 	*ret = p;
 	*ret_tasks = tasks;
 	return 0;
@@ -712,6 +763,12 @@ parse_task(const struct artifacts *arts, struct jobs_parsed *p, size_t i,
 		    "tasks[%zu].artifact: no artifact %s; PUT "
 		    "/v1/artifacts/%s first",
 		    i, spec->artifact, spec->artifact);
+	if (r == 0 && spec->check.on &&
+	    artifacts_size(arts, spec->check.ref, &size) < 0)
+		r = err_set(err, -EINVAL,
+		    "tasks[%zu].check.ref: no artifact %s; PUT "
+		    "/v1/artifacts/%s first",
+		    i, spec->check.ref, spec->check.ref);
 	if (r < 0)
 		return r;
 	p->tasks[i].runner = spec->runner;
@@ -1002,21 +1059,44 @@ out:
 /*
  * Record the job @p (from jobs_parse()), commit (the caller answers 201
  * only then), and queue its tasks.  Runs on the loop; @p stays the
- * caller's.  Returns 0, or -EIO (the ledger) or -ENOMEM.
+ * caller's.  Returns 0, or -EINVAL (its tags: @err says what), -EIO (the
+ * ledger) or -ENOMEM.
  */
 int
 jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks, struct npufarm_err *err)
 {
 	struct server *srv = j->srv;
+	json_t *tags = NULL, *tags_obj;
+	char *tags_text = NULL;
 	struct ledger_job lj;
 	struct job *job;
 	size_t i, n = p->n;
-	int r;
+	int r = 0;
 
 	job = job_new(j, p->key, p->user, p->priority, p->queue_timeout, n);
 	if (job == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
+	/* The tags its boards must carry, kept as the ledger's JSON too. */
+	if (p->tags != NULL) {
+		tags = json_loads(p->tags, JSON_DECODE_ANY, NULL);
+		if (tags == NULL)
+			r = err_set(err, -ENOMEM, "out of memory");
+	}
+	if (r == 0)
+		r = tags_canon(tags, "tags", &job->tags, err);
+	json_decref(tags);
+	tags_obj = r == 0 && job->tags != NULL ? tags_json(job->tags) : NULL;
+	tags_text = tags_obj != NULL
+			? json_dumps(tags_obj, JSON_COMPACT | JSON_SORT_KEYS)
+			: NULL;
+	json_decref(tags_obj);
+	if (r == 0 && job->tags != NULL && tags_text == NULL)
+		r = err_set(err, -ENOMEM, "out of memory");
+	if (r < 0) {
+		job_free(job);
+		return r;
+	}
 	job->submitted_us = ledger_now_us();
 	lj = (struct ledger_job){
 	    .key = p->key,
@@ -1026,8 +1106,10 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	    .queue_timeout = p->queue_timeout,
 	    .ntasks = (int)n,
 	    .submitted_us = job->submitted_us,
+	    .tags = tags_text,
 	};
 	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
+	free(tags_text);
 	for (i = 0; r == 0 && i < n; i++) {
 		const struct jobs_parsed_task *pt = &p->tasks[i];
 
@@ -1053,8 +1135,11 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	r = ledger_sync(srv->ledger, err);
 	if (r < 0) {
 		job_free(job);
-		return err_set(err, -EIO,
-		    "the ledger could not commit the job: %s", err->msg);
+		/* Not err_set(err, ..., err->msg): vsnprintf into its own
+		 * argument is undefined. */
+		err_prefix(err, "the ledger could not commit the job: ");
+		err->code = -EIO;
+		return -EIO;
 	}
 	job->counts[COUNT_QUEUED] = (int)n;
 	for (i = 0; i < n; i++)
@@ -1062,6 +1147,14 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 			log_err("job %lld: out of memory queueing task %zu",
 			    (long long)job->id, i);
 	job_arm_expiry(job);
+	if (srv->tv_grace != NULL && tracker_key_boards(srv, p->key) == 0) {
+		job->nokey_ev = evtimer_new(srv->base, nokey_cb, job);
+		if (job->nokey_ev == NULL ||
+		    evtimer_add(job->nokey_ev, srv->tv_grace) < 0)
+			log_err("job %lld: out of memory arming its "
+				"unknown_key_grace",
+			    (long long)job->id);
+	}
 	log_notice("job %lld: %zu tasks for '%s' from %s (user %s)",
 	    (long long)job->id, n, p->key, peer, p->user);
 	*ret_id = job->id;
@@ -1135,6 +1228,28 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 	    "job %lld: cancel asked; %d tasks affected", (long long)id, count);
 	*ret_n = count;
 	return 0;
+}
+
+/*
+ * What the views show of task @r (a SCHED_KIND_TASK request, queued or
+ * running), into @ret_info; its strings live as long as the task.
+ */
+void
+jobs_task_info(const struct sched_request *r, struct jobs_task_info *ret_info)
+{
+	const struct task *t = container_of(r, struct task, s);
+
+	*ret_info = (struct jobs_task_info){
+	    .job = t->job->id,
+	    .idx = t->idx,
+	    .id = t->id,
+	    .attempt = t->attempts,
+	    .user = t->job->user,
+	    .name = t->name,
+	    .priority = t->job->priority,
+	    .queued_us = t->queued_us,
+	    .started_us = t->state == TASK_RUNNING ? t->started_us : 0,
+	};
 }
 
 /* ---- running tasks -------------------------------------------------- */
@@ -1483,6 +1598,14 @@ recover_job_cb(const struct ledger_job_row *row, void *arg)
 	job->id = row->id;
 	job->submitted_us = row->submitted_us;
 	job->started = strcmp(row->state, "running") == 0;
+	if (row->tags != NULL) {
+		json_t *tags = json_loads(row->tags, 0, NULL);
+
+		if (tags_canon(tags, "tags", &job->tags, &err) < 0)
+			log_err("job %lld: its tags in the ledger: %s",
+			    (long long)job->id, err.msg);
+		json_decref(tags);
+	}
 	x->job = job;
 	r = ledger_foreach_task(
 	    x->jobs->srv->ledger, job->id, recover_task_cb, x, &err);

@@ -44,6 +44,7 @@ int jobs_parse_text(const struct broker_config *cfg,
 void jobs_parsed_free(struct jobs_parsed *p);
 size_t jobs_parsed_count(const struct jobs_parsed *p);
 const char *jobs_parsed_task(const struct jobs_parsed *p, size_t i);
+const char *jobs_parsed_key(const struct jobs_parsed *p);
 int jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks,
     struct npufarm_err *err);
@@ -57,5 +58,20 @@ void jobs_task_granted(struct server *srv, struct sched_request *r,
     struct agent *a, int64_t board_id);
 void jobs_task_board_gone(
     struct server *srv, struct sched_request *r, const char *why);
+/* What the views show of a task, waiting or running (borrowed strings). */
+struct jobs_task_info {
+	int64_t job; /* the job's id */
+	int idx;     /* the task's index in it */
+	int64_t id;  /* the task's id */
+	int attempt; /* attempts started so far */
+	const char *user;
+	const char *name; /* NULL when none */
+	double priority;
+	int64_t queued_us;  /* this attempt was queued */
+	int64_t started_us; /* this attempt started; 0 while queued */
+};
+
+void jobs_task_info(
+    const struct sched_request *r, struct jobs_task_info *ret_info);
 int jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
     json_t *v, struct npufarm_err *err);

@@ -32,6 +32,8 @@
 #include "log.h"
 #include "server.h"
 #include "sha256_util.h"
+#include "task_spec.h"
+#include "tracker.h"
 
 #define JOBS_API_LIMIT_DEFAULT 50
 #define JOBS_API_LIMIT_MAX     1000
@@ -120,6 +122,30 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 
 /* ---- jobs -------------------------------------------------------------- */
 
+/*
+ * What a job for @key, which no board has, is in for (accepted: a board
+ * may register within --unknown-key-grace), into @buf.  The loop's.
+ */
+void
+jobs_api_nokey_warning(
+    struct server *srv, const char *key, char *buf, size_t len)
+{
+	char keys[512];
+
+	tracker_known_keys(srv, keys, sizeof(keys));
+	if (srv->cfg->unknown_key_grace > 0)
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job fails in %g s "
+		    "(unknown_key_grace) unless one registers; keys with "
+		    "boards: %s",
+		    key, srv->cfg->unknown_key_grace, keys);
+	else
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job waits for one; keys with "
+		    "boards: %s",
+		    key, keys);
+}
+
 /* POST /v1/jobs: parsed off the loop, answered once committed. */
 static void
 post_job(struct server *srv, struct evhttp_request *req)
@@ -144,19 +170,22 @@ static json_t *
 job_row_json(struct server *srv, const struct ledger_job_row *row)
 {
 	struct npufarm_err err;
-	json_t *tasks =
-	    json_pack("{si si si}", "total", 0, "queued", 0, "running", 0);
+	json_t *tags, *tasks = json_pack(
+			  "{si si si}", "total", 0, "queued", 0, "running", 0);
 
 	if (tasks == NULL || ledger_task_counts(srv->ledger, row->id, count_cb,
 				 tasks, &err) < 0) {
 		json_decref(tasks);
 		return NULL;
 	}
-	return json_pack("{sI ss ss sf sf ss so so so}", "id",
+	tags = row->tags != NULL ? json_loads(row->tags, 0, NULL) : NULL;
+	return json_pack("{sI ss ss so so ss so so so so}", "id",
 	    (json_int_t)row->id, "key", row->key, "user", row->user, "priority",
-	    row->priority, "queue_timeout", row->queue_timeout, "state",
-	    row->state, "submitted", json_util_time(row->submitted_us),
-	    "finished", json_util_time(row->finished_us), "tasks", tasks);
+	    json_util_number(row->priority), "queue_timeout",
+	    json_util_number(row->queue_timeout), "state", row->state,
+	    "submitted", json_util_time(row->submitted_us), "finished",
+	    json_util_time(row->finished_us), "tasks", tasks, "tags",
+	    tags != NULL ? tags : json_object());
 }
 
 struct list_ctx {
@@ -251,7 +280,9 @@ out:
 static int
 task_cb(const struct ledger_task_row *row, void *arg)
 {
-	json_t *list = arg, *costs = json_null(), *v;
+	json_t *list = arg, *costs = json_null(), *spec, *v;
+	struct task_spec *ts = malloc(sizeof(*ts));
+	char group[TASK_SPEC_GROUP_MAX] = "";
 	json_error_t jerr;
 
 	if (row->costs != NULL) {
@@ -259,15 +290,23 @@ task_cb(const struct ledger_task_row *row, void *arg)
 		if (costs == NULL)
 			costs = json_null();
 	}
-	v = json_pack("{si so ss so si so so so so so so}", "index", row->idx,
-	    "name", json_util_str_or_null(row->name), "state", row->state,
-	    "outcome", json_util_str_or_null(row->outcome), "attempts",
-	    row->attempts, "board", json_util_str_or_null(row->board), "costs",
-	    costs, "number",
+	/* The group it is ranked in: its own "group", else its inputs. */
+	spec = row->spec != NULL ? json_loads(row->spec, 0, &jerr) : NULL;
+	if (ts != NULL && spec != NULL &&
+	    task_spec_parse(spec, "", ts, NULL) == 0)
+		task_spec_group(ts, group, sizeof(group));
+	json_decref(spec);
+	free(ts);
+	v = json_pack("{si so ss so si so so so so so so so}", "index",
+	    row->idx, "name", json_util_str_or_null(row->name), "state",
+	    row->state, "outcome", json_util_str_or_null(row->outcome),
+	    "attempts", row->attempts, "board",
+	    json_util_str_or_null(row->board), "costs", costs, "number",
 	    row->number > 0 ? json_integer(row->number) : json_null(), "detail",
 	    json_util_str_or_null(row->detail), "queued_s",
 	    json_util_seconds(row->queued_us, row->started_us), "run_s",
-	    json_util_seconds(row->started_us, row->finished_us));
+	    json_util_seconds(row->started_us, row->finished_us), "group",
+	    group[0] != '\0' ? json_string(group) : json_null());
 	return v == NULL || json_array_append_new(list, v) < 0 ? -ENOMEM : 0;
 }
 

@@ -32,9 +32,11 @@
 #include "err.h"
 #include "http_api.h"
 #include "jobs.h"
+#include "jobs_api.h"
 #include "json_util.h"
 #include "log.h"
 #include "server.h"
+#include "tracker.h"
 
 #define JOBS_PARSE_MAX 4
 
@@ -117,6 +119,8 @@ static void
 answer(struct jobs_parse *p, struct item *it)
 {
 	struct npufarm_err err;
+	char warning[1024] = "";
+	const char *key;
 	int64_t id;
 	json_t *v;
 	int n, r = it->r;
@@ -133,8 +137,15 @@ answer(struct jobs_parse *p, struct item *it)
 		http_api_reply_error(
 		    it->req, 500, "Internal Server Error", it->err.msg);
 	else {
+		key = jobs_parsed_key(it->parsed);
+		if (tracker_key_boards(p->srv, key) == 0)
+			jobs_api_nokey_warning(
+			    p->srv, key, warning, sizeof(warning));
 		v = json_pack("{sI si ss}", "id", (json_int_t)id, "tasks", n,
 		    "state", "queued");
+		if (v != NULL && warning[0] != '\0')
+			(void)json_object_set_new(
+			    v, "warning", json_string(warning));
 		http_api_reply_json(it->req, 201, "Created", v);
 		json_decref(v);
 	}

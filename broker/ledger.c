@@ -19,6 +19,7 @@
 
 #include <assert.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <search.h>
 #include <stdatomic.h>
@@ -30,11 +31,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
 #include <sqlite3.h>
 
 #include "err.h"
 #include "log.h"
 #include "metrics.h"
+#include "tags.h"
 
 static const char *const migrations[] = {
     /* 1: boards, leases, events and the documented views. */
@@ -183,6 +186,97 @@ static const char *const migrations[] = {
     "  (t.started_us - t.queued_us) / 1e6 AS queued_s,"
     "  (t.finished_us - t.started_us) / 1e6 AS run_s, t.detail"
     "  FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;",
+    /* 6 (issue 11): the outcome `wrong`; tags of boards and jobs; who
+     * drained a board; views that count tasks and sessions together;
+     * events with ISO times; candidates with their best and median. */
+    "CREATE TABLE tasks_v6 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  job_id INTEGER NOT NULL REFERENCES jobs(id),"
+    "  idx INTEGER NOT NULL,"
+    "  name TEXT,"
+    "  runner TEXT NOT NULL,"
+    "  spec TEXT NOT NULL,"
+    "  state TEXT NOT NULL CHECK (state IN ('queued', 'running', 'done')),"
+    "  outcome TEXT CHECK (outcome IN ('ok', 'timeout', 'exception',"
+    "    'crash', 'lost', 'cancelled', 'expired', 'rejected', 'wrong')),"
+    "  attempts INTEGER NOT NULL DEFAULT 0,"
+    "  board_id INTEGER REFERENCES boards(id),"
+    "  costs TEXT,"
+    "  number INTEGER,"
+    "  detail TEXT,"
+    "  queued_us INTEGER NOT NULL,"
+    "  started_us INTEGER,"
+    "  finished_us INTEGER,"
+    "  UNIQUE (job_id, idx)"
+    ") STRICT;"
+    "INSERT INTO tasks_v6 SELECT * FROM tasks;"
+    "DROP VIEW task_results;"
+    "DROP TABLE tasks;"
+    "ALTER TABLE tasks_v6 RENAME TO tasks;"
+    "CREATE INDEX tasks_open ON tasks (job_id) WHERE state != 'done';"
+    "CREATE VIEW task_results AS SELECT t.job_id, t.idx, t.name, t.outcome,"
+    "  t.attempts, b.name AS board, t.number, t.costs,"
+    "  (t.started_us - t.queued_us) / 1e6 AS queued_s,"
+    "  (t.finished_us - t.started_us) / 1e6 AS run_s, t.detail"
+    "  FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;"
+    "ALTER TABLE boards ADD COLUMN tags TEXT;"
+    "ALTER TABLE jobs ADD COLUMN tags TEXT;"
+    "ALTER TABLE events ADD COLUMN actor TEXT;"
+    "DROP VIEW board_history;"
+    "CREATE VIEW board_history AS SELECT b.id, b.key, b.name, b.state,"
+    "  (SELECT count(*) FROM leases l WHERE l.board_id = b.id) AS leases,"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id) AS tasks,"
+    "  (SELECT count(*) FROM leases l WHERE l.board_id = b.id) +"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id) AS runs,"
+    "  (SELECT count(*) FROM leases l WHERE l.board_id = b.id AND"
+    "    l.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong')) +"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id AND"
+    "    a.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong'))"
+    "    AS failures,"
+    "  (SELECT max(l.granted_us) FROM leases l WHERE l.board_id = b.id)"
+    "    AS last_granted_us,"
+    "  max(coalesce((SELECT max(l.granted_us) FROM leases l"
+    "    WHERE l.board_id = b.id), 0), coalesce((SELECT max(a.started_us)"
+    "    FROM attempts a WHERE a.board_id = b.id), 0)) AS last_used_us"
+    "  FROM boards b;"
+    "CREATE VIEW runs AS"
+    "  SELECT 'session' AS kind, l.id AS id, l.board_id, l.key, l.user,"
+    "    l.granted_us AS started_us, l.released_us AS finished_us,"
+    "    l.outcome, l.detail FROM leases l WHERE l.board_id IS NOT NULL"
+    "  UNION ALL"
+    "  SELECT 'task', a.task_id, a.board_id, j.key, j.user, a.started_us,"
+    "    a.finished_us, a.outcome, a.detail FROM attempts a"
+    "    JOIN tasks t ON t.id = a.task_id JOIN jobs j ON j.id = t.job_id;"
+    "CREATE VIEW failure_rates AS SELECT b.name AS board, b.key,"
+    "  count(r.kind) AS runs,"
+    "  count(*) FILTER (WHERE r.kind = 'task') AS tasks,"
+    "  count(*) FILTER (WHERE r.kind = 'session') AS sessions,"
+    "  count(*) FILTER (WHERE r.outcome IN ('timeout', 'exception',"
+    "    'crash', 'lost', 'wrong')) AS failures,"
+    "  round(1.0 * count(*) FILTER (WHERE r.outcome IN ('timeout',"
+    "    'exception', 'crash', 'lost', 'wrong')) / max(count(r.kind), 1),"
+    "    4) AS failure_rate,"
+    "  count(*) FILTER (WHERE r.outcome = 'crash') AS crash,"
+    "  count(*) FILTER (WHERE r.outcome = 'timeout') AS timeout,"
+    "  count(*) FILTER (WHERE r.outcome = 'exception') AS exception,"
+    "  count(*) FILTER (WHERE r.outcome = 'lost') AS lost,"
+    "  count(*) FILTER (WHERE r.outcome = 'wrong') AS wrong"
+    "  FROM boards b LEFT JOIN runs r ON r.board_id = b.id"
+    "  GROUP BY b.id;"
+    "CREATE VIEW events_readable AS SELECT e.id,"
+    "  strftime('%Y-%m-%dT%H:%M:%fZ', e.at_us / 1e6, 'unixepoch') AS at,"
+    "  e.kind, b.name AS board, e.actor, e.detail"
+    "  FROM events e LEFT JOIN boards b ON b.id = e.board_id;"
+    "CREATE VIEW candidates AS WITH c AS (SELECT t.id AS task_id,"
+    "  j.value AS v, row_number() OVER (PARTITION BY t.id ORDER BY j.value)"
+    "  AS rn, count(*) OVER (PARTITION BY t.id) AS n"
+    "  FROM tasks t, json_each(t.costs) j WHERE t.costs IS NOT NULL)"
+    "  SELECT t.job_id, t.idx, t.name, t.outcome, b.name AS board,"
+    "  json_extract(t.spec, '$.group') AS grp,"
+    "  (SELECT min(c.v) FROM c WHERE c.task_id = t.id) AS best_s,"
+    "  (SELECT avg(c.v) FROM c WHERE c.task_id = t.id AND"
+    "    c.rn IN ((c.n + 1) / 2, (c.n + 2) / 2)) AS median_s,"
+    "  t.detail FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -210,6 +304,7 @@ enum op_kind {
 	OP_TASK_REQUEUE,
 	OP_TASK_FINISH,
 	OP_ATTEMPT_FINISH,
+	OP_BOARD_TAGS,
 	OP_PRUNE_LEASES, /* retention: the first ops whose rows are counted */
 	OP_PRUNE_EVENTS,
 	OP_PRUNE_ATTEMPTS,
@@ -257,8 +352,8 @@ static const char *const op_sql[OP_MAX] = {
 		    " stored_us) VALUES (?2, ?13, ?5)",
     [OP_JOB_INSERT] =
 	"INSERT INTO jobs (id, key, user, peer, priority, queue_timeout,"
-	" state, ntasks, submitted_us) VALUES (?1, ?2, ?3, ?4, ?9,"
-	" ?13 / 1000.0, 'queued', ?14, ?5)",
+	" state, ntasks, submitted_us, tags) VALUES (?1, ?2, ?3, ?4, ?9,"
+	" ?13 / 1000.0, 'queued', ?14, ?5, ?10)",
     [OP_JOB_STATE] = "UPDATE jobs SET state = ?2, finished_us = ?6"
 		     " WHERE id = ?1",
     [OP_TASK_INSERT] =
@@ -290,8 +385,9 @@ static const char *const op_sql[OP_MAX] = {
 	" requests = ?13, exceptions = ?14, bytes_to_board = ?15,"
 	" bytes_to_client = ?16, exit_signal = ?17, exit_status = ?18,"
 	" session_timeout = ?9 WHERE board_id = ?8 AND agent_session = ?2",
-    [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail)"
-		 " VALUES (?5, ?2, ?8, ?3)",
+    [OP_BOARD_TAGS] = "UPDATE boards SET tags = ?2 WHERE id = ?1",
+    [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail, actor)"
+		 " VALUES (?5, ?2, ?8, ?3, ?4)",
     /* Retention (ledger_prune()): at most ?13 of the oldest rows that
      * ended before ?5; open leases and running attempts stay.  Rows are
      * visited in rowid order, which is roughly the order of their ends,
@@ -339,7 +435,7 @@ enum read_stmt {
 static const char *const read_sql[RD_MAX] = {
     [RD_BOARDS_ALL] =
 	"SELECT id, kind, key, address, name, state,"
-	" first_seen_us, last_seen_us, detail, drained FROM boards"
+	" first_seen_us, last_seen_us, detail, drained, tags FROM boards"
 	" ORDER BY key, name",
     [RD_LEASES_RECENT] =
 	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
@@ -389,6 +485,8 @@ struct ledger {
 	bool thread_started;
 	pthread_t thread;
 	atomic_uint_fast64_t pruned; /* rows retention deleted, cumulative */
+
+	int lock_fd; /* holds the ledger's lock (PATH.lock); -1: none */
 };
 
 /* @err from sqlite's last error on @db while doing @what; the -errno. */
@@ -444,6 +542,11 @@ migrate(sqlite3 *db, struct npufarm_err *err)
 	int version, r;
 	size_t i;
 
+	/* A migration may rebuild a table others reference (6: tasks);
+	 * foreign keys cannot be switched inside a transaction. */
+	r = exec_sql(db, "PRAGMA foreign_keys = OFF", err);
+	if (r < 0)
+		return r;
 	r = exec_sql(db, "BEGIN IMMEDIATE", err);
 	if (r < 0)
 		return r;
@@ -454,6 +557,9 @@ migrate(sqlite3 *db, struct npufarm_err *err)
 		goto fail;
 	}
 	version = sqlite3_column_int(st, 0);
+	/* A statement left stepped would lock the tables DROP touches. */
+	sqlite3_finalize(st);
+	st = NULL;
 	if (version > (int)N_MIGRATIONS) {
 		r = err_set(err, -EPROTONOSUPPORT,
 		    "ledger schema version %d is newer than this broker "
@@ -471,12 +577,68 @@ migrate(sqlite3 *db, struct npufarm_err *err)
 	r = exec_sql(db, sql, err);
 	if (r < 0)
 		goto fail;
-	sqlite3_finalize(st);
-	return exec_sql(db, "COMMIT", err);
+	r = exec_sql(db, "COMMIT", err);
+	if (r == 0)
+		r = exec_sql(db, "PRAGMA foreign_keys = ON", err);
+	return r;
 fail:
 	sqlite3_finalize(st);
 	(void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+	(void)sqlite3_exec(db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL);
 	return r;
+}
+
+/*
+ * One broker per ledger: an exclusive open-file-description lock on
+ * "@path.lock", holding the holder's pid as text.  Taken before anything
+ * touches the database, so a second broker started by mistake exits at
+ * once instead of marking the running farm's boards offline.  Returns 0
+ * with the fd in @ret_fd (-1 for an in-memory or URI ledger), or -EBUSY
+ * naming the holder's pid, or -errno.
+ */
+static int
+ledger_lock(const char *path, int *ret_fd, struct npufarm_err *err)
+{
+	struct flock fl = {.l_type = F_WRLCK, .l_whence = SEEK_SET};
+	char *lp = NULL, pid[32] = "";
+	ssize_t n;
+	int fd, r;
+
+	*ret_fd = -1;
+	if (strcmp(path, ":memory:") == 0 || strncmp(path, "file:", 5) == 0)
+		return 0;
+	if (asprintf(&lp, "%s.lock", path) < 0)
+		return err_set(err, -ENOMEM, "out of memory");
+	fd = open(lp, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		r = err_set(
+		    err, -errno, "lock file %s: %s", lp, strerror(errno));
+		free(lp);
+		return r;
+	}
+	if (fcntl(fd, F_OFD_SETLK, &fl) < 0) {
+		r = errno == EAGAIN || errno == EACCES ? -EBUSY : -errno;
+		n = pread(fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		if (r == -EBUSY)
+			err_set(err, r,
+			    "one broker per ledger: npufarm-broker pid %s "
+			    "holds it (lock %s)",
+			    pid[0] ? pid : "unknown", lp);
+		else
+			err_set(err, r, "lock %s: %s", lp, strerror(-r));
+		(void)close(fd);
+		free(lp);
+		return r;
+	}
+	(void)snprintf(pid, sizeof(pid), "%ld\n", (long)getpid());
+	/* The lock holds whether or not the pid (for people) is written. */
+	if (ftruncate(fd, 0) == 0)
+		(void)!pwrite(fd, pid, strlen(pid), 0);
+	free(lp);
+	*ret_fd = fd;
+	return 0;
 }
 
 static int
@@ -820,6 +982,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 		return err_set(err, -ENOMEM, "out of memory");
 	STAILQ_INIT(&l->batch);
 	STAILQ_INIT(&l->queue);
+	l->lock_fd = -1;
 	l->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->notify_fd < 0) {
 		r = -errno;
@@ -830,7 +993,9 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	pthread_cond_init(&l->work, NULL);
 	pthread_cond_init(&l->done, NULL);
 	metrics_hist_init(&l->commit_hist, METRICS_SCALE_COMMIT);
-	r = db_open(path, sync_full, &l->db, err);
+	r = ledger_lock(path, &l->lock_fd, err);
+	if (r >= 0)
+		r = db_open(path, sync_full, &l->db, err);
 	if (r >= 0)
 		r = migrate(l->db, err);
 	if (r >= 0)
@@ -930,6 +1095,8 @@ ledger_close(struct ledger *l)
 	pthread_mutex_destroy(&l->mu);
 	if (l->notify_fd >= 0)
 		close(l->notify_fd);
+	if (l->lock_fd >= 0)
+		(void)close(l->lock_fd); /* last: the database is closed */
 	free(l);
 	return NULL;
 }
@@ -1169,6 +1336,32 @@ ledger_board_drain(struct ledger *l, int64_t id, bool drained, int64_t now_us,
 	return op_add(l, &o, err);
 }
 
+/*
+ * Record board @id's tags: @tags canonical (tags.h), stored as a JSON
+ * object; NULL clears them.  Returns 0, or -ENOMEM.
+ */
+int
+ledger_board_tags(
+    struct ledger *l, int64_t id, const char *tags, struct npufarm_err *err)
+{
+	json_t *obj = tags != NULL ? tags_json(tags) : NULL;
+	char *text =
+	    obj != NULL ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+	struct op o = {
+	    .kind = OP_BOARD_TAGS,
+	    .id = id,
+	    .s = {text},
+	};
+	int r;
+
+	json_decref(obj);
+	if (tags != NULL && text == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	r = op_add(l, &o, err);
+	free(text);
+	return r;
+}
+
 /* Whether board @id is drained: 1 yes, 0 no, -ENOENT unknown. */
 int
 ledger_board_drained(struct ledger *l, int64_t id)
@@ -1257,11 +1450,23 @@ int
 ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err)
 {
+	return ledger_event_by(l, kind, board_id, detail, NULL, now_us, err);
+}
+
+/*
+ * The same, recording who did it: @actor ("alice@127.0.0.1", NULL: the
+ * broker itself) goes in the event's actor column (v6).
+ */
+int
+ledger_event_by(struct ledger *l, const char *kind, int64_t board_id,
+    const char *detail, const char *actor, int64_t now_us,
+    struct npufarm_err *err)
+{
 	struct op o = {
 	    .kind = OP_EVENT,
 	    .t = {now_us},
 	    .board_id = board_id,
-	    .s = {kind, detail},
+	    .s = {kind, detail, actor},
 	};
 
 	return op_add(l, &o, err);
@@ -1296,6 +1501,7 @@ ledger_foreach_board(
 		    .last_seen_us = sqlite3_column_int64(st, 7),
 		    .detail = col_text(st, 8),
 		    .drained = sqlite3_column_int(st, 9) != 0,
+		    .tags = col_text(st, 10),
 		};
 
 		r = fn(&b, arg);
@@ -1491,7 +1697,7 @@ ledger_job_insert(struct ledger *l, const struct ledger_job *job,
 	    .t = {job->submitted_us},
 	    .priority = job->priority,
 	    .n = {(int64_t)(job->queue_timeout * 1000), job->ntasks},
-	    .s = {job->key, job->user, job->peer},
+	    .s = {job->key, job->user, job->peer, job->tags},
 	};
 	int r = op_add(l, &o, err);
 

@@ -21,7 +21,7 @@ struct ledger;
 struct metrics_hist;
 struct npufarm_err;
 
-#define LEDGER_SCHEMA_VERSION 5
+#define LEDGER_SCHEMA_VERSION 6
 
 typedef void ledger_dirty_fn(void *arg);
 
@@ -36,6 +36,7 @@ struct ledger_board {
 	int64_t last_seen_us;
 	const char *detail; /* NULL when none */
 	bool drained;       /* an operator drained it */
+	const char *tags;   /* JSON object text, NULL when none (v6) */
 };
 
 /* How a relayed session ended (ledger_lease_session()). */
@@ -66,6 +67,7 @@ struct ledger_job {
 	double queue_timeout; /* s */
 	int ntasks;
 	int64_t submitted_us;
+	const char *tags; /* JSON object text, NULL for none (v6) */
 };
 
 /* How an attempt of a task ended. */
@@ -122,6 +124,8 @@ int ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
 int ledger_board_drain(struct ledger *l, int64_t id, bool drained,
     int64_t now_us, struct npufarm_err *err);
 int ledger_board_drained(struct ledger *l, int64_t id);
+int ledger_board_tags(
+    struct ledger *l, int64_t id, const char *tags, struct npufarm_err *err);
 int ledger_board_state(struct ledger *l, int64_t id, const char *state,
     const char *detail, int64_t now_us, struct npufarm_err *err);
 int ledger_boards_reset(
@@ -165,6 +169,7 @@ struct ledger_job_row {
 	double priority, queue_timeout;
 	int ntasks;
 	int64_t submitted_us, finished_us; /* 0: not yet */
+	const char *tags; /* JSON object text the boards must carry, or NULL */
 };
 
 struct ledger_task_row {
@@ -198,6 +203,9 @@ int ledger_task_counts(struct ledger *l, int64_t job_id, ledger_count_fn *fn,
     void *arg, struct npufarm_err *err);
 int ledger_event(struct ledger *l, const char *kind, int64_t board_id,
     const char *detail, int64_t now_us, struct npufarm_err *err);
+int ledger_event_by(struct ledger *l, const char *kind, int64_t board_id,
+    const char *detail, const char *actor, int64_t now_us,
+    struct npufarm_err *err);
 
 int ledger_foreach_board(
     struct ledger *l, ledger_board_fn *fn, void *arg, struct npufarm_err *err);

@@ -22,7 +22,7 @@ col_text(sqlite3_stmt *st, int i)
 
 #define JOB_COLUMNS                                                     \
 	"SELECT id, key, user, priority, queue_timeout, state, ntasks," \
-	" submitted_us, finished_us FROM jobs"
+	" submitted_us, finished_us, tags FROM jobs"
 
 static void
 job_row(sqlite3_stmt *st, struct ledger_job_row *row)
@@ -37,6 +37,7 @@ job_row(sqlite3_stmt *st, struct ledger_job_row *row)
 	    .ntasks = sqlite3_column_int(st, 6),
 	    .submitted_us = sqlite3_column_int64(st, 7),
 	    .finished_us = sqlite3_column_int64(st, 8),
+	    .tags = col_text(st, 9),
 	};
 }
 

@@ -12,12 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "broker_config.h"
 #include "err.h"
 #include "log.h"
 #include "server.h"
+#include "service.h"
+#include "tvm_flags.h"
 
 enum {
 	OPT_HELP = 'h',
@@ -28,6 +31,7 @@ enum {
 	OPT_CHECK_CONFIG,
 	OPT_VERSION,
 	OPT_TABLE, /* forwarded to broker_config_set() by name */
+	OPT_TVM,   /* TVM rpc_tracker's flags, to tvm_flags_set() by name */
 };
 
 static const struct option long_options[] = {
@@ -57,6 +61,8 @@ static const struct option long_options[] = {
     {"ledger-sync", required_argument, NULL, OPT_TABLE},
     {"pair-timeout", required_argument, NULL, OPT_TABLE},
     {"agent-backstop", required_argument, NULL, OPT_TABLE},
+    {"board-grace", required_argument, NULL, OPT_TABLE},
+    {"relay-boards", required_argument, NULL, OPT_TABLE},
     {"agent-heartbeat", required_argument, NULL, OPT_TABLE},
     {"max-relays", required_argument, NULL, OPT_TABLE},
     {"relay-buffer", required_argument, NULL, OPT_TABLE},
@@ -70,8 +76,15 @@ static const struct option long_options[] = {
     {"max-unauth-conn", required_argument, NULL, OPT_TABLE},
     {"retain-days", required_argument, NULL, OPT_TABLE},
     {"retain-mb", required_argument, NULL, OPT_TABLE},
+    {"host", required_argument, NULL, OPT_TVM},
+    {"port", required_argument, NULL, OPT_TVM},
+    {"port-end", required_argument, NULL, OPT_TVM},
+    {"silent", no_argument, NULL, OPT_TVM},
     {NULL, 0, NULL, 0},
 };
+
+/* Read when there is no --config and it exists (so a unit needs none). */
+#define DEFAULT_CONFIG NPUFARM_SYSCONFDIR "/npufarm/broker.json"
 
 static void
 usage(FILE *f)
@@ -85,9 +98,20 @@ usage(FILE *f)
 	    "protocols,\n"
 	    "                         repeatable (default: loopback only)\n"
 	    "  --config FILE          JSON configuration; flags override it\n"
+	    "                         (default: " DEFAULT_CONFIG
+	    " if it exists)\n"
 	    "  --check-config         validate the configuration and exit\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
 	    "  --help, --version\n\n"
+	    "TVM rpc_tracker's flags, so its start-up scripts work unchanged "
+	    "(docs/tvm.md):\n"
+	    "  --host HOST            farm port host (default 0.0.0.0, as "
+	    "TVM's)\n"
+	    "  --port P --port-end E  bind the first free port in [P, E) "
+	    "(default\n"
+	    "                         9190, 9199); not together with "
+	    "--listen\n"
+	    "  --silent               log warnings and errors only\n\n"
 	    "Options also accepted as config-file keys (with '_' for '-'):\n"
 	    "  --%-20s HTTP API address (default 127.0.0.1:9191)\n"
 	    "  --%-20s ledger path (default ./npufarm.db)\n",
@@ -95,7 +119,10 @@ usage(FILE *f)
 	broker_config_usage_options();
 }
 
-/* The --config argument, found before the real parse so flags win. */
+/*
+ * The --config argument, found before the real parse so flags win;
+ * without one, DEFAULT_CONFIG if it exists, else NULL (compiled defaults).
+ */
 static const char *
 find_config(int argc, char **argv)
 {
@@ -109,7 +136,36 @@ find_config(int argc, char **argv)
 		if (strncmp(argv[i], "--config=", 9) == 0)
 			return argv[i] + 9;
 	}
-	return NULL;
+	return access(DEFAULT_CONFIG, F_OK) == 0 ? DEFAULT_CONFIG : NULL;
+}
+
+/*
+ * Token files that neither the file nor a flag names come from the unit's
+ * credentials when it passed them (LoadCredential=agent-token:..., the
+ * stock unit's, which skips a missing source file): a broker without
+ * tokens starts, one whose operator added token files picks them up.
+ */
+static int
+credential_tokens(struct broker_config *cfg, struct npufarm_err *err)
+{
+	static const struct {
+		const char *key, *id;
+	} creds[] = {
+	    {"agent_token_file", "agent-token"},
+	    {"api_token_file", "api-token"},
+	    {"admin_token_file", "admin-token"},
+	};
+	char *const set[] = {
+	    cfg->agent_token_file, cfg->api_token_file, cfg->admin_token_file};
+	char path[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(creds) / sizeof(creds[0]); i++)
+		if (set[i] == NULL &&
+		    service_credential(creds[i].id, path, sizeof(path)) &&
+		    broker_config_set(cfg, creds[i].key, path, err) < 0)
+			return -1;
+	return 0;
 }
 
 /* What the command line says besides the configuration. */
@@ -147,9 +203,12 @@ static int
 load_config(int argc, char **argv, struct broker_config *cfg,
     struct main_args *ret_args, struct npufarm_err *err)
 {
+	struct tvm_flags tvm;
+	size_t nlisten_flags = 0;
 	const char *path;
 	int opt, idx, r;
 
+	tvm_flags_init(&tvm);
 	broker_config_defaults(cfg);
 	ret_args->exit = -1;
 	path = find_config(argc, argv);
@@ -160,6 +219,7 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 	    (opt = getopt_long(argc, argv, "hv", long_options, &idx)) != -1) {
 		switch (opt) {
 		case OPT_LISTEN:
+			nlisten_flags++;
 			r = broker_config_add_listen(cfg, optarg, err);
 			break;
 		case OPT_ALLOW:
@@ -188,6 +248,10 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 			r = broker_config_set(
 			    cfg, long_options[idx].name, optarg, err);
 			break;
+		case OPT_TVM:
+			r = tvm_flags_set(&tvm, long_options[idx].name,
+			    optarg != NULL ? optarg : "", err);
+			break;
 		default:
 			usage(stderr);
 			ret_args->exit = 2;
@@ -206,6 +270,11 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 		ret_args->exit = 2;
 		return 0;
 	}
+	if (tvm_flags_apply(&tvm, nlisten_flags, cfg, err) < 0) {
+		fprintf(stderr, "npufarm-broker: %s\n", err->msg);
+		ret_args->exit = 2;
+		return 0;
+	}
 	if ((cfg->nlisten == 0 &&
 		broker_config_add_listen(cfg, "127.0.0.1:9190", err) < 0) ||
 	    (cfg->http == NULL &&
@@ -213,6 +282,7 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 	    (cfg->db == NULL &&
 		broker_config_set(cfg, "db", "./npufarm.db", err) < 0) ||
 	    (cfg->data_dir == NULL && default_data_dir(cfg, err) < 0) ||
+	    credential_tokens(cfg, err) < 0 ||
 	    broker_config_check(cfg, err) < 0)
 		return 1;
 	cfg->verbosity += ret_args->verbose;
@@ -243,6 +313,7 @@ main_reload(struct server *srv, void *arg)
 	struct auth *auth = NULL;
 	const char *path = find_config(m->argc, m->argv);
 
+	service_notify("RELOADING=1");
 	log_notice("SIGHUP: reloading %s and the token files",
 	    path ? path : "(no --config file)");
 	if (load_config(m->argc, m->argv, &next, &ma, &err) != 0 ||
@@ -255,6 +326,7 @@ main_reload(struct server *srv, void *arg)
 	server_reconfigure(srv, auth);
 	log_notice("SIGHUP: done");
 out:
+	service_notify("READY=1");
 	broker_config_deinit(&next);
 }
 
@@ -287,10 +359,12 @@ main(int argc, char **argv)
 	server_set_reload(srv, main_reload, &ctx);
 	log_notice(
 	    "npufarm-broker %s ready, ledger %s", NPUFARM_VERSION, cfg.db);
+	service_notify("READY=1");
 	if (server_run(srv) < 0) {
 		log_err("event loop failed");
 		goto out;
 	}
+	service_notify("STOPPING=1");
 	ret = 0;
 	goto out;
 fail:

@@ -844,6 +844,52 @@ write_boards(struct server *srv, struct evbuffer *out)
 	return r < 0 ? -ENOMEM : 0;
 }
 
+struct tasks_ctx {
+	struct evbuffer *out;
+	int64_t now_us;
+	int err;
+};
+
+/* One sample per board that runs a native task: its job, task and user. */
+static void
+board_task_cb(const struct tracker_board_info *b, void *arg)
+{
+	struct tasks_ctx *x = arg;
+	struct evbuffer *out = x->out;
+
+	if (b->task.job <= 0 || x->err < 0)
+		return;
+	if (evbuffer_add(out, "npufarm_board_task_seconds", 26) < 0 ||
+	    add_key_label(out, b->key) < 0 ||
+	    evbuffer_add(out, ",board=\"", 8) < 0 ||
+	    metrics_add_label_value(out, b->address) < 0 ||
+	    evbuffer_add_printf(out, "\",job=\"%lld\",task=\"%d\",user=\"",
+		(long long)b->task.job, b->task.idx) < 0 ||
+	    metrics_add_label_value(out, b->task.user) < 0 ||
+	    evbuffer_add_printf(out, "\"} %.6f\n",
+		b->task.started_us > 0
+		    ? (double)(x->now_us - b->task.started_us) / 1e6
+		    : 0.0) < 0)
+		x->err = -ENOMEM;
+}
+
+/*
+ * npufarm_board_task_seconds: what each busy agent board runs (issue 11:
+ * a board running a task is no anonymous "leased").
+ */
+static int
+write_board_tasks(struct server *srv, struct evbuffer *out)
+{
+	struct tasks_ctx x = {.out = out, .now_us = ledger_now_us()};
+
+	if (add_header(out, "npufarm_board_task_seconds", "gauge",
+		"Seconds the native task a board runs has run, by board, "
+		"job, task and user.") < 0)
+		return -ENOMEM;
+	tracker_foreach_board(srv, board_task_cb, &x);
+	return x.err;
+}
+
 static void
 waiting_cb(struct sched_request *r, void *arg)
 {
@@ -1113,6 +1159,8 @@ metrics_write(struct metrics *m, struct server *srv, struct evbuffer *out)
 			: 0;
 	if (r >= 0)
 		r = write_boards(srv, out);
+	if (r >= 0)
+		r = write_board_tasks(srv, out);
 	if (r >= 0)
 		r = write_queues(m, srv, out);
 	if (r >= 0)

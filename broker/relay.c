@@ -8,12 +8,25 @@
  * itself and reports how the session ended; for it the broker's deadline is
  * only a backstop, and a data connection that breaks off mid-call means the
  * agent is gone (lost), not that the program crashed.
+ *
+ * A TVM server registered by PUT is relayed too with --relay-boards all:
+ * the client that the tracker sent to the broker is held while the broker
+ * dials the board and does the handshake a TVM client would (the board's
+ * own matchkey; a -timeout the board enforces a second after ours), then
+ * the session is relayed as any other.
+ *
+ * A board that is not an agent may enforce the same deadline itself: a
+ * TVM server writes its own kException at T with a blocking write and, if
+ * that write fails, gives up serving for good.  So at our deadline the
+ * client gets its exception at once, but the board's connection lingers,
+ * read and discarded, until the board closes it or --board-grace passes.
  */
 #include "config.h"
 
 #include "relay.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,11 +35,14 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <event2/util.h>
 
 #include <npufarm/protocol.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
+#include "frame.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
@@ -40,12 +56,25 @@
 /* How long an ended session's client may linger (twice: §6.5 item 9). */
 #define RELAY_LINGER_S  10.0
 
+/* Longest RPC hello key a dialled board may answer with. */
+#define RELAY_KEY_MAX 1024
+
+enum relay_board {
+	RELAY_PROXY,  /* a TVM server that dialled in (server:KEY) */
+	RELAY_AGENT,  /* an npufarm agent's data connection */
+	RELAY_DIALED, /* a TVM server registered by PUT; we dialled it */
+};
+
 struct relay {
 	struct server *srv;   /* borrowed */
 	struct conn *client;  /* borrowed; NULL once freed */
 	struct conn *board;   /* borrowed; NULL once handed back */
-	struct rpc_relay *rr; /* the session */
-	bool agent;           /* the board is an npufarm agent */
+	struct rpc_relay *rr; /* the session; NULL while dialling */
+	enum relay_board kind;
+	bool lingering;      /* session over; board bytes are discarded */
+	bool failed;         /* dialling failed, and was recorded */
+	struct event *timer; /* the dial's deadline, then the board's grace */
+	char *hello;         /* RELAY_DIALED: the key we present, owned */
 	int64_t lease_id;
 	int64_t board_id;
 };
@@ -83,6 +112,33 @@ op_resume(void *owner, enum rpc_relay_side side)
 		conn_resume_read(c);
 }
 
+/*
+ * The session with TVM board @r->board is over at our deadline: keep its
+ * connection open, reading and discarding, until the board closes it or
+ * --board-grace passes (a server that times the session out itself writes
+ * its own exception then; it must not fail).  False: close it now.
+ */
+static bool
+board_linger(struct relay *r)
+{
+	struct conn *board = r->board;
+	struct timeval tv = clock_tv(r->srv->cfg->board_grace);
+
+	if (r->kind == RELAY_AGENT || r->srv->cfg->board_grace <= 0 ||
+	    board->state == CONN_CLOSING || r->timer == NULL)
+		return false;
+	(void)evbuffer_drain(bufferevent_get_input(board->bev),
+	    evbuffer_get_length(bufferevent_get_input(board->bev)));
+	if (evtimer_add(r->timer, &tv) < 0)
+		return false;
+	r->lingering = true;
+	conn_resume_read(board);
+	log_info("relay: board %s timed out; it may close within %g s "
+		 "(board_grace)",
+	    board->peer, r->srv->cfg->board_grace);
+	return true;
+}
+
 static void
 op_server_end(void *owner, const struct rpc_relay_end *end)
 {
@@ -101,13 +157,18 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 
 	if (board == NULL)
 		return;
-	r->board = NULL;
-	board->relay = NULL;
-	if (r->agent)
+	if (r->kind == RELAY_AGENT)
 		tracker_agent_session_end(
+		    r->srv, r->board_id, r->lease_id, &sess);
+	else if (r->kind == RELAY_DIALED)
+		tracker_dialed_session_end(
 		    r->srv, r->board_id, r->lease_id, &sess);
 	else
 		tracker_proxy_session_end(board, &sess);
+	if (end->outcome == NPUFARM_OUTCOME_TIMEOUT && board_linger(r))
+		return;
+	r->board = NULL;
+	board->relay = NULL;
 	conn_close(board, "session ended: %s", sess.outcome);
 }
 
@@ -143,11 +204,44 @@ relay_free(struct relay *r)
 {
 	uint64_t to_board, to_client;
 
-	rpc_relay_bytes(r->rr, &to_board, &to_client);
-	metrics_relay_bytes(r->srv->metrics, to_board, to_client);
-	rpc_relay_free(r->rr);
+	if (r->rr != NULL) {
+		rpc_relay_bytes(r->rr, &to_board, &to_client);
+		metrics_relay_bytes(r->srv->metrics, to_board, to_client);
+		rpc_relay_free(r->rr);
+	}
+	if (r->timer != NULL)
+		event_free(r->timer);
+	free(r->hello);
 	r->srv->nrelays--;
 	free(r);
+}
+
+static void relay_timer_cb(evutil_socket_t fd, short what, void *arg);
+
+/* A relay between @client and @board (NULL: dialled later); NULL on OOM. */
+static struct relay *
+relay_new(struct conn *client, struct conn *board, enum relay_board kind,
+    int64_t lease_id, int64_t board_id)
+{
+	struct server *srv = client->srv;
+	struct relay *r;
+
+	r = calloc(1, sizeof(*r));
+	if (r == NULL)
+		return NULL;
+	r->timer = evtimer_new(srv->base, relay_timer_cb, r);
+	if (r->timer == NULL) {
+		free(r);
+		return NULL;
+	}
+	r->srv = srv;
+	r->client = client;
+	r->board = board;
+	r->kind = kind;
+	r->lease_id = lease_id;
+	r->board_id = board_id;
+	srv->nrelays++;
+	return r;
 }
 
 /*
@@ -164,19 +258,18 @@ relay_refuse(struct conn *c, const char *why)
 }
 
 /*
- * Pair @client with @board and start relaying: each side gets SUCCESS and
- * the other's full key (spec §4.2; the board learns -timeout=T from the
- * client's key), and the deadline starts now.  The board's lease is
- * @lease_id; @agent: the board is npufarm agent @board_id's, which
- * enforces the deadline itself (the broker's fires --agent-backstop
- * seconds later).  Both
- * connections belong to the relay from here on.
+ * Start the session of relay @r, whose two sides are connected and
+ * handshaken but for the pair-up messages: each side gets SUCCESS and the
+ * other's full key (spec §4.2; the board learns -timeout=T from the
+ * client's key; a board we dialled already had its handshake, @board_key
+ * is what it answered), and the deadline starts now.  Returns 0, or
+ * -ENOMEM after ending the session as lost.
  */
-void
-relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent, int64_t board_id)
+static int
+relay_pair(struct relay *r, const char *board_key)
 {
-	struct server *srv = client->srv;
+	struct server *srv = r->srv;
+	struct conn *client = r->client, *board = r->board;
 	struct rpc_relay_config rc = {
 	    .max_packet = (uint64_t)srv->cfg->relay_max_packet,
 	    .buffer = (size_t)srv->cfg->relay_buffer,
@@ -185,32 +278,18 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 	    .linger = RELAY_LINGER_S,
 	    .who = "board",
 	};
-	struct relay *r;
 
-	if (agent && rc.deadline > 0)
+	if (r->kind == RELAY_AGENT && rc.deadline > 0)
 		rc.deadline += srv->cfg->agent_backstop;
-	r = calloc(1, sizeof(*r));
-	if (r == NULL)
-		goto oom;
-	r->srv = srv;
-	r->client = client;
-	r->board = board;
-	r->agent = agent;
-	r->lease_id = lease_id;
-	r->board_id = board_id;
 	if (rpc_relay_new(srv->base, &rc, &relay_ops, r,
 		bufferevent_get_input(client->bev),
 		bufferevent_get_output(client->bev),
 		bufferevent_get_input(board->bev),
-		bufferevent_get_output(board->bev), &r->rr) < 0) {
-		free(r);
-		goto oom;
-	}
-	srv->nrelays++;
-	client->relay = r;
-	board->relay = r;
-	if (tvm_rpc_add_success(bufferevent_get_output(board->bev),
-		client->rpc_key, strlen(client->rpc_key)) < 0 ||
+		bufferevent_get_output(board->bev), &r->rr) < 0)
+		return -ENOMEM;
+	if ((r->kind != RELAY_DIALED &&
+		tvm_rpc_add_success(bufferevent_get_output(board->bev),
+		    client->rpc_key, strlen(client->rpc_key)) < 0) ||
 	    tvm_rpc_add_success(bufferevent_get_output(client->bev), board_key,
 		strlen(board_key)) < 0)
 		goto oom_paired;
@@ -225,11 +304,14 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 	(void)bufferevent_set_max_single_write(board->bev, RELAY_WRITE_MAX);
 	(void)bufferevent_set_max_single_write(client->bev, RELAY_WRITE_MAX);
 	log_info("relay: %s paired with %s %s (lease %lld, timeout %g s)",
-	    client->peer, agent ? "agent" : "board", board->peer,
-	    (long long)lease_id, rc.timeout);
+	    client->peer,
+	    r->kind == RELAY_AGENT    ? "agent"
+	    : r->kind == RELAY_DIALED ? "registered board"
+				      : "board",
+	    board->peer, (long long)r->lease_id, rc.timeout);
 	conn_flush(board);
 	conn_flush(client);
-	return;
+	return 0;
 oom_paired:
 	rpc_relay_server_gone(
 	    r->rr, NPUFARM_OUTCOME_LOST, "npufarm: out of memory at pair-up");
@@ -240,10 +322,201 @@ oom_paired:
 			     .end_us = ledger_now_us(),
 			 });
 	conn_close(client, "out of memory at pair-up");
-	return;
-oom:
-	relay_refuse(client, "out of memory pairing");
-	conn_close(board, "out of memory pairing");
+	return -ENOMEM;
+}
+
+/*
+ * Pair @client with @board and start relaying (see relay_pair()).  The
+ * board's lease is @lease_id; @agent: the board is npufarm agent
+ * @board_id's, which enforces the deadline itself (the broker's fires
+ * --agent-backstop seconds later).  Both connections belong to the relay
+ * from here on.
+ */
+void
+relay_start(struct conn *client, struct conn *board, const char *board_key,
+    int64_t lease_id, bool agent, int64_t board_id)
+{
+	struct relay *r;
+
+	r = relay_new(client, board, agent ? RELAY_AGENT : RELAY_PROXY,
+	    lease_id, board_id);
+	if (r == NULL) {
+		relay_refuse(client, "out of memory pairing");
+		conn_close(board, "out of memory pairing");
+		return;
+	}
+	client->relay = r;
+	board->relay = r;
+	(void)relay_pair(r, board_key);
+}
+
+/* ---- boards the broker dials (--relay-boards all) -------------------- */
+
+/*
+ * Dialling @r's board failed (@why): the lease is lost, the board's event
+ * log says why if it was the board's doing (@board_fault; not when the
+ * client left or the broker ran out of memory), and the client gets MISMATCH,
+ * on which a TVM tuner asks the tracker again (TrackerSession.request retries).
+ * The board connection is the caller's to close.
+ */
+static void
+dial_failed(struct relay *r, const char *why, bool board_fault)
+{
+	char detail[512];
+
+	if (r->failed)
+		return;
+	r->failed = true;
+	(void)evtimer_del(r->timer);
+	(void)snprintf(detail, sizeof(detail),
+	    "the broker could not relay a session with board %s: %s",
+	    r->board != NULL ? r->board->peer : "?", why);
+	tracker_dialed_failed(
+	    r->srv, r->board_id, r->lease_id, detail, board_fault);
+	if (r->client != NULL && r->client->state != CONN_CLOSING)
+		relay_refuse(r->client, detail);
+}
+
+/* The board answered our hello: SUCCESS and its key, or a refusal. */
+static void
+dial_reply(struct relay *r)
+{
+	struct evbuffer *in = bufferevent_get_input(r->board->bev);
+	struct npufarm_err err;
+	unsigned char code[4];
+	char key[RELAY_KEY_MAX];
+	int res;
+
+	if (evbuffer_copyout(in, code, sizeof(code)) < (ev_ssize_t)4)
+		return;
+	switch ((int32_t)frame_get_le32(code)) {
+	case NPUFARM_TVM_RPC_CODE_MISMATCH:
+		dial_failed(r,
+		    "it answered MISMATCH (it no longer holds the matchkey it "
+		    "registered)",
+		    true);
+		conn_close(r->board, "board refused the session");
+		return;
+	case NPUFARM_TVM_RPC_CODE_DUPLICATE:
+		dial_failed(r, "it answered DUPLICATE", true);
+		conn_close(r->board, "board refused the session");
+		return;
+	case NPUFARM_TVM_RPC_MAGIC:
+		break;
+	default:
+		dial_failed(
+		    r, "it is not a TVM RPC server (bad handshake)", true);
+		conn_close(r->board, "not a TVM RPC server");
+		return;
+	}
+	res = tvm_rpc_hello_pull(in, key, sizeof(key), &err);
+	if (res == 0)
+		return;
+	if (res < 0) {
+		dial_failed(r, err.msg, true);
+		conn_close(r->board, "bad handshake reply: %s", err.msg);
+		return;
+	}
+	(void)evtimer_del(r->timer);
+	(void)relay_pair(r, key);
+}
+
+/* Connected to the board: say hello as a TVM client does. */
+static void
+dial_connected(struct relay *r)
+{
+	if (tvm_rpc_add_hello(bufferevent_get_output(r->board->bev), r->hello) <
+	    0) {
+		dial_failed(r, "out of memory", false);
+		conn_close(r->board, "out of memory");
+		return;
+	}
+	conn_flush(r->board);
+}
+
+static void
+relay_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct relay *r = arg;
+	char why[128];
+
+	if (r->board == NULL)
+		return;
+	if (r->lingering) {
+		conn_close(r->board,
+		    "board did not close its timed-out session within %g s "
+		    "(board_grace)",
+		    r->srv->cfg->board_grace);
+		return;
+	}
+	(void)snprintf(why, sizeof(why),
+	    "no answer to the RPC handshake within %g s (handshake_timeout)",
+	    r->srv->cfg->handshake_timeout);
+	dial_failed(r, why, true);
+	conn_close(r->board, "%s", why);
+}
+
+/*
+ * Relay @client, which connected back with the matchkey of lease
+ * @lease_id, with TVM server @host:@port registered by PUT as board
+ * @board_id under matchkey @board_match: the broker dials it and presents
+ * that matchkey (and, if the client asked for a -timeout, one the board
+ * enforces a second after ours, in whole seconds, which TVM's C++ server
+ * insists on).  @client belongs to the relay from here on.
+ */
+void
+relay_dial(struct conn *client, const char *host, long port,
+    const char *board_match, int64_t lease_id, int64_t board_id)
+{
+	struct server *srv = client->srv;
+	struct evutil_addrinfo hints = {0}, *ai = NULL;
+	struct timeval tv = clock_tv(srv->cfg->handshake_timeout);
+	char sport[16], why[256];
+	struct relay *r;
+	int res;
+
+	r = relay_new(client, NULL, RELAY_DIALED, lease_id, board_id);
+	if (r == NULL) {
+		tracker_dialed_failed(srv, board_id, lease_id,
+		    "out of memory dialling the board", false);
+		relay_refuse(client, "out of memory dialling the board");
+		return;
+	}
+	client->relay = r;
+	if (client->rpc_timeout > 0)
+		res = asprintf(&r->hello, "client:%s -timeout=%.0f",
+		    board_match, ceil(client->rpc_timeout) + 1);
+	else
+		res = asprintf(&r->hello, "client:%s", board_match);
+	if (res < 0) {
+		r->hello = NULL;
+		dial_failed(r, "out of memory", false);
+		return;
+	}
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = EVUTIL_AI_NUMERICHOST | EVUTIL_AI_NUMERICSERV;
+	(void)snprintf(sport, sizeof(sport), "%ld", port);
+	res = evutil_getaddrinfo(host, sport, &hints, &ai);
+	if (res != 0) {
+		(void)snprintf(why, sizeof(why),
+		    "its address '%s' is not numeric (%s); give the board a "
+		    "numeric --custom-addr, or use --relay-boards proxy",
+		    host, evutil_gai_strerror(res));
+		dial_failed(r, why, true);
+		return;
+	}
+	r->board = conn_dial(srv, ai->ai_addr, (int)ai->ai_addrlen, r);
+	evutil_freeaddrinfo(ai);
+	if (r->board == NULL) {
+		(void)snprintf(why, sizeof(why), "cannot connect to %s:%ld: %s",
+		    host, port, strerror(errno));
+		dial_failed(r, why, true);
+		return;
+	}
+	(void)evtimer_add(r->timer, &tv);
+	log_info("relay: %s dialling registered board %s for lease %lld",
+	    client->peer, r->board->peer, (long long)lease_id);
 }
 
 /* Bytes arrived on relayed connection @c. */
@@ -251,7 +524,18 @@ void
 relay_read(struct conn *c)
 {
 	struct relay *r = c->relay;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	if (c == r->board && r->lingering) {
+		(void)evbuffer_drain(in, evbuffer_get_length(in));
+		return;
+	}
+	if (r->rr == NULL) {
+		/* Dialling: the board's answer; a client waits for ours. */
+		if (c == r->board && !r->failed)
+			dial_reply(r);
+		return;
+	}
 	rpc_relay_read(
 	    r->rr, c == r->client ? RPC_RELAY_CLIENT : RPC_RELAY_SERVER);
 }
@@ -265,6 +549,8 @@ relay_drained(struct conn *c)
 {
 	struct relay *r = c->relay;
 
+	if (r->rr == NULL || (c == r->board && r->lingering))
+		return;
 	rpc_relay_drained(
 	    r->rr, c == r->client ? RPC_RELAY_CLIENT : RPC_RELAY_SERVER);
 }
@@ -313,6 +599,34 @@ relay_event(struct conn *c, short what)
 	struct relay *r = c->relay;
 	char how[160];
 
+	if (c == r->board && r->rr == NULL) {
+		if (what & BEV_EVENT_CONNECTED) {
+			dial_connected(r);
+			return;
+		}
+		(void)snprintf(how, sizeof(how), "%s",
+		    (what & BEV_EVENT_ERROR) ? strerror(EVUTIL_SOCKET_ERROR())
+					     : "it closed the connection");
+		dial_failed(r, how, true);
+		conn_free(c);
+		return;
+	}
+	if (c == r->board && r->lingering) {
+		log_info(
+		    "relay: board %s closed its timed-out session", c->peer);
+		conn_free(c);
+		return;
+	}
+	if (c == r->client && r->rr == NULL) {
+		/* The client left while we dialled its board (nobody to
+		 * answer); freeing it frees the relay if the board is gone. */
+		r->client = NULL;
+		dial_failed(r, "the client left during the handshake", false);
+		if (r->board != NULL)
+			conn_close(r->board, "its client left");
+		conn_free(c);
+		return;
+	}
 	if (c == r->board) {
 		(void)snprintf(how, sizeof(how), "its connection closed (%s)%s",
 		    (what & BEV_EVENT_ERROR) ? strerror(EVUTIL_SOCKET_ERROR())
@@ -320,7 +634,7 @@ relay_event(struct conn *c, short what)
 		    evbuffer_get_length(bufferevent_get_input(c->bev))
 			? ", in the middle of a packet"
 			: "");
-		if (r->agent)
+		if (r->kind == RELAY_AGENT)
 			agent_eof(r, how);
 		else
 			rpc_relay_server_eof(r->rr, how);
@@ -343,12 +657,23 @@ relay_conn_gone(struct conn *c)
 	c->relay = NULL;
 	if (c == r->client) {
 		r->client = NULL;
-		rpc_relay_client_gone(r->rr);
+		if (r->rr != NULL)
+			rpc_relay_client_gone(r->rr);
+		else
+			dial_failed(
+			    r, "the client's connection was closed", false);
 	}
 	if (c == r->board) {
 		r->board = NULL;
-		rpc_relay_server_gone(r->rr, NPUFARM_OUTCOME_LOST,
-		    "npufarm: the board's connection was closed by the broker");
+		if (r->lingering)
+			(void)evtimer_del(r->timer);
+		if (r->rr != NULL)
+			rpc_relay_server_gone(r->rr, NPUFARM_OUTCOME_LOST,
+			    "npufarm: the board's connection was closed by the "
+			    "broker");
+		else
+			dial_failed(
+			    r, "the broker closed its connection", false);
 	}
 	if (r->client == NULL && r->board == NULL)
 		relay_free(r);

@@ -23,6 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tags.h"
+
 struct sched_user {
 	char *name;
 	struct sched_level *level; /* borrowed: the level that owns us */
@@ -458,7 +460,8 @@ sched_peek(const struct sched_queue *q)
 static bool
 fits(const struct sched_slot *slot, const struct sched_request *r)
 {
-	return (slot->caps & r->needs) == r->needs;
+	return (slot->caps & r->needs) == r->needs &&
+	       tags_match(slot->tags, r->tags);
 }
 
 /*

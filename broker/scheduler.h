@@ -23,7 +23,7 @@ struct sched_user;
 
 /*
  * What a slot's board can do, and what a request needs: a request goes
- * only to a slot with every capability it needs.
+ * only to a slot with every capability it needs and every tag it names.
  */
 #define SCHED_CAP_TVM    (1u << 0) /* TVM RPC sessions */
 #define SCHED_CAP_KERNEL (1u << 1) /* native tasks, kernel runner */
@@ -32,6 +32,8 @@ struct sched_user;
 struct sched_slot {
 	struct sched_queue *queue; /* borrowed; NULL when not queued */
 	unsigned caps;             /* SCHED_CAP_* */
+	const char *tags;          /* its board's, canonical (tags.h);
+				    * borrowed; NULL: none */
 	TAILQ_ENTRY(sched_slot) link;
 };
 
@@ -45,6 +47,8 @@ struct sched_request {
 	struct sched_queue *queue; /* borrowed; NULL when not waiting */
 	enum sched_kind kind;
 	unsigned needs;          /* SCHED_CAP_* */
+	const char *tags;        /* tags the slot must carry, canonical;
+				  * borrowed; NULL: any */
 	struct sched_user *user; /* owned by the queue's level */
 	double priority;
 	uint64_t seq; /* arrival order inside the queue */

@@ -263,6 +263,38 @@ listen_farm(struct server *srv, const char *addr, struct npufarm_err *err)
 	return 0;
 }
 
+/*
+ * TVM's rpc_tracker --port P --port-end E: listen on @addr's host at the
+ * first port from @addr's that is free, below @end.  Results as
+ * listen_farm(); -EADDRINUSE when every port in the range is taken.
+ */
+static int
+listen_farm_range(
+    struct server *srv, const char *addr, long end, struct npufarm_err *err)
+{
+	char host[NETADDR_STRLEN], a[NETADDR_STRLEN + 8];
+	unsigned first, port;
+	int r;
+
+	r = netaddr_split(addr, host, sizeof(host), &first, err);
+	if (r < 0)
+		return r;
+	for (port = first;; port++) {
+		(void)snprintf(a, sizeof(a),
+		    strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host,
+		    port);
+		r = listen_farm(srv, a, err);
+		if (r != -EADDRINUSE || (long)port + 1 >= end)
+			break;
+		log_info("farm port %s is taken, trying the next one", a);
+	}
+	if (r == -EADDRINUSE)
+		return err_set(err, r,
+		    "farm port: every port of %s in [%u, %ld) is taken", host,
+		    first, end);
+	return r;
+}
+
 static int
 write_ready_file(struct server *srv, struct npufarm_err *err)
 {
@@ -432,7 +464,11 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
-		r = listen_farm(srv, cfg->listen[i], err);
+		if (i == 0 && cfg->listen_port_end > 0)
+			r = listen_farm_range(
+			    srv, cfg->listen[i], cfg->listen_port_end, err);
+		else
+			r = listen_farm(srv, cfg->listen[i], err);
 		if (r < 0)
 			goto fail;
 	}

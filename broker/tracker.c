@@ -256,7 +256,8 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	return l;
 }
 
-static void pending_add(struct board *b, struct lease *l, const char *mk);
+static void pending_add(
+    struct board *b, struct lease *l, const char *mk, const char *dial_key);
 
 /*
  * Give slot @s to request @t.  A TVM client gets the grant frame: the
@@ -271,10 +272,14 @@ grant(struct treq *t, struct slot *s)
 	struct conn *client = t->conn;
 	struct server *srv = client->srv;
 	bool rpc = t->rpc;
+	/* A board registered by PUT whose sessions the broker relays: the
+	 * client is sent to the broker, which dials the board. */
+	bool dial = !b->proxied && !b->is_agent && srv->cfg->relay_all;
+	char fresh[4096 + 32]; /* max_key_len is at most 4096 */
 	struct lease *l;
 	int r = 0;
 
-	if (rpc && !b->proxied) {
+	if (rpc && !b->proxied && !dial) {
 		/* Clients reach such a board directly; nothing to relay. */
 		sched_slot_push(b->queue, &s->s);
 		treq_end(t, "rejected",
@@ -283,11 +288,14 @@ grant(struct treq *t, struct slot *s)
 		relay_refuse(client, "no board of that key dials in");
 		return;
 	}
-	if (!rpc && b->proxied)
+	if (dial)
+		tracker_matchkey_new(
+		    sched_queue_key(b->queue), fresh, sizeof(fresh));
+	if (!rpc && (b->proxied || dial))
 		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
 		    srv->cfg->public_addr ? srv->cfg->public_addr
 					  : client->local_host,
-		    (long)client->local_port, s->matchkey);
+		    (long)client->local_port, dial ? fresh : s->matchkey);
 	else if (!rpc)
 		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
 		    b->host, b->port, s->matchkey);
@@ -297,16 +305,25 @@ grant(struct treq *t, struct slot *s)
 		return;
 	}
 	l = lease_open(t, b, s->matchkey);
+	if (l != NULL)
+		l->relayed = dial;
 	TAILQ_REMOVE(&b->slots, s, link);
 	b->conn->tracker->nslots--;
 	if (b->proxied && !rpc && l != NULL)
-		pending_add(b, l, s->matchkey);
-	free(s);
+		pending_add(b, l, s->matchkey, NULL);
+	else if (dial && !rpc && l != NULL)
+		pending_add(b, l, fresh, s->matchkey);
 	treq_free(t);
-	if (b->proxied && rpc)
+	if (dial && rpc) {
+		metrics_lease_relayed(srv->metrics, l ? l->id : 0,
+		    sched_queue_key(b->queue), 0, NULL);
+		relay_dial(client, b->host, b->port, s->matchkey, l ? l->id : 0,
+		    b->id);
+	} else if (b->proxied && rpc)
 		tracker_board_relay(b, client, l ? l->id : 0);
 	else
 		conn_flush(client);
+	free(s);
 }
 
 /*
@@ -337,9 +354,11 @@ tracker_schedule_queue(struct sched_queue *q)
 	struct sched_slot *ss;
 
 	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
-		struct treq *t = container_of(r, struct treq, s);
+		struct treq *t = r->kind == SCHED_KIND_TVM
+				     ? container_of(r, struct treq, s)
+				     : NULL;
 
-		if (r->kind == SCHED_KIND_TVM && conn_peer_gone(t->conn)) {
+		if (t != NULL && conn_peer_gone(t->conn)) {
 			/* Its EOF is still queued; the connection goes when
 			 * that is read.  q keeps its free slot, so survives. */
 			treq_end(t, "cancelled",
@@ -509,6 +528,7 @@ board_free(struct board *b, const char *why, bool quiet)
 	free(b->data_key);
 	free(b->data_session);
 	free(b->quarantine);
+	free(b->tags);
 	free(b);
 	sched_queue_gc(q);
 }
@@ -520,6 +540,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	const char *host = m->custom_addr ? m->custom_addr : c->peer_host;
 	struct sched_queue *q;
 	struct board *b, *bb;
+	struct lease *l;
 	struct slot *s;
 	size_t mklen = strlen(m->matchkey);
 
@@ -553,9 +574,23 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		return;
 	}
 	/* A TVM server PUTs after every session (or ~8 s after a grant that
-	 * was never used): the oldest open lease of this board is over. */
-	if (!TAILQ_EMPTY(&b->leases))
-		tracker_lease_release(b, TAILQ_FIRST(&b->leases), NULL,
+	 * was never used): the oldest open lease of this board is over.  A
+	 * grant whose client has not come yet names a matchkey the board
+	 * just gave up (--relay-boards all), and a session the broker
+	 * relays ends when its relay says so. */
+	if (b->pending != NULL) {
+		struct lease *pl = b->pending->lease;
+
+		tracker_pending_free(b->pending);
+		tracker_lease_release(b, pl, "lost",
+		    "the board registered a new matchkey before the client "
+		    "connected");
+	}
+	TAILQ_FOREACH(l, &b->leases, link)
+		if (!l->relayed)
+			break;
+	if (l != NULL)
+		tracker_lease_release(b, l, NULL,
 		    "released: board registered again (session not relayed "
 		    "by the broker; its outcome was not observed)");
 	s->board = b;
@@ -593,6 +628,27 @@ known_keys(struct server *srv, char *buf, size_t len)
 		(void)snprintf(buf, len, "none: no board is registered");
 	else if (more > 0)
 		(void)snprintf(buf + o, len - o, " and %zu more", more);
+}
+
+/*
+ * The keys that have boards, quoted, into @buf (for messages about a key
+ * that has none: TVM requests and jobs alike).
+ */
+void
+tracker_known_keys(struct server *srv, char *buf, size_t len)
+{
+	known_keys(srv, buf, len);
+}
+
+/* How many boards of @key are registered (any state). */
+size_t
+tracker_key_boards(struct server *srv, const char *key)
+{
+	struct sched_queue *q;
+
+	if (sched_queue_get(srv->sched, key, false, &q) < 0)
+		return 0;
+	return sched_queue_boards(q);
 }
 
 /* Answer @t with [-1, msg], record it and drop its queue if now empty. */
@@ -1033,10 +1089,16 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 			    .state = b->drained && b->state == BOARD_IDLE
 					 ? "draining"
 					 : board_state_name(b->state),
+			    .relay = b->is_agent           ? "agent"
+				     : b->proxied          ? "proxy"
+				     : srv->cfg->relay_all ? "broker"
+							   : "none",
 			};
 
 			TAILQ_FOREACH(s, &b->slots, link)
 				info.free++;
+			if (b->task != NULL)
+				jobs_task_info(b->task, &info.task);
 			fn(&info, arg);
 		}
 	}
@@ -1050,15 +1112,30 @@ struct foreach_req {
 static void
 foreach_req_cb(struct sched_request *r, void *arg)
 {
-	struct treq *t = container_of(r, struct treq, s);
 	struct foreach_req *f = arg;
 	struct tracker_request_info info = {
+	    .kind = "tvm",
 	    .user = sched_request_user(r),
-	    .peer = t->conn->peer,
-	    .priority = t->priority,
-	    .requested_us = t->requested_us,
 	};
+	struct treq *t;
 
+	/* A waiting native task is no treq (issue 11: reading it as one
+	 * showed garbage and was undefined behaviour). */
+	if (r->kind == SCHED_KIND_TASK) {
+		struct jobs_task_info ti;
+
+		jobs_task_info(r, &ti);
+		info.kind = "task";
+		info.priority = ti.priority;
+		info.requested_us = ti.queued_us;
+		info.job = ti.job;
+		info.task_idx = ti.idx;
+	} else {
+		t = container_of(r, struct treq, s);
+		info.peer = t->conn->peer;
+		info.priority = t->priority;
+		info.requested_us = t->requested_us;
+	}
 	f->fn(&info, f->arg);
 }
 
@@ -1091,27 +1168,39 @@ tracker_pending_free(struct pending *p)
 	(void)tdelete(p, &srv->pending, pending_cmp);
 	p->board->pending = NULL;
 	event_free(p->timer);
+	free(p->dial_key);
 	free(p);
 }
 
-/* A fresh matchkey for a board that dialled in: KEY:npufarm-<64 random bits>.
+/*
+ * A fresh matchkey of @key into @buf (at least strlen(@key) + 32 bytes):
+ * KEY:npufarm-<64 random bits>.
  */
+void
+tracker_matchkey_new(const char *key, char *buf, size_t len)
+{
+	uint64_t rnd = 0;
+
+	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
+		rnd = (uint64_t)ledger_now_us() ^ (uint64_t)(uintptr_t)buf;
+	(void)snprintf(
+	    buf, len, "%s:npufarm-%016llx", key, (unsigned long long)rnd);
+}
+
+/* A fresh slot for a board that dialled in, with a fresh matchkey. */
 struct slot *
 tracker_slot_new(struct board *b)
 {
 	const char *key = sched_queue_key(b->queue);
-	uint64_t rnd = 0;
 	struct slot *s;
 	size_t n = strlen(key) + 32;
 
 	s = calloc(1, sizeof(*s) + n);
 	if (s == NULL)
 		return NULL;
-	if (getrandom(&rnd, sizeof(rnd), 0) != sizeof(rnd))
-		rnd = (uint64_t)ledger_now_us() ^ (uint64_t)(uintptr_t)s;
-	(void)snprintf(
-	    s->matchkey, n, "%s:npufarm-%016llx", key, (unsigned long long)rnd);
+	tracker_matchkey_new(key, s->matchkey, n);
 	s->board = b;
+	s->s.tags = b->tags;
 	return s;
 }
 
@@ -1149,12 +1238,18 @@ pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    b->conn->srv->cfg->pair_timeout);
 	tracker_pending_free(p);
 	tracker_lease_release(b, l, "lost", detail);
-	if (!b->is_agent && board_offer(b) < 0)
+	if (b->proxied && board_offer(b) < 0)
 		conn_close(b->conn, "out of memory offering a board");
 }
 
+/*
+ * Hold lease @l of @b until a client connects to the broker with matchkey
+ * @mk; @dial_key (copied) is a PUT board's own matchkey when the broker
+ * dials it, else NULL.
+ */
 static void
-pending_add(struct board *b, struct lease *l, const char *mk)
+pending_add(
+    struct board *b, struct lease *l, const char *mk, const char *dial_key)
 {
 	struct server *srv = b->conn->srv;
 	size_t n = strlen(mk) + 1;
@@ -1167,10 +1262,14 @@ pending_add(struct board *b, struct lease *l, const char *mk)
 	p->board = b;
 	p->lease = l;
 	p->timer = evtimer_new(srv->base, pending_timeout_cb, p);
+	if (dial_key != NULL)
+		p->dial_key = strdup(dial_key);
 	if (p->timer == NULL || evtimer_add(p->timer, srv->tv_pair) < 0 ||
+	    (dial_key != NULL && p->dial_key == NULL) ||
 	    tsearch(p, &srv->pending, pending_cmp) == NULL) {
 		if (p->timer != NULL)
 			event_free(p->timer);
+		free(p->dial_key);
 		free(p);
 		goto oom;
 	}
@@ -1298,10 +1397,21 @@ tracker_proxy_client(struct conn *c, const char *match)
 	found = tfind(probe, &srv->pending, pending_cmp);
 	free(probe);
 	if (found != NULL) {
-		b = (*found)->board;
-		lease_id = (*found)->lease->id;
-		tracker_pending_free(*found);
-		tracker_board_relay(b, c, lease_id);
+		struct pending *p = *found;
+		char *dial_key = p->dial_key;
+
+		b = p->board;
+		lease_id = p->lease->id;
+		p->dial_key = NULL;
+		tracker_pending_free(p);
+		if (dial_key != NULL) {
+			metrics_lease_relayed(srv->metrics, lease_id,
+			    sched_queue_key(b->queue), 0, NULL);
+			relay_dial(
+			    c, b->host, b->port, dial_key, lease_id, b->id);
+			free(dial_key);
+		} else
+			tracker_board_relay(b, c, lease_id);
 		return 1;
 	}
 	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||
@@ -1369,6 +1479,97 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 }
 
 /*
+ * The open lease @lease_id of live PUT board @board_id, with its board in
+ * *@ret_b; NULL if either is gone.
+ */
+static struct lease *
+lease_find(struct server *srv, int64_t board_id, int64_t lease_id,
+    struct board **ret_b)
+{
+	struct board *b;
+	struct lease *l;
+	struct conn *c;
+
+	TAILQ_FOREACH(c, &srv->conns, link) {
+		if (c->tracker == NULL)
+			continue;
+		TAILQ_FOREACH(b, &c->tracker->boards, link) {
+			if (b->id != board_id)
+				continue;
+			TAILQ_FOREACH(l, &b->leases, link)
+				if (l->id == lease_id) {
+					*ret_b = b;
+					return l;
+				}
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The session the broker relayed with PUT board @board_id (it dialled the
+ * board: --relay-boards all) under lease @lease_id is over as @sess says.
+ * The board stays registered; it PUTs a new matchkey for its next session.
+ */
+void
+tracker_dialed_session_end(struct server *srv, int64_t board_id,
+    int64_t lease_id, const struct ledger_session *sess)
+{
+	struct npufarm_err err;
+	struct board *b = NULL;
+	struct lease *l;
+
+	tracker_ledger_check(
+	    srv, ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
+	log_info("lease %lld (board %lld, relayed): session ended %s: %s",
+	    (long long)lease_id, (long long)board_id, sess->outcome,
+	    sess->detail);
+	l = lease_find(srv, board_id, lease_id, &b);
+	if (l == NULL)
+		return; /* its tracker connection went, and the lease with it */
+	metrics_lease_end(
+	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
+	TAILQ_REMOVE(&b->leases, l, link);
+	free(l->user);
+	free(l);
+	if (--b->nleases == 0) {
+		sched_queue_add_leased(b->queue, -1);
+		tracker_board_set_state(b, BOARD_IDLE);
+	}
+}
+
+/*
+ * The broker could not start the session of lease @lease_id with PUT
+ * board @board_id (@why): the lease is lost.  @board_fault (unreachable,
+ * it refused the matchkey, no answer): the board's event log says why too;
+ * not when the client left first.
+ */
+void
+tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
+    const char *why, bool board_fault)
+{
+	struct npufarm_err err;
+	struct board *b = NULL;
+	struct lease *l;
+
+	if (board_fault)
+		tracker_ledger_check(srv,
+		    ledger_event(srv->ledger, "board_unreachable", board_id,
+			why, ledger_now_us(), &err),
+		    &err);
+	l = lease_find(srv, board_id, lease_id, &b);
+	if (l != NULL) {
+		log_warn("board %s of key '%s': %s", b->address,
+		    sched_queue_key(b->queue), why);
+		tracker_lease_release(b, l, "lost", why);
+	} else
+		tracker_ledger_check(srv,
+		    ledger_lease_release(srv->ledger, lease_id, ledger_now_us(),
+			"lost", why, &err),
+		    &err);
+}
+
+/*
  * Drain (@on) or undrain every live board with ledger id @id: a drained
  * board keeps its registration and finishes its lease, but its free slots
  * leave the queue, so nothing new is granted to it.  Returns the number of
@@ -1387,7 +1588,10 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
-			if (b->id != id || b->drained == on)
+			if (b->id != id)
+				continue;
+			n++; /* live, whether or not the mark changes */
+			if (b->drained == on)
 				continue;
 			b->drained = on;
 			q = b->queue;
@@ -1402,7 +1606,6 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 			    sched_queue_key(q), on ? "drained" : "undrained");
 			if (!on)
 				tracker_schedule_queue(q);
-			n++;
 		}
 	}
 	return n;

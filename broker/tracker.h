@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "jobs.h"
+
 struct agent;
 struct board;
 struct conn;
@@ -38,14 +40,21 @@ struct tracker_board_info {
 	const char *lease_peer;
 	int64_t lease_granted_us;
 	const char *state; /* as the ledger shows it (board_state_name()) */
+	const char *relay; /* who carries its sessions: "agent", "proxy"
+			    * (it dials in), "broker" (a PUT board the broker
+			    * dials, --relay-boards all) or "none" */
+	struct jobs_task_info task; /* the native task it runs; job 0: none */
 };
 
 /* Read-only view of a waiting request for the HTTP API. */
 struct tracker_request_info {
+	const char *kind; /* "tvm" (a REQUEST) or "task" (a native task) */
 	const char *user;
-	const char *peer;
+	const char *peer; /* NULL for a task */
 	double priority;
 	int64_t requested_us;
+	int64_t job;  /* tasks: the job's id; else 0 */
+	int task_idx; /* tasks: its index in the job */
 };
 
 typedef void tracker_board_fn(const struct tracker_board_info *b, void *arg);
@@ -60,6 +69,7 @@ int tracker_board_drain(struct server *srv, int64_t id, bool on);
 struct board *tracker_agent_board_new(struct conn *link, struct agent *a,
     const char *key, const char *name, unsigned runners);
 const char *tracker_agent_quarantine(const struct board *b);
+void tracker_agent_set_tags(struct board *b, char *tags);
 void tracker_agent_state(
     struct board *b, const char *state, const char *reason);
 void tracker_agent_session_end(struct server *srv, int64_t board_id,
@@ -67,10 +77,16 @@ void tracker_agent_session_end(struct server *srv, int64_t board_id,
 void tracker_agent_task_end(struct board *b);
 void tracker_agent_task_resume(struct board *b, struct sched_request *r);
 void tracker_schedule(struct server *srv, const char *key);
+void tracker_known_keys(struct server *srv, char *buf, size_t len);
+size_t tracker_key_boards(struct server *srv, const char *key);
 int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
 int tracker_proxy_client(struct conn *c, const char *match);
 void tracker_proxy_session_end(
     struct conn *c, const struct ledger_session *sess);
+void tracker_dialed_session_end(struct server *srv, int64_t board_id,
+    int64_t lease_id, const struct ledger_session *sess);
+void tracker_dialed_failed(struct server *srv, int64_t board_id,
+    int64_t lease_id, const char *why, bool board_fault);
 void tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg);
 void tracker_foreach_request(
     struct server *srv, const char *key, tracker_request_fn *fn, void *arg);

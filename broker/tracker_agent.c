@@ -174,6 +174,21 @@ tracker_agent_board_new(struct conn *link, struct agent *a, const char *key,
 }
 
 /*
+ * Agent board @b carries @tags (canonical, tags.h; NULL: none): takes
+ * ownership.  Jobs that name tags run only on boards that carry them.
+ */
+void
+tracker_agent_set_tags(struct board *b, char *tags)
+{
+	struct slot *s;
+
+	free(b->tags);
+	b->tags = tags;
+	TAILQ_FOREACH(s, &b->slots, link)
+		s->s.tags = tags;
+}
+
+/*
  * Agent board @b says @state: "ready" (it can take work), "busy" (it is
  * cleaning up), or "quarantined" with @reason.
  */

@@ -27,6 +27,7 @@ struct server;
 struct lease {
 	int64_t id; /* ledger row */
 	int64_t granted_us;
+	bool relayed; /* a PUT board's session the broker relays (dials) */
 	char *user;
 	char peer[NETADDR_STRLEN];
 	TAILQ_ENTRY(lease) link;
@@ -65,6 +66,7 @@ struct board {
 	unsigned runners;    /* SCHED_CAP_KERNEL/EXEC it offers */
 	bool ready;          /* the agent said it can take work */
 	char *quarantine;    /* the agent's reason, or NULL */
+	char *tags;          /* canonical tags (tags.h), or NULL; owned */
 	struct sched_request *task; /* the native task it runs, or NULL */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
@@ -75,6 +77,8 @@ struct pending {
 	struct board *board; /* borrowed: it points back at us */
 	struct lease *lease; /* borrowed: in board->leases */
 	struct event *timer; /* the client's time to connect */
+	char *dial_key;      /* owned: a PUT board's own matchkey, which the
+			      * broker presents when it dials the board */
 	char matchkey[];
 };
 
@@ -114,6 +118,7 @@ struct board *tracker_board_new(struct conn *c, struct sched_queue *q,
     const char *kind, const char *host, long port);
 void tracker_pending_free(struct pending *p);
 struct slot *tracker_slot_new(struct board *b);
+void tracker_matchkey_new(const char *key, char *buf, size_t len);
 int tracker_proxy_info(struct conn *c, const char *key);
 struct tracker_conn *tracker_conn_get(struct conn *c);
 

@@ -411,26 +411,54 @@ int
 cli_board_action(struct cli *cli, const struct cmd_entry *self, int argc,
     char **argv, const char *action)
 {
+	enum { OPT_REASON = 256 };
 	static const struct option opts[] = {
 	    CLI_COMMON_OPTIONS,
+	    {"reason", required_argument, NULL, OPT_REASON},
 	    {NULL, 0, NULL, 0},
 	};
-	char path[96];
+	struct http_body body = {.type = "application/json"};
+	struct cli_req req = {.cmd = EVHTTP_REQ_POST};
+	const char *reason = NULL, *user = getenv("USER");
+	char path[96], *text;
 	long long id;
-	json_t *root;
+	json_t *root, *b;
 	int c, r;
 
 	while ((c = cli_getopt(cli, self, argc, argv, CLI_COMMON_OPTSTRING,
-		    opts, &r)) != CLI_OPT_END)
+		    opts, &r)) != CLI_OPT_END) {
 		if (c == CLI_OPT_EXIT)
 			return r;
+		if (c == OPT_REASON)
+			reason = optarg;
+	}
 	if (argc - optind != 1)
 		return cli_usage(self, "expected one BOARD (a name or an id)");
 	id = cli_board_id(cli, argv[optind]);
 	if (id < 0)
 		return CLI_EXIT_FAIL;
 	(void)snprintf(path, sizeof(path), "/v1/boards/%lld/%s", id, action);
-	if (cli_request_json(cli, EVHTTP_REQ_POST, path, &root) < 0)
+	/* Who and why, for the ledger's events (docs/api.md). */
+	b = json_object();
+	if (b == NULL ||
+	    (reason != NULL &&
+		json_object_set_new(b, "reason", json_string(reason)) < 0) ||
+	    (user != NULL && user[0] != '\0' &&
+		json_object_set_new(b, "user", json_string(user)) < 0) ||
+	    (text = json_dumps(b, JSON_COMPACT)) == NULL) {
+		json_decref(b);
+		(void)fprintf(stderr, "npufarm: out of memory (or --reason is "
+				      "not UTF-8)\n");
+		return CLI_EXIT_FAIL;
+	}
+	json_decref(b);
+	body.data = text;
+	body.len = strlen(text);
+	req.path = path;
+	req.body = &body;
+	r = cli_req_json(cli, &req, &root);
+	free(text);
+	if (r < 0)
 		return CLI_EXIT_FAIL;
 	if (cli->json)
 		r = cli_print_json(root);

@@ -13,11 +13,12 @@ cmd_drain_exec(
 
 const struct cmd_entry cmd_drain_entry = {
     .name = "drain",
-    .usage = "BOARD",
+    .usage = "[--reason WHY] BOARD",
     .brief = "stop new leases on a board; its running work finishes",
     .summary = "Drain BOARD (a name from npufarm status, or an id): the broker "
 	       "grants it\nto nobody new, and a lease it holds runs to its "
 	       "end.  The mark is kept in\nthe ledger, so it survives restarts "
-	       "and applies when the board comes back.",
+	       "and applies when the board comes back.\n--reason WHY is "
+	       "recorded with who drained it and when (the ledger's events).",
     .exec = cmd_drain_exec,
 };

@@ -41,6 +41,7 @@ static const struct table_column cmd_status_key_columns[] = {
 static const struct table_column cmd_status_board_columns[] = {
     {"BOARD", TABLE_LEFT},
     {"KIND", TABLE_LEFT},
+    {"RELAY", TABLE_LEFT},
     {"KEY", TABLE_LEFT},
     {"STATE", TABLE_LEFT},
     {"LEASE", TABLE_RIGHT},
@@ -58,10 +59,39 @@ static const struct table_column cmd_status_request_columns[] = {
     {"WAITED", TABLE_RIGHT},
 };
 
+enum { CMD_STATUS_OPT_TAG = 256 };
+
 static const struct option cmd_status_options[] = {
     CLI_COMMON_OPTIONS,
+    {"tag", required_argument, NULL, CMD_STATUS_OPT_TAG},
     {NULL, 0, NULL, 0},
 };
+
+/* Keep in @boards only those whose "tags" have every pair of @want. */
+static void
+cmd_status_filter_tags(json_t *boards, const json_t *want)
+{
+	const char *k, *have;
+	json_t *v;
+	size_t i = 0;
+
+	while (i < json_array_size(boards)) {
+		const json_t *tags =
+		    json_object_get(json_array_get(boards, i), "tags");
+		bool keep = true;
+
+		json_object_foreach((json_t *)want, k, v) {
+			have = json_string_value(json_object_get(tags, k));
+			if (have == NULL ||
+			    strcmp(have, json_string_value(v)) != 0)
+				keep = false;
+		}
+		if (keep)
+			i++;
+		else
+			(void)json_array_remove(boards, i);
+	}
+}
 
 #define CMD_STATUS_NCOLS(cols) (sizeof(cols) / sizeof((cols)[0]))
 
@@ -157,7 +187,7 @@ cmd_status_add_age(
 static void
 cmd_status_print_boards(const json_t *boards, int64_t now_us)
 {
-	const json_t *b, *lease;
+	const json_t *b, *lease, *task;
 	struct table *t;
 	size_t i;
 
@@ -165,13 +195,26 @@ cmd_status_print_boards(const json_t *boards, int64_t now_us)
 	    CMD_STATUS_NCOLS(cmd_status_board_columns));
 	json_array_foreach(boards, i, b) {
 		lease = json_object_get(b, "lease");
+		task = json_object_get(b, "task");
 		cli_add_str(t, b, "name");
 		cli_add_str(t, b, "kind");
+		cli_add_str(t, b, "relay"); /* who carries its sessions */
 		cli_add_str(t, b, "key");
 		cli_add_str(t, b, "state");
-		cli_add_int(t, lease, "id");
-		cli_add_str(t, lease, "user");
-		cli_add_duration(t, lease, "held_seconds");
+		if (json_is_object(task)) {
+			/* A native task: "job 12 #3" where a lease would be. */
+			table_addf(t,
+			    "job %" JSON_INTEGER_FORMAT
+			    " #%" JSON_INTEGER_FORMAT,
+			    cmd_status_int(task, "job"),
+			    cmd_status_int(task, "task"));
+			cli_add_str(t, task, "user");
+			cli_add_duration(t, task, "running_seconds");
+		} else {
+			cli_add_int(t, lease, "id");
+			cli_add_str(t, lease, "user");
+			cli_add_duration(t, lease, "held_seconds");
+		}
 		cmd_status_add_age(t, b, "last_seen", now_us);
 		cli_add_str(t, b, "detail");
 	}
@@ -194,7 +237,14 @@ cmd_status_print_requests(const json_t *queues)
 		json_array_foreach(reqs, j, r) {
 			cli_add_str(t, q, "key");
 			cli_add_str(t, r, "user");
-			cli_add_str(t, r, "peer");
+			if (json_object_get(r, "job") != NULL)
+				table_addf(t,
+				    "job %" JSON_INTEGER_FORMAT
+				    " #%" JSON_INTEGER_FORMAT,
+				    cmd_status_int(r, "job"),
+				    cmd_status_int(r, "task"));
+			else
+				cli_add_str(t, r, "peer");
 			if (cli_json_num(r, "priority", &prio))
 				table_addf(t, "%g", prio);
 			else
@@ -243,20 +293,40 @@ static int
 cmd_status_exec(
     struct cli *cli, const struct cmd_entry *self, int argc, char **argv)
 {
-	json_t *queue_root = NULL, *boards_root = NULL, *both;
+	json_t *queue_root = NULL, *boards_root = NULL, *both, *want;
 	int c, r = CLI_EXIT_FAIL;
+	const char *eq;
 
-	c = cli_getopt(cli, self, argc, argv, CLI_COMMON_OPTSTRING,
-	    cmd_status_options, &r);
-	if (c == CLI_OPT_EXIT)
+	want = json_object();
+	if (want == NULL)
+		return CLI_EXIT_FAIL;
+	while ((c = cli_getopt(cli, self, argc, argv, CLI_COMMON_OPTSTRING,
+		    cmd_status_options, &r)) != CLI_OPT_END) {
+		if (c == CLI_OPT_EXIT) {
+			json_decref(want);
+			return r;
+		}
+		assert(c == CMD_STATUS_OPT_TAG);
+		eq = strchr(optarg, '=');
+		if (eq == NULL || eq == optarg ||
+		    json_object_setn_new(want, optarg, (size_t)(eq - optarg),
+			json_string(eq + 1)) < 0) {
+			json_decref(want);
+			return cli_usage(
+			    self, "--tag takes KEY=VALUE, not '%s'", optarg);
+		}
+	}
+	if ((r = cli_no_operands(self, argc, argv)) != CLI_EXIT_OK) {
+		json_decref(want);
 		return r;
-	assert(c == CLI_OPT_END); /* no options of its own */
-	if ((r = cli_no_operands(self, argc, argv)) != CLI_EXIT_OK)
-		return r;
+	}
 	r = CLI_EXIT_FAIL;
 	if (cli_get_json(cli, "/v1/queue", &queue_root) < 0 ||
 	    cli_get_json(cli, "/v1/boards", &boards_root) < 0)
 		goto out;
+	if (json_object_size(want) > 0)
+		cmd_status_filter_tags(
+		    json_object_get(boards_root, "boards"), want);
 	if (!cli->json) {
 		r = cmd_status_print(queue_root, boards_root);
 		goto out;
@@ -273,17 +343,20 @@ cmd_status_exec(
 out:
 	json_decref(boards_root);
 	json_decref(queue_root);
+	json_decref(want);
 	return r;
 }
 
 const struct cmd_entry cmd_status_entry = {
     .name = "status",
-    .usage = "",
+    .usage = "[--tag K=V]...",
     .brief = "boards and waiting requests, per key and per board",
     .summary = "Show the farm at a glance: per key, how many boards are "
 	       "live, free,\nleased and offline and how many requests "
 	       "wait; then every board\nwith its state and current lease; "
 	       "then the waiting requests in the\norder they will be "
-	       "served.",
+	       "served.  A board running a native task shows it as\n"
+	       "'job N #I'.  --tag K=V (repeatable) lists only the boards "
+	       "carrying\nevery such tag.",
     .exec = cmd_status_exec,
 };

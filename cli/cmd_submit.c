@@ -53,6 +53,11 @@ enum {
 	OPT_TIMEOUT,
 	OPT_DRY_RUN,
 	OPT_WAIT,
+	OPT_CHECK_REF,
+	OPT_CHECK_ENTRY,
+	OPT_RTOL,
+	OPT_ATOL,
+	OPT_TAG,
 };
 
 static const struct option cmd_submit_options[] = {
@@ -74,6 +79,11 @@ static const struct option cmd_submit_options[] = {
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"dry-run", no_argument, NULL, OPT_DRY_RUN},
     {"wait", no_argument, NULL, OPT_WAIT},
+    {"check-ref", required_argument, NULL, OPT_CHECK_REF},
+    {"check-entry", required_argument, NULL, OPT_CHECK_ENTRY},
+    {"rtol", required_argument, NULL, OPT_RTOL},
+    {"atol", required_argument, NULL, OPT_ATOL},
+    {"tag", required_argument, NULL, OPT_TAG},
     {NULL, 0, NULL, 0},
 };
 
@@ -81,8 +91,8 @@ static const struct option cmd_submit_options[] = {
 struct cmd_submit_args {
 	struct jobspec_job job;
 	struct jobspec_sweep sweep;
-	const char **kernels, **args, **params; /* owned arrays */
-	size_t nkernels, nargs, nparams;
+	const char **kernels, **args, **params, **tags; /* owned arrays */
+	size_t nkernels, nargs, nparams, ntags;
 	bool sweep_flags; /* a flag that only a sweep takes was given */
 	bool dry_run, wait;
 	bool help;             /* --help was shown: exit 0 at once */
@@ -95,6 +105,7 @@ cmd_submit_args_deinit(struct cmd_submit_args *a)
 	free(a->kernels);
 	free(a->args);
 	free(a->params);
+	free(a->tags);
 }
 
 static void
@@ -102,6 +113,21 @@ cmd_submit_push(const char ***v, size_t *n, const char *s)
 {
 	*v = xreallocarray(*v, *n + 1, sizeof(**v));
 	(*v)[(*n)++] = s;
+}
+
+/* --@opt @arg: a number from 0 to @max (@what, for the message). */
+static int
+cmd_submit_number(const struct cmd_entry *self, const char *opt,
+    const char *arg, double max, const char *what, double *ret)
+{
+	char *end;
+	double v = strtod(arg, &end);
+
+	if (end == arg || *end != '\0' || !(v >= 0) || v > max)
+		return cli_usage(
+		    self, "--%s takes %s, not '%s'", opt, what, arg);
+	*ret = v;
+	return CLI_EXIT_OK;
 }
 
 /* Parse --OPT's numeric @arg in [@min, @max] into *@ret. */
@@ -120,14 +146,15 @@ static int
 cmd_submit_seconds(
     const struct cmd_entry *self, const char *opt, const char *arg, double *ret)
 {
-	char *end;
-	double v = strtod(arg, &end);
+	return cmd_submit_number(self, opt, arg, 86400 * 365, "seconds", ret);
+}
 
-	if (end == arg || *end != '\0' || !(v >= 0) || v > 86400 * 365)
-		return cli_usage(
-		    self, "--%s takes seconds, not '%s'", opt, arg);
-	*ret = v;
-	return CLI_EXIT_OK;
+/* A tolerance of --check-ref: a finite number >= 0. */
+static int
+cmd_submit_tolerance(
+    const struct cmd_entry *self, const char *opt, const char *arg, double *ret)
+{
+	return cmd_submit_number(self, opt, arg, 1e300, "a number >= 0", ret);
 }
 
 /*
@@ -196,6 +223,19 @@ cmd_submit_option(
 	case OPT_WAIT:
 		a->wait = true;
 		return CLI_EXIT_OK;
+	case OPT_CHECK_REF:
+		a->job.check_ref = optarg;
+		return CLI_EXIT_OK;
+	case OPT_CHECK_ENTRY:
+		a->job.check_entry = optarg;
+		return CLI_EXIT_OK;
+	case OPT_RTOL:
+		return cmd_submit_tolerance(self, "rtol", optarg, &a->job.rtol);
+	case OPT_ATOL:
+		return cmd_submit_tolerance(self, "atol", optarg, &a->job.atol);
+	case OPT_TAG:
+		cmd_submit_push(&a->tags, &a->ntags, optarg);
+		return CLI_EXIT_OK;
 	default:
 		return cli_usage(self, "unexpected option");
 	}
@@ -213,6 +253,7 @@ cmd_submit_parse(struct cli *cli, const struct cmd_entry *self, int argc,
 
 	memset(a, 0, sizeof(*a));
 	a->job.queue_timeout = -1;
+	a->job.rtol = a->job.atol = -1;
 	a->sweep.number = a->sweep.repeat = -1;
 	a->sweep.min_repeat_ms = a->sweep.cooldown_ms = -1;
 	a->sweep.timeout = -1;
@@ -225,6 +266,8 @@ cmd_submit_parse(struct cli *cli, const struct cmd_entry *self, int argc,
 		if ((r = cmd_submit_option(self, c, a)) != CLI_EXIT_OK)
 			return r;
 	}
+	a->job.tags = a->tags;
+	a->job.ntags = a->ntags;
 	if (argc - optind > 1)
 		return cli_usage(
 		    self, "unexpected argument '%s'", argv[optind + 1]);
@@ -411,6 +454,9 @@ cmd_submit_post(const struct cli *cli, const json_t *spec)
 		goto out;
 	}
 	r = json_integer_value(id);
+	if (json_is_string(json_object_get(root, "warning")))
+		(void)fprintf(stderr, "npufarm: warning: %s\n",
+		    json_string_value(json_object_get(root, "warning")));
 	if (cli->json) {
 		if (cli_print_json(root) != CLI_EXIT_OK)
 			r = -1;
@@ -501,6 +547,12 @@ const struct cmd_entry cmd_submit_entry = {
 	"  --user USER           whose job (default: the client's address)\n"
 	"  --priority N          higher goes first (default 0)\n"
 	"  --queue-timeout SECS  how long a task may wait for a board\n"
+	"  --tag K=V             run only on boards tagged K=V (repeatable)\n"
+	"  --check-ref FILE      check every kernel task's outputs against "
+	"this\n"
+	"                        reference kernel: a mismatch is the outcome\n"
+	"                        'wrong' (--check-entry SYMBOL, --rtol R,\n"
+	"                        --atol A; default 1e-5 and 1e-8)\n"
 	"sweep options:\n"
 	"  --kernel FILE         a candidate's artifact; repeat for more\n"
 	"  --runner R            kernel (default) or exec\n"

@@ -13,8 +13,11 @@ cmd_undrain_exec(
 
 const struct cmd_entry cmd_undrain_entry = {
     .name = "undrain",
-    .usage = "BOARD",
+    .usage = "[--reason WHY] BOARD",
     .brief = "offer a drained board again",
-    .summary = "Undrain BOARD (a name or an id): the broker grants it again.",
+    .summary = "Undrain BOARD (a name or an id): the broker grants it again, "
+	       "and a\nquarantined agent board is put back in service.  "
+	       "--reason WHY is\nrecorded with who undrained it and when "
+	       "(the ledger's events).",
     .exec = cmd_undrain_exec,
 };

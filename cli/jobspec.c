@@ -130,6 +130,59 @@ jobspec_artifact_get(struct jobspec_artifacts *arts, const char *path,
 	return 0;
 }
 
+/* jobspec_artifact_get() of @file, relative to @base_dir unless absolute. */
+static int
+jobspec_file_get(struct jobspec_artifacts *arts, const char *base_dir,
+    const char *file, const struct jobspec_artifact **ret,
+    struct npufarm_err *err)
+{
+	char *path;
+	int r;
+
+	if (file[0] == '/' || base_dir == NULL)
+		path = xstrdup(file);
+	else
+		path = xasprintf("%s/%s", base_dir, file);
+	r = jobspec_artifact_get(arts, path, ret, err);
+	free(path);
+	return r;
+}
+
+/*
+ * A task's "check": {"ref_file": PATH} becomes {"ref": SHA256}, the file
+ * hashed and added to @arts like an artifact_file.
+ */
+static int
+jobspec_resolve_ref(json_t *t, size_t i, const char *base_dir,
+    struct jobspec_artifacts *arts, struct npufarm_err *err)
+{
+	const struct jobspec_artifact *a;
+	struct npufarm_err ferr = {0};
+	json_t *check = json_object_get(t, "check");
+	const char *file;
+	int r;
+
+	if (!json_is_object(check) ||
+	    json_object_get(check, "ref_file") == NULL)
+		return 0;
+	file = json_string_value(json_object_get(check, "ref_file"));
+	if (file == NULL || *file == '\0')
+		return err_set(err, -EINVAL,
+		    "tasks[%zu].check.ref_file: must be a path", i);
+	if (json_object_get(check, "ref") != NULL)
+		return err_set(err, -EINVAL,
+		    "tasks[%zu].check: give \"ref\" or \"ref_file\", not both",
+		    i);
+	r = jobspec_file_get(arts, base_dir, file, &a, &ferr);
+	if (r < 0)
+		return err_set(
+		    err, r, "tasks[%zu].check.ref_file: %s", i, ferr.msg);
+	if (json_object_set_new(check, "ref", json_string(a->sha256)) < 0 ||
+	    json_object_del(check, "ref_file") < 0)
+		return err_set(err, -ENOMEM, "out of memory");
+	return 0;
+}
+
 /*
  * Replace every task's "artifact_file" in @spec (a job object) by
  * "artifact", the file's sha256.  A relative path is taken from
@@ -148,7 +201,6 @@ jobspec_resolve(json_t *spec, const char *base_dir,
 	struct npufarm_err ferr = {0};
 	json_t *tasks = json_object_get(spec, "tasks"), *t, *f;
 	const char *file;
-	char *path;
 	size_t i;
 	int r;
 
@@ -156,6 +208,9 @@ jobspec_resolve(json_t *spec, const char *base_dir,
 		return err_set(
 		    err, -EINVAL, "tasks: must be a non-empty array");
 	json_array_foreach(tasks, i, t) {
+		r = jobspec_resolve_ref(t, i, base_dir, arts, err);
+		if (r < 0)
+			return r;
 		f = json_object_get(t, "artifact_file");
 		if (f == NULL)
 			continue;
@@ -168,12 +223,7 @@ jobspec_resolve(json_t *spec, const char *base_dir,
 			    "tasks[%zu]: give \"artifact\" or "
 			    "\"artifact_file\", not both",
 			    i);
-		if (file[0] == '/' || base_dir == NULL)
-			path = xstrdup(file);
-		else
-			path = xasprintf("%s/%s", base_dir, file);
-		r = jobspec_artifact_get(arts, path, &a, &ferr);
-		free(path);
+		r = jobspec_file_get(arts, base_dir, file, &a, &ferr);
 		if (r < 0)
 			return err_set(err, r, "tasks[%zu].artifact_file: %s",
 			    i, ferr.msg);
@@ -194,9 +244,15 @@ jobspec_number(double v)
 	return json_real(v);
 }
 
+static int jobspec_apply_tags(
+    json_t *spec, const struct jobspec_job *job, struct npufarm_err *err);
+static int jobspec_apply_check(
+    json_t *spec, const struct jobspec_job *job, struct npufarm_err *err);
+
 /*
- * Set the job-level fields @job gives on @spec, over the spec's own.
- * Returns 0 or -ENOMEM.
+ * Set the job-level fields @job gives on @spec, over the spec's own, and
+ * its --tag and --check-ref.  Returns 0, -EINVAL (a bad --tag) or
+ * -ENOMEM.
  */
 int
 jobspec_apply_job(
@@ -212,6 +268,74 @@ jobspec_apply_job(
 		json_object_set_new(spec, "queue_timeout",
 		    jobspec_number(job->queue_timeout)) < 0))
 		return err_set(err, -ENOMEM, "out of memory");
+	if (jobspec_apply_tags(spec, job, err) < 0)
+		return -EINVAL;
+	return jobspec_apply_check(spec, job, err);
+}
+
+/* --tag K=V: the job's "tags", which boards must carry to run it. */
+static int
+jobspec_apply_tags(
+    json_t *spec, const struct jobspec_job *job, struct npufarm_err *err)
+{
+	json_t *tags;
+	const char *eq;
+	size_t i;
+
+	if (job->ntags == 0)
+		return 0;
+	tags = json_object_get(spec, "tags");
+	if (!json_is_object(tags)) {
+		tags = json_object();
+		if (tags == NULL || json_object_set_new(spec, "tags", tags) < 0)
+			return err_set(err, -ENOMEM, "out of memory");
+	}
+	for (i = 0; i < job->ntags; i++) {
+		eq = strchr(job->tags[i], '=');
+		if (eq == NULL || eq == job->tags[i])
+			return err_set(err, -EINVAL,
+			    "--tag %s: expected KEY=VALUE", job->tags[i]);
+		if (json_object_setn_new(tags, job->tags[i],
+			(size_t)(eq - job->tags[i]), json_string(eq + 1)) < 0)
+			return err_set(err, -EINVAL, "--tag %s: not UTF-8 text",
+			    job->tags[i]);
+	}
+	return 0;
+}
+
+/*
+ * --check-ref FILE: every kernel task without a "check" of its own gets
+ * {"ref_file": FILE} (resolved by jobspec_resolve()), with --check-entry,
+ * --rtol and --atol when given.
+ */
+static int
+jobspec_apply_check(
+    json_t *spec, const struct jobspec_job *job, struct npufarm_err *err)
+{
+	json_t *tasks = json_object_get(spec, "tasks"), *t, *c;
+	const char *runner;
+	size_t i;
+
+	if (job->check_ref == NULL)
+		return 0;
+	json_array_foreach(tasks, i, t) {
+		runner = json_string_value(json_object_get(t, "runner"));
+		if (!json_is_object(t) || json_object_get(t, "check") != NULL ||
+		    (runner != NULL && strcmp(runner, "kernel") != 0))
+			continue;
+		c = json_pack("{ss}", "ref_file", job->check_ref);
+		if (c != NULL && job->check_entry != NULL)
+			(void)json_object_set_new(
+			    c, "entry", json_string(job->check_entry));
+		if (c != NULL && job->rtol >= 0)
+			(void)json_object_set_new(
+			    c, "rtol", json_real(job->rtol));
+		if (c != NULL && job->atol >= 0)
+			(void)json_object_set_new(
+			    c, "atol", json_real(job->atol));
+		if (c == NULL || json_object_set_new(t, "check", c) < 0)
+			return err_set(err, -ENOMEM, "out of memory");
+	}
 	return 0;
 }
 

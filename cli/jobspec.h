@@ -38,11 +38,17 @@ struct jobspec_artifacts {
 
 /* Job-level settings from flags; they override a spec file's. */
 struct jobspec_job {
-	const char *key;      /* NULL: keep the spec's; borrowed */
-	const char *user;     /* NULL: keep (the broker's default) */
-	bool has_priority;    /* priority given */
-	long priority;        /* any integer */
-	double queue_timeout; /* seconds; < 0: keep */
+	const char *key;         /* NULL: keep the spec's; borrowed */
+	const char *user;        /* NULL: keep (the broker's default) */
+	bool has_priority;       /* priority given */
+	long priority;           /* any integer */
+	double queue_timeout;    /* seconds; < 0: keep */
+	const char *check_ref;   /* --check-ref FILE: every kernel task
+				  * without a "check" gets one; borrowed */
+	const char *check_entry; /* its entry point; NULL: the task's */
+	double rtol, atol;       /* < 0: the broker's defaults */
+	const char *const *tags; /* --tag K=V, borrowed */
+	size_t ntags;
 };
 
 /* npufarm submit's sweep flags: one task per kernel and sweep point. */

@@ -34,6 +34,7 @@ static const char *const jobview_classes[] = {
     "cancelled",
     "expired",
     "rejected",
+    "wrong",
 };
 
 #define JOBVIEW_NCLASSES (sizeof(jobview_classes) / sizeof(jobview_classes[0]))
@@ -326,15 +327,29 @@ jobview_best(const json_t *costs)
 long
 jobview_best_task(const json_t *task_list)
 {
+	return jobview_best_in_group(task_list, NULL);
+}
+
+/*
+ * The same among the tasks whose "group" is @group (NULL: all): a task's
+ * group names the problem it solves (its inputs, or its own "group"), and
+ * candidates are only comparable within one.
+ */
+long
+jobview_best_in_group(const json_t *task_list, const char *group)
+{
 	double best = NAN, m;
 	const json_t *t;
-	const char *outcome;
+	const char *outcome, *g;
 	long found = -1;
 	size_t i;
 
 	json_array_foreach(task_list, i, t) {
 		outcome = cli_json_str(t, "outcome");
 		if (outcome == NULL || strcmp(outcome, "ok") != 0)
+			continue;
+		g = cli_json_str(t, "group");
+		if (group != NULL && (g == NULL || strcmp(g, group) != 0))
 			continue;
 		m = jobview_median(json_object_get(t, "costs"));
 		if (!isnan(m) && (found < 0 || m < best)) {
@@ -379,18 +394,22 @@ jobview_add_cost(struct table *tb, double seconds)
 	    isnan(seconds) ? NULL : jobview_cost(seconds, buf, sizeof(buf)));
 }
 
+static bool jobview_print_groups(const json_t *list, FILE *f);
+static bool jobview_one_group(const json_t *list);
+static void jobview_print_best(FILE *f, const char *what, const json_t *t);
+
 /*
  * Print @job's tasks (GET /v1/jobs/{id}) to @f: a table with each task's
  * outcome (or state, while it has none), best and median cost, board and
- * detail; a line of counts; and the best candidate.
+ * detail; a line of counts; and the best candidate, per problem when the
+ * tasks solve several.
  */
 void
 jobview_print_tasks(const json_t *job, FILE *f)
 {
 	const json_t *list = json_object_get(job, "task_list"), *t;
-	char med[JOBVIEW_COST_MAX], best[JOBVIEW_COST_MAX];
 	struct jobview_counts c;
-	char *outcomes, *name, *board;
+	char *outcomes, *name;
 	const char *outcome;
 	struct table *tb;
 	long b;
@@ -426,6 +445,8 @@ jobview_print_tasks(const json_t *job, FILE *f)
 		(void)fprintf(
 		    f, "; %lld running, %lld queued\n", c.running, c.queued);
 	free(outcomes);
+	if (jobview_print_groups(list, f))
+		return;
 	b = jobview_best_task(list);
 	if (b < 0) {
 		if (json_array_size(list) > 0)
@@ -433,12 +454,106 @@ jobview_print_tasks(const json_t *job, FILE *f)
 		return;
 	}
 	t = json_array_get(list, (size_t)b);
+	jobview_print_best(f, "best", t);
+	if (cli_json_str(t, "group") != NULL) {
+		name = format_escape(cli_json_str(t, "group"));
+		(void)fprintf(f, "(%s: %s)\n",
+		    jobview_one_group(list)
+			? "every task solves the same problem"
+			: "the only problem with a candidate that ended ok",
+		    name);
+		free(name);
+	}
+}
+
+/* Whether every task of @list names the same "group" (and all name one). */
+static bool
+jobview_one_group(const json_t *list)
+{
+	const char *first = cli_json_str(json_array_get(list, 0), "group");
+	const json_t *t;
+	size_t i;
+
+	json_array_foreach(list, i, t) {
+		const char *g = cli_json_str(t, "group");
+
+		if (g == NULL || first == NULL || strcmp(g, first) != 0)
+			return false;
+	}
+	return true;
+}
+
+/*
+ * The best per problem, when @list's tasks solve more than one (their
+ * "group"s differ): one line each, in order of first appearance.  Returns
+ * false, printing nothing, when there is one problem (or no groups).
+ */
+static bool
+jobview_print_groups(const json_t *list, FILE *f)
+{
+	const json_t *t, *u;
+	const char *g;
+	char *label, what[JOBVIEW_DETAIL_MAX + 32];
+	size_t i, j, solved = 0;
+	long b;
+
+	/* Per problem only when two or more have a candidate that ended ok;
+	 * else the one best line says which problem it solves. */
+	json_array_foreach(list, i, t) {
+		if (cli_json_str(t, "group") == NULL)
+			return false;
+	}
+	json_array_foreach(list, i, t) {
+		g = cli_json_str(t, "group");
+		for (j = 0; j < i; j++)
+			if (strcmp(
+				cli_json_str(json_array_get(list, j), "group"),
+				g) == 0)
+				break;
+		if (j == i && jobview_best_in_group(list, g) >= 0)
+			solved++;
+	}
+	if (solved < 2)
+		return false;
+	(void)fprintf(f, "best per problem (tasks that share their inputs, "
+			 "or their \"group\"):\n");
+	json_array_foreach(list, i, t) {
+		g = cli_json_str(t, "group");
+		/* Only at a group's first task. */
+		for (j = 0; j < i; j++) {
+			u = json_array_get(list, j);
+			if (strcmp(cli_json_str(u, "group"), g) == 0)
+				break;
+		}
+		if (j < i)
+			continue;
+		label = format_escape(g);
+		(void)snprintf(
+		    what, sizeof(what), "  %.*s", JOBVIEW_DETAIL_MAX, label);
+		free(label);
+		b = jobview_best_in_group(list, g);
+		if (b < 0)
+			(void)fprintf(f, "%s: none (no task ended ok)\n", what);
+		else
+			jobview_print_best(
+			    f, what, json_array_get(list, (size_t)b));
+	}
+	return true;
+}
+
+/* "@what: task N (name), median M (best B) on BOARD" for task @t. */
+static void
+jobview_print_best(FILE *f, const char *what, const json_t *t)
+{
+	char med[JOBVIEW_COST_MAX], best[JOBVIEW_COST_MAX];
+	char *name, *board;
+
 	/* Peer text: escaped, as the table's cells are. */
 	name = format_escape(
 	    cli_json_str(t, "name") != NULL ? cli_json_str(t, "name") : "");
 	board = format_escape(
 	    cli_json_str(t, "board") != NULL ? cli_json_str(t, "board") : "");
-	(void)fprintf(f, "best: task %lld%s%s%s, median %s (best %s)%s%s\n",
+	(void)fprintf(f, "%s: task %lld%s%s%s, median %s (best %s)%s%s\n", what,
 	    jobview_int(t, "index"), *name != '\0' ? " (" : "", name,
 	    *name != '\0' ? ")" : "",
 	    jobview_cost(

@@ -37,6 +37,7 @@ const char *jobview_cost(double seconds, char *buf, size_t len);
 double jobview_median(const json_t *costs);
 double jobview_best(const json_t *costs);
 long jobview_best_task(const json_t *task_list);
+long jobview_best_in_group(const json_t *task_list, const char *group);
 void jobview_print_tasks(const json_t *job, FILE *f);
 int jobview_exit_status(const json_t *job);
 bool jobview_finished(const json_t *job);

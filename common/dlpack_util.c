@@ -11,6 +11,7 @@
 #include "dlpack_util.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -209,6 +210,83 @@ dlpack_util_tensor_free(DLTensor *t)
 {
 	free(t->data);
 	t->data = NULL;
+}
+
+static uint64_t tensor_values(const DLTensor *t);
+
+/* How many scalar values (elements times lanes) @t holds. */
+uint64_t
+dlpack_util_values(const DLTensor *t)
+{
+	return tensor_values(t);
+}
+
+/* The low @bits of value @i of an array of that width. */
+static uint64_t
+load_bits(const void *data, uint64_t i, int bits)
+{
+	switch (bits) {
+	case 8:
+		return ((const uint8_t *)data)[i];
+	case 16:
+		return ((const uint16_t *)data)[i];
+	case 32:
+		return ((const uint32_t *)data)[i];
+	default:
+		return ((const uint64_t *)data)[i];
+	}
+}
+
+/* The float that IEEE binary16 bits @h stand for. */
+static double
+half_value(uint16_t h)
+{
+	int exp = (h >> 10) & 0x1f;
+	double mant = h & 0x3ff, v;
+
+	if (exp == 0x1f)
+		v = mant != 0 ? NAN : INFINITY;
+	else if (exp == 0)
+		v = ldexp(mant, -24);
+	else
+		v = ldexp(mant + 1024, exp - 25);
+	return (h & 0x8000) != 0 ? -v : v;
+}
+
+/*
+ * Value @i (below dlpack_util_values()) of the host tensor @t as a double:
+ * exact for every float dtype and for integers up to 2^53.
+ */
+double
+dlpack_util_value(const DLTensor *t, uint64_t i)
+{
+	uint64_t b = load_bits(t->data, i, t->dtype.bits);
+	int bits = t->dtype.bits;
+	uint32_t u32;
+	float f;
+	double d;
+
+	if (t->dtype.code == kDLBfloat) {
+		u32 = (uint32_t)b << 16;
+		memcpy(&f, &u32, sizeof(f));
+		return f;
+	}
+	if (t->dtype.code == kDLFloat) {
+		if (bits == 16)
+			return half_value((uint16_t)b);
+		if (bits == 32) {
+			u32 = (uint32_t)b;
+			memcpy(&f, &u32, sizeof(f));
+			return f;
+		}
+		memcpy(&d, &b, sizeof(d));
+		return d;
+	}
+	if (t->dtype.code == kDLUInt || bits >= 64)
+		return t->dtype.code == kDLUInt ? (double)b
+						: (double)(int64_t)b;
+	/* Sign-extend a narrower int. */
+	return (double)((int64_t)(b << (64 - bits)) >> (64 - bits));
 }
 
 /* How many scalar values (elements times lanes) @t holds. */

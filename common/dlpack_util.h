@@ -46,3 +46,5 @@ void dlpack_util_fill(
     const DLTensor *t, enum dlpack_util_fill fill, uint64_t seed);
 void dlpack_util_fill_int(const DLTensor *t, int64_t v);
 void dlpack_util_fill_float(const DLTensor *t, double v);
+uint64_t dlpack_util_values(const DLTensor *t);
+double dlpack_util_value(const DLTensor *t, uint64_t i);

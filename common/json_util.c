@@ -172,3 +172,17 @@ json_util_str_or_null(const char *s)
 {
 	return s ? json_string(s) : json_null();
 }
+
+/*
+ * @v as a JSON integer when it is one (what a user wrote as 5 comes back
+ * as 5, not 5.0), else as a real.  A new reference, NULL when out of
+ * memory.
+ */
+json_t *
+json_util_number(double v)
+{
+	if (v == v && v >= -9007199254740992.0 && v <= 9007199254740992.0 &&
+	    v == (double)(json_int_t)v)
+		return json_integer((json_int_t)v);
+	return json_real(v);
+}

@@ -21,3 +21,4 @@ int json_util_add_frame(struct evbuffer *out, json_t *v);
 json_t *json_util_time(int64_t us);
 json_t *json_util_seconds(int64_t from_us, int64_t to_us);
 json_t *json_util_str_or_null(const char *s);
+json_t *json_util_number(double v);

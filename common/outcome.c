@@ -15,6 +15,7 @@ static const char *const outcome_names[NPUFARM_OUTCOME_MAX] = {
     [NPUFARM_OUTCOME_CANCELLED] = "cancelled",
     [NPUFARM_OUTCOME_EXPIRED] = "expired",
     [NPUFARM_OUTCOME_REJECTED] = "rejected",
+    [NPUFARM_OUTCOME_WRONG] = "wrong",
 };
 
 /* See <npufarm/outcome.h>. */

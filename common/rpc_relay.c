@@ -21,8 +21,8 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "clock.h"
 #include "err.h"
-#include "tvm_rpc.h"
 
 enum rpc_relay_state {
 	RPC_RELAY_LIVE,  /* both sides up, bytes flow */
@@ -36,11 +36,13 @@ struct rpc_relay {
 	struct evbuffer *c_in, *c_out; /* NULL once the client is gone */
 	struct evbuffer *s_in, *s_out; /* NULL once the server ended */
 	enum rpc_relay_state state;
-	struct tvm_rpc_scan c2s; /* client-to-server packet boundaries */
-	bool owed;               /* the client waits for a reply */
-	bool client_shutdown;    /* the client sent kShutdown */
-	bool server_timeout;     /* the server sent its own timeout exc. */
-	unsigned presents;       /* exceptions the client got unasked */
+	struct tvm_rpc_scan c2s;      /* client-to-server packet boundaries */
+	bool owed;                    /* the client waits for a reply */
+	bool client_shutdown;         /* the client sent kShutdown */
+	bool server_timeout;          /* the server sent its own timeout exc. */
+	unsigned presents;            /* exceptions the client got unasked */
+	enum tvm_rpc_dialect dialect; /* the session's, once known */
+	bool server_spoke;            /* the server's bytes decided it */
 	struct event *deadline_ev;
 	struct event *linger_ev; /* half-closes, then closes, the client */
 	bool lingered;           /* half-closed, waiting for EOF */
@@ -57,16 +59,6 @@ now_us(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static struct timeval
-seconds_tv(double s)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-	return tv;
 }
 
 static void
@@ -93,7 +85,7 @@ send_exception(struct rpc_relay *r, const char *msg, bool answer)
 	if (r->c_out == NULL)
 		return;
 	before = evbuffer_get_length(r->c_out);
-	if (tvm_rpc_add_exception(r->c_out, msg) < 0) {
+	if (tvm_rpc_add_exception(r->c_out, msg, r->dialect) < 0) {
 		client_close(r, "out of memory queueing an exception");
 		return;
 	}
@@ -126,8 +118,9 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 	    .exceptions = r->exceptions,
 	    .bytes_to_server = r->bytes_c2s,
 	    .bytes_to_client = r->bytes_s2c,
+	    .dialect = r->dialect,
 	};
-	struct timeval tv = seconds_tv(r->cfg.linger);
+	struct timeval tv = clock_tv(r->cfg.linger);
 
 	if (r->state != RPC_RELAY_LIVE)
 		return;
@@ -172,6 +165,9 @@ client_packet(int32_t code, uint64_t total, void *arg)
 		r->client_shutdown = true;
 		return;
 	}
+	if (r->dialect == TVM_RPC_DIALECT_UNKNOWN)
+		r->dialect = tvm_rpc_dialect_of_request(
+		    code, total, r->c2s.body, r->c2s.body_len);
 	if (!tvm_rpc_code_is_request(code))
 		return;
 	if (r->state == RPC_RELAY_LIVE) {
@@ -270,6 +266,17 @@ server_in(struct rpc_relay *r)
 			server_broke(r, what);
 			return;
 		}
+		if (!r->server_spoke) {
+			/* D1: the reply to kInitServer decides, over any
+			 * hint (a session has one dialect at both ends). */
+			enum tvm_rpc_dialect d =
+			    tvm_rpc_dialect_of_reply(r->s_in, total, code);
+
+			if (d != TVM_RPC_DIALECT_UNKNOWN) {
+				r->dialect = d;
+				r->server_spoke = true;
+			}
+		}
 		if (code == TVM_RPC_EXCEPTION) {
 			r->exceptions++;
 			if (r->first_exc[0] == '\0' &&
@@ -344,7 +351,7 @@ static void
 linger_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rpc_relay *r = arg;
-	struct timeval tv = seconds_tv(r->cfg.linger);
+	struct timeval tv = clock_tv(r->cfg.linger);
 
 	if (r->c_in == NULL)
 		return;
@@ -383,12 +390,13 @@ rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
 	r->s_in = server_in;
 	r->s_out = server_out;
 	r->start_us = now_us();
+	r->dialect = cfg->dialect;
 	tvm_rpc_scan_init(&r->c2s, cfg->max_packet);
 	r->linger_ev = evtimer_new(base, linger_cb, r);
 	if (r->linger_ev == NULL)
 		goto oom;
 	if (cfg->deadline > 0) {
-		tv = seconds_tv(cfg->deadline);
+		tv = clock_tv(cfg->deadline);
 		r->deadline_ev = evtimer_new(base, deadline_cb, r);
 		if (r->deadline_ev == NULL ||
 		    evtimer_add(r->deadline_ev, &tv) < 0)
@@ -569,6 +577,13 @@ const char *
 rpc_relay_first_exception(const struct rpc_relay *r)
 {
 	return r->first_exc;
+}
+
+/* The session's dialect: learned from its bytes, else the owner's hint. */
+enum tvm_rpc_dialect
+rpc_relay_dialect(const struct rpc_relay *r)
+{
+	return r->dialect;
 }
 
 /* Bytes forwarded so far: client to server, and server to client

@@ -25,6 +25,13 @@
  * period passes and the relay half-closes it (ops->client_shut) and, after
  * a second period, closes it (ops->client_close).
  *
+ * Everything the relay writes into the session (kExceptions) is in the
+ * session's dialect (tvm_rpc.h), learned from its bytes before anything
+ * can need writing: the server's reply to kInitServer, the first packet
+ * of any session, tells it (tvm-ffi-era.md §3.2 D1; a client's
+ * kGetGlobalFunc or kFreeHandle confirms, D2).  Until then the tvm-ffi
+ * form is written, which clients of both dialects survive.
+ *
  * An owner never frees the relay from inside one of its ops callbacks; it
  * frees it once both sides are gone and the call into the relay returned.
  */
@@ -35,6 +42,8 @@
 #include <stdint.h>
 
 #include <npufarm/outcome.h>
+
+#include "tvm_rpc.h"
 
 struct event_base;
 struct evbuffer;
@@ -58,6 +67,7 @@ struct rpc_relay_end {
 	uint64_t exceptions; /* kException packets the client got */
 	uint64_t bytes_to_server;
 	uint64_t bytes_to_client;
+	enum tvm_rpc_dialect dialect; /* what the session spoke, if known */
 };
 
 struct rpc_relay_ops {
@@ -91,6 +101,9 @@ struct rpc_relay_config {
 	double linger;       /* s an ended session's client may stay before
 			      * the half-close (and again before the close) */
 	const char *who;     /* names the server side in messages: "board" */
+	enum tvm_rpc_dialect dialect; /* known in advance (an agent knows its
+				       * runtime), or UNKNOWN; the session's
+				       * own bytes decide either way */
 };
 
 int rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
@@ -114,5 +127,6 @@ bool rpc_relay_owed(const struct rpc_relay *r);
 bool rpc_relay_client_shut_down(const struct rpc_relay *r);
 bool rpc_relay_server_timed_out(const struct rpc_relay *r);
 const char *rpc_relay_first_exception(const struct rpc_relay *r);
+enum tvm_rpc_dialect rpc_relay_dialect(const struct rpc_relay *r);
 void rpc_relay_bytes(const struct rpc_relay *r, uint64_t *ret_to_server,
     uint64_t *ret_to_client);

@@ -32,7 +32,9 @@ static const char *const runner_names[TASK_RUNNER_MAX] = {
 };
 
 static const char *const task_keys[] = {"runner", "artifact", "entry", "name",
-    "args", "measurement", "timeout", NULL};
+    "args", "measurement", "timeout", "group", "check", NULL};
+static const char *const check_keys_[] = {
+    "ref", "entry", "rtol", "atol", "outputs", NULL};
 static const char *const arg_keys[] = {
     "dtype", "shape", "fill", "device", "value", NULL};
 static const char *const measure_keys[] = {
@@ -527,6 +529,168 @@ parse_head(const json_t *v, const char *path, struct task_spec *spec,
 	return 0;
 }
 
+/* A tolerance of "check": a finite number >= 0, @def when absent. */
+static int
+get_tol(const json_t *obj, const char *key, const char *path, double def,
+    double *ret, struct npufarm_err *err)
+{
+	const json_t *v = json_object_get(obj, key);
+	char p[PATH_MAX_LEN];
+
+	*ret = def;
+	if (v == NULL)
+		return 0;
+	join(p, sizeof(p), path, key);
+	if (!json_is_number(v) || !isfinite(json_number_value(v)) ||
+	    json_number_value(v) < 0)
+		return fail(err, -EINVAL, p, "must be a number >= 0");
+	*ret = json_number_value(v);
+	return 0;
+}
+
+/* "check" of the task at @path (after its args). */
+static int
+parse_check(const json_t *v, const char *path, struct task_spec *spec,
+    struct npufarm_err *err)
+{
+	struct task_check *c = &spec->check;
+	char p[PATH_MAX_LEN], pi[PATH_MAX_LEN], q[QUOTE_MAX];
+	const json_t *outs, *o;
+	const char *s;
+	size_t i;
+	int r;
+
+	join(p, sizeof(p), path, "check");
+	if (!json_is_object(v))
+		return fail(err, -EINVAL, p, "must be an object");
+	if (spec->runner != TASK_RUNNER_KERNEL)
+		return fail(
+		    err, -EINVAL, p, "only the kernel runner compares outputs");
+	r = check_keys(v, check_keys_, p, err);
+	if (r < 0)
+		return r;
+	r = get_string(v, "ref", p, 128, &s, err);
+	if (r < 0)
+		return r;
+	join(pi, sizeof(pi), p, "ref");
+	if (s == NULL)
+		return fail(
+		    err, -EINVAL, pi, "missing (the reference's sha256)");
+	if (!sha256_util_valid(s))
+		return fail(err, -EINVAL, pi,
+		    "\"%s\" is no sha256 (64 lowercase hex digits)",
+		    quote(q, s));
+	memcpy(c->ref, s, 65);
+	r = get_string(v, "entry", p, TASK_SPEC_ENTRY_MAX, &s, err);
+	if (r < 0)
+		return r;
+	if (s != NULL && !is_identifier(s))
+		return fail(err, -EINVAL, join(pi, sizeof(pi), p, "entry"),
+		    "\"%s\" is no C identifier", quote(q, s));
+	if (s != NULL)
+		memcpy(c->entry, s, strlen(s) + 1);
+	r = get_tol(v, "rtol", p, TASK_SPEC_DEFAULT_RTOL, &c->rtol, err);
+	if (r == 0)
+		r = get_tol(
+		    v, "atol", p, TASK_SPEC_DEFAULT_ATOL, &c->atol, err);
+	if (r < 0)
+		return r;
+	outs = json_object_get(v, "outputs");
+	if (outs != NULL) {
+		join(pi, sizeof(pi), p, "outputs");
+		r = check_array(outs, pi, TASK_SPEC_MAX_ARGS, "indices", err);
+		if (r < 0)
+			return r;
+		if (json_array_size(outs) == 0)
+			return fail(err, -EINVAL, pi,
+			    "must name at least one argument");
+		json_array_foreach(outs, i, o) {
+			json_int_t k = json_integer_value(o);
+
+			pathf(pi, sizeof(pi), "%s.outputs[%zu]", p, i);
+			if (!json_is_integer(o) || k < 0 || k >= spec->nargs)
+				return fail(err, -EINVAL, pi,
+				    "must be an index into args (0..%d)",
+				    spec->nargs - 1);
+			if (spec->args[k].is_scalar)
+				return fail(err, -EINVAL, pi,
+				    "args[%lld] is a scalar, not an output",
+				    (long long)k);
+			c->outputs |= 1u << k;
+		}
+	}
+	for (i = 0; i < (size_t)spec->nargs; i++)
+		if (task_spec_check_output(spec, (int)i))
+			break;
+	if (i == (size_t)spec->nargs)
+		return fail(
+		    err, -EINVAL, p, "the task has no tensor to compare");
+	c->on = true;
+	return 0;
+}
+
+/*
+ * Whether "check" compares args[@i] of @spec: named in "outputs", or,
+ * when that is absent, any tensor (not scalar) argument.
+ */
+bool
+task_spec_check_output(const struct task_spec *spec, int i)
+{
+	if (i < 0 || i >= spec->nargs)
+		return false;
+	if (spec->check.outputs != 0)
+		return (spec->check.outputs >> i & 1u) != 0;
+	return !spec->args[i].is_scalar;
+}
+
+/*
+ * The group @spec is ranked in (the best per problem, issue 11) into
+ * @buf: its own "group", else its inputs as "float32[64,64] int32=7 ..."
+ * (dtype and shape of each tensor, dtype and value of each scalar; fills
+ * are not part of the problem).  Cut to fit @len.
+ */
+void
+task_spec_group(const struct task_spec *spec, char *buf, size_t len)
+{
+	char dt[DLPACK_UTIL_DTYPE_MAX];
+	size_t off = 0;
+	int i, d, n;
+
+	if (len == 0)
+		return;
+	buf[0] = '\0';
+	if (spec->group[0] != '\0') {
+		(void)snprintf(buf, len, "%s", spec->group);
+		return;
+	}
+	for (i = 0; i < spec->nargs && off < len; i++) {
+		const struct task_arg *a = &spec->args[i];
+
+		(void)dlpack_util_dtype_format(a->dtype, dt, sizeof(dt));
+		if (a->is_scalar && dlpack_util_dtype_is_float(a->dtype))
+			n = snprintf(buf + off, len - off, "%s%s=%g",
+			    i ? " " : "", dt, a->fvalue);
+		else if (a->is_scalar)
+			n = snprintf(buf + off, len - off, "%s%s=%lld",
+			    i ? " " : "", dt, (long long)a->ivalue);
+		else
+			n = snprintf(
+			    buf + off, len - off, "%s%s[", i ? " " : "", dt);
+		off += n > 0 ? (size_t)n : 0;
+		for (d = 0; !a->is_scalar && d < a->ndim && off < len; d++) {
+			n = snprintf(buf + off, len - off, "%s%lld",
+			    d ? "," : "", (long long)a->shape[d]);
+			off += n > 0 ? (size_t)n : 0;
+		}
+		if (!a->is_scalar && off < len) {
+			n = snprintf(buf + off, len - off, "]");
+			off += n > 0 ? (size_t)n : 0;
+		}
+	}
+	if (spec->nargs == 0)
+		(void)snprintf(buf, len, "no arguments");
+}
+
 /*
  * Parse and validate the task object @v into @ret_spec, filling defaults.
  * @path is where @v sits, for messages ("tasks[3]"; "" for none).  Returns
@@ -540,7 +704,8 @@ task_spec_parse(const json_t *v, const char *path, struct task_spec *ret_spec,
 {
 	struct task_spec spec;
 	const json_t *f;
-	char p[PATH_MAX_LEN];
+	const char *s;
+	char p[PATH_MAX_LEN], pg[PATH_MAX_LEN];
 	int r;
 
 	memset(&spec, 0, sizeof(spec));
@@ -565,6 +730,17 @@ task_spec_parse(const json_t *v, const char *path, struct task_spec *ret_spec,
 	spec.timeout_ms = TASK_SPEC_DEFAULT_TIMEOUT_MS;
 	f = json_object_get(v, "timeout");
 	if (f != NULL && (r = parse_timeout(f, p, &spec.timeout_ms, err)) < 0)
+		return r;
+	r = get_string(v, "group", p, TASK_SPEC_NAME_MAX, &s, err);
+	if (r < 0)
+		return r;
+	if (s != NULL && !is_printable(s))
+		return fail(err, -EINVAL, join(pg, sizeof(pg), p, "group"),
+		    "must be printable ASCII");
+	if (s != NULL)
+		memcpy(spec.group, s, strlen(s) + 1);
+	f = json_object_get(v, "check");
+	if (f != NULL && (r = parse_check(f, p, &spec, err)) < 0)
 		return r;
 	*ret_spec = spec;
 	return 0;

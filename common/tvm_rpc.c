@@ -27,7 +27,12 @@
 
 #define HELLO_HEADER_SIZE 8  /* i32 magic + i32 keylen */
 #define EXC_HEADER_SIZE   28 /* u64 N, i32 code, i32 nargs, i32 tcode, u64 L */
-#define TVM_TYPE_STR      11 /* kTVMStr */
+#define TVM_TYPE_STR      11 /* v0.14 kTVMStr */
+#define FFI_TYPE_RAWSTR   8  /* tvm-ffi kTVMFFIRawStr */
+#define TVM_TYPE_NULLPTR  4  /* v0.14 kTVMNullptr: a void return */
+#define FFI_TYPE_NONE     0  /* tvm-ffi kTVMFFINone */
+#define RPC_GET_GLOBAL    9  /* kGetGlobalFunc */
+#define RPC_FREE_HANDLE   10 /* kFreeHandle */
 #define ROLE_PREFIX_LEN   7  /* "client:" and "server:" */
 #define TIMEOUT_OPT       "-timeout="
 /* Longer -timeout values are clamped (~31 years): their deadlines in
@@ -70,6 +75,20 @@ add_code_and_key(
 	frame_put_le32(hdr, (uint32_t)code);
 	frame_put_le32(hdr + 4, (uint32_t)len);
 	return add_contiguous(out, hdr, sizeof(hdr), key, len);
+}
+
+/* Names of enum tvm_rpc_dialect. */
+const char *
+tvm_rpc_dialect_name(enum tvm_rpc_dialect d)
+{
+	switch (d) {
+	case TVM_RPC_DIALECT_V014:
+		return "v0.14";
+	case TVM_RPC_DIALECT_FFI:
+		return "tvm-ffi";
+	default:
+		return "unknown";
+	}
 }
 
 /* ---- handshake ---------------------------------------------------- */
@@ -349,8 +368,17 @@ tvm_rpc_scan_feed(struct tvm_rpc_scan *s, const void *data, size_t len,
 			if (s->hdr_len < TVM_RPC_HEADER_SIZE)
 				continue;
 			s->code = (int32_t)frame_get_le32(s->hdr + 8);
+			s->body_len = 0;
 		} else {
 			k = len < s->left ? len : (size_t)s->left;
+			if (s->body_len < TVM_RPC_SCAN_BODY) {
+				size_t b = TVM_RPC_SCAN_BODY - s->body_len;
+
+				if (b > k)
+					b = k;
+				memcpy(s->body + s->body_len, p, b);
+				s->body_len += b;
+			}
 			p += k;
 			len -= k;
 			s->bytes += k;
@@ -462,7 +490,8 @@ tvm_rpc_code_is_reply(int32_t code)
  * (spec §5.5: N = 20 + L, 28 + L bytes in all).  Returns 0 or -ENOMEM.
  */
 int
-tvm_rpc_add_exception(struct evbuffer *out, const char *msg)
+tvm_rpc_add_exception(
+    struct evbuffer *out, const char *msg, enum tvm_rpc_dialect dialect)
 {
 	unsigned char hdr[EXC_HEADER_SIZE];
 	size_t len = strlen(msg);
@@ -470,7 +499,8 @@ tvm_rpc_add_exception(struct evbuffer *out, const char *msg)
 	frame_put_le64(hdr, 20 + (uint64_t)len);
 	frame_put_le32(hdr + 8, TVM_RPC_EXCEPTION);
 	frame_put_le32(hdr + 12, 1);
-	frame_put_le32(hdr + 16, TVM_TYPE_STR);
+	frame_put_le32(hdr + 16,
+	    dialect == TVM_RPC_DIALECT_V014 ? TVM_TYPE_STR : FFI_TYPE_RAWSTR);
 	frame_put_le64(hdr + 20, len);
 	return add_contiguous(out, hdr, sizeof(hdr), msg, len);
 }
@@ -478,9 +508,9 @@ tvm_rpc_add_exception(struct evbuffer *out, const char *msg)
 /*
  * Copy the message of the kException packet at the front of @in into @buf
  * (see tvm_rpc.h).  Well-formed means: all 8 + N bytes buffered, code 5,
- * one argument of type kTVMStr whose length L is exactly N - 20 (TVM's
- * receiver insists a handler consumes exactly N bytes).  @in is not
- * changed; an empty @buf gets nothing.  Does not log.
+ * one argument of string type (kTVMStr 11 or kTVMFFIRawStr 8) whose length
+ * L is exactly N - 20 (TVM's receiver insists a handler consumes exactly N
+ * bytes).  @in is not changed; an empty @buf gets nothing.  Does not log.
  */
 int
 tvm_rpc_exception_peek(struct evbuffer *in, char *buf, size_t buflen)
@@ -497,7 +527,8 @@ tvm_rpc_exception_peek(struct evbuffer *in, char *buf, size_t buflen)
 	if (n < 20 || len != n - 20 ||
 	    frame_get_le32(hdr + 8) != TVM_RPC_EXCEPTION ||
 	    frame_get_le32(hdr + 12) != 1 ||
-	    frame_get_le32(hdr + 16) != TVM_TYPE_STR ||
+	    (frame_get_le32(hdr + 16) != TVM_TYPE_STR &&
+		frame_get_le32(hdr + 16) != FFI_TYPE_RAWSTR) ||
 	    evbuffer_get_length(in) - 8 < n)
 		return -EBADMSG;
 	if (buflen == 0)
@@ -509,6 +540,54 @@ tvm_rpc_exception_peek(struct evbuffer *in, char *buf, size_t buflen)
 		return -EBADMSG;
 	buf[k] = '\0';
 	return 0;
+}
+
+/*
+ * Tell the dialect from a server's reply to kInitServer (see tvm_rpc.h).
+ * Reads the 20 first bytes of @in; does not change it.
+ */
+enum tvm_rpc_dialect
+tvm_rpc_dialect_of_reply(struct evbuffer *in, uint64_t total, int32_t code)
+{
+	unsigned char p[20];
+	uint32_t type;
+
+	if (evbuffer_copyout(in, p, sizeof(p)) < (ev_ssize_t)sizeof(p))
+		return TVM_RPC_DIALECT_UNKNOWN;
+	if (frame_get_le32(p + 12) != 1) /* one value */
+		return TVM_RPC_DIALECT_UNKNOWN;
+	type = frame_get_le32(p + 16);
+	if (code == TVM_RPC_RETURN && total == 20) {
+		if (type == TVM_TYPE_NULLPTR)
+			return TVM_RPC_DIALECT_V014;
+		if (type == FFI_TYPE_NONE)
+			return TVM_RPC_DIALECT_FFI;
+	} else if (code == TVM_RPC_EXCEPTION && total >= EXC_HEADER_SIZE) {
+		if (type == TVM_TYPE_STR)
+			return TVM_RPC_DIALECT_V014;
+		if (type == FFI_TYPE_RAWSTR)
+			return TVM_RPC_DIALECT_FFI;
+	}
+	return TVM_RPC_DIALECT_UNKNOWN;
+}
+
+/* Tell the dialect from a client request (see tvm_rpc.h). */
+enum tvm_rpc_dialect
+tvm_rpc_dialect_of_request(
+    int32_t code, uint64_t total, const unsigned char *body, size_t len)
+{
+	uint32_t type;
+
+	if (code == RPC_FREE_HANDLE)
+		return total == 40   ? TVM_RPC_DIALECT_V014
+		       : total == 28 ? TVM_RPC_DIALECT_FFI
+				     : TVM_RPC_DIALECT_UNKNOWN;
+	if (code != RPC_GET_GLOBAL || len < 8 || frame_get_le32(body) != 1)
+		return TVM_RPC_DIALECT_UNKNOWN;
+	type = frame_get_le32(body + 4);
+	return type == TVM_TYPE_STR      ? TVM_RPC_DIALECT_V014
+	       : type == FFI_TYPE_RAWSTR ? TVM_RPC_DIALECT_FFI
+					 : TVM_RPC_DIALECT_UNKNOWN;
 }
 
 /*

@@ -31,7 +31,24 @@ enum tvm_rpc_code {
 };
 
 #define TVM_RPC_HEADER_SIZE    12 /* u64 N + i32 code */
+/* Body bytes the scanner keeps of each packet: code's successor fields. */
+#define TVM_RPC_SCAN_BODY      8
 #define TVM_RPC_TIMEOUT_PREFIX "RPCSessionTimeoutError: "
+
+/*
+ * How a session encodes arguments and return values (spec tvm-ffi-era.md
+ * §2-§3).  Both dialects share the handshake, the framing and the codes;
+ * a packet in the wrong one kills a v0.2x client, so everything we write
+ * into a session is in its own dialect.
+ */
+enum tvm_rpc_dialect {
+	TVM_RPC_DIALECT_UNKNOWN = 0, /* not decided yet */
+	TVM_RPC_DIALECT_V014,        /* type codes: TVM v0.14 .. v0.20 */
+	TVM_RPC_DIALECT_FFI,         /* type indexes: TVM v0.21+ (tvm-ffi) */
+};
+
+/* "unknown", "v0.14" or "tvm-ffi": for logs, the API and the ledger. */
+const char *tvm_rpc_dialect_name(enum tvm_rpc_dialect d);
 
 /* ---- handshake ---------------------------------------------------- */
 
@@ -100,7 +117,11 @@ struct tvm_rpc_scan {
 	int32_t code;     /* code of the current packet */
 	uint64_t max;     /* largest 8 + N accepted */
 	uint64_t packets; /* complete packets seen (N == 0 ones excluded) */
-	uint64_t bytes;   /* bytes seen */
+	unsigned char body[TVM_RPC_SCAN_BODY]; /* first body bytes of the
+						* current packet (after the
+						* code), valid in @fn */
+	size_t body_len;                       /* how many of them */
+	uint64_t bytes;                        /* bytes seen */
 };
 
 typedef void tvm_rpc_packet_fn(int32_t code, uint64_t total, void *arg);
@@ -132,16 +153,41 @@ bool tvm_rpc_code_is_reply(int32_t code);
 /*
  * Append one kException packet carrying @msg (no NUL bytes; it is cut at
  * the first one), byte for byte what RPCReference::ReturnException writes
- * (spec §5.5, EP-08).
+ * in @dialect: string type code 11 for v0.14 (spec §5.5, EP-08), type
+ * index 8 for tvm-ffi (tvm-ffi-era.md §2.5, FFI-20).  UNKNOWN writes the
+ * tvm-ffi form, the one both kinds of client survive (§3.2).
  */
-int tvm_rpc_add_exception(struct evbuffer *out, const char *msg);
+int tvm_rpc_add_exception(
+    struct evbuffer *out, const char *msg, enum tvm_rpc_dialect dialect);
 
 /*
  * Decode the message of a complete kException packet at the front of @in
- * (not removed) into @buf (truncated to @buflen - 1 bytes, NUL-terminated).
- * Returns 0 or -EBADMSG if the packet is not a well-formed kException.
+ * (not removed) into @buf (truncated to @buflen - 1 bytes, NUL-terminated),
+ * in either dialect.  Returns 0 or -EBADMSG if the packet is not a
+ * well-formed kException.
  */
 int tvm_rpc_exception_peek(struct evbuffer *in, char *buf, size_t buflen);
+
+/*
+ * D1 of tvm-ffi-era.md §3.2: the dialect a server speaks, told by its
+ * first packet after the handshake (the reply to kInitServer), complete
+ * at the front of @in (not removed) with @total and @code as
+ * tvm_rpc_packet_peek() gave them.  A void kReturn ending in type 4 is
+ * v0.14, in 0 tvm-ffi; a kException's string type 11 is v0.14, 8 tvm-ffi.
+ * Anything else: UNKNOWN (keep looking).
+ */
+enum tvm_rpc_dialect tvm_rpc_dialect_of_reply(
+    struct evbuffer *in, uint64_t total, int32_t code);
+
+/*
+ * D2 of §3.2: the dialect of a client request with @code, 8 + N = @total
+ * bytes, whose first body bytes after the code are @body (@len of them, as
+ * struct tvm_rpc_scan keeps them).  kGetGlobalFunc (9) names its function
+ * as string type 11 (v0.14) or 8 (tvm-ffi); kFreeHandle (10) is 40 bytes
+ * in v0.14 and 28 in tvm-ffi.  Anything else: UNKNOWN.
+ */
+enum tvm_rpc_dialect tvm_rpc_dialect_of_request(
+    int32_t code, uint64_t total, const unsigned char *body, size_t len);
 
 /*
  * The message TVM's Python server sends at a session timeout:

@@ -13,7 +13,9 @@
 #     build/demo/npufarm.db; three npufarm-agents simulating NPU boards;
 #     a handful of real candidate kernels compiled against
 #     <npufarm/kernel.h> (a blocked matmul at five tile sizes, plus one
-#     that hangs, one that crashes and one that reports an error),
+#     that hangs, one that crashes, one that reports an error, and one that
+#     is fast because it skips work: every matmul is checked against a
+#     reference, so that one is caught as `wrong`),
 #     submitted as one tuning job with `npufarm submit`, followed with
 #     `npufarm wait` (progress, classified results, the winner); then
 #     simulated TVM boards and AutoTVM-style requests (tvm-sim) on the same
@@ -53,7 +55,7 @@ trap 'exit 130' INT TERM
 
 # --- 1. dependencies --------------------------------------------------------
 packages="meson ninja-build pkg-config gcc libevent-dev libjansson-dev
-libsqlite3-dev check libdlpack-dev libssl-dev sqlite3"
+libsqlite3-dev check libdlpack-dev libssl-dev sqlite3 libjs-chart.js"
 missing=
 for p in $packages; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
@@ -126,29 +128,33 @@ for tile in 4 8 16 32 64; do
 	"$cc" -O2 -shared -fPIC -Iinclude -DMATMUL_TILE=$tile \
 		-o "$kdir/matmul_t$tile.so" tests/kernels/matmul.c
 done
-for k in hang crash error; do
+for k in hang crash error wrong; do
 	"$cc" -O2 -shared -fPIC -Iinclude -o "$kdir/$k.so" "tests/kernels/$k.c"
 done
 ls "$kdir"
 
 # One job: the matmul tiles on 192x192 float32 matrices, three repeats of
-# at least 20 ms each; and the three bad candidates, the hang with a 2 s
-# run timeout.
+# at least 20 ms each, each checked against tile 4 as the reference; the
+# fast wrong matmul, checked the same way; and the three bad candidates,
+# the hang with a 2 s run timeout.
 mm_task() {
-	printf '{"runner":"kernel","artifact_file":"kernels/matmul_t%s.so",' "$1"
-	printf '"entry":"matmul","name":"matmul tile=%s","args":[' "$1"
+	printf '{"runner":"kernel","artifact_file":"kernels/%s.so",' "$1"
+	printf '"entry":"matmul","name":"%s","args":[' "$2"
 	printf '{"dtype":"float32","shape":[192,192],"fill":{"random":1}},'
 	printf '{"dtype":"float32","shape":[192,192],"fill":{"random":2}},'
 	printf '{"dtype":"float32","shape":[192,192]}],'
 	printf '"measurement":{"number":1,"repeat":3,"min_repeat_ms":20},'
+	printf '"check":{"ref_file":"kernels/matmul_t4.so","rtol":1e-4},'
 	printf '"timeout":30}'
 }
 {
 	printf '{"key":"npu-sim","user":"demo","queue_timeout":60,"tasks":['
 	for tile in 4 8 16 32 64; do
-		mm_task $tile
+		mm_task "matmul_t$tile" "matmul tile=$tile"
 		printf ','
 	done
+	mm_task wrong "matmul, fast and wrong"
+	printf ','
 	printf '{"runner":"kernel","artifact_file":"kernels/hang.so",'
 	printf '"name":"hangs","timeout":2},'
 	printf '{"runner":"kernel","artifact_file":"kernels/crash.so",'
@@ -162,8 +168,13 @@ job=$("$cli" submit "$demo/job.json")
 echo "job $job"
 
 say "npufarm wait $job"
-# Its exit status says whether every task ended ok; here three must not.
+# Its exit status says whether every task ended ok; here four must not.
 "$cli" wait "$job" || :
+caught=$(sqlite3 "$demo/npufarm.db" "SELECT count(*) FROM tasks
+    WHERE job_id = $job AND outcome = 'wrong'")
+[ "$caught" = 1 ] || die "the fast wrong matmul was not caught"
+echo "the fast wrong matmul was caught by its check: outcome 'wrong'"
+
 
 say "simulated TVM boards (tvm-sim) and AutoTVM-style requests"
 # Sessions of 400 ms; boards poll the tracker every 250 ms (TVM: 2 s).
@@ -182,7 +193,8 @@ q1="SELECT idx, name, outcome, board, number, costs, detail
 q2="SELECT id, key, name, kind, state FROM boards ORDER BY id;"
 q3="SELECT id, key, board, wait_s, held_s, outcome FROM lease_times
     ORDER BY id DESC LIMIT 5;"
-for q in "$q1" "$q2" "$q3"; do
+q4="SELECT board, runs, failures, failure_rate, wrong FROM failure_rates;"
+for q in "$q1" "$q2" "$q3" "$q4"; do
 	printf 'sqlite3 -header -column %s "%s"\n' "$demo/npufarm.db" \
 		"$(echo "$q" | tr -s ' \n' ' ')"
 	sqlite3 -header -column "$demo/npufarm.db" "$q"

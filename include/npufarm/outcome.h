@@ -19,6 +19,9 @@ enum npufarm_outcome {
 	NPUFARM_OUTCOME_EXPIRED,   /**< queued past its queue timeout; never ran
 				    */
 	NPUFARM_OUTCOME_REJECTED,  /**< invalid input; never ran */
+	NPUFARM_OUTCOME_WRONG,     /**< ran, but its output disagrees with the
+				    * task's reference (AutoTVM's
+				    * WRONG_ANSWER) */
 	NPUFARM_OUTCOME_MAX,
 };
 

@@ -5,7 +5,11 @@
  * download and remove, which resolve every path through the agent's
  * tvm.rpc.server.workpath; runtime.module.loadfile_so and
  * ModuleGetFunction), rpc.ServerLoop (fake_rpc.c), and test functions
- * that return, raise, sleep, hang, crash and exit.
+ * that return, raise, sleep, hang, crash and exit.  The tvm-ffi flavour
+ * (FAKE_TVM_FFI) has ffi.ModuleLoadFromFile instead of loadfile_so (spec
+ * tvm-ffi-era.md §4.4), resolves a module's function f as the symbol
+ * __tvm_ffi_f with the safe-call signature (§4.6), and calls workpath with
+ * a String, as the real runtime's upload and download do.
  */
 #include "config.h"
 
@@ -25,8 +29,15 @@
 
 /* Largest file tvm.rpc.server.download returns (it must fit a packet). */
 #define FUNCS_MAX_DOWNLOAD (64u << 20)
+/* The runtime's module loader (tvm-c-runtime-api.md §5; §4.4). */
+#ifdef FAKE_TVM_FFI
+#define FUNCS_LOADER "ffi.ModuleLoadFromFile"
+#else
+#define FUNCS_LOADER "runtime.module.loadfile_so"
+#endif
+
 /* The message of npufarm.test.raise without an argument (EP-10). */
-#define FUNCS_RAISE_TEXT   "ValueError: bad input"
+#define FUNCS_RAISE_TEXT "ValueError: bad input"
 
 /*
  * Check that argument @i of @fn exists and has type @code.  Returns 0 or
@@ -158,7 +169,11 @@ funcs_workpath(const char *name, char **ret_path)
 {
 	struct fake_obj *wp = fake_global("tvm.rpc.server.workpath");
 	TVMValue arg = {.v_str = name};
+#ifdef FAKE_TVM_FFI
+	int code = FAKE_STR_OBJ, r;
+#else
 	int code = kTVMStr, r;
+#endif
 	struct fake_ret res;
 
 	if (wp == NULL)
@@ -361,7 +376,7 @@ funcs_loadfile_so(
 	void *dl;
 	int code = kTVMModuleHandle, r;
 
-	if (funcs_arg("runtime.module.loadfile_so", codes, n, 0, kTVMStr) < 0)
+	if (funcs_arg(FUNCS_LOADER, codes, n, 0, kTVMStr) < 0)
 		return -1;
 	dl = dlopen(args[0].v_str, RTLD_LAZY | RTLD_LOCAL);
 	if (dl == NULL)
@@ -377,6 +392,7 @@ funcs_loadfile_so(
 	return r;
 }
 
+#ifndef FAKE_TVM_FFI
 /* The calling convention of functions inside a module (spec §4). */
 typedef int funcs_dso_fn(TVMValue *args, int *codes, int n, TVMValue *ret,
     int *ret_code, void *unused);
@@ -416,16 +432,28 @@ funcs_dso_call(
 	return TVMCFuncSetReturn(ret, &rv, &code, 1);
 }
 
+#else
+/* The prefix of a module function's symbol in tvm-ffi (§4.6). */
+#define FUNCS_FFI_PREFIX "__tvm_ffi_"
+
+/* A module function keeps its module (and so its code) alive. */
+static void
+funcs_dso_free(void *self)
+{
+	fake_obj_unref(self);
+}
+#endif
+
 /*
  * tvm.rpc.server.ModuleGetFunction(Module m, str name[, int
- * query_imports]) -> function, or None when @m has no symbol @name.
+ * query_imports]) -> function, or None when @m has no symbol @name
+ * (tvm-ffi: __tvm_ffi_@name).
  */
 static int
 funcs_module_get_function(
     TVMValue *args, int *codes, int n, TVMRetValueHandle ret, void *resource)
 {
 	const char *what = "tvm.rpc.server.ModuleGetFunction";
-	struct funcs_dso *d;
 	struct fake_obj *m, *f;
 	TVMValue v;
 	void *sym;
@@ -437,6 +465,26 @@ funcs_module_get_function(
 	m = fake_obj_check(args[0].v_handle, FAKE_MODULE);
 	if (m == NULL)
 		return fake_error("TypeError: %s: not a module", what);
+#ifdef FAKE_TVM_FFI
+	{
+		char name[256];
+		TVMFFISafeCallType safe;
+
+		(void)snprintf(
+		    name, sizeof(name), FUNCS_FFI_PREFIX "%s", args[1].v_str);
+		sym = dlsym(fake_module_dl(m), name);
+		if (sym == NULL)
+			return 0;
+		memcpy(&safe, &sym, sizeof(sym)); /* POSIX: dlsym code */
+		if (fake_func_new_safe(
+			safe, fake_obj_ref(m), funcs_dso_free, &f) < 0) {
+			fake_obj_unref(m);
+			return -1;
+		}
+	}
+#else
+	struct funcs_dso *d;
+
 	sym = dlsym(fake_module_dl(m), args[1].v_str);
 	if (sym == NULL)
 		return 0;
@@ -449,6 +497,7 @@ funcs_module_get_function(
 		funcs_dso_free(d);
 		return -1;
 	}
+#endif
 	v.v_handle = f;
 	r = TVMCFuncSetReturn(ret, &v, &code, 1);
 	fake_obj_unref(f);
@@ -464,7 +513,7 @@ static const struct {
     {"tvm.rpc.server.download", funcs_download},
     {"tvm.rpc.server.remove", funcs_remove},
     {"tvm.rpc.server.ModuleGetFunction", funcs_module_get_function},
-    {"runtime.module.loadfile_so", funcs_loadfile_so},
+    {FUNCS_LOADER, funcs_loadfile_so},
     {"rpc.test.addone", funcs_addone},
     {"npufarm.test.raise", funcs_raise},
     {"npufarm.test.sleep", funcs_sleep},

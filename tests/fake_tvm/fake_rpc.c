@@ -24,6 +24,13 @@
  *   error, a malformed packet, a code   possible, close, return -1 with the
  *   no server handles (0, 4, 5, 8, 21+) reason in TVMGetLastError()
  *
+ * Built with FAKE_TVM_FFI the loop speaks the tvm-ffi dialect instead
+ * (tvm-ffi-era.md §2): every PackedSeq value has its i32 type index in
+ * front of it, void replies are `i32 1 | i32 0` (FFI-04), handles travel
+ * as OpaquePtr (4, FFI-06), returns are [Int type index, value] (FFI-14,
+ * FFI-15), kFreeHandle has one argument (FFI-18), and a kException is
+ * `i32 1 | i32 8 | str` with the error's message alone (FFI-19).
+ *
  * Handles sent to the client are the object pointers; the loop keeps one
  * reference per handle it sent until kFreeHandle or the end of the loop,
  * and refuses (kException) a handle it never sent, where the real runtime
@@ -61,6 +68,15 @@ enum rpc_code {
 	RPC_FREE_HANDLE = 10,
 	RPC_SYSCALL_LAST = 20,
 };
+
+/* What None and an opaque handle are on the wire, in either dialect. */
+#ifdef FAKE_TVM_FFI
+#define WIRE_NONE   kTVMFFINone
+#define WIRE_OPAQUE kTVMFFIOpaquePtr
+#else
+#define WIRE_NONE   kTVMNullptr
+#define WIRE_OPAQUE kTVMOpaqueHandle
+#endif
 
 /* The state of one rpc.ServerLoop call. */
 struct rpc_server {
@@ -320,7 +336,14 @@ srv_exception(struct rpc_server *s, const char *msg)
 
 	out_begin(s, RPC_EXCEPTION);
 	out_u32(s, 1);
+#ifdef FAKE_TVM_FFI
+	/* tvm-ffi's what(): the message without its kind (§2.5). */
+	msg = fake_error_message(msg, &len);
+	len = strlen(msg);
+	out_u32(s, kTVMFFIRawStr);
+#else
 	out_u32(s, kTVMStr);
+#endif
 	out_u64(s, len);
 	out_mem(s, msg, len);
 	return out_send(s);
@@ -339,7 +362,7 @@ srv_return_void(struct rpc_server *s)
 {
 	out_begin(s, RPC_RETURN);
 	out_u32(s, 1);
-	out_u32(s, kTVMNullptr);
+	out_u32(s, WIRE_NONE);
 	return out_send(s);
 }
 
@@ -348,6 +371,70 @@ srv_return_void(struct rpc_server *s)
  * [int T, value].  A module or function is sent as an opaque handle that
  * the loop now holds (it takes @ret's reference).  Returns 0 or -1.
  */
+#ifdef FAKE_TVM_FFI
+/*
+ * kReturn of a call's result in the tvm-ffi dialect (§2.3): [Int: the
+ * result's type index, value].  A str is stored as a small string (11)
+ * up to 7 bytes and a String (65) beyond, and travels as a RawStr (8);
+ * bytes likewise (12, 66; ByteArrayPtr 9); a module or function is an
+ * OpaquePtr handle that the loop now holds (it takes @ret's reference).
+ */
+static int
+srv_return_value(struct rpc_server *s, struct fake_ret *ret)
+{
+	int t = ret->code;
+	uint64_t bits;
+	size_t len;
+
+	out_begin(s, RPC_RETURN);
+	out_u32(s, 2);
+	out_u32(s, kTVMFFIInt);
+	switch (t) {
+	case kTVMModuleHandle:
+	case kTVMPackedFuncHandle:
+		out_u64(
+		    s, t == kTVMModuleHandle ? kTVMFFIModule : kTVMFFIFunction);
+		out_u32(s, kTVMFFIOpaquePtr);
+		out_u64(s, (uintptr_t)ret->v.v_handle);
+		ret->code = kTVMNullptr; /* the reference moves to s */
+		if (srv_hold(s, ret->v.v_handle) < 0)
+			return -1;
+		break;
+	case kTVMStr:
+	case kTVMBytes:
+		len = t == kTVMStr ? strlen(ret->buf) : ret->bytes.size;
+		if (t == kTVMStr)
+			out_u64(s, len < 8 ? kTVMFFISmallStr : kTVMFFIStr);
+		else
+			out_u64(s, len < 8 ? kTVMFFISmallBytes : kTVMFFIBytes);
+		out_u32(s, t == kTVMStr ? kTVMFFIRawStr : kTVMFFIByteArrayPtr);
+		out_u64(s, len);
+		out_mem(s, ret->buf, len);
+		break;
+	case kTVMNullptr:
+		out_u64(s, kTVMFFINone);
+		out_u32(s, kTVMFFINone);
+		break;
+	case kDLFloat:
+		memcpy(&bits, &ret->v, sizeof(bits));
+		out_u64(s, kTVMFFIFloat);
+		out_u32(s, kTVMFFIFloat);
+		out_u64(s, bits);
+		break;
+	case kDLInt:
+	case kDLUInt:
+		out_u64(s, kTVMFFIInt);
+		out_u32(s, kTVMFFIInt);
+		out_u64(s, (uint64_t)ret->v.v_int64);
+		break;
+	default:
+		return fake_error("returning type code %d is not supported by "
+				  "the npufarm fake runtime's tvm-ffi flavour",
+		    t);
+	}
+	return out_send(s);
+}
+#else
 static int
 srv_return_value(struct rpc_server *s, struct fake_ret *ret)
 {
@@ -403,6 +490,7 @@ srv_return_value(struct rpc_server *s, struct fake_ret *ret)
 	}
 	return out_send(s);
 }
+#endif
 
 /* ---- decoding arguments -------------------------------------------- */
 
@@ -434,6 +522,140 @@ seq_skip_tensor(struct rpc_rd *rd)
  * Returns 0, or -1 for bytes that are not a PackedSeq or a type code the
  * endpoint cannot decode (8, 13, 14, unknown): fatal, as in the real one.
  */
+#ifdef FAKE_TVM_FFI
+/* Read a str or bytes value (u64 len, bytes) of argument @i into @q. */
+static void
+seq_take_str(
+    struct rpc_rd *rd, struct rpc_seq *q, int i, bool bytes, size_t *used)
+{
+	const unsigned char *p;
+	uint64_t len;
+
+	len = rd_u64(rd);
+	p = rd_take(rd, len);
+	if (p == NULL)
+		return;
+	if (bytes) {
+		q->codes[i] = kTVMBytes;
+		q->bytes[i].data = (const char *)p;
+		q->bytes[i].size = (size_t)len;
+		q->v[i].v_handle = &q->bytes[i];
+		return;
+	}
+	q->codes[i] = kTVMStr;
+	memcpy(q->strs + *used, p, (size_t)len);
+	q->strs[*used + len] = '\0';
+	q->v[i].v_str = q->strs + *used;
+	*used += (size_t)len + 1;
+}
+
+/*
+ * Decode a tvm-ffi PackedSeq (§2.1-§2.2: i32 n, then an i32 type index
+ * before each value) from @rd into @q, as internal type codes, released
+ * with seq_free() whatever the result.  Module (73) and Function (68)
+ * handles are resolved against the handles sent (an unknown one is noted
+ * in q->bad_handle); object forms (11, 12, >= 64) carry a second index,
+ * of which only Str (65) and Bytes (66) are taken.  Returns 0, or -1 for
+ * bytes that are not a PackedSeq or an index the endpoint cannot decode.
+ */
+static int
+seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
+{
+	const unsigned char *p;
+	uint32_t inner;
+	size_t used = 0;
+	uint64_t h;
+	int32_t n, t;
+	int i;
+
+	memset(q, 0, sizeof(*q));
+	n = (int32_t)rd_u32(rd);
+	if (rd->bad || n < 0 || (size_t)n > rd->left / 4)
+		return fake_error("malformed packet: %d arguments", (int)n);
+	q->n = n;
+	q->v = calloc((size_t)n + 1, sizeof(*q->v));
+	q->codes = calloc((size_t)n + 1, sizeof(*q->codes));
+	q->bytes = calloc((size_t)n + 1, sizeof(*q->bytes));
+	q->strs = malloc(rd->left + (size_t)n + 1);
+	if (q->v == NULL || q->codes == NULL || q->bytes == NULL ||
+	    q->strs == NULL)
+		return fake_error("out of memory");
+	for (i = 0; i < n && !rd->bad; i++) {
+		t = (int32_t)rd_u32(rd);
+		switch (t) {
+		case kTVMFFINone:
+			q->codes[i] = kTVMNullptr;
+			break;
+		case kTVMFFIInt:
+		case kTVMFFIBool:
+		case kTVMFFIFloat:
+		case kTVMFFIOpaquePtr:
+			h = rd_u64(rd);
+			q->codes[i] = t == kTVMFFIFloat       ? kDLFloat
+				      : t == kTVMFFIOpaquePtr ? kTVMOpaqueHandle
+							      : kDLInt;
+			memcpy(&q->v[i], &h, sizeof(h));
+			break;
+		case kTVMFFIDataType:
+			p = rd_take(rd, 8);
+			if (p == NULL)
+				break;
+			q->codes[i] = kTVMDataType;
+			q->v[i].v_type.code = p[0];
+			q->v[i].v_type.bits = p[1];
+			q->v[i].v_type.lanes = (uint16_t)rpc_get(p + 2, 2);
+			break;
+		case kTVMFFIDevice:
+			p = rd_take(rd, 8);
+			if (p == NULL)
+				break;
+			q->codes[i] = kDLDevice;
+			q->v[i].v_device.device_type = (int32_t)rpc_get(p, 4);
+			q->v[i].v_device.device_id = (int32_t)rpc_get(p + 4, 4);
+			break;
+		case kTVMFFIDLTensorPtr:
+			seq_skip_tensor(rd);
+			q->codes[i] = kTVMDLTensorHandle;
+			q->tensor = true;
+			break;
+		case kTVMFFIRawStr:
+		case kTVMFFIByteArrayPtr:
+			seq_take_str(rd, q, i, t == kTVMFFIByteArrayPtr, &used);
+			break;
+		case kTVMFFIModule:
+		case kTVMFFIFunction:
+			h = rd_u64(rd);
+			q->codes[i] = t == kTVMFFIModule ? kTVMModuleHandle
+							 : kTVMPackedFuncHandle;
+			q->v[i].v_handle = srv_lookup(s, h);
+			if (q->v[i].v_handle == NULL && q->bad_handle == 0)
+				q->bad_handle = i + 1;
+			break;
+		case kTVMFFISmallStr:
+		case kTVMFFISmallBytes:
+		case kTVMFFIStr:
+		case kTVMFFIBytes:
+			inner = rd_u32(rd);
+			if (inner != kTVMFFIStr && inner != kTVMFFIBytes)
+				return fake_error(
+				    "RPCError: argument %d: object "
+				    "type index %u is not "
+				    "supported by the npufarm "
+				    "fake runtime",
+				    i, (unsigned)inner);
+			seq_take_str(rd, q, i, inner == kTVMFFIBytes, &used);
+			break;
+		default:
+			return fake_error("RPCError: unknown type index %d in "
+					  "argument %d",
+			    (int)t, i);
+		}
+	}
+	if (rd->bad)
+		return fake_error("malformed packet: arguments overrun it");
+	return 0;
+}
+#else
 static int
 seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
 {
@@ -532,6 +754,7 @@ seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
 		return fake_error("malformed packet: arguments overrun it");
 	return 0;
 }
+#endif
 
 /* Whether handling consumed the packet exactly (spec §5.1). */
 static int
@@ -635,7 +858,7 @@ srv_get_global_func(struct rpc_server *s, struct rpc_rd *rd)
 		goto out;
 	out_begin(s, RPC_RETURN);
 	out_u32(s, 1);
-	out_u32(s, kTVMOpaqueHandle);
+	out_u32(s, WIRE_OPAQUE);
 	out_u64(s, (uintptr_t)o);
 	r = out_send(s);
 out:
@@ -652,11 +875,17 @@ srv_free_handle(struct rpc_server *s, struct rpc_rd *rd)
 
 	if (seq_decode(s, rd, &q) < 0 || rd_check_end(rd) < 0)
 		goto out;
+#ifdef FAKE_TVM_FFI
+	/* One OpaquePtr (FFI-18); v0.14 sent [handle, type code]. */
+	if (q.n != 1 || q.codes[0] != kTVMOpaqueHandle) {
+		fake_error("TypeError: kFreeHandle expects (OpaquePtr)");
+#else
 	if (q.n != 2 || q.codes[1] != kDLInt ||
 	    (q.codes[0] != kTVMOpaqueHandle && q.codes[0] != kTVMModuleHandle &&
 		q.codes[0] != kTVMPackedFuncHandle) ||
 	    q.bad_handle > 0) {
 		fake_error("TypeError: kFreeHandle expects (handle, int)");
+#endif
 		r = srv_exception_last(s);
 		goto out;
 	}

@@ -29,13 +29,17 @@
 #define FAKE_RET_MAGIC 0x52455446u /* a struct fake_ret inside its call */
 
 struct fake_obj {
-	unsigned magic; /* FAKE_OBJ_MAGIC while alive */
+	struct fake_hdr hdr; /* tvm-ffi: type_index Function or Module */
+	unsigned magic;      /* FAKE_OBJ_MAGIC while alive */
 	enum fake_kind kind;
 	atomic_int refs;
 	TVMPackedCFunc fn;           /* FAKE_FUNC */
 	void *resource;              /* FAKE_FUNC: passed to fn and fin */
 	TVMPackedCFuncFinalizer fin; /* FAKE_FUNC: may be NULL */
 	void *dl;                    /* FAKE_MODULE: owned dlopen() handle */
+	TVMFFISafeCallType safe;     /* FAKE_FUNC of tvm-ffi: instead of fn */
+	void *self;                  /* passed to safe and safe_fin */
+	void (*safe_fin)(void *self);
 };
 
 /* One registered name; entries are never removed. */
@@ -86,6 +90,44 @@ const char *
 fake_error_text(void)
 {
 	return fake_err_isset ? fake_err : "";
+}
+
+/* Whether an error is recorded (tvm-ffi: raised and not yet moved out). */
+bool
+fake_error_pending(void)
+{
+	return fake_err_isset != 0;
+}
+
+/* Forget the recorded error (tvm-ffi's TVMFFIErrorMoveFromRaised). */
+void
+fake_error_clear(void)
+{
+	fake_err_isset = 0;
+	fake_err[0] = '\0';
+}
+
+/*
+ * The message of a typed error text "Kind: message": a pointer past
+ * "Kind: ", with the kind's length in *ret_kind_len; the text itself (and
+ * 0) when it has no kind.  What tvm-ffi keeps apart, and what its what()
+ * and so a v0.2x kException carry: the message alone (tvm-ffi-era.md
+ * §2.5).
+ */
+const char *
+fake_error_message(const char *text, size_t *ret_kind_len)
+{
+	size_t i = 0;
+
+	while (isalnum((unsigned char)text[i]) || text[i] == '_')
+		i++;
+	if (i == 0 || isdigit((unsigned char)text[0]) || text[i] != ':' ||
+	    text[i + 1] != ' ') {
+		*ret_kind_len = 0;
+		return text;
+	}
+	*ret_kind_len = i;
+	return text + i + 2;
 }
 
 /*
@@ -144,6 +186,8 @@ fake_obj_unref(struct fake_obj *o)
 		return;
 	if (o->kind == FAKE_FUNC && o->fin != NULL)
 		o->fin(o->resource);
+	if (o->kind == FAKE_FUNC && o->safe_fin != NULL)
+		o->safe_fin(o->self);
 	if (o->kind == FAKE_MODULE && o->dl != NULL)
 		(void)dlclose(o->dl);
 	o->magic = 0;
@@ -163,6 +207,7 @@ fake_obj_new(enum fake_kind kind)
 	}
 	o->magic = FAKE_OBJ_MAGIC;
 	o->kind = kind;
+	o->hdr.type_index = kind == FAKE_FUNC ? kTVMFFIFunction : kTVMFFIModule;
 	atomic_init(&o->refs, 1);
 	return o;
 }
@@ -188,6 +233,37 @@ fake_func_new(TVMPackedCFunc fn, void *resource, TVMPackedCFuncFinalizer fin,
 	o->fin = fin;
 	*ret_obj = o;
 	return 0;
+}
+
+/*
+ * A new function object of the tvm-ffi kind: calls @safe with @self, and
+ * its last reference runs @fin(@self) when @fin is not NULL.  Returns 0 or
+ * -1 (error set), as fake_func_new().
+ */
+int
+fake_func_new_safe(TVMFFISafeCallType safe, void *self, void (*fin)(void *self),
+    struct fake_obj **ret_obj)
+{
+	struct fake_obj *o;
+
+	if (safe == NULL)
+		return fake_error("TVMFFIFunctionCreate: NULL function");
+	o = fake_obj_new(FAKE_FUNC);
+	if (o == NULL)
+		return -1;
+	o->safe = safe;
+	o->self = self;
+	o->safe_fin = fin;
+	*ret_obj = o;
+	return 0;
+}
+
+/* The safe call of a tvm-ffi function and its self; NULL for others. */
+TVMFFISafeCallType
+fake_func_safe(const struct fake_obj *f, void **ret_self)
+{
+	*ret_self = f->self;
+	return f->safe;
 }
 
 /*
@@ -242,7 +318,7 @@ fake_ret_clear(struct fake_ret *r)
  * handles by value, strings and bytes copied, module and function handles
  * with a new reference (spec §3, TVMCFuncSetReturn).  Returns 0 or -1.
  */
-static int
+int
 fake_ret_set(struct fake_ret *r, TVMValue v, int code)
 {
 	const TVMByteArray *ba;
@@ -319,7 +395,12 @@ fake_call(struct fake_obj *fn, TVMValue *args, int *codes, int n,
 	int rc;
 
 	fake_ret_init(ret);
-	rc = fn->fn(args, codes, n, ret, fn->resource);
+#ifdef FAKE_TVM_FFI
+	if (fn->safe != NULL)
+		rc = fake_ffi_call(fn, args, codes, n, ret);
+	else
+#endif
+		rc = fn->fn(args, codes, n, ret, fn->resource);
 	ret->magic = 0;
 	if (rc != 0) {
 		fake_ret_clear(ret);
@@ -368,7 +449,7 @@ fake_find(const char *name)
  * @override is 0; with @override the old function is kept but never
  * released (spec §3).  The registry takes its own reference.
  */
-static int
+int
 fake_register_obj(const char *name, struct fake_obj *fn, int override)
 {
 	struct fake_entry *e;
@@ -414,7 +495,7 @@ out:
 int
 fake_register(const char *name, TVMPackedCFunc fn)
 {
-	struct fake_obj *o;
+	struct fake_obj *o = NULL;
 	int r;
 
 	if (fake_func_new(fn, NULL, NULL, &o) < 0)
@@ -543,7 +624,7 @@ int
 TVMFuncCreateFromCFunc(TVMPackedCFunc f, void *resource_handle,
     TVMPackedCFuncFinalizer fin, TVMFunctionHandle *out)
 {
-	struct fake_obj *o;
+	struct fake_obj *o = NULL;
 
 	if (out == NULL)
 		return fake_error("TVMFuncCreateFromCFunc: NULL out");

@@ -80,8 +80,16 @@ typedef int tvm_object_free_fn(TVMObjectHandle o);
 typedef int tvm_func_list_global_names_fn(
     int *out_size, const char ***out_names);
 
-/* What the fake runtime exports; nothing else leaves the .so. */
+/*
+ * What the fake runtime exports; nothing else leaves the .so.  The tvm-ffi
+ * flavour (FAKE_TVM_FFI) keeps these for its own use and exports only
+ * tvm_ffi_api.h, as a real v0.21+ runtime exports no TVMFunc* at all.
+ */
+#ifdef FAKE_TVM_FFI
+#define TVM_C_API_EXPORT __attribute__((visibility("hidden")))
+#else
 #define TVM_C_API_EXPORT __attribute__((visibility("default")))
+#endif
 
 TVM_C_API_EXPORT tvm_func_get_global_fn TVMFuncGetGlobal;
 TVM_C_API_EXPORT tvm_func_call_fn TVMFuncCall;

@@ -6,16 +6,20 @@
  * broker with its matchkey, and talks TVM RPC (bench/tvmrpc_client.h, the
  * client side written from the spec).  Every outcome class, the agent's
  * report in the ledger, hooks, quarantine, drain, and the agent dying.
+ * The key cases again with the fake's tvm-ffi flavour (a TVM v0.21+
+ * runtime), the client speaking that dialect (tvm-ffi-era.md FFI-*).
  */
 #include "config.h"
 
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -62,18 +66,18 @@ broker_down(void)
 	harness_broker_cleanup(&b);
 }
 
-/* Start the agent "a1" with the fake runtime, plus @extra flags. */
+/* Start the agent "a1" with the runtime @rt, plus @extra flags. */
 static void
-agent_up(const char *const *extra)
+agent_up_with(const char *rt, const char *const *extra)
 {
 	const char *bin = getenv("NPUFARM_AGENT_BIN");
-	const char *rt = getenv("NPUFARM_FAKE_TVM");
 	const char *argv[32] = {bin, "--broker", b.farm, "--key", "rk3588",
 	    "--name", "a1", "--tvm-runtime", rt, "--workdir", workdir, "-vv"};
 	size_t n = 12;
 
 	ck_assert_msg(bin != NULL && rt != NULL,
-	    "NPUFARM_AGENT_BIN or NPUFARM_FAKE_TVM is not set");
+	    "NPUFARM_AGENT_BIN or the runtime (NPUFARM_FAKE_TVM, "
+	    "NPUFARM_FAKE_TVM_FFI) is not set");
 	(void)snprintf(workdir, sizeof(workdir), "%s/work", b.dir);
 	(void)snprintf(agent_log, sizeof(agent_log), "%s/agent.log", b.dir);
 	argv[10] = workdir;
@@ -81,6 +85,13 @@ agent_up(const char *const *extra)
 		argv[n++] = *extra++;
 	argv[n] = NULL;
 	agent = harness_spawn(bin, argv, agent_log);
+}
+
+/* Start the agent "a1" with the fake runtime, plus @extra flags. */
+static void
+agent_up(const char *const *extra)
+{
+	agent_up_with(getenv("NPUFARM_FAKE_TVM"), extra);
 }
 
 static void
@@ -238,6 +249,21 @@ last_child(void)
 			pid = strtol(p + 9, NULL, 10);
 	fclose(f);
 	return pid;
+}
+
+/* Whether the agent's log has a line containing @needle. */
+static bool
+agent_log_contains(const char *needle)
+{
+	char line[2048];
+	bool found = false;
+	FILE *f = fopen(agent_log, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
 }
 
 static int
@@ -435,21 +461,68 @@ START_TEST(test_hooks_and_quarantine)
 }
 END_TEST
 
-START_TEST(test_quarantine_after_crashes)
+/*
+ * Candidates that crash are no evidence against the board: after
+ * --quarantine-after of them in a row the built-in probe runs, passes, and
+ * the board goes on serving (issue 11).
+ */
+START_TEST(test_crashes_probe_the_board)
 {
 	const char *extra[] = {"--quarantine-after", "2", NULL};
-	char *row;
+	struct tvmrpc_client *cl;
+	char text[256], *row;
 
 	agent_up(extra);
 	wait_state("idle");
 	crash_once();
 	wait_state("idle");
 	crash_once();
-	wait_state("quarantined");
-	row = harness_sql(b.db,
-	    "SELECT detail FROM boards WHERE kind = 'agent' AND name = 'a1'");
-	ck_assert_msg(
-	    strstr(row, "2 consecutive crash/lost sessions"), "%s", row);
+	wait_state("idle");
+	cl = client_open("10");
+	ck_assert_int_eq(
+	    call(cl, func(cl, "rpc.test.addone"), 1, text, sizeof(text), T_MS),
+	    TVMRPC_RETURN);
+	client_done(cl);
+	row = harness_sql(b.db, "SELECT count(*) FROM events WHERE kind ="
+				" 'board_quarantined'");
+	ck_assert_str_eq(row, "0\n");
+	free(row);
+	ck_assert(agent_log_contains("the built-in probe passed"));
+}
+END_TEST
+
+/*
+ * Tuners that leave without closing their sessions (lost, the client's
+ * doing) do not quarantine the board either: three in a row, the default
+ * --quarantine-after, and it is still idle.
+ */
+START_TEST(test_lost_sessions_are_not_board_evidence)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+	int i;
+
+	agent_up(NULL);
+	wait_state("idle");
+	for (i = 0; i < 3; i++) {
+		cl = client_open("10");
+		ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 1, text,
+				     sizeof(text), T_MS),
+		    TVMRPC_RETURN);
+		tvmrpc_client_free(cl); /* no shutdown: it just leaves */
+		row = reported_lease();
+		ck_assert_msg(strncmp(row, "lost|", 5) == 0, "%s", row);
+		free(row);
+		wait_sql("SELECT count(*) FROM leases WHERE reported_us IS NOT"
+			 " NULL AND outcome = 'lost'",
+		    i == 0   ? "1\n"
+		    : i == 1 ? "2\n"
+			     : "3\n");
+		wait_state("idle");
+	}
+	row = harness_sql(b.db, "SELECT count(*) FROM events WHERE kind ="
+				" 'board_quarantined'");
+	ck_assert_str_eq(row, "0\n");
 	free(row);
 }
 END_TEST
@@ -694,6 +767,277 @@ START_TEST(test_session_and_task_share_the_board)
 }
 END_TEST
 
+/* ---- the tvm-ffi dialect: the fake's tvm-ffi flavour (TVM v0.21+) --- */
+
+/* Whether the agent's log has @needle. */
+static bool
+log_contains(const char *path, const char *needle)
+{
+	char line[1024];
+	bool found = false;
+	FILE *f = fopen(path, "r");
+
+	ck_assert_ptr_nonnull(f);
+	while (!found && fgets(line, sizeof(line), f) != NULL)
+		found = strstr(line, needle) != NULL;
+	fclose(f);
+	return found;
+}
+
+static void
+agent_up_ffi(void)
+{
+	agent_up_with(getenv("NPUFARM_FAKE_TVM_FFI"), NULL);
+}
+
+/* kInitServer (FFI-03) answered void in the tvm-ffi form (FFI-04). */
+static struct tvmrpc_client *
+ffi_client_open(const char *timeout)
+{
+	struct tvmrpc_client_config cfg = {
+	    .tracker = b.farm,
+	    .key = "rk3588",
+	    .timeout = timeout,
+	    .io_timeout_ms = T_MS,
+	    .grant_timeout_ms = T_MS,
+	};
+	static const unsigned char void_body[8] = {1, 0, 0, 0, 0, 0, 0, 0};
+	struct tvmrpc_client *cl = NULL;
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	struct npufarm_err err;
+
+	ck_assert_msg(tvmrpc_client_open(&cfg, &cl, &err) == 0, "%s", err.msg);
+	tvmrpc_msg_init_server(&m);
+	ck_assert_msg(
+	    tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	ck_assert_uint_eq(p.body_len, sizeof(void_body));
+	ck_assert_mem_eq(p.body, void_body, sizeof(void_body));
+	return cl;
+}
+
+/* kGetGlobalFunc(RawStr @name) (FFI-05); the OpaquePtr handle (FFI-06). */
+static uint64_t
+ffi_func(struct tvmrpc_client *cl, const char *name)
+{
+	size_t len = strlen(name);
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	struct npufarm_err err;
+
+	ck_assert_uint_lt(len + 28, sizeof(m.b));
+	frame_put_le32(m.b + 12, 1);
+	frame_put_le32(m.b + 16, 8); /* RawStr */
+	frame_put_le64(m.b + 20, len);
+	memcpy(m.b + 28, name, len);
+	m.len = 28 + len;
+	tvmrpc_put_header(m.b, m.len - 8, TVMRPC_GET_GLOBAL_FUNC);
+	ck_assert_msg(
+	    tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	ck_assert_int_eq(p.body_len, 16);
+	ck_assert_int_eq(frame_get_le32(p.body + 4), 4); /* OpaquePtr */
+	return frame_get_le64(p.body + 8);
+}
+
+/*
+ * kCallFunc(@fn, Int @arg) (FFI-13).  Returns the reply's code; an Int
+ * result in *ret_v, a kException's text (tvm-ffi form: type 8) in @text.
+ */
+static int32_t
+ffi_call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg, int64_t *ret_v,
+    char *text, size_t len)
+{
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	uint64_t n;
+
+	frame_put_le64(m.b + 12, fn);
+	frame_put_le32(m.b + 20, 1);
+	frame_put_le32(m.b + 24, 1); /* Int */
+	frame_put_le64(m.b + 28, (uint64_t)arg);
+	m.len = 36;
+	tvmrpc_put_header(m.b, m.len - 8, TVMRPC_CALL_FUNC);
+	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
+	ck_assert_int_eq(
+	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), T_MS, &p), 0);
+	text[0] = '\0';
+	if (p.code == TVMRPC_EXCEPTION) {
+		ck_assert_int_ge(p.body_len, 16);
+		ck_assert_int_eq(frame_get_le32(p.body), 1);
+		ck_assert_int_eq(frame_get_le32(p.body + 4), 8);
+		n = frame_get_le64(p.body + 8);
+		ck_assert_uint_eq(n, p.body_len - 16);
+		(void)snprintf(text, len, "%.*s", (int)n, p.body + 16);
+	} else if (p.code == TVMRPC_RETURN && p.body_len == 28) {
+		/* [Int: type index 1, Int v] (FFI-14) */
+		ck_assert_int_eq(frame_get_le64(p.body + 8), 1);
+		*ret_v = (int64_t)frame_get_le64(p.body + 20);
+	}
+	return p.code;
+}
+
+/* ffi_call() of the global function @name; the text goes to @text. */
+static int32_t
+ffi_call_global(struct tvmrpc_client *cl, const char *name, int64_t arg,
+    int64_t *ret_v, char text[static 256])
+{
+	return ffi_call(cl, ffi_func(cl, name), arg, ret_v, text, 256);
+}
+
+/* The agent on the tvm-ffi runtime, idle, and a session with it. */
+static struct tvmrpc_client *
+ffi_board_session(const char *timeout)
+{
+	agent_up_ffi();
+	wait_state("idle");
+	return ffi_client_open(timeout);
+}
+
+START_TEST(test_ffi_session_ok)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+	int64_t v = 0;
+
+	cl = ffi_board_session("10");
+	ck_assert(log_contains(agent_log, "tvm-ffi C API"));
+	ck_assert_int_eq(ffi_call_global(cl, "rpc.test.addone", 41, &v, text),
+	    TVMRPC_RETURN);
+	ck_assert_int_eq(v, 42);
+	client_done(cl);
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "ok|0|", 5) == 0, "%s", row);
+	free(row);
+	wait_state("idle");
+}
+END_TEST
+
+START_TEST(test_ffi_session_exception)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+	int64_t v = 0;
+
+	cl = ffi_board_session("10");
+	/* A v0.26 server sends the error's message without its kind. */
+	ck_assert_int_eq(ffi_call_global(cl, "npufarm.test.raise", 0, &v, text),
+	    TVMRPC_EXCEPTION);
+	ck_assert_str_eq(text, "bad input");
+	ck_assert_int_eq(
+	    ffi_call_global(cl, "rpc.test.addone", 1, &v, text), TVMRPC_RETURN);
+	ck_assert_int_eq(v, 2);
+	client_done(cl);
+	row = reported_lease();
+	ck_assert_msg(
+	    strncmp(row, "exception|0|", 12) == 0 && strstr(row, "bad input"),
+	    "%s", row);
+	free(row);
+}
+END_TEST
+
+START_TEST(test_ffi_session_timeout)
+{
+	struct tvmrpc_client *cl;
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	unsigned char want[256];
+	char msg[256], text[256], *row;
+	uint64_t hang;
+	int64_t v = 0;
+	size_t n, wlen;
+	long pid;
+
+	cl = ffi_board_session("1");
+	hang = ffi_func(cl, "npufarm.test.hang");
+	pid = last_child();
+	ck_assert_int_gt(pid, 1);
+	/* FFI-20 for -timeout=1: u64 20+L | 5 | 1 | type 8 | u64 L | msg,
+	 * byte for byte what a v0.26 server sends at its deadline. */
+	ck_assert_int_ge(tvmrpc_timeout_message(1.0, msg, sizeof(msg)), 0);
+	n = strlen(msg);
+	wlen = 28 + n;
+	ck_assert_uint_le(wlen, sizeof(want));
+	frame_put_le64(want, 20 + n);
+	frame_put_le32(want + 8, TVMRPC_EXCEPTION);
+	frame_put_le32(want + 12, 1);
+	frame_put_le32(want + 16, 8);
+	frame_put_le64(want + 20, n);
+	memcpy(want + 28, msg, n);
+	frame_put_le64(m.b + 12, hang);
+	frame_put_le32(m.b + 20, 0);
+	m.len = 24;
+	tvmrpc_put_header(m.b, m.len - 8, TVMRPC_CALL_FUNC);
+	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
+	ck_assert_int_eq(
+	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), 5000, &p), 0);
+	ck_assert_int_eq(p.code, TVMRPC_EXCEPTION);
+	ck_assert_uint_eq(8 + p.len, wlen);
+	ck_assert_mem_eq(p.body, want + 12, wlen - 12);
+	/* Cleanup calls get the same packet, never the v0.14 form (which
+	 * would end a v0.26 client's process, FFI-N1). */
+	ck_assert_int_eq(
+	    ffi_call(cl, hang, 0, &v, text, sizeof(text)), TVMRPC_EXCEPTION);
+	ck_assert_str_eq(text, msg);
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "timeout|", 8) == 0, "%s", row);
+	free(row);
+	ck_assert_int_eq(kill((pid_t)-pid, 0), -1);
+	ck_assert_int_eq(errno, ESRCH);
+	ck_assert_int_eq(sessions_left(), 0);
+	client_done(cl);
+	/* The board is leasable again, and serves. */
+	wait_state("idle");
+	cl = ffi_client_open("10");
+	ck_assert_int_eq(
+	    ffi_call_global(cl, "rpc.test.addone", 1, &v, text), TVMRPC_RETURN);
+	ck_assert_int_eq(v, 2);
+	client_done(cl);
+}
+END_TEST
+
+START_TEST(test_ffi_session_crash)
+{
+	struct tvmrpc_client *cl;
+	char text[256], *row;
+	int64_t v = 0;
+
+	cl = ffi_board_session("10");
+	ck_assert_int_eq(ffi_call_global(cl, "npufarm.test.crash", 0, &v, text),
+	    TVMRPC_EXCEPTION);
+	ck_assert_str_eq(text, "npufarm: board session crashed: SIGSEGV "
+			       "(signal 11) while a reply was owed");
+	row = reported_lease();
+	ck_assert_msg(strncmp(row, "crash|11|", 9) == 0, "%s", row);
+	free(row);
+	client_done(cl);
+	wait_state("idle");
+}
+END_TEST
+
+/* A --tvm-runtime that is no TVM runtime: refused at start-up (exit 1). */
+START_TEST(test_agent_refuses_a_non_runtime)
+{
+	int status = -1, i;
+	pid_t r = 0;
+
+	agent_up_with("libm.so.6", NULL);
+	for (i = 0; i < T_MS / 10 && r == 0; i++) {
+		r = waitpid(agent, &status, WNOHANG);
+		if (r == 0)
+			usleep(10000);
+	}
+	ck_assert_int_eq(r, agent);
+	agent = 0;
+	ck_assert(WIFEXITED(status));
+	ck_assert_int_eq(WEXITSTATUS(status), 1);
+	ck_assert(log_contains(agent_log,
+	    "--tvm-runtime libm.so.6: not a TVM runtime: it exports neither "
+	    "TVMFFIFunctionGetGlobal"));
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -708,12 +1052,18 @@ suite(void)
 	tcase_add_test(tc, test_session_crash);
 	tcase_add_test(tc, test_agent_killed_mid_session);
 	tcase_add_test(tc, test_hooks_and_quarantine);
-	tcase_add_test(tc, test_quarantine_after_crashes);
+	tcase_add_test(tc, test_crashes_probe_the_board);
+	tcase_add_test(tc, test_lost_sessions_are_not_board_evidence);
 	tcase_add_test(tc, test_drain_lets_the_session_finish);
 	tcase_add_test(tc, test_upload_traversal_refused);
 	tcase_add_test(tc, test_module_needs_global_runtime);
 	tcase_add_test(tc, test_report_survives_broker_restart);
 	tcase_add_test(tc, test_session_and_task_share_the_board);
+	tcase_add_test(tc, test_ffi_session_ok);
+	tcase_add_test(tc, test_ffi_session_exception);
+	tcase_add_test(tc, test_ffi_session_timeout);
+	tcase_add_test(tc, test_ffi_session_crash);
+	tcase_add_test(tc, test_agent_refuses_a_non_runtime);
 	suite_add_tcase(s, tc);
 	return s;
 }

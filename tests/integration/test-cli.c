@@ -352,6 +352,10 @@ START_TEST(test_status_idle_board)
 	assert_key_line(r.out, BOARD_KEY, "1", "1", "0", "0", "0");
 	ck_assert_msg(line_has(r.out, "127.0.0.1:9090", "idle"),
 	    "no idle board line in:\n%s", r.out);
+	/* Registered by PUT and reached directly: nobody relays it. */
+	ck_assert_ptr_nonnull(strstr(r.out, "RELAY"));
+	ck_assert_msg(line_has(r.out, "127.0.0.1:9090", "none"),
+	    "no relay in:\n%s", r.out);
 	ck_assert_ptr_null(strstr(r.out, "waiting requests"));
 	run_free(&r);
 	tvmpeer_free(board);

@@ -8,10 +8,12 @@
 #include "config.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,6 +44,24 @@
 	"290000000000000005000000010000000b000000150000000000000056616c75" \
 	"654572726f723a2062616420696e707574"
 #define EP11 "040000000000000001000000"
+/* EP-09 as a tvm-ffi server says it (type index 8, tvm-ffi-era.md
+ * §2.5): what a session whose dialect is not known yet gets (§3.2). */
+#define FFI_T1                                                               \
+	"770000000000000005000000010000000800000063000000000000005250435365" \
+	"7373696f6e54696d656f75744572726f723a20596f757220312e30732073657373" \
+	"696f6e2068617320657870697265642c2074727920746f20696e63726561736520" \
+	"746865202273657373696f6e5f74696d656f7574222076616c75652e"
+/* FFI-03/04/05: a v0.26 session's first packets; FFI-20 its timeout. */
+#define FFI03 "1500000000000000020000000500000000000000302e382e3000000000"
+#define FFI04 "0c00000000000000040000000100000000000000"
+#define FFI05                                                              \
+	"2900000000000000090000000100000008000000150000000000000074766d2e" \
+	"7270632e7365727665722e75706c6f6164"
+#define FFI20                                                                  \
+	"77000000000000000500000001000000080000006300000000000000525043536573" \
+	"73696f6e54696d656f75744572726f723a20596f757220322e30732073657373696f" \
+	"6e2068617320657870697265642c2074727920746f20696e63726561736520746865" \
+	"202273657373696f6e5f74696d656f7574222076616c75652e"
 #define EP17                                                               \
 	"290000000000000009000000010000000b000000150000000000000074766d2e" \
 	"7270632e7365727665722e72656d6f7665"
@@ -51,7 +71,8 @@ static struct harness_broker b;
 static void
 start(void)
 {
-	static const char *const extra[] = {"--pair-timeout", "1", NULL};
+	static const char *const extra[] = {
+	    "--pair-timeout", "1", "--board-grace", "1", NULL};
 
 	harness_broker_start(&b, extra);
 }
@@ -115,8 +136,14 @@ expect_hex(struct tvmpeer *p, const char *hex)
 	unsigned char want[512], got[512];
 	size_t n = harness_unhex(hex, want, sizeof(want));
 
+	char seen[2 * sizeof(got) + 1];
+	size_t i;
+
 	read_exact(p, got, n);
-	ck_assert_msg(memcmp(got, want, n) == 0, "bytes differ from %s", hex);
+	for (i = 0; i < n; i++)
+		(void)snprintf(seen + 2 * i, 3, "%02x", got[i]);
+	ck_assert_msg(
+	    memcmp(got, want, n) == 0, "bytes %s differ from %s", seen, hex);
 }
 
 /* An RPC hello: magic, length, key, in one write. */
@@ -149,9 +176,12 @@ expect_success(struct tvmpeer *p)
 	return key;
 }
 
-/* A kException (code 5) packet; returns its message (malloc'd). */
+/*
+ * A kException (code 5) packet with string type @type (11: v0.14, 8:
+ * tvm-ffi); returns its message (malloc'd).
+ */
 static char *
-expect_exception(struct tvmpeer *p)
+expect_exception_typed(struct tvmpeer *p, uint32_t type)
 {
 	unsigned char hdr[28];
 	uint64_t len;
@@ -159,12 +189,19 @@ expect_exception(struct tvmpeer *p)
 
 	read_exact(p, hdr, 28);
 	ck_assert_uint_eq(frame_get_le32(hdr + 8), 5);
-	ck_assert_uint_eq(frame_get_le32(hdr + 16), 11);
+	ck_assert_uint_eq(frame_get_le32(hdr + 16), type);
 	len = frame_get_le32(hdr + 20);
 	ck_assert_uint_eq(frame_get_le32(hdr), 20 + len);
 	msg = calloc(1, len + 1);
 	read_exact(p, (unsigned char *)msg, len);
 	return msg;
+}
+
+/* A kException of a session whose dialect is not known: tvm-ffi's. */
+static char *
+expect_exception(struct tvmpeer *p)
+{
+	return expect_exception_typed(p, 8);
 }
 
 static struct tvmpeer *
@@ -206,18 +243,9 @@ client(const char *timeout_opt, struct tvmpeer *brd)
 	return p;
 }
 
-static char *
-lease_row(void)
-{
-	return harness_sql(b.db,
-	    "SELECT outcome, requests, exceptions, bytes_to_board > 0,"
-	    " bytes_to_client > 0, session_start_us IS NOT NULL, detail"
-	    " FROM leases WHERE granted_us IS NOT NULL ORDER BY id DESC"
-	    " LIMIT 1");
-}
-
+/* The newest lease's row by @sql starts with @prefix, within 4 s. */
 static void
-expect_row(const char *prefix)
+expect_sql_row(const char *sql, const char *prefix)
 {
 	char *row = NULL;
 	int i;
@@ -225,7 +253,7 @@ expect_row(const char *prefix)
 	/* The ledger row is written when the board side ends. */
 	for (i = 0; i < 200; i++) {
 		free(row);
-		row = lease_row();
+		row = harness_sql(b.db, sql);
 		if (strncmp(row, prefix, strlen(prefix)) == 0)
 			break;
 		usleep(20000);
@@ -233,6 +261,32 @@ expect_row(const char *prefix)
 	ck_assert_msg(strncmp(row, prefix, strlen(prefix)) == 0,
 	    "row '%s' does not start '%s'", row, prefix);
 	free(row);
+}
+
+static void
+expect_row(const char *prefix)
+{
+	expect_sql_row(
+	    "SELECT outcome, requests, exceptions, bytes_to_board > 0,"
+	    " bytes_to_client > 0, session_start_us IS NOT NULL, detail"
+	    " FROM leases WHERE granted_us IS NOT NULL ORDER BY id DESC"
+	    " LIMIT 1",
+	    prefix);
+}
+
+/* The shortest session, kInitServer then kShutdown, ended ok. */
+static void
+short_session(struct tvmpeer *cli, struct tvmpeer *brd)
+{
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP11);
+	expect_hex(brd, EP11);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+	expect_row("ok|1|0|1|1|1|");
 }
 
 START_TEST(test_relay_ok_session)
@@ -283,13 +337,15 @@ START_TEST(test_relay_timeout_silent_board)
 
 	send_hex(cli, EP01);
 	expect_hex(brd, EP01);
-	/* The board never answers: at 1 s the client gets exactly what a
-	 * v0.14 Python server sends (EP-09), and the board is closed. */
-	expect_hex(cli, EP09);
+	/* The board never answers, so the dialect is unknown: at 1 s the
+	 * client gets TVM's timeout exception in the form both kinds of
+	 * client survive (tvm-ffi-era.md §3.2), and the board is closed. */
+	expect_hex(cli, FFI_T1);
 	ck_assert(harness_wait_closed(tvmpeer_fd(brd), T_MS));
 	tvmpeer_free(brd);
 	/* Tuner cleanup on the dead session fails with the same error,
-	 * every call of it. */
+	 * every call of it; its kGetGlobalFunc names a function as v0.14's
+	 * string type 11, so from now on the error is v0.14's (D2). */
 	send_hex(cli, EP17);
 	expect_hex(cli, EP09);
 	send_hex(cli, EP17);
@@ -301,6 +357,65 @@ START_TEST(test_relay_timeout_silent_board)
 	tvmpeer_free(cli);
 	expect_row("timeout|1|1|1|1|1|session deadline of 1 s passed while a "
 		   "reply was owed");
+}
+END_TEST
+
+/* A v0.14 board answered kInitServer: its timeout is v0.14's, EP-09. */
+START_TEST(test_relay_timeout_v014_board)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=1", brd);
+
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP17);
+	expect_hex(brd, EP17);
+	expect_hex(cli, EP09);
+	send_hex(cli, EP17);
+	expect_hex(cli, EP09);
+	tvmpeer_free(brd);
+	tvmpeer_free(cli);
+	expect_row("timeout|2|1|1|1|1|session deadline of 1 s passed while a "
+		   "reply was owed");
+}
+END_TEST
+
+/* A v0.26 board: FFI-20 exactly, never the v0.14 form that kills a v0.26
+ * client (FFI-N1); the same for a crash. */
+START_TEST(test_relay_timeout_ffi_board)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=2", brd);
+	char *msg;
+
+	send_hex(cli, FFI03);
+	expect_hex(brd, FFI03);
+	send_hex(brd, FFI04);
+	expect_hex(cli, FFI04);
+	send_hex(cli, FFI05);
+	expect_hex(brd, FFI05);
+	expect_hex(cli, FFI20);
+	send_hex(cli, FFI05);
+	expect_hex(cli, FFI20);
+	tvmpeer_free(brd);
+	tvmpeer_free(cli);
+	expect_row("timeout|2|1|1|1|1|session deadline of 2 s passed while a "
+		   "reply was owed");
+
+	brd = board();
+	cli = client(" -timeout=5", brd);
+	send_hex(cli, FFI03);
+	expect_hex(brd, FFI03);
+	send_hex(brd, FFI04);
+	expect_hex(cli, FFI04);
+	send_hex(cli, FFI05);
+	expect_hex(brd, FFI05);
+	tvmpeer_free(brd);
+	msg = expect_exception_typed(cli, 8);
+	ck_assert_msg(
+	    strstr(msg, "board ended the session abnormally"), "%s", msg);
+	free(msg);
+	tvmpeer_free(cli);
 }
 END_TEST
 
@@ -420,15 +535,7 @@ START_TEST(test_relay_standalone_client_key)
 	k = expect_success(brd);
 	ck_assert_str_eq(k, "client:x1");
 	free(k);
-	send_hex(cli, EP01);
-	expect_hex(brd, EP01);
-	send_hex(brd, EP02);
-	expect_hex(cli, EP02);
-	send_hex(cli, EP11);
-	expect_hex(brd, EP11);
-	tvmpeer_free(cli);
-	tvmpeer_free(brd);
-	expect_row("ok|1|0|1|1|1|");
+	short_session(cli, brd);
 }
 END_TEST
 
@@ -620,6 +727,397 @@ START_TEST(test_relay_timeout_during_upload)
 }
 END_TEST
 
+/* Whether the peer of @fd has closed it, without waiting or reading. */
+static bool
+peer_closed(int fd)
+{
+	char c;
+	ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* Nothing arrives on @p within @ms. */
+static void
+expect_silence(struct tvmpeer *p, int ms)
+{
+	struct pollfd pfd = {tvmpeer_fd(p), POLLIN, 0};
+
+	ck_assert_int_eq(poll(&pfd, 1, ms), 0);
+}
+
+/*
+ * A TVM Python server behind the proxy enforces -timeout=T itself (its
+ * _serving): at T it writes its own kException with a blocking write and,
+ * if that write fails, its proxy loop dies for good.  The broker's
+ * exception reaches the client at T, and the board's connection stays
+ * open for its late write, which the client never sees; the board's next
+ * dial-in is a free board.
+ */
+START_TEST(test_relay_board_survives_its_own_timeout)
+{
+	struct tvmpeer *brd = board(), *cli = client(" -timeout=1", brd);
+	unsigned char exc[256];
+	size_t n = harness_unhex(EP09, exc, sizeof(exc));
+
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP17);
+	expect_hex(brd, EP17);
+	expect_hex(cli, EP09);
+	usleep(200 * 1000); /* the board's own timer fires a little later */
+	ck_assert_msg(!peer_closed(tvmpeer_fd(brd)),
+	    "the broker closed the board's connection at the deadline");
+	ck_assert_int_eq(
+	    send(tvmpeer_fd(brd), exc, n, MSG_NOSIGNAL), (ssize_t)n);
+	tvmpeer_free(brd);
+	expect_silence(cli, 300); /* the late exception is not relayed */
+	tvmpeer_free(cli);
+	expect_row("timeout|2|1|1|1|1|session deadline of 1 s passed");
+	ck_assert(harness_log_contains(&b, "closed its timed-out session"));
+
+	/* The same server dials in again and serves the next session. */
+	brd = board();
+	cli = client(" -timeout=5", brd);
+	short_session(cli, brd);
+}
+END_TEST
+
+/* ---- boards registered by PUT, relayed: --relay-boards all ----------- */
+
+/* A fake TVM server registered by PUT: a listening socket and a tracker
+ * connection that registered it under key x2. */
+struct putboard {
+	int lfd;
+	long port;
+	struct tvmpeer *trk;
+	char matchkey[64];
+};
+
+static void
+start_relay_all(void)
+{
+	static const char *const extra[] = {"--relay-boards", "all",
+	    "--board-grace", "1", "--pair-timeout", "2", "--handshake-timeout",
+	    "1", NULL};
+
+	harness_broker_start(&b, extra);
+}
+
+/* Listen on a free loopback port (or, @dead, one nobody listens on) and
+ * PUT it for key x2 under matchkey x2:@n. */
+static void
+putboard_open(struct putboard *pb, int n, bool dead)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	struct npufarm_err err;
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	pb->lfd = socket(AF_INET, SOCK_STREAM, 0);
+	ck_assert_int_ge(pb->lfd, 0);
+	ck_assert_int_eq(bind(pb->lfd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	ck_assert_int_eq(listen(pb->lfd, 4), 0);
+	ck_assert_int_eq(getsockname(pb->lfd, (struct sockaddr *)&sa, &len), 0);
+	pb->port = ntohs(sa.sin_port);
+	if (dead) {
+		close(pb->lfd);
+		pb->lfd = -1;
+	}
+	(void)snprintf(pb->matchkey, sizeof(pb->matchkey), "x2:0.%d", n);
+	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &pb->trk, &err), 0);
+	ck_assert_int_eq(tvmpeer_update_info(pb->trk, "x2", pb->port), 0);
+	ck_assert_int_eq(tvmpeer_recv_ok(pb->trk, T_MS, &err), 0);
+	ck_assert_int_eq(
+	    tvmpeer_put(pb->trk, "x2", pb->port, pb->matchkey, NULL), 0);
+	ck_assert_int_eq(tvmpeer_recv_ok(pb->trk, T_MS, &err), 0);
+}
+
+static void
+putboard_close(struct putboard *pb)
+{
+	if (pb->lfd >= 0)
+		close(pb->lfd);
+	tvmpeer_free(pb->trk);
+}
+
+/* A tuner's REQUEST for x2: the grant names the broker and a matchkey of
+ * its own; the tuner connects back with it. */
+static struct tvmpeer *
+client_x2(const char *timeout_opt, const struct putboard *pb)
+{
+	struct tvmpeer *trk, *p;
+	struct tvmpeer_grant g;
+	struct npufarm_err err;
+	char key[300];
+
+	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &trk, &err), 0);
+	ck_assert_int_eq(tvmpeer_request(trk, "x2", "", 1), 0);
+	ck_assert_msg(
+	    tvmpeer_recv_grant(trk, T_MS, &g, &err) == 0, "%s", err.msg);
+	tvmpeer_free(trk);
+	ck_assert_str_eq(g.host, "127.0.0.1");
+	ck_assert_int_eq(g.port, atoi(strrchr(b.farm, ':') + 1));
+	ck_assert_str_ne(g.matchkey, pb->matchkey);
+	p = raw();
+	(void)snprintf(
+	    key, sizeof(key), "client:%s%s", g.matchkey, timeout_opt);
+	hello(p, key);
+	return p;
+}
+
+/* The broker dials the board: accept it and check its hello. */
+static int
+putboard_accept(const struct putboard *pb, const char *want_key)
+{
+	struct pollfd pfd = {pb->lfd, POLLIN, 0};
+	unsigned char hdr[8];
+	char key[300];
+	uint32_t n;
+	int fd;
+
+	ck_assert_int_eq(poll(&pfd, 1, T_MS), 1);
+	fd = accept(pb->lfd, NULL, NULL);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(read(fd, hdr, 8), 8);
+	ck_assert_uint_eq(frame_get_le32(hdr), 0xFF271);
+	n = frame_get_le32(hdr + 4);
+	ck_assert_uint_lt(n, sizeof(key));
+	ck_assert_int_eq(read(fd, key, n), (ssize_t)n);
+	key[n] = '\0';
+	ck_assert_str_eq(key, want_key);
+	return fd;
+}
+
+static void
+fd_send_hex(int fd, const char *hex)
+{
+	unsigned char v[512];
+	size_t n = harness_unhex(hex, v, sizeof(v));
+
+	ck_assert_int_eq(send(fd, v, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+static void
+fd_expect_hex(int fd, const char *hex)
+{
+	unsigned char want[512], got[512];
+	size_t n = harness_unhex(hex, want, sizeof(want)), k = 0;
+	struct pollfd pfd = {fd, POLLIN, 0};
+	ssize_t r;
+
+	while (k < n) {
+		ck_assert_int_eq(poll(&pfd, 1, T_MS), 1);
+		r = read(fd, got + k, n - k);
+		ck_assert_int_gt(r, 0);
+		k += (size_t)r;
+	}
+	ck_assert(memcmp(got, want, n) == 0);
+}
+
+#define HS02_X2 "71f20f00090000007365727665723a7832" /* server:x2 */
+
+static void
+expect_row_x2(const char *prefix)
+{
+	expect_sql_row("SELECT outcome, ifnull(requests, 0), detail FROM "
+		       "leases WHERE key = 'x2' ORDER BY id DESC LIMIT 1",
+	    prefix);
+}
+
+/*
+ * TVM's C++ tvm_rpc and old Python servers register by PUT and never send
+ * a timeout exception.  With --relay-boards all the broker dials them with
+ * their own matchkey and a -timeout they enforce a second after ours, so
+ * the tuner gets RPCSessionTimeoutError, and the board lingers for its own
+ * ending.  A session the board ends cleanly is ok; the board is leasable
+ * again once it PUTs its next matchkey.
+ */
+START_TEST(test_relay_put_board_timeout_and_next_session)
+{
+	struct putboard pb;
+	struct tvmpeer *cli;
+	char want[128], *body;
+	int fd, status;
+	json_t *v;
+
+	putboard_open(&pb, 1, false);
+	body = harness_http_get(b.http, "/v1/boards", &status);
+	v = json_loads(body, 0, NULL);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(
+		json_array_get(json_object_get(v, "boards"), 0), "relay")),
+	    "broker");
+	json_decref(v);
+	free(body);
+
+	cli = client_x2(" -timeout=1", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=2", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	fd_send_hex(fd, HS02_X2);
+	expect_hex(cli, HS02_X2);
+	send_hex(cli, EP01);
+	fd_expect_hex(fd, EP01);
+	fd_send_hex(fd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP17);
+	fd_expect_hex(fd, EP17);
+	/* The board hangs: at 1 s the client gets TVM's exception. */
+	expect_hex(cli, EP09);
+	send_hex(cli, EP17);
+	expect_hex(cli, EP09);
+	usleep(200 * 1000);
+	ck_assert(!peer_closed(fd)); /* lingering for its own end */
+	close(fd);
+	tvmpeer_free(cli);
+	expect_row_x2("timeout|2|session deadline of 1 s passed");
+
+	/* Its next matchkey: a second session, ended by the client. */
+	(void)snprintf(pb.matchkey, sizeof(pb.matchkey), "x2:0.2");
+	ck_assert_int_eq(
+	    tvmpeer_put(pb.trk, "x2", pb.port, pb.matchkey, NULL), 0);
+	{
+		struct npufarm_err err;
+
+		ck_assert_int_eq(tvmpeer_recv_ok(pb.trk, T_MS, &err), 0);
+	}
+	cli = client_x2("", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	fd_send_hex(fd, HS02_X2);
+	expect_hex(cli, HS02_X2);
+	send_hex(cli, EP01);
+	fd_expect_hex(fd, EP01);
+	fd_send_hex(fd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP11);
+	fd_expect_hex(fd, EP11);
+	close(fd);
+	tvmpeer_free(cli);
+	expect_row_x2("ok|1|client shut down");
+	putboard_close(&pb);
+}
+END_TEST
+
+/* The board dies mid-call: the tuner gets a clean RPCError, not kShutdown. */
+START_TEST(test_relay_put_board_crash)
+{
+	struct putboard pb;
+	struct tvmpeer *cli;
+	char want[128], *msg;
+	int fd;
+
+	putboard_open(&pb, 3, false);
+	cli = client_x2(" -timeout=10", &pb);
+	(void)snprintf(
+	    want, sizeof(want), "client:%s -timeout=11", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	fd_send_hex(fd, HS02_X2);
+	expect_hex(cli, HS02_X2);
+	send_hex(cli, EP01);
+	fd_expect_hex(fd, EP01);
+	fd_send_hex(fd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP05);
+	fd_expect_hex(fd, EP05);
+	close(fd);
+	msg = expect_exception_typed(cli, 11);
+	ck_assert_msg(
+	    strstr(msg, "board ended the session abnormally"), "%s", msg);
+	free(msg);
+	tvmpeer_free(cli);
+	expect_row_x2("crash|2|the board ended the session abnormally");
+	putboard_close(&pb);
+}
+END_TEST
+
+/* A board that refuses the matchkey, or cannot be reached: the lease is
+ * lost, the tuner gets MISMATCH (TVM's client asks the tracker again), the
+ * board's events say why. */
+START_TEST(test_relay_put_board_refuses_or_unreachable)
+{
+	struct putboard pb, dead;
+	struct tvmpeer *cli;
+	char want[128];
+	int fd;
+
+	putboard_open(&pb, 4, false);
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	fd_send_hex(fd, MISMATCH);
+	close(fd);
+	expect_hex(cli, MISMATCH);
+	ck_assert(harness_wait_closed(tvmpeer_fd(cli), T_MS));
+	tvmpeer_free(cli);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	putboard_close(&pb);
+
+	putboard_open(&dead, 5, true);
+	cli = client_x2(" -timeout=5", &dead);
+	expect_hex(cli, MISMATCH);
+	tvmpeer_free(cli);
+	expect_row_x2("lost|0|the broker could not relay a session with board");
+	putboard_close(&dead);
+	harness_wait_sql(b.db,
+	    "SELECT count(*), sum(detail LIKE '%MISMATCH%'), "
+	    "sum(detail LIKE '%refused%') FROM events "
+	    "WHERE kind = 'board_unreachable'",
+	    "2|1|1\n", T_MS);
+}
+END_TEST
+
+/* A board that takes the connection but never answers: the dial's
+ * deadline (--handshake-timeout) ends it; a client that leaves while the
+ * broker dials ends it too.  Either way the lease is lost, nothing leaks. */
+START_TEST(test_relay_put_board_silent)
+{
+	struct putboard pb;
+	struct tvmpeer *cli;
+	char want[128];
+	int fd;
+
+	putboard_open(&pb, 6, false);
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	expect_hex(cli, MISMATCH); /* after --handshake-timeout 1 */
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	tvmpeer_free(cli);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	ck_assert(harness_log_contains(&b, "no answer to the RPC handshake"));
+
+	(void)snprintf(pb.matchkey, sizeof(pb.matchkey), "x2:0.7");
+	ck_assert_int_eq(
+	    tvmpeer_put(pb.trk, "x2", pb.port, pb.matchkey, NULL), 0);
+	{
+		struct npufarm_err err;
+
+		ck_assert_int_eq(tvmpeer_recv_ok(pb.trk, T_MS, &err), 0);
+	}
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	tvmpeer_free(cli); /* gone before the board answers */
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	ck_assert(harness_log_contains(&b, "the client left during the"));
+	/* Only the silence is held against the board. */
+	harness_wait_sql(b.db,
+	    "SELECT count(*), sum(detail LIKE '%no answer%') FROM events "
+	    "WHERE kind = 'board_unreachable'",
+	    "1|1\n", T_MS);
+	putboard_close(&pb);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -630,6 +1128,8 @@ main(void)
 	tcase_add_checked_fixture(tc, start, stop);
 	tcase_add_test(tc, test_relay_ok_session);
 	tcase_add_test(tc, test_relay_timeout_silent_board);
+	tcase_add_test(tc, test_relay_timeout_v014_board);
+	tcase_add_test(tc, test_relay_timeout_ffi_board);
 	tcase_add_test(tc, test_relay_timeout_during_upload);
 	tcase_add_test(tc, test_relay_board_own_timeout_one_exception);
 	tcase_add_test(tc, test_relay_board_exception_passes_through);
@@ -641,6 +1141,15 @@ main(void)
 	tcase_add_test(tc, test_relay_unused_grant_returns_board);
 	tcase_add_test(tc, test_relay_bytes_before_pairing_close);
 	tcase_add_test(tc, test_relay_board_in_summary);
+	tcase_add_test(tc, test_relay_board_survives_its_own_timeout);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("relay-boards");
+	tcase_set_timeout(tc, 30);
+	tcase_add_checked_fixture(tc, start_relay_all, stop);
+	tcase_add_test(tc, test_relay_put_board_timeout_and_next_session);
+	tcase_add_test(tc, test_relay_put_board_crash);
+	tcase_add_test(tc, test_relay_put_board_refuses_or_unreachable);
+	tcase_add_test(tc, test_relay_put_board_silent);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 60);

@@ -361,8 +361,14 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 	{
 		static const char *const fields[] = {"id", "name", "kind",
 		    "key", "address", "state", "free", "first_seen",
-		    "last_seen", "lease", "detail", "drained"};
+		    "last_seen", "lease", "detail", "drained", "task", "tags",
+		    "relay"};
 		size_t i;
+
+		/* Registered by PUT, reached directly (no --relay-boards
+		 * all). */
+		ck_assert_str_eq(
+		    json_string_value(json_object_get(bd, "relay")), "none");
 
 		for (i = 0; i < sizeof(fields) / sizeof(fields[0]); i++)
 			ck_assert_msg(json_object_get(bd, fields[i]) != NULL,

@@ -20,6 +20,8 @@ npufarm_kernel_fn exit_zero;
 npufarm_kernel_fn fail_third;
 npufarm_kernel_fn silent_fail;
 npufarm_kernel_fn describe;
+npufarm_kernel_fn copy;
+npufarm_kernel_fn count_copy;
 
 /* Does nothing: the fastest kernel there is. */
 int
@@ -124,4 +126,29 @@ describe(const DLTensor *args, int num_args, char *err, size_t err_len)
 		}
 	}
 	return 1;
+}
+
+/* args[1] = args[0], for float32 vectors of the same length. */
+int
+copy(const DLTensor *args, int num_args, char *err, size_t err_len)
+{
+	memcpy(args[1].data, args[0].data, (size_t)args[0].shape[0] * 4);
+	return 0;
+}
+
+/*
+ * copy, as a reference that counts its runs: one byte appended to the file
+ * $NPUFARM_TEST_REF_COUNT per call.
+ */
+int
+count_copy(const DLTensor *args, int num_args, char *err, size_t err_len)
+{
+	const char *path = getenv("NPUFARM_TEST_REF_COUNT");
+	FILE *f = path != NULL ? fopen(path, "a") : NULL;
+
+	if (f != NULL) {
+		(void)fputc('x', f);
+		(void)fclose(f);
+	}
+	return copy(args, num_args, err, err_len);
 }

@@ -690,6 +690,66 @@ START_TEST(test_jobview_best_task_by_median_among_ok)
 }
 END_TEST
 
+/*
+ * Candidates are ranked within their problem: the smallest size is not
+ * the best of a sweep over sizes; one line per group, first seen first.
+ */
+START_TEST(test_jobview_best_per_group)
+{
+	json_t *job = json_loads(
+	    "{\"tasks\": {\"total\": 4, \"ok\": 3, \"wrong\": 1},"
+	    " \"task_list\": ["
+	    "  {\"index\": 0, \"name\": \"big-a\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.004], \"group\": \"n=64\"},"
+	    "  {\"index\": 1, \"name\": \"small\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.001], \"group\": \"n=32\"},"
+	    "  {\"index\": 2, \"name\": \"big-b\", \"outcome\": \"ok\","
+	    "   \"costs\": [0.003], \"group\": \"n=64\"},"
+	    "  {\"index\": 3, \"name\": \"fast\", \"outcome\": \"wrong\","
+	    "   \"costs\": null, \"group\": \"n=64\"}]}",
+	    0, NULL);
+	const json_t *list = json_object_get(job, "task_list");
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f;
+
+	ck_assert_int_eq(jobview_best_in_group(list, "n=64"), 2);
+	ck_assert_int_eq(jobview_best_in_group(list, "n=32"), 1);
+	ck_assert_int_eq(jobview_best_in_group(list, "n=8"), -1);
+	f = open_memstream(&buf, &len);
+	jobview_print_tasks(job, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_msg(strstr(buf, "ok 3, wrong 1\n"
+				  "best per problem (tasks that share their "
+				  "inputs, or their \"group\"):\n"
+				  "  n=64: task 2 (big-b), median 3.00ms (best "
+				  "3.00ms)\n"
+				  "  n=32: task 1 (small), median 1.00ms (best "
+				  "1.00ms)\n") != NULL,
+	    "%s", buf);
+	free(buf);
+	json_decref(job);
+	/* One problem with an ok candidate: the single best line says so. */
+	job = json_loads(
+	    "{\"task_list\": ["
+	    " {\"index\": 0, \"outcome\": \"crash\","
+	    "  \"group\": \"no arguments\"},"
+	    " {\"index\": 1, \"outcome\": \"ok\", \"costs\": [0.002],"
+	    "  \"group\": \"n=64\"}]}",
+	    0, NULL);
+	buf = NULL;
+	f = open_memstream(&buf, &len);
+	jobview_print_tasks(job, f);
+	ck_assert_int_eq(fclose(f), 0);
+	ck_assert_msg(strstr(buf, "best: task 1, median 2.00ms (best 2.00ms)\n"
+				  "(the only problem with a candidate that "
+				  "ended ok: n=64)\n") != NULL,
+	    "%s", buf);
+	free(buf);
+	json_decref(job);
+}
+END_TEST
+
 START_TEST(test_jobview_progress_formats)
 {
 	json_t *job = json_loads("{\"id\": 12, \"state\": \"running\", "
@@ -840,6 +900,7 @@ cli_suite(void)
 	tcase_add_test(tc, test_jobview_cost_three_digits);
 	tcase_add_test(tc, test_jobview_median_and_best);
 	tcase_add_test(tc, test_jobview_best_task_by_median_among_ok);
+	tcase_add_test(tc, test_jobview_best_per_group);
 	tcase_add_test(tc, test_jobview_progress_formats);
 	tcase_add_test(tc, test_jobview_exit_status_and_finished);
 	tcase_add_test(tc, test_jobview_print_tasks_table);

@@ -8,7 +8,9 @@
  * a forked child.  The test plays the TVM client on the other end with the
  * spec's vectors (tvm-rpc-vectors.md EP-*) and checks what the child's
  * parent would see: replies byte for byte, wait statuses, and the loop's
- * error text.  The runtime path comes from $NPUFARM_FAKE_TVM.
+ * error text.  The runtime path comes from $NPUFARM_FAKE_TVM.  The
+ * tvm-ffi flavour ($NPUFARM_FAKE_TVM_FFI) is checked for its C API here;
+ * its wire, through the agent's own session child, in test-supervisor.
  */
 #include "config.h"
 
@@ -34,6 +36,7 @@
 #include "frame.h"
 #include "harness.h"
 #include "tvm_c_api.h"
+#include "tvm_ffi_api.h"
 #include "tvmrpc.h"
 
 #define T_MS 5000
@@ -1242,6 +1245,143 @@ START_TEST(test_session_sigpipe)
 }
 END_TEST
 
+/* ---- the tvm-ffi flavour's C API ---------------------------------------- */
+
+/* Its entry points (tvm_ffi_api.h), resolved with dlsym(). */
+struct ffi_api {
+	void *lib;
+	tvm_ffi_function_get_global_fn *get_global;
+	tvm_ffi_function_call_fn *call;
+	tvm_ffi_string_from_byte_array_fn *str;
+	tvm_ffi_error_move_from_raised_fn *move_error;
+	tvm_ffi_object_ref_fn *decref;
+};
+
+static struct ffi_api fapi;
+
+static void
+ffi_api_setup(void)
+{
+	const char *path = getenv("NPUFARM_FAKE_TVM_FFI");
+
+	ck_assert_msg(path != NULL, "NPUFARM_FAKE_TVM_FFI is not set");
+	fapi.lib = dlopen(path, RTLD_NOW | RTLD_GLOBAL);
+	ck_assert_msg(fapi.lib != NULL, "%s", dlerror());
+	ck_assert_int_eq(
+	    api_sym(fapi.lib, "TVMFFIFunctionGetGlobal", &fapi.get_global), 0);
+	ck_assert_int_eq(
+	    api_sym(fapi.lib, "TVMFFIFunctionCall", &fapi.call), 0);
+	ck_assert_int_eq(
+	    api_sym(fapi.lib, "TVMFFIStringFromByteArray", &fapi.str), 0);
+	ck_assert_int_eq(
+	    api_sym(fapi.lib, "TVMFFIErrorMoveFromRaised", &fapi.move_error),
+	    0);
+	ck_assert_int_eq(
+	    api_sym(fapi.lib, "TVMFFIObjectDecRef", &fapi.decref), 0);
+}
+
+/* The global function @name, asserted to exist (a new reference). */
+static void *
+ffi_global(const char *name)
+{
+	TVMFFIByteArray n = {name, strlen(name)};
+	void *h = NULL;
+
+	ck_assert_int_eq(fapi.get_global(&n, &h), 0);
+	return h;
+}
+
+/* The cell of object @o (after the 24-byte header, spec §4.2). */
+static const void *
+ffi_cell(const void *o)
+{
+	return (const char *)o + sizeof(TVMFFIObject);
+}
+
+START_TEST(test_ffi_api_exports)
+{
+	static const char *const ffi[] = {"TVMFFIFunctionGetGlobal",
+	    "TVMFFIFunctionCall", "TVMFFIFunctionCreate",
+	    "TVMFFIFunctionSetGlobal", "TVMFFIErrorMoveFromRaised",
+	    "TVMFFIErrorSetRaisedFromCStr", "TVMFFIStringFromByteArray",
+	    "TVMFFIObjectIncRef", "TVMFFIObjectDecRef"};
+	static const char *const v014[] = {"TVMFuncGetGlobal", "TVMFuncCall",
+	    "TVMFuncCreateFromCFunc", "TVMFuncRegisterGlobal",
+	    "TVMCFuncSetReturn", "TVMGetLastError", "TVMAPISetLastError",
+	    "TVMFuncFree", "TVMModFree", "TVMObjectFree"};
+	size_t i;
+
+	/* One family only, as each real runtime (spec §4.1, §4.6). */
+	for (i = 0; i < sizeof(ffi) / sizeof(ffi[0]); i++)
+		ck_assert_msg(dlsym(fapi.lib, ffi[i]) != NULL, "%s", ffi[i]);
+	for (i = 0; i < sizeof(v014) / sizeof(v014[0]); i++)
+		ck_assert_msg(dlsym(fapi.lib, v014[i]) == NULL, "%s", v014[i]);
+	ck_assert_ptr_null(dlsym(fapi.lib, "fake_ffi_call"));
+	/* And the v0.14 flavour has none of tvm-ffi's. */
+	ck_assert_ptr_null(dlsym(tapi.lib, "TVMFFIFunctionGetGlobal"));
+
+	/* The loader of the era (spec §4.4). */
+	ck_assert_ptr_nonnull(ffi_global("rpc.ServerLoop"));
+	ck_assert_ptr_nonnull(ffi_global("ffi.ModuleLoadFromFile"));
+	ck_assert_ptr_null(ffi_global("runtime.module.loadfile_so"));
+}
+END_TEST
+
+START_TEST(test_ffi_api_semantics)
+{
+	TVMFFIByteArray in = {"abc", 3}, longer = {"/tmp/kernels.so", 15};
+	const TVMFFIErrorCell *cell;
+	const TVMFFIByteArray *b;
+	TVMFFIAny a, r;
+	void *addone, *raise_fn, *e;
+
+	/* Strings are owned: inline up to 7 bytes, else a String object. */
+	ck_assert_int_eq(fapi.str(&in, &a), 0);
+	ck_assert_int_eq(a.type_index, kTVMFFISmallStr);
+	ck_assert_uint_eq(a.small_str_len, 3);
+	ck_assert_mem_eq(a.v_bytes, "abc", 3);
+	ck_assert_int_eq(fapi.str(&longer, &a), 0);
+	ck_assert_int_eq(a.type_index, kTVMFFIStr);
+	b = ffi_cell(a.v_ptr);
+	ck_assert_uint_eq(b->size, 15);
+	ck_assert_mem_eq(b->data, "/tmp/kernels.so", 15);
+	ck_assert_int_eq(fapi.decref(a.v_ptr), 0);
+
+	/* A call: the result must be None on entry (spec §4.3). */
+	addone = ffi_global("rpc.test.addone");
+	a = (TVMFFIAny){.type_index = kTVMFFIInt, .v_int64 = 41};
+	r = (TVMFFIAny){.type_index = kTVMFFIInt};
+	ck_assert_int_ne(fapi.call(addone, &a, 1, &r), 0);
+	fapi.move_error(&e);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(fapi.decref(e), 0);
+	r = (TVMFFIAny){.type_index = kTVMFFINone};
+	ck_assert_int_eq(fapi.call(addone, &a, 1, &r), 0);
+	ck_assert_int_eq(r.type_index, kTVMFFIInt);
+	ck_assert_int_eq(r.v_int64, 42);
+	ck_assert_int_eq(fapi.decref(addone), 0);
+
+	/* A raised error moves out once, kind and message apart. */
+	raise_fn = ffi_global("npufarm.test.raise");
+	a = (TVMFFIAny){
+	    .type_index = kTVMFFIRawStr, .v_c_str = "ValueError: boom"};
+	r = (TVMFFIAny){.type_index = kTVMFFINone};
+	ck_assert_int_ne(fapi.call(raise_fn, &a, 1, &r), 0);
+	fapi.move_error(&e);
+	ck_assert_ptr_nonnull(e);
+	ck_assert_int_eq(((const TVMFFIObject *)e)->type_index, kTVMFFIError);
+	cell = ffi_cell(e);
+	ck_assert_uint_eq(cell->kind.size, 10);
+	ck_assert_mem_eq(cell->kind.data, "ValueError", 10);
+	ck_assert_uint_eq(cell->message.size, 4);
+	ck_assert_mem_eq(cell->message.data, "boom", 4);
+	ck_assert_int_eq(fapi.decref(e), 0);
+	fapi.move_error(&e);
+	ck_assert_ptr_null(e);
+	ck_assert_int_eq(fapi.decref(raise_fn), 0);
+}
+END_TEST
+
 static Suite *
 fake_tvm_suite(void)
 {
@@ -1253,6 +1393,13 @@ fake_tvm_suite(void)
 	tcase_add_test(tc, test_api_registry);
 	tcase_add_test(tc, test_api_call);
 	tcase_add_test(tc, test_api_loadfile_so);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ffi-api");
+	tcase_add_checked_fixture(tc, api_setup, NULL);
+	tcase_add_checked_fixture(tc, ffi_api_setup, NULL);
+	tcase_add_test(tc, test_ffi_api_exports);
+	tcase_add_test(tc, test_ffi_api_semantics);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("server-loop");

@@ -92,7 +92,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
 				"PRAGMA journal_mode");
-	ck_assert_str_eq(out, "0.001|0.001|lost\n5\nwal\n");
+	ck_assert_str_eq(out, "0.001|0.001|lost\n6\nwal\n");
 	free(out);
 }
 END_TEST
@@ -254,7 +254,7 @@ START_TEST(test_ledger_migrates_v1)
 	    " session_s, requests, exceptions, bytes_to_board,"
 	    " bytes_to_client, outcome, detail FROM "
 	    "lease_times");
-	ck_assert_str_eq(out, "5\nrk3588|192.168.1.20:9090|0.004175|3|"
+	ck_assert_str_eq(out, "6\nrk3588|192.168.1.20:9090|0.004175|3|"
 			      "1|100|200|exception|ValueError: bad input\n");
 	free(out);
 }
@@ -294,6 +294,80 @@ START_TEST(test_ledger_drain_survives_reopen)
 }
 END_TEST
 
+/* One broker per ledger: a second open fails, naming the holder. */
+START_TEST(test_ledger_one_opener)
+{
+	struct npufarm_err err;
+	struct ledger *l, *l2 = NULL;
+	char want[64];
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_open(path, true, &l2, &err), -EBUSY);
+	ck_assert_ptr_null(l2);
+	(void)snprintf(want, sizeof(want), "pid %ld holds it", (long)getpid());
+	ck_assert_msg(strstr(err.msg, want) != NULL, "%s", err.msg);
+	l = ledger_close(l);
+	/* Released with the ledger. */
+	ck_assert_int_eq(ledger_open(path, true, &l2, &err), 0);
+	ledger_close(l2);
+}
+END_TEST
+
+/*
+ * Migration 6 on a v5 ledger with a job: the task keeps its row, its
+ * attempts still reference it, and it may now end `wrong`.
+ */
+START_TEST(test_ledger_v5_gains_wrong)
+{
+	static const char *const undo[] = {"DROP VIEW candidates",
+	    "DROP VIEW events_readable", "DROP VIEW failure_rates",
+	    "DROP VIEW runs", "ALTER TABLE boards DROP COLUMN tags",
+	    "ALTER TABLE jobs DROP COLUMN tags",
+	    "ALTER TABLE events DROP COLUMN actor", NULL};
+	struct npufarm_err err;
+	struct ledger *l;
+	sqlite3 *db;
+	char *out;
+	int i;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ledger_close(l);
+	/* Back to a v5 ledger (near enough) with a job, task and attempt. */
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	for (i = 0; undo[i] != NULL; i++)
+		ck_assert_msg(
+		    sqlite3_exec(db, undo[i], NULL, NULL, NULL) == SQLITE_OK,
+		    "%s: %s", undo[i], sqlite3_errmsg(db));
+	ck_assert_int_eq(
+	    sqlite3_exec(db,
+		"INSERT INTO jobs (id, key, user, priority, queue_timeout,"
+		" state, ntasks, submitted_us) VALUES (1, 'cpu', 'u', 0, 60,"
+		" 'running', 1, 1);"
+		" INSERT INTO tasks (id, job_id, idx, runner, spec, state,"
+		" queued_us) VALUES (7, 1, 0, 'kernel', '{}', 'running', 1);"
+		" INSERT INTO attempts (task_id, attempt, started_us) VALUES"
+		" (7, 1, 2);"
+		" PRAGMA user_version = 5;",
+		NULL, NULL, NULL),
+	    SQLITE_OK);
+	sqlite3_close(db);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ledger_close(l);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_msg(sqlite3_exec(db,
+			  "UPDATE tasks SET outcome = 'wrong', state = 'done'"
+			  " WHERE id = 7",
+			  NULL, NULL, NULL) == SQLITE_OK,
+	    "%s", sqlite3_errmsg(db));
+	sqlite3_close(db);
+	out = harness_sql(path,
+	    "PRAGMA user_version; SELECT t.outcome, a.attempt FROM tasks t"
+	    " JOIN attempts a ON a.task_id = t.id; PRAGMA foreign_key_check;");
+	ck_assert_str_eq(out, "6\nwrong|1\n");
+	free(out);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -308,6 +382,8 @@ main(void)
 	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
 	tcase_add_test(tc, test_ledger_migrates_v1);
 	tcase_add_test(tc, test_ledger_drain_survives_reopen);
+	tcase_add_test(tc, test_ledger_one_opener);
+	tcase_add_test(tc, test_ledger_v5_gains_wrong);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }

@@ -177,6 +177,97 @@ run_task(const char *json, const char *artifact, int deadline_ms)
 	"\"fill\": {\"random\": 2}}, {\"dtype\": \"float32\", \"shape\": "    \
 	"[64, 32]}]"
 
+/* ---- kernel runner: checks against a reference ------------------------ */
+
+#define COPY_TASK(entry, seed)                                                 \
+	"{\"runner\": \"kernel\", \"artifact\": \"" SHA                        \
+	"\", \"entry\": \"" entry                                              \
+	"\", \"args\": [{\"dtype\": \"float32\", \"shape\": [16], \"fill\": "  \
+	"{\"random\": " seed "}}, {\"dtype\": \"float32\", \"shape\": [16]}]," \
+	" \"check\": {\"ref\": \"" SHA "\", \"entry\": \"count_copy\", "       \
+	"\"outputs\": [1]}}"
+
+/* Bytes in the reference's run counter (runs of count_copy). */
+static long
+ref_runs(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+/*
+ * A check runs the reference once per board and input: its outputs are
+ * cached by reference and inputs, and a cached answer still catches a
+ * wrong candidate.
+ */
+START_TEST(test_kernel_check_reference_once_per_input)
+{
+	char refs[PATH_MAX + 16], count[PATH_MAX + 16];
+
+	(void)snprintf(refs, sizeof(refs), "%s/refs", tmp);
+	(void)snprintf(count, sizeof(count), "%s/ref-runs", tmp);
+	ck_assert_int_eq(setenv("NPUFARM_TEST_REF_COUNT", count, 1), 0);
+	cfg.ref_path = KDIR "/libprobe.so";
+	cfg.ref_cache = refs;
+	run_task(COPY_TASK("copy", "1"), KDIR "/libprobe.so", 0);
+	ck_assert_msg(res.outcome == NPUFARM_OUTCOME_OK, "%s", res.msg);
+	ck_assert_int_eq(ref_runs(count), 1);
+	run_task(COPY_TASK("copy", "1"), KDIR "/libprobe.so", 0);
+	ck_assert_msg(res.outcome == NPUFARM_OUTCOME_OK, "%s", res.msg);
+	ck_assert_int_eq(ref_runs(count), 1); /* cached */
+	run_task(COPY_TASK("noop", "1"), KDIR "/libprobe.so", 0);
+	ck_assert_int_eq(res.outcome, NPUFARM_OUTCOME_WRONG);
+	ck_assert_msg(strstr(res.msg, "args[1][0] = 0 but the reference has") &&
+			  strstr(res.msg, "of 16 values differ"),
+	    "%s", res.msg);
+	ck_assert_int_eq(res.ncosts, 0);
+	ck_assert_int_eq(ref_runs(count), 1);
+	run_task(COPY_TASK("copy", "2"), KDIR "/libprobe.so", 0);
+	ck_assert_msg(res.outcome == NPUFARM_OUTCOME_OK, "%s", res.msg);
+	ck_assert_int_eq(ref_runs(count), 2); /* other inputs */
+	/* Without a cache it runs every time. */
+	cfg.ref_cache = NULL;
+	run_task(COPY_TASK("copy", "1"), KDIR "/libprobe.so", 0);
+	ck_assert_int_eq(ref_runs(count), 3);
+	(void)unsetenv("NPUFARM_TEST_REF_COUNT");
+}
+END_TEST
+
+/* A reference that fails is an exception that says so, not wrong. */
+START_TEST(test_kernel_check_reference_fails)
+{
+	cfg.ref_path = KDIR "/libcrash.so";
+	run_task("{\"runner\": \"kernel\", \"artifact\": \"" SHA "\","
+		 " \"entry\": \"copy\", \"args\": [{\"dtype\": \"float32\","
+		 " \"shape\": [4]}, {\"dtype\": \"float32\", \"shape\": [4]}],"
+		 " \"check\": {\"ref\": \"" SHA "\", \"entry\": \"nosuch\"}}",
+	    KDIR "/libprobe.so", 0);
+	ck_assert_int_eq(res.outcome, NPUFARM_OUTCOME_EXCEPTION);
+	ck_assert_msg(strstr(res.msg, "the reference: no entry point "
+				      "\"nosuch\"") != NULL,
+	    "%s", res.msg);
+}
+END_TEST
+
+/* The built-in probe passes on a sound machine. */
+START_TEST(test_builtin_probe_passes)
+{
+	struct task_spec spec;
+	struct runner *run = NULL;
+	struct npufarm_err e = {0};
+	int r;
+
+	runner_probe_spec(&spec);
+	ck_assert_msg(
+	    runner_start(&cfg, &spec, NULL, &run, &e) == 0, "%s", e.msg);
+	r = runner_collect(run, true, &res, &e);
+	ck_assert_msg(r == 1, "%s", e.msg);
+	ck_assert_msg(res.outcome == NPUFARM_OUTCOME_OK, "%s", res.msg);
+	runner_free(run);
+}
+END_TEST
+
 /* ---- kernel runner: ok ----------------------------------------------- */
 
 START_TEST(test_kernel_matmul_variants_ok)
@@ -628,6 +719,9 @@ main(void)
 	tcase_add_test(tc, test_kernel_hang_is_killed_at_the_deadline);
 	tcase_add_test(tc, test_runner_free_kills_a_running_task);
 	tcase_add_test(tc, test_runner_start_errors);
+	tcase_add_test(tc, test_kernel_check_reference_once_per_input);
+	tcase_add_test(tc, test_kernel_check_reference_fails);
+	tcase_add_test(tc, test_builtin_probe_passes);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("exec");

@@ -33,6 +33,7 @@
 #include "harness.h"
 #include "session_env.h"
 #include "supervisor.h"
+#include "tvm_runtime.h"
 #include "tvmrpc.h"
 #include "workdir.h"
 
@@ -318,6 +319,7 @@ struct stub_ret {
 static struct stub_fn stub_fns[8];
 static int stub_nfns;
 static struct stub_fn stub_loadso; /* runtime.module.loadfile_so */
+static struct stub_fn stub_loop;   /* rpc.ServerLoop, never called */
 static char stub_error[512];
 static bool stub_has_error;
 static char stub_loadso_path[PATH_MAX];
@@ -359,6 +361,7 @@ static int
 stub_get_global(const char *name, TVMFunctionHandle *out)
 {
 	*out = strcmp(name, "runtime.module.loadfile_so") == 0 ? &stub_loadso
+	       : strcmp(name, "rpc.ServerLoop") == 0           ? &stub_loop
 							       : NULL;
 	return 0;
 }
@@ -431,14 +434,17 @@ static const struct tvm_capi stub_api = {
 };
 
 static struct session_env stub_env;
+static struct tvm_runtime stub_rt;
 
 static void
 env_setup(void)
 {
 	tmp_setup();
-	stub_env.api = &stub_api;
+	tvm_capi_bind(&stub_rt, &stub_api);
+	ck_assert_int_eq(tvm_runtime_find(&stub_rt, NULL), 0);
+	ck_assert_int_eq(tvm_runtime_dialect(&stub_rt), TVM_RPC_DIALECT_V014);
 	(void)snprintf(stub_env.dir, sizeof(stub_env.dir), "%s", wdir);
-	ck_assert_int_eq(session_env_register(&stub_env, NULL), 0);
+	ck_assert_int_eq(session_env_register(&stub_env, &stub_rt, NULL), 0);
 }
 
 /* Call the registered function @name with one argument. */
@@ -483,9 +489,11 @@ START_TEST(test_env_register_ownership)
 		 * exactly once; the env is every callback's resource. */
 		ck_assert_int_eq(stub_fns[j].frees, 1);
 		ck_assert_int_eq(stub_fns[j].override, 1);
-		ck_assert_ptr_eq(stub_fns[j].res, &stub_env);
+		ck_assert_ptr_eq(
+		    ((struct tvm_runtime_fn *)stub_fns[j].res)->arg, &stub_env);
 	}
-	ck_assert_ptr_eq(stub_env.loadso, &stub_loadso);
+	ck_assert_ptr_eq(stub_rt.loader, &stub_loadso);
+	ck_assert_ptr_eq(stub_rt.loop, &stub_loop);
 }
 END_TEST
 
@@ -1240,6 +1248,445 @@ START_TEST(test_session_exit_status)
 }
 END_TEST
 
+/* ---- the same, with the tvm-ffi flavour of the fake (TVM v0.21+) ----- */
+
+/* A test file from the environment meson sets up. */
+static const char *
+test_file(const char *var)
+{
+	const char *path = getenv(var);
+
+	ck_assert_msg(path != NULL && path[0] != '\0', "%s is not set", var);
+	return path;
+}
+
+static void
+ffi_session_setup(void)
+{
+	char canon[PATH_MAX];
+	int fd;
+
+	reap_setup();
+	cfg.runtime_path = test_file("NPUFARM_FAKE_TVM_FFI");
+	cfg.dialect = TVM_RPC_DIALECT_FFI;
+	ck_assert_int_eq(
+	    supervisor_session_start(&cfg, &fd, &sess_pid, NULL), 0);
+	ck_assert_int_eq(tvmrpc_new_fd(fd, T_MS, &sess), 0);
+	ck_assert_ptr_nonnull(realpath(tmp, canon));
+	(void)snprintf(sess_dir, sizeof(sess_dir), "%s/session-%ld", canon,
+	    (long)sess_pid);
+}
+
+static void
+ffi_session_teardown(void)
+{
+	session_teardown();
+	cfg.dialect = TVM_RPC_DIALECT_UNKNOWN;
+}
+
+/* RPCCode kFreeHandle (spec §5.2). */
+#define FFI_FREE_HANDLE 10
+
+/* A packet being built, of any size. */
+struct ffi_pkt {
+	unsigned char *b;
+	size_t len;
+	size_t cap;
+};
+
+static void
+pkt_mem(struct ffi_pkt *k, const void *p, size_t n)
+{
+	if (k->len + n > k->cap) {
+		k->cap = 2 * (k->len + n) + 64;
+		k->b = realloc(k->b, k->cap);
+		ck_assert_ptr_nonnull(k->b);
+	}
+	memcpy(k->b + k->len, p, n);
+	k->len += n;
+}
+
+static void
+pkt_u32(struct ffi_pkt *k, uint32_t v)
+{
+	unsigned char b[4];
+
+	frame_put_le32(b, v);
+	pkt_mem(k, b, 4);
+}
+
+static void
+pkt_u64(struct ffi_pkt *k, uint64_t v)
+{
+	unsigned char b[8];
+
+	frame_put_le64(b, v);
+	pkt_mem(k, b, 8);
+}
+
+/* Start a packet of @code (N is filled in by pkt_call()). */
+static void
+pkt_begin(struct ffi_pkt *k, int32_t code)
+{
+	k->len = 0;
+	pkt_u64(k, 0);
+	pkt_u32(k, (uint32_t)code);
+}
+
+/* A str as the v0.26 client sends it: RawStr (8), u64 len, bytes. */
+static void
+pkt_str(struct ffi_pkt *k, const char *s)
+{
+	pkt_u32(k, 8);
+	pkt_u64(k, strlen(s));
+	pkt_mem(k, s, strlen(s));
+}
+
+/* Send @k, receive the reply; frees the packet's buffer. */
+static struct tvmrpc_packet
+pkt_call(struct ffi_pkt *k)
+{
+	struct tvmrpc_packet p;
+
+	frame_put_le64(k->b, k->len - 8);
+	ck_assert_int_eq(tvmrpc_send(sess, k->b, k->len), 0);
+	free(k->b);
+	memset(k, 0, sizeof(*k));
+	ck_assert_int_eq(tvmrpc_recv_packet(sess, T_MS, &p), 0);
+	return p;
+}
+
+/* Check @p's bytes after the u64 N against @hex. */
+static void
+expect_body(const struct tvmrpc_packet *p, const char *hex)
+{
+	unsigned char want[256];
+	size_t n = strlen(hex) / 2, i;
+
+	ck_assert_int_lt(n, sizeof(want));
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(sscanf(hex + 2 * i, "%2hhx", &want[i]), 1);
+	ck_assert_int_eq(4 + p->body_len, n);
+	ck_assert_int_eq(p->code, (int32_t)frame_get_le32(want));
+	ck_assert_mem_eq(p->body, want + 4, n - 4);
+}
+
+/* FFI-03 (= EP-01) is answered with FFI-04: void is i32 1 | i32 0. */
+static void
+ffi_init(void)
+{
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+
+	tvmrpc_msg_init_server(&m);
+	p = sess_call(&m);
+	ck_assert_int_eq(p.len, 12);
+	expect_body(&p, "040000000100000000000000");
+}
+
+/* FFI-05 -> FFI-06: the handle comes as an OpaquePtr (4). */
+static uint64_t
+ffi_func(const char *name)
+{
+	struct ffi_pkt k = {0};
+	struct tvmrpc_packet p;
+
+	pkt_begin(&k, TVMRPC_GET_GLOBAL_FUNC);
+	pkt_u32(&k, 1);
+	pkt_str(&k, name);
+	p = pkt_call(&k);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	ck_assert_int_eq(p.body_len, 16);
+	ck_assert_int_eq(frame_get_le32(p.body), 1);
+	ck_assert_int_eq(frame_get_le32(p.body + 4), 4);
+	ck_assert_uint_ne(frame_get_le64(p.body + 8), 0);
+	return frame_get_le64(p.body + 8);
+}
+
+/* kCallFunc(@fn, str @s [, @blen bytes @bytes as 12/66 + inner 66]). */
+static struct tvmrpc_packet
+ffi_call_str(uint64_t fn, const char *s, const void *bytes, size_t blen)
+{
+	struct ffi_pkt k = {0};
+
+	pkt_begin(&k, TVMRPC_CALL_FUNC);
+	pkt_u64(&k, fn);
+	pkt_u32(&k, bytes != NULL ? 2 : 1);
+	pkt_str(&k, s);
+	if (bytes != NULL) {
+		pkt_u32(&k, blen < 8 ? 12 : 66); /* FFI-07 */
+		pkt_u32(&k, 66);
+		pkt_u64(&k, blen);
+		pkt_mem(&k, bytes, blen);
+	}
+	return pkt_call(&k);
+}
+
+/* @len bytes at @p as a string, in a buffer the next call reuses. */
+static const char *
+ffi_text(const unsigned char *p, size_t len)
+{
+	static char text[4096];
+
+	ck_assert_int_lt(len, sizeof(text));
+	memcpy(text, p, len);
+	text[len] = '\0';
+	return text;
+}
+
+/* The str of a kReturn [Int 11 or 65, RawStr] (FFI-15, FFI-16). */
+static const char *
+ffi_return_str(const struct tvmrpc_packet *p)
+{
+	size_t len;
+
+	ck_assert_int_eq(p->code, TVMRPC_RETURN);
+	ck_assert_int_ge(p->body_len, 28);
+	ck_assert_int_eq(frame_get_le32(p->body), 2);
+	ck_assert_int_eq(frame_get_le32(p->body + 4), 1);
+	len = (size_t)frame_get_le64(p->body + 20);
+	ck_assert_int_eq(frame_get_le64(p->body + 8), len < 8 ? 11 : 65);
+	ck_assert_int_eq(frame_get_le32(p->body + 16), 8);
+	ck_assert_int_eq(len, p->body_len - 28);
+	return ffi_text(p->body + 28, len);
+}
+
+/* The text of a kException in the tvm-ffi form: 1 | 8 | str (FFI-19). */
+static const char *
+ffi_exception_text(const struct tvmrpc_packet *p)
+{
+	size_t len;
+
+	ck_assert_int_eq(p->code, TVMRPC_EXCEPTION);
+	ck_assert_int_ge(p->body_len, 16);
+	ck_assert_int_eq(frame_get_le32(p->body), 1);
+	ck_assert_int_eq(frame_get_le32(p->body + 4), 8);
+	len = (size_t)frame_get_le64(p->body + 8);
+	ck_assert_int_eq(len, p->body_len - 16);
+	return ffi_text(p->body + 16, len);
+}
+
+/* kCallFunc(@fn, Int @v) (FFI-13); returns the reply. */
+static struct tvmrpc_packet
+ffi_call_int(uint64_t fn, int64_t v)
+{
+	struct ffi_pkt k = {0};
+
+	pkt_begin(&k, TVMRPC_CALL_FUNC);
+	pkt_u64(&k, fn);
+	pkt_u32(&k, 1);
+	pkt_u32(&k, 1);
+	pkt_u64(&k, (uint64_t)v);
+	return pkt_call(&k);
+}
+
+/* The Int of a kReturn [Int 1, Int v] (FFI-14). */
+static int64_t
+ffi_return_int(const struct tvmrpc_packet *p)
+{
+	ck_assert_int_eq(p->code, TVMRPC_RETURN);
+	ck_assert_int_eq(p->body_len, 28);
+	ck_assert_int_eq(frame_get_le32(p->body), 2);
+	ck_assert_int_eq(frame_get_le32(p->body + 4), 1);
+	ck_assert_int_eq(frame_get_le64(p->body + 8), 1);
+	ck_assert_int_eq(frame_get_le32(p->body + 16), 1);
+	return (int64_t)frame_get_le64(p->body + 20);
+}
+
+/* The handle of a kReturn [Int 73 or 68, OpaquePtr] (FFI-10, FFI-12). */
+static uint64_t
+ffi_return_handle(const struct tvmrpc_packet *p, uint64_t type_index)
+{
+	if (p->code == TVMRPC_EXCEPTION)
+		ck_abort_msg("exception: %s", ffi_exception_text(p));
+	ck_assert_int_eq(p->code, TVMRPC_RETURN);
+	ck_assert_int_eq(p->body_len, 28);
+	ck_assert_int_eq(frame_get_le64(p->body + 8), type_index);
+	ck_assert_int_eq(frame_get_le32(p->body + 16), 4);
+	return frame_get_le64(p->body + 20);
+}
+
+/* All of @path, malloc()ed, its size in *ret_len. */
+static char *
+slurp(const char *path, size_t *ret_len)
+{
+	struct stat st;
+	char *buf;
+	int fd;
+
+	fd = open(path, O_RDONLY);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	buf = malloc((size_t)st.st_size + 1);
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_int_eq(read(fd, buf, (size_t)st.st_size), st.st_size);
+	(void)close(fd);
+	*ret_len = (size_t)st.st_size;
+	return buf;
+}
+
+START_TEST(test_ffi_session_serves_and_shuts_down)
+{
+	char want[3 * PATH_MAX], evil[2 * PATH_MAX], *so;
+	const char *text;
+	struct ffi_pkt k = {0};
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	uint64_t h, mod, fn;
+	size_t len;
+
+	ffi_init();
+	/* FFI-13 -> FFI-14, byte for byte. */
+	p = ffi_call_int(ffi_func("rpc.test.addone"), 41);
+	expect_body(&p, "0400000002000000010000000100000000000000"
+			"010000002a00000000000000");
+	ck_assert_int_eq(ffi_return_int(&p), 42);
+
+	/* upload calls our workpath with a String: a small one (11) for
+	 * "k.so", an object (65) for "kernels.so"; both confined.  Its
+	 * None is FFI-08. */
+	h = ffi_func("tvm.rpc.server.upload");
+	p = ffi_call_str(h, "k.so", "ELF", 3);
+	expect_body(&p, "0400000002000000010000000000000000000000"
+			"00000000");
+	(void)snprintf(want, sizeof(want), "%s/k.so", sess_dir);
+	ck_assert_str_eq(read_file(want), "ELF");
+	p = ffi_call_str(h, "kernels.so", "ELF2", 4);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	(void)snprintf(want, sizeof(want), "%s/kernels.so", sess_dir);
+	ck_assert_str_eq(read_file(want), "ELF2");
+	/* Refused, in the tvm-ffi form: the message without its kind. */
+	p = ffi_call_str(h, "../evil", "x", 1);
+	text = ffi_exception_text(&p);
+	ck_assert_msg(
+	    strncmp(
+		text, "tvm.rpc.server.workpath: '../evil' has a '..'", 45) == 0,
+	    "%s", text);
+	(void)snprintf(evil, sizeof(evil), "%s/evil", tmp);
+	ck_assert(!exists(evil));
+
+	/* workpath over RPC gets a RawStr (8); its result is an owned
+	 * String (65) on the wire. */
+	p = ffi_call_str(
+	    ffi_func("tvm.rpc.server.workpath"), "kernels.so", NULL, 0);
+	ck_assert_str_eq(ffi_return_str(&p), want);
+	p = ffi_call_str(ffi_func("tvm.rpc.server.listdir"), "", NULL, 0);
+	ck_assert_ptr_nonnull(strstr(ffi_return_str(&p), want));
+
+	/* load_module is ffi.ModuleLoadFromFile(workpath(name)); the module
+	 * calls TVMFFIErrorSetRaisedFromCStr, so it loads only with the
+	 * runtime RTLD_GLOBAL.  Module 73 (FFI-10), then FFI-11/12. */
+	so = slurp(test_file("NPUFARM_FAKE_MODULE_FFI"), &len);
+	p = ffi_call_str(h, "op.so", so, len);
+	free(so);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	p = ffi_call_str(
+	    ffi_func("tvm.rpc.server.load_module"), "op.so", NULL, 0);
+	mod = ffi_return_handle(&p, 73);
+	pkt_begin(&k, TVMRPC_CALL_FUNC);
+	pkt_u64(&k, ffi_func("tvm.rpc.server.ModuleGetFunction"));
+	pkt_u32(&k, 3);
+	pkt_u32(&k, 73);
+	pkt_u64(&k, mod);
+	pkt_str(&k, "npufarm_addone");
+	pkt_u32(&k, 2); /* Bool: query imports */
+	pkt_u64(&k, 1);
+	p = pkt_call(&k);
+	fn = ffi_return_handle(&p, 68);
+	p = ffi_call_int(fn, 41);
+	ck_assert_int_eq(ffi_return_int(&p), 42);
+	/* The loader's own error reaches the client. */
+	p = ffi_call_str(
+	    ffi_func("tvm.rpc.server.load_module"), "missing.so", NULL, 0);
+	ck_assert_ptr_nonnull(strstr(
+	    ffi_exception_text(&p), "Failed to load dynamic shared library"));
+
+	/* kFreeHandle with one OpaquePtr (FFI-18), answered void. */
+	pkt_begin(&k, FFI_FREE_HANDLE);
+	pkt_u32(&k, 1);
+	pkt_u32(&k, 4);
+	pkt_u64(&k, fn);
+	p = pkt_call(&k);
+	expect_body(&p, "040000000100000000000000");
+
+	/* kShutdown: the loop returns 0, the child exits 0. */
+	tvmrpc_msg_shutdown(&m);
+	ck_assert_int_eq(tvmrpc_send_msg(sess, &m), 0);
+	ck_assert_int_eq(tvmrpc_wait_eof(sess, T_MS, NULL), 0);
+	sess_expect_end("");
+}
+END_TEST
+
+START_TEST(test_ffi_session_exception_keeps_serving)
+{
+	struct tvmrpc_packet p;
+
+	ffi_init();
+	/* The v0.26 server's what(): the message alone (FFI-19). */
+	p = ffi_call_str(
+	    ffi_func("npufarm.test.raise"), "ValueError: no", NULL, 0);
+	expect_body(&p, "0500000001000000080000000200000000000000"
+			"6e6f");
+	p = ffi_call_int(ffi_func("rpc.test.addone"), 1);
+	ck_assert_int_eq(ffi_return_int(&p), 2);
+	sess = tvmrpc_free(sess);
+	sess_expect_end("");
+}
+END_TEST
+
+START_TEST(test_ffi_session_crash_is_named)
+{
+	struct tvmrpc_packet p;
+	struct ffi_pkt k = {0};
+
+	ffi_init();
+	pkt_begin(&k, TVMRPC_CALL_FUNC);
+	pkt_u64(&k, ffi_func("npufarm.test.crash"));
+	pkt_u32(&k, 0);
+	frame_put_le64(k.b, k.len - 8);
+	ck_assert_int_eq(tvmrpc_send(sess, k.b, k.len), 0);
+	free(k.b);
+	ck_assert_int_eq(tvmrpc_recv_packet(sess, T_MS, &p), TVMRPC_E_EOF);
+	sess_expect_end("SIGSEGV (signal 11)");
+}
+END_TEST
+
+/*
+ * The start-up probe tells the two ABIs apart by their symbols, in a
+ * child, and refuses what is neither, saying what was missing.
+ */
+START_TEST(test_runtime_probe)
+{
+	enum tvm_rpc_dialect d = TVM_RPC_DIALECT_UNKNOWN;
+	struct npufarm_err e = {0};
+
+	ck_assert_int_eq(
+	    supervisor_runtime_probe(fake_runtime(), -1, &d, &e), 0);
+	ck_assert_int_eq(d, TVM_RPC_DIALECT_V014);
+	ck_assert_int_eq(supervisor_runtime_probe(
+			     test_file("NPUFARM_FAKE_TVM_FFI"), -1, &d, &e),
+	    0);
+	ck_assert_int_eq(d, TVM_RPC_DIALECT_FFI);
+
+	/* A library that loads but is no runtime (libm). */
+	d = TVM_RPC_DIALECT_UNKNOWN;
+	ck_assert_int_eq(
+	    supervisor_runtime_probe("libm.so.6", -1, &d, &e), -ENOENT);
+	ck_assert_int_eq(d, TVM_RPC_DIALECT_UNKNOWN); /* untouched */
+	ck_assert_msg(strstr(e.msg, "not a TVM runtime: it exports neither "
+				    "TVMFFIFunctionGetGlobal") != NULL &&
+			  strstr(e.msg, "nor TVMFuncGetGlobal") != NULL,
+	    "%s", e.msg);
+	ck_assert_int_eq(
+	    supervisor_runtime_probe(
+		"/nonexistent-npufarm/libtvm_runtime.so", -1, &d, &e),
+	    -ENOENT);
+	ck_assert_msg(strncmp(e.msg, "dlopen: ", 8) == 0 &&
+			  strstr(e.msg, "/nonexistent-npufarm/") != NULL,
+	    "%s", e.msg);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1300,6 +1747,20 @@ main(void)
 	tcase_add_test(tc, test_session_exception_keeps_serving);
 	tcase_add_test(tc, test_session_hang_is_killed);
 	tcase_add_test(tc, test_session_exit_status);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("ffi-session");
+	tcase_set_timeout(tc, 20);
+	tcase_add_checked_fixture(tc, ffi_session_setup, ffi_session_teardown);
+	tcase_add_test(tc, test_ffi_session_serves_and_shuts_down);
+	tcase_add_test(tc, test_ffi_session_exception_keeps_serving);
+	tcase_add_test(tc, test_ffi_session_crash_is_named);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("probe");
+	tcase_set_timeout(tc, 20);
+	tcase_add_checked_fixture(tc, reap_setup, tmp_teardown);
+	tcase_add_test(tc, test_runtime_probe);
 	suite_add_tcase(s, tc);
 
 	return harness_run(s);

@@ -489,7 +489,103 @@ static const struct {
      "a1234567890123456789012345678901234567890123456789012345678901234567"
      "8901234567890123456789012345678901234567890123456789012345678\"}",
 	-E2BIG, "tasks[3].entry: longer than 127 bytes"},
+    /* check (issue 11) */
+    {"{\"runner\": \"exec\", \"artifact\": \"" SHA "\", \"check\": "
+     "{\"ref\": \"" SHA "\"}}",
+	-EINVAL, "tasks[3].check: only the kernel runner compares outputs"},
+    {"{\"runner\": \"kernel\", \"artifact\": \"" SHA "\", \"args\": "
+     "[{\"dtype\": \"int32\", \"shape\": [4]}], \"check\": {}}",
+	-EINVAL, "tasks[3].check.ref: missing (the reference's sha256)"},
+    {"{\"runner\": \"kernel\", \"artifact\": \"" SHA "\", \"args\": "
+     "[{\"dtype\": \"int32\", \"shape\": [4]}], \"check\": {\"ref\": "
+     "\"" SHA "\", \"rtol\": -1}}",
+	-EINVAL, "tasks[3].check.rtol: must be a number >= 0"},
+    {"{\"runner\": \"kernel\", \"artifact\": \"" SHA "\", \"args\": "
+     "[{\"dtype\": \"int32\", \"value\": 4}], \"check\": {\"ref\": "
+     "\"" SHA "\"}}",
+	-EINVAL, "tasks[3].check: the task has no tensor to compare"},
+    {"{\"runner\": \"kernel\", \"artifact\": \"" SHA "\", \"args\": "
+     "[{\"dtype\": \"int32\", \"value\": 4}, {\"dtype\": \"int32\", "
+     "\"shape\": [2]}], \"check\": {\"ref\": \"" SHA "\", "
+     "\"outputs\": [0]}}",
+	-EINVAL,
+	"tasks[3].check.outputs[0]: args[0] is a scalar, not an output"},
+    {"{\"runner\": \"kernel\", \"artifact\": \"" SHA "\", \"args\": "
+     "[{\"dtype\": \"int32\", \"shape\": [2]}], \"check\": {\"ref\": "
+     "\"" SHA "\", \"outputs\": [1]}}",
+	-EINVAL,
+	"tasks[3].check.outputs[0]: must be an index into args (0..0)"},
+    {"{\"runner\": \"kernel\", \"artifact\": \"" SHA "\", \"args\": "
+     "[{\"dtype\": \"int32\", \"shape\": [2]}], \"check\": {\"ref\": "
+     "\"" SHA "\", \"tol\": 1}}",
+	-EINVAL, "tasks[3].check: unknown key \"tol\""},
 };
+
+/* A check's defaults, its outputs, and the group a task is ranked in. */
+START_TEST(test_parse_check_and_group)
+{
+	struct task_spec s;
+	struct npufarm_err e;
+	char g[TASK_SPEC_GROUP_MAX];
+
+	ck_assert_int_eq(
+	    parse_at("{\"runner\": \"kernel\", \"artifact\": \"" SHA
+		     "\", \"args\": [{\"dtype\": \"float32\","
+		     " \"shape\": [2, 3]}, {\"dtype\": \"int32\","
+		     " \"value\": 7}, {\"dtype\": \"float16\","
+		     " \"shape\": [4]}], \"check\": {\"ref\": \"" SHA "\"}}",
+		&s, &e),
+	    0);
+	ck_assert(s.check.on);
+	ck_assert(s.check.rtol == 1e-5 && s.check.atol == 1e-8);
+	ck_assert(task_spec_check_output(&s, 0));
+	ck_assert(!task_spec_check_output(&s, 1)); /* a scalar */
+	ck_assert(task_spec_check_output(&s, 2));
+	task_spec_group(&s, g, sizeof(g));
+	ck_assert_str_eq(g, "float32[2,3] int32=7 float16[4]");
+	ck_assert_int_eq(
+	    parse_at("{\"runner\": \"kernel\", \"artifact\": \"" SHA
+		     "\", \"group\": \"n=64\"}",
+		&s, &e),
+	    0);
+	ck_assert(!s.check.on);
+	task_spec_group(&s, g, sizeof(g));
+	ck_assert_str_eq(g, "n=64");
+}
+END_TEST
+
+/* Values read back as doubles, every dtype, float16/bfloat16 exactly. */
+START_TEST(test_tensor_values_read_back)
+{
+	int64_t shape[1] = {3};
+	DLTensor t;
+
+	make(&t, "float16", shape, 1, DLPACK_UTIL_FILL_ZEROS, 0);
+	dlpack_util_fill_float(&t, -1.5);
+	ck_assert_uint_eq(dlpack_util_values(&t), 3);
+	ck_assert(dlpack_util_value(&t, 2) == -1.5);
+	dlpack_util_tensor_free(&t);
+	make(&t, "bfloat16", shape, 1, DLPACK_UTIL_FILL_ONES, 0);
+	ck_assert(dlpack_util_value(&t, 0) == 1.0);
+	dlpack_util_tensor_free(&t);
+	make(&t, "int8", shape, 1, DLPACK_UTIL_FILL_ZEROS, 0);
+	dlpack_util_fill_int(&t, -7);
+	ck_assert(dlpack_util_value(&t, 1) == -7.0);
+	dlpack_util_tensor_free(&t);
+	make(&t, "uint16", shape, 1, DLPACK_UTIL_FILL_ZEROS, 0);
+	dlpack_util_fill_int(&t, 65535);
+	ck_assert(dlpack_util_value(&t, 1) == 65535.0);
+	dlpack_util_tensor_free(&t);
+	make(&t, "float64", shape, 1, DLPACK_UTIL_FILL_ZEROS, 0);
+	dlpack_util_fill_float(&t, 0.1);
+	ck_assert(dlpack_util_value(&t, 0) == 0.1);
+	dlpack_util_tensor_free(&t);
+	make(&t, "float32x4", shape, 1, DLPACK_UTIL_FILL_ONES, 0);
+	ck_assert_uint_eq(dlpack_util_values(&t), 12);
+	ck_assert(dlpack_util_value(&t, 11) == 1.0);
+	dlpack_util_tensor_free(&t);
+}
+END_TEST
 
 START_TEST(test_parse_rejects)
 {
@@ -675,6 +771,8 @@ main(void)
 	tcase_add_test(tc, test_validate_tasks);
 	tcase_add_test(tc, test_args_limit);
 	tcase_add_test(tc, test_args_json_round_trip);
+	tcase_add_test(tc, test_parse_check_and_group);
+	tcase_add_test(tc, test_tensor_values_read_back);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }

@@ -311,29 +311,34 @@ START_TEST(test_add_exception_matches_vectors)
 
 	/* EP-08: the integer-formatted "1s" text, byte for byte. */
 	vector_message(ep(8), msg, sizeof(msg));
-	ck_assert_int_eq(tvm_rpc_add_exception(out, msg), 0);
+	ck_assert_int_eq(
+	    tvm_rpc_add_exception(out, msg, TVM_RPC_DIALECT_V014), 0);
 	assert_buffer_is(out, ep(8)->hex);
 	evbuffer_drain(out, evbuffer_get_length(out));
 
 	/* EP-09 and EP-16: our timeout message is the Python server's. */
 	tvm_rpc_timeout_message(1, msg, sizeof(msg));
-	ck_assert_int_eq(tvm_rpc_add_exception(out, msg), 0);
+	ck_assert_int_eq(
+	    tvm_rpc_add_exception(out, msg, TVM_RPC_DIALECT_V014), 0);
 	assert_buffer_is(out, ep(9)->hex);
 	evbuffer_drain(out, evbuffer_get_length(out));
 
 	tvm_rpc_timeout_message(10, msg, sizeof(msg));
-	ck_assert_int_eq(tvm_rpc_add_exception(out, msg), 0);
+	ck_assert_int_eq(
+	    tvm_rpc_add_exception(out, msg, TVM_RPC_DIALECT_V014), 0);
 	assert_buffer_is(out, ep(16)->hex);
 	evbuffer_drain(out, evbuffer_get_length(out));
 
 	/* EP-10: an ordinary remote error. */
-	ck_assert_int_eq(
-	    tvm_rpc_add_exception(out, "ValueError: bad input"), 0);
+	ck_assert_int_eq(tvm_rpc_add_exception(out, "ValueError: bad input",
+			     TVM_RPC_DIALECT_V014),
+	    0);
 	assert_buffer_is(out, ep(10)->hex);
 	evbuffer_drain(out, evbuffer_get_length(out));
 
 	/* An empty message is still a well-formed packet: N = 20. */
-	ck_assert_int_eq(tvm_rpc_add_exception(out, ""), 0);
+	ck_assert_int_eq(
+	    tvm_rpc_add_exception(out, "", TVM_RPC_DIALECT_V014), 0);
 	assert_buffer_is(out, "140000000000000005000000010000000b000000"
 			      "0000000000000000");
 	evbuffer_free(out);
@@ -405,6 +410,178 @@ START_TEST(test_exception_peek_rejects_others)
 	ck_assert_int_eq(peek_hex("1c0000000000000005000000010000000000000000"
 				  "00000000000000"),
 	    -EBADMSG);
+}
+END_TEST
+
+/* ---- the tvm-ffi dialect (tvm-ffi-era.md §2.6) ---------------------- */
+
+/* FFI-nn vectors captured from v0.26 peers (fields joined). */
+static const struct vec ffis[] = {
+    {"FFI-03", "1500000000000000020000000500000000000000302e382e3000000000", 2,
+	29},
+    {"FFI-04", "0c00000000000000040000000100000000000000", 4, 20},
+    {"FFI-05",
+	"29000000000000000900000001000000080000001500000000000000"
+	"74766d2e7270632e7365727665722e75706c6f6164",
+	9, 49},
+    {"FFI-06", "1400000000000000040000000100000004000000009c23d6c6550000", 4,
+	28},
+    {"FFI-18", "14000000000000000a0000000100000004000000b07a00344e7f0000", 10,
+	28},
+    {"FFI-19",
+	"4100000000000000050000000100000008000000"
+	"2d000000000000006e7075206f70657261746f72206c6962726172793a20696e7661"
+	"6c69642064657363726970746f722030783261",
+	5, 73},
+    {"FFI-20",
+	"77000000000000000500000001000000080000006300000000000000"
+	"52504353657373696f6e54696d656f75744572726f723a20596f757220322e307320"
+	"73657373696f6e2068617320657870697265642c2074727920746f20696e63726561"
+	"736520746865202273657373696f6e5f74696d656f7574222076616c75652e",
+	5, 127},
+    {"FFI-21",
+	"3e00000000000000050000000100000008000000"
+	"2a00000000000000626f6172642073657373696f6e20637261736865643a20534947"
+	"5345475620287369676e616c20313129",
+	5, 70},
+};
+
+static const struct vec *
+ffi(const char *name)
+{
+	size_t i;
+
+	for (i = 0; i < sizeof(ffis) / sizeof(ffis[0]); i++)
+		if (strcmp(ffis[i].name, name) == 0)
+			return &ffis[i];
+	ck_abort_msg("no vector %s", name);
+	return NULL;
+}
+
+/* What we write to a v0.26 client is what a v0.26 server writes. */
+START_TEST(test_ffi_exception_matches_vectors)
+{
+	struct evbuffer *out = evbuffer_new();
+	char msg[256];
+
+	tvm_rpc_timeout_message(2, msg, sizeof(msg));
+	ck_assert_int_eq(
+	    tvm_rpc_add_exception(out, msg, TVM_RPC_DIALECT_FFI), 0);
+	assert_buffer_is(out, ffi("FFI-20")->hex);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	/* Not known yet: the tvm-ffi form, which a v0.14 client survives
+	 * and the v0.14 form (FFI-N1) would kill a v0.26 one. */
+	ck_assert_int_eq(
+	    tvm_rpc_add_exception(out, msg, TVM_RPC_DIALECT_UNKNOWN), 0);
+	assert_buffer_is(out, ffi("FFI-20")->hex);
+	evbuffer_drain(out, evbuffer_get_length(out));
+	ck_assert_int_eq(tvm_rpc_add_exception(out,
+			     "board session crashed: SIGSEGV (signal 11)",
+			     TVM_RPC_DIALECT_FFI),
+	    0);
+	assert_buffer_is(out, ffi("FFI-21")->hex);
+	evbuffer_free(out);
+}
+END_TEST
+
+START_TEST(test_ffi_exception_peek)
+{
+	struct evbuffer *in = buffer_of(ffi("FFI-19")->hex);
+	char msg[256];
+
+	ck_assert_int_eq(tvm_rpc_exception_peek(in, msg, sizeof(msg)), 0);
+	ck_assert_str_eq(msg, "npu operator library: invalid descriptor 0x2a");
+	evbuffer_free(in);
+	in = buffer_of(ffi("FFI-20")->hex);
+	ck_assert_int_eq(tvm_rpc_exception_peek(in, msg, sizeof(msg)), 0);
+	ck_assert(strncmp(msg, TVM_RPC_TIMEOUT_PREFIX,
+		      strlen(TVM_RPC_TIMEOUT_PREFIX)) == 0);
+	evbuffer_free(in);
+}
+END_TEST
+
+static enum tvm_rpc_dialect
+reply_dialect(const struct vec *v)
+{
+	struct evbuffer *in = buffer_of(v->hex);
+	enum tvm_rpc_dialect d;
+
+	d = tvm_rpc_dialect_of_reply(in, v->total, v->code);
+	ck_assert_uint_eq(evbuffer_get_length(in), v->total); /* not taken */
+	evbuffer_free(in);
+	return d;
+}
+
+static enum tvm_rpc_dialect
+request_dialect(const struct vec *v)
+{
+	unsigned char b[256];
+	size_t n = unhex(v->hex, b, sizeof(b));
+	size_t len = n - 12 < 8 ? n - 12 : 8;
+
+	return tvm_rpc_dialect_of_request(v->code, v->total, b + 12, len);
+}
+
+/* D1 and D2 of §3.2 on both versions' captures. */
+START_TEST(test_dialect_rules)
+{
+	/* D1: the reply to kInitServer, or an exception in its place. */
+	ck_assert_int_eq(reply_dialect(ep(2)), TVM_RPC_DIALECT_V014);
+	ck_assert_int_eq(reply_dialect(ffi("FFI-04")), TVM_RPC_DIALECT_FFI);
+	ck_assert_int_eq(reply_dialect(ep(10)), TVM_RPC_DIALECT_V014);
+	ck_assert_int_eq(reply_dialect(ffi("FFI-19")), TVM_RPC_DIALECT_FFI);
+	/* Anything else leaves it open. */
+	ck_assert_int_eq(reply_dialect(ep(4)), TVM_RPC_DIALECT_UNKNOWN);
+	ck_assert_int_eq(reply_dialect(ffi("FFI-06")), TVM_RPC_DIALECT_UNKNOWN);
+	ck_assert_int_eq(reply_dialect(ep(11)), TVM_RPC_DIALECT_UNKNOWN);
+	ck_assert_int_eq(reply_dialect(ep(15)), TVM_RPC_DIALECT_UNKNOWN);
+	/* D2: kGetGlobalFunc's string type, kFreeHandle's size. */
+	ck_assert_int_eq(request_dialect(ep(3)), TVM_RPC_DIALECT_V014);
+	ck_assert_int_eq(request_dialect(ep(17)), TVM_RPC_DIALECT_V014);
+	ck_assert_int_eq(request_dialect(ffi("FFI-05")), TVM_RPC_DIALECT_FFI);
+	ck_assert_int_eq(request_dialect(ffi("FFI-18")), TVM_RPC_DIALECT_FFI);
+	ck_assert_int_eq(
+	    tvm_rpc_dialect_of_request(10, 40, NULL, 0), TVM_RPC_DIALECT_V014);
+	/* kInitServer without arguments is the same in both (EP-01). */
+	ck_assert_int_eq(request_dialect(ep(1)), TVM_RPC_DIALECT_UNKNOWN);
+	ck_assert_int_eq(
+	    request_dialect(ffi("FFI-03")), TVM_RPC_DIALECT_UNKNOWN);
+	ck_assert_int_eq(request_dialect(ep(5)), TVM_RPC_DIALECT_UNKNOWN);
+	ck_assert_str_eq(tvm_rpc_dialect_name(TVM_RPC_DIALECT_FFI), "tvm-ffi");
+	ck_assert_str_eq(tvm_rpc_dialect_name(TVM_RPC_DIALECT_V014), "v0.14");
+}
+END_TEST
+
+/* The scanner keeps the first body bytes of each packet, even when the
+ * packet arrives a byte at a time. */
+static unsigned char scan_seen[8];
+static size_t scan_seen_len;
+static struct tvm_rpc_scan *scan_cur;
+
+static void
+scan_keep_body(int32_t code, uint64_t total, void *arg)
+{
+	scan_seen_len = scan_cur->body_len;
+	memcpy(scan_seen, scan_cur->body, scan_cur->body_len);
+}
+
+START_TEST(test_scan_keeps_body_prefix)
+{
+	struct tvm_rpc_scan s;
+	struct npufarm_err err;
+	unsigned char b[256];
+	size_t n = unhex(ffi("FFI-05")->hex, b, sizeof(b)), i;
+
+	tvm_rpc_scan_init(&s, MAX_PACKET);
+	scan_cur = &s;
+	for (i = 0; i < n; i++)
+		ck_assert_int_eq(
+		    tvm_rpc_scan_feed(&s, b + i, 1, scan_keep_body, NULL, &err),
+		    0);
+	ck_assert_uint_eq(scan_seen_len, 8);
+	ck_assert(memcmp(scan_seen, b + 12, 8) == 0);
+	ck_assert_int_eq(tvm_rpc_dialect_of_request(9, n, scan_seen, 8),
+	    TVM_RPC_DIALECT_FFI);
 }
 END_TEST
 
@@ -1033,6 +1210,13 @@ main(void)
 	tcase_add_test(tc, test_add_exception_matches_vectors);
 	tcase_add_test(tc, test_exception_peek_decodes_vectors);
 	tcase_add_test(tc, test_exception_peek_rejects_others);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("dialects");
+	tcase_add_test(tc, test_ffi_exception_matches_vectors);
+	tcase_add_test(tc, test_ffi_exception_peek);
+	tcase_add_test(tc, test_dialect_rules);
+	tcase_add_test(tc, test_scan_keeps_body_prefix);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("packets");
