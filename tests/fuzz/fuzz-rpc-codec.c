@@ -3,8 +3,8 @@
  * The TVM RPC codec: the proxy hello (pull, parse, the -timeout value and
  * the message built from it), then the rest of the input as a packet
  * stream through both tvm_rpc_packet_peek() and the incremental scanner,
- * fed in the uneven pieces the first bytes choose, and every kException
- * decoded.
+ * fed in the uneven pieces the first bytes choose, every kException
+ * decoded and every packet's dialect guessed.
  */
 #include "config.h"
 
@@ -45,7 +45,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (tvm_rpc_hello_pull(in, key, sizeof(key), &err) == 1 &&
 	    tvm_rpc_hello_parse(key, &h, &err) == 0 && h.has_timeout) {
 		(void)tvm_rpc_timeout_message(h.timeout, msg, sizeof(msg));
-		(void)tvm_rpc_add_exception(out, msg);
+		/* Both dialects, as the relay writes them (data[0] picks). */
+		(void)tvm_rpc_add_exception(out, msg,
+		    data[0] & 64 ? TVM_RPC_DIALECT_FFI : TVM_RPC_DIALECT_V014);
 		(void)tvm_rpc_exception_peek(out, msg, sizeof(msg));
 	}
 	tvm_rpc_scan_init(&scan, 1 << 20);
@@ -68,6 +70,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		(void)tvm_rpc_code_is_request(code);
 		(void)tvm_rpc_code_is_reply(code);
+		(void)tvm_rpc_dialect_of_reply(in, total, code);
+		{
+			size_t have = evbuffer_get_length(in);
+			unsigned char *b = evbuffer_pullup(
+			    in, have < 64 ? (ev_ssize_t)have : 64);
+
+			if (b != NULL && have >= 12)
+				(void)tvm_rpc_dialect_of_request(code, total,
+				    b + 12, (have < 64 ? have : 64) - 12);
+		}
 		(void)tvm_rpc_exception_peek(in, msg, sizeof(msg));
 		(void)evbuffer_drain(in, (size_t)total);
 	}
