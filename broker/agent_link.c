@@ -473,8 +473,14 @@ dispatch(struct agent *a, json_t *root)
 		}
 		return;
 	}
-	if (strcmp(type, "heartbeat") == 0)
-		return; /* any frame proves life; see agent_link_read() */
+	if (strcmp(type, "heartbeat") == 0) {
+		/* Any frame proves life (agent_link_read()); this one says
+		 * nothing else, and is as strict as the others. */
+		if (json_object_size(root) != 1)
+			refuse(a->conn, "bad-frame", "client",
+			    "heartbeat: unexpected fields");
+		return;
+	}
 	if (strcmp(type, "session") == 0) {
 		handle_session(a, root);
 		return;

@@ -153,6 +153,8 @@ static const char *const reloadable[] = {
     "agent_token_file",
     "api_token_file",
     "admin_token_file",
+    "retain_days",
+    "retain_mb",
 };
 
 /* Fill @c with the compiled defaults: loopback only, ./npufarm.db. */

@@ -814,12 +814,21 @@ head_done(struct http_conn *hc)
 	hc->state = HTTP_CONN_BODY;
 }
 
+/* The head now coming must be whole within handshake_timeout. */
+static void
+deadline_arm(struct http_conn *hc)
+{
+	double d = hc->api->srv->cfg->handshake_timeout;
+	struct timeval tv = {
+	    (time_t)d, (suseconds_t)((d - (double)(time_t)d) * 1e6)};
+
+	(void)evtimer_add(hc->deadline, &tv);
+}
+
 /* Account @len bytes of the stream at @p. */
 static void
 watch_bytes(struct http_conn *hc, const char *p, size_t len)
 {
-	const struct broker_config *cfg = hc->api->srv->cfg;
-
 	while (len > 0 && hc->state != HTTP_CONN_DONE) {
 		if (hc->state == HTTP_CONN_BODY) {
 			size_t k =
@@ -832,15 +841,8 @@ watch_bytes(struct http_conn *hc, const char *p, size_t len)
 				hc->state = HTTP_CONN_HEAD;
 			continue;
 		}
-		if (!evtimer_pending(hc->deadline, NULL)) {
-			struct timeval tv = {(time_t)cfg->handshake_timeout,
-			    (suseconds_t)((cfg->handshake_timeout -
-					      (double)(time_t)
-						  cfg->handshake_timeout) *
-					  1e6)};
-
-			(void)evtimer_add(hc->deadline, &tv);
-		}
+		if (!evtimer_pending(hc->deadline, NULL))
+			deadline_arm(hc);
 		if (hc->nhead == sizeof(hc->head)) {
 			hc->state = HTTP_CONN_DONE; /* evhttp answers 400 */
 			break;
@@ -953,6 +955,10 @@ bev_cb(struct event_base *base, void *arg)
 		    n);
 	}
 	(void)evbuffer_add_cb(bufferevent_get_input(bev), input_cb, hc);
+	/* The first head is due from accept: a connection that sends
+	 * nothing holds a descriptor only that long (later ones, from their
+	 * first byte; between requests evhttp's idle timeout applies). */
+	deadline_arm(hc);
 	return bev;
 }
 

@@ -617,86 +617,475 @@ runner_caps(enum task_runner runner)
 	return runner == TASK_RUNNER_EXEC ? SCHED_CAP_EXEC : SCHED_CAP_KERNEL;
 }
 
-/*
- * POST /v1/jobs: validate @body (docs/api.md), record the job and its
- * tasks, commit (the caller answers 201 only then), and queue the tasks.
- * Returns 0, or -EINVAL (bad input: @err says what and where), -E2BIG
- * (a limit), -EIO (the ledger) or -ENOMEM.
- */
-int
-jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
-    int *ret_ntasks, struct npufarm_err *err)
+/* A job checked against docs/api.md, ready to record (jobs_parse()). */
+struct jobs_parsed_task {
+	char *text; /* the task's spec, compact JSON */
+	char *name; /* NULL when none */
+	enum task_runner runner;
+};
+
+struct jobs_parsed {
+	char *key, *user;
+	char *tags; /* the job's "tags" as JSON text, or NULL */
+	double priority, queue_timeout;
+	size_t n;
+	struct jobs_parsed_task *tasks; /* n of them */
+};
+
+/* The number of tasks of @p, and task @i's spec text (borrowed from @p). */
+size_t
+jobs_parsed_count(const struct jobs_parsed *p)
 {
-	struct server *srv = j->srv;
+	return p->n;
+}
+
+const char *
+jobs_parsed_task(const struct jobs_parsed *p, size_t i)
+{
+	return p->tasks[i].text;
+}
+
+/* The job's key (borrowed from @p). */
+const char *
+jobs_parsed_key(const struct jobs_parsed *p)
+{
+	return p->key;
+}
+
+/* Accepts NULL. */
+void
+jobs_parsed_free(struct jobs_parsed *p)
+{
+	size_t i;
+
+	if (p == NULL)
+		return;
+	for (i = 0; p->tasks != NULL && i < p->n; i++) {
+		free(p->tasks[i].text);
+		free(p->tasks[i].name);
+	}
+	free(p->tasks);
+	free(p->key);
+	free(p->user);
+	free(p->tags);
+	free(p);
+}
+
+/*
+ * The job-level fields of the POST /v1/jobs @body, checked, into a new
+ * *@ret without tasks yet; its "tasks" (borrowed) in *@ret_tasks.
+ */
+static int
+parse_head(const struct broker_config *cfg, json_t *body, const char *peer,
+    struct jobs_parsed **ret, json_t **ret_tasks, struct npufarm_err *err)
+{
 	const char *key = NULL, *user = NULL;
 	double priority = 0, queue_timeout = 3600;
-	json_t *tasks = NULL, *tv, *tags = NULL, *tags_obj;
-	char *tags_text = NULL;
-	struct task_spec *spec = NULL;
-	struct ledger_job lj;
+	struct jobs_parsed *p;
+	json_t *tasks = NULL, *tags = NULL;
 	json_error_t jerr;
-	struct job *job;
-	char path[64], *text;
-	uint64_t size;
-	size_t i, n;
-	int r;
 
 	if (json_unpack_ex(body, &jerr, JSON_STRICT,
 		"{s:s, s?s, s?F, s?F, s:o, s?o}", "key", &key, "user", &user,
 		"priority", &priority, "queue_timeout", &queue_timeout, "tasks",
 		&tasks, "tags", &tags) < 0)
 		return err_set(err, -EINVAL, "job: %s", jerr.text);
-	if (key[0] == '\0' || strlen(key) > (size_t)srv->cfg->max_key_len)
+	if (key[0] == '\0' || strlen(key) > (size_t)cfg->max_key_len)
 		return err_set(err, -EINVAL, "key: must be 1..%ld bytes",
-		    srv->cfg->max_key_len);
+		    cfg->max_key_len);
 	if (user == NULL || user[0] == '\0')
 		user = peer;
-	if (strlen(user) > (size_t)srv->cfg->max_key_len)
-		return err_set(err, -EINVAL, "user: at most %ld bytes",
-		    srv->cfg->max_key_len);
+	if (strlen(user) > (size_t)cfg->max_key_len)
+		return err_set(
+		    err, -EINVAL, "user: at most %ld bytes", cfg->max_key_len);
 	if (queue_timeout <= 0 || queue_timeout > 30 * 86400)
 		return err_set(err, -EINVAL,
 		    "queue_timeout: %g is not in (0, 2592000] seconds",
 		    queue_timeout);
 	if (priority != priority || priority < -1e9 || priority > 1e9)
 		return err_set(err, -EINVAL, "priority: out of range");
-	r = task_spec_validate_tasks(tasks, err);
+	if (!json_is_array(tasks))
+		return err_set(
+		    err, -EINVAL, "tasks: must be a non-empty array");
+	p = calloc(1, sizeof(*p));
+	if (p != NULL) {
+		p->key = strdup(key);
+		p->user = strdup(user);
+	}
+	if (p == NULL || p->key == NULL || p->user == NULL) {
+		jobs_parsed_free(p);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	p->priority = priority;
+	p->queue_timeout = queue_timeout;
+	/* Checked on the loop (tags_canon()), before anything is written. */
+	if (tags != NULL && (p->tags = json_dumps(tags,
+				 JSON_COMPACT | JSON_ENCODE_ANY)) == NULL) {
+		jobs_parsed_free(p);
+		return err_set(err, -ENOMEM, "out of memory");
+	}
+	*ret = p;
+	*ret_tasks = tasks;
+	return 0;
+}
+
+/* Room for @n tasks in @p; -EINVAL/-E2BIG for a count out of bounds. */
+static int
+parse_count(struct jobs_parsed *p, size_t n, struct npufarm_err *err)
+{
+	if (n == 0)
+		return err_set(
+		    err, -EINVAL, "tasks: must be a non-empty array");
+	if (n > TASK_SPEC_MAX_TASKS)
+		return err_set(err, -E2BIG,
+		    "tasks: %zu tasks is over the limit of %d", n,
+		    TASK_SPEC_MAX_TASKS);
+	p->tasks = calloc(n, sizeof(*p->tasks));
+	if (p->tasks == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	p->n = n;
+	return 0;
+}
+
+/* Task @i of @p from its JSON @tv: checked, its artifact here, as text. */
+static int
+parse_task(const struct artifacts *arts, struct jobs_parsed *p, size_t i,
+    const json_t *tv, struct task_spec *spec, struct npufarm_err *err)
+{
+	char path[64];
+	uint64_t size;
+	int r;
+
+	(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
+	r = task_spec_parse(tv, path, spec, err);
+	if (r == 0 && artifacts_size(arts, spec->artifact, &size) < 0)
+		r = err_set(err, -EINVAL,
+		    "tasks[%zu].artifact: no artifact %s; PUT "
+		    "/v1/artifacts/%s first",
+		    i, spec->artifact, spec->artifact);
+	if (r == 0 && spec->check.on &&
+	    artifacts_size(arts, spec->check.ref, &size) < 0)
+		r = err_set(err, -EINVAL,
+		    "tasks[%zu].check.ref: no artifact %s; PUT "
+		    "/v1/artifacts/%s first",
+		    i, spec->check.ref, spec->check.ref);
 	if (r < 0)
 		return r;
-	n = json_array_size(tasks);
-	if (n == 0)
-		return err_set(err, -EINVAL, "tasks: no tasks");
-	spec = malloc(sizeof(*spec));
-	if (spec == NULL)
+	p->tasks[i].runner = spec->runner;
+	p->tasks[i].text = json_dumps(tv, JSON_COMPACT);
+	p->tasks[i].name = spec->name[0] ? strdup(spec->name) : NULL;
+	if (p->tasks[i].text == NULL ||
+	    (spec->name[0] && p->tasks[i].name == NULL))
 		return err_set(err, -ENOMEM, "out of memory");
-	/* Everything a task names must be here before anything is written. */
-	for (i = 0; i < n; i++) {
-		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
-		r = task_spec_parse(json_array_get(tasks, i), path, spec, err);
-		if (r == 0 &&
-		    artifacts_size(srv->artifacts, spec->artifact, &size) < 0)
-			r = err_set(err, -EINVAL,
-			    "tasks[%zu].artifact: no artifact %s; PUT "
-			    "/v1/artifacts/%s first",
-			    i, spec->artifact, spec->artifact);
-		if (r == 0 && spec->check.on &&
-		    artifacts_size(srv->artifacts, spec->check.ref, &size) < 0)
-			r = err_set(err, -EINVAL,
-			    "tasks[%zu].check.ref: no artifact %s; PUT "
-			    "/v1/artifacts/%s first",
-			    i, spec->check.ref, spec->check.ref);
-		if (r < 0) {
-			free(spec);
-			return r;
+	return 0;
+}
+
+/*
+ * Check the POST /v1/jobs @body (docs/api.md) and everything its tasks
+ * name, and keep only what recording the job needs: each task's spec as
+ * compact text (the tree can go right after).  Touches no broker state
+ * but @cfg (read) and @arts (fstatat), so it may run on any thread.
+ * Returns 0 with *@ret (free with jobs_parsed_free()), or -EINVAL (bad
+ * input: @err says what and where), -E2BIG or -ENOMEM.
+ */
+int
+jobs_parse(const struct broker_config *cfg, const struct artifacts *arts,
+    json_t *body, const char *peer, struct jobs_parsed **ret,
+    struct npufarm_err *err)
+{
+	struct task_spec *spec = NULL;
+	struct jobs_parsed *p = NULL;
+	json_t *tasks;
+	size_t i;
+	int r;
+
+	r = parse_head(cfg, body, peer, &p, &tasks, err);
+	if (r < 0)
+		return r;
+	r = parse_count(p, json_array_size(tasks), err);
+	spec = r == 0 ? malloc(sizeof(*spec)) : NULL;
+	if (r == 0 && spec == NULL)
+		r = err_set(err, -ENOMEM, "out of memory");
+	for (i = 0; r == 0 && i < p->n; i++)
+		r = parse_task(arts, p, i, json_array_get(tasks, i), spec, err);
+	free(spec);
+	if (r < 0) {
+		jobs_parsed_free(p);
+		return r;
+	}
+	*ret = p;
+	return 0;
+}
+
+/* ---- a job body one task at a time ------------------------------------ */
+
+static const char *
+skip_ws(const char *p, const char *e)
+{
+	while (p < e && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* The end of the JSON string at @p (its opening quote), or NULL. */
+static const char *
+string_end(const char *p, const char *e)
+{
+	for (p++; p < e; p++) {
+		if (*p == '\\')
+			p++;
+		else if (*p == '"')
+			return p + 1;
+	}
+	return NULL;
+}
+
+/*
+ * The end of the JSON value at @p, found by its brackets and strings only
+ * (jansson checks the rest when it parses the value), or NULL.
+ */
+static const char *
+value_end(const char *p, const char *e)
+{
+	int depth = 0;
+
+	if (p >= e)
+		return NULL;
+	if (*p == '"')
+		return string_end(p, e);
+	if (*p != '{' && *p != '[') {
+		while (p < e && *p != ',' && *p != ']' && *p != '}' &&
+		       *p != ' ' && *p != '\t' && *p != '\n' && *p != '\r')
+			p++;
+		return p;
+	}
+	for (; p < e; p++) {
+		if (*p == '"') {
+			p = string_end(p, e);
+			if (p == NULL)
+				return NULL;
+			p--;
+		} else if (*p == '{' || *p == '[')
+			depth++;
+		else if ((*p == '}' || *p == ']') && --depth == 0)
+			return p + 1;
+	}
+	return NULL;
+}
+
+struct span {
+	const char *p;
+	size_t len;
+};
+
+/*
+ * Split the object in @buf into its members with "tasks" replaced by []
+ * (into @head, of capacity @len + 16) and the elements of its "tasks"
+ * array (into *@ret_tasks, *@ret_n of them).  0, 1 when @buf is not the
+ * plain shape this expects (an escaped or repeated "tasks", a non-array
+ * one, trailing bytes: the caller then parses it whole), -E2BIG over
+ * TASK_SPEC_MAX_TASKS, -ENOMEM.
+ */
+static int
+split_body(const char *buf, size_t len, char *head, struct span **ret_tasks,
+    size_t *ret_n)
+{
+	const char *p = buf, *e = buf + len, *ks, *ke, *vs, *ve;
+	const char *ts = NULL, *te = NULL;
+	struct span *v = NULL, *nv;
+	size_t h = 0, n = 0, cap = 0;
+
+	p = skip_ws(p, e);
+	if (p == e || *p != '{')
+		return 1;
+	head[h++] = '{';
+	for (p = skip_ws(p + 1, e); p < e && *p != '}';) {
+		if (*p != '"' || (ke = string_end(ks = p, e)) == NULL)
+			return 1;
+		p = skip_ws(ke, e);
+		if (p == e || *p != ':')
+			return 1;
+		vs = skip_ws(p + 1, e);
+		ve = value_end(vs, e);
+		if (ve == NULL)
+			return 1;
+		memcpy(head + h, ks, (size_t)(ke - ks));
+		h += (size_t)(ke - ks);
+		head[h++] = ':';
+		if (ke - ks == 7 && memcmp(ks, "\"tasks\"", 7) == 0) {
+			if (ts != NULL || *vs != '[')
+				return 1;
+			ts = vs;
+			te = ve;
+			memcpy(head + h, "[]", 2);
+			h += 2;
+		} else {
+			memcpy(head + h, vs, (size_t)(ve - vs));
+			h += (size_t)(ve - vs);
+		}
+		p = skip_ws(ve, e);
+		if (p < e && *p == ',') {
+			head[h++] = ',';
+			p = skip_ws(p + 1, e);
+			if (p < e && *p == '}')
+				return 1; /* a trailing comma: jansson says */
+		} else if (p == e || *p != '}')
+			return 1;
+	}
+	if (p == e || ts == NULL || skip_ws(p + 1, e) != e)
+		return 1;
+	head[h++] = '}';
+	head[h] = '\0';
+	for (p = skip_ws(ts + 1, te); p < te && *p != ']';) {
+		ve = value_end(p, te);
+		if (ve == NULL) {
+			free(v);
+			return 1;
+		}
+		if (n == TASK_SPEC_MAX_TASKS + 1) {
+			free(v);
+			return -E2BIG;
+		}
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			nv = realloc(v, cap * sizeof(*v));
+			if (nv == NULL) {
+				free(v);
+				return -ENOMEM;
+			}
+			v = nv;
+		}
+		v[n].p = p;
+		v[n++].len = (size_t)(ve - p);
+		p = skip_ws(ve, te);
+		if (p < te && *p == ',') {
+			p = skip_ws(p + 1, te);
+			if (p == te || *p == ']') {
+				free(v);
+				return 1; /* a trailing comma: jansson says */
+			}
+		} else if (p == te || *p != ']') {
+			free(v);
+			return 1;
 		}
 	}
-	job = job_new(j, key, user, priority, queue_timeout, n);
-	if (job == NULL) {
-		free(spec);
+	*ret_tasks = v;
+	*ret_n = n;
+	return 0;
+}
+
+/*
+ * jobs_parse() of the body text @buf (@len bytes), parsing one task at a
+ * time so that only one task's tree exists at once: memory stays near
+ * the size of the text, not the ten-odd times more of a whole jansson
+ * tree.  A body of another shape is parsed whole.  Same returns, any
+ * thread.
+ */
+int
+jobs_parse_text(const struct broker_config *cfg, const struct artifacts *arts,
+    const char *buf, size_t len, const char *peer, struct jobs_parsed **ret,
+    struct npufarm_err *err)
+{
+	struct jobs_parsed *p = NULL;
+	struct task_spec *spec = NULL;
+	struct span *tasks = NULL;
+	json_t *body = NULL, *tv, *empty;
+	json_error_t jerr;
+	char *head = NULL;
+	size_t i, n = 0;
+	int r;
+
+	if (json_util_depth(buf, len, (int)cfg->max_json_depth) < 0)
+		return err_set(err, -EINVAL,
+		    "JSON nested deeper than %ld levels", cfg->max_json_depth);
+	head = malloc(len + 16);
+	if (head == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
+	r = split_body(buf, len, head, &tasks, &n);
+	if (r == -E2BIG)
+		r = err_set(err, -E2BIG, "tasks: over the limit of %d",
+		    TASK_SPEC_MAX_TASKS);
+	else if (r == -ENOMEM)
+		r = err_set(err, -ENOMEM, "out of memory");
+	if (r < 0)
+		goto out;
+	if (r == 1) { /* another shape: whole */
+		r = json_util_load(
+		    buf, len, (int)cfg->max_json_depth, &body, err);
+		if (r < 0)
+			r = -EINVAL;
+		else if (!json_is_object(body))
+			r = err_set(
+			    err, -EINVAL, "job: expected a JSON object");
+		else
+			r = jobs_parse(cfg, arts, body, peer, ret, err);
+		goto out;
 	}
+	body = json_loads(head, JSON_REJECT_DUPLICATES, &jerr);
+	if (body == NULL) {
+		r = err_set(err, -EINVAL, "invalid JSON: %s", jerr.text);
+		goto out;
+	}
+	r = parse_head(cfg, body, peer, &p, &empty, err);
+	if (r == 0)
+		r = parse_count(p, n, err);
+	spec = r == 0 ? malloc(sizeof(*spec)) : NULL;
+	if (r == 0 && spec == NULL)
+		r = err_set(err, -ENOMEM, "out of memory");
+	for (i = 0; r == 0 && i < n; i++) {
+		tv = json_loadb(
+		    tasks[i].p, tasks[i].len, JSON_REJECT_DUPLICATES, &jerr);
+		if (tv == NULL) {
+			r = err_set(err, -EINVAL,
+			    "tasks[%zu]: invalid JSON: %s", i, jerr.text);
+			break;
+		}
+		r = parse_task(arts, p, i, tv, spec, err);
+		json_decref(tv);
+	}
+	if (r == 0) {
+		*ret = p;
+		p = NULL;
+	}
+out:
+	jobs_parsed_free(p);
+	json_decref(body);
+	free(spec);
+	free(tasks);
+	free(head);
+	return r;
+}
+
+/*
+ * Record the job @p (from jobs_parse()), commit (the caller answers 201
+ * only then), and queue its tasks.  Runs on the loop; @p stays the
+ * caller's.  Returns 0, or -EINVAL (its tags: @err says what), -EIO (the
+ * ledger) or -ENOMEM.
+ */
+int
+jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
+    const char *peer, int64_t *ret_id, int *ret_ntasks, struct npufarm_err *err)
+{
+	struct server *srv = j->srv;
+	json_t *tags = NULL, *tags_obj;
+	char *tags_text = NULL;
+	struct ledger_job lj;
+	struct job *job;
+	size_t i, n = p->n;
+	int r = 0;
+
+	job = job_new(j, p->key, p->user, p->priority, p->queue_timeout, n);
+	if (job == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
 	/* The tags its boards must carry, kept as the ledger's JSON too. */
-	r = tags_canon(tags, "tags", &job->tags, err);
+	if (p->tags != NULL) {
+		tags = json_loads(p->tags, JSON_DECODE_ANY, NULL);
+		if (tags == NULL)
+			r = err_set(err, -ENOMEM, "out of memory");
+	}
+	if (r == 0)
+		r = tags_canon(tags, "tags", &job->tags, err);
+	json_decref(tags);
 	tags_obj = r == 0 && job->tags != NULL ? tags_json(job->tags) : NULL;
 	tags_text = tags_obj != NULL
 			? json_dumps(tags_obj, JSON_COMPACT | JSON_SORT_KEYS)
@@ -705,17 +1094,16 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	if (r == 0 && job->tags != NULL && tags_text == NULL)
 		r = err_set(err, -ENOMEM, "out of memory");
 	if (r < 0) {
-		free(spec);
 		job_free(job);
 		return r;
 	}
 	job->submitted_us = ledger_now_us();
 	lj = (struct ledger_job){
-	    .key = key,
-	    .user = user,
+	    .key = p->key,
+	    .user = p->user,
 	    .peer = peer,
-	    .priority = priority,
-	    .queue_timeout = queue_timeout,
+	    .priority = p->priority,
+	    .queue_timeout = p->queue_timeout,
 	    .ntasks = (int)n,
 	    .submitted_us = job->submitted_us,
 	    .tags = tags_text,
@@ -723,27 +1111,16 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
 	free(tags_text);
 	for (i = 0; r == 0 && i < n; i++) {
-		tv = json_array_get(tasks, i);
-		(void)snprintf(path, sizeof(path), "tasks[%zu]", i);
-		r = task_spec_parse(tv, path, spec, err);
-		if (r < 0)
-			break;
-		text = json_dumps(tv, JSON_COMPACT);
-		if (text == NULL) {
-			r = err_set(err, -ENOMEM, "out of memory");
-			break;
-		}
-		r = ledger_task_insert(srv->ledger, job->id, (int)i,
-		    spec->name[0] ? spec->name : NULL,
-		    task_spec_runner_name(spec->runner), text,
+		const struct jobs_parsed_task *pt = &p->tasks[i];
+
+		r = ledger_task_insert(srv->ledger, job->id, (int)i, pt->name,
+		    task_spec_runner_name(pt->runner), pt->text,
 		    job->submitted_us, &job->tasks[i].id, err);
 		if (r == 0 &&
 		    task_init(&job->tasks[i], job, (int)i, job->tasks[i].id,
-			text, spec->name, runner_caps(spec->runner)) < 0)
+			pt->text, pt->name, runner_caps(pt->runner)) < 0)
 			r = err_set(err, -ENOMEM, "out of memory");
-		free(text);
 	}
-	free(spec);
 	if (r < 0) {
 		/* Out of memory half-way: the rows written so far describe a
 		 * job nobody will see (it never was acknowledged).  Mark it,
@@ -770,7 +1147,7 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 			log_err("job %lld: out of memory queueing task %zu",
 			    (long long)job->id, i);
 	job_arm_expiry(job);
-	if (srv->tv_grace != NULL && tracker_key_boards(srv, key) == 0) {
+	if (srv->tv_grace != NULL && tracker_key_boards(srv, p->key) == 0) {
 		job->nokey_ev = evtimer_new(srv->base, nokey_cb, job);
 		if (job->nokey_ev == NULL ||
 		    evtimer_add(job->nokey_ev, srv->tv_grace) < 0)
@@ -779,11 +1156,32 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 			    (long long)job->id);
 	}
 	log_notice("job %lld: %zu tasks for '%s' from %s (user %s)",
-	    (long long)job->id, n, key, peer, user);
+	    (long long)job->id, n, p->key, peer, p->user);
 	*ret_id = job->id;
 	*ret_ntasks = (int)n;
-	tracker_schedule(srv, key);
+	tracker_schedule(srv, p->key);
 	return 0;
+}
+
+/*
+ * POST /v1/jobs on the loop itself: jobs_parse() then
+ * jobs_submit_parsed().  Returns 0, or -EINVAL (bad input: @err says what
+ * and where), -E2BIG (a limit), -EIO (the ledger) or -ENOMEM.  The API
+ * parses off the loop instead (jobs_parse.c).
+ */
+int
+jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
+    int *ret_ntasks, struct npufarm_err *err)
+{
+	struct jobs_parsed *p;
+	int r;
+
+	r = jobs_parse(j->srv->cfg, j->srv->artifacts, body, peer, &p, err);
+	if (r < 0)
+		return r;
+	r = jobs_submit_parsed(j, p, peer, ret_id, ret_ntasks, err);
+	jobs_parsed_free(p);
+	return r;
 }
 
 /*

@@ -19,6 +19,8 @@
 #include <jansson.h>
 
 struct agent;
+struct artifacts;
+struct broker_config;
 struct evhttp_request;
 struct jobs;
 struct npufarm_err;
@@ -32,6 +34,20 @@ int jobs_recover(struct jobs *j, struct npufarm_err *err);
 
 int jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
     int *ret_ntasks, struct npufarm_err *err);
+struct jobs_parsed;
+int jobs_parse(const struct broker_config *cfg, const struct artifacts *arts,
+    json_t *body, const char *peer, struct jobs_parsed **ret,
+    struct npufarm_err *err);
+int jobs_parse_text(const struct broker_config *cfg,
+    const struct artifacts *arts, const char *buf, size_t len, const char *peer,
+    struct jobs_parsed **ret, struct npufarm_err *err);
+void jobs_parsed_free(struct jobs_parsed *p);
+size_t jobs_parsed_count(const struct jobs_parsed *p);
+const char *jobs_parsed_task(const struct jobs_parsed *p, size_t i);
+const char *jobs_parsed_key(const struct jobs_parsed *p);
+int jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
+    const char *peer, int64_t *ret_id, int *ret_ntasks,
+    struct npufarm_err *err);
 int jobs_cancel(struct jobs *j, int64_t id, int *ret_n);
 int jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
     struct evhttp_request *req);

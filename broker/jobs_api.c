@@ -26,6 +26,7 @@
 #include "err.h"
 #include "http_api.h"
 #include "jobs.h"
+#include "jobs_parse.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
@@ -123,10 +124,11 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 
 /*
  * What a job for @key, which no board has, is in for (accepted: a board
- * may register within --unknown-key-grace), into @buf.
+ * may register within --unknown-key-grace), into @buf.  The loop's.
  */
-static void
-nokey_warning(struct server *srv, const char *key, char *buf, size_t len)
+void
+jobs_api_nokey_warning(
+    struct server *srv, const char *key, char *buf, size_t len)
 {
 	char keys[512];
 
@@ -144,52 +146,11 @@ nokey_warning(struct server *srv, const char *key, char *buf, size_t len)
 		    key, keys);
 }
 
+/* POST /v1/jobs: parsed off the loop, answered once committed. */
 static void
 post_job(struct server *srv, struct evhttp_request *req)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	size_t len = evbuffer_get_length(in);
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	struct npufarm_err err;
-	char *peer = NULL, warning[1024] = "";
-	const char *key;
-	ev_uint16_t port;
-	int64_t id;
-	int n, r;
-	json_t *body, *v;
-
-	r = json_util_load((const char *)evbuffer_pullup(in, -1), len,
-	    (int)srv->cfg->max_json_depth, &body, &err);
-	if (r < 0) {
-		bad(req, err.msg);
-		return;
-	}
-	if (!json_is_object(body)) {
-		json_decref(body);
-		bad(req, "job: expected a JSON object");
-		return;
-	}
-	evhttp_connection_get_peer(evcon, &peer, &port);
-	r = jobs_submit(
-	    srv->jobs, body, peer ? peer : "unknown", &id, &n, &err);
-	key = json_string_value(json_object_get(body, "key"));
-	if (r == 0 && key != NULL && tracker_key_boards(srv, key) == 0)
-		nokey_warning(srv, key, warning, sizeof(warning));
-	json_decref(body);
-	if (r == -EINVAL || r == -E2BIG) {
-		bad(req, err.msg);
-		return;
-	}
-	if (r < 0) {
-		server_error(req, err.msg);
-		return;
-	}
-	v = json_pack(
-	    "{sI si ss}", "id", (json_int_t)id, "tasks", n, "state", "queued");
-	if (v != NULL && warning[0] != '\0')
-		(void)json_object_set_new(v, "warning", json_string(warning));
-	http_api_reply_json(req, 201, "Created", v);
-	json_decref(v);
+	jobs_parse_submit(srv->jobs_parse, req);
 }
 
 static void

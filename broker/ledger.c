@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <search.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -305,6 +306,9 @@ enum op_kind {
 	OP_TASK_FINISH,
 	OP_ATTEMPT_FINISH,
 	OP_BOARD_TAGS,
+	OP_PRUNE_LEASES, /* retention: the first ops whose rows are counted */
+	OP_PRUNE_EVENTS,
+	OP_PRUNE_ATTEMPTS,
 	OP_MAX,
 };
 
@@ -385,6 +389,20 @@ static const char *const op_sql[OP_MAX] = {
     [OP_BOARD_TAGS] = "UPDATE boards SET tags = ?2 WHERE id = ?1",
     [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail, actor)"
 		 " VALUES (?5, ?2, ?8, ?3, ?4)",
+    /* Retention (ledger_prune()): at most ?13 of the oldest rows that
+     * ended before ?5; open leases and running attempts stay.  Rows are
+     * visited in rowid order, which is roughly the order of their ends,
+     * so each statement stops after a short scan. */
+    [OP_PRUNE_LEASES] =
+	"DELETE FROM leases WHERE id IN (SELECT id FROM leases"
+	" WHERE released_us IS NOT NULL AND released_us < ?5 ORDER BY id"
+	" LIMIT ?13)",
+    [OP_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
+			" WHERE at_us < ?5 ORDER BY id LIMIT ?13)",
+    [OP_PRUNE_ATTEMPTS] =
+	"DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts"
+	" WHERE finished_us IS NOT NULL AND finished_us < ?5 ORDER BY rowid"
+	" LIMIT ?13)",
 };
 
 /*
@@ -473,6 +491,7 @@ struct ledger {
 	bool stop;
 	bool thread_started;
 	pthread_t thread;
+	atomic_uint_fast64_t pruned; /* rows retention deleted, cumulative */
 
 	int lock_fd; /* holds the ledger's lock (PATH.lock); -1: none */
 };
@@ -842,6 +861,8 @@ run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 
 	if (bind_op(st, o) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
 		r = ledger_db_fail(l->wdb, err, "write");
+	else if (o->kind >= OP_PRUNE_LEASES)
+		atomic_fetch_add(&l->pruned, (uint64_t)sqlite3_changes(l->wdb));
 	stmt_done(st);
 	return r;
 }
@@ -1202,6 +1223,56 @@ op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
 	if (l->nbatch++ == 0 && l->dirty != NULL)
 		l->dirty(l->dirty_arg);
 	return 0;
+}
+
+/*
+ * Retention: queue the deletion of at most @batch of the oldest lease,
+ * event and attempt rows each that ended before @before_us, in the next
+ * batch (so the writer thread does it, in small transactions, off the
+ * loop).  Boards, artifacts, jobs and their tasks are kept.  Returns 0 or
+ * -ENOMEM.  See ledger_pruned() for what it did.
+ */
+int
+ledger_prune(
+    struct ledger *l, int64_t before_us, int batch, struct npufarm_err *err)
+{
+	enum op_kind k;
+	int r = 0;
+
+	for (k = OP_PRUNE_LEASES; k <= OP_PRUNE_ATTEMPTS && r >= 0; k++) {
+		struct op o = {.kind = k, .t = {before_us}, .n = {batch}};
+
+		r = op_add(l, &o, err);
+	}
+	return r;
+}
+
+/* Rows retention has deleted so far (committed or about to be). */
+uint64_t
+ledger_pruned(struct ledger *l)
+{
+	return atomic_load(&l->pruned);
+}
+
+/*
+ * Bytes the ledger's rows take (its pages less the free ones; the file
+ * itself does not shrink, freed pages are reused), or -EIO.
+ */
+int64_t
+ledger_live_bytes(struct ledger *l)
+{
+	sqlite3_stmt *st = NULL;
+	int64_t n = -EIO;
+
+	if (sqlite3_prepare_v2(l->db,
+		"SELECT (SELECT page_count FROM pragma_page_count()) -"
+		" (SELECT freelist_count FROM pragma_freelist_count()),"
+		" (SELECT page_size FROM pragma_page_size())",
+		-1, &st, NULL) == SQLITE_OK &&
+	    sqlite3_step(st) == SQLITE_ROW)
+		n = sqlite3_column_int64(st, 0) * sqlite3_column_int64(st, 1);
+	sqlite3_finalize(st);
+	return n;
 }
 
 /*

@@ -112,6 +112,10 @@ int64_t ledger_now_us(void);
 bool ledger_pending(const struct ledger *l);
 int ledger_commit(struct ledger *l, struct npufarm_err *err);
 int ledger_sync(struct ledger *l, struct npufarm_err *err);
+int ledger_prune(
+    struct ledger *l, int64_t before_us, int batch, struct npufarm_err *err);
+uint64_t ledger_pruned(struct ledger *l);
+int64_t ledger_live_bytes(struct ledger *l);
 uint64_t ledger_commits(const struct ledger *l);
 void ledger_commit_stats(
     struct ledger *l, struct metrics_hist *ret_hist, uint64_t *ret_failed);

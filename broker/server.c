@@ -32,9 +32,11 @@
 #include "err.h"
 #include "http_api.h"
 #include "jobs.h"
+#include "jobs_parse.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
+#include "retention.h"
 #include "scheduler.h"
 #include "tracker.h"
 
@@ -455,6 +457,10 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		r = jobs_new(srv, &srv->jobs, err);
 	if (r >= 0)
 		r = jobs_recover(srv->jobs, err);
+	if (r >= 0)
+		r = retention_new(srv, &srv->retention, err);
+	if (r >= 0)
+		r = jobs_parse_new(srv, &srv->jobs_parse, err);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
@@ -506,7 +512,10 @@ server_free(struct server *srv)
 	srv->stopping = true;
 	for (i = 0; i < srv->nlisteners; i++)
 		evconnlistener_free(srv->listeners[i]);
+	/* Its waiting requests are answered while the API still exists. */
+	srv->jobs_parse = jobs_parse_free(srv->jobs_parse);
 	srv->http = http_api_free(srv->http);
+	srv->retention = retention_free(srv->retention);
 	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
 		conn_free(c);
 	if (srv->ledger != NULL) {

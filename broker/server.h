@@ -23,7 +23,9 @@ struct evconnlistener;
 struct http_api;
 struct ledger;
 struct metrics;
+struct jobs_parse;
 struct npufarm_err;
+struct retention;
 struct sched;
 struct timeval;
 
@@ -45,9 +47,11 @@ struct server {
 	struct http_api *http;
 	struct ledger *ledger;
 	struct sched *sched;
-	struct jobs *jobs;           /* native tuning jobs */
-	struct artifacts *artifacts; /* their kernels and programs */
-	struct metrics *metrics;     /* GET /metrics counters, owned */
+	struct jobs *jobs;             /* native tuning jobs */
+	struct artifacts *artifacts;   /* their kernels and programs */
+	struct metrics *metrics;       /* GET /metrics counters, owned */
+	struct retention *retention;   /* ledger pruning, owned */
+	struct jobs_parse *jobs_parse; /* POST /v1/jobs off the loop, owned */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_ev;     /* commits the ledger once per iteration */
 	struct event *accept_ev;    /* resumes accepting after EMFILE */

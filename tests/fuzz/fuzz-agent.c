@@ -54,8 +54,8 @@ teardown(void)
 static void
 setup(void)
 {
-	static char dir[] = "/tmp/npufarm-fuzz-agent-XXXXXX";
-	char cdir[64];
+	static char dir[256];
+	char cdir[300];
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t len = sizeof(sin);
 	struct npufarm_err err;
@@ -63,6 +63,8 @@ setup(void)
 
 	log_set_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : -1);
 	base = event_base_new();
+	(void)snprintf(dir, sizeof(dir), "%s/npufarm-fuzz-agent-XXXXXX",
+	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 	if (base == NULL || mkdtemp(dir) == NULL)
 		abort();
 	(void)snprintf(cdir, sizeof(cdir), "%s/cache", dir);

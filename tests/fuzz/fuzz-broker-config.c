@@ -21,14 +21,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	static char path[64];
+	static char path[300];
 	struct broker_config c;
 	struct npufarm_err err;
 	char *copy, *line, *save = NULL;
 	FILE *f;
 
 	if (path[0] == '\0')
-		(void)snprintf(path, sizeof(path), "/tmp/npufarm-fuzz-cfg-%ld",
+		(void)snprintf(path, sizeof(path), "%s/npufarm-fuzz-cfg-%ld",
+		    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp",
 		    (long)getpid());
 	f = fopen(path, "w");
 	if (f == NULL)

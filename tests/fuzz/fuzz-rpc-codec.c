@@ -3,8 +3,8 @@
  * The TVM RPC codec: the proxy hello (pull, parse, the -timeout value and
  * the message built from it), then the rest of the input as a packet
  * stream through both tvm_rpc_packet_peek() and the incremental scanner,
- * fed in the uneven pieces the first bytes choose, and every kException
- * decoded.
+ * fed in the uneven pieces the first bytes choose, every kException
+ * decoded and every packet's dialect guessed.
  */
 #include "config.h"
 
@@ -70,6 +70,16 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		(void)tvm_rpc_code_is_request(code);
 		(void)tvm_rpc_code_is_reply(code);
+		(void)tvm_rpc_dialect_of_reply(in, total, code);
+		{
+			size_t have = evbuffer_get_length(in);
+			unsigned char *b = evbuffer_pullup(
+			    in, have < 64 ? (ev_ssize_t)have : 64);
+
+			if (b != NULL && have >= 12)
+				(void)tvm_rpc_dialect_of_request(code, total,
+				    b + 12, (have < 64 ? have : 64) - 12);
+		}
 		(void)tvm_rpc_exception_peek(in, msg, sizeof(msg));
 		(void)evbuffer_drain(in, (size_t)total);
 	}

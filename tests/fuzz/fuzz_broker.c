@@ -114,11 +114,13 @@ struct server *
 fuzz_broker(void)
 {
 	struct npufarm_err err;
-	char dir[] = "/tmp/npufarm-fuzz-XXXXXX", path[64];
+	char dir[256], path[300];
 	json_t *ready;
 
 	if (srv != NULL)
 		return srv;
+	(void)snprintf(dir, sizeof(dir), "%s/npufarm-fuzz-XXXXXX",
+	    getenv("TMPDIR") != NULL ? getenv("TMPDIR") : "/tmp");
 	if (mkdtemp(dir) == NULL)
 		die("mkdtemp", NULL);
 	log_set_level(getenv("FUZZ_VERBOSE") ? LOG_DEBUG : -1);

@@ -17,10 +17,10 @@ status=0
 for name in $names; do
 	exe="$build/tests/fuzz/fuzz-$name"
 	[ -x "$exe" ] || { echo "fuzz: $exe missing" >&2; exit 1; }
-	mkdir -p "$work/$name/corpus" "$work/$name/crashes"
+	mkdir -p "$work/$name/corpus" "$work/$name/crashes" "$work/$name/tmp"
 	cp "$here/corpus/$name/"* "$work/$name/corpus/"
 	echo "fuzz: $name for $secs s"
-	if "$exe" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
+	if TMPDIR="$work/$name/tmp" "$exe" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
 	    -max_len=65536 -print_final_stats=1 \
 	    -artifact_prefix="$work/$name/crashes/" \
 	    "$work/$name/corpus" >"$work/$name/log" 2>&1; then
@@ -31,5 +31,6 @@ for name in $names; do
 		tail -60 "$work/$name/log" >&2
 		status=1
 	fi
+	rm -rf "$work/$name/tmp" # the harness's ledgers, caches, ...
 done
 exit $status

@@ -1,0 +1,290 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The job parser thread (jobs_parse.h).  It owns nothing of the broker's:
+ * the loop hands it a copy of a request's body, it hands back either a
+ * struct jobs_parsed or an error, through a queue under its mutex and an
+ * eventfd the loop watches (STYLE §7, Threads).  It reads only the
+ * configuration and the artifact store (fstatat), which do not change
+ * under it.  The request itself stays with the loop: evhttp keeps a
+ * request until it is answered, even when its client has gone.  At most
+ * JOBS_PARSE_MAX jobs wait at once (each holds its body and then its
+ * specs), beyond that the API answers 503.
+ */
+#include "config.h"
+
+#include "jobs_parse.h"
+
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/queue.h>
+#include <unistd.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "err.h"
+#include "http_api.h"
+#include "jobs.h"
+#include "jobs_api.h"
+#include "json_util.h"
+#include "log.h"
+#include "server.h"
+#include "tracker.h"
+
+#define JOBS_PARSE_MAX 4
+
+struct item {
+	struct evhttp_request *req; /* loop only; answered exactly once */
+	char *body;                 /* the thread's, until parsed */
+	size_t len;
+	char *peer;
+	struct jobs_parsed *parsed; /* the result, or NULL with err */
+	int r;
+	struct npufarm_err err;
+	STAILQ_ENTRY(item) link;
+};
+
+STAILQ_HEAD(item_list, item);
+
+struct jobs_parse {
+	struct server *srv; /* borrowed, outlives us */
+	struct event *ev;   /* the eventfd: results are back */
+	int efd;
+	size_t pending; /* loop only: items not yet answered */
+	pthread_t thread;
+	bool started;
+	/* Shared, under mu. */
+	pthread_mutex_t mu;
+	pthread_cond_t work;
+	struct item_list todo, done;
+	bool stop;
+};
+
+static void
+item_free(struct item *it)
+{
+	free(it->body);
+	free(it->peer);
+	jobs_parsed_free(it->parsed);
+	free(it);
+}
+
+static void
+parse_one(struct jobs_parse *p, struct item *it)
+{
+	struct server *srv = p->srv;
+
+	it->r = jobs_parse_text(srv->cfg, srv->artifacts, it->body, it->len,
+	    it->peer, &it->parsed, &it->err);
+	free(it->body);
+	it->body = NULL;
+	/* What parsing a big job took is many small blocks: give them back. */
+	(void)malloc_trim(0);
+}
+
+static void *
+thread_main(void *arg)
+{
+	struct jobs_parse *p = arg;
+	uint64_t one = 1;
+	struct item *it;
+
+	pthread_mutex_lock(&p->mu);
+	for (;;) {
+		while (!p->stop && STAILQ_EMPTY(&p->todo))
+			pthread_cond_wait(&p->work, &p->mu);
+		if (p->stop)
+			break;
+		it = STAILQ_FIRST(&p->todo);
+		STAILQ_REMOVE_HEAD(&p->todo, link);
+		pthread_mutex_unlock(&p->mu);
+		parse_one(p, it);
+		pthread_mutex_lock(&p->mu);
+		STAILQ_INSERT_TAIL(&p->done, it, link);
+		(void)!write(p->efd, &one, sizeof(one));
+	}
+	pthread_mutex_unlock(&p->mu);
+	return NULL;
+}
+
+/* On the loop: record each parsed job and answer its request. */
+static void
+answer(struct jobs_parse *p, struct item *it)
+{
+	struct npufarm_err err;
+	char warning[1024] = "";
+	const char *key;
+	int64_t id;
+	json_t *v;
+	int n, r = it->r;
+
+	if (r == 0) {
+		r = jobs_submit_parsed(
+		    p->srv->jobs, it->parsed, it->peer, &id, &n, &err);
+		if (r < 0)
+			it->err = err;
+	}
+	if (r == -EINVAL || r == -E2BIG)
+		http_api_reply_error(it->req, 400, "Bad Request", it->err.msg);
+	else if (r < 0)
+		http_api_reply_error(
+		    it->req, 500, "Internal Server Error", it->err.msg);
+	else {
+		key = jobs_parsed_key(it->parsed);
+		if (tracker_key_boards(p->srv, key) == 0)
+			jobs_api_nokey_warning(
+			    p->srv, key, warning, sizeof(warning));
+		v = json_pack("{sI si ss}", "id", (json_int_t)id, "tasks", n,
+		    "state", "queued");
+		if (v != NULL && warning[0] != '\0')
+			(void)json_object_set_new(
+			    v, "warning", json_string(warning));
+		http_api_reply_json(it->req, 201, "Created", v);
+		json_decref(v);
+	}
+	p->pending--;
+	item_free(it);
+}
+
+static void
+done_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct jobs_parse *p = arg;
+	struct item_list list;
+	struct item *it;
+	uint64_t n;
+
+	(void)!read(p->efd, &n, sizeof(n));
+	pthread_mutex_lock(&p->mu);
+	STAILQ_INIT(&list);
+	STAILQ_CONCAT(&list, &p->done);
+	pthread_mutex_unlock(&p->mu);
+	while ((it = STAILQ_FIRST(&list)) != NULL) {
+		STAILQ_REMOVE_HEAD(&list, link);
+		answer(p, it);
+	}
+}
+
+/*
+ * POST /v1/jobs @req: copy its body to the parser thread; the answer
+ * (201, 400, 500) comes from the loop once it is parsed and committed.
+ * Over JOBS_PARSE_MAX waiting jobs, 503 at once.  Runs on the loop.
+ */
+void
+jobs_parse_submit(struct jobs_parse *p, struct evhttp_request *req)
+{
+	struct evbuffer *in = evhttp_request_get_input_buffer(req);
+	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+	struct item *it;
+	char *peer = NULL;
+	ev_uint16_t port;
+
+	if (p->pending >= JOBS_PARSE_MAX) {
+		http_api_reply_error(req, 503, "Service Unavailable",
+		    "other jobs are being submitted; try again in a moment");
+		return;
+	}
+	it = calloc(1, sizeof(*it));
+	if (it != NULL) {
+		evhttp_connection_get_peer(evcon, &peer, &port);
+		it->req = req;
+		it->len = evbuffer_get_length(in);
+		it->body = malloc(it->len ? it->len : 1);
+		it->peer = strdup(peer ? peer : "unknown");
+	}
+	if (it == NULL || it->body == NULL || it->peer == NULL) {
+		if (it != NULL)
+			item_free(it);
+		http_api_reply_error(
+		    req, 500, "Internal Server Error", "out of memory");
+		return;
+	}
+	(void)evbuffer_remove(in, it->body, it->len);
+	p->pending++;
+	pthread_mutex_lock(&p->mu);
+	STAILQ_INSERT_TAIL(&p->todo, it, link);
+	pthread_cond_signal(&p->work);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Start the parser thread for @srv.  0, or -errno with @err. */
+int
+jobs_parse_new(
+    struct server *srv, struct jobs_parse **ret, struct npufarm_err *err)
+{
+	struct jobs_parse *p = calloc(1, sizeof(*p));
+	int r;
+
+	if (p == NULL)
+		return err_set(err, -ENOMEM, "out of memory");
+	p->srv = srv;
+	p->efd = -1;
+	STAILQ_INIT(&p->todo);
+	STAILQ_INIT(&p->done);
+	pthread_mutex_init(&p->mu, NULL);
+	pthread_cond_init(&p->work, NULL);
+	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (p->efd < 0) {
+		r = err_set(err, -errno, "eventfd: %s", strerror(errno));
+		goto fail;
+	}
+	p->ev = event_new(srv->base, p->efd, EV_READ | EV_PERSIST, done_cb, p);
+	if (p->ev == NULL || event_add(p->ev, NULL) < 0) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	r = -pthread_create(&p->thread, NULL, thread_main, p);
+	if (r < 0) {
+		(void)err_set(err, r, "job parser thread: %s", strerror(-r));
+		goto fail;
+	}
+	p->started = true;
+	*ret = p;
+	return 0;
+fail:
+	jobs_parse_free(p);
+	return r;
+}
+
+/*
+ * Stop the thread and answer what still waits (503: the broker is
+ * stopping).  Call it while the HTTP API still exists.  Accepts NULL;
+ * returns NULL.
+ */
+struct jobs_parse *
+jobs_parse_free(struct jobs_parse *p)
+{
+	struct item *it;
+
+	if (p == NULL)
+		return NULL;
+	if (p->started) {
+		pthread_mutex_lock(&p->mu);
+		p->stop = true;
+		pthread_cond_signal(&p->work);
+		pthread_mutex_unlock(&p->mu);
+		pthread_join(p->thread, NULL);
+	}
+	STAILQ_CONCAT(&p->todo, &p->done);
+	while ((it = STAILQ_FIRST(&p->todo)) != NULL) {
+		STAILQ_REMOVE_HEAD(&p->todo, link);
+		http_api_reply_error(it->req, 503, "Service Unavailable",
+		    "the broker is stopping; the job was not recorded");
+		item_free(it);
+	}
+	if (p->ev != NULL)
+		event_free(p->ev);
+	if (p->efd >= 0)
+		(void)close(p->efd);
+	pthread_mutex_destroy(&p->mu);
+	pthread_cond_destroy(&p->work);
+	free(p);
+	return NULL;
+}

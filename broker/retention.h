@@ -1,0 +1,14 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Ledger retention (--retain-days, --retain-mb): old lease, event and
+ * attempt rows pruned in small batches by the ledger's writer thread.
+ */
+#pragma once
+
+struct npufarm_err;
+struct retention;
+struct server;
+
+int retention_new(
+    struct server *srv, struct retention **ret, struct npufarm_err *err);
+struct retention *retention_free(struct retention *r);
