@@ -4,7 +4,7 @@
 
     client.py HOST PORT KEY CASE KERNEL_SO [SESSION_TIMEOUT]
 
-CASE is one of ok, exception, timeout, crash, big, summary (the tracker's SUMMARY), vanish
+CASE is one of ok, exception, timeout, crash, big, upload-timeout, summary (the tracker's SUMMARY), vanish
 (hang() with a 60 s deadline, after printing `CALLING hang`: the runner then kills the client).  The session is requested from
 the tracker at HOST:PORT (the broker's farm port) exactly as a tuner does
 (`connect_tracker(...).request(key, priority, session_timeout)`), with one attempt
@@ -48,6 +48,8 @@ def main():
     from tvm import rpc
 
     out = {"case": case, "tvm_version": getattr(__import__("tvm"), "__version__", "?")}
+    if case == "upload-timeout":  # made before the session starts: its deadline is for the uploads
+        blob = bytearray(os.urandom(1 << 20)) * 64
     t0 = time.monotonic()
     tracker = rpc.connect_tracker(host, int(port))
     if case == "summary":
@@ -64,6 +66,20 @@ def main():
         return out
     out["connect_s"] = round(time.monotonic() - t0, 3)
     out["stage"] = "connected"
+
+    if case == "upload-timeout":
+        # 64 MiB uploads, one after the other, until the deadline ends the session (most
+        # likely in the middle of one): the clean timeout error, not a hang or kShutdown.
+        out["stage"] = "uploading"
+        out["uploads"] = 0
+        try:
+            for _ in range(200):
+                sess.upload(blob, "big.bin")
+                out["uploads"] += 1
+            out["stage"] = "200 uploads done"
+        except Exception as e:  # noqa: BLE001
+            out["error"] = describe(e)
+        return out
 
     if case == "big":
         # 32 MiB of data that is not all alike, up and back down, content compared.

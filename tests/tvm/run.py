@@ -29,6 +29,8 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   second     right after the timeout, a new session on the same board works (as ok)
   crash      crash() (SIGSEGV on the board) -> RPCError, not kShutdown
   after      after the crash, a new session on the board works (as ok)
+  upload-timeout  64 MiB uploads one after the other with session_timeout=2: the deadline
+             (most likely mid-upload) gives RPCSessionTimeoutError, the board is free again
   vanish     (A) the client is killed while hang() runs: the lease is 'lost', the board
              free again (TVM's servers hold it until their own deadline: not tested there)
   unreachable  (U) the tuner's request fails at once, the lease is 'lost' with the reason,
@@ -62,8 +64,9 @@ SKIP = 77
 CLIENT_TIMEOUT = 90  # seconds; a hung client is a failure, never a wait
 KEYS = {"U": "tvmt-unreachable", "T": "tvmt-tvmflags", "A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
-           "second": "ok", "crash": "crash", "after": "ok", "unreachable": "lost", "vanish": "lost"}
-CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "vanish", "unreachable", "exit"]
+           "second": "ok", "crash": "crash", "after": "ok", "unreachable": "lost", "vanish": "lost",
+           "upload-timeout": "timeout"}
+CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "upload-timeout", "vanish", "unreachable", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
 LISTED = {"U": ("tvm", "broker"), "T": ("agent", "agent"), "A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
           "C-cpp": ("tvm", "broker")}
@@ -368,7 +371,7 @@ class Topology:
     def run_client(self, case):
         ccase = "ok" if case in ("second", "after", "unreachable") else case
         case = "listed" if case == "summary" else case
-        st = 2 if case == "timeout" else 60
+        st = 2 if case in ("timeout", "upload-timeout") else 60
         argv = ["python3", os.path.join(HERE, "client.py"), self.broker.host, str(self.broker.port),
                 self.key, ccase, self.kernel, str(st)]
         t0 = time.monotonic()
@@ -421,6 +424,13 @@ class Topology:
             if fu.get("type") is not None and (fu.get("kshutdown") or not fu.get("is_rpc_error")):
                 raise Failure(f"hang() gave RPCSessionTimeoutError, but the clean-up call after it raised "
                               f"{short(fu)}")
+        elif case == "upload-timeout":
+            if not err or res["stage"] != "uploading":
+                raise Failure(f"64 MiB uploads with session_timeout=2: stage {res['stage']} after "
+                              f"{res.get('uploads')} uploads, error {short(err)}")
+            if not (err["is_session_timeout"] and err["is_timeout_error"]) or err["kshutdown"]:
+                raise Failure(f"the deadline during 64 MiB uploads raised {short(err)} after "
+                              f"{res.get('uploads')} uploads; want RPCSessionTimeoutError")
         elif case == "crash":
             if not err or res["stage"] != "calling crash":
                 raise Failure(f"crash() did not raise at the call: stage {res['stage']}, error {short(err)}")
@@ -580,6 +590,9 @@ class Topology:
             self.wait_free("after the restart", 60)
             return f"{note}; ledger {row['outcome']}"
         self.wait_free(f"after {case}")
+        if case == "upload-timeout":
+            return (f"{res.get('uploads')} uploads before the deadline; ledger {row['outcome']}: "
+                    f"{(row['detail'] or '')[:90]}")
         return f"ledger {row['outcome']}"
 
 
@@ -725,10 +738,10 @@ def main():
     npass = sum(1 for r in results if r[2])
     log("")
     log(f"TVM v{version}: {npass}/{len(results)} checks passed in {time.monotonic() - t_all:.0f} s")
-    hdr = "case".ljust(12) + "".join(t.ljust(8) for t in topologies)
+    hdr = "case".ljust(15) + "".join(t.ljust(8) for t in topologies)
     log(hdr)
     for c in cases:
-        row = c.ljust(12)
+        row = c.ljust(15)
         for topo in topologies:
             r = [x for x in results if x[0] == topo and x[1] == c]
             row += ("PASS" if r and r[0][2] else "FAIL" if r else "-").ljust(8)
