@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """npufarm against real Apache TVM: the broker and agent with TVM's own client and servers.
 
-    run.py --version 0.14|0.26 [--only A,B,C-py,C-cpp] [--keep] [-v]
+    run.py --version 0.14|0.26 [--only A,B,C-py,C-cpp,T,U] [--cases ok,timeout,...]
+           [--keep] [--baseline] [-v]
 
 Reads NPUFARM_TVM_PEER, a colon-separated list of built TVM peers (directories with the
 ENV.sh that ../shared/tvm-peer/build.sh writes), and uses the one whose ENV.sh says
@@ -36,9 +37,11 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   unreachable  (U) the tuner's request fails at once, the lease is 'lost' with the reason,
              a board_unreachable event is in the ledger
   exit       SIGTERM: the agent and the broker exit 0 (a sanitizer report would not)
-After each case: exactly one new row in the ledger's `leases` table with the expected
-outcome (and, for exception, the kernel's message in `detail`), the same board as the
-case before, and the board idle with a free slot again in GET /v1/boards.
+After each session case: the client exited 0 with the expected result or exception class;
+exactly one new row in the ledger's `leases` table, with the expected outcome (for
+exception, the kernel's message in `detail`), relayed (session_start_us, requests), its
+exception count (0 for ok) and, for big, 32 MiB counted each way, on the same board as the
+case before; and the board idle with a free slot again in GET /v1/boards.
 
 Exit status: 0 every check passed, 1 some failed, 77 no peer of this version.  Timings are
 never pass/fail criteria; the hard timeouts are only there against hangs.
@@ -62,26 +65,30 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_MSG = "npu operator library: invalid descriptor 0x2a"
 SKIP = 77
 CLIENT_TIMEOUT = 90  # seconds; a hung client is a failure, never a wait
-KEYS = {"U": "tvmt-unreachable", "T": "tvmt-tvmflags", "A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
+KEYS = {"A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp",
+        "T": "tvmt-tvmflags", "U": "tvmt-unreachable"}
+TOPOLOGIES = ["A", "B", "C-py", "C-cpp", "T", "U"]
+# the ledger outcome each case must end with
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
-           "second": "ok", "crash": "crash", "after": "ok", "unreachable": "lost", "vanish": "lost",
-           "upload-timeout": "timeout"}
-CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "upload-timeout", "vanish", "unreachable", "exit"]
+           "second": "ok", "crash": "crash", "after": "ok", "upload-timeout": "timeout",
+           "vanish": "lost", "unreachable": "lost"}
+CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after",
+         "upload-timeout", "vanish", "unreachable", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
-LISTED = {"U": ("tvm", "broker"), "T": ("agent", "agent"), "A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
-          "C-cpp": ("tvm", "broker")}
-VERBOSE = False
-BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get without the relay)
+LISTED = {"A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
+          "C-cpp": ("tvm", "broker"), "T": ("agent", "agent"), "U": ("tvm", "broker")}
 # T is about the flags, U about a board the broker cannot reach, not the sessions
 ONLY_CASES = {"T": ("listed", "ok", "exit"), "U": ("listed", "unreachable", "exit")}
+# the case that shows the board is leasable, unaided, after the one before it
+DEPENDS = {"timeout": "second", "crash": "after"}
+VERBOSE = False
+BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get without the relay)
 
 
 def skipped(topo, case):
     """Whether @case is not one of @topo's."""
     return (case not in ONLY_CASES.get(topo, CASES) or (case == "unreachable" and topo != "U")
             or (case == "vanish" and topo != "A"))
-# the case that shows the board is leasable, unaided, after the one before it
-DEPENDS = {"timeout": "second", "crash": "after"}
 
 
 def log(*a):
@@ -140,9 +147,12 @@ class Procs:
     """Every process this run starts, each the leader of its own process group, so that
     TVM's popen_worker children and session children go with it."""
 
+    every = []  # all instances: what a signal to the runner must clean up
+
     def __init__(self, tmp):
         self.tmp = tmp
         self.procs = []
+        Procs.every.append(self)
 
     def start(self, name, argv, env, cwd=None):
         path, n = os.path.join(self.tmp, name + ".log"), 1
@@ -674,8 +684,14 @@ def main():
             return 1
     penv = peer_environment(peer)
     version = penv.get("TVM_PEER_VERSION", "?")
-    topologies = args.only.split(",") if args.only else ["A", "B", "C-py", "C-cpp", "T", "U"]
+    topologies = args.only.split(",") if args.only else TOPOLOGIES
+    for x in topologies:
+        if x not in TOPOLOGIES:
+            ap.error(f"unknown topology {x!r} (known: {', '.join(TOPOLOGIES)})")
     cases = args.cases.split(",") if args.cases else CASES
+    for x in cases:
+        if x not in CASES:
+            ap.error(f"unknown case {x!r} (known: {', '.join(CASES)})")
     tmp_root = tempfile.mkdtemp(prefix=f"npufarm-tvm-{args.version}-")
     log(f"TVM peer {version} at {peer}; broker {os.environ['NPUFARM_BROKER_BIN']}; logs in {tmp_root}")
 
@@ -754,5 +770,18 @@ def main():
     return 1 if failed else 0
 
 
+def on_signal(signum, frame):
+    # meson's timeout (SIGTERM) or ^C: leave through the finally clauses, which stop every
+    # process this run started (they are in process groups of their own, which a signal to
+    # the runner's group does not reach)
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sys.exit(main())
+    finally:
+        for ps in Procs.every:
+            ps.stop_all()
