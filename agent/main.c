@@ -31,6 +31,7 @@
 #include "log.h"
 #include "secret.h"
 #include "server_flags.h"
+#include "service.h"
 #include "supervisor.h"
 #include "tvm_runtime.h"
 #include "workdir.h"
@@ -427,6 +428,7 @@ main(int argc, char **argv)
 	char *cachedir = NULL;
 	char host[256], *tags_text = NULL, *workdir = NULL, *token = NULL;
 	enum tvm_rpc_dialect dialect = TVM_RPC_DIALECT_UNKNOWN;
+	char credpath[4096];
 	sigset_t stop_sigs;
 	bool done = false;
 	int ret;
@@ -453,6 +455,11 @@ main(int argc, char **argv)
 	log_set_level(server_flags_log_level(
 	    &sf, LOG_NOTICE + (o.verbose > 2 ? 2 : o.verbose)));
 	server_flags_log(&sf, o.broker);
+	/* Without --token-file, the unit's credential if it passed one. */
+	if (o.token_file == NULL &&
+	    service_credential("agent-token", credpath, sizeof(credpath)) &&
+	    (o.token_file = strdup(credpath)) == NULL)
+		goto out;
 	/* Read once: a changed token needs an agent restart. */
 	if (o.token_file != NULL &&
 	    secret_read_file(o.token_file, &token, &err) < 0) {
@@ -542,8 +549,10 @@ main(int argc, char **argv)
 	    NPUFARM_VERSION, o.name, o.key, o.broker,
 	    o.tvm_runtime ? ", TVM runtime " : " (no TVM runtime)",
 	    o.tvm_runtime ? o.tvm_runtime : "");
+	service_notify("READY=1");
 	if (event_base_dispatch(base) == 0)
 		ret = 0;
+	service_notify("STOPPING=1");
 	/* Stopping: a second SIGTERM must not cut the clean-up short once
 	 * the handlers are gone (children are still to be reaped). */
 	(void)sigemptyset(&stop_sigs);

@@ -12,12 +12,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "broker_config.h"
 #include "err.h"
 #include "log.h"
 #include "server.h"
+#include "service.h"
 #include "tvm_flags.h"
 
 enum {
@@ -81,6 +83,9 @@ static const struct option long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
+/* Read when there is no --config and it exists (so a unit needs none). */
+#define DEFAULT_CONFIG NPUFARM_SYSCONFDIR "/npufarm/broker.json"
+
 static void
 usage(FILE *f)
 {
@@ -93,6 +98,8 @@ usage(FILE *f)
 	    "protocols,\n"
 	    "                         repeatable (default: loopback only)\n"
 	    "  --config FILE          JSON configuration; flags override it\n"
+	    "                         (default: " DEFAULT_CONFIG
+	    " if it exists)\n"
 	    "  --check-config         validate the configuration and exit\n"
 	    "  -v, --verbose          more logging (repeat for debug)\n"
 	    "  --help, --version\n\n"
@@ -112,7 +119,10 @@ usage(FILE *f)
 	broker_config_usage_options();
 }
 
-/* The --config argument, found before the real parse so flags win. */
+/*
+ * The --config argument, found before the real parse so flags win;
+ * without one, DEFAULT_CONFIG if it exists, else NULL (compiled defaults).
+ */
 static const char *
 find_config(int argc, char **argv)
 {
@@ -126,7 +136,36 @@ find_config(int argc, char **argv)
 		if (strncmp(argv[i], "--config=", 9) == 0)
 			return argv[i] + 9;
 	}
-	return NULL;
+	return access(DEFAULT_CONFIG, F_OK) == 0 ? DEFAULT_CONFIG : NULL;
+}
+
+/*
+ * Token files that neither the file nor a flag names come from the unit's
+ * credentials when it passed them (LoadCredential=agent-token:..., the
+ * stock unit's, which skips a missing source file): a broker without
+ * tokens starts, one whose operator added token files picks them up.
+ */
+static int
+credential_tokens(struct broker_config *cfg, struct npufarm_err *err)
+{
+	static const struct {
+		const char *key, *id;
+	} creds[] = {
+	    {"agent_token_file", "agent-token"},
+	    {"api_token_file", "api-token"},
+	    {"admin_token_file", "admin-token"},
+	};
+	char *const set[] = {
+	    cfg->agent_token_file, cfg->api_token_file, cfg->admin_token_file};
+	char path[4096];
+	size_t i;
+
+	for (i = 0; i < sizeof(creds) / sizeof(creds[0]); i++)
+		if (set[i] == NULL &&
+		    service_credential(creds[i].id, path, sizeof(path)) &&
+		    broker_config_set(cfg, creds[i].key, path, err) < 0)
+			return -1;
+	return 0;
 }
 
 /* What the command line says besides the configuration. */
@@ -243,6 +282,7 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 	    (cfg->db == NULL &&
 		broker_config_set(cfg, "db", "./npufarm.db", err) < 0) ||
 	    (cfg->data_dir == NULL && default_data_dir(cfg, err) < 0) ||
+	    credential_tokens(cfg, err) < 0 ||
 	    broker_config_check(cfg, err) < 0)
 		return 1;
 	cfg->verbosity += ret_args->verbose;
@@ -273,6 +313,7 @@ main_reload(struct server *srv, void *arg)
 	struct auth *auth = NULL;
 	const char *path = find_config(m->argc, m->argv);
 
+	service_notify("RELOADING=1");
 	log_notice("SIGHUP: reloading %s and the token files",
 	    path ? path : "(no --config file)");
 	if (load_config(m->argc, m->argv, &next, &ma, &err) != 0 ||
@@ -285,6 +326,7 @@ main_reload(struct server *srv, void *arg)
 	server_reconfigure(srv, auth);
 	log_notice("SIGHUP: done");
 out:
+	service_notify("READY=1");
 	broker_config_deinit(&next);
 }
 
@@ -317,10 +359,12 @@ main(int argc, char **argv)
 	server_set_reload(srv, main_reload, &ctx);
 	log_notice(
 	    "npufarm-broker %s ready, ledger %s", NPUFARM_VERSION, cfg.db);
+	service_notify("READY=1");
 	if (server_run(srv) < 0) {
 		log_err("event loop failed");
 		goto out;
 	}
+	service_notify("STOPPING=1");
 	ret = 0;
 	goto out;
 fail:

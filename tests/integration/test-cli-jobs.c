@@ -138,6 +138,9 @@ sha256_hex(const void *data, size_t len, char out[65])
 	out[2 * n] = '\0';
 }
 
+static void reply(struct evhttp_request *req, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
 static void
 reply(struct evhttp_request *req, int code, const char *fmt, ...)
 {
