@@ -4,7 +4,7 @@
 
     client.py HOST PORT KEY CASE KERNEL_SO [SESSION_TIMEOUT]
 
-CASE is one of ok, exception, timeout, crash, big, upload-timeout, summary (the tracker's SUMMARY), vanish
+CASE is one of ok, exception, timeout, crash, big, upload-timeout, summary (the tracker's SUMMARY), slow (sleep_ms(3000)), vanish
 (hang() with a 60 s deadline, after printing `CALLING hang`: the runner then kills the client).  The session is requested from
 the tracker at HOST:PORT (the broker's farm port) exactly as a tuner does
 (`connect_tracker(...).request(key, priority, session_timeout)`), with one attempt
@@ -44,7 +44,8 @@ def describe(exc):
 
 def main():
     host, port, key, case, kernel = sys.argv[1:6]
-    session_timeout = int(sys.argv[6]) if len(sys.argv) > 6 else 60
+    t = sys.argv[6] if len(sys.argv) > 6 else "60"
+    session_timeout = float(t) if "." in t else int(t)  # a float is sent as "-timeout=2.5"
     from tvm import rpc
 
     out = {"case": case, "tvm_version": getattr(__import__("tvm"), "__version__", "?")}
@@ -108,6 +109,11 @@ def main():
         out["stage"] = "loaded"
         if case == "ok":
             out["value"] = mod["addone"](41)
+            out["stage"] = "done"
+            return out
+        if case == "slow":  # a 3 s call, in a session with the deadline the runner gave
+            out["stage"] = "calling sleep_ms"
+            out["value"] = mod["sleep_ms"](3000)
             out["stage"] = "done"
             return out
         fname = {"exception": "fail", "timeout": "hang", "crash": "crash", "vanish": "hang"}[case]

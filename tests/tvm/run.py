@@ -25,11 +25,14 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   ok         upload the kernels, load_module, addone(41) == 42
   exception  fail() -> RPCError carrying the kernel's message
   big        32 MiB upload and download, content compared
+  no-deadline  session_timeout=0 (TVM's default: no deadline), a 3 s call returns
   timeout    hang() with session_timeout=2 -> RPCSessionTimeoutError (a TimeoutError);
              the clean-up call after it fails cleanly too; the client process lives on
   second     right after the timeout, a new session on the same board works (as ok)
   crash      crash() (SIGSEGV on the board) -> RPCError, not kShutdown
   after      after the crash, a new session on the board works (as ok)
+  float-timeout  hang() with session_timeout=2.5 (sent as "-timeout=2.5", which tvm_rpc
+             cannot parse): RPCSessionTimeoutError, the board free again
   upload-timeout  64 MiB uploads one after the other with session_timeout=2: the deadline
              (most likely mid-upload) gives RPCSessionTimeoutError, the board is free again
   vanish     (A) the client is killed while hang() runs: the lease is 'lost', the board
@@ -71,9 +74,10 @@ TOPOLOGIES = ["A", "B", "C-py", "C-cpp", "T", "U"]
 # the ledger outcome each case must end with
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
            "second": "ok", "crash": "crash", "after": "ok", "upload-timeout": "timeout",
-           "vanish": "lost", "unreachable": "lost"}
-CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after",
-         "upload-timeout", "vanish", "unreachable", "exit"]
+           "vanish": "lost", "unreachable": "lost", "no-deadline": "ok",
+           "float-timeout": "timeout"}
+CASES = ["listed", "ok", "exception", "big", "no-deadline", "timeout", "second", "crash", "after",
+         "float-timeout", "upload-timeout", "vanish", "unreachable", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
 LISTED = {"A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
           "C-cpp": ("tvm", "broker"), "T": ("agent", "agent"), "U": ("tvm", "broker")}
@@ -379,9 +383,10 @@ class Topology:
         raise Failure(f"board not leasable {when} within {timeout} s; /v1/boards for {self.key}: {last}")
 
     def run_client(self, case):
-        ccase = "ok" if case in ("second", "after", "unreachable") else case
+        ccase = {"second": "ok", "after": "ok", "unreachable": "ok", "no-deadline": "slow",
+                 "float-timeout": "timeout"}.get(case, case)
         case = "listed" if case == "summary" else case
-        st = 2 if case in ("timeout", "upload-timeout") else 60
+        st = {"timeout": 2, "upload-timeout": 2, "no-deadline": 0, "float-timeout": 2.5}.get(case, 60)
         argv = ["python3", os.path.join(HERE, "client.py"), self.broker.host, str(self.broker.port),
                 self.key, ccase, self.kernel, str(st)]
         t0 = time.monotonic()
@@ -416,6 +421,10 @@ class Topology:
         if case in ("ok", "second", "after"):
             if err or res.get("value") != 42:
                 raise Failure(f"addone(41) = {res.get('value')!r}, error {short(err)} at {res['stage']}")
+        elif case == "no-deadline":
+            if err or res.get("value") != 3000:
+                raise Failure(f"sleep_ms(3000) with session_timeout=0 (no deadline) = {res.get('value')!r}, "
+                              f"error {short(err)} at {res['stage']}")
         elif case == "big":
             if err or not res.get("same"):
                 raise Failure(f"32 MiB round trip: stage {res['stage']}, sizes {res.get('sizes')}, "
@@ -425,7 +434,7 @@ class Topology:
                 raise Failure(f"fail() did not raise at the call: stage {res['stage']}, error {short(err)}")
             if not err["is_rpc_error"] or err["kshutdown"] or KERNEL_MSG not in err["message"]:
                 raise Failure(f"fail() raised {short(err)}; want RPCError with {KERNEL_MSG!r}")
-        elif case == "timeout":
+        elif case in ("timeout", "float-timeout"):
             if not err or res["stage"] != "calling hang":
                 raise Failure(f"hang() did not raise at the call: stage {res['stage']}, error {short(err)}")
             if not (err["is_session_timeout"] and err["is_timeout_error"]):
