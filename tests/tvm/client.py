@@ -4,7 +4,8 @@
 
     client.py HOST PORT KEY CASE KERNEL_SO [SESSION_TIMEOUT]
 
-CASE is one of ok, exception, timeout, crash, big, upload-timeout, summary (the tracker's SUMMARY), slow (sleep_ms(3000)), vanish
+CASE is one of ok, exception, timeout, crash, big, upload-timeout, summary (the tracker's SUMMARY), slow (sleep_ms(3000)), connect (ok, but
+with rpc.connect(HOST, PORT, key=KEY): TVM's standalone-proxy use), vanish
 (hang() with a 60 s deadline, after printing `CALLING hang`: the runner then kills the client).  The session is requested from
 the tracker at HOST:PORT (the broker's farm port) exactly as a tuner does
 (`connect_tracker(...).request(key, priority, session_timeout)`), with one attempt
@@ -52,7 +53,17 @@ def main():
     if case == "upload-timeout":  # made before the session starts: its deadline is for the uploads
         blob = bytearray(os.urandom(1 << 20)) * 64
     t0 = time.monotonic()
-    tracker = rpc.connect_tracker(host, int(port))
+    if case == "connect":
+        # TVM's standalone-proxy use: rpc.connect to the proxy with the board's key
+        try:
+            sess = rpc.connect(host, int(port), key=key, session_timeout=session_timeout)
+        except Exception as e:  # noqa: BLE001
+            out["stage"] = "request"
+            out["error"] = describe(e)
+            return out
+        case = "ok"
+    else:
+        tracker = rpc.connect_tracker(host, int(port))
     if case == "summary":
         # what query_rpc_tracker shows: the same SUMMARY, as data and as its text
         out["queue_info"] = tracker.summary()["queue_info"].get(key)
@@ -60,7 +71,8 @@ def main():
         out["stage"] = "done"
         return out
     try:
-        sess = tracker.request(key, priority=1, session_timeout=session_timeout, max_retry=1)
+        if out["case"] != "connect":
+            sess = tracker.request(key, priority=1, session_timeout=session_timeout, max_retry=1)
     except Exception as e:  # noqa: BLE001 -- the runner judges it
         out["stage"] = "request"
         out["error"] = describe(e)

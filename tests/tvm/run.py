@@ -35,6 +35,7 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
              cannot parse): RPCSessionTimeoutError, the board free again
   upload-timeout  64 MiB uploads one after the other with session_timeout=2: the deadline
              (most likely mid-upload) gives RPCSessionTimeoutError, the board is free again
+  connect    (B) rpc.connect(BROKER, PORT, key=KEY), TVM's standalone-proxy use, works
   vanish     (A) the client is killed while hang() runs: the lease is 'lost', the board
              free again (TVM's servers hold it until their own deadline: not tested there)
   unreachable  (U) the tuner's request fails at once, the lease is 'lost' with the reason,
@@ -75,9 +76,9 @@ TOPOLOGIES = ["A", "B", "C-py", "C-cpp", "T", "U"]
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
            "second": "ok", "crash": "crash", "after": "ok", "upload-timeout": "timeout",
            "vanish": "lost", "unreachable": "lost", "no-deadline": "ok",
-           "float-timeout": "timeout"}
+           "float-timeout": "timeout", "connect": "ok"}
 CASES = ["listed", "ok", "exception", "big", "no-deadline", "timeout", "second", "crash", "after",
-         "float-timeout", "upload-timeout", "vanish", "unreachable", "exit"]
+         "float-timeout", "upload-timeout", "connect", "vanish", "unreachable", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
 LISTED = {"A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
           "C-cpp": ("tvm", "broker"), "T": ("agent", "agent"), "U": ("tvm", "broker")}
@@ -92,7 +93,7 @@ BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get 
 def skipped(topo, case):
     """Whether @case is not one of @topo's."""
     return (case not in ONLY_CASES.get(topo, CASES) or (case == "unreachable" and topo != "U")
-            or (case == "vanish" and topo != "A"))
+            or (case == "vanish" and topo != "A") or (case == "connect" and topo != "B"))
 
 
 def log(*a):
@@ -418,7 +419,7 @@ class Topology:
         err = res.get("error")
         if res["stage"] == "request":
             raise Failure(f"request failed: {err['type']}: {last_line(err['message'])}")
-        if case in ("ok", "second", "after"):
+        if case in ("ok", "second", "after", "connect"):
             if err or res.get("value") != 42:
                 raise Failure(f"addone(41) = {res.get('value')!r}, error {short(err)} at {res['stage']}")
         elif case == "no-deadline":
