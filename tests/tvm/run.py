@@ -47,6 +47,8 @@ exception, the kernel's message in `detail`), relayed (session_start_us, request
 exception count (0 for ok) and, for big, 32 MiB counted each way, on the same board as the
 case before; and the board idle with a free slot again in GET /v1/boards.
 
+run.py --mixed: one broker with boards of both versions at once (see mixed()); needs both.
+
 Exit status: 0 every check passed, 1 some failed, 77 no peer of this version.  Timings are
 never pass/fail criteria; the hard timeouts are only there against hangs.
 """
@@ -303,10 +305,10 @@ class Failure(Exception):
 # ---------------------------------------------------------------------------- a topology
 
 class Topology:
-    def __init__(self, name, peer, penv, kernel, tmp, procs):
+    def __init__(self, name, peer, penv, kernel, tmp, procs, key=None):
         self.name, self.peer, self.penv, self.kernel = name, peer, penv, kernel
         self.tmp, self.procs = tmp, procs
-        self.key = KEYS[name]
+        self.key = key or KEYS[name]
         self.server = None
         self.board_id = None
         self.version = penv["TVM_PEER_VERSION"]
@@ -326,11 +328,11 @@ class Topology:
         b, pe, key = self.broker, self.penv, self.key
         if self.name in ("A", "T"):
             runtime = os.path.join(pe["TVM_LIBRARY_PATH"], "libtvm_runtime.so")
-            wd = os.path.join(self.tmp, "agent-work")
+            wd = os.path.join(self.tmp, f"agent-work-{key}")
             os.makedirs(wd, exist_ok=True)
             # T: rpc_server's own --tracker H:P --key K
             where = ["--tracker" if self.name == "T" else "--broker", b.farm]
-            argv = [os.environ["NPUFARM_AGENT_BIN"]] + where + ["--key", key, "--name", "tvmt-board",
+            argv = [os.environ["NPUFARM_AGENT_BIN"]] + where + ["--key", key, "--name", f"board-{key}",
                     "--tvm-runtime", runtime, "--workdir", wd, "-v"]
             # a board with only the agent: no TVM Python, no LD_LIBRARY_PATH
             self.server = self.procs.start("agent", argv, sanitizer_env(os.environ))
@@ -347,7 +349,7 @@ class Topology:
             self.server = self.procs.start("rpc_server", argv, pe)
         elif self.name == "C-cpp":
             p = free_port()
-            wd = os.path.join(self.tmp, "cpp-work")
+            wd = os.path.join(self.tmp, f"cpp-work-{key}")
             os.makedirs(wd, exist_ok=True)
             argv = [pe["TVM_RPC_BIN"], "server", "--host=127.0.0.1", f"--port={p}", f"--port-end={p + 1}",
                     f"--tracker={b.farm}", f"--key={key}", f"--work-dir={wd}"]
@@ -667,10 +669,114 @@ def recover(t, procs, topo, case):
         return False
 
 
+def mixed(args):
+    """One broker (--relay-boards all), six boards: an agent, a proxy rpc_server and a
+    registered tvm_rpc for each of v0.14 and v0.26, under keys of their own.  Every board
+    gets a timeout at the same moment, from clients of its own version, then a crash, then
+    a working session: each session is answered in its own dialect (a v0.14-form exception
+    would end a v0.26 client with status 255), whatever the others speak."""
+    peers = {}
+    for v in ("0.14", "0.26"):
+        peer, seen = find_peer(v)
+        if peer is None:
+            log(f"SKIP: the mixed farm needs peers of 0.14 and 0.26 in NPUFARM_TVM_PEER "
+                f"({'; '.join(seen) or 'unset'})")
+            return SKIP
+        peers[v] = peer
+    tmp = tempfile.mkdtemp(prefix="npufarm-tvm-mixed-")
+    log(f"mixed farm: TVM {peers['0.14']} and {peers['0.26']}; logs in {tmp}")
+    procs = Procs(tmp)
+    results = []
+    try:
+        boards = []
+        broker = Broker(procs, tmp, ["--relay-boards", "all"])
+        for v, peer in peers.items():
+            penv = peer_environment(peer)
+            kernel = os.path.join(tmp, f"kernels-{v}.so")
+            src = "kernels_v014.c" if v == "0.14" else "kernels_ffi.c"
+            subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", kernel, os.path.join(HERE, src)],
+                           check=True)
+            for name in ("A", "B", "C-cpp"):
+                t = Topology(name, peer, penv, kernel, tmp, procs, key=f"mix-{name}-{v}")
+                t.broker = broker
+                t.start_server()
+                boards.append(t)
+        for t in boards:
+            t.wait_free("after start-up", 60)
+        import threading
+
+        for case in ("timeout", "crash", "ok"):
+            before = broker.last_lease_id()
+            out = {}
+
+            def one(t):
+                try:
+                    res = t.run_client(case)
+                    t.check_result(case, res)
+                    out[t.key] = None
+                except Failure as e:
+                    out[t.key] = str(e)
+                except Exception as e:  # noqa: BLE001
+                    out[t.key] = f"runner error: {type(e).__name__}: {e}"
+
+            th = [threading.Thread(target=one, args=(t,)) for t in boards]
+            for x in th:
+                x.start()
+            for x in th:
+                x.join()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                rows = broker.leases(before)
+                if len(rows) >= len(boards) and all(r["outcome"] for r in rows):
+                    break
+                time.sleep(0.2)
+            for t in boards:
+                err = out.get(t.key)
+                mine = [r for r in rows if r["key"] == t.key]
+                if err is None and [r["outcome"] for r in mine] != [OUTCOME[case]]:
+                    err = f"ledger: {[(r['outcome'], r['detail']) for r in mine]}, want one {OUTCOME[case]!r}"
+                if err is None:
+                    try:
+                        if case == "crash" and t.python_server_v026():
+                            try:  # TVM's own behaviour (tvm-ffi-era.md 5.2): restart it
+                                t.wait_free("after the crash", 8)
+                            except Failure:
+                                t.restart_server()
+                        t.wait_free(f"after {case}")
+                    except Failure as e:
+                        err = str(e)
+                results.append((t.key, case, err is None))
+                log(f"{'ok' if err is None else 'not ok'} - mixed {t.key} {case} (all {len(boards)} at once)"
+                    + ("" if err is None else ":\n   " + err.replace("\n", "\n   ")))
+        for t in boards:
+            if t.name == "A":
+                st = procs.stop(t.server)
+                results.append((t.key, "exit", st == 0))
+                log(f"{'ok' if st == 0 else 'not ok'} - mixed {t.key} agent exit status {st}")
+        st = procs.stop(broker.p)
+        results.append(("broker", "exit", st == 0))
+        log(f"{'ok' if st == 0 else 'not ok'} - mixed broker exit status {st}")
+    except Failure as e:
+        log(f"not ok - mixed farm set-up: {e}")
+        results.append(("setup", "setup", False))
+    finally:
+        procs.stop_all()
+    npass = sum(1 for r in results if r[2])
+    log(f"mixed farm: {npass}/{len(results)} checks passed")
+    failed = npass != len(results)
+    if failed or args.keep:
+        log(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
 def main():
     global VERBOSE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--version", required=True, help="0.14 or 0.26")
+    ap.add_argument("--version", help="0.14 or 0.26")
+    ap.add_argument("--mixed", action="store_true",
+                    help="one broker with boards of both versions, sessions at once (needs both peers)")
     ap.add_argument("--only", help="comma-separated topologies (A,B,C-py,C-cpp)")
     ap.add_argument("--cases", help="comma-separated cases (default: all, in order)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, ledgers)")
@@ -681,6 +787,14 @@ def main():
     VERBOSE = args.verbose
     global BASELINE
     BASELINE = args.baseline
+    if args.mixed or not args.version:
+        if not args.mixed:
+            ap.error("--version or --mixed is required")
+        for var in ("NPUFARM_BROKER_BIN", "NPUFARM_AGENT_BIN"):
+            if not os.access(os.environ.get(var, ""), os.X_OK):
+                log(f"FAIL: {var} is not set to an executable (meson sets it)")
+                return 1
+        return mixed(args)
 
     peer, seen = find_peer(args.version)
     if peer is None:
