@@ -22,6 +22,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "clock.h"
 #include "err.h"
 #include "link.h"
 #include "log.h"
@@ -103,17 +104,6 @@ send_state(struct board *b)
 static void quarantine(struct board *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* @s seconds as a timeval. */
-static struct timeval
-tv_of(double s)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-	return tv;
-}
-
 /* Arm the next check of a quarantined board. */
 static void
 recheck_later(struct board *b)
@@ -121,9 +111,9 @@ recheck_later(struct board *b)
 	struct timeval tv;
 
 	if (b->cfg.health_cmd != NULL) {
-		tv = tv_of(b->cfg.health_interval);
+		tv = clock_tv(b->cfg.health_interval);
 	} else {
-		tv = tv_of(b->probe_wait);
+		tv = clock_tv(b->probe_wait);
 		b->probe_wait *= 2;
 		if (b->probe_wait > BOARD_PROBE_BACKOFF_MAX_S)
 			b->probe_wait = BOARD_PROBE_BACKOFF_MAX_S;

@@ -758,8 +758,11 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	r = ledger_sync(srv->ledger, err);
 	if (r < 0) {
 		job_free(job);
-		return err_set(err, -EIO,
-		    "the ledger could not commit the job: %s", err->msg);
+		/* Not err_set(err, ..., err->msg): vsnprintf into its own
+		 * argument is undefined. */
+		err_prefix(err, "the ledger could not commit the job: ");
+		err->code = -EIO;
+		return -EIO;
 	}
 	job->counts[COUNT_QUEUED] = (int)n;
 	for (i = 0; i < n; i++)

@@ -39,6 +39,7 @@
 
 #include <npufarm/protocol.h>
 
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -70,7 +71,6 @@ struct relay {
 	struct conn *board;   /* borrowed; NULL once handed back */
 	struct rpc_relay *rr; /* the session; NULL while dialling */
 	enum relay_board kind;
-	bool agent;          /* kind == RELAY_AGENT */
 	bool lingering;      /* session over; board bytes are discarded */
 	bool failed;         /* dialling failed, and was recorded */
 	struct event *timer; /* the dial's deadline, then the board's grace */
@@ -112,16 +112,6 @@ op_resume(void *owner, enum rpc_relay_side side)
 		conn_resume_read(c);
 }
 
-static struct timeval
-seconds_tv(double s)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-	return tv;
-}
-
 /*
  * The session with TVM board @r->board is over at our deadline: keep its
  * connection open, reading and discarding, until the board closes it or
@@ -132,9 +122,9 @@ static bool
 board_linger(struct relay *r)
 {
 	struct conn *board = r->board;
-	struct timeval tv = seconds_tv(r->srv->cfg->board_grace);
+	struct timeval tv = clock_tv(r->srv->cfg->board_grace);
 
-	if (r->agent || r->srv->cfg->board_grace <= 0 ||
+	if (r->kind == RELAY_AGENT || r->srv->cfg->board_grace <= 0 ||
 	    board->state == CONN_CLOSING || r->timer == NULL)
 		return false;
 	(void)evbuffer_drain(bufferevent_get_input(board->bev),
@@ -248,7 +238,6 @@ relay_new(struct conn *client, struct conn *board, enum relay_board kind,
 	r->client = client;
 	r->board = board;
 	r->kind = kind;
-	r->agent = kind == RELAY_AGENT;
 	r->lease_id = lease_id;
 	r->board_id = board_id;
 	srv->nrelays++;
@@ -290,7 +279,7 @@ relay_pair(struct relay *r, const char *board_key)
 	    .who = "board",
 	};
 
-	if (r->agent && rc.deadline > 0)
+	if (r->kind == RELAY_AGENT && rc.deadline > 0)
 		rc.deadline += srv->cfg->agent_backstop;
 	if (rpc_relay_new(srv->base, &rc, &relay_ops, r,
 		bufferevent_get_input(client->bev),
@@ -365,12 +354,13 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 
 /*
  * Dialling @r's board failed (@why): the lease is lost, the board's event
- * log says why, and the client gets MISMATCH, on which a TVM tuner asks the
- * tracker again (TrackerSession.request retries).  The board connection
- * is the caller's to close.
+ * log says why if it was the board's doing (@board_fault; not when the
+ * client left or the broker ran out of memory), and the client gets MISMATCH,
+ * on which a TVM tuner asks the tracker again (TrackerSession.request retries).
+ * The board connection is the caller's to close.
  */
 static void
-dial_failed(struct relay *r, const char *why)
+dial_failed(struct relay *r, const char *why, bool board_fault)
 {
 	char detail[512];
 
@@ -381,7 +371,8 @@ dial_failed(struct relay *r, const char *why)
 	(void)snprintf(detail, sizeof(detail),
 	    "the broker could not relay a session with board %s: %s",
 	    r->board != NULL ? r->board->peer : "?", why);
-	tracker_dialed_failed(r->srv, r->board_id, r->lease_id, detail);
+	tracker_dialed_failed(
+	    r->srv, r->board_id, r->lease_id, detail, board_fault);
 	if (r->client != NULL && r->client->state != CONN_CLOSING)
 		relay_refuse(r->client, detail);
 }
@@ -400,18 +391,21 @@ dial_reply(struct relay *r)
 		return;
 	switch ((int32_t)frame_get_le32(code)) {
 	case NPUFARM_TVM_RPC_CODE_MISMATCH:
-		dial_failed(r, "it answered MISMATCH (it no longer holds the "
-			       "matchkey it registered)");
+		dial_failed(r,
+		    "it answered MISMATCH (it no longer holds the matchkey it "
+		    "registered)",
+		    true);
 		conn_close(r->board, "board refused the session");
 		return;
 	case NPUFARM_TVM_RPC_CODE_DUPLICATE:
-		dial_failed(r, "it answered DUPLICATE");
+		dial_failed(r, "it answered DUPLICATE", true);
 		conn_close(r->board, "board refused the session");
 		return;
 	case NPUFARM_TVM_RPC_MAGIC:
 		break;
 	default:
-		dial_failed(r, "it is not a TVM RPC server (bad handshake)");
+		dial_failed(
+		    r, "it is not a TVM RPC server (bad handshake)", true);
 		conn_close(r->board, "not a TVM RPC server");
 		return;
 	}
@@ -419,7 +413,7 @@ dial_reply(struct relay *r)
 	if (res == 0)
 		return;
 	if (res < 0) {
-		dial_failed(r, err.msg);
+		dial_failed(r, err.msg, true);
 		conn_close(r->board, "bad handshake reply: %s", err.msg);
 		return;
 	}
@@ -433,7 +427,7 @@ dial_connected(struct relay *r)
 {
 	if (tvm_rpc_add_hello(bufferevent_get_output(r->board->bev), r->hello) <
 	    0) {
-		dial_failed(r, "out of memory");
+		dial_failed(r, "out of memory", false);
 		conn_close(r->board, "out of memory");
 		return;
 	}
@@ -458,7 +452,7 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 	(void)snprintf(why, sizeof(why),
 	    "no answer to the RPC handshake within %g s (handshake_timeout)",
 	    r->srv->cfg->handshake_timeout);
-	dial_failed(r, why);
+	dial_failed(r, why, true);
 	conn_close(r->board, "%s", why);
 }
 
@@ -476,7 +470,7 @@ relay_dial(struct conn *client, const char *host, long port,
 {
 	struct server *srv = client->srv;
 	struct evutil_addrinfo hints = {0}, *ai = NULL;
-	struct timeval tv = seconds_tv(srv->cfg->handshake_timeout);
+	struct timeval tv = clock_tv(srv->cfg->handshake_timeout);
 	char sport[16], why[256];
 	struct relay *r;
 	int res;
@@ -484,7 +478,7 @@ relay_dial(struct conn *client, const char *host, long port,
 	r = relay_new(client, NULL, RELAY_DIALED, lease_id, board_id);
 	if (r == NULL) {
 		tracker_dialed_failed(srv, board_id, lease_id,
-		    "out of memory dialling the board");
+		    "out of memory dialling the board", false);
 		relay_refuse(client, "out of memory dialling the board");
 		return;
 	}
@@ -496,7 +490,7 @@ relay_dial(struct conn *client, const char *host, long port,
 		res = asprintf(&r->hello, "client:%s", board_match);
 	if (res < 0) {
 		r->hello = NULL;
-		dial_failed(r, "out of memory");
+		dial_failed(r, "out of memory", false);
 		return;
 	}
 	hints.ai_family = AF_UNSPEC;
@@ -509,7 +503,7 @@ relay_dial(struct conn *client, const char *host, long port,
 		    "its address '%s' is not numeric (%s); give the board a "
 		    "numeric --custom-addr, or use --relay-boards proxy",
 		    host, evutil_gai_strerror(res));
-		dial_failed(r, why);
+		dial_failed(r, why, true);
 		return;
 	}
 	r->board = conn_dial(srv, ai->ai_addr, (int)ai->ai_addrlen, r);
@@ -517,7 +511,7 @@ relay_dial(struct conn *client, const char *host, long port,
 	if (r->board == NULL) {
 		(void)snprintf(why, sizeof(why), "cannot connect to %s:%ld: %s",
 		    host, port, strerror(errno));
-		dial_failed(r, why);
+		dial_failed(r, why, true);
 		return;
 	}
 	(void)evtimer_add(r->timer, &tv);
@@ -613,7 +607,7 @@ relay_event(struct conn *c, short what)
 		(void)snprintf(how, sizeof(how), "%s",
 		    (what & BEV_EVENT_ERROR) ? strerror(EVUTIL_SOCKET_ERROR())
 					     : "it closed the connection");
-		dial_failed(r, how);
+		dial_failed(r, how, true);
 		conn_free(c);
 		return;
 	}
@@ -624,10 +618,10 @@ relay_event(struct conn *c, short what)
 		return;
 	}
 	if (c == r->client && r->rr == NULL) {
-		/* The client left while we dialled its board. */
+		/* The client left while we dialled its board (nobody to
+		 * answer); freeing it frees the relay if the board is gone. */
 		r->client = NULL;
-		c->relay = NULL;
-		dial_failed(r, "the client left during the handshake");
+		dial_failed(r, "the client left during the handshake", false);
 		if (r->board != NULL)
 			conn_close(r->board, "its client left");
 		conn_free(c);
@@ -640,7 +634,7 @@ relay_event(struct conn *c, short what)
 		    evbuffer_get_length(bufferevent_get_input(c->bev))
 			? ", in the middle of a packet"
 			: "");
-		if (r->agent)
+		if (r->kind == RELAY_AGENT)
 			agent_eof(r, how);
 		else
 			rpc_relay_server_eof(r->rr, how);
@@ -666,7 +660,8 @@ relay_conn_gone(struct conn *c)
 		if (r->rr != NULL)
 			rpc_relay_client_gone(r->rr);
 		else
-			dial_failed(r, "the client's connection was closed");
+			dial_failed(
+			    r, "the client's connection was closed", false);
 	}
 	if (c == r->board) {
 		r->board = NULL;
@@ -677,7 +672,8 @@ relay_conn_gone(struct conn *c)
 			    "npufarm: the board's connection was closed by the "
 			    "broker");
 		else
-			dial_failed(r, "its connection was closed");
+			dial_failed(
+			    r, "the broker closed its connection", false);
 	}
 	if (r->client == NULL && r->board == NULL)
 		relay_free(r);

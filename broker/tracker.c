@@ -1540,21 +1540,23 @@ tracker_dialed_session_end(struct server *srv, int64_t board_id,
 
 /*
  * The broker could not start the session of lease @lease_id with PUT
- * board @board_id (@why: unreachable, or it refused the matchkey): the
- * lease is lost and the board's event log says why.
+ * board @board_id (@why): the lease is lost.  @board_fault (unreachable,
+ * it refused the matchkey, no answer): the board's event log says why too;
+ * not when the client left first.
  */
 void
-tracker_dialed_failed(
-    struct server *srv, int64_t board_id, int64_t lease_id, const char *why)
+tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
+    const char *why, bool board_fault)
 {
 	struct npufarm_err err;
 	struct board *b = NULL;
 	struct lease *l;
 
-	tracker_ledger_check(srv,
-	    ledger_event(srv->ledger, "board_unreachable", board_id, why,
-		ledger_now_us(), &err),
-	    &err);
+	if (board_fault)
+		tracker_ledger_check(srv,
+		    ledger_event(srv->ledger, "board_unreachable", board_id,
+			why, ledger_now_us(), &err),
+		    &err);
 	l = lease_find(srv, board_id, lease_id, &b);
 	if (l != NULL) {
 		log_warn("board %s of key '%s': %s", b->address,

@@ -85,8 +85,8 @@ void tracker_proxy_session_end(
     struct conn *c, const struct ledger_session *sess);
 void tracker_dialed_session_end(struct server *srv, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess);
-void tracker_dialed_failed(
-    struct server *srv, int64_t board_id, int64_t lease_id, const char *why);
+void tracker_dialed_failed(struct server *srv, int64_t board_id,
+    int64_t lease_id, const char *why, bool board_fault);
 void tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg);
 void tracker_foreach_request(
     struct server *srv, const char *key, tracker_request_fn *fn, void *arg);

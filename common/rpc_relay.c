@@ -21,6 +21,7 @@
 #include <event2/buffer.h>
 #include <event2/event.h>
 
+#include "clock.h"
 #include "err.h"
 
 enum rpc_relay_state {
@@ -58,16 +59,6 @@ now_us(void)
 
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
-static struct timeval
-seconds_tv(double s)
-{
-	struct timeval tv;
-
-	tv.tv_sec = (time_t)s;
-	tv.tv_usec = (suseconds_t)((s - (double)tv.tv_sec) * 1e6);
-	return tv;
 }
 
 static void
@@ -129,7 +120,7 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 	    .bytes_to_client = r->bytes_s2c,
 	    .dialect = r->dialect,
 	};
-	struct timeval tv = seconds_tv(r->cfg.linger);
+	struct timeval tv = clock_tv(r->cfg.linger);
 
 	if (r->state != RPC_RELAY_LIVE)
 		return;
@@ -360,7 +351,7 @@ static void
 linger_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rpc_relay *r = arg;
-	struct timeval tv = seconds_tv(r->cfg.linger);
+	struct timeval tv = clock_tv(r->cfg.linger);
 
 	if (r->c_in == NULL)
 		return;
@@ -405,7 +396,7 @@ rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
 	if (r->linger_ev == NULL)
 		goto oom;
 	if (cfg->deadline > 0) {
-		tv = seconds_tv(cfg->deadline);
+		tv = clock_tv(cfg->deadline);
 		r->deadline_ev = evtimer_new(base, deadline_cb, r);
 		if (r->deadline_ev == NULL ||
 		    evtimer_add(r->deadline_ev, &tv) < 0)

@@ -243,18 +243,9 @@ client(const char *timeout_opt, struct tvmpeer *brd)
 	return p;
 }
 
-static char *
-lease_row(void)
-{
-	return harness_sql(b.db,
-	    "SELECT outcome, requests, exceptions, bytes_to_board > 0,"
-	    " bytes_to_client > 0, session_start_us IS NOT NULL, detail"
-	    " FROM leases WHERE granted_us IS NOT NULL ORDER BY id DESC"
-	    " LIMIT 1");
-}
-
+/* The newest lease's row by @sql starts with @prefix, within 4 s. */
 static void
-expect_row(const char *prefix)
+expect_sql_row(const char *sql, const char *prefix)
 {
 	char *row = NULL;
 	int i;
@@ -262,7 +253,7 @@ expect_row(const char *prefix)
 	/* The ledger row is written when the board side ends. */
 	for (i = 0; i < 200; i++) {
 		free(row);
-		row = lease_row();
+		row = harness_sql(b.db, sql);
 		if (strncmp(row, prefix, strlen(prefix)) == 0)
 			break;
 		usleep(20000);
@@ -270,6 +261,32 @@ expect_row(const char *prefix)
 	ck_assert_msg(strncmp(row, prefix, strlen(prefix)) == 0,
 	    "row '%s' does not start '%s'", row, prefix);
 	free(row);
+}
+
+static void
+expect_row(const char *prefix)
+{
+	expect_sql_row(
+	    "SELECT outcome, requests, exceptions, bytes_to_board > 0,"
+	    " bytes_to_client > 0, session_start_us IS NOT NULL, detail"
+	    " FROM leases WHERE granted_us IS NOT NULL ORDER BY id DESC"
+	    " LIMIT 1",
+	    prefix);
+}
+
+/* The shortest session, kInitServer then kShutdown, ended ok. */
+static void
+short_session(struct tvmpeer *cli, struct tvmpeer *brd)
+{
+	send_hex(cli, EP01);
+	expect_hex(brd, EP01);
+	send_hex(brd, EP02);
+	expect_hex(cli, EP02);
+	send_hex(cli, EP11);
+	expect_hex(brd, EP11);
+	tvmpeer_free(cli);
+	tvmpeer_free(brd);
+	expect_row("ok|1|0|1|1|1|");
 }
 
 START_TEST(test_relay_ok_session)
@@ -518,15 +535,7 @@ START_TEST(test_relay_standalone_client_key)
 	k = expect_success(brd);
 	ck_assert_str_eq(k, "client:x1");
 	free(k);
-	send_hex(cli, EP01);
-	expect_hex(brd, EP01);
-	send_hex(brd, EP02);
-	expect_hex(cli, EP02);
-	send_hex(cli, EP11);
-	expect_hex(brd, EP11);
-	tvmpeer_free(cli);
-	tvmpeer_free(brd);
-	expect_row("ok|1|0|1|1|1|");
+	short_session(cli, brd);
 }
 END_TEST
 
@@ -772,15 +781,7 @@ START_TEST(test_relay_board_survives_its_own_timeout)
 	/* The same server dials in again and serves the next session. */
 	brd = board();
 	cli = client(" -timeout=5", brd);
-	send_hex(cli, EP01);
-	expect_hex(brd, EP01);
-	send_hex(brd, EP02);
-	expect_hex(cli, EP02);
-	send_hex(cli, EP11);
-	expect_hex(brd, EP11);
-	tvmpeer_free(cli);
-	tvmpeer_free(brd);
-	expect_row("ok|1|0|1|1|1|");
+	short_session(cli, brd);
 }
 END_TEST
 
@@ -799,7 +800,8 @@ static void
 start_relay_all(void)
 {
 	static const char *const extra[] = {"--relay-boards", "all",
-	    "--board-grace", "1", "--pair-timeout", "2", NULL};
+	    "--board-grace", "1", "--pair-timeout", "2", "--handshake-timeout",
+	    "1", NULL};
 
 	harness_broker_start(&b, extra);
 }
@@ -917,31 +919,12 @@ fd_expect_hex(int fd, const char *hex)
 
 #define HS02_X2 "71f20f00090000007365727665723a7832" /* server:x2 */
 
-static char *
-lease_row_x2(void)
-{
-	return harness_sql(b.db,
-	    "SELECT outcome, ifnull(requests, 0), detail FROM leases "
-	    "WHERE key = 'x2' "
-	    "ORDER BY id DESC LIMIT 1");
-}
-
 static void
 expect_row_x2(const char *prefix)
 {
-	char *row = NULL;
-	int i;
-
-	for (i = 0; i < 200; i++) {
-		free(row);
-		row = lease_row_x2();
-		if (strncmp(row, prefix, strlen(prefix)) == 0)
-			break;
-		usleep(20000);
-	}
-	ck_assert_msg(strncmp(row, prefix, strlen(prefix)) == 0,
-	    "row '%s' does not start '%s'", row, prefix);
-	free(row);
+	expect_sql_row("SELECT outcome, ifnull(requests, 0), detail FROM "
+		       "leases WHERE key = 'x2' ORDER BY id DESC LIMIT 1",
+	    prefix);
 }
 
 /*
@@ -1087,6 +1070,54 @@ START_TEST(test_relay_put_board_refuses_or_unreachable)
 }
 END_TEST
 
+/* A board that takes the connection but never answers: the dial's
+ * deadline (--handshake-timeout) ends it; a client that leaves while the
+ * broker dials ends it too.  Either way the lease is lost, nothing leaks. */
+START_TEST(test_relay_put_board_silent)
+{
+	struct putboard pb;
+	struct tvmpeer *cli;
+	char want[128];
+	int fd;
+
+	putboard_open(&pb, 6, false);
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	expect_hex(cli, MISMATCH); /* after --handshake-timeout 1 */
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	tvmpeer_free(cli);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	ck_assert(harness_log_contains(&b, "no answer to the RPC handshake"));
+
+	(void)snprintf(pb.matchkey, sizeof(pb.matchkey), "x2:0.7");
+	ck_assert_int_eq(
+	    tvmpeer_put(pb.trk, "x2", pb.port, pb.matchkey, NULL), 0);
+	{
+		struct npufarm_err err;
+
+		ck_assert_int_eq(tvmpeer_recv_ok(pb.trk, T_MS, &err), 0);
+	}
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	tvmpeer_free(cli); /* gone before the board answers */
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	ck_assert(harness_log_contains(&b, "the client left during the"));
+	/* Only the silence is held against the board. */
+	harness_wait_sql(b.db,
+	    "SELECT count(*), sum(detail LIKE '%no answer%') FROM events "
+	    "WHERE kind = 'board_unreachable'",
+	    "1|1\n", T_MS);
+	putboard_close(&pb);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1118,6 +1149,7 @@ main(void)
 	tcase_add_test(tc, test_relay_put_board_timeout_and_next_session);
 	tcase_add_test(tc, test_relay_put_board_crash);
 	tcase_add_test(tc, test_relay_put_board_refuses_or_unreachable);
+	tcase_add_test(tc, test_relay_put_board_silent);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 60);
