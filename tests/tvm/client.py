@@ -38,7 +38,8 @@ def describe(exc):
         "is_rpc_error": bool(rpc_error and isinstance(exc, rpc_error)),
         "is_session_timeout": bool(timeout_error and isinstance(exc, timeout_error)),
         "is_timeout_error": isinstance(exc, TimeoutError),
-        "kshutdown": "kShutdown" in text,
+        # v0.26 prints the code as a name or as its number: "code=kShutdown" / "code=1"
+        "kshutdown": "kShutdown" in text or "RPCCode::kReturn) is false: code=1" in text,
         "message": text[-2000:],
     }
 

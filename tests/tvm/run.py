@@ -628,7 +628,7 @@ def short(e):
     if not e or e.get("type") is None:
         return "nothing"
     lines = [l.strip() for l in e["message"].strip().splitlines() if l.strip()]
-    pick = next((l for l in lines if "kShutdown" in l), None)
+    pick = next((l for l in lines if "kShutdown" in l or "kReturn) is false: code=1" in l), None)
     if pick is None:
         useful = [l for l in lines if not l.startswith(("Traceback", "[bt]", "File ", "at "))]
         pick = (useful[0] if useful and not lines[0].startswith("Traceback") else
@@ -860,8 +860,9 @@ def main():
                 results.append((topo, c, ok, text))
                 log(f"{'ok' if ok else 'not ok'} - v{version} {topo} {c} ({time.monotonic() - t0:.1f} s)"
                     + (f" # {text}" if ok else ":"))
-                if not ok and c != cases[-1] and c != "exit":
+                if not ok:
                     log("   " + text.replace("\n", "\n   "))
+                if not ok and c != cases[-1] and c != "exit":
                     how = recover(t, procs, topo, c)
                     if how == "restarted" and DEPENDS.get(c) is not None:
                         restarted_before = DEPENDS[c]
