@@ -16,7 +16,10 @@
 /* Room for the API struct tvm_runtime_resolve() builds. */
 #define RUNTIME_API_MAX 256
 
-/* The symbol that tells each ABI (spec tvm-ffi-era.md §4.6). */
+/*
+ * The symbol that tells each ABI (spec tvm-ffi-era.md §4.6).  The refusal
+ * naming both must fit struct npufarm_err (160 bytes).
+ */
 #define RUNTIME_FFI_PROBE  "TVMFFIFunctionGetGlobal"
 #define RUNTIME_V014_PROBE "TVMFuncGetGlobal"
 
@@ -113,9 +116,8 @@ tvm_runtime_open(
 	} else {
 		return err_set(err, -ENOENT,
 		    "not a TVM runtime: it exports neither " RUNTIME_FFI_PROBE
-		    " (tvm-ffi C API, TVM v0.21+; libtvm_ffi.so must be "
-		    "beside it) nor " RUNTIME_V014_PROBE
-		    " (TVM v0.14 .. v0.20)");
+		    " (tvm-ffi, TVM v0.21+, with libtvm_ffi.so beside it) "
+		    "nor " RUNTIME_V014_PROBE " (TVM v0.14 .. v0.20)");
 	}
 	return tvm_runtime_find(rt, err);
 }

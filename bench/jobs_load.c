@@ -56,7 +56,7 @@ http(const char *hostport, enum evhttp_cmd_type cmd, const char *path,
 	return r.body; /* ownership moves to the caller */
 }
 
-static void
+static _Noreturn void
 die(const char *what)
 {
 	fprintf(stderr, "npufarm-bench-jobs: %s\n", what);

@@ -23,7 +23,7 @@
 #include "err.h"
 #include "ledger.h"
 
-static void
+static _Noreturn void
 die(const char *what, const char *why)
 {
 	fprintf(stderr, "npufarm-bench-ledger: %s: %s\n", what, why);
@@ -53,7 +53,9 @@ ledger_rate(const char *path, unsigned long n, unsigned long batch)
 	unsigned long i;
 
 	task = calloc(n, sizeof(*task));
-	if (task == NULL || ledger_open(path, true, &l, &err) < 0)
+	if (task == NULL)
+		die("ledger", "out of memory");
+	if (ledger_open(path, true, &l, &err) < 0)
 		die("ledger", err.msg);
 	job.submitted_us = ledger_now_us();
 	if (ledger_job_insert(l, &job, &id, &err) < 0)

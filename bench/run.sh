@@ -333,11 +333,13 @@ run_side_tracker() {
 }
 
 # setup_time NAME ARGS...: the real client's REQUEST -> first call (median
-# ms) into $tmp/side/setup-NAME; "failed" when it could not run.
+# ms) into $tmp/side/setup-NAME; "failed" when it could not run or took
+# over 90 s (a board that never comes up leaves a REQUEST waiting).
 setup_time() {
 	name=$1
 	shift
-	if bash -c '. "$0/ENV.sh" >/dev/null 2>&1; exec python3 "$@"' \
+	if timeout 90 bash -c \
+		'. "$0/ENV.sh" >/dev/null 2>&1; exec python3 "$@"' \
 		"$tvmpeer" "$setup_py" --rounds 15 "$@" \
 		>"$tmp/side/setup-$name.out" 2>"$tmp/side/setup-$name.log"; then
 		sed -n 's/.*median=\([0-9.]*\).*/\1/p' \
@@ -351,8 +353,9 @@ setup_time() {
 
 # run_side_sessions: TVM's rpc_server registered by PUT and through a
 # proxy, behind npufarm-broker and behind TVM's tracker and proxy; a
-# direct connect as the baseline (before and after, to show drift); the
-# board-side idle RSS of rpc_server.  Needs the peer.
+# direct connect as the baseline (before and after, to show drift); 64 MiB
+# up and down through each proxy (and the CPU the proxy spent on it); the
+# board-side idle RSS of rpc_server and of npufarm-agent.  Needs the peer.
 run_side_sessions() {
 	start_broker side-sessions
 	fport=${farm##*:}
@@ -405,6 +408,13 @@ run_side_sessions() {
 	setup_time tvm-proxy --tracker "$tfarm" --key tvm-proxy
 	setup_time np-agent --tracker "$farm" --key np-agent
 	setup_time direct2 --direct "127.0.0.1:$dport"
+	echo "run.sh: side by side: 64 MiB up and down with the real client" >&2
+	setup_time xfer-direct --direct "127.0.0.1:$dport" --rounds 1 \
+		--transfer-mib 64
+	setup_time xfer-np --tracker "$farm" --key np-proxy --rounds 1 \
+		--transfer-mib 64 --cpu-pid "$pid"
+	setup_time xfer-tvm --tracker "$tfarm" --key tvm-proxy --rounds 1 \
+		--transfer-mib 64 --cpu-pid "$tproxy"
 	kill "$apid"
 	wait "$apid" || echo "run.sh: the agent did not exit 0" >&2
 	apid=
@@ -520,6 +530,11 @@ side_row() {
 	esac
 	echo "| $1 | $t | $n | $ratio | $5 |"
 }
+# xfer NAME KEY: KEY=value from the transfer line of session run NAME.
+xfer() {
+	f=$side/setup-$1.out
+	[ ! -f "$f" ] || sed -n "s/^transfer.* $2=\([-0-9.]*\).*/\1/p" "$f"
+}
 # file_or_empty FILE: its first line, or nothing.
 file_or_empty() {
 	[ ! -f "$1" ] || head -n 1 "$1"
@@ -582,6 +597,16 @@ side_row "session set-up, REQUEST -> first call, rpc_server --through-proxy" \
 	"$(file_or_empty "$side/setup-tvm-proxy")" \
 	"$(file_or_empty "$side/setup-np-proxy")" ms \
 	"${sd:-not measured} / ${sd2:-not measured} ms direct connect (first / last)"
+side_row "64 MiB upload, real client to rpc_server through the proxy (TVM's proxy vs the farm port)" \
+	"$(xfer xfer-tvm up_mibs)" "$(xfer xfer-np up_mibs)" MiB/s \
+	"$(xfer xfer-direct up_mibs) MiB/s direct"
+side_row "64 MiB download, the same" \
+	"$(xfer xfer-tvm down_mibs)" "$(xfer xfer-np down_mibs)" MiB/s \
+	"$(xfer xfer-direct down_mibs) MiB/s direct"
+side_row "proxy CPU per 64 MiB upload (TVM's rpc_proxy and children vs npufarm-broker)" \
+	"$(xfer xfer-tvm up_cpu_ms)" "$(xfer xfer-np up_cpu_ms)" ms "-"
+side_row "proxy CPU per 64 MiB download" \
+	"$(xfer xfer-tvm down_cpu_ms)" "$(xfer xfer-np down_cpu_ms)" ms "-"
 rrss=$(file_or_empty "$side/rss-rpc-server")
 [ -z "$rrss" ] || rrss=$(awk -v k="$rrss" 'BEGIN { printf "%.1f", k / 1024 }')
 side_row "session set-up, REQUEST -> first call, npufarm-agent on the peer's runtime (TVM: rpc_server by PUT)" \

@@ -612,7 +612,7 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 	struct conn *c = arg;
 
 	if (c->relay != NULL && c->state != CONN_CLOSING) {
-		relay_event(c, what); /* frees c */
+		relay_event(c, what); /* frees c, unless it just connected */
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {

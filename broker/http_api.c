@@ -215,7 +215,9 @@ ledger_board_cb(const struct ledger_board *b, void *arg)
 		v, "tags", tags != NULL ? tags : json_object()) < 0 ||
 	    json_object_set(v, "relay",
 		json_object_get(live, "relay") ? json_object_get(live, "relay")
-					       : json_null()) < 0) {
+					       : json_null()) < 0 ||
+	    json_object_set_new(v, "runs", json_integer(b->runs)) < 0 ||
+	    json_object_set_new(v, "failures", json_integer(b->failures)) < 0) {
 		json_decref(v);
 		return -ENOMEM;
 	}

@@ -275,7 +275,8 @@ static const char *const migrations[] = {
     "  (SELECT min(c.v) FROM c WHERE c.task_id = t.id) AS best_s,"
     "  (SELECT avg(c.v) FROM c WHERE c.task_id = t.id AND"
     "    c.rn IN ((c.n + 1) / 2, (c.n + 2) / 2)) AS median_s,"
-    "  t.detail FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;",
+    "  t.detail FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;"
+    "CREATE INDEX attempts_board ON attempts (board_id, outcome);",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -417,8 +418,14 @@ enum read_stmt {
 static const char *const read_sql[RD_MAX] = {
     [RD_BOARDS_ALL] =
 	"SELECT id, kind, key, address, name, state,"
-	" first_seen_us, last_seen_us, detail, drained, tags FROM boards"
-	" ORDER BY key, name",
+	" first_seen_us, last_seen_us, detail, drained, tags,"
+	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id) +"
+	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id),"
+	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id AND"
+	"  l.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong')) +"
+	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id AND"
+	"  a.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong'))"
+	" FROM boards ORDER BY key, name",
     [RD_LEASES_RECENT] =
 	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
 	" l.granted_us, l.released_us, l.board_id, b.name, l.matchkey,"
@@ -1431,6 +1438,8 @@ ledger_foreach_board(
 		    .detail = col_text(st, 8),
 		    .drained = sqlite3_column_int(st, 9) != 0,
 		    .tags = col_text(st, 10),
+		    .runs = sqlite3_column_int64(st, 11),
+		    .failures = sqlite3_column_int64(st, 12),
 		};
 
 		r = fn(&b, arg);

@@ -37,6 +37,8 @@ struct ledger_board {
 	const char *detail; /* NULL when none */
 	bool drained;       /* an operator drained it */
 	const char *tags;   /* JSON object text, NULL when none (v6) */
+	int64_t runs;       /* TVM sessions and task attempts it ran */
+	int64_t failures;   /* of them timeout, exception, crash, lost, wrong */
 };
 
 /* How a relayed session ended (ledger_lease_session()). */

@@ -591,7 +591,8 @@ agent_eof(struct relay *r, const char *how)
 
 /*
  * EOF, error or timeout on relayed connection @c: classify what it means
- * for the session, then free @c (the caller returns at once).
+ * for the session, then free @c (the caller returns at once).  A board the
+ * broker dials reports its connect here too: @c stays.
  */
 void
 relay_event(struct conn *c, short what)

@@ -35,6 +35,7 @@
 #include <npufarm/protocol.h>
 
 #include "agent_link.h"
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -210,7 +211,9 @@ tracker_lease_release(
 		if (b->is_agent)
 			tracker_agent_update(b);
 		else
-			tracker_board_set_state(b, BOARD_IDLE);
+			tracker_board_set_state(b, b->quarantine != NULL
+						       ? BOARD_QUARANTINED
+						       : BOARD_IDLE);
 	}
 }
 
@@ -528,6 +531,8 @@ board_free(struct board *b, const char *why, bool quiet)
 	free(b->data_key);
 	free(b->data_session);
 	free(b->quarantine);
+	if (b->unreach_ev != NULL)
+		event_free(b->unreach_ev);
 	free(b->tags);
 	free(b);
 	sched_queue_gc(q);
@@ -598,7 +603,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	memcpy(s->matchkey, m->matchkey, mklen + 1);
 	TAILQ_INSERT_TAIL(&b->slots, s, link);
 	tc->nslots++;
-	if (!b->drained)
+	if (!b->drained && b->quarantine == NULL)
 		sched_slot_push(q, &s->s);
 	reply_code(c, NPUFARM_TVM_SUCCESS);
 	tracker_schedule_queue(q);
@@ -1532,10 +1537,83 @@ tracker_dialed_session_end(struct server *srv, int64_t board_id,
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
+	b->unreach_n = 0; /* it was reached */
 	if (--b->nleases == 0) {
 		sched_queue_add_leased(b->queue, -1);
-		tracker_board_set_state(b, BOARD_IDLE);
+		tracker_board_set_state(
+		    b, b->quarantine != NULL ? BOARD_QUARANTINED : BOARD_IDLE);
 	}
+}
+
+/* The first wait before an unreachable PUT board is tried again, and the
+ * longest (it doubles with each failure in a row). */
+#define UNREACH_FIRST_S 5
+#define UNREACH_MAX_S   300
+
+/* PUT board @b is back in service: offer its matchkeys again. */
+static void
+unreach_lift(struct board *b, const char *why)
+{
+	struct slot *s;
+
+	if (b->quarantine == NULL)
+		return;
+	free(b->quarantine);
+	b->quarantine = NULL;
+	if (b->unreach_ev != NULL)
+		(void)evtimer_del(b->unreach_ev);
+	if (b->nleases == 0)
+		tracker_board_set_state(b, BOARD_IDLE);
+	if (!b->drained)
+		TAILQ_FOREACH(s, &b->slots, link)
+			if (s->s.queue == NULL)
+				sched_slot_push(b->queue, &s->s);
+	log_notice("board %s of key '%s' back in service: %s", b->address,
+	    sched_queue_key(b->queue), why);
+	tracker_schedule_queue(b->queue);
+}
+
+static void
+unreach_cb(evutil_socket_t fd, short what, void *arg)
+{
+	unreach_lift(arg, "trying it again");
+}
+
+/*
+ * The broker could not reach PUT board @b (@why): out of service (state
+ * quarantined, with @why as its detail) for 5 s, doubling with each such
+ * failure in a row up to 5 min, so tuners are not sent to it meanwhile.
+ */
+static void
+board_unreachable(struct board *b, const char *why)
+{
+	struct server *srv = b->conn->srv;
+	unsigned n = b->unreach_n < 6 ? b->unreach_n : 6;
+	double wait = UNREACH_FIRST_S * (double)(1u << n);
+	struct timeval tv;
+	struct slot *s;
+	char *reason;
+
+	if (wait > UNREACH_MAX_S)
+		wait = UNREACH_MAX_S;
+	tv = clock_tv(wait);
+	reason = strdup(why);
+	if (b->unreach_ev == NULL)
+		b->unreach_ev = evtimer_new(srv->base, unreach_cb, b);
+	if (reason == NULL || b->unreach_ev == NULL ||
+	    evtimer_add(b->unreach_ev, &tv) < 0) {
+		free(reason);
+		return; /* it stays in service: only the lease is lost */
+	}
+	free(b->quarantine);
+	b->quarantine = reason;
+	b->unreach_n++;
+	TAILQ_FOREACH(s, &b->slots, link)
+		sched_slot_remove(&s->s);
+	if (b->nleases == 0)
+		tracker_board_set_state(b, BOARD_QUARANTINED);
+	log_warn("board %s of key '%s' out of service for %g s: %s", b->address,
+	    sched_queue_key(b->queue), wait, why);
 }
 
 /*
@@ -1559,9 +1637,9 @@ tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
 		    &err);
 	l = lease_find(srv, board_id, lease_id, &b);
 	if (l != NULL) {
-		log_warn("board %s of key '%s': %s", b->address,
-		    sched_queue_key(b->queue), why);
 		tracker_lease_release(b, l, "lost", why);
+		if (board_fault)
+			board_unreachable(b, why);
 	} else
 		tracker_ledger_check(srv,
 		    ledger_lease_release(srv->ledger, lease_id, ledger_now_us(),
@@ -1591,6 +1669,8 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 			if (b->id != id)
 				continue;
 			n++; /* live, whether or not the mark changes */
+			if (!on && !b->is_agent)
+				unreach_lift(b, "undrained by an operator");
 			if (b->drained == on)
 				continue;
 			b->drained = on;
@@ -1598,7 +1678,8 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 			TAILQ_FOREACH(s, &b->slots, link) {
 				if (on)
 					sched_slot_remove(&s->s);
-				else if (s->s.queue == NULL)
+				else if (s->s.queue == NULL &&
+					 b->quarantine == NULL)
 					sched_slot_push(q, &s->s);
 			}
 			board_dirty(b);

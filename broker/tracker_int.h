@@ -59,14 +59,17 @@ struct board {
 	struct pending *pending; /* proxied: a grant waiting for its client */
 	/* Agent boards (is_agent): the board of an npufarm agent's link. */
 	bool is_agent;
-	struct agent *agent; /* borrowed: the link's agent */
-	struct conn *data;   /* its waiting TVM data connection, or NULL */
-	char *data_key;      /* ... that connection's hello key */
-	char *data_session;  /* ... and the session id it reports under */
-	unsigned runners;    /* SCHED_CAP_KERNEL/EXEC it offers */
-	bool ready;          /* the agent said it can take work */
-	char *quarantine;    /* the agent's reason, or NULL */
-	char *tags;          /* canonical tags (tags.h), or NULL; owned */
+	struct agent *agent;      /* borrowed: the link's agent */
+	struct conn *data;        /* its waiting TVM data connection, or NULL */
+	char *data_key;           /* ... that connection's hello key */
+	char *data_session;       /* ... and the session id it reports under */
+	unsigned runners;         /* SCHED_CAP_KERNEL/EXEC it offers */
+	bool ready;               /* the agent said it can take work */
+	char *quarantine;         /* the agent's reason, or NULL; PUT boards the
+				   * broker dials: why it cannot reach them */
+	struct event *unreach_ev; /* PUT boards: ends their quarantine */
+	unsigned unreach_n;       /* ... failed dials in a row */
+	char *tags;               /* canonical tags (tags.h), or NULL; owned */
 	struct sched_request *task; /* the native task it runs, or NULL */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;

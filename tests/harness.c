@@ -449,3 +449,75 @@ harness_put_artifact(const char *hostport, const char *path, char *sha)
 	free(data);
 	return status;
 }
+
+/*
+ * PUT test kernel @dir/lib@name.so to the broker at @hostport; its sha256
+ * into @sha (65 bytes).  Asserts it was stored (201) or there (200).
+ */
+void
+harness_put_kernel(
+    const char *hostport, const char *dir, const char *name, char *sha)
+{
+	char path[512];
+	int status;
+
+	(void)snprintf(path, sizeof(path), "%s/lib%s.so", dir, name);
+	status = harness_put_artifact(hostport, path, sha);
+	ck_assert_msg(
+	    status == 201 || status == 200, "PUT %s: %d", path, status);
+}
+
+/* POST the job @json to @hostport; asserts 201 and returns its id. */
+long
+harness_job_submit(const char *hostport, const char *json)
+{
+	int status;
+	char *body = harness_http_body(
+	    hostport, "POST", "/v1/jobs", json, strlen(json), &status);
+	json_t *v = json_loads(body, 0, NULL);
+	long id;
+
+	ck_assert_msg(status == 201, "%d %s", status, body);
+	id = (long)json_integer_value(json_object_get(v, "id"));
+	ck_assert_int_gt(id, 0);
+	json_decref(v);
+	free(body);
+	return id;
+}
+
+/*
+ * Follow job @id with the long-poll until it is over (two minutes at
+ * most), then GET it: the reply, a new reference.
+ */
+json_t *
+harness_job_wait(const char *hostport, long id)
+{
+	char path[128], *body;
+	time_t deadline = time(NULL) + 120;
+	long long seq = 0;
+	int status;
+	json_t *v;
+
+	while (time(NULL) < deadline) {
+		(void)snprintf(path, sizeof(path),
+		    "/v1/jobs/%ld/wait?after=%lld&timeout=5", id, seq);
+		body = harness_http_get(hostport, path, &status);
+		ck_assert_msg(status == 200, "%d %s", status, body);
+		v = json_loads(body, 0, NULL);
+		free(body);
+		ck_assert_ptr_nonnull(v);
+		seq = json_integer_value(json_object_get(v, "seq"));
+		if (json_is_true(json_object_get(v, "done"))) {
+			json_decref(v);
+			break;
+		}
+		json_decref(v);
+	}
+	(void)snprintf(path, sizeof(path), "/v1/jobs/%ld", id);
+	body = harness_http_get(hostport, path, &status);
+	ck_assert_msg(status == 200, "%d %s", status, body);
+	v = json_loads(body, 0, NULL);
+	free(body);
+	ck_assert_ptr_nonnull(v);
+	return v;
+}

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include <check.h>
+#include <jansson.h>
 
 struct harness_broker {
 	pid_t pid;
@@ -34,6 +35,10 @@ char *harness_http_body(const char *hostport, const char *method,
     const char *path, const void *body, size_t len, int *ret_status);
 void harness_sha256_hex(const void *data, size_t len, char *hex);
 int harness_put_artifact(const char *hostport, const char *path, char *sha);
+void harness_put_kernel(
+    const char *hostport, const char *dir, const char *name, char *sha);
+long harness_job_submit(const char *hostport, const char *json);
+json_t *harness_job_wait(const char *hostport, long id);
 char *harness_sql(const char *db, const char *sql);
 void harness_wait_sql(
     const char *db, const char *sql, const char *want, int timeout_ms);

@@ -45,7 +45,9 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (tvm_rpc_hello_pull(in, key, sizeof(key), &err) == 1 &&
 	    tvm_rpc_hello_parse(key, &h, &err) == 0 && h.has_timeout) {
 		(void)tvm_rpc_timeout_message(h.timeout, msg, sizeof(msg));
-		(void)tvm_rpc_add_exception(out, msg);
+		/* Every dialect, the undecided one included. */
+		(void)tvm_rpc_add_exception(
+		    out, msg, (enum tvm_rpc_dialect)(data[0] / 64 % 3));
 		(void)tvm_rpc_exception_peek(out, msg, sizeof(msg));
 	}
 	tvm_rpc_scan_init(&scan, 1 << 20);

@@ -266,6 +266,18 @@ agent_log_contains(const char *needle)
 	return found;
 }
 
+/* Wait (20 s at most) for a line of the agent's log with @needle. */
+static void
+wait_log(const char *needle)
+{
+	int i;
+
+	for (i = 0; i < 2000 && !agent_log_contains(needle); i++)
+		usleep(10000);
+	ck_assert_msg(
+	    agent_log_contains(needle), "no '%s' in %s", needle, agent_log);
+}
+
 static int
 sessions_left(void)
 {
@@ -487,7 +499,26 @@ START_TEST(test_crashes_probe_the_board)
 				" 'board_quarantined'");
 	ck_assert_str_eq(row, "0\n");
 	free(row);
-	ck_assert(agent_log_contains("the built-in probe passed"));
+	wait_log("the built-in probe passed");
+}
+END_TEST
+
+/*
+ * A reset hook that fails is evidence about the board: it is probed
+ * before it is offered again (and offered when the probe passes).
+ */
+START_TEST(test_failed_reset_probes_the_board)
+{
+	const char *extra[] = {"--reset-cmd", "false", NULL};
+
+	agent_up(extra);
+	wait_state("idle");
+	crash_once();
+	wait_log("the built-in probe passed");
+	wait_state("idle");
+	ck_assert(agent_log_contains("reset hook failed"));
+	ck_assert(agent_log_contains("probing the board (the reset hook "
+				     "failed"));
 }
 END_TEST
 
@@ -1054,6 +1085,7 @@ suite(void)
 	tcase_add_test(tc, test_hooks_and_quarantine);
 	tcase_add_test(tc, test_crashes_probe_the_board);
 	tcase_add_test(tc, test_lost_sessions_are_not_board_evidence);
+	tcase_add_test(tc, test_failed_reset_probes_the_board);
 	tcase_add_test(tc, test_drain_lets_the_session_finish);
 	tcase_add_test(tc, test_upload_traversal_refused);
 	tcase_add_test(tc, test_module_needs_global_runtime);

@@ -714,12 +714,17 @@ serve_one(int fd, const char *html)
 	close(fd);
 }
 
-/* The page from the broker, next to canned API answers: jobs, quarantine. */
-START_TEST(test_browser_jobs_quarantine_and_escaping)
+/*
+ * Serve the broker's page next to canned[] from a child (it dies with the
+ * test); the page's URL, with @suffix ("#job=7"), into @url.  Returns the
+ * child's pid, to kill.
+ */
+static pid_t
+canned_start(const char *suffix, char *url, size_t len)
 {
 	struct sockaddr_in sin = {.sin_family = AF_INET};
 	socklen_t slen = sizeof(sin);
-	char url[128], *html, *dom;
+	char *html;
 	int lfd, status;
 	pid_t pid;
 
@@ -744,13 +749,23 @@ START_TEST(test_browser_jobs_quarantine_and_escaping)
 				serve_one(fd, html);
 	}
 	close(lfd);
+	free(html);
 	(void)snprintf(
-	    url, sizeof(url), "http://127.0.0.1:%d/", ntohs(sin.sin_port));
+	    url, len, "http://127.0.0.1:%d/%s", ntohs(sin.sin_port), suffix);
+	return pid;
+}
+
+/* The page from the broker, next to canned API answers: jobs, quarantine. */
+START_TEST(test_browser_jobs_quarantine_and_escaping)
+{
+	char url[128], *dom;
+	pid_t pid;
+
+	pid = canned_start("", url, sizeof(url));
 	dom = dump_dom(url);
 	screenshot(url, "dashboard-jobs.png");
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	free(html);
 
 	/* Jobs: progress from the counts, one badge per outcome present. */
 	ck_assert_ptr_nonnull(strstr(dom, "data-jobs=\"present\""));
@@ -791,39 +806,14 @@ END_TEST
  */
 START_TEST(test_browser_job_page)
 {
-	struct sockaddr_in sin = {.sin_family = AF_INET};
-	socklen_t slen = sizeof(sin);
-	char url[128], *html, *dom, *a, *b2;
-	int lfd, status;
+	char url[128], *dom, *a, *b2;
 	pid_t pid;
 
-	html = harness_http_get(broker.http, "/", &status);
-	ck_assert_int_eq(status, 200);
-	lfd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(lfd, 0);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(bind(lfd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	ck_assert_int_eq(listen(lfd, 64), 0);
-	ck_assert_int_eq(getsockname(lfd, (struct sockaddr *)&sin, &slen), 0);
-	pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int fd;
-
-		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-		alarm(4 * BROWSER_TIMEOUT_S);
-		for (;;)
-			if ((fd = accept(lfd, NULL, NULL)) >= 0)
-				serve_one(fd, html);
-	}
-	close(lfd);
-	(void)snprintf(url, sizeof(url), "http://127.0.0.1:%d/#job=7",
-	    ntohs(sin.sin_port));
+	pid = canned_start("#job=7", url, sizeof(url));
 	dom = dump_dom(url);
 	screenshot(url, "dashboard-job.png");
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
-	free(html);
 
 	ck_assert_ptr_nonnull(strstr(dom, "data-view=\"job\""));
 	ck_assert_ptr_nonnull(strstr(dom, "<section id=\"job-section\" "
@@ -861,6 +851,86 @@ START_TEST(test_browser_job_page)
 	    "the chart was not drawn");
 	ck_assert_ptr_null(strstr(dom, "<b>x"));
 	free(dom);
+}
+END_TEST
+
+/*
+ * The job page of a job the test ran on a real agent: every number and
+ * outcome it shows is the one the API (and so the ledger) has.
+ */
+START_TEST(test_browser_real_job)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	char work[320], log[320], url[160], json[2048], idx[16];
+	char ref[65], good[65], bad[65], crash[65], *dom;
+	const char *argv[] = {bin, "--broker", broker.farm, "--key", "cpu",
+	    "--name", "n0", "--workdir", work, NULL};
+	json_t *job, *t;
+	pid_t agent;
+	size_t i;
+	long id;
+
+	ck_assert_ptr_nonnull(bin);
+	(void)snprintf(work, sizeof(work), "%s/work", broker.dir);
+	(void)snprintf(log, sizeof(log), "%s/agent.log", broker.dir);
+	agent = harness_spawn(bin, argv, log);
+	harness_wait_sql(broker.db,
+	    "SELECT count(*) FROM boards WHERE state = 'idle'", "1\n", 30000);
+	harness_put_kernel(broker.http, NPUFARM_TEST_KERNELS, "matmul_t8", ref);
+	harness_put_kernel(
+	    broker.http, NPUFARM_TEST_KERNELS, "matmul_t16", good);
+	harness_put_kernel(broker.http, NPUFARM_TEST_KERNELS, "wrong", bad);
+	harness_put_kernel(broker.http, NPUFARM_TEST_KERNELS, "crash", crash);
+#define ARGS                                                                 \
+	"\"args\":[{\"dtype\":\"float32\",\"shape\":[32,32],"                \
+	"\"fill\":{\"random\":1}},{\"dtype\":\"float32\",\"shape\":[32,32]," \
+	"\"fill\":{\"random\":2}},{\"dtype\":\"float32\",\"shape\":[32,32]}],"
+	(void)snprintf(json, sizeof(json),
+	    "{\"key\":\"cpu\",\"user\":\"erin\",\"tasks\":["
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"t16\"," ARGS "\"measurement\":{\"repeat\":3},"
+	    "\"check\":{\"ref\":\"%s\"}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"t8\"," ARGS "\"measurement\":{\"repeat\":3}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
+	    "\"name\":\"fast\"," ARGS "\"check\":{\"ref\":\"%s\"}},"
+	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"name\":\"crash\"}]}",
+	    good, ref, ref, bad, ref, crash);
+#undef ARGS
+	id = harness_job_submit(broker.http, json);
+	job = harness_job_wait(broker.http, id);
+	(void)snprintf(url, sizeof(url), "http://%s/#job=%ld", broker.http, id);
+	dom = dump_dom(url);
+	screenshot(url, "dashboard-real-job.png");
+	ck_assert_int_eq(tbody_rows(dom, "job-tasks"), 4);
+	json_array_foreach(json_object_get(job, "task_list"), i, t) {
+		char cell[64];
+
+		(void)snprintf(idx, sizeof(idx), "%lld",
+		    (long long)json_integer_value(json_object_get(t, "index")));
+		(void)snprintf(cell, sizeof(cell), "\">%s<",
+		    json_string_value(json_object_get(t, "outcome")));
+		assert_row(dom, "data-task-idx", idx, cell, ">n0<");
+	}
+	assert_row(dom, "data-task-idx", "2", "o-wrong\">wrong<",
+	    ">args[2][1,0] = 0 but the reference has");
+	assert_row(dom, "data-task-idx", "3", "o-crash\">crash<", ">SIGSEGV");
+	assert_row(dom, "data-job-board", "n0", ">4<", ">2<", ">50 %<");
+
+	ck_assert_msg(strstr(dom, "data-chart=\"drawn\"") != NULL &&
+			  strstr(dom, "data-points=\"4\"") != NULL &&
+			  strstr(dom, "data-failed=\"2\"") != NULL,
+	    "the chart does not show the job");
+	ck_assert_ptr_nonnull(strstr(dom, "user erin"));
+	/* The farm page: the board's failure rate over all it ran. */
+	free(dom);
+	(void)snprintf(url, sizeof(url), "http://%s/", broker.http);
+	dom = dump_dom(url);
+	assert_row(dom, "data-board-id", "1", ">n0<",
+	    "title=\"2 of 4 runs failed (sessions and tasks)\">50 %<");
+	free(dom);
+	json_decref(job);
+	ck_assert_int_eq(harness_reap(agent, 20000), 0);
 }
 END_TEST
 
@@ -925,6 +995,7 @@ dashboard_suite(void)
 	tcase_add_test(tc, test_browser_shows_farm);
 	tcase_add_test(tc, test_browser_jobs_quarantine_and_escaping);
 	tcase_add_test(tc, test_browser_job_page);
+	tcase_add_test(tc, test_browser_real_job);
 	tcase_add_test(tc, test_browser_token);
 	suite_add_tcase(s, tc);
 	return s;

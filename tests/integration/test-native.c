@@ -91,66 +91,21 @@ wait_idle(int n)
 static void
 upload(const char *name, char *sha)
 {
-	char path[512];
-	int status;
-
-	(void)snprintf(
-	    path, sizeof(path), "%s/lib%s.so", NPUFARM_TEST_KERNELS, name);
-	status = harness_put_artifact(b.http, path, sha);
-	ck_assert_msg(
-	    status == 201 || status == 200, "PUT %s: %d", path, status);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, name, sha);
 }
 
 /* POST the job @json; its id. */
 static long
 submit(const char *json)
 {
-	int status;
-	char *body = harness_http_body(
-	    b.http, "POST", "/v1/jobs", json, strlen(json), &status);
-	json_t *v = json_loads(body, 0, NULL);
-	long id;
-
-	ck_assert_msg(status == 201, "%d %s", status, body);
-	id = (long)json_integer_value(json_object_get(v, "id"));
-	ck_assert_int_gt(id, 0);
-	json_decref(v);
-	free(body);
-	return id;
+	return harness_job_submit(b.http, json);
 }
 
 /* Follow job @id until it is over; GET it then. */
 static json_t *
 wait_job(long id)
 {
-	char path[128], *body;
-	time_t deadline = time(NULL) + 120;
-	long long seq = 0;
-	int status;
-	json_t *v;
-
-	while (time(NULL) < deadline) {
-		(void)snprintf(path, sizeof(path),
-		    "/v1/jobs/%ld/wait?after=%lld&timeout=5", id, seq);
-		body = harness_http_get(b.http, path, &status);
-		ck_assert_msg(status == 200, "%d %s", status, body);
-		v = json_loads(body, 0, NULL);
-		free(body);
-		ck_assert_ptr_nonnull(v);
-		seq = json_integer_value(json_object_get(v, "seq"));
-		if (json_is_true(json_object_get(v, "done"))) {
-			json_decref(v);
-			break;
-		}
-		json_decref(v);
-	}
-	(void)snprintf(path, sizeof(path), "/v1/jobs/%ld", id);
-	body = harness_http_get(b.http, path, &status);
-	ck_assert_msg(status == 200, "%d %s", status, body);
-	v = json_loads(body, 0, NULL);
-	free(body);
-	ck_assert_ptr_nonnull(v);
-	return v;
+	return harness_job_wait(b.http, id);
 }
 
 /* The whole file @path (to free). */
@@ -679,6 +634,17 @@ START_TEST(test_ledger_docs_queries_run)
 				" board_history WHERE name = 'n0'");
 	ck_assert_str_eq(row, "0|4|4|2\n");
 	free(row);
+	/* /v1/boards says the same. */
+	{
+		json_t *v = get_json("/v1/boards"), *bd;
+
+		bd = json_array_get(json_object_get(v, "boards"), 0);
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(bd, "runs")), 4);
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(bd, "failures")), 2);
+		json_decref(v);
+	}
 	row = harness_sql(b.db,
 	    "SELECT runs, tasks, sessions, failures, failure_rate, crash,"
 	    " wrong FROM failure_rates WHERE board = 'n0'");

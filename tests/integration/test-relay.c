@@ -855,8 +855,9 @@ client_x2(const char *timeout_opt, const struct putboard *pb)
 
 	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &trk, &err), 0);
 	ck_assert_int_eq(tvmpeer_request(trk, "x2", "", 1), 0);
+	/* A board the broker could not reach waits out its 5 s first. */
 	ck_assert_msg(
-	    tvmpeer_recv_grant(trk, T_MS, &g, &err) == 0, "%s", err.msg);
+	    tvmpeer_recv_grant(trk, 3 * T_MS, &g, &err) == 0, "%s", err.msg);
 	tvmpeer_free(trk);
 	ck_assert_str_eq(g.host, "127.0.0.1");
 	ck_assert_int_eq(g.port, atoi(strrchr(b.farm, ':') + 1));
@@ -1061,6 +1062,20 @@ START_TEST(test_relay_put_board_refuses_or_unreachable)
 	expect_hex(cli, MISMATCH);
 	tvmpeer_free(cli);
 	expect_row_x2("lost|0|the broker could not relay a session with board");
+	/* Marked: out of service with the reason, then back in 5 s. */
+	{
+		char sql[256];
+
+		(void)snprintf(sql, sizeof(sql),
+		    "SELECT state, detail LIKE '%%Connection refused%%' FROM "
+		    "boards WHERE address = '127.0.0.1:%ld'",
+		    dead.port);
+		harness_wait_sql(b.db, sql, "quarantined|1\n", T_MS);
+		(void)snprintf(sql, sizeof(sql),
+		    "SELECT state FROM boards WHERE address = '127.0.0.1:%ld'",
+		    dead.port);
+		harness_wait_sql(b.db, sql, "idle\n", 3 * T_MS);
+	}
 	putboard_close(&dead);
 	harness_wait_sql(b.db,
 	    "SELECT count(*), sum(detail LIKE '%MISMATCH%'), "

@@ -362,7 +362,7 @@ START_TEST(test_http_api_shows_boards_queue_leases)
 		static const char *const fields[] = {"id", "name", "kind",
 		    "key", "address", "state", "free", "first_seen",
 		    "last_seen", "lease", "detail", "drained", "task", "tags",
-		    "relay"};
+		    "relay", "runs", "failures"};
 		size_t i;
 
 		/* Registered by PUT, reached directly (no --relay-boards

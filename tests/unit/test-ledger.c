@@ -321,7 +321,8 @@ START_TEST(test_ledger_v5_gains_wrong)
 {
 	static const char *const undo[] = {"DROP VIEW candidates",
 	    "DROP VIEW events_readable", "DROP VIEW failure_rates",
-	    "DROP VIEW runs", "ALTER TABLE boards DROP COLUMN tags",
+	    "DROP VIEW runs", "DROP INDEX attempts_board",
+	    "ALTER TABLE boards DROP COLUMN tags",
 	    "ALTER TABLE jobs DROP COLUMN tags",
 	    "ALTER TABLE events DROP COLUMN actor", NULL};
 	struct npufarm_err err;
