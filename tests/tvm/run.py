@@ -38,8 +38,8 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   connect    (B) rpc.connect(BROKER, PORT, key=KEY), TVM's standalone-proxy use, works
   vanish     (A) the client is killed while hang() runs: the lease is 'lost', the board
              free again (TVM's servers hold it until their own deadline: not tested there)
-  unreachable  (U) the tuner's request fails at once, the lease is 'lost' with the reason,
-             a board_unreachable event is in the ledger
+  unreachable  (U) the tuner's request fails at once, /v1/boards marks the board with the
+             reason, the lease is 'lost' with it, a board_unreachable event is in the ledger
   exit       SIGTERM: the agent and the broker exit 0 (a sanitizer report would not)
 After each session case: the client exited 0 with the expected result or exception class;
 exactly one new row in the ledger's `leases` table, with the expected outcome (for
@@ -537,6 +537,11 @@ class Topology:
         res = self.run_client("unreachable")
         if res["stage"] != "request" or not res.get("error"):
             raise Failure(f"a session with an unreachable board got to stage {res['stage']}: {short(res.get('error'))}")
+        # marked as such (until it registers again, some 8 s later): not idle, with the reason
+        marks = [(b.get("state"), b.get("detail")) for b in self.broker.boards(self.key)]
+        if not any(st != "idle" and "127.0.0.2" in (d or "") for st, d in marks):
+            raise Failure(f"/v1/boards right after the failed dial: (state, detail) {marks}; want the board "
+                          f"marked with the reason")
         deadline, rows = time.monotonic() + 15, []
         while time.monotonic() < deadline:
             rows = self.broker.leases(before)
@@ -553,7 +558,7 @@ class Topology:
             con.close()
         if len(ev) != 1:
             raise Failure(f"ledger: {len(ev)} board_unreachable events, want 1: {ev}")
-        return f"client: {short(res['error'])}; ledger lost: {rows[0]['detail']}"
+        return (f"client: {short(res['error'])}; board {marks[0][0]}; ledger lost: {rows[0]['detail']}")
 
     def check_vanish(self):
         """The tuner dies (SIGKILL) while hang() runs on the board: the lease ends 'lost' and
