@@ -7,18 +7,39 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdint.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 /* Highest fd the fallback close loop tries when close_range() fails. */
 #define CHILD_MAX_FD 65536
 
 /*
+ * glibc refuses sigaction() on the signals it reserves (32 and 33), but a
+ * parent can leave them ignored (GNU make does, for every recipe: an agent
+ * started from a makefile, e.g. in a package build's tests, would pass
+ * that on).  The kernel takes them: an ignored one goes back to SIG_DFL,
+ * a fresh process's state (an all-zero kernel sigaction).  One glibc has
+ * a handler on (SIGSETXID, for setuid() in threaded processes) keeps it.
+ */
+static void
+reset_reserved(int sig)
+{
+	unsigned long ksa[4] = {0}, old[4] = {0}; /* handler first */
+	const size_t setsize = (NSIG - 1) / 8;    /* the kernel's sigset_t */
+
+	if (syscall(SYS_rt_sigaction, sig, NULL, old, setsize) == 0 &&
+	    old[0] == (unsigned long)(uintptr_t)SIG_IGN)
+		(void)syscall(SYS_rt_sigaction, sig, ksa, NULL, setsize);
+}
+
+/*
  * Put every disposition back to SIG_DFL, caught and ignored ones alike (a
  * handler would be the agent's code running in the child, and an inherited
  * ignore of SIGTERM would defeat the supervisor's kill), optionally ignore
- * SIGPIPE, then unblock every signal.  Signals that cannot be changed
- * (SIGKILL, SIGSTOP, libc's reserved ones) are skipped.
+ * SIGPIPE, then unblock every signal.  SIGKILL and SIGSTOP cannot be
+ * changed; libc's reserved ones go through reset_reserved().
  */
 static void
 reset_signals(bool ignore_sigpipe)
@@ -30,8 +51,9 @@ reset_signals(bool ignore_sigpipe)
 	sa.sa_handler = SIG_DFL;
 	(void)sigemptyset(&sa.sa_mask);
 	for (sig = 1; sig < NSIG; sig++)
-		if (sig != SIGKILL && sig != SIGSTOP)
-			(void)sigaction(sig, &sa, NULL);
+		if (sig != SIGKILL && sig != SIGSTOP &&
+		    sigaction(sig, &sa, NULL) < 0)
+			reset_reserved(sig);
 	if (ignore_sigpipe) {
 		sa.sa_handler = SIG_IGN;
 		(void)sigaction(SIGPIPE, &sa, NULL);

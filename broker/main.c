@@ -144,6 +144,7 @@ find_config(int argc, char **argv)
  * credentials when it passed them (LoadCredential=agent-token:..., the
  * stock unit's, which skips a missing source file): a broker without
  * tokens starts, one whose operator added token files picks them up.
+ * Returns 0, or broker_config_set()'s -errno with @err set.
  */
 static int
 credential_tokens(struct broker_config *cfg, struct npufarm_err *err)
@@ -159,12 +160,13 @@ credential_tokens(struct broker_config *cfg, struct npufarm_err *err)
 	    cfg->agent_token_file, cfg->api_token_file, cfg->admin_token_file};
 	char path[4096];
 	size_t i;
+	int r;
 
 	for (i = 0; i < sizeof(creds) / sizeof(creds[0]); i++)
 		if (set[i] == NULL &&
 		    service_credential(creds[i].id, path, sizeof(path)) &&
-		    broker_config_set(cfg, creds[i].key, path, err) < 0)
-			return -1;
+		    (r = broker_config_set(cfg, creds[i].key, path, err)) < 0)
+			return r;
 	return 0;
 }
 

@@ -11,9 +11,11 @@
 
 #include <elf.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -65,6 +67,32 @@ broker_down(void)
 }
 
 /*
+ * harness_spawn(), but tied to this test's process (PR_SET_PDEATHSIG):
+ * a failed check exits the test's child without its teardown, and must
+ * not leave an emulated agent behind.
+ */
+static pid_t
+spawn_tied(const char *bin, const char *const *argv, const char *log)
+{
+	pid_t parent = getpid(), pid = fork();
+	int fd;
+
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
+		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (fd >= 0) {
+			dup2(fd, STDERR_FILENO);
+			close(fd);
+		}
+		execv(bin, (char *const *)argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/*
  * The arm64 agent "arm1" under qemu, with the arm64 fake runtime.  The
  * arm64 libraries are multiarch (libc6:arm64 ...), where qemu finds them
  * by itself: with -L /usr/aarch64-linux-gnu, qemu 7.2's fork() children
@@ -82,7 +110,7 @@ agent_up(void)
 	ck_assert_msg(qemu != NULL, "NPUFARM_QEMU is not set");
 	(void)snprintf(workdir, sizeof(workdir), "%s/work", b.dir);
 	(void)snprintf(agent_log, sizeof(agent_log), "%s/agent.log", b.dir);
-	agent = harness_spawn(qemu, argv, agent_log);
+	agent = spawn_tied(qemu, argv, agent_log);
 }
 
 static void
@@ -99,16 +127,24 @@ wait_idle(void)
 	    "idle\n");
 }
 
-/* The newest lease once the agent's report is in: "outcome|signal|". */
+/*
+ * Lease @id (the sessions' leases are 1, 2, ... in order) once the
+ * agent's report is in: "outcome|signal|detail".  By id, not the newest
+ * row: the next session's lease may not be committed yet.
+ */
 static char *
-reported_lease(void)
+reported_lease(int id)
 {
-	wait_sql("SELECT reported_us IS NOT NULL FROM leases ORDER BY id DESC "
-		 "LIMIT 1",
-	    "1\n");
-	return harness_sql(b.db,
+	char sql[160];
+
+	(void)snprintf(sql, sizeof(sql),
+	    "SELECT reported_us IS NOT NULL FROM leases WHERE id = %d", id);
+	wait_sql(sql, "1\n");
+	(void)snprintf(sql, sizeof(sql),
 	    "SELECT outcome || '|' || exit_signal || '|' || detail FROM leases "
-	    "ORDER BY id DESC LIMIT 1");
+	    "WHERE id = %d",
+	    id);
+	return harness_sql(b.db, sql);
 }
 
 static struct tvmrpc_client *
@@ -200,7 +236,7 @@ START_TEST(test_sessions)
 	    tvmrpc_client_remote_key(cl));
 	ck_assert_int_eq(call(cl, "rpc.test.addone", 41, &p), TVMRPC_RETURN);
 	client_done(cl);
-	row = reported_lease();
+	row = reported_lease(1);
 	ck_assert_msg(strncmp(row, "ok|0|", 5) == 0, "%s", row);
 	free(row);
 	wait_idle();
@@ -210,7 +246,7 @@ START_TEST(test_sessions)
 	ck_assert_int_eq(
 	    call(cl, "npufarm.test.crash", 0, &p), TVMRPC_EXCEPTION);
 	client_done(cl);
-	row = reported_lease();
+	row = reported_lease(2);
 	ck_assert_msg(strncmp(row, "crash|11|", 9) == 0, "%s", row);
 	free(row);
 	wait_idle();
@@ -220,7 +256,7 @@ START_TEST(test_sessions)
 	ck_assert_int_eq(
 	    call(cl, "npufarm.test.hang", 0, &p), TVMRPC_EXCEPTION);
 	client_done(cl);
-	row = reported_lease();
+	row = reported_lease(3);
 	ck_assert_msg(strncmp(row, "timeout|", 8) == 0, "%s", row);
 	free(row);
 	wait_idle();

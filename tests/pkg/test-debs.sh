@@ -8,7 +8,11 @@
 # apt-get, and a broker, an agent and a tuning job run from the installed
 # files only (/usr/bin, the installed kernel header through
 # `pkg-config npufarm-kernel` and its installed example), the units
-# verified in place, man pages and completion found; then purged.
+# verified in place, man pages and completion found.  With the arm64
+# cross tools, the board's package too: `dpkg-buildpackage -aarm64
+# -Pnocheck,pkg.npufarm.agentonly -B`, installed in place of the native
+# agent, run under qemu-aarch64 against the installed broker with a
+# kernel cross-built from the installed example.  Then all purged.
 #
 # Usage: test-debs.sh SOURCE_ROOT WORK_DIR.  TAP on stdout.  Skipped (an
 # empty TAP plan with SKIP) when not root or without dpkg-buildpackage,
@@ -28,6 +32,8 @@ skip_all() {
 
 pkgs="npufarm-broker npufarm-agent npufarm libnpufarm-kernel-dev"
 [ "$(id -u)" = 0 ] || skip_all "needs root (installs the packages)"
+[ -z "${NPUFARM_IN_PACKAGE_BUILD:-}" ] ||
+	skip_all "inside a package build (debian/rules): no packages in packages"
 for t in dpkg-buildpackage dh lintian apt-get; do
 	command -v "$t" >/dev/null 2>&1 || skip_all "$t not installed"
 done
