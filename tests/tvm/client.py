@@ -4,7 +4,8 @@
 
     client.py HOST PORT KEY CASE KERNEL_SO [SESSION_TIMEOUT]
 
-CASE is one of ok, exception, timeout, crash, big, summary (the tracker's SUMMARY), vanish
+CASE is one of ok, exception, timeout, crash, big, upload-timeout, summary (the tracker's SUMMARY), slow (sleep_ms(3000)), connect (ok, but
+with rpc.connect(HOST, PORT, key=KEY): TVM's standalone-proxy use), vanish
 (hang() with a 60 s deadline, after printing `CALLING hang`: the runner then kills the client).  The session is requested from
 the tracker at HOST:PORT (the broker's farm port) exactly as a tuner does
 (`connect_tracker(...).request(key, priority, session_timeout)`), with one attempt
@@ -37,19 +38,33 @@ def describe(exc):
         "is_rpc_error": bool(rpc_error and isinstance(exc, rpc_error)),
         "is_session_timeout": bool(timeout_error and isinstance(exc, timeout_error)),
         "is_timeout_error": isinstance(exc, TimeoutError),
-        "kshutdown": "kShutdown" in text,
+        # v0.26 prints the code as a name or as its number: "code=kShutdown" / "code=1"
+        "kshutdown": "kShutdown" in text or "RPCCode::kReturn) is false: code=1" in text,
         "message": text[-2000:],
     }
 
 
 def main():
     host, port, key, case, kernel = sys.argv[1:6]
-    session_timeout = int(sys.argv[6]) if len(sys.argv) > 6 else 60
+    t = sys.argv[6] if len(sys.argv) > 6 else "60"
+    session_timeout = float(t) if "." in t else int(t)  # a float is sent as "-timeout=2.5"
     from tvm import rpc
 
     out = {"case": case, "tvm_version": getattr(__import__("tvm"), "__version__", "?")}
+    if case == "upload-timeout":  # made before the session starts: its deadline is for the uploads
+        blob = bytearray(os.urandom(1 << 20)) * 64
     t0 = time.monotonic()
-    tracker = rpc.connect_tracker(host, int(port))
+    if case == "connect":
+        # TVM's standalone-proxy use: rpc.connect to the proxy with the board's key
+        try:
+            sess = rpc.connect(host, int(port), key=key, session_timeout=session_timeout)
+        except Exception as e:  # noqa: BLE001
+            out["stage"] = "request"
+            out["error"] = describe(e)
+            return out
+        case = "ok"
+    else:
+        tracker = rpc.connect_tracker(host, int(port))
     if case == "summary":
         # what query_rpc_tracker shows: the same SUMMARY, as data and as its text
         out["queue_info"] = tracker.summary()["queue_info"].get(key)
@@ -57,13 +72,28 @@ def main():
         out["stage"] = "done"
         return out
     try:
-        sess = tracker.request(key, priority=1, session_timeout=session_timeout, max_retry=1)
+        if out["case"] != "connect":
+            sess = tracker.request(key, priority=1, session_timeout=session_timeout, max_retry=1)
     except Exception as e:  # noqa: BLE001 -- the runner judges it
         out["stage"] = "request"
         out["error"] = describe(e)
         return out
     out["connect_s"] = round(time.monotonic() - t0, 3)
     out["stage"] = "connected"
+
+    if case == "upload-timeout":
+        # 64 MiB uploads, one after the other, until the deadline ends the session (most
+        # likely in the middle of one): the clean timeout error, not a hang or kShutdown.
+        out["stage"] = "uploading"
+        out["uploads"] = 0
+        try:
+            for _ in range(200):
+                sess.upload(blob, "big.bin")
+                out["uploads"] += 1
+            out["stage"] = "200 uploads done"
+        except Exception as e:  # noqa: BLE001
+            out["error"] = describe(e)
+        return out
 
     if case == "big":
         # 32 MiB of data that is not all alike, up and back down, content compared.
@@ -92,6 +122,11 @@ def main():
         out["stage"] = "loaded"
         if case == "ok":
             out["value"] = mod["addone"](41)
+            out["stage"] = "done"
+            return out
+        if case == "slow":  # a 3 s call, in a session with the deadline the runner gave
+            out["stage"] = "calling sleep_ms"
+            out["value"] = mod["sleep_ms"](3000)
             out["stage"] = "done"
             return out
         fname = {"exception": "fail", "timeout": "hang", "crash": "crash", "vanish": "hang"}[case]

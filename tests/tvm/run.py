@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """npufarm against real Apache TVM: the broker and agent with TVM's own client and servers.
 
-    run.py --version 0.14|0.26 [--only A,B,C-py,C-cpp] [--keep] [-v]
+    run.py --version 0.14|0.26 [--only A,B,C-py,C-cpp,T,U] [--cases ok,timeout,...]
+           [--keep] [--baseline] [-v]
 
 Reads NPUFARM_TVM_PEER, a colon-separated list of built TVM peers (directories with the
 ENV.sh that ../shared/tvm-peer/build.sh writes), and uses the one whose ENV.sh says
@@ -24,19 +25,29 @@ Cases, in this order, on the one board of each topology, each one real TVM clien
   ok         upload the kernels, load_module, addone(41) == 42
   exception  fail() -> RPCError carrying the kernel's message
   big        32 MiB upload and download, content compared
+  no-deadline  session_timeout=0 (TVM's default: no deadline), a 3 s call returns
   timeout    hang() with session_timeout=2 -> RPCSessionTimeoutError (a TimeoutError);
              the clean-up call after it fails cleanly too; the client process lives on
   second     right after the timeout, a new session on the same board works (as ok)
   crash      crash() (SIGSEGV on the board) -> RPCError, not kShutdown
   after      after the crash, a new session on the board works (as ok)
+  float-timeout  hang() with session_timeout=2.5 (sent as "-timeout=2.5", which tvm_rpc
+             cannot parse): RPCSessionTimeoutError, the board free again
+  upload-timeout  64 MiB uploads one after the other with session_timeout=2: the deadline
+             (most likely mid-upload) gives RPCSessionTimeoutError, the board is free again
+  connect    (B) rpc.connect(BROKER, PORT, key=KEY), TVM's standalone-proxy use, works
   vanish     (A) the client is killed while hang() runs: the lease is 'lost', the board
              free again (TVM's servers hold it until their own deadline: not tested there)
-  unreachable  (U) the tuner's request fails at once, the lease is 'lost' with the reason,
-             a board_unreachable event is in the ledger
+  unreachable  (U) the tuner's request fails at once, /v1/boards marks the board with the
+             reason, the lease is 'lost' with it, a board_unreachable event is in the ledger
   exit       SIGTERM: the agent and the broker exit 0 (a sanitizer report would not)
-After each case: exactly one new row in the ledger's `leases` table with the expected
-outcome (and, for exception, the kernel's message in `detail`), the same board as the
-case before, and the board idle with a free slot again in GET /v1/boards.
+After each session case: the client exited 0 with the expected result or exception class;
+exactly one new row in the ledger's `leases` table, with the expected outcome (for
+exception, the kernel's message in `detail`), relayed (session_start_us, requests), its
+exception count (0 for ok) and, for big, 32 MiB counted each way, on the same board as the
+case before; and the board idle with a free slot again in GET /v1/boards.
+
+run.py --mixed: one broker with boards of both versions at once (see mixed()); needs both.
 
 Exit status: 0 every check passed, 1 some failed, 77 no peer of this version.  Timings are
 never pass/fail criteria; the hard timeouts are only there against hangs.
@@ -60,25 +71,31 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KERNEL_MSG = "npu operator library: invalid descriptor 0x2a"
 SKIP = 77
 CLIENT_TIMEOUT = 90  # seconds; a hung client is a failure, never a wait
-KEYS = {"U": "tvmt-unreachable", "T": "tvmt-tvmflags", "A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp"}
+KEYS = {"A": "tvmt-agent", "B": "tvmt-proxy", "C-py": "tvmt-relaypy", "C-cpp": "tvmt-relaycpp",
+        "T": "tvmt-tvmflags", "U": "tvmt-unreachable"}
+TOPOLOGIES = ["A", "B", "C-py", "C-cpp", "T", "U"]
+# the ledger outcome each case must end with
 OUTCOME = {"ok": "ok", "exception": "exception", "big": "ok", "timeout": "timeout",
-           "second": "ok", "crash": "crash", "after": "ok", "unreachable": "lost", "vanish": "lost"}
-CASES = ["listed", "ok", "exception", "big", "timeout", "second", "crash", "after", "vanish", "unreachable", "exit"]
+           "second": "ok", "crash": "crash", "after": "ok", "upload-timeout": "timeout",
+           "vanish": "lost", "unreachable": "lost", "no-deadline": "ok",
+           "float-timeout": "timeout", "connect": "ok"}
+CASES = ["listed", "ok", "exception", "big", "no-deadline", "timeout", "second", "crash", "after",
+         "float-timeout", "upload-timeout", "connect", "vanish", "unreachable", "exit"]
 # what GET /v1/boards says of each topology's board: kind, and who relays its sessions
-LISTED = {"U": ("tvm", "broker"), "T": ("agent", "agent"), "A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
-          "C-cpp": ("tvm", "broker")}
-VERBOSE = False
-BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get without the relay)
+LISTED = {"A": ("agent", "agent"), "B": ("proxy", "proxy"), "C-py": ("tvm", "broker"),
+          "C-cpp": ("tvm", "broker"), "T": ("agent", "agent"), "U": ("tvm", "broker")}
 # T is about the flags, U about a board the broker cannot reach, not the sessions
 ONLY_CASES = {"T": ("listed", "ok", "exit"), "U": ("listed", "unreachable", "exit")}
+# the case that shows the board is leasable, unaided, after the one before it
+DEPENDS = {"timeout": "second", "crash": "after"}
+VERBOSE = False
+BASELINE = False  # --baseline: C-* without --relay-boards all (what tuners get without the relay)
 
 
 def skipped(topo, case):
     """Whether @case is not one of @topo's."""
     return (case not in ONLY_CASES.get(topo, CASES) or (case == "unreachable" and topo != "U")
-            or (case == "vanish" and topo != "A"))
-# the case that shows the board is leasable, unaided, after the one before it
-DEPENDS = {"timeout": "second", "crash": "after"}
+            or (case == "vanish" and topo != "A") or (case == "connect" and topo != "B"))
 
 
 def log(*a):
@@ -137,9 +154,12 @@ class Procs:
     """Every process this run starts, each the leader of its own process group, so that
     TVM's popen_worker children and session children go with it."""
 
+    every = []  # all instances: what a signal to the runner must clean up
+
     def __init__(self, tmp):
         self.tmp = tmp
         self.procs = []
+        Procs.every.append(self)
 
     def start(self, name, argv, env, cwd=None):
         path, n = os.path.join(self.tmp, name + ".log"), 1
@@ -285,10 +305,10 @@ class Failure(Exception):
 # ---------------------------------------------------------------------------- a topology
 
 class Topology:
-    def __init__(self, name, peer, penv, kernel, tmp, procs):
+    def __init__(self, name, peer, penv, kernel, tmp, procs, key=None):
         self.name, self.peer, self.penv, self.kernel = name, peer, penv, kernel
         self.tmp, self.procs = tmp, procs
-        self.key = KEYS[name]
+        self.key = key or KEYS[name]
         self.server = None
         self.board_id = None
         self.version = penv["TVM_PEER_VERSION"]
@@ -308,11 +328,11 @@ class Topology:
         b, pe, key = self.broker, self.penv, self.key
         if self.name in ("A", "T"):
             runtime = os.path.join(pe["TVM_LIBRARY_PATH"], "libtvm_runtime.so")
-            wd = os.path.join(self.tmp, "agent-work")
+            wd = os.path.join(self.tmp, f"agent-work-{key}")
             os.makedirs(wd, exist_ok=True)
             # T: rpc_server's own --tracker H:P --key K
             where = ["--tracker" if self.name == "T" else "--broker", b.farm]
-            argv = [os.environ["NPUFARM_AGENT_BIN"]] + where + ["--key", key, "--name", "tvmt-board",
+            argv = [os.environ["NPUFARM_AGENT_BIN"]] + where + ["--key", key, "--name", f"board-{key}",
                     "--tvm-runtime", runtime, "--workdir", wd, "-v"]
             # a board with only the agent: no TVM Python, no LD_LIBRARY_PATH
             self.server = self.procs.start("agent", argv, sanitizer_env(os.environ))
@@ -329,7 +349,7 @@ class Topology:
             self.server = self.procs.start("rpc_server", argv, pe)
         elif self.name == "C-cpp":
             p = free_port()
-            wd = os.path.join(self.tmp, "cpp-work")
+            wd = os.path.join(self.tmp, f"cpp-work-{key}")
             os.makedirs(wd, exist_ok=True)
             argv = [pe["TVM_RPC_BIN"], "server", "--host=127.0.0.1", f"--port={p}", f"--port-end={p + 1}",
                     f"--tracker={b.farm}", f"--key={key}", f"--work-dir={wd}"]
@@ -366,9 +386,10 @@ class Topology:
         raise Failure(f"board not leasable {when} within {timeout} s; /v1/boards for {self.key}: {last}")
 
     def run_client(self, case):
-        ccase = "ok" if case in ("second", "after", "unreachable") else case
+        ccase = {"second": "ok", "after": "ok", "unreachable": "ok", "no-deadline": "slow",
+                 "float-timeout": "timeout"}.get(case, case)
         case = "listed" if case == "summary" else case
-        st = 2 if case == "timeout" else 60
+        st = {"timeout": 2, "upload-timeout": 2, "no-deadline": 0, "float-timeout": 2.5}.get(case, 60)
         argv = ["python3", os.path.join(HERE, "client.py"), self.broker.host, str(self.broker.port),
                 self.key, ccase, self.kernel, str(st)]
         t0 = time.monotonic()
@@ -400,9 +421,13 @@ class Topology:
         err = res.get("error")
         if res["stage"] == "request":
             raise Failure(f"request failed: {err['type']}: {last_line(err['message'])}")
-        if case in ("ok", "second", "after"):
+        if case in ("ok", "second", "after", "connect"):
             if err or res.get("value") != 42:
                 raise Failure(f"addone(41) = {res.get('value')!r}, error {short(err)} at {res['stage']}")
+        elif case == "no-deadline":
+            if err or res.get("value") != 3000:
+                raise Failure(f"sleep_ms(3000) with session_timeout=0 (no deadline) = {res.get('value')!r}, "
+                              f"error {short(err)} at {res['stage']}")
         elif case == "big":
             if err or not res.get("same"):
                 raise Failure(f"32 MiB round trip: stage {res['stage']}, sizes {res.get('sizes')}, "
@@ -412,7 +437,7 @@ class Topology:
                 raise Failure(f"fail() did not raise at the call: stage {res['stage']}, error {short(err)}")
             if not err["is_rpc_error"] or err["kshutdown"] or KERNEL_MSG not in err["message"]:
                 raise Failure(f"fail() raised {short(err)}; want RPCError with {KERNEL_MSG!r}")
-        elif case == "timeout":
+        elif case in ("timeout", "float-timeout"):
             if not err or res["stage"] != "calling hang":
                 raise Failure(f"hang() did not raise at the call: stage {res['stage']}, error {short(err)}")
             if not (err["is_session_timeout"] and err["is_timeout_error"]):
@@ -421,6 +446,13 @@ class Topology:
             if fu.get("type") is not None and (fu.get("kshutdown") or not fu.get("is_rpc_error")):
                 raise Failure(f"hang() gave RPCSessionTimeoutError, but the clean-up call after it raised "
                               f"{short(fu)}")
+        elif case == "upload-timeout":
+            if not err or res["stage"] != "uploading":
+                raise Failure(f"64 MiB uploads with session_timeout=2: stage {res['stage']} after "
+                              f"{res.get('uploads')} uploads, error {short(err)}")
+            if not (err["is_session_timeout"] and err["is_timeout_error"]) or err["kshutdown"]:
+                raise Failure(f"the deadline during 64 MiB uploads raised {short(err)} after "
+                              f"{res.get('uploads')} uploads; want RPCSessionTimeoutError")
         elif case == "crash":
             if not err or res["stage"] != "calling crash":
                 raise Failure(f"crash() did not raise at the call: stage {res['stage']}, error {short(err)}")
@@ -505,6 +537,11 @@ class Topology:
         res = self.run_client("unreachable")
         if res["stage"] != "request" or not res.get("error"):
             raise Failure(f"a session with an unreachable board got to stage {res['stage']}: {short(res.get('error'))}")
+        # marked as such (until it registers again, some 8 s later): not idle, with the reason
+        marks = [(b.get("state"), b.get("detail")) for b in self.broker.boards(self.key)]
+        if not any(st != "idle" and "127.0.0.2" in (d or "") for st, d in marks):
+            raise Failure(f"/v1/boards right after the failed dial: (state, detail) {marks}; want the board "
+                          f"marked with the reason")
         deadline, rows = time.monotonic() + 15, []
         while time.monotonic() < deadline:
             rows = self.broker.leases(before)
@@ -521,7 +558,7 @@ class Topology:
             con.close()
         if len(ev) != 1:
             raise Failure(f"ledger: {len(ev)} board_unreachable events, want 1: {ev}")
-        return f"client: {short(res['error'])}; ledger lost: {rows[0]['detail']}"
+        return (f"client: {short(res['error'])}; board {marks[0][0]}; ledger lost: {rows[0]['detail']}")
 
     def check_vanish(self):
         """The tuner dies (SIGKILL) while hang() runs on the board: the lease ends 'lost' and
@@ -580,6 +617,9 @@ class Topology:
             self.wait_free("after the restart", 60)
             return f"{note}; ledger {row['outcome']}"
         self.wait_free(f"after {case}")
+        if case == "upload-timeout":
+            return (f"{res.get('uploads')} uploads before the deadline; ledger {row['outcome']}: "
+                    f"{(row['detail'] or '')[:90]}")
         return f"ledger {row['outcome']}"
 
 
@@ -593,7 +633,7 @@ def short(e):
     if not e or e.get("type") is None:
         return "nothing"
     lines = [l.strip() for l in e["message"].strip().splitlines() if l.strip()]
-    pick = next((l for l in lines if "kShutdown" in l), None)
+    pick = next((l for l in lines if "kShutdown" in l or "kReturn) is false: code=1" in l), None)
     if pick is None:
         useful = [l for l in lines if not l.startswith(("Traceback", "[bt]", "File ", "at "))]
         pick = (useful[0] if useful and not lines[0].startswith("Traceback") else
@@ -634,10 +674,114 @@ def recover(t, procs, topo, case):
         return False
 
 
+def mixed(args):
+    """One broker (--relay-boards all), six boards: an agent, a proxy rpc_server and a
+    registered tvm_rpc for each of v0.14 and v0.26, under keys of their own.  Every board
+    gets a timeout at the same moment, from clients of its own version, then a crash, then
+    a working session: each session is answered in its own dialect (a v0.14-form exception
+    would end a v0.26 client with status 255), whatever the others speak."""
+    peers = {}
+    for v in ("0.14", "0.26"):
+        peer, seen = find_peer(v)
+        if peer is None:
+            log(f"SKIP: the mixed farm needs peers of 0.14 and 0.26 in NPUFARM_TVM_PEER "
+                f"({'; '.join(seen) or 'unset'})")
+            return SKIP
+        peers[v] = peer
+    tmp = tempfile.mkdtemp(prefix="npufarm-tvm-mixed-")
+    log(f"mixed farm: TVM {peers['0.14']} and {peers['0.26']}; logs in {tmp}")
+    procs = Procs(tmp)
+    results = []
+    try:
+        boards = []
+        broker = Broker(procs, tmp, ["--relay-boards", "all"])
+        for v, peer in peers.items():
+            penv = peer_environment(peer)
+            kernel = os.path.join(tmp, f"kernels-{v}.so")
+            src = "kernels_v014.c" if v == "0.14" else "kernels_ffi.c"
+            subprocess.run(["gcc", "-O2", "-shared", "-fPIC", "-o", kernel, os.path.join(HERE, src)],
+                           check=True)
+            for name in ("A", "B", "C-cpp"):
+                t = Topology(name, peer, penv, kernel, tmp, procs, key=f"mix-{name}-{v}")
+                t.broker = broker
+                t.start_server()
+                boards.append(t)
+        for t in boards:
+            t.wait_free("after start-up", 60)
+        import threading
+
+        for case in ("timeout", "crash", "ok"):
+            before = broker.last_lease_id()
+            out = {}
+
+            def one(t):
+                try:
+                    res = t.run_client(case)
+                    t.check_result(case, res)
+                    out[t.key] = None
+                except Failure as e:
+                    out[t.key] = str(e)
+                except Exception as e:  # noqa: BLE001
+                    out[t.key] = f"runner error: {type(e).__name__}: {e}"
+
+            th = [threading.Thread(target=one, args=(t,)) for t in boards]
+            for x in th:
+                x.start()
+            for x in th:
+                x.join()
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                rows = broker.leases(before)
+                if len(rows) >= len(boards) and all(r["outcome"] for r in rows):
+                    break
+                time.sleep(0.2)
+            for t in boards:
+                err = out.get(t.key)
+                mine = [r for r in rows if r["key"] == t.key]
+                if err is None and [r["outcome"] for r in mine] != [OUTCOME[case]]:
+                    err = f"ledger: {[(r['outcome'], r['detail']) for r in mine]}, want one {OUTCOME[case]!r}"
+                if err is None:
+                    try:
+                        if case == "crash" and t.python_server_v026():
+                            try:  # TVM's own behaviour (tvm-ffi-era.md 5.2): restart it
+                                t.wait_free("after the crash", 8)
+                            except Failure:
+                                t.restart_server()
+                        t.wait_free(f"after {case}")
+                    except Failure as e:
+                        err = str(e)
+                results.append((t.key, case, err is None))
+                log(f"{'ok' if err is None else 'not ok'} - mixed {t.key} {case} (all {len(boards)} at once)"
+                    + ("" if err is None else ":\n   " + err.replace("\n", "\n   ")))
+        for t in boards:
+            if t.name == "A":
+                st = procs.stop(t.server)
+                results.append((t.key, "exit", st == 0))
+                log(f"{'ok' if st == 0 else 'not ok'} - mixed {t.key} agent exit status {st}")
+        st = procs.stop(broker.p)
+        results.append(("broker", "exit", st == 0))
+        log(f"{'ok' if st == 0 else 'not ok'} - mixed broker exit status {st}")
+    except Failure as e:
+        log(f"not ok - mixed farm set-up: {e}")
+        results.append(("setup", "setup", False))
+    finally:
+        procs.stop_all()
+    npass = sum(1 for r in results if r[2])
+    log(f"mixed farm: {npass}/{len(results)} checks passed")
+    failed = npass != len(results)
+    if failed or args.keep:
+        log(f"logs kept in {tmp}")
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 1 if failed else 0
+
+
 def main():
     global VERBOSE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--version", required=True, help="0.14 or 0.26")
+    ap.add_argument("--version", help="0.14 or 0.26")
+    ap.add_argument("--mixed", action="store_true",
+                    help="one broker with boards of both versions, sessions at once (needs both peers)")
     ap.add_argument("--only", help="comma-separated topologies (A,B,C-py,C-cpp)")
     ap.add_argument("--cases", help="comma-separated cases (default: all, in order)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (logs, ledgers)")
@@ -648,6 +792,14 @@ def main():
     VERBOSE = args.verbose
     global BASELINE
     BASELINE = args.baseline
+    if args.mixed or not args.version:
+        if not args.mixed:
+            ap.error("--version or --mixed is required")
+        for var in ("NPUFARM_BROKER_BIN", "NPUFARM_AGENT_BIN"):
+            if not os.access(os.environ.get(var, ""), os.X_OK):
+                log(f"FAIL: {var} is not set to an executable (meson sets it)")
+                return 1
+        return mixed(args)
 
     peer, seen = find_peer(args.version)
     if peer is None:
@@ -661,8 +813,14 @@ def main():
             return 1
     penv = peer_environment(peer)
     version = penv.get("TVM_PEER_VERSION", "?")
-    topologies = args.only.split(",") if args.only else ["A", "B", "C-py", "C-cpp", "T", "U"]
+    topologies = args.only.split(",") if args.only else TOPOLOGIES
+    for x in topologies:
+        if x not in TOPOLOGIES:
+            ap.error(f"unknown topology {x!r} (known: {', '.join(TOPOLOGIES)})")
     cases = args.cases.split(",") if args.cases else CASES
+    for x in cases:
+        if x not in CASES:
+            ap.error(f"unknown case {x!r} (known: {', '.join(CASES)})")
     tmp_root = tempfile.mkdtemp(prefix=f"npufarm-tvm-{args.version}-")
     log(f"TVM peer {version} at {peer}; broker {os.environ['NPUFARM_BROKER_BIN']}; logs in {tmp_root}")
 
@@ -707,8 +865,9 @@ def main():
                 results.append((topo, c, ok, text))
                 log(f"{'ok' if ok else 'not ok'} - v{version} {topo} {c} ({time.monotonic() - t0:.1f} s)"
                     + (f" # {text}" if ok else ":"))
-                if not ok and c != cases[-1] and c != "exit":
+                if not ok:
                     log("   " + text.replace("\n", "\n   "))
+                if not ok and c != cases[-1] and c != "exit":
                     how = recover(t, procs, topo, c)
                     if how == "restarted" and DEPENDS.get(c) is not None:
                         restarted_before = DEPENDS[c]
@@ -725,10 +884,10 @@ def main():
     npass = sum(1 for r in results if r[2])
     log("")
     log(f"TVM v{version}: {npass}/{len(results)} checks passed in {time.monotonic() - t_all:.0f} s")
-    hdr = "case".ljust(12) + "".join(t.ljust(8) for t in topologies)
+    hdr = "case".ljust(15) + "".join(t.ljust(8) for t in topologies)
     log(hdr)
     for c in cases:
-        row = c.ljust(12)
+        row = c.ljust(15)
         for topo in topologies:
             r = [x for x in results if x[0] == topo and x[1] == c]
             row += ("PASS" if r and r[0][2] else "FAIL" if r else "-").ljust(8)
@@ -741,5 +900,18 @@ def main():
     return 1 if failed else 0
 
 
+def on_signal(signum, frame):
+    # meson's timeout (SIGTERM) or ^C: leave through the finally clauses, which stop every
+    # process this run started (they are in process groups of their own, which a signal to
+    # the runner's group does not reach)
+    raise SystemExit(128 + signum)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        sys.exit(main())
+    finally:
+        for ps in Procs.every:
+            ps.stop_all()
