@@ -1547,7 +1547,7 @@ tracker_dialed_session_end(struct server *srv, int64_t board_id,
 
 /* The first wait before an unreachable PUT board is tried again, and the
  * longest (it doubles with each failure in a row). */
-#define UNREACH_FIRST_S 5
+#define UNREACH_FIRST_S 10
 #define UNREACH_MAX_S   300
 
 /* PUT board @b is back in service: offer its matchkeys again. */
@@ -1581,8 +1581,10 @@ unreach_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * The broker could not reach PUT board @b (@why): out of service (state
- * quarantined, with @why as its detail) for 5 s, doubling with each such
+ * quarantined, with @why as its detail) for 10 s, doubling with each such
  * failure in a row up to 5 min, so tuners are not sent to it meanwhile.
+ * 10 s outlasts the ~8 s after which a TVM server whose matchkey went
+ * unused registers a new one, so a tuner's first retry goes elsewhere.
  */
 static void
 board_unreachable(struct board *b, const char *why)

@@ -111,7 +111,10 @@ wait_state(const char *state)
 	    want);
 }
 
-/* The newest lease once the agent's report is in: "outcome|signal". */
+/*
+ * The newest lease once the agent's report is in: "outcome|signal|detail"
+ * (a lost session may have no signal: the child may be reaped or not yet).
+ */
 static char *
 reported_lease(void)
 {
@@ -119,8 +122,8 @@ reported_lease(void)
 		 "LIMIT 1",
 	    "1\n");
 	return harness_sql(b.db,
-	    "SELECT outcome || '|' || exit_signal || '|' || detail FROM leases "
-	    "ORDER BY id DESC LIMIT 1");
+	    "SELECT outcome || '|' || coalesce(exit_signal, '') || '|' || "
+	    "coalesce(detail, '') FROM leases ORDER BY id DESC LIMIT 1");
 }
 
 static struct tvmrpc_client *

@@ -855,7 +855,7 @@ client_x2(const char *timeout_opt, const struct putboard *pb)
 
 	ck_assert_int_eq(tvmpeer_connect(b.farm, T_MS, &trk, &err), 0);
 	ck_assert_int_eq(tvmpeer_request(trk, "x2", "", 1), 0);
-	/* A board the broker could not reach waits out its 5 s first. */
+	/* A board the broker could not reach waits out its 10 s first. */
 	ck_assert_msg(
 	    tvmpeer_recv_grant(trk, 3 * T_MS, &g, &err) == 0, "%s", err.msg);
 	tvmpeer_free(trk);
@@ -1062,7 +1062,7 @@ START_TEST(test_relay_put_board_refuses_or_unreachable)
 	expect_hex(cli, MISMATCH);
 	tvmpeer_free(cli);
 	expect_row_x2("lost|0|the broker could not relay a session with board");
-	/* Marked: out of service with the reason, then back in 5 s. */
+	/* Marked: out of service with the reason, then back in 10 s. */
 	{
 		char sql[256];
 
