@@ -835,6 +835,18 @@ putboard_open(struct putboard *pb, int n, bool dead)
 	ck_assert_int_eq(tvmpeer_recv_ok(pb->trk, T_MS, &err), 0);
 }
 
+/* The board's next matchkey, as a TVM server PUTs after a session. */
+static void
+putboard_reput(struct putboard *pb, const char *matchkey)
+{
+	struct npufarm_err err;
+
+	(void)snprintf(pb->matchkey, sizeof(pb->matchkey), "%s", matchkey);
+	ck_assert_int_eq(
+	    tvmpeer_put(pb->trk, "x2", pb->port, pb->matchkey, NULL), 0);
+	ck_assert_int_eq(tvmpeer_recv_ok(pb->trk, T_MS, &err), 0);
+}
+
 static void
 putboard_close(struct putboard *pb)
 {
@@ -976,14 +988,7 @@ START_TEST(test_relay_put_board_timeout_and_next_session)
 	expect_row_x2("timeout|2|session deadline of 1 s passed");
 
 	/* Its next matchkey: a second session, ended by the client. */
-	(void)snprintf(pb.matchkey, sizeof(pb.matchkey), "x2:0.2");
-	ck_assert_int_eq(
-	    tvmpeer_put(pb.trk, "x2", pb.port, pb.matchkey, NULL), 0);
-	{
-		struct npufarm_err err;
-
-		ck_assert_int_eq(tvmpeer_recv_ok(pb.trk, T_MS, &err), 0);
-	}
+	putboard_reput(&pb, "x2:0.2");
 	cli = client_x2("", &pb);
 	(void)snprintf(want, sizeof(want), "client:%s", pb.matchkey);
 	fd = putboard_accept(&pb, want);
@@ -1107,14 +1112,7 @@ START_TEST(test_relay_put_board_silent)
 		      "127.0.0.1:");
 	ck_assert(harness_log_contains(&b, "no answer to the RPC handshake"));
 
-	(void)snprintf(pb.matchkey, sizeof(pb.matchkey), "x2:0.7");
-	ck_assert_int_eq(
-	    tvmpeer_put(pb.trk, "x2", pb.port, pb.matchkey, NULL), 0);
-	{
-		struct npufarm_err err;
-
-		ck_assert_int_eq(tvmpeer_recv_ok(pb.trk, T_MS, &err), 0);
-	}
+	putboard_reput(&pb, "x2:0.7");
 	cli = client_x2(" -timeout=5", &pb);
 	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
 	fd = putboard_accept(&pb, want);
