@@ -157,6 +157,8 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 
 	if (board == NULL)
 		return;
+	log_info("relay: session with %s ended %s (RPC dialect %s)",
+	    board->peer, sess.outcome, tvm_rpc_dialect_name(end->dialect));
 	if (r->kind == RELAY_AGENT)
 		tracker_agent_session_end(
 		    r->srv, r->board_id, r->lease_id, &sess);

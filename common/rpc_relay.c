@@ -579,13 +579,6 @@ rpc_relay_first_exception(const struct rpc_relay *r)
 	return r->first_exc;
 }
 
-/* The session's dialect: learned from its bytes, else the owner's hint. */
-enum tvm_rpc_dialect
-rpc_relay_dialect(const struct rpc_relay *r)
-{
-	return r->dialect;
-}
-
 /* Bytes forwarded so far: client to server, and server to client
  * (including any kException the relay wrote itself). */
 void

@@ -127,6 +127,5 @@ bool rpc_relay_owed(const struct rpc_relay *r);
 bool rpc_relay_client_shut_down(const struct rpc_relay *r);
 bool rpc_relay_server_timed_out(const struct rpc_relay *r);
 const char *rpc_relay_first_exception(const struct rpc_relay *r);
-enum tvm_rpc_dialect rpc_relay_dialect(const struct rpc_relay *r);
 void rpc_relay_bytes(const struct rpc_relay *r, uint64_t *ret_to_server,
     uint64_t *ret_to_client);
