@@ -173,7 +173,9 @@ fuzz_broker_http(void)
 static int
 dial(const char *addr)
 {
+	static uint32_t nsrc;
 	struct sockaddr_in sin = {.sin_family = AF_INET};
+	struct sockaddr_in src = {.sin_family = AF_INET};
 	const char *colon = strrchr(addr, ':');
 	struct linger lg = {1, 0};
 	int fd, sv[2];
@@ -188,9 +190,18 @@ dial(const char *addr)
 		conn_accept(srv, sv[0], (struct sockaddr *)&sin, sizeof(sin));
 		return sv[1];
 	}
+	/* A new source address of 127/8 for each connection: a long run
+	 * makes hundreds of thousands, more than one address's ephemeral
+	 * ports (the broker closes some first, and those wait in TIME_WAIT). */
+	src.sin_addr.s_addr = htonl(0x7f010000u | (++nsrc & 0xffffu));
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0)
-		die("connect", NULL);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+		struct npufarm_err e;
+
+		(void)err_set(&e, -errno, "%s", strerror(errno));
+		die("connect", &e);
+	}
 	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	(void)fcntl(fd, F_SETFL, O_NONBLOCK);
 	return fd;
