@@ -319,7 +319,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rpc_relay *r = arg;
 	char msg[256], detail[512];
-	bool owed;
+	bool owed, mid;
 
 	if (r->state != RPC_RELAY_LIVE)
 		return;
@@ -337,12 +337,17 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	owed = r->owed;
+	/* Mid-request: the client was still sending one (a big upload). */
+	mid = !owed && !tvm_rpc_scan_at_boundary(&r->c2s);
 	(void)tvm_rpc_timeout_message(r->cfg.timeout, msg, sizeof(msg));
 	send_exception(r, msg, false);
 	(void)snprintf(detail, sizeof(detail),
 	    "session deadline of %g s passed %s; the session was ended and "
 	    "the %s reclaimed",
-	    r->cfg.timeout, owed ? "while a reply was owed" : "between calls",
+	    r->cfg.timeout,
+	    owed  ? "while a reply was owed"
+	    : mid ? "while the client was sending a request"
+		  : "between calls",
 	    r->cfg.who);
 	end_server(r, NPUFARM_OUTCOME_TIMEOUT, detail, msg);
 }

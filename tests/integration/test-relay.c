@@ -723,7 +723,8 @@ START_TEST(test_relay_timeout_during_upload)
 	expect_hex(cli, EP09);
 	tvmpeer_free(cli);
 	tvmpeer_free(brd);
-	expect_row("timeout|1|1|");
+	expect_row("timeout|1|1|1|1|1|session deadline of 1 s passed while the "
+		   "client was sending a request");
 }
 END_TEST
 
