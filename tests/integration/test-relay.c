@@ -1132,6 +1132,34 @@ START_TEST(test_relay_put_board_silent)
 }
 END_TEST
 
+/* A board's answer is bounded like any hello: a key over 1 KiB ends the
+ * dial, as a refusal would. */
+START_TEST(test_relay_put_board_oversized_answer)
+{
+	struct putboard pb;
+	struct tvmpeer *cli;
+	unsigned char hdr[8];
+	char want[128];
+	int fd;
+
+	putboard_open(&pb, 8, false);
+	cli = client_x2(" -timeout=5", &pb);
+	(void)snprintf(want, sizeof(want), "client:%s -timeout=6", pb.matchkey);
+	fd = putboard_accept(&pb, want);
+	frame_put_le32(hdr, 0xFF271);
+	frame_put_le32(hdr + 4, 5000);
+	ck_assert_int_eq(send(fd, hdr, 8, MSG_NOSIGNAL), 8);
+	expect_hex(cli, MISMATCH);
+	ck_assert(harness_wait_closed(fd, T_MS));
+	close(fd);
+	tvmpeer_free(cli);
+	expect_row_x2("lost|0|the broker could not relay a session with board "
+		      "127.0.0.1:");
+	ck_assert(harness_log_contains(&b, "key length 5000"));
+	putboard_close(&pb);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -1164,6 +1192,7 @@ main(void)
 	tcase_add_test(tc, test_relay_put_board_crash);
 	tcase_add_test(tc, test_relay_put_board_refuses_or_unreachable);
 	tcase_add_test(tc, test_relay_put_board_silent);
+	tcase_add_test(tc, test_relay_put_board_oversized_answer);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("limits");
 	tcase_set_timeout(tc, 60);
