@@ -118,8 +118,10 @@ wait_state(const char *state)
 static char *
 reported_lease(void)
 {
-	wait_sql("SELECT reported_us IS NOT NULL FROM leases ORDER BY id DESC "
-		 "LIMIT 1",
+	/* Both writers: the agent's report, and the broker's own end of the
+	 * relayed session (either may come first). */
+	wait_sql("SELECT reported_us IS NOT NULL AND outcome IS NOT NULL FROM "
+		 "leases ORDER BY id DESC LIMIT 1",
 	    "1\n");
 	return harness_sql(b.db,
 	    "SELECT outcome || '|' || coalesce(exit_signal, '') || '|' || "
