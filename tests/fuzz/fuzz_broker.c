@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,6 +166,30 @@ fuzz_broker_http(void)
 }
 
 /*
+ * connect(), finished when a signal (libFuzzer's timers) interrupts it:
+ * the connection goes on in the background, so wait for it.
+ */
+static int
+connect_retry(int fd, const struct sockaddr_in *sin)
+{
+	struct pollfd p = {fd, POLLOUT, 0};
+	socklen_t len = sizeof(int);
+	int e = 0;
+
+	if (connect(fd, (const struct sockaddr *)sin, sizeof(*sin)) == 0)
+		return 0;
+	if (errno != EINTR)
+		return -1;
+	while (poll(&p, 1, 10000) < 0)
+		if (errno != EINTR)
+			return -1;
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) < 0)
+		return -1;
+	errno = e;
+	return e == 0 ? 0 : -1;
+}
+
+/*
  * A connection to @addr: the farm port's are socket pairs handed to
  * conn_accept() as if from 127.0.0.1 (no TCP ports to run out of); the
  * API's are loopback TCP, closed with a reset so that no TIME_WAIT piles
@@ -196,7 +221,7 @@ dial(const char *addr)
 	src.sin_addr.s_addr = htonl(0x7f010000u | (++nsrc & 0xffffu));
 	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0 ||
-	    connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+	    connect_retry(fd, &sin) < 0) {
 		struct npufarm_err e;
 
 		(void)err_set(&e, -errno, "%s", strerror(errno));
