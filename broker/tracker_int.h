@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "macro.h"
 #include "netaddr.h"
 #include "scheduler.h"
 #include "tracker.h"
@@ -20,9 +21,6 @@ struct event;
 struct ledger_lease;
 struct npufarm_err;
 struct server;
-
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 struct lease {
 	int64_t id; /* ledger row */

@@ -83,3 +83,20 @@ log_escape(char *dst, size_t dstlen, const char *src, size_t srclen)
 	dst[o] = '\0';
 	return o;
 }
+
+/* See log.h. */
+bool
+log_limit_pass(struct log_limit *l, unsigned long *quiet)
+{
+	time_t now = time(NULL);
+
+	if (now == l->sec) {
+		l->quiet++;
+		return false;
+	}
+	l->sec = now;
+	if (quiet != NULL)
+		*quiet = l->quiet;
+	l->quiet = 0;
+	return true;
+}
