@@ -26,13 +26,13 @@ aarch64-linux-gnu | x86_64-linux-gnu | riscv64-linux-gnu | powerpc64le-linux-gnu
 	;;
 esac
 libdir=/usr/lib/$triplet
-for lib in libevent-2.1.so.7 libevent_core-2.1.so.7 libevent_extra-2.1.so.7; do
-	[ -e "$libdir/$lib" ] || {
-		echo "$0: $libdir/$lib missing: apt-get install" \
-		    "libevent-2.1-7:<arch>" >&2
-		exit 1
-	}
-done
+# libevent-2.1.so.7 holds core and extra both; it is all the .pc links
+# (libevent_core/_extra are other packages, which the agent does not need).
+[ -e "$libdir/libevent-2.1.so.7" ] || {
+	echo "$0: $libdir/libevent-2.1.so.7 missing: apt-get install" \
+	    "libevent-2.1-7:<arch>" >&2
+	exit 1
+}
 [ -f /usr/include/event2/event-config.h ] || {
 	echo "$0: /usr/include/event2 missing: apt-get install libevent-dev" >&2
 	exit 1
