@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -71,7 +72,7 @@ spawn(struct harness_broker *b, const char *const *extra)
 	const char *argv[64];
 	char ready[300], data[300];
 	size_t n = 0;
-	int i, fd;
+	int i;
 
 	ck_assert_msg(bin != NULL, "NPUFARM_BROKER_BIN is not set");
 	(void)snprintf(ready, sizeof(ready), "%s/ready.json", b->dir);
@@ -92,17 +93,7 @@ spawn(struct harness_broker *b, const char *const *extra)
 	for (i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	b->pid = fork();
-	ck_assert_int_ge(b->pid, 0);
-	if (b->pid == 0) {
-		fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
+	b->pid = harness_spawn(bin, argv, b->log);
 	/* Wait for the ready file: never guess ports, never sleep blindly. */
 	for (i = 0; i < 1000; i++) {
 		json_t *v = json_load_file(ready, 0, NULL);
@@ -343,16 +334,23 @@ harness_sql(const char *db, const char *sql)
 
 /*
  * Start @bin with @argv (NULL-terminated, argv[0] included) and its stderr
- * appended to @log.  Returns the pid.
+ * appended to @log.  Returns the pid.  The child is tied to the calling
+ * process (PR_SET_PDEATHSIG, SIGKILL): a failed check ends the test's
+ * process without its teardown, and must leave nothing running.  Call it
+ * from the test's main thread: the signal follows the thread that forked.
  */
 pid_t
 harness_spawn(const char *bin, const char *const *argv, const char *log)
 {
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
 	int fd;
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		/* The parent may have died before prctl(): then the signal
+		 * never comes, and the child is already an orphan. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
 		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (fd >= 0) {
 			dup2(fd, STDERR_FILENO);

@@ -11,11 +11,9 @@
 
 #include <elf.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -67,32 +65,6 @@ broker_down(void)
 }
 
 /*
- * harness_spawn(), but tied to this test's process (PR_SET_PDEATHSIG):
- * a failed check exits the test's child without its teardown, and must
- * not leave an emulated agent behind.
- */
-static pid_t
-spawn_tied(const char *bin, const char *const *argv, const char *log)
-{
-	pid_t parent = getpid(), pid = fork();
-	int fd;
-
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-			_exit(127);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/*
  * The arm64 agent "arm1" under qemu, with the arm64 fake runtime.  The
  * arm64 libraries are multiarch (libc6:arm64 ...), where qemu finds them
  * by itself: with -L /usr/aarch64-linux-gnu, qemu 7.2's fork() children
@@ -110,7 +82,7 @@ agent_up(void)
 	ck_assert_msg(qemu != NULL, "NPUFARM_QEMU is not set");
 	(void)snprintf(workdir, sizeof(workdir), "%s/work", b.dir);
 	(void)snprintf(agent_log, sizeof(agent_log), "%s/agent.log", b.dir);
-	agent = spawn_tied(qemu, argv, agent_log);
+	agent = harness_spawn(qemu, argv, agent_log);
 }
 
 static void
