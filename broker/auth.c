@@ -33,7 +33,6 @@
 #include <event2/buffer.h>
 #include <event2/http.h>
 
-#include "broker_config.h"
 #include "err.h"
 #include "log.h"
 #include "netaddr.h"
@@ -194,10 +193,10 @@ load_token(
  * (a world-readable token file).
  */
 int
-auth_new(const struct broker_config *cfg, struct auth **ret_auth,
+auth_new(const struct auth_config *cfg, struct auth **ret_auth,
     struct npufarm_err *err)
 {
-	const char *const *list = (const char *const *)cfg->allow;
+	const char *const *list = cfg->allow;
 	struct auth *a;
 	size_t i, n = cfg->nallow;
 	int r;

@@ -238,9 +238,11 @@ static struct auth *
 build(struct broker_config *c, int expect, const char *msg)
 {
 	struct npufarm_err err = {0};
+	struct auth_config view;
 	struct auth *a = NULL;
 
-	ck_assert_int_eq(auth_new(c, &a, &err), expect);
+	broker_config_auth(c, &view);
+	ck_assert_int_eq(auth_new(&view, &a, &err), expect);
 	if (msg != NULL)
 		ck_assert_msg(
 		    strstr(err.msg, msg) != NULL, "got '%s'", err.msg);
