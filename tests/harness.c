@@ -27,6 +27,12 @@
 #include <jansson.h>
 #include <sqlite3.h>
 
+#include "err.h"
+#include "frame.h"
+#include "tvmpeer.h"
+#include "tvmrpc.h"
+#include "tvmrpc_client.h"
+
 /* Run @s with TAP on stdout; returns the process exit status. */
 int
 harness_run(Suite *s)
@@ -518,4 +524,169 @@ harness_job_wait(const char *hostport, long id)
 	free(body);
 	ck_assert_ptr_nonnull(v);
 	return v;
+}
+
+/* Task @idx of @job (a GET /v1/jobs/ID reply), borrowed from it. */
+json_t *
+harness_job_task(json_t *job, int idx)
+{
+	return json_array_get(json_object_get(job, "task_list"), (size_t)idx);
+}
+
+/*
+ * Start a native agent ($NPUFARM_AGENT_BIN) on @b's farm port: key cpu,
+ * named @prefix@i, working in DIR/work-@i and logging to DIR/agent-@i.log
+ * (DIR: @b's), with @extra flags (NULL-terminated, may be NULL).  Returns
+ * its pid (harness_spawn()).
+ */
+pid_t
+harness_agent_start(const struct harness_broker *b, const char *prefix, int i,
+    const char *const *extra)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	char name[32], work[320], log[320];
+	const char *argv[32] = {bin, "--broker", b->farm, "--key", "cpu",
+	    "--name", name, "--workdir", work, "-vv"};
+	int n = 10;
+
+	ck_assert_ptr_nonnull(bin);
+	while (extra != NULL && *extra != NULL && n < 30)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	(void)snprintf(name, sizeof(name), "%s%d", prefix, i);
+	(void)snprintf(work, sizeof(work), "%s/work-%d", b->dir, i);
+	(void)snprintf(log, sizeof(log), "%s/agent-%d.log", b->dir, i);
+	return harness_spawn(bin, argv, log);
+}
+
+/*
+ * The teardown of a broker @b and its @n agents: SIGTERM each agent that
+ * runs (pid > 0) and reap it (harness_reap(), @timeout_ms), then stop the
+ * broker: each must exit 0.  Zeroes the pids; removes @b's directory.
+ */
+void
+harness_farm_stop(
+    struct harness_broker *b, pid_t *agents, size_t n, int timeout_ms)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (agents[i] > 0) {
+			ck_assert_int_eq(
+			    harness_reap(agents[i], timeout_ms), 0);
+			agents[i] = 0;
+		}
+	ck_assert_int_eq(harness_broker_stop(b), 0);
+	harness_broker_cleanup(b);
+}
+
+/* Wait (30 s at most) until @b's ledger has @n idle agent boards. */
+void
+harness_wait_idle(const struct harness_broker *b, int n)
+{
+	char want[32];
+
+	(void)snprintf(want, sizeof(want), "%d\n", n);
+	harness_wait_sql(b->db,
+	    "SELECT count(*) FROM boards WHERE kind = 'agent' AND"
+	    " state = 'idle'",
+	    want, 30000);
+}
+
+/* An agent link to @farm: the NPUF magic sent, nothing echoed yet. */
+struct tvmpeer *
+harness_link_open(const char *farm, int timeout_ms)
+{
+	struct npufarm_err err;
+	struct tvmpeer *p;
+
+	ck_assert_msg(
+	    tvmpeer_open(farm, timeout_ms, &p, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
+	return p;
+}
+
+/* Send the text @json as one frame on @p (a tracker or agent link). */
+void
+harness_send_text(struct tvmpeer *p, const char *json)
+{
+	ck_assert_int_eq(tvmpeer_send_frame(p, json, strlen(json)), 0);
+}
+
+/* The next frame on @p (@timeout_ms at most): a JSON object, to decref. */
+json_t *
+harness_recv_obj(struct tvmpeer *p, int timeout_ms)
+{
+	struct npufarm_err err;
+	json_t *v;
+
+	ck_assert_msg(
+	    tvmpeer_recv_json(p, timeout_ms, &v, &err) == 0, "%s", err.msg);
+	ck_assert(json_is_object(v));
+	return v;
+}
+
+/*
+ * Send the agent's @hello on link @p and expect the broker's welcome:
+ * returned, to decref.
+ */
+json_t *
+harness_link_hello(struct tvmpeer *p, const char *hello, int timeout_ms)
+{
+	json_t *v;
+
+	harness_send_text(p, hello);
+	v = harness_recv_obj(p, timeout_ms);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(v, "type")), "welcome");
+	return v;
+}
+
+/*
+ * A TVM client granted a board of @key by the tracker at @tracker
+ * (session -timeout=@timeout, NULL: none), connected back with its
+ * matchkey and past kInitServer; every wait @timeout_ms at most.
+ */
+struct tvmrpc_client *
+harness_tvm_open(
+    const char *tracker, const char *key, const char *timeout, int timeout_ms)
+{
+	struct tvmrpc_client_config cfg = {
+	    .tracker = tracker,
+	    .key = key,
+	    .timeout = timeout,
+	    .io_timeout_ms = timeout_ms,
+	    .grant_timeout_ms = timeout_ms,
+	};
+	struct tvmrpc_client *cl = NULL;
+	struct npufarm_err err;
+
+	ck_assert_msg(tvmrpc_client_open(&cfg, &cl, &err) == 0, "%s", err.msg);
+	ck_assert_msg(
+	    tvmrpc_client_init(cl, timeout_ms, &err) == 0, "%s", err.msg);
+	return cl;
+}
+
+/* End @cl's session cleanly (kShutdown) and free it. */
+void
+harness_tvm_done(struct tvmrpc_client *cl)
+{
+	(void)tvmrpc_client_shutdown(cl);
+	tvmrpc_client_free(cl);
+}
+
+/* The remote handle of global function @name, asked over @cl. */
+uint64_t
+harness_tvm_func(struct tvmrpc_client *cl, const char *name, int timeout_ms)
+{
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	struct npufarm_err err;
+
+	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, name), 0);
+	ck_assert_msg(tvmrpc_client_call(cl, &m, timeout_ms, &p, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	ck_assert_int_eq(p.body_len, 16);
+	return frame_get_le64(p.body + 8);
 }
