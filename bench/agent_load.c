@@ -79,7 +79,7 @@ client_config(const char *timeout)
 	};
 }
 
-static void
+static _Noreturn void
 die(const char *what, const struct npufarm_err *err)
 {
 	fprintf(stderr, "npufarm-bench-agent: %s: %s\n", what, err->msg);

@@ -28,12 +28,10 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
 
-#include "broker_config.h"
 #include "err.h"
 #include "log.h"
 #include "netaddr.h"
@@ -45,9 +43,8 @@ struct auth {
 	char *admin_token;
 	struct auth_cidr *allow; /* owned */
 	size_t nallow;
-	bool allow_default; /* no allow given: loopback only */
-	time_t last_log;    /* rate limit of refused-request lines */
-	unsigned quiet;     /* refusals not logged since */
+	bool allow_default;       /* no allow given: loopback only */
+	struct log_limit refused; /* one refused-request line a second */
 };
 
 /* The loopback networks: the allow-list when none is configured. */
@@ -194,10 +191,10 @@ load_token(
  * (a world-readable token file).
  */
 int
-auth_new(const struct broker_config *cfg, struct auth **ret_auth,
+auth_new(const struct auth_config *cfg, struct auth **ret_auth,
     struct npufarm_err *err)
 {
-	const char *const *list = (const char *const *)cfg->allow;
+	const char *const *list = cfg->allow;
 	struct auth *a;
 	size_t i, n = cfg->nallow;
 	int r;
@@ -391,7 +388,7 @@ refuse_http(struct auth *a, struct evhttp_request *req, int code,
 	const char *uri = evhttp_request_get_uri(req);
 	char *peer = NULL, hdr[128], safe[128];
 	ev_uint16_t port = 0;
-	time_t now = time(NULL);
+	unsigned long quiet;
 
 	if (code == 401) {
 		(void)snprintf(hdr, sizeof(hdr), "Bearer realm=\"npufarm\"%s",
@@ -404,21 +401,15 @@ refuse_http(struct auth *a, struct evhttp_request *req, int code,
 	evhttp_send_reply(req, code, reason, NULL);
 	/* One line a second: a client guessing tokens must not also flood
 	 * the log. */
-	if (now == a->last_log) {
-		a->quiet++;
+	if (!log_limit_pass(&a->refused, &quiet))
 		return;
-	}
-	a->last_log = now;
 	if (conn != NULL)
 		evhttp_connection_get_peer(conn, &peer, &port);
 	(void)log_escape(
 	    safe, sizeof(safe), uri ? uri : "?", uri ? strlen(uri) : 1);
 	log_notice("HTTP %s:%u: %s: %d %s (%s)%s", peer ? peer : "?",
 	    (unsigned)port, safe, code, reason, why != NULL ? why : "no token",
-	    a->quiet ? "; more refusals "
-		       "not logged"
-		     : "");
-	a->quiet = 0;
+	    quiet ? "; more refusals not logged" : "");
 }
 
 /*

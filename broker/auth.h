@@ -13,7 +13,6 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
-struct broker_config;
 struct evhttp_request;
 struct npufarm_err;
 
@@ -33,12 +32,24 @@ enum auth_scope {
 
 struct auth;
 
+/*
+ * What the access rules are built from: plain data, borrowed for the
+ * length of auth_new() (broker_config_auth() lends the broker's).
+ */
+struct auth_config {
+	const char *const *allow;     /* CIDRs for the TVM protocols */
+	size_t nallow;                /* 0: loopback only */
+	const char *agent_token_file; /* NULL: agents need no token */
+	const char *api_token_file;   /* read scope; NULL: none */
+	const char *admin_token_file; /* admin scope; NULL: none */
+};
+
 int auth_cidr_parse(
     const char *s, struct auth_cidr *ret_cidr, struct npufarm_err *err);
 bool auth_cidr_match(const struct auth_cidr *c, const struct sockaddr *sa);
 void auth_cidr_format(const struct auth_cidr *c, char *buf, size_t len);
 
-int auth_new(const struct broker_config *cfg, struct auth **ret_auth,
+int auth_new(const struct auth_config *cfg, struct auth **ret_auth,
     struct npufarm_err *err);
 struct auth *auth_free(struct auth *a);
 void auth_log_changes(const struct auth *old, const struct auth *a);

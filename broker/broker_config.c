@@ -20,7 +20,7 @@
 
 #include <npufarm/protocol.h>
 
-#include "auth.h"
+#include "auth.h" /* struct auth_config: a type, no calls */
 #include "err.h"
 #include "log.h"
 #include "netaddr.h"
@@ -458,12 +458,13 @@ out:
 
 /*
  * Validate the whole configuration (addresses parse, values are coherent).
- * Never touches the network beyond name resolution.
+ * Never touches the network beyond name resolution.  The access rules
+ * (the allow-list, the token files) are checked by building them:
+ * auth_new() on broker_config_auth(), which the caller does.
  */
 int
 broker_config_check(const struct broker_config *c, struct npufarm_err *err)
 {
-	struct auth *auth = NULL;
 	char host[NETADDR_STRLEN];
 	unsigned port;
 	size_t i;
@@ -481,10 +482,23 @@ broker_config_check(const struct broker_config *c, struct npufarm_err *err)
 	}
 	if (c->db == NULL || c->db[0] == '\0')
 		return err_set(err, -EINVAL, "db: empty path");
-	/* The allow-list parses and every token file reads. */
-	r = auth_new(c, &auth, err);
-	auth = auth_free(auth);
-	return r < 0 ? r : 0;
+	return 0;
+}
+
+/*
+ * The part of @c that the access rules are built from, as auth_new()
+ * takes it.  *@ret_view borrows @c's strings: valid while @c is unchanged.
+ */
+void
+broker_config_auth(const struct broker_config *c, struct auth_config *ret_view)
+{
+	*ret_view = (struct auth_config){
+	    .allow = (const char *const *)c->allow,
+	    .nallow = c->nallow,
+	    .agent_token_file = c->agent_token_file,
+	    .api_token_file = c->api_token_file,
+	    .admin_token_file = c->admin_token_file,
+	};
 }
 
 static void

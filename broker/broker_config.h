@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+struct auth_config;
 struct npufarm_err;
 
 #define BROKER_MAX_LISTEN 8
@@ -71,4 +72,6 @@ int broker_config_add_allow(
 void broker_config_reload(
     struct broker_config *c, const struct broker_config *next);
 int broker_config_check(const struct broker_config *c, struct npufarm_err *err);
+void broker_config_auth(
+    const struct broker_config *c, struct auth_config *ret_view);
 void broker_config_usage_options(void);

@@ -178,6 +178,30 @@ struct main_args {
 };
 
 /*
+ * Build the access rules @cfg describes (its allow-list parses, its token
+ * files read).  Returns 0 with *@ret_auth set (NULL: only check them), or
+ * -errno with @err saying why.
+ */
+static int
+main_auth(const struct broker_config *cfg, struct auth **ret_auth,
+    struct npufarm_err *err)
+{
+	struct auth_config view;
+	struct auth *a = NULL;
+	int r;
+
+	broker_config_auth(cfg, &view);
+	r = auth_new(&view, &a, err);
+	if (r < 0)
+		return r;
+	if (ret_auth != NULL)
+		*ret_auth = a;
+	else
+		auth_free(a);
+	return 0;
+}
+
+/*
  * Build @cfg from the compiled defaults, the --config file and the flags
  * in @argv, in that order; at start and again for SIGHUP.  Returns 0, or
  * 1 with the reason in @err (the caller reports it); bad usage and --help
@@ -285,7 +309,7 @@ load_config(int argc, char **argv, struct broker_config *cfg,
 		broker_config_set(cfg, "db", "./npufarm.db", err) < 0) ||
 	    (cfg->data_dir == NULL && default_data_dir(cfg, err) < 0) ||
 	    credential_tokens(cfg, err) < 0 ||
-	    broker_config_check(cfg, err) < 0)
+	    broker_config_check(cfg, err) < 0 || main_auth(cfg, NULL, err) < 0)
 		return 1;
 	cfg->verbosity += ret_args->verbose;
 	if (cfg->verbosity > LOG_DEBUG)
@@ -319,7 +343,7 @@ main_reload(struct server *srv, void *arg)
 	log_notice("SIGHUP: reloading %s and the token files",
 	    path ? path : "(no --config file)");
 	if (load_config(m->argc, m->argv, &next, &ma, &err) != 0 ||
-	    ma.exit >= 0 || auth_new(&next, &auth, &err) < 0) {
+	    ma.exit >= 0 || main_auth(&next, &auth, &err) < 0) {
 		log_err("SIGHUP: %s; nothing changed",
 		    ma.exit >= 0 ? "bad command line" : err.msg);
 		goto out;

@@ -382,6 +382,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 {
 	static const struct timeval board_tv = {
 	    0, SERVER_BOARD_FLUSH_MS * 1000};
+	struct auth_config auth_view;
 	struct server *srv;
 	size_t i;
 	int r;
@@ -430,7 +431,8 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	srv->tv_request = common_timeout(srv, cfg->request_timeout);
 	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
 	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
-	r = auth_new(cfg, &srv->auth, err);
+	broker_config_auth(cfg, &auth_view);
+	r = auth_new(&auth_view, &srv->auth, err);
 	if (r < 0)
 		goto fail;
 	r = ledger_open(cfg->db, cfg->ledger_sync_full, &srv->ledger, err);

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -25,6 +26,12 @@
 
 #include <jansson.h>
 #include <sqlite3.h>
+
+#include "err.h"
+#include "frame.h"
+#include "tvmpeer.h"
+#include "tvmrpc.h"
+#include "tvmrpc_client.h"
 
 /* Run @s with TAP on stdout; returns the process exit status. */
 int
@@ -71,7 +78,7 @@ spawn(struct harness_broker *b, const char *const *extra)
 	const char *argv[64];
 	char ready[300], data[300];
 	size_t n = 0;
-	int i, fd;
+	int i;
 
 	ck_assert_msg(bin != NULL, "NPUFARM_BROKER_BIN is not set");
 	(void)snprintf(ready, sizeof(ready), "%s/ready.json", b->dir);
@@ -92,17 +99,7 @@ spawn(struct harness_broker *b, const char *const *extra)
 	for (i = 0; extra != NULL && extra[i] != NULL && n < 62; i++)
 		argv[n++] = extra[i];
 	argv[n] = NULL;
-	b->pid = fork();
-	ck_assert_int_ge(b->pid, 0);
-	if (b->pid == 0) {
-		fd = open(b->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
+	b->pid = harness_spawn(bin, argv, b->log);
 	/* Wait for the ready file: never guess ports, never sleep blindly. */
 	for (i = 0; i < 1000; i++) {
 		json_t *v = json_load_file(ready, 0, NULL);
@@ -343,16 +340,23 @@ harness_sql(const char *db, const char *sql)
 
 /*
  * Start @bin with @argv (NULL-terminated, argv[0] included) and its stderr
- * appended to @log.  Returns the pid.
+ * appended to @log.  Returns the pid.  The child is tied to the calling
+ * process (PR_SET_PDEATHSIG, SIGKILL): a failed check ends the test's
+ * process without its teardown, and must leave nothing running.  Call it
+ * from the test's main thread: the signal follows the thread that forked.
  */
 pid_t
 harness_spawn(const char *bin, const char *const *argv, const char *log)
 {
-	pid_t pid = fork();
+	pid_t parent = getpid(), pid = fork();
 	int fd;
 
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0) {
+		/* The parent may have died before prctl(): then the signal
+		 * never comes, and the child is already an orphan. */
+		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
+			_exit(127);
 		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
 		if (fd >= 0) {
 			dup2(fd, STDERR_FILENO);
@@ -520,4 +524,169 @@ harness_job_wait(const char *hostport, long id)
 	free(body);
 	ck_assert_ptr_nonnull(v);
 	return v;
+}
+
+/* Task @idx of @job (a GET /v1/jobs/ID reply), borrowed from it. */
+json_t *
+harness_job_task(json_t *job, int idx)
+{
+	return json_array_get(json_object_get(job, "task_list"), (size_t)idx);
+}
+
+/*
+ * Start a native agent ($NPUFARM_AGENT_BIN) on @b's farm port: key cpu,
+ * named @prefix@i, working in DIR/work-@i and logging to DIR/agent-@i.log
+ * (DIR: @b's), with @extra flags (NULL-terminated, may be NULL).  Returns
+ * its pid (harness_spawn()).
+ */
+pid_t
+harness_agent_start(const struct harness_broker *b, const char *prefix, int i,
+    const char *const *extra)
+{
+	const char *bin = getenv("NPUFARM_AGENT_BIN");
+	char name[32], work[320], log[320];
+	const char *argv[32] = {bin, "--broker", b->farm, "--key", "cpu",
+	    "--name", name, "--workdir", work, "-vv"};
+	int n = 10;
+
+	ck_assert_ptr_nonnull(bin);
+	while (extra != NULL && *extra != NULL && n < 30)
+		argv[n++] = *extra++;
+	argv[n] = NULL;
+	(void)snprintf(name, sizeof(name), "%s%d", prefix, i);
+	(void)snprintf(work, sizeof(work), "%s/work-%d", b->dir, i);
+	(void)snprintf(log, sizeof(log), "%s/agent-%d.log", b->dir, i);
+	return harness_spawn(bin, argv, log);
+}
+
+/*
+ * The teardown of a broker @b and its @n agents: SIGTERM each agent that
+ * runs (pid > 0) and reap it (harness_reap(), @timeout_ms), then stop the
+ * broker: each must exit 0.  Zeroes the pids; removes @b's directory.
+ */
+void
+harness_farm_stop(
+    struct harness_broker *b, pid_t *agents, size_t n, int timeout_ms)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (agents[i] > 0) {
+			ck_assert_int_eq(
+			    harness_reap(agents[i], timeout_ms), 0);
+			agents[i] = 0;
+		}
+	ck_assert_int_eq(harness_broker_stop(b), 0);
+	harness_broker_cleanup(b);
+}
+
+/* Wait (30 s at most) until @b's ledger has @n idle agent boards. */
+void
+harness_wait_idle(const struct harness_broker *b, int n)
+{
+	char want[32];
+
+	(void)snprintf(want, sizeof(want), "%d\n", n);
+	harness_wait_sql(b->db,
+	    "SELECT count(*) FROM boards WHERE kind = 'agent' AND"
+	    " state = 'idle'",
+	    want, 30000);
+}
+
+/* An agent link to @farm: the NPUF magic sent, nothing echoed yet. */
+struct tvmpeer *
+harness_link_open(const char *farm, int timeout_ms)
+{
+	struct npufarm_err err;
+	struct tvmpeer *p;
+
+	ck_assert_msg(
+	    tvmpeer_open(farm, timeout_ms, &p, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
+	return p;
+}
+
+/* Send the text @json as one frame on @p (a tracker or agent link). */
+void
+harness_send_text(struct tvmpeer *p, const char *json)
+{
+	ck_assert_int_eq(tvmpeer_send_frame(p, json, strlen(json)), 0);
+}
+
+/* The next frame on @p (@timeout_ms at most): a JSON object, to decref. */
+json_t *
+harness_recv_obj(struct tvmpeer *p, int timeout_ms)
+{
+	struct npufarm_err err;
+	json_t *v;
+
+	ck_assert_msg(
+	    tvmpeer_recv_json(p, timeout_ms, &v, &err) == 0, "%s", err.msg);
+	ck_assert(json_is_object(v));
+	return v;
+}
+
+/*
+ * Send the agent's @hello on link @p and expect the broker's welcome:
+ * returned, to decref.
+ */
+json_t *
+harness_link_hello(struct tvmpeer *p, const char *hello, int timeout_ms)
+{
+	json_t *v;
+
+	harness_send_text(p, hello);
+	v = harness_recv_obj(p, timeout_ms);
+	ck_assert_str_eq(
+	    json_string_value(json_object_get(v, "type")), "welcome");
+	return v;
+}
+
+/*
+ * A TVM client granted a board of @key by the tracker at @tracker
+ * (session -timeout=@timeout, NULL: none), connected back with its
+ * matchkey and past kInitServer; every wait @timeout_ms at most.
+ */
+struct tvmrpc_client *
+harness_tvm_open(
+    const char *tracker, const char *key, const char *timeout, int timeout_ms)
+{
+	struct tvmrpc_client_config cfg = {
+	    .tracker = tracker,
+	    .key = key,
+	    .timeout = timeout,
+	    .io_timeout_ms = timeout_ms,
+	    .grant_timeout_ms = timeout_ms,
+	};
+	struct tvmrpc_client *cl = NULL;
+	struct npufarm_err err;
+
+	ck_assert_msg(tvmrpc_client_open(&cfg, &cl, &err) == 0, "%s", err.msg);
+	ck_assert_msg(
+	    tvmrpc_client_init(cl, timeout_ms, &err) == 0, "%s", err.msg);
+	return cl;
+}
+
+/* End @cl's session cleanly (kShutdown) and free it. */
+void
+harness_tvm_done(struct tvmrpc_client *cl)
+{
+	(void)tvmrpc_client_shutdown(cl);
+	tvmrpc_client_free(cl);
+}
+
+/* The remote handle of global function @name, asked over @cl. */
+uint64_t
+harness_tvm_func(struct tvmrpc_client *cl, const char *name, int timeout_ms)
+{
+	struct tvmrpc_packet p;
+	struct tvmrpc_msg m;
+	struct npufarm_err err;
+
+	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, name), 0);
+	ck_assert_msg(tvmrpc_client_call(cl, &m, timeout_ms, &p, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_int_eq(p.code, TVMRPC_RETURN);
+	ck_assert_int_eq(p.body_len, 16);
+	return frame_get_le64(p.body + 8);
 }

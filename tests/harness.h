@@ -46,3 +46,32 @@ int harness_wait_closed(int fd, int timeout_ms);
 int harness_log_contains(const struct harness_broker *b, const char *needle);
 pid_t harness_spawn(const char *bin, const char *const *argv, const char *log);
 int harness_reap(pid_t pid, int timeout_ms);
+
+/* Native jobs: agents of key cpu, and what their tests ask of the API. */
+/* A task's "args" for the 64x64 float32 matmul kernels (tests/kernels). */
+#define HARNESS_MATMUL_ARGS                                                  \
+	"\"args\":[{\"dtype\":\"float32\",\"shape\":[64,64],"                \
+	"\"fill\":{\"random\":1}},{\"dtype\":\"float32\",\"shape\":[64,64]," \
+	"\"fill\":{\"random\":2}},{\"dtype\":\"float32\",\"shape\":[64,64]}]"
+json_t *harness_job_task(json_t *job, int idx);
+pid_t harness_agent_start(const struct harness_broker *b, const char *prefix,
+    int i, const char *const *extra);
+void harness_farm_stop(
+    struct harness_broker *b, pid_t *agents, size_t n, int timeout_ms);
+void harness_wait_idle(const struct harness_broker *b, int n);
+
+/* Framed JSON and agent links spoken by hand (bench/tvmpeer.h). */
+struct tvmpeer;
+struct tvmpeer *harness_link_open(const char *farm, int timeout_ms);
+void harness_send_text(struct tvmpeer *p, const char *json);
+json_t *harness_recv_obj(struct tvmpeer *p, int timeout_ms);
+json_t *harness_link_hello(
+    struct tvmpeer *p, const char *hello, int timeout_ms);
+
+/* TVM clients through the broker (bench/tvmrpc_client.h). */
+struct tvmrpc_client;
+struct tvmrpc_client *harness_tvm_open(
+    const char *tracker, const char *key, const char *timeout, int timeout_ms);
+void harness_tvm_done(struct tvmrpc_client *cl);
+uint64_t harness_tvm_func(
+    struct tvmrpc_client *cl, const char *name, int timeout_ms);

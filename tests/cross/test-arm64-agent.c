@@ -11,17 +11,13 @@
 
 #include <elf.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <check.h>
 
-#include "err.h"
-#include "frame.h"
 #include "harness.h"
 #include "tvmrpc.h"
 #include "tvmrpc_client.h"
@@ -67,32 +63,6 @@ broker_down(void)
 }
 
 /*
- * harness_spawn(), but tied to this test's process (PR_SET_PDEATHSIG):
- * a failed check exits the test's child without its teardown, and must
- * not leave an emulated agent behind.
- */
-static pid_t
-spawn_tied(const char *bin, const char *const *argv, const char *log)
-{
-	pid_t parent = getpid(), pid = fork();
-	int fd;
-
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || getppid() != parent)
-			_exit(127);
-		fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
-		if (fd >= 0) {
-			dup2(fd, STDERR_FILENO);
-			close(fd);
-		}
-		execv(bin, (char *const *)argv);
-		_exit(127);
-	}
-	return pid;
-}
-
-/*
  * The arm64 agent "arm1" under qemu, with the arm64 fake runtime.  The
  * arm64 libraries are multiarch (libc6:arm64 ...), where qemu finds them
  * by itself: with -L /usr/aarch64-linux-gnu, qemu 7.2's fork() children
@@ -110,7 +80,7 @@ agent_up(void)
 	ck_assert_msg(qemu != NULL, "NPUFARM_QEMU is not set");
 	(void)snprintf(workdir, sizeof(workdir), "%s/work", b.dir);
 	(void)snprintf(agent_log, sizeof(agent_log), "%s/agent.log", b.dir);
-	agent = spawn_tied(qemu, argv, agent_log);
+	agent = harness_spawn(qemu, argv, agent_log);
 }
 
 static void
@@ -147,22 +117,11 @@ reported_lease(int id)
 	return harness_sql(b.db, sql);
 }
 
+/* A client granted the board of key arm64, session -timeout=@timeout. */
 static struct tvmrpc_client *
 client_open(const char *timeout)
 {
-	struct tvmrpc_client_config cfg = {
-	    .tracker = b.farm,
-	    .key = "arm64",
-	    .timeout = timeout,
-	    .io_timeout_ms = T_MS,
-	    .grant_timeout_ms = T_MS,
-	};
-	struct tvmrpc_client *cl = NULL;
-	struct npufarm_err err;
-
-	ck_assert_msg(tvmrpc_client_open(&cfg, &cl, &err) == 0, "%s", err.msg);
-	ck_assert_msg(tvmrpc_client_init(cl, T_MS, &err) == 0, "%s", err.msg);
-	return cl;
+	return harness_tvm_open(b.farm, "arm64", timeout, T_MS);
 }
 
 /* Call global function @name(@arg): the reply's code, @ret its packet. */
@@ -170,27 +129,13 @@ static int32_t
 call(struct tvmrpc_client *cl, const char *name, int64_t arg,
     struct tvmrpc_packet *ret)
 {
-	struct tvmrpc_packet p;
 	struct tvmrpc_msg m;
-	struct npufarm_err err;
 
-	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, name), 0);
-	ck_assert_msg(
-	    tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(p.code, TVMRPC_RETURN);
-	ck_assert_int_eq(p.body_len, 16);
-	tvmrpc_msg_call_func(&m, frame_get_le64(p.body + 8), arg);
+	tvmrpc_msg_call_func(&m, harness_tvm_func(cl, name, T_MS), arg);
 	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
 	ck_assert_int_eq(
 	    tvmrpc_recv_packet(tvmrpc_client_conn(cl), T_MS, ret), 0);
 	return ret->code;
-}
-
-static void
-client_done(struct tvmrpc_client *cl)
-{
-	(void)tvmrpc_client_shutdown(cl);
-	tvmrpc_client_free(cl);
 }
 
 /* e_machine of the ELF file @path. */
@@ -235,7 +180,7 @@ START_TEST(test_sessions)
 	ck_assert_msg(strstr(tvmrpc_client_remote_key(cl), "agent=arm1"), "%s",
 	    tvmrpc_client_remote_key(cl));
 	ck_assert_int_eq(call(cl, "rpc.test.addone", 41, &p), TVMRPC_RETURN);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = reported_lease(1);
 	ck_assert_msg(strncmp(row, "ok|0|", 5) == 0, "%s", row);
 	free(row);
@@ -245,7 +190,7 @@ START_TEST(test_sessions)
 	cl = client_open("20");
 	ck_assert_int_eq(
 	    call(cl, "npufarm.test.crash", 0, &p), TVMRPC_EXCEPTION);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = reported_lease(2);
 	ck_assert_msg(strncmp(row, "crash|11|", 9) == 0, "%s", row);
 	free(row);
@@ -255,7 +200,7 @@ START_TEST(test_sessions)
 	cl = client_open("2");
 	ck_assert_int_eq(
 	    call(cl, "npufarm.test.hang", 0, &p), TVMRPC_EXCEPTION);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = reported_lease(3);
 	ck_assert_msg(strncmp(row, "timeout|", 8) == 0, "%s", row);
 	free(row);

@@ -367,17 +367,35 @@ srv_return_void(struct rpc_server *s)
 }
 
 /*
- * kReturn of a call's result, in the LocalSession encoding (spec §5.3):
- * [int T, value].  A module or function is sent as an opaque handle that
- * the loop now holds (it takes @ret's reference).  Returns 0 or -1.
+ * Begin a kReturn of two values: the int @first, then a value of wire
+ * type @wire whose payload the caller writes next.  v0.14 lays out a
+ * PackedSeq as every type code, then the values (spec §5.3); tvm-ffi puts
+ * a type index before each value (§2.1).
  */
+static void
+out_return_pair(struct rpc_server *s, uint64_t first, uint32_t wire)
+{
+	out_begin(s, RPC_RETURN);
+	out_u32(s, 2);
 #ifdef FAKE_TVM_FFI
+	out_u32(s, kTVMFFIInt);
+	out_u64(s, first);
+	out_u32(s, wire);
+#else
+	out_u32(s, kDLInt);
+	out_u32(s, wire);
+	out_u64(s, first);
+#endif
+}
+
 /*
- * kReturn of a call's result in the tvm-ffi dialect (§2.3): [Int: the
- * result's type index, value].  A str is stored as a small string (11)
- * up to 7 bytes and a String (65) beyond, and travels as a RawStr (8);
- * bytes likewise (12, 66; ByteArrayPtr 9); a module or function is an
- * OpaquePtr handle that the loop now holds (it takes @ret's reference).
+ * kReturn of a call's result: [int T, value].  In v0.14's LocalSession
+ * encoding (spec §5.3) T is the value's type code.  In the tvm-ffi
+ * dialect (§2.3) T is the result's type index: a str is stored as a
+ * small string (11) up to 7 bytes and a String (65) beyond, and travels
+ * as a RawStr (8); bytes likewise (12, 66; ByteArrayPtr 9).  A module or
+ * function is sent as an opaque handle that the loop now holds (it takes
+ * @ret's reference).  Returns 0 or -1.
  */
 static int
 srv_return_value(struct rpc_server *s, struct fake_ret *ret)
@@ -386,15 +404,17 @@ srv_return_value(struct rpc_server *s, struct fake_ret *ret)
 	uint64_t bits;
 	size_t len;
 
-	out_begin(s, RPC_RETURN);
-	out_u32(s, 2);
-	out_u32(s, kTVMFFIInt);
+	memcpy(&bits, &ret->v, sizeof(bits));
 	switch (t) {
 	case kTVMModuleHandle:
 	case kTVMPackedFuncHandle:
-		out_u64(
-		    s, t == kTVMModuleHandle ? kTVMFFIModule : kTVMFFIFunction);
-		out_u32(s, kTVMFFIOpaquePtr);
+#ifdef FAKE_TVM_FFI
+		out_return_pair(s,
+		    t == kTVMModuleHandle ? kTVMFFIModule : kTVMFFIFunction,
+		    WIRE_OPAQUE);
+#else
+		out_return_pair(s, (uint64_t)t, WIRE_OPAQUE);
+#endif
 		out_u64(s, (uintptr_t)ret->v.v_handle);
 		ret->code = kTVMNullptr; /* the reference moves to s */
 		if (srv_hold(s, ret->v.v_handle) < 0)
@@ -403,94 +423,63 @@ srv_return_value(struct rpc_server *s, struct fake_ret *ret)
 	case kTVMStr:
 	case kTVMBytes:
 		len = t == kTVMStr ? strlen(ret->buf) : ret->bytes.size;
+#ifdef FAKE_TVM_FFI
 		if (t == kTVMStr)
-			out_u64(s, len < 8 ? kTVMFFISmallStr : kTVMFFIStr);
+			out_return_pair(s,
+			    len < 8 ? kTVMFFISmallStr : kTVMFFIStr,
+			    kTVMFFIRawStr);
 		else
-			out_u64(s, len < 8 ? kTVMFFISmallBytes : kTVMFFIBytes);
-		out_u32(s, t == kTVMStr ? kTVMFFIRawStr : kTVMFFIByteArrayPtr);
+			out_return_pair(s,
+			    len < 8 ? kTVMFFISmallBytes : kTVMFFIBytes,
+			    kTVMFFIByteArrayPtr);
+#else
+		out_return_pair(s, (uint64_t)t, (uint32_t)t);
+#endif
 		out_u64(s, len);
 		out_mem(s, ret->buf, len);
 		break;
 	case kTVMNullptr:
-		out_u64(s, kTVMFFINone);
-		out_u32(s, kTVMFFINone);
+#ifdef FAKE_TVM_FFI
+		out_return_pair(s, kTVMFFINone, WIRE_NONE);
+#else
+		out_return_pair(s, (uint64_t)t, WIRE_NONE);
+#endif
 		break;
+#ifdef FAKE_TVM_FFI
 	case kDLFloat:
-		memcpy(&bits, &ret->v, sizeof(bits));
-		out_u64(s, kTVMFFIFloat);
-		out_u32(s, kTVMFFIFloat);
+		out_return_pair(s, kTVMFFIFloat, kTVMFFIFloat);
 		out_u64(s, bits);
 		break;
 	case kDLInt:
 	case kDLUInt:
-		out_u64(s, kTVMFFIInt);
-		out_u32(s, kTVMFFIInt);
+		out_return_pair(s, kTVMFFIInt, kTVMFFIInt);
 		out_u64(s, (uint64_t)ret->v.v_int64);
 		break;
 	default:
 		return fake_error("returning type code %d is not supported by "
 				  "the npufarm fake runtime's tvm-ffi flavour",
 		    t);
-	}
-	return out_send(s);
-}
 #else
-static int
-srv_return_value(struct rpc_server *s, struct fake_ret *ret)
-{
-	int t = ret->code;
-	uint64_t bits;
-	size_t len;
-
-	out_begin(s, RPC_RETURN);
-	out_u32(s, 2);
-	out_u32(s, kDLInt);
-	switch (t) {
-	case kTVMModuleHandle:
-	case kTVMPackedFuncHandle:
-		out_u32(s, kTVMOpaqueHandle);
-		out_u64(s, (uint64_t)t);
-		out_u64(s, (uintptr_t)ret->v.v_handle);
-		ret->code = kTVMNullptr; /* the reference moves to s */
-		if (srv_hold(s, ret->v.v_handle) < 0)
-			return -1;
-		break;
-	case kTVMStr:
-	case kTVMBytes:
-		len = t == kTVMStr ? strlen(ret->buf) : ret->bytes.size;
-		out_u32(s, (uint32_t)t);
-		out_u64(s, (uint64_t)t);
-		out_u64(s, len);
-		out_mem(s, ret->buf, len);
-		break;
-	case kTVMNullptr:
-		out_u32(s, kTVMNullptr);
-		out_u64(s, (uint64_t)t);
-		break;
 	case kTVMDataType:
-		out_u32(s, kTVMDataType);
-		out_u64(s, (uint64_t)t);
+		out_return_pair(s, (uint64_t)t, kTVMDataType);
 		out_u32(s, ret->v.v_type.code |
 			       (uint32_t)ret->v.v_type.bits << 8 |
 			       (uint32_t)ret->v.v_type.lanes << 16);
 		out_u32(s, 0);
 		break;
 	case kDLDevice:
-		out_u32(s, kDLDevice);
-		out_u64(s, (uint64_t)t);
+		out_return_pair(s, (uint64_t)t, kDLDevice);
 		out_u32(s, (uint32_t)ret->v.v_device.device_type);
 		out_u32(s, (uint32_t)ret->v.v_device.device_id);
 		break;
 	default: /* int, uint, float, opaque handle: 8 bytes */
-		memcpy(&bits, &ret->v, sizeof(bits));
-		out_u32(s, (uint32_t)t);
-		out_u64(s, (uint64_t)t);
+		out_return_pair(s, (uint64_t)t, (uint32_t)t);
 		out_u64(s, bits);
 		break;
+#endif
 	}
 	return out_send(s);
 }
-#endif
 
 /* ---- decoding arguments -------------------------------------------- */
 
@@ -516,13 +505,58 @@ seq_skip_tensor(struct rpc_rd *rd)
 }
 
 /*
- * Decode a PackedSeq from @rd into @q (released with seq_free() whatever
- * the result).  Module and function handles are resolved against the
- * handles sent; an unknown one is noted in q->bad_handle, not fatal.
- * Returns 0, or -1 for bytes that are not a PackedSeq or a type code the
- * endpoint cannot decode (8, 13, 14, unknown): fatal, as in the real one.
+ * Start decoding a PackedSeq: its count n from @rd, and @q's arrays for
+ * n values, zeroed (q->strs too, with @strs: room for every string left
+ * in @rd with its NUL).  Returns 0, or -1 for a count @rd cannot hold.
  */
-#ifdef FAKE_TVM_FFI
+static int
+seq_alloc(struct rpc_rd *rd, struct rpc_seq *q, bool strs)
+{
+	int32_t n;
+
+	memset(q, 0, sizeof(*q));
+	n = (int32_t)rd_u32(rd);
+	if (rd->bad || n < 0 || (size_t)n > rd->left / 4)
+		return fake_error("malformed packet: %d arguments", (int)n);
+	q->n = n;
+	q->v = calloc((size_t)n + 1, sizeof(*q->v));
+	q->codes = calloc((size_t)n + 1, sizeof(*q->codes));
+	q->bytes = calloc((size_t)n + 1, sizeof(*q->bytes));
+	if (strs)
+		q->strs = malloc(rd->left + (size_t)n + 1);
+	if (q->v == NULL || q->codes == NULL || q->bytes == NULL ||
+	    (strs && q->strs == NULL))
+		return fake_error("out of memory");
+	return 0;
+}
+
+/* Argument @i, a value of internal type @code in the 8 bytes at @p. */
+static void
+seq_set8(struct rpc_seq *q, int i, int32_t code, const unsigned char *p)
+{
+	uint64_t h;
+
+	q->codes[i] = code;
+	switch (code) {
+	case kTVMOpaqueHandle:
+		q->v[i].v_handle = (void *)(uintptr_t)rpc_get(p, 8);
+		break;
+	case kTVMDataType:
+		q->v[i].v_type.code = p[0];
+		q->v[i].v_type.bits = p[1];
+		q->v[i].v_type.lanes = (uint16_t)rpc_get(p + 2, 2);
+		break;
+	case kDLDevice:
+		q->v[i].v_device.device_type = (int32_t)rpc_get(p, 4);
+		q->v[i].v_device.device_id = (int32_t)rpc_get(p + 4, 4);
+		break;
+	default: /* int, uint, float: the 8 bytes as they are */
+		h = rpc_get(p, 8);
+		memcpy(&q->v[i], &h, sizeof(h));
+		break;
+	}
+}
+
 /* Read a str or bytes value (u64 len, bytes) of argument @i into @q. */
 static void
 seq_take_str(
@@ -550,6 +584,15 @@ seq_take_str(
 }
 
 /*
+ * Decode a PackedSeq from @rd into @q (released with seq_free() whatever
+ * the result).  Module and function handles are resolved against the
+ * handles sent; an unknown one is noted in q->bad_handle, not fatal.
+ * Returns 0, or -1 for bytes that are not a PackedSeq or a type code the
+ * endpoint cannot decode (8, 13, 14, unknown): fatal, as in the real one.
+ */
+#ifdef FAKE_TVM_FFI
+
+/*
  * Decode a tvm-ffi PackedSeq (§2.1-§2.2: i32 n, then an i32 type index
  * before each value) from @rd into @q, as internal type codes, released
  * with seq_free() whatever the result.  Module (73) and Function (68)
@@ -565,22 +608,12 @@ seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
 	uint32_t inner;
 	size_t used = 0;
 	uint64_t h;
-	int32_t n, t;
+	int32_t t;
 	int i;
 
-	memset(q, 0, sizeof(*q));
-	n = (int32_t)rd_u32(rd);
-	if (rd->bad || n < 0 || (size_t)n > rd->left / 4)
-		return fake_error("malformed packet: %d arguments", (int)n);
-	q->n = n;
-	q->v = calloc((size_t)n + 1, sizeof(*q->v));
-	q->codes = calloc((size_t)n + 1, sizeof(*q->codes));
-	q->bytes = calloc((size_t)n + 1, sizeof(*q->bytes));
-	q->strs = malloc(rd->left + (size_t)n + 1);
-	if (q->v == NULL || q->codes == NULL || q->bytes == NULL ||
-	    q->strs == NULL)
-		return fake_error("out of memory");
-	for (i = 0; i < n && !rd->bad; i++) {
+	if (seq_alloc(rd, q, true) < 0)
+		return -1;
+	for (i = 0; i < q->n && !rd->bad; i++) {
 		t = (int32_t)rd_u32(rd);
 		switch (t) {
 		case kTVMFFINone:
@@ -590,28 +623,18 @@ seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
 		case kTVMFFIBool:
 		case kTVMFFIFloat:
 		case kTVMFFIOpaquePtr:
-			h = rd_u64(rd);
-			q->codes[i] = t == kTVMFFIFloat       ? kDLFloat
-				      : t == kTVMFFIOpaquePtr ? kTVMOpaqueHandle
-							      : kDLInt;
-			memcpy(&q->v[i], &h, sizeof(h));
-			break;
 		case kTVMFFIDataType:
-			p = rd_take(rd, 8);
-			if (p == NULL)
-				break;
-			q->codes[i] = kTVMDataType;
-			q->v[i].v_type.code = p[0];
-			q->v[i].v_type.bits = p[1];
-			q->v[i].v_type.lanes = (uint16_t)rpc_get(p + 2, 2);
-			break;
 		case kTVMFFIDevice:
 			p = rd_take(rd, 8);
 			if (p == NULL)
 				break;
-			q->codes[i] = kDLDevice;
-			q->v[i].v_device.device_type = (int32_t)rpc_get(p, 4);
-			q->v[i].v_device.device_id = (int32_t)rpc_get(p + 4, 4);
+			seq_set8(q, i,
+			    t == kTVMFFIFloat       ? kDLFloat
+			    : t == kTVMFFIOpaquePtr ? kTVMOpaqueHandle
+			    : t == kTVMFFIDataType  ? kTVMDataType
+			    : t == kTVMFFIDevice    ? kDLDevice
+						    : kDLInt,
+			    p);
 			break;
 		case kTVMFFIDLTensorPtr:
 			seq_skip_tensor(rd);
@@ -660,21 +683,14 @@ static int
 seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
 {
 	const unsigned char *p;
-	uint64_t len, h;
 	size_t used = 0;
+	uint64_t h;
 	int32_t n;
 	int i;
 
-	memset(q, 0, sizeof(*q));
-	n = (int32_t)rd_u32(rd);
-	if (rd->bad || n < 0 || (size_t)n > rd->left / 4)
-		return fake_error("malformed packet: %d arguments", (int)n);
-	q->n = n;
-	q->v = calloc((size_t)n + 1, sizeof(*q->v));
-	q->codes = calloc((size_t)n + 1, sizeof(*q->codes));
-	q->bytes = calloc((size_t)n + 1, sizeof(*q->bytes));
-	if (q->v == NULL || q->codes == NULL || q->bytes == NULL)
-		return fake_error("out of memory");
+	if (seq_alloc(rd, q, false) < 0)
+		return -1;
+	n = q->n;
 	for (i = 0; i < n; i++) {
 		q->codes[i] = (int32_t)rd_u32(rd);
 		if (q->codes[i] == kTVMStr && q->strs == NULL) {
@@ -695,23 +711,7 @@ seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
 			p = rd_take(rd, 8);
 			if (p == NULL)
 				break;
-			if (q->codes[i] == kTVMOpaqueHandle) {
-				q->v[i].v_handle =
-				    (void *)(uintptr_t)rpc_get(p, 8);
-			} else if (q->codes[i] == kTVMDataType) {
-				q->v[i].v_type.code = p[0];
-				q->v[i].v_type.bits = p[1];
-				q->v[i].v_type.lanes =
-				    (uint16_t)rpc_get(p + 2, 2);
-			} else if (q->codes[i] == kDLDevice) {
-				q->v[i].v_device.device_type =
-				    (int32_t)rpc_get(p, 4);
-				q->v[i].v_device.device_id =
-				    (int32_t)rpc_get(p + 4, 4);
-			} else {
-				h = rpc_get(p, 8);
-				memcpy(&q->v[i], &h, sizeof(h));
-			}
+			seq_set8(q, i, q->codes[i], p);
 			break;
 		case kTVMNullptr:
 			q->v[i].v_handle = NULL;
@@ -729,20 +729,7 @@ seq_decode(const struct rpc_server *s, struct rpc_rd *rd, struct rpc_seq *q)
 			break;
 		case kTVMStr:
 		case kTVMBytes:
-			len = rd_u64(rd);
-			p = rd_take(rd, len);
-			if (p == NULL)
-				break;
-			if (q->codes[i] == kTVMBytes) {
-				q->bytes[i].data = (const char *)p;
-				q->bytes[i].size = (size_t)len;
-				q->v[i].v_handle = &q->bytes[i];
-				break;
-			}
-			memcpy(q->strs + used, p, (size_t)len);
-			q->strs[used + len] = '\0';
-			q->v[i].v_str = q->strs + used;
-			used += (size_t)len + 1;
+			seq_take_str(rd, q, i, q->codes[i] == kTVMBytes, &used);
 			break;
 		default:
 			return fake_error("RPCError: unknown type code %d in "

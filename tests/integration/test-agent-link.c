@@ -38,35 +38,6 @@ stop(void)
 	harness_broker_cleanup(&b);
 }
 
-/* A link: the NPUF magic, nothing echoed. */
-static struct tvmpeer *
-link_open(void)
-{
-	struct npufarm_err err;
-	struct tvmpeer *p;
-
-	ck_assert_int_eq(tvmpeer_open(b.farm, T_MS, &p, &err), 0);
-	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
-	return p;
-}
-
-static void
-send_text(struct tvmpeer *p, const char *json)
-{
-	ck_assert_int_eq(tvmpeer_send_frame(p, json, strlen(json)), 0);
-}
-
-static json_t *
-recv_obj(struct tvmpeer *p)
-{
-	struct npufarm_err err;
-	json_t *v;
-
-	ck_assert_msg(tvmpeer_recv_json(p, T_MS, &v, &err) == 0, "%s", err.msg);
-	ck_assert(json_is_object(v));
-	return v;
-}
-
 static void
 hello(struct tvmpeer *p, const char *name)
 {
@@ -78,24 +49,21 @@ hello(struct tvmpeer *p, const char *name)
 	    "\"key\":\"rk3588\",\"version\":\"test\",\"tags\":{\"rack\":\"2\"},"
 	    "\"tvm\":true,\"runners\":[\"kernel\"]}",
 	    name);
-	send_text(p, buf);
-	v = recv_obj(p);
-	ck_assert_str_eq(
-	    json_string_value(json_object_get(v, "type")), "welcome");
+	v = harness_link_hello(p, buf, T_MS);
 	ck_assert_int_eq(json_integer_value(json_object_get(v, "protocol")), 1);
 	ck_assert_int_gt(json_integer_value(json_object_get(v, "board_id")), 0);
 	ck_assert_int_eq(
 	    json_integer_value(json_object_get(v, "heartbeat_ms")), 200);
 	json_decref(v);
 	/* Its board is offered (idle) once the agent says it is ready. */
-	send_text(p, "{\"type\":\"state\",\"state\":\"ready\"}");
+	harness_send_text(p, "{\"type\":\"state\",\"state\":\"ready\"}");
 }
 
 /* The next frame is an error with @code, then the link closes. */
 static void
 expect_refused(struct tvmpeer *p, const char *code)
 {
-	json_t *v = recv_obj(p);
+	json_t *v = harness_recv_obj(p, T_MS);
 
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(v, "type")), "error");
@@ -114,12 +82,12 @@ board_row(void)
 
 START_TEST(test_agent_hello_and_board)
 {
-	struct tvmpeer *a = link_open();
+	struct tvmpeer *a = harness_link_open(b.farm, T_MS);
 	char *body, *row;
 	int status, i;
 
 	hello(a, "board7");
-	send_text(a, "{\"type\":\"heartbeat\"}");
+	harness_send_text(a, "{\"type\":\"heartbeat\"}");
 	body = harness_http_get(b.http, "/v1/boards", &status);
 	ck_assert_int_eq(status, 200);
 	ck_assert_msg(strstr(body, "\"kind\":\"agent\"") &&
@@ -130,7 +98,7 @@ START_TEST(test_agent_hello_and_board)
 	/* Heartbeats keep it up across several periods... */
 	for (i = 0; i < 8; i++) {
 		usleep(100000);
-		send_text(a, "{\"type\":\"heartbeat\"}");
+		harness_send_text(a, "{\"type\":\"heartbeat\"}");
 	}
 	row = board_row();
 	ck_assert_str_eq(row, "agent|rk3588|board7|idle\n");
@@ -148,14 +116,16 @@ END_TEST
 
 START_TEST(test_agent_duplicate_name_refused)
 {
-	struct tvmpeer *a = link_open(), *dup = link_open();
+	struct tvmpeer *a = harness_link_open(b.farm, T_MS),
+		       *dup = harness_link_open(b.farm, T_MS);
 
 	hello(a, "board7");
-	send_text(dup, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"board7\","
-		       "\"key\":\"rk3588\",\"version\":\"test\"}");
+	harness_send_text(dup,
+	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"board7\","
+	    "\"key\":\"rk3588\",\"version\":\"test\"}");
 	expect_refused(dup, "duplicate-name");
 	/* The first one is unaffected. */
-	send_text(a, "{\"type\":\"heartbeat\"}");
+	harness_send_text(a, "{\"type\":\"heartbeat\"}");
 	usleep(100000);
 	{
 		char *row = board_row();
@@ -171,23 +141,25 @@ START_TEST(test_agent_protocol_errors)
 {
 	struct tvmpeer *p;
 
-	p = link_open();
-	send_text(p, "{\"type\":\"heartbeat\"}");
+	p = harness_link_open(b.farm, T_MS);
+	harness_send_text(p, "{\"type\":\"heartbeat\"}");
 	expect_refused(p, "no-hello");
-	p = link_open();
-	send_text(p, "{\"type\":\"hello\",\"protocol\":2,\"name\":\"x\","
-		     "\"key\":\"k\",\"version\":\"v\"}");
+	p = harness_link_open(b.farm, T_MS);
+	harness_send_text(p,
+	    "{\"type\":\"hello\",\"protocol\":2,\"name\":\"x\","
+	    "\"key\":\"k\",\"version\":\"v\"}");
 	expect_refused(p, "protocol-version");
-	p = link_open();
-	send_text(p, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"x\","
-		     "\"key\":\"k\",\"version\":\"v\",\"colour\":\"red\"}");
+	p = harness_link_open(b.farm, T_MS);
+	harness_send_text(p,
+	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"x\","
+	    "\"key\":\"k\",\"version\":\"v\",\"colour\":\"red\"}");
 	expect_refused(p, "bad-hello");
-	p = link_open();
-	send_text(p, "{\"type\":\"hello\",");
+	p = harness_link_open(b.farm, T_MS);
+	harness_send_text(p, "{\"type\":\"hello\",");
 	expect_refused(p, "bad-json");
-	p = link_open();
+	p = harness_link_open(b.farm, T_MS);
 	hello(p, "board8");
-	send_text(p, "{\"type\":\"launch-missiles\"}");
+	harness_send_text(p, "{\"type\":\"launch-missiles\"}");
 	expect_refused(p, "unknown-type");
 	ck_assert(harness_log_contains(&b, "unknown frame type"));
 }

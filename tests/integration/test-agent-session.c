@@ -128,38 +128,11 @@ reported_lease(void)
 	    "coalesce(detail, '') FROM leases ORDER BY id DESC LIMIT 1");
 }
 
+/* A client granted the board of key rk3588, session -timeout=@timeout. */
 static struct tvmrpc_client *
 client_open(const char *timeout)
 {
-	struct tvmrpc_client_config cfg = {
-	    .tracker = b.farm,
-	    .key = "rk3588",
-	    .timeout = timeout,
-	    .io_timeout_ms = T_MS,
-	    .grant_timeout_ms = T_MS,
-	};
-	struct tvmrpc_client *cl = NULL;
-	struct npufarm_err err;
-
-	ck_assert_msg(tvmrpc_client_open(&cfg, &cl, &err) == 0, "%s", err.msg);
-	ck_assert_msg(tvmrpc_client_init(cl, T_MS, &err) == 0, "%s", err.msg);
-	return cl;
-}
-
-/* The remote handle of global function @name. */
-static uint64_t
-func(struct tvmrpc_client *cl, const char *name)
-{
-	struct tvmrpc_packet p;
-	struct tvmrpc_msg m;
-	struct npufarm_err err;
-
-	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, name), 0);
-	ck_assert_msg(
-	    tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(p.code, TVMRPC_RETURN);
-	ck_assert_int_eq(p.body_len, 16);
-	return frame_get_le64(p.body + 8);
+	return harness_tvm_open(b.farm, "rk3588", timeout, T_MS);
 }
 
 /* Call @fn(@arg); returns the reply packet's code, its text in @text. */
@@ -182,13 +155,6 @@ call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg, char *text, size_t len,
 	return p.code;
 }
 
-static void
-client_done(struct tvmrpc_client *cl)
-{
-	(void)tvmrpc_client_shutdown(cl);
-	tvmrpc_client_free(cl);
-}
-
 START_TEST(test_session_ok)
 {
 	struct tvmrpc_client *cl;
@@ -203,10 +169,10 @@ START_TEST(test_session_ok)
 	cl = client_open("10");
 	ck_assert_msg(strstr(tvmrpc_client_remote_key(cl), "agent=a1"), "%s",
 	    tvmrpc_client_remote_key(cl));
-	ck_assert_int_eq(
-	    call(cl, func(cl, "rpc.test.addone"), 41, text, sizeof(text), T_MS),
+	ck_assert_int_eq(call(cl, harness_tvm_func(cl, "rpc.test.addone", T_MS),
+			     41, text, sizeof(text), T_MS),
 	    TVMRPC_RETURN);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = reported_lease();
 	ck_assert_msg(strncmp(row, "ok|0|", 5) == 0, "%s", row);
 	free(row);
@@ -222,15 +188,16 @@ START_TEST(test_session_exception)
 	agent_up(NULL);
 	wait_state("idle");
 	cl = client_open("10");
-	ck_assert_int_eq(call(cl, func(cl, "npufarm.test.raise"), 0, text,
-			     sizeof(text), T_MS),
+	ck_assert_int_eq(
+	    call(cl, harness_tvm_func(cl, "npufarm.test.raise", T_MS), 0, text,
+		sizeof(text), T_MS),
 	    TVMRPC_EXCEPTION);
 	ck_assert_msg(strstr(text, "ValueError: bad input"), "%s", text);
 	/* The session goes on after the runtime's own exception. */
-	ck_assert_int_eq(
-	    call(cl, func(cl, "rpc.test.addone"), 1, text, sizeof(text), T_MS),
+	ck_assert_int_eq(call(cl, harness_tvm_func(cl, "rpc.test.addone", T_MS),
+			     1, text, sizeof(text), T_MS),
 	    TVMRPC_RETURN);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = reported_lease();
 	ck_assert_msg(strncmp(row, "exception|0|", 12) == 0 &&
 			  strstr(row, "ValueError: bad input"),
@@ -311,7 +278,7 @@ START_TEST(test_session_timeout)
 	agent_up(NULL);
 	wait_state("idle");
 	cl = client_open("1");
-	hang = func(cl, "npufarm.test.hang");
+	hang = harness_tvm_func(cl, "npufarm.test.hang", T_MS);
 	pid = last_child();
 	ck_assert_int_gt(pid, 1);
 	ck_assert_int_gt(sessions_left(), 0);
@@ -343,10 +310,10 @@ START_TEST(test_session_timeout)
 	ck_assert_int_eq(kill((pid_t)-pid, 0), -1);
 	ck_assert_int_eq(errno, ESRCH);
 	ck_assert_int_eq(sessions_left(), 0);
-	client_done(cl);
+	harness_tvm_done(cl);
 	wait_state("idle");
 	cl = client_open("10");
-	client_done(cl);
+	harness_tvm_done(cl);
 }
 END_TEST
 
@@ -358,8 +325,9 @@ START_TEST(test_session_crash)
 	agent_up(NULL);
 	wait_state("idle");
 	cl = client_open("10");
-	ck_assert_int_eq(call(cl, func(cl, "npufarm.test.crash"), 0, text,
-			     sizeof(text), T_MS),
+	ck_assert_int_eq(
+	    call(cl, harness_tvm_func(cl, "npufarm.test.crash", T_MS), 0, text,
+		sizeof(text), T_MS),
 	    TVMRPC_EXCEPTION);
 	ck_assert_msg(strstr(text, "board session crashed: SIGSEGV (signal "
 				   "11) while a reply was owed"),
@@ -367,7 +335,7 @@ START_TEST(test_session_crash)
 	row = reported_lease();
 	ck_assert_msg(strncmp(row, "crash|11|", 9) == 0, "%s", row);
 	free(row);
-	client_done(cl);
+	harness_tvm_done(cl);
 	wait_state("idle");
 }
 END_TEST
@@ -383,7 +351,8 @@ START_TEST(test_agent_killed_mid_session)
 	agent_up(NULL);
 	wait_state("idle");
 	cl = client_open("30");
-	tvmrpc_msg_call_func(&m, func(cl, "npufarm.test.hang"), 0);
+	tvmrpc_msg_call_func(
+	    &m, harness_tvm_func(cl, "npufarm.test.hang", T_MS), 0);
 	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
 	usleep(200000);
 	ck_assert_int_eq(kill(agent, SIGKILL), 0);
@@ -398,7 +367,7 @@ START_TEST(test_agent_killed_mid_session)
 	wait_sql(
 	    "SELECT outcome FROM leases ORDER BY id DESC LIMIT 1", "lost\n");
 	wait_state("offline");
-	client_done(cl);
+	harness_tvm_done(cl);
 }
 END_TEST
 
@@ -430,10 +399,11 @@ crash_once(void)
 	struct tvmrpc_client *cl = client_open("10");
 	char text[256];
 
-	ck_assert_int_eq(call(cl, func(cl, "npufarm.test.crash"), 0, text,
-			     sizeof(text), T_MS),
+	ck_assert_int_eq(
+	    call(cl, harness_tvm_func(cl, "npufarm.test.crash", T_MS), 0, text,
+		sizeof(text), T_MS),
 	    TVMRPC_EXCEPTION);
-	client_done(cl);
+	harness_tvm_done(cl);
 }
 
 START_TEST(test_hooks_and_quarantine)
@@ -496,10 +466,10 @@ START_TEST(test_crashes_probe_the_board)
 	crash_once();
 	wait_state("idle");
 	cl = client_open("10");
-	ck_assert_int_eq(
-	    call(cl, func(cl, "rpc.test.addone"), 1, text, sizeof(text), T_MS),
+	ck_assert_int_eq(call(cl, harness_tvm_func(cl, "rpc.test.addone", T_MS),
+			     1, text, sizeof(text), T_MS),
 	    TVMRPC_RETURN);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = harness_sql(b.db, "SELECT count(*) FROM events WHERE kind ="
 				" 'board_quarantined'");
 	ck_assert_str_eq(row, "0\n");
@@ -542,8 +512,9 @@ START_TEST(test_lost_sessions_are_not_board_evidence)
 	wait_state("idle");
 	for (i = 0; i < 3; i++) {
 		cl = client_open("10");
-		ck_assert_int_eq(call(cl, func(cl, "rpc.test.addone"), 1, text,
-				     sizeof(text), T_MS),
+		ck_assert_int_eq(
+		    call(cl, harness_tvm_func(cl, "rpc.test.addone", T_MS), 1,
+			text, sizeof(text), T_MS),
 		    TVMRPC_RETURN);
 		tvmrpc_client_free(cl); /* no shutdown: it just leaves */
 		row = reported_lease();
@@ -586,10 +557,10 @@ START_TEST(test_drain_lets_the_session_finish)
 	free(harness_http(b.http, "POST", path, &status));
 	ck_assert_int_eq(status, 200);
 	/* The running session finishes. */
-	ck_assert_int_eq(
-	    call(cl, func(cl, "rpc.test.addone"), 1, text, sizeof(text), T_MS),
+	ck_assert_int_eq(call(cl, harness_tvm_func(cl, "rpc.test.addone", T_MS),
+			     1, text, sizeof(text), T_MS),
 	    TVMRPC_RETURN);
-	client_done(cl);
+	harness_tvm_done(cl);
 	wait_state("draining");
 	/* Nothing new is granted ... */
 	ck_assert_int_ne(tvmrpc_client_open(&cfg, &other, &err), 0);
@@ -600,7 +571,7 @@ START_TEST(test_drain_lets_the_session_finish)
 	ck_assert_int_eq(status, 200);
 	free(id);
 	cl = client_open("10");
-	client_done(cl);
+	harness_tvm_done(cl);
 }
 END_TEST
 
@@ -616,7 +587,7 @@ START_TEST(test_upload_traversal_refused)
 	agent_up(NULL);
 	wait_state("idle");
 	cl = client_open("10");
-	up = func(cl, "tvm.rpc.server.upload");
+	up = harness_tvm_func(cl, "tvm.rpc.server.upload", T_MS);
 	/* upload("../evil", bytes "x") */
 	frame_put_le64(q, up);
 	frame_put_le32(q + 8, 2);
@@ -631,7 +602,7 @@ START_TEST(test_upload_traversal_refused)
 	ck_assert_int_eq(
 	    tvmrpc_client_call(cl, &m, T_MS, &p, &err), TVMRPC_CLIENT_E_REMOTE);
 	ck_assert_msg(!exists("evil") && !exists("work/evil"), "escaped");
-	client_done(cl);
+	harness_tvm_done(cl);
 }
 END_TEST
 
@@ -708,14 +679,15 @@ START_TEST(test_module_needs_global_runtime)
 	    fread(args + n + 8, 1, (size_t)st.st_size, f), (size_t)st.st_size);
 	fclose(f);
 	n += 8 + (size_t)st.st_size;
-	p = call_raw(
-	    cl, func(cl, "tvm.rpc.server.upload"), 2, up_codes, args, n);
+	p = call_raw(cl, harness_tvm_func(cl, "tvm.rpc.server.upload", T_MS), 2,
+	    up_codes, args, n);
 	ck_assert_int_eq(p.code, TVMRPC_RETURN);
 	/* load_module("op.so"): dlopen()s it inside the runtime; with -z now
 	 * that fails unless the runtime's symbols are global. */
 	n = put_str(args, "op.so", 5);
-	p = call_raw(
-	    cl, func(cl, "tvm.rpc.server.load_module"), 1, load_codes, args, n);
+	p = call_raw(cl,
+	    harness_tvm_func(cl, "tvm.rpc.server.load_module", T_MS), 1,
+	    load_codes, args, n);
 	if (p.code == TVMRPC_EXCEPTION) {
 		const char *s;
 		size_t len;
@@ -726,7 +698,8 @@ START_TEST(test_module_needs_global_runtime)
 	mod = returned_handle(&p);
 	frame_put_le64(args, mod);
 	n = 8 + put_str(args + 8, "npufarm_addone", 14);
-	p = call_raw(cl, func(cl, "tvm.rpc.server.ModuleGetFunction"), 2,
+	p = call_raw(cl,
+	    harness_tvm_func(cl, "tvm.rpc.server.ModuleGetFunction", T_MS), 2,
 	    get_codes, args, n);
 	fn = returned_handle(&p);
 	frame_put_le64(args, 41);
@@ -734,7 +707,7 @@ START_TEST(test_module_needs_global_runtime)
 	/* [kDLInt, kDLInt | 0, 42] (spec §5.3: a return is 2 values) */
 	ck_assert_int_eq((int64_t)returned_handle(&p), 42);
 	free(args);
-	client_done(cl);
+	harness_tvm_done(cl);
 }
 END_TEST
 
@@ -754,7 +727,8 @@ START_TEST(test_report_survives_broker_restart)
 	agent_up(NULL);
 	wait_state("idle");
 	cl = client_open("30");
-	tvmrpc_msg_call_func(&m, func(cl, "npufarm.test.hang"), 0);
+	tvmrpc_msg_call_func(
+	    &m, harness_tvm_func(cl, "npufarm.test.hang", T_MS), 0);
 	ck_assert_int_eq(tvmrpc_send_msg(tvmrpc_client_conn(cl), &m), 0);
 	usleep(100000);
 	ck_assert_int_eq(harness_broker_stop(&b), 0);
@@ -797,7 +771,7 @@ START_TEST(test_session_and_task_share_the_board)
 	free(body);
 	usleep(300000);
 	wait_sql("SELECT state FROM tasks", "queued\n");
-	client_done(cl);
+	harness_tvm_done(cl);
 	wait_sql("SELECT state || '|' || outcome FROM tasks", "done|ok\n");
 	wait_state("idle");
 }
@@ -942,7 +916,7 @@ START_TEST(test_ffi_session_ok)
 	ck_assert_int_eq(ffi_call_global(cl, "rpc.test.addone", 41, &v, text),
 	    TVMRPC_RETURN);
 	ck_assert_int_eq(v, 42);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = reported_lease();
 	ck_assert_msg(strncmp(row, "ok|0|", 5) == 0, "%s", row);
 	free(row);
@@ -964,7 +938,7 @@ START_TEST(test_ffi_session_exception)
 	ck_assert_int_eq(
 	    ffi_call_global(cl, "rpc.test.addone", 1, &v, text), TVMRPC_RETURN);
 	ck_assert_int_eq(v, 2);
-	client_done(cl);
+	harness_tvm_done(cl);
 	row = reported_lease();
 	ck_assert_msg(
 	    strncmp(row, "exception|0|", 12) == 0 && strstr(row, "bad input"),
@@ -1022,14 +996,14 @@ START_TEST(test_ffi_session_timeout)
 	ck_assert_int_eq(kill((pid_t)-pid, 0), -1);
 	ck_assert_int_eq(errno, ESRCH);
 	ck_assert_int_eq(sessions_left(), 0);
-	client_done(cl);
+	harness_tvm_done(cl);
 	/* The board is leasable again, and serves. */
 	wait_state("idle");
 	cl = ffi_client_open("10");
 	ck_assert_int_eq(
 	    ffi_call_global(cl, "rpc.test.addone", 1, &v, text), TVMRPC_RETURN);
 	ck_assert_int_eq(v, 2);
-	client_done(cl);
+	harness_tvm_done(cl);
 }
 END_TEST
 
@@ -1047,7 +1021,7 @@ START_TEST(test_ffi_session_crash)
 	row = reported_lease();
 	ck_assert_msg(strncmp(row, "crash|11|", 9) == 0, "%s", row);
 	free(row);
-	client_done(cl);
+	harness_tvm_done(cl);
 	wait_state("idle");
 }
 END_TEST

@@ -67,41 +67,18 @@ raw_open(void)
 	return p;
 }
 
-static void
-send_text(struct tvmpeer *p, const char *json)
-{
-	ck_assert_int_eq(tvmpeer_send_frame(p, json, strlen(json)), 0);
-}
-
-static json_t *
-recv_obj(struct tvmpeer *p)
-{
-	struct npufarm_err err;
-	json_t *v;
-
-	ck_assert_msg(tvmpeer_recv_json(p, T_MS, &v, &err) == 0, "%s", err.msg);
-	ck_assert(json_is_object(v));
-	return v;
-}
-
 /* An agent link named @name for key "k", welcomed. */
 static struct tvmpeer *
 agent_open(const char *name, const char *extra_json)
 {
-	struct tvmpeer *p = raw_open();
+	struct tvmpeer *p = harness_link_open(b.farm, T_MS);
 	char buf[512];
-	json_t *v;
 
-	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
 	(void)snprintf(buf, sizeof(buf),
 	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"%s\","
 	    "\"key\":\"k\",\"version\":\"x\",\"tvm\":true%s}",
 	    name, extra_json);
-	send_text(p, buf);
-	v = recv_obj(p);
-	ck_assert_str_eq(
-	    json_string_value(json_object_get(v, "type")), "welcome");
-	json_decref(v);
+	json_decref(harness_link_hello(p, buf, T_MS));
 	return p;
 }
 
@@ -205,9 +182,11 @@ START_TEST(test_update_info_replaced_and_bounded)
 	json_t *v;
 	char *text;
 
-	send_text(t, "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"x\":1}]");
+	harness_send_text(
+	    t, "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"x\":1}]");
 	ck_assert_int_eq(tvmpeer_recv_ok(t, T_MS, &err), 0);
-	send_text(t, "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"y\":2}]");
+	harness_send_text(
+	    t, "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"y\":2}]");
 	ck_assert_int_eq(tvmpeer_recv_ok(t, T_MS, &err), 0);
 	q = tracker_open();
 	ck_assert_int_eq(tvmpeer_summary(q), 0);
@@ -221,12 +200,12 @@ START_TEST(test_update_info_replaced_and_bounded)
 	(void)snprintf(frame, sizeof(frame),
 	    "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"z1\":\"%s\"}]",
 	    big);
-	send_text(t, frame);
+	harness_send_text(t, frame);
 	ck_assert_int_eq(tvmpeer_recv_ok(t, T_MS, &err), 0);
 	(void)snprintf(frame, sizeof(frame),
 	    "[5,{\"key\":\"server:a\",\"addr\":[null,9090],\"z2\":\"%s\"}]",
 	    big);
-	send_text(t, frame);
+	harness_send_text(t, frame);
 	ck_assert(harness_wait_closed(tvmpeer_fd(t), T_MS));
 	ck_assert(harness_log_contains(&b, "bytes of info, limit 4096"));
 	tvmpeer_free(t);
@@ -239,7 +218,7 @@ END_TEST
 static void
 expect_refused(struct tvmpeer *p, const char *code, const char *needle)
 {
-	json_t *v = recv_obj(p);
+	json_t *v = harness_recv_obj(p, T_MS);
 	const char *msg;
 
 	ck_assert_str_eq(
@@ -285,7 +264,7 @@ START_TEST(test_malformed_task_frames_close_the_link)
 	for (i = 0; i < sizeof(frames) / sizeof(frames[0]); i++) {
 		struct tvmpeer *a = agent_open("f0", "");
 
-		send_text(a, frames[i][0]);
+		harness_send_text(a, frames[i][0]);
 		expect_refused(a, "bad-frame", frames[i][1]);
 		broker_alive();
 	}
@@ -770,10 +749,10 @@ START_TEST(test_farm_token_guesses_and_log_injection)
 	for (i = 0; i < 50; i++) {
 		p = raw_open();
 		ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
-		send_text(p,
+		harness_send_text(p,
 		    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"g\","
 		    "\"key\":\"k\",\"version\":\"x\",\"token\":\"guess\"}");
-		v = recv_obj(p);
+		v = harness_recv_obj(p, T_MS);
 		ck_assert_str_eq(json_string_value(json_object_get(v, "code")),
 		    "unauthorized");
 		json_decref(v);
@@ -782,8 +761,9 @@ START_TEST(test_farm_token_guesses_and_log_injection)
 	/* The right token, now: it waits too, and says why. */
 	p = raw_open();
 	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
-	send_text(p, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"g\","
-		     "\"key\":\"k\",\"version\":\"x\",\"token\":\"right\"}");
+	harness_send_text(p,
+	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"g\","
+	    "\"key\":\"k\",\"version\":\"x\",\"token\":\"right\"}");
 	expect_refused(p, "unauthorized", "refused for");
 	log = harness_sql(b.db, "SELECT 1"); /* the broker is alive */
 	free(log);
@@ -811,9 +791,10 @@ START_TEST(test_farm_token_guesses_and_log_injection)
 	tvmpeer_free(p);
 	p = raw_open();
 	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
-	send_text(p, "{\"type\":\"hello\",\"protocol\":1,\"name\":\"v1\","
-		     "\"key\":\"k\",\"version\":\"x\\n<2>forged\"}");
-	v = recv_obj(p);
+	harness_send_text(p,
+	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"v1\","
+	    "\"key\":\"k\",\"version\":\"x\\n<2>forged\"}");
+	v = harness_recv_obj(p, T_MS);
 	json_decref(v);
 	tvmpeer_free(p);
 	f = fopen(b.log, "r");
@@ -830,7 +811,7 @@ START_TEST(test_farm_token_guesses_and_log_injection)
 	/* A name with a control character is refused. */
 	p = raw_open();
 	ck_assert_int_eq(tvmpeer_send_raw(p, "NPUF", 4), 0);
-	send_text(p,
+	harness_send_text(p,
 	    "{\"type\":\"hello\",\"protocol\":1,\"name\":\"a\\u001bb\","
 	    "\"key\":\"k\",\"version\":\"x\"}");
 	expect_refused(p, "bad-hello", "control characters");

@@ -36,38 +36,16 @@ broker_up(void)
 }
 
 static void
-agents_down(void)
-{
-	int i;
-
-	for (i = 0; i < MAX_AGTS; i++)
-		if (agents[i] > 0) {
-			ck_assert_int_eq(harness_reap(agents[i], T_MS), 0);
-			agents[i] = 0;
-		}
-}
-
-static void
 broker_down(void)
 {
-	agents_down();
-	ck_assert_int_eq(harness_broker_stop(&b), 0);
-	harness_broker_cleanup(&b);
+	harness_farm_stop(&b, agents, MAX_AGTS, T_MS);
 }
 
+/* Agent @i: "j@i", key cpu. */
 static void
 agent_up(int i)
 {
-	const char *bin = getenv("NPUFARM_AGENT_BIN");
-	char name[32], work[320], log[320];
-	const char *argv[] = {bin, "--broker", b.farm, "--key", "cpu", "--name",
-	    name, "--workdir", work, "-vv", NULL};
-
-	ck_assert_ptr_nonnull(bin);
-	(void)snprintf(name, sizeof(name), "j%d", i);
-	(void)snprintf(work, sizeof(work), "%s/work-%d", b.dir, i);
-	(void)snprintf(log, sizeof(log), "%s/agent-%d.log", b.dir, i);
-	agents[i] = harness_spawn(bin, argv, log);
+	agents[i] = harness_agent_start(&b, "j", i, NULL);
 }
 
 static void
@@ -76,54 +54,12 @@ wait_sql(const char *sql, const char *want)
 	harness_wait_sql(b.db, sql, want, 30000);
 }
 
-static void
-wait_idle(int n)
-{
-	char want[32];
-
-	(void)snprintf(want, sizeof(want), "%d\n", n);
-	wait_sql("SELECT count(*) FROM boards WHERE kind = 'agent' AND"
-		 " state = 'idle'",
-	    want);
-}
-
-/* Upload test kernel lib@name.so; its sha256 into @sha (65 bytes). */
-static void
-upload(const char *name, char *sha)
-{
-	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, name, sha);
-}
-
-/* POST the job @json; its id. */
-static long
-submit(const char *json)
-{
-	return harness_job_submit(b.http, json);
-}
-
-/* Follow job @id until it is over; GET it then. */
-static json_t *
-wait_job(long id)
-{
-	return harness_job_wait(b.http, id);
-}
-
-static json_t *
-task_of(json_t *job, int idx)
-{
-	return json_array_get(json_object_get(job, "task_list"), (size_t)idx);
-}
-
 static const char *
 outcome_of(json_t *job, int idx)
 {
-	return json_string_value(json_object_get(task_of(job, idx), "outcome"));
+	return json_string_value(
+	    json_object_get(harness_job_task(job, idx), "outcome"));
 }
-
-#define MATMUL_ARGS                                                          \
-	"\"args\":[{\"dtype\":\"float32\",\"shape\":[64,64],"                \
-	"\"fill\":{\"random\":1}},{\"dtype\":\"float32\",\"shape\":[64,64]," \
-	"\"fill\":{\"random\":2}},{\"dtype\":\"float32\",\"shape\":[64,64]}]"
 
 START_TEST(test_job_every_outcome)
 {
@@ -133,39 +69,41 @@ START_TEST(test_job_every_outcome)
 
 	agent_up(0);
 	agent_up(1);
-	wait_idle(2);
-	upload("matmul_t8", mm8);
-	upload("matmul_t16", mm16);
-	upload("hang", hang);
-	upload("crash", crash);
-	upload("error", error);
+	harness_wait_idle(&b, 2);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t8", mm8);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t16", mm16);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "hang", hang);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "crash", crash);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "error", error);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"user\":\"alice\",\"tasks\":["
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
-	    "\"name\":\"tile=8\"," MATMUL_ARGS
+	    "\"name\":\"tile=8\"," HARNESS_MATMUL_ARGS
 	    ",\"measurement\":{\"number\":2,\"repeat\":3}},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
-	    "\"name\":\"tile=16\"," MATMUL_ARGS
+	    "\"name\":\"tile=16\"," HARNESS_MATMUL_ARGS
 	    ",\"measurement\":{\"number\":2,\"repeat\":3}},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"timeout\":1},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"}]}",
 	    mm8, mm16, hang, crash, error);
-	id = submit(json);
-	job = wait_job(id);
+	id = harness_job_submit(b.http, json);
+	job = harness_job_wait(b.http, id);
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(job, "state")), "done");
 	ck_assert_str_eq(outcome_of(job, 0), "ok");
 	ck_assert_str_eq(outcome_of(job, 1), "ok");
 	ck_assert_int_eq(
-	    json_array_size(json_object_get(task_of(job, 0), "costs")), 3);
+	    json_array_size(json_object_get(harness_job_task(job, 0), "costs")),
+	    3);
 	ck_assert_str_eq(outcome_of(job, 2), "timeout");
 	ck_assert_str_eq(outcome_of(job, 3), "crash");
-	ck_assert_msg(strstr(json_string_value(
-				 json_object_get(task_of(job, 3), "detail")),
+	ck_assert_msg(strstr(json_string_value(json_object_get(
+				 harness_job_task(job, 3), "detail")),
 			  "SIGSEGV"),
 	    "%s",
-	    json_string_value(json_object_get(task_of(job, 3), "detail")));
+	    json_string_value(
+		json_object_get(harness_job_task(job, 3), "detail")));
 	ck_assert_str_eq(outcome_of(job, 4), "exception");
 	json_decref(job);
 	/* Exactly one attempt each, and the ledger agrees. */
@@ -174,7 +112,7 @@ START_TEST(test_job_every_outcome)
 		 " FROM attempts ORDER BY task_id)",
 	    "ok,ok,timeout,crash,exception\n");
 	/* The boards are back. */
-	wait_idle(2);
+	harness_wait_idle(&b, 2);
 }
 END_TEST
 
@@ -189,14 +127,14 @@ START_TEST(test_big_artifact_fetched_in_chunks)
 	long id;
 
 	agent_up(0);
-	wait_idle(1);
-	upload("big", big);
+	harness_wait_idle(&b, 1);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "big", big);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"kernel\","
 	    "\"artifact\":\"%s\"}]}",
 	    big);
-	id = submit(json);
-	job = wait_job(id);
+	id = harness_job_submit(b.http, json);
+	job = harness_job_wait(b.http, id);
 	ck_assert_str_eq(outcome_of(job, 0), "ok");
 	json_decref(job);
 	row = harness_sql(b.db, "SELECT size > 2 * 262144 FROM artifacts");
@@ -210,7 +148,7 @@ START_TEST(test_job_validation_and_artifacts)
 	char mm[65], url[128], *body, big[4096];
 	int status;
 
-	upload("matmul_t8", mm);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t8", mm);
 	/* Idempotent. */
 	(void)snprintf(url, sizeof(url), "/v1/artifacts/%s", mm);
 	free(harness_http(b.http, "HEAD", url, &status));
@@ -282,35 +220,35 @@ START_TEST(test_job_cancel_and_expiry)
 	int status, i;
 
 	agent_up(0);
-	wait_idle(1);
-	upload("hang", hang);
+	harness_wait_idle(&b, 1);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "hang", hang);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"kernel\",\"artifact\":"
 	    "\"%s\",\"timeout\":60},{\"runner\":\"kernel\",\"artifact\":\"%s\"}"
 	    ","
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"}]}",
 	    hang, hang, hang);
-	id = submit(json);
+	id = harness_job_submit(b.http, json);
 	wait_sql("SELECT count(*) FROM tasks WHERE state = 'running'", "1\n");
 	(void)snprintf(path, sizeof(path), "/v1/jobs/%ld/cancel", id);
 	body = harness_http(b.http, "POST", path, &status);
 	ck_assert_msg(status == 200 && strstr(body, "\"cancelled\":3"), "%d %s",
 	    status, body);
 	free(body);
-	job = wait_job(id);
+	job = harness_job_wait(b.http, id);
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(job, "state")), "cancelled");
 	for (i = 0; i < 3; i++)
 		ck_assert_str_eq(outcome_of(job, i), "cancelled");
 	json_decref(job);
-	wait_idle(1);
+	harness_wait_idle(&b, 1);
 	/* A key without boards: queued past the queue timeout, expired. */
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"nobody\",\"queue_timeout\":0.3,\"tasks\":["
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"}]}",
 	    hang);
-	id = submit(json);
-	job = wait_job(id);
+	id = harness_job_submit(b.http, json);
+	job = harness_job_wait(b.http, id);
 	ck_assert_str_eq(outcome_of(job, 0), "expired");
 	json_decref(job);
 }
@@ -326,15 +264,15 @@ START_TEST(test_agent_killed_mid_task)
 
 	agent_up(0);
 	agent_up(1);
-	wait_idle(2);
-	upload("probe", probe);
+	harness_wait_idle(&b, 2);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "probe", probe);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"kernel\",\"artifact\":"
 	    "\"%s\",\"entry\":\"spin_us\",\"args\":[{\"dtype\":\"int32\","
 	    "\"value\":300000}],\"measurement\":{\"repeat\":3},"
 	    "\"timeout\":30}]}",
 	    probe);
-	id = submit(json);
+	id = harness_job_submit(b.http, json);
 	wait_sql("SELECT count(*) FROM tasks WHERE state = 'running'", "1\n");
 	row = harness_sql(b.db, "SELECT b.name FROM tasks t JOIN boards b ON"
 				" b.id = t.board_id");
@@ -343,10 +281,10 @@ START_TEST(test_agent_killed_mid_task)
 	ck_assert_int_eq(kill(agents[victim], SIGKILL), 0);
 	(void)harness_reap(agents[victim], T_MS);
 	agents[victim] = 0;
-	job = wait_job(id);
+	job = harness_job_wait(b.http, id);
 	ck_assert_str_eq(outcome_of(job, 0), "ok");
-	ck_assert_int_eq(
-	    json_integer_value(json_object_get(task_of(job, 0), "attempts")),
+	ck_assert_int_eq(json_integer_value(json_object_get(
+			     harness_job_task(job, 0), "attempts")),
 	    2);
 	json_decref(job);
 	wait_sql("SELECT group_concat(outcome, ',') FROM (SELECT outcome FROM"
@@ -368,8 +306,8 @@ START_TEST(test_broker_killed_mid_job)
 
 	agent_up(0);
 	agent_up(1);
-	wait_idle(2);
-	upload("probe", probe);
+	harness_wait_idle(&b, 2);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "probe", probe);
 	json = malloc((size_t)n * 160 + 64);
 	p = json + sprintf(json, "{\"key\":\"cpu\",\"tasks\":[");
 	for (i = 0; i < n; i++)
@@ -378,14 +316,14 @@ START_TEST(test_broker_killed_mid_job)
 		    "\"entry\":\"noop\"}",
 		    i ? "," : "", probe);
 	(void)sprintf(p, "]}");
-	id = submit(json);
+	id = harness_job_submit(b.http, json);
 	free(json);
 	wait_sql("SELECT count(*) > 40 FROM tasks WHERE state = 'done'", "1\n");
 	ck_assert_int_eq(kill(b.pid, SIGKILL), 0);
 	(void)harness_reap(b.pid, T_MS);
 	(void)snprintf(b.listen, sizeof(b.listen), "%s", b.farm);
 	harness_broker_restart(&b, broker_extra);
-	job = wait_job(id);
+	job = harness_job_wait(b.http, id);
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(job, "state")), "done");
 	json_decref(job);

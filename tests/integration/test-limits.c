@@ -76,12 +76,6 @@ stop(void)
 }
 
 static void
-send_text(struct tvmpeer *p, const char *json)
-{
-	ck_assert_int_eq(tvmpeer_send_frame(p, json, strlen(json)), 0);
-}
-
-static void
 expect_closed(struct tvmpeer *p, const char *log_needle)
 {
 	ck_assert(harness_wait_closed(tvmpeer_fd(p), T_MS));
@@ -121,7 +115,7 @@ START_TEST(test_limit_json_depth)
 {
 	struct tvmpeer *p = peer();
 
-	send_text(p, "[5, {\"addr\": [null, 1], \"x\": [[[1]]]}]");
+	harness_send_text(p, "[5, {\"addr\": [null, 1], \"x\": [[[1]]]}]");
 	expect_closed(p, "JSON nested deeper than 4 levels");
 }
 END_TEST
@@ -130,7 +124,8 @@ START_TEST(test_limit_key_length)
 {
 	struct tvmpeer *p = peer();
 
-	send_text(p, "[4, \"k23456789abcdefgh\", \"\", 1]"); /* 17 bytes */
+	harness_send_text(
+	    p, "[4, \"k23456789abcdefgh\", \"\", 1]"); /* 17 bytes */
 	expect_closed(p, "REQUEST key: 17 bytes long, limit is 16");
 }
 END_TEST
@@ -139,9 +134,9 @@ START_TEST(test_limit_pending_requests)
 {
 	struct tvmpeer *p = peer();
 
-	send_text(p, "[4, \"k1x\", \"\", 1]");
-	send_text(p, "[4, \"k1x\", \"\", 1]");
-	send_text(p, "[4, \"k1x\", \"\", 1]");
+	harness_send_text(p, "[4, \"k1x\", \"\", 1]");
+	harness_send_text(p, "[4, \"k1x\", \"\", 1]");
+	harness_send_text(p, "[4, \"k1x\", \"\", 1]");
 	expect_closed(p, "limit max_pending=2");
 }
 END_TEST
@@ -151,10 +146,10 @@ START_TEST(test_limit_keys)
 	struct tvmpeer *p = peer(), *q = peer();
 
 	/* k1 exists; one more key is allowed, the third is not. */
-	send_text(p, "[4, \"k2\", \"\", 1]");
+	harness_send_text(p, "[4, \"k2\", \"\", 1]");
 	ck_assert_int_eq(tvmpeer_ping(p), 0);
 	ck_assert_int_eq(tvmpeer_recv_ok(p, T_MS, NULL), 0);
-	send_text(q, "[4, \"k3\", \"\", 1]");
+	harness_send_text(q, "[4, \"k3\", \"\", 1]");
 	expect_closed(q, "too many distinct keys (limit max_keys=2)");
 	tvmpeer_free(p);
 }
@@ -196,13 +191,13 @@ START_TEST(test_bad_json_and_types)
 {
 	struct tvmpeer *p = peer();
 
-	send_text(p, "[3, \"k1\", [9090");
+	harness_send_text(p, "[3, \"k1\", [9090");
 	expect_closed(p, "frame 1: invalid JSON");
 	p = peer();
-	send_text(p, "[3, \"k1\", [\"9090\", 5]]");
+	harness_send_text(p, "[3, \"k1\", [\"9090\", 5]]");
 	expect_closed(p, "PUT matchkey: expected a string");
 	p = peer();
-	send_text(p, "[99]");
+	harness_send_text(p, "[99]");
 	expect_closed(p, "unknown tracker code 99");
 }
 END_TEST

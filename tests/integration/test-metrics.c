@@ -24,7 +24,6 @@
 #include <jansson.h>
 
 #include "err.h"
-#include "frame.h"
 #include "harness.h"
 #include "tvmpeer.h"
 #include "tvmrpc.h"
@@ -571,45 +570,6 @@ put(struct tvmpeer *p, const char *matchkey)
 	ck_assert_msg(tvmpeer_recv_ok(p, T_MS, &err) == 0, "%s", err.msg);
 }
 
-static struct tvmrpc_client *
-client_open(const char *key, const char *timeout)
-{
-	struct tvmrpc_client_config cfg = {
-	    .tracker = b.farm,
-	    .key = key,
-	    .timeout = timeout,
-	    .io_timeout_ms = T_MS,
-	    .grant_timeout_ms = T_MS,
-	};
-	struct tvmrpc_client *cl = NULL;
-	struct npufarm_err err;
-
-	ck_assert_msg(tvmrpc_client_open(&cfg, &cl, &err) == 0, "%s", err.msg);
-	ck_assert_msg(tvmrpc_client_init(cl, T_MS, &err) == 0, "%s", err.msg);
-	return cl;
-}
-
-static void
-client_done(struct tvmrpc_client *cl)
-{
-	(void)tvmrpc_client_shutdown(cl);
-	tvmrpc_client_free(cl);
-}
-
-static uint64_t
-func(struct tvmrpc_client *cl, const char *name)
-{
-	struct tvmrpc_packet p;
-	struct tvmrpc_msg m;
-	struct npufarm_err err;
-
-	ck_assert_int_eq(tvmrpc_msg_get_global_func(&m, name), 0);
-	ck_assert_msg(
-	    tvmrpc_client_call(cl, &m, T_MS, &p, &err) == 0, "%s", err.msg);
-	ck_assert_int_eq(p.code, TVMRPC_RETURN);
-	return frame_get_le64(p.body + 8);
-}
-
 /* Call @fn(@arg); the reply's packet code. */
 static int32_t
 call(struct tvmrpc_client *cl, uint64_t fn, int64_t arg)
@@ -745,8 +705,8 @@ START_TEST(test_metrics_after_known_work)
 	bcfg.farm = b.farm;
 	ck_assert_msg(tvmrpc_board_start(&bcfg, &rb, &err) == 0, "%s", err.msg);
 	for (i = 0; i < 2; i++) {
-		cl = client_open("rly", "10");
-		client_done(cl);
+		cl = harness_tvm_open(b.farm, "rly", "10", T_MS);
+		harness_tvm_done(cl);
 	}
 	ck_assert_int_eq(tvmrpc_board_wait(rb, T_MS), 0);
 	ck_assert_int_eq(tvmrpc_board_stop(rb, &rep), 0);
@@ -759,16 +719,18 @@ START_TEST(test_metrics_after_known_work)
 	 * as its agent reported it, whatever the relay saw. */
 	agent_up();
 	agent_idle();
-	cl = client_open("rk3588", "10");
+	cl = harness_tvm_open(b.farm, "rk3588", "10", T_MS);
 	ck_assert_int_eq(
-	    call(cl, func(cl, "rpc.test.addone"), 41), TVMRPC_RETURN);
-	client_done(cl);
+	    call(cl, harness_tvm_func(cl, "rpc.test.addone", T_MS), 41),
+	    TVMRPC_RETURN);
+	harness_tvm_done(cl);
 	wait_reported("ok");
 	agent_idle();
-	cl = client_open("rk3588", "1");
+	cl = harness_tvm_open(b.farm, "rk3588", "1", T_MS);
 	ck_assert_int_eq(
-	    call(cl, func(cl, "npufarm.test.hang"), 0), TVMRPC_EXCEPTION);
-	client_done(cl);
+	    call(cl, harness_tvm_func(cl, "npufarm.test.hang", T_MS), 0),
+	    TVMRPC_EXCEPTION);
+	harness_tvm_done(cl);
 	wait_reported("timeout");
 	agent_idle();
 

@@ -39,73 +39,20 @@ broker_up(void)
 static void
 broker_down(void)
 {
-	int i;
-
-	for (i = 0; i < MAX_AGTS; i++)
-		if (agents[i] > 0) {
-			ck_assert_int_eq(harness_reap(agents[i], T_MS), 0);
-			agents[i] = 0;
-		}
-	ck_assert_int_eq(harness_broker_stop(&b), 0);
-	harness_broker_cleanup(&b);
+	harness_farm_stop(&b, agents, MAX_AGTS, T_MS);
 }
 
 /* Agent @i ("n@i", key cpu) with @extra flags (NULL-terminated). */
 static void
 agent_up(int i, const char *const *extra)
 {
-	const char *bin = getenv("NPUFARM_AGENT_BIN");
-	char name[32], work[320], log[320];
-	const char *argv[32] = {bin, "--broker", b.farm, "--key", "cpu",
-	    "--name", name, "--workdir", work, "-vv"};
-	int n = 10;
-
-	ck_assert_ptr_nonnull(bin);
-	while (extra != NULL && *extra != NULL && n < 30)
-		argv[n++] = *extra++;
-	argv[n] = NULL;
-	(void)snprintf(name, sizeof(name), "n%d", i);
-	(void)snprintf(work, sizeof(work), "%s/work-%d", b.dir, i);
-	(void)snprintf(log, sizeof(log), "%s/agent-%d.log", b.dir, i);
-	agents[i] = harness_spawn(bin, argv, log);
+	agents[i] = harness_agent_start(&b, "n", i, extra);
 }
 
 static void
 wait_sql(const char *sql, const char *want)
 {
 	harness_wait_sql(b.db, sql, want, 30000);
-}
-
-static void
-wait_idle(int n)
-{
-	char want[32];
-
-	(void)snprintf(want, sizeof(want), "%d\n", n);
-	wait_sql("SELECT count(*) FROM boards WHERE kind = 'agent' AND"
-		 " state = 'idle'",
-	    want);
-}
-
-/* Upload test kernel lib@name.so; its sha256 into @sha (65 bytes). */
-static void
-upload(const char *name, char *sha)
-{
-	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, name, sha);
-}
-
-/* POST the job @json; its id. */
-static long
-submit(const char *json)
-{
-	return harness_job_submit(b.http, json);
-}
-
-/* Follow job @id until it is over; GET it then. */
-static json_t *
-wait_job(long id)
-{
-	return harness_job_wait(b.http, id);
 }
 
 /* The whole file @path (to free). */
@@ -124,16 +71,11 @@ slurp(const char *path)
 	return buf;
 }
 
-static json_t *
-task_of(json_t *job, int idx)
-{
-	return json_array_get(json_object_get(job, "task_list"), (size_t)idx);
-}
-
 static const char *
 str_of(json_t *job, int idx, const char *key)
 {
-	return json_string_value(json_object_get(task_of(job, idx), key));
+	return json_string_value(
+	    json_object_get(harness_job_task(job, idx), key));
 }
 
 /* A job of @n tasks, each the kernel @sha with the default entry. */
@@ -152,7 +94,7 @@ submit_n(const char *sha, int n)
 		    "%s{\"runner\":\"kernel\",\"artifact\":\"%s\"}",
 		    i ? "," : "", sha);
 	(void)snprintf(json + off, len - off, "]}");
-	id = submit(json);
+	id = harness_job_submit(b.http, json);
 	free(json);
 	return id;
 }
@@ -170,15 +112,15 @@ START_TEST(test_crashing_candidates_leave_boards_idle)
 
 	for (i = 0; i < MAX_AGTS; i++)
 		agent_up(i, NULL);
-	wait_idle(MAX_AGTS);
-	upload("crash", crash);
-	job = wait_job(submit_n(crash, 20));
+	harness_wait_idle(&b, MAX_AGTS);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "crash", crash);
+	job = harness_job_wait(b.http, submit_n(crash, 20));
 	ck_assert_str_eq(
 	    json_string_value(json_object_get(job, "state")), "done");
 	for (i = 0; i < 20; i++)
 		ck_assert_str_eq(str_of(job, i, "outcome"), "crash");
 	json_decref(job);
-	wait_idle(MAX_AGTS);
+	harness_wait_idle(&b, MAX_AGTS);
 	wait_sql("SELECT count(*) FROM tasks WHERE outcome = 'crash'", "20\n");
 	row = harness_sql(b.db, "SELECT count(*) FROM events WHERE kind ="
 				" 'board_quarantined'");
@@ -219,9 +161,9 @@ START_TEST(test_probe_failure_quarantines_until_it_passes)
 	ck_assert_int_eq(setenv("NPUFARM_TEST_PROBE_FAIL", flag, 1), 0);
 	agent_up(0, extra);
 	ck_assert_int_eq(unsetenv("NPUFARM_TEST_PROBE_FAIL"), 0);
-	wait_idle(1);
-	upload("crash", crash);
-	job = wait_job(submit_n(crash, 2));
+	harness_wait_idle(&b, 1);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "crash", crash);
+	job = harness_job_wait(b.http, submit_n(crash, 2));
 	json_decref(job);
 	wait_sql(
 	    "SELECT state FROM boards WHERE kind = 'agent'", "quarantined\n");
@@ -234,16 +176,11 @@ START_TEST(test_probe_failure_quarantines_until_it_passes)
 	free(row);
 	/* Repaired: the next probe passes and the board is back. */
 	ck_assert_int_eq(unlink(flag), 0);
-	wait_idle(1);
+	harness_wait_idle(&b, 1);
 	wait_sql("SELECT count(*) FROM events WHERE kind = 'board_quarantined'",
 	    "1\n");
 }
 END_TEST
-
-#define MATMUL_ARGS                                                          \
-	"\"args\":[{\"dtype\":\"float32\",\"shape\":[64,64],"                \
-	"\"fill\":{\"random\":1}},{\"dtype\":\"float32\",\"shape\":[64,64]," \
-	"\"fill\":{\"random\":2}},{\"dtype\":\"float32\",\"shape\":[64,64]}]"
 
 /*
  * A check against a reference: the correct candidate is ok, the fast one
@@ -257,20 +194,21 @@ START_TEST(test_wrong_answer_caught)
 	json_t *job;
 
 	agent_up(0, NULL);
-	wait_idle(1);
-	upload("matmul_t8", ref);
-	upload("matmul_t16", good);
-	upload("wrong", bad);
+	harness_wait_idle(&b, 1);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t8", ref);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t16", good);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "wrong", bad);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"tasks\":["
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
-	    "\"name\":\"good\"," MATMUL_ARGS ",\"check\":{\"ref\":\"%s\"}},"
+	    "\"name\":\"good\"," HARNESS_MATMUL_ARGS
+	    ",\"check\":{\"ref\":\"%s\"}},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
-	    "\"name\":\"fast\"," MATMUL_ARGS
+	    "\"name\":\"fast\"," HARNESS_MATMUL_ARGS
 	    ",\"check\":{\"ref\":\"%s\",\"entry\":\"matmul\",\"rtol\":1e-4,"
 	    "\"outputs\":[2]}}]}",
 	    good, ref, bad, ref);
-	job = wait_job(submit(json));
+	job = harness_job_wait(b.http, harness_job_submit(b.http, json));
 	ck_assert_str_eq(str_of(job, 0, "outcome"), "ok");
 	ck_assert_str_eq(str_of(job, 1, "outcome"), "wrong");
 	d = str_of(job, 1, "detail");
@@ -280,13 +218,14 @@ START_TEST(test_wrong_answer_caught)
 			  strstr(d, "4032 of 4096 values differ") != NULL,
 	    "%s", d ? d : "(null)");
 	ck_assert_int_eq(
-	    json_array_size(json_object_get(task_of(job, 1), "costs")), 0);
+	    json_array_size(json_object_get(harness_job_task(job, 1), "costs")),
+	    0);
 	json_decref(job);
 	wait_sql("SELECT group_concat(outcome, ',') FROM (SELECT outcome"
 		 " FROM tasks ORDER BY idx)",
 	    "ok,wrong\n");
 	/* A wrong answer is the candidate's: the board stays in service. */
-	wait_idle(1);
+	harness_wait_idle(&b, 1);
 	row = harness_http_get(b.http, "/metrics", &status);
 	ck_assert_int_eq(status, 200);
 	ck_assert_msg(strstr(row, "outcome=\"wrong\"} 1") != NULL, "%s", row);
@@ -300,10 +239,10 @@ START_TEST(test_check_validation)
 	char good[65], json[1024], *body;
 	int status;
 
-	upload("matmul_t16", good);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t16", good);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"tasks\":[{\"runner\":\"kernel\","
-	    "\"artifact\":\"%s\"," MATMUL_ARGS
+	    "\"artifact\":\"%s\"," HARNESS_MATMUL_ARGS
 	    ",\"check\":{\"ref\":\"%064d\"}}]}",
 	    good, 7);
 	body = harness_http_body(
@@ -374,13 +313,13 @@ START_TEST(test_views_of_native_work)
 	int status;
 
 	agent_up(0, NULL);
-	wait_idle(1);
-	upload("hang", hang);
+	harness_wait_idle(&b, 1);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "hang", hang);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"user\":\"alice\",\"tasks\":[{\"runner\":"
 	    "\"kernel\",\"artifact\":\"%s\",\"timeout\":60}]}",
 	    hang);
-	running = submit(json);
+	running = harness_job_submit(b.http, json);
 	wait_sql("SELECT state FROM tasks WHERE job_id = (SELECT max(id) FROM"
 		 " jobs)",
 	    "running\n");
@@ -389,7 +328,7 @@ START_TEST(test_views_of_native_work)
 	    "\"queue_timeout\":600,\"tasks\":[{\"runner\":\"kernel\","
 	    "\"artifact\":\"%s\",\"name\":\"second\"}]}",
 	    hang);
-	waiting = submit(json);
+	waiting = harness_job_submit(b.http, json);
 
 	v = get_json("/v1/queue");
 	q = json_array_get(json_object_get(v, "queues"), 0);
@@ -466,7 +405,7 @@ START_TEST(test_cli_check_ref_and_best_per_problem)
 
 	agent_up(0, NULL);
 	agent_up(1, NULL);
-	wait_idle(2);
+	harness_wait_idle(&b, 2);
 	(void)snprintf(args, sizeof(args),
 	    "submit --key cpu --kernel %s/libmatmul_t16.so --kernel "
 	    "%s/libwrong.so --entry matmul --sweep n=32,64 --arg "
@@ -513,8 +452,8 @@ START_TEST(test_job_for_unknown_key)
 	ck_assert_int_eq(harness_broker_stop(&b), 0);
 	harness_broker_restart(&b, extra);
 	agent_up(0, NULL);
-	wait_idle(1);
-	upload("crash", crash);
+	harness_wait_idle(&b, 1);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "crash", crash);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpux\",\"tasks\":[{\"runner\":\"kernel\","
 	    "\"artifact\":\"%s\"},{\"runner\":\"kernel\",\"artifact\":"
@@ -529,7 +468,8 @@ START_TEST(test_job_for_unknown_key)
 			  strstr(d, "fails in 1 s") &&
 			  strstr(d, "keys with boards: 'cpu'"),
 	    "%s", body);
-	job = wait_job((long)json_integer_value(json_object_get(v, "id")));
+	job = harness_job_wait(
+	    b.http, (long)json_integer_value(json_object_get(v, "id")));
 	json_decref(v);
 	free(body);
 	ck_assert_str_eq(str_of(job, 0, "outcome"), "rejected");
@@ -553,7 +493,7 @@ START_TEST(test_drain_reason_recorded)
 	char *out, *row;
 
 	agent_up(0, NULL);
-	wait_idle(1);
+	harness_wait_idle(&b, 1);
 	ck_assert_int_eq(setenv("USER", "carol", 1), 0);
 	out = cli("drain --reason 'fan replaced' n0");
 	ck_assert_msg(strstr(out, "drained") != NULL &&
@@ -566,7 +506,7 @@ START_TEST(test_drain_reason_recorded)
 			  strstr(out, "offline now") == NULL,
 	    "%s", out);
 	free(out);
-	wait_idle(1);
+	harness_wait_idle(&b, 1);
 	/* An undrain that changes no mark (as for a quarantined board) used
 	 * to call the connected board offline. */
 	out = cli("undrain n0");
@@ -599,24 +539,27 @@ START_TEST(test_ledger_docs_queries_run)
 	int n = 0;
 
 	agent_up(0, NULL);
-	wait_idle(1);
-	upload("matmul_t8", ref);
-	upload("matmul_t16", good);
-	upload("wrong", bad);
-	upload("crash", crash);
+	harness_wait_idle(&b, 1);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t8", ref);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t16", good);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "wrong", bad);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "crash", crash);
 	(void)snprintf(json, sizeof(json),
 	    "{\"key\":\"cpu\",\"tasks\":["
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
-	    "\"name\":\"t16\"," MATMUL_ARGS ",\"measurement\":{\"repeat\":3},"
+	    "\"name\":\"t16\"," HARNESS_MATMUL_ARGS
+	    ",\"measurement\":{\"repeat\":3},"
 	    "\"check\":{\"ref\":\"%s\"}},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
-	    "\"name\":\"t8\"," MATMUL_ARGS ",\"measurement\":{\"repeat\":3}},"
+	    "\"name\":\"t8\"," HARNESS_MATMUL_ARGS
+	    ",\"measurement\":{\"repeat\":3}},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\",\"entry\":\"matmul\","
-	    "\"name\":\"fast\"," MATMUL_ARGS ",\"check\":{\"ref\":\"%s\"}},"
+	    "\"name\":\"fast\"," HARNESS_MATMUL_ARGS
+	    ",\"check\":{\"ref\":\"%s\"}},"
 	    "{\"runner\":\"kernel\",\"artifact\":\"%s\"}]}",
 	    good, ref, ref, bad, ref, crash);
-	json_decref(wait_job(submit(json)));
-	wait_idle(1);
+	json_decref(harness_job_wait(b.http, harness_job_submit(b.http, json)));
+	harness_wait_idle(&b, 1);
 	doc = slurp(NPUFARM_SOURCE_ROOT "/docs/ledger.md");
 	for (p = strstr(doc, "```sql\n"); p != NULL;
 	     p = strstr(q + 3, "```sql\n")) {
@@ -674,7 +617,7 @@ START_TEST(test_second_broker_refused)
 
 	ck_assert_ptr_nonnull(bin);
 	agent_up(0, NULL);
-	wait_idle(1);
+	harness_wait_idle(&b, 1);
 	(void)snprintf(log, sizeof(log), "%s/second-broker.log", b.dir);
 	pid = harness_spawn(bin, argv, log);
 	for (i = 0; i < 1000 && waitpid(pid, &status, WNOHANG) != pid; i++)
@@ -716,7 +659,7 @@ START_TEST(test_tags_kept_shown_and_obeyed)
 
 	agent_up(0, rack_a);
 	agent_up(1, rack_b);
-	wait_idle(2);
+	harness_wait_idle(&b, 2);
 	row = harness_sql(b.db, "SELECT name, tags FROM boards WHERE kind ="
 				" 'agent' ORDER BY name");
 	ck_assert_str_eq(row, "n0|{\"rack\":\"A\"}\nn1|{\"rack\":\"B\"}\n");
@@ -730,14 +673,14 @@ START_TEST(test_tags_kept_shown_and_obeyed)
 			  strstr(out, "\"rack\": \"B\"") == NULL,
 	    "%s", out);
 	free(out);
-	upload("matmul_t16", mm);
+	harness_put_kernel(b.http, NPUFARM_TEST_KERNELS, "matmul_t16", mm);
 	(void)snprintf(args, sizeof(args),
 	    "submit --key cpu --tag rack=B --kernel %s/libmatmul_t16.so "
 	    "--entry matmul --sweep n=8,16,24,32 --arg float32:{n}x{n} --arg "
 	    "float32:{n}x{n} --arg float32:{n}x{n}",
 	    NPUFARM_TEST_KERNELS);
 	out = cli(args);
-	job = wait_job(strtol(out, NULL, 10));
+	job = harness_job_wait(b.http, strtol(out, NULL, 10));
 	free(out);
 	for (i = 0; i < 4; i++) {
 		ck_assert_str_eq(str_of(job, i, "outcome"), "ok");

@@ -238,9 +238,11 @@ static struct auth *
 build(struct broker_config *c, int expect, const char *msg)
 {
 	struct npufarm_err err = {0};
+	struct auth_config view;
 	struct auth *a = NULL;
 
-	ck_assert_int_eq(auth_new(c, &a, &err), expect);
+	broker_config_auth(c, &view);
+	ck_assert_int_eq(auth_new(&view, &a, &err), expect);
 	if (msg != NULL)
 		ck_assert_msg(
 		    strstr(err.msg, msg) != NULL, "got '%s'", err.msg);
@@ -271,6 +273,30 @@ START_TEST(test_auth_default_allows_loopback_only)
 	ck_assert(!auth_peer_allowed(a, "127.0.0.1"));
 	auth_free(a);
 	broker_config_deinit(&c);
+}
+END_TEST
+
+/* The rules need no broker configuration: plain data builds them. */
+START_TEST(test_auth_from_plain_data)
+{
+	static const char *const allow[] = {"192.168.0.0/16", "::1"};
+	struct auth_config ac = {.allow = allow, .nallow = 2};
+	struct npufarm_err err = {0};
+	struct auth *a = NULL;
+	char why[128];
+
+	ck_assert_int_eq(auth_new(&ac, &a, &err), 0);
+	ck_assert(auth_peer_allowed(a, "192.168.7.8"));
+	ck_assert(auth_peer_allowed(a, "::1"));
+	ck_assert(!auth_peer_allowed(a, "127.0.0.1"));
+	/* No agent token file: agents need none. */
+	ck_assert_int_eq(auth_agent(a, NULL, why, sizeof(why)), 0);
+	auth_free(a);
+
+	ac.nallow = 0; /* none given: loopback only */
+	ac.agent_token_file = "/nonexistent/agent.token";
+	ck_assert_int_eq(auth_new(&ac, &a, &err), -ENOENT);
+	ck_assert_ptr_nonnull(strstr(err.msg, "agent_token_file: "));
 }
 END_TEST
 
@@ -505,6 +531,7 @@ main(void)
 	tc = tcase_create("auth");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_auth_default_allows_loopback_only);
+	tcase_add_test(tc, test_auth_from_plain_data);
 	tcase_add_test(tc, test_auth_config_errors);
 	tcase_add_test(tc, test_auth_agent_token);
 	tcase_add_test(tc, test_auth_route_scope);

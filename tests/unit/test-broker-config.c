@@ -10,6 +10,7 @@
 
 #include <check.h>
 
+#include "auth.h"
 #include "broker_config.h"
 #include "err.h"
 #include "harness.h"
@@ -105,6 +106,44 @@ START_TEST(test_config_errors_say_what_and_where)
 }
 END_TEST
 
+/*
+ * The access rules are built from a view of the configuration: plain
+ * data, borrowed.  Checking the rest of the configuration reads no token
+ * file: whoever builds the rules (auth_new()) does.
+ */
+START_TEST(test_config_auth_view)
+{
+	struct broker_config c;
+	struct auth_config v;
+	struct npufarm_err err;
+
+	broker_config_defaults(&c);
+	broker_config_auth(&c, &v);
+	ck_assert_uint_eq(v.nallow, 0);
+	ck_assert_ptr_null(v.agent_token_file);
+	ck_assert_ptr_null(v.api_token_file);
+	ck_assert_ptr_null(v.admin_token_file);
+	ck_assert_int_eq(broker_config_add_allow(&c, "10.0.0.0/8", &err), 0);
+	ck_assert_int_eq(broker_config_add_allow(&c, "::1", &err), 0);
+	ck_assert_int_eq(broker_config_set(&c, "agent_token_file",
+			     "/nonexistent/agent.token", &err),
+	    0);
+	ck_assert_int_eq(
+	    broker_config_set(&c, "admin_token_file", "/a.token", &err), 0);
+	ck_assert_int_eq(broker_config_set(&c, "db", "x.db", &err), 0);
+	broker_config_auth(&c, &v);
+	ck_assert_uint_eq(v.nallow, 2);
+	ck_assert_str_eq(v.allow[0], "10.0.0.0/8");
+	ck_assert_str_eq(v.allow[1], "::1");
+	ck_assert_ptr_eq(v.agent_token_file, c.agent_token_file);
+	ck_assert_str_eq(v.agent_token_file, "/nonexistent/agent.token");
+	ck_assert_ptr_null(v.api_token_file);
+	ck_assert_str_eq(v.admin_token_file, "/a.token");
+	ck_assert_int_eq(broker_config_check(&c, &err), 0);
+	broker_config_deinit(&c);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -114,6 +153,7 @@ main(void)
 	tcase_add_test(tc, test_config_defaults_are_safe);
 	tcase_add_test(tc, test_config_file_then_flags);
 	tcase_add_test(tc, test_config_errors_say_what_and_where);
+	tcase_add_test(tc, test_config_auth_view);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
