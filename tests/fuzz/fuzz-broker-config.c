@@ -2,7 +2,8 @@
 /*
  * The broker's configuration: the input as a --config JSON file
  * (broker_config_load_file()), and the same input's lines as NAME=VALUE
- * flags (broker_config_set()), each followed by broker_config_check().
+ * flags (broker_config_set()), each followed by broker_config_check() and,
+ * when it passes, the access rules built from it (auth_new()).
  */
 #include "config.h"
 
@@ -13,10 +14,25 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "auth.h"
 #include "broker_config.h"
 #include "err.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+/* A configuration that checks also builds its access rules, as main.c does. */
+static void
+check(struct broker_config *c, struct npufarm_err *err)
+{
+	struct auth_config view;
+	struct auth *a = NULL;
+
+	if (broker_config_check(c, err) < 0)
+		return;
+	broker_config_auth(c, &view);
+	if (auth_new(&view, &a, err) == 0)
+		auth_free(a);
+}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -38,7 +54,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	(void)fclose(f);
 	broker_config_defaults(&c);
 	if (broker_config_load_file(&c, path, &err) == 0)
-		(void)broker_config_check(&c, &err);
+		check(&c, &err);
 	broker_config_deinit(&c);
 	(void)unlink(path);
 
@@ -62,7 +78,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		else
 			(void)broker_config_set(&c, line, eq + 1, &err);
 	}
-	(void)broker_config_check(&c, &err);
+	check(&c, &err);
 	broker_config_deinit(&c);
 	free(copy);
 	return 0;
