@@ -143,7 +143,7 @@ guess_wrong(struct conn *c)
 	if (g->fails <= AGENT_GUESSES_FREE)
 		return;
 	c->quiet_close = true;
-	conn_refusal(c->srv,
+	conn_refusal(c->set,
 	    "agent hello from %s with a wrong or missing token (%u in a "
 	    "row); its hellos wait",
 	    c->peer, g->fails);
@@ -163,7 +163,7 @@ guess_waiting(struct conn *c, char *msg, size_t len)
 	    "for %.1f s more",
 	    g->fails, c->peer_host, (double)(g->until_us - now) / 1e6);
 	c->quiet_close = true;
-	conn_refusal(c->srv, "%s", msg);
+	conn_refusal(c->set, "%s", msg);
 	return true;
 }
 
@@ -499,12 +499,44 @@ dispatch(struct agent *a, json_t *root)
 	refuse(a->conn, "unknown-type", "client", msg);
 }
 
-/* Attach agent state to @c after its magic.  0 or -ENOMEM. */
+static void agent_link_read(struct conn *c);
+static void agent_link_closed(struct conn *c);
+
+static void
+agent_read_cb(struct conn *c)
+{
+	if (c->state != CONN_CLOSING && c->owner != NULL)
+		agent_link_read(c);
+}
+
+/* The link goes: the boards it registered, then the agent. */
+static void
+agent_gone_cb(struct conn *c)
+{
+	tracker_conn_closed(c);
+	agent_link_closed(c);
+}
+
+/* An agent link; c->owner is its struct agent. */
+static const struct conn_ops agent_ops = {
+    .read = agent_read_cb,
+    .closing = agent_gone_cb,
+    .closed = agent_gone_cb,
+    .hello = "no agent hello welcomed",
+    .flags = CONN_OPS_FRAMED,
+};
+
+/*
+ * The listener read the agent magic on @c (listener_start_fn; @arg is the
+ * broker): attach agent state to @c; its handshake lasts until its hello
+ * is welcomed.  0 or -ENOMEM.
+ */
 int
-agent_link_start(struct conn *c)
+agent_link_start(struct conn *c, void *arg)
 {
 	struct agent *a;
 
+	c->srv = arg;
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return -ENOMEM;
@@ -516,7 +548,7 @@ agent_link_start(struct conn *c)
 		return -ENOMEM;
 	}
 	TAILQ_INSERT_TAIL(&c->srv->agents, a, link);
-	c->agent = a;
+	conn_set_ops(c, &agent_ops, a);
 	rearm(a);
 	return 0;
 }
@@ -526,12 +558,12 @@ agent_link_start(struct conn *c)
  * violation closes the link with a reason, answered first with an error
  * frame where the peer can still use one.
  */
-void
+static void
 agent_link_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	const struct broker_config *cfg = c->srv->cfg;
-	struct agent *a = c->agent;
+	struct agent *a = c->owner;
 	struct npufarm_err err;
 	const char *body;
 	json_t *root;
@@ -579,10 +611,10 @@ agent_link_read(struct conn *c)
 }
 
 /* The link is gone: its board goes offline.  Idempotent; frees c->agent. */
-void
+static void
 agent_link_closed(struct conn *c)
 {
-	struct agent *a = c->agent;
+	struct agent *a = c->owner;
 	struct server *srv = c->srv;
 	struct npufarm_err err;
 	const char *why =
@@ -608,7 +640,7 @@ agent_link_closed(struct conn *c)
 	free(a->name);
 	free(a->key);
 	free(a);
-	c->agent = NULL;
+	c->owner = NULL;
 }
 
 /* The welcomed agent named @name, or NULL. */

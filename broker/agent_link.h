@@ -18,10 +18,8 @@ struct server;
 
 typedef void agent_link_fn(int64_t board_id, int64_t heard_us, void *arg);
 
-int agent_link_start(struct conn *c);
+int agent_link_start(struct conn *c, void *arg);
 void agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg);
-void agent_link_read(struct conn *c);
-void agent_link_closed(struct conn *c);
 struct agent *agent_link_find(struct server *srv, const char *name);
 bool agent_link_from(struct server *srv, const char *name, const char *host);
 void agent_link_committed(struct server *srv);

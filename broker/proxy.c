@@ -123,25 +123,57 @@ out:
 	free(key);
 }
 
+static void proxy_conn_read(struct conn *c);
+
+/*
+ * An RPC connection until it is paired: a board waiting in the queues (it
+ * may carry tracker state: the board it registered, or whose agent data
+ * connection it is), or a client on its way to a board.
+ */
+static const struct conn_ops proxy_ops = {
+    .read = proxy_conn_read,
+    .closing = tracker_conn_closed,
+    .closed = tracker_conn_closed,
+    .hello = "no complete RPC hello",
+    .flags = CONN_OPS_QUICKACK,
+};
+
 /*
  * Bytes on an RPC connection that is not relayed yet: the hello, or a
  * protocol violation by a peer that should be waiting for its pair-up.
  */
-void
+static void
 proxy_conn_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	if (c->state == CONN_CLOSING)
+		return;
 	if (c->state == CONN_HANDSHAKE) {
 		hello(c);
-		if (c->relay != NULL) {
-			relay_read(c); /* bytes that came with the hello */
+		if (c->ops != &proxy_ops) {
+			/* Paired at once: the relay's, with the bytes that
+			 * came with the hello. */
+			c->ops->read(c);
 			return;
 		}
 		if (c->state != CONN_READY)
 			return;
 	}
-	if (c->relay == NULL && evbuffer_get_length(in) > 0)
+	if (evbuffer_get_length(in) > 0)
 		conn_close(c, "sent %zu bytes before being paired",
 		    evbuffer_get_length(in));
+}
+
+/*
+ * The listener read the RPC magic on @c (listener_start_fn; @arg is the
+ * broker): the hello continues with its key, under the handshake
+ * deadline.  Always 0.
+ */
+int
+proxy_conn_start(struct conn *c, void *arg)
+{
+	c->srv = arg;
+	conn_set_ops(c, &proxy_ops, NULL);
+	return 0;
 }

@@ -65,10 +65,17 @@ enum relay_board {
 	RELAY_DIALED, /* a TVM server registered by PUT; we dialled it */
 };
 
+/* Who had a connection before the relay took it over. */
+struct relay_prev {
+	const struct conn_ops *ops; /* NULL: nobody (a board we dialled) */
+	void *owner;
+};
+
 struct relay {
-	struct server *srv;   /* borrowed */
-	struct conn *client;  /* borrowed; NULL once freed */
-	struct conn *board;   /* borrowed; NULL once handed back */
+	struct server *srv;  /* borrowed */
+	struct conn *client; /* borrowed; NULL once freed */
+	struct conn *board;  /* borrowed; NULL once handed back */
+	struct relay_prev client_prev, board_prev;
 	struct rpc_relay *rr; /* the session; NULL while dialling */
 	enum relay_board kind;
 	bool lingering;      /* session over; board bytes are discarded */
@@ -78,6 +85,69 @@ struct relay {
 	int64_t lease_id;
 	int64_t board_id;
 };
+
+static void relay_read(struct conn *c);
+static void relay_drained(struct conn *c);
+static void relay_event(struct conn *c, short what);
+static void relay_conn_gone(struct conn *c);
+
+/*
+ * What the connection had before: its protocol state (a board's tracker
+ * registration, say) is still torn down by its own ops.
+ */
+static void
+relay_closing(struct conn *c)
+{
+	struct relay *r = c->owner;
+	const struct relay_prev *p =
+	    c == r->board ? &r->board_prev : &r->client_prev;
+
+	if (p->ops != NULL && p->ops->closing != NULL)
+		p->ops->closing(c);
+}
+
+static void
+relay_closed(struct conn *c)
+{
+	struct relay *r = c->owner;
+	/* The board is told by r->board, which stays set until it is
+	 * given back; the client's may be cleared before it is freed. */
+	struct relay_prev p = c == r->board ? r->board_prev : r->client_prev;
+
+	relay_conn_gone(c); /* may free r */
+	conn_set_ops(c, p.ops, p.owner);
+	if (c->ops->closed != NULL)
+		c->ops->closed(c);
+}
+
+/* A connection relayed (or being dialled) by the struct relay c->owner. */
+static const struct conn_ops relay_conn_ops = {
+    .read = relay_read,
+    .drained = relay_drained,
+    .event = relay_event,
+    .closing = relay_closing,
+    .closed = relay_closed,
+    .hello = "no complete RPC hello",
+};
+
+/* Relay @r takes @c over, remembering its previous owner in @prev. */
+static void
+relay_take(struct relay *r, struct conn *c, struct relay_prev *prev)
+{
+	prev->ops = c->ops;
+	prev->owner = c->owner;
+	conn_set_ops(c, &relay_conn_ops, r);
+}
+
+/* Hand @c back to the owner it had before relay @r took it. */
+static void
+relay_give_back(struct relay *r, struct conn *c)
+{
+	const struct relay_prev *p =
+	    c == r->board ? &r->board_prev : &r->client_prev;
+
+	conn_set_ops(c, p->ops, p->owner);
+}
 
 static struct conn *
 side_conn(struct relay *r, enum rpc_relay_side side)
@@ -169,8 +239,8 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 		tracker_proxy_session_end(board, &sess);
 	if (end->outcome == NPUFARM_OUTCOME_TIMEOUT && board_linger(r))
 		return;
+	relay_give_back(r, board);
 	r->board = NULL;
-	board->relay = NULL;
 	conn_close(board, "session ended: %s", sess.outcome);
 }
 
@@ -347,8 +417,8 @@ relay_start(struct conn *client, struct conn *board, const char *board_key,
 		conn_close(board, "out of memory pairing");
 		return;
 	}
-	client->relay = r;
-	board->relay = r;
+	relay_take(r, client, &r->client_prev);
+	relay_take(r, board, &r->board_prev);
 	(void)relay_pair(r, board_key);
 }
 
@@ -484,7 +554,7 @@ relay_dial(struct conn *client, const char *host, long port,
 		relay_refuse(client, "out of memory dialling the board");
 		return;
 	}
-	client->relay = r;
+	relay_take(r, client, &r->client_prev);
 	if (client->rpc_timeout > 0)
 		res = asprintf(&r->hello, "client:%s -timeout=%.0f",
 		    board_match, ceil(client->rpc_timeout) + 1);
@@ -508,7 +578,8 @@ relay_dial(struct conn *client, const char *host, long port,
 		dial_failed(r, why, true);
 		return;
 	}
-	r->board = conn_dial(srv, ai->ai_addr, (int)ai->ai_addrlen, r);
+	r->board = conn_dial(
+	    client->set, ai->ai_addr, (int)ai->ai_addrlen, &relay_conn_ops, r);
 	evutil_freeaddrinfo(ai);
 	if (r->board == NULL) {
 		(void)snprintf(why, sizeof(why), "cannot connect to %s:%ld: %s",
@@ -516,16 +587,17 @@ relay_dial(struct conn *client, const char *host, long port,
 		dial_failed(r, why, true);
 		return;
 	}
+	r->board->srv = srv;
 	(void)evtimer_add(r->timer, &tv);
 	log_info("relay: %s dialling registered board %s for lease %lld",
 	    client->peer, r->board->peer, (long long)lease_id);
 }
 
 /* Bytes arrived on relayed connection @c. */
-void
+static void
 relay_read(struct conn *c)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
 	if (c == r->board && r->lingering) {
@@ -546,10 +618,10 @@ relay_read(struct conn *c)
  * @c's output drained: resume reading its peer if backpressure had
  * stopped it.
  */
-void
+static void
 relay_drained(struct conn *c)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 
 	if (r->rr == NULL || (c == r->board && r->lingering))
 		return;
@@ -596,10 +668,10 @@ agent_eof(struct relay *r, const char *how)
  * for the session, then free @c (the caller returns at once).  A board the
  * broker dials reports its connect here too: @c stays.
  */
-void
+static void
 relay_event(struct conn *c, short what)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 	char how[160];
 
 	if (c == r->board && r->rr == NULL) {
@@ -650,14 +722,14 @@ relay_event(struct conn *c, short what)
 }
 
 /* @c is being freed: forget it, and free the relay with its last side. */
-void
+static void
 relay_conn_gone(struct conn *c)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 
 	if (r == NULL)
 		return;
-	c->relay = NULL;
+	c->owner = NULL;
 	if (c == r->client) {
 		r->client = NULL;
 		if (r->rr != NULL)

@@ -18,7 +18,3 @@ void relay_start(struct conn *client, struct conn *board, const char *board_key,
 void relay_dial(struct conn *client, const char *host, long port,
     const char *board_match, int64_t lease_id, int64_t board_id);
 void relay_refuse(struct conn *c, const char *why);
-void relay_read(struct conn *c);
-void relay_drained(struct conn *c);
-void relay_event(struct conn *c, short what);
-void relay_conn_gone(struct conn *c);

@@ -17,11 +17,12 @@
 struct auth;
 struct board;
 struct conn;
+struct conn_set;
 struct event;
 struct event_base;
-struct evconnlistener;
 struct http_api;
 struct ledger;
+struct listener;
 struct metrics;
 struct jobs_parse;
 struct npufarm_err;
@@ -41,9 +42,8 @@ struct server_guess {
 struct server {
 	struct event_base *base;
 	const struct broker_config *cfg; /* borrowed, outlives the server */
-	struct evconnlistener *listeners[BROKER_MAX_LISTEN];
-	char farm_addrs[BROKER_MAX_LISTEN][NETADDR_STRLEN];
-	size_t nlisteners;
+	struct conn_set *cset;     /* the farm port's connections, owned */
+	struct listener *listener; /* the farm port, owned */
 	struct http_api *http;
 	struct ledger *ledger;
 	struct sched *sched;
@@ -54,18 +54,10 @@ struct server {
 	struct jobs_parse *jobs_parse; /* POST /v1/jobs off the loop, owned */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_ev;     /* commits the ledger once per iteration */
-	struct event *accept_ev;    /* resumes accepting after EMFILE */
 	struct event *board_ev;     /* writes changed board states */
 	struct event *committed_ev; /* the ledger committed: send acks */
-	TAILQ_HEAD(, conn) conns;
 	TAILQ_HEAD(, agent) agents; /* agent links, see agent_link.c */
-	size_t nconns;
-	size_t max_conns; /* max_connections, resolved against RLIMIT_NOFILE */
-	size_t unauth_bytes; /* buffered from handshaking peers (conn.c) */
-	time_t refuse_log;   /* conn.c: refusals logged at most 1/s */
-	unsigned long refuse_quiet;
 	struct server_guess guesses[SERVER_GUESS_SLOTS];
-	uint64_t next_conn_id;
 	TAILQ_HEAD(, board) dirty_boards;   /* state changes not yet written */
 	const struct timeval *tv_handshake; /* common timeouts */
 	const struct timeval *tv_request;

@@ -863,7 +863,7 @@ summary_build(struct server *srv, struct evbuffer *body)
 	if (r >= 0)
 		r = evbuffer_add_printf(body, "}, \"server_info\": [");
 	sep = "";
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &srv->cset->conns, link) {
 		if (r < 0)
 			break;
 		if (c->tracker == NULL || !c->tracker->is_server)
@@ -963,17 +963,40 @@ tracker_conn_get(struct conn *c)
 	return tc;
 }
 
-/* Attach tracker state to @c and echo its magic.  0 or -ENOMEM. */
+static void
+tracker_read_cb(struct conn *c)
+{
+	if (c->state == CONN_READY)
+		tracker_conn_read(c);
+}
+
+/* A tracker session's connection. */
+static const struct conn_ops tracker_ops = {
+    .read = tracker_read_cb,
+    .closing = tracker_conn_closed,
+    .closed = tracker_conn_closed,
+    .hello = "no protocol magic",
+    .flags = CONN_OPS_FRAMED | CONN_OPS_QUICKACK,
+};
+
+/*
+ * The listener read the tracker magic on @c (listener_start_fn; @arg is
+ * the broker): attach tracker state to @c, echo the magic and end the
+ * handshake.  0 or -ENOMEM.
+ */
 int
-tracker_conn_start(struct conn *c)
+tracker_conn_start(struct conn *c, void *arg)
 {
 	unsigned char magic[4];
 
+	c->srv = arg;
+	conn_set_ops(c, &tracker_ops, NULL);
 	if (tracker_conn_get(c) == NULL)
 		return -ENOMEM;
 	frame_put_le32(magic, NPUFARM_TVM_TRACKER_MAGIC);
 	if (bufferevent_write(c->bev, magic, sizeof(magic)) < 0)
 		return -ENOMEM;
+	conn_ready(c);
 	return 0;
 }
 
@@ -1078,7 +1101,7 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 	struct board *b;
 	struct slot *s;
 
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &srv->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1495,7 +1518,7 @@ lease_find(struct server *srv, int64_t board_id, int64_t lease_id,
 	struct lease *l;
 	struct conn *c;
 
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &srv->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1664,7 +1687,7 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 	struct slot *s;
 	int n = 0;
 
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &srv->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {

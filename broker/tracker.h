@@ -61,7 +61,7 @@ typedef void tracker_board_fn(const struct tracker_board_info *b, void *arg);
 typedef void tracker_request_fn(
     const struct tracker_request_info *r, void *arg);
 
-int tracker_conn_start(struct conn *c);
+int tracker_conn_start(struct conn *c, void *arg);
 void tracker_conn_read(struct conn *c);
 void tracker_conn_closed(struct conn *c);
 int tracker_flush_boards(struct server *srv);
