@@ -48,7 +48,6 @@
 #include "metrics.h"
 #include "rpc_relay.h"
 #include "server.h"
-#include "tracker.h"
 #include "tvm_rpc.h"
 
 /* Bytes one deferred write may take (see relay_start()). */
@@ -82,6 +81,8 @@ struct relay {
 	bool failed;         /* dialling failed, and was recorded */
 	struct event *timer; /* the dial's deadline, then the board's grace */
 	char *hello;         /* RELAY_DIALED: the key we present, owned */
+	const struct relay_end *end; /* how the board side reports */
+	void *end_arg;               /* ... and its argument, borrowed */
 	int64_t lease_id;
 	int64_t board_id;
 };
@@ -229,14 +230,7 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 		return;
 	log_info("relay: session with %s ended %s (RPC dialect %s)",
 	    board->peer, sess.outcome, tvm_rpc_dialect_name(end->dialect));
-	if (r->kind == RELAY_AGENT)
-		tracker_agent_session_end(
-		    r->srv, r->board_id, r->lease_id, &sess);
-	else if (r->kind == RELAY_DIALED)
-		tracker_dialed_session_end(
-		    r->srv, r->board_id, r->lease_id, &sess);
-	else
-		tracker_proxy_session_end(board, &sess);
+	r->end->session_end(r->end_arg, board, r->board_id, r->lease_id, &sess);
 	if (end->outcome == NPUFARM_OUTCOME_TIMEOUT && board_linger(r))
 		return;
 	relay_give_back(r, board);
@@ -293,7 +287,7 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg);
 /* A relay between @client and @board (NULL: dialled later); NULL on OOM. */
 static struct relay *
 relay_new(struct conn *client, struct conn *board, enum relay_board kind,
-    int64_t lease_id, int64_t board_id)
+    int64_t lease_id, int64_t board_id, const struct relay_end *end, void *arg)
 {
 	struct server *srv = client->srv;
 	struct relay *r;
@@ -312,6 +306,8 @@ relay_new(struct conn *client, struct conn *board, enum relay_board kind,
 	r->kind = kind;
 	r->lease_id = lease_id;
 	r->board_id = board_id;
+	r->end = end;
+	r->end_arg = arg;
 	srv->nrelays++;
 	return r;
 }
@@ -406,12 +402,13 @@ oom_paired:
  */
 void
 relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent, int64_t board_id)
+    int64_t lease_id, bool agent, int64_t board_id, const struct relay_end *end,
+    void *arg)
 {
 	struct relay *r;
 
 	r = relay_new(client, board, agent ? RELAY_AGENT : RELAY_PROXY,
-	    lease_id, board_id);
+	    lease_id, board_id, end, arg);
 	if (r == NULL) {
 		relay_refuse(client, "out of memory pairing");
 		conn_close(board, "out of memory pairing");
@@ -443,8 +440,8 @@ dial_failed(struct relay *r, const char *why, bool board_fault)
 	(void)snprintf(detail, sizeof(detail),
 	    "the broker could not relay a session with board %s: %s",
 	    r->board != NULL ? r->board->peer : "?", why);
-	tracker_dialed_failed(
-	    r->srv, r->board_id, r->lease_id, detail, board_fault);
+	r->end->dial_failed(
+	    r->end_arg, r->board_id, r->lease_id, detail, board_fault);
 	if (r->client != NULL && r->client->state != CONN_CLOSING)
 		relay_refuse(r->client, detail);
 }
@@ -538,7 +535,8 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
  */
 void
 relay_dial(struct conn *client, const char *host, long port,
-    const char *board_match, int64_t lease_id, int64_t board_id)
+    const char *board_match, int64_t lease_id, int64_t board_id,
+    const struct relay_end *end, void *arg)
 {
 	struct server *srv = client->srv;
 	struct evutil_addrinfo hints = {0}, *ai = NULL;
@@ -547,9 +545,9 @@ relay_dial(struct conn *client, const char *host, long port,
 	struct relay *r;
 	int res;
 
-	r = relay_new(client, NULL, RELAY_DIALED, lease_id, board_id);
+	r = relay_new(client, NULL, RELAY_DIALED, lease_id, board_id, end, arg);
 	if (r == NULL) {
-		tracker_dialed_failed(srv, board_id, lease_id,
+		end->dial_failed(arg, board_id, lease_id,
 		    "out of memory dialling the board", false);
 		relay_refuse(client, "out of memory dialling the board");
 		return;

@@ -321,7 +321,7 @@ grant(struct treq *t, struct slot *s)
 		metrics_lease_relayed(srv->metrics, l ? l->id : 0,
 		    sched_queue_key(b->queue), 0, NULL);
 		relay_dial(client, b->host, b->port, s->matchkey, l ? l->id : 0,
-		    b->id);
+		    b->id, &tracker_dialed_end, srv);
 	} else if (b->proxied && rpc)
 		tracker_board_relay(b, client, l ? l->id : 0);
 	else
@@ -1435,8 +1435,8 @@ tracker_proxy_client(struct conn *c, const char *match)
 		if (dial_key != NULL) {
 			metrics_lease_relayed(srv->metrics, lease_id,
 			    sched_queue_key(b->queue), 0, NULL);
-			relay_dial(
-			    c, b->host, b->port, dial_key, lease_id, b->id);
+			relay_dial(c, b->host, b->port, dial_key, lease_id,
+			    b->id, &tracker_dialed_end, srv);
 			free(dial_key);
 		} else
 			tracker_board_relay(b, c, lease_id);
@@ -1716,3 +1716,23 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 	}
 	return n;
 }
+
+static void
+dialed_end_cb(void *arg, struct conn *board, int64_t board_id, int64_t lease_id,
+    const struct ledger_session *sess)
+{
+	tracker_dialed_session_end(arg, board_id, lease_id, sess);
+}
+
+static void
+dialed_failed_cb(void *arg, int64_t board_id, int64_t lease_id, const char *why,
+    bool board_fault)
+{
+	tracker_dialed_failed(arg, board_id, lease_id, why, board_fault);
+}
+
+/* How the relay of a PUT board the broker dials reports (arg: srv). */
+const struct relay_end tracker_dialed_end = {
+    .session_end = dialed_end_cb,
+    .dial_failed = dialed_failed_cb,
+};

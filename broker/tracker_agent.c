@@ -103,6 +103,24 @@ tracker_agent_detach(struct board *b, const char *why)
 	tracker_agent_update(b);
 }
 
+static void
+proxy_end_cb(void *arg, struct conn *board, int64_t board_id, int64_t lease_id,
+    const struct ledger_session *sess)
+{
+	tracker_proxy_session_end(board, sess);
+}
+
+static void
+agent_end_cb(void *arg, struct conn *board, int64_t board_id, int64_t lease_id,
+    const struct ledger_session *sess)
+{
+	tracker_agent_session_end(arg, board_id, lease_id, sess);
+}
+
+/* How relays report: of a board that dialled in; of an agent's board. */
+static const struct relay_end proxy_end = {.session_end = proxy_end_cb};
+static const struct relay_end agent_end = {.session_end = agent_end_cb};
+
 /*
  * Relay client @client with board @b's session: a board that dialled in,
  * or an agent's waiting data connection.
@@ -116,8 +134,8 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	if (!b->is_agent) {
 		metrics_lease_relayed(b->conn->srv->metrics, lease_id,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_start(
-		    client, b->conn, b->hello_key, lease_id, false, b->id);
+		relay_start(client, b->conn, b->hello_key, lease_id, false,
+		    b->id, &proxy_end, NULL);
 		return;
 	}
 	if (data == NULL) {
@@ -133,7 +151,8 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	free(b->data_session);
 	b->data_session = NULL;
 	b->ready = false; /* until the session is cleaned up */
-	relay_start(client, data, key, lease_id, true, b->id);
+	relay_start(
+	    client, data, key, lease_id, true, b->id, &agent_end, b->conn->srv);
 	free(key);
 	tracker_agent_update(b);
 }

@@ -19,6 +19,7 @@ struct agent;
 struct conn;
 struct event;
 struct ledger_lease;
+struct relay_end;
 struct npufarm_err;
 struct server;
 
@@ -122,6 +123,8 @@ struct slot *tracker_slot_new(struct board *b);
 void tracker_matchkey_new(const char *key, char *buf, size_t len);
 int tracker_proxy_info(struct conn *c, const char *key);
 struct tracker_conn *tracker_conn_get(struct conn *c);
+
+extern const struct relay_end tracker_dialed_end;
 
 /* tracker_agent.c */
 void tracker_agent_update(struct board *b);
