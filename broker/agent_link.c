@@ -314,7 +314,6 @@ handle_hello(struct agent *a, json_t *root)
 		r = ledger_event(srv->ledger, "board_online", a->board_id,
 		    c->peer, ledger_now_us(), &err);
 	if (r < 0) {
-		server_ledger_failed(srv, &err);
 		refuse(c, "ledger", "server", "the ledger refused the board");
 		free(canon);
 		return;
@@ -438,15 +437,13 @@ handle_state(struct agent *a, json_t *root)
 		/* Said again after a reconnect: one event, not two. */
 		if (was == NULL || strcmp(was, reason) != 0) {
 			log_warn("agent '%s' quarantined: %s", a->name, reason);
-			if (ledger_event(srv->ledger, "board_quarantined",
-				a->board_id, reason, ledger_now_us(), &err) < 0)
-				server_ledger_failed(srv, &err);
+			(void)ledger_event(srv->ledger, "board_quarantined",
+			    a->board_id, reason, ledger_now_us(), &err);
 		}
 	} else if (was != NULL) {
 		log_notice("agent '%s' back in service", a->name);
-		if (ledger_event(srv->ledger, "board_ready", a->board_id, NULL,
-			ledger_now_us(), &err) < 0)
-			server_ledger_failed(srv, &err);
+		(void)ledger_event(srv->ledger, "board_ready", a->board_id,
+		    NULL, ledger_now_us(), &err);
 	}
 	tracker_agent_state(a->data, state, reason);
 }
@@ -624,11 +621,11 @@ agent_link_closed(struct conn *c)
 	if (a == NULL)
 		return;
 	if (a->welcomed) {
+		/* The event row only once the state row is in. */
 		if (ledger_board_state(srv->ledger, a->board_id, "offline", why,
-			ledger_now_us(), &err) < 0 ||
-		    ledger_event(srv->ledger, "board_offline", a->board_id, why,
-			ledger_now_us(), &err) < 0)
-			server_ledger_failed(srv, &err);
+			ledger_now_us(), &err) >= 0)
+			(void)ledger_event(srv->ledger, "board_offline",
+			    a->board_id, why, ledger_now_us(), &err);
 		log_notice("agent '%s' offline: %s", a->name, why);
 	}
 	TAILQ_REMOVE(&srv->agents, a, link);
@@ -732,9 +729,8 @@ agent_link_undrain(struct server *srv, int64_t board_id)
 		return 0;
 	log_notice("agent '%s': quarantine lifted by an operator", a->name);
 	tracker_agent_state(a->data, "busy", NULL);
-	if (ledger_event(srv->ledger, "board_undrained", a->board_id,
-		"quarantine lifted", ledger_now_us(), &err) < 0)
-		server_ledger_failed(srv, &err);
+	(void)ledger_event(srv->ledger, "board_undrained", a->board_id,
+	    "quarantine lifted", ledger_now_us(), &err);
 	(void)send_json(a->conn, json_pack("{ss}", "type", "undrain"));
 	conn_flush(a->conn);
 	return 1;

@@ -149,13 +149,6 @@ job_find(struct jobs *j, int64_t id)
 	return NULL;
 }
 
-static void
-ledger_check(struct server *srv, int r, const struct npufarm_err *err)
-{
-	if (r < 0)
-		server_ledger_failed(srv, err);
-}
-
 /* ---- progress and waiters ----------------------------------------- */
 
 static json_t *
@@ -390,10 +383,8 @@ job_finish(struct job *job)
 	struct server *srv = job->jobs->srv;
 	struct npufarm_err err;
 
-	ledger_check(srv,
-	    ledger_job_state(
-		srv->ledger, job->id, job_state(job), ledger_now_us(), &err),
-	    &err);
+	(void)ledger_job_state(
+	    srv->ledger, job->id, job_state(job), ledger_now_us(), &err);
 	log_notice("job %lld (%s, %zu tasks) %s", (long long)job->id, job->key,
 	    job->ntasks, job_state(job));
 	job_progress(job);
@@ -424,17 +415,14 @@ task_end(struct task *t, enum npufarm_outcome outcome,
 	if (final)
 		metrics_task_end(
 		    srv->metrics, job->key, npufarm_outcome_name(outcome));
-	ledger_check(srv,
-	    ledger_task_finish(srv->ledger, t->id,
-		t->state == TASK_RUNNING ? t->attempts : 0, res, final, &err),
-	    &err);
+	(void)ledger_task_finish(srv->ledger, t->id,
+	    t->state == TASK_RUNNING ? t->attempts : 0, res, final, &err);
 	sched_dequeue(&t->s);
 	t->agent = NULL;
 	if (!final) {
 		t->state = TASK_QUEUED;
 		count_move(job, from, COUNT_QUEUED);
-		ledger_check(
-		    srv, ledger_task_requeue(srv->ledger, t->id, &err), &err);
+		(void)ledger_task_requeue(srv->ledger, t->id, &err);
 		if (task_requeue(t) < 0)
 			log_err("task %lld: out of memory requeueing it",
 			    (long long)t->id);
@@ -1273,15 +1261,12 @@ jobs_task_granted(struct server *srv, struct sched_request *r, struct agent *a,
 	t->started_us = ledger_now_us();
 	metrics_queue_wait(srv->metrics, job->key,
 	    (double)(t->started_us - t->queued_us) / 1e6);
-	ledger_check(srv,
-	    ledger_task_start(
-		srv->ledger, t->id, t->attempts, board_id, t->started_us, &err),
-	    &err);
+	(void)ledger_task_start(
+	    srv->ledger, t->id, t->attempts, board_id, t->started_us, &err);
 	if (!job->started) {
 		job->started = true;
-		ledger_check(srv,
-		    ledger_job_state(srv->ledger, job->id, "running", 0, &err),
-		    &err);
+		(void)ledger_job_state(
+		    srv->ledger, job->id, "running", 0, &err);
 	}
 	job_progress(job);
 	spec = json_loads(t->spec, 0, &jerr);

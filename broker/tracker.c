@@ -73,13 +73,6 @@ board_state_name(enum board_state s)
 	return board_state_names[s];
 }
 
-void
-tracker_ledger_check(struct server *srv, int r, const struct npufarm_err *err)
-{
-	if (r < 0)
-		server_ledger_failed(srv, err);
-}
-
 static void
 board_dirty(struct board *b)
 {
@@ -122,10 +115,8 @@ tracker_flush_boards(struct server *srv)
 			: board_state_name(b->state),
 		    b->state == BOARD_QUARANTINED ? b->quarantine : NULL, now,
 		    &err);
-		if (r < 0) {
-			server_ledger_failed(srv, &err);
+		if (r < 0)
 			ret = r;
-		}
 	}
 	return ret;
 }
@@ -179,8 +170,7 @@ treq_end(struct treq *t, const char *outcome, const char *detail)
 	row.released_us = ledger_now_us();
 	row.outcome = outcome;
 	row.detail = detail;
-	tracker_ledger_check(
-	    srv, ledger_lease_insert(srv->ledger, &row, &id, &err), &err);
+	(void)ledger_lease_insert(srv->ledger, &row, &id, &err);
 	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
 	    outcome, detail);
 	metrics_lease_end(srv->metrics, 0, t->key, outcome);
@@ -194,10 +184,8 @@ tracker_lease_release(
 	struct server *srv = b->conn->srv;
 	struct npufarm_err err;
 
-	tracker_ledger_check(srv,
-	    ledger_lease_release(
-		srv->ledger, l->id, ledger_now_us(), outcome, detail, &err),
-	    &err);
+	(void)ledger_lease_release(
+	    srv->ledger, l->id, ledger_now_us(), outcome, detail, &err);
 	log_info("lease %lld of %s (%s) released%s%s: %s", (long long)l->id,
 	    b->address, sched_queue_key(b->queue), outcome ? " as " : "",
 	    outcome ? outcome : "", detail);
@@ -240,13 +228,10 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	}
 	l->granted_us = row.granted_us;
 	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
-	tracker_ledger_check(
-	    srv, ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
+	(void)ledger_lease_insert(srv->ledger, &row, &l->id, &err);
 	if (b->data_session != NULL)
-		tracker_ledger_check(srv,
-		    ledger_lease_agent_session(
-			srv->ledger, l->id, b->data_session, &err),
-		    &err);
+		(void)ledger_lease_agent_session(
+		    srv->ledger, l->id, b->data_session, &err);
 	TAILQ_INSERT_TAIL(&b->leases, l, link);
 	if (b->nleases++ == 0)
 		sched_queue_add_leased(b->queue, 1);
@@ -451,12 +436,9 @@ tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	TAILQ_INIT(&b->leases);
 	r = ledger_board_upsert(srv->ledger, kind, sched_queue_key(q),
 	    b->address, ledger_now_us(), &b->id, &b->drained, &err);
-	tracker_ledger_check(srv, r, &err);
 	if (r >= 0 && strcmp(kind, "agent") != 0) /* its link said so */
-		tracker_ledger_check(srv,
-		    ledger_event(srv->ledger, "board_online", b->id, c->peer,
-			ledger_now_us(), &err),
-		    &err);
+		(void)ledger_event(srv->ledger, "board_online", b->id, c->peer,
+		    ledger_now_us(), &err);
 	TAILQ_INSERT_TAIL(&c->tracker->boards, b, link);
 	sched_queue_add_board(q, 1);
 	log_notice("board %s registered for key '%s' by %s", b->address,
@@ -511,15 +493,11 @@ board_free(struct board *b, const char *why, bool quiet)
 		}
 		agent_set_data(b->agent, NULL);
 	} else
-		tracker_ledger_check(srv,
-		    ledger_board_state(srv->ledger, b->id, "offline", why,
-			ledger_now_us(), &err),
-		    &err);
+		(void)ledger_board_state(
+		    srv->ledger, b->id, "offline", why, ledger_now_us(), &err);
 	if (!quiet && !b->is_agent) {
-		tracker_ledger_check(srv,
-		    ledger_event(srv->ledger, "board_offline", b->id, why,
-			ledger_now_us(), &err),
-		    &err);
+		(void)ledger_event(srv->ledger, "board_offline", b->id, why,
+		    ledger_now_us(), &err);
 		log_notice("board %s of key '%s' offline: %s", b->address,
 		    sched_queue_key(q), why);
 	}
@@ -1488,8 +1466,7 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 	b = TAILQ_FIRST(&tc->boards);
 	l = b ? TAILQ_FIRST(&b->leases) : NULL;
 	if (l != NULL) {
-		tracker_ledger_check(srv,
-		    ledger_lease_session(srv->ledger, l->id, sess, &err), &err);
+		(void)ledger_lease_session(srv->ledger, l->id, sess, &err);
 		log_info("lease %lld of %s (%s): session ended %s: %s",
 		    (long long)l->id, b->address, sched_queue_key(b->queue),
 		    sess->outcome, sess->detail);
@@ -1547,8 +1524,7 @@ tracker_dialed_session_end(struct server *srv, int64_t board_id,
 	struct board *b = NULL;
 	struct lease *l;
 
-	tracker_ledger_check(
-	    srv, ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
+	(void)ledger_lease_session(srv->ledger, lease_id, sess, &err);
 	log_info("lease %lld (board %lld, relayed): session ended %s: %s",
 	    (long long)lease_id, (long long)board_id, sess->outcome,
 	    sess->detail);
@@ -1656,20 +1632,16 @@ tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
 	struct lease *l;
 
 	if (board_fault)
-		tracker_ledger_check(srv,
-		    ledger_event(srv->ledger, "board_unreachable", board_id,
-			why, ledger_now_us(), &err),
-		    &err);
+		(void)ledger_event(srv->ledger, "board_unreachable", board_id,
+		    why, ledger_now_us(), &err);
 	l = lease_find(srv, board_id, lease_id, &b);
 	if (l != NULL) {
 		tracker_lease_release(b, l, "lost", why);
 		if (board_fault)
 			board_unreachable(b, why);
 	} else
-		tracker_ledger_check(srv,
-		    ledger_lease_release(srv->ledger, lease_id, ledger_now_us(),
-			"lost", why, &err),
-		    &err);
+		(void)ledger_lease_release(
+		    srv->ledger, lease_id, ledger_now_us(), "lost", why, &err);
 }
 
 /*

@@ -108,8 +108,6 @@ struct tracker_conn {
 };
 
 /* tracker.c */
-void tracker_ledger_check(
-    struct server *srv, int r, const struct npufarm_err *err);
 void tracker_board_set_state(struct board *b, enum board_state state);
 void tracker_lease_release(
     struct board *b, struct lease *l, const char *outcome, const char *detail);
