@@ -29,14 +29,13 @@
 #include <sys/queue.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include <npufarm/outcome.h>
 
 #include "agent_link.h"
 #include "artifacts.h"
+#include "clock.h"
 #include "err.h"
-#include "http_api.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
@@ -91,7 +90,8 @@ struct waiter {
 	struct jobs *jobs;
 	int64_t job_id;
 	uint64_t after;
-	struct evhttp_request *req;
+	jobs_wait_fn *fn; /* the answer goes there */
+	void *arg;        /* ... with this, borrowed */
 	struct event *timer;
 	TAILQ_ENTRY(waiter) link;
 };
@@ -224,11 +224,7 @@ waiter_answer(struct waiter *w, json_t *summary, uint64_t seq, bool done)
 		    v, "seq", json_integer((json_int_t)seq));
 		(void)json_object_set_new(v, "done", json_boolean(done));
 	}
-	if (v == NULL)
-		http_api_reply_error(
-		    w->req, 500, "Internal Server Error", "out of memory");
-	else
-		http_api_reply_json(w->req, 200, "OK", v);
+	w->fn(w->arg, v);
 	json_decref(v);
 	waiter_free(w);
 }
@@ -265,28 +261,31 @@ waiter_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	json_decref(summary);
 }
 
-static void
-waiter_gone_cb(struct evhttp_connection *evcon, void *arg)
+/*
+ * Forget the waits whose argument @match(arg, @ctx) picks, unanswered
+ * (the client hung up: its requests go with it).
+ */
+void
+jobs_wait_drop(struct jobs *j, jobs_wait_match_fn *match, void *ctx)
 {
-	struct jobs *j = arg;
 	struct waiter *w, *next;
 
-	/* The client hung up: forget its waits (the requests go with it). */
 	for (w = TAILQ_FIRST(&j->waiters); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, link);
-		if (evhttp_request_get_connection(w->req) == evcon)
+		if (match(w->arg, ctx))
 			waiter_free(w);
 	}
 }
 
 /*
- * GET /v1/jobs/{id}/wait: answer @req when live job @id's progress passes
- * @after, or after @timeout seconds.  1: answered now (the job is not
- * live: the caller answers from the ledger), 0: waiting, -ENOMEM.
+ * GET /v1/jobs/{id}/wait: call @fn(@arg, summary) once, when live job
+ * @id's progress passes @after, or after @timeout seconds.  1: not live
+ * (nothing called: the caller answers from the ledger), 0: answered now,
+ * JOBS_WAITING: it will be, unless jobs_wait_drop() forgets it; -ENOMEM.
  */
 int
 jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
-    struct evhttp_request *req)
+    jobs_wait_fn *fn, void *arg)
 {
 	struct job *job = job_find(j, id);
 	struct timeval tv;
@@ -305,7 +304,8 @@ jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
 		}
 		w->jobs = j;
 		w->job_id = id;
-		w->req = req;
+		w->fn = fn;
+		w->arg = arg;
 		TAILQ_INSERT_TAIL(&j->waiters, w, link);
 		waiter_answer(w, summary, job->seq, job->nleft == 0);
 		json_decref(summary);
@@ -317,10 +317,10 @@ jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
 	w->jobs = j;
 	w->job_id = id;
 	w->after = after;
-	w->req = req;
+	w->fn = fn;
+	w->arg = arg;
 	w->timer = evtimer_new(j->srv->base, waiter_timeout_cb, w);
-	tv.tv_sec = (time_t)timeout;
-	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+	tv = clock_tv(timeout);
 	if (w->timer == NULL || evtimer_add(w->timer, &tv) < 0) {
 		if (w->timer != NULL)
 			event_free(w->timer);
@@ -328,9 +328,7 @@ jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
 		return -ENOMEM;
 	}
 	TAILQ_INSERT_TAIL(&j->waiters, w, link);
-	evhttp_connection_set_closecb(
-	    evhttp_request_get_connection(req), waiter_gone_cb, j);
-	return 0;
+	return JOBS_WAITING;
 }
 
 /* ---- queueing ------------------------------------------------------ */

@@ -21,7 +21,6 @@
 struct agent;
 struct artifacts;
 struct broker_config;
-struct evhttp_request;
 struct jobs;
 struct npufarm_err;
 struct sched_request;
@@ -49,8 +48,17 @@ int jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks,
     struct npufarm_err *err);
 int jobs_cancel(struct jobs *j, int64_t id, int *ret_n);
+/*
+ * A wait's answer: the job's summary with "seq" and "done" (borrowed for
+ * the call), or NULL when out of memory.
+ */
+typedef void jobs_wait_fn(void *arg, json_t *answer);
+/* Whether the wait with argument @arg is one jobs_wait_drop() drops. */
+typedef bool jobs_wait_match_fn(void *arg, void *ctx);
+enum { JOBS_WAITING = 2 }; /* jobs_wait(): answered later */
 int jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
-    struct evhttp_request *req);
+    jobs_wait_fn *fn, void *arg);
+void jobs_wait_drop(struct jobs *j, jobs_wait_match_fn *match, void *ctx);
 json_t *jobs_live_summary(struct jobs *j, int64_t id);
 
 /* From the tracker and the agent links. */
