@@ -28,7 +28,6 @@
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
-#include "jobs.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
@@ -49,6 +48,31 @@ struct ack {
 	uint64_t failed; /* ledger failures before it */
 	STAILQ_ENTRY(ack) link;
 	char id[];
+};
+
+/* Per-address wrong agent tokens: the back-off. */
+#define AGENT_GUESS_SLOTS 64
+struct agent_guess {
+	char host[NETADDR_STRLEN]; /* "" = free */
+	unsigned fails;            /* wrong tokens in a row */
+	int64_t last_us;           /* the last one */
+	int64_t until_us;          /* hellos refused unchecked until then */
+};
+
+/* Frame types others handle (agent_link_on_frame()). */
+#define AGENT_MAX_HANDLERS 8
+struct agent_handler {
+	const char *type; /* borrowed, static */
+	agent_frame_fn *fn;
+	void *arg;
+};
+
+/* Every agent link of the broker. */
+struct agent_links {
+	TAILQ_HEAD(, agent) agents;
+	struct agent_guess guesses[AGENT_GUESS_SLOTS];
+	struct agent_handler handlers[AGENT_MAX_HANDLERS];
+	size_t nhandlers;
 };
 
 struct agent {
@@ -96,14 +120,14 @@ silence_cb(evutil_socket_t fd, short what, void *arg)
 #define AGENT_GUESS_MAX_US    (30 * 1000000LL)
 #define AGENT_GUESS_FORGET_US (600 * 1000000LL)
 
-static struct server_guess *
+static struct agent_guess *
 guess_find(struct server *srv, const char *host, bool add)
 {
-	struct server_guess *g, *old = &srv->guesses[0];
+	struct agent_guess *g, *old = &srv->links->guesses[0];
 	size_t i;
 
-	for (i = 0; i < SERVER_GUESS_SLOTS; i++) {
-		g = &srv->guesses[i];
+	for (i = 0; i < AGENT_GUESS_SLOTS; i++) {
+		g = &srv->links->guesses[i];
 		if (strcmp(g->host, host) == 0)
 			return g;
 		if (g->last_us < old->last_us)
@@ -124,7 +148,7 @@ guess_find(struct server *srv, const char *host, bool add)
 static void
 guess_wrong(struct conn *c)
 {
-	struct server_guess *g = guess_find(c->srv, c->peer_host, true);
+	struct agent_guess *g = guess_find(c->srv, c->peer_host, true);
 	int64_t now = ledger_now_us(), wait = 100000;
 
 	if (now - g->last_us > AGENT_GUESS_FORGET_US)
@@ -153,7 +177,7 @@ guess_wrong(struct conn *c)
 static bool
 guess_waiting(struct conn *c, char *msg, size_t len)
 {
-	struct server_guess *g = guess_find(c->srv, c->peer_host, false);
+	struct agent_guess *g = guess_find(c->srv, c->peer_host, false);
 	int64_t now = ledger_now_us();
 
 	if (g == NULL || now >= g->until_us)
@@ -193,7 +217,7 @@ agent_by_name(struct server *srv, const char *name)
 {
 	struct agent *a;
 
-	TAILQ_FOREACH(a, &srv->agents, link)
+	TAILQ_FOREACH(a, &srv->links->agents, link)
 		if (a->welcomed && strcmp(a->name, name) == 0)
 			return a;
 	return NULL;
@@ -452,8 +476,10 @@ static void
 dispatch(struct agent *a, json_t *root)
 {
 	const char *type = json_string_value(json_object_get(root, "type"));
+	const struct agent_links *links = a->conn->srv->links;
 	struct npufarm_err err;
 	char msg[160];
+	size_t i;
 
 	if (type == NULL) {
 		refuse(a->conn, "bad-frame", "client",
@@ -486,9 +512,12 @@ dispatch(struct agent *a, json_t *root)
 		handle_state(a, root);
 		return;
 	}
-	if (strcmp(type, "result") == 0 || strcmp(type, "running") == 0 ||
-	    strcmp(type, "fetch") == 0) {
-		if (jobs_agent_frame(a->conn->srv, a, type, root, &err) < 0)
+	for (i = 0; i < links->nhandlers; i++) {
+		const struct agent_handler *h = &links->handlers[i];
+
+		if (strcmp(type, h->type) != 0)
+			continue;
+		if (h->fn(h->arg, a, root, &err) < 0)
 			refuse(a->conn, "bad-frame", "client", err.msg);
 		return;
 	}
@@ -544,7 +573,7 @@ agent_link_start(struct conn *c, void *arg)
 		free(a);
 		return -ENOMEM;
 	}
-	TAILQ_INSERT_TAIL(&c->srv->agents, a, link);
+	TAILQ_INSERT_TAIL(&c->srv->links->agents, a, link);
 	conn_set_ops(c, &agent_ops, a);
 	rearm(a);
 	return 0;
@@ -628,7 +657,7 @@ agent_link_closed(struct conn *c)
 			    a->board_id, why, ledger_now_us(), &err);
 		log_notice("agent '%s' offline: %s", a->name, why);
 	}
-	TAILQ_REMOVE(&srv->agents, a, link);
+	TAILQ_REMOVE(&srv->links->agents, a, link);
 	while ((ack = STAILQ_FIRST(&a->acks)) != NULL) {
 		STAILQ_REMOVE_HEAD(&a->acks, link);
 		free(ack);
@@ -692,7 +721,7 @@ agent_link_committed(struct server *srv)
 	struct ack *ack;
 
 	upto = ledger_committed(srv->ledger, &failed);
-	for (a = TAILQ_FIRST(&srv->agents); a != NULL; a = next) {
+	for (a = TAILQ_FIRST(&srv->links->agents); a != NULL; a = next) {
 		next = TAILQ_NEXT(a, link);
 		while ((ack = STAILQ_FIRST(&a->acks)) != NULL &&
 		       ack->seq <= upto) {
@@ -742,7 +771,7 @@ agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg)
 {
 	struct agent *a;
 
-	TAILQ_FOREACH(a, &srv->agents, link)
+	TAILQ_FOREACH(a, &srv->links->agents, link)
 		if (a->welcomed)
 			fn(a->board_id, a->heard_us, arg);
 }
@@ -753,7 +782,7 @@ agent_link_find_board(struct server *srv, int64_t board_id)
 {
 	struct agent *a;
 
-	TAILQ_FOREACH(a, &srv->agents, link)
+	TAILQ_FOREACH(a, &srv->links->agents, link)
 		if (a->welcomed && a->board_id == board_id)
 			return a;
 	return NULL;
@@ -786,5 +815,39 @@ agent_link_ack_later(struct agent *a, const char *id)
 	ack->seq = ledger_batch_seq(srv->ledger);
 	(void)ledger_committed(srv->ledger, &ack->failed);
 	STAILQ_INSERT_TAIL(&a->acks, ack, link);
+	return 0;
+}
+
+/* No agent links yet; NULL when out of memory. */
+struct agent_links *
+agent_links_new(void)
+{
+	struct agent_links *l = calloc(1, sizeof(*l));
+
+	if (l != NULL)
+		TAILQ_INIT(&l->agents);
+	return l;
+}
+
+/* Free @l, whose links are all gone.  Accepts NULL; returns NULL. */
+struct agent_links *
+agent_links_free(struct agent_links *l)
+{
+	free(l);
+	return NULL;
+}
+
+/*
+ * Hand welcomed agents' frames of @type (a static string) to @fn(@arg):
+ * the services above the link (native jobs) register theirs.  0, or
+ * -ENOSPC past AGENT_MAX_HANDLERS.
+ */
+int
+agent_link_on_frame(
+    struct agent_links *l, const char *type, agent_frame_fn *fn, void *arg)
+{
+	if (l->nhandlers >= AGENT_MAX_HANDLERS)
+		return -ENOSPC;
+	l->handlers[l->nhandlers++] = (struct agent_handler){type, fn, arg};
 	return 0;
 }

@@ -13,10 +13,24 @@
 #include <jansson.h>
 
 struct agent;
+struct agent_links;
 struct conn;
+struct npufarm_err;
 struct server;
 
 typedef void agent_link_fn(int64_t board_id, int64_t heard_us, void *arg);
+/*
+ * A frame of a type registered with agent_link_on_frame() from welcomed
+ * agent @a (@v borrowed for the call).  0, or -errno with @err set: the
+ * link is refused with that message.
+ */
+typedef int agent_frame_fn(
+    void *arg, struct agent *a, json_t *v, struct npufarm_err *err);
+
+struct agent_links *agent_links_new(void);
+struct agent_links *agent_links_free(struct agent_links *l);
+int agent_link_on_frame(
+    struct agent_links *l, const char *type, agent_frame_fn *fn, void *arg);
 
 int agent_link_start(struct conn *c, void *arg);
 void agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg);

@@ -1468,17 +1468,28 @@ out:
  * frame (a missing, extra or mistyped field; @err says which): the caller
  * closes the link, as for every other malformed agent frame.
  */
-int
-jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
-    json_t *v, struct npufarm_err *err)
+static int
+result_cb(void *arg, struct agent *a, json_t *v, struct npufarm_err *err)
 {
-	if (strcmp(type, "result") == 0)
-		return handle_result(srv, a, v, err);
-	if (strcmp(type, "running") == 0)
-		return handle_running(srv, a, v, err);
-	if (strcmp(type, "fetch") == 0)
-		return handle_fetch(srv, a, v, err);
-	return err_set(err, -EINVAL, "unknown task frame type");
+	struct jobs *j = arg;
+
+	return handle_result(j->srv, a, v, err);
+}
+
+static int
+running_cb(void *arg, struct agent *a, json_t *v, struct npufarm_err *err)
+{
+	struct jobs *j = arg;
+
+	return handle_running(j->srv, a, v, err);
+}
+
+static int
+fetch_cb(void *arg, struct agent *a, json_t *v, struct npufarm_err *err)
+{
+	struct jobs *j = arg;
+
+	return handle_fetch(j->srv, a, v, err);
 }
 
 /* ---- life ------------------------------------------------------------ */
@@ -1493,6 +1504,13 @@ jobs_new(struct server *srv, struct jobs **ret_jobs, struct npufarm_err *err)
 	j->srv = srv;
 	TAILQ_INIT(&j->live);
 	TAILQ_INIT(&j->waiters);
+	/* An agent's task frames come to us (agent_link.c). */
+	if (agent_link_on_frame(srv->links, "result", result_cb, j) < 0 ||
+	    agent_link_on_frame(srv->links, "running", running_cb, j) < 0 ||
+	    agent_link_on_frame(srv->links, "fetch", fetch_cb, j) < 0) {
+		free(j);
+		return err_set(err, -ENOSPC, "too many agent frame handlers");
+	}
 	*ret_jobs = j;
 	return 0;
 }

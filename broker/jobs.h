@@ -81,5 +81,3 @@ struct jobs_task_info {
 
 void jobs_task_info(
     const struct sched_request *r, struct jobs_task_info *ret_info);
-int jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
-    json_t *v, struct npufarm_err *err);

@@ -300,7 +300,6 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		free(srv);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
-	TAILQ_INIT(&srv->agents);
 	TAILQ_INIT(&srv->dirty_boards);
 	event_set_log_callback(libevent_log_cb);
 	(void)signal(SIGPIPE, SIG_IGN);
@@ -318,7 +317,8 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, hup_cb, srv);
-	if (srv->sched == NULL || srv->flush_ev == NULL ||
+	srv->links = agent_links_new();
+	if (srv->sched == NULL || srv->flush_ev == NULL || srv->links == NULL ||
 	    conn_set_new(srv->base, cfg, max_conns, &srv->cset) < 0 ||
 	    srv->board_ev == NULL || srv->sig_term == NULL ||
 	    srv->sig_int == NULL || srv->sig_hup == NULL ||
@@ -452,6 +452,7 @@ server_free(struct server *srv)
 		srv->ledger = ledger_close(srv->ledger);
 	}
 	srv->jobs = jobs_free(srv->jobs);
+	srv->links = agent_links_free(srv->links);
 	srv->metrics = metrics_free(srv->metrics); /* after the last lease */
 	srv->artifacts = artifacts_close(srv->artifacts);
 	srv->sched = sched_free(srv->sched);

@@ -14,6 +14,7 @@
 #include "broker_config.h"
 #include "netaddr.h"
 
+struct agent_links;
 struct auth;
 struct board;
 struct conn;
@@ -29,15 +30,6 @@ struct npufarm_err;
 struct retention;
 struct sched;
 struct timeval;
-
-/* Per-address wrong agent tokens (agent_link.c): the back-off. */
-#define SERVER_GUESS_SLOTS 64
-struct server_guess {
-	char host[NETADDR_STRLEN]; /* "" = free */
-	unsigned fails;            /* wrong tokens in a row */
-	int64_t last_us;           /* the last one */
-	int64_t until_us;          /* hellos refused unchecked until then */
-};
 
 struct server {
 	struct event_base *base;
@@ -56,8 +48,7 @@ struct server {
 	struct event *flush_ev;     /* commits the ledger once per iteration */
 	struct event *board_ev;     /* writes changed board states */
 	struct event *committed_ev; /* the ledger committed: send acks */
-	TAILQ_HEAD(, agent) agents; /* agent links, see agent_link.c */
-	struct server_guess guesses[SERVER_GUESS_SLOTS];
+	struct agent_links *links;  /* the agent links, owned */
 	TAILQ_HEAD(, board) dirty_boards;   /* state changes not yet written */
 	const struct timeval *tv_handshake; /* common timeouts */
 	const struct timeval *tv_request;
