@@ -47,9 +47,6 @@
 #include "task_spec.h"
 #include "tracker.h"
 
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
 /* Attempts of a task: the first, and one retry after it was lost. */
 #define JOBS_MAX_ATTEMPTS 2
 /* Bytes of an artifact per chunk frame (base64 keeps it under 1 MiB). */
@@ -72,8 +69,8 @@ enum task_state {
 struct job;
 
 struct task {
-	struct sched_request s; /* while queued */
-	struct job *job;        /* borrowed: owner */
+	struct lease_request lr; /* while queued; its ops: task_ops */
+	struct job *job;         /* borrowed: owner */
 	int64_t id;
 	int idx;
 	char *spec; /* the task's JSON, compact, as the agent gets it */
@@ -345,10 +342,10 @@ task_enqueue(struct task *t)
 	r = sched_queue_get(srv->sched, job->key, true, &q);
 	if (r < 0)
 		return r;
-	t->s.kind = SCHED_KIND_TASK;
-	t->s.tags = job->tags;
+	t->lr.s.kind = SCHED_KIND_TASK;
+	t->lr.s.tags = job->tags;
 	t->queued_us = ledger_now_us();
-	return sched_enqueue(q, &t->s, job->user, job->priority);
+	return sched_enqueue(q, &t->lr.s, job->user, job->priority);
 }
 
 static int
@@ -415,7 +412,7 @@ task_end(struct task *t, enum npufarm_outcome outcome,
 		    srv->metrics, job->key, npufarm_outcome_name(outcome));
 	(void)ledger_task_finish(srv->ledger, t->id,
 	    t->state == TASK_RUNNING ? t->attempts : 0, res, final, &err);
-	sched_dequeue(&t->s);
+	sched_dequeue(&t->lr.s);
 	t->agent = NULL;
 	if (!final) {
 		t->state = TASK_QUEUED;
@@ -514,7 +511,7 @@ job_free(struct job *job)
 	for (i = 0; i < job->ntasks; i++) {
 		struct task *t = &job->tasks[i];
 
-		sched_dequeue(&t->s);
+		sched_dequeue(&t->lr.s);
 		(void)tdelete(t, &j->by_task, task_cmp);
 		if (t->grace_ev != NULL)
 			event_free(t->grace_ev);
@@ -578,6 +575,32 @@ job_arm_expiry(struct job *job)
 }
 
 static void grace_cb(evutil_socket_t fd, short what, void *arg);
+static void task_info(
+    const struct lease_request *lr, struct jobs_task_info *ret_info);
+static void task_granted(struct lease_request *lr, struct slot *s);
+static void task_board_gone(struct lease_request *lr, const char *why);
+
+/* What the queue views show of waiting task @lr. */
+static void
+task_describe(const struct lease_request *lr, struct tracker_request_info *ret)
+{
+	struct jobs_task_info ti;
+
+	task_info(lr, &ti);
+	ret->kind = "task";
+	ret->priority = ti.priority;
+	ret->requested_us = ti.queued_us;
+	ret->job = ti.job;
+	ret->task_idx = ti.idx;
+}
+
+/* A native task in its key's queue, then on an agent's board. */
+static const struct lease_request_ops task_ops = {
+    .granted = task_granted,
+    .board_gone = task_board_gone,
+    .describe = task_describe,
+    .task_info = task_info,
+};
 
 static int
 task_init(struct task *t, struct job *job, int idx, int64_t id,
@@ -586,8 +609,9 @@ task_init(struct task *t, struct job *job, int idx, int64_t id,
 	t->job = job;
 	t->idx = idx;
 	t->id = id;
-	t->s.kind = SCHED_KIND_TASK;
-	t->s.needs = needs;
+	t->lr.s.kind = SCHED_KIND_TASK;
+	t->lr.s.needs = needs;
+	t->lr.ops = &task_ops;
 	t->spec = strdup(spec);
 	t->name = name != NULL && name[0] ? strdup(name) : NULL;
 	t->grace_ev = evtimer_new(job->jobs->srv->base, grace_cb, t);
@@ -1217,13 +1241,13 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 }
 
 /*
- * What the views show of task @r (a SCHED_KIND_TASK request, queued or
- * running), into @ret_info; its strings live as long as the task.
+ * What the views show of task @lr (queued or running), into @ret_info;
+ * its strings live as long as the task.
  */
-void
-jobs_task_info(const struct sched_request *r, struct jobs_task_info *ret_info)
+static void
+task_info(const struct lease_request *lr, struct jobs_task_info *ret_info)
 {
-	const struct task *t = container_of(r, struct task, s);
+	const struct task *t = container_of(lr, struct task, lr);
 
 	*ret_info = (struct jobs_task_info){
 	    .job = t->job->id,
@@ -1240,13 +1264,16 @@ jobs_task_info(const struct sched_request *r, struct jobs_task_info *ret_info)
 
 /* ---- running tasks -------------------------------------------------- */
 
-/* The tracker granted agent @a's board @board_id to task @r: send it. */
-void
-jobs_task_granted(struct server *srv, struct sched_request *r, struct agent *a,
-    int64_t board_id)
+/* The tracker granted free slot @s of an agent's board to task @lr: take
+ * the board and send the agent the task. */
+static void
+task_granted(struct lease_request *lr, struct slot *s)
 {
-	struct task *t = container_of(r, struct task, s);
+	struct task *t = container_of(lr, struct task, lr);
 	struct job *job = t->job;
+	struct server *srv = job->jobs->srv;
+	int64_t board_id;
+	struct agent *a = tracker_task_take(s, &lr->s, &board_id);
 	struct npufarm_err err;
 	json_error_t jerr;
 	json_t *spec;
@@ -1297,22 +1324,20 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * The board running task @r is gone (its agent's link closed): the agent
+ * The board running task @lr is gone (its agent's link closed): the agent
  * may come back within --task-grace and report or resume it; else lost.
  */
-void
-jobs_task_board_gone(
-    struct server *srv, struct sched_request *r, const char *why)
+static void
+task_board_gone(struct lease_request *lr, const char *why)
 {
-	struct task *t = container_of(r, struct task, s);
+	struct task *t = container_of(lr, struct task, lr);
+	struct server *srv = t->job->jobs->srv;
 	struct timeval tv;
 
 	if (t->state != TASK_RUNNING)
 		return;
 	t->agent = NULL;
-	tv.tv_sec = (time_t)srv->cfg->task_grace;
-	tv.tv_usec =
-	    (suseconds_t)((srv->cfg->task_grace - (double)tv.tv_sec) * 1e6);
+	tv = clock_tv(srv->cfg->task_grace);
 	(void)evtimer_add(t->grace_ev, &tv);
 	log_warn("task %lld: its board's agent is gone (%s); waiting %g s for "
 		 "it",
@@ -1343,7 +1368,7 @@ handle_running(
 	}
 	(void)evtimer_del(t->grace_ev);
 	t->agent = a;
-	tracker_agent_task_resume(agent_data(a), &t->s);
+	tracker_agent_task_resume(agent_data(a), &t->lr.s);
 	log_notice("task %lld: its agent is back and still running it",
 	    (long long)t->id);
 	return 0;

@@ -18,6 +18,8 @@
 
 #include <jansson.h>
 
+#include "lease.h" /* struct jobs_task_info */
+
 struct agent;
 struct artifacts;
 struct broker_config;
@@ -60,24 +62,3 @@ int jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
     jobs_wait_fn *fn, void *arg);
 void jobs_wait_drop(struct jobs *j, jobs_wait_match_fn *match, void *ctx);
 json_t *jobs_live_summary(struct jobs *j, int64_t id);
-
-/* From the tracker and the agent links. */
-void jobs_task_granted(struct server *srv, struct sched_request *r,
-    struct agent *a, int64_t board_id);
-void jobs_task_board_gone(
-    struct server *srv, struct sched_request *r, const char *why);
-/* What the views show of a task, waiting or running (borrowed strings). */
-struct jobs_task_info {
-	int64_t job; /* the job's id */
-	int idx;     /* the task's index in it */
-	int64_t id;  /* the task's id */
-	int attempt; /* attempts started so far */
-	const char *user;
-	const char *name; /* NULL when none */
-	double priority;
-	int64_t queued_us;  /* this attempt was queued */
-	int64_t started_us; /* this attempt started; 0 while queued */
-};
-
-void jobs_task_info(
-    const struct sched_request *r, struct jobs_task_info *ret_info);

@@ -39,7 +39,6 @@
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
-#include "jobs.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
@@ -133,7 +132,7 @@ treq_free(struct treq *t)
 {
 	struct tracker_conn *tc = t->conn->tracker;
 
-	sched_dequeue(&t->s);
+	sched_dequeue(&t->lr.s);
 	TAILQ_REMOVE(&tc->reqs, t, link);
 	tc->nreqs--;
 	if (t->timeout_ev != NULL)
@@ -318,8 +317,8 @@ grant(struct treq *t, struct slot *s)
  * Native task @r won slot @s of agent board @b: the board is the task's
  * until tracker_agent_task_end(); the jobs module sends it to the agent.
  */
-static void
-grant_task(struct sched_request *r, struct slot *s)
+struct agent *
+tracker_task_take(struct slot *s, struct sched_request *r, int64_t *ret_board)
 {
 	struct board *b = s->board;
 
@@ -331,8 +330,52 @@ grant_task(struct sched_request *r, struct slot *s)
 	if (b->nleases == 0)
 		sched_queue_add_leased(b->queue, 1);
 	tracker_board_set_state(b, BOARD_LEASED);
-	jobs_task_granted(b->conn->srv, r, b->agent, b->id);
+	*ret_board = b->id;
+	return b->agent;
 }
+
+static struct treq *
+treq_of(struct lease_request *lr)
+{
+	return container_of(lr, struct treq, lr);
+}
+
+/* A TVM request whose client already left is cancelled, not granted. */
+static bool
+treq_alive(struct lease_request *lr)
+{
+	struct treq *t = treq_of(lr);
+
+	if (!conn_peer_gone(t->conn))
+		return true;
+	/* Its EOF is still queued; the connection goes when that is read. */
+	treq_end(t, "cancelled", "client left while its request was waiting");
+	return false;
+}
+
+static void
+treq_granted(struct lease_request *lr, struct slot *s)
+{
+	grant(treq_of(lr), s);
+}
+
+static void
+treq_describe(const struct lease_request *lr, struct tracker_request_info *ret)
+{
+	const struct treq *t = container_of(lr, struct treq, lr);
+
+	ret->kind = "tvm";
+	ret->peer = t->conn->peer;
+	ret->priority = t->priority;
+	ret->requested_us = t->requested_us;
+}
+
+/* A TVM REQUEST, or an RPC client:KEY waiting for a board of KEY. */
+static const struct lease_request_ops treq_ops = {
+    .alive = treq_alive,
+    .granted = treq_granted,
+    .describe = treq_describe,
+};
 
 /* Hand free slots of @q to waiting requests while both exist. */
 void
@@ -342,24 +385,15 @@ tracker_schedule_queue(struct sched_queue *q)
 	struct sched_slot *ss;
 
 	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
-		struct treq *t = r->kind == SCHED_KIND_TVM
-				     ? container_of(r, struct treq, s)
-				     : NULL;
+		struct lease_request *lr = lease_request_of(r);
 
-		if (t != NULL && conn_peer_gone(t->conn)) {
-			/* Its EOF is still queued; the connection goes when
-			 * that is read.  q keeps its free slot, so survives. */
-			treq_end(t, "cancelled",
-			    "client left while its request was waiting");
+		/* q keeps its free slot, so survives a request that ends. */
+		if (lr->ops->alive != NULL && !lr->ops->alive(lr))
 			continue;
-		}
 		if (!sched_match(q, &ss, &r))
 			break;
-		if (r->kind == SCHED_KIND_TASK)
-			grant_task(r, container_of(ss, struct slot, s));
-		else
-			grant(container_of(r, struct treq, s),
-			    container_of(ss, struct slot, s));
+		lr = lease_request_of(r);
+		lr->ops->granted(lr, container_of(ss, struct slot, s));
 	}
 }
 
@@ -485,11 +519,12 @@ board_free(struct board *b, const char *why, bool quiet)
 			b->data = NULL;
 		}
 		if (b->task != NULL) {
-			struct sched_request *task = b->task;
+			struct lease_request *task = lease_request_of(b->task);
 
 			b->task = NULL;
 			sched_queue_add_leased(q, -1);
-			jobs_task_board_gone(srv, task, why);
+			if (task->ops->board_gone != NULL)
+				task->ops->board_gone(task, why);
 		}
 		agent_set_data(b->agent, NULL);
 	} else
@@ -639,7 +674,7 @@ static void
 request_fail(struct treq *t, const char *outcome, const char *msg)
 {
 	struct conn *c = t->conn;
-	struct sched_queue *q = t->s.queue;
+	struct sched_queue *q = t->lr.s.queue;
 	int r;
 
 	r = tvm_tracker_add_fail(bufferevent_get_output(c->bev), msg);
@@ -655,7 +690,7 @@ static void
 request_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct treq *t = arg;
-	struct sched_queue *q = t->s.queue;
+	struct sched_queue *q = t->lr.s.queue;
 	char msg[TRACKER_KEYS_MSG_MAX + 160];
 
 	(void)snprintf(msg, sizeof(msg),
@@ -670,7 +705,7 @@ static void
 request_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct treq *t = arg;
-	struct sched_queue *q = t->s.queue;
+	struct sched_queue *q = t->lr.s.queue;
 	char keys[TRACKER_KEYS_MSG_MAX], msg[TRACKER_KEYS_MSG_MAX + 160];
 
 	if (sched_queue_boards(q) > 0) {
@@ -727,8 +762,9 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 		    evtimer_add(t->grace_ev, srv->tv_grace) < 0)
 			goto oom;
 	}
-	t->s.needs = SCHED_CAP_TVM;
-	if (sched_enqueue(q, &t->s, t->user, m->priority) < 0)
+	t->lr.s.needs = SCHED_CAP_TVM;
+	t->lr.ops = &treq_ops;
+	if (sched_enqueue(q, &t->lr.s, t->user, m->priority) < 0)
 		goto oom;
 	TAILQ_INSERT_TAIL(&tc->reqs, t, link);
 	tc->nreqs++;
@@ -1054,7 +1090,7 @@ tracker_conn_closed(struct conn *c)
 		tracker_agent_detach(
 		    tc->data_for, "its data connection closed");
 	while ((t = TAILQ_FIRST(&tc->reqs)) != NULL) {
-		struct sched_queue *q = t->s.queue;
+		struct sched_queue *q = t->lr.s.queue;
 
 		(void)snprintf(detail, sizeof(detail),
 		    "client closed its tracker connection after waiting %.3f s",
@@ -1103,8 +1139,10 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 
 			TAILQ_FOREACH(s, &b->slots, link)
 				info.free++;
-			if (b->task != NULL)
-				jobs_task_info(b->task, &info.task);
+			if (b->task != NULL &&
+			    lease_request_of(b->task)->ops->task_info != NULL)
+				lease_request_of(b->task)->ops->task_info(
+				    lease_request_of(b->task), &info.task);
 			fn(&info, arg);
 		}
 	}
@@ -1120,28 +1158,13 @@ foreach_req_cb(struct sched_request *r, void *arg)
 {
 	struct foreach_req *f = arg;
 	struct tracker_request_info info = {
-	    .kind = "tvm",
 	    .user = sched_request_user(r),
 	};
-	struct treq *t;
+	const struct lease_request *lr = lease_request_of(r);
 
-	/* A waiting native task is no treq (issue 11: reading it as one
-	 * showed garbage and was undefined behaviour). */
-	if (r->kind == SCHED_KIND_TASK) {
-		struct jobs_task_info ti;
-
-		jobs_task_info(r, &ti);
-		info.kind = "task";
-		info.priority = ti.priority;
-		info.requested_us = ti.queued_us;
-		info.job = ti.job;
-		info.task_idx = ti.idx;
-	} else {
-		t = container_of(r, struct treq, s);
-		info.peer = t->conn->peer;
-		info.priority = t->priority;
-		info.requested_us = t->requested_us;
-	}
+	/* Each kind describes itself (issue 11: a waiting native task read
+	 * as a TVM request showed garbage and was undefined behaviour). */
+	lr->ops->describe(lr, &info);
 	f->fn(&info, f->arg);
 }
 
@@ -1425,11 +1448,13 @@ tracker_proxy_client(struct conn *c, const char *match)
 		return -ENOENT;
 	tc = tracker_conn_get(c);
 	t = calloc(1, sizeof(*t));
-	if (t != NULL)
-		t->s.needs = SCHED_CAP_TVM;
+	if (t != NULL) {
+		t->lr.s.needs = SCHED_CAP_TVM;
+		t->lr.ops = &treq_ops;
+	}
 	if (tc == NULL || t == NULL || (t->key = strdup(match)) == NULL ||
 	    (t->user = strdup(c->peer_host)) == NULL ||
-	    sched_enqueue(q, &t->s, t->user, 0) < 0) {
+	    sched_enqueue(q, &t->lr.s, t->user, 0) < 0) {
 		if (t != NULL) {
 			free(t->key);
 			free(t->user);

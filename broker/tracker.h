@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "jobs.h"
+#include "lease.h"
 
 struct agent;
 struct board;
@@ -19,6 +19,7 @@ struct conn;
 struct ledger_session;
 struct sched_request;
 struct server;
+struct slot;
 
 /* Board states as shown in the API and stored in the ledger. */
 enum board_state {
@@ -74,6 +75,8 @@ void tracker_agent_state(
     struct board *b, const char *state, const char *reason);
 void tracker_agent_session_end(struct server *srv, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess);
+struct agent *tracker_task_take(
+    struct slot *s, struct sched_request *r, int64_t *ret_board);
 void tracker_agent_task_end(struct board *b);
 void tracker_agent_task_resume(struct board *b, struct sched_request *r);
 void tracker_schedule(struct server *srv, const char *key);

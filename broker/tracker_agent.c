@@ -16,7 +16,6 @@
 #include "agent_link.h"
 #include "conn.h"
 #include "err.h"
-#include "jobs.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "lease.h"
 #include "macro.h"
 #include "netaddr.h"
 #include "scheduler.h"
@@ -85,8 +86,8 @@ struct pending {
 };
 
 struct treq {
-	struct sched_request s;
-	struct conn *conn; /* borrowed: the requesting client */
+	struct lease_request lr; /* its place in the queue, and its ops */
+	struct conn *conn;       /* borrowed: the requesting client */
 	bool rpc; /* an RPC data connection (client:KEY), not REQUEST */
 	char *key;
 	char *user; /* fair-share identity: the user, else the client's IP */
