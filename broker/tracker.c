@@ -57,21 +57,6 @@
 /* Bytes of one connection's UPDATE_INFO, serialised (issue 12). */
 #define TRACKER_MAX_INFO             4096
 
-static const char *const board_state_names[] = {
-    [BOARD_IDLE] = "idle",
-    [BOARD_LEASED] = "leased",
-    [BOARD_OFFLINE] = "offline",
-    [BOARD_BUSY] = "busy",
-    [BOARD_QUARANTINED] = "quarantined",
-};
-
-/* Ledger and API name of a board state. */
-const char *
-board_state_name(enum board_state s)
-{
-	return board_state_names[s];
-}
-
 static void
 board_dirty(struct board *b)
 {
@@ -109,9 +94,7 @@ tracker_flush_boards(struct server *srv)
 		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
 		b->dirty = false;
 		r = ledger_board_state(srv->ledger, b->id,
-		    b->drained && b->state == BOARD_IDLE
-			? "draining"
-			: board_state_name(b->state),
+		    board_view_state(b->state, b->drained),
 		    b->state == BOARD_QUARANTINED ? b->quarantine : NULL, now,
 		    &err);
 		if (r < 0)
@@ -1128,9 +1111,7 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 			    .lease_user = l ? l->user : NULL,
 			    .lease_peer = l ? l->peer : NULL,
 			    .lease_granted_us = l ? l->granted_us : 0,
-			    .state = b->drained && b->state == BOARD_IDLE
-					 ? "draining"
-					 : board_state_name(b->state),
+			    .state = board_view_state(b->state, b->drained),
 			    .relay = b->is_agent           ? "agent"
 				     : b->proxied          ? "proxy"
 				     : srv->cfg->relay_all ? "broker"

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "board.h"
 #include "lease.h"
 
 struct agent;
@@ -20,15 +21,6 @@ struct ledger_session;
 struct sched_request;
 struct server;
 struct slot;
-
-/* Board states as shown in the API and stored in the ledger. */
-enum board_state {
-	BOARD_IDLE,
-	BOARD_LEASED,
-	BOARD_OFFLINE,
-	BOARD_BUSY,        /* agents: cleaning up, not offered */
-	BOARD_QUARANTINED, /* agents: out of service, with a reason */
-};
 
 /* Read-only view of a live board for the HTTP API. */
 struct tracker_board_info {
@@ -40,7 +32,7 @@ struct tracker_board_info {
 	const char *lease_user; /* NULL when not leased */
 	const char *lease_peer;
 	int64_t lease_granted_us;
-	const char *state; /* as the ledger shows it (board_state_name()) */
+	const char *state; /* board_view_state(): "draining" or the ledger's */
 	const char *relay; /* who carries its sessions: "agent", "proxy"
 			    * (it dials in), "broker" (a PUT board the broker
 			    * dials, --relay-boards all) or "none" */
@@ -93,4 +85,3 @@ void tracker_dialed_failed(struct server *srv, int64_t board_id,
 void tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg);
 void tracker_foreach_request(
     struct server *srv, const char *key, tracker_request_fn *fn, void *arg);
-const char *board_state_name(enum board_state s);

@@ -10,11 +10,11 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "board.h"
 #include "lease.h"
 #include "macro.h"
 #include "netaddr.h"
 #include "scheduler.h"
-#include "tracker.h"
 
 struct agent;
 struct conn;
