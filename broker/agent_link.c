@@ -25,6 +25,7 @@
 #include <npufarm/protocol.h>
 
 #include "auth.h"
+#include "broker_config.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -33,7 +34,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "scheduler.h"
-#include "server.h"
 #include "tags.h"
 #include "tracker.h"
 
@@ -67,8 +67,15 @@ struct agent_handler {
 	void *arg;
 };
 
-/* Every agent link of the broker. */
+/* Every agent link of the broker (agent_links_new()). */
 struct agent_links {
+	struct event_base *base;         /* borrowed */
+	const struct broker_config *cfg; /* borrowed */
+	struct ledger *ledger;           /* borrowed */
+	struct metrics *metrics;         /* borrowed */
+	struct tracker *trk;             /* borrowed: the agents' boards */
+	const struct auth *auth;         /* borrowed; agent_links_set_auth() */
+	bool stopping;                   /* the broker is going down */
 	TAILQ_HEAD(, agent) agents;
 	struct agent_guess guesses[AGENT_GUESS_SLOTS];
 	struct agent_handler handlers[AGENT_MAX_HANDLERS];
@@ -76,8 +83,9 @@ struct agent_links {
 };
 
 struct agent {
-	struct conn *conn; /* borrowed: the link */
-	char *name;        /* unique among live agents */
+	struct conn *conn;         /* borrowed: the link */
+	struct agent_links *links; /* borrowed: all of them */
+	char *name;                /* unique among live agents */
 	char *key;
 	int64_t board_id;      /* ledger row */
 	bool welcomed;         /* hello accepted */
@@ -87,6 +95,13 @@ struct agent {
 	STAILQ_HEAD(, ack) acks;
 	TAILQ_ENTRY(agent) link;
 };
+
+/* The agent links of agent link @c (claimed by agent_link_start()). */
+static struct agent_links *
+links_of(const struct conn *c)
+{
+	return ((const struct agent *)c->owner)->links;
+}
 
 static int
 send_json(struct conn *c, json_t *v)
@@ -121,13 +136,13 @@ silence_cb(evutil_socket_t fd, short what, void *arg)
 #define AGENT_GUESS_FORGET_US (600 * 1000000LL)
 
 static struct agent_guess *
-guess_find(struct server *srv, const char *host, bool add)
+guess_find(struct agent_links *al, const char *host, bool add)
 {
-	struct agent_guess *g, *old = &srv->links->guesses[0];
+	struct agent_guess *g, *old = &al->guesses[0];
 	size_t i;
 
 	for (i = 0; i < AGENT_GUESS_SLOTS; i++) {
-		g = &srv->links->guesses[i];
+		g = &al->guesses[i];
 		if (strcmp(g->host, host) == 0)
 			return g;
 		if (g->last_us < old->last_us)
@@ -148,7 +163,7 @@ guess_find(struct server *srv, const char *host, bool add)
 static void
 guess_wrong(struct conn *c)
 {
-	struct agent_guess *g = guess_find(c->srv, c->peer_host, true);
+	struct agent_guess *g = guess_find(links_of(c), c->peer_host, true);
 	int64_t now = ledger_now_us(), wait = 100000;
 
 	if (now - g->last_us > AGENT_GUESS_FORGET_US)
@@ -177,7 +192,7 @@ guess_wrong(struct conn *c)
 static bool
 guess_waiting(struct conn *c, char *msg, size_t len)
 {
-	struct agent_guess *g = guess_find(c->srv, c->peer_host, false);
+	struct agent_guess *g = guess_find(links_of(c), c->peer_host, false);
 	int64_t now = ledger_now_us();
 
 	if (g == NULL || now >= g->until_us)
@@ -204,7 +219,7 @@ has_control(const char *s)
 static void
 rearm(struct agent *a)
 {
-	const struct broker_config *cfg = a->conn->srv->cfg;
+	const struct broker_config *cfg = a->links->cfg;
 	double s = cfg->agent_heartbeat * AGENT_MISSED_HEARTBEATS;
 	struct timeval tv = {
 	    (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
@@ -213,11 +228,11 @@ rearm(struct agent *a)
 }
 
 static struct agent *
-agent_by_name(struct server *srv, const char *name)
+agent_by_name(struct agent_links *al, const char *name)
 {
 	struct agent *a;
 
-	TAILQ_FOREACH(a, &srv->links->agents, link)
+	TAILQ_FOREACH(a, &al->agents, link)
 		if (a->welcomed && strcmp(a->name, name) == 0)
 			return a;
 	return NULL;
@@ -257,7 +272,7 @@ static void
 handle_hello(struct agent *a, json_t *root)
 {
 	struct conn *c = a->conn;
-	struct server *srv = c->srv;
+	struct agent_links *al = links_of(c);
 	const char *type, *name, *key, *version, *token = NULL;
 	json_t *tags = NULL, *runners = NULL;
 	char *canon = NULL; /* the tags, canonical */
@@ -283,7 +298,7 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "unauthorized", "client", msg);
 		return;
 	}
-	if (auth_agent(srv->auth, token, msg, sizeof(msg)) < 0) {
+	if (auth_agent(al->auth, token, msg, sizeof(msg)) < 0) {
 		guess_wrong(c);
 		refuse(c, "unauthorized", "client", msg);
 		return;
@@ -296,13 +311,13 @@ handle_hello(struct agent *a, json_t *root)
 		return;
 	}
 	if (name[0] == '\0' || key[0] == '\0' ||
-	    strlen(name) > (size_t)srv->cfg->max_key_len ||
-	    strlen(key) > (size_t)srv->cfg->max_key_len || has_control(name) ||
+	    strlen(name) > (size_t)al->cfg->max_key_len ||
+	    strlen(key) > (size_t)al->cfg->max_key_len || has_control(name) ||
 	    has_control(key)) {
 		(void)snprintf(msg, sizeof(msg),
 		    "hello: name and key must be 1..%ld bytes without control "
 		    "characters",
-		    srv->cfg->max_key_len);
+		    al->cfg->max_key_len);
 		refuse(c, "bad-hello", "client", msg);
 		return;
 	}
@@ -312,7 +327,7 @@ handle_hello(struct agent *a, json_t *root)
 		return;
 	}
 	runner_caps = (unsigned)r;
-	other = agent_by_name(srv, name);
+	other = agent_by_name(al, name);
 	if (other != NULL) {
 		(void)snprintf(msg, sizeof(msg),
 		    "an agent named '%.64s' is already connected from %s", name,
@@ -330,12 +345,12 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "bad-hello", "client", err.msg);
 		return;
 	}
-	r = ledger_board_upsert(srv->ledger, "agent", key, name,
-	    ledger_now_us(), &a->board_id, NULL, &err);
+	r = ledger_board_upsert(al->ledger, "agent", key, name, ledger_now_us(),
+	    &a->board_id, NULL, &err);
 	if (r >= 0)
-		r = ledger_board_tags(srv->ledger, a->board_id, canon, &err);
+		r = ledger_board_tags(al->ledger, a->board_id, canon, &err);
 	if (r >= 0)
-		r = ledger_event(srv->ledger, "board_online", a->board_id,
+		r = ledger_event(al->ledger, "board_online", a->board_id,
 		    c->peer, ledger_now_us(), &err);
 	if (r < 0) {
 		refuse(c, "ledger", "server", "the ledger refused the board");
@@ -344,7 +359,7 @@ handle_hello(struct agent *a, json_t *root)
 	}
 	a->welcomed = true;
 	conn_ready(c);
-	metrics_agent_connect(srv->metrics);
+	metrics_agent_connect(al->metrics);
 	/* The version is the peer's free text: escaped, and cut. */
 	(void)log_escape(msg, 64, version, strlen(version));
 	log_notice("agent '%s' (key '%s', %s) connected from %s", a->name,
@@ -352,7 +367,7 @@ handle_hello(struct agent *a, json_t *root)
 	if (send_json(c, json_pack("{sssisIsi}", "type", "welcome", "protocol",
 			     NPUFARM_PROTOCOL_VERSION, "board_id",
 			     (json_int_t)a->board_id, "heartbeat_ms",
-			     (int)(srv->cfg->agent_heartbeat * 1000))) < 0) {
+			     (int)(al->cfg->agent_heartbeat * 1000))) < 0) {
 		conn_close(c, "out of memory answering hello");
 		free(canon);
 		return;
@@ -375,7 +390,7 @@ handle_hello(struct agent *a, json_t *root)
 static void
 handle_session(struct agent *a, json_t *root)
 {
-	struct server *srv = a->conn->srv;
+	struct agent_links *al = a->links;
 	struct ledger_report rep = {0};
 	const char *type, *id, *outcome, *detail;
 	json_int_t start, end, requests, exceptions, to_board, to_client;
@@ -398,7 +413,7 @@ handle_session(struct agent *a, json_t *root)
 		return;
 	}
 	if (npufarm_outcome_from_name(outcome) < 0 || id[0] == '\0' ||
-	    strlen(id) > (size_t)srv->cfg->max_key_len) {
+	    strlen(id) > (size_t)al->cfg->max_key_len) {
 		(void)snprintf(msg, sizeof(msg),
 		    "session report: bad outcome '%.32s' or id", outcome);
 		refuse(a->conn, "bad-report", "client", msg);
@@ -416,13 +431,13 @@ handle_session(struct agent *a, json_t *root)
 	};
 	rep.signal = sig;
 	rep.status = status;
-	if (ledger_lease_report(srv->ledger, a->board_id, id, &rep, &err) < 0 ||
+	if (ledger_lease_report(al->ledger, a->board_id, id, &rep, &err) < 0 ||
 	    agent_link_ack_later(a, id) < 0) {
 		refuse(a->conn, "out-of-memory", "server",
 		    "out of memory recording a report");
 		return;
 	}
-	metrics_agent_report(srv->metrics, a->board_id, id, outcome);
+	metrics_agent_report(al->metrics, a->board_id, id, outcome);
 	log_info("agent '%s': session %s ended %s: %s", a->name, id, outcome,
 	    detail);
 }
@@ -435,7 +450,7 @@ handle_session(struct agent *a, json_t *root)
 static void
 handle_state(struct agent *a, json_t *root)
 {
-	struct server *srv = a->conn->srv;
+	struct agent_links *al = a->links;
 	const char *type, *state, *reason = NULL;
 	struct npufarm_err err;
 	const char *was;
@@ -461,13 +476,13 @@ handle_state(struct agent *a, json_t *root)
 		/* Said again after a reconnect: one event, not two. */
 		if (was == NULL || strcmp(was, reason) != 0) {
 			log_warn("agent '%s' quarantined: %s", a->name, reason);
-			(void)ledger_event(srv->ledger, "board_quarantined",
+			(void)ledger_event(al->ledger, "board_quarantined",
 			    a->board_id, reason, ledger_now_us(), &err);
 		}
 	} else if (was != NULL) {
 		log_notice("agent '%s' back in service", a->name);
-		(void)ledger_event(srv->ledger, "board_ready", a->board_id,
-		    NULL, ledger_now_us(), &err);
+		(void)ledger_event(al->ledger, "board_ready", a->board_id, NULL,
+		    ledger_now_us(), &err);
 	}
 	tracker_agent_state(a->data, state, reason);
 }
@@ -476,7 +491,7 @@ static void
 dispatch(struct agent *a, json_t *root)
 {
 	const char *type = json_string_value(json_object_get(root, "type"));
-	const struct agent_links *links = a->conn->srv->links;
+	const struct agent_links *links = a->links;
 	struct npufarm_err err;
 	char msg[160];
 	size_t i;
@@ -560,20 +575,22 @@ static const struct conn_ops agent_ops = {
 int
 agent_link_start(struct conn *c, void *arg)
 {
+	struct agent_links *al = arg;
 	struct agent *a;
 
-	c->srv = arg;
+	c->trk = al->trk;
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return -ENOMEM;
 	a->conn = c;
+	a->links = al;
 	STAILQ_INIT(&a->acks);
-	a->silence = evtimer_new(c->srv->base, silence_cb, a);
+	a->silence = evtimer_new(al->base, silence_cb, a);
 	if (a->silence == NULL) {
 		free(a);
 		return -ENOMEM;
 	}
-	TAILQ_INSERT_TAIL(&c->srv->links->agents, a, link);
+	TAILQ_INSERT_TAIL(&al->agents, a, link);
 	conn_set_ops(c, &agent_ops, a);
 	rearm(a);
 	return 0;
@@ -588,8 +605,8 @@ static void
 agent_link_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	const struct broker_config *cfg = c->srv->cfg;
 	struct agent *a = c->owner;
+	const struct broker_config *cfg = a->links->cfg;
 	struct npufarm_err err;
 	const char *body;
 	json_t *root;
@@ -641,23 +658,24 @@ static void
 agent_link_closed(struct conn *c)
 {
 	struct agent *a = c->owner;
-	struct server *srv = c->srv;
+	struct agent_links *al;
 	struct npufarm_err err;
-	const char *why =
-	    srv->stopping ? "broker stopping" : "agent link closed";
+	const char *why;
 	struct ack *ack;
 
 	if (a == NULL)
 		return;
+	al = a->links;
+	why = al->stopping ? "broker stopping" : "agent link closed";
 	if (a->welcomed) {
 		/* The event row only once the state row is in. */
-		if (ledger_board_state(srv->ledger, a->board_id, "offline", why,
+		if (ledger_board_state(al->ledger, a->board_id, "offline", why,
 			ledger_now_us(), &err) >= 0)
-			(void)ledger_event(srv->ledger, "board_offline",
+			(void)ledger_event(al->ledger, "board_offline",
 			    a->board_id, why, ledger_now_us(), &err);
 		log_notice("agent '%s' offline: %s", a->name, why);
 	}
-	TAILQ_REMOVE(&srv->links->agents, a, link);
+	TAILQ_REMOVE(&al->agents, a, link);
 	while ((ack = STAILQ_FIRST(&a->acks)) != NULL) {
 		STAILQ_REMOVE_HEAD(&a->acks, link);
 		free(ack);
@@ -671,9 +689,9 @@ agent_link_closed(struct conn *c)
 
 /* The welcomed agent named @name, or NULL. */
 struct agent *
-agent_link_find(struct server *srv, const char *name)
+agent_link_find(struct agent_links *al, const char *name)
 {
-	return agent_by_name(srv, name);
+	return agent_by_name(al, name);
 }
 
 /*
@@ -682,9 +700,9 @@ agent_link_find(struct server *srv, const char *name)
  * allow-list, since the link itself presented the agent token).
  */
 bool
-agent_link_from(struct server *srv, const char *name, const char *host)
+agent_link_from(struct agent_links *al, const char *name, const char *host)
 {
-	struct agent *a = agent_by_name(srv, name);
+	struct agent *a = agent_by_name(al, name);
 
 	return a != NULL && strcmp(a->conn->peer_host, host) == 0;
 }
@@ -714,14 +732,14 @@ agent_set_data(struct agent *a, void *data)
  * in the ledger: close that link instead, and the agent resends.
  */
 void
-agent_link_committed(struct server *srv)
+agent_link_committed(struct agent_links *al)
 {
 	uint64_t upto, failed;
 	struct agent *a, *next;
 	struct ack *ack;
 
-	upto = ledger_committed(srv->ledger, &failed);
-	for (a = TAILQ_FIRST(&srv->links->agents); a != NULL; a = next) {
+	upto = ledger_committed(al->ledger, &failed);
+	for (a = TAILQ_FIRST(&al->agents); a != NULL; a = next) {
 		next = TAILQ_NEXT(a, link);
 		while ((ack = STAILQ_FIRST(&a->acks)) != NULL &&
 		       ack->seq <= upto) {
@@ -748,17 +766,17 @@ agent_link_committed(struct server *srv)
  * one was, else 0.
  */
 int
-agent_link_undrain(struct server *srv, int64_t board_id)
+agent_link_undrain(struct agent_links *al, int64_t board_id)
 {
 	struct npufarm_err err;
-	struct agent *a = agent_link_find_board(srv, board_id);
+	struct agent *a = agent_link_find_board(al, board_id);
 
 	if (a == NULL || a->data == NULL ||
 	    tracker_agent_quarantine(a->data) == NULL)
 		return 0;
 	log_notice("agent '%s': quarantine lifted by an operator", a->name);
 	tracker_agent_state(a->data, "busy", NULL);
-	(void)ledger_event(srv->ledger, "board_undrained", a->board_id,
+	(void)ledger_event(al->ledger, "board_undrained", a->board_id,
 	    "quarantine lifted", ledger_now_us(), &err);
 	(void)send_json(a->conn, json_pack("{ss}", "type", "undrain"));
 	conn_flush(a->conn);
@@ -767,22 +785,22 @@ agent_link_undrain(struct server *srv, int64_t board_id)
 
 /* Call @fn for every welcomed agent: its board id and its last frame. */
 void
-agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg)
+agent_link_foreach(struct agent_links *al, agent_link_fn *fn, void *arg)
 {
 	struct agent *a;
 
-	TAILQ_FOREACH(a, &srv->links->agents, link)
+	TAILQ_FOREACH(a, &al->agents, link)
 		if (a->welcomed)
 			fn(a->board_id, a->heard_us, arg);
 }
 
 /* The welcomed agent whose board is @board_id, or NULL. */
 struct agent *
-agent_link_find_board(struct server *srv, int64_t board_id)
+agent_link_find_board(struct agent_links *al, int64_t board_id)
 {
 	struct agent *a;
 
-	TAILQ_FOREACH(a, &srv->links->agents, link)
+	TAILQ_FOREACH(a, &al->agents, link)
 		if (a->welcomed && a->board_id == board_id)
 			return a;
 	return NULL;
@@ -806,27 +824,51 @@ agent_link_send(struct agent *a, json_t *v)
 int
 agent_link_ack_later(struct agent *a, const char *id)
 {
-	struct server *srv = a->conn->srv;
+	struct agent_links *al = a->links;
 	struct ack *ack = malloc(sizeof(*ack) + strlen(id) + 1);
 
 	if (ack == NULL)
 		return -ENOMEM;
 	strcpy(ack->id, id);
-	ack->seq = ledger_batch_seq(srv->ledger);
-	(void)ledger_committed(srv->ledger, &ack->failed);
+	ack->seq = ledger_batch_seq(al->ledger);
+	(void)ledger_committed(al->ledger, &ack->failed);
 	STAILQ_INSERT_TAIL(&a->acks, ack, link);
 	return 0;
 }
 
-/* No agent links yet; NULL when out of memory. */
+/*
+ * No agent links yet, on @base under @cfg, writing to @ledger, counting in
+ * @metrics, with boards in @trk (all borrowed).  NULL when out of memory.
+ */
 struct agent_links *
-agent_links_new(void)
+agent_links_new(struct event_base *base, const struct broker_config *cfg,
+    struct ledger *ledger, struct metrics *metrics, struct tracker *trk)
 {
 	struct agent_links *l = calloc(1, sizeof(*l));
 
-	if (l != NULL)
-		TAILQ_INIT(&l->agents);
+	if (l == NULL)
+		return NULL;
+	l->base = base;
+	l->cfg = cfg;
+	l->ledger = ledger;
+	l->metrics = metrics;
+	l->trk = trk;
+	TAILQ_INIT(&l->agents);
 	return l;
+}
+
+/* Check agent tokens with @auth from now on (borrowed; SIGHUP). */
+void
+agent_links_set_auth(struct agent_links *l, const struct auth *auth)
+{
+	l->auth = auth;
+}
+
+/* The broker is stopping: links that close from now on say so. */
+void
+agent_links_stop(struct agent_links *l)
+{
+	l->stopping = true;
 }
 
 /* Free @l, whose links are all gone.  Accepts NULL; returns NULL. */

@@ -26,8 +26,8 @@ struct conn;
 struct event;
 struct event_base;
 struct fast_read;
-struct server;
 struct timeval;
+struct tracker;
 struct tracker_conn;
 
 enum conn_state {
@@ -93,9 +93,10 @@ struct conn_set {
 
 struct conn {
 	struct conn_set *set;       /* borrowed, outlives conn */
-	struct server *srv;         /* borrowed: the protocols' broker
-				     * (set when a protocol claims the
-				     * connection; unused by the transport) */
+	struct tracker *trk;        /* borrowed: the farm protocols'
+				     * context (tracker.h), set when one
+				     * claims the connection; unused by
+				     * the transport */
 	const struct conn_ops *ops; /* never NULL */
 	void *owner;                /* the ops' state, or NULL */
 	struct bufferevent *bev;    /* owned; closes the fd */

@@ -34,6 +34,7 @@
 
 #include "agent_link.h"
 #include "artifacts.h"
+#include "broker_config.h"
 #include "clock.h"
 #include "err.h"
 #include "json_util.h"
@@ -41,7 +42,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "scheduler.h"
-#include "server.h"
 #include "sha256_util.h"
 #include "tags.h"
 #include "task_spec.h"
@@ -112,7 +112,15 @@ struct job {
 };
 
 struct jobs {
-	struct server *srv;
+	struct event_base *base;         /* borrowed */
+	const struct broker_config *cfg; /* borrowed */
+	struct ledger *ledger;           /* borrowed */
+	struct metrics *metrics;         /* borrowed */
+	struct artifacts *artifacts;     /* borrowed: tasks' kernels */
+	struct sched *sched;             /* borrowed: the key queues */
+	struct tracker *trk;             /* borrowed: boards, grants */
+	struct agent_links *links;       /* borrowed: where tasks go */
+	const struct timeval *tv_grace;  /* --unknown-key-grace, or NULL */
 	TAILQ_HEAD(, job) live;
 	void *by_task; /* tsearch of struct task * by id */
 	TAILQ_HEAD(, waiter) waiters;
@@ -316,7 +324,7 @@ jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
 	w->after = after;
 	w->fn = fn;
 	w->arg = arg;
-	w->timer = evtimer_new(j->srv->base, waiter_timeout_cb, w);
+	w->timer = evtimer_new(j->base, waiter_timeout_cb, w);
 	tv = clock_tv(timeout);
 	if (w->timer == NULL || evtimer_add(w->timer, &tv) < 0) {
 		if (w->timer != NULL)
@@ -335,11 +343,11 @@ static int
 task_enqueue(struct task *t)
 {
 	struct job *job = t->job;
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	struct sched_queue *q;
 	int r;
 
-	r = sched_queue_get(srv->sched, job->key, true, &q);
+	r = sched_queue_get(js->sched, job->key, true, &q);
 	if (r < 0)
 		return r;
 	t->lr.s.kind = SCHED_KIND_TASK;
@@ -354,7 +362,7 @@ task_requeue(struct task *t)
 	int r = task_enqueue(t);
 
 	if (r == 0)
-		tracker_schedule(t->job->jobs->srv, t->job->key);
+		tracker_schedule(t->job->jobs->trk, t->job->key);
 	return r;
 }
 
@@ -375,11 +383,11 @@ count_move(struct job *job, int from, int to)
 static void
 job_finish(struct job *job)
 {
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	struct npufarm_err err;
 
 	(void)ledger_job_state(
-	    srv->ledger, job->id, job_state(job), ledger_now_us(), &err);
+	    js->ledger, job->id, job_state(job), ledger_now_us(), &err);
 	log_notice("job %lld (%s, %zu tasks) %s", (long long)job->id, job->key,
 	    job->ntasks, job_state(job));
 	job_progress(job);
@@ -396,7 +404,7 @@ task_end(struct task *t, enum npufarm_outcome outcome,
     const struct ledger_task_result *res, bool final)
 {
 	struct job *job = t->job;
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	struct npufarm_err err;
 	int from = t->state == TASK_QUEUED    ? COUNT_QUEUED
 		   : t->state == TASK_RUNNING ? COUNT_RUNNING
@@ -405,19 +413,19 @@ task_end(struct task *t, enum npufarm_outcome outcome,
 	if (t->grace_ev != NULL)
 		(void)evtimer_del(t->grace_ev);
 	if (t->state == TASK_RUNNING && t->started_us != 0)
-		metrics_task_run(srv->metrics, job->key,
+		metrics_task_run(js->metrics, job->key,
 		    (double)(ledger_now_us() - t->started_us) / 1e6);
 	if (final)
 		metrics_task_end(
-		    srv->metrics, job->key, npufarm_outcome_name(outcome));
-	(void)ledger_task_finish(srv->ledger, t->id,
+		    js->metrics, job->key, npufarm_outcome_name(outcome));
+	(void)ledger_task_finish(js->ledger, t->id,
 	    t->state == TASK_RUNNING ? t->attempts : 0, res, final, &err);
 	sched_dequeue(&t->lr.s);
 	t->agent = NULL;
 	if (!final) {
 		t->state = TASK_QUEUED;
 		count_move(job, from, COUNT_QUEUED);
-		(void)ledger_task_requeue(srv->ledger, t->id, &err);
+		(void)ledger_task_requeue(js->ledger, t->id, &err);
 		if (task_requeue(t) < 0)
 			log_err("task %lld: out of memory requeueing it",
 			    (long long)t->id);
@@ -480,17 +488,17 @@ static void
 nokey_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *job = arg;
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	char keys[512], detail[768];
 	size_t i, n = job->ntasks;
 
-	if (tracker_key_boards(srv, job->key) > 0)
+	if (tracker_key_boards(js->trk, job->key) > 0)
 		return;
-	tracker_known_keys(srv, keys, sizeof(keys));
+	tracker_known_keys(js->trk, keys, sizeof(keys));
 	(void)snprintf(detail, sizeof(detail),
 	    "no board with key '%s' registered within %g s "
 	    "(unknown_key_grace); keys with boards: %s",
-	    job->key, srv->cfg->unknown_key_grace, keys);
+	    job->key, js->cfg->unknown_key_grace, keys);
 	log_notice("job %lld: %s", (long long)job->id, detail);
 	for (i = 0; i < n; i++)
 		if (job->tasks[i].state == TASK_QUEUED &&
@@ -545,7 +553,7 @@ job_new(struct jobs *j, const char *key, const char *user, double priority,
 	job->ntasks = ntasks;
 	job->nleft = ntasks;
 	job->tasks = calloc(ntasks ? ntasks : 1, sizeof(*job->tasks));
-	job->expire_ev = evtimer_new(j->srv->base, expire_cb, job);
+	job->expire_ev = evtimer_new(j->base, expire_cb, job);
 	if (job->key == NULL || job->user == NULL || job->tasks == NULL ||
 	    job->expire_ev == NULL) {
 		if (job->expire_ev != NULL)
@@ -614,7 +622,7 @@ task_init(struct task *t, struct job *job, int idx, int64_t id,
 	t->lr.ops = &task_ops;
 	t->spec = strdup(spec);
 	t->name = name != NULL && name[0] ? strdup(name) : NULL;
-	t->grace_ev = evtimer_new(job->jobs->srv->base, grace_cb, t);
+	t->grace_ev = evtimer_new(job->jobs->base, grace_cb, t);
 	if (t->spec == NULL || t->grace_ev == NULL ||
 	    tsearch(t, &job->jobs->by_task, task_cmp) == NULL)
 		return -ENOMEM;
@@ -1076,7 +1084,7 @@ int
 jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks, struct npufarm_err *err)
 {
-	struct server *srv = j->srv;
+	struct jobs *js = j;
 	json_t *tags = NULL, *tags_obj;
 	char *tags_text = NULL;
 	struct ledger_job lj;
@@ -1118,12 +1126,12 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	    .submitted_us = job->submitted_us,
 	    .tags = tags_text,
 	};
-	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
+	r = ledger_job_insert(js->ledger, &lj, &job->id, err);
 	free(tags_text);
 	for (i = 0; r == 0 && i < n; i++) {
 		const struct jobs_parsed_task *pt = &p->tasks[i];
 
-		r = ledger_task_insert(srv->ledger, job->id, (int)i, pt->name,
+		r = ledger_task_insert(js->ledger, job->id, (int)i, pt->name,
 		    task_spec_runner_name(pt->runner), pt->text,
 		    job->submitted_us, &job->tasks[i].id, err);
 		if (r == 0 &&
@@ -1136,13 +1144,13 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 		 * job nobody will see (it never was acknowledged).  Mark it,
 		 * and forget it. */
 		(void)ledger_job_state(
-		    srv->ledger, job->id, "cancelled", ledger_now_us(), NULL);
+		    js->ledger, job->id, "cancelled", ledger_now_us(), NULL);
 		job->ntasks = i < n ? i + 1 : n;
 		job_free(job);
 		return r;
 	}
 	/* Durable before acknowledged. */
-	r = ledger_sync(srv->ledger, err);
+	r = ledger_sync(js->ledger, err);
 	if (r < 0) {
 		job_free(job);
 		/* Not err_set(err, ..., err->msg): vsnprintf into its own
@@ -1157,10 +1165,10 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 			log_err("job %lld: out of memory queueing task %zu",
 			    (long long)job->id, i);
 	job_arm_expiry(job);
-	if (srv->tv_grace != NULL && tracker_key_boards(srv, p->key) == 0) {
-		job->nokey_ev = evtimer_new(srv->base, nokey_cb, job);
+	if (js->tv_grace != NULL && tracker_key_boards(js->trk, p->key) == 0) {
+		job->nokey_ev = evtimer_new(js->base, nokey_cb, job);
 		if (job->nokey_ev == NULL ||
-		    evtimer_add(job->nokey_ev, srv->tv_grace) < 0)
+		    evtimer_add(job->nokey_ev, js->tv_grace) < 0)
 			log_err("job %lld: out of memory arming its "
 				"unknown_key_grace",
 			    (long long)job->id);
@@ -1169,7 +1177,7 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	    (long long)job->id, n, p->key, peer, p->user);
 	*ret_id = job->id;
 	*ret_ntasks = (int)n;
-	tracker_schedule(srv, p->key);
+	tracker_schedule(js->trk, p->key);
 	return 0;
 }
 
@@ -1186,7 +1194,7 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	struct jobs_parsed *p;
 	int r;
 
-	r = jobs_parse(j->srv->cfg, j->srv->artifacts, body, peer, &p, err);
+	r = jobs_parse(j->cfg, j->artifacts, body, peer, &p, err);
 	if (r < 0)
 		return r;
 	r = jobs_submit_parsed(j, p, peer, ret_id, ret_ntasks, err);
@@ -1271,7 +1279,7 @@ task_granted(struct lease_request *lr, struct slot *s)
 {
 	struct task *t = container_of(lr, struct task, lr);
 	struct job *job = t->job;
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	int64_t board_id;
 	struct agent *a = tracker_task_take(s, &lr->s, &board_id);
 	struct npufarm_err err;
@@ -1284,14 +1292,13 @@ task_granted(struct lease_request *lr, struct slot *s)
 	t->agent = a;
 	t->board_id = board_id;
 	t->started_us = ledger_now_us();
-	metrics_queue_wait(srv->metrics, job->key,
+	metrics_queue_wait(js->metrics, job->key,
 	    (double)(t->started_us - t->queued_us) / 1e6);
 	(void)ledger_task_start(
-	    srv->ledger, t->id, t->attempts, board_id, t->started_us, &err);
+	    js->ledger, t->id, t->attempts, board_id, t->started_us, &err);
 	if (!job->started) {
 		job->started = true;
-		(void)ledger_job_state(
-		    srv->ledger, job->id, "running", 0, &err);
+		(void)ledger_job_state(js->ledger, job->id, "running", 0, &err);
 	}
 	job_progress(job);
 	spec = json_loads(t->spec, 0, &jerr);
@@ -1318,7 +1325,7 @@ grace_cb(evutil_socket_t fd, short what, void *arg)
 	(void)snprintf(detail, sizeof(detail),
 	    "its agent (board %lld) vanished mid-task and did not come back "
 	    "within %g s%s",
-	    (long long)t->board_id, t->job->jobs->srv->cfg->task_grace,
+	    (long long)t->board_id, t->job->jobs->cfg->task_grace,
 	    retry ? "; retried" : "");
 	(void)task_end_plain(t, NPUFARM_OUTCOME_LOST, detail, !retry);
 }
@@ -1331,23 +1338,23 @@ static void
 task_board_gone(struct lease_request *lr, const char *why)
 {
 	struct task *t = container_of(lr, struct task, lr);
-	struct server *srv = t->job->jobs->srv;
+	struct jobs *js = t->job->jobs;
 	struct timeval tv;
 
 	if (t->state != TASK_RUNNING)
 		return;
 	t->agent = NULL;
-	tv = clock_tv(srv->cfg->task_grace);
+	tv = clock_tv(js->cfg->task_grace);
 	(void)evtimer_add(t->grace_ev, &tv);
 	log_warn("task %lld: its board's agent is gone (%s); waiting %g s for "
 		 "it",
-	    (long long)t->id, why, srv->cfg->task_grace);
+	    (long long)t->id, why, js->cfg->task_grace);
 }
 
 /* {"type": "running", "task": ID, "attempt": N}: back after a reconnect. */
 static int
 handle_running(
-    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
+    struct jobs *js, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	json_int_t id = 0, attempt = 0;
 	const char *type;
@@ -1357,7 +1364,7 @@ handle_running(
 	if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:I, s:I}", "type",
 		&type, "task", &id, "attempt", &attempt) < 0)
 		return err_set(err, -EINVAL, "running: %s", jerr.text);
-	t = task_find(srv->jobs, id);
+	t = task_find(js, id);
 	if (t == NULL || t->state != TASK_RUNNING || t->attempts != attempt ||
 	    t->agent != NULL || t->board_id != agent_board_id(a)) {
 		/* Not ours any more (lost and retried, or cancelled): stop. */
@@ -1377,7 +1384,7 @@ handle_running(
 /* {"type": "result", ...}: an attempt's end, acknowledged after commit. */
 static int
 handle_result(
-    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
+    struct jobs *js, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	const char *type, *id, *outcome, *detail;
 	json_int_t task, attempt, number = 0;
@@ -1397,10 +1404,10 @@ handle_result(
 		return err_set(err, -EINVAL, "result: %s", jerr.text);
 	if ((o = npufarm_outcome_from_name(outcome)) < 0)
 		return err_set(err, -EINVAL, "result: unknown outcome");
-	if (id[0] == '\0' || strlen(id) > (size_t)srv->cfg->max_key_len)
+	if (id[0] == '\0' || strlen(id) > (size_t)js->cfg->max_key_len)
 		return err_set(err, -EINVAL,
 		    "result: id: empty or longer than max_key_len=%ld",
-		    srv->cfg->max_key_len);
+		    js->cfg->max_key_len);
 	if (jdetail != NULL && !json_is_string(jdetail) &&
 	    !json_is_null(jdetail))
 		return err_set(
@@ -1411,7 +1418,7 @@ handle_result(
 	if (number < 0)
 		return err_set(err, -EINVAL, "result: number: negative");
 	detail = json_string_value(jdetail); /* null or absent: none */
-	t = task_find(srv->jobs, task);
+	t = task_find(js, task);
 	mine = t != NULL && t->state == TASK_RUNNING &&
 	       t->attempts == attempt && t->board_id == agent_board_id(a);
 	if (mine) {
@@ -1443,7 +1450,7 @@ handle_result(
 /* {"type": "fetch", "sha256": S, "offset": O}: the next chunk. */
 static int
 handle_fetch(
-    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
+    struct jobs *js, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	unsigned char *raw = NULL;
 	const char *type, *sha;
@@ -1461,7 +1468,7 @@ handle_fetch(
 	if (!sha256_util_valid(sha))
 		return err_set(
 		    err, -EINVAL, "fetch: sha256: expected 64 hex digits");
-	if (artifacts_size(srv->artifacts, sha, &size) < 0) {
+	if (artifacts_size(js->artifacts, sha, &size) < 0) {
 		(void)agent_link_send(
 		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256", sha,
 			   "error", "no such artifact"));
@@ -1471,7 +1478,7 @@ handle_fetch(
 	b64 = malloc(4 * (JOBS_CHUNK / 3 + 1) + 1);
 	if (raw != NULL && b64 != NULL)
 		n = artifacts_read(
-		    srv->artifacts, sha, (uint64_t)offset, raw, JOBS_CHUNK);
+		    js->artifacts, sha, (uint64_t)offset, raw, JOBS_CHUNK);
 	if (raw == NULL || b64 == NULL || n < 0) {
 		(void)agent_link_send(
 		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256", sha,
@@ -1498,7 +1505,7 @@ result_cb(void *arg, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	struct jobs *j = arg;
 
-	return handle_result(j->srv, a, v, err);
+	return handle_result(j, a, v, err);
 }
 
 static int
@@ -1506,7 +1513,7 @@ running_cb(void *arg, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	struct jobs *j = arg;
 
-	return handle_running(j->srv, a, v, err);
+	return handle_running(j, a, v, err);
 }
 
 static int
@@ -1514,30 +1521,51 @@ fetch_cb(void *arg, struct agent *a, json_t *v, struct npufarm_err *err)
 {
 	struct jobs *j = arg;
 
-	return handle_fetch(j->srv, a, v, err);
+	return handle_fetch(j, a, v, err);
 }
 
 /* ---- life ------------------------------------------------------------ */
 
+/*
+ * Native jobs over what @deps names (every pointer borrowed, outliving
+ * the jobs); registers its frame handlers with the agent links.  0, or
+ * -ENOMEM / -ENOSPC with @err set.
+ */
 int
-jobs_new(struct server *srv, struct jobs **ret_jobs, struct npufarm_err *err)
+jobs_new(const struct jobs_deps *deps, struct jobs **ret_jobs,
+    struct npufarm_err *err)
 {
 	struct jobs *j = calloc(1, sizeof(*j));
 
 	if (j == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
-	j->srv = srv;
+	j->base = deps->base;
+	j->cfg = deps->cfg;
+	j->ledger = deps->ledger;
+	j->metrics = deps->metrics;
+	j->artifacts = deps->artifacts;
+	j->sched = deps->sched;
+	j->trk = deps->trk;
+	j->links = deps->links;
+	j->tv_grace = deps->tv_grace;
 	TAILQ_INIT(&j->live);
 	TAILQ_INIT(&j->waiters);
 	/* An agent's task frames come to us (agent_link.c). */
-	if (agent_link_on_frame(srv->links, "result", result_cb, j) < 0 ||
-	    agent_link_on_frame(srv->links, "running", running_cb, j) < 0 ||
-	    agent_link_on_frame(srv->links, "fetch", fetch_cb, j) < 0) {
+	if (agent_link_on_frame(j->links, "result", result_cb, j) < 0 ||
+	    agent_link_on_frame(j->links, "running", running_cb, j) < 0 ||
+	    agent_link_on_frame(j->links, "fetch", fetch_cb, j) < 0) {
 		free(j);
 		return err_set(err, -ENOSPC, "too many agent frame handlers");
 	}
 	*ret_jobs = j;
 	return 0;
+}
+
+/* Keep --unknown-key-grace's common timeout (NULL: none) from now on. */
+void
+jobs_set_grace(struct jobs *j, const struct timeval *tv_grace)
+{
+	j->tv_grace = tv_grace;
 }
 
 struct jobs *
@@ -1592,7 +1620,7 @@ recover_task_cb(const struct ledger_task_row *row, void *arg)
 			job->counts[COUNT_OUTCOME + o]++;
 	} else if (strcmp(row->state, "running") == 0) {
 		struct timeval tv;
-		double g = x->jobs->srv->cfg->task_grace;
+		double g = x->jobs->cfg->task_grace;
 
 		/* Its agent may still be running it, and will say so. */
 		t->state = TASK_RUNNING;
@@ -1634,7 +1662,7 @@ recover_job_cb(const struct ledger_job_row *row, void *arg)
 	}
 	x->job = job;
 	r = ledger_foreach_task(
-	    x->jobs->srv->ledger, job->id, recover_task_cb, x, &err);
+	    x->jobs->ledger, job->id, recover_task_cb, x, &err);
 	if (r < 0)
 		return r;
 	for (i = 0; i < job->ntasks; i++)
@@ -1661,7 +1689,7 @@ jobs_recover(struct jobs *j, struct npufarm_err *err)
 	size_t i, nq = 0, nr = 0;
 	int r;
 
-	r = ledger_foreach_live_job(j->srv->ledger, recover_job_cb, &x, err);
+	r = ledger_foreach_live_job(j->ledger, recover_job_cb, &x, err);
 	if (r < 0)
 		return r;
 	for (job = TAILQ_FIRST(&j->live); job != NULL; job = next) {

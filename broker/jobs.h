@@ -21,6 +21,13 @@
 #include "lease.h" /* struct jobs_task_info */
 
 struct agent;
+struct agent_links;
+struct event_base;
+struct ledger;
+struct metrics;
+struct sched;
+struct timeval;
+struct tracker;
 struct artifacts;
 struct broker_config;
 struct jobs;
@@ -28,8 +35,22 @@ struct npufarm_err;
 struct sched_request;
 struct server;
 
-int jobs_new(
-    struct server *srv, struct jobs **ret_jobs, struct npufarm_err *err);
+/* What jobs work with (all borrowed). */
+struct jobs_deps {
+	struct event_base *base;
+	const struct broker_config *cfg;
+	struct ledger *ledger;
+	struct metrics *metrics;
+	struct artifacts *artifacts;
+	struct sched *sched;
+	struct tracker *trk;
+	struct agent_links *links;
+	const struct timeval *tv_grace; /* --unknown-key-grace, or NULL */
+};
+
+int jobs_new(const struct jobs_deps *deps, struct jobs **ret_jobs,
+    struct npufarm_err *err);
+void jobs_set_grace(struct jobs *j, const struct timeval *tv_grace);
 struct jobs *jobs_free(struct jobs *j);
 int jobs_recover(struct jobs *j, struct npufarm_err *err);
 

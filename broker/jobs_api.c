@@ -132,7 +132,7 @@ jobs_api_nokey_warning(
 {
 	char keys[512];
 
-	tracker_known_keys(srv, keys, sizeof(keys));
+	tracker_known_keys(srv->tracker, keys, sizeof(keys));
 	if (srv->cfg->unknown_key_grace > 0)
 		(void)snprintf(buf, len,
 		    "no board has key '%s'; the job fails in %g s "

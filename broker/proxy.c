@@ -21,12 +21,13 @@
 
 #include "agent_link.h"
 #include "auth.h"
+#include "broker_config.h"
 #include "conn.h"
 #include "err.h"
 #include "log.h"
 #include "relay.h"
-#include "server.h"
 #include "tracker.h"
+#include "tracker_int.h"
 #include "tvm_rpc.h"
 
 /*
@@ -41,7 +42,7 @@ rpc_allowed(struct conn *c, bool is_server)
 	char name[256];
 	size_t n;
 
-	if (auth_peer_allowed(c->srv->auth, c->peer_host))
+	if (auth_peer_allowed(c->trk->auth, c->peer_host))
 		return true;
 	if (!is_server)
 		return false;
@@ -51,7 +52,8 @@ rpc_allowed(struct conn *c, bool is_server)
 		    strncmp(p, "agent=", 6) == 0) {
 			memcpy(name, p + 6, n - 6);
 			name[n - 6] = '\0';
-			return agent_link_from(c->srv, name, c->peer_host);
+			return agent_link_from(
+			    c->trk->links, name, c->peer_host);
 		}
 		p += n;
 	}
@@ -62,7 +64,7 @@ static void
 hello(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t cap = (size_t)c->srv->cfg->max_key_len + 1;
+	size_t cap = (size_t)c->trk->cfg->max_key_len + 1;
 	struct tvm_rpc_hello h;
 	struct npufarm_err err;
 	char *key, *parse;
@@ -108,7 +110,7 @@ hello(struct conn *c)
 		(void)tracker_proxy_board(c, h.match, c->rpc_key);
 		goto out;
 	}
-	if (c->srv->nrelays >= (size_t)c->srv->cfg->max_relays) {
+	if (relays_count(c->trk->relays) >= (size_t)c->trk->cfg->max_relays) {
 		relay_refuse(c, "too many relayed sessions (limit max_relays)");
 		goto out;
 	}
@@ -173,7 +175,7 @@ proxy_conn_read(struct conn *c)
 int
 proxy_conn_start(struct conn *c, void *arg)
 {
-	c->srv = arg;
+	c->trk = arg;
 	conn_set_ops(c, &proxy_ops, NULL);
 	return 0;
 }

@@ -39,6 +39,7 @@
 
 #include <npufarm/protocol.h>
 
+#include "broker_config.h"
 #include "clock.h"
 #include "conn.h"
 #include "err.h"
@@ -47,7 +48,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "rpc_relay.h"
-#include "server.h"
 #include "tvm_rpc.h"
 
 /* Bytes one deferred write may take (see relay_start()). */
@@ -64,6 +64,14 @@ enum relay_board {
 	RELAY_DIALED, /* a TVM server registered by PUT; we dialled it */
 };
 
+/* The broker's relays (relays_new()). */
+struct relays {
+	struct event_base *base;         /* borrowed */
+	const struct broker_config *cfg; /* borrowed */
+	struct metrics *metrics;         /* borrowed */
+	size_t n;                        /* relayed sessions */
+};
+
 /* Who had a connection before the relay took it over. */
 struct relay_prev {
 	const struct conn_ops *ops; /* NULL: nobody (a board we dialled) */
@@ -71,7 +79,7 @@ struct relay_prev {
 };
 
 struct relay {
-	struct server *srv;  /* borrowed */
+	struct relays *rs;   /* borrowed */
 	struct conn *client; /* borrowed; NULL once freed */
 	struct conn *board;  /* borrowed; NULL once handed back */
 	struct relay_prev client_prev, board_prev;
@@ -193,9 +201,9 @@ static bool
 board_linger(struct relay *r)
 {
 	struct conn *board = r->board;
-	struct timeval tv = clock_tv(r->srv->cfg->board_grace);
+	struct timeval tv = clock_tv(r->rs->cfg->board_grace);
 
-	if (r->kind == RELAY_AGENT || r->srv->cfg->board_grace <= 0 ||
+	if (r->kind == RELAY_AGENT || r->rs->cfg->board_grace <= 0 ||
 	    board->state == CONN_CLOSING || r->timer == NULL)
 		return false;
 	(void)evbuffer_drain(bufferevent_get_input(board->bev),
@@ -206,7 +214,7 @@ board_linger(struct relay *r)
 	conn_resume_read(board);
 	log_info("relay: board %s timed out; it may close within %g s "
 		 "(board_grace)",
-	    board->peer, r->srv->cfg->board_grace);
+	    board->peer, r->rs->cfg->board_grace);
 	return true;
 }
 
@@ -272,13 +280,13 @@ relay_free(struct relay *r)
 
 	if (r->rr != NULL) {
 		rpc_relay_bytes(r->rr, &to_board, &to_client);
-		metrics_relay_bytes(r->srv->metrics, to_board, to_client);
+		metrics_relay_bytes(r->rs->metrics, to_board, to_client);
 		rpc_relay_free(r->rr);
 	}
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r->hello);
-	r->srv->nrelays--;
+	r->rs->n--;
 	free(r);
 }
 
@@ -286,21 +294,21 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* A relay between @client and @board (NULL: dialled later); NULL on OOM. */
 static struct relay *
-relay_new(struct conn *client, struct conn *board, enum relay_board kind,
-    int64_t lease_id, int64_t board_id, const struct relay_end *end, void *arg)
+relay_new(struct relays *rs, struct conn *client, struct conn *board,
+    enum relay_board kind, int64_t lease_id, int64_t board_id,
+    const struct relay_end *end, void *arg)
 {
-	struct server *srv = client->srv;
 	struct relay *r;
 
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
-	r->timer = evtimer_new(srv->base, relay_timer_cb, r);
+	r->timer = evtimer_new(rs->base, relay_timer_cb, r);
 	if (r->timer == NULL) {
 		free(r);
 		return NULL;
 	}
-	r->srv = srv;
+	r->rs = rs;
 	r->client = client;
 	r->board = board;
 	r->kind = kind;
@@ -308,7 +316,7 @@ relay_new(struct conn *client, struct conn *board, enum relay_board kind,
 	r->board_id = board_id;
 	r->end = end;
 	r->end_arg = arg;
-	srv->nrelays++;
+	rs->n++;
 	return r;
 }
 
@@ -336,11 +344,11 @@ relay_refuse(struct conn *c, const char *why)
 static int
 relay_pair(struct relay *r, const char *board_key)
 {
-	struct server *srv = r->srv;
+	struct relays *rs = r->rs;
 	struct conn *client = r->client, *board = r->board;
 	struct rpc_relay_config rc = {
-	    .max_packet = (uint64_t)srv->cfg->relay_max_packet,
-	    .buffer = (size_t)srv->cfg->relay_buffer,
+	    .max_packet = (uint64_t)rs->cfg->relay_max_packet,
+	    .buffer = (size_t)rs->cfg->relay_buffer,
 	    .timeout = client->rpc_timeout,
 	    .deadline = client->rpc_timeout,
 	    .linger = RELAY_LINGER_S,
@@ -348,8 +356,8 @@ relay_pair(struct relay *r, const char *board_key)
 	};
 
 	if (r->kind == RELAY_AGENT && rc.deadline > 0)
-		rc.deadline += srv->cfg->agent_backstop;
-	if (rpc_relay_new(srv->base, &rc, &relay_ops, r,
+		rc.deadline += rs->cfg->agent_backstop;
+	if (rpc_relay_new(rs->base, &rc, &relay_ops, r,
 		bufferevent_get_input(client->bev),
 		bufferevent_get_output(client->bev),
 		bufferevent_get_input(board->bev),
@@ -401,13 +409,13 @@ oom_paired:
  * from here on.
  */
 void
-relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent, int64_t board_id, const struct relay_end *end,
-    void *arg)
+relay_start(struct relays *rs, struct conn *client, struct conn *board,
+    const char *board_key, int64_t lease_id, bool agent, int64_t board_id,
+    const struct relay_end *end, void *arg)
 {
 	struct relay *r;
 
-	r = relay_new(client, board, agent ? RELAY_AGENT : RELAY_PROXY,
+	r = relay_new(rs, client, board, agent ? RELAY_AGENT : RELAY_PROXY,
 	    lease_id, board_id, end, arg);
 	if (r == NULL) {
 		relay_refuse(client, "out of memory pairing");
@@ -515,12 +523,12 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(r->board,
 		    "board did not close its timed-out session within %g s "
 		    "(board_grace)",
-		    r->srv->cfg->board_grace);
+		    r->rs->cfg->board_grace);
 		return;
 	}
 	(void)snprintf(why, sizeof(why),
 	    "no answer to the RPC handshake within %g s (handshake_timeout)",
-	    r->srv->cfg->handshake_timeout);
+	    r->rs->cfg->handshake_timeout);
 	dial_failed(r, why, true);
 	conn_close(r->board, "%s", why);
 }
@@ -534,18 +542,18 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
  * insists on).  @client belongs to the relay from here on.
  */
 void
-relay_dial(struct conn *client, const char *host, long port,
+relay_dial(struct relays *rs, struct conn *client, const char *host, long port,
     const char *board_match, int64_t lease_id, int64_t board_id,
     const struct relay_end *end, void *arg)
 {
-	struct server *srv = client->srv;
 	struct evutil_addrinfo hints = {0}, *ai = NULL;
-	struct timeval tv = clock_tv(srv->cfg->handshake_timeout);
+	struct timeval tv = clock_tv(rs->cfg->handshake_timeout);
 	char sport[16], why[256];
 	struct relay *r;
 	int res;
 
-	r = relay_new(client, NULL, RELAY_DIALED, lease_id, board_id, end, arg);
+	r = relay_new(
+	    rs, client, NULL, RELAY_DIALED, lease_id, board_id, end, arg);
 	if (r == NULL) {
 		end->dial_failed(arg, board_id, lease_id,
 		    "out of memory dialling the board", false);
@@ -585,7 +593,6 @@ relay_dial(struct conn *client, const char *host, long port,
 		dial_failed(r, why, true);
 		return;
 	}
-	r->board->srv = srv;
 	(void)evtimer_add(r->timer, &tv);
 	log_info("relay: %s dialling registered board %s for lease %lld",
 	    client->peer, r->board->peer, (long long)lease_id);
@@ -750,4 +757,38 @@ relay_conn_gone(struct conn *c)
 	}
 	if (r->client == NULL && r->board == NULL)
 		relay_free(r);
+}
+
+/*
+ * The broker's relays, on @base under @cfg, counting bytes in @metrics
+ * (all borrowed).  0 or -ENOMEM.
+ */
+int
+relays_new(struct event_base *base, const struct broker_config *cfg,
+    struct metrics *metrics, struct relays **ret_relays)
+{
+	struct relays *rs = calloc(1, sizeof(*rs));
+
+	if (rs == NULL)
+		return -ENOMEM;
+	rs->base = base;
+	rs->cfg = cfg;
+	rs->metrics = metrics;
+	*ret_relays = rs;
+	return 0;
+}
+
+/* Free @rs, whose relays are gone.  Accepts NULL; returns NULL. */
+struct relays *
+relays_free(struct relays *rs)
+{
+	free(rs);
+	return NULL;
+}
+
+/* Relayed sessions now (max_relays counts them). */
+size_t
+relays_count(const struct relays *rs)
+{
+	return rs->n;
 }

@@ -9,10 +9,15 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+struct broker_config;
 struct conn;
+struct event_base;
 struct ledger_session;
+struct metrics;
+struct relays;
 
 /*
  * How a relayed session's board side reports back to whoever started it
@@ -30,10 +35,14 @@ struct relay_end {
 	    const char *why, bool board_fault);
 };
 
-void relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent, int64_t board_id, const struct relay_end *end,
-    void *arg);
-void relay_dial(struct conn *client, const char *host, long port,
-    const char *board_match, int64_t lease_id, int64_t board_id,
+int relays_new(struct event_base *base, const struct broker_config *cfg,
+    struct metrics *metrics, struct relays **ret_relays);
+struct relays *relays_free(struct relays *rs);
+size_t relays_count(const struct relays *rs);
+void relay_start(struct relays *rs, struct conn *client, struct conn *board,
+    const char *board_key, int64_t lease_id, bool agent, int64_t board_id,
+    const struct relay_end *end, void *arg);
+void relay_dial(struct relays *rs, struct conn *client, const char *host,
+    long port, const char *board_match, int64_t lease_id, int64_t board_id,
     const struct relay_end *end, void *arg);
 void relay_refuse(struct conn *c, const char *why);

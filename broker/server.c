@@ -39,6 +39,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "proxy.h"
+#include "relay.h"
 #include "retention.h"
 #include "scheduler.h"
 #include "tracker.h"
@@ -67,7 +68,9 @@ ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
 static void
 board_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	(void)tracker_flush_boards(arg);
+	struct server *srv = arg;
+
+	(void)tracker_flush_boards(srv->tracker);
 }
 
 /* The ledger's writer finished batches: acknowledge what they held. */
@@ -77,7 +80,7 @@ ledger_committed_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = arg;
 
 	ledger_notified(srv->ledger);
-	agent_link_committed(srv);
+	agent_link_committed(srv->links);
 }
 
 static void
@@ -114,6 +117,8 @@ stop_cb(evutil_socket_t sig, short what, void *arg)
 
 	log_notice("signal %d: stopping", (int)sig);
 	srv->stopping = true;
+	tracker_stop(srv->tracker);
+	agent_links_stop(srv->links);
 	listener_pause(srv->listener);
 	(void)event_base_loopexit(srv->base, NULL);
 }
@@ -242,6 +247,26 @@ warn_exposure(struct server *srv)
 }
 
 /*
+ * Derive the common timeouts from the configuration and hand them to
+ * the transport, the tracker and the jobs.
+ */
+static void
+server_timeouts(struct server *srv)
+{
+	const struct broker_config *cfg = srv->cfg;
+	const struct timeval *grace =
+	    common_timeout(srv, cfg->unknown_key_grace);
+
+	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
+	srv->cset->tv_handshake = srv->tv_handshake;
+	tracker_set_timeouts(srv->tracker,
+	    common_timeout(srv, cfg->request_timeout), grace,
+	    common_timeout(srv, cfg->pair_timeout));
+	if (srv->jobs != NULL)
+		jobs_set_grace(srv->jobs, grace);
+}
+
+/*
  * SIGHUP, after the configuration @srv borrows was updated in place: swap
  * in @auth (owned from now on), re-derive the timeouts and the log level.
  * New values apply to what starts from now on; running sessions and
@@ -256,11 +281,9 @@ server_reconfigure(struct server *srv, struct auth *auth)
 	auth_free(srv->auth);
 	srv->auth = auth;
 	listener_set_auth(srv->listener, auth);
-	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
-	srv->cset->tv_handshake = srv->tv_handshake;
-	srv->tv_request = common_timeout(srv, cfg->request_timeout);
-	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
-	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
+	tracker_set_auth(srv->tracker, auth);
+	agent_links_set_auth(srv->links, auth);
+	server_timeouts(srv);
 	log_set_level(cfg->verbosity);
 	warn_exposure(srv);
 }
@@ -300,7 +323,6 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		free(srv);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
-	TAILQ_INIT(&srv->dirty_boards);
 	event_set_log_callback(libevent_log_cb);
 	(void)signal(SIGPIPE, SIG_IGN);
 	max_conns = raise_nofile(cfg);
@@ -317,8 +339,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, hup_cb, srv);
-	srv->links = agent_links_new();
-	if (srv->sched == NULL || srv->flush_ev == NULL || srv->links == NULL ||
+	if (srv->sched == NULL || srv->flush_ev == NULL ||
 	    conn_set_new(srv->base, cfg, max_conns, &srv->cset) < 0 ||
 	    srv->board_ev == NULL || srv->sig_term == NULL ||
 	    srv->sig_int == NULL || srv->sig_hup == NULL ||
@@ -330,26 +351,36 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
-	srv->tv_request = common_timeout(srv, cfg->request_timeout);
-	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
-	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
-	srv->cset->tv_handshake = srv->tv_handshake;
 	r = auth_new(cfg, &srv->auth, err);
 	if (r < 0)
 		goto fail;
+	r = ledger_open(cfg->db, cfg->ledger_sync_full, &srv->ledger, err);
+	if (r < 0)
+		goto fail;
+	/* The farm protocols, each with its own context. */
+	if (tracker_new(srv->base, cfg, srv->ledger, srv->sched, srv->metrics,
+		srv->cset, &srv->tracker) < 0 ||
+	    (srv->links = agent_links_new(srv->base, cfg, srv->ledger,
+		 srv->metrics, srv->tracker)) == NULL ||
+	    relays_new(srv->base, cfg, srv->metrics, &srv->relays) < 0) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	tracker_set_peers(srv->tracker, srv->links, srv->relays);
+	tracker_set_auth(srv->tracker, srv->auth);
+	agent_links_set_auth(srv->links, srv->auth);
 	{
 		/* The farm port's protocols, by their first four bytes. */
 		const struct listener_proto protos[] = {
 		    {NPUFARM_TVM_TRACKER_MAGIC, true, "TVM tracker",
 			"out of memory starting a tracker session",
-			tracker_conn_start, srv},
+			tracker_conn_start, srv->tracker},
 		    /* The hello continues with its key: proxy.c reads it. */
 		    {NPUFARM_TVM_RPC_MAGIC, false, NULL, "out of memory",
-			proxy_conn_start, srv},
+			proxy_conn_start, srv->tracker},
 		    {NPUFARM_AGENT_MAGIC, true, NULL,
 			"out of memory starting an agent link",
-			agent_link_start, srv},
+			agent_link_start, srv->links},
 		};
 
 		if (listener_new(srv->cset, srv->auth, protos,
@@ -359,9 +390,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 			goto fail;
 		}
 	}
-	r = ledger_open(cfg->db, cfg->ledger_sync_full, &srv->ledger, err);
-	if (r < 0)
-		goto fail;
+	server_timeouts(srv);
 	ledger_set_dirty_cb(srv->ledger, ledger_dirty_cb, srv);
 	srv->committed_ev = event_new(srv->base, ledger_notify_fd(srv->ledger),
 	    EV_READ | EV_PERSIST, ledger_committed_cb, srv);
@@ -379,8 +408,21 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r >= 0)
 		r = artifacts_open(cfg->data_dir, (uint64_t)cfg->max_artifact,
 		    &srv->artifacts, err);
-	if (r >= 0)
-		r = jobs_new(srv, &srv->jobs, err);
+	if (r >= 0) {
+		const struct jobs_deps deps = {
+		    .base = srv->base,
+		    .cfg = cfg,
+		    .ledger = srv->ledger,
+		    .metrics = srv->metrics,
+		    .artifacts = srv->artifacts,
+		    .sched = srv->sched,
+		    .trk = srv->tracker,
+		    .links = srv->links,
+		    .tv_grace = common_timeout(srv, cfg->unknown_key_grace),
+		};
+
+		r = jobs_new(&deps, &srv->jobs, err);
+	}
 	if (r >= 0)
 		r = jobs_recover(srv->jobs, err);
 	if (r >= 0)
@@ -435,6 +477,10 @@ server_free(struct server *srv)
 	if (srv == NULL)
 		return NULL;
 	srv->stopping = true;
+	if (srv->tracker != NULL)
+		tracker_stop(srv->tracker);
+	if (srv->links != NULL)
+		agent_links_stop(srv->links);
 	srv->listener = listener_free(srv->listener);
 	/* Its waiting requests are answered while the API still exists. */
 	srv->jobs_parse = jobs_parse_free(srv->jobs_parse);
@@ -444,7 +490,8 @@ server_free(struct server *srv)
 	    srv->cset != NULL && (c = TAILQ_FIRST(&srv->cset->conns)) != NULL)
 		conn_free(c);
 	if (srv->ledger != NULL) {
-		(void)tracker_flush_boards(srv);
+		if (srv->tracker != NULL)
+			(void)tracker_flush_boards(srv->tracker);
 		if (ledger_event(srv->ledger, "broker_stop", 0, NULL,
 			ledger_now_us(), &err) < 0 ||
 		    ledger_commit(srv->ledger, &err) < 0)
@@ -453,6 +500,8 @@ server_free(struct server *srv)
 	}
 	srv->jobs = jobs_free(srv->jobs);
 	srv->links = agent_links_free(srv->links);
+	srv->relays = relays_free(srv->relays);
+	srv->tracker = tracker_free(srv->tracker);
 	srv->metrics = metrics_free(srv->metrics); /* after the last lease */
 	srv->artifacts = artifacts_close(srv->artifacts);
 	srv->sched = sched_free(srv->sched);

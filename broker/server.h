@@ -27,9 +27,11 @@ struct listener;
 struct metrics;
 struct jobs_parse;
 struct npufarm_err;
+struct relays;
 struct retention;
 struct sched;
 struct timeval;
+struct tracker;
 
 struct server {
 	struct event_base *base;
@@ -48,14 +50,10 @@ struct server {
 	struct event *flush_ev;     /* commits the ledger once per iteration */
 	struct event *board_ev;     /* writes changed board states */
 	struct event *committed_ev; /* the ledger committed: send acks */
+	struct tracker *tracker;    /* the farm protocols' context, owned */
 	struct agent_links *links;  /* the agent links, owned */
-	TAILQ_HEAD(, board) dirty_boards;   /* state changes not yet written */
+	struct relays *relays;      /* relayed sessions, owned */
 	const struct timeval *tv_handshake; /* common timeouts */
-	const struct timeval *tv_request;
-	const struct timeval *tv_grace;
-	const struct timeval *tv_pair; /* a granted client's time to come */
-	void *pending;                 /* tsearch: grants of proxied boards */
-	size_t nrelays;                /* relayed sessions */
 	bool stopping;
 	struct auth *auth; /* access rules, owned; replaced on SIGHUP */
 	void (*reload)(struct server *srv, void *arg); /* SIGHUP, or NULL */

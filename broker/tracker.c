@@ -35,6 +35,7 @@
 #include <npufarm/protocol.h>
 
 #include "agent_link.h"
+#include "broker_config.h"
 #include "clock.h"
 #include "conn.h"
 #include "err.h"
@@ -45,7 +46,6 @@
 #include "metrics.h"
 #include "relay.h"
 #include "scheduler.h"
-#include "server.h"
 #include "tracker_int.h"
 #include "tvm_proto.h"
 #include "tvm_rpc.h"
@@ -60,11 +60,11 @@
 static void
 board_dirty(struct board *b)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 
 	if (!b->dirty) {
 		b->dirty = true;
-		TAILQ_INSERT_TAIL(&srv->dirty_boards, b, dirty_link);
+		TAILQ_INSERT_TAIL(&trk->dirty_boards, b, dirty_link);
 	}
 }
 
@@ -83,17 +83,17 @@ tracker_board_set_state(struct board *b, enum board_state state)
  * and released within one iteration costs one row update, not two.
  */
 int
-tracker_flush_boards(struct server *srv)
+tracker_flush_boards(struct tracker *trk)
 {
 	struct npufarm_err err;
 	int64_t now = ledger_now_us();
 	struct board *b;
 	int r, ret = 0;
 
-	while ((b = TAILQ_FIRST(&srv->dirty_boards)) != NULL) {
-		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
+	while ((b = TAILQ_FIRST(&trk->dirty_boards)) != NULL) {
+		TAILQ_REMOVE(&trk->dirty_boards, b, dirty_link);
 		b->dirty = false;
-		r = ledger_board_state(srv->ledger, b->id,
+		r = ledger_board_state(trk->ledger, b->id,
 		    board_view_state(b->state, b->drained),
 		    b->state == BOARD_QUARANTINED ? b->quarantine : NULL, now,
 		    &err);
@@ -144,7 +144,7 @@ treq_row(const struct treq *t)
 static void
 treq_end(struct treq *t, const char *outcome, const char *detail)
 {
-	struct server *srv = t->conn->srv;
+	struct tracker *trk = t->conn->trk;
 	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
 	int64_t id;
@@ -152,10 +152,10 @@ treq_end(struct treq *t, const char *outcome, const char *detail)
 	row.released_us = ledger_now_us();
 	row.outcome = outcome;
 	row.detail = detail;
-	(void)ledger_lease_insert(srv->ledger, &row, &id, &err);
+	(void)ledger_lease_insert(trk->ledger, &row, &id, &err);
 	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
 	    outcome, detail);
-	metrics_lease_end(srv->metrics, 0, t->key, outcome);
+	metrics_lease_end(trk->metrics, 0, t->key, outcome);
 	treq_free(t);
 }
 
@@ -163,16 +163,16 @@ void
 tracker_lease_release(
     struct board *b, struct lease *l, const char *outcome, const char *detail)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	struct npufarm_err err;
 
 	(void)ledger_lease_release(
-	    srv->ledger, l->id, ledger_now_us(), outcome, detail, &err);
+	    trk->ledger, l->id, ledger_now_us(), outcome, detail, &err);
 	log_info("lease %lld of %s (%s) released%s%s: %s", (long long)l->id,
 	    b->address, sched_queue_key(b->queue), outcome ? " as " : "",
 	    outcome ? outcome : "", detail);
 	metrics_lease_end(
-	    srv->metrics, l->id, sched_queue_key(b->queue), outcome);
+	    trk->metrics, l->id, sched_queue_key(b->queue), outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -191,7 +191,7 @@ tracker_lease_release(
 static struct lease *
 lease_open(struct treq *t, struct board *b, const char *matchkey)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
 	struct lease *l;
@@ -210,15 +210,15 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	}
 	l->granted_us = row.granted_us;
 	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
-	(void)ledger_lease_insert(srv->ledger, &row, &l->id, &err);
+	(void)ledger_lease_insert(trk->ledger, &row, &l->id, &err);
 	if (b->data_session != NULL)
 		(void)ledger_lease_agent_session(
-		    srv->ledger, l->id, b->data_session, &err);
+		    trk->ledger, l->id, b->data_session, &err);
 	TAILQ_INSERT_TAIL(&b->leases, l, link);
 	if (b->nleases++ == 0)
 		sched_queue_add_leased(b->queue, 1);
 	tracker_board_set_state(b, BOARD_LEASED);
-	metrics_queue_wait(srv->metrics, t->key,
+	metrics_queue_wait(trk->metrics, t->key,
 	    (double)(l->granted_us - t->requested_us) / 1e6);
 	log_info("lease %lld: '%s' board %s granted to %s after %.3f ms",
 	    (long long)l->id, t->key, b->address, t->conn->peer,
@@ -240,11 +240,11 @@ grant(struct treq *t, struct slot *s)
 {
 	struct board *b = s->board;
 	struct conn *client = t->conn;
-	struct server *srv = client->srv;
+	struct tracker *trk = client->trk;
 	bool rpc = t->rpc;
 	/* A board registered by PUT whose sessions the broker relays: the
 	 * client is sent to the broker, which dials the board. */
-	bool dial = !b->proxied && !b->is_agent && srv->cfg->relay_all;
+	bool dial = !b->proxied && !b->is_agent && trk->cfg->relay_all;
 	char fresh[4096 + 32]; /* max_key_len is at most 4096 */
 	struct lease *l;
 	int r = 0;
@@ -263,7 +263,7 @@ grant(struct treq *t, struct slot *s)
 		    sched_queue_key(b->queue), fresh, sizeof(fresh));
 	if (!rpc && (b->proxied || dial))
 		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
-		    srv->cfg->public_addr ? srv->cfg->public_addr
+		    trk->cfg->public_addr ? trk->cfg->public_addr
 					  : client->local_host,
 		    (long)client->local_port, dial ? fresh : s->matchkey);
 	else if (!rpc)
@@ -285,10 +285,10 @@ grant(struct treq *t, struct slot *s)
 		pending_add(b, l, fresh, s->matchkey);
 	treq_free(t);
 	if (dial && rpc) {
-		metrics_lease_relayed(srv->metrics, l ? l->id : 0,
+		metrics_lease_relayed(trk->metrics, l ? l->id : 0,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_dial(client, b->host, b->port, s->matchkey, l ? l->id : 0,
-		    b->id, &tracker_dialed_end, srv);
+		relay_dial(trk->relays, client, b->host, b->port, s->matchkey,
+		    l ? l->id : 0, b->id, &tracker_dialed_end, trk);
 	} else if (b->proxied && rpc)
 		tracker_board_relay(b, client, l ? l->id : 0);
 	else
@@ -382,29 +382,29 @@ tracker_schedule_queue(struct sched_queue *q)
 
 /* Grant what can be granted among the requests and boards of @key. */
 void
-tracker_schedule(struct server *srv, const char *key)
+tracker_schedule(struct tracker *trk, const char *key)
 {
 	struct sched_queue *q;
 
-	if (sched_queue_get(srv->sched, key, false, &q) == 0)
+	if (sched_queue_get(trk->sched, key, false, &q) == 0)
 		tracker_schedule_queue(q);
 }
 
 int
 tracker_queue_get(struct conn *c, const char *key, struct sched_queue **ret)
 {
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	int r;
 
-	r = sched_queue_get(srv->sched, key, false, ret);
+	r = sched_queue_get(trk->sched, key, false, ret);
 	if (r != -ENOENT)
 		return r;
-	if (sched_queue_count(srv->sched) >= (size_t)srv->cfg->max_keys) {
+	if (sched_queue_count(trk->sched) >= (size_t)trk->cfg->max_keys) {
 		conn_close(c, "too many distinct keys (limit max_keys=%ld)",
-		    srv->cfg->max_keys);
+		    trk->cfg->max_keys);
 		return -E2BIG;
 	}
-	return sched_queue_get(srv->sched, key, true, ret);
+	return sched_queue_get(trk->sched, key, true, ret);
 }
 
 static struct board *
@@ -424,7 +424,7 @@ struct board *
 tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
     const char *host, long port)
 {
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct npufarm_err err;
 	struct board *b;
 	int r;
@@ -451,10 +451,10 @@ tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	b->state = BOARD_IDLE;
 	TAILQ_INIT(&b->slots);
 	TAILQ_INIT(&b->leases);
-	r = ledger_board_upsert(srv->ledger, kind, sched_queue_key(q),
+	r = ledger_board_upsert(trk->ledger, kind, sched_queue_key(q),
 	    b->address, ledger_now_us(), &b->id, &b->drained, &err);
 	if (r >= 0 && strcmp(kind, "agent") != 0) /* its link said so */
-		(void)ledger_event(srv->ledger, "board_online", b->id, c->peer,
+		(void)ledger_event(trk->ledger, "board_online", b->id, c->peer,
 		    ledger_now_us(), &err);
 	TAILQ_INSERT_TAIL(&c->tracker->boards, b, link);
 	sched_queue_add_board(q, 1);
@@ -471,7 +471,7 @@ tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
 static void
 board_free(struct board *b, const char *why, bool quiet)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	struct sched_queue *q = b->queue;
 	struct npufarm_err err;
 	struct lease *l;
@@ -493,7 +493,7 @@ board_free(struct board *b, const char *why, bool quiet)
 	while ((l = TAILQ_FIRST(&b->leases)) != NULL)
 		tracker_lease_release(b, l, "lost", detail);
 	if (b->dirty)
-		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
+		TAILQ_REMOVE(&trk->dirty_boards, b, dirty_link);
 	if (b->is_agent) {
 		/* The agent link's own code records it offline. */
 		if (b->data != NULL) {
@@ -512,9 +512,9 @@ board_free(struct board *b, const char *why, bool quiet)
 		agent_set_data(b->agent, NULL);
 	} else
 		(void)ledger_board_state(
-		    srv->ledger, b->id, "offline", why, ledger_now_us(), &err);
+		    trk->ledger, b->id, "offline", why, ledger_now_us(), &err);
 	if (!quiet && !b->is_agent) {
-		(void)ledger_event(srv->ledger, "board_offline", b->id, why,
+		(void)ledger_event(trk->ledger, "board_offline", b->id, why,
 		    ledger_now_us(), &err);
 		log_notice("board %s of key '%s' offline: %s", b->address,
 		    sched_queue_key(q), why);
@@ -545,11 +545,11 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	struct slot *s;
 	size_t mklen = strlen(m->matchkey);
 
-	if (tc->nslots >= (size_t)c->srv->cfg->max_pending) {
+	if (tc->nslots >= (size_t)c->trk->cfg->max_pending) {
 		conn_close(c,
 		    "PUT: %zu free slots already registered on this "
 		    "connection (limit max_pending=%ld)",
-		    tc->nslots, c->srv->cfg->max_pending);
+		    tc->nslots, c->trk->cfg->max_pending);
 		return;
 	}
 	if (tracker_queue_get(c, m->key, &q) < 0) {
@@ -606,14 +606,14 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 }
 
 static void
-known_keys(struct server *srv, char *buf, size_t len)
+known_keys(struct tracker *trk, char *buf, size_t len)
 {
 	struct sched_queue *q;
 	size_t o = 0, shown = 0, more = 0;
 	int n;
 
 	buf[0] = '\0';
-	for (q = sched_queue_first(srv->sched); q; q = sched_queue_next(q)) {
+	for (q = sched_queue_first(trk->sched); q; q = sched_queue_next(q)) {
 		if (sched_queue_boards(q) == 0)
 			continue;
 		if (o + strlen(sched_queue_key(q)) + 8 >= len) {
@@ -636,18 +636,18 @@ known_keys(struct server *srv, char *buf, size_t len)
  * that has none: TVM requests and jobs alike).
  */
 void
-tracker_known_keys(struct server *srv, char *buf, size_t len)
+tracker_known_keys(struct tracker *trk, char *buf, size_t len)
 {
-	known_keys(srv, buf, len);
+	known_keys(trk, buf, len);
 }
 
 /* How many boards of @key are registered (any state). */
 size_t
-tracker_key_boards(struct server *srv, const char *key)
+tracker_key_boards(struct tracker *trk, const char *key)
 {
 	struct sched_queue *q;
 
-	if (sched_queue_get(srv->sched, key, false, &q) < 0)
+	if (sched_queue_get(trk->sched, key, false, &q) < 0)
 		return 0;
 	return sched_queue_boards(q);
 }
@@ -679,7 +679,7 @@ request_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)snprintf(msg, sizeof(msg),
 	    "npufarm: no board of key '%s' became free within %g s "
 	    "(request_timeout); %zu boards, %zu leased, %zu requests waiting",
-	    t->key, t->conn->srv->cfg->request_timeout, sched_queue_boards(q),
+	    t->key, t->conn->trk->cfg->request_timeout, sched_queue_boards(q),
 	    sched_queue_leased(q), sched_queue_waiting(q) - 1);
 	request_fail(t, "expired", msg);
 }
@@ -697,11 +697,11 @@ request_grace_cb(evutil_socket_t fd, short what, void *arg)
 		t->grace_ev = NULL;
 		return;
 	}
-	known_keys(t->conn->srv, keys, sizeof(keys));
+	known_keys(t->conn->trk, keys, sizeof(keys));
 	(void)snprintf(msg, sizeof(msg),
 	    "npufarm: no board with key '%s' registered within %g s "
 	    "(unknown_key_grace); keys with boards: %s",
-	    t->key, t->conn->srv->cfg->unknown_key_grace, keys);
+	    t->key, t->conn->trk->cfg->unknown_key_grace, keys);
 	request_fail(t, "rejected", msg);
 }
 
@@ -709,15 +709,15 @@ static void
 handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 {
 	struct tracker_conn *tc = c->tracker;
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct sched_queue *q;
 	struct treq *t;
 
-	if (tc->nreqs >= (size_t)srv->cfg->max_pending) {
+	if (tc->nreqs >= (size_t)trk->cfg->max_pending) {
 		conn_close(c,
 		    "REQUEST: %zu requests already waiting on this "
 		    "connection (limit max_pending=%ld)",
-		    tc->nreqs, srv->cfg->max_pending);
+		    tc->nreqs, trk->cfg->max_pending);
 		return;
 	}
 	if (tracker_queue_get(c, m->key, &q) < 0) {
@@ -733,16 +733,16 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 	t->conn = c;
 	t->priority = m->priority;
 	t->requested_us = ledger_now_us();
-	if (srv->tv_request != NULL) {
-		t->timeout_ev = evtimer_new(srv->base, request_timeout_cb, t);
+	if (trk->tv_request != NULL) {
+		t->timeout_ev = evtimer_new(trk->base, request_timeout_cb, t);
 		if (t->timeout_ev == NULL ||
-		    evtimer_add(t->timeout_ev, srv->tv_request) < 0)
+		    evtimer_add(t->timeout_ev, trk->tv_request) < 0)
 			goto oom;
 	}
-	if (srv->tv_grace != NULL && sched_queue_boards(q) == 0) {
-		t->grace_ev = evtimer_new(srv->base, request_grace_cb, t);
+	if (trk->tv_grace != NULL && sched_queue_boards(q) == 0) {
+		t->grace_ev = evtimer_new(trk->base, request_grace_cb, t);
 		if (t->grace_ev == NULL ||
-		    evtimer_add(t->grace_ev, srv->tv_grace) < 0)
+		    evtimer_add(t->grace_ev, trk->tv_grace) < 0)
 			goto oom;
 	}
 	t->lr.s.needs = SCHED_CAP_TVM;
@@ -837,7 +837,7 @@ add_json_string(struct evbuffer *out, const char *s)
  *      "server_info": [INFO, ...]}] in json.dumps layout.
  */
 static int
-summary_build(struct server *srv, struct evbuffer *body)
+summary_build(struct tracker *trk, struct evbuffer *body)
 {
 	struct sched_queue *q;
 	struct conn *c;
@@ -846,7 +846,7 @@ summary_build(struct server *srv, struct evbuffer *body)
 
 	r = evbuffer_add_printf(
 	    body, "[%d, {\"queue_info\": {", NPUFARM_TVM_SUCCESS);
-	for (q = sched_queue_first(srv->sched); r >= 0 && q;
+	for (q = sched_queue_first(trk->sched); r >= 0 && q;
 	     q = sched_queue_next(q)) {
 		r = evbuffer_add_printf(body, "%s", sep);
 		if (r >= 0)
@@ -860,7 +860,7 @@ summary_build(struct server *srv, struct evbuffer *body)
 	if (r >= 0)
 		r = evbuffer_add_printf(body, "}, \"server_info\": [");
 	sep = "";
-	TAILQ_FOREACH(c, &srv->cset->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (r < 0)
 			break;
 		if (c->tracker == NULL || !c->tracker->is_server)
@@ -881,7 +881,7 @@ handle_summary(struct conn *c)
 {
 	struct evbuffer *body = evbuffer_new();
 
-	if (body == NULL || summary_build(c->srv, body) < 0 ||
+	if (body == NULL || summary_build(c->trk, body) < 0 ||
 	    frame_add_buffer(bufferevent_get_output(c->bev), body) < 0)
 		conn_close(c, "out of memory building SUMMARY");
 	if (body != NULL)
@@ -986,7 +986,7 @@ tracker_conn_start(struct conn *c, void *arg)
 {
 	unsigned char magic[4];
 
-	c->srv = arg;
+	c->trk = arg;
 	conn_set_ops(c, &tracker_ops, NULL);
 	if (tracker_conn_get(c) == NULL)
 		return -ENOMEM;
@@ -1007,7 +1007,7 @@ void
 tracker_conn_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	const struct broker_config *cfg = c->srv->cfg;
+	const struct broker_config *cfg = c->trk->cfg;
 	struct tvm_tracker_msg m;
 	struct npufarm_err err;
 	const char *body;
@@ -1083,7 +1083,7 @@ tracker_conn_closed(struct conn *c)
 	}
 	while ((b = TAILQ_FIRST(&tc->boards)) != NULL)
 		board_free(b,
-		    c->srv->stopping ? "broker stopping" : "connection closed",
+		    c->trk->stopping ? "broker stopping" : "connection closed",
 		    false);
 	free(tc->info);
 	free(tc);
@@ -1092,13 +1092,13 @@ tracker_conn_closed(struct conn *c)
 
 /* Call @fn for every live board (API introspection). */
 void
-tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
+tracker_foreach_board(struct tracker *trk, tracker_board_fn *fn, void *arg)
 {
 	struct conn *c;
 	struct board *b;
 	struct slot *s;
 
-	TAILQ_FOREACH(c, &srv->cset->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1114,7 +1114,7 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 			    .state = board_view_state(b->state, b->drained),
 			    .relay = b->is_agent           ? "agent"
 				     : b->proxied          ? "proxy"
-				     : srv->cfg->relay_all ? "broker"
+				     : trk->cfg->relay_all ? "broker"
 							   : "none",
 			};
 
@@ -1152,12 +1152,12 @@ foreach_req_cb(struct sched_request *r, void *arg)
 /* Call @fn for the requests waiting for @key, in service order. */
 void
 tracker_foreach_request(
-    struct server *srv, const char *key, tracker_request_fn *fn, void *arg)
+    struct tracker *trk, const char *key, tracker_request_fn *fn, void *arg)
 {
 	struct foreach_req f = {fn, arg};
 	struct sched_queue *q;
 
-	if (sched_queue_get(srv->sched, key, false, &q) == 0)
+	if (sched_queue_get(trk->sched, key, false, &q) == 0)
 		sched_foreach_waiting(q, foreach_req_cb, &f);
 }
 
@@ -1173,9 +1173,9 @@ pending_cmp(const void *a, const void *b)
 void
 tracker_pending_free(struct pending *p)
 {
-	struct server *srv = p->board->conn->srv;
+	struct tracker *trk = p->board->conn->trk;
 
-	(void)tdelete(p, &srv->pending, pending_cmp);
+	(void)tdelete(p, &trk->pending, pending_cmp);
 	p->board->pending = NULL;
 	event_free(p->timer);
 	free(p->dial_key);
@@ -1245,7 +1245,7 @@ pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)snprintf(detail, sizeof(detail),
 	    "the client never connected to the broker with its matchkey "
 	    "within %g s",
-	    b->conn->srv->cfg->pair_timeout);
+	    b->conn->trk->cfg->pair_timeout);
 	tracker_pending_free(p);
 	tracker_lease_release(b, l, "lost", detail);
 	if (b->proxied && board_offer(b) < 0)
@@ -1261,7 +1261,7 @@ static void
 pending_add(
     struct board *b, struct lease *l, const char *mk, const char *dial_key)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	size_t n = strlen(mk) + 1;
 	struct pending *p;
 
@@ -1271,12 +1271,12 @@ pending_add(
 	memcpy(p->matchkey, mk, n);
 	p->board = b;
 	p->lease = l;
-	p->timer = evtimer_new(srv->base, pending_timeout_cb, p);
+	p->timer = evtimer_new(trk->base, pending_timeout_cb, p);
 	if (dial_key != NULL)
 		p->dial_key = strdup(dial_key);
-	if (p->timer == NULL || evtimer_add(p->timer, srv->tv_pair) < 0 ||
+	if (p->timer == NULL || evtimer_add(p->timer, trk->tv_pair) < 0 ||
 	    (dial_key != NULL && p->dial_key == NULL) ||
-	    tsearch(p, &srv->pending, pending_cmp) == NULL) {
+	    tsearch(p, &trk->pending, pending_cmp) == NULL) {
 		if (p->timer != NULL)
 			event_free(p->timer);
 		free(p->dial_key);
@@ -1392,7 +1392,7 @@ int
 tracker_proxy_client(struct conn *c, const char *match)
 {
 	struct pending *probe, **found;
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct sched_queue *q;
 	struct tracker_conn *tc;
 	size_t n = strlen(match) + 1;
@@ -1404,7 +1404,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 	if (probe == NULL)
 		return -ENOMEM;
 	memcpy(probe->matchkey, match, n);
-	found = tfind(probe, &srv->pending, pending_cmp);
+	found = tfind(probe, &trk->pending, pending_cmp);
 	free(probe);
 	if (found != NULL) {
 		struct pending *p = *found;
@@ -1415,16 +1415,16 @@ tracker_proxy_client(struct conn *c, const char *match)
 		p->dial_key = NULL;
 		tracker_pending_free(p);
 		if (dial_key != NULL) {
-			metrics_lease_relayed(srv->metrics, lease_id,
+			metrics_lease_relayed(trk->metrics, lease_id,
 			    sched_queue_key(b->queue), 0, NULL);
-			relay_dial(c, b->host, b->port, dial_key, lease_id,
-			    b->id, &tracker_dialed_end, srv);
+			relay_dial(trk->relays, c, b->host, b->port, dial_key,
+			    lease_id, b->id, &tracker_dialed_end, trk);
 			free(dial_key);
 		} else
 			tracker_board_relay(b, c, lease_id);
 		return 1;
 	}
-	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||
+	if (sched_queue_get(trk->sched, match, false, &q) < 0 ||
 	    sched_queue_boards(q) == 0)
 		return -ENOENT;
 	tc = tracker_conn_get(c);
@@ -1462,7 +1462,7 @@ void
 tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 {
 	struct tracker_conn *tc = c->tracker;
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct npufarm_err err;
 	struct board *b;
 	struct lease *l;
@@ -1472,11 +1472,11 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 	b = TAILQ_FIRST(&tc->boards);
 	l = b ? TAILQ_FIRST(&b->leases) : NULL;
 	if (l != NULL) {
-		(void)ledger_lease_session(srv->ledger, l->id, sess, &err);
+		(void)ledger_lease_session(trk->ledger, l->id, sess, &err);
 		log_info("lease %lld of %s (%s): session ended %s: %s",
 		    (long long)l->id, b->address, sched_queue_key(b->queue),
 		    sess->outcome, sess->detail);
-		metrics_lease_end(srv->metrics, l->id,
+		metrics_lease_end(trk->metrics, l->id,
 		    sched_queue_key(b->queue), sess->outcome);
 		TAILQ_REMOVE(&b->leases, l, link);
 		free(l->user);
@@ -1494,14 +1494,14 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
  * *@ret_b; NULL if either is gone.
  */
 static struct lease *
-lease_find(struct server *srv, int64_t board_id, int64_t lease_id,
+lease_find(struct tracker *trk, int64_t board_id, int64_t lease_id,
     struct board **ret_b)
 {
 	struct board *b;
 	struct lease *l;
 	struct conn *c;
 
-	TAILQ_FOREACH(c, &srv->cset->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1523,22 +1523,22 @@ lease_find(struct server *srv, int64_t board_id, int64_t lease_id,
  * The board stays registered; it PUTs a new matchkey for its next session.
  */
 void
-tracker_dialed_session_end(struct server *srv, int64_t board_id,
+tracker_dialed_session_end(struct tracker *trk, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess)
 {
 	struct npufarm_err err;
 	struct board *b = NULL;
 	struct lease *l;
 
-	(void)ledger_lease_session(srv->ledger, lease_id, sess, &err);
+	(void)ledger_lease_session(trk->ledger, lease_id, sess, &err);
 	log_info("lease %lld (board %lld, relayed): session ended %s: %s",
 	    (long long)lease_id, (long long)board_id, sess->outcome,
 	    sess->detail);
-	l = lease_find(srv, board_id, lease_id, &b);
+	l = lease_find(trk, board_id, lease_id, &b);
 	if (l == NULL)
 		return; /* its tracker connection went, and the lease with it */
 	metrics_lease_end(
-	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
+	    trk->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -1594,7 +1594,7 @@ unreach_cb(evutil_socket_t fd, short what, void *arg)
 static void
 board_unreachable(struct board *b, const char *why)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	unsigned n = b->unreach_n < 6 ? b->unreach_n : 6;
 	double wait = UNREACH_FIRST_S * (double)(1u << n);
 	struct timeval tv;
@@ -1606,7 +1606,7 @@ board_unreachable(struct board *b, const char *why)
 	tv = clock_tv(wait);
 	reason = strdup(why);
 	if (b->unreach_ev == NULL)
-		b->unreach_ev = evtimer_new(srv->base, unreach_cb, b);
+		b->unreach_ev = evtimer_new(trk->base, unreach_cb, b);
 	if (reason == NULL || b->unreach_ev == NULL ||
 	    evtimer_add(b->unreach_ev, &tv) < 0) {
 		free(reason);
@@ -1630,7 +1630,7 @@ board_unreachable(struct board *b, const char *why)
  * not when the client left first.
  */
 void
-tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
+tracker_dialed_failed(struct tracker *trk, int64_t board_id, int64_t lease_id,
     const char *why, bool board_fault)
 {
 	struct npufarm_err err;
@@ -1638,16 +1638,16 @@ tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
 	struct lease *l;
 
 	if (board_fault)
-		(void)ledger_event(srv->ledger, "board_unreachable", board_id,
+		(void)ledger_event(trk->ledger, "board_unreachable", board_id,
 		    why, ledger_now_us(), &err);
-	l = lease_find(srv, board_id, lease_id, &b);
+	l = lease_find(trk, board_id, lease_id, &b);
 	if (l != NULL) {
 		tracker_lease_release(b, l, "lost", why);
 		if (board_fault)
 			board_unreachable(b, why);
 	} else
 		(void)ledger_lease_release(
-		    srv->ledger, lease_id, ledger_now_us(), "lost", why, &err);
+		    trk->ledger, lease_id, ledger_now_us(), "lost", why, &err);
 }
 
 /*
@@ -1657,7 +1657,7 @@ tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
  * live registrations changed (0 if the board is offline).
  */
 int
-tracker_board_drain(struct server *srv, int64_t id, bool on)
+tracker_board_drain(struct tracker *trk, int64_t id, bool on)
 {
 	struct sched_queue *q;
 	struct board *b;
@@ -1665,7 +1665,7 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 	struct slot *s;
 	int n = 0;
 
-	TAILQ_FOREACH(c, &srv->cset->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1709,8 +1709,77 @@ dialed_failed_cb(void *arg, int64_t board_id, int64_t lease_id, const char *why,
 	tracker_dialed_failed(arg, board_id, lease_id, why, board_fault);
 }
 
-/* How the relay of a PUT board the broker dials reports (arg: srv). */
+/* How the relay of a PUT board the broker dials reports (arg: trk). */
 const struct relay_end tracker_dialed_end = {
     .session_end = dialed_end_cb,
     .dial_failed = dialed_failed_cb,
 };
+
+/*
+ * The farm protocols' context on @base under @cfg, writing to @ledger,
+ * queueing in @sched, counting in @metrics, over the connections of
+ * @cset (all borrowed, outliving it).  0 or -ENOMEM.
+ */
+int
+tracker_new(struct event_base *base, const struct broker_config *cfg,
+    struct ledger *ledger, struct sched *sched, struct metrics *metrics,
+    struct conn_set *cset, struct tracker **ret_tracker)
+{
+	struct tracker *trk = calloc(1, sizeof(*trk));
+
+	if (trk == NULL)
+		return -ENOMEM;
+	trk->base = base;
+	trk->cfg = cfg;
+	trk->ledger = ledger;
+	trk->sched = sched;
+	trk->metrics = metrics;
+	trk->cset = cset;
+	TAILQ_INIT(&trk->dirty_boards);
+	*ret_tracker = trk;
+	return 0;
+}
+
+/* Free @trk, whose connections are gone.  Accepts NULL; returns NULL. */
+struct tracker *
+tracker_free(struct tracker *trk)
+{
+	free(trk);
+	return NULL;
+}
+
+/* The agent links and the relays the tracker hands boards to (borrowed). */
+void
+tracker_set_peers(
+    struct tracker *trk, struct agent_links *links, struct relays *relays)
+{
+	trk->links = links;
+	trk->relays = relays;
+}
+
+/* Admit RPC peers by @auth from now on (borrowed; SIGHUP swaps it). */
+void
+tracker_set_auth(struct tracker *trk, const struct auth *auth)
+{
+	trk->auth = auth;
+}
+
+/*
+ * The common timeouts of --request-timeout, --unknown-key-grace and
+ * --pair-timeout (NULL: none), for what starts from now on.
+ */
+void
+tracker_set_timeouts(struct tracker *trk, const struct timeval *request,
+    const struct timeval *grace, const struct timeval *pair)
+{
+	trk->tv_request = request;
+	trk->tv_grace = grace;
+	trk->tv_pair = pair;
+}
+
+/* The broker is stopping: what closes from now on says so. */
+void
+tracker_stop(struct tracker *trk)
+{
+	trk->stopping = true;
+}

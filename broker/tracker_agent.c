@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "agent_link.h"
+#include "broker_config.h"
 #include "conn.h"
 #include "err.h"
 #include "ledger.h"
@@ -21,7 +22,6 @@
 #include "metrics.h"
 #include "relay.h"
 #include "scheduler.h"
-#include "server.h"
 #include "tracker.h"
 #include "tracker_int.h"
 
@@ -131,17 +131,17 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	char *key;
 
 	if (!b->is_agent) {
-		metrics_lease_relayed(b->conn->srv->metrics, lease_id,
+		metrics_lease_relayed(b->conn->trk->metrics, lease_id,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_start(client, b->conn, b->hello_key, lease_id, false,
-		    b->id, &proxy_end, NULL);
+		relay_start(b->conn->trk->relays, client, b->conn, b->hello_key,
+		    lease_id, false, b->id, &proxy_end, NULL);
 		return;
 	}
 	if (data == NULL) {
 		relay_refuse(client, "the board's agent withdrew its offer");
 		return;
 	}
-	metrics_lease_relayed(b->conn->srv->metrics, lease_id,
+	metrics_lease_relayed(b->conn->trk->metrics, lease_id,
 	    sched_queue_key(b->queue), b->id, b->data_session);
 	key = b->data_key;
 	b->data_key = NULL;
@@ -150,8 +150,8 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	free(b->data_session);
 	b->data_session = NULL;
 	b->ready = false; /* until the session is cleaned up */
-	relay_start(
-	    client, data, key, lease_id, true, b->id, &agent_end, b->conn->srv);
+	relay_start(b->conn->trk->relays, client, data, key, lease_id, true,
+	    b->id, &agent_end, b->conn->trk);
 	free(key);
 	tracker_agent_update(b);
 }
@@ -234,15 +234,15 @@ tracker_agent_quarantine(const struct board *b)
  * it) and free the board's lease.  The board itself waits for its agent.
  */
 void
-tracker_agent_session_end(struct server *srv, int64_t board_id,
+tracker_agent_session_end(struct tracker *trk, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess)
 {
 	struct npufarm_err err;
-	struct agent *a = agent_link_find_board(srv, board_id);
+	struct agent *a = agent_link_find_board(trk->links, board_id);
 	struct board *b = a != NULL ? agent_data(a) : NULL;
 	struct lease *l = NULL;
 
-	(void)ledger_lease_session(srv->ledger, lease_id, sess, &err);
+	(void)ledger_lease_session(trk->ledger, lease_id, sess, &err);
 	log_info("lease %lld (agent board %lld): session ended %s: %s",
 	    (long long)lease_id, (long long)board_id, sess->outcome,
 	    sess->detail);
@@ -253,7 +253,7 @@ tracker_agent_session_end(struct server *srv, int64_t board_id,
 	if (l == NULL)
 		return; /* the agent's link went, and the lease with it */
 	metrics_lease_end(
-	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
+	    trk->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -301,7 +301,7 @@ int
 tracker_agent_attach(struct conn *c, const char *key, const char *name,
     const char *session, const char *hello_key)
 {
-	struct agent *a = agent_link_find(c->srv, name);
+	struct agent *a = agent_link_find(c->trk->links, name);
 	struct board *b = a != NULL ? agent_data(a) : NULL;
 	struct tracker_conn *tc;
 	char why[256];

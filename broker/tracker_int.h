@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tracker's insides, shared by tracker.c (TVM tracker protocol,
- * boards that dial in) and tracker_agent.c (npufarm agents' boards).
- * Nothing outside those two files includes this.
+ * boards that dial in), tracker_agent.c (npufarm agents' boards) and
+ * proxy.c (the RPC hello that registers and pairs them).  Nothing else
+ * includes this.
  */
 #pragma once
 
@@ -17,12 +18,44 @@
 #include "scheduler.h"
 
 struct agent;
+struct agent_links;
+struct auth;
+struct broker_config;
 struct conn;
+struct conn_set;
+struct event_base;
+struct ledger;
+struct metrics;
+struct relays;
+struct sched;
+struct timeval;
 struct event;
 struct ledger_lease;
 struct relay_end;
 struct npufarm_err;
-struct server;
+struct tracker;
+
+/*
+ * The farm port protocols' context: what the tracker, its agent boards
+ * and the proxy share (tracker_new()).
+ */
+struct tracker {
+	struct event_base *base;          /* borrowed */
+	const struct broker_config *cfg;  /* borrowed, outlives the tracker */
+	struct ledger *ledger;            /* borrowed */
+	struct sched *sched;              /* borrowed: the key queues */
+	struct metrics *metrics;          /* borrowed */
+	struct conn_set *cset;            /* borrowed: the farm connections */
+	struct agent_links *links;        /* borrowed: tracker_set_peers() */
+	struct relays *relays;            /* borrowed: tracker_set_peers() */
+	const struct auth *auth;          /* borrowed; tracker_set_auth() */
+	TAILQ_HEAD(, board) dirty_boards; /* state changes not yet written */
+	const struct timeval *tv_request; /* common timeouts, or NULL */
+	const struct timeval *tv_grace;
+	const struct timeval *tv_pair; /* a granted client's time to come */
+	void *pending;                 /* tsearch: grants of proxied boards */
+	bool stopping;                 /* the broker is going down */
+};
 
 struct lease {
 	int64_t id; /* ledger row */
