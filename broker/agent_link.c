@@ -25,6 +25,7 @@
 #include <npufarm/protocol.h>
 
 #include "auth.h"
+#include "board.h"
 #include "broker_config.h"
 #include "conn.h"
 #include "err.h"
@@ -74,6 +75,7 @@ struct agent_links {
 	struct ledger *ledger;           /* borrowed */
 	struct metrics *metrics;         /* borrowed */
 	struct tracker *trk;             /* borrowed: the agents' boards */
+	struct board_registry *boards;   /* borrowed: ... found by name, id */
 	const struct auth *auth;         /* borrowed; agent_links_set_auth() */
 	bool stopping;                   /* the broker is going down */
 	TAILQ_HEAD(, agent) agents;
@@ -91,7 +93,6 @@ struct agent {
 	bool welcomed;         /* hello accepted */
 	struct event *silence; /* fires after missed heartbeats */
 	int64_t heard_us;      /* its last frame, wall clock */
-	void *data;            /* tracker: its offered data connection */
 	STAILQ_HEAD(, ack) acks;
 	TAILQ_ENTRY(agent) link;
 };
@@ -227,15 +228,19 @@ rearm(struct agent *a)
 	(void)evtimer_add(a->silence, &tv);
 }
 
+/* The welcomed agent named @name (it has a board), or NULL. */
 static struct agent *
 agent_by_name(struct agent_links *al, const char *name)
 {
-	struct agent *a;
+	return board_agent_by_name(al->boards, name);
+}
 
-	TAILQ_FOREACH(a, &al->agents, link)
-		if (a->welcomed && strcmp(a->name, name) == 0)
-			return a;
-	return NULL;
+/* Welcomed agent @a's board, or NULL (the link is failing). */
+struct board *
+agent_link_board(const struct agent *a)
+{
+	return a->name != NULL ? board_by_agent(a->links->boards, a->name)
+			       : NULL;
 }
 
 /* The SCHED_CAP_* of a hello's "runners": ["kernel", "exec"].  -1: bad. */
@@ -279,6 +284,7 @@ handle_hello(struct agent *a, json_t *root)
 	struct npufarm_err err;
 	json_error_t jerr;
 	struct agent *other;
+	struct board *b;
 	char msg[256];
 	int tvm = 0;
 	json_int_t protocol;
@@ -373,9 +379,9 @@ handle_hello(struct agent *a, json_t *root)
 		return;
 	}
 	/* Its board, offered once the agent says it is ready. */
-	a->data = tracker_agent_board_new(c, a, key, name, runner_caps);
-	if (a->data != NULL) {
-		tracker_agent_set_tags(a->data, canon);
+	b = tracker_agent_board_new(c, a, key, name, runner_caps);
+	if (b != NULL) {
+		tracker_agent_set_tags(b, canon);
 		canon = NULL;
 	}
 	free(canon);
@@ -467,9 +473,9 @@ handle_state(struct agent *a, json_t *root)
 		refuse(a->conn, "bad-state", "client", msg);
 		return;
 	}
-	if (a->data == NULL)
+	if (agent_link_board(a) == NULL)
 		return; /* no board: it could not be registered */
-	was = tracker_agent_quarantine(a->data);
+	was = tracker_agent_quarantine(agent_link_board(a));
 	if (strcmp(state, "quarantined") == 0) {
 		if (reason == NULL || reason[0] == '\0')
 			reason = "quarantined by its agent";
@@ -484,7 +490,7 @@ handle_state(struct agent *a, json_t *root)
 		(void)ledger_event(al->ledger, "board_ready", a->board_id, NULL,
 		    ledger_now_us(), &err);
 	}
-	tracker_agent_state(a->data, state, reason);
+	tracker_agent_state(agent_link_board(a), state, reason);
 }
 
 static void
@@ -687,13 +693,6 @@ agent_link_closed(struct conn *c)
 	c->owner = NULL;
 }
 
-/* The welcomed agent named @name, or NULL. */
-struct agent *
-agent_link_find(struct agent_links *al, const char *name)
-{
-	return agent_by_name(al, name);
-}
-
 /*
  * Whether a welcomed agent named @name is linked from the numeric address
  * @host: its data connections come from there (proxy.c lets them past the
@@ -711,19 +710,6 @@ int64_t
 agent_board_id(const struct agent *a)
 {
 	return a->board_id;
-}
-
-/* The tracker's record of the agent's offered data connection. */
-void *
-agent_data(const struct agent *a)
-{
-	return a->data;
-}
-
-void
-agent_set_data(struct agent *a, void *data)
-{
-	a->data = data;
 }
 
 /*
@@ -770,12 +756,12 @@ agent_link_undrain(struct agent_links *al, int64_t board_id)
 {
 	struct npufarm_err err;
 	struct agent *a = agent_link_find_board(al, board_id);
+	struct board *b = board_by_id(al->boards, board_id);
 
-	if (a == NULL || a->data == NULL ||
-	    tracker_agent_quarantine(a->data) == NULL)
+	if (a == NULL || b == NULL || tracker_agent_quarantine(b) == NULL)
 		return 0;
 	log_notice("agent '%s': quarantine lifted by an operator", a->name);
-	tracker_agent_state(a->data, "busy", NULL);
+	tracker_agent_state(b, "busy", NULL);
 	(void)ledger_event(al->ledger, "board_undrained", a->board_id,
 	    "quarantine lifted", ledger_now_us(), &err);
 	(void)send_json(a->conn, json_pack("{ss}", "type", "undrain"));
@@ -798,12 +784,7 @@ agent_link_foreach(struct agent_links *al, agent_link_fn *fn, void *arg)
 struct agent *
 agent_link_find_board(struct agent_links *al, int64_t board_id)
 {
-	struct agent *a;
-
-	TAILQ_FOREACH(a, &al->agents, link)
-		if (a->welcomed && a->board_id == board_id)
-			return a;
-	return NULL;
+	return board_agent_by_id(al->boards, board_id);
 }
 
 /* Send frame @v (reference stolen) to agent @a.  0 or -ENOMEM. */
@@ -842,7 +823,8 @@ agent_link_ack_later(struct agent *a, const char *id)
  */
 struct agent_links *
 agent_links_new(struct event_base *base, const struct broker_config *cfg,
-    struct ledger *ledger, struct metrics *metrics, struct tracker *trk)
+    struct ledger *ledger, struct metrics *metrics, struct tracker *trk,
+    struct board_registry *boards)
 {
 	struct agent_links *l = calloc(1, sizeof(*l));
 
@@ -853,6 +835,7 @@ agent_links_new(struct event_base *base, const struct broker_config *cfg,
 	l->ledger = ledger;
 	l->metrics = metrics;
 	l->trk = trk;
+	l->boards = boards;
 	TAILQ_INIT(&l->agents);
 	return l;
 }

@@ -14,6 +14,8 @@
 
 struct agent;
 struct agent_links;
+struct board;
+struct board_registry;
 struct auth;
 struct broker_config;
 struct conn;
@@ -34,7 +36,8 @@ typedef int agent_frame_fn(
 
 struct agent_links *agent_links_new(struct event_base *base,
     const struct broker_config *cfg, struct ledger *ledger,
-    struct metrics *metrics, struct tracker *trk);
+    struct metrics *metrics, struct tracker *trk,
+    struct board_registry *boards);
 void agent_links_set_auth(struct agent_links *l, const struct auth *auth);
 void agent_links_stop(struct agent_links *l);
 struct agent_links *agent_links_free(struct agent_links *l);
@@ -43,7 +46,6 @@ int agent_link_on_frame(
 
 int agent_link_start(struct conn *c, void *arg);
 void agent_link_foreach(struct agent_links *l, agent_link_fn *fn, void *arg);
-struct agent *agent_link_find(struct agent_links *l, const char *name);
 bool agent_link_from(struct agent_links *l, const char *name, const char *host);
 void agent_link_committed(struct agent_links *l);
 int agent_link_undrain(struct agent_links *l, int64_t board_id);
@@ -51,5 +53,4 @@ struct agent *agent_link_find_board(struct agent_links *l, int64_t board_id);
 int agent_link_send(struct agent *a, json_t *v);
 int agent_link_ack_later(struct agent *a, const char *id);
 int64_t agent_board_id(const struct agent *a);
-void *agent_data(const struct agent *a);
-void agent_set_data(struct agent *a, void *data);
+struct board *agent_link_board(const struct agent *a);

@@ -8,6 +8,12 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
+
+struct agent;
+struct board;
+struct board_entry;
+struct board_registry;
 
 enum board_state {
 	BOARD_IDLE,
@@ -20,3 +26,21 @@ enum board_state {
 
 const char *board_state_name(enum board_state s);
 const char *board_view_state(enum board_state s, bool drained);
+
+/*
+ * The registry of agent boards: each npufarm agent's board, found by its
+ * ledger id or by its agent's name in O(log n).  Boards registered by
+ * PUT or that dial in are their tracker connections'.
+ */
+struct board_registry *board_registry_new(void);
+struct board_registry *board_registry_free(struct board_registry *reg);
+int board_registry_add(struct board_registry *reg, struct board *b,
+    struct agent *a, const char *name, int64_t id,
+    struct board_entry **ret_entry);
+void board_registry_remove(struct board_registry *reg, struct board_entry *e);
+struct board *board_by_agent(
+    const struct board_registry *reg, const char *name);
+struct board *board_by_id(const struct board_registry *reg, int64_t id);
+struct agent *board_agent_by_id(const struct board_registry *reg, int64_t id);
+struct agent *board_agent_by_name(
+    const struct board_registry *reg, const char *name);

@@ -1375,7 +1375,7 @@ handle_running(
 	}
 	(void)evtimer_del(t->grace_ev);
 	t->agent = a;
-	tracker_agent_task_resume(agent_data(a), &t->lr.s);
+	tracker_agent_task_resume(agent_link_board(a), &t->lr.s);
 	log_notice("task %lld: its agent is back and still running it",
 	    (long long)t->id);
 	return 0;
@@ -1434,7 +1434,7 @@ handle_result(
 		    .finished_us = ledger_now_us(),
 		};
 		if (t->agent == a)
-			tracker_agent_task_end(agent_data(a));
+			tracker_agent_task_end(agent_link_board(a));
 		(void)task_end(t, (enum npufarm_outcome)o, &res, true);
 		free(costs_text);
 	} else

@@ -361,7 +361,8 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (tracker_new(srv->base, cfg, srv->ledger, srv->sched, srv->metrics,
 		srv->cset, &srv->tracker) < 0 ||
 	    (srv->links = agent_links_new(srv->base, cfg, srv->ledger,
-		 srv->metrics, srv->tracker)) == NULL ||
+		 srv->metrics, srv->tracker, tracker_boards(srv->tracker))) ==
+		NULL ||
 	    relays_new(srv->base, cfg, srv->metrics, &srv->relays) < 0) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;

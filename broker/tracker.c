@@ -34,7 +34,6 @@
 
 #include <npufarm/protocol.h>
 
-#include "agent_link.h"
 #include "broker_config.h"
 #include "clock.h"
 #include "conn.h"
@@ -509,7 +508,8 @@ board_free(struct board *b, const char *why, bool quiet)
 			if (task->ops->board_gone != NULL)
 				task->ops->board_gone(task, why);
 		}
-		agent_set_data(b->agent, NULL);
+		board_registry_remove(trk->boards, b->entry);
+		b->entry = NULL;
 	} else
 		(void)ledger_board_state(
 		    trk->ledger, b->id, "offline", why, ledger_now_us(), &err);
@@ -1729,6 +1729,11 @@ tracker_new(struct event_base *base, const struct broker_config *cfg,
 
 	if (trk == NULL)
 		return -ENOMEM;
+	trk->boards = board_registry_new();
+	if (trk->boards == NULL) {
+		free(trk);
+		return -ENOMEM;
+	}
 	trk->base = base;
 	trk->cfg = cfg;
 	trk->ledger = ledger;
@@ -1744,8 +1749,18 @@ tracker_new(struct event_base *base, const struct broker_config *cfg,
 struct tracker *
 tracker_free(struct tracker *trk)
 {
+	if (trk == NULL)
+		return NULL;
+	board_registry_free(trk->boards);
 	free(trk);
 	return NULL;
+}
+
+/* The registry of agent boards (agent_link.c finds its boards there). */
+struct board_registry *
+tracker_boards(const struct tracker *trk)
+{
+	return trk->boards;
 }
 
 /* The agent links and the relays the tracker hands boards to (borrowed). */

@@ -13,7 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent_link.h"
 #include "broker_config.h"
 #include "conn.h"
 #include "err.h"
@@ -186,6 +185,11 @@ tracker_agent_board_new(struct conn *link, struct agent *a, const char *key,
 	b->proxied = true;
 	b->is_agent = true;
 	b->agent = a;
+	if (board_registry_add(
+		link->trk->boards, b, a, name, b->id, &b->entry) < 0) {
+		conn_close(link, "out of memory registering a board");
+		return NULL;
+	}
 	b->runners = runners;
 	tracker_agent_update(b);
 	return b;
@@ -238,8 +242,7 @@ tracker_agent_session_end(struct tracker *trk, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess)
 {
 	struct npufarm_err err;
-	struct agent *a = agent_link_find_board(trk->links, board_id);
-	struct board *b = a != NULL ? agent_data(a) : NULL;
+	struct board *b = board_by_id(trk->boards, board_id);
 	struct lease *l = NULL;
 
 	(void)ledger_lease_session(trk->ledger, lease_id, sess, &err);
@@ -301,8 +304,7 @@ int
 tracker_agent_attach(struct conn *c, const char *key, const char *name,
     const char *session, const char *hello_key)
 {
-	struct agent *a = agent_link_find(c->trk->links, name);
-	struct board *b = a != NULL ? agent_data(a) : NULL;
+	struct board *b = board_by_agent(c->trk->boards, name);
 	struct tracker_conn *tc;
 	char why[256];
 

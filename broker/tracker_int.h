@@ -49,6 +49,7 @@ struct tracker {
 	struct agent_links *links;        /* borrowed: tracker_set_peers() */
 	struct relays *relays;            /* borrowed: tracker_set_peers() */
 	const struct auth *auth;          /* borrowed; tracker_set_auth() */
+	struct board_registry *boards;    /* the agent boards, owned */
 	TAILQ_HEAD(, board) dirty_boards; /* state changes not yet written */
 	const struct timeval *tv_request; /* common timeouts, or NULL */
 	const struct timeval *tv_grace;
@@ -104,6 +105,7 @@ struct board {
 	unsigned unreach_n;       /* ... failed dials in a row */
 	char *tags;               /* canonical tags (tags.h), or NULL; owned */
 	struct sched_request *task; /* the native task it runs, or NULL */
+	struct board_entry *entry;  /* agent boards: in trk->boards */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
 };
