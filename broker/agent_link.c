@@ -27,6 +27,7 @@
 #include "auth.h"
 #include "board.h"
 #include "broker_config.h"
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
@@ -222,8 +223,7 @@ rearm(struct agent *a)
 {
 	const struct broker_config *cfg = a->links->cfg;
 	double s = cfg->agent_heartbeat * AGENT_MISSED_HEARTBEATS;
-	struct timeval tv = {
-	    (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+	struct timeval tv = clock_tv(s);
 
 	(void)evtimer_add(a->silence, &tv);
 }

@@ -573,12 +573,8 @@ job_arm_expiry(struct job *job)
 {
 	double left = job->queue_timeout -
 		      (double)(ledger_now_us() - job->submitted_us) / 1e6;
-	struct timeval tv;
+	struct timeval tv = clock_tv(left); /* negative: now */
 
-	if (left < 0)
-		left = 0;
-	tv.tv_sec = (time_t)left;
-	tv.tv_usec = (suseconds_t)((left - (double)tv.tv_sec) * 1e6);
 	(void)evtimer_add(job->expire_ev, &tv);
 }
 
@@ -1626,8 +1622,7 @@ recover_task_cb(const struct ledger_task_row *row, void *arg)
 		t->state = TASK_RUNNING;
 		t->started_us = row->started_us;
 		job->counts[COUNT_RUNNING]++;
-		tv.tv_sec = (time_t)g;
-		tv.tv_usec = (suseconds_t)((g - (double)tv.tv_sec) * 1e6);
+		tv = clock_tv(g);
 		(void)evtimer_add(t->grace_ev, &tv);
 	} else {
 		t->state = TASK_QUEUED;

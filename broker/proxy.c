@@ -38,26 +38,14 @@
 static bool
 rpc_allowed(struct conn *c, bool is_server)
 {
-	const char *p = c->rpc_key;
 	char name[256];
-	size_t n;
 
 	if (auth_peer_allowed(c->trk->auth, c->peer_host))
 		return true;
-	if (!is_server)
+	if (!is_server || tracker_hello_option(
+			      c->rpc_key, "agent", name, sizeof(name)) == NULL)
 		return false;
-	while (*(p += strspn(p, " ")) != '\0') {
-		n = strcspn(p, " ");
-		if (n > 6 && n - 6 < sizeof(name) &&
-		    strncmp(p, "agent=", 6) == 0) {
-			memcpy(name, p + 6, n - 6);
-			name[n - 6] = '\0';
-			return agent_link_from(
-			    c->trk->links, name, c->peer_host);
-		}
-		p += n;
-	}
-	return false;
+	return agent_link_from(c->trk->links, name, c->peer_host);
 }
 
 static void

@@ -29,6 +29,7 @@
 #include "agent_link.h"
 #include "artifacts.h"
 #include "auth.h"
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "http_api.h"
@@ -291,12 +292,10 @@ server_reconfigure(struct server *srv, struct auth *auth)
 static const struct timeval *
 common_timeout(struct server *srv, double seconds)
 {
-	struct timeval tv;
+	struct timeval tv = clock_tv(seconds);
 
 	if (seconds <= 0)
 		return NULL;
-	tv.tv_sec = (time_t)seconds;
-	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
 	return event_base_init_common_timeout(srv->base, &tv);
 }
 

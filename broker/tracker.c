@@ -1320,11 +1320,13 @@ tracker_proxy_info(struct conn *c, const char *key)
  */
 /*
  * The value of the token "@name=VALUE" among the whitespace-separated
- * options of hello key @hello_key (after the first token), copied into
- * @buf; NULL if absent or too long.
+ * options of RPC hello key @hello_key (after the first token), copied
+ * into @buf (@len bytes); NULL if absent, empty or too long.  The one
+ * parser of the options npufarm's agent appends (agent=, session=).
  */
-static const char *
-hello_option(const char *hello_key, const char *name, char *buf, size_t len)
+const char *
+tracker_hello_option(
+    const char *hello_key, const char *name, char *buf, size_t len)
 {
 	size_t n = strlen(name), vlen;
 	const char *p = hello_key + strcspn(hello_key, " \t\n");
@@ -1352,8 +1354,9 @@ tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 	const char *aname, *sid;
 	struct board *b;
 
-	aname = hello_option(hello_key, "agent", name, sizeof(name));
-	sid = hello_option(hello_key, "session", session, sizeof(session));
+	aname = tracker_hello_option(hello_key, "agent", name, sizeof(name));
+	sid = tracker_hello_option(
+	    hello_key, "session", session, sizeof(session));
 	if (aname != NULL)
 		return tracker_agent_attach(c, key, aname, sid, hello_key);
 	if (tracker_conn_get(c) == NULL) {

@@ -95,6 +95,8 @@ void tracker_agent_task_resume(struct board *b, struct sched_request *r);
 void tracker_schedule(struct tracker *trk, const char *key);
 void tracker_known_keys(struct tracker *trk, char *buf, size_t len);
 size_t tracker_key_boards(struct tracker *trk, const char *key);
+const char *tracker_hello_option(
+    const char *hello_key, const char *name, char *buf, size_t len);
 int tracker_proxy_board(struct conn *c, const char *key, const char *hello_key);
 int tracker_proxy_client(struct conn *c, const char *match);
 void tracker_proxy_session_end(
