@@ -614,9 +614,7 @@ agent_link_read(struct conn *c)
 	struct agent *a = c->owner;
 	const struct broker_config *cfg = a->links->cfg;
 	struct npufarm_err err;
-	const char *body;
 	json_t *root;
-	size_t len;
 	int n, r;
 
 	/* Before its hello is welcomed, a peer's frames are small. */
@@ -626,7 +624,8 @@ agent_link_read(struct conn *c)
 			 : (size_t)cfg->max_unauth_conn - FRAME_HEADER_SIZE;
 
 	for (n = 0; n < AGENT_MAX_FRAMES_PER_EVENT; n++) {
-		r = frame_next(in, max, &body, &len);
+		r = frame_pull_json(
+		    in, max, (int)cfg->max_json_depth, &root, &err);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
@@ -637,10 +636,7 @@ agent_link_read(struct conn *c)
 				: "zero-length agent frame");
 			return;
 		}
-		r = json_util_load(
-		    body, len, (int)cfg->max_json_depth, &root, &err);
-		frame_consume(in, len);
-		if (r < 0) {
+		if (r == FRAME_BAD_JSON) {
 			refuse(c, "bad-json", "client", err.msg);
 			return;
 		}

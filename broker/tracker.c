@@ -1010,13 +1010,12 @@ tracker_conn_read(struct conn *c)
 	const struct broker_config *cfg = c->trk->cfg;
 	struct tvm_tracker_msg m;
 	struct npufarm_err err;
-	const char *body;
 	json_t *root;
-	size_t len;
 	int n, r;
 
 	for (n = 0; n < TRACKER_MAX_FRAMES_PER_EVENT; n++) {
-		r = frame_next(in, (size_t)cfg->max_frame, &body, &len);
+		r = frame_pull_json(in, (size_t)cfg->max_frame,
+		    (int)cfg->max_json_depth, &root, &err);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
@@ -1030,10 +1029,7 @@ tracker_conn_read(struct conn *c)
 			return;
 		}
 		c->frames_in++;
-		r = json_util_load(
-		    body, len, (int)cfg->max_json_depth, &root, &err);
-		frame_consume(in, len);
-		if (r < 0) {
+		if (r == FRAME_BAD_JSON) {
 			conn_close(c, "frame %llu: %s",
 			    (unsigned long long)c->frames_in, err.msg);
 			return;
