@@ -141,8 +141,9 @@ treq_row(const struct treq *t)
 
 /* Record a request that ended without a board, then free it. */
 static void
-treq_end(struct treq *t, const char *outcome, const char *detail)
+treq_end(struct treq *t, enum npufarm_outcome o, const char *detail)
 {
+	const char *outcome = npufarm_outcome_name(o);
 	struct tracker *trk = t->conn->trk;
 	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
@@ -158,10 +159,19 @@ treq_end(struct treq *t, const char *outcome, const char *detail)
 	treq_free(t);
 }
 
+/*
+ * End lease @l of board @b with enum npufarm_outcome @o, or
+ * TRACKER_NO_OUTCOME, and @detail: the ledger row, the log line, the
+ * metric, then the board's bookkeeping.
+ */
 void
 tracker_lease_release(
-    struct board *b, struct lease *l, const char *outcome, const char *detail)
+    struct board *b, struct lease *l, int o, const char *detail)
 {
+	const char *outcome =
+	    o == TRACKER_NO_OUTCOME
+		? NULL
+		: npufarm_outcome_name((enum npufarm_outcome)o);
 	struct tracker *trk = b->conn->trk;
 	struct npufarm_err err;
 
@@ -251,7 +261,7 @@ grant(struct treq *t, struct slot *s)
 	if (rpc && !b->proxied && !dial) {
 		/* Clients reach such a board directly; nothing to relay. */
 		sched_slot_push(b->queue, &s->s);
-		treq_end(t, "rejected",
+		treq_end(t, NPUFARM_OUTCOME_REJECTED,
 		    "client:KEY names a key whose boards are reached "
 		    "directly; ask the tracker for one");
 		relay_refuse(client, "no board of that key dials in");
@@ -331,7 +341,8 @@ treq_alive(struct lease_request *lr)
 	if (!conn_peer_gone(t->conn))
 		return true;
 	/* Its EOF is still queued; the connection goes when that is read. */
-	treq_end(t, "cancelled", "client left while its request was waiting");
+	treq_end(t, NPUFARM_OUTCOME_CANCELLED,
+	    "client left while its request was waiting");
 	return false;
 }
 
@@ -490,7 +501,7 @@ board_free(struct board *b, const char *why, bool quiet)
 	(void)snprintf(detail, sizeof(detail),
 	    "board's connection closed during the lease (%s)", why);
 	while ((l = TAILQ_FIRST(&b->leases)) != NULL)
-		tracker_lease_release(b, l, "lost", detail);
+		tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST, detail);
 	if (b->dirty)
 		TAILQ_REMOVE(&trk->dirty_boards, b, dirty_link);
 	if (b->is_agent) {
@@ -583,7 +594,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		struct lease *pl = b->pending->lease;
 
 		tracker_pending_free(b->pending);
-		tracker_lease_release(b, pl, "lost",
+		tracker_lease_release(b, pl, NPUFARM_OUTCOME_LOST,
 		    "the board registered a new matchkey before the client "
 		    "connected");
 	}
@@ -591,7 +602,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		if (!l->relayed)
 			break;
 	if (l != NULL)
-		tracker_lease_release(b, l, NULL,
+		tracker_lease_release(b, l, TRACKER_NO_OUTCOME,
 		    "released: board registered again (session not relayed "
 		    "by the broker; its outcome was not observed)");
 	s->board = b;
@@ -654,7 +665,7 @@ tracker_key_boards(struct tracker *trk, const char *key)
 
 /* Answer @t with [-1, msg], record it and drop its queue if now empty. */
 static void
-request_fail(struct treq *t, const char *outcome, const char *msg)
+request_fail(struct treq *t, enum npufarm_outcome outcome, const char *msg)
 {
 	struct conn *c = t->conn;
 	struct sched_queue *q = t->lr.s.queue;
@@ -681,7 +692,7 @@ request_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    "(request_timeout); %zu boards, %zu leased, %zu requests waiting",
 	    t->key, t->conn->trk->cfg->request_timeout, sched_queue_boards(q),
 	    sched_queue_leased(q), sched_queue_waiting(q) - 1);
-	request_fail(t, "expired", msg);
+	request_fail(t, NPUFARM_OUTCOME_EXPIRED, msg);
 }
 
 static void
@@ -702,7 +713,7 @@ request_grace_cb(evutil_socket_t fd, short what, void *arg)
 	    "npufarm: no board with key '%s' registered within %g s "
 	    "(unknown_key_grace); keys with boards: %s",
 	    t->key, t->conn->trk->cfg->unknown_key_grace, keys);
-	request_fail(t, "rejected", msg);
+	request_fail(t, NPUFARM_OUTCOME_REJECTED, msg);
 }
 
 static void
@@ -1074,7 +1085,7 @@ tracker_conn_closed(struct conn *c)
 		(void)snprintf(detail, sizeof(detail),
 		    "client closed its tracker connection after waiting %.3f s",
 		    (double)(ledger_now_us() - t->requested_us) / 1e6);
-		treq_end(t, "cancelled", detail);
+		treq_end(t, NPUFARM_OUTCOME_CANCELLED, detail);
 		sched_queue_gc(q);
 	}
 	while ((b = TAILQ_FIRST(&tc->boards)) != NULL)
@@ -1243,7 +1254,7 @@ pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	    "within %g s",
 	    b->conn->trk->cfg->pair_timeout);
 	tracker_pending_free(p);
-	tracker_lease_release(b, l, "lost", detail);
+	tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST, detail);
 	if (b->proxied && board_offer(b) < 0)
 		conn_close(b->conn, "out of memory offering a board");
 }
@@ -1283,7 +1294,8 @@ pending_add(
 	return;
 oom:
 	/* The grant went out but cannot be honoured: end it now. */
-	tracker_lease_release(b, l, "lost", "out of memory tracking the grant");
+	tracker_lease_release(
+	    b, l, NPUFARM_OUTCOME_LOST, "out of memory tracking the grant");
 	conn_close(b->conn, "out of memory tracking a grant");
 }
 
@@ -1641,12 +1653,13 @@ tracker_dialed_failed(struct tracker *trk, int64_t board_id, int64_t lease_id,
 		    why, ledger_now_us(), &err);
 	l = lease_find(trk, board_id, lease_id, &b);
 	if (l != NULL) {
-		tracker_lease_release(b, l, "lost", why);
+		tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST, why);
 		if (board_fault)
 			board_unreachable(b, why);
 	} else
-		(void)ledger_lease_release(
-		    trk->ledger, lease_id, ledger_now_us(), "lost", why, &err);
+		(void)ledger_lease_release(trk->ledger, lease_id,
+		    ledger_now_us(), npufarm_outcome_name(NPUFARM_OUTCOME_LOST),
+		    why, &err);
 }
 
 /*

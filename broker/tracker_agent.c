@@ -94,7 +94,7 @@ tracker_agent_detach(struct board *b, const char *why)
 		struct lease *l = b->pending->lease;
 
 		tracker_pending_free(b->pending);
-		tracker_lease_release(b, l, "lost",
+		tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST,
 		    "the agent's data connection closed before its client "
 		    "connected");
 	}

@@ -11,6 +11,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include <npufarm/outcome.h>
+
 #include "board.h"
 #include "lease.h"
 #include "macro.h"
@@ -143,10 +145,14 @@ struct tracker_conn {
 	size_t nslots;
 };
 
+/* tracker_lease_release(): released with no outcome of its own (the
+ * session's report, already written, stands). */
+#define TRACKER_NO_OUTCOME (-1)
+
 /* tracker.c */
 void tracker_board_set_state(struct board *b, enum board_state state);
 void tracker_lease_release(
-    struct board *b, struct lease *l, const char *outcome, const char *detail);
+    struct board *b, struct lease *l, int outcome, const char *detail);
 void tracker_schedule_queue(struct sched_queue *q);
 int tracker_queue_get(
     struct conn *c, const char *key, struct sched_queue **ret);
