@@ -352,6 +352,115 @@ START_TEST(test_tracker_engine_serves_any_request_through_its_ops)
 }
 END_TEST
 
+static int
+raw_conn(void)
+{
+	struct sockaddr_in sin = {0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
+}
+
+static void
+rpc_hello(int fd, const char *key)
+{
+	unsigned char b[300];
+	size_t n = strlen(key);
+
+	frame_put_le32(b, NPUFARM_TVM_RPC_MAGIC);
+	frame_put_le32(b + 4, (uint32_t)n);
+	memcpy(b + 8, key, n);
+	ck_assert_int_eq(write(fd, b, 8 + n), (ssize_t)(8 + n));
+}
+
+struct rxn {
+	int fd;
+	unsigned char buf[512];
+	size_t n, want;
+};
+
+static bool
+rx_n(void *arg)
+{
+	struct rxn *r = arg;
+	ssize_t k = recv(r->fd, r->buf + r->n, r->want - r->n, MSG_DONTWAIT);
+
+	if (k > 0)
+		r->n += (size_t)k;
+	return r->n == r->want;
+}
+
+/* The pair-up message on @fd: SUCCESS, then the other side's key. */
+static void
+expect_success(int fd, const char *key)
+{
+	struct rxn r = {.fd = fd, .want = 8 + strlen(key)};
+
+	ck_assert(spin(rx_n, &r, 3000));
+	ck_assert_uint_eq(frame_get_le32(r.buf), NPUFARM_TVM_RPC_CODE_SUCCESS);
+	ck_assert_uint_eq(frame_get_le32(r.buf + 4), strlen(key));
+	ck_assert_mem_eq(r.buf + 8, key, strlen(key));
+}
+
+static bool
+one_board(void *arg)
+{
+	int n = 0;
+
+	tracker_foreach_board(trk, count_cb, &n);
+	return n == 1;
+}
+
+static bool
+no_relays(void *arg)
+{
+	return relays_count(relays) == 0;
+}
+
+/* proxy.c: a board dials in, a tracker client is granted it and comes
+ * back with the matchkey; both sides get SUCCESS and the other's key,
+ * and the session is the relay's until both go. */
+START_TEST(test_proxy_board_and_client_pair)
+{
+	int brd = raw_conn(), q, cli;
+	char *reply, key[300];
+	json_t *v;
+	const char *host, *match;
+	int code = -1, gport;
+
+	rpc_hello(brd, "server:x1");
+	ck_assert(spin(one_board, NULL, 3000));
+	q = peer();
+	send_frame(q, "[4, \"x1\", \"\", 1]");
+	reply = expect_frame(q);
+	v = json_loads(reply, 0, NULL);
+	ck_assert_ptr_nonnull(v);
+	ck_assert_int_eq(
+	    json_unpack(v, "[i[sis]]", &code, &host, &gport, &match), 0);
+	ck_assert_int_eq(code, 0);
+	/* The grant names the broker itself, and a matchkey of the key. */
+	ck_assert_str_eq(host, "127.0.0.1");
+	ck_assert_int_eq(gport, port);
+	ck_assert(strncmp(match, "x1:", 3) == 0);
+	(void)snprintf(key, sizeof(key), "client:%s", match);
+	json_decref(v);
+	free(reply);
+	close(q);
+	cli = raw_conn();
+	rpc_hello(cli, key);
+	expect_success(cli, "server:x1");
+	expect_success(brd, key);
+	ck_assert_uint_eq(relays_count(relays), 1);
+	close(cli);
+	close(brd);
+	ck_assert(spin(no_relays, NULL, 3000));
+}
+END_TEST
+
 int
 main(void)
 {
@@ -363,6 +472,7 @@ main(void)
 	tcase_add_test(tc, test_tracker_put_then_request_is_granted);
 	tcase_add_test(
 	    tc, test_tracker_engine_serves_any_request_through_its_ops);
+	tcase_add_test(tc, test_proxy_board_and_client_pair);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
