@@ -51,6 +51,7 @@ struct jobs_deps {
 int jobs_new(const struct jobs_deps *deps, struct jobs **ret_jobs,
     struct npufarm_err *err);
 void jobs_set_grace(struct jobs *j, const struct timeval *tv_grace);
+int jobs_agent_register(struct jobs *j);
 struct jobs *jobs_free(struct jobs *j);
 int jobs_recover(struct jobs *j, struct npufarm_err *err);
 

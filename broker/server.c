@@ -422,6 +422,9 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		};
 
 		r = jobs_new(&deps, &srv->jobs, err);
+		if (r >= 0 && jobs_agent_register(srv->jobs) < 0)
+			r = err_set(
+			    err, -ENOSPC, "too many agent frame handlers");
 	}
 	if (r >= 0)
 		r = jobs_recover(srv->jobs, err);
