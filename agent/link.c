@@ -290,22 +290,19 @@ link_readcb(struct bufferevent *bev, void *arg)
 	struct link *l = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
 	struct npufarm_err err;
-	const char *body;
 	json_t *v;
-	size_t len;
 	int r;
 
 	while (l->bev != NULL) {
-		r = frame_next(in, LINK_MAX_FRAME, &body, &len);
+		r = frame_pull_json(
+		    in, LINK_MAX_FRAME, JSON_UTIL_MAX_DEPTH, &v, &err);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
 			link_down(l, "broker sent a malformed frame");
 			return;
 		}
-		r = json_util_load(body, len, JSON_UTIL_MAX_DEPTH, &v, &err);
-		frame_consume(in, len);
-		if (r < 0) {
+		if (r == FRAME_BAD_JSON) {
 			link_down(l, err.msg);
 			return;
 		}

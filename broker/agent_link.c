@@ -25,16 +25,17 @@
 #include <npufarm/protocol.h>
 
 #include "auth.h"
+#include "board.h"
+#include "broker_config.h"
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
-#include "jobs.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
 #include "scheduler.h"
-#include "server.h"
 #include "tags.h"
 #include "tracker.h"
 
@@ -51,18 +52,58 @@ struct ack {
 	char id[];
 };
 
+/* Per-address wrong agent tokens: the back-off. */
+#define AGENT_GUESS_SLOTS 64
+struct agent_guess {
+	char host[NETADDR_STRLEN]; /* "" = free */
+	unsigned fails;            /* wrong tokens in a row */
+	int64_t last_us;           /* the last one */
+	int64_t until_us;          /* hellos refused unchecked until then */
+};
+
+/* Frame types others handle (agent_link_on_frame()). */
+#define AGENT_MAX_HANDLERS 8
+struct agent_handler {
+	const char *type; /* borrowed, static */
+	agent_frame_fn *fn;
+	void *arg;
+};
+
+/* Every agent link of the broker (agent_links_new()). */
+struct agent_links {
+	struct event_base *base;         /* borrowed */
+	const struct broker_config *cfg; /* borrowed */
+	struct ledger *ledger;           /* borrowed */
+	struct metrics *metrics;         /* borrowed */
+	struct tracker *trk;             /* borrowed: the agents' boards */
+	struct board_registry *boards;   /* borrowed: ... found by name, id */
+	const struct auth *auth;         /* borrowed; agent_links_set_auth() */
+	bool stopping;                   /* the broker is going down */
+	TAILQ_HEAD(, agent) agents;
+	struct agent_guess guesses[AGENT_GUESS_SLOTS];
+	struct agent_handler handlers[AGENT_MAX_HANDLERS];
+	size_t nhandlers;
+};
+
 struct agent {
-	struct conn *conn; /* borrowed: the link */
-	char *name;        /* unique among live agents */
+	struct conn *conn;         /* borrowed: the link */
+	struct agent_links *links; /* borrowed: all of them */
+	char *name;                /* unique among live agents */
 	char *key;
 	int64_t board_id;      /* ledger row */
 	bool welcomed;         /* hello accepted */
 	struct event *silence; /* fires after missed heartbeats */
 	int64_t heard_us;      /* its last frame, wall clock */
-	void *data;            /* tracker: its offered data connection */
 	STAILQ_HEAD(, ack) acks;
 	TAILQ_ENTRY(agent) link;
 };
+
+/* The agent links of agent link @c (claimed by agent_link_start()). */
+static struct agent_links *
+links_of(const struct conn *c)
+{
+	return ((const struct agent *)c->owner)->links;
+}
 
 static int
 send_json(struct conn *c, json_t *v)
@@ -96,14 +137,14 @@ silence_cb(evutil_socket_t fd, short what, void *arg)
 #define AGENT_GUESS_MAX_US    (30 * 1000000LL)
 #define AGENT_GUESS_FORGET_US (600 * 1000000LL)
 
-static struct server_guess *
-guess_find(struct server *srv, const char *host, bool add)
+static struct agent_guess *
+guess_find(struct agent_links *al, const char *host, bool add)
 {
-	struct server_guess *g, *old = &srv->guesses[0];
+	struct agent_guess *g, *old = &al->guesses[0];
 	size_t i;
 
-	for (i = 0; i < SERVER_GUESS_SLOTS; i++) {
-		g = &srv->guesses[i];
+	for (i = 0; i < AGENT_GUESS_SLOTS; i++) {
+		g = &al->guesses[i];
 		if (strcmp(g->host, host) == 0)
 			return g;
 		if (g->last_us < old->last_us)
@@ -124,7 +165,7 @@ guess_find(struct server *srv, const char *host, bool add)
 static void
 guess_wrong(struct conn *c)
 {
-	struct server_guess *g = guess_find(c->srv, c->peer_host, true);
+	struct agent_guess *g = guess_find(links_of(c), c->peer_host, true);
 	int64_t now = ledger_now_us(), wait = 100000;
 
 	if (now - g->last_us > AGENT_GUESS_FORGET_US)
@@ -143,7 +184,7 @@ guess_wrong(struct conn *c)
 	if (g->fails <= AGENT_GUESSES_FREE)
 		return;
 	c->quiet_close = true;
-	conn_refusal(c->srv,
+	conn_refusal(c->set,
 	    "agent hello from %s with a wrong or missing token (%u in a "
 	    "row); its hellos wait",
 	    c->peer, g->fails);
@@ -153,7 +194,7 @@ guess_wrong(struct conn *c)
 static bool
 guess_waiting(struct conn *c, char *msg, size_t len)
 {
-	struct server_guess *g = guess_find(c->srv, c->peer_host, false);
+	struct agent_guess *g = guess_find(links_of(c), c->peer_host, false);
 	int64_t now = ledger_now_us();
 
 	if (g == NULL || now >= g->until_us)
@@ -163,7 +204,7 @@ guess_waiting(struct conn *c, char *msg, size_t len)
 	    "for %.1f s more",
 	    g->fails, c->peer_host, (double)(g->until_us - now) / 1e6);
 	c->quiet_close = true;
-	conn_refusal(c->srv, "%s", msg);
+	conn_refusal(c->set, "%s", msg);
 	return true;
 }
 
@@ -180,23 +221,26 @@ has_control(const char *s)
 static void
 rearm(struct agent *a)
 {
-	const struct broker_config *cfg = a->conn->srv->cfg;
+	const struct broker_config *cfg = a->links->cfg;
 	double s = cfg->agent_heartbeat * AGENT_MISSED_HEARTBEATS;
-	struct timeval tv = {
-	    (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+	struct timeval tv = clock_tv(s);
 
 	(void)evtimer_add(a->silence, &tv);
 }
 
+/* The welcomed agent named @name (it has a board), or NULL. */
 static struct agent *
-agent_by_name(struct server *srv, const char *name)
+agent_by_name(struct agent_links *al, const char *name)
 {
-	struct agent *a;
+	return board_agent_by_name(al->boards, name);
+}
 
-	TAILQ_FOREACH(a, &srv->agents, link)
-		if (a->welcomed && strcmp(a->name, name) == 0)
-			return a;
-	return NULL;
+/* Welcomed agent @a's board, or NULL (the link is failing). */
+struct board *
+agent_link_board(const struct agent *a)
+{
+	return a->name != NULL ? board_by_agent(a->links->boards, a->name)
+			       : NULL;
 }
 
 /* The SCHED_CAP_* of a hello's "runners": ["kernel", "exec"].  -1: bad. */
@@ -233,13 +277,14 @@ static void
 handle_hello(struct agent *a, json_t *root)
 {
 	struct conn *c = a->conn;
-	struct server *srv = c->srv;
+	struct agent_links *al = links_of(c);
 	const char *type, *name, *key, *version, *token = NULL;
 	json_t *tags = NULL, *runners = NULL;
 	char *canon = NULL; /* the tags, canonical */
 	struct npufarm_err err;
 	json_error_t jerr;
 	struct agent *other;
+	struct board *b;
 	char msg[256];
 	int tvm = 0;
 	json_int_t protocol;
@@ -259,7 +304,7 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "unauthorized", "client", msg);
 		return;
 	}
-	if (auth_agent(srv->auth, token, msg, sizeof(msg)) < 0) {
+	if (auth_agent(al->auth, token, msg, sizeof(msg)) < 0) {
 		guess_wrong(c);
 		refuse(c, "unauthorized", "client", msg);
 		return;
@@ -272,13 +317,13 @@ handle_hello(struct agent *a, json_t *root)
 		return;
 	}
 	if (name[0] == '\0' || key[0] == '\0' ||
-	    strlen(name) > (size_t)srv->cfg->max_key_len ||
-	    strlen(key) > (size_t)srv->cfg->max_key_len || has_control(name) ||
+	    strlen(name) > (size_t)al->cfg->max_key_len ||
+	    strlen(key) > (size_t)al->cfg->max_key_len || has_control(name) ||
 	    has_control(key)) {
 		(void)snprintf(msg, sizeof(msg),
 		    "hello: name and key must be 1..%ld bytes without control "
 		    "characters",
-		    srv->cfg->max_key_len);
+		    al->cfg->max_key_len);
 		refuse(c, "bad-hello", "client", msg);
 		return;
 	}
@@ -288,7 +333,7 @@ handle_hello(struct agent *a, json_t *root)
 		return;
 	}
 	runner_caps = (unsigned)r;
-	other = agent_by_name(srv, name);
+	other = agent_by_name(al, name);
 	if (other != NULL) {
 		(void)snprintf(msg, sizeof(msg),
 		    "an agent named '%.64s' is already connected from %s", name,
@@ -306,22 +351,21 @@ handle_hello(struct agent *a, json_t *root)
 		refuse(c, "bad-hello", "client", err.msg);
 		return;
 	}
-	r = ledger_board_upsert(srv->ledger, "agent", key, name,
-	    ledger_now_us(), &a->board_id, NULL, &err);
+	r = ledger_board_upsert(al->ledger, "agent", key, name, ledger_now_us(),
+	    &a->board_id, NULL, &err);
 	if (r >= 0)
-		r = ledger_board_tags(srv->ledger, a->board_id, canon, &err);
+		r = ledger_board_tags(al->ledger, a->board_id, canon, &err);
 	if (r >= 0)
-		r = ledger_event(srv->ledger, "board_online", a->board_id,
+		r = ledger_event(al->ledger, "board_online", a->board_id,
 		    c->peer, ledger_now_us(), &err);
 	if (r < 0) {
-		server_ledger_failed(srv, &err);
 		refuse(c, "ledger", "server", "the ledger refused the board");
 		free(canon);
 		return;
 	}
 	a->welcomed = true;
 	conn_ready(c);
-	metrics_agent_connect(srv->metrics);
+	metrics_agent_connect(al->metrics);
 	/* The version is the peer's free text: escaped, and cut. */
 	(void)log_escape(msg, 64, version, strlen(version));
 	log_notice("agent '%s' (key '%s', %s) connected from %s", a->name,
@@ -329,15 +373,15 @@ handle_hello(struct agent *a, json_t *root)
 	if (send_json(c, json_pack("{sssisIsi}", "type", "welcome", "protocol",
 			     NPUFARM_PROTOCOL_VERSION, "board_id",
 			     (json_int_t)a->board_id, "heartbeat_ms",
-			     (int)(srv->cfg->agent_heartbeat * 1000))) < 0) {
+			     (int)(al->cfg->agent_heartbeat * 1000))) < 0) {
 		conn_close(c, "out of memory answering hello");
 		free(canon);
 		return;
 	}
 	/* Its board, offered once the agent says it is ready. */
-	a->data = tracker_agent_board_new(c, a, key, name, runner_caps);
-	if (a->data != NULL) {
-		tracker_agent_set_tags(a->data, canon);
+	b = tracker_agent_board_new(c, a, key, name, runner_caps);
+	if (b != NULL) {
+		tracker_agent_set_tags(b, canon);
 		canon = NULL;
 	}
 	free(canon);
@@ -352,7 +396,7 @@ handle_hello(struct agent *a, json_t *root)
 static void
 handle_session(struct agent *a, json_t *root)
 {
-	struct server *srv = a->conn->srv;
+	struct agent_links *al = a->links;
 	struct ledger_report rep = {0};
 	const char *type, *id, *outcome, *detail;
 	json_int_t start, end, requests, exceptions, to_board, to_client;
@@ -375,7 +419,7 @@ handle_session(struct agent *a, json_t *root)
 		return;
 	}
 	if (npufarm_outcome_from_name(outcome) < 0 || id[0] == '\0' ||
-	    strlen(id) > (size_t)srv->cfg->max_key_len) {
+	    strlen(id) > (size_t)al->cfg->max_key_len) {
 		(void)snprintf(msg, sizeof(msg),
 		    "session report: bad outcome '%.32s' or id", outcome);
 		refuse(a->conn, "bad-report", "client", msg);
@@ -393,13 +437,13 @@ handle_session(struct agent *a, json_t *root)
 	};
 	rep.signal = sig;
 	rep.status = status;
-	if (ledger_lease_report(srv->ledger, a->board_id, id, &rep, &err) < 0 ||
+	if (ledger_lease_report(al->ledger, a->board_id, id, &rep, &err) < 0 ||
 	    agent_link_ack_later(a, id) < 0) {
 		refuse(a->conn, "out-of-memory", "server",
 		    "out of memory recording a report");
 		return;
 	}
-	metrics_agent_report(srv->metrics, a->board_id, id, outcome);
+	metrics_agent_report(al->metrics, a->board_id, id, outcome);
 	log_info("agent '%s': session %s ended %s: %s", a->name, id, outcome,
 	    detail);
 }
@@ -412,7 +456,7 @@ handle_session(struct agent *a, json_t *root)
 static void
 handle_state(struct agent *a, json_t *root)
 {
-	struct server *srv = a->conn->srv;
+	struct agent_links *al = a->links;
 	const char *type, *state, *reason = NULL;
 	struct npufarm_err err;
 	const char *was;
@@ -429,34 +473,34 @@ handle_state(struct agent *a, json_t *root)
 		refuse(a->conn, "bad-state", "client", msg);
 		return;
 	}
-	if (a->data == NULL)
+	if (agent_link_board(a) == NULL)
 		return; /* no board: it could not be registered */
-	was = tracker_agent_quarantine(a->data);
+	was = tracker_agent_quarantine(agent_link_board(a));
 	if (strcmp(state, "quarantined") == 0) {
 		if (reason == NULL || reason[0] == '\0')
 			reason = "quarantined by its agent";
 		/* Said again after a reconnect: one event, not two. */
 		if (was == NULL || strcmp(was, reason) != 0) {
 			log_warn("agent '%s' quarantined: %s", a->name, reason);
-			if (ledger_event(srv->ledger, "board_quarantined",
-				a->board_id, reason, ledger_now_us(), &err) < 0)
-				server_ledger_failed(srv, &err);
+			(void)ledger_event(al->ledger, "board_quarantined",
+			    a->board_id, reason, ledger_now_us(), &err);
 		}
 	} else if (was != NULL) {
 		log_notice("agent '%s' back in service", a->name);
-		if (ledger_event(srv->ledger, "board_ready", a->board_id, NULL,
-			ledger_now_us(), &err) < 0)
-			server_ledger_failed(srv, &err);
+		(void)ledger_event(al->ledger, "board_ready", a->board_id, NULL,
+		    ledger_now_us(), &err);
 	}
-	tracker_agent_state(a->data, state, reason);
+	tracker_agent_state(agent_link_board(a), state, reason);
 }
 
 static void
 dispatch(struct agent *a, json_t *root)
 {
 	const char *type = json_string_value(json_object_get(root, "type"));
+	const struct agent_links *links = a->links;
 	struct npufarm_err err;
 	char msg[160];
+	size_t i;
 
 	if (type == NULL) {
 		refuse(a->conn, "bad-frame", "client",
@@ -489,9 +533,12 @@ dispatch(struct agent *a, json_t *root)
 		handle_state(a, root);
 		return;
 	}
-	if (strcmp(type, "result") == 0 || strcmp(type, "running") == 0 ||
-	    strcmp(type, "fetch") == 0) {
-		if (jobs_agent_frame(a->conn->srv, a, type, root, &err) < 0)
+	for (i = 0; i < links->nhandlers; i++) {
+		const struct agent_handler *h = &links->handlers[i];
+
+		if (strcmp(type, h->type) != 0)
+			continue;
+		if (h->fn(h->arg, a, root, &err) < 0)
 			refuse(a->conn, "bad-frame", "client", err.msg);
 		return;
 	}
@@ -499,24 +546,58 @@ dispatch(struct agent *a, json_t *root)
 	refuse(a->conn, "unknown-type", "client", msg);
 }
 
-/* Attach agent state to @c after its magic.  0 or -ENOMEM. */
-int
-agent_link_start(struct conn *c)
+static void agent_link_read(struct conn *c);
+static void agent_link_closed(struct conn *c);
+
+static void
+agent_read_cb(struct conn *c)
 {
+	if (c->state != CONN_CLOSING && c->owner != NULL)
+		agent_link_read(c);
+}
+
+/* The link goes: the boards it registered, then the agent. */
+static void
+agent_gone_cb(struct conn *c)
+{
+	tracker_conn_closed(c);
+	agent_link_closed(c);
+}
+
+/* An agent link; c->owner is its struct agent. */
+static const struct conn_ops agent_ops = {
+    .read = agent_read_cb,
+    .closing = agent_gone_cb,
+    .closed = agent_gone_cb,
+    .hello = "no agent hello welcomed",
+    .flags = CONN_OPS_FRAMED,
+};
+
+/*
+ * The listener read the agent magic on @c (listener_start_fn; @arg is the
+ * broker): attach agent state to @c; its handshake lasts until its hello
+ * is welcomed.  0 or -ENOMEM.
+ */
+int
+agent_link_start(struct conn *c, void *arg)
+{
+	struct agent_links *al = arg;
 	struct agent *a;
 
+	c->trk = al->trk;
 	a = calloc(1, sizeof(*a));
 	if (a == NULL)
 		return -ENOMEM;
 	a->conn = c;
+	a->links = al;
 	STAILQ_INIT(&a->acks);
-	a->silence = evtimer_new(c->srv->base, silence_cb, a);
+	a->silence = evtimer_new(al->base, silence_cb, a);
 	if (a->silence == NULL) {
 		free(a);
 		return -ENOMEM;
 	}
-	TAILQ_INSERT_TAIL(&c->srv->agents, a, link);
-	c->agent = a;
+	TAILQ_INSERT_TAIL(&al->agents, a, link);
+	conn_set_ops(c, &agent_ops, a);
 	rearm(a);
 	return 0;
 }
@@ -526,16 +607,14 @@ agent_link_start(struct conn *c)
  * violation closes the link with a reason, answered first with an error
  * frame where the peer can still use one.
  */
-void
+static void
 agent_link_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	const struct broker_config *cfg = c->srv->cfg;
-	struct agent *a = c->agent;
+	struct agent *a = c->owner;
+	const struct broker_config *cfg = a->links->cfg;
 	struct npufarm_err err;
-	const char *body;
 	json_t *root;
-	size_t len;
 	int n, r;
 
 	/* Before its hello is welcomed, a peer's frames are small. */
@@ -545,7 +624,8 @@ agent_link_read(struct conn *c)
 			 : (size_t)cfg->max_unauth_conn - FRAME_HEADER_SIZE;
 
 	for (n = 0; n < AGENT_MAX_FRAMES_PER_EVENT; n++) {
-		r = frame_next(in, max, &body, &len);
+		r = frame_pull_json(
+		    in, max, (int)cfg->max_json_depth, &root, &err);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
@@ -556,10 +636,7 @@ agent_link_read(struct conn *c)
 				: "zero-length agent frame");
 			return;
 		}
-		r = json_util_load(
-		    body, len, (int)cfg->max_json_depth, &root, &err);
-		frame_consume(in, len);
-		if (r < 0) {
+		if (r == FRAME_BAD_JSON) {
 			refuse(c, "bad-json", "client", err.msg);
 			return;
 		}
@@ -579,27 +656,28 @@ agent_link_read(struct conn *c)
 }
 
 /* The link is gone: its board goes offline.  Idempotent; frees c->agent. */
-void
+static void
 agent_link_closed(struct conn *c)
 {
-	struct agent *a = c->agent;
-	struct server *srv = c->srv;
+	struct agent *a = c->owner;
+	struct agent_links *al;
 	struct npufarm_err err;
-	const char *why =
-	    srv->stopping ? "broker stopping" : "agent link closed";
+	const char *why;
 	struct ack *ack;
 
 	if (a == NULL)
 		return;
+	al = a->links;
+	why = al->stopping ? "broker stopping" : "agent link closed";
 	if (a->welcomed) {
-		if (ledger_board_state(srv->ledger, a->board_id, "offline", why,
-			ledger_now_us(), &err) < 0 ||
-		    ledger_event(srv->ledger, "board_offline", a->board_id, why,
-			ledger_now_us(), &err) < 0)
-			server_ledger_failed(srv, &err);
+		/* The event row only once the state row is in. */
+		if (ledger_board_state(al->ledger, a->board_id, "offline", why,
+			ledger_now_us(), &err) >= 0)
+			(void)ledger_event(al->ledger, "board_offline",
+			    a->board_id, why, ledger_now_us(), &err);
 		log_notice("agent '%s' offline: %s", a->name, why);
 	}
-	TAILQ_REMOVE(&srv->agents, a, link);
+	TAILQ_REMOVE(&al->agents, a, link);
 	while ((ack = STAILQ_FIRST(&a->acks)) != NULL) {
 		STAILQ_REMOVE_HEAD(&a->acks, link);
 		free(ack);
@@ -608,14 +686,7 @@ agent_link_closed(struct conn *c)
 	free(a->name);
 	free(a->key);
 	free(a);
-	c->agent = NULL;
-}
-
-/* The welcomed agent named @name, or NULL. */
-struct agent *
-agent_link_find(struct server *srv, const char *name)
-{
-	return agent_by_name(srv, name);
+	c->owner = NULL;
 }
 
 /*
@@ -624,9 +695,9 @@ agent_link_find(struct server *srv, const char *name)
  * allow-list, since the link itself presented the agent token).
  */
 bool
-agent_link_from(struct server *srv, const char *name, const char *host)
+agent_link_from(struct agent_links *al, const char *name, const char *host)
 {
-	struct agent *a = agent_by_name(srv, name);
+	struct agent *a = agent_by_name(al, name);
 
 	return a != NULL && strcmp(a->conn->peer_host, host) == 0;
 }
@@ -637,33 +708,20 @@ agent_board_id(const struct agent *a)
 	return a->board_id;
 }
 
-/* The tracker's record of the agent's offered data connection. */
-void *
-agent_data(const struct agent *a)
-{
-	return a->data;
-}
-
-void
-agent_set_data(struct agent *a, void *data)
-{
-	a->data = data;
-}
-
 /*
  * The ledger writer finished batches: acknowledge the reports they held.
  * If any batch failed since a report was recorded, the report may not be
  * in the ledger: close that link instead, and the agent resends.
  */
 void
-agent_link_committed(struct server *srv)
+agent_link_committed(struct agent_links *al)
 {
 	uint64_t upto, failed;
 	struct agent *a, *next;
 	struct ack *ack;
 
-	upto = ledger_committed(srv->ledger, &failed);
-	for (a = TAILQ_FIRST(&srv->agents); a != NULL; a = next) {
+	upto = ledger_committed(al->ledger, &failed);
+	for (a = TAILQ_FIRST(&al->agents); a != NULL; a = next) {
 		next = TAILQ_NEXT(a, link);
 		while ((ack = STAILQ_FIRST(&a->acks)) != NULL &&
 		       ack->seq <= upto) {
@@ -690,19 +748,18 @@ agent_link_committed(struct server *srv)
  * one was, else 0.
  */
 int
-agent_link_undrain(struct server *srv, int64_t board_id)
+agent_link_undrain(struct agent_links *al, int64_t board_id)
 {
 	struct npufarm_err err;
-	struct agent *a = agent_link_find_board(srv, board_id);
+	struct agent *a = agent_link_find_board(al, board_id);
+	struct board *b = board_by_id(al->boards, board_id);
 
-	if (a == NULL || a->data == NULL ||
-	    tracker_agent_quarantine(a->data) == NULL)
+	if (a == NULL || b == NULL || tracker_agent_quarantine(b) == NULL)
 		return 0;
 	log_notice("agent '%s': quarantine lifted by an operator", a->name);
-	tracker_agent_state(a->data, "busy", NULL);
-	if (ledger_event(srv->ledger, "board_undrained", a->board_id,
-		"quarantine lifted", ledger_now_us(), &err) < 0)
-		server_ledger_failed(srv, &err);
+	tracker_agent_state(b, "busy", NULL);
+	(void)ledger_event(al->ledger, "board_undrained", a->board_id,
+	    "quarantine lifted", ledger_now_us(), &err);
 	(void)send_json(a->conn, json_pack("{ss}", "type", "undrain"));
 	conn_flush(a->conn);
 	return 1;
@@ -710,25 +767,20 @@ agent_link_undrain(struct server *srv, int64_t board_id)
 
 /* Call @fn for every welcomed agent: its board id and its last frame. */
 void
-agent_link_foreach(struct server *srv, agent_link_fn *fn, void *arg)
+agent_link_foreach(struct agent_links *al, agent_link_fn *fn, void *arg)
 {
 	struct agent *a;
 
-	TAILQ_FOREACH(a, &srv->agents, link)
+	TAILQ_FOREACH(a, &al->agents, link)
 		if (a->welcomed)
 			fn(a->board_id, a->heard_us, arg);
 }
 
 /* The welcomed agent whose board is @board_id, or NULL. */
 struct agent *
-agent_link_find_board(struct server *srv, int64_t board_id)
+agent_link_find_board(struct agent_links *al, int64_t board_id)
 {
-	struct agent *a;
-
-	TAILQ_FOREACH(a, &srv->agents, link)
-		if (a->welcomed && a->board_id == board_id)
-			return a;
-	return NULL;
+	return board_agent_by_id(al->boards, board_id);
 }
 
 /* Send frame @v (reference stolen) to agent @a.  0 or -ENOMEM. */
@@ -749,14 +801,74 @@ agent_link_send(struct agent *a, json_t *v)
 int
 agent_link_ack_later(struct agent *a, const char *id)
 {
-	struct server *srv = a->conn->srv;
+	struct agent_links *al = a->links;
 	struct ack *ack = malloc(sizeof(*ack) + strlen(id) + 1);
 
 	if (ack == NULL)
 		return -ENOMEM;
 	strcpy(ack->id, id);
-	ack->seq = ledger_batch_seq(srv->ledger);
-	(void)ledger_committed(srv->ledger, &ack->failed);
+	ack->seq = ledger_batch_seq(al->ledger);
+	(void)ledger_committed(al->ledger, &ack->failed);
 	STAILQ_INSERT_TAIL(&a->acks, ack, link);
+	return 0;
+}
+
+/*
+ * No agent links yet, on @base under @cfg, writing to @ledger, counting in
+ * @metrics, with boards in @trk (all borrowed).  NULL when out of memory.
+ */
+struct agent_links *
+agent_links_new(struct event_base *base, const struct broker_config *cfg,
+    struct ledger *ledger, struct metrics *metrics, struct tracker *trk,
+    struct board_registry *boards)
+{
+	struct agent_links *l = calloc(1, sizeof(*l));
+
+	if (l == NULL)
+		return NULL;
+	l->base = base;
+	l->cfg = cfg;
+	l->ledger = ledger;
+	l->metrics = metrics;
+	l->trk = trk;
+	l->boards = boards;
+	TAILQ_INIT(&l->agents);
+	return l;
+}
+
+/* Check agent tokens with @auth from now on (borrowed; SIGHUP). */
+void
+agent_links_set_auth(struct agent_links *l, const struct auth *auth)
+{
+	l->auth = auth;
+}
+
+/* The broker is stopping: links that close from now on say so. */
+void
+agent_links_stop(struct agent_links *l)
+{
+	l->stopping = true;
+}
+
+/* Free @l, whose links are all gone.  Accepts NULL; returns NULL. */
+struct agent_links *
+agent_links_free(struct agent_links *l)
+{
+	free(l);
+	return NULL;
+}
+
+/*
+ * Hand welcomed agents' frames of @type (a static string) to @fn(@arg):
+ * the services above the link (native jobs) register theirs.  0, or
+ * -ENOSPC past AGENT_MAX_HANDLERS.
+ */
+int
+agent_link_on_frame(
+    struct agent_links *l, const char *type, agent_frame_fn *fn, void *arg)
+{
+	if (l->nhandlers >= AGENT_MAX_HANDLERS)
+		return -ENOSPC;
+	l->handlers[l->nhandlers++] = (struct agent_handler){type, fn, arg};
 	return 0;
 }

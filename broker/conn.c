@@ -1,6 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * Farm-port connections: accept, magic dispatch, closing.
+ * Farm-port connections: the transport (see conn.h).  The listener
+ * (listener.c) accepts them and reads the magic; the protocol it picks
+ * claims them through struct conn_ops.
  *
  * A connection that must go is closed in two steps.  conn_close() logs the
  * reason, detaches it from every protocol structure at once (so nothing is
@@ -28,21 +30,17 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
-#include <npufarm/protocol.h>
-
-#include "agent_link.h"
-#include "auth.h"
+#include "broker_config.h"
+#include "clock.h"
 #include "fast_read.h"
 #include "frame.h"
 #include "log.h"
-#include "proxy.h"
 #include "quickack.h"
-#include "relay.h"
-#include "server.h"
-#include "tracker.h"
 
-/* Handshaking connections from one host outside the allow-list. */
-#define CONN_MAX_HANDSHAKES_PER_HOST 4
+/* A connection nobody claimed (yet, or any more). */
+static const struct conn_ops conn_noops = {
+    .hello = "no protocol magic",
+};
 
 static void conn_readcb(struct bufferevent *bev, void *arg);
 static void conn_writecb(struct bufferevent *bev, void *arg);
@@ -67,21 +65,17 @@ conn_set_state(struct conn *c, enum conn_state state)
  * those left out).  Runs on the broker loop.
  */
 void
-conn_refusal(struct server *srv, const char *fmt, ...)
+conn_refusal(struct conn_set *set, const char *fmt, ...)
 {
-	time_t now = time(NULL);
+	unsigned long quiet = 0;
 	char msg[300];
 	va_list ap;
 
-	if (now == srv->refuse_log) {
-		srv->refuse_quiet++;
+	if (!log_limit_pass(&set->refusals, &quiet))
 		return;
-	}
-	srv->refuse_log = now;
-	if (srv->refuse_quiet > 0)
-		log_warn("farm port: %lu more refusals in the last second",
-		    srv->refuse_quiet);
-	srv->refuse_quiet = 0;
+	if (quiet > 0)
+		log_warn(
+		    "farm port: %lu more refusals in the last second", quiet);
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -92,7 +86,7 @@ conn_refusal(struct server *srv, const char *fmt, ...)
 static void
 conn_uncharge(struct conn *c)
 {
-	c->srv->unauth_bytes -= c->charged;
+	c->set->unauth_bytes -= c->charged;
 	c->charged = 0;
 }
 
@@ -101,15 +95,12 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	long ms = (long)(c->srv->cfg->handshake_timeout * 1000);
+	long ms = (long)(c->set->cfg->handshake_timeout * 1000);
 
 	if (c->state == CONN_HANDSHAKE)
 		conn_close(c,
 		    "%s within %ld ms (handshake_timeout, from accept)",
-		    c->proto == CONN_PROTO_RPC     ? "no complete RPC hello"
-		    : c->proto == CONN_PROTO_AGENT ? "no agent hello welcomed"
-						   : "no protocol magic",
-		    ms);
+		    c->ops->hello, ms);
 	else
 		conn_close(c,
 		    "a frame begun %ld ms ago is still incomplete "
@@ -121,9 +112,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 static void
 deadline_arm(struct conn *c)
 {
-	double s = c->srv->cfg->handshake_timeout;
-	struct timeval tv = {
-	    (time_t)s, (suseconds_t)((s - (double)(time_t)s) * 1e6)};
+	struct timeval tv = clock_tv(c->set->cfg->handshake_timeout);
 
 	(void)evtimer_add(c->deadline, &tv);
 }
@@ -133,12 +122,12 @@ deadline_arm(struct conn *c)
  * buffered must be complete within handshake_timeout of its first bytes
  * (else a peer could hold up to max_frame for ever); none, no deadline.
  */
-void
+static void
 conn_frame_deadline(struct conn *c)
 {
 	bool partial = evbuffer_get_length(bufferevent_get_input(c->bev)) > 0;
 
-	if (c->state != CONN_READY || c->relay != NULL)
+	if (c->state != CONN_READY)
 		return;
 	if (!partial)
 		(void)evtimer_del(c->deadline);
@@ -146,66 +135,63 @@ conn_frame_deadline(struct conn *c)
 		deadline_arm(c);
 }
 
-/* Handshaking connections from @host. */
-static size_t
-handshakes_from(const struct server *srv, const char *host)
+/*
+ * A connection's transport state on fd @fd, from @set: its id, its
+ * bufferevent (on @fd, -1 to dial) and its deadline timer, owned by @ops
+ * and @owner.  NULL when out of memory (@fd is not closed).
+ */
+static struct conn *
+conn_new(struct conn_set *set, int fd, const struct conn_ops *ops, void *owner)
 {
-	const struct conn *c;
-	size_t n = 0;
+	struct conn *c;
 
-	TAILQ_FOREACH(c, &srv->conns, link)
-		if (c->state == CONN_HANDSHAKE &&
-		    strcmp(c->peer_host, host) == 0)
-			n++;
-	return n;
+	c = calloc(1, sizeof(*c));
+	if (c == NULL)
+		return NULL;
+	c->set = set;
+	c->ops = ops != NULL ? ops : &conn_noops;
+	c->owner = owner;
+	c->bev = bufferevent_socket_new(set->base, fd, BEV_OPT_CLOSE_ON_FREE);
+	c->deadline = evtimer_new(set->base, deadline_cb, c);
+	if (c->bev == NULL || c->deadline == NULL) {
+		if (c->bev != NULL) {
+			/* The caller still owns @fd. */
+			(void)bufferevent_setfd(c->bev, -1);
+			bufferevent_free(c->bev);
+		}
+		if (c->deadline != NULL)
+			event_free(c->deadline);
+		free(c);
+		return NULL;
+	}
+	c->id = ++set->next_conn_id;
+	return c;
 }
 
 /*
- * Take ownership of the accepted socket @fd and start the handshake.  On
- * failure the socket is closed and the failure logged.  A host outside
- * the allow-list (which may still link agents, with their token) gets at
- * most CONN_MAX_HANDSHAKES_PER_HOST handshakes at a time, so slow hellos
- * from one host cannot take max_connections from everyone else.
+ * Take ownership of the accepted socket @fd from peer @sa and start its
+ * handshake, the connection claimed by @ops and @owner (the listener's).
+ * Returns the connection, or NULL after closing the socket and logging
+ * (out of memory).  Admission (max_connections, the allow-list) is the
+ * listener's.
  */
-void
-conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
+struct conn *
+conn_accept(struct conn_set *set, int fd, const struct sockaddr *sa,
+    const struct conn_ops *ops, void *owner)
 {
 	struct sockaddr_storage local;
 	socklen_t llen = sizeof(local);
-	char peer[NETADDR_STRLEN], host[NETADDR_STRLEN];
 	struct conn *c;
 	int one = 1;
 
-	(void)salen;
-	netaddr_format(sa, peer, sizeof(peer));
-	netaddr_host(sa, host, sizeof(host));
-	if (srv->nconns >= srv->max_conns) {
-		conn_refusal(srv,
-		    "refusing %s: %zu connections open, limit "
-		    "max_connections=%zu",
-		    peer, srv->nconns, srv->max_conns);
-		close(fd);
-		return;
-	}
-	if (!auth_peer_allowed(srv->auth, host) &&
-	    handshakes_from(srv, host) >= CONN_MAX_HANDSHAKES_PER_HOST) {
-		conn_refusal(srv,
-		    "refusing %s: %d handshakes from that host already, and "
-		    "it is not in the allow-list (--allow)",
-		    peer, CONN_MAX_HANDSHAKES_PER_HOST);
-		close(fd);
-		return;
-	}
-	c = calloc(1, sizeof(*c));
+	c = conn_new(set, fd, ops, owner);
 	if (c == NULL) {
 		log_err("farm port: out of memory accepting a connection");
 		close(fd);
-		return;
+		return NULL;
 	}
-	c->srv = srv;
-	c->id = ++srv->next_conn_id;
-	memcpy(c->peer, peer, sizeof(c->peer));
-	memcpy(c->peer_host, host, sizeof(c->peer_host));
+	netaddr_format(sa, c->peer, sizeof(c->peer));
+	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
 	if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
 		netaddr_host((struct sockaddr *)&local, c->local_host,
 		    sizeof(c->local_host));
@@ -213,27 +199,14 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	}
 	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	(void)setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof(one));
-	c->bev = bufferevent_socket_new(srv->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	c->deadline = evtimer_new(srv->base, deadline_cb, c);
-	if (c->bev == NULL || c->deadline == NULL) {
-		log_err("farm port: out of memory accepting %s", c->peer);
-		if (c->bev != NULL)
-			bufferevent_free(c->bev);
-		else
-			close(fd);
-		if (c->deadline != NULL)
-			event_free(c->deadline);
-		free(c);
-		return;
-	}
-	TAILQ_INSERT_TAIL(&srv->conns, c, link);
-	srv->nconns++;
+	TAILQ_INSERT_TAIL(&set->conns, c, link);
+	set->nconns++;
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
 	/* Until its handshake is done a peer may have us buffer only
 	 * max_unauth_conn (conn_readcb() closes it there); then a frame's
 	 * worth (frame_next() rejects oversized frames on their header). */
 	bufferevent_setwatermark(
-	    c->bev, EV_READ, 0, (size_t)srv->cfg->max_unauth_conn + 1);
+	    c->bev, EV_READ, 0, (size_t)set->cfg->max_unauth_conn + 1);
 	/* An absolute deadline, not an idle timer: a byte now and then
 	 * must not keep a handshake open. */
 	deadline_arm(c);
@@ -243,44 +216,32 @@ conn_accept(struct server *srv, int fd, const struct sockaddr *sa, int salen)
 	bufferevent_disable(c->bev, EV_WRITE);
 	bufferevent_enable(c->bev, EV_READ);
 	log_debug("conn %llu %s: accepted", (unsigned long long)c->id, c->peer);
+	return c;
 }
 
 /*
  * Open a connection of the broker's own to @sa (@salen bytes), owned from
- * the start by relay @relay: a TVM server registered by PUT that the
- * broker relays (--relay-boards all).  The relay hears of the connect, or
- * of its failure, through relay_event().  Returns the connection, or NULL
+ * the start by @ops and @owner: a TVM server registered by PUT that the
+ * broker relays (--relay-boards all).  The owner hears of the connect, or
+ * of its failure, through @ops->event.  Returns the connection, or NULL
  * with errno set (nothing to free).
  */
 struct conn *
-conn_dial(struct server *srv, const struct sockaddr *sa, int salen,
-    struct relay *relay)
+conn_dial(struct conn_set *set, const struct sockaddr *sa, int salen,
+    const struct conn_ops *ops, void *owner)
 {
 	struct conn *c;
 	int one = 1;
 
-	c = calloc(1, sizeof(*c));
-	if (c == NULL)
-		return NULL;
-	c->srv = srv;
-	c->id = ++srv->next_conn_id;
-	c->proto = CONN_PROTO_RPC;
-	c->relay = relay;
-	netaddr_format(sa, c->peer, sizeof(c->peer));
-	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
-	c->bev = bufferevent_socket_new(srv->base, -1, BEV_OPT_CLOSE_ON_FREE);
-	/* Unused (the relay keeps the dial's deadline), but every
-	 * connection has one. */
-	c->deadline = evtimer_new(srv->base, deadline_cb, c);
-	if (c->bev == NULL || c->deadline == NULL) {
-		if (c->bev != NULL)
-			bufferevent_free(c->bev);
-		if (c->deadline != NULL)
-			event_free(c->deadline);
-		free(c);
+	/* Its deadline timer is unused (the relay keeps the dial's
+	 * deadline), but every connection has one. */
+	c = conn_new(set, -1, ops, owner);
+	if (c == NULL) {
 		errno = ENOMEM;
 		return NULL;
 	}
+	netaddr_format(sa, c->peer, sizeof(c->peer));
+	netaddr_host(sa, c->peer_host, sizeof(c->peer_host));
 	bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
 	if (bufferevent_socket_connect(c->bev, (struct sockaddr *)sa, salen) <
 	    0) {
@@ -292,10 +253,10 @@ conn_dial(struct server *srv, const struct sockaddr *sa, int salen,
 	}
 	(void)setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY,
 	    &one, sizeof(one));
-	TAILQ_INSERT_TAIL(&srv->conns, c, link);
-	srv->nconns++;
+	TAILQ_INSERT_TAIL(&set->conns, c, link);
+	set->nconns++;
 	bufferevent_setwatermark(c->bev, EV_READ, 0,
-	    (size_t)srv->cfg->max_frame + FRAME_HEADER_SIZE);
+	    (size_t)set->cfg->max_frame + FRAME_HEADER_SIZE);
 	conn_ready(c);
 	bufferevent_enable(c->bev, EV_READ);
 	log_debug("conn %llu %s: dialling", (unsigned long long)c->id, c->peer);
@@ -311,17 +272,13 @@ conn_free(struct conn *c)
 {
 	if (c == NULL)
 		return;
-	if (c->relay != NULL)
-		relay_conn_gone(c);
-	if (c->tracker != NULL)
-		tracker_conn_closed(c);
-	if (c->agent != NULL)
-		agent_link_closed(c);
+	if (c->ops->closed != NULL)
+		c->ops->closed(c);
 	c->fr = fast_read_free(c->fr);
 	conn_uncharge(c);
 	event_free(c->deadline);
-	TAILQ_REMOVE(&c->srv->conns, c, link);
-	c->srv->nconns--;
+	TAILQ_REMOVE(&c->set->conns, c, link);
+	c->set->nconns--;
 	bufferevent_free(c->bev);
 	free(c->rpc_key);
 	free(c);
@@ -348,12 +305,10 @@ conn_close(struct conn *c, const char *fmt, ...)
 	conn_set_state(c, CONN_CLOSING);
 	conn_uncharge(c);
 	(void)evtimer_del(c->deadline);
-	if (c->tracker != NULL)
-		tracker_conn_closed(c);
-	if (c->agent != NULL)
-		agent_link_closed(c);
+	if (c->ops->closing != NULL)
+		c->ops->closing(c);
 	conn_pause_read(c);
-	bufferevent_set_timeouts(c->bev, NULL, c->srv->tv_handshake);
+	bufferevent_set_timeouts(c->bev, NULL, c->set->tv_handshake);
 	conn_flush(c);
 	/* Runs conn_writecb from the loop, which frees once output drained
 	 * (at once if conn_flush() wrote everything). */
@@ -405,7 +360,7 @@ conn_fast_read(struct conn *c)
 {
 	if (c->fr != NULL)
 		return 0;
-	return fast_read_new(c->srv->base, c->bev, fast_read_cb, c, &c->fr);
+	return fast_read_new(c->set->base, c->bev, fast_read_cb, c, &c->fr);
 }
 
 /* Stop reading @c (backpressure, or closing). */
@@ -441,8 +396,20 @@ conn_ready(struct conn *c)
 	(void)evtimer_del(c->deadline);
 	conn_uncharge(c);
 	bufferevent_setwatermark(c->bev, EV_READ, 0,
-	    (size_t)c->srv->cfg->max_frame + FRAME_HEADER_SIZE);
+	    (size_t)c->set->cfg->max_frame + FRAME_HEADER_SIZE);
 	conn_set_state(c, CONN_READY);
+}
+
+/*
+ * Hand @c to @ops and @owner (NULL, NULL: nobody; the transport then only
+ * frees it when it closes).  From a callback of @c's current owner, which
+ * returns at once, or calls @c->ops->read itself to pass on what it read.
+ */
+void
+conn_set_ops(struct conn *c, const struct conn_ops *ops, void *owner)
+{
+	c->ops = ops != NULL ? ops : &conn_noops;
+	c->owner = owner;
 }
 
 /*
@@ -466,56 +433,6 @@ conn_peer_gone(const struct conn *c)
 	return 0;
 }
 
-static void
-handshake(struct conn *c)
-{
-	struct evbuffer *in = bufferevent_get_input(c->bev);
-	unsigned char magic[4];
-	uint32_t m;
-
-	if (evbuffer_copyout(in, magic, sizeof(magic)) < (ev_ssize_t)4)
-		return;
-	m = frame_get_le32(magic);
-	switch (m) {
-	case NPUFARM_TVM_TRACKER_MAGIC:
-		/* TVM's protocols carry no credentials: the allow-list. */
-		if (!auth_peer_allowed(c->srv->auth, c->peer_host)) {
-			conn_close(c,
-			    "TVM tracker refused: %s is not in the allow-list "
-			    "(--allow)",
-			    c->peer_host);
-			return;
-		}
-		(void)evbuffer_drain(in, 4);
-		if (tracker_conn_start(c) < 0) {
-			conn_close(
-			    c, "out of memory starting a tracker session");
-			return;
-		}
-		conn_ready(c);
-		c->proto = CONN_PROTO_TRACKER;
-		break;
-	case NPUFARM_TVM_RPC_MAGIC:
-		/* The hello continues with its key; the handshake deadline
-		 * covers it.  proxy_conn_read() takes it from here. */
-		c->proto = CONN_PROTO_RPC;
-		break;
-	case NPUFARM_AGENT_MAGIC:
-		(void)evbuffer_drain(in, 4);
-		if (agent_link_start(c) < 0) {
-			conn_close(c, "out of memory starting an agent link");
-			return;
-		}
-		/* Handshaking until its hello is welcomed (agent_link.c). */
-		c->proto = CONN_PROTO_AGENT;
-		break;
-	default:
-		conn_close(c, "unknown protocol magic %02x %02x %02x %02x",
-		    magic[0], magic[1], magic[2], magic[3]);
-		return;
-	}
-}
-
 /*
  * A read left part of a tracker frame or of an RPC hello in @c's input:
  * TVM's peers write a frame's length (the hello's magic, its key length)
@@ -527,7 +444,7 @@ handshake(struct conn *c)
 static void
 conn_quickack_partial(struct conn *c)
 {
-	if (c->relay != NULL || c->proto == CONN_PROTO_AGENT ||
+	if (!(c->ops->flags & CONN_OPS_QUICKACK) ||
 	    evbuffer_get_length(bufferevent_get_input(c->bev)) == 0)
 		return;
 	quickack_rearm(bufferevent_getfd(c->bev));
@@ -540,12 +457,12 @@ conn_quickack_partial(struct conn *c)
 static int
 conn_charge(struct conn *c)
 {
-	const struct broker_config *cfg = c->srv->cfg;
+	const struct broker_config *cfg = c->set->cfg;
 	size_t len = evbuffer_get_length(bufferevent_get_input(c->bev));
 
 	if (c->state != CONN_HANDSHAKE)
 		return 0;
-	c->srv->unauth_bytes += len - c->charged;
+	c->set->unauth_bytes += len - c->charged;
 	c->charged = len;
 	if (len > (size_t)cfg->max_unauth_conn) {
 		conn_close(c,
@@ -554,11 +471,11 @@ conn_charge(struct conn *c)
 		    len, cfg->max_unauth_conn);
 		return -1;
 	}
-	if (c->srv->unauth_bytes > (size_t)cfg->max_unauth_bytes) {
+	if (c->set->unauth_bytes > (size_t)cfg->max_unauth_bytes) {
 		conn_close(c,
 		    "peers that have not finished a handshake hold %zu bytes "
 		    "(limit max_unauth_bytes=%ld)",
-		    c->srv->unauth_bytes, cfg->max_unauth_bytes);
+		    c->set->unauth_bytes, cfg->max_unauth_bytes);
 		return -1;
 	}
 	return 0;
@@ -569,22 +486,13 @@ conn_readcb(struct bufferevent *bev, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->state == CONN_HANDSHAKE && c->proto == CONN_PROTO_NONE) {
-		handshake(c);
-		if (c->state == CONN_CLOSING || c->proto == CONN_PROTO_NONE)
-			return;
-	}
-	if (c->relay != NULL)
-		relay_read(c);
-	else if (c->proto == CONN_PROTO_RPC && c->state != CONN_CLOSING)
-		proxy_conn_read(c);
-	else if (c->state == CONN_READY && c->proto == CONN_PROTO_TRACKER)
-		tracker_conn_read(c);
-	else if (c->state != CONN_CLOSING && c->proto == CONN_PROTO_AGENT)
-		agent_link_read(c);
-	if (c->state == CONN_CLOSING || conn_charge(c) < 0)
+	if (c->ops->read != NULL)
+		c->ops->read(c);
+	if (c->state == CONN_CLOSING || (c->ops->flags & CONN_OPS_UNCLAIMED))
 		return;
-	if (c->proto == CONN_PROTO_TRACKER || c->proto == CONN_PROTO_AGENT)
+	if (conn_charge(c) < 0)
+		return;
+	if (c->ops->flags & CONN_OPS_FRAMED)
 		conn_frame_deadline(c);
 	conn_flush(c);
 	conn_quickack_partial(c);
@@ -602,8 +510,8 @@ conn_writecb(struct bufferevent *bev, void *arg)
 		return;
 	}
 	bufferevent_disable(bev, EV_WRITE); /* drained: back to direct */
-	if (c->relay != NULL)
-		relay_drained(c);
+	if (c->ops->drained != NULL)
+		c->ops->drained(c);
 }
 
 static void
@@ -611,16 +519,15 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
 	struct conn *c = arg;
 
-	if (c->relay != NULL && c->state != CONN_CLOSING) {
-		relay_event(c, what); /* frees c, unless it just connected */
+	if (c->ops->event != NULL && c->state != CONN_CLOSING) {
+		c->ops->event(c, what); /* frees c, or keeps it */
 		return;
 	}
 	if (what & BEV_EVENT_TIMEOUT) {
 		if (c->state == CONN_HANDSHAKE)
 			log_conn(c, LOG_NOTICE, "closing: %s within %ld ms",
-			    c->proto == CONN_PROTO_RPC ? "no complete RPC hello"
-						       : "no protocol magic",
-			    (long)(c->srv->cfg->handshake_timeout * 1000));
+			    c->ops->hello,
+			    (long)(c->set->cfg->handshake_timeout * 1000));
 		else if (c->state == CONN_CLOSING)
 			log_conn(c, LOG_NOTICE,
 			    "closing: peer did not read its final reply");
@@ -631,4 +538,39 @@ conn_eventcb(struct bufferevent *bev, short what, void *arg)
 		log_conn(c, LOG_DEBUG, "peer closed");
 	}
 	conn_free(c);
+}
+
+/*
+ * The transport's context for a broker on @base under @cfg (both
+ * borrowed), admitting at most @max_conns connections.  0 or -ENOMEM.
+ */
+int
+conn_set_new(struct event_base *base, const struct broker_config *cfg,
+    size_t max_conns, struct conn_set **ret_set)
+{
+	struct conn_set *set;
+
+	set = calloc(1, sizeof(*set));
+	if (set == NULL)
+		return -ENOMEM;
+	set->base = base;
+	set->cfg = cfg;
+	set->max_conns = max_conns;
+	TAILQ_INIT(&set->conns);
+	*ret_set = set;
+	return 0;
+}
+
+/* Free every connection of @set, then @set.  Accepts NULL; returns NULL. */
+struct conn_set *
+conn_set_free(struct conn_set *set)
+{
+	struct conn *c;
+
+	if (set == NULL)
+		return NULL;
+	while ((c = TAILQ_FIRST(&set->conns)) != NULL)
+		conn_free(c);
+	free(set);
+	return NULL;
 }

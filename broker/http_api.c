@@ -236,11 +236,11 @@ get_boards(struct http_api *api, struct evhttp_request *req)
 
 	if (x.list == NULL || x.live == NULL)
 		goto oom;
-	(void)tracker_flush_boards(api->srv);
+	(void)tracker_flush_boards(api->srv->tracker);
 	/* Read our own writes; a failed batch was already logged. */
 	(void)ledger_sync(api->srv->ledger, NULL);
-	tracker_foreach_board(api->srv, live_board_cb, &x);
-	agent_link_foreach(api->srv, agent_cb, &x);
+	tracker_foreach_board(api->srv->tracker, live_board_cb, &x);
+	agent_link_foreach(api->srv->links, agent_cb, &x);
 	if (ledger_foreach_board(api->srv->ledger, ledger_board_cb, &x, &err) !=
 	    0) {
 		http_api_reply_error(
@@ -307,7 +307,7 @@ get_queue(struct http_api *api, struct evhttp_request *req)
 		if (x.requests == NULL)
 			goto oom;
 		tracker_foreach_request(
-		    api->srv, sched_queue_key(qs[i]), request_cb, &x);
+		    api->srv->tracker, sched_queue_key(qs[i]), request_cb, &x);
 		v = json_pack("{sssIsIsIsIso}", "key", sched_queue_key(qs[i]),
 		    "boards", (json_int_t)sched_queue_boards(qs[i]), "free",
 		    (json_int_t)sched_queue_free(qs[i]), "leased",
@@ -474,10 +474,10 @@ post_drain(
 		json_decref(body);
 		return;
 	}
-	live = tracker_board_drain(api->srv, id, on);
+	live = tracker_board_drain(api->srv->tracker, id, on);
 	if (!on)
-		(void)agent_link_undrain(api->srv, id);
-	(void)tracker_flush_boards(api->srv);
+		(void)agent_link_undrain(api->srv->links, id);
+	(void)tracker_flush_boards(api->srv->tracker);
 	log_notice("board %lld %s through the API by %s%s%s (%d live "
 		   "registrations)",
 	    (long long)id, on ? "drained" : "undrained", actor,

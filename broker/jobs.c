@@ -29,96 +29,33 @@
 #include <sys/queue.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
 
 #include <npufarm/outcome.h>
 
 #include "agent_link.h"
 #include "artifacts.h"
+#include "broker_config.h"
+#include "clock.h"
 #include "err.h"
-#include "http_api.h"
+#include "jobs_int.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
 #include "scheduler.h"
-#include "server.h"
 #include "sha256_util.h"
 #include "tags.h"
 #include "task_spec.h"
 #include "tracker.h"
 
-#define container_of(ptr, type, member) \
-	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
-
-/* Attempts of a task: the first, and one retry after it was lost. */
-#define JOBS_MAX_ATTEMPTS 2
-/* Bytes of an artifact per chunk frame (base64 keeps it under 1 MiB). */
-#define JOBS_CHUNK        (256 * 1024)
-
-/* Per-job counts: queued, running, then one per outcome class. */
-enum {
-	COUNT_QUEUED,
-	COUNT_RUNNING,
-	COUNT_OUTCOME,
-	COUNT_MAX = COUNT_OUTCOME + NPUFARM_OUTCOME_MAX,
-};
-
-enum task_state {
-	TASK_QUEUED,
-	TASK_RUNNING,
-	TASK_DONE,
-};
-
-struct job;
-
-struct task {
-	struct sched_request s; /* while queued */
-	struct job *job;        /* borrowed: owner */
-	int64_t id;
-	int idx;
-	char *spec; /* the task's JSON, compact, as the agent gets it */
-	char *name; /* NULL when none */
-	enum task_state state;
-	int attempts;
-	struct agent *agent; /* running on; NULL while its agent is away */
-	int64_t board_id;    /* running on (or last ran on) */
-	struct event *grace_ev;
-	int64_t queued_us, started_us; /* this attempt's, for metrics */
-};
-
 struct waiter {
 	struct jobs *jobs;
 	int64_t job_id;
 	uint64_t after;
-	struct evhttp_request *req;
+	jobs_wait_fn *fn; /* the answer goes there */
+	void *arg;        /* ... with this, borrowed */
 	struct event *timer;
 	TAILQ_ENTRY(waiter) link;
-};
-
-struct job {
-	struct jobs *jobs;
-	int64_t id;
-	char *key, *user;
-	char *tags; /* canonical tags the boards must carry (tags.h); NULL */
-	double priority, queue_timeout;
-	int64_t submitted_us;
-	bool started; /* "running" is in the ledger */
-	bool cancelled;
-	size_t ntasks, nleft;
-	struct task *tasks; /* ntasks */
-	int counts[COUNT_MAX];
-	uint64_t seq;            /* progress, for waiters */
-	struct event *expire_ev; /* the queue timeout */
-	struct event *nokey_ev;  /* --unknown-key-grace; NULL: not armed */
-	TAILQ_ENTRY(job) link;
-};
-
-struct jobs {
-	struct server *srv;
-	TAILQ_HEAD(, job) live;
-	void *by_task; /* tsearch of struct task * by id */
-	TAILQ_HEAD(, waiter) waiters;
 };
 
 static int
@@ -129,8 +66,8 @@ task_cmp(const void *a, const void *b)
 	return x->id < y->id ? -1 : x->id > y->id;
 }
 
-static struct task *
-task_find(struct jobs *j, int64_t id)
+struct task *
+jobs_task_find(struct jobs *j, int64_t id)
 {
 	struct task probe = {.id = id};
 	void *found = tfind(&probe, &j->by_task, task_cmp);
@@ -147,13 +84,6 @@ job_find(struct jobs *j, int64_t id)
 		if (job->id == id)
 			return job;
 	return NULL;
-}
-
-static void
-ledger_check(struct server *srv, int r, const struct npufarm_err *err)
-{
-	if (r < 0)
-		server_ledger_failed(srv, err);
 }
 
 /* ---- progress and waiters ----------------------------------------- */
@@ -231,18 +161,14 @@ waiter_answer(struct waiter *w, json_t *summary, uint64_t seq, bool done)
 		    v, "seq", json_integer((json_int_t)seq));
 		(void)json_object_set_new(v, "done", json_boolean(done));
 	}
-	if (v == NULL)
-		http_api_reply_error(
-		    w->req, 500, "Internal Server Error", "out of memory");
-	else
-		http_api_reply_json(w->req, 200, "OK", v);
+	w->fn(w->arg, v);
 	json_decref(v);
 	waiter_free(w);
 }
 
 /* @job made progress: answer every waiter that wants to hear it. */
-static void
-job_progress(struct job *job)
+void
+jobs_job_progress(struct job *job)
 {
 	struct jobs *j = job->jobs;
 	struct waiter *w, *next;
@@ -272,28 +198,31 @@ waiter_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	json_decref(summary);
 }
 
-static void
-waiter_gone_cb(struct evhttp_connection *evcon, void *arg)
+/*
+ * Forget the waits whose argument @match(arg, @ctx) picks, unanswered
+ * (the client hung up: its requests go with it).
+ */
+void
+jobs_wait_drop(struct jobs *j, jobs_wait_match_fn *match, void *ctx)
 {
-	struct jobs *j = arg;
 	struct waiter *w, *next;
 
-	/* The client hung up: forget its waits (the requests go with it). */
 	for (w = TAILQ_FIRST(&j->waiters); w != NULL; w = next) {
 		next = TAILQ_NEXT(w, link);
-		if (evhttp_request_get_connection(w->req) == evcon)
+		if (match(w->arg, ctx))
 			waiter_free(w);
 	}
 }
 
 /*
- * GET /v1/jobs/{id}/wait: answer @req when live job @id's progress passes
- * @after, or after @timeout seconds.  1: answered now (the job is not
- * live: the caller answers from the ledger), 0: waiting, -ENOMEM.
+ * GET /v1/jobs/{id}/wait: call @fn(@arg, summary) once, when live job
+ * @id's progress passes @after, or after @timeout seconds.  1: not live
+ * (nothing called: the caller answers from the ledger), 0: answered now,
+ * JOBS_WAITING: it will be, unless jobs_wait_drop() forgets it; -ENOMEM.
  */
 int
 jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
-    struct evhttp_request *req)
+    jobs_wait_fn *fn, void *arg)
 {
 	struct job *job = job_find(j, id);
 	struct timeval tv;
@@ -312,7 +241,8 @@ jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
 		}
 		w->jobs = j;
 		w->job_id = id;
-		w->req = req;
+		w->fn = fn;
+		w->arg = arg;
 		TAILQ_INSERT_TAIL(&j->waiters, w, link);
 		waiter_answer(w, summary, job->seq, job->nleft == 0);
 		json_decref(summary);
@@ -324,10 +254,10 @@ jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
 	w->jobs = j;
 	w->job_id = id;
 	w->after = after;
-	w->req = req;
-	w->timer = evtimer_new(j->srv->base, waiter_timeout_cb, w);
-	tv.tv_sec = (time_t)timeout;
-	tv.tv_usec = (suseconds_t)((timeout - (double)tv.tv_sec) * 1e6);
+	w->fn = fn;
+	w->arg = arg;
+	w->timer = evtimer_new(j->base, waiter_timeout_cb, w);
+	tv = clock_tv(timeout);
 	if (w->timer == NULL || evtimer_add(w->timer, &tv) < 0) {
 		if (w->timer != NULL)
 			event_free(w->timer);
@@ -335,38 +265,36 @@ jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
 		return -ENOMEM;
 	}
 	TAILQ_INSERT_TAIL(&j->waiters, w, link);
-	evhttp_connection_set_closecb(
-	    evhttp_request_get_connection(req), waiter_gone_cb, j);
-	return 0;
+	return JOBS_WAITING;
 }
 
 /* ---- queueing ------------------------------------------------------ */
 
 /* Put task @t in its key's queue.  0 or -ENOMEM (or -E2BIG: max_keys). */
-static int
-task_enqueue(struct task *t)
+int
+jobs_task_enqueue(struct task *t)
 {
 	struct job *job = t->job;
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	struct sched_queue *q;
 	int r;
 
-	r = sched_queue_get(srv->sched, job->key, true, &q);
+	r = sched_queue_get(js->sched, job->key, true, &q);
 	if (r < 0)
 		return r;
-	t->s.kind = SCHED_KIND_TASK;
-	t->s.tags = job->tags;
+	t->lr.s.kind = SCHED_KIND_TASK;
+	t->lr.s.tags = job->tags;
 	t->queued_us = ledger_now_us();
-	return sched_enqueue(q, &t->s, job->user, job->priority);
+	return sched_enqueue(q, &t->lr.s, job->user, job->priority);
 }
 
-static int
-task_requeue(struct task *t)
+int
+jobs_task_requeue(struct task *t)
 {
-	int r = task_enqueue(t);
+	int r = jobs_task_enqueue(t);
 
 	if (r == 0)
-		tracker_schedule(t->job->jobs->srv, t->job->key);
+		tracker_schedule(t->job->jobs->trk, t->job->key);
 	return r;
 }
 
@@ -374,8 +302,8 @@ task_requeue(struct task *t)
 
 static void job_free(struct job *job);
 
-static void
-count_move(struct job *job, int from, int to)
+void
+jobs_count_move(struct job *job, int from, int to)
 {
 	if (from >= 0)
 		job->counts[from]--;
@@ -384,19 +312,17 @@ count_move(struct job *job, int from, int to)
 }
 
 /* The job's last task ended: record it, answer waiters, forget it. */
-static void
-job_finish(struct job *job)
+void
+jobs_job_finish(struct job *job)
 {
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	struct npufarm_err err;
 
-	ledger_check(srv,
-	    ledger_job_state(
-		srv->ledger, job->id, job_state(job), ledger_now_us(), &err),
-	    &err);
+	(void)ledger_job_state(
+	    js->ledger, job->id, job_state(job), ledger_now_us(), &err);
 	log_notice("job %lld (%s, %zu tasks) %s", (long long)job->id, job->key,
 	    job->ntasks, job_state(job));
-	job_progress(job);
+	jobs_job_progress(job);
 	job_free(job);
 }
 
@@ -405,12 +331,12 @@ job_finish(struct job *job)
  * outcome (else the task is queued again).  Frees the job when it was the
  * last.  Returns true if the job was freed.
  */
-static bool
-task_end(struct task *t, enum npufarm_outcome outcome,
+bool
+jobs_task_end(struct task *t, enum npufarm_outcome outcome,
     const struct ledger_task_result *res, bool final)
 {
 	struct job *job = t->job;
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	struct npufarm_err err;
 	int from = t->state == TASK_QUEUED    ? COUNT_QUEUED
 		   : t->state == TASK_RUNNING ? COUNT_RUNNING
@@ -419,45 +345,42 @@ task_end(struct task *t, enum npufarm_outcome outcome,
 	if (t->grace_ev != NULL)
 		(void)evtimer_del(t->grace_ev);
 	if (t->state == TASK_RUNNING && t->started_us != 0)
-		metrics_task_run(srv->metrics, job->key,
+		metrics_task_run(js->metrics, job->key,
 		    (double)(ledger_now_us() - t->started_us) / 1e6);
 	if (final)
 		metrics_task_end(
-		    srv->metrics, job->key, npufarm_outcome_name(outcome));
-	ledger_check(srv,
-	    ledger_task_finish(srv->ledger, t->id,
-		t->state == TASK_RUNNING ? t->attempts : 0, res, final, &err),
-	    &err);
-	sched_dequeue(&t->s);
+		    js->metrics, job->key, npufarm_outcome_name(outcome));
+	(void)ledger_task_finish(js->ledger, t->id,
+	    t->state == TASK_RUNNING ? t->attempts : 0, res, final, &err);
+	sched_dequeue(&t->lr.s);
 	t->agent = NULL;
 	if (!final) {
 		t->state = TASK_QUEUED;
-		count_move(job, from, COUNT_QUEUED);
-		ledger_check(
-		    srv, ledger_task_requeue(srv->ledger, t->id, &err), &err);
-		if (task_requeue(t) < 0)
+		jobs_count_move(job, from, COUNT_QUEUED);
+		(void)ledger_task_requeue(js->ledger, t->id, &err);
+		if (jobs_task_requeue(t) < 0)
 			log_err("task %lld: out of memory requeueing it",
 			    (long long)t->id);
-		job_progress(job);
+		jobs_job_progress(job);
 		return false;
 	}
 	t->state = TASK_DONE;
-	count_move(job, from, COUNT_OUTCOME + (int)outcome);
+	jobs_count_move(job, from, COUNT_OUTCOME + (int)outcome);
 	log_info("task %lld (job %lld #%d) %s%s%s", (long long)t->id,
 	    (long long)job->id, t->idx, npufarm_outcome_name(outcome),
 	    res->detail ? ": " : "", res->detail ? res->detail : "");
 	if (--job->nleft == 0) {
-		job_finish(job);
+		jobs_job_finish(job);
 		return true;
 	}
-	job_progress(job);
+	jobs_job_progress(job);
 	return false;
 }
 
 /* End task @t without a run report: expired, cancelled, lost, rejected. */
-static bool
-task_end_plain(struct task *t, enum npufarm_outcome outcome, const char *detail,
-    bool final)
+bool
+jobs_task_end_plain(struct task *t, enum npufarm_outcome outcome,
+    const char *detail, bool final)
 {
 	struct ledger_task_result res = {
 	    .outcome = npufarm_outcome_name(outcome),
@@ -467,7 +390,7 @@ task_end_plain(struct task *t, enum npufarm_outcome outcome, const char *detail,
 	    .finished_us = ledger_now_us(),
 	};
 
-	return task_end(t, outcome, &res, final);
+	return jobs_task_end(t, outcome, &res, final);
 }
 
 static void
@@ -482,7 +405,7 @@ expire_cb(evutil_socket_t fd, short what, void *arg)
 	    job->queue_timeout);
 	for (i = 0; i < n; i++)
 		if (job->tasks[i].state == TASK_QUEUED &&
-		    task_end_plain(
+		    jobs_task_end_plain(
 			&job->tasks[i], NPUFARM_OUTCOME_EXPIRED, detail, true))
 			return; /* the job is gone */
 }
@@ -497,21 +420,21 @@ static void
 nokey_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct job *job = arg;
-	struct server *srv = job->jobs->srv;
+	struct jobs *js = job->jobs;
 	char keys[512], detail[768];
 	size_t i, n = job->ntasks;
 
-	if (tracker_key_boards(srv, job->key) > 0)
+	if (tracker_key_boards(js->trk, job->key) > 0)
 		return;
-	tracker_known_keys(srv, keys, sizeof(keys));
+	tracker_known_keys(js->trk, keys, sizeof(keys));
 	(void)snprintf(detail, sizeof(detail),
 	    "no board with key '%s' registered within %g s "
 	    "(unknown_key_grace); keys with boards: %s",
-	    job->key, srv->cfg->unknown_key_grace, keys);
+	    job->key, js->cfg->unknown_key_grace, keys);
 	log_notice("job %lld: %s", (long long)job->id, detail);
 	for (i = 0; i < n; i++)
 		if (job->tasks[i].state == TASK_QUEUED &&
-		    task_end_plain(
+		    jobs_task_end_plain(
 			&job->tasks[i], NPUFARM_OUTCOME_REJECTED, detail, true))
 			return; /* the job is gone */
 }
@@ -528,7 +451,7 @@ job_free(struct job *job)
 	for (i = 0; i < job->ntasks; i++) {
 		struct task *t = &job->tasks[i];
 
-		sched_dequeue(&t->s);
+		sched_dequeue(&t->lr.s);
 		(void)tdelete(t, &j->by_task, task_cmp);
 		if (t->grace_ev != NULL)
 			event_free(t->grace_ev);
@@ -546,8 +469,8 @@ job_free(struct job *job)
 	free(job);
 }
 
-static struct job *
-job_new(struct jobs *j, const char *key, const char *user, double priority,
+struct job *
+jobs_job_new(struct jobs *j, const char *key, const char *user, double priority,
     double queue_timeout, size_t ntasks)
 {
 	struct job *job = calloc(1, sizeof(*job));
@@ -562,7 +485,7 @@ job_new(struct jobs *j, const char *key, const char *user, double priority,
 	job->ntasks = ntasks;
 	job->nleft = ntasks;
 	job->tasks = calloc(ntasks ? ntasks : 1, sizeof(*job->tasks));
-	job->expire_ev = evtimer_new(j->srv->base, expire_cb, job);
+	job->expire_ev = evtimer_new(j->base, expire_cb, job);
 	if (job->key == NULL || job->user == NULL || job->tasks == NULL ||
 	    job->expire_ev == NULL) {
 		if (job->expire_ev != NULL)
@@ -577,42 +500,37 @@ job_new(struct jobs *j, const char *key, const char *user, double priority,
 	return job;
 }
 
-static void
-job_arm_expiry(struct job *job)
+void
+jobs_job_arm_expiry(struct job *job)
 {
 	double left = job->queue_timeout -
 		      (double)(ledger_now_us() - job->submitted_us) / 1e6;
-	struct timeval tv;
+	struct timeval tv = clock_tv(left); /* negative: now */
 
-	if (left < 0)
-		left = 0;
-	tv.tv_sec = (time_t)left;
-	tv.tv_usec = (suseconds_t)((left - (double)tv.tv_sec) * 1e6);
 	(void)evtimer_add(job->expire_ev, &tv);
 }
 
-static void grace_cb(evutil_socket_t fd, short what, void *arg);
-
-static int
-task_init(struct task *t, struct job *job, int idx, int64_t id,
+int
+jobs_task_init(struct task *t, struct job *job, int idx, int64_t id,
     const char *spec, const char *name, unsigned needs)
 {
 	t->job = job;
 	t->idx = idx;
 	t->id = id;
-	t->s.kind = SCHED_KIND_TASK;
-	t->s.needs = needs;
+	t->lr.s.kind = SCHED_KIND_TASK;
+	t->lr.s.needs = needs;
+	t->lr.ops = job->jobs->task_ops;
 	t->spec = strdup(spec);
 	t->name = name != NULL && name[0] ? strdup(name) : NULL;
-	t->grace_ev = evtimer_new(job->jobs->srv->base, grace_cb, t);
+	t->grace_ev = evtimer_new(job->jobs->base, job->jobs->grace_cb, t);
 	if (t->spec == NULL || t->grace_ev == NULL ||
 	    tsearch(t, &job->jobs->by_task, task_cmp) == NULL)
 		return -ENOMEM;
 	return 0;
 }
 
-static unsigned
-runner_caps(enum task_runner runner)
+unsigned
+jobs_runner_caps(enum task_runner runner)
 {
 	return runner == TASK_RUNNER_EXEC ? SCHED_CAP_EXEC : SCHED_CAP_KERNEL;
 }
@@ -1066,7 +984,7 @@ int
 jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks, struct npufarm_err *err)
 {
-	struct server *srv = j->srv;
+	struct jobs *js = j;
 	json_t *tags = NULL, *tags_obj;
 	char *tags_text = NULL;
 	struct ledger_job lj;
@@ -1074,7 +992,8 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	size_t i, n = p->n;
 	int r = 0;
 
-	job = job_new(j, p->key, p->user, p->priority, p->queue_timeout, n);
+	job =
+	    jobs_job_new(j, p->key, p->user, p->priority, p->queue_timeout, n);
 	if (job == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	/* The tags its boards must carry, kept as the ledger's JSON too. */
@@ -1108,17 +1027,17 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	    .submitted_us = job->submitted_us,
 	    .tags = tags_text,
 	};
-	r = ledger_job_insert(srv->ledger, &lj, &job->id, err);
+	r = ledger_job_insert(js->ledger, &lj, &job->id, err);
 	free(tags_text);
 	for (i = 0; r == 0 && i < n; i++) {
 		const struct jobs_parsed_task *pt = &p->tasks[i];
 
-		r = ledger_task_insert(srv->ledger, job->id, (int)i, pt->name,
+		r = ledger_task_insert(js->ledger, job->id, (int)i, pt->name,
 		    task_spec_runner_name(pt->runner), pt->text,
 		    job->submitted_us, &job->tasks[i].id, err);
-		if (r == 0 &&
-		    task_init(&job->tasks[i], job, (int)i, job->tasks[i].id,
-			pt->text, pt->name, runner_caps(pt->runner)) < 0)
+		if (r == 0 && jobs_task_init(&job->tasks[i], job, (int)i,
+				  job->tasks[i].id, pt->text, pt->name,
+				  jobs_runner_caps(pt->runner)) < 0)
 			r = err_set(err, -ENOMEM, "out of memory");
 	}
 	if (r < 0) {
@@ -1126,13 +1045,13 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 		 * job nobody will see (it never was acknowledged).  Mark it,
 		 * and forget it. */
 		(void)ledger_job_state(
-		    srv->ledger, job->id, "cancelled", ledger_now_us(), NULL);
+		    js->ledger, job->id, "cancelled", ledger_now_us(), NULL);
 		job->ntasks = i < n ? i + 1 : n;
 		job_free(job);
 		return r;
 	}
 	/* Durable before acknowledged. */
-	r = ledger_sync(srv->ledger, err);
+	r = ledger_sync(js->ledger, err);
 	if (r < 0) {
 		job_free(job);
 		/* Not err_set(err, ..., err->msg): vsnprintf into its own
@@ -1143,14 +1062,14 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	}
 	job->counts[COUNT_QUEUED] = (int)n;
 	for (i = 0; i < n; i++)
-		if (task_enqueue(&job->tasks[i]) < 0)
+		if (jobs_task_enqueue(&job->tasks[i]) < 0)
 			log_err("job %lld: out of memory queueing task %zu",
 			    (long long)job->id, i);
-	job_arm_expiry(job);
-	if (srv->tv_grace != NULL && tracker_key_boards(srv, p->key) == 0) {
-		job->nokey_ev = evtimer_new(srv->base, nokey_cb, job);
+	jobs_job_arm_expiry(job);
+	if (js->tv_grace != NULL && tracker_key_boards(js->trk, p->key) == 0) {
+		job->nokey_ev = evtimer_new(js->base, nokey_cb, job);
 		if (job->nokey_ev == NULL ||
-		    evtimer_add(job->nokey_ev, srv->tv_grace) < 0)
+		    evtimer_add(job->nokey_ev, js->tv_grace) < 0)
 			log_err("job %lld: out of memory arming its "
 				"unknown_key_grace",
 			    (long long)job->id);
@@ -1159,7 +1078,7 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	    (long long)job->id, n, p->key, peer, p->user);
 	*ret_id = job->id;
 	*ret_ntasks = (int)n;
-	tracker_schedule(srv, p->key);
+	tracker_schedule(js->trk, p->key);
 	return 0;
 }
 
@@ -1176,7 +1095,7 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 	struct jobs_parsed *p;
 	int r;
 
-	r = jobs_parse(j->srv->cfg, j->srv->artifacts, body, peer, &p, err);
+	r = jobs_parse(j->cfg, j->artifacts, body, peer, &p, err);
 	if (r < 0)
 		return r;
 	r = jobs_submit_parsed(j, p, peer, ret_id, ret_ntasks, err);
@@ -1215,7 +1134,7 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 		if (t->state == TASK_DONE)
 			continue;
 		count++;
-		if (task_end_plain(t, NPUFARM_OUTCOME_CANCELLED,
+		if (jobs_task_end_plain(t, NPUFARM_OUTCOME_CANCELLED,
 			t->state == TASK_RUNNING
 			    ? "cancelled while its agent was away"
 			    : "cancelled before it ran",
@@ -1230,288 +1149,41 @@ jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 	return 0;
 }
 
-/*
- * What the views show of task @r (a SCHED_KIND_TASK request, queued or
- * running), into @ret_info; its strings live as long as the task.
- */
-void
-jobs_task_info(const struct sched_request *r, struct jobs_task_info *ret_info)
-{
-	const struct task *t = container_of(r, struct task, s);
-
-	*ret_info = (struct jobs_task_info){
-	    .job = t->job->id,
-	    .idx = t->idx,
-	    .id = t->id,
-	    .attempt = t->attempts,
-	    .user = t->job->user,
-	    .name = t->name,
-	    .priority = t->job->priority,
-	    .queued_us = t->queued_us,
-	    .started_us = t->state == TASK_RUNNING ? t->started_us : 0,
-	};
-}
-
-/* ---- running tasks -------------------------------------------------- */
-
-/* The tracker granted agent @a's board @board_id to task @r: send it. */
-void
-jobs_task_granted(struct server *srv, struct sched_request *r, struct agent *a,
-    int64_t board_id)
-{
-	struct task *t = container_of(r, struct task, s);
-	struct job *job = t->job;
-	struct npufarm_err err;
-	json_error_t jerr;
-	json_t *spec;
-
-	count_move(job, COUNT_QUEUED, COUNT_RUNNING);
-	t->state = TASK_RUNNING;
-	t->attempts++;
-	t->agent = a;
-	t->board_id = board_id;
-	t->started_us = ledger_now_us();
-	metrics_queue_wait(srv->metrics, job->key,
-	    (double)(t->started_us - t->queued_us) / 1e6);
-	ledger_check(srv,
-	    ledger_task_start(
-		srv->ledger, t->id, t->attempts, board_id, t->started_us, &err),
-	    &err);
-	if (!job->started) {
-		job->started = true;
-		ledger_check(srv,
-		    ledger_job_state(srv->ledger, job->id, "running", 0, &err),
-		    &err);
-	}
-	job_progress(job);
-	spec = json_loads(t->spec, 0, &jerr);
-	if (agent_link_send(a, json_pack("{ss sI si so}", "type", "task",
-				   "task", (json_int_t)t->id, "attempt",
-				   t->attempts, "spec", spec)) < 0)
-		log_err("task %lld: out of memory sending it; it will be "
-			"lost and retried",
-		    (long long)t->id);
-	log_info("task %lld (job %lld #%d) attempt %d on board %lld",
-	    (long long)t->id, (long long)job->id, t->idx, t->attempts,
-	    (long long)board_id);
-}
-
-static void
-grace_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct task *t = arg;
-	char detail[160];
-	bool retry = t->attempts < JOBS_MAX_ATTEMPTS && !t->job->cancelled;
-
-	if (t->state != TASK_RUNNING || t->agent != NULL)
-		return;
-	(void)snprintf(detail, sizeof(detail),
-	    "its agent (board %lld) vanished mid-task and did not come back "
-	    "within %g s%s",
-	    (long long)t->board_id, t->job->jobs->srv->cfg->task_grace,
-	    retry ? "; retried" : "");
-	(void)task_end_plain(t, NPUFARM_OUTCOME_LOST, detail, !retry);
-}
-
-/*
- * The board running task @r is gone (its agent's link closed): the agent
- * may come back within --task-grace and report or resume it; else lost.
- */
-void
-jobs_task_board_gone(
-    struct server *srv, struct sched_request *r, const char *why)
-{
-	struct task *t = container_of(r, struct task, s);
-	struct timeval tv;
-
-	if (t->state != TASK_RUNNING)
-		return;
-	t->agent = NULL;
-	tv.tv_sec = (time_t)srv->cfg->task_grace;
-	tv.tv_usec =
-	    (suseconds_t)((srv->cfg->task_grace - (double)tv.tv_sec) * 1e6);
-	(void)evtimer_add(t->grace_ev, &tv);
-	log_warn("task %lld: its board's agent is gone (%s); waiting %g s for "
-		 "it",
-	    (long long)t->id, why, srv->cfg->task_grace);
-}
-
-/* {"type": "running", "task": ID, "attempt": N}: back after a reconnect. */
-static int
-handle_running(
-    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
-{
-	json_int_t id = 0, attempt = 0;
-	const char *type;
-	json_error_t jerr;
-	struct task *t;
-
-	if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:I, s:I}", "type",
-		&type, "task", &id, "attempt", &attempt) < 0)
-		return err_set(err, -EINVAL, "running: %s", jerr.text);
-	t = task_find(srv->jobs, id);
-	if (t == NULL || t->state != TASK_RUNNING || t->attempts != attempt ||
-	    t->agent != NULL || t->board_id != agent_board_id(a)) {
-		/* Not ours any more (lost and retried, or cancelled): stop. */
-		(void)agent_link_send(
-		    a, json_pack("{ss sI sI}", "type", "cancel", "task", id,
-			   "attempt", attempt));
-		return 0;
-	}
-	(void)evtimer_del(t->grace_ev);
-	t->agent = a;
-	tracker_agent_task_resume(agent_data(a), &t->s);
-	log_notice("task %lld: its agent is back and still running it",
-	    (long long)t->id);
-	return 0;
-}
-
-/* {"type": "result", ...}: an attempt's end, acknowledged after commit. */
-static int
-handle_result(
-    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
-{
-	const char *type, *id, *outcome, *detail;
-	json_int_t task, attempt, number = 0;
-	struct ledger_task_result res = {0};
-	json_t *costs = NULL, *jdetail = NULL;
-	int sig = 0, status = -1, o;
-	json_error_t jerr;
-	char *costs_text = NULL;
-	struct task *t;
-	bool mine;
-
-	if (json_unpack_ex(v, &jerr, JSON_STRICT,
-		"{s:s, s:s, s:I, s:I, s:s, s?o, s?o, s?I, s?i, s?i}", "type",
-		&type, "id", &id, "task", &task, "attempt", &attempt, "outcome",
-		&outcome, "detail", &jdetail, "costs", &costs, "number",
-		&number, "signal", &sig, "status", &status) < 0)
-		return err_set(err, -EINVAL, "result: %s", jerr.text);
-	if ((o = npufarm_outcome_from_name(outcome)) < 0)
-		return err_set(err, -EINVAL, "result: unknown outcome");
-	if (id[0] == '\0' || strlen(id) > (size_t)srv->cfg->max_key_len)
-		return err_set(err, -EINVAL,
-		    "result: id: empty or longer than max_key_len=%ld",
-		    srv->cfg->max_key_len);
-	if (jdetail != NULL && !json_is_string(jdetail) &&
-	    !json_is_null(jdetail))
-		return err_set(
-		    err, -EINVAL, "result: detail: expected a string or null");
-	if (costs != NULL && !json_is_array(costs))
-		return err_set(
-		    err, -EINVAL, "result: costs: expected an array");
-	if (number < 0)
-		return err_set(err, -EINVAL, "result: number: negative");
-	detail = json_string_value(jdetail); /* null or absent: none */
-	t = task_find(srv->jobs, task);
-	mine = t != NULL && t->state == TASK_RUNNING &&
-	       t->attempts == attempt && t->board_id == agent_board_id(a);
-	if (mine) {
-		if (costs != NULL)
-			costs_text = json_dumps(costs, JSON_COMPACT);
-		res = (struct ledger_task_result){
-		    .outcome = outcome,
-		    .detail = detail,
-		    .costs = o == NPUFARM_OUTCOME_OK ? costs_text : NULL,
-		    .number = number,
-		    .signal = sig,
-		    .status = status,
-		    .finished_us = ledger_now_us(),
-		};
-		if (t->agent == a)
-			tracker_agent_task_end(agent_data(a));
-		(void)task_end(t, (enum npufarm_outcome)o, &res, true);
-		free(costs_text);
-	} else
-		log_info("task %lld attempt %lld: result %s again or too late; "
-			 "already recorded",
-		    (long long)task, (long long)attempt, outcome);
-	/* Recorded (now, or before): acknowledge once committed. */
-	if (agent_link_ack_later(a, id) < 0)
-		log_err("out of memory acknowledging %s", id);
-	return 0;
-}
-
-/* {"type": "fetch", "sha256": S, "offset": O}: the next chunk. */
-static int
-handle_fetch(
-    struct server *srv, struct agent *a, json_t *v, struct npufarm_err *err)
-{
-	unsigned char *raw = NULL;
-	const char *type, *sha;
-	char *b64 = NULL;
-	json_int_t offset;
-	json_error_t jerr;
-	uint64_t size = 0;
-	ssize_t n = 0;
-
-	if (json_unpack_ex(v, &jerr, JSON_STRICT, "{s:s, s:s, s:I}", "type",
-		&type, "sha256", &sha, "offset", &offset) < 0)
-		return err_set(err, -EINVAL, "fetch: %s", jerr.text);
-	if (offset < 0)
-		return err_set(err, -EINVAL, "fetch: offset: negative");
-	if (!sha256_util_valid(sha))
-		return err_set(
-		    err, -EINVAL, "fetch: sha256: expected 64 hex digits");
-	if (artifacts_size(srv->artifacts, sha, &size) < 0) {
-		(void)agent_link_send(
-		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256", sha,
-			   "error", "no such artifact"));
-		return 0;
-	}
-	raw = malloc(JOBS_CHUNK);
-	b64 = malloc(4 * (JOBS_CHUNK / 3 + 1) + 1);
-	if (raw != NULL && b64 != NULL)
-		n = artifacts_read(
-		    srv->artifacts, sha, (uint64_t)offset, raw, JOBS_CHUNK);
-	if (raw == NULL || b64 == NULL || n < 0) {
-		(void)agent_link_send(
-		    a, json_pack("{ss ss ss}", "type", "chunk", "sha256", sha,
-			   "error", "cannot read the artifact"));
-		goto out;
-	}
-	(void)EVP_EncodeBlock((unsigned char *)b64, raw, (int)n);
-	(void)agent_link_send(
-	    a, json_pack("{ss ss sI sI ss}", "type", "chunk", "sha256", sha,
-		   "offset", offset, "size", (json_int_t)size, "data", b64));
-out:
-	free(raw);
-	free(b64);
-	return 0;
-}
-
-/*
- * A frame about tasks on agent @a's link.  0, or -EINVAL for a malformed
- * frame (a missing, extra or mistyped field; @err says which): the caller
- * closes the link, as for every other malformed agent frame.
- */
-int
-jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
-    json_t *v, struct npufarm_err *err)
-{
-	if (strcmp(type, "result") == 0)
-		return handle_result(srv, a, v, err);
-	if (strcmp(type, "running") == 0)
-		return handle_running(srv, a, v, err);
-	if (strcmp(type, "fetch") == 0)
-		return handle_fetch(srv, a, v, err);
-	return err_set(err, -EINVAL, "unknown task frame type");
-}
-
 /* ---- life ------------------------------------------------------------ */
 
+/*
+ * Native jobs over what @deps names (every pointer borrowed, outliving
+ * the jobs); registers its frame handlers with the agent links.  0, or
+ * -ENOMEM / -ENOSPC with @err set.
+ */
 int
-jobs_new(struct server *srv, struct jobs **ret_jobs, struct npufarm_err *err)
+jobs_new(const struct jobs_deps *deps, struct jobs **ret_jobs,
+    struct npufarm_err *err)
 {
 	struct jobs *j = calloc(1, sizeof(*j));
 
 	if (j == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
-	j->srv = srv;
+	j->base = deps->base;
+	j->cfg = deps->cfg;
+	j->ledger = deps->ledger;
+	j->metrics = deps->metrics;
+	j->artifacts = deps->artifacts;
+	j->sched = deps->sched;
+	j->trk = deps->trk;
+	j->links = deps->links;
+	j->tv_grace = deps->tv_grace;
 	TAILQ_INIT(&j->live);
 	TAILQ_INIT(&j->waiters);
 	*ret_jobs = j;
 	return 0;
+}
+
+/* Keep --unknown-key-grace's common timeout (NULL: none) from now on. */
+void
+jobs_set_grace(struct jobs *j, const struct timeval *tv_grace)
+{
+	j->tv_grace = tv_grace;
 }
 
 struct jobs *
@@ -1527,139 +1199,4 @@ jobs_free(struct jobs *j)
 		job_free(job);
 	free(j);
 	return NULL;
-}
-
-struct recover_ctx {
-	struct jobs *jobs;
-	struct job *job;
-	int r;
-};
-
-static int
-recover_task_cb(const struct ledger_task_row *row, void *arg)
-{
-	struct recover_ctx *x = arg;
-	struct job *job = x->job;
-	struct task *t;
-	json_error_t jerr;
-	json_t *v;
-	int runner;
-
-	if (row->idx < 0 || (size_t)row->idx >= job->ntasks)
-		return 0;
-	t = &job->tasks[row->idx];
-	v = json_loads(row->spec, 0, &jerr);
-	runner = task_spec_runner_from_name(row->runner);
-	json_decref(v);
-	if (task_init(t, job, row->idx, row->id, row->spec, row->name,
-		runner_caps(runner < 0 ? TASK_RUNNER_KERNEL
-				       : (enum task_runner)runner)) < 0)
-		return -ENOMEM;
-	t->attempts = row->attempts;
-	t->board_id = row->board_id;
-	if (row->outcome != NULL) {
-		int o = npufarm_outcome_from_name(row->outcome);
-
-		t->state = TASK_DONE;
-		job->nleft--;
-		if (o >= 0)
-			job->counts[COUNT_OUTCOME + o]++;
-	} else if (strcmp(row->state, "running") == 0) {
-		struct timeval tv;
-		double g = x->jobs->srv->cfg->task_grace;
-
-		/* Its agent may still be running it, and will say so. */
-		t->state = TASK_RUNNING;
-		t->started_us = row->started_us;
-		job->counts[COUNT_RUNNING]++;
-		tv.tv_sec = (time_t)g;
-		tv.tv_usec = (suseconds_t)((g - (double)tv.tv_sec) * 1e6);
-		(void)evtimer_add(t->grace_ev, &tv);
-	} else {
-		t->state = TASK_QUEUED;
-		job->counts[COUNT_QUEUED]++;
-	}
-	return 0;
-}
-
-static int
-recover_job_cb(const struct ledger_job_row *row, void *arg)
-{
-	struct recover_ctx *x = arg;
-	struct npufarm_err err;
-	struct job *job;
-	size_t i;
-	int r;
-
-	job = job_new(x->jobs, row->key, row->user, row->priority,
-	    row->queue_timeout, (size_t)row->ntasks);
-	if (job == NULL)
-		return -ENOMEM;
-	job->id = row->id;
-	job->submitted_us = row->submitted_us;
-	job->started = strcmp(row->state, "running") == 0;
-	if (row->tags != NULL) {
-		json_t *tags = json_loads(row->tags, 0, NULL);
-
-		if (tags_canon(tags, "tags", &job->tags, &err) < 0)
-			log_err("job %lld: its tags in the ledger: %s",
-			    (long long)job->id, err.msg);
-		json_decref(tags);
-	}
-	x->job = job;
-	r = ledger_foreach_task(
-	    x->jobs->srv->ledger, job->id, recover_task_cb, x, &err);
-	if (r < 0)
-		return r;
-	for (i = 0; i < job->ntasks; i++)
-		if (job->tasks[i].spec == NULL) {
-			log_err("job %lld: task #%zu missing from the ledger",
-			    (long long)job->id, i);
-			job->nleft--;
-			job->tasks[i].state = TASK_DONE;
-		}
-	return 0;
-}
-
-/*
- * After a restart: jobs with tasks not yet ended come back.  Queued tasks
- * are queued again (their queue timeout still counts from submission);
- * running ones wait --task-grace for their agent to report or resume
- * them, then are lost and retried.
- */
-int
-jobs_recover(struct jobs *j, struct npufarm_err *err)
-{
-	struct recover_ctx x = {.jobs = j};
-	struct job *job, *next;
-	size_t i, nq = 0, nr = 0;
-	int r;
-
-	r = ledger_foreach_live_job(j->srv->ledger, recover_job_cb, &x, err);
-	if (r < 0)
-		return r;
-	for (job = TAILQ_FIRST(&j->live); job != NULL; job = next) {
-		next = TAILQ_NEXT(job, link);
-		if (job->nleft == 0) {
-			job_finish(job);
-			continue;
-		}
-		for (i = 0; i < job->ntasks; i++) {
-			struct task *t = &job->tasks[i];
-
-			if (t->state == TASK_QUEUED) {
-				if (task_enqueue(t) < 0)
-					return err_set(
-					    err, -ENOMEM, "out of memory");
-				nq++;
-			} else if (t->state == TASK_RUNNING)
-				nr++;
-		}
-		job_arm_expiry(job);
-	}
-	if (nq + nr > 0)
-		log_notice("recovered %zu queued and %zu running tasks from "
-			   "the ledger",
-		    nq, nr);
-	return 0;
 }

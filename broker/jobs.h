@@ -18,17 +18,40 @@
 
 #include <jansson.h>
 
+#include "lease.h" /* struct jobs_task_info */
+
 struct agent;
+struct agent_links;
+struct event_base;
+struct ledger;
+struct metrics;
+struct sched;
+struct timeval;
+struct tracker;
 struct artifacts;
 struct broker_config;
-struct evhttp_request;
 struct jobs;
 struct npufarm_err;
 struct sched_request;
 struct server;
 
-int jobs_new(
-    struct server *srv, struct jobs **ret_jobs, struct npufarm_err *err);
+/* What jobs work with (all borrowed). */
+struct jobs_deps {
+	struct event_base *base;
+	const struct broker_config *cfg;
+	struct ledger *ledger;
+	struct metrics *metrics;
+	struct artifacts *artifacts;
+	struct sched *sched;
+	struct tracker *trk;
+	struct agent_links *links;
+	const struct timeval *tv_grace; /* --unknown-key-grace, or NULL */
+};
+
+int jobs_new(const struct jobs_deps *deps, struct jobs **ret_jobs,
+    struct npufarm_err *err);
+void jobs_set_grace(struct jobs *j, const struct timeval *tv_grace);
+int jobs_agent_register(struct jobs *j);
 struct jobs *jobs_free(struct jobs *j);
 int jobs_recover(struct jobs *j, struct npufarm_err *err);
 
@@ -49,29 +72,15 @@ int jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks,
     struct npufarm_err *err);
 int jobs_cancel(struct jobs *j, int64_t id, int *ret_n);
+/*
+ * A wait's answer: the job's summary with "seq" and "done" (borrowed for
+ * the call), or NULL when out of memory.
+ */
+typedef void jobs_wait_fn(void *arg, json_t *answer);
+/* Whether the wait with argument @arg is one jobs_wait_drop() drops. */
+typedef bool jobs_wait_match_fn(void *arg, void *ctx);
+enum { JOBS_WAITING = 2 }; /* jobs_wait(): answered later */
 int jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
-    struct evhttp_request *req);
+    jobs_wait_fn *fn, void *arg);
+void jobs_wait_drop(struct jobs *j, jobs_wait_match_fn *match, void *ctx);
 json_t *jobs_live_summary(struct jobs *j, int64_t id);
-
-/* From the tracker and the agent links. */
-void jobs_task_granted(struct server *srv, struct sched_request *r,
-    struct agent *a, int64_t board_id);
-void jobs_task_board_gone(
-    struct server *srv, struct sched_request *r, const char *why);
-/* What the views show of a task, waiting or running (borrowed strings). */
-struct jobs_task_info {
-	int64_t job; /* the job's id */
-	int idx;     /* the task's index in it */
-	int64_t id;  /* the task's id */
-	int attempt; /* attempts started so far */
-	const char *user;
-	const char *name; /* NULL when none */
-	double priority;
-	int64_t queued_us;  /* this attempt was queued */
-	int64_t started_us; /* this attempt started; 0 while queued */
-};
-
-void jobs_task_info(
-    const struct sched_request *r, struct jobs_task_info *ret_info);
-int jobs_agent_frame(struct server *srv, struct agent *a, const char *type,
-    json_t *v, struct npufarm_err *err);

@@ -132,7 +132,7 @@ jobs_api_nokey_warning(
 {
 	char keys[512];
 
-	tracker_known_keys(srv, keys, sizeof(keys));
+	tracker_known_keys(srv->tracker, keys, sizeof(keys));
 	if (srv->cfg->unknown_key_grace > 0)
 		(void)snprintf(buf, len,
 		    "no board has key '%s'; the job fails in %g s "
@@ -399,6 +399,32 @@ cancel_job(
 	json_decref(v);
 }
 
+/* A job's wait is over: answer its request (jobs_wait_fn). */
+static void
+wait_answer_cb(void *arg, json_t *answer)
+{
+	struct evhttp_request *req = arg;
+
+	if (answer == NULL)
+		http_api_reply_error(
+		    req, 500, "Internal Server Error", "out of memory");
+	else
+		http_api_reply_json(req, 200, "OK", answer);
+}
+
+static bool
+wait_match_cb(void *arg, void *ctx)
+{
+	return evhttp_request_get_connection(arg) == ctx;
+}
+
+/* The client hung up: forget its waits (the requests go with it). */
+static void
+wait_gone_cb(struct evhttp_connection *evcon, void *arg)
+{
+	jobs_wait_drop(arg, wait_match_cb, evcon);
+}
+
 static void
 wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
 {
@@ -427,8 +453,13 @@ wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
 		return;
 	}
 	evhttp_clear_headers(&q);
-	r = jobs_wait(srv->jobs, id, (uint64_t)after, (double)timeout, req);
-	if (r == 0)
+	r = jobs_wait(srv->jobs, id, (uint64_t)after, (double)timeout,
+	    wait_answer_cb, req);
+	if (r == JOBS_WAITING)
+		evhttp_connection_set_closecb(
+		    evhttp_request_get_connection(req), wait_gone_cb,
+		    srv->jobs);
+	if (r == 0 || r == JOBS_WAITING)
 		return; /* answered, or answered later */
 	if (r < 0) {
 		server_error(req, "out of memory");

@@ -138,7 +138,7 @@ answer(struct jobs_parse *p, struct item *it)
 		    it->req, 500, "Internal Server Error", it->err.msg);
 	else {
 		key = jobs_parsed_key(it->parsed);
-		if (tracker_key_boards(p->srv, key) == 0)
+		if (tracker_key_boards(p->srv->tracker, key) == 0)
 			jobs_api_nokey_warning(
 			    p->srv, key, warning, sizeof(warning));
 		v = json_pack("{sI si ss}", "id", (json_int_t)id, "tasks", n,

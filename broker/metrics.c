@@ -800,10 +800,10 @@ write_boards(struct server *srv, struct evbuffer *out)
 	size_t i, j, s, counts[NSTATES];
 	int r;
 
-	(void)tracker_flush_boards(srv);
+	(void)tracker_flush_boards(srv->tracker);
 	/* Read our own writes; a failed batch was already logged. */
 	(void)ledger_sync(srv->ledger, NULL);
-	tracker_foreach_board(srv, live_cb, &x);
+	tracker_foreach_board(srv->tracker, live_cb, &x);
 	r = x.err;
 	if (r >= 0) {
 		if (x.nlive > 0)
@@ -886,7 +886,7 @@ write_board_tasks(struct server *srv, struct evbuffer *out)
 		"Seconds the native task a board runs has run, by board, "
 		"job, task and user.") < 0)
 		return -ENOMEM;
-	tracker_foreach_board(srv, board_task_cb, &x);
+	tracker_foreach_board(srv->tracker, board_task_cb, &x);
 	return x.err;
 }
 

@@ -21,12 +21,13 @@
 
 #include "agent_link.h"
 #include "auth.h"
+#include "broker_config.h"
 #include "conn.h"
 #include "err.h"
 #include "log.h"
 #include "relay.h"
-#include "server.h"
 #include "tracker.h"
+#include "tracker_int.h"
 #include "tvm_rpc.h"
 
 /*
@@ -37,32 +38,21 @@
 static bool
 rpc_allowed(struct conn *c, bool is_server)
 {
-	const char *p = c->rpc_key;
 	char name[256];
-	size_t n;
 
-	if (auth_peer_allowed(c->srv->auth, c->peer_host))
+	if (auth_peer_allowed(c->trk->auth, c->peer_host))
 		return true;
-	if (!is_server)
+	if (!is_server || tracker_hello_option(
+			      c->rpc_key, "agent", name, sizeof(name)) == NULL)
 		return false;
-	while (*(p += strspn(p, " ")) != '\0') {
-		n = strcspn(p, " ");
-		if (n > 6 && n - 6 < sizeof(name) &&
-		    strncmp(p, "agent=", 6) == 0) {
-			memcpy(name, p + 6, n - 6);
-			name[n - 6] = '\0';
-			return agent_link_from(c->srv, name, c->peer_host);
-		}
-		p += n;
-	}
-	return false;
+	return agent_link_from(c->trk->links, name, c->peer_host);
 }
 
 static void
 hello(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t cap = (size_t)c->srv->cfg->max_key_len + 1;
+	size_t cap = (size_t)c->trk->cfg->max_key_len + 1;
 	struct tvm_rpc_hello h;
 	struct npufarm_err err;
 	char *key, *parse;
@@ -108,7 +98,7 @@ hello(struct conn *c)
 		(void)tracker_proxy_board(c, h.match, c->rpc_key);
 		goto out;
 	}
-	if (c->srv->nrelays >= (size_t)c->srv->cfg->max_relays) {
+	if (relays_count(c->trk->relays) >= (size_t)c->trk->cfg->max_relays) {
 		relay_refuse(c, "too many relayed sessions (limit max_relays)");
 		goto out;
 	}
@@ -123,25 +113,57 @@ out:
 	free(key);
 }
 
+static void proxy_conn_read(struct conn *c);
+
+/*
+ * An RPC connection until it is paired: a board waiting in the queues (it
+ * may carry tracker state: the board it registered, or whose agent data
+ * connection it is), or a client on its way to a board.
+ */
+static const struct conn_ops proxy_ops = {
+    .read = proxy_conn_read,
+    .closing = tracker_conn_closed,
+    .closed = tracker_conn_closed,
+    .hello = "no complete RPC hello",
+    .flags = CONN_OPS_QUICKACK,
+};
+
 /*
  * Bytes on an RPC connection that is not relayed yet: the hello, or a
  * protocol violation by a peer that should be waiting for its pair-up.
  */
-void
+static void
 proxy_conn_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
+	if (c->state == CONN_CLOSING)
+		return;
 	if (c->state == CONN_HANDSHAKE) {
 		hello(c);
-		if (c->relay != NULL) {
-			relay_read(c); /* bytes that came with the hello */
+		if (c->ops != &proxy_ops) {
+			/* Paired at once: the relay's, with the bytes that
+			 * came with the hello. */
+			c->ops->read(c);
 			return;
 		}
 		if (c->state != CONN_READY)
 			return;
 	}
-	if (c->relay == NULL && evbuffer_get_length(in) > 0)
+	if (evbuffer_get_length(in) > 0)
 		conn_close(c, "sent %zu bytes before being paired",
 		    evbuffer_get_length(in));
+}
+
+/*
+ * The listener read the RPC magic on @c (listener_start_fn; @arg is the
+ * broker): the hello continues with its key, under the handshake
+ * deadline.  Always 0.
+ */
+int
+proxy_conn_start(struct conn *c, void *arg)
+{
+	c->trk = arg;
+	conn_set_ops(c, &proxy_ops, NULL);
+	return 0;
 }

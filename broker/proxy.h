@@ -8,4 +8,4 @@
 
 struct conn;
 
-void proxy_conn_read(struct conn *c);
+int proxy_conn_start(struct conn *c, void *arg);

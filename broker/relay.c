@@ -39,6 +39,7 @@
 
 #include <npufarm/protocol.h>
 
+#include "broker_config.h"
 #include "clock.h"
 #include "conn.h"
 #include "err.h"
@@ -47,8 +48,6 @@
 #include "log.h"
 #include "metrics.h"
 #include "rpc_relay.h"
-#include "server.h"
-#include "tracker.h"
 #include "tvm_rpc.h"
 
 /* Bytes one deferred write may take (see relay_start()). */
@@ -65,19 +64,99 @@ enum relay_board {
 	RELAY_DIALED, /* a TVM server registered by PUT; we dialled it */
 };
 
+/* The broker's relays (relays_new()). */
+struct relays {
+	struct event_base *base;         /* borrowed */
+	const struct broker_config *cfg; /* borrowed */
+	struct metrics *metrics;         /* borrowed */
+	size_t n;                        /* relayed sessions */
+};
+
+/* Who had a connection before the relay took it over. */
+struct relay_prev {
+	const struct conn_ops *ops; /* NULL: nobody (a board we dialled) */
+	void *owner;
+};
+
 struct relay {
-	struct server *srv;   /* borrowed */
-	struct conn *client;  /* borrowed; NULL once freed */
-	struct conn *board;   /* borrowed; NULL once handed back */
+	struct relays *rs;   /* borrowed */
+	struct conn *client; /* borrowed; NULL once freed */
+	struct conn *board;  /* borrowed; NULL once handed back */
+	struct relay_prev client_prev, board_prev;
 	struct rpc_relay *rr; /* the session; NULL while dialling */
 	enum relay_board kind;
 	bool lingering;      /* session over; board bytes are discarded */
 	bool failed;         /* dialling failed, and was recorded */
 	struct event *timer; /* the dial's deadline, then the board's grace */
 	char *hello;         /* RELAY_DIALED: the key we present, owned */
+	const struct relay_end *end; /* how the board side reports */
+	void *end_arg;               /* ... and its argument, borrowed */
 	int64_t lease_id;
 	int64_t board_id;
 };
+
+static void relay_read(struct conn *c);
+static void relay_drained(struct conn *c);
+static void relay_event(struct conn *c, short what);
+static void relay_conn_gone(struct conn *c);
+
+/*
+ * What the connection had before: its protocol state (a board's tracker
+ * registration, say) is still torn down by its own ops.
+ */
+static void
+relay_closing(struct conn *c)
+{
+	struct relay *r = c->owner;
+	const struct relay_prev *p =
+	    c == r->board ? &r->board_prev : &r->client_prev;
+
+	if (p->ops != NULL && p->ops->closing != NULL)
+		p->ops->closing(c);
+}
+
+static void
+relay_closed(struct conn *c)
+{
+	struct relay *r = c->owner;
+	/* The board is told by r->board, which stays set until it is
+	 * given back; the client's may be cleared before it is freed. */
+	struct relay_prev p = c == r->board ? r->board_prev : r->client_prev;
+
+	relay_conn_gone(c); /* may free r */
+	conn_set_ops(c, p.ops, p.owner);
+	if (c->ops->closed != NULL)
+		c->ops->closed(c);
+}
+
+/* A connection relayed (or being dialled) by the struct relay c->owner. */
+static const struct conn_ops relay_conn_ops = {
+    .read = relay_read,
+    .drained = relay_drained,
+    .event = relay_event,
+    .closing = relay_closing,
+    .closed = relay_closed,
+    .hello = "no complete RPC hello",
+};
+
+/* Relay @r takes @c over, remembering its previous owner in @prev. */
+static void
+relay_take(struct relay *r, struct conn *c, struct relay_prev *prev)
+{
+	prev->ops = c->ops;
+	prev->owner = c->owner;
+	conn_set_ops(c, &relay_conn_ops, r);
+}
+
+/* Hand @c back to the owner it had before relay @r took it. */
+static void
+relay_give_back(struct relay *r, struct conn *c)
+{
+	const struct relay_prev *p =
+	    c == r->board ? &r->board_prev : &r->client_prev;
+
+	conn_set_ops(c, p->ops, p->owner);
+}
 
 static struct conn *
 side_conn(struct relay *r, enum rpc_relay_side side)
@@ -122,9 +201,9 @@ static bool
 board_linger(struct relay *r)
 {
 	struct conn *board = r->board;
-	struct timeval tv = clock_tv(r->srv->cfg->board_grace);
+	struct timeval tv = clock_tv(r->rs->cfg->board_grace);
 
-	if (r->kind == RELAY_AGENT || r->srv->cfg->board_grace <= 0 ||
+	if (r->kind == RELAY_AGENT || r->rs->cfg->board_grace <= 0 ||
 	    board->state == CONN_CLOSING || r->timer == NULL)
 		return false;
 	(void)evbuffer_drain(bufferevent_get_input(board->bev),
@@ -135,7 +214,7 @@ board_linger(struct relay *r)
 	conn_resume_read(board);
 	log_info("relay: board %s timed out; it may close within %g s "
 		 "(board_grace)",
-	    board->peer, r->srv->cfg->board_grace);
+	    board->peer, r->rs->cfg->board_grace);
 	return true;
 }
 
@@ -159,18 +238,11 @@ op_server_end(void *owner, const struct rpc_relay_end *end)
 		return;
 	log_info("relay: session with %s ended %s (RPC dialect %s)",
 	    board->peer, sess.outcome, tvm_rpc_dialect_name(end->dialect));
-	if (r->kind == RELAY_AGENT)
-		tracker_agent_session_end(
-		    r->srv, r->board_id, r->lease_id, &sess);
-	else if (r->kind == RELAY_DIALED)
-		tracker_dialed_session_end(
-		    r->srv, r->board_id, r->lease_id, &sess);
-	else
-		tracker_proxy_session_end(board, &sess);
+	r->end->session_end(r->end_arg, board, r->board_id, r->lease_id, &sess);
 	if (end->outcome == NPUFARM_OUTCOME_TIMEOUT && board_linger(r))
 		return;
+	relay_give_back(r, board);
 	r->board = NULL;
-	board->relay = NULL;
 	conn_close(board, "session ended: %s", sess.outcome);
 }
 
@@ -208,13 +280,13 @@ relay_free(struct relay *r)
 
 	if (r->rr != NULL) {
 		rpc_relay_bytes(r->rr, &to_board, &to_client);
-		metrics_relay_bytes(r->srv->metrics, to_board, to_client);
+		metrics_relay_bytes(r->rs->metrics, to_board, to_client);
 		rpc_relay_free(r->rr);
 	}
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r->hello);
-	r->srv->nrelays--;
+	r->rs->n--;
 	free(r);
 }
 
@@ -222,27 +294,29 @@ static void relay_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* A relay between @client and @board (NULL: dialled later); NULL on OOM. */
 static struct relay *
-relay_new(struct conn *client, struct conn *board, enum relay_board kind,
-    int64_t lease_id, int64_t board_id)
+relay_new(struct relays *rs, struct conn *client, struct conn *board,
+    enum relay_board kind, int64_t lease_id, int64_t board_id,
+    const struct relay_end *end, void *arg)
 {
-	struct server *srv = client->srv;
 	struct relay *r;
 
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return NULL;
-	r->timer = evtimer_new(srv->base, relay_timer_cb, r);
+	r->timer = evtimer_new(rs->base, relay_timer_cb, r);
 	if (r->timer == NULL) {
 		free(r);
 		return NULL;
 	}
-	r->srv = srv;
+	r->rs = rs;
 	r->client = client;
 	r->board = board;
 	r->kind = kind;
 	r->lease_id = lease_id;
 	r->board_id = board_id;
-	srv->nrelays++;
+	r->end = end;
+	r->end_arg = arg;
+	rs->n++;
 	return r;
 }
 
@@ -270,11 +344,11 @@ relay_refuse(struct conn *c, const char *why)
 static int
 relay_pair(struct relay *r, const char *board_key)
 {
-	struct server *srv = r->srv;
+	struct relays *rs = r->rs;
 	struct conn *client = r->client, *board = r->board;
 	struct rpc_relay_config rc = {
-	    .max_packet = (uint64_t)srv->cfg->relay_max_packet,
-	    .buffer = (size_t)srv->cfg->relay_buffer,
+	    .max_packet = (uint64_t)rs->cfg->relay_max_packet,
+	    .buffer = (size_t)rs->cfg->relay_buffer,
 	    .timeout = client->rpc_timeout,
 	    .deadline = client->rpc_timeout,
 	    .linger = RELAY_LINGER_S,
@@ -282,8 +356,8 @@ relay_pair(struct relay *r, const char *board_key)
 	};
 
 	if (r->kind == RELAY_AGENT && rc.deadline > 0)
-		rc.deadline += srv->cfg->agent_backstop;
-	if (rpc_relay_new(srv->base, &rc, &relay_ops, r,
+		rc.deadline += rs->cfg->agent_backstop;
+	if (rpc_relay_new(rs->base, &rc, &relay_ops, r,
 		bufferevent_get_input(client->bev),
 		bufferevent_get_output(client->bev),
 		bufferevent_get_input(board->bev),
@@ -335,20 +409,21 @@ oom_paired:
  * from here on.
  */
 void
-relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent, int64_t board_id)
+relay_start(struct relays *rs, struct conn *client, struct conn *board,
+    const char *board_key, int64_t lease_id, bool agent, int64_t board_id,
+    const struct relay_end *end, void *arg)
 {
 	struct relay *r;
 
-	r = relay_new(client, board, agent ? RELAY_AGENT : RELAY_PROXY,
-	    lease_id, board_id);
+	r = relay_new(rs, client, board, agent ? RELAY_AGENT : RELAY_PROXY,
+	    lease_id, board_id, end, arg);
 	if (r == NULL) {
 		relay_refuse(client, "out of memory pairing");
 		conn_close(board, "out of memory pairing");
 		return;
 	}
-	client->relay = r;
-	board->relay = r;
+	relay_take(r, client, &r->client_prev);
+	relay_take(r, board, &r->board_prev);
 	(void)relay_pair(r, board_key);
 }
 
@@ -373,8 +448,8 @@ dial_failed(struct relay *r, const char *why, bool board_fault)
 	(void)snprintf(detail, sizeof(detail),
 	    "the broker could not relay a session with board %s: %s",
 	    r->board != NULL ? r->board->peer : "?", why);
-	tracker_dialed_failed(
-	    r->srv, r->board_id, r->lease_id, detail, board_fault);
+	r->end->dial_failed(
+	    r->end_arg, r->board_id, r->lease_id, detail, board_fault);
 	if (r->client != NULL && r->client->state != CONN_CLOSING)
 		relay_refuse(r->client, detail);
 }
@@ -448,12 +523,12 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 		conn_close(r->board,
 		    "board did not close its timed-out session within %g s "
 		    "(board_grace)",
-		    r->srv->cfg->board_grace);
+		    r->rs->cfg->board_grace);
 		return;
 	}
 	(void)snprintf(why, sizeof(why),
 	    "no answer to the RPC handshake within %g s (handshake_timeout)",
-	    r->srv->cfg->handshake_timeout);
+	    r->rs->cfg->handshake_timeout);
 	dial_failed(r, why, true);
 	conn_close(r->board, "%s", why);
 }
@@ -467,24 +542,25 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
  * insists on).  @client belongs to the relay from here on.
  */
 void
-relay_dial(struct conn *client, const char *host, long port,
-    const char *board_match, int64_t lease_id, int64_t board_id)
+relay_dial(struct relays *rs, struct conn *client, const char *host, long port,
+    const char *board_match, int64_t lease_id, int64_t board_id,
+    const struct relay_end *end, void *arg)
 {
-	struct server *srv = client->srv;
 	struct evutil_addrinfo hints = {0}, *ai = NULL;
-	struct timeval tv = clock_tv(srv->cfg->handshake_timeout);
+	struct timeval tv = clock_tv(rs->cfg->handshake_timeout);
 	char sport[16], why[256];
 	struct relay *r;
 	int res;
 
-	r = relay_new(client, NULL, RELAY_DIALED, lease_id, board_id);
+	r = relay_new(
+	    rs, client, NULL, RELAY_DIALED, lease_id, board_id, end, arg);
 	if (r == NULL) {
-		tracker_dialed_failed(srv, board_id, lease_id,
+		end->dial_failed(arg, board_id, lease_id,
 		    "out of memory dialling the board", false);
 		relay_refuse(client, "out of memory dialling the board");
 		return;
 	}
-	client->relay = r;
+	relay_take(r, client, &r->client_prev);
 	if (client->rpc_timeout > 0)
 		res = asprintf(&r->hello, "client:%s -timeout=%.0f",
 		    board_match, ceil(client->rpc_timeout) + 1);
@@ -508,7 +584,8 @@ relay_dial(struct conn *client, const char *host, long port,
 		dial_failed(r, why, true);
 		return;
 	}
-	r->board = conn_dial(srv, ai->ai_addr, (int)ai->ai_addrlen, r);
+	r->board = conn_dial(
+	    client->set, ai->ai_addr, (int)ai->ai_addrlen, &relay_conn_ops, r);
 	evutil_freeaddrinfo(ai);
 	if (r->board == NULL) {
 		(void)snprintf(why, sizeof(why), "cannot connect to %s:%ld: %s",
@@ -522,10 +599,10 @@ relay_dial(struct conn *client, const char *host, long port,
 }
 
 /* Bytes arrived on relayed connection @c. */
-void
+static void
 relay_read(struct conn *c)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 
 	if (c == r->board && r->lingering) {
@@ -546,10 +623,10 @@ relay_read(struct conn *c)
  * @c's output drained: resume reading its peer if backpressure had
  * stopped it.
  */
-void
+static void
 relay_drained(struct conn *c)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 
 	if (r->rr == NULL || (c == r->board && r->lingering))
 		return;
@@ -596,10 +673,10 @@ agent_eof(struct relay *r, const char *how)
  * for the session, then free @c (the caller returns at once).  A board the
  * broker dials reports its connect here too: @c stays.
  */
-void
+static void
 relay_event(struct conn *c, short what)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 	char how[160];
 
 	if (c == r->board && r->rr == NULL) {
@@ -650,14 +727,14 @@ relay_event(struct conn *c, short what)
 }
 
 /* @c is being freed: forget it, and free the relay with its last side. */
-void
+static void
 relay_conn_gone(struct conn *c)
 {
-	struct relay *r = c->relay;
+	struct relay *r = c->owner;
 
 	if (r == NULL)
 		return;
-	c->relay = NULL;
+	c->owner = NULL;
 	if (c == r->client) {
 		r->client = NULL;
 		if (r->rr != NULL)
@@ -680,4 +757,38 @@ relay_conn_gone(struct conn *c)
 	}
 	if (r->client == NULL && r->board == NULL)
 		relay_free(r);
+}
+
+/*
+ * The broker's relays, on @base under @cfg, counting bytes in @metrics
+ * (all borrowed).  0 or -ENOMEM.
+ */
+int
+relays_new(struct event_base *base, const struct broker_config *cfg,
+    struct metrics *metrics, struct relays **ret_relays)
+{
+	struct relays *rs = calloc(1, sizeof(*rs));
+
+	if (rs == NULL)
+		return -ENOMEM;
+	rs->base = base;
+	rs->cfg = cfg;
+	rs->metrics = metrics;
+	*ret_relays = rs;
+	return 0;
+}
+
+/* Free @rs, whose relays are gone.  Accepts NULL; returns NULL. */
+struct relays *
+relays_free(struct relays *rs)
+{
+	free(rs);
+	return NULL;
+}
+
+/* Relayed sessions now (max_relays counts them). */
+size_t
+relays_count(const struct relays *rs)
+{
+	return rs->n;
 }

@@ -9,16 +9,40 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
+struct broker_config;
 struct conn;
+struct event_base;
+struct ledger_session;
+struct metrics;
+struct relays;
 
-void relay_start(struct conn *client, struct conn *board, const char *board_key,
-    int64_t lease_id, bool agent, int64_t board_id);
-void relay_dial(struct conn *client, const char *host, long port,
-    const char *board_match, int64_t lease_id, int64_t board_id);
+/*
+ * How a relayed session's board side reports back to whoever started it
+ * (@arg is theirs).  Runs on the loop, from inside relay callbacks.
+ */
+struct relay_end {
+	/* The board side of lease @lease_id of board @board_id ended as
+	 * @sess says; @board is its connection, which the relay closes (or
+	 * keeps lingering) afterwards. */
+	void (*session_end)(void *arg, struct conn *board, int64_t board_id,
+	    int64_t lease_id, const struct ledger_session *sess);
+	/* relay_dial() only: the board could not be relayed (@why);
+	 * @board_fault: it was the board's doing. */
+	void (*dial_failed)(void *arg, int64_t board_id, int64_t lease_id,
+	    const char *why, bool board_fault);
+};
+
+int relays_new(struct event_base *base, const struct broker_config *cfg,
+    struct metrics *metrics, struct relays **ret_relays);
+struct relays *relays_free(struct relays *rs);
+size_t relays_count(const struct relays *rs);
+void relay_start(struct relays *rs, struct conn *client, struct conn *board,
+    const char *board_key, int64_t lease_id, bool agent, int64_t board_id,
+    const struct relay_end *end, void *arg);
+void relay_dial(struct relays *rs, struct conn *client, const char *host,
+    long port, const char *board_match, int64_t lease_id, int64_t board_id,
+    const struct relay_end *end, void *arg);
 void relay_refuse(struct conn *c, const char *why);
-void relay_read(struct conn *c);
-void relay_drained(struct conn *c);
-void relay_event(struct conn *c, short what);
-void relay_conn_gone(struct conn *c);

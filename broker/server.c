@@ -22,20 +22,25 @@
 #include <unistd.h>
 
 #include <event2/event.h>
-#include <event2/listener.h>
 #include <jansson.h>
+
+#include <npufarm/protocol.h>
 
 #include "agent_link.h"
 #include "artifacts.h"
 #include "auth.h"
+#include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "http_api.h"
 #include "jobs.h"
 #include "jobs_parse.h"
 #include "ledger.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "proxy.h"
+#include "relay.h"
 #include "retention.h"
 #include "scheduler.h"
 #include "tracker.h"
@@ -64,7 +69,9 @@ ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
 static void
 board_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
-	(void)tracker_flush_boards(arg);
+	struct server *srv = arg;
+
+	(void)tracker_flush_boards(srv->tracker);
 }
 
 /* The ledger's writer finished batches: acknowledge what they held. */
@@ -74,7 +81,7 @@ ledger_committed_cb(evutil_socket_t fd, short what, void *arg)
 	struct server *srv = arg;
 
 	ledger_notified(srv->ledger);
-	agent_link_committed(srv);
+	agent_link_committed(srv->links);
 }
 
 static void
@@ -105,48 +112,15 @@ server_ledger_failed(struct server *srv, const struct npufarm_err *err)
 }
 
 static void
-accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-    int salen, void *arg)
-{
-	conn_accept(arg, fd, sa, salen);
-}
-
-static void
-accept_resume_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct server *srv = arg;
-	size_t i;
-
-	for (i = 0; i < srv->nlisteners; i++)
-		(void)evconnlistener_enable(srv->listeners[i]);
-}
-
-/* EMFILE and friends: pause accepting for a second instead of spinning. */
-static void
-accept_error_cb(struct evconnlistener *l, void *arg)
-{
-	struct server *srv = arg;
-	static const struct timeval one = {1, 0};
-	int e = EVUTIL_SOCKET_ERROR();
-	size_t i;
-
-	log_warn("farm port: accept failed: %s; pausing accepts for 1 s",
-	    strerror(e));
-	for (i = 0; i < srv->nlisteners; i++)
-		(void)evconnlistener_disable(srv->listeners[i]);
-	(void)evtimer_add(srv->accept_ev, &one);
-}
-
-static void
 stop_cb(evutil_socket_t sig, short what, void *arg)
 {
 	struct server *srv = arg;
-	size_t i;
 
 	log_notice("signal %d: stopping", (int)sig);
 	srv->stopping = true;
-	for (i = 0; i < srv->nlisteners; i++)
-		(void)evconnlistener_disable(srv->listeners[i]);
+	tracker_stop(srv->tracker);
+	agent_links_stop(srv->links);
+	listener_pause(srv->listener);
 	(void)event_base_loopexit(srv->base, NULL);
 }
 
@@ -196,9 +170,10 @@ libevent_log_cb(int severity, const char *msg)
  * max_connections: 0 means "as many as the limit allows"; a configured
  * value the limit cannot honour is lowered, loudly.
  */
-static void
-raise_nofile(struct server *srv)
+static size_t
+raise_nofile(const struct broker_config *cfg)
 {
+	size_t max_conns;
 	struct rlimit rl;
 	size_t avail = 1024 - SERVER_RESERVED_FDS;
 
@@ -219,80 +194,15 @@ raise_nofile(struct server *srv)
 		else
 			avail = SERVER_RESERVED_FDS;
 	}
-	srv->max_conns = srv->cfg->max_connections > 0
-			     ? (size_t)srv->cfg->max_connections
-			     : avail;
-	if (srv->max_conns > avail) {
+	max_conns =
+	    cfg->max_connections > 0 ? (size_t)cfg->max_connections : avail;
+	if (max_conns > avail) {
 		log_warn("max_connections=%zu exceeds what the open-files "
 			 "limit allows; using %zu",
-		    srv->max_conns, avail);
-		srv->max_conns = avail;
+		    max_conns, avail);
+		max_conns = avail;
 	}
-}
-
-static int
-listen_farm(struct server *srv, const char *addr, struct npufarm_err *err)
-{
-	struct sockaddr_storage bound;
-	socklen_t blen = sizeof(bound);
-	struct evconnlistener *l;
-	struct netaddr na;
-	int r;
-
-	r = netaddr_parse(addr, &na, err);
-	if (r < 0)
-		return r;
-	l = evconnlistener_new_bind(srv->base, accept_cb, srv,
-	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE,
-	    -1, (struct sockaddr *)&na.ss, (int)na.len);
-	if (l == NULL)
-		return err_set(err, -errno ? -errno : -EADDRINUSE,
-		    "farm port %s: %s", addr, strerror(errno));
-	evconnlistener_set_error_cb(l, accept_error_cb);
-	if (getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&bound,
-		&blen) < 0) {
-		evconnlistener_free(l);
-		return err_set(
-		    err, -errno, "farm port %s: %s", addr, strerror(errno));
-	}
-	netaddr_format((struct sockaddr *)&bound,
-	    srv->farm_addrs[srv->nlisteners], NETADDR_STRLEN);
-	srv->listeners[srv->nlisteners++] = l;
-	log_notice(
-	    "farm port listening on %s", srv->farm_addrs[srv->nlisteners - 1]);
-	return 0;
-}
-
-/*
- * TVM's rpc_tracker --port P --port-end E: listen on @addr's host at the
- * first port from @addr's that is free, below @end.  Results as
- * listen_farm(); -EADDRINUSE when every port in the range is taken.
- */
-static int
-listen_farm_range(
-    struct server *srv, const char *addr, long end, struct npufarm_err *err)
-{
-	char host[NETADDR_STRLEN], a[NETADDR_STRLEN + 8];
-	unsigned first, port;
-	int r;
-
-	r = netaddr_split(addr, host, sizeof(host), &first, err);
-	if (r < 0)
-		return r;
-	for (port = first;; port++) {
-		(void)snprintf(a, sizeof(a),
-		    strchr(host, ':') != NULL ? "[%s]:%u" : "%s:%u", host,
-		    port);
-		r = listen_farm(srv, a, err);
-		if (r != -EADDRINUSE || (long)port + 1 >= end)
-			break;
-		log_info("farm port %s is taken, trying the next one", a);
-	}
-	if (r == -EADDRINUSE)
-		return err_set(err, r,
-		    "farm port: every port of %s in [%u, %ld) is taken", host,
-		    first, end);
-	return r;
+	return max_conns;
 }
 
 static int
@@ -306,9 +216,9 @@ write_ready_file(struct server *srv, struct npufarm_err *err)
 	if (srv->cfg->ready_file == NULL)
 		return 0;
 	farm = json_array();
-	for (i = 0; farm != NULL && i < srv->nlisteners; i++)
+	for (i = 0; farm != NULL && i < listener_count(srv->listener); i++)
 		(void)json_array_append_new(
-		    farm, json_string(srv->farm_addrs[i]));
+		    farm, json_string(listener_address(srv->listener, i)));
 	v = json_pack(
 	    "{soss}", "farm", farm, "http", http_api_address(srv->http));
 	if (v == NULL)
@@ -331,10 +241,30 @@ warn_exposure(struct server *srv)
 	const char *farm[BROKER_MAX_LISTEN];
 	size_t i;
 
-	for (i = 0; i < srv->nlisteners; i++)
-		farm[i] = srv->farm_addrs[i];
-	(void)auth_warn_exposure(srv->auth, farm, srv->nlisteners,
-	    srv->http ? http_api_address(srv->http) : NULL);
+	for (i = 0; i < listener_count(srv->listener); i++)
+		farm[i] = listener_address(srv->listener, i);
+	(void)auth_warn_exposure(
+	    srv->auth, farm, i, srv->http ? http_api_address(srv->http) : NULL);
+}
+
+/*
+ * Derive the common timeouts from the configuration and hand them to
+ * the transport, the tracker and the jobs.
+ */
+static void
+server_timeouts(struct server *srv)
+{
+	const struct broker_config *cfg = srv->cfg;
+	const struct timeval *grace =
+	    common_timeout(srv, cfg->unknown_key_grace);
+
+	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
+	srv->cset->tv_handshake = srv->tv_handshake;
+	tracker_set_timeouts(srv->tracker,
+	    common_timeout(srv, cfg->request_timeout), grace,
+	    common_timeout(srv, cfg->pair_timeout));
+	if (srv->jobs != NULL)
+		jobs_set_grace(srv->jobs, grace);
 }
 
 /*
@@ -351,10 +281,10 @@ server_reconfigure(struct server *srv, struct auth *auth)
 	auth_log_changes(srv->auth, auth);
 	auth_free(srv->auth);
 	srv->auth = auth;
-	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
-	srv->tv_request = common_timeout(srv, cfg->request_timeout);
-	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
-	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
+	listener_set_auth(srv->listener, auth);
+	tracker_set_auth(srv->tracker, auth);
+	agent_links_set_auth(srv->links, auth);
+	server_timeouts(srv);
 	log_set_level(cfg->verbosity);
 	warn_exposure(srv);
 }
@@ -362,12 +292,10 @@ server_reconfigure(struct server *srv, struct auth *auth)
 static const struct timeval *
 common_timeout(struct server *srv, double seconds)
 {
-	struct timeval tv;
+	struct timeval tv = clock_tv(seconds);
 
 	if (seconds <= 0)
 		return NULL;
-	tv.tv_sec = (time_t)seconds;
-	tv.tv_usec = (suseconds_t)((seconds - (double)tv.tv_sec) * 1e6);
 	return event_base_init_common_timeout(srv->base, &tv);
 }
 
@@ -384,7 +312,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	    0, SERVER_BOARD_FLUSH_MS * 1000};
 	struct auth_config auth_view;
 	struct server *srv;
-	size_t i;
+	size_t i, max_conns;
 	int r;
 
 	srv = calloc(1, sizeof(*srv));
@@ -395,12 +323,9 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		free(srv);
 		return err_set(err, -ENOMEM, "out of memory");
 	}
-	TAILQ_INIT(&srv->conns);
-	TAILQ_INIT(&srv->agents);
-	TAILQ_INIT(&srv->dirty_boards);
 	event_set_log_callback(libevent_log_cb);
 	(void)signal(SIGPIPE, SIG_IGN);
-	raise_nofile(srv);
+	max_conns = raise_nofile(cfg);
 	srv->base = event_base_new();
 	if (srv->base == NULL ||
 	    event_base_priority_init(srv->base, SERVER_PRIORITIES) < 0) {
@@ -409,16 +334,15 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	}
 	srv->sched = sched_new();
 	srv->flush_ev = evtimer_new(srv->base, ledger_flush_cb, srv);
-	srv->accept_ev = evtimer_new(srv->base, accept_resume_cb, srv);
 	srv->board_ev =
 	    event_new(srv->base, -1, EV_PERSIST, board_flush_cb, srv);
 	srv->sig_term = evsignal_new(srv->base, SIGTERM, stop_cb, srv);
 	srv->sig_int = evsignal_new(srv->base, SIGINT, stop_cb, srv);
 	srv->sig_hup = evsignal_new(srv->base, SIGHUP, hup_cb, srv);
 	if (srv->sched == NULL || srv->flush_ev == NULL ||
-	    srv->accept_ev == NULL || srv->board_ev == NULL ||
-	    srv->sig_term == NULL || srv->sig_int == NULL ||
-	    srv->sig_hup == NULL ||
+	    conn_set_new(srv->base, cfg, max_conns, &srv->cset) < 0 ||
+	    srv->board_ev == NULL || srv->sig_term == NULL ||
+	    srv->sig_int == NULL || srv->sig_hup == NULL ||
 	    event_priority_set(srv->flush_ev, SERVER_PRIO_LEDGER) < 0 ||
 	    evsignal_add(srv->sig_term, NULL) < 0 ||
 	    evsignal_add(srv->sig_int, NULL) < 0 ||
@@ -427,10 +351,6 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
-	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
-	srv->tv_request = common_timeout(srv, cfg->request_timeout);
-	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
-	srv->tv_pair = common_timeout(srv, cfg->pair_timeout);
 	broker_config_auth(cfg, &auth_view);
 	r = auth_new(&auth_view, &srv->auth, err);
 	if (r < 0)
@@ -438,6 +358,41 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	r = ledger_open(cfg->db, cfg->ledger_sync_full, &srv->ledger, err);
 	if (r < 0)
 		goto fail;
+	/* The farm protocols, each with its own context. */
+	if (tracker_new(srv->base, cfg, srv->ledger, srv->sched, srv->metrics,
+		srv->cset, &srv->tracker) < 0 ||
+	    (srv->links = agent_links_new(srv->base, cfg, srv->ledger,
+		 srv->metrics, srv->tracker, tracker_boards(srv->tracker))) ==
+		NULL ||
+	    relays_new(srv->base, cfg, srv->metrics, &srv->relays) < 0) {
+		r = err_set(err, -ENOMEM, "out of memory");
+		goto fail;
+	}
+	tracker_set_peers(srv->tracker, srv->links, srv->relays);
+	tracker_set_auth(srv->tracker, srv->auth);
+	agent_links_set_auth(srv->links, srv->auth);
+	{
+		/* The farm port's protocols, by their first four bytes. */
+		const struct listener_proto protos[] = {
+		    {NPUFARM_TVM_TRACKER_MAGIC, true, "TVM tracker",
+			"out of memory starting a tracker session",
+			tracker_conn_start, srv->tracker},
+		    /* The hello continues with its key: proxy.c reads it. */
+		    {NPUFARM_TVM_RPC_MAGIC, false, NULL, "out of memory",
+			proxy_conn_start, srv->tracker},
+		    {NPUFARM_AGENT_MAGIC, true, NULL,
+			"out of memory starting an agent link",
+			agent_link_start, srv->links},
+		};
+
+		if (listener_new(srv->cset, srv->auth, protos,
+			sizeof(protos) / sizeof(protos[0]),
+			&srv->listener) < 0) {
+			r = err_set(err, -ENOMEM, "out of memory");
+			goto fail;
+		}
+	}
+	server_timeouts(srv);
 	ledger_set_dirty_cb(srv->ledger, ledger_dirty_cb, srv);
 	srv->committed_ev = event_new(srv->base, ledger_notify_fd(srv->ledger),
 	    EV_READ | EV_PERSIST, ledger_committed_cb, srv);
@@ -455,8 +410,24 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r >= 0)
 		r = artifacts_open(cfg->data_dir, (uint64_t)cfg->max_artifact,
 		    &srv->artifacts, err);
-	if (r >= 0)
-		r = jobs_new(srv, &srv->jobs, err);
+	if (r >= 0) {
+		const struct jobs_deps deps = {
+		    .base = srv->base,
+		    .cfg = cfg,
+		    .ledger = srv->ledger,
+		    .metrics = srv->metrics,
+		    .artifacts = srv->artifacts,
+		    .sched = srv->sched,
+		    .trk = srv->tracker,
+		    .links = srv->links,
+		    .tv_grace = common_timeout(srv, cfg->unknown_key_grace),
+		};
+
+		r = jobs_new(&deps, &srv->jobs, err);
+		if (r >= 0 && jobs_agent_register(srv->jobs) < 0)
+			r = err_set(
+			    err, -ENOSPC, "too many agent frame handlers");
+	}
 	if (r >= 0)
 		r = jobs_recover(srv->jobs, err);
 	if (r >= 0)
@@ -467,10 +438,10 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
 		if (i == 0 && cfg->listen_port_end > 0)
-			r = listen_farm_range(
-			    srv, cfg->listen[i], cfg->listen_port_end, err);
+			r = listener_bind_range(srv->listener, cfg->listen[i],
+			    cfg->listen_port_end, err);
 		else
-			r = listen_farm(srv, cfg->listen[i], err);
+			r = listener_bind(srv->listener, cfg->listen[i], err);
 		if (r < 0)
 			goto fail;
 	}
@@ -507,21 +478,25 @@ server_free(struct server *srv)
 {
 	struct npufarm_err err;
 	struct conn *c;
-	size_t i;
 
 	if (srv == NULL)
 		return NULL;
 	srv->stopping = true;
-	for (i = 0; i < srv->nlisteners; i++)
-		evconnlistener_free(srv->listeners[i]);
+	if (srv->tracker != NULL)
+		tracker_stop(srv->tracker);
+	if (srv->links != NULL)
+		agent_links_stop(srv->links);
+	srv->listener = listener_free(srv->listener);
 	/* Its waiting requests are answered while the API still exists. */
 	srv->jobs_parse = jobs_parse_free(srv->jobs_parse);
 	srv->http = http_api_free(srv->http);
 	srv->retention = retention_free(srv->retention);
-	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
+	while (
+	    srv->cset != NULL && (c = TAILQ_FIRST(&srv->cset->conns)) != NULL)
 		conn_free(c);
 	if (srv->ledger != NULL) {
-		(void)tracker_flush_boards(srv);
+		if (srv->tracker != NULL)
+			(void)tracker_flush_boards(srv->tracker);
 		if (ledger_event(srv->ledger, "broker_stop", 0, NULL,
 			ledger_now_us(), &err) < 0 ||
 		    ledger_commit(srv->ledger, &err) < 0)
@@ -529,6 +504,9 @@ server_free(struct server *srv)
 		srv->ledger = ledger_close(srv->ledger);
 	}
 	srv->jobs = jobs_free(srv->jobs);
+	srv->links = agent_links_free(srv->links);
+	srv->relays = relays_free(srv->relays);
+	srv->tracker = tracker_free(srv->tracker);
 	srv->metrics = metrics_free(srv->metrics); /* after the last lease */
 	srv->artifacts = artifacts_close(srv->artifacts);
 	srv->sched = sched_free(srv->sched);
@@ -536,8 +514,6 @@ server_free(struct server *srv)
 		event_free(srv->committed_ev);
 	if (srv->flush_ev)
 		event_free(srv->flush_ev);
-	if (srv->accept_ev)
-		event_free(srv->accept_ev);
 	if (srv->board_ev)
 		event_free(srv->board_ev);
 	if (srv->sig_term)
@@ -546,6 +522,7 @@ server_free(struct server *srv)
 		event_free(srv->sig_int);
 	if (srv->sig_hup)
 		event_free(srv->sig_hup);
+	srv->cset = conn_set_free(srv->cset);
 	if (srv->base)
 		event_base_free(srv->base);
 	srv->auth = auth_free(srv->auth);

@@ -14,36 +14,30 @@
 #include "broker_config.h"
 #include "netaddr.h"
 
+struct agent_links;
 struct auth;
 struct board;
 struct conn;
+struct conn_set;
 struct event;
 struct event_base;
-struct evconnlistener;
 struct http_api;
 struct ledger;
+struct listener;
 struct metrics;
 struct jobs_parse;
 struct npufarm_err;
+struct relays;
 struct retention;
 struct sched;
 struct timeval;
-
-/* Per-address wrong agent tokens (agent_link.c): the back-off. */
-#define SERVER_GUESS_SLOTS 64
-struct server_guess {
-	char host[NETADDR_STRLEN]; /* "" = free */
-	unsigned fails;            /* wrong tokens in a row */
-	int64_t last_us;           /* the last one */
-	int64_t until_us;          /* hellos refused unchecked until then */
-};
+struct tracker;
 
 struct server {
 	struct event_base *base;
 	const struct broker_config *cfg; /* borrowed, outlives the server */
-	struct evconnlistener *listeners[BROKER_MAX_LISTEN];
-	char farm_addrs[BROKER_MAX_LISTEN][NETADDR_STRLEN];
-	size_t nlisteners;
+	struct conn_set *cset;     /* the farm port's connections, owned */
+	struct listener *listener; /* the farm port, owned */
 	struct http_api *http;
 	struct ledger *ledger;
 	struct sched *sched;
@@ -54,25 +48,12 @@ struct server {
 	struct jobs_parse *jobs_parse; /* POST /v1/jobs off the loop, owned */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *flush_ev;     /* commits the ledger once per iteration */
-	struct event *accept_ev;    /* resumes accepting after EMFILE */
 	struct event *board_ev;     /* writes changed board states */
 	struct event *committed_ev; /* the ledger committed: send acks */
-	TAILQ_HEAD(, conn) conns;
-	TAILQ_HEAD(, agent) agents; /* agent links, see agent_link.c */
-	size_t nconns;
-	size_t max_conns; /* max_connections, resolved against RLIMIT_NOFILE */
-	size_t unauth_bytes; /* buffered from handshaking peers (conn.c) */
-	time_t refuse_log;   /* conn.c: refusals logged at most 1/s */
-	unsigned long refuse_quiet;
-	struct server_guess guesses[SERVER_GUESS_SLOTS];
-	uint64_t next_conn_id;
-	TAILQ_HEAD(, board) dirty_boards;   /* state changes not yet written */
+	struct tracker *tracker;    /* the farm protocols' context, owned */
+	struct agent_links *links;  /* the agent links, owned */
+	struct relays *relays;      /* relayed sessions, owned */
 	const struct timeval *tv_handshake; /* common timeouts */
-	const struct timeval *tv_request;
-	const struct timeval *tv_grace;
-	const struct timeval *tv_pair; /* a granted client's time to come */
-	void *pending;                 /* tsearch: grants of proxied boards */
-	size_t nrelays;                /* relayed sessions */
 	bool stopping;
 	struct auth *auth; /* access rules, owned; replaced on SIGHUP */
 	void (*reload)(struct server *srv, void *arg); /* SIGHUP, or NULL */

@@ -34,19 +34,17 @@
 
 #include <npufarm/protocol.h>
 
-#include "agent_link.h"
+#include "broker_config.h"
 #include "clock.h"
 #include "conn.h"
 #include "err.h"
 #include "frame.h"
-#include "jobs.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
 #include "relay.h"
 #include "scheduler.h"
-#include "server.h"
 #include "tracker_int.h"
 #include "tvm_proto.h"
 #include "tvm_rpc.h"
@@ -58,36 +56,14 @@
 /* Bytes of one connection's UPDATE_INFO, serialised (issue 12). */
 #define TRACKER_MAX_INFO             4096
 
-static const char *const board_state_names[] = {
-    [BOARD_IDLE] = "idle",
-    [BOARD_LEASED] = "leased",
-    [BOARD_OFFLINE] = "offline",
-    [BOARD_BUSY] = "busy",
-    [BOARD_QUARANTINED] = "quarantined",
-};
-
-/* Ledger and API name of a board state. */
-const char *
-board_state_name(enum board_state s)
-{
-	return board_state_names[s];
-}
-
-void
-tracker_ledger_check(struct server *srv, int r, const struct npufarm_err *err)
-{
-	if (r < 0)
-		server_ledger_failed(srv, err);
-}
-
 static void
 board_dirty(struct board *b)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 
 	if (!b->dirty) {
 		b->dirty = true;
-		TAILQ_INSERT_TAIL(&srv->dirty_boards, b, dirty_link);
+		TAILQ_INSERT_TAIL(&trk->dirty_boards, b, dirty_link);
 	}
 }
 
@@ -106,26 +82,22 @@ tracker_board_set_state(struct board *b, enum board_state state)
  * and released within one iteration costs one row update, not two.
  */
 int
-tracker_flush_boards(struct server *srv)
+tracker_flush_boards(struct tracker *trk)
 {
 	struct npufarm_err err;
 	int64_t now = ledger_now_us();
 	struct board *b;
 	int r, ret = 0;
 
-	while ((b = TAILQ_FIRST(&srv->dirty_boards)) != NULL) {
-		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
+	while ((b = TAILQ_FIRST(&trk->dirty_boards)) != NULL) {
+		TAILQ_REMOVE(&trk->dirty_boards, b, dirty_link);
 		b->dirty = false;
-		r = ledger_board_state(srv->ledger, b->id,
-		    b->drained && b->state == BOARD_IDLE
-			? "draining"
-			: board_state_name(b->state),
+		r = ledger_board_state(trk->ledger, b->id,
+		    board_view_state(b->state, b->drained),
 		    b->state == BOARD_QUARANTINED ? b->quarantine : NULL, now,
 		    &err);
-		if (r < 0) {
-			server_ledger_failed(srv, &err);
+		if (r < 0)
 			ret = r;
-		}
 	}
 	return ret;
 }
@@ -142,7 +114,7 @@ treq_free(struct treq *t)
 {
 	struct tracker_conn *tc = t->conn->tracker;
 
-	sched_dequeue(&t->s);
+	sched_dequeue(&t->lr.s);
 	TAILQ_REMOVE(&tc->reqs, t, link);
 	tc->nreqs--;
 	if (t->timeout_ev != NULL)
@@ -169,9 +141,10 @@ treq_row(const struct treq *t)
 
 /* Record a request that ended without a board, then free it. */
 static void
-treq_end(struct treq *t, const char *outcome, const char *detail)
+treq_end(struct treq *t, enum npufarm_outcome o, const char *detail)
 {
-	struct server *srv = t->conn->srv;
+	const char *outcome = npufarm_outcome_name(o);
+	struct tracker *trk = t->conn->trk;
 	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
 	int64_t id;
@@ -179,30 +152,36 @@ treq_end(struct treq *t, const char *outcome, const char *detail)
 	row.released_us = ledger_now_us();
 	row.outcome = outcome;
 	row.detail = detail;
-	tracker_ledger_check(
-	    srv, ledger_lease_insert(srv->ledger, &row, &id, &err), &err);
+	(void)ledger_lease_insert(trk->ledger, &row, &id, &err);
 	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
 	    outcome, detail);
-	metrics_lease_end(srv->metrics, 0, t->key, outcome);
+	metrics_lease_end(trk->metrics, 0, t->key, outcome);
 	treq_free(t);
 }
 
+/*
+ * End lease @l of board @b with enum npufarm_outcome @o, or
+ * TRACKER_NO_OUTCOME, and @detail: the ledger row, the log line, the
+ * metric, then the board's bookkeeping.
+ */
 void
 tracker_lease_release(
-    struct board *b, struct lease *l, const char *outcome, const char *detail)
+    struct board *b, struct lease *l, int o, const char *detail)
 {
-	struct server *srv = b->conn->srv;
+	const char *outcome =
+	    o == TRACKER_NO_OUTCOME
+		? NULL
+		: npufarm_outcome_name((enum npufarm_outcome)o);
+	struct tracker *trk = b->conn->trk;
 	struct npufarm_err err;
 
-	tracker_ledger_check(srv,
-	    ledger_lease_release(
-		srv->ledger, l->id, ledger_now_us(), outcome, detail, &err),
-	    &err);
+	(void)ledger_lease_release(
+	    trk->ledger, l->id, ledger_now_us(), outcome, detail, &err);
 	log_info("lease %lld of %s (%s) released%s%s: %s", (long long)l->id,
 	    b->address, sched_queue_key(b->queue), outcome ? " as " : "",
 	    outcome ? outcome : "", detail);
 	metrics_lease_end(
-	    srv->metrics, l->id, sched_queue_key(b->queue), outcome);
+	    trk->metrics, l->id, sched_queue_key(b->queue), outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -221,7 +200,7 @@ tracker_lease_release(
 static struct lease *
 lease_open(struct treq *t, struct board *b, const char *matchkey)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	struct ledger_lease row = treq_row(t);
 	struct npufarm_err err;
 	struct lease *l;
@@ -240,18 +219,15 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 	}
 	l->granted_us = row.granted_us;
 	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
-	tracker_ledger_check(
-	    srv, ledger_lease_insert(srv->ledger, &row, &l->id, &err), &err);
+	(void)ledger_lease_insert(trk->ledger, &row, &l->id, &err);
 	if (b->data_session != NULL)
-		tracker_ledger_check(srv,
-		    ledger_lease_agent_session(
-			srv->ledger, l->id, b->data_session, &err),
-		    &err);
+		(void)ledger_lease_agent_session(
+		    trk->ledger, l->id, b->data_session, &err);
 	TAILQ_INSERT_TAIL(&b->leases, l, link);
 	if (b->nleases++ == 0)
 		sched_queue_add_leased(b->queue, 1);
 	tracker_board_set_state(b, BOARD_LEASED);
-	metrics_queue_wait(srv->metrics, t->key,
+	metrics_queue_wait(trk->metrics, t->key,
 	    (double)(l->granted_us - t->requested_us) / 1e6);
 	log_info("lease %lld: '%s' board %s granted to %s after %.3f ms",
 	    (long long)l->id, t->key, b->address, t->conn->peer,
@@ -273,11 +249,11 @@ grant(struct treq *t, struct slot *s)
 {
 	struct board *b = s->board;
 	struct conn *client = t->conn;
-	struct server *srv = client->srv;
+	struct tracker *trk = client->trk;
 	bool rpc = t->rpc;
 	/* A board registered by PUT whose sessions the broker relays: the
 	 * client is sent to the broker, which dials the board. */
-	bool dial = !b->proxied && !b->is_agent && srv->cfg->relay_all;
+	bool dial = !b->proxied && !b->is_agent && trk->cfg->relay_all;
 	char fresh[4096 + 32]; /* max_key_len is at most 4096 */
 	struct lease *l;
 	int r = 0;
@@ -285,7 +261,7 @@ grant(struct treq *t, struct slot *s)
 	if (rpc && !b->proxied && !dial) {
 		/* Clients reach such a board directly; nothing to relay. */
 		sched_slot_push(b->queue, &s->s);
-		treq_end(t, "rejected",
+		treq_end(t, NPUFARM_OUTCOME_REJECTED,
 		    "client:KEY names a key whose boards are reached "
 		    "directly; ask the tracker for one");
 		relay_refuse(client, "no board of that key dials in");
@@ -296,7 +272,7 @@ grant(struct treq *t, struct slot *s)
 		    sched_queue_key(b->queue), fresh, sizeof(fresh));
 	if (!rpc && (b->proxied || dial))
 		r = tvm_tracker_add_grant(bufferevent_get_output(client->bev),
-		    srv->cfg->public_addr ? srv->cfg->public_addr
+		    trk->cfg->public_addr ? trk->cfg->public_addr
 					  : client->local_host,
 		    (long)client->local_port, dial ? fresh : s->matchkey);
 	else if (!rpc)
@@ -318,10 +294,10 @@ grant(struct treq *t, struct slot *s)
 		pending_add(b, l, fresh, s->matchkey);
 	treq_free(t);
 	if (dial && rpc) {
-		metrics_lease_relayed(srv->metrics, l ? l->id : 0,
+		metrics_lease_relayed(trk->metrics, l ? l->id : 0,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_dial(client, b->host, b->port, s->matchkey, l ? l->id : 0,
-		    b->id);
+		relay_dial(trk->relays, client, b->host, b->port, s->matchkey,
+		    l ? l->id : 0, b->id, &tracker_dialed_end, trk);
 	} else if (b->proxied && rpc)
 		tracker_board_relay(b, client, l ? l->id : 0);
 	else
@@ -333,8 +309,8 @@ grant(struct treq *t, struct slot *s)
  * Native task @r won slot @s of agent board @b: the board is the task's
  * until tracker_agent_task_end(); the jobs module sends it to the agent.
  */
-static void
-grant_task(struct sched_request *r, struct slot *s)
+struct agent *
+tracker_task_take(struct slot *s, struct sched_request *r, int64_t *ret_board)
 {
 	struct board *b = s->board;
 
@@ -346,8 +322,53 @@ grant_task(struct sched_request *r, struct slot *s)
 	if (b->nleases == 0)
 		sched_queue_add_leased(b->queue, 1);
 	tracker_board_set_state(b, BOARD_LEASED);
-	jobs_task_granted(b->conn->srv, r, b->agent, b->id);
+	*ret_board = b->id;
+	return b->agent;
 }
+
+static struct treq *
+treq_of(struct lease_request *lr)
+{
+	return container_of(lr, struct treq, lr);
+}
+
+/* A TVM request whose client already left is cancelled, not granted. */
+static bool
+treq_alive(struct lease_request *lr)
+{
+	struct treq *t = treq_of(lr);
+
+	if (!conn_peer_gone(t->conn))
+		return true;
+	/* Its EOF is still queued; the connection goes when that is read. */
+	treq_end(t, NPUFARM_OUTCOME_CANCELLED,
+	    "client left while its request was waiting");
+	return false;
+}
+
+static void
+treq_granted(struct lease_request *lr, struct slot *s)
+{
+	grant(treq_of(lr), s);
+}
+
+static void
+treq_describe(const struct lease_request *lr, struct tracker_request_info *ret)
+{
+	const struct treq *t = container_of(lr, struct treq, lr);
+
+	ret->kind = "tvm";
+	ret->peer = t->conn->peer;
+	ret->priority = t->priority;
+	ret->requested_us = t->requested_us;
+}
+
+/* A TVM REQUEST, or an RPC client:KEY waiting for a board of KEY. */
+static const struct lease_request_ops treq_ops = {
+    .alive = treq_alive,
+    .granted = treq_granted,
+    .describe = treq_describe,
+};
 
 /* Hand free slots of @q to waiting requests while both exist. */
 void
@@ -357,52 +378,43 @@ tracker_schedule_queue(struct sched_queue *q)
 	struct sched_slot *ss;
 
 	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
-		struct treq *t = r->kind == SCHED_KIND_TVM
-				     ? container_of(r, struct treq, s)
-				     : NULL;
+		struct lease_request *lr = lease_request_of(r);
 
-		if (t != NULL && conn_peer_gone(t->conn)) {
-			/* Its EOF is still queued; the connection goes when
-			 * that is read.  q keeps its free slot, so survives. */
-			treq_end(t, "cancelled",
-			    "client left while its request was waiting");
+		/* q keeps its free slot, so survives a request that ends. */
+		if (lr->ops->alive != NULL && !lr->ops->alive(lr))
 			continue;
-		}
 		if (!sched_match(q, &ss, &r))
 			break;
-		if (r->kind == SCHED_KIND_TASK)
-			grant_task(r, container_of(ss, struct slot, s));
-		else
-			grant(container_of(r, struct treq, s),
-			    container_of(ss, struct slot, s));
+		lr = lease_request_of(r);
+		lr->ops->granted(lr, container_of(ss, struct slot, s));
 	}
 }
 
 /* Grant what can be granted among the requests and boards of @key. */
 void
-tracker_schedule(struct server *srv, const char *key)
+tracker_schedule(struct tracker *trk, const char *key)
 {
 	struct sched_queue *q;
 
-	if (sched_queue_get(srv->sched, key, false, &q) == 0)
+	if (sched_queue_get(trk->sched, key, false, &q) == 0)
 		tracker_schedule_queue(q);
 }
 
 int
 tracker_queue_get(struct conn *c, const char *key, struct sched_queue **ret)
 {
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	int r;
 
-	r = sched_queue_get(srv->sched, key, false, ret);
+	r = sched_queue_get(trk->sched, key, false, ret);
 	if (r != -ENOENT)
 		return r;
-	if (sched_queue_count(srv->sched) >= (size_t)srv->cfg->max_keys) {
+	if (sched_queue_count(trk->sched) >= (size_t)trk->cfg->max_keys) {
 		conn_close(c, "too many distinct keys (limit max_keys=%ld)",
-		    srv->cfg->max_keys);
+		    trk->cfg->max_keys);
 		return -E2BIG;
 	}
-	return sched_queue_get(srv->sched, key, true, ret);
+	return sched_queue_get(trk->sched, key, true, ret);
 }
 
 static struct board *
@@ -422,7 +434,7 @@ struct board *
 tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
     const char *host, long port)
 {
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct npufarm_err err;
 	struct board *b;
 	int r;
@@ -449,14 +461,11 @@ tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
 	b->state = BOARD_IDLE;
 	TAILQ_INIT(&b->slots);
 	TAILQ_INIT(&b->leases);
-	r = ledger_board_upsert(srv->ledger, kind, sched_queue_key(q),
+	r = ledger_board_upsert(trk->ledger, kind, sched_queue_key(q),
 	    b->address, ledger_now_us(), &b->id, &b->drained, &err);
-	tracker_ledger_check(srv, r, &err);
 	if (r >= 0 && strcmp(kind, "agent") != 0) /* its link said so */
-		tracker_ledger_check(srv,
-		    ledger_event(srv->ledger, "board_online", b->id, c->peer,
-			ledger_now_us(), &err),
-		    &err);
+		(void)ledger_event(trk->ledger, "board_online", b->id, c->peer,
+		    ledger_now_us(), &err);
 	TAILQ_INSERT_TAIL(&c->tracker->boards, b, link);
 	sched_queue_add_board(q, 1);
 	log_notice("board %s registered for key '%s' by %s", b->address,
@@ -472,7 +481,7 @@ tracker_board_new(struct conn *c, struct sched_queue *q, const char *kind,
 static void
 board_free(struct board *b, const char *why, bool quiet)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	struct sched_queue *q = b->queue;
 	struct npufarm_err err;
 	struct lease *l;
@@ -492,9 +501,9 @@ board_free(struct board *b, const char *why, bool quiet)
 	(void)snprintf(detail, sizeof(detail),
 	    "board's connection closed during the lease (%s)", why);
 	while ((l = TAILQ_FIRST(&b->leases)) != NULL)
-		tracker_lease_release(b, l, "lost", detail);
+		tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST, detail);
 	if (b->dirty)
-		TAILQ_REMOVE(&srv->dirty_boards, b, dirty_link);
+		TAILQ_REMOVE(&trk->dirty_boards, b, dirty_link);
 	if (b->is_agent) {
 		/* The agent link's own code records it offline. */
 		if (b->data != NULL) {
@@ -503,23 +512,21 @@ board_free(struct board *b, const char *why, bool quiet)
 			b->data = NULL;
 		}
 		if (b->task != NULL) {
-			struct sched_request *task = b->task;
+			struct lease_request *task = lease_request_of(b->task);
 
 			b->task = NULL;
 			sched_queue_add_leased(q, -1);
-			jobs_task_board_gone(srv, task, why);
+			if (task->ops->board_gone != NULL)
+				task->ops->board_gone(task, why);
 		}
-		agent_set_data(b->agent, NULL);
+		board_registry_remove(trk->boards, b->entry);
+		b->entry = NULL;
 	} else
-		tracker_ledger_check(srv,
-		    ledger_board_state(srv->ledger, b->id, "offline", why,
-			ledger_now_us(), &err),
-		    &err);
+		(void)ledger_board_state(
+		    trk->ledger, b->id, "offline", why, ledger_now_us(), &err);
 	if (!quiet && !b->is_agent) {
-		tracker_ledger_check(srv,
-		    ledger_event(srv->ledger, "board_offline", b->id, why,
-			ledger_now_us(), &err),
-		    &err);
+		(void)ledger_event(trk->ledger, "board_offline", b->id, why,
+		    ledger_now_us(), &err);
 		log_notice("board %s of key '%s' offline: %s", b->address,
 		    sched_queue_key(q), why);
 	}
@@ -549,11 +556,11 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	struct slot *s;
 	size_t mklen = strlen(m->matchkey);
 
-	if (tc->nslots >= (size_t)c->srv->cfg->max_pending) {
+	if (tc->nslots >= (size_t)c->trk->cfg->max_pending) {
 		conn_close(c,
 		    "PUT: %zu free slots already registered on this "
 		    "connection (limit max_pending=%ld)",
-		    tc->nslots, c->srv->cfg->max_pending);
+		    tc->nslots, c->trk->cfg->max_pending);
 		return;
 	}
 	if (tracker_queue_get(c, m->key, &q) < 0) {
@@ -587,7 +594,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		struct lease *pl = b->pending->lease;
 
 		tracker_pending_free(b->pending);
-		tracker_lease_release(b, pl, "lost",
+		tracker_lease_release(b, pl, NPUFARM_OUTCOME_LOST,
 		    "the board registered a new matchkey before the client "
 		    "connected");
 	}
@@ -595,7 +602,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 		if (!l->relayed)
 			break;
 	if (l != NULL)
-		tracker_lease_release(b, l, NULL,
+		tracker_lease_release(b, l, TRACKER_NO_OUTCOME,
 		    "released: board registered again (session not relayed "
 		    "by the broker; its outcome was not observed)");
 	s->board = b;
@@ -610,14 +617,14 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 }
 
 static void
-known_keys(struct server *srv, char *buf, size_t len)
+known_keys(struct tracker *trk, char *buf, size_t len)
 {
 	struct sched_queue *q;
 	size_t o = 0, shown = 0, more = 0;
 	int n;
 
 	buf[0] = '\0';
-	for (q = sched_queue_first(srv->sched); q; q = sched_queue_next(q)) {
+	for (q = sched_queue_first(trk->sched); q; q = sched_queue_next(q)) {
 		if (sched_queue_boards(q) == 0)
 			continue;
 		if (o + strlen(sched_queue_key(q)) + 8 >= len) {
@@ -640,28 +647,28 @@ known_keys(struct server *srv, char *buf, size_t len)
  * that has none: TVM requests and jobs alike).
  */
 void
-tracker_known_keys(struct server *srv, char *buf, size_t len)
+tracker_known_keys(struct tracker *trk, char *buf, size_t len)
 {
-	known_keys(srv, buf, len);
+	known_keys(trk, buf, len);
 }
 
 /* How many boards of @key are registered (any state). */
 size_t
-tracker_key_boards(struct server *srv, const char *key)
+tracker_key_boards(struct tracker *trk, const char *key)
 {
 	struct sched_queue *q;
 
-	if (sched_queue_get(srv->sched, key, false, &q) < 0)
+	if (sched_queue_get(trk->sched, key, false, &q) < 0)
 		return 0;
 	return sched_queue_boards(q);
 }
 
 /* Answer @t with [-1, msg], record it and drop its queue if now empty. */
 static void
-request_fail(struct treq *t, const char *outcome, const char *msg)
+request_fail(struct treq *t, enum npufarm_outcome outcome, const char *msg)
 {
 	struct conn *c = t->conn;
-	struct sched_queue *q = t->s.queue;
+	struct sched_queue *q = t->lr.s.queue;
 	int r;
 
 	r = tvm_tracker_add_fail(bufferevent_get_output(c->bev), msg);
@@ -677,22 +684,22 @@ static void
 request_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct treq *t = arg;
-	struct sched_queue *q = t->s.queue;
+	struct sched_queue *q = t->lr.s.queue;
 	char msg[TRACKER_KEYS_MSG_MAX + 160];
 
 	(void)snprintf(msg, sizeof(msg),
 	    "npufarm: no board of key '%s' became free within %g s "
 	    "(request_timeout); %zu boards, %zu leased, %zu requests waiting",
-	    t->key, t->conn->srv->cfg->request_timeout, sched_queue_boards(q),
+	    t->key, t->conn->trk->cfg->request_timeout, sched_queue_boards(q),
 	    sched_queue_leased(q), sched_queue_waiting(q) - 1);
-	request_fail(t, "expired", msg);
+	request_fail(t, NPUFARM_OUTCOME_EXPIRED, msg);
 }
 
 static void
 request_grace_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct treq *t = arg;
-	struct sched_queue *q = t->s.queue;
+	struct sched_queue *q = t->lr.s.queue;
 	char keys[TRACKER_KEYS_MSG_MAX], msg[TRACKER_KEYS_MSG_MAX + 160];
 
 	if (sched_queue_boards(q) > 0) {
@@ -701,27 +708,27 @@ request_grace_cb(evutil_socket_t fd, short what, void *arg)
 		t->grace_ev = NULL;
 		return;
 	}
-	known_keys(t->conn->srv, keys, sizeof(keys));
+	known_keys(t->conn->trk, keys, sizeof(keys));
 	(void)snprintf(msg, sizeof(msg),
 	    "npufarm: no board with key '%s' registered within %g s "
 	    "(unknown_key_grace); keys with boards: %s",
-	    t->key, t->conn->srv->cfg->unknown_key_grace, keys);
-	request_fail(t, "rejected", msg);
+	    t->key, t->conn->trk->cfg->unknown_key_grace, keys);
+	request_fail(t, NPUFARM_OUTCOME_REJECTED, msg);
 }
 
 static void
 handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 {
 	struct tracker_conn *tc = c->tracker;
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct sched_queue *q;
 	struct treq *t;
 
-	if (tc->nreqs >= (size_t)srv->cfg->max_pending) {
+	if (tc->nreqs >= (size_t)trk->cfg->max_pending) {
 		conn_close(c,
 		    "REQUEST: %zu requests already waiting on this "
 		    "connection (limit max_pending=%ld)",
-		    tc->nreqs, srv->cfg->max_pending);
+		    tc->nreqs, trk->cfg->max_pending);
 		return;
 	}
 	if (tracker_queue_get(c, m->key, &q) < 0) {
@@ -737,20 +744,21 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 	t->conn = c;
 	t->priority = m->priority;
 	t->requested_us = ledger_now_us();
-	if (srv->tv_request != NULL) {
-		t->timeout_ev = evtimer_new(srv->base, request_timeout_cb, t);
+	if (trk->tv_request != NULL) {
+		t->timeout_ev = evtimer_new(trk->base, request_timeout_cb, t);
 		if (t->timeout_ev == NULL ||
-		    evtimer_add(t->timeout_ev, srv->tv_request) < 0)
+		    evtimer_add(t->timeout_ev, trk->tv_request) < 0)
 			goto oom;
 	}
-	if (srv->tv_grace != NULL && sched_queue_boards(q) == 0) {
-		t->grace_ev = evtimer_new(srv->base, request_grace_cb, t);
+	if (trk->tv_grace != NULL && sched_queue_boards(q) == 0) {
+		t->grace_ev = evtimer_new(trk->base, request_grace_cb, t);
 		if (t->grace_ev == NULL ||
-		    evtimer_add(t->grace_ev, srv->tv_grace) < 0)
+		    evtimer_add(t->grace_ev, trk->tv_grace) < 0)
 			goto oom;
 	}
-	t->s.needs = SCHED_CAP_TVM;
-	if (sched_enqueue(q, &t->s, t->user, m->priority) < 0)
+	t->lr.s.needs = SCHED_CAP_TVM;
+	t->lr.ops = &treq_ops;
+	if (sched_enqueue(q, &t->lr.s, t->user, m->priority) < 0)
 		goto oom;
 	TAILQ_INSERT_TAIL(&tc->reqs, t, link);
 	tc->nreqs++;
@@ -840,7 +848,7 @@ add_json_string(struct evbuffer *out, const char *s)
  *      "server_info": [INFO, ...]}] in json.dumps layout.
  */
 static int
-summary_build(struct server *srv, struct evbuffer *body)
+summary_build(struct tracker *trk, struct evbuffer *body)
 {
 	struct sched_queue *q;
 	struct conn *c;
@@ -849,7 +857,7 @@ summary_build(struct server *srv, struct evbuffer *body)
 
 	r = evbuffer_add_printf(
 	    body, "[%d, {\"queue_info\": {", NPUFARM_TVM_SUCCESS);
-	for (q = sched_queue_first(srv->sched); r >= 0 && q;
+	for (q = sched_queue_first(trk->sched); r >= 0 && q;
 	     q = sched_queue_next(q)) {
 		r = evbuffer_add_printf(body, "%s", sep);
 		if (r >= 0)
@@ -863,7 +871,7 @@ summary_build(struct server *srv, struct evbuffer *body)
 	if (r >= 0)
 		r = evbuffer_add_printf(body, "}, \"server_info\": [");
 	sep = "";
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (r < 0)
 			break;
 		if (c->tracker == NULL || !c->tracker->is_server)
@@ -884,7 +892,7 @@ handle_summary(struct conn *c)
 {
 	struct evbuffer *body = evbuffer_new();
 
-	if (body == NULL || summary_build(c->srv, body) < 0 ||
+	if (body == NULL || summary_build(c->trk, body) < 0 ||
 	    frame_add_buffer(bufferevent_get_output(c->bev), body) < 0)
 		conn_close(c, "out of memory building SUMMARY");
 	if (body != NULL)
@@ -963,17 +971,40 @@ tracker_conn_get(struct conn *c)
 	return tc;
 }
 
-/* Attach tracker state to @c and echo its magic.  0 or -ENOMEM. */
+static void
+tracker_read_cb(struct conn *c)
+{
+	if (c->state == CONN_READY)
+		tracker_conn_read(c);
+}
+
+/* A tracker session's connection. */
+static const struct conn_ops tracker_ops = {
+    .read = tracker_read_cb,
+    .closing = tracker_conn_closed,
+    .closed = tracker_conn_closed,
+    .hello = "no protocol magic",
+    .flags = CONN_OPS_FRAMED | CONN_OPS_QUICKACK,
+};
+
+/*
+ * The listener read the tracker magic on @c (listener_start_fn; @arg is
+ * the broker): attach tracker state to @c, echo the magic and end the
+ * handshake.  0 or -ENOMEM.
+ */
 int
-tracker_conn_start(struct conn *c)
+tracker_conn_start(struct conn *c, void *arg)
 {
 	unsigned char magic[4];
 
+	c->trk = arg;
+	conn_set_ops(c, &tracker_ops, NULL);
 	if (tracker_conn_get(c) == NULL)
 		return -ENOMEM;
 	frame_put_le32(magic, NPUFARM_TVM_TRACKER_MAGIC);
 	if (bufferevent_write(c->bev, magic, sizeof(magic)) < 0)
 		return -ENOMEM;
+	conn_ready(c);
 	return 0;
 }
 
@@ -987,16 +1018,15 @@ void
 tracker_conn_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	const struct broker_config *cfg = c->srv->cfg;
+	const struct broker_config *cfg = c->trk->cfg;
 	struct tvm_tracker_msg m;
 	struct npufarm_err err;
-	const char *body;
 	json_t *root;
-	size_t len;
 	int n, r;
 
 	for (n = 0; n < TRACKER_MAX_FRAMES_PER_EVENT; n++) {
-		r = frame_next(in, (size_t)cfg->max_frame, &body, &len);
+		r = frame_pull_json(in, (size_t)cfg->max_frame,
+		    (int)cfg->max_json_depth, &root, &err);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
@@ -1010,10 +1040,7 @@ tracker_conn_read(struct conn *c)
 			return;
 		}
 		c->frames_in++;
-		r = json_util_load(
-		    body, len, (int)cfg->max_json_depth, &root, &err);
-		frame_consume(in, len);
-		if (r < 0) {
+		if (r == FRAME_BAD_JSON) {
 			conn_close(c, "frame %llu: %s",
 			    (unsigned long long)c->frames_in, err.msg);
 			return;
@@ -1053,17 +1080,17 @@ tracker_conn_closed(struct conn *c)
 		tracker_agent_detach(
 		    tc->data_for, "its data connection closed");
 	while ((t = TAILQ_FIRST(&tc->reqs)) != NULL) {
-		struct sched_queue *q = t->s.queue;
+		struct sched_queue *q = t->lr.s.queue;
 
 		(void)snprintf(detail, sizeof(detail),
 		    "client closed its tracker connection after waiting %.3f s",
 		    (double)(ledger_now_us() - t->requested_us) / 1e6);
-		treq_end(t, "cancelled", detail);
+		treq_end(t, NPUFARM_OUTCOME_CANCELLED, detail);
 		sched_queue_gc(q);
 	}
 	while ((b = TAILQ_FIRST(&tc->boards)) != NULL)
 		board_free(b,
-		    c->srv->stopping ? "broker stopping" : "connection closed",
+		    c->trk->stopping ? "broker stopping" : "connection closed",
 		    false);
 	free(tc->info);
 	free(tc);
@@ -1072,13 +1099,13 @@ tracker_conn_closed(struct conn *c)
 
 /* Call @fn for every live board (API introspection). */
 void
-tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
+tracker_foreach_board(struct tracker *trk, tracker_board_fn *fn, void *arg)
 {
 	struct conn *c;
 	struct board *b;
 	struct slot *s;
 
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1091,19 +1118,19 @@ tracker_foreach_board(struct server *srv, tracker_board_fn *fn, void *arg)
 			    .lease_user = l ? l->user : NULL,
 			    .lease_peer = l ? l->peer : NULL,
 			    .lease_granted_us = l ? l->granted_us : 0,
-			    .state = b->drained && b->state == BOARD_IDLE
-					 ? "draining"
-					 : board_state_name(b->state),
+			    .state = board_view_state(b->state, b->drained),
 			    .relay = b->is_agent           ? "agent"
 				     : b->proxied          ? "proxy"
-				     : srv->cfg->relay_all ? "broker"
+				     : trk->cfg->relay_all ? "broker"
 							   : "none",
 			};
 
 			TAILQ_FOREACH(s, &b->slots, link)
 				info.free++;
-			if (b->task != NULL)
-				jobs_task_info(b->task, &info.task);
+			if (b->task != NULL &&
+			    lease_request_of(b->task)->ops->task_info != NULL)
+				lease_request_of(b->task)->ops->task_info(
+				    lease_request_of(b->task), &info.task);
 			fn(&info, arg);
 		}
 	}
@@ -1119,40 +1146,25 @@ foreach_req_cb(struct sched_request *r, void *arg)
 {
 	struct foreach_req *f = arg;
 	struct tracker_request_info info = {
-	    .kind = "tvm",
 	    .user = sched_request_user(r),
 	};
-	struct treq *t;
+	const struct lease_request *lr = lease_request_of(r);
 
-	/* A waiting native task is no treq (issue 11: reading it as one
-	 * showed garbage and was undefined behaviour). */
-	if (r->kind == SCHED_KIND_TASK) {
-		struct jobs_task_info ti;
-
-		jobs_task_info(r, &ti);
-		info.kind = "task";
-		info.priority = ti.priority;
-		info.requested_us = ti.queued_us;
-		info.job = ti.job;
-		info.task_idx = ti.idx;
-	} else {
-		t = container_of(r, struct treq, s);
-		info.peer = t->conn->peer;
-		info.priority = t->priority;
-		info.requested_us = t->requested_us;
-	}
+	/* Each kind describes itself (issue 11: a waiting native task read
+	 * as a TVM request showed garbage and was undefined behaviour). */
+	lr->ops->describe(lr, &info);
 	f->fn(&info, f->arg);
 }
 
 /* Call @fn for the requests waiting for @key, in service order. */
 void
 tracker_foreach_request(
-    struct server *srv, const char *key, tracker_request_fn *fn, void *arg)
+    struct tracker *trk, const char *key, tracker_request_fn *fn, void *arg)
 {
 	struct foreach_req f = {fn, arg};
 	struct sched_queue *q;
 
-	if (sched_queue_get(srv->sched, key, false, &q) == 0)
+	if (sched_queue_get(trk->sched, key, false, &q) == 0)
 		sched_foreach_waiting(q, foreach_req_cb, &f);
 }
 
@@ -1168,9 +1180,9 @@ pending_cmp(const void *a, const void *b)
 void
 tracker_pending_free(struct pending *p)
 {
-	struct server *srv = p->board->conn->srv;
+	struct tracker *trk = p->board->conn->trk;
 
-	(void)tdelete(p, &srv->pending, pending_cmp);
+	(void)tdelete(p, &trk->pending, pending_cmp);
 	p->board->pending = NULL;
 	event_free(p->timer);
 	free(p->dial_key);
@@ -1240,9 +1252,9 @@ pending_timeout_cb(evutil_socket_t fd, short what, void *arg)
 	(void)snprintf(detail, sizeof(detail),
 	    "the client never connected to the broker with its matchkey "
 	    "within %g s",
-	    b->conn->srv->cfg->pair_timeout);
+	    b->conn->trk->cfg->pair_timeout);
 	tracker_pending_free(p);
-	tracker_lease_release(b, l, "lost", detail);
+	tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST, detail);
 	if (b->proxied && board_offer(b) < 0)
 		conn_close(b->conn, "out of memory offering a board");
 }
@@ -1256,7 +1268,7 @@ static void
 pending_add(
     struct board *b, struct lease *l, const char *mk, const char *dial_key)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	size_t n = strlen(mk) + 1;
 	struct pending *p;
 
@@ -1266,12 +1278,12 @@ pending_add(
 	memcpy(p->matchkey, mk, n);
 	p->board = b;
 	p->lease = l;
-	p->timer = evtimer_new(srv->base, pending_timeout_cb, p);
+	p->timer = evtimer_new(trk->base, pending_timeout_cb, p);
 	if (dial_key != NULL)
 		p->dial_key = strdup(dial_key);
-	if (p->timer == NULL || evtimer_add(p->timer, srv->tv_pair) < 0 ||
+	if (p->timer == NULL || evtimer_add(p->timer, trk->tv_pair) < 0 ||
 	    (dial_key != NULL && p->dial_key == NULL) ||
-	    tsearch(p, &srv->pending, pending_cmp) == NULL) {
+	    tsearch(p, &trk->pending, pending_cmp) == NULL) {
 		if (p->timer != NULL)
 			event_free(p->timer);
 		free(p->dial_key);
@@ -1282,7 +1294,8 @@ pending_add(
 	return;
 oom:
 	/* The grant went out but cannot be honoured: end it now. */
-	tracker_lease_release(b, l, "lost", "out of memory tracking the grant");
+	tracker_lease_release(
+	    b, l, NPUFARM_OUTCOME_LOST, "out of memory tracking the grant");
 	conn_close(b->conn, "out of memory tracking a grant");
 }
 
@@ -1315,11 +1328,13 @@ tracker_proxy_info(struct conn *c, const char *key)
  */
 /*
  * The value of the token "@name=VALUE" among the whitespace-separated
- * options of hello key @hello_key (after the first token), copied into
- * @buf; NULL if absent or too long.
+ * options of RPC hello key @hello_key (after the first token), copied
+ * into @buf (@len bytes); NULL if absent, empty or too long.  The one
+ * parser of the options npufarm's agent appends (agent=, session=).
  */
-static const char *
-hello_option(const char *hello_key, const char *name, char *buf, size_t len)
+const char *
+tracker_hello_option(
+    const char *hello_key, const char *name, char *buf, size_t len)
 {
 	size_t n = strlen(name), vlen;
 	const char *p = hello_key + strcspn(hello_key, " \t\n");
@@ -1347,8 +1362,9 @@ tracker_proxy_board(struct conn *c, const char *key, const char *hello_key)
 	const char *aname, *sid;
 	struct board *b;
 
-	aname = hello_option(hello_key, "agent", name, sizeof(name));
-	sid = hello_option(hello_key, "session", session, sizeof(session));
+	aname = tracker_hello_option(hello_key, "agent", name, sizeof(name));
+	sid = tracker_hello_option(
+	    hello_key, "session", session, sizeof(session));
 	if (aname != NULL)
 		return tracker_agent_attach(c, key, aname, sid, hello_key);
 	if (tracker_conn_get(c) == NULL) {
@@ -1387,7 +1403,7 @@ int
 tracker_proxy_client(struct conn *c, const char *match)
 {
 	struct pending *probe, **found;
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct sched_queue *q;
 	struct tracker_conn *tc;
 	size_t n = strlen(match) + 1;
@@ -1399,7 +1415,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 	if (probe == NULL)
 		return -ENOMEM;
 	memcpy(probe->matchkey, match, n);
-	found = tfind(probe, &srv->pending, pending_cmp);
+	found = tfind(probe, &trk->pending, pending_cmp);
 	free(probe);
 	if (found != NULL) {
 		struct pending *p = *found;
@@ -1410,25 +1426,27 @@ tracker_proxy_client(struct conn *c, const char *match)
 		p->dial_key = NULL;
 		tracker_pending_free(p);
 		if (dial_key != NULL) {
-			metrics_lease_relayed(srv->metrics, lease_id,
+			metrics_lease_relayed(trk->metrics, lease_id,
 			    sched_queue_key(b->queue), 0, NULL);
-			relay_dial(
-			    c, b->host, b->port, dial_key, lease_id, b->id);
+			relay_dial(trk->relays, c, b->host, b->port, dial_key,
+			    lease_id, b->id, &tracker_dialed_end, trk);
 			free(dial_key);
 		} else
 			tracker_board_relay(b, c, lease_id);
 		return 1;
 	}
-	if (sched_queue_get(srv->sched, match, false, &q) < 0 ||
+	if (sched_queue_get(trk->sched, match, false, &q) < 0 ||
 	    sched_queue_boards(q) == 0)
 		return -ENOENT;
 	tc = tracker_conn_get(c);
 	t = calloc(1, sizeof(*t));
-	if (t != NULL)
-		t->s.needs = SCHED_CAP_TVM;
+	if (t != NULL) {
+		t->lr.s.needs = SCHED_CAP_TVM;
+		t->lr.ops = &treq_ops;
+	}
 	if (tc == NULL || t == NULL || (t->key = strdup(match)) == NULL ||
 	    (t->user = strdup(c->peer_host)) == NULL ||
-	    sched_enqueue(q, &t->s, t->user, 0) < 0) {
+	    sched_enqueue(q, &t->lr.s, t->user, 0) < 0) {
 		if (t != NULL) {
 			free(t->key);
 			free(t->user);
@@ -1455,7 +1473,7 @@ void
 tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 {
 	struct tracker_conn *tc = c->tracker;
-	struct server *srv = c->srv;
+	struct tracker *trk = c->trk;
 	struct npufarm_err err;
 	struct board *b;
 	struct lease *l;
@@ -1465,12 +1483,11 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 	b = TAILQ_FIRST(&tc->boards);
 	l = b ? TAILQ_FIRST(&b->leases) : NULL;
 	if (l != NULL) {
-		tracker_ledger_check(srv,
-		    ledger_lease_session(srv->ledger, l->id, sess, &err), &err);
+		(void)ledger_lease_session(trk->ledger, l->id, sess, &err);
 		log_info("lease %lld of %s (%s): session ended %s: %s",
 		    (long long)l->id, b->address, sched_queue_key(b->queue),
 		    sess->outcome, sess->detail);
-		metrics_lease_end(srv->metrics, l->id,
+		metrics_lease_end(trk->metrics, l->id,
 		    sched_queue_key(b->queue), sess->outcome);
 		TAILQ_REMOVE(&b->leases, l, link);
 		free(l->user);
@@ -1488,14 +1505,14 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
  * *@ret_b; NULL if either is gone.
  */
 static struct lease *
-lease_find(struct server *srv, int64_t board_id, int64_t lease_id,
+lease_find(struct tracker *trk, int64_t board_id, int64_t lease_id,
     struct board **ret_b)
 {
 	struct board *b;
 	struct lease *l;
 	struct conn *c;
 
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1517,23 +1534,22 @@ lease_find(struct server *srv, int64_t board_id, int64_t lease_id,
  * The board stays registered; it PUTs a new matchkey for its next session.
  */
 void
-tracker_dialed_session_end(struct server *srv, int64_t board_id,
+tracker_dialed_session_end(struct tracker *trk, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess)
 {
 	struct npufarm_err err;
 	struct board *b = NULL;
 	struct lease *l;
 
-	tracker_ledger_check(
-	    srv, ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
+	(void)ledger_lease_session(trk->ledger, lease_id, sess, &err);
 	log_info("lease %lld (board %lld, relayed): session ended %s: %s",
 	    (long long)lease_id, (long long)board_id, sess->outcome,
 	    sess->detail);
-	l = lease_find(srv, board_id, lease_id, &b);
+	l = lease_find(trk, board_id, lease_id, &b);
 	if (l == NULL)
 		return; /* its tracker connection went, and the lease with it */
 	metrics_lease_end(
-	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
+	    trk->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -1589,7 +1605,7 @@ unreach_cb(evutil_socket_t fd, short what, void *arg)
 static void
 board_unreachable(struct board *b, const char *why)
 {
-	struct server *srv = b->conn->srv;
+	struct tracker *trk = b->conn->trk;
 	unsigned n = b->unreach_n < 6 ? b->unreach_n : 6;
 	double wait = UNREACH_FIRST_S * (double)(1u << n);
 	struct timeval tv;
@@ -1601,7 +1617,7 @@ board_unreachable(struct board *b, const char *why)
 	tv = clock_tv(wait);
 	reason = strdup(why);
 	if (b->unreach_ev == NULL)
-		b->unreach_ev = evtimer_new(srv->base, unreach_cb, b);
+		b->unreach_ev = evtimer_new(trk->base, unreach_cb, b);
 	if (reason == NULL || b->unreach_ev == NULL ||
 	    evtimer_add(b->unreach_ev, &tv) < 0) {
 		free(reason);
@@ -1625,7 +1641,7 @@ board_unreachable(struct board *b, const char *why)
  * not when the client left first.
  */
 void
-tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
+tracker_dialed_failed(struct tracker *trk, int64_t board_id, int64_t lease_id,
     const char *why, bool board_fault)
 {
 	struct npufarm_err err;
@@ -1633,20 +1649,17 @@ tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
 	struct lease *l;
 
 	if (board_fault)
-		tracker_ledger_check(srv,
-		    ledger_event(srv->ledger, "board_unreachable", board_id,
-			why, ledger_now_us(), &err),
-		    &err);
-	l = lease_find(srv, board_id, lease_id, &b);
+		(void)ledger_event(trk->ledger, "board_unreachable", board_id,
+		    why, ledger_now_us(), &err);
+	l = lease_find(trk, board_id, lease_id, &b);
 	if (l != NULL) {
-		tracker_lease_release(b, l, "lost", why);
+		tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST, why);
 		if (board_fault)
 			board_unreachable(b, why);
 	} else
-		tracker_ledger_check(srv,
-		    ledger_lease_release(srv->ledger, lease_id, ledger_now_us(),
-			"lost", why, &err),
-		    &err);
+		(void)ledger_lease_release(trk->ledger, lease_id,
+		    ledger_now_us(), npufarm_outcome_name(NPUFARM_OUTCOME_LOST),
+		    why, &err);
 }
 
 /*
@@ -1656,7 +1669,7 @@ tracker_dialed_failed(struct server *srv, int64_t board_id, int64_t lease_id,
  * live registrations changed (0 if the board is offline).
  */
 int
-tracker_board_drain(struct server *srv, int64_t id, bool on)
+tracker_board_drain(struct tracker *trk, int64_t id, bool on)
 {
 	struct sched_queue *q;
 	struct board *b;
@@ -1664,7 +1677,7 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 	struct slot *s;
 	int n = 0;
 
-	TAILQ_FOREACH(c, &srv->conns, link) {
+	TAILQ_FOREACH(c, &trk->cset->conns, link) {
 		if (c->tracker == NULL)
 			continue;
 		TAILQ_FOREACH(b, &c->tracker->boards, link) {
@@ -1692,4 +1705,108 @@ tracker_board_drain(struct server *srv, int64_t id, bool on)
 		}
 	}
 	return n;
+}
+
+static void
+dialed_end_cb(void *arg, struct conn *board, int64_t board_id, int64_t lease_id,
+    const struct ledger_session *sess)
+{
+	tracker_dialed_session_end(arg, board_id, lease_id, sess);
+}
+
+static void
+dialed_failed_cb(void *arg, int64_t board_id, int64_t lease_id, const char *why,
+    bool board_fault)
+{
+	tracker_dialed_failed(arg, board_id, lease_id, why, board_fault);
+}
+
+/* How the relay of a PUT board the broker dials reports (arg: trk). */
+const struct relay_end tracker_dialed_end = {
+    .session_end = dialed_end_cb,
+    .dial_failed = dialed_failed_cb,
+};
+
+/*
+ * The farm protocols' context on @base under @cfg, writing to @ledger,
+ * queueing in @sched, counting in @metrics, over the connections of
+ * @cset (all borrowed, outliving it).  0 or -ENOMEM.
+ */
+int
+tracker_new(struct event_base *base, const struct broker_config *cfg,
+    struct ledger *ledger, struct sched *sched, struct metrics *metrics,
+    struct conn_set *cset, struct tracker **ret_tracker)
+{
+	struct tracker *trk = calloc(1, sizeof(*trk));
+
+	if (trk == NULL)
+		return -ENOMEM;
+	trk->boards = board_registry_new();
+	if (trk->boards == NULL) {
+		free(trk);
+		return -ENOMEM;
+	}
+	trk->base = base;
+	trk->cfg = cfg;
+	trk->ledger = ledger;
+	trk->sched = sched;
+	trk->metrics = metrics;
+	trk->cset = cset;
+	TAILQ_INIT(&trk->dirty_boards);
+	*ret_tracker = trk;
+	return 0;
+}
+
+/* Free @trk, whose connections are gone.  Accepts NULL; returns NULL. */
+struct tracker *
+tracker_free(struct tracker *trk)
+{
+	if (trk == NULL)
+		return NULL;
+	board_registry_free(trk->boards);
+	free(trk);
+	return NULL;
+}
+
+/* The registry of agent boards (agent_link.c finds its boards there). */
+struct board_registry *
+tracker_boards(const struct tracker *trk)
+{
+	return trk->boards;
+}
+
+/* The agent links and the relays the tracker hands boards to (borrowed). */
+void
+tracker_set_peers(
+    struct tracker *trk, struct agent_links *links, struct relays *relays)
+{
+	trk->links = links;
+	trk->relays = relays;
+}
+
+/* Admit RPC peers by @auth from now on (borrowed; SIGHUP swaps it). */
+void
+tracker_set_auth(struct tracker *trk, const struct auth *auth)
+{
+	trk->auth = auth;
+}
+
+/*
+ * The common timeouts of --request-timeout, --unknown-key-grace and
+ * --pair-timeout (NULL: none), for what starts from now on.
+ */
+void
+tracker_set_timeouts(struct tracker *trk, const struct timeval *request,
+    const struct timeval *grace, const struct timeval *pair)
+{
+	trk->tv_request = request;
+	trk->tv_grace = grace;
+	trk->tv_pair = pair;
+}
+
+/* The broker is stopping: what closes from now on says so. */
+void
+tracker_stop(struct tracker *trk)
+{
+	trk->stopping = true;
 }

@@ -13,16 +13,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "agent_link.h"
+#include "broker_config.h"
 #include "conn.h"
 #include "err.h"
-#include "jobs.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
 #include "relay.h"
 #include "scheduler.h"
-#include "server.h"
 #include "tracker.h"
 #include "tracker_int.h"
 
@@ -96,12 +94,30 @@ tracker_agent_detach(struct board *b, const char *why)
 		struct lease *l = b->pending->lease;
 
 		tracker_pending_free(b->pending);
-		tracker_lease_release(b, l, "lost",
+		tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST,
 		    "the agent's data connection closed before its client "
 		    "connected");
 	}
 	tracker_agent_update(b);
 }
+
+static void
+proxy_end_cb(void *arg, struct conn *board, int64_t board_id, int64_t lease_id,
+    const struct ledger_session *sess)
+{
+	tracker_proxy_session_end(board, sess);
+}
+
+static void
+agent_end_cb(void *arg, struct conn *board, int64_t board_id, int64_t lease_id,
+    const struct ledger_session *sess)
+{
+	tracker_agent_session_end(arg, board_id, lease_id, sess);
+}
+
+/* How relays report: of a board that dialled in; of an agent's board. */
+static const struct relay_end proxy_end = {.session_end = proxy_end_cb};
+static const struct relay_end agent_end = {.session_end = agent_end_cb};
 
 /*
  * Relay client @client with board @b's session: a board that dialled in,
@@ -114,17 +130,17 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	char *key;
 
 	if (!b->is_agent) {
-		metrics_lease_relayed(b->conn->srv->metrics, lease_id,
+		metrics_lease_relayed(b->conn->trk->metrics, lease_id,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_start(
-		    client, b->conn, b->hello_key, lease_id, false, b->id);
+		relay_start(b->conn->trk->relays, client, b->conn, b->hello_key,
+		    lease_id, false, b->id, &proxy_end, NULL);
 		return;
 	}
 	if (data == NULL) {
 		relay_refuse(client, "the board's agent withdrew its offer");
 		return;
 	}
-	metrics_lease_relayed(b->conn->srv->metrics, lease_id,
+	metrics_lease_relayed(b->conn->trk->metrics, lease_id,
 	    sched_queue_key(b->queue), b->id, b->data_session);
 	key = b->data_key;
 	b->data_key = NULL;
@@ -133,7 +149,8 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	free(b->data_session);
 	b->data_session = NULL;
 	b->ready = false; /* until the session is cleaned up */
-	relay_start(client, data, key, lease_id, true, b->id);
+	relay_start(b->conn->trk->relays, client, data, key, lease_id, true,
+	    b->id, &agent_end, b->conn->trk);
 	free(key);
 	tracker_agent_update(b);
 }
@@ -168,6 +185,11 @@ tracker_agent_board_new(struct conn *link, struct agent *a, const char *key,
 	b->proxied = true;
 	b->is_agent = true;
 	b->agent = a;
+	if (board_registry_add(
+		link->trk->boards, b, a, name, b->id, &b->entry) < 0) {
+		conn_close(link, "out of memory registering a board");
+		return NULL;
+	}
 	b->runners = runners;
 	tracker_agent_update(b);
 	return b;
@@ -216,16 +238,14 @@ tracker_agent_quarantine(const struct board *b)
  * it) and free the board's lease.  The board itself waits for its agent.
  */
 void
-tracker_agent_session_end(struct server *srv, int64_t board_id,
+tracker_agent_session_end(struct tracker *trk, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess)
 {
 	struct npufarm_err err;
-	struct agent *a = agent_link_find_board(srv, board_id);
-	struct board *b = a != NULL ? agent_data(a) : NULL;
+	struct board *b = board_by_id(trk->boards, board_id);
 	struct lease *l = NULL;
 
-	tracker_ledger_check(
-	    srv, ledger_lease_session(srv->ledger, lease_id, sess, &err), &err);
+	(void)ledger_lease_session(trk->ledger, lease_id, sess, &err);
 	log_info("lease %lld (agent board %lld): session ended %s: %s",
 	    (long long)lease_id, (long long)board_id, sess->outcome,
 	    sess->detail);
@@ -236,7 +256,7 @@ tracker_agent_session_end(struct server *srv, int64_t board_id,
 	if (l == NULL)
 		return; /* the agent's link went, and the lease with it */
 	metrics_lease_end(
-	    srv->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
+	    trk->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -284,8 +304,7 @@ int
 tracker_agent_attach(struct conn *c, const char *key, const char *name,
     const char *session, const char *hello_key)
 {
-	struct agent *a = agent_link_find(c->srv, name);
-	struct board *b = a != NULL ? agent_data(a) : NULL;
+	struct board *b = board_by_agent(c->trk->boards, name);
 	struct tracker_conn *tc;
 	char why[256];
 

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
  * The tracker's insides, shared by tracker.c (TVM tracker protocol,
- * boards that dial in) and tracker_agent.c (npufarm agents' boards).
- * Nothing outside those two files includes this.
+ * boards that dial in), tracker_agent.c (npufarm agents' boards) and
+ * proxy.c (the RPC hello that registers and pairs them).  Nothing else
+ * includes this.
  */
 #pragma once
 
@@ -10,17 +11,54 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include <npufarm/outcome.h>
+
+#include "board.h"
+#include "lease.h"
 #include "macro.h"
 #include "netaddr.h"
 #include "scheduler.h"
-#include "tracker.h"
 
 struct agent;
+struct agent_links;
+struct auth;
+struct broker_config;
 struct conn;
+struct conn_set;
+struct event_base;
+struct ledger;
+struct metrics;
+struct relays;
+struct sched;
+struct timeval;
 struct event;
 struct ledger_lease;
+struct relay_end;
 struct npufarm_err;
-struct server;
+struct tracker;
+
+/*
+ * The farm port protocols' context: what the tracker, its agent boards
+ * and the proxy share (tracker_new()).
+ */
+struct tracker {
+	struct event_base *base;          /* borrowed */
+	const struct broker_config *cfg;  /* borrowed, outlives the tracker */
+	struct ledger *ledger;            /* borrowed */
+	struct sched *sched;              /* borrowed: the key queues */
+	struct metrics *metrics;          /* borrowed */
+	struct conn_set *cset;            /* borrowed: the farm connections */
+	struct agent_links *links;        /* borrowed: tracker_set_peers() */
+	struct relays *relays;            /* borrowed: tracker_set_peers() */
+	const struct auth *auth;          /* borrowed; tracker_set_auth() */
+	struct board_registry *boards;    /* the agent boards, owned */
+	TAILQ_HEAD(, board) dirty_boards; /* state changes not yet written */
+	const struct timeval *tv_request; /* common timeouts, or NULL */
+	const struct timeval *tv_grace;
+	const struct timeval *tv_pair; /* a granted client's time to come */
+	void *pending;                 /* tsearch: grants of proxied boards */
+	bool stopping;                 /* the broker is going down */
+};
 
 struct lease {
 	int64_t id; /* ledger row */
@@ -69,6 +107,7 @@ struct board {
 	unsigned unreach_n;       /* ... failed dials in a row */
 	char *tags;               /* canonical tags (tags.h), or NULL; owned */
 	struct sched_request *task; /* the native task it runs, or NULL */
+	struct board_entry *entry;  /* agent boards: in trk->boards */
 	TAILQ_ENTRY(board) link;
 	TAILQ_ENTRY(board) dirty_link;
 };
@@ -84,8 +123,8 @@ struct pending {
 };
 
 struct treq {
-	struct sched_request s;
-	struct conn *conn; /* borrowed: the requesting client */
+	struct lease_request lr; /* its place in the queue, and its ops */
+	struct conn *conn;       /* borrowed: the requesting client */
 	bool rpc; /* an RPC data connection (client:KEY), not REQUEST */
 	char *key;
 	char *user; /* fair-share identity: the user, else the client's IP */
@@ -106,12 +145,14 @@ struct tracker_conn {
 	size_t nslots;
 };
 
+/* tracker_lease_release(): released with no outcome of its own (the
+ * session's report, already written, stands). */
+#define TRACKER_NO_OUTCOME (-1)
+
 /* tracker.c */
-void tracker_ledger_check(
-    struct server *srv, int r, const struct npufarm_err *err);
 void tracker_board_set_state(struct board *b, enum board_state state);
 void tracker_lease_release(
-    struct board *b, struct lease *l, const char *outcome, const char *detail);
+    struct board *b, struct lease *l, int outcome, const char *detail);
 void tracker_schedule_queue(struct sched_queue *q);
 int tracker_queue_get(
     struct conn *c, const char *key, struct sched_queue **ret);
@@ -122,6 +163,8 @@ struct slot *tracker_slot_new(struct board *b);
 void tracker_matchkey_new(const char *key, char *buf, size_t len);
 int tracker_proxy_info(struct conn *c, const char *key);
 struct tracker_conn *tracker_conn_get(struct conn *c);
+
+extern const struct relay_end tracker_dialed_end;
 
 /* tracker_agent.c */
 void tracker_agent_update(struct board *b);

@@ -13,6 +13,9 @@
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <jansson.h>
+
+#include "json_util.h"
 
 /* Store @v little-endian into p[0..3]. */
 void
@@ -84,6 +87,31 @@ void
 frame_consume(struct evbuffer *in, size_t len)
 {
 	(void)evbuffer_drain(in, FRAME_HEADER_SIZE + len);
+}
+
+/*
+ * The framed-JSON read step every JSON-over-frames peer shares (the
+ * tracker protocol, the agent link on both ends): take the next frame of
+ * @in (body at most @max bytes) and parse it, nested at most @max_depth.
+ * FRAME_READY with *@ret_root (a new reference) and the frame consumed;
+ * FRAME_INCOMPLETE; FRAME_BAD_JSON with the frame consumed and @err saying
+ * why (json_util_load()); or frame_next()'s -errno, nothing consumed.
+ * Does not log.
+ */
+int
+frame_pull_json(struct evbuffer *in, size_t max, int max_depth,
+    json_t **ret_root, struct npufarm_err *err)
+{
+	const char *body;
+	size_t len;
+	int r;
+
+	r = frame_next(in, max, &body, &len);
+	if (r != FRAME_READY)
+		return r;
+	r = json_util_load(body, len, max_depth, ret_root, err);
+	frame_consume(in, len);
+	return r < 0 ? FRAME_BAD_JSON : FRAME_READY;
 }
 
 /*

@@ -30,6 +30,7 @@
 #include "err.h"
 #include "http_api.h"
 #include "jobs.h"
+#include "listener.h"
 #include "log.h"
 #include "netaddr.h"
 #include "server.h"
@@ -191,7 +192,7 @@ connect_retry(int fd, const struct sockaddr_in *sin)
 
 /*
  * A connection to @addr: the farm port's are socket pairs handed to
- * conn_accept() as if from 127.0.0.1 (no TCP ports to run out of); the
+ * listener_accept() as if from 127.0.0.1 (no TCP ports to run out of); the
  * API's are loopback TCP, closed with a reset so that no TIME_WAIT piles
  * up.
  */
@@ -212,7 +213,8 @@ dial(const char *addr)
 			die("socketpair", NULL);
 		(void)fcntl(sv[0], F_SETFL, O_NONBLOCK);
 		(void)fcntl(sv[1], F_SETFL, O_NONBLOCK);
-		conn_accept(srv, sv[0], (struct sockaddr *)&sin, sizeof(sin));
+		listener_accept(
+		    srv->listener, sv[0], (struct sockaddr *)&sin, sizeof(sin));
 		return sv[1];
 	}
 	/* A new source address of 127/8 for each connection: a long run

@@ -8,7 +8,9 @@
 
 #include <check.h>
 #include <event2/buffer.h>
+#include <jansson.h>
 
+#include "err.h"
 #include "frame.h"
 #include "harness.h"
 
@@ -112,6 +114,44 @@ START_TEST(test_frame_next_rejects_oversize_before_body)
 }
 END_TEST
 
+/* frame_pull_json(): split frames wait, good JSON is returned and
+ * consumed, bad JSON is consumed and explained, framing errors leave
+ * the buffer alone. */
+START_TEST(test_frame_pull_json)
+{
+	struct evbuffer *in = evbuffer_new();
+	struct npufarm_err err;
+	json_t *v = NULL;
+
+	ck_assert_int_eq(frame_add(in, "{\"a\":1}", 7), 0);
+	ck_assert_int_eq(frame_add(in, "{bad", 4), 0);
+	ck_assert_int_eq(frame_add(in, "[[[1]]]", 7), 0);
+	/* A header alone is incomplete, not an error. */
+	{
+		struct evbuffer *part = evbuffer_new();
+
+		ck_assert_int_eq(evbuffer_add(part, "\x07\0\0\0{", 5), 0);
+		ck_assert_int_eq(
+		    frame_pull_json(part, 64, 8, &v, &err), FRAME_INCOMPLETE);
+		ck_assert_uint_eq(evbuffer_get_length(part), 5);
+		evbuffer_free(part);
+	}
+	ck_assert_int_eq(frame_pull_json(in, 64, 8, &v, &err), FRAME_READY);
+	ck_assert_int_eq(json_integer_value(json_object_get(v, "a")), 1);
+	json_decref(v);
+	ck_assert_int_eq(frame_pull_json(in, 64, 8, &v, &err), FRAME_BAD_JSON);
+	ck_assert_ptr_nonnull(strstr(err.msg, "invalid JSON"));
+	/* Deeper than allowed: consumed and explained too. */
+	ck_assert_int_eq(frame_pull_json(in, 64, 2, &v, &err), FRAME_BAD_JSON);
+	ck_assert_uint_eq(evbuffer_get_length(in), 0);
+	/* Over the size limit: refused on the header, nothing consumed. */
+	ck_assert_int_eq(frame_add(in, "{\"a\":1}", 7), 0);
+	ck_assert_int_eq(frame_pull_json(in, 6, 8, &v, &err), -EMSGSIZE);
+	ck_assert_uint_eq(evbuffer_get_length(in), 11);
+	evbuffer_free(in);
+}
+END_TEST
+
 START_TEST(test_frame_add_matches_vector)
 {
 	struct evbuffer *out = evbuffer_new();
@@ -156,6 +196,7 @@ main(void)
 	tcase_add_test(tc, test_frame_next_two_frames_in_one_read);
 	tcase_add_test(tc, test_frame_next_rejects_zero_length);
 	tcase_add_test(tc, test_frame_next_rejects_oversize_before_body);
+	tcase_add_test(tc, test_frame_pull_json);
 	tcase_add_test(tc, test_frame_add_matches_vector);
 	tcase_add_test(tc, test_frame_add_buffer_moves_body);
 	suite_add_tcase(s, tc);
