@@ -179,9 +179,11 @@ start_listener(void)
 	    {MAGIC_A, true, NULL, "oom a", start_a, &rec_a},
 	    {MAGIC_R, true, "Test R", "oom r", start_r, NULL},
 	};
+	struct auth_config auth_view;
 	const char *colon;
 
-	ck_assert_int_eq(auth_new(&cfg, &auth, NULL), 0);
+	broker_config_auth(&cfg, &auth_view);
+	ck_assert_int_eq(auth_new(&auth_view, &auth, NULL), 0);
 	ck_assert_int_eq(conn_set_new(base, &cfg, 64, &set), 0);
 	ck_assert_int_eq(listener_new(set, auth, protos, 2, &lis), 0);
 	ck_assert_int_eq(listener_bind(lis, "127.0.0.1:0", NULL), 0);

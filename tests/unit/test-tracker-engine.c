@@ -68,6 +68,7 @@ setup(void)
 	};
 	struct listener_proto p[2];
 	struct npufarm_err err;
+	struct auth_config auth_view;
 	const char *colon;
 
 	ck_assert_ptr_nonnull(mkdtemp(dir));
@@ -75,7 +76,8 @@ setup(void)
 	broker_config_defaults(&cfg);
 	base = event_base_new();
 	ck_assert_ptr_nonnull(base);
-	ck_assert_int_eq(auth_new(&cfg, &auth, NULL), 0);
+	broker_config_auth(&cfg, &auth_view);
+	ck_assert_int_eq(auth_new(&auth_view, &auth, NULL), 0);
 	ck_assert_msg(
 	    ledger_open(db, false, &ledger, &err) == 0, "%s", err.msg);
 	sched = sched_new();
