@@ -11,6 +11,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <ftw.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -71,6 +72,8 @@ setup(void)
 	struct npufarm_err err;
 	struct jobs_deps deps;
 
+	/* A fresh template each time (CK_FORK=no runs them in one process). */
+	(void)snprintf(dir, sizeof(dir), "%s", "/tmp/npufarm-test-jobs-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	(void)snprintf(db, sizeof(db), "%s/ledger.db", dir);
 	broker_config_defaults(&cfg);
@@ -103,6 +106,12 @@ setup(void)
 	ck_assert_int_eq(jobs_agent_register(jobs), 0);
 }
 
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
 static void
 teardown(void)
 {
@@ -117,6 +126,7 @@ teardown(void)
 	sched = sched_free(sched);
 	event_base_free(base);
 	broker_config_deinit(&cfg);
+	(void)nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 static int64_t
