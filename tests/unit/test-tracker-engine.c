@@ -12,6 +12,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -71,6 +72,9 @@ setup(void)
 	struct auth_config auth_view;
 	const char *colon;
 
+	/* A fresh template each time (CK_FORK=no runs them in one process). */
+	(void)snprintf(
+	    dir, sizeof(dir), "%s", "/tmp/npufarm-test-tracker-XXXXXX");
 	ck_assert_ptr_nonnull(mkdtemp(dir));
 	(void)snprintf(db, sizeof(db), "%s/ledger.db", dir);
 	broker_config_defaults(&cfg);
@@ -100,6 +104,12 @@ setup(void)
 	port = atoi(colon + 1);
 }
 
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
 static void
 teardown(void)
 {
@@ -120,6 +130,7 @@ teardown(void)
 	auth = auth_free(auth);
 	event_base_free(base);
 	broker_config_deinit(&cfg);
+	(void)nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* Run the loop until @done(@arg) or @ms pass; whether it came true. */
