@@ -35,8 +35,8 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "hist.h"
 #include "log.h"
-#include "metrics.h"
 #include "tags.h"
 
 static const char *const migrations[] = {
@@ -485,7 +485,7 @@ struct ledger {
 	uint64_t committed;              /* batches finished (ok or failed) */
 	uint64_t commits;                /* transactions committed */
 	uint64_t failed;                 /* batches rolled back, cumulative */
-	struct metrics_hist commit_hist; /* seconds per committed batch */
+	struct hist commit_hist; /* seconds per committed batch */
 	int notify_fd; /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
 	bool stop;
@@ -953,7 +953,7 @@ writer_main(void *arg)
 		}
 		if (committed) {
 			l->commits++;
-			metrics_hist_observe(&l->commit_hist,
+			hist_observe(&l->commit_hist,
 			    (double)(t1.tv_sec - t0.tv_sec) +
 				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		} else
@@ -999,7 +999,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->work, NULL);
 	pthread_cond_init(&l->done, NULL);
-	metrics_hist_init(&l->commit_hist, METRICS_SCALE_COMMIT);
+	hist_init(&l->commit_hist, HIST_SCALE_COMMIT);
 	r = ledger_lock(path, &l->lock_fd, err);
 	if (r >= 0)
 		r = db_open(path, sync_full, &l->db, err);
@@ -1186,7 +1186,7 @@ ledger_commits(const struct ledger *l)
  */
 void
 ledger_commit_stats(
-    struct ledger *l, struct metrics_hist *ret_hist, uint64_t *ret_failed)
+    struct ledger *l, struct hist *ret_hist, uint64_t *ret_failed)
 {
 	pthread_mutex_lock(&l->mu);
 	*ret_hist = l->commit_hist;

@@ -18,7 +18,7 @@
 #include <stdint.h>
 
 struct ledger;
-struct metrics_hist;
+struct hist;
 struct npufarm_err;
 
 #define LEDGER_SCHEMA_VERSION 6
@@ -118,7 +118,7 @@ uint64_t ledger_pruned(struct ledger *l);
 int64_t ledger_live_bytes(struct ledger *l);
 uint64_t ledger_commits(const struct ledger *l);
 void ledger_commit_stats(
-    struct ledger *l, struct metrics_hist *ret_hist, uint64_t *ret_failed);
+    struct ledger *l, struct hist *ret_hist, uint64_t *ret_failed);
 
 int ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
     const char *address, int64_t now_us, int64_t *ret_id, bool *ret_drained,

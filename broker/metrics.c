@@ -24,7 +24,6 @@
 
 #include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -51,11 +50,6 @@
  * after a session the broker did not relay). */
 #define METRICS_UNKNOWN        NPUFARM_OUTCOME_MAX
 
-static const double session_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
-static const double commit_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-
 /* Board states as the ledger and the API name them. */
 static const char *const board_states[] = {
     "idle", "leased", "busy", "draining", "quarantined", "offline"};
@@ -65,9 +59,9 @@ struct metrics_key {
 	char *key;
 	uint64_t leases[NPUFARM_OUTCOME_MAX + 1]; /* by outcome, + unknown */
 	uint64_t tasks[NPUFARM_OUTCOME_MAX];
-	struct metrics_hist queue_wait;
-	struct metrics_hist session;
-	struct metrics_hist task_run;
+	struct hist queue_wait;
+	struct hist session;
+	struct hist task_run;
 };
 
 /* A relayed lease, from its pair-up until it is counted. */
@@ -107,42 +101,6 @@ mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Reset @h to empty histogram with the bucket layout @scale. */
-void
-metrics_hist_init(struct metrics_hist *h, enum metrics_scale scale)
-{
-	memset(h, 0, sizeof(*h));
-	if (scale == METRICS_SCALE_COMMIT) {
-		h->bounds = commit_bounds;
-		h->nbounds = sizeof(commit_bounds) / sizeof(commit_bounds[0]);
-	} else {
-		h->bounds = session_bounds;
-		h->nbounds = sizeof(session_bounds) / sizeof(session_bounds[0]);
-	}
-}
-
-/*
- * Count @v (seconds) in @h: in the first bucket whose bound is >= @v
- * (Prometheus "le"), else in +Inf.  A negative value (the wall clock
- * stepped back) counts as 0; NaN is ignored.  Touches only @h, so any
- * thread may call it on a histogram it owns or holds the lock of.
- */
-void
-metrics_hist_observe(struct metrics_hist *h, double v)
-{
-	size_t i;
-
-	if (isnan(v))
-		return;
-	if (v < 0)
-		v = 0;
-	for (i = 0; i < h->nbounds && v > h->bounds[i]; i++)
-		;
-	h->buckets[i]++;
-	h->count++;
-	h->sum += v;
-}
-
 /* ---- registry ------------------------------------------------------- */
 
 static struct metrics_key *
@@ -154,9 +112,9 @@ key_new(const char *key)
 		free(k);
 		return NULL;
 	}
-	metrics_hist_init(&k->queue_wait, METRICS_SCALE_SESSION);
-	metrics_hist_init(&k->session, METRICS_SCALE_SESSION);
-	metrics_hist_init(&k->task_run, METRICS_SCALE_SESSION);
+	hist_init(&k->queue_wait, HIST_SCALE_SESSION);
+	hist_init(&k->session, HIST_SCALE_SESSION);
+	hist_init(&k->task_run, HIST_SCALE_SESSION);
 	return k;
 }
 
@@ -409,7 +367,7 @@ metrics_lease_end(
 		return;
 	}
 	r = *found;
-	metrics_hist_observe(
+	hist_observe(
 	    &r->key->session, (double)(now - r->start_us) / 1e6);
 	if (r->session == NULL || r->reported >= 0) {
 		r->key->leases[r->session == NULL ? outcome_index(outcome)
@@ -456,7 +414,7 @@ metrics_queue_wait(struct metrics *m, const char *key, double seconds)
 	struct metrics_key *k = key_get(m, key);
 
 	if (k != NULL)
-		metrics_hist_observe(&k->queue_wait, seconds);
+		hist_observe(&k->queue_wait, seconds);
 }
 
 /* A task of @key ended for good as @outcome. */
@@ -477,7 +435,7 @@ metrics_task_run(struct metrics *m, const char *key, double seconds)
 	struct metrics_key *k = key_get(m, key);
 
 	if (k != NULL)
-		metrics_hist_observe(&k->task_run, seconds);
+		hist_observe(&k->task_run, seconds);
 }
 
 /* A relayed session moved these bytes. */
@@ -554,7 +512,7 @@ add_key_label(struct evbuffer *out, const char *key)
  */
 int
 metrics_add_hist(struct evbuffer *out, const char *name, const char *labels,
-    const struct metrics_hist *h)
+    const struct hist *h)
 {
 	const char *sep = labels[0] != '\0' ? "," : "";
 	uint64_t cum = 0;
@@ -1145,7 +1103,7 @@ metrics_write_registry(struct metrics *m, struct evbuffer *out)
 int
 metrics_write(struct metrics *m, struct server *srv, struct evbuffer *out)
 {
-	struct metrics_hist commit;
+	struct hist commit;
 	uint64_t failed = 0;
 	int r;
 
