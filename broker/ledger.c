@@ -478,15 +478,15 @@ struct ledger {
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t work;             /* writer: queue non-empty or stop */
-	pthread_cond_t done;             /* loop: progress was made */
-	struct op_list queue;            /* submitted, not yet taken */
-	uint64_t queued;                 /* batches in queue, cumulative */
-	uint64_t committed;              /* batches finished (ok or failed) */
-	uint64_t commits;                /* transactions committed */
-	uint64_t failed;                 /* batches rolled back, cumulative */
+	pthread_cond_t work;     /* writer: queue non-empty or stop */
+	pthread_cond_t done;     /* loop: progress was made */
+	struct op_list queue;    /* submitted, not yet taken */
+	uint64_t queued;         /* batches in queue, cumulative */
+	uint64_t committed;      /* batches finished (ok or failed) */
+	uint64_t commits;        /* transactions committed */
+	uint64_t failed;         /* batches rolled back, cumulative */
 	struct hist commit_hist; /* seconds per committed batch */
-	int notify_fd; /* eventfd: the writer finished a batch */
+	int notify_fd;           /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
 	bool stop;
 	bool thread_started;

@@ -367,8 +367,7 @@ metrics_lease_end(
 		return;
 	}
 	r = *found;
-	hist_observe(
-	    &r->key->session, (double)(now - r->start_us) / 1e6);
+	hist_observe(&r->key->session, (double)(now - r->start_us) / 1e6);
 	if (r->session == NULL || r->reported >= 0) {
 		r->key->leases[r->session == NULL ? outcome_index(outcome)
 						  : r->reported]++;
