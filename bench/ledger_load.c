@@ -74,7 +74,7 @@ ledger_rate(const char *path, unsigned long n, unsigned long batch)
 		if (ledger_task_finish(l, task[i], 1, &res, true, &err) < 0)
 			die("ledger", err.msg);
 		if ((i + 1) % batch == 0)
-			(void)ledger_commit(l, &err);
+			ledger_commit(l);
 	}
 	if (ledger_sync(l, &err) < 0)
 		die("ledger", err.msg);

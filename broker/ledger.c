@@ -466,6 +466,8 @@ struct ledger {
 	size_t nbatch;
 	ledger_dirty_fn *dirty; /* called when a batch starts */
 	void *dirty_arg;
+	ledger_failed_fn *failed_fn; /* every failure; set under mu */
+	void *failed_arg;
 	void *boards;       /* tsearch of struct board_id by name */
 	void *boards_by_id; /* the same entries, by id */
 	int64_t next_board_id, next_lease_id, next_job_id, next_task_id;
@@ -488,6 +490,8 @@ struct ledger {
 	struct hist commit_hist; /* seconds per committed batch */
 	int notify_fd;           /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
+	struct npufarm_err fail; /* a failed batch for failed_fn, if fail_new */
+	bool fail_new;
 	bool stop;
 	bool thread_started;
 	pthread_t thread;
@@ -945,9 +949,12 @@ writer_main(void *arg)
 		if (r < 0) {
 			time_t now = time(NULL);
 
-			/* Say so, at most once a second. */
 			memcpy(l->last_error, err.msg, sizeof(l->last_error));
-			if (now != last_log)
+			if (l->failed_fn != NULL) {
+				/* The loop reports it (ledger_notified()). */
+				l->fail = err;
+				l->fail_new = true;
+			} else if (now != last_log) /* at most once a second */
 				log_err("%s", err.msg);
 			last_log = now;
 		}
@@ -1074,12 +1081,14 @@ ledger_close(struct ledger *l)
 	if (l == NULL)
 		return NULL;
 	if (l->thread_started) {
-		(void)ledger_commit(l, NULL);
+		ledger_commit(l);
 		pthread_mutex_lock(&l->mu);
 		l->stop = true;
 		pthread_cond_signal(&l->work);
 		pthread_mutex_unlock(&l->mu);
 		pthread_join(l->thread, NULL);
+		if (l->fail_new && l->failed_fn != NULL) /* the last batch */
+			l->failed_fn(&l->fail, l->failed_arg);
 	}
 	op_free_list(&l->batch);
 	op_free_list(&l->queue);
@@ -1116,6 +1125,39 @@ ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg)
 	l->dirty_arg = arg;
 }
 
+/*
+ * Call @fn(@err, @arg) on the loop thread for every write the ledger
+ * failed: one it could not queue (out of memory: the caller gets the error
+ * too) and every batch the writer rolled back (reported from
+ * ledger_notified()).  Without one, the writer logs its failures itself,
+ * at most once a second.
+ */
+void
+ledger_set_failed_cb(struct ledger *l, ledger_failed_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&l->mu);
+	l->failed_fn = fn;
+	l->failed_arg = arg;
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* A write failed on the loop thread: tell failed_fn, as the writer does. */
+static int
+ledger_failed(
+    struct ledger *l, struct npufarm_err *err, int code, const char *what)
+{
+	struct npufarm_err e;
+
+	(void)err_set(&e, code, "ledger: %s", what);
+	if (l->failed_fn != NULL)
+		l->failed_fn(&e, l->failed_arg);
+	else
+		log_err("%s", e.msg);
+	if (err != NULL)
+		*err = e;
+	return code;
+}
+
 /* True while writes wait in the batch for ledger_commit(). */
 bool
 ledger_pending(const struct ledger *l)
@@ -1124,16 +1166,16 @@ ledger_pending(const struct ledger *l)
 }
 
 /*
- * Hand the current batch to the writer thread and return at once.  The
- * writes become durable when the writer's transaction commits (see
- * ledger_sync()).  Always returns 0.
+ * Hand the current batch to the writer thread and return at once: it
+ * cannot fail here.  The writes become durable when the writer's
+ * transaction commits (ledger_committed(), ledger_sync()); a batch that
+ * fails there is reported to the failed callback.
  */
-int
-ledger_commit(struct ledger *l, struct npufarm_err *err)
+void
+ledger_commit(struct ledger *l)
 {
-	(void)err;
 	if (l->nbatch == 0)
-		return 0;
+		return;
 	pthread_mutex_lock(&l->mu);
 	STAILQ_CONCAT(&l->queue, &l->batch);
 	l->queued++;
@@ -1141,7 +1183,6 @@ ledger_commit(struct ledger *l, struct npufarm_err *err)
 	pthread_cond_signal(&l->work);
 	pthread_mutex_unlock(&l->mu);
 	l->nbatch = 0;
-	return 0;
 }
 
 /*
@@ -1155,7 +1196,7 @@ ledger_sync(struct ledger *l, struct npufarm_err *err)
 {
 	int r = 0;
 
-	(void)ledger_commit(l, NULL);
+	ledger_commit(l);
 	pthread_mutex_lock(&l->mu);
 	while (l->committed < l->submitted)
 		pthread_cond_wait(&l->done, &l->mu);
@@ -1209,7 +1250,7 @@ op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
 	}
 	o = malloc(sizeof(*o) + total);
 	if (o == NULL)
-		return err_set(err, -ENOMEM, "ledger: out of memory");
+		return ledger_failed(l, err, -ENOMEM, "out of memory");
 	memcpy(o, tmpl, sizeof(*o));
 	p = o->strings;
 	for (i = 0; i < OP_NSTR; i++) {
@@ -1669,13 +1710,26 @@ ledger_notify_fd(const struct ledger *l)
 	return l->notify_fd;
 }
 
+/*
+ * Consume the notification, and report a batch the writer rolled back
+ * since the last call to the failed callback.  Loop thread.
+ */
 void
 ledger_notified(struct ledger *l)
 {
+	struct npufarm_err e;
+	bool failed;
 	uint64_t v;
 
 	if (read(l->notify_fd, &v, sizeof(v)) < 0)
-		return; /* EAGAIN: nothing new */
+		(void)0; /* EAGAIN: nothing new */
+	pthread_mutex_lock(&l->mu);
+	failed = l->fail_new;
+	e = l->fail;
+	l->fail_new = false;
+	pthread_mutex_unlock(&l->mu);
+	if (failed && l->failed_fn != NULL)
+		l->failed_fn(&e, l->failed_arg);
 }
 
 /* ---- jobs ----------------------------------------------------------- */

@@ -24,6 +24,7 @@ struct npufarm_err;
 #define LEDGER_SCHEMA_VERSION 6
 
 typedef void ledger_dirty_fn(void *arg);
+typedef void ledger_failed_fn(const struct npufarm_err *err, void *arg);
 
 struct ledger_board {
 	int64_t id;
@@ -108,9 +109,10 @@ int ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
     struct npufarm_err *err);
 struct ledger *ledger_close(struct ledger *l);
 void ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg);
+void ledger_set_failed_cb(struct ledger *l, ledger_failed_fn *fn, void *arg);
 int64_t ledger_now_us(void);
 bool ledger_pending(const struct ledger *l);
-int ledger_commit(struct ledger *l, struct npufarm_err *err);
+void ledger_commit(struct ledger *l);
 int ledger_sync(struct ledger *l, struct npufarm_err *err);
 int ledger_prune(
     struct ledger *l, int64_t before_us, int batch, struct npufarm_err *err);

@@ -48,10 +48,15 @@ static void
 ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct npufarm_err err;
 
-	if (ledger_commit(srv->ledger, &err) < 0)
-		server_ledger_failed(srv, &err);
+	ledger_commit(srv->ledger);
+}
+
+/* The ledger reports each write it failed (ledger_set_failed_cb()). */
+static void
+ledger_failed_cb(const struct npufarm_err *err, void *arg)
+{
+	server_ledger_failed(arg, err);
 }
 
 /*
@@ -437,6 +442,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r < 0)
 		goto fail;
 	ledger_set_dirty_cb(srv->ledger, ledger_dirty_cb, srv);
+	ledger_set_failed_cb(srv->ledger, ledger_failed_cb, srv);
 	srv->committed_ev = event_new(srv->base, ledger_notify_fd(srv->ledger),
 	    EV_READ | EV_PERSIST, ledger_committed_cb, srv);
 	if (srv->committed_ev == NULL ||
@@ -520,10 +526,10 @@ server_free(struct server *srv)
 		conn_free(c);
 	if (srv->ledger != NULL) {
 		(void)tracker_flush_boards(srv);
-		if (ledger_event(srv->ledger, "broker_stop", 0, NULL,
-			ledger_now_us(), &err) < 0 ||
-		    ledger_commit(srv->ledger, &err) < 0)
-			log_err("%s", err.msg);
+		/* A failure is reported by the ledger (ledger_failed_cb). */
+		(void)ledger_event(
+		    srv->ledger, "broker_stop", 0, NULL, ledger_now_us(), &err);
+		ledger_commit(srv->ledger);
 		srv->ledger = ledger_close(srv->ledger);
 	}
 	srv->jobs = jobs_free(srv->jobs);

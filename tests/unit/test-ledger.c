@@ -75,7 +75,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 			     l, lease, 3000, "lost", "board vanished", &err),
 	    0);
 	ck_assert(ledger_pending(l));
-	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ledger_commit(l);
 	ck_assert(!ledger_pending(l));
 	l = ledger_close(l);
 
@@ -87,7 +87,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	ck_assert_int_eq(board2, board);
 	ck_assert_int_eq(ledger_foreach_lease(l, 10, count_lease, &n, &err), 0);
 	ck_assert_int_eq(n, 1);
-	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ledger_commit(l);
 	l = ledger_close(l);
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
@@ -117,6 +117,53 @@ START_TEST(test_ledger_rejects_bad_outcome)
 	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
 	ck_assert(strstr(err.msg, "CHECK") != NULL);
 	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ledger_close(l);
+}
+END_TEST
+
+struct failures {
+	int n;
+	char msg[NPUFARM_ERR_MSG_MAX];
+};
+
+static void
+failed_cb(const struct npufarm_err *err, void *arg)
+{
+	struct failures *f = arg;
+
+	f->n++;
+	(void)snprintf(f->msg, sizeof(f->msg), "%s", err->msg);
+}
+
+/* The ledger reports a batch its writer rolled back itself, once, on the
+ * loop thread (ledger_notified()); a good batch after it reports nothing. */
+START_TEST(test_ledger_reports_failed_commit)
+{
+	struct failures f = {0};
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t id;
+	struct ledger_lease row = {
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	    .outcome = "kShutdown",
+	};
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ledger_set_failed_cb(l, failed_cb, &f);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	ck_assert_int_eq(f.n, 0); /* reported from the loop, not the writer */
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert(strstr(f.msg, "CHECK") != NULL);
+	row.outcome = "lost";
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 1);
 	ledger_close(l);
 }
 END_TEST
@@ -158,7 +205,7 @@ START_TEST(test_ledger_reset_closes_open_leases)
 	row.board_id = board;
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
 	ck_assert_int_eq(ledger_boards_reset(l, 50, &err), 0);
-	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ledger_commit(l);
 	ledger_close(l);
 	out = harness_sql(path, "SELECT state FROM boards; SELECT released_us, "
 				"outcome IS NULL FROM leases");
@@ -195,7 +242,7 @@ START_TEST(test_ledger_ids_are_immediate_and_stable)
 	for (i = 0; i < 50; i++) {
 		ck_assert_int_eq(
 		    ledger_event(l, "x", b1, NULL, i + 1, &err), 0);
-		ck_assert_int_eq(ledger_commit(l, &err), 0);
+		ledger_commit(l);
 	}
 	ck_assert_int_eq(ledger_sync(l, &err), 0);
 	/* 50 submissions, grouped into at most 50 transactions. */
@@ -379,6 +426,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_rows_survive_reopen);
 	tcase_add_test(tc, test_ledger_rejects_bad_outcome);
 	tcase_add_test(tc, test_ledger_refuses_newer_schema);
+	tcase_add_test(tc, test_ledger_reports_failed_commit);
 	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
 	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
 	tcase_add_test(tc, test_ledger_migrates_v1);
