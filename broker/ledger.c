@@ -282,7 +282,12 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-/* Writes, executed by the writer thread. */
+/*
+ * Writes, executed by the writer thread.  Each kind has its own struct of
+ * named fields and its SQL names its parameters the same way (":id"); the
+ * table op_binds[] says which field each parameter takes and how, and
+ * ledger_open() checks that every parameter of every statement is in it.
+ */
 enum op_kind {
 	OP_BOARD_INSERT,
 	OP_BOARD_TOUCH,
@@ -315,114 +320,366 @@ enum op_kind {
 static const char *const op_sql[OP_MAX] = {
     [OP_BOARD_INSERT] =
 	"INSERT INTO boards (id, kind, key, address, name, state,"
-	" first_seen_us, last_seen_us) VALUES (?1, ?2, ?3, ?4, ?4, 'idle',"
-	" ?5, ?5)",
+	" first_seen_us, last_seen_us) VALUES (:id, :kind, :key, :address,"
+	" :address, 'idle', :now_us, :now_us)",
     [OP_BOARD_TOUCH] =
 	"UPDATE boards SET state = CASE drained WHEN 1 THEN 'draining'"
-	" ELSE 'idle' END, last_seen_us = ?5, detail = NULL WHERE id = ?1",
-    [OP_BOARD_DRAIN] = "UPDATE boards SET drained = ?13, last_seen_us = ?5"
-		       " WHERE id = ?1",
-    [OP_BOARD_STATE] = "UPDATE boards SET state = ?2, detail = ?3,"
-		       " last_seen_us = ?5 WHERE id = ?1",
+	" ELSE 'idle' END, last_seen_us = :now_us, detail = NULL"
+	" WHERE id = :id",
+    [OP_BOARD_DRAIN] = "UPDATE boards SET drained = :drained,"
+		       " last_seen_us = :now_us WHERE id = :id",
+    [OP_BOARD_STATE] = "UPDATE boards SET state = :state, detail = :detail,"
+		       " last_seen_us = :now_us WHERE id = :id",
     [OP_BOARDS_RESET] =
 	"UPDATE boards SET state = 'offline', detail = 'broker restarted',"
-	" last_seen_us = ?5 WHERE state != 'offline'",
+	" last_seen_us = :now_us WHERE state != 'offline'",
     [OP_LEASES_RESET] =
-	"UPDATE leases SET released_us = ?5, detail = 'broker restarted"
+	"UPDATE leases SET released_us = :now_us, detail = 'broker restarted"
 	" while the lease was open; how the session ended was not observed'"
 	" WHERE released_us IS NULL",
     [OP_LEASE_INSERT] =
 	"INSERT INTO leases (id, key, user, peer, priority, requested_us,"
 	" granted_us, released_us, board_id, matchkey, outcome, detail)"
-	" VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8, ?10, ?11, ?12)",
-    [OP_LEASE_RELEASE] = "UPDATE leases SET released_us = ?5,"
-			 " outcome = ?2, detail = ?3 WHERE id = ?1",
+	" VALUES (:id, :key, :user, :peer, :priority, :requested_us,"
+	" :granted_us, :released_us, :board_id, :matchkey, :outcome,"
+	" :detail)",
+    [OP_LEASE_RELEASE] = "UPDATE leases SET released_us = :released_us,"
+			 " outcome = :outcome, detail = :detail"
+			 " WHERE id = :id",
     /* The broker's view of a relayed session; an agent's report, before
      * or after, stands over it (reported_us set). */
     [OP_LEASE_SESSION] =
-	"UPDATE leases SET released_us = ?6,"
-	" session_start_us = coalesce(session_start_us, ?5),"
-	" outcome = iif(reported_us IS NULL, ?2, outcome),"
-	" detail = iif(reported_us IS NULL, ?3, detail),"
-	" requests = iif(reported_us IS NULL, ?13, requests),"
-	" exceptions = iif(reported_us IS NULL, ?14, exceptions),"
-	" bytes_to_board = iif(reported_us IS NULL, ?15, bytes_to_board),"
-	" bytes_to_client = iif(reported_us IS NULL, ?16, bytes_to_client)"
-	" WHERE id = ?1",
+	"UPDATE leases SET released_us = :end_us,"
+	" session_start_us = coalesce(session_start_us, :start_us),"
+	" outcome = iif(reported_us IS NULL, :outcome, outcome),"
+	" detail = iif(reported_us IS NULL, :detail, detail),"
+	" requests = iif(reported_us IS NULL, :requests, requests),"
+	" exceptions = iif(reported_us IS NULL, :exceptions, exceptions),"
+	" bytes_to_board = iif(reported_us IS NULL, :bytes_to_board,"
+	" bytes_to_board),"
+	" bytes_to_client = iif(reported_us IS NULL, :bytes_to_client,"
+	" bytes_to_client) WHERE id = :id",
     [OP_ARTIFACT] = "INSERT OR IGNORE INTO artifacts (sha256, size,"
-		    " stored_us) VALUES (?2, ?13, ?5)",
+		    " stored_us) VALUES (:sha256, :size, :stored_us)",
     [OP_JOB_INSERT] =
 	"INSERT INTO jobs (id, key, user, peer, priority, queue_timeout,"
-	" state, ntasks, submitted_us, tags) VALUES (?1, ?2, ?3, ?4, ?9,"
-	" ?13 / 1000.0, 'queued', ?14, ?5, ?10)",
-    [OP_JOB_STATE] = "UPDATE jobs SET state = ?2, finished_us = ?6"
-		     " WHERE id = ?1",
+	" state, ntasks, submitted_us, tags) VALUES (:id, :key, :user, :peer,"
+	" :priority, :queue_timeout_ms / 1000.0, 'queued', :ntasks,"
+	" :submitted_us, :tags)",
+    [OP_JOB_STATE] = "UPDATE jobs SET state = :state,"
+		     " finished_us = :finished_us WHERE id = :id",
     [OP_TASK_INSERT] =
 	"INSERT INTO tasks (id, job_id, idx, name, runner, spec, state,"
-	" queued_us) VALUES (?1, ?8, ?13, ?2, ?3, ?4, 'queued', ?5)",
+	" queued_us) VALUES (:id, :job_id, :idx, :name, :runner, :spec,"
+	" 'queued', :queued_us)",
     /* An attempt starts: the task's row and the attempt's. */
     [OP_TASK_START] =
-	"UPDATE tasks SET state = 'running', attempts = ?13, board_id = ?8,"
-	" started_us = ?5 WHERE id = ?1 AND state != 'done'",
+	"UPDATE tasks SET state = 'running', attempts = :attempt,"
+	" board_id = :board_id, started_us = :now_us WHERE id = :id"
+	" AND state != 'done'",
     [OP_ATTEMPT_START] =
 	"INSERT OR IGNORE INTO attempts (task_id, attempt, board_id,"
-	" started_us) VALUES (?1, ?13, ?8, ?5)",
-    [OP_TASK_REQUEUE] = "UPDATE tasks SET state = 'queued' WHERE id = ?1"
+	" started_us) VALUES (:id, :attempt, :board_id, :now_us)",
+    [OP_TASK_REQUEUE] = "UPDATE tasks SET state = 'queued' WHERE id = :id"
 			" AND state != 'done'",
     /* Exactly one terminal outcome per task: a second finish is a no-op. */
     [OP_TASK_FINISH] =
-	"UPDATE tasks SET state = 'done', outcome = ?2, detail = ?3,"
-	" costs = ?4, number = nullif(?14, 0), finished_us = ?6 WHERE id = ?1"
-	" AND state != 'done'",
+	"UPDATE tasks SET state = 'done', outcome = :outcome,"
+	" detail = :detail, costs = :costs, number = nullif(:number, 0),"
+	" finished_us = :finished_us WHERE id = :id AND state != 'done'",
     [OP_ATTEMPT_FINISH] =
-	"UPDATE attempts SET finished_us = ?6, outcome = ?2, detail = ?3,"
-	" exit_signal = ?15, exit_status = ?16 WHERE task_id = ?1"
-	" AND attempt = ?13 AND outcome IS NULL",
+	"UPDATE attempts SET finished_us = :finished_us, outcome = :outcome,"
+	" detail = :detail, exit_signal = :signal, exit_status = :status"
+	" WHERE task_id = :task_id AND attempt = :attempt"
+	" AND outcome IS NULL",
     [OP_LEASE_AGENT_SESSION] =
-	"UPDATE leases SET agent_session = ?2 WHERE id = ?1",
+	"UPDATE leases SET agent_session = :session WHERE id = :id",
     [OP_LEASE_REPORT] =
-	"UPDATE leases SET reported_us = ?7, session_start_us = ?5,"
-	" released_us = coalesce(released_us, ?6), outcome = ?3, detail = ?4,"
-	" requests = ?13, exceptions = ?14, bytes_to_board = ?15,"
-	" bytes_to_client = ?16, exit_signal = ?17, exit_status = ?18,"
-	" session_timeout = ?9 WHERE board_id = ?8 AND agent_session = ?2",
-    [OP_BOARD_TAGS] = "UPDATE boards SET tags = ?2 WHERE id = ?1",
+	"UPDATE leases SET reported_us = :reported_us,"
+	" session_start_us = :start_us,"
+	" released_us = coalesce(released_us, :end_us), outcome = :outcome,"
+	" detail = :detail, requests = :requests, exceptions = :exceptions,"
+	" bytes_to_board = :bytes_to_board,"
+	" bytes_to_client = :bytes_to_client, exit_signal = :signal,"
+	" exit_status = :status, session_timeout = :timeout"
+	" WHERE board_id = :board_id AND agent_session = :session",
+    [OP_BOARD_TAGS] = "UPDATE boards SET tags = :tags WHERE id = :id",
     [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail, actor)"
-		 " VALUES (?5, ?2, ?8, ?3, ?4)",
-    /* Retention (ledger_prune()): at most ?13 of the oldest rows that
-     * ended before ?5; open leases and running attempts stay.  Rows are
-     * visited in rowid order, which is roughly the order of their ends,
-     * so each statement stops after a short scan. */
+		 " VALUES (:at_us, :kind, :board_id, :detail, :actor)",
+    /* Retention (ledger_prune()): at most :limit of the oldest rows that
+     * ended before :before_us; open leases and running attempts stay.
+     * Rows are visited in rowid order, which is roughly the order of
+     * their ends, so each statement stops after a short scan. */
     [OP_PRUNE_LEASES] =
 	"DELETE FROM leases WHERE id IN (SELECT id FROM leases"
-	" WHERE released_us IS NOT NULL AND released_us < ?5 ORDER BY id"
-	" LIMIT ?13)",
+	" WHERE released_us IS NOT NULL AND released_us < :before_us"
+	" ORDER BY id LIMIT :limit)",
     [OP_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
-			" WHERE at_us < ?5 ORDER BY id LIMIT ?13)",
+			" WHERE at_us < :before_us ORDER BY id LIMIT :limit)",
     [OP_PRUNE_ATTEMPTS] =
 	"DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts"
-	" WHERE finished_us IS NOT NULL AND finished_us < ?5 ORDER BY rowid"
-	" LIMIT ?13)",
+	" WHERE finished_us IS NOT NULL AND finished_us < :before_us"
+	" ORDER BY rowid LIMIT :limit)",
 };
 
-/*
- * One write.  Parameters are bound by number: ?1 id, ?2..?4 and ?10..?12
- * strings, ?5..?7 times, ?8 board id, ?9 priority, ?13..?18 counters.
- * Zero times and ids and NULL strings bind as SQL NULL; counters do not.
- */
-#define OP_NSTR 6
-static const int op_str_param[OP_NSTR] = {2, 3, 4, 10, 11, 12};
+/* The fields of each kind of write.  Strings are copied into the op. */
+struct w_board_insert {
+	int64_t id;
+	const char *kind, *key, *address;
+	int64_t now_us;
+};
+struct w_board_touch {
+	int64_t id, now_us;
+};
+struct w_board_drain {
+	int64_t id, drained, now_us;
+};
+struct w_board_state {
+	int64_t id;
+	const char *state, *detail;
+	int64_t now_us;
+};
+struct w_board_tags {
+	int64_t id;
+	const char *tags; /* JSON object text, NULL: none */
+};
+struct w_reset {
+	int64_t now_us;
+};
+struct w_lease_insert {
+	int64_t id;
+	const char *key, *user, *peer;
+	double priority;
+	int64_t requested_us, granted_us, released_us, board_id;
+	const char *matchkey, *outcome, *detail;
+};
+struct w_lease_release {
+	int64_t id, released_us;
+	const char *outcome, *detail;
+};
+struct w_lease_session {
+	int64_t id, start_us, end_us;
+	const char *outcome, *detail;
+	int64_t requests, exceptions, bytes_to_board, bytes_to_client;
+};
+struct w_lease_agent_session {
+	int64_t id;
+	const char *session;
+};
+struct w_lease_report {
+	int64_t board_id;
+	const char *session;
+	int64_t start_us, end_us, reported_us;
+	const char *outcome, *detail;
+	int64_t requests, exceptions, bytes_to_board, bytes_to_client;
+	int64_t signal, status;
+	double timeout; /* s */
+};
+struct w_event {
+	int64_t at_us, board_id;
+	const char *kind, *detail, *actor;
+};
+struct w_artifact {
+	const char *sha256;
+	int64_t size, stored_us;
+};
+struct w_job_insert {
+	int64_t id;
+	const char *key, *user, *peer, *tags;
+	double priority;
+	int64_t queue_timeout_ms, ntasks, submitted_us;
+};
+struct w_job_state {
+	int64_t id;
+	const char *state;
+	int64_t finished_us;
+};
+struct w_task_insert {
+	int64_t id, job_id, idx;
+	const char *name, *runner, *spec;
+	int64_t queued_us;
+};
+struct w_task_start { /* OP_TASK_START and OP_ATTEMPT_START */
+	int64_t id, attempt, board_id, now_us;
+};
+struct w_task_requeue {
+	int64_t id;
+};
+struct w_task_finish {
+	int64_t id;
+	const char *outcome, *detail, *costs;
+	int64_t number, finished_us;
+};
+struct w_attempt_finish {
+	int64_t task_id, attempt, finished_us;
+	const char *outcome, *detail;
+	int64_t signal, status;
+};
+struct w_prune {
+	int64_t before_us, limit;
+};
 
+/* How a field binds: as it is, or 0 (NULL) as SQL NULL. */
+enum bind_type {
+	BIND_INT,  /* int64_t, always a number */
+	BIND_ID,   /* int64_t id or time; 0 binds NULL */
+	BIND_REAL, /* double */
+	BIND_TEXT, /* const char *; NULL binds NULL */
+};
+
+struct op_bind {
+	const char *name; /* the SQL parameter, ":id" */
+	enum bind_type type;
+	size_t off; /* of the field in its w_ struct */
+};
+
+#define OP_MAX_BINDS 16
+#define BIND(s, f, t)                            \
+	{                                        \
+		":" #f, t, offsetof(struct s, f) \
+	}
+
+static const struct op_bind op_binds[OP_MAX][OP_MAX_BINDS] = {
+    [OP_BOARD_INSERT] = {BIND(w_board_insert, id, BIND_INT),
+	BIND(w_board_insert, kind, BIND_TEXT),
+	BIND(w_board_insert, key, BIND_TEXT),
+	BIND(w_board_insert, address, BIND_TEXT),
+	BIND(w_board_insert, now_us, BIND_ID)},
+    [OP_BOARD_TOUCH] = {BIND(w_board_touch, id, BIND_INT),
+	BIND(w_board_touch, now_us, BIND_ID)},
+    [OP_BOARD_DRAIN] = {BIND(w_board_drain, id, BIND_INT),
+	BIND(w_board_drain, drained, BIND_INT),
+	BIND(w_board_drain, now_us, BIND_ID)},
+    [OP_BOARD_STATE] = {BIND(w_board_state, id, BIND_INT),
+	BIND(w_board_state, state, BIND_TEXT),
+	BIND(w_board_state, detail, BIND_TEXT),
+	BIND(w_board_state, now_us, BIND_ID)},
+    [OP_BOARDS_RESET] = {BIND(w_reset, now_us, BIND_ID)},
+    [OP_LEASES_RESET] = {BIND(w_reset, now_us, BIND_ID)},
+    [OP_LEASE_INSERT] = {BIND(w_lease_insert, id, BIND_INT),
+	BIND(w_lease_insert, key, BIND_TEXT),
+	BIND(w_lease_insert, user, BIND_TEXT),
+	BIND(w_lease_insert, peer, BIND_TEXT),
+	BIND(w_lease_insert, priority, BIND_REAL),
+	BIND(w_lease_insert, requested_us, BIND_ID),
+	BIND(w_lease_insert, granted_us, BIND_ID),
+	BIND(w_lease_insert, released_us, BIND_ID),
+	BIND(w_lease_insert, board_id, BIND_ID),
+	BIND(w_lease_insert, matchkey, BIND_TEXT),
+	BIND(w_lease_insert, outcome, BIND_TEXT),
+	BIND(w_lease_insert, detail, BIND_TEXT)},
+    [OP_LEASE_RELEASE] = {BIND(w_lease_release, id, BIND_INT),
+	BIND(w_lease_release, released_us, BIND_ID),
+	BIND(w_lease_release, outcome, BIND_TEXT),
+	BIND(w_lease_release, detail, BIND_TEXT)},
+    [OP_LEASE_SESSION] = {BIND(w_lease_session, id, BIND_INT),
+	BIND(w_lease_session, start_us, BIND_ID),
+	BIND(w_lease_session, end_us, BIND_ID),
+	BIND(w_lease_session, outcome, BIND_TEXT),
+	BIND(w_lease_session, detail, BIND_TEXT),
+	BIND(w_lease_session, requests, BIND_INT),
+	BIND(w_lease_session, exceptions, BIND_INT),
+	BIND(w_lease_session, bytes_to_board, BIND_INT),
+	BIND(w_lease_session, bytes_to_client, BIND_INT)},
+    [OP_LEASE_AGENT_SESSION] = {BIND(w_lease_agent_session, id, BIND_INT),
+	BIND(w_lease_agent_session, session, BIND_TEXT)},
+    [OP_LEASE_REPORT] = {BIND(w_lease_report, board_id, BIND_ID),
+	BIND(w_lease_report, session, BIND_TEXT),
+	BIND(w_lease_report, start_us, BIND_ID),
+	BIND(w_lease_report, end_us, BIND_ID),
+	BIND(w_lease_report, reported_us, BIND_ID),
+	BIND(w_lease_report, outcome, BIND_TEXT),
+	BIND(w_lease_report, detail, BIND_TEXT),
+	BIND(w_lease_report, requests, BIND_INT),
+	BIND(w_lease_report, exceptions, BIND_INT),
+	BIND(w_lease_report, bytes_to_board, BIND_INT),
+	BIND(w_lease_report, bytes_to_client, BIND_INT),
+	BIND(w_lease_report, signal, BIND_INT),
+	BIND(w_lease_report, status, BIND_INT),
+	BIND(w_lease_report, timeout, BIND_REAL)},
+    [OP_EVENT] = {BIND(w_event, at_us, BIND_ID), BIND(w_event, kind, BIND_TEXT),
+	BIND(w_event, board_id, BIND_ID), BIND(w_event, detail, BIND_TEXT),
+	BIND(w_event, actor, BIND_TEXT)},
+    [OP_ARTIFACT] = {BIND(w_artifact, sha256, BIND_TEXT),
+	BIND(w_artifact, size, BIND_INT), BIND(w_artifact, stored_us, BIND_ID)},
+    [OP_JOB_INSERT] = {BIND(w_job_insert, id, BIND_INT),
+	BIND(w_job_insert, key, BIND_TEXT), BIND(w_job_insert, user, BIND_TEXT),
+	BIND(w_job_insert, peer, BIND_TEXT),
+	BIND(w_job_insert, priority, BIND_REAL),
+	BIND(w_job_insert, queue_timeout_ms, BIND_INT),
+	BIND(w_job_insert, ntasks, BIND_INT),
+	BIND(w_job_insert, submitted_us, BIND_ID),
+	BIND(w_job_insert, tags, BIND_TEXT)},
+    [OP_JOB_STATE] = {BIND(w_job_state, id, BIND_INT),
+	BIND(w_job_state, state, BIND_TEXT),
+	BIND(w_job_state, finished_us, BIND_ID)},
+    [OP_TASK_INSERT] = {BIND(w_task_insert, id, BIND_INT),
+	BIND(w_task_insert, job_id, BIND_ID),
+	BIND(w_task_insert, idx, BIND_INT),
+	BIND(w_task_insert, name, BIND_TEXT),
+	BIND(w_task_insert, runner, BIND_TEXT),
+	BIND(w_task_insert, spec, BIND_TEXT),
+	BIND(w_task_insert, queued_us, BIND_ID)},
+    [OP_TASK_START] = {BIND(w_task_start, id, BIND_INT),
+	BIND(w_task_start, attempt, BIND_INT),
+	BIND(w_task_start, board_id, BIND_ID),
+	BIND(w_task_start, now_us, BIND_ID)},
+    [OP_ATTEMPT_START] = {BIND(w_task_start, id, BIND_INT),
+	BIND(w_task_start, attempt, BIND_INT),
+	BIND(w_task_start, board_id, BIND_ID),
+	BIND(w_task_start, now_us, BIND_ID)},
+    [OP_TASK_REQUEUE] = {BIND(w_task_requeue, id, BIND_INT)},
+    [OP_TASK_FINISH] = {BIND(w_task_finish, id, BIND_INT),
+	BIND(w_task_finish, outcome, BIND_TEXT),
+	BIND(w_task_finish, detail, BIND_TEXT),
+	BIND(w_task_finish, costs, BIND_TEXT),
+	BIND(w_task_finish, number, BIND_INT),
+	BIND(w_task_finish, finished_us, BIND_ID)},
+    [OP_ATTEMPT_FINISH] = {BIND(w_attempt_finish, task_id, BIND_INT),
+	BIND(w_attempt_finish, attempt, BIND_INT),
+	BIND(w_attempt_finish, finished_us, BIND_ID),
+	BIND(w_attempt_finish, outcome, BIND_TEXT),
+	BIND(w_attempt_finish, detail, BIND_TEXT),
+	BIND(w_attempt_finish, signal, BIND_INT),
+	BIND(w_attempt_finish, status, BIND_INT)},
+    [OP_BOARD_TAGS] = {BIND(w_board_tags, id, BIND_INT),
+	BIND(w_board_tags, tags, BIND_TEXT)},
+    [OP_PRUNE_LEASES] = {BIND(w_prune, before_us, BIND_ID),
+	BIND(w_prune, limit, BIND_INT)},
+    [OP_PRUNE_EVENTS] = {BIND(w_prune, before_us, BIND_ID),
+	BIND(w_prune, limit, BIND_INT)},
+    [OP_PRUNE_ATTEMPTS] = {BIND(w_prune, before_us, BIND_ID),
+	BIND(w_prune, limit, BIND_INT)},
+};
+
+/* One write: its kind, its fields, and the bytes its strings point into. */
 struct op {
 	enum op_kind kind;
-	int64_t id;
-	int64_t t[3];     /* ?5 ?6 ?7 */
-	int64_t board_id; /* ?8 */
-	double priority;  /* ?9 */
-	int64_t n[6];     /* ?13 .. ?18 */
-	const char *s[OP_NSTR];
 	STAILQ_ENTRY(op) link;
-	char strings[]; /* the bytes s[] point into */
+	union {
+		struct w_board_insert board_insert;
+		struct w_board_touch board_touch;
+		struct w_board_drain board_drain;
+		struct w_board_state board_state;
+		struct w_board_tags board_tags;
+		struct w_reset reset;
+		struct w_lease_insert lease_insert;
+		struct w_lease_release lease_release;
+		struct w_lease_session lease_session;
+		struct w_lease_agent_session lease_agent_session;
+		struct w_lease_report lease_report;
+		struct w_event event;
+		struct w_artifact artifact;
+		struct w_job_insert job_insert;
+		struct w_job_state job_state;
+		struct w_task_insert task_insert;
+		struct w_task_start task_start;
+		struct w_task_requeue task_requeue;
+		struct w_task_finish task_finish;
+		struct w_attempt_finish attempt_finish;
+		struct w_prune prune;
+	} u;
+	char strings[];
 };
 
 STAILQ_HEAD(op_list, op);
@@ -476,6 +733,7 @@ struct ledger {
 	/* Writer thread only. */
 	sqlite3 *wdb;
 	sqlite3_stmt *wr[OP_MAX];
+	int wr_param[OP_MAX][OP_MAX_BINDS]; /* op_binds[k][i]'s ?N */
 	sqlite3_stmt *w_begin, *w_commit, *w_rollback;
 
 	/* Shared, under mu. */
@@ -807,54 +1065,63 @@ op_free_list(struct op_list *list)
 	}
 }
 
+/* Bind every field of @o by its parameter number, looked up at open. */
 static int
-bind_op(sqlite3_stmt *st, const struct op *o)
+bind_op(struct ledger *l, sqlite3_stmt *st, const struct op *o)
 {
-	int i, n = sqlite3_bind_parameter_count(st), rc = SQLITE_OK;
+	const struct op_bind *b = op_binds[o->kind];
+	const char *f = (const char *)&o->u;
+	int i, n, rc = SQLITE_OK;
+	int64_t v;
+	const char *t;
 
-	for (i = 1; i <= n && rc == SQLITE_OK; i++) {
-		int k;
-
-		switch (i) {
-		case 1:
-			rc = sqlite3_bind_int64(st, i, o->id);
+	for (i = 0; rc == SQLITE_OK && i < OP_MAX_BINDS && b[i].name; i++) {
+		n = l->wr_param[o->kind][i];
+		switch (b[i].type) {
+		case BIND_INT:
+		case BIND_ID:
+			memcpy(&v, f + b[i].off, sizeof(v));
+			rc = v == 0 && b[i].type == BIND_ID
+				 ? sqlite3_bind_null(st, n)
+				 : sqlite3_bind_int64(st, n, v);
 			break;
-		case 5:
-		case 6:
-		case 7:
-			rc = o->t[i - 5]
-				 ? sqlite3_bind_int64(st, i, o->t[i - 5])
-				 : sqlite3_bind_null(st, i);
+		case BIND_REAL:
+			rc = sqlite3_bind_double(
+			    st, n, *(const double *)(f + b[i].off));
 			break;
-		case 8:
-			rc = o->board_id
-				 ? sqlite3_bind_int64(st, i, o->board_id)
-				 : sqlite3_bind_null(st, i);
-			break;
-		case 9:
-			rc = sqlite3_bind_double(st, i, o->priority);
-			break;
-		case 13:
-		case 14:
-		case 15:
-		case 16:
-		case 17:
-		case 18:
-			rc = sqlite3_bind_int64(st, i, o->n[i - 13]);
-			break;
-		default:
-			for (k = 0; k < OP_NSTR; k++)
-				if (op_str_param[k] == i)
-					break;
-			if (k == OP_NSTR || o->s[k] == NULL)
-				rc = sqlite3_bind_null(st, i);
-			else
-				rc = sqlite3_bind_text(
-				    st, i, o->s[k], -1, SQLITE_STATIC);
+		case BIND_TEXT:
+			memcpy(&t, f + b[i].off, sizeof(t));
+			rc = t == NULL ? sqlite3_bind_null(st, n)
+				       : sqlite3_bind_text(
+					     st, n, t, -1, SQLITE_STATIC);
 			break;
 		}
 	}
 	return rc;
+}
+
+/*
+ * Look up the parameter number of every field op_binds[] names for the
+ * statement of @kind, and check that the statement has no other.
+ */
+static int
+op_params(struct ledger *l, enum op_kind kind, struct npufarm_err *err)
+{
+	sqlite3_stmt *st = l->wr[kind];
+	int i, n;
+
+	for (i = 0; i < OP_MAX_BINDS && op_binds[kind][i].name; i++) {
+		n = sqlite3_bind_parameter_index(st, op_binds[kind][i].name);
+		if (n <= 0)
+			return err_set(err, -EINVAL,
+			    "ledger: write %d has no parameter %s", kind,
+			    op_binds[kind][i].name);
+		l->wr_param[kind][i] = n;
+	}
+	if (sqlite3_bind_parameter_count(st) != i)
+		return err_set(err, -EINVAL,
+		    "ledger: write %d has parameters without a field", kind);
+	return 0;
 }
 
 static int
@@ -863,7 +1130,7 @@ run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 	sqlite3_stmt *st = l->wr[o->kind];
 	int r = 0;
 
-	if (bind_op(st, o) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+	if (bind_op(l, st, o) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
 		r = ledger_db_fail(l->wdb, err, "write");
 	else if (o->kind >= OP_PRUNE_LEASES)
 		atomic_fetch_add(&l->pruned, (uint64_t)sqlite3_changes(l->wdb));
@@ -1034,6 +1301,9 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 			r = ledger_db_fail(l->wdb, err, "prepare");
 			goto fail;
 		}
+		r = op_params(l, (enum op_kind)i, err);
+		if (r < 0)
+			goto fail;
 	}
 	if (sqlite3_prepare_v3(l->wdb, "BEGIN IMMEDIATE", -1,
 		SQLITE_PREPARE_PERSISTENT, &l->w_begin, NULL) != SQLITE_OK ||
@@ -1235,17 +1505,23 @@ ledger_commit_stats(
 	pthread_mutex_unlock(&l->mu);
 }
 
-/* Append a write to the batch; strings are copied.  -ENOMEM or 0. */
+/* Append a write to the batch; its strings are copied.  -ENOMEM or 0. */
 static int
 op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
 {
-	size_t len[OP_NSTR], total = 0;
+	const struct op_bind *b = op_binds[tmpl->kind];
+	size_t len[OP_MAX_BINDS], total = 0;
+	const char *t;
 	struct op *o;
 	char *p;
 	int i;
 
-	for (i = 0; i < OP_NSTR; i++) {
-		len[i] = tmpl->s[i] ? strlen(tmpl->s[i]) + 1 : 0;
+	for (i = 0; i < OP_MAX_BINDS && b[i].name; i++) {
+		len[i] = 0;
+		if (b[i].type != BIND_TEXT)
+			continue;
+		memcpy(&t, (const char *)&tmpl->u + b[i].off, sizeof(t));
+		len[i] = t != NULL ? strlen(t) + 1 : 0;
 		total += len[i];
 	}
 	o = malloc(sizeof(*o) + total);
@@ -1253,11 +1529,12 @@ op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
 		return ledger_failed(l, err, -ENOMEM, "out of memory");
 	memcpy(o, tmpl, sizeof(*o));
 	p = o->strings;
-	for (i = 0; i < OP_NSTR; i++) {
-		if (tmpl->s[i] == NULL)
+	for (i = 0; i < OP_MAX_BINDS && b[i].name; i++) {
+		if (len[i] == 0)
 			continue;
-		memcpy(p, tmpl->s[i], len[i]);
-		o->s[i] = p;
+		memcpy(&t, (const char *)&tmpl->u + b[i].off, sizeof(t));
+		memcpy(p, t, len[i]);
+		memcpy((char *)&o->u + b[i].off, &p, sizeof(p));
 		p += len[i];
 	}
 	STAILQ_INSERT_TAIL(&l->batch, o, link);
@@ -1281,7 +1558,10 @@ ledger_prune(
 	int r = 0;
 
 	for (k = OP_PRUNE_LEASES; k <= OP_PRUNE_ATTEMPTS && r >= 0; k++) {
-		struct op o = {.kind = k, .t = {before_us}, .n = {batch}};
+		struct op o = {
+		    .kind = k,
+		    .u.prune = {.before_us = before_us, .limit = batch},
+		};
 
 		r = op_add(l, &o, err);
 	}
@@ -1327,7 +1607,7 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
     struct npufarm_err *err)
 {
 	struct board_id *probe, **found;
-	struct op o = {.t = {now_us}};
+	struct op o = {0};
 	bool drained = false;
 	int r;
 
@@ -1338,7 +1618,10 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
 	if (found != NULL) {
 		free(probe);
 		o.kind = OP_BOARD_TOUCH;
-		o.id = (*found)->id;
+		o.u.board_touch = (struct w_board_touch){
+		    .id = (*found)->id,
+		    .now_us = now_us,
+		};
 		drained = (*found)->drained;
 	} else {
 		probe->id = l->next_board_id;
@@ -1346,15 +1629,19 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
 			return err_set(err, -ENOMEM, "ledger: out of memory");
 		l->next_board_id++;
 		o.kind = OP_BOARD_INSERT;
-		o.id = probe->id;
-		o.s[0] = kind;
-		o.s[1] = key;
-		o.s[2] = address;
+		o.u.board_insert = (struct w_board_insert){
+		    .id = probe->id,
+		    .kind = kind,
+		    .key = key,
+		    .address = address,
+		    .now_us = now_us,
+		};
 	}
 	r = op_add(l, &o, err);
 	if (r < 0)
 		return r;
-	*ret_id = o.id;
+	*ret_id = o.kind == OP_BOARD_INSERT ? o.u.board_insert.id
+					    : o.u.board_touch.id;
 	if (ret_drained != NULL)
 		*ret_drained = drained;
 	return 0;
@@ -1371,9 +1658,7 @@ ledger_board_drain(struct ledger *l, int64_t id, bool drained, int64_t now_us,
 	struct board_id probe = {.id = id}, **found;
 	struct op o = {
 	    .kind = OP_BOARD_DRAIN,
-	    .id = id,
-	    .t = {now_us},
-	    .n = {drained},
+	    .u.board_drain = {.id = id, .drained = drained, .now_us = now_us},
 	};
 
 	found = tfind(&probe, &l->boards_by_id, board_id_by_id_cmp);
@@ -1397,8 +1682,7 @@ ledger_board_tags(
 	    obj != NULL ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	struct op o = {
 	    .kind = OP_BOARD_TAGS,
-	    .id = id,
-	    .s = {text},
+	    .u.board_tags = {.id = id, .tags = text},
 	};
 	int r;
 
@@ -1429,9 +1713,10 @@ ledger_board_state(struct ledger *l, int64_t id, const char *state,
 {
 	struct op o = {
 	    .kind = OP_BOARD_STATE,
-	    .id = id,
-	    .t = {now_us},
-	    .s = {state, detail},
+	    .u.board_state = {.id = id,
+		.state = state,
+		.detail = detail,
+		.now_us = now_us},
 	};
 
 	return op_add(l, &o, err);
@@ -1445,7 +1730,7 @@ ledger_board_state(struct ledger *l, int64_t id, const char *state,
 int
 ledger_boards_reset(struct ledger *l, int64_t now_us, struct npufarm_err *err)
 {
-	struct op o = {.kind = OP_BOARDS_RESET, .t = {now_us}};
+	struct op o = {.kind = OP_BOARDS_RESET, .u.reset = {.now_us = now_us}};
 	int r;
 
 	r = op_add(l, &o, err);
@@ -1462,12 +1747,21 @@ ledger_lease_insert(struct ledger *l, const struct ledger_lease *lease,
 {
 	struct op o = {
 	    .kind = OP_LEASE_INSERT,
-	    .id = l->next_lease_id,
-	    .t = {lease->requested_us, lease->granted_us, lease->released_us},
-	    .board_id = lease->board_id,
-	    .priority = lease->priority,
-	    .s = {lease->key, lease->user, lease->peer, lease->matchkey,
-		lease->outcome, lease->detail},
+	    .u.lease_insert =
+		{
+		    .id = l->next_lease_id,
+		    .key = lease->key,
+		    .user = lease->user,
+		    .peer = lease->peer,
+		    .priority = lease->priority,
+		    .requested_us = lease->requested_us,
+		    .granted_us = lease->granted_us,
+		    .released_us = lease->released_us,
+		    .board_id = lease->board_id,
+		    .matchkey = lease->matchkey,
+		    .outcome = lease->outcome,
+		    .detail = lease->detail,
+		},
 	};
 	int r;
 
@@ -1485,9 +1779,13 @@ ledger_lease_release(struct ledger *l, int64_t id, int64_t released_us,
 {
 	struct op o = {
 	    .kind = OP_LEASE_RELEASE,
-	    .id = id,
-	    .t = {released_us},
-	    .s = {outcome, detail},
+	    .u.lease_release =
+		{
+		    .id = id,
+		    .released_us = released_us,
+		    .outcome = outcome,
+		    .detail = detail,
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1512,9 +1810,14 @@ ledger_event_by(struct ledger *l, const char *kind, int64_t board_id,
 {
 	struct op o = {
 	    .kind = OP_EVENT,
-	    .t = {now_us},
-	    .board_id = board_id,
-	    .s = {kind, detail, actor},
+	    .u.event =
+		{
+		    .at_us = now_us,
+		    .board_id = board_id,
+		    .kind = kind,
+		    .detail = detail,
+		    .actor = actor,
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1627,11 +1930,18 @@ ledger_lease_session(struct ledger *l, int64_t id,
 {
 	struct op o = {
 	    .kind = OP_LEASE_SESSION,
-	    .id = id,
-	    .t = {sess->start_us, sess->end_us},
-	    .n = {(int64_t)sess->requests, (int64_t)sess->exceptions,
-		(int64_t)sess->bytes_to_board, (int64_t)sess->bytes_to_client},
-	    .s = {sess->outcome, sess->detail},
+	    .u.lease_session =
+		{
+		    .id = id,
+		    .start_us = sess->start_us,
+		    .end_us = sess->end_us,
+		    .outcome = sess->outcome,
+		    .detail = sess->detail,
+		    .requests = (int64_t)sess->requests,
+		    .exceptions = (int64_t)sess->exceptions,
+		    .bytes_to_board = (int64_t)sess->bytes_to_board,
+		    .bytes_to_client = (int64_t)sess->bytes_to_client,
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1644,8 +1954,7 @@ ledger_lease_agent_session(
 {
 	struct op o = {
 	    .kind = OP_LEASE_AGENT_SESSION,
-	    .id = id,
-	    .s = {session},
+	    .u.lease_agent_session = {.id = id, .session = session},
 	};
 
 	return op_add(l, &o, err);
@@ -1662,13 +1971,23 @@ ledger_lease_report(struct ledger *l, int64_t board_id, const char *session,
 {
 	struct op o = {
 	    .kind = OP_LEASE_REPORT,
-	    .board_id = board_id,
-	    .t = {rep->sess.start_us, rep->sess.end_us, ledger_now_us()},
-	    .priority = rep->timeout,
-	    .n = {(int64_t)rep->sess.requests, (int64_t)rep->sess.exceptions,
-		(int64_t)rep->sess.bytes_to_board,
-		(int64_t)rep->sess.bytes_to_client, rep->signal, rep->status},
-	    .s = {session, rep->sess.outcome, rep->sess.detail},
+	    .u.lease_report =
+		{
+		    .board_id = board_id,
+		    .session = session,
+		    .start_us = rep->sess.start_us,
+		    .end_us = rep->sess.end_us,
+		    .reported_us = ledger_now_us(),
+		    .outcome = rep->sess.outcome,
+		    .detail = rep->sess.detail,
+		    .requests = (int64_t)rep->sess.requests,
+		    .exceptions = (int64_t)rep->sess.exceptions,
+		    .bytes_to_board = (int64_t)rep->sess.bytes_to_board,
+		    .bytes_to_client = (int64_t)rep->sess.bytes_to_client,
+		    .signal = rep->signal,
+		    .status = rep->status,
+		    .timeout = rep->timeout,
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1741,9 +2060,12 @@ ledger_artifact(struct ledger *l, const char *sha256, uint64_t size,
 {
 	struct op o = {
 	    .kind = OP_ARTIFACT,
-	    .t = {ledger_now_us()},
-	    .n = {(int64_t)size},
-	    .s = {sha256},
+	    .u.artifact =
+		{
+		    .sha256 = sha256,
+		    .size = (int64_t)size,
+		    .stored_us = ledger_now_us(),
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1756,11 +2078,18 @@ ledger_job_insert(struct ledger *l, const struct ledger_job *job,
 {
 	struct op o = {
 	    .kind = OP_JOB_INSERT,
-	    .id = l->next_job_id,
-	    .t = {job->submitted_us},
-	    .priority = job->priority,
-	    .n = {(int64_t)(job->queue_timeout * 1000), job->ntasks},
-	    .s = {job->key, job->user, job->peer, job->tags},
+	    .u.job_insert =
+		{
+		    .id = l->next_job_id,
+		    .key = job->key,
+		    .user = job->user,
+		    .peer = job->peer,
+		    .tags = job->tags,
+		    .priority = job->priority,
+		    .queue_timeout_ms = (int64_t)(job->queue_timeout * 1000),
+		    .ntasks = job->ntasks,
+		    .submitted_us = job->submitted_us,
+		},
 	};
 	int r = op_add(l, &o, err);
 
@@ -1775,9 +2104,9 @@ ledger_job_state(struct ledger *l, int64_t id, const char *state,
 {
 	struct op o = {
 	    .kind = OP_JOB_STATE,
-	    .id = id,
-	    .t = {0, finished_us},
-	    .s = {state},
+	    .u.job_state = {.id = id,
+		.state = state,
+		.finished_us = finished_us},
 	};
 
 	return op_add(l, &o, err);
@@ -1791,11 +2120,16 @@ ledger_task_insert(struct ledger *l, int64_t job_id, int idx, const char *name,
 {
 	struct op o = {
 	    .kind = OP_TASK_INSERT,
-	    .id = l->next_task_id,
-	    .board_id = job_id,
-	    .t = {queued_us},
-	    .n = {idx},
-	    .s = {name, runner, spec},
+	    .u.task_insert =
+		{
+		    .id = l->next_task_id,
+		    .job_id = job_id,
+		    .idx = idx,
+		    .name = name,
+		    .runner = runner,
+		    .spec = spec,
+		    .queued_us = queued_us,
+		},
 	};
 	int r = op_add(l, &o, err);
 
@@ -1811,10 +2145,13 @@ ledger_task_start(struct ledger *l, int64_t id, int attempt, int64_t board_id,
 {
 	struct op o = {
 	    .kind = OP_TASK_START,
-	    .id = id,
-	    .board_id = board_id,
-	    .t = {now_us},
-	    .n = {attempt},
+	    .u.task_start =
+		{
+		    .id = id,
+		    .attempt = attempt,
+		    .board_id = board_id,
+		    .now_us = now_us,
+		},
 	};
 	int r = op_add(l, &o, err);
 
@@ -1826,7 +2163,7 @@ ledger_task_start(struct ledger *l, int64_t id, int attempt, int64_t board_id,
 int
 ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err)
 {
-	struct op o = {.kind = OP_TASK_REQUEUE, .id = id};
+	struct op o = {.kind = OP_TASK_REQUEUE, .u.task_requeue = {.id = id}};
 
 	return op_add(l, &o, err);
 }
@@ -1841,17 +2178,28 @@ ledger_task_finish(struct ledger *l, int64_t id, int attempt,
 {
 	struct op a = {
 	    .kind = OP_ATTEMPT_FINISH,
-	    .id = id,
-	    .t = {0, res->finished_us},
-	    .n = {attempt, 0, res->signal, res->status},
-	    .s = {res->outcome, res->detail},
+	    .u.attempt_finish =
+		{
+		    .task_id = id,
+		    .attempt = attempt,
+		    .finished_us = res->finished_us,
+		    .outcome = res->outcome,
+		    .detail = res->detail,
+		    .signal = res->signal,
+		    .status = res->status,
+		},
 	};
 	struct op t = {
 	    .kind = OP_TASK_FINISH,
-	    .id = id,
-	    .t = {0, res->finished_us},
-	    .n = {0, res->number},
-	    .s = {res->outcome, res->detail, res->costs},
+	    .u.task_finish =
+		{
+		    .id = id,
+		    .outcome = res->outcome,
+		    .detail = res->detail,
+		    .costs = res->costs,
+		    .number = res->number,
+		    .finished_us = res->finished_us,
+		},
 	};
 	int r = 0;
 
