@@ -2,12 +2,14 @@
 /*
  * sqlite ledger with a writer thread.
  *
- * Loop thread: a read connection (migrations at open, queries), the id
- * counters, a map of known boards, and the batch being filled.  Writer
- * thread: its own connection and the prepared write statements; it takes
- * every submitted batch, runs them in one BEGIN IMMEDIATE ... COMMIT, and
- * records how far it got.  The two share only the queue of submitted
- * batches and the progress counters, under one mutex.
+ * Loop thread: the id counters, a map of known boards, the batch being
+ * filled, and the reads (ledger_read.c: a connection of their own that
+ * sees committed transactions; migrations run on a set-up connection at
+ * open).  Writer thread: its own connection and the prepared write
+ * statements; it takes every submitted batch, runs them in one BEGIN
+ * IMMEDIATE ... COMMIT, and records how far it got.  The two share only
+ * the queue of submitted batches and the progress counters, under one
+ * mutex.
  *
  * Schema changes are append-only entries of migrations[]; user_version
  * records how many have run.  Statements are reset and unbound after every
@@ -36,6 +38,7 @@
 
 #include "err.h"
 #include "hist.h"
+#include "ledger_read.h"
 #include "log.h"
 #include "tags.h"
 
@@ -684,31 +687,6 @@ struct op {
 
 STAILQ_HEAD(op_list, op);
 
-enum read_stmt {
-	RD_BOARDS_ALL,
-	RD_LEASES_RECENT,
-	RD_MAX,
-};
-
-static const char *const read_sql[RD_MAX] = {
-    [RD_BOARDS_ALL] =
-	"SELECT id, kind, key, address, name, state,"
-	" first_seen_us, last_seen_us, detail, drained, tags,"
-	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id) +"
-	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id),"
-	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id AND"
-	"  l.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong')) +"
-	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id AND"
-	"  a.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong'))"
-	" FROM boards ORDER BY key, name",
-    [RD_LEASES_RECENT] =
-	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
-	" l.granted_us, l.released_us, l.board_id, b.name, l.matchkey,"
-	" l.outcome, l.detail, l.session_start_us, l.requests, l.exceptions,"
-	" l.bytes_to_board, l.bytes_to_client FROM leases l LEFT JOIN boards b"
-	" ON b.id = l.board_id ORDER BY l.id DESC LIMIT ?1",
-};
-
 struct board_id {
 	int64_t id;
 	bool drained; /* an operator drained it */
@@ -717,9 +695,8 @@ struct board_id {
 
 struct ledger {
 	/* Loop thread only. */
-	sqlite3 *db; /* reads */
-	sqlite3_stmt *rd[RD_MAX];
-	struct op_list batch; /* writes not yet submitted */
+	struct ledger_read *rd; /* reads, on a connection of their own */
+	struct op_list batch;   /* writes not yet submitted */
 	size_t nbatch;
 	ledger_dirty_fn *dirty; /* called when a batch starts */
 	void *dirty_arg;
@@ -759,7 +736,7 @@ struct ledger {
 };
 
 /* @err from sqlite's last error on @db while doing @what; the -errno. */
-int
+static int
 ledger_db_fail(sqlite3 *db, struct npufarm_err *err, const char *what)
 {
 	int rc = sqlite3_extended_errcode(db);
@@ -1007,19 +984,19 @@ board_id_add(struct ledger *l, struct board_id *bi)
 }
 
 static int
-load_state(struct ledger *l, struct npufarm_err *err)
+load_state(struct ledger *l, sqlite3 *db, struct npufarm_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, r = 0;
 
-	if (sqlite3_prepare_v2(l->db,
+	if (sqlite3_prepare_v2(db,
 		"SELECT (SELECT ifnull(max(id), 0) FROM boards),"
 		" (SELECT ifnull(max(id), 0) FROM leases),"
 		" (SELECT ifnull(max(id), 0) FROM jobs),"
 		" (SELECT ifnull(max(id), 0) FROM tasks)",
 		-1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
-		r = ledger_db_fail(l->db, err, "reading ids");
+		r = ledger_db_fail(db, err, "reading ids");
 		goto out;
 	}
 	l->next_board_id = sqlite3_column_int64(st, 0) + 1;
@@ -1027,10 +1004,10 @@ load_state(struct ledger *l, struct npufarm_err *err)
 	l->next_job_id = sqlite3_column_int64(st, 2) + 1;
 	l->next_task_id = sqlite3_column_int64(st, 3) + 1;
 	sqlite3_finalize(st);
-	if (sqlite3_prepare_v2(l->db,
+	if (sqlite3_prepare_v2(db,
 		"SELECT id, kind, key, address, drained FROM boards", -1, &st,
 		NULL) != SQLITE_OK) {
-		r = ledger_db_fail(l->db, err, "reading boards");
+		r = ledger_db_fail(db, err, "reading boards");
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -1048,7 +1025,7 @@ load_state(struct ledger *l, struct npufarm_err *err)
 		}
 	}
 	if (rc != SQLITE_DONE)
-		r = ledger_db_fail(l->db, err, "reading boards");
+		r = ledger_db_fail(db, err, "reading boards");
 out:
 	sqlite3_finalize(st);
 	return r;
@@ -1256,6 +1233,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
     struct npufarm_err *err)
 {
 	struct ledger *l;
+	sqlite3 *db = NULL;
 	int r, i;
 
 	l = calloc(1, sizeof(*l));
@@ -1276,24 +1254,20 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	hist_init(&l->commit_hist, HIST_SCALE_COMMIT);
 	r = ledger_lock(path, &l->lock_fd, err);
 	if (r >= 0)
-		r = db_open(path, sync_full, &l->db, err);
+		r = db_open(path, sync_full, &db, err);
 	if (r >= 0)
-		r = migrate(l->db, err);
+		r = migrate(db, err);
 	if (r >= 0)
-		r = load_state(l, err);
+		r = load_state(l, db, err);
+	(void)sqlite3_close(db); /* set-up only: reads have their own */
+	if (r >= 0)
+		r = ledger_read_open(path, &l->rd, err);
 	if (r >= 0)
 		r = db_open(path, sync_full, &l->wdb, err);
 	if (r < 0) {
 		err_prefix(err, "ledger '%s': ", path);
 		goto fail;
 	}
-	for (i = 0; i < RD_MAX; i++)
-		if (sqlite3_prepare_v3(l->db, read_sql[i], -1,
-			SQLITE_PREPARE_PERSISTENT, &l->rd[i],
-			NULL) != SQLITE_OK) {
-			r = ledger_db_fail(l->db, err, "prepare");
-			goto fail;
-		}
 	for (i = 0; i < OP_MAX; i++) {
 		if (sqlite3_prepare_v3(l->wdb, op_sql[i], -1,
 			SQLITE_PREPARE_PERSISTENT, &l->wr[i],
@@ -1362,8 +1336,6 @@ ledger_close(struct ledger *l)
 	}
 	op_free_list(&l->batch);
 	op_free_list(&l->queue);
-	for (i = 0; i < RD_MAX; i++)
-		sqlite3_finalize(l->rd[i]);
 	for (i = 0; i < OP_MAX; i++)
 		sqlite3_finalize(l->wr[i]);
 	sqlite3_finalize(l->w_begin);
@@ -1371,8 +1343,7 @@ ledger_close(struct ledger *l)
 	sqlite3_finalize(l->w_rollback);
 	rc = sqlite3_close(l->wdb);
 	assert(rc == SQLITE_OK);
-	rc = sqlite3_close(l->db);
-	assert(rc == SQLITE_OK);
+	l->rd = ledger_read_close(l->rd);
 	(void)rc;
 	tdestroy(l->boards_by_id, board_id_keep);
 	tdestroy(l->boards, board_id_free);
@@ -1582,18 +1553,7 @@ ledger_pruned(struct ledger *l)
 int64_t
 ledger_live_bytes(struct ledger *l)
 {
-	sqlite3_stmt *st = NULL;
-	int64_t n = -EIO;
-
-	if (sqlite3_prepare_v2(l->db,
-		"SELECT (SELECT page_count FROM pragma_page_count()) -"
-		" (SELECT freelist_count FROM pragma_freelist_count()),"
-		" (SELECT page_size FROM pragma_page_size())",
-		-1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0) * sqlite3_column_int64(st, 1);
-	sqlite3_finalize(st);
-	return n;
+	return ledger_read_live_bytes(l->rd);
 }
 
 /*
@@ -1823,12 +1783,6 @@ ledger_event_by(struct ledger *l, const char *kind, int64_t board_id,
 	return op_add(l, &o, err);
 }
 
-static const char *
-col_text(sqlite3_stmt *st, int i)
-{
-	return (const char *)sqlite3_column_text(st, i);
-}
-
 /*
  * Call @fn for every committed board, ordered by key then name.  Stops
  * early and returns @fn's value when it returns non-zero.
@@ -1837,34 +1791,7 @@ int
 ledger_foreach_board(
     struct ledger *l, ledger_board_fn *fn, void *arg, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->rd[RD_BOARDS_ALL];
-	int rc, r = 0;
-
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct ledger_board b = {
-		    .id = sqlite3_column_int64(st, 0),
-		    .kind = col_text(st, 1),
-		    .key = col_text(st, 2),
-		    .address = col_text(st, 3),
-		    .name = col_text(st, 4),
-		    .state = col_text(st, 5),
-		    .first_seen_us = sqlite3_column_int64(st, 6),
-		    .last_seen_us = sqlite3_column_int64(st, 7),
-		    .detail = col_text(st, 8),
-		    .drained = sqlite3_column_int(st, 9) != 0,
-		    .tags = col_text(st, 10),
-		    .runs = sqlite3_column_int64(st, 11),
-		    .failures = sqlite3_column_int64(st, 12),
-		};
-
-		r = fn(&b, arg);
-		if (r != 0)
-			break;
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = ledger_db_fail(l->db, err, "board query");
-	stmt_done(st);
-	return r;
+	return ledger_read_boards(l->rd, fn, arg, err);
 }
 
 /* Call @fn for the @limit most recent committed leases, newest first. */
@@ -1872,51 +1799,7 @@ int
 ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
     void *arg, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->rd[RD_LEASES_RECENT];
-	int rc, r = 0;
-
-	if (sqlite3_bind_int(st, 1, limit) != SQLITE_OK) {
-		r = ledger_db_fail(l->db, err, "lease query");
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct ledger_lease x = {
-		    .id = sqlite3_column_int64(st, 0),
-		    .key = col_text(st, 1),
-		    .user = col_text(st, 2),
-		    .peer = col_text(st, 3),
-		    .priority = sqlite3_column_double(st, 4),
-		    .requested_us = sqlite3_column_int64(st, 5),
-		    .granted_us = sqlite3_column_int64(st, 6),
-		    .released_us = sqlite3_column_int64(st, 7),
-		    .board_id = sqlite3_column_int64(st, 8),
-		    .board = col_text(st, 9),
-		    .matchkey = col_text(st, 10),
-		    .outcome = col_text(st, 11),
-		    .detail = col_text(st, 12),
-		    .session =
-			{
-			    .start_us = sqlite3_column_int64(st, 13),
-			    .end_us = sqlite3_column_int64(st, 7),
-			    .requests = (uint64_t)sqlite3_column_int64(st, 14),
-			    .exceptions =
-				(uint64_t)sqlite3_column_int64(st, 15),
-			    .bytes_to_board =
-				(uint64_t)sqlite3_column_int64(st, 16),
-			    .bytes_to_client =
-				(uint64_t)sqlite3_column_int64(st, 17),
-			},
-		};
-
-		r = fn(&x, arg);
-		if (r != 0)
-			break;
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = ledger_db_fail(l->db, err, "lease query");
-out:
-	stmt_done(st);
-	return r;
+	return ledger_read_leases(l->rd, limit, fn, arg, err);
 }
 
 /*
@@ -2210,9 +2093,50 @@ ledger_task_finish(struct ledger *l, int64_t id, int attempt,
 	return r;
 }
 
-/* The loop thread's read connection, for the job queries (ledger_jobs.c). */
-sqlite3 *
-ledger_read_db(struct ledger *l)
+/* ---- job reads (ledger_read.c), on committed rows ---------------------- */
+
+/*
+ * Jobs newest first, at most @limit, optionally only in @state and of
+ * @user (NULL: any).  @fn returning non-zero stops and is returned.
+ */
+int
+ledger_foreach_job(struct ledger *l, const char *state, const char *user,
+    int limit, ledger_job_fn *fn, void *arg, struct npufarm_err *err)
 {
-	return l->db;
+	return ledger_read_jobs(l->rd, state, user, limit, fn, arg, err);
+}
+
+/* Job @id (one call of @fn), or -ENOENT. */
+int
+ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
+    struct npufarm_err *err)
+{
+	return ledger_read_job(l->rd, id, fn, arg, err);
+}
+
+/* Jobs that are queued or running: what a restarted broker takes up. */
+int
+ledger_foreach_live_job(
+    struct ledger *l, ledger_job_fn *fn, void *arg, struct npufarm_err *err)
+{
+	return ledger_read_live_jobs(l->rd, fn, arg, err);
+}
+
+/* Every task of job @job_id, by index, with its board's name. */
+int
+ledger_foreach_task(struct ledger *l, int64_t job_id, ledger_task_fn *fn,
+    void *arg, struct npufarm_err *err)
+{
+	return ledger_read_tasks(l->rd, job_id, fn, arg, err);
+}
+
+/*
+ * Task counts of job @job_id: @fn(state, outcome or NULL, count, @arg)
+ * per group.
+ */
+int
+ledger_task_counts(struct ledger *l, int64_t job_id, ledger_count_fn *fn,
+    void *arg, struct npufarm_err *err)
+{
+	return ledger_read_task_counts(l->rd, job_id, fn, arg, err);
 }

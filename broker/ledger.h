@@ -162,11 +162,8 @@ int ledger_task_start(struct ledger *l, int64_t id, int attempt,
 int ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err);
 int ledger_task_finish(struct ledger *l, int64_t id, int attempt,
     const struct ledger_task_result *res, bool final, struct npufarm_err *err);
-struct sqlite3 *ledger_read_db(struct ledger *l);
-int ledger_db_fail(
-    struct sqlite3 *db, struct npufarm_err *err, const char *what);
 
-/* Rows of the job reads (ledger_jobs.c); strings borrowed for the call. */
+/* Rows of the job reads (ledger_read.c); strings borrowed for the call. */
 struct ledger_job_row {
 	int64_t id;
 	const char *key, *user, *state;
