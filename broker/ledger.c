@@ -687,6 +687,15 @@ struct op {
 
 STAILQ_HEAD(op_list, op);
 
+/* Someone waiting for the batches submitted before it (ledger_after()). */
+struct ledger_wait {
+	uint64_t seq;    /* done once committed reaches it */
+	uint64_t errors; /* l->errors when it began */
+	ledger_done_fn *fn;
+	void *arg;
+	TAILQ_ENTRY(ledger_wait) link;
+};
+
 struct board_id {
 	int64_t id;
 	bool drained; /* an operator drained it */
@@ -705,7 +714,8 @@ struct ledger {
 	void *boards;       /* tsearch of struct board_id by name */
 	void *boards_by_id; /* the same entries, by id */
 	int64_t next_board_id, next_lease_id, next_job_id, next_task_id;
-	uint64_t submitted; /* batches handed to the writer */
+	uint64_t submitted;              /* batches handed to the writer */
+	TAILQ_HEAD(, ledger_wait) waits; /* by seq */
 
 	/* Writer thread only. */
 	sqlite3 *wdb;
@@ -715,17 +725,18 @@ struct ledger {
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t work;     /* writer: queue non-empty or stop */
-	pthread_cond_t done;     /* loop: progress was made */
-	struct op_list queue;    /* submitted, not yet taken */
-	uint64_t queued;         /* batches in queue, cumulative */
-	uint64_t committed;      /* batches finished (ok or failed) */
-	uint64_t commits;        /* transactions committed */
-	uint64_t failed;         /* batches rolled back, cumulative */
+	pthread_cond_t work;  /* writer: queue non-empty or stop */
+	pthread_cond_t done;  /* loop: progress was made */
+	struct op_list queue; /* submitted, not yet taken */
+	uint64_t queued;      /* batches in queue, cumulative */
+	uint64_t committed;   /* batches finished (ok or failed) */
+	uint64_t commits;     /* transactions committed */
+	uint64_t failed;      /* batches rolled back, cumulative */
+	uint64_t errors;      /* transactions with a failed write, cumulative */
 	struct hist commit_hist; /* seconds per committed batch */
 	int notify_fd;           /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
-	struct npufarm_err fail; /* a failed batch for failed_fn, if fail_new */
+	struct npufarm_err fail; /* the last failed batch's error */
 	bool fail_new;
 	bool stop;
 	bool thread_started;
@@ -1194,11 +1205,11 @@ writer_main(void *arg)
 			time_t now = time(NULL);
 
 			memcpy(l->last_error, err.msg, sizeof(l->last_error));
-			if (l->failed_fn != NULL) {
-				/* The loop reports it (ledger_notified()). */
-				l->fail = err;
+			l->errors++;
+			l->fail = err;
+			if (l->failed_fn != NULL) /* reported by the loop */
 				l->fail_new = true;
-			} else if (now != last_log) /* at most once a second */
+			else if (now != last_log) /* at most once a second */
 				log_err("%s", err.msg);
 			last_log = now;
 		}
@@ -1241,6 +1252,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 		return err_set(err, -ENOMEM, "out of memory");
 	STAILQ_INIT(&l->batch);
 	STAILQ_INIT(&l->queue);
+	TAILQ_INIT(&l->waits);
 	l->lock_fd = -1;
 	l->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->notify_fd < 0) {
@@ -1313,6 +1325,8 @@ board_id_keep(void *p)
 	(void)p; /* owned by the name tree */
 }
 
+static void run_waits(struct ledger *l);
+
 /*
  * Submit what is pending, wait for the writer to finish everything, stop
  * it, finalize every statement and close.  Accepts NULL; returns NULL.
@@ -1333,6 +1347,7 @@ ledger_close(struct ledger *l)
 		pthread_join(l->thread, NULL);
 		if (l->fail_new && l->failed_fn != NULL) /* the last batch */
 			l->failed_fn(&l->fail, l->failed_arg);
+		run_waits(l); /* everything is done now */
 	}
 	op_free_list(&l->batch);
 	op_free_list(&l->queue);
@@ -1912,6 +1927,76 @@ ledger_notify_fd(const struct ledger *l)
 	return l->notify_fd;
 }
 
+/* Call back the waits whose batches the writer has finished. */
+static void
+run_waits(struct ledger *l)
+{
+	struct ledger_wait *w;
+	struct npufarm_err e;
+	uint64_t committed, errors;
+
+	while ((w = TAILQ_FIRST(&l->waits)) != NULL) {
+		pthread_mutex_lock(&l->mu);
+		committed = l->committed;
+		errors = l->errors;
+		e = l->fail;
+		pthread_mutex_unlock(&l->mu);
+		if (w->seq > committed)
+			break;
+		TAILQ_REMOVE(&l->waits, w, link);
+		w->fn(errors != w->errors ? &e : NULL, w->arg);
+		free(w);
+	}
+}
+
+/*
+ * Call @fn(@err, @arg) on the loop thread once every write made so far is
+ * committed: with @err NULL then, or with the writer's error when a batch
+ * failed meanwhile (the writes may be lost).  With nothing waiting for
+ * the writer, @fn runs before this returns; else from ledger_notified(),
+ * or ledger_close() at the latest, in the order of the calls.  *@ret_wait
+ * (may be NULL) takes a handle for ledger_after_cancel(), or NULL when @fn
+ * already ran.  Returns 0, or -ENOMEM (@fn is not called).  Never blocks:
+ * this is how the loop reads its own writes.
+ */
+int
+ledger_after(struct ledger *l, ledger_done_fn *fn, void *arg,
+    struct ledger_wait **ret_wait)
+{
+	uint64_t seq = l->submitted + (l->nbatch > 0), committed, errors;
+	struct ledger_wait *w;
+
+	pthread_mutex_lock(&l->mu);
+	committed = l->committed;
+	errors = l->errors;
+	pthread_mutex_unlock(&l->mu);
+	if (ret_wait != NULL)
+		*ret_wait = NULL;
+	if (seq <= committed && TAILQ_EMPTY(&l->waits)) {
+		fn(NULL, arg);
+		return 0;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -ENOMEM;
+	*w = (struct ledger_wait){
+	    .seq = seq, .errors = errors, .fn = fn, .arg = arg};
+	TAILQ_INSERT_TAIL(&l->waits, w, link);
+	if (ret_wait != NULL)
+		*ret_wait = w;
+	return 0;
+}
+
+/* Forget wait @w of ledger_after() without calling it.  Accepts NULL. */
+void
+ledger_after_cancel(struct ledger *l, struct ledger_wait *w)
+{
+	if (w == NULL)
+		return;
+	TAILQ_REMOVE(&l->waits, w, link);
+	free(w);
+}
+
 /*
  * Consume the notification, and report a batch the writer rolled back
  * since the last call to the failed callback.  Loop thread.
@@ -1932,6 +2017,7 @@ ledger_notified(struct ledger *l)
 	pthread_mutex_unlock(&l->mu);
 	if (failed && l->failed_fn != NULL)
 		l->failed_fn(&e, l->failed_arg);
+	run_waits(l);
 }
 
 /* ---- jobs ----------------------------------------------------------- */

@@ -18,6 +18,7 @@
 #include <stdint.h>
 
 struct ledger;
+struct ledger_wait;
 struct hist;
 struct npufarm_err;
 
@@ -25,6 +26,8 @@ struct npufarm_err;
 
 typedef void ledger_dirty_fn(void *arg);
 typedef void ledger_failed_fn(const struct npufarm_err *err, void *arg);
+/* @err: NULL when committed, else what the writer failed with. */
+typedef void ledger_done_fn(const struct npufarm_err *err, void *arg);
 
 struct ledger_board {
 	int64_t id;
@@ -114,6 +117,9 @@ int64_t ledger_now_us(void);
 bool ledger_pending(const struct ledger *l);
 void ledger_commit(struct ledger *l);
 int ledger_sync(struct ledger *l, struct npufarm_err *err);
+int ledger_after(struct ledger *l, ledger_done_fn *fn, void *arg,
+    struct ledger_wait **ret_wait);
+void ledger_after_cancel(struct ledger *l, struct ledger_wait *w);
 int ledger_prune(
     struct ledger *l, int64_t before_us, int batch, struct npufarm_err *err);
 uint64_t ledger_pruned(struct ledger *l);

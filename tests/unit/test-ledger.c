@@ -168,6 +168,61 @@ START_TEST(test_ledger_reports_failed_commit)
 }
 END_TEST
 
+static void
+done_cb(const struct npufarm_err *err, void *arg)
+{
+	struct failures *f = arg;
+
+	f->n++;
+	(void)snprintf(f->msg, sizeof(f->msg), "%s", err ? err->msg : "ok");
+}
+
+/* ledger_after(): at once with nothing in flight; else once the writes
+ * before it are committed, with the writer's error when they failed. */
+START_TEST(test_ledger_after_commit)
+{
+	struct failures f = {0};
+	struct npufarm_err err;
+	struct ledger_wait *w;
+	struct ledger *l;
+	int64_t id;
+	struct ledger_lease row = {
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	};
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_ptr_null(w);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(f.n, 1); /* not before its write is committed */
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ck_assert_int_eq(f.n, 1); /* the loop is told (ledger_notified()) */
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 2);
+	ck_assert_str_eq(f.msg, "ok");
+	row.outcome = "kShutdown";
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, NULL), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 3);
+	ck_assert(strstr(f.msg, "CHECK") != NULL);
+	/* Cancelled: never called; at close: called. */
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ledger_after_cancel(l, w);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ledger_close(l);
+	ck_assert_int_eq(f.n, 4);
+}
+END_TEST
+
 START_TEST(test_ledger_refuses_newer_schema)
 {
 	struct npufarm_err err;
@@ -427,6 +482,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_rejects_bad_outcome);
 	tcase_add_test(tc, test_ledger_refuses_newer_schema);
 	tcase_add_test(tc, test_ledger_reports_failed_commit);
+	tcase_add_test(tc, test_ledger_after_commit);
 	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
 	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
 	tcase_add_test(tc, test_ledger_migrates_v1);
