@@ -19,7 +19,6 @@
 
 struct evbuffer;
 struct metrics;
-struct server;
 
 int metrics_new(size_t max_keys, struct metrics **ret_metrics);
 struct metrics *metrics_free(struct metrics *m);
@@ -38,8 +37,11 @@ void metrics_relay_bytes(
     struct metrics *m, uint64_t to_board, uint64_t to_client);
 void metrics_agent_connect(struct metrics *m);
 
-int metrics_write(struct metrics *m, struct server *srv, struct evbuffer *out);
+void metrics_touch_key(struct metrics *m, const char *key);
 int metrics_write_registry(struct metrics *m, struct evbuffer *out);
+int metrics_add_header(
+    struct evbuffer *out, const char *name, const char *type, const char *help);
+int metrics_add_key_label(struct evbuffer *out, const char *key);
 int metrics_add_label_value(struct evbuffer *out, const char *v);
 int metrics_add_hist(struct evbuffer *out, const char *name, const char *labels,
     const struct hist *h);

@@ -26,11 +26,14 @@
 #include <jansson.h>
 
 #include "agent_link.h"
+#include "api_boards.h"
+#include "api_jobs.h"
+#include "api_metrics.h"
 #include "artifacts.h"
 #include "auth.h"
 #include "conn.h"
 #include "err.h"
-#include "http_api.h"
+#include "http.h"
 #include "jobs.h"
 #include "jobs_parse.h"
 #include "ledger.h"
@@ -314,8 +317,7 @@ write_ready_file(struct server *srv, struct npufarm_err *err)
 	for (i = 0; farm != NULL && i < srv->nlisteners; i++)
 		(void)json_array_append_new(
 		    farm, json_string(srv->farm_addrs[i]));
-	v = json_pack(
-	    "{soss}", "farm", farm, "http", http_api_address(srv->http));
+	v = json_pack("{soss}", "farm", farm, "http", http_address(srv->http));
 	if (v == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	(void)snprintf(tmp, sizeof(tmp), "%s.tmp", srv->cfg->ready_file);
@@ -339,7 +341,7 @@ warn_exposure(struct server *srv)
 	for (i = 0; i < srv->nlisteners; i++)
 		farm[i] = srv->farm_addrs[i];
 	(void)auth_warn_exposure(srv->auth, farm, srv->nlisteners,
-	    srv->http ? http_api_address(srv->http) : NULL);
+	    srv->http ? http_address(srv->http) : NULL);
 }
 
 /*
@@ -356,6 +358,8 @@ server_reconfigure(struct server *srv, struct auth *auth)
 	auth_log_changes(srv->auth, auth);
 	auth_free(srv->auth);
 	srv->auth = auth;
+	if (srv->http != NULL)
+		http_set_auth(srv->http, auth);
 	srv->tv_handshake = common_timeout(srv, cfg->handshake_timeout);
 	srv->tv_request = common_timeout(srv, cfg->request_timeout);
 	srv->tv_grace = common_timeout(srv, cfg->unknown_key_grace);
@@ -387,6 +391,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 {
 	static const struct timeval board_tv = {
 	    0, SERVER_BOARD_FLUSH_MS * 1000};
+	struct http_env env;
 	struct server *srv;
 	size_t i;
 	int r;
@@ -464,9 +469,20 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r >= 0)
 		r = jobs_recover(srv->jobs, err);
 	if (r >= 0)
-		r = retention_new(srv, &srv->retention, err);
+		r = retention_new(
+		    srv->base, cfg, srv->ledger, &srv->retention, err);
+	env = (struct http_env){
+	    .base = srv->base,
+	    .cfg = cfg,
+	    .ledger = srv->ledger,
+	    .sched = srv->sched,
+	    .metrics = srv->metrics,
+	    .jobs = srv->jobs,
+	    .artifacts = srv->artifacts,
+	    .srv = srv,
+	};
 	if (r >= 0)
-		r = jobs_parse_new(srv, &srv->jobs_parse, err);
+		r = jobs_parse_new(&env, &srv->jobs_parse, err);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
@@ -478,7 +494,14 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		if (r < 0)
 			goto fail;
 	}
-	r = http_api_new(srv, cfg->http, &srv->http, err);
+	env.jobs_parse = srv->jobs_parse;
+	r = http_new(&env, srv->auth, cfg->http, &srv->http, err);
+	if (r >= 0)
+		r = api_boards_add(srv->http);
+	if (r >= 0)
+		r = api_jobs_add(srv->http);
+	if (r >= 0)
+		r = api_metrics_add(srv->http);
 	if (r < 0)
 		goto fail;
 	warn_exposure(srv);
@@ -520,7 +543,7 @@ server_free(struct server *srv)
 		evconnlistener_free(srv->listeners[i]);
 	/* Its waiting requests are answered while the API still exists. */
 	srv->jobs_parse = jobs_parse_free(srv->jobs_parse);
-	srv->http = http_api_free(srv->http);
+	srv->http = http_free(srv->http);
 	srv->retention = retention_free(srv->retention);
 	while ((c = TAILQ_FIRST(&srv->conns)) != NULL)
 		conn_free(c);
