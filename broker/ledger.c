@@ -659,6 +659,10 @@ static const struct op_bind op_binds[OP_MAX][OP_MAX_BINDS] = {
 struct op {
 	enum op_kind kind;
 	STAILQ_ENTRY(op) link;
+	/* Writer thread: a lease insert's release, written with it in one
+	 * INSERT (coalesce()); that release is then merged and not run. */
+	struct op *release;
+	bool merged;
 	union {
 		struct w_board_insert board_insert;
 		struct w_board_touch board_touch;
@@ -1127,6 +1131,104 @@ run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 }
 
 /*
+ * A lease granted and released within one group commit (a short lease
+ * cycle, the common case under load) becomes one INSERT of the ended row
+ * instead of an INSERT and an UPDATE: half the statements and no entry in
+ * leases_open to add and remove.  The row written is the same.  A release
+ * is only merged when no write between the two could touch that lease
+ * otherwise: one naming the lease, an agent's report (found by board and
+ * session), a reset or a prune stop the merging for what came before.
+ * Insert ids are assigned in order, so a window of ids indexes them.
+ */
+static void
+coalesce(struct op_list *list)
+{
+	struct op *o, **open = NULL;
+	int64_t lo = 0, hi = -1, id;
+	size_t n = 0;
+
+	STAILQ_FOREACH(o, list, link)
+	{
+		if (o->kind != OP_LEASE_INSERT)
+			continue;
+		id = o->u.lease_insert.id;
+		if (n++ == 0 || id < lo)
+			lo = id;
+		if (id > hi)
+			hi = id;
+	}
+	if (n < 2 || (uint64_t)(hi - lo) > 4 * (uint64_t)n + 64)
+		return;
+	open = calloc((size_t)(hi - lo + 1), sizeof(*open));
+	if (open == NULL)
+		return; /* then each runs on its own */
+	STAILQ_FOREACH(o, list, link)
+	{
+		struct op **slot = NULL;
+
+		switch (o->kind) {
+		case OP_LEASE_INSERT:
+			id = o->u.lease_insert.id;
+			/* The release sets its three columns whatever they
+			 * were: any insert takes one. */
+			if (id >= lo && id <= hi)
+				open[id - lo] = o;
+			break;
+		case OP_LEASE_RELEASE:
+			id = o->u.lease_release.id;
+			slot = id >= lo && id <= hi ? &open[id - lo] : NULL;
+			if (slot != NULL && *slot != NULL) {
+				(*slot)->release = o;
+				o->merged = true;
+			}
+			break;
+		case OP_LEASE_SESSION:
+		case OP_LEASE_AGENT_SESSION:
+			id = o->kind == OP_LEASE_SESSION
+				 ? o->u.lease_session.id
+				 : o->u.lease_agent_session.id;
+			slot = id >= lo && id <= hi ? &open[id - lo] : NULL;
+			break;
+		case OP_LEASE_REPORT:
+		case OP_LEASES_RESET:
+		case OP_PRUNE_LEASES:
+			memset(open, 0, (size_t)(hi - lo + 1) * sizeof(*open));
+			break;
+		default:
+			break;
+		}
+		if (slot != NULL)
+			*slot =
+			    NULL; /* released, or touched: no more merging */
+	}
+	free(open);
+}
+
+/*
+ * Run lease insert @o with the release merged into it.  If that fails on
+ * its own, the two run apart, as they came.
+ */
+static int
+run_merged(struct ledger *l, const struct op *o, struct npufarm_err *err)
+{
+	const struct w_lease_release *rel = &o->release->u.lease_release;
+	struct op m = *o;
+	int r;
+
+	m.u.lease_insert.released_us = rel->released_us;
+	m.u.lease_insert.outcome = rel->outcome;
+	m.u.lease_insert.detail = rel->detail;
+	r = run_op(l, &m, err);
+	if (r >= 0 || sqlite3_get_autocommit(l->wdb))
+		return r; /* written, or the transaction is gone */
+	/* A constraint of the merged row: write them apart, as they came. */
+	r = run_op(l, o, err);
+	if (r >= 0)
+		r = run_op(l, o->release, err);
+	return r;
+}
+
+/*
  * Run one transaction over @list.  A write that fails on its own (a
  * constraint) is skipped and reported, the rest still commit; a failure
  * that ends the transaction (I/O, disk full) loses the whole batch.
@@ -1145,9 +1247,13 @@ write_batch(struct ledger *l, struct op_list *list, bool *ret_committed,
 	stmt_done(l->w_begin);
 	if (rc != SQLITE_DONE)
 		return ledger_db_fail(l->wdb, err, "begin");
+	coalesce(list);
 	STAILQ_FOREACH(o, list, link)
 	{
-		if (run_op(l, o, &e) >= 0)
+		if (o->merged)
+			continue; /* written with its insert */
+		if ((o->release != NULL ? run_merged(l, o, &e)
+					: run_op(l, o, &e)) >= 0)
 			continue;
 		if (r == 0) {
 			r = e.code;
@@ -1233,6 +1339,20 @@ writer_main(void *arg)
 }
 
 /*
+ * Before sqlite's first use in the process: no allocation statistics.
+ * They take a global mutex around every malloc sqlite makes, which the
+ * writer thread paid on every row (issue 15); nothing reads them.  Too
+ * late (sqlite already in use) is harmless.
+ */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void
+sqlite_setup(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+/*
  * Open (creating if needed) the ledger at @path (a file: the writer thread
  * opens it a second time), apply pending migrations and start the writer.
  * @sync_full selects synchronous=FULL (the default: no committed row is
@@ -1247,6 +1367,7 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	sqlite3 *db = NULL;
 	int r, i;
 
+	(void)pthread_once(&sqlite_once, sqlite_setup);
 	l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return err_set(err, -ENOMEM, "out of memory");

@@ -223,6 +223,54 @@ START_TEST(test_ledger_after_commit)
 }
 END_TEST
 
+/* A lease granted and released within one group commit is written as
+ * one row, the same row as an INSERT and an UPDATE would leave; one the
+ * merged row cannot be is written as before (its grant kept). */
+START_TEST(test_ledger_short_lease_one_row)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t board, a, b, c;
+	struct ledger_lease row = {
+	    .key = "rk3588",
+	    .user = "u",
+	    .peer = "p",
+	    .priority = 1,
+	    .requested_us = 1000,
+	    .granted_us = 2000,
+	    .matchkey = "rk3588:0.5",
+	};
+	char *out;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
+			     "10.0.0.5:9090", 100, &board, NULL, &err),
+	    0);
+	row.board_id = board;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &a, &err), 0);
+	ck_assert_int_eq(
+	    ledger_lease_release(l, a, 3000, "lost", "board vanished", &err),
+	    0);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &b, &err), 0);
+	ck_assert_int_eq(ledger_lease_agent_session(l, b, "s-1", &err), 0);
+	ck_assert_int_eq(ledger_lease_release(l, b, 4000, NULL, NULL, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &c, &err), 0);
+	ck_assert_int_eq(
+	    ledger_lease_release(l, c, 5000, "kShutdown", "bad", &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	ck_assert(strstr(err.msg, "CHECK") != NULL);
+	l = ledger_close(l);
+	out = harness_sql(path, "SELECT id, board_id, granted_us,"
+				" released_us, outcome, detail, agent_session"
+				" FROM leases ORDER BY id");
+	ck_assert_str_eq(out, "1|1|2000|3000|lost|board vanished|NULL\n"
+			      "2|1|2000|4000|NULL|NULL|s-1\n"
+			      "3|1|2000|NULL|NULL|NULL|NULL\n");
+	free(out);
+}
+END_TEST
+
 START_TEST(test_ledger_refuses_newer_schema)
 {
 	struct npufarm_err err;
@@ -483,6 +531,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_refuses_newer_schema);
 	tcase_add_test(tc, test_ledger_reports_failed_commit);
 	tcase_add_test(tc, test_ledger_after_commit);
+	tcase_add_test(tc, test_ledger_short_lease_one_row);
 	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
 	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
 	tcase_add_test(tc, test_ledger_migrates_v1);
