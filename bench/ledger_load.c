@@ -7,14 +7,24 @@
  * server that commits before each acknowledgement would do), in the same
  * run and on the same file system.  Prints markdown table rows.
  *
+ * Then the CPU the writer thread spends per TVM lease cycle (a grant's
+ * row and its release, the two writes of every cycle), against the same
+ * rows written the plain way, an INSERT and an UPDATE per cycle with one
+ * transaction per batch, on the same thread that measures it.
+ *
  *   npufarm-bench-ledger [--dir DIR] [--results N] [--batch K]
+ *       [--leases N] [--lease-batch K]
  */
 #include "config.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -74,7 +84,7 @@ ledger_rate(const char *path, unsigned long n, unsigned long batch)
 		if (ledger_task_finish(l, task[i], 1, &res, true, &err) < 0)
 			die("ledger", err.msg);
 		if ((i + 1) % batch == 0)
-			(void)ledger_commit(l, &err);
+			ledger_commit(l);
 	}
 	if (ledger_sync(l, &err) < 0)
 		die("ledger", err.msg);
@@ -146,6 +156,182 @@ sqlite_rate(const char *path, unsigned long n)
 	return (double)n / ((double)t0 / 1e9);
 }
 
+/* CPU seconds of this process's threads other than the caller's. */
+static double
+other_threads_cpu_s(void)
+{
+	long me = syscall(SYS_gettid), hz = sysconf(_SC_CLK_TCK);
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	double s = 0;
+
+	if (d == NULL)
+		die("/proc/self/task", strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		char p[300], buf[1024], *q;
+		unsigned long ut, st;
+		size_t n;
+		FILE *f;
+
+		if (e->d_name[0] == '.' || atol(e->d_name) == me)
+			continue;
+		(void)snprintf(
+		    p, sizeof(p), "/proc/self/task/%s/stat", e->d_name);
+		f = fopen(p, "re");
+		if (f == NULL)
+			continue; /* gone meanwhile */
+		n = fread(buf, 1, sizeof(buf) - 1, f);
+		fclose(f);
+		buf[n] = '\0';
+		q = strrchr(buf, ')');
+		if (q != NULL &&
+		    sscanf(q + 2,
+			"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+			&ut, &st) == 2)
+			s += (double)(ut + st) / (double)hz;
+	}
+	closedir(d);
+	return s;
+}
+
+static double
+thread_cpu_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static const struct ledger_lease lease_row = {
+    .key = "rk3588",
+    .user = "127.0.0.1",
+    .peer = "127.0.0.1:40000",
+    .priority = 1,
+    .matchkey = "rk3588:0.1234567",
+};
+
+/*
+ * The broker's way: @n lease cycles (each granted lease released in the
+ * next cycle, as a board that comes back at once), @batch per group
+ * commit.  Returns the writer thread's CPU per cycle, seconds.
+ */
+static double
+lease_writer_cpu(const char *path, unsigned long n, unsigned long batch)
+{
+	struct ledger_lease row = lease_row;
+	struct npufarm_err err;
+	struct ledger *l = NULL;
+	int64_t board, id, prev = 0;
+	unsigned long i;
+	double c0;
+
+	if (ledger_open(path, true, &l, &err) < 0 ||
+	    ledger_board_upsert(l, "tvm", "rk3588", "127.0.0.1:9091",
+		ledger_now_us(), &board, NULL, &err) < 0 ||
+	    ledger_sync(l, &err) < 0)
+		die("ledger", err.msg);
+	c0 = other_threads_cpu_s();
+	for (i = 0; i < n; i++) {
+		row.board_id = board;
+		row.requested_us = ledger_now_us();
+		row.granted_us = row.requested_us + 5;
+		if (ledger_lease_insert(l, &row, &id, &err) < 0 ||
+		    (prev != 0 && ledger_lease_release(l, prev, ledger_now_us(),
+				      NULL, NULL, &err) < 0))
+			die("ledger", err.msg);
+		prev = id;
+		if ((i + 1) % batch == 0 && ledger_sync(l, &err) < 0)
+			die("ledger", err.msg);
+	}
+	if (ledger_sync(l, &err) < 0)
+		die("ledger", err.msg);
+	c0 = other_threads_cpu_s() - c0;
+	ledger_close(l);
+	return c0 / (double)n;
+}
+
+/*
+ * The baseline: the same rows in the ledger's own schema, written as an
+ * INSERT and an UPDATE per cycle with the writer's statements, a
+ * transaction per @batch, on this thread.  CPU per cycle, seconds.
+ */
+static double
+lease_plain_cpu(const char *path, unsigned long n, unsigned long batch)
+{
+	struct npufarm_err err;
+	struct ledger *l = NULL;
+	sqlite3_stmt *ins, *rel;
+	unsigned long i;
+	int64_t board;
+	sqlite3 *db;
+	double c0;
+
+	/* The schema, and one board, from the ledger itself. */
+	if (ledger_open(path, true, &l, &err) < 0 ||
+	    ledger_board_upsert(l, "tvm", "rk3588", "127.0.0.1:9091",
+		ledger_now_us(), &board, NULL, &err) < 0)
+		die("ledger", err.msg);
+	ledger_close(l);
+	if (sqlite3_open(path, &db) != SQLITE_OK ||
+	    sqlite3_exec(db,
+		"PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;", NULL,
+		NULL, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+		"INSERT INTO leases (id, key, user, peer, priority,"
+		" requested_us, granted_us, released_us, board_id, matchkey,"
+		" outcome, detail) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, NULL,"
+		" ?8, ?9, NULL, NULL)",
+		-1, &ins, NULL) != SQLITE_OK ||
+	    sqlite3_prepare_v2(db,
+		"UPDATE leases SET released_us = ?2, outcome = NULL,"
+		" detail = NULL WHERE id = ?1",
+		-1, &rel, NULL) != SQLITE_OK)
+		die("sqlite", sqlite3_errmsg(db));
+	c0 = thread_cpu_s();
+	(void)sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL);
+	for (i = 0; i < n; i++) {
+		int64_t now = ledger_now_us();
+
+		(void)sqlite3_bind_int64(ins, 1, (sqlite3_int64)i + 1);
+		(void)sqlite3_bind_text(
+		    ins, 2, lease_row.key, -1, SQLITE_STATIC);
+		(void)sqlite3_bind_text(
+		    ins, 3, lease_row.user, -1, SQLITE_STATIC);
+		(void)sqlite3_bind_text(
+		    ins, 4, lease_row.peer, -1, SQLITE_STATIC);
+		(void)sqlite3_bind_double(ins, 5, lease_row.priority);
+		(void)sqlite3_bind_int64(ins, 6, now);
+		(void)sqlite3_bind_int64(ins, 7, now + 5);
+		(void)sqlite3_bind_int64(ins, 8, board);
+		(void)sqlite3_bind_text(
+		    ins, 9, lease_row.matchkey, -1, SQLITE_STATIC);
+		if (sqlite3_step(ins) != SQLITE_DONE)
+			die("sqlite", sqlite3_errmsg(db));
+		(void)sqlite3_reset(ins);
+		if (i > 0) {
+			(void)sqlite3_bind_int64(rel, 1, (sqlite3_int64)i);
+			(void)sqlite3_bind_int64(rel, 2, ledger_now_us());
+			if (sqlite3_step(rel) != SQLITE_DONE)
+				die("sqlite", sqlite3_errmsg(db));
+			(void)sqlite3_reset(rel);
+		}
+		if ((i + 1) % batch == 0 &&
+		    (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) !=
+			    SQLITE_OK ||
+			sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) !=
+			    SQLITE_OK))
+			die("sqlite", sqlite3_errmsg(db));
+	}
+	if (sqlite3_exec(db, "COMMIT", NULL, NULL, NULL) != SQLITE_OK)
+		die("sqlite", sqlite3_errmsg(db));
+	c0 = thread_cpu_s() - c0;
+	sqlite3_finalize(ins);
+	sqlite3_finalize(rel);
+	sqlite3_close(db);
+	return c0 / (double)n;
+}
+
 static void
 remove_db(const char *path)
 {
@@ -165,10 +351,12 @@ main(int argc, char **argv)
 	    {"dir", required_argument, NULL, 'd'},
 	    {"results", required_argument, NULL, 'n'},
 	    {"batch", required_argument, NULL, 'b'},
+	    {"leases", required_argument, NULL, 'L'},
+	    {"lease-batch", required_argument, NULL, 'B'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
-	unsigned long n = 2000, batch = 16;
+	unsigned long n = 2000, batch = 16, leases = 50000, lbatch = 64;
 	char lpath[512], spath[512];
 	double mine, base;
 	int opt;
@@ -188,6 +376,16 @@ main(int argc, char **argv)
 			    0)
 				return 2;
 			break;
+		case 'L':
+			if (bench_ulong(
+				"--leases", optarg, 1, 10000000, &leases) < 0)
+				return 2;
+			break;
+		case 'B':
+			if (bench_ulong("--lease-batch", optarg, 1, 100000,
+				&lbatch) < 0)
+				return 2;
+			break;
 		default:
 			return 2;
 		}
@@ -203,6 +401,15 @@ main(int argc, char **argv)
 	       "(sqlite, a transaction per result) | %.1f | never the "
 	       "bottleneck |\n",
 	    batch, mine, base, mine / base);
+	remove_db(lpath);
+	remove_db(spath);
+	mine = lease_writer_cpu(lpath, leases, lbatch);
+	base = lease_plain_cpu(spath, leases, lbatch);
+	printf("| ledger: writer CPU per lease cycle (a grant and its release, "
+	       "batches of %lu, synchronous=FULL) | %.2f us | %.2f us (the "
+	       "same rows as an INSERT and an UPDATE, plain sqlite) | %.2f | "
+	       "- |\n",
+	    lbatch, mine * 1e6, base * 1e6, mine / base);
 	remove_db(lpath);
 	remove_db(spath);
 	return 0;

@@ -18,6 +18,7 @@
 #include <malloc.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -29,13 +30,12 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "broker_config.h"
 #include "err.h"
-#include "http_api.h"
+#include "http.h"
 #include "jobs.h"
-#include "jobs_api.h"
 #include "json_util.h"
 #include "log.h"
-#include "server.h"
 #include "tracker.h"
 
 #define JOBS_PARSE_MAX 4
@@ -54,8 +54,8 @@ struct item {
 STAILQ_HEAD(item_list, item);
 
 struct jobs_parse {
-	struct server *srv; /* borrowed, outlives us */
-	struct event *ev;   /* the eventfd: results are back */
+	struct http_env env; /* its pointers borrowed, outlive us */
+	struct event *ev;    /* the eventfd: results are back */
 	int efd;
 	size_t pending; /* loop only: items not yet answered */
 	pthread_t thread;
@@ -79,9 +79,9 @@ item_free(struct item *it)
 static void
 parse_one(struct jobs_parse *p, struct item *it)
 {
-	struct server *srv = p->srv;
+	const struct http_env *env = &p->env;
 
-	it->r = jobs_parse_text(srv->cfg, srv->artifacts, it->body, it->len,
+	it->r = jobs_parse_text(env->cfg, env->artifacts, it->body, it->len,
 	    it->peer, &it->parsed, &it->err);
 	free(it->body);
 	it->body = NULL;
@@ -114,6 +114,30 @@ thread_main(void *arg)
 	return NULL;
 }
 
+/*
+ * What a job for @key, which no board has, is in for (accepted: a board
+ * may register within --unknown-key-grace), into @buf.  The loop's.
+ */
+static void
+nokey_warning(
+    const struct http_env *env, const char *key, char *buf, size_t len)
+{
+	char keys[512];
+
+	tracker_known_keys(env->tracker, keys, sizeof(keys));
+	if (env->cfg->unknown_key_grace > 0)
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job fails in %g s "
+		    "(unknown_key_grace) unless one registers; keys with "
+		    "boards: %s",
+		    key, env->cfg->unknown_key_grace, keys);
+	else
+		(void)snprintf(buf, len,
+		    "no board has key '%s'; the job waits for one; keys with "
+		    "boards: %s",
+		    key, keys);
+}
+
 /* On the loop: record each parsed job and answer its request. */
 static void
 answer(struct jobs_parse *p, struct item *it)
@@ -127,26 +151,25 @@ answer(struct jobs_parse *p, struct item *it)
 
 	if (r == 0) {
 		r = jobs_submit_parsed(
-		    p->srv->jobs, it->parsed, it->peer, &id, &n, &err);
+		    p->env.jobs, it->parsed, it->peer, &id, &n, &err);
 		if (r < 0)
 			it->err = err;
 	}
 	if (r == -EINVAL || r == -E2BIG)
-		http_api_reply_error(it->req, 400, "Bad Request", it->err.msg);
+		http_reply_error(it->req, 400, "Bad Request", it->err.msg);
 	else if (r < 0)
-		http_api_reply_error(
+		http_reply_error(
 		    it->req, 500, "Internal Server Error", it->err.msg);
 	else {
 		key = jobs_parsed_key(it->parsed);
-		if (tracker_key_boards(p->srv->tracker, key) == 0)
-			jobs_api_nokey_warning(
-			    p->srv, key, warning, sizeof(warning));
+		if (tracker_key_boards(p->env.tracker, key) == 0)
+			nokey_warning(&p->env, key, warning, sizeof(warning));
 		v = json_pack("{sI si ss}", "id", (json_int_t)id, "tasks", n,
 		    "state", "queued");
 		if (v != NULL && warning[0] != '\0')
 			(void)json_object_set_new(
 			    v, "warning", json_string(warning));
-		http_api_reply_json(it->req, 201, "Created", v);
+		http_reply_json(it->req, 201, "Created", v);
 		json_decref(v);
 	}
 	p->pending--;
@@ -187,7 +210,7 @@ jobs_parse_submit(struct jobs_parse *p, struct evhttp_request *req)
 	ev_uint16_t port;
 
 	if (p->pending >= JOBS_PARSE_MAX) {
-		http_api_reply_error(req, 503, "Service Unavailable",
+		http_reply_error(req, 503, "Service Unavailable",
 		    "other jobs are being submitted; try again in a moment");
 		return;
 	}
@@ -202,7 +225,7 @@ jobs_parse_submit(struct jobs_parse *p, struct evhttp_request *req)
 	if (it == NULL || it->body == NULL || it->peer == NULL) {
 		if (it != NULL)
 			item_free(it);
-		http_api_reply_error(
+		http_reply_error(
 		    req, 500, "Internal Server Error", "out of memory");
 		return;
 	}
@@ -214,17 +237,20 @@ jobs_parse_submit(struct jobs_parse *p, struct evhttp_request *req)
 	pthread_mutex_unlock(&p->mu);
 }
 
-/* Start the parser thread for @srv.  0, or -errno with @err. */
+/*
+ * Start the parser thread for the broker @env describes (copied; its
+ * pointers borrowed).  0, or -errno with @err.
+ */
 int
-jobs_parse_new(
-    struct server *srv, struct jobs_parse **ret, struct npufarm_err *err)
+jobs_parse_new(const struct http_env *env, struct jobs_parse **ret,
+    struct npufarm_err *err)
 {
 	struct jobs_parse *p = calloc(1, sizeof(*p));
 	int r;
 
 	if (p == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
-	p->srv = srv;
+	p->env = *env;
 	p->efd = -1;
 	STAILQ_INIT(&p->todo);
 	STAILQ_INIT(&p->done);
@@ -235,7 +261,7 @@ jobs_parse_new(
 		r = err_set(err, -errno, "eventfd: %s", strerror(errno));
 		goto fail;
 	}
-	p->ev = event_new(srv->base, p->efd, EV_READ | EV_PERSIST, done_cb, p);
+	p->ev = event_new(env->base, p->efd, EV_READ | EV_PERSIST, done_cb, p);
 	if (p->ev == NULL || event_add(p->ev, NULL) < 0) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
@@ -275,7 +301,7 @@ jobs_parse_free(struct jobs_parse *p)
 	STAILQ_CONCAT(&p->todo, &p->done);
 	while ((it = STAILQ_FIRST(&p->todo)) != NULL) {
 		STAILQ_REMOVE_HEAD(&p->todo, link);
-		http_api_reply_error(it->req, 503, "Service Unavailable",
+		http_reply_error(it->req, 503, "Service Unavailable",
 		    "the broker is stopping; the job was not recorded");
 		item_free(it);
 	}

@@ -9,9 +9,9 @@
 struct evhttp_request;
 struct jobs_parse;
 struct npufarm_err;
-struct server;
+struct http_env;
 
-int jobs_parse_new(
-    struct server *srv, struct jobs_parse **ret, struct npufarm_err *err);
+int jobs_parse_new(const struct http_env *env, struct jobs_parse **ret,
+    struct npufarm_err *err);
 struct jobs_parse *jobs_parse_free(struct jobs_parse *p);
 void jobs_parse_submit(struct jobs_parse *p, struct evhttp_request *req);

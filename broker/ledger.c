@@ -2,12 +2,14 @@
 /*
  * sqlite ledger with a writer thread.
  *
- * Loop thread: a read connection (migrations at open, queries), the id
- * counters, a map of known boards, and the batch being filled.  Writer
- * thread: its own connection and the prepared write statements; it takes
- * every submitted batch, runs them in one BEGIN IMMEDIATE ... COMMIT, and
- * records how far it got.  The two share only the queue of submitted
- * batches and the progress counters, under one mutex.
+ * Loop thread: the id counters, a map of known boards, the batch being
+ * filled, and the reads (ledger_read.c: a connection of their own that
+ * sees committed transactions; migrations run on a set-up connection at
+ * open).  Writer thread: its own connection and the prepared write
+ * statements; it takes every submitted batch, runs them in one BEGIN
+ * IMMEDIATE ... COMMIT, and records how far it got.  The two share only
+ * the queue of submitted batches and the progress counters, under one
+ * mutex.
  *
  * Schema changes are append-only entries of migrations[]; user_version
  * records how many have run.  Statements are reset and unbound after every
@@ -35,8 +37,9 @@
 #include <sqlite3.h>
 
 #include "err.h"
+#include "hist.h"
+#include "ledger_read.h"
 #include "log.h"
-#include "metrics.h"
 #include "tags.h"
 
 static const char *const migrations[] = {
@@ -282,7 +285,12 @@ static const char *const migrations[] = {
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
 
-/* Writes, executed by the writer thread. */
+/*
+ * Writes, executed by the writer thread.  Each kind has its own struct of
+ * named fields and its SQL names its parameters the same way (":id"); the
+ * table op_binds[] says which field each parameter takes and how, and
+ * ledger_open() checks that every parameter of every statement is in it.
+ */
 enum op_kind {
 	OP_BOARD_INSERT,
 	OP_BOARD_TOUCH,
@@ -315,141 +323,381 @@ enum op_kind {
 static const char *const op_sql[OP_MAX] = {
     [OP_BOARD_INSERT] =
 	"INSERT INTO boards (id, kind, key, address, name, state,"
-	" first_seen_us, last_seen_us) VALUES (?1, ?2, ?3, ?4, ?4, 'idle',"
-	" ?5, ?5)",
+	" first_seen_us, last_seen_us) VALUES (:id, :kind, :key, :address,"
+	" :address, 'idle', :now_us, :now_us)",
     [OP_BOARD_TOUCH] =
 	"UPDATE boards SET state = CASE drained WHEN 1 THEN 'draining'"
-	" ELSE 'idle' END, last_seen_us = ?5, detail = NULL WHERE id = ?1",
-    [OP_BOARD_DRAIN] = "UPDATE boards SET drained = ?13, last_seen_us = ?5"
-		       " WHERE id = ?1",
-    [OP_BOARD_STATE] = "UPDATE boards SET state = ?2, detail = ?3,"
-		       " last_seen_us = ?5 WHERE id = ?1",
+	" ELSE 'idle' END, last_seen_us = :now_us, detail = NULL"
+	" WHERE id = :id",
+    [OP_BOARD_DRAIN] = "UPDATE boards SET drained = :drained,"
+		       " last_seen_us = :now_us WHERE id = :id",
+    [OP_BOARD_STATE] = "UPDATE boards SET state = :state, detail = :detail,"
+		       " last_seen_us = :now_us WHERE id = :id",
     [OP_BOARDS_RESET] =
 	"UPDATE boards SET state = 'offline', detail = 'broker restarted',"
-	" last_seen_us = ?5 WHERE state != 'offline'",
+	" last_seen_us = :now_us WHERE state != 'offline'",
     [OP_LEASES_RESET] =
-	"UPDATE leases SET released_us = ?5, detail = 'broker restarted"
+	"UPDATE leases SET released_us = :now_us, detail = 'broker restarted"
 	" while the lease was open; how the session ended was not observed'"
 	" WHERE released_us IS NULL",
     [OP_LEASE_INSERT] =
 	"INSERT INTO leases (id, key, user, peer, priority, requested_us,"
 	" granted_us, released_us, board_id, matchkey, outcome, detail)"
-	" VALUES (?1, ?2, ?3, ?4, ?9, ?5, ?6, ?7, ?8, ?10, ?11, ?12)",
-    [OP_LEASE_RELEASE] = "UPDATE leases SET released_us = ?5,"
-			 " outcome = ?2, detail = ?3 WHERE id = ?1",
+	" VALUES (:id, :key, :user, :peer, :priority, :requested_us,"
+	" :granted_us, :released_us, :board_id, :matchkey, :outcome,"
+	" :detail)",
+    [OP_LEASE_RELEASE] = "UPDATE leases SET released_us = :released_us,"
+			 " outcome = :outcome, detail = :detail"
+			 " WHERE id = :id",
     /* The broker's view of a relayed session; an agent's report, before
      * or after, stands over it (reported_us set). */
     [OP_LEASE_SESSION] =
-	"UPDATE leases SET released_us = ?6,"
-	" session_start_us = coalesce(session_start_us, ?5),"
-	" outcome = iif(reported_us IS NULL, ?2, outcome),"
-	" detail = iif(reported_us IS NULL, ?3, detail),"
-	" requests = iif(reported_us IS NULL, ?13, requests),"
-	" exceptions = iif(reported_us IS NULL, ?14, exceptions),"
-	" bytes_to_board = iif(reported_us IS NULL, ?15, bytes_to_board),"
-	" bytes_to_client = iif(reported_us IS NULL, ?16, bytes_to_client)"
-	" WHERE id = ?1",
+	"UPDATE leases SET released_us = :end_us,"
+	" session_start_us = coalesce(session_start_us, :start_us),"
+	" outcome = iif(reported_us IS NULL, :outcome, outcome),"
+	" detail = iif(reported_us IS NULL, :detail, detail),"
+	" requests = iif(reported_us IS NULL, :requests, requests),"
+	" exceptions = iif(reported_us IS NULL, :exceptions, exceptions),"
+	" bytes_to_board = iif(reported_us IS NULL, :bytes_to_board,"
+	" bytes_to_board),"
+	" bytes_to_client = iif(reported_us IS NULL, :bytes_to_client,"
+	" bytes_to_client) WHERE id = :id",
     [OP_ARTIFACT] = "INSERT OR IGNORE INTO artifacts (sha256, size,"
-		    " stored_us) VALUES (?2, ?13, ?5)",
+		    " stored_us) VALUES (:sha256, :size, :stored_us)",
     [OP_JOB_INSERT] =
 	"INSERT INTO jobs (id, key, user, peer, priority, queue_timeout,"
-	" state, ntasks, submitted_us, tags) VALUES (?1, ?2, ?3, ?4, ?9,"
-	" ?13 / 1000.0, 'queued', ?14, ?5, ?10)",
-    [OP_JOB_STATE] = "UPDATE jobs SET state = ?2, finished_us = ?6"
-		     " WHERE id = ?1",
+	" state, ntasks, submitted_us, tags) VALUES (:id, :key, :user, :peer,"
+	" :priority, :queue_timeout_ms / 1000.0, 'queued', :ntasks,"
+	" :submitted_us, :tags)",
+    [OP_JOB_STATE] = "UPDATE jobs SET state = :state,"
+		     " finished_us = :finished_us WHERE id = :id",
     [OP_TASK_INSERT] =
 	"INSERT INTO tasks (id, job_id, idx, name, runner, spec, state,"
-	" queued_us) VALUES (?1, ?8, ?13, ?2, ?3, ?4, 'queued', ?5)",
+	" queued_us) VALUES (:id, :job_id, :idx, :name, :runner, :spec,"
+	" 'queued', :queued_us)",
     /* An attempt starts: the task's row and the attempt's. */
     [OP_TASK_START] =
-	"UPDATE tasks SET state = 'running', attempts = ?13, board_id = ?8,"
-	" started_us = ?5 WHERE id = ?1 AND state != 'done'",
+	"UPDATE tasks SET state = 'running', attempts = :attempt,"
+	" board_id = :board_id, started_us = :now_us WHERE id = :id"
+	" AND state != 'done'",
     [OP_ATTEMPT_START] =
 	"INSERT OR IGNORE INTO attempts (task_id, attempt, board_id,"
-	" started_us) VALUES (?1, ?13, ?8, ?5)",
-    [OP_TASK_REQUEUE] = "UPDATE tasks SET state = 'queued' WHERE id = ?1"
+	" started_us) VALUES (:id, :attempt, :board_id, :now_us)",
+    [OP_TASK_REQUEUE] = "UPDATE tasks SET state = 'queued' WHERE id = :id"
 			" AND state != 'done'",
     /* Exactly one terminal outcome per task: a second finish is a no-op. */
     [OP_TASK_FINISH] =
-	"UPDATE tasks SET state = 'done', outcome = ?2, detail = ?3,"
-	" costs = ?4, number = nullif(?14, 0), finished_us = ?6 WHERE id = ?1"
-	" AND state != 'done'",
+	"UPDATE tasks SET state = 'done', outcome = :outcome,"
+	" detail = :detail, costs = :costs, number = nullif(:number, 0),"
+	" finished_us = :finished_us WHERE id = :id AND state != 'done'",
     [OP_ATTEMPT_FINISH] =
-	"UPDATE attempts SET finished_us = ?6, outcome = ?2, detail = ?3,"
-	" exit_signal = ?15, exit_status = ?16 WHERE task_id = ?1"
-	" AND attempt = ?13 AND outcome IS NULL",
+	"UPDATE attempts SET finished_us = :finished_us, outcome = :outcome,"
+	" detail = :detail, exit_signal = :signal, exit_status = :status"
+	" WHERE task_id = :task_id AND attempt = :attempt"
+	" AND outcome IS NULL",
     [OP_LEASE_AGENT_SESSION] =
-	"UPDATE leases SET agent_session = ?2 WHERE id = ?1",
+	"UPDATE leases SET agent_session = :session WHERE id = :id",
     [OP_LEASE_REPORT] =
-	"UPDATE leases SET reported_us = ?7, session_start_us = ?5,"
-	" released_us = coalesce(released_us, ?6), outcome = ?3, detail = ?4,"
-	" requests = ?13, exceptions = ?14, bytes_to_board = ?15,"
-	" bytes_to_client = ?16, exit_signal = ?17, exit_status = ?18,"
-	" session_timeout = ?9 WHERE board_id = ?8 AND agent_session = ?2",
-    [OP_BOARD_TAGS] = "UPDATE boards SET tags = ?2 WHERE id = ?1",
+	"UPDATE leases SET reported_us = :reported_us,"
+	" session_start_us = :start_us,"
+	" released_us = coalesce(released_us, :end_us), outcome = :outcome,"
+	" detail = :detail, requests = :requests, exceptions = :exceptions,"
+	" bytes_to_board = :bytes_to_board,"
+	" bytes_to_client = :bytes_to_client, exit_signal = :signal,"
+	" exit_status = :status, session_timeout = :timeout"
+	" WHERE board_id = :board_id AND agent_session = :session",
+    [OP_BOARD_TAGS] = "UPDATE boards SET tags = :tags WHERE id = :id",
     [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail, actor)"
-		 " VALUES (?5, ?2, ?8, ?3, ?4)",
-    /* Retention (ledger_prune()): at most ?13 of the oldest rows that
-     * ended before ?5; open leases and running attempts stay.  Rows are
-     * visited in rowid order, which is roughly the order of their ends,
-     * so each statement stops after a short scan. */
+		 " VALUES (:at_us, :kind, :board_id, :detail, :actor)",
+    /* Retention (ledger_prune()): at most :limit of the oldest rows that
+     * ended before :before_us; open leases and running attempts stay.
+     * Rows are visited in rowid order, which is roughly the order of
+     * their ends, so each statement stops after a short scan. */
     [OP_PRUNE_LEASES] =
 	"DELETE FROM leases WHERE id IN (SELECT id FROM leases"
-	" WHERE released_us IS NOT NULL AND released_us < ?5 ORDER BY id"
-	" LIMIT ?13)",
+	" WHERE released_us IS NOT NULL AND released_us < :before_us"
+	" ORDER BY id LIMIT :limit)",
     [OP_PRUNE_EVENTS] = "DELETE FROM events WHERE id IN (SELECT id FROM events"
-			" WHERE at_us < ?5 ORDER BY id LIMIT ?13)",
+			" WHERE at_us < :before_us ORDER BY id LIMIT :limit)",
     [OP_PRUNE_ATTEMPTS] =
 	"DELETE FROM attempts WHERE rowid IN (SELECT rowid FROM attempts"
-	" WHERE finished_us IS NOT NULL AND finished_us < ?5 ORDER BY rowid"
-	" LIMIT ?13)",
+	" WHERE finished_us IS NOT NULL AND finished_us < :before_us"
+	" ORDER BY rowid LIMIT :limit)",
 };
 
-/*
- * One write.  Parameters are bound by number: ?1 id, ?2..?4 and ?10..?12
- * strings, ?5..?7 times, ?8 board id, ?9 priority, ?13..?18 counters.
- * Zero times and ids and NULL strings bind as SQL NULL; counters do not.
- */
-#define OP_NSTR 6
-static const int op_str_param[OP_NSTR] = {2, 3, 4, 10, 11, 12};
+/* The fields of each kind of write.  Strings are copied into the op. */
+struct w_board_insert {
+	int64_t id;
+	const char *kind, *key, *address;
+	int64_t now_us;
+};
+struct w_board_touch {
+	int64_t id, now_us;
+};
+struct w_board_drain {
+	int64_t id, drained, now_us;
+};
+struct w_board_state {
+	int64_t id;
+	const char *state, *detail;
+	int64_t now_us;
+};
+struct w_board_tags {
+	int64_t id;
+	const char *tags; /* JSON object text, NULL: none */
+};
+struct w_reset {
+	int64_t now_us;
+};
+struct w_lease_insert {
+	int64_t id;
+	const char *key, *user, *peer;
+	double priority;
+	int64_t requested_us, granted_us, released_us, board_id;
+	const char *matchkey, *outcome, *detail;
+};
+struct w_lease_release {
+	int64_t id, released_us;
+	const char *outcome, *detail;
+};
+struct w_lease_session {
+	int64_t id, start_us, end_us;
+	const char *outcome, *detail;
+	int64_t requests, exceptions, bytes_to_board, bytes_to_client;
+};
+struct w_lease_agent_session {
+	int64_t id;
+	const char *session;
+};
+struct w_lease_report {
+	int64_t board_id;
+	const char *session;
+	int64_t start_us, end_us, reported_us;
+	const char *outcome, *detail;
+	int64_t requests, exceptions, bytes_to_board, bytes_to_client;
+	int64_t signal, status;
+	double timeout; /* s */
+};
+struct w_event {
+	int64_t at_us, board_id;
+	const char *kind, *detail, *actor;
+};
+struct w_artifact {
+	const char *sha256;
+	int64_t size, stored_us;
+};
+struct w_job_insert {
+	int64_t id;
+	const char *key, *user, *peer, *tags;
+	double priority;
+	int64_t queue_timeout_ms, ntasks, submitted_us;
+};
+struct w_job_state {
+	int64_t id;
+	const char *state;
+	int64_t finished_us;
+};
+struct w_task_insert {
+	int64_t id, job_id, idx;
+	const char *name, *runner, *spec;
+	int64_t queued_us;
+};
+struct w_task_start { /* OP_TASK_START and OP_ATTEMPT_START */
+	int64_t id, attempt, board_id, now_us;
+};
+struct w_task_requeue {
+	int64_t id;
+};
+struct w_task_finish {
+	int64_t id;
+	const char *outcome, *detail, *costs;
+	int64_t number, finished_us;
+};
+struct w_attempt_finish {
+	int64_t task_id, attempt, finished_us;
+	const char *outcome, *detail;
+	int64_t signal, status;
+};
+struct w_prune {
+	int64_t before_us, limit;
+};
 
+/* How a field binds: as it is, or 0 (NULL) as SQL NULL. */
+enum bind_type {
+	BIND_INT,  /* int64_t, always a number */
+	BIND_ID,   /* int64_t id or time; 0 binds NULL */
+	BIND_REAL, /* double */
+	BIND_TEXT, /* const char *; NULL binds NULL */
+};
+
+struct op_bind {
+	const char *name; /* the SQL parameter, ":id" */
+	enum bind_type type;
+	size_t off; /* of the field in its w_ struct */
+};
+
+#define OP_MAX_BINDS 16
+#define BIND(s, f, t)                            \
+	{                                        \
+		":" #f, t, offsetof(struct s, f) \
+	}
+
+static const struct op_bind op_binds[OP_MAX][OP_MAX_BINDS] = {
+    [OP_BOARD_INSERT] = {BIND(w_board_insert, id, BIND_INT),
+	BIND(w_board_insert, kind, BIND_TEXT),
+	BIND(w_board_insert, key, BIND_TEXT),
+	BIND(w_board_insert, address, BIND_TEXT),
+	BIND(w_board_insert, now_us, BIND_ID)},
+    [OP_BOARD_TOUCH] = {BIND(w_board_touch, id, BIND_INT),
+	BIND(w_board_touch, now_us, BIND_ID)},
+    [OP_BOARD_DRAIN] = {BIND(w_board_drain, id, BIND_INT),
+	BIND(w_board_drain, drained, BIND_INT),
+	BIND(w_board_drain, now_us, BIND_ID)},
+    [OP_BOARD_STATE] = {BIND(w_board_state, id, BIND_INT),
+	BIND(w_board_state, state, BIND_TEXT),
+	BIND(w_board_state, detail, BIND_TEXT),
+	BIND(w_board_state, now_us, BIND_ID)},
+    [OP_BOARDS_RESET] = {BIND(w_reset, now_us, BIND_ID)},
+    [OP_LEASES_RESET] = {BIND(w_reset, now_us, BIND_ID)},
+    [OP_LEASE_INSERT] = {BIND(w_lease_insert, id, BIND_INT),
+	BIND(w_lease_insert, key, BIND_TEXT),
+	BIND(w_lease_insert, user, BIND_TEXT),
+	BIND(w_lease_insert, peer, BIND_TEXT),
+	BIND(w_lease_insert, priority, BIND_REAL),
+	BIND(w_lease_insert, requested_us, BIND_ID),
+	BIND(w_lease_insert, granted_us, BIND_ID),
+	BIND(w_lease_insert, released_us, BIND_ID),
+	BIND(w_lease_insert, board_id, BIND_ID),
+	BIND(w_lease_insert, matchkey, BIND_TEXT),
+	BIND(w_lease_insert, outcome, BIND_TEXT),
+	BIND(w_lease_insert, detail, BIND_TEXT)},
+    [OP_LEASE_RELEASE] = {BIND(w_lease_release, id, BIND_INT),
+	BIND(w_lease_release, released_us, BIND_ID),
+	BIND(w_lease_release, outcome, BIND_TEXT),
+	BIND(w_lease_release, detail, BIND_TEXT)},
+    [OP_LEASE_SESSION] = {BIND(w_lease_session, id, BIND_INT),
+	BIND(w_lease_session, start_us, BIND_ID),
+	BIND(w_lease_session, end_us, BIND_ID),
+	BIND(w_lease_session, outcome, BIND_TEXT),
+	BIND(w_lease_session, detail, BIND_TEXT),
+	BIND(w_lease_session, requests, BIND_INT),
+	BIND(w_lease_session, exceptions, BIND_INT),
+	BIND(w_lease_session, bytes_to_board, BIND_INT),
+	BIND(w_lease_session, bytes_to_client, BIND_INT)},
+    [OP_LEASE_AGENT_SESSION] = {BIND(w_lease_agent_session, id, BIND_INT),
+	BIND(w_lease_agent_session, session, BIND_TEXT)},
+    [OP_LEASE_REPORT] = {BIND(w_lease_report, board_id, BIND_ID),
+	BIND(w_lease_report, session, BIND_TEXT),
+	BIND(w_lease_report, start_us, BIND_ID),
+	BIND(w_lease_report, end_us, BIND_ID),
+	BIND(w_lease_report, reported_us, BIND_ID),
+	BIND(w_lease_report, outcome, BIND_TEXT),
+	BIND(w_lease_report, detail, BIND_TEXT),
+	BIND(w_lease_report, requests, BIND_INT),
+	BIND(w_lease_report, exceptions, BIND_INT),
+	BIND(w_lease_report, bytes_to_board, BIND_INT),
+	BIND(w_lease_report, bytes_to_client, BIND_INT),
+	BIND(w_lease_report, signal, BIND_INT),
+	BIND(w_lease_report, status, BIND_INT),
+	BIND(w_lease_report, timeout, BIND_REAL)},
+    [OP_EVENT] = {BIND(w_event, at_us, BIND_ID), BIND(w_event, kind, BIND_TEXT),
+	BIND(w_event, board_id, BIND_ID), BIND(w_event, detail, BIND_TEXT),
+	BIND(w_event, actor, BIND_TEXT)},
+    [OP_ARTIFACT] = {BIND(w_artifact, sha256, BIND_TEXT),
+	BIND(w_artifact, size, BIND_INT), BIND(w_artifact, stored_us, BIND_ID)},
+    [OP_JOB_INSERT] = {BIND(w_job_insert, id, BIND_INT),
+	BIND(w_job_insert, key, BIND_TEXT), BIND(w_job_insert, user, BIND_TEXT),
+	BIND(w_job_insert, peer, BIND_TEXT),
+	BIND(w_job_insert, priority, BIND_REAL),
+	BIND(w_job_insert, queue_timeout_ms, BIND_INT),
+	BIND(w_job_insert, ntasks, BIND_INT),
+	BIND(w_job_insert, submitted_us, BIND_ID),
+	BIND(w_job_insert, tags, BIND_TEXT)},
+    [OP_JOB_STATE] = {BIND(w_job_state, id, BIND_INT),
+	BIND(w_job_state, state, BIND_TEXT),
+	BIND(w_job_state, finished_us, BIND_ID)},
+    [OP_TASK_INSERT] = {BIND(w_task_insert, id, BIND_INT),
+	BIND(w_task_insert, job_id, BIND_ID),
+	BIND(w_task_insert, idx, BIND_INT),
+	BIND(w_task_insert, name, BIND_TEXT),
+	BIND(w_task_insert, runner, BIND_TEXT),
+	BIND(w_task_insert, spec, BIND_TEXT),
+	BIND(w_task_insert, queued_us, BIND_ID)},
+    [OP_TASK_START] = {BIND(w_task_start, id, BIND_INT),
+	BIND(w_task_start, attempt, BIND_INT),
+	BIND(w_task_start, board_id, BIND_ID),
+	BIND(w_task_start, now_us, BIND_ID)},
+    [OP_ATTEMPT_START] = {BIND(w_task_start, id, BIND_INT),
+	BIND(w_task_start, attempt, BIND_INT),
+	BIND(w_task_start, board_id, BIND_ID),
+	BIND(w_task_start, now_us, BIND_ID)},
+    [OP_TASK_REQUEUE] = {BIND(w_task_requeue, id, BIND_INT)},
+    [OP_TASK_FINISH] = {BIND(w_task_finish, id, BIND_INT),
+	BIND(w_task_finish, outcome, BIND_TEXT),
+	BIND(w_task_finish, detail, BIND_TEXT),
+	BIND(w_task_finish, costs, BIND_TEXT),
+	BIND(w_task_finish, number, BIND_INT),
+	BIND(w_task_finish, finished_us, BIND_ID)},
+    [OP_ATTEMPT_FINISH] = {BIND(w_attempt_finish, task_id, BIND_INT),
+	BIND(w_attempt_finish, attempt, BIND_INT),
+	BIND(w_attempt_finish, finished_us, BIND_ID),
+	BIND(w_attempt_finish, outcome, BIND_TEXT),
+	BIND(w_attempt_finish, detail, BIND_TEXT),
+	BIND(w_attempt_finish, signal, BIND_INT),
+	BIND(w_attempt_finish, status, BIND_INT)},
+    [OP_BOARD_TAGS] = {BIND(w_board_tags, id, BIND_INT),
+	BIND(w_board_tags, tags, BIND_TEXT)},
+    [OP_PRUNE_LEASES] = {BIND(w_prune, before_us, BIND_ID),
+	BIND(w_prune, limit, BIND_INT)},
+    [OP_PRUNE_EVENTS] = {BIND(w_prune, before_us, BIND_ID),
+	BIND(w_prune, limit, BIND_INT)},
+    [OP_PRUNE_ATTEMPTS] = {BIND(w_prune, before_us, BIND_ID),
+	BIND(w_prune, limit, BIND_INT)},
+};
+
+/* One write: its kind, its fields, and the bytes its strings point into. */
 struct op {
 	enum op_kind kind;
-	int64_t id;
-	int64_t t[3];     /* ?5 ?6 ?7 */
-	int64_t board_id; /* ?8 */
-	double priority;  /* ?9 */
-	int64_t n[6];     /* ?13 .. ?18 */
-	const char *s[OP_NSTR];
 	STAILQ_ENTRY(op) link;
-	char strings[]; /* the bytes s[] point into */
+	/* Writer thread: a lease insert's release, written with it in one
+	 * INSERT (coalesce()); that release is then merged and not run. */
+	struct op *release;
+	bool merged;
+	union {
+		struct w_board_insert board_insert;
+		struct w_board_touch board_touch;
+		struct w_board_drain board_drain;
+		struct w_board_state board_state;
+		struct w_board_tags board_tags;
+		struct w_reset reset;
+		struct w_lease_insert lease_insert;
+		struct w_lease_release lease_release;
+		struct w_lease_session lease_session;
+		struct w_lease_agent_session lease_agent_session;
+		struct w_lease_report lease_report;
+		struct w_event event;
+		struct w_artifact artifact;
+		struct w_job_insert job_insert;
+		struct w_job_state job_state;
+		struct w_task_insert task_insert;
+		struct w_task_start task_start;
+		struct w_task_requeue task_requeue;
+		struct w_task_finish task_finish;
+		struct w_attempt_finish attempt_finish;
+		struct w_prune prune;
+	} u;
+	char strings[];
 };
 
 STAILQ_HEAD(op_list, op);
 
-enum read_stmt {
-	RD_BOARDS_ALL,
-	RD_LEASES_RECENT,
-	RD_MAX,
-};
-
-static const char *const read_sql[RD_MAX] = {
-    [RD_BOARDS_ALL] =
-	"SELECT id, kind, key, address, name, state,"
-	" first_seen_us, last_seen_us, detail, drained, tags,"
-	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id) +"
-	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id),"
-	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id AND"
-	"  l.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong')) +"
-	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id AND"
-	"  a.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong'))"
-	" FROM boards ORDER BY key, name",
-    [RD_LEASES_RECENT] =
-	"SELECT l.id, l.key, l.user, l.peer, l.priority, l.requested_us,"
-	" l.granted_us, l.released_us, l.board_id, b.name, l.matchkey,"
-	" l.outcome, l.detail, l.session_start_us, l.requests, l.exceptions,"
-	" l.bytes_to_board, l.bytes_to_client FROM leases l LEFT JOIN boards b"
-	" ON b.id = l.board_id ORDER BY l.id DESC LIMIT ?1",
+/* Someone waiting for the batches submitted before it (ledger_after()). */
+struct ledger_wait {
+	uint64_t seq;    /* done once committed reaches it */
+	uint64_t errors; /* l->errors when it began */
+	ledger_done_fn *fn;
+	void *arg;
+	TAILQ_ENTRY(ledger_wait) link;
 };
 
 struct board_id {
@@ -460,34 +708,40 @@ struct board_id {
 
 struct ledger {
 	/* Loop thread only. */
-	sqlite3 *db; /* reads */
-	sqlite3_stmt *rd[RD_MAX];
-	struct op_list batch; /* writes not yet submitted */
+	struct ledger_read *rd; /* reads, on a connection of their own */
+	struct op_list batch;   /* writes not yet submitted */
 	size_t nbatch;
 	ledger_dirty_fn *dirty; /* called when a batch starts */
 	void *dirty_arg;
+	ledger_failed_fn *failed_fn; /* every failure; set under mu */
+	void *failed_arg;
 	void *boards;       /* tsearch of struct board_id by name */
 	void *boards_by_id; /* the same entries, by id */
 	int64_t next_board_id, next_lease_id, next_job_id, next_task_id;
-	uint64_t submitted; /* batches handed to the writer */
+	uint64_t submitted;              /* batches handed to the writer */
+	TAILQ_HEAD(, ledger_wait) waits; /* by seq */
 
 	/* Writer thread only. */
 	sqlite3 *wdb;
 	sqlite3_stmt *wr[OP_MAX];
+	int wr_param[OP_MAX][OP_MAX_BINDS]; /* op_binds[k][i]'s ?N */
 	sqlite3_stmt *w_begin, *w_commit, *w_rollback;
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t work;             /* writer: queue non-empty or stop */
-	pthread_cond_t done;             /* loop: progress was made */
-	struct op_list queue;            /* submitted, not yet taken */
-	uint64_t queued;                 /* batches in queue, cumulative */
-	uint64_t committed;              /* batches finished (ok or failed) */
-	uint64_t commits;                /* transactions committed */
-	uint64_t failed;                 /* batches rolled back, cumulative */
-	struct metrics_hist commit_hist; /* seconds per committed batch */
-	int notify_fd; /* eventfd: the writer finished a batch */
+	pthread_cond_t work;  /* writer: queue non-empty or stop */
+	pthread_cond_t done;  /* loop: progress was made */
+	struct op_list queue; /* submitted, not yet taken */
+	uint64_t queued;      /* batches in queue, cumulative */
+	uint64_t committed;   /* batches finished (ok or failed) */
+	uint64_t commits;     /* transactions committed */
+	uint64_t failed;      /* batches rolled back, cumulative */
+	uint64_t errors;      /* transactions with a failed write, cumulative */
+	struct hist commit_hist; /* seconds per committed batch */
+	int notify_fd;           /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
+	struct npufarm_err fail; /* the last failed batch's error */
+	bool fail_new;
 	bool stop;
 	bool thread_started;
 	pthread_t thread;
@@ -497,7 +751,7 @@ struct ledger {
 };
 
 /* @err from sqlite's last error on @db while doing @what; the -errno. */
-int
+static int
 ledger_db_fail(sqlite3 *db, struct npufarm_err *err, const char *what)
 {
 	int rc = sqlite3_extended_errcode(db);
@@ -745,19 +999,19 @@ board_id_add(struct ledger *l, struct board_id *bi)
 }
 
 static int
-load_state(struct ledger *l, struct npufarm_err *err)
+load_state(struct ledger *l, sqlite3 *db, struct npufarm_err *err)
 {
 	sqlite3_stmt *st = NULL;
 	int rc, r = 0;
 
-	if (sqlite3_prepare_v2(l->db,
+	if (sqlite3_prepare_v2(db,
 		"SELECT (SELECT ifnull(max(id), 0) FROM boards),"
 		" (SELECT ifnull(max(id), 0) FROM leases),"
 		" (SELECT ifnull(max(id), 0) FROM jobs),"
 		" (SELECT ifnull(max(id), 0) FROM tasks)",
 		-1, &st, NULL) != SQLITE_OK ||
 	    sqlite3_step(st) != SQLITE_ROW) {
-		r = ledger_db_fail(l->db, err, "reading ids");
+		r = ledger_db_fail(db, err, "reading ids");
 		goto out;
 	}
 	l->next_board_id = sqlite3_column_int64(st, 0) + 1;
@@ -765,10 +1019,10 @@ load_state(struct ledger *l, struct npufarm_err *err)
 	l->next_job_id = sqlite3_column_int64(st, 2) + 1;
 	l->next_task_id = sqlite3_column_int64(st, 3) + 1;
 	sqlite3_finalize(st);
-	if (sqlite3_prepare_v2(l->db,
+	if (sqlite3_prepare_v2(db,
 		"SELECT id, kind, key, address, drained FROM boards", -1, &st,
 		NULL) != SQLITE_OK) {
-		r = ledger_db_fail(l->db, err, "reading boards");
+		r = ledger_db_fail(db, err, "reading boards");
 		goto out;
 	}
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
@@ -786,7 +1040,7 @@ load_state(struct ledger *l, struct npufarm_err *err)
 		}
 	}
 	if (rc != SQLITE_DONE)
-		r = ledger_db_fail(l->db, err, "reading boards");
+		r = ledger_db_fail(db, err, "reading boards");
 out:
 	sqlite3_finalize(st);
 	return r;
@@ -803,54 +1057,63 @@ op_free_list(struct op_list *list)
 	}
 }
 
+/* Bind every field of @o by its parameter number, looked up at open. */
 static int
-bind_op(sqlite3_stmt *st, const struct op *o)
+bind_op(struct ledger *l, sqlite3_stmt *st, const struct op *o)
 {
-	int i, n = sqlite3_bind_parameter_count(st), rc = SQLITE_OK;
+	const struct op_bind *b = op_binds[o->kind];
+	const char *f = (const char *)&o->u;
+	int i, n, rc = SQLITE_OK;
+	int64_t v;
+	const char *t;
 
-	for (i = 1; i <= n && rc == SQLITE_OK; i++) {
-		int k;
-
-		switch (i) {
-		case 1:
-			rc = sqlite3_bind_int64(st, i, o->id);
+	for (i = 0; rc == SQLITE_OK && i < OP_MAX_BINDS && b[i].name; i++) {
+		n = l->wr_param[o->kind][i];
+		switch (b[i].type) {
+		case BIND_INT:
+		case BIND_ID:
+			memcpy(&v, f + b[i].off, sizeof(v));
+			rc = v == 0 && b[i].type == BIND_ID
+				 ? sqlite3_bind_null(st, n)
+				 : sqlite3_bind_int64(st, n, v);
 			break;
-		case 5:
-		case 6:
-		case 7:
-			rc = o->t[i - 5]
-				 ? sqlite3_bind_int64(st, i, o->t[i - 5])
-				 : sqlite3_bind_null(st, i);
+		case BIND_REAL:
+			rc = sqlite3_bind_double(
+			    st, n, *(const double *)(f + b[i].off));
 			break;
-		case 8:
-			rc = o->board_id
-				 ? sqlite3_bind_int64(st, i, o->board_id)
-				 : sqlite3_bind_null(st, i);
-			break;
-		case 9:
-			rc = sqlite3_bind_double(st, i, o->priority);
-			break;
-		case 13:
-		case 14:
-		case 15:
-		case 16:
-		case 17:
-		case 18:
-			rc = sqlite3_bind_int64(st, i, o->n[i - 13]);
-			break;
-		default:
-			for (k = 0; k < OP_NSTR; k++)
-				if (op_str_param[k] == i)
-					break;
-			if (k == OP_NSTR || o->s[k] == NULL)
-				rc = sqlite3_bind_null(st, i);
-			else
-				rc = sqlite3_bind_text(
-				    st, i, o->s[k], -1, SQLITE_STATIC);
+		case BIND_TEXT:
+			memcpy(&t, f + b[i].off, sizeof(t));
+			rc = t == NULL ? sqlite3_bind_null(st, n)
+				       : sqlite3_bind_text(
+					     st, n, t, -1, SQLITE_STATIC);
 			break;
 		}
 	}
 	return rc;
+}
+
+/*
+ * Look up the parameter number of every field op_binds[] names for the
+ * statement of @kind, and check that the statement has no other.
+ */
+static int
+op_params(struct ledger *l, enum op_kind kind, struct npufarm_err *err)
+{
+	sqlite3_stmt *st = l->wr[kind];
+	int i, n;
+
+	for (i = 0; i < OP_MAX_BINDS && op_binds[kind][i].name; i++) {
+		n = sqlite3_bind_parameter_index(st, op_binds[kind][i].name);
+		if (n <= 0)
+			return err_set(err, -EINVAL,
+			    "ledger: write %d has no parameter %s", kind,
+			    op_binds[kind][i].name);
+		l->wr_param[kind][i] = n;
+	}
+	if (sqlite3_bind_parameter_count(st) != i)
+		return err_set(err, -EINVAL,
+		    "ledger: write %d has parameters without a field", kind);
+	return 0;
 }
 
 static int
@@ -859,11 +1122,109 @@ run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 	sqlite3_stmt *st = l->wr[o->kind];
 	int r = 0;
 
-	if (bind_op(st, o) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
+	if (bind_op(l, st, o) != SQLITE_OK || sqlite3_step(st) != SQLITE_DONE)
 		r = ledger_db_fail(l->wdb, err, "write");
 	else if (o->kind >= OP_PRUNE_LEASES)
 		atomic_fetch_add(&l->pruned, (uint64_t)sqlite3_changes(l->wdb));
 	stmt_done(st);
+	return r;
+}
+
+/*
+ * A lease granted and released within one group commit (a short lease
+ * cycle, the common case under load) becomes one INSERT of the ended row
+ * instead of an INSERT and an UPDATE: half the statements and no entry in
+ * leases_open to add and remove.  The row written is the same.  A release
+ * is only merged when no write between the two could touch that lease
+ * otherwise: one naming the lease, an agent's report (found by board and
+ * session), a reset or a prune stop the merging for what came before.
+ * Insert ids are assigned in order, so a window of ids indexes them.
+ */
+static void
+coalesce(struct op_list *list)
+{
+	struct op *o, **open = NULL;
+	int64_t lo = 0, hi = -1, id;
+	size_t n = 0;
+
+	STAILQ_FOREACH(o, list, link)
+	{
+		if (o->kind != OP_LEASE_INSERT)
+			continue;
+		id = o->u.lease_insert.id;
+		if (n++ == 0 || id < lo)
+			lo = id;
+		if (id > hi)
+			hi = id;
+	}
+	if (n < 2 || (uint64_t)(hi - lo) > 4 * (uint64_t)n + 64)
+		return;
+	open = calloc((size_t)(hi - lo + 1), sizeof(*open));
+	if (open == NULL)
+		return; /* then each runs on its own */
+	STAILQ_FOREACH(o, list, link)
+	{
+		struct op **slot = NULL;
+
+		switch (o->kind) {
+		case OP_LEASE_INSERT:
+			id = o->u.lease_insert.id;
+			/* The release sets its three columns whatever they
+			 * were: any insert takes one. */
+			if (id >= lo && id <= hi)
+				open[id - lo] = o;
+			break;
+		case OP_LEASE_RELEASE:
+			id = o->u.lease_release.id;
+			slot = id >= lo && id <= hi ? &open[id - lo] : NULL;
+			if (slot != NULL && *slot != NULL) {
+				(*slot)->release = o;
+				o->merged = true;
+			}
+			break;
+		case OP_LEASE_SESSION:
+		case OP_LEASE_AGENT_SESSION:
+			id = o->kind == OP_LEASE_SESSION
+				 ? o->u.lease_session.id
+				 : o->u.lease_agent_session.id;
+			slot = id >= lo && id <= hi ? &open[id - lo] : NULL;
+			break;
+		case OP_LEASE_REPORT:
+		case OP_LEASES_RESET:
+		case OP_PRUNE_LEASES:
+			memset(open, 0, (size_t)(hi - lo + 1) * sizeof(*open));
+			break;
+		default:
+			break;
+		}
+		if (slot != NULL)
+			*slot =
+			    NULL; /* released, or touched: no more merging */
+	}
+	free(open);
+}
+
+/*
+ * Run lease insert @o with the release merged into it.  If that fails on
+ * its own, the two run apart, as they came.
+ */
+static int
+run_merged(struct ledger *l, const struct op *o, struct npufarm_err *err)
+{
+	const struct w_lease_release *rel = &o->release->u.lease_release;
+	struct op m = *o;
+	int r;
+
+	m.u.lease_insert.released_us = rel->released_us;
+	m.u.lease_insert.outcome = rel->outcome;
+	m.u.lease_insert.detail = rel->detail;
+	r = run_op(l, &m, err);
+	if (r >= 0 || sqlite3_get_autocommit(l->wdb))
+		return r; /* written, or the transaction is gone */
+	/* A constraint of the merged row: write them apart, as they came. */
+	r = run_op(l, o, err);
+	if (r >= 0)
+		r = run_op(l, o->release, err);
 	return r;
 }
 
@@ -886,9 +1247,13 @@ write_batch(struct ledger *l, struct op_list *list, bool *ret_committed,
 	stmt_done(l->w_begin);
 	if (rc != SQLITE_DONE)
 		return ledger_db_fail(l->wdb, err, "begin");
+	coalesce(list);
 	STAILQ_FOREACH(o, list, link)
 	{
-		if (run_op(l, o, &e) >= 0)
+		if (o->merged)
+			continue; /* written with its insert */
+		if ((o->release != NULL ? run_merged(l, o, &e)
+					: run_op(l, o, &e)) >= 0)
 			continue;
 		if (r == 0) {
 			r = e.code;
@@ -945,15 +1310,18 @@ writer_main(void *arg)
 		if (r < 0) {
 			time_t now = time(NULL);
 
-			/* Say so, at most once a second. */
 			memcpy(l->last_error, err.msg, sizeof(l->last_error));
-			if (now != last_log)
+			l->errors++;
+			l->fail = err;
+			if (l->failed_fn != NULL) /* reported by the loop */
+				l->fail_new = true;
+			else if (now != last_log) /* at most once a second */
 				log_err("%s", err.msg);
 			last_log = now;
 		}
 		if (committed) {
 			l->commits++;
-			metrics_hist_observe(&l->commit_hist,
+			hist_observe(&l->commit_hist,
 			    (double)(t1.tv_sec - t0.tv_sec) +
 				(double)(t1.tv_nsec - t0.tv_nsec) / 1e9);
 		} else
@@ -971,6 +1339,20 @@ writer_main(void *arg)
 }
 
 /*
+ * Before sqlite's first use in the process: no allocation statistics.
+ * They take a global mutex around every malloc sqlite makes, which the
+ * writer thread paid on every row (issue 15); nothing reads them.  Too
+ * late (sqlite already in use) is harmless.
+ */
+static pthread_once_t sqlite_once = PTHREAD_ONCE_INIT;
+
+static void
+sqlite_setup(void)
+{
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
+/*
  * Open (creating if needed) the ledger at @path (a file: the writer thread
  * opens it a second time), apply pending migrations and start the writer.
  * @sync_full selects synchronous=FULL (the default: no committed row is
@@ -982,13 +1364,16 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
     struct npufarm_err *err)
 {
 	struct ledger *l;
+	sqlite3 *db = NULL;
 	int r, i;
 
+	(void)pthread_once(&sqlite_once, sqlite_setup);
 	l = calloc(1, sizeof(*l));
 	if (l == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	STAILQ_INIT(&l->batch);
 	STAILQ_INIT(&l->queue);
+	TAILQ_INIT(&l->waits);
 	l->lock_fd = -1;
 	l->notify_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	if (l->notify_fd < 0) {
@@ -999,27 +1384,23 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->work, NULL);
 	pthread_cond_init(&l->done, NULL);
-	metrics_hist_init(&l->commit_hist, METRICS_SCALE_COMMIT);
+	hist_init(&l->commit_hist, HIST_SCALE_COMMIT);
 	r = ledger_lock(path, &l->lock_fd, err);
 	if (r >= 0)
-		r = db_open(path, sync_full, &l->db, err);
+		r = db_open(path, sync_full, &db, err);
 	if (r >= 0)
-		r = migrate(l->db, err);
+		r = migrate(db, err);
 	if (r >= 0)
-		r = load_state(l, err);
+		r = load_state(l, db, err);
+	(void)sqlite3_close(db); /* set-up only: reads have their own */
+	if (r >= 0)
+		r = ledger_read_open(path, &l->rd, err);
 	if (r >= 0)
 		r = db_open(path, sync_full, &l->wdb, err);
 	if (r < 0) {
 		err_prefix(err, "ledger '%s': ", path);
 		goto fail;
 	}
-	for (i = 0; i < RD_MAX; i++)
-		if (sqlite3_prepare_v3(l->db, read_sql[i], -1,
-			SQLITE_PREPARE_PERSISTENT, &l->rd[i],
-			NULL) != SQLITE_OK) {
-			r = ledger_db_fail(l->db, err, "prepare");
-			goto fail;
-		}
 	for (i = 0; i < OP_MAX; i++) {
 		if (sqlite3_prepare_v3(l->wdb, op_sql[i], -1,
 			SQLITE_PREPARE_PERSISTENT, &l->wr[i],
@@ -1027,6 +1408,9 @@ ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
 			r = ledger_db_fail(l->wdb, err, "prepare");
 			goto fail;
 		}
+		r = op_params(l, (enum op_kind)i, err);
+		if (r < 0)
+			goto fail;
 	}
 	if (sqlite3_prepare_v3(l->wdb, "BEGIN IMMEDIATE", -1,
 		SQLITE_PREPARE_PERSISTENT, &l->w_begin, NULL) != SQLITE_OK ||
@@ -1062,6 +1446,8 @@ board_id_keep(void *p)
 	(void)p; /* owned by the name tree */
 }
 
+static void run_waits(struct ledger *l);
+
 /*
  * Submit what is pending, wait for the writer to finish everything, stop
  * it, finalize every statement and close.  Accepts NULL; returns NULL.
@@ -1074,17 +1460,18 @@ ledger_close(struct ledger *l)
 	if (l == NULL)
 		return NULL;
 	if (l->thread_started) {
-		(void)ledger_commit(l, NULL);
+		ledger_commit(l);
 		pthread_mutex_lock(&l->mu);
 		l->stop = true;
 		pthread_cond_signal(&l->work);
 		pthread_mutex_unlock(&l->mu);
 		pthread_join(l->thread, NULL);
+		if (l->fail_new && l->failed_fn != NULL) /* the last batch */
+			l->failed_fn(&l->fail, l->failed_arg);
+		run_waits(l); /* everything is done now */
 	}
 	op_free_list(&l->batch);
 	op_free_list(&l->queue);
-	for (i = 0; i < RD_MAX; i++)
-		sqlite3_finalize(l->rd[i]);
 	for (i = 0; i < OP_MAX; i++)
 		sqlite3_finalize(l->wr[i]);
 	sqlite3_finalize(l->w_begin);
@@ -1092,8 +1479,7 @@ ledger_close(struct ledger *l)
 	sqlite3_finalize(l->w_rollback);
 	rc = sqlite3_close(l->wdb);
 	assert(rc == SQLITE_OK);
-	rc = sqlite3_close(l->db);
-	assert(rc == SQLITE_OK);
+	l->rd = ledger_read_close(l->rd);
 	(void)rc;
 	tdestroy(l->boards_by_id, board_id_keep);
 	tdestroy(l->boards, board_id_free);
@@ -1116,6 +1502,39 @@ ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg)
 	l->dirty_arg = arg;
 }
 
+/*
+ * Call @fn(@err, @arg) on the loop thread for every write the ledger
+ * failed: one it could not queue (out of memory: the caller gets the error
+ * too) and every batch the writer rolled back (reported from
+ * ledger_notified()).  Without one, the writer logs its failures itself,
+ * at most once a second.
+ */
+void
+ledger_set_failed_cb(struct ledger *l, ledger_failed_fn *fn, void *arg)
+{
+	pthread_mutex_lock(&l->mu);
+	l->failed_fn = fn;
+	l->failed_arg = arg;
+	pthread_mutex_unlock(&l->mu);
+}
+
+/* A write failed on the loop thread: tell failed_fn, as the writer does. */
+static int
+ledger_failed(
+    struct ledger *l, struct npufarm_err *err, int code, const char *what)
+{
+	struct npufarm_err e;
+
+	(void)err_set(&e, code, "ledger: %s", what);
+	if (l->failed_fn != NULL)
+		l->failed_fn(&e, l->failed_arg);
+	else
+		log_err("%s", e.msg);
+	if (err != NULL)
+		*err = e;
+	return code;
+}
+
 /* True while writes wait in the batch for ledger_commit(). */
 bool
 ledger_pending(const struct ledger *l)
@@ -1124,16 +1543,16 @@ ledger_pending(const struct ledger *l)
 }
 
 /*
- * Hand the current batch to the writer thread and return at once.  The
- * writes become durable when the writer's transaction commits (see
- * ledger_sync()).  Always returns 0.
+ * Hand the current batch to the writer thread and return at once: it
+ * cannot fail here.  The writes become durable when the writer's
+ * transaction commits (ledger_committed(), ledger_sync()); a batch that
+ * fails there is reported to the failed callback.
  */
-int
-ledger_commit(struct ledger *l, struct npufarm_err *err)
+void
+ledger_commit(struct ledger *l)
 {
-	(void)err;
 	if (l->nbatch == 0)
-		return 0;
+		return;
 	pthread_mutex_lock(&l->mu);
 	STAILQ_CONCAT(&l->queue, &l->batch);
 	l->queued++;
@@ -1141,7 +1560,6 @@ ledger_commit(struct ledger *l, struct npufarm_err *err)
 	pthread_cond_signal(&l->work);
 	pthread_mutex_unlock(&l->mu);
 	l->nbatch = 0;
-	return 0;
 }
 
 /*
@@ -1155,7 +1573,7 @@ ledger_sync(struct ledger *l, struct npufarm_err *err)
 {
 	int r = 0;
 
-	(void)ledger_commit(l, NULL);
+	ledger_commit(l);
 	pthread_mutex_lock(&l->mu);
 	while (l->committed < l->submitted)
 		pthread_cond_wait(&l->done, &l->mu);
@@ -1186,7 +1604,7 @@ ledger_commits(const struct ledger *l)
  */
 void
 ledger_commit_stats(
-    struct ledger *l, struct metrics_hist *ret_hist, uint64_t *ret_failed)
+    struct ledger *l, struct hist *ret_hist, uint64_t *ret_failed)
 {
 	pthread_mutex_lock(&l->mu);
 	*ret_hist = l->commit_hist;
@@ -1194,29 +1612,36 @@ ledger_commit_stats(
 	pthread_mutex_unlock(&l->mu);
 }
 
-/* Append a write to the batch; strings are copied.  -ENOMEM or 0. */
+/* Append a write to the batch; its strings are copied.  -ENOMEM or 0. */
 static int
 op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
 {
-	size_t len[OP_NSTR], total = 0;
+	const struct op_bind *b = op_binds[tmpl->kind];
+	size_t len[OP_MAX_BINDS], total = 0;
+	const char *t;
 	struct op *o;
 	char *p;
 	int i;
 
-	for (i = 0; i < OP_NSTR; i++) {
-		len[i] = tmpl->s[i] ? strlen(tmpl->s[i]) + 1 : 0;
+	for (i = 0; i < OP_MAX_BINDS && b[i].name; i++) {
+		len[i] = 0;
+		if (b[i].type != BIND_TEXT)
+			continue;
+		memcpy(&t, (const char *)&tmpl->u + b[i].off, sizeof(t));
+		len[i] = t != NULL ? strlen(t) + 1 : 0;
 		total += len[i];
 	}
 	o = malloc(sizeof(*o) + total);
 	if (o == NULL)
-		return err_set(err, -ENOMEM, "ledger: out of memory");
+		return ledger_failed(l, err, -ENOMEM, "out of memory");
 	memcpy(o, tmpl, sizeof(*o));
 	p = o->strings;
-	for (i = 0; i < OP_NSTR; i++) {
-		if (tmpl->s[i] == NULL)
+	for (i = 0; i < OP_MAX_BINDS && b[i].name; i++) {
+		if (len[i] == 0)
 			continue;
-		memcpy(p, tmpl->s[i], len[i]);
-		o->s[i] = p;
+		memcpy(&t, (const char *)&tmpl->u + b[i].off, sizeof(t));
+		memcpy(p, t, len[i]);
+		memcpy((char *)&o->u + b[i].off, &p, sizeof(p));
 		p += len[i];
 	}
 	STAILQ_INSERT_TAIL(&l->batch, o, link);
@@ -1240,7 +1665,10 @@ ledger_prune(
 	int r = 0;
 
 	for (k = OP_PRUNE_LEASES; k <= OP_PRUNE_ATTEMPTS && r >= 0; k++) {
-		struct op o = {.kind = k, .t = {before_us}, .n = {batch}};
+		struct op o = {
+		    .kind = k,
+		    .u.prune = {.before_us = before_us, .limit = batch},
+		};
 
 		r = op_add(l, &o, err);
 	}
@@ -1261,18 +1689,7 @@ ledger_pruned(struct ledger *l)
 int64_t
 ledger_live_bytes(struct ledger *l)
 {
-	sqlite3_stmt *st = NULL;
-	int64_t n = -EIO;
-
-	if (sqlite3_prepare_v2(l->db,
-		"SELECT (SELECT page_count FROM pragma_page_count()) -"
-		" (SELECT freelist_count FROM pragma_freelist_count()),"
-		" (SELECT page_size FROM pragma_page_size())",
-		-1, &st, NULL) == SQLITE_OK &&
-	    sqlite3_step(st) == SQLITE_ROW)
-		n = sqlite3_column_int64(st, 0) * sqlite3_column_int64(st, 1);
-	sqlite3_finalize(st);
-	return n;
+	return ledger_read_live_bytes(l->rd);
 }
 
 /*
@@ -1286,7 +1703,7 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
     struct npufarm_err *err)
 {
 	struct board_id *probe, **found;
-	struct op o = {.t = {now_us}};
+	struct op o = {0};
 	bool drained = false;
 	int r;
 
@@ -1297,7 +1714,10 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
 	if (found != NULL) {
 		free(probe);
 		o.kind = OP_BOARD_TOUCH;
-		o.id = (*found)->id;
+		o.u.board_touch = (struct w_board_touch){
+		    .id = (*found)->id,
+		    .now_us = now_us,
+		};
 		drained = (*found)->drained;
 	} else {
 		probe->id = l->next_board_id;
@@ -1305,15 +1725,19 @@ ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
 			return err_set(err, -ENOMEM, "ledger: out of memory");
 		l->next_board_id++;
 		o.kind = OP_BOARD_INSERT;
-		o.id = probe->id;
-		o.s[0] = kind;
-		o.s[1] = key;
-		o.s[2] = address;
+		o.u.board_insert = (struct w_board_insert){
+		    .id = probe->id,
+		    .kind = kind,
+		    .key = key,
+		    .address = address,
+		    .now_us = now_us,
+		};
 	}
 	r = op_add(l, &o, err);
 	if (r < 0)
 		return r;
-	*ret_id = o.id;
+	*ret_id = o.kind == OP_BOARD_INSERT ? o.u.board_insert.id
+					    : o.u.board_touch.id;
 	if (ret_drained != NULL)
 		*ret_drained = drained;
 	return 0;
@@ -1330,9 +1754,7 @@ ledger_board_drain(struct ledger *l, int64_t id, bool drained, int64_t now_us,
 	struct board_id probe = {.id = id}, **found;
 	struct op o = {
 	    .kind = OP_BOARD_DRAIN,
-	    .id = id,
-	    .t = {now_us},
-	    .n = {drained},
+	    .u.board_drain = {.id = id, .drained = drained, .now_us = now_us},
 	};
 
 	found = tfind(&probe, &l->boards_by_id, board_id_by_id_cmp);
@@ -1356,8 +1778,7 @@ ledger_board_tags(
 	    obj != NULL ? json_dumps(obj, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
 	struct op o = {
 	    .kind = OP_BOARD_TAGS,
-	    .id = id,
-	    .s = {text},
+	    .u.board_tags = {.id = id, .tags = text},
 	};
 	int r;
 
@@ -1388,9 +1809,10 @@ ledger_board_state(struct ledger *l, int64_t id, const char *state,
 {
 	struct op o = {
 	    .kind = OP_BOARD_STATE,
-	    .id = id,
-	    .t = {now_us},
-	    .s = {state, detail},
+	    .u.board_state = {.id = id,
+		.state = state,
+		.detail = detail,
+		.now_us = now_us},
 	};
 
 	return op_add(l, &o, err);
@@ -1404,7 +1826,7 @@ ledger_board_state(struct ledger *l, int64_t id, const char *state,
 int
 ledger_boards_reset(struct ledger *l, int64_t now_us, struct npufarm_err *err)
 {
-	struct op o = {.kind = OP_BOARDS_RESET, .t = {now_us}};
+	struct op o = {.kind = OP_BOARDS_RESET, .u.reset = {.now_us = now_us}};
 	int r;
 
 	r = op_add(l, &o, err);
@@ -1421,12 +1843,21 @@ ledger_lease_insert(struct ledger *l, const struct ledger_lease *lease,
 {
 	struct op o = {
 	    .kind = OP_LEASE_INSERT,
-	    .id = l->next_lease_id,
-	    .t = {lease->requested_us, lease->granted_us, lease->released_us},
-	    .board_id = lease->board_id,
-	    .priority = lease->priority,
-	    .s = {lease->key, lease->user, lease->peer, lease->matchkey,
-		lease->outcome, lease->detail},
+	    .u.lease_insert =
+		{
+		    .id = l->next_lease_id,
+		    .key = lease->key,
+		    .user = lease->user,
+		    .peer = lease->peer,
+		    .priority = lease->priority,
+		    .requested_us = lease->requested_us,
+		    .granted_us = lease->granted_us,
+		    .released_us = lease->released_us,
+		    .board_id = lease->board_id,
+		    .matchkey = lease->matchkey,
+		    .outcome = lease->outcome,
+		    .detail = lease->detail,
+		},
 	};
 	int r;
 
@@ -1444,9 +1875,13 @@ ledger_lease_release(struct ledger *l, int64_t id, int64_t released_us,
 {
 	struct op o = {
 	    .kind = OP_LEASE_RELEASE,
-	    .id = id,
-	    .t = {released_us},
-	    .s = {outcome, detail},
+	    .u.lease_release =
+		{
+		    .id = id,
+		    .released_us = released_us,
+		    .outcome = outcome,
+		    .detail = detail,
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1471,18 +1906,17 @@ ledger_event_by(struct ledger *l, const char *kind, int64_t board_id,
 {
 	struct op o = {
 	    .kind = OP_EVENT,
-	    .t = {now_us},
-	    .board_id = board_id,
-	    .s = {kind, detail, actor},
+	    .u.event =
+		{
+		    .at_us = now_us,
+		    .board_id = board_id,
+		    .kind = kind,
+		    .detail = detail,
+		    .actor = actor,
+		},
 	};
 
 	return op_add(l, &o, err);
-}
-
-static const char *
-col_text(sqlite3_stmt *st, int i)
-{
-	return (const char *)sqlite3_column_text(st, i);
 }
 
 /*
@@ -1493,34 +1927,7 @@ int
 ledger_foreach_board(
     struct ledger *l, ledger_board_fn *fn, void *arg, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->rd[RD_BOARDS_ALL];
-	int rc, r = 0;
-
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct ledger_board b = {
-		    .id = sqlite3_column_int64(st, 0),
-		    .kind = col_text(st, 1),
-		    .key = col_text(st, 2),
-		    .address = col_text(st, 3),
-		    .name = col_text(st, 4),
-		    .state = col_text(st, 5),
-		    .first_seen_us = sqlite3_column_int64(st, 6),
-		    .last_seen_us = sqlite3_column_int64(st, 7),
-		    .detail = col_text(st, 8),
-		    .drained = sqlite3_column_int(st, 9) != 0,
-		    .tags = col_text(st, 10),
-		    .runs = sqlite3_column_int64(st, 11),
-		    .failures = sqlite3_column_int64(st, 12),
-		};
-
-		r = fn(&b, arg);
-		if (r != 0)
-			break;
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = ledger_db_fail(l->db, err, "board query");
-	stmt_done(st);
-	return r;
+	return ledger_read_boards(l->rd, fn, arg, err);
 }
 
 /* Call @fn for the @limit most recent committed leases, newest first. */
@@ -1528,51 +1935,7 @@ int
 ledger_foreach_lease(struct ledger *l, int limit, ledger_lease_fn *fn,
     void *arg, struct npufarm_err *err)
 {
-	sqlite3_stmt *st = l->rd[RD_LEASES_RECENT];
-	int rc, r = 0;
-
-	if (sqlite3_bind_int(st, 1, limit) != SQLITE_OK) {
-		r = ledger_db_fail(l->db, err, "lease query");
-		goto out;
-	}
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		struct ledger_lease x = {
-		    .id = sqlite3_column_int64(st, 0),
-		    .key = col_text(st, 1),
-		    .user = col_text(st, 2),
-		    .peer = col_text(st, 3),
-		    .priority = sqlite3_column_double(st, 4),
-		    .requested_us = sqlite3_column_int64(st, 5),
-		    .granted_us = sqlite3_column_int64(st, 6),
-		    .released_us = sqlite3_column_int64(st, 7),
-		    .board_id = sqlite3_column_int64(st, 8),
-		    .board = col_text(st, 9),
-		    .matchkey = col_text(st, 10),
-		    .outcome = col_text(st, 11),
-		    .detail = col_text(st, 12),
-		    .session =
-			{
-			    .start_us = sqlite3_column_int64(st, 13),
-			    .end_us = sqlite3_column_int64(st, 7),
-			    .requests = (uint64_t)sqlite3_column_int64(st, 14),
-			    .exceptions =
-				(uint64_t)sqlite3_column_int64(st, 15),
-			    .bytes_to_board =
-				(uint64_t)sqlite3_column_int64(st, 16),
-			    .bytes_to_client =
-				(uint64_t)sqlite3_column_int64(st, 17),
-			},
-		};
-
-		r = fn(&x, arg);
-		if (r != 0)
-			break;
-	}
-	if (r == 0 && rc != SQLITE_DONE)
-		r = ledger_db_fail(l->db, err, "lease query");
-out:
-	stmt_done(st);
-	return r;
+	return ledger_read_leases(l->rd, limit, fn, arg, err);
 }
 
 /*
@@ -1586,11 +1949,18 @@ ledger_lease_session(struct ledger *l, int64_t id,
 {
 	struct op o = {
 	    .kind = OP_LEASE_SESSION,
-	    .id = id,
-	    .t = {sess->start_us, sess->end_us},
-	    .n = {(int64_t)sess->requests, (int64_t)sess->exceptions,
-		(int64_t)sess->bytes_to_board, (int64_t)sess->bytes_to_client},
-	    .s = {sess->outcome, sess->detail},
+	    .u.lease_session =
+		{
+		    .id = id,
+		    .start_us = sess->start_us,
+		    .end_us = sess->end_us,
+		    .outcome = sess->outcome,
+		    .detail = sess->detail,
+		    .requests = (int64_t)sess->requests,
+		    .exceptions = (int64_t)sess->exceptions,
+		    .bytes_to_board = (int64_t)sess->bytes_to_board,
+		    .bytes_to_client = (int64_t)sess->bytes_to_client,
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1603,8 +1973,7 @@ ledger_lease_agent_session(
 {
 	struct op o = {
 	    .kind = OP_LEASE_AGENT_SESSION,
-	    .id = id,
-	    .s = {session},
+	    .u.lease_agent_session = {.id = id, .session = session},
 	};
 
 	return op_add(l, &o, err);
@@ -1621,13 +1990,23 @@ ledger_lease_report(struct ledger *l, int64_t board_id, const char *session,
 {
 	struct op o = {
 	    .kind = OP_LEASE_REPORT,
-	    .board_id = board_id,
-	    .t = {rep->sess.start_us, rep->sess.end_us, ledger_now_us()},
-	    .priority = rep->timeout,
-	    .n = {(int64_t)rep->sess.requests, (int64_t)rep->sess.exceptions,
-		(int64_t)rep->sess.bytes_to_board,
-		(int64_t)rep->sess.bytes_to_client, rep->signal, rep->status},
-	    .s = {session, rep->sess.outcome, rep->sess.detail},
+	    .u.lease_report =
+		{
+		    .board_id = board_id,
+		    .session = session,
+		    .start_us = rep->sess.start_us,
+		    .end_us = rep->sess.end_us,
+		    .reported_us = ledger_now_us(),
+		    .outcome = rep->sess.outcome,
+		    .detail = rep->sess.detail,
+		    .requests = (int64_t)rep->sess.requests,
+		    .exceptions = (int64_t)rep->sess.exceptions,
+		    .bytes_to_board = (int64_t)rep->sess.bytes_to_board,
+		    .bytes_to_client = (int64_t)rep->sess.bytes_to_client,
+		    .signal = rep->signal,
+		    .status = rep->status,
+		    .timeout = rep->timeout,
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1669,13 +2048,97 @@ ledger_notify_fd(const struct ledger *l)
 	return l->notify_fd;
 }
 
+/* Call back the waits whose batches the writer has finished. */
+static void
+run_waits(struct ledger *l)
+{
+	struct ledger_wait *w;
+	struct npufarm_err e;
+	uint64_t committed, errors;
+
+	while ((w = TAILQ_FIRST(&l->waits)) != NULL) {
+		pthread_mutex_lock(&l->mu);
+		committed = l->committed;
+		errors = l->errors;
+		e = l->fail;
+		pthread_mutex_unlock(&l->mu);
+		if (w->seq > committed)
+			break;
+		TAILQ_REMOVE(&l->waits, w, link);
+		w->fn(errors != w->errors ? &e : NULL, w->arg);
+		free(w);
+	}
+}
+
+/*
+ * Call @fn(@err, @arg) on the loop thread once every write made so far is
+ * committed: with @err NULL then, or with the writer's error when a batch
+ * failed meanwhile (the writes may be lost).  With nothing waiting for
+ * the writer, @fn runs before this returns; else from ledger_notified(),
+ * or ledger_close() at the latest, in the order of the calls.  *@ret_wait
+ * (may be NULL) takes a handle for ledger_after_cancel(), or NULL when @fn
+ * already ran.  Returns 0, or -ENOMEM (@fn is not called).  Never blocks:
+ * this is how the loop reads its own writes.
+ */
+int
+ledger_after(struct ledger *l, ledger_done_fn *fn, void *arg,
+    struct ledger_wait **ret_wait)
+{
+	uint64_t seq = l->submitted + (l->nbatch > 0), committed, errors;
+	struct ledger_wait *w;
+
+	pthread_mutex_lock(&l->mu);
+	committed = l->committed;
+	errors = l->errors;
+	pthread_mutex_unlock(&l->mu);
+	if (ret_wait != NULL)
+		*ret_wait = NULL;
+	if (seq <= committed && TAILQ_EMPTY(&l->waits)) {
+		fn(NULL, arg);
+		return 0;
+	}
+	w = calloc(1, sizeof(*w));
+	if (w == NULL)
+		return -ENOMEM;
+	*w = (struct ledger_wait){
+	    .seq = seq, .errors = errors, .fn = fn, .arg = arg};
+	TAILQ_INSERT_TAIL(&l->waits, w, link);
+	if (ret_wait != NULL)
+		*ret_wait = w;
+	return 0;
+}
+
+/* Forget wait @w of ledger_after() without calling it.  Accepts NULL. */
+void
+ledger_after_cancel(struct ledger *l, struct ledger_wait *w)
+{
+	if (w == NULL)
+		return;
+	TAILQ_REMOVE(&l->waits, w, link);
+	free(w);
+}
+
+/*
+ * Consume the notification, and report a batch the writer rolled back
+ * since the last call to the failed callback.  Loop thread.
+ */
 void
 ledger_notified(struct ledger *l)
 {
+	struct npufarm_err e;
+	bool failed;
 	uint64_t v;
 
 	if (read(l->notify_fd, &v, sizeof(v)) < 0)
-		return; /* EAGAIN: nothing new */
+		(void)0; /* EAGAIN: nothing new */
+	pthread_mutex_lock(&l->mu);
+	failed = l->fail_new;
+	e = l->fail;
+	l->fail_new = false;
+	pthread_mutex_unlock(&l->mu);
+	if (failed && l->failed_fn != NULL)
+		l->failed_fn(&e, l->failed_arg);
+	run_waits(l);
 }
 
 /* ---- jobs ----------------------------------------------------------- */
@@ -1687,9 +2150,12 @@ ledger_artifact(struct ledger *l, const char *sha256, uint64_t size,
 {
 	struct op o = {
 	    .kind = OP_ARTIFACT,
-	    .t = {ledger_now_us()},
-	    .n = {(int64_t)size},
-	    .s = {sha256},
+	    .u.artifact =
+		{
+		    .sha256 = sha256,
+		    .size = (int64_t)size,
+		    .stored_us = ledger_now_us(),
+		},
 	};
 
 	return op_add(l, &o, err);
@@ -1702,11 +2168,18 @@ ledger_job_insert(struct ledger *l, const struct ledger_job *job,
 {
 	struct op o = {
 	    .kind = OP_JOB_INSERT,
-	    .id = l->next_job_id,
-	    .t = {job->submitted_us},
-	    .priority = job->priority,
-	    .n = {(int64_t)(job->queue_timeout * 1000), job->ntasks},
-	    .s = {job->key, job->user, job->peer, job->tags},
+	    .u.job_insert =
+		{
+		    .id = l->next_job_id,
+		    .key = job->key,
+		    .user = job->user,
+		    .peer = job->peer,
+		    .tags = job->tags,
+		    .priority = job->priority,
+		    .queue_timeout_ms = (int64_t)(job->queue_timeout * 1000),
+		    .ntasks = job->ntasks,
+		    .submitted_us = job->submitted_us,
+		},
 	};
 	int r = op_add(l, &o, err);
 
@@ -1721,9 +2194,9 @@ ledger_job_state(struct ledger *l, int64_t id, const char *state,
 {
 	struct op o = {
 	    .kind = OP_JOB_STATE,
-	    .id = id,
-	    .t = {0, finished_us},
-	    .s = {state},
+	    .u.job_state = {.id = id,
+		.state = state,
+		.finished_us = finished_us},
 	};
 
 	return op_add(l, &o, err);
@@ -1737,11 +2210,16 @@ ledger_task_insert(struct ledger *l, int64_t job_id, int idx, const char *name,
 {
 	struct op o = {
 	    .kind = OP_TASK_INSERT,
-	    .id = l->next_task_id,
-	    .board_id = job_id,
-	    .t = {queued_us},
-	    .n = {idx},
-	    .s = {name, runner, spec},
+	    .u.task_insert =
+		{
+		    .id = l->next_task_id,
+		    .job_id = job_id,
+		    .idx = idx,
+		    .name = name,
+		    .runner = runner,
+		    .spec = spec,
+		    .queued_us = queued_us,
+		},
 	};
 	int r = op_add(l, &o, err);
 
@@ -1757,10 +2235,13 @@ ledger_task_start(struct ledger *l, int64_t id, int attempt, int64_t board_id,
 {
 	struct op o = {
 	    .kind = OP_TASK_START,
-	    .id = id,
-	    .board_id = board_id,
-	    .t = {now_us},
-	    .n = {attempt},
+	    .u.task_start =
+		{
+		    .id = id,
+		    .attempt = attempt,
+		    .board_id = board_id,
+		    .now_us = now_us,
+		},
 	};
 	int r = op_add(l, &o, err);
 
@@ -1772,7 +2253,7 @@ ledger_task_start(struct ledger *l, int64_t id, int attempt, int64_t board_id,
 int
 ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err)
 {
-	struct op o = {.kind = OP_TASK_REQUEUE, .id = id};
+	struct op o = {.kind = OP_TASK_REQUEUE, .u.task_requeue = {.id = id}};
 
 	return op_add(l, &o, err);
 }
@@ -1787,17 +2268,28 @@ ledger_task_finish(struct ledger *l, int64_t id, int attempt,
 {
 	struct op a = {
 	    .kind = OP_ATTEMPT_FINISH,
-	    .id = id,
-	    .t = {0, res->finished_us},
-	    .n = {attempt, 0, res->signal, res->status},
-	    .s = {res->outcome, res->detail},
+	    .u.attempt_finish =
+		{
+		    .task_id = id,
+		    .attempt = attempt,
+		    .finished_us = res->finished_us,
+		    .outcome = res->outcome,
+		    .detail = res->detail,
+		    .signal = res->signal,
+		    .status = res->status,
+		},
 	};
 	struct op t = {
 	    .kind = OP_TASK_FINISH,
-	    .id = id,
-	    .t = {0, res->finished_us},
-	    .n = {0, res->number},
-	    .s = {res->outcome, res->detail, res->costs},
+	    .u.task_finish =
+		{
+		    .id = id,
+		    .outcome = res->outcome,
+		    .detail = res->detail,
+		    .costs = res->costs,
+		    .number = res->number,
+		    .finished_us = res->finished_us,
+		},
 	};
 	int r = 0;
 
@@ -1808,9 +2300,50 @@ ledger_task_finish(struct ledger *l, int64_t id, int attempt,
 	return r;
 }
 
-/* The loop thread's read connection, for the job queries (ledger_jobs.c). */
-sqlite3 *
-ledger_read_db(struct ledger *l)
+/* ---- job reads (ledger_read.c), on committed rows ---------------------- */
+
+/*
+ * Jobs newest first, at most @limit, optionally only in @state and of
+ * @user (NULL: any).  @fn returning non-zero stops and is returned.
+ */
+int
+ledger_foreach_job(struct ledger *l, const char *state, const char *user,
+    int limit, ledger_job_fn *fn, void *arg, struct npufarm_err *err)
 {
-	return l->db;
+	return ledger_read_jobs(l->rd, state, user, limit, fn, arg, err);
+}
+
+/* Job @id (one call of @fn), or -ENOENT. */
+int
+ledger_job_get(struct ledger *l, int64_t id, ledger_job_fn *fn, void *arg,
+    struct npufarm_err *err)
+{
+	return ledger_read_job(l->rd, id, fn, arg, err);
+}
+
+/* Jobs that are queued or running: what a restarted broker takes up. */
+int
+ledger_foreach_live_job(
+    struct ledger *l, ledger_job_fn *fn, void *arg, struct npufarm_err *err)
+{
+	return ledger_read_live_jobs(l->rd, fn, arg, err);
+}
+
+/* Every task of job @job_id, by index, with its board's name. */
+int
+ledger_foreach_task(struct ledger *l, int64_t job_id, ledger_task_fn *fn,
+    void *arg, struct npufarm_err *err)
+{
+	return ledger_read_tasks(l->rd, job_id, fn, arg, err);
+}
+
+/*
+ * Task counts of job @job_id: @fn(state, outcome or NULL, count, @arg)
+ * per group.
+ */
+int
+ledger_task_counts(struct ledger *l, int64_t job_id, ledger_count_fn *fn,
+    void *arg, struct npufarm_err *err)
+{
+	return ledger_read_task_counts(l->rd, job_id, fn, arg, err);
 }

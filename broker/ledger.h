@@ -7,9 +7,12 @@
  * get them at once); ledger_commit() hands the batch to a writer thread that
  * owns a second connection and commits every batch it finds waiting in one
  * transaction (group commit: one fsync however many batches queued up while
- * the previous fsync ran).  Reads run on the loop thread's own connection and
- * see committed data; ledger_sync() waits for the writer first when a reader
- * must see its own writes.  Every function here is for the loop thread.
+ * the previous fsync ran).  Reads run on a connection of their own
+ * (ledger_read.c) and see committed data.  For the loop to see its own
+ * writes, or to acknowledge them, ledger_after() calls back once they are
+ * committed, without waiting; ledger_sync() blocks for that, and is only
+ * for start-up and tools.  Failed writes are reported through the failed
+ * callback.  Every function here is for the loop thread.
  */
 #pragma once
 
@@ -17,41 +20,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ledger_read.h"
+
 struct ledger;
-struct metrics_hist;
+struct ledger_wait;
+struct hist;
 struct npufarm_err;
 
 #define LEDGER_SCHEMA_VERSION 6
 
 typedef void ledger_dirty_fn(void *arg);
-
-struct ledger_board {
-	int64_t id;
-	const char *kind;
-	const char *key;
-	const char *address;
-	const char *name;
-	const char *state;
-	int64_t first_seen_us;
-	int64_t last_seen_us;
-	const char *detail; /* NULL when none */
-	bool drained;       /* an operator drained it */
-	const char *tags;   /* JSON object text, NULL when none (v6) */
-	int64_t runs;       /* TVM sessions and task attempts it ran */
-	int64_t failures;   /* of them timeout, exception, crash, lost, wrong */
-};
-
-/* How a relayed session ended (ledger_lease_session()). */
-struct ledger_session {
-	int64_t start_us;
-	int64_t end_us;
-	uint64_t requests;   /* client requests forwarded */
-	uint64_t exceptions; /* kException packets to the client */
-	uint64_t bytes_to_board;
-	uint64_t bytes_to_client;
-	const char *outcome; /* an outcome class name */
-	const char *detail;
-};
+typedef void ledger_failed_fn(const struct npufarm_err *err, void *arg);
+/* @err: NULL when committed, else what the writer failed with. */
+typedef void ledger_done_fn(const struct npufarm_err *err, void *arg);
 
 /* An agent's report of a session it supervised. */
 struct ledger_report {
@@ -83,42 +64,25 @@ struct ledger_task_result {
 	int64_t finished_us;
 };
 
-struct ledger_lease {
-	int64_t id;
-	const char *key;
-	const char *user;
-	const char *peer;
-	double priority;
-	int64_t requested_us;
-	int64_t granted_us;  /* 0 when never granted */
-	int64_t released_us; /* 0 while open */
-	int64_t board_id;    /* 0 when none */
-	const char *board;   /* board name (queries only), NULL when none */
-	const char *matchkey;
-	const char *outcome; /* NULL while open or when not observed */
-	const char *detail;
-	struct ledger_session session; /* queries: start_us 0 if not relayed */
-};
-
-/* Row callbacks: strings are borrowed for the duration of the call. */
-typedef int ledger_board_fn(const struct ledger_board *b, void *arg);
-typedef int ledger_lease_fn(const struct ledger_lease *l, void *arg);
-
 int ledger_open(const char *path, bool sync_full, struct ledger **ret_ledger,
     struct npufarm_err *err);
 struct ledger *ledger_close(struct ledger *l);
 void ledger_set_dirty_cb(struct ledger *l, ledger_dirty_fn *fn, void *arg);
+void ledger_set_failed_cb(struct ledger *l, ledger_failed_fn *fn, void *arg);
 int64_t ledger_now_us(void);
 bool ledger_pending(const struct ledger *l);
-int ledger_commit(struct ledger *l, struct npufarm_err *err);
+void ledger_commit(struct ledger *l);
 int ledger_sync(struct ledger *l, struct npufarm_err *err);
+int ledger_after(struct ledger *l, ledger_done_fn *fn, void *arg,
+    struct ledger_wait **ret_wait);
+void ledger_after_cancel(struct ledger *l, struct ledger_wait *w);
 int ledger_prune(
     struct ledger *l, int64_t before_us, int batch, struct npufarm_err *err);
 uint64_t ledger_pruned(struct ledger *l);
 int64_t ledger_live_bytes(struct ledger *l);
 uint64_t ledger_commits(const struct ledger *l);
 void ledger_commit_stats(
-    struct ledger *l, struct metrics_hist *ret_hist, uint64_t *ret_failed);
+    struct ledger *l, struct hist *ret_hist, uint64_t *ret_failed);
 
 int ledger_board_upsert(struct ledger *l, const char *kind, const char *key,
     const char *address, int64_t now_us, int64_t *ret_id, bool *ret_drained,
@@ -160,38 +124,6 @@ int ledger_task_start(struct ledger *l, int64_t id, int attempt,
 int ledger_task_requeue(struct ledger *l, int64_t id, struct npufarm_err *err);
 int ledger_task_finish(struct ledger *l, int64_t id, int attempt,
     const struct ledger_task_result *res, bool final, struct npufarm_err *err);
-struct sqlite3 *ledger_read_db(struct ledger *l);
-int ledger_db_fail(
-    struct sqlite3 *db, struct npufarm_err *err, const char *what);
-
-/* Rows of the job reads (ledger_jobs.c); strings borrowed for the call. */
-struct ledger_job_row {
-	int64_t id;
-	const char *key, *user, *state;
-	double priority, queue_timeout;
-	int ntasks;
-	int64_t submitted_us, finished_us; /* 0: not yet */
-	const char *tags; /* JSON object text the boards must carry, or NULL */
-};
-
-struct ledger_task_row {
-	int64_t id, job_id;
-	int idx;
-	const char *name, *runner, *spec, *state;
-	const char *outcome; /* NULL until done */
-	int attempts;
-	int64_t board_id;  /* 0: never ran */
-	const char *board; /* its name, or NULL */
-	const char *costs; /* JSON text, or NULL */
-	int64_t number;
-	const char *detail;
-	int64_t queued_us, started_us, finished_us;
-};
-
-typedef int ledger_job_fn(const struct ledger_job_row *row, void *arg);
-typedef int ledger_task_fn(const struct ledger_task_row *row, void *arg);
-typedef void ledger_count_fn(
-    const char *state, const char *outcome, int count, void *arg);
 
 int ledger_foreach_job(struct ledger *l, const char *state, const char *user,
     int limit, ledger_job_fn *fn, void *arg, struct npufarm_err *err);

@@ -22,26 +22,17 @@
 
 #include "metrics.h"
 
-#include <dirent.h>
 #include <errno.h>
-#include <math.h>
 #include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <sys/resource.h>
 #include <time.h>
-#include <unistd.h>
 
 #include <event2/buffer.h>
 
 #include <npufarm/outcome.h>
-
-#include "ledger.h"
-#include "scheduler.h"
-#include "server.h"
-#include "tracker.h"
 
 /* How long a relayed agent lease waits for its agent's report. */
 #define METRICS_REPORT_GRACE_S 30
@@ -51,23 +42,13 @@
  * after a session the broker did not relay). */
 #define METRICS_UNKNOWN        NPUFARM_OUTCOME_MAX
 
-static const double session_bounds[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-    0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600};
-static const double commit_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-
-/* Board states as the ledger and the API name them. */
-static const char *const board_states[] = {
-    "idle", "leased", "busy", "draining", "quarantined", "offline"};
-#define NSTATES (sizeof(board_states) / sizeof(board_states[0]))
-
 struct metrics_key {
 	char *key;
 	uint64_t leases[NPUFARM_OUTCOME_MAX + 1]; /* by outcome, + unknown */
 	uint64_t tasks[NPUFARM_OUTCOME_MAX];
-	struct metrics_hist queue_wait;
-	struct metrics_hist session;
-	struct metrics_hist task_run;
+	struct hist queue_wait;
+	struct hist session;
+	struct hist task_run;
 };
 
 /* A relayed lease, from its pair-up until it is counted. */
@@ -107,42 +88,6 @@ mono_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Reset @h to empty histogram with the bucket layout @scale. */
-void
-metrics_hist_init(struct metrics_hist *h, enum metrics_scale scale)
-{
-	memset(h, 0, sizeof(*h));
-	if (scale == METRICS_SCALE_COMMIT) {
-		h->bounds = commit_bounds;
-		h->nbounds = sizeof(commit_bounds) / sizeof(commit_bounds[0]);
-	} else {
-		h->bounds = session_bounds;
-		h->nbounds = sizeof(session_bounds) / sizeof(session_bounds[0]);
-	}
-}
-
-/*
- * Count @v (seconds) in @h: in the first bucket whose bound is >= @v
- * (Prometheus "le"), else in +Inf.  A negative value (the wall clock
- * stepped back) counts as 0; NaN is ignored.  Touches only @h, so any
- * thread may call it on a histogram it owns or holds the lock of.
- */
-void
-metrics_hist_observe(struct metrics_hist *h, double v)
-{
-	size_t i;
-
-	if (isnan(v))
-		return;
-	if (v < 0)
-		v = 0;
-	for (i = 0; i < h->nbounds && v > h->bounds[i]; i++)
-		;
-	h->buckets[i]++;
-	h->count++;
-	h->sum += v;
-}
-
 /* ---- registry ------------------------------------------------------- */
 
 static struct metrics_key *
@@ -154,9 +99,9 @@ key_new(const char *key)
 		free(k);
 		return NULL;
 	}
-	metrics_hist_init(&k->queue_wait, METRICS_SCALE_SESSION);
-	metrics_hist_init(&k->session, METRICS_SCALE_SESSION);
-	metrics_hist_init(&k->task_run, METRICS_SCALE_SESSION);
+	hist_init(&k->queue_wait, HIST_SCALE_SESSION);
+	hist_init(&k->session, HIST_SCALE_SESSION);
+	hist_init(&k->task_run, HIST_SCALE_SESSION);
 	return k;
 }
 
@@ -409,8 +354,7 @@ metrics_lease_end(
 		return;
 	}
 	r = *found;
-	metrics_hist_observe(
-	    &r->key->session, (double)(now - r->start_us) / 1e6);
+	hist_observe(&r->key->session, (double)(now - r->start_us) / 1e6);
 	if (r->session == NULL || r->reported >= 0) {
 		r->key->leases[r->session == NULL ? outcome_index(outcome)
 						  : r->reported]++;
@@ -456,7 +400,7 @@ metrics_queue_wait(struct metrics *m, const char *key, double seconds)
 	struct metrics_key *k = key_get(m, key);
 
 	if (k != NULL)
-		metrics_hist_observe(&k->queue_wait, seconds);
+		hist_observe(&k->queue_wait, seconds);
 }
 
 /* A task of @key ended for good as @outcome. */
@@ -477,7 +421,7 @@ metrics_task_run(struct metrics *m, const char *key, double seconds)
 	struct metrics_key *k = key_get(m, key);
 
 	if (k != NULL)
-		metrics_hist_observe(&k->task_run, seconds);
+		hist_observe(&k->task_run, seconds);
 }
 
 /* A relayed session moved these bytes. */
@@ -493,6 +437,17 @@ void
 metrics_agent_connect(struct metrics *m)
 {
 	m->agent_connects++;
+}
+
+/*
+ * From now on, key @key has its series in the exposition (zeros until
+ * its first event), like a key something was counted under.  For keys
+ * that have a queue before anything ended there.
+ */
+void
+metrics_touch_key(struct metrics *m, const char *key)
+{
+	(void)key_get(m, key);
 }
 
 /* ---- exposition ----------------------------------------------------- */
@@ -525,8 +480,9 @@ metrics_add_label_value(struct evbuffer *out, const char *v)
 	return r < 0 ? -ENOMEM : 0;
 }
 
-static int
-add_header(
+/* The # HELP and # TYPE lines of metric @name.  0 or -ENOMEM. */
+int
+metrics_add_header(
     struct evbuffer *out, const char *name, const char *type, const char *help)
 {
 	return evbuffer_add_printf(out, "# HELP %s %s\n# TYPE %s %s\n", name,
@@ -535,9 +491,9 @@ add_header(
 		   : 0;
 }
 
-/* `{key="K"` with K escaped, no closing brace. */
-static int
-add_key_label(struct evbuffer *out, const char *key)
+/* `{key="K"` with K escaped, no closing brace.  0 or -ENOMEM. */
+int
+metrics_add_key_label(struct evbuffer *out, const char *key)
 {
 	if (evbuffer_add(out, "{key=\"", 6) < 0 ||
 	    metrics_add_label_value(out, key) < 0 ||
@@ -554,7 +510,7 @@ add_key_label(struct evbuffer *out, const char *key)
  */
 int
 metrics_add_hist(struct evbuffer *out, const char *name, const char *labels,
-    const struct metrics_hist *h)
+    const struct hist *h)
 {
 	const char *sep = labels[0] != '\0' ? "," : "";
 	uint64_t cum = 0;
@@ -601,7 +557,7 @@ write_counters(struct metrics *m, struct evbuffer *out, bool tasks)
 	int o, n = tasks ? NPUFARM_OUTCOME_MAX : NPUFARM_OUTCOME_MAX + 1;
 	int r;
 
-	r = add_header(out, name, "counter",
+	r = metrics_add_header(out, name, "counter",
 	    tasks ? "Native tasks that ended for good, by key and outcome."
 		  : "TVM leases and requests that ended, by key and final "
 		    "outcome (unknown: a session the broker did not relay).");
@@ -609,7 +565,7 @@ write_counters(struct metrics *m, struct evbuffer *out, bool tasks)
 		for (o = 0; r >= 0 && o < n; o++) {
 			r = evbuffer_add_printf(out, "%s", name);
 			if (r >= 0)
-				r = add_key_label(out, k->key);
+				r = metrics_add_key_label(out, k->key);
 			if (r >= 0)
 				r = evbuffer_add_printf(out,
 				    ",outcome=\"%s\"} %llu\n",
@@ -657,7 +613,7 @@ write_hists(struct metrics *m, struct evbuffer *out, const char *name,
 	size_t i;
 	int r;
 
-	r = add_header(out, name, "histogram", help);
+	r = metrics_add_header(out, name, "histogram", help);
 	for (i = 0; r >= 0 && (k = key_at(m, i)) != NULL; i++) {
 		labels = key_labels(k->key);
 		if (labels == NULL)
@@ -668,411 +624,6 @@ write_hists(struct metrics *m, struct evbuffer *out, const char *name,
 					     : &k->task_run);
 		free(labels);
 	}
-	return r < 0 ? -ENOMEM : 0;
-}
-
-/* ---- gauges computed at scrape time --------------------------------- */
-
-struct live_board {
-	int64_t id;
-	char *key;
-	const char *state; /* static */
-	bool seen;         /* in the ledger's list */
-};
-
-struct board_row {
-	char *key;
-	size_t state; /* index in board_states */
-};
-
-struct boards_ctx {
-	struct live_board *live;
-	size_t nlive, caplive;
-	struct board_row *rows;
-	size_t nrows, caprows;
-	int err;
-};
-
-static const char *
-state_static(const char *s)
-{
-	size_t i;
-
-	for (i = 0; s != NULL && i < NSTATES; i++)
-		if (strcmp(s, board_states[i]) == 0)
-			return board_states[i];
-	return NULL;
-}
-
-static void
-live_cb(const struct tracker_board_info *b, void *arg)
-{
-	struct boards_ctx *x = arg;
-	struct live_board *grown;
-
-	if (x->nlive == x->caplive) {
-		size_t cap = x->caplive ? 2 * x->caplive : 16;
-
-		grown = realloc(x->live, cap * sizeof(*grown));
-		if (grown == NULL) {
-			x->err = -ENOMEM;
-			return;
-		}
-		x->live = grown;
-		x->caplive = cap;
-	}
-	x->live[x->nlive] = (struct live_board){
-	    .id = b->id,
-	    .key = strdup(b->key),
-	    .state = state_static(b->state),
-	};
-	if (x->live[x->nlive].key == NULL) {
-		x->err = -ENOMEM;
-		return;
-	}
-	x->nlive++;
-}
-
-static int
-live_cmp(const void *a, const void *b)
-{
-	const struct live_board *x = a, *y = b;
-
-	return (x->id > y->id) - (x->id < y->id);
-}
-
-static int
-row_add(struct boards_ctx *x, const char *key, const char *state)
-{
-	struct board_row *grown;
-	size_t i;
-
-	state = state_static(state);
-	if (state == NULL)
-		return 0; /* not a state we know: not shown */
-	for (i = 0; board_states[i] != state; i++)
-		;
-	if (x->nrows == x->caprows) {
-		size_t cap = x->caprows ? 2 * x->caprows : 16;
-
-		grown = realloc(x->rows, cap * sizeof(*grown));
-		if (grown == NULL)
-			return -ENOMEM;
-		x->rows = grown;
-		x->caprows = cap;
-	}
-	x->rows[x->nrows].key = strdup(key);
-	if (x->rows[x->nrows].key == NULL)
-		return -ENOMEM;
-	x->rows[x->nrows++].state = i;
-	return 0;
-}
-
-/* A board the ledger knows: its live state if it is live, else the
- * ledger's (offline, for one whose connection is gone). */
-static int
-ledger_cb(const struct ledger_board *b, void *arg)
-{
-	struct boards_ctx *x = arg;
-	struct live_board probe = {.id = b->id}, *l;
-
-	l = x->nlive > 0
-		? bsearch(&probe, x->live, x->nlive, sizeof(*x->live), live_cmp)
-		: NULL;
-	if (l != NULL) {
-		l->seen = true;
-		return row_add(x, b->key, l->state);
-	}
-	return row_add(x, b->key, b->state);
-}
-
-static int
-row_cmp(const void *a, const void *b)
-{
-	return strcmp(((const struct board_row *)a)->key,
-	    ((const struct board_row *)b)->key);
-}
-
-static int
-write_boards(struct server *srv, struct evbuffer *out)
-{
-	struct boards_ctx x = {0};
-	size_t i, j, s, counts[NSTATES];
-	int r;
-
-	(void)tracker_flush_boards(srv->tracker);
-	/* Read our own writes; a failed batch was already logged. */
-	(void)ledger_sync(srv->ledger, NULL);
-	tracker_foreach_board(srv->tracker, live_cb, &x);
-	r = x.err;
-	if (r >= 0) {
-		if (x.nlive > 0)
-			qsort(x.live, x.nlive, sizeof(*x.live), live_cmp);
-		r = ledger_foreach_board(srv->ledger, ledger_cb, &x, NULL);
-	}
-	/* Live boards the ledger's read did not show yet. */
-	for (i = 0; r >= 0 && i < x.nlive; i++)
-		if (!x.live[i].seen)
-			r = row_add(&x, x.live[i].key, x.live[i].state);
-	if (r >= 0)
-		r = add_header(out, "npufarm_boards", "gauge",
-		    "Boards the broker knows, by key and state.");
-	if (x.nrows > 0)
-		qsort(x.rows, x.nrows, sizeof(*x.rows), row_cmp);
-	for (i = 0; r >= 0 && i < x.nrows; i = j) {
-		memset(counts, 0, sizeof(counts));
-		for (j = i;
-		     j < x.nrows && strcmp(x.rows[j].key, x.rows[i].key) == 0;
-		     j++)
-			counts[x.rows[j].state]++;
-		for (s = 0; r >= 0 && s < NSTATES; s++) {
-			r = evbuffer_add(out, "npufarm_boards", 14);
-			if (r >= 0)
-				r = add_key_label(out, x.rows[i].key);
-			if (r >= 0)
-				r = evbuffer_add_printf(out,
-				    ",state=\"%s\"} %zu\n", board_states[s],
-				    counts[s]);
-		}
-	}
-	for (i = 0; i < x.nlive; i++)
-		free(x.live[i].key);
-	for (i = 0; i < x.nrows; i++)
-		free(x.rows[i].key);
-	free(x.live);
-	free(x.rows);
-	return r < 0 ? -ENOMEM : 0;
-}
-
-struct tasks_ctx {
-	struct evbuffer *out;
-	int64_t now_us;
-	int err;
-};
-
-/* One sample per board that runs a native task: its job, task and user. */
-static void
-board_task_cb(const struct tracker_board_info *b, void *arg)
-{
-	struct tasks_ctx *x = arg;
-	struct evbuffer *out = x->out;
-
-	if (b->task.job <= 0 || x->err < 0)
-		return;
-	if (evbuffer_add(out, "npufarm_board_task_seconds", 26) < 0 ||
-	    add_key_label(out, b->key) < 0 ||
-	    evbuffer_add(out, ",board=\"", 8) < 0 ||
-	    metrics_add_label_value(out, b->address) < 0 ||
-	    evbuffer_add_printf(out, "\",job=\"%lld\",task=\"%d\",user=\"",
-		(long long)b->task.job, b->task.idx) < 0 ||
-	    metrics_add_label_value(out, b->task.user) < 0 ||
-	    evbuffer_add_printf(out, "\"} %.6f\n",
-		b->task.started_us > 0
-		    ? (double)(x->now_us - b->task.started_us) / 1e6
-		    : 0.0) < 0)
-		x->err = -ENOMEM;
-}
-
-/*
- * npufarm_board_task_seconds: what each busy agent board runs (issue 11:
- * a board running a task is no anonymous "leased").
- */
-static int
-write_board_tasks(struct server *srv, struct evbuffer *out)
-{
-	struct tasks_ctx x = {.out = out, .now_us = ledger_now_us()};
-
-	if (add_header(out, "npufarm_board_task_seconds", "gauge",
-		"Seconds the native task a board runs has run, by board, "
-		"job, task and user.") < 0)
-		return -ENOMEM;
-	tracker_foreach_board(srv->tracker, board_task_cb, &x);
-	return x.err;
-}
-
-static void
-waiting_cb(struct sched_request *r, void *arg)
-{
-	size_t *depth = arg;
-
-	depth[r->kind == SCHED_KIND_TASK]++;
-}
-
-static int
-queue_cmp(const void *a, const void *b)
-{
-	return strcmp(sched_queue_key(*(struct sched_queue *const *)a),
-	    sched_queue_key(*(struct sched_queue *const *)b));
-}
-
-/*
- * npufarm_queue_depth; and every key with a queue gets its counters and
- * histograms from now on (zeros), so they exist before their first event.
- */
-static int
-write_queues(struct metrics *m, struct server *srv, struct evbuffer *out)
-{
-	size_t n = sched_queue_count(srv->sched), i = 0, depth[2];
-	struct sched_queue **qs, *q;
-	int r;
-
-	qs = calloc(n ? n : 1, sizeof(*qs));
-	if (qs == NULL)
-		return -ENOMEM;
-	for (q = sched_queue_first(srv->sched); q != NULL && i < n;
-	     q = sched_queue_next(q)) {
-		qs[i++] = q;
-		(void)key_get(m, sched_queue_key(q));
-	}
-	qsort(qs, i, sizeof(*qs), queue_cmp);
-	r = add_header(out, "npufarm_queue_depth", "gauge",
-	    "Requests waiting for a board, by key and kind (tvm: TVM "
-	    "requests and RPC clients; task: native tasks).");
-	for (n = i, i = 0; r >= 0 && i < n; i++) {
-		depth[0] = depth[1] = 0;
-		sched_foreach_waiting(qs[i], waiting_cb, depth);
-		r = evbuffer_add(out, "npufarm_queue_depth", 19);
-		if (r >= 0)
-			r = add_key_label(out, sched_queue_key(qs[i]));
-		if (r >= 0)
-			r = evbuffer_add_printf(
-			    out, ",kind=\"tvm\"} %zu\n", depth[0]);
-		if (r >= 0)
-			r = evbuffer_add(out, "npufarm_queue_depth", 19);
-		if (r >= 0)
-			r = add_key_label(out, sched_queue_key(qs[i]));
-		if (r >= 0)
-			r = evbuffer_add_printf(
-			    out, ",kind=\"task\"} %zu\n", depth[1]);
-	}
-	free(qs);
-	return r < 0 ? -ENOMEM : 0;
-}
-
-/* ---- process figures (/proc/self) ----------------------------------- */
-
-struct proc_stat {
-	double cpu_seconds;
-	double start_seconds; /* since the epoch */
-	uint64_t vsize, rss;  /* bytes */
-	bool ok;
-};
-
-static double
-boot_time(void)
-{
-	char line[256];
-	double btime = 0;
-	FILE *f = fopen("/proc/stat", "re");
-
-	if (f == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		if (sscanf(line, "btime %lf", &btime) == 1)
-			break;
-	fclose(f);
-	return btime;
-}
-
-static struct proc_stat
-proc_self_stat(void)
-{
-	struct proc_stat ps = {0};
-	unsigned long utime, stime, vsize;
-	unsigned long long start;
-	long rss, tck = sysconf(_SC_CLK_TCK), page = sysconf(_SC_PAGESIZE);
-	char buf[1024], *p;
-	size_t n;
-	FILE *f = fopen("/proc/self/stat", "re");
-
-	if (f == NULL)
-		return ps;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	/* The command name may hold spaces and parentheses: skip past the
-	 * last ')'.  Then fields 3 (state) onwards; we want 14, 15, 22-24. */
-	p = strrchr(buf, ')');
-	if (p == NULL || tck <= 0 || page <= 0 ||
-	    sscanf(p + 2,
-		"%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d "
-		"%*d %*d %*d %*d %llu %lu %ld",
-		&utime, &stime, &start, &vsize, &rss) != 5)
-		return ps;
-	ps.cpu_seconds = (double)(utime + stime) / (double)tck;
-	ps.start_seconds = boot_time() + (double)start / (double)tck;
-	ps.vsize = vsize;
-	ps.rss = (uint64_t)rss * (uint64_t)page;
-	ps.ok = true;
-	return ps;
-}
-
-static long
-open_fds(void)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	long n = 0;
-
-	if (d == NULL)
-		return -1;
-	while ((e = readdir(d)) != NULL)
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(d);
-	return n - 1; /* the directory's own descriptor */
-}
-
-static int
-write_process(struct evbuffer *out)
-{
-	struct proc_stat ps = proc_self_stat();
-	struct rlimit rl;
-	long fds = open_fds();
-	int r = 0;
-
-	if (fds >= 0) {
-		r = add_header(out, "process_open_fds", "gauge",
-		    "Number of open file descriptors.");
-		if (r >= 0)
-			r = evbuffer_add_printf(
-			    out, "process_open_fds %ld\n", fds);
-	}
-	if (r >= 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0 &&
-	    rl.rlim_cur != RLIM_INFINITY) {
-		r = add_header(out, "process_max_fds", "gauge",
-		    "Maximum number of open file descriptors.");
-		if (r >= 0)
-			r = evbuffer_add_printf(out, "process_max_fds %llu\n",
-			    (unsigned long long)rl.rlim_cur);
-	}
-	if (r < 0 || !ps.ok)
-		return r < 0 ? -ENOMEM : 0;
-	r = add_header(out, "process_cpu_seconds_total", "counter",
-	    "Total user and system CPU time spent in seconds.");
-	if (r >= 0)
-		r = evbuffer_add_printf(
-		    out, "process_cpu_seconds_total %.3f\n", ps.cpu_seconds);
-	if (r >= 0)
-		r = add_header(out, "process_resident_memory_bytes", "gauge",
-		    "Resident memory size in bytes.");
-	if (r >= 0)
-		r = evbuffer_add_printf(out,
-		    "process_resident_memory_bytes %llu\n",
-		    (unsigned long long)ps.rss);
-	if (r >= 0)
-		r = add_header(out, "process_virtual_memory_bytes", "gauge",
-		    "Virtual memory size in bytes.");
-	if (r >= 0)
-		r = evbuffer_add_printf(out,
-		    "process_virtual_memory_bytes %llu\n",
-		    (unsigned long long)ps.vsize);
-	if (r >= 0)
-		r = add_header(out, "process_start_time_seconds", "gauge",
-		    "Start time of the process since unix epoch in seconds.");
-	if (r >= 0)
-		r = evbuffer_add_printf(
-		    out, "process_start_time_seconds %.2f\n", ps.start_seconds);
 	return r < 0 ? -ENOMEM : 0;
 }
 
@@ -1117,7 +668,8 @@ metrics_write_registry(struct metrics *m, struct evbuffer *out)
 		    "Time native task attempts held their board, by key.",
 		    HIST_TASK_RUN);
 	if (r >= 0)
-		r = add_header(out, "npufarm_relay_bytes_total", "counter",
+		r = metrics_add_header(out, "npufarm_relay_bytes_total",
+		    "counter",
 		    "Bytes of relayed TVM sessions, counted when each ends.");
 	if (r >= 0)
 		r = write_counter(out, "npufarm_relay_bytes_total",
@@ -1126,68 +678,12 @@ metrics_write_registry(struct metrics *m, struct evbuffer *out)
 		r = write_counter(out, "npufarm_relay_bytes_total",
 		    "{direction=\"to_client\"}", m->relay_to_client);
 	if (r >= 0)
-		r = add_header(out, "npufarm_agent_link_connects_total",
+		r = metrics_add_header(out, "npufarm_agent_link_connects_total",
 		    "counter",
 		    "Agent links welcomed (first connects and "
 		    "reconnects).");
 	if (r >= 0)
 		r = write_counter(out, "npufarm_agent_link_connects_total", "",
 		    m->agent_connects);
-	return r < 0 ? -ENOMEM : 0;
-}
-
-/*
- * Append the exposition of every metric of @srv (registry @m, its live
- * state and the ledger) to @out, in the Prometheus text format 0.0.4.
- * Syncs the ledger first (like GET /v1/boards) so board states are
- * current.  Loop thread.  0 or -ENOMEM.
- */
-int
-metrics_write(struct metrics *m, struct server *srv, struct evbuffer *out)
-{
-	struct metrics_hist commit;
-	uint64_t failed = 0;
-	int r;
-
-	r = add_header(out, "npufarm_build_info", "gauge",
-	    "The broker's version, as a label; always 1.");
-	if (r >= 0)
-		r = evbuffer_add_printf(out,
-			"npufarm_build_info{version=\"%s\"} 1\n",
-			NPUFARM_VERSION) < 0
-			? -ENOMEM
-			: 0;
-	if (r >= 0)
-		r = write_boards(srv, out);
-	if (r >= 0)
-		r = write_board_tasks(srv, out);
-	if (r >= 0)
-		r = write_queues(m, srv, out);
-	if (r >= 0)
-		r = metrics_write_registry(m, out);
-	ledger_commit_stats(srv->ledger, &commit, &failed);
-	if (r >= 0)
-		r = add_header(out, "npufarm_ledger_commit_seconds",
-		    "histogram",
-		    "Time the ledger's writer took per committed transaction "
-		    "(BEGIN to COMMIT, fsync included).");
-	if (r >= 0)
-		r = metrics_add_hist(
-		    out, "npufarm_ledger_commit_seconds", "", &commit);
-	if (r >= 0)
-		r = add_header(out, "npufarm_ledger_commits_total", "counter",
-		    "Ledger transactions committed.");
-	if (r >= 0)
-		r = write_counter(
-		    out, "npufarm_ledger_commits_total", "", commit.count);
-	if (r >= 0)
-		r = add_header(out, "npufarm_ledger_commit_failures_total",
-		    "counter",
-		    "Ledger batches that failed and were rolled back.");
-	if (r >= 0)
-		r = write_counter(
-		    out, "npufarm_ledger_commit_failures_total", "", failed);
-	if (r >= 0)
-		r = write_process(out);
 	return r < 0 ? -ENOMEM : 0;
 }

@@ -6,9 +6,8 @@
  * text exposition of GET /metrics, which adds gauges computed at scrape
  * time (boards, queues, process figures).
  *
- * Everything here runs on the loop thread, except struct metrics_hist and
- * its two functions, which touch only the histogram they are given: the
- * ledger's writer thread keeps its commit histogram under its own mutex.
+ * Everything here runs on the loop thread.  The histograms are struct hist
+ * (common/hist.h), which the ledger's writer fills too.
  */
 #pragma once
 
@@ -16,30 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "hist.h"
+
 struct evbuffer;
 struct metrics;
-struct server;
-
-/* Finite bucket bounds a histogram may have (+Inf comes on top). */
-#define METRICS_HIST_MAX 24
-
-/* Bucket layouts, in seconds. */
-enum metrics_scale {
-	METRICS_SCALE_SESSION, /* 1 ms .. 1 h: waits, sessions, tasks */
-	METRICS_SCALE_COMMIT,  /* 100 us .. 10 s: ledger transactions */
-};
-
-struct metrics_hist {
-	const double *bounds; /* borrowed, static: ascending upper bounds */
-	size_t nbounds;
-	uint64_t buckets[METRICS_HIST_MAX + 1]; /* per bucket, not cumulative;
-						 * [nbounds] is +Inf */
-	uint64_t count;
-	double sum; /* of the observed values, seconds */
-};
-
-void metrics_hist_init(struct metrics_hist *h, enum metrics_scale scale);
-void metrics_hist_observe(struct metrics_hist *h, double v);
 
 int metrics_new(size_t max_keys, struct metrics **ret_metrics);
 struct metrics *metrics_free(struct metrics *m);
@@ -58,8 +37,11 @@ void metrics_relay_bytes(
     struct metrics *m, uint64_t to_board, uint64_t to_client);
 void metrics_agent_connect(struct metrics *m);
 
-int metrics_write(struct metrics *m, struct server *srv, struct evbuffer *out);
+void metrics_touch_key(struct metrics *m, const char *key);
 int metrics_write_registry(struct metrics *m, struct evbuffer *out);
+int metrics_add_header(
+    struct evbuffer *out, const char *name, const char *type, const char *help);
+int metrics_add_key_label(struct evbuffer *out, const char *key);
 int metrics_add_label_value(struct evbuffer *out, const char *v);
 int metrics_add_hist(struct evbuffer *out, const char *name, const char *labels,
-    const struct metrics_hist *h);
+    const struct hist *h);

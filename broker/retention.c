@@ -24,7 +24,6 @@
 #include "err.h"
 #include "ledger.h"
 #include "log.h"
-#include "server.h"
 
 /* Rows per table per round, and the pauses between rounds. */
 #define RETENTION_BATCH   2000
@@ -32,7 +31,8 @@
 #define RETENTION_IDLE_S  60
 
 struct retention {
-	struct server *srv; /* borrowed, outlives us */
+	const struct broker_config *cfg; /* borrowed, outlive us */
+	struct ledger *ledger;
 	struct event *ev;
 	uint64_t seen; /* ledger_pruned() at the last round */
 	uint64_t run;  /* rows deleted since the pruning started */
@@ -52,10 +52,10 @@ static void
 tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct retention *r = arg;
-	struct server *srv = r->srv;
-	const struct broker_config *cfg = srv->cfg;
+	const struct broker_config *cfg = r->cfg;
+	struct ledger *ledger = r->ledger;
 	int64_t now = ledger_now_us(), before = 0, live;
-	uint64_t pruned = ledger_pruned(srv->ledger);
+	uint64_t pruned = ledger_pruned(ledger);
 	struct npufarm_err err;
 	bool over = false, progress = pruned != r->seen;
 
@@ -64,7 +64,7 @@ tick(evutil_socket_t fd, short what, void *arg)
 	if (cfg->retain_days > 0)
 		before = now - (int64_t)cfg->retain_days * 86400 * 1000000;
 	if (cfg->retain_mb > 0) {
-		live = ledger_live_bytes(srv->ledger);
+		live = ledger_live_bytes(ledger);
 		if (live > cfg->retain_mb * 1024 * 1024) {
 			before = now; /* the oldest ended rows, any age */
 			over = true;
@@ -78,26 +78,27 @@ tick(evutil_socket_t fd, short what, void *arg)
 	}
 	r->pruning = progress;
 	if (before > 0 &&
-	    ledger_prune(srv->ledger, before, RETENTION_BATCH, &err) < 0)
+	    ledger_prune(ledger, before, RETENTION_BATCH, &err) < 0)
 		log_err("retention: %s", err.msg);
 	arm(r, progress || over || r->seen == 0);
 }
 
 /*
- * Start retention for @srv (a no-op timer when neither retain_days nor
- * retain_mb is set: both are read afresh each round, so SIGHUP may set
- * them).  Returns 0 or -ENOMEM.
+ * Start retention of @ledger on @base, as @cfg says (a no-op timer when neither
+ * retain_days nor retain_mb is set: both are read afresh each round, so SIGHUP
+ * may set them).  Returns 0 or -ENOMEM.
  */
 int
-retention_new(
-    struct server *srv, struct retention **ret, struct npufarm_err *err)
+retention_new(struct event_base *base, const struct broker_config *cfg,
+    struct ledger *ledger, struct retention **ret, struct npufarm_err *err)
 {
 	struct retention *r = calloc(1, sizeof(*r));
 
 	if (r == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
-	r->srv = srv;
-	r->ev = evtimer_new(srv->base, tick, r);
+	r->cfg = cfg;
+	r->ledger = ledger;
+	r->ev = evtimer_new(base, tick, r);
 	if (r->ev == NULL) {
 		free(r);
 		return err_set(err, -ENOMEM, "out of memory");

@@ -7,8 +7,10 @@
 
 struct npufarm_err;
 struct retention;
-struct server;
+struct broker_config;
+struct event_base;
+struct ledger;
 
-int retention_new(
-    struct server *srv, struct retention **ret, struct npufarm_err *err);
+int retention_new(struct event_base *base, const struct broker_config *cfg,
+    struct ledger *ledger, struct retention **ret, struct npufarm_err *err);
 struct retention *retention_free(struct retention *r);

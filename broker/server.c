@@ -27,12 +27,15 @@
 #include <npufarm/protocol.h>
 
 #include "agent_link.h"
+#include "api_boards.h"
+#include "api_jobs.h"
+#include "api_metrics.h"
 #include "artifacts.h"
 #include "auth.h"
 #include "clock.h"
 #include "conn.h"
 #include "err.h"
-#include "http_api.h"
+#include "http.h"
 #include "jobs.h"
 #include "jobs_parse.h"
 #include "ledger.h"
@@ -53,10 +56,15 @@ static void
 ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct server *srv = arg;
-	struct npufarm_err err;
 
-	if (ledger_commit(srv->ledger, &err) < 0)
-		server_ledger_failed(srv, &err);
+	ledger_commit(srv->ledger);
+}
+
+/* The ledger reports each write it failed (ledger_set_failed_cb()). */
+static void
+ledger_failed_cb(const struct npufarm_err *err, void *arg)
+{
+	server_ledger_failed(arg, err);
 }
 
 /*
@@ -219,8 +227,7 @@ write_ready_file(struct server *srv, struct npufarm_err *err)
 	for (i = 0; farm != NULL && i < listener_count(srv->listener); i++)
 		(void)json_array_append_new(
 		    farm, json_string(listener_address(srv->listener, i)));
-	v = json_pack(
-	    "{soss}", "farm", farm, "http", http_api_address(srv->http));
+	v = json_pack("{soss}", "farm", farm, "http", http_address(srv->http));
 	if (v == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
 	(void)snprintf(tmp, sizeof(tmp), "%s.tmp", srv->cfg->ready_file);
@@ -244,7 +251,7 @@ warn_exposure(struct server *srv)
 	for (i = 0; i < listener_count(srv->listener); i++)
 		farm[i] = listener_address(srv->listener, i);
 	(void)auth_warn_exposure(
-	    srv->auth, farm, i, srv->http ? http_api_address(srv->http) : NULL);
+	    srv->auth, farm, i, srv->http ? http_address(srv->http) : NULL);
 }
 
 /*
@@ -284,6 +291,8 @@ server_reconfigure(struct server *srv, struct auth *auth)
 	listener_set_auth(srv->listener, auth);
 	tracker_set_auth(srv->tracker, auth);
 	agent_links_set_auth(srv->links, auth);
+	if (srv->http != NULL)
+		http_set_auth(srv->http, auth);
 	server_timeouts(srv);
 	log_set_level(cfg->verbosity);
 	warn_exposure(srv);
@@ -311,6 +320,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	static const struct timeval board_tv = {
 	    0, SERVER_BOARD_FLUSH_MS * 1000};
 	struct auth_config auth_view;
+	struct http_env env;
 	struct server *srv;
 	size_t i, max_conns;
 	int r;
@@ -394,6 +404,7 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	}
 	server_timeouts(srv);
 	ledger_set_dirty_cb(srv->ledger, ledger_dirty_cb, srv);
+	ledger_set_failed_cb(srv->ledger, ledger_failed_cb, srv);
 	srv->committed_ev = event_new(srv->base, ledger_notify_fd(srv->ledger),
 	    EV_READ | EV_PERSIST, ledger_committed_cb, srv);
 	if (srv->committed_ev == NULL ||
@@ -431,9 +442,21 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 	if (r >= 0)
 		r = jobs_recover(srv->jobs, err);
 	if (r >= 0)
-		r = retention_new(srv, &srv->retention, err);
+		r = retention_new(
+		    srv->base, cfg, srv->ledger, &srv->retention, err);
+	env = (struct http_env){
+	    .base = srv->base,
+	    .cfg = cfg,
+	    .ledger = srv->ledger,
+	    .sched = srv->sched,
+	    .metrics = srv->metrics,
+	    .jobs = srv->jobs,
+	    .artifacts = srv->artifacts,
+	    .tracker = srv->tracker,
+	    .links = srv->links,
+	};
 	if (r >= 0)
-		r = jobs_parse_new(srv, &srv->jobs_parse, err);
+		r = jobs_parse_new(&env, &srv->jobs_parse, err);
 	if (r < 0)
 		goto fail;
 	for (i = 0; i < cfg->nlisten; i++) {
@@ -445,7 +468,14 @@ server_new(const struct broker_config *cfg, struct server **ret_server,
 		if (r < 0)
 			goto fail;
 	}
-	r = http_api_new(srv, cfg->http, &srv->http, err);
+	env.jobs_parse = srv->jobs_parse;
+	r = http_new(&env, srv->auth, cfg->http, &srv->http, err);
+	if (r >= 0)
+		r = api_boards_add(srv->http);
+	if (r >= 0)
+		r = api_jobs_add(srv->http);
+	if (r >= 0)
+		r = api_metrics_add(srv->http);
 	if (r < 0)
 		goto fail;
 	warn_exposure(srv);
@@ -489,7 +519,7 @@ server_free(struct server *srv)
 	srv->listener = listener_free(srv->listener);
 	/* Its waiting requests are answered while the API still exists. */
 	srv->jobs_parse = jobs_parse_free(srv->jobs_parse);
-	srv->http = http_api_free(srv->http);
+	srv->http = http_free(srv->http);
 	srv->retention = retention_free(srv->retention);
 	while (
 	    srv->cset != NULL && (c = TAILQ_FIRST(&srv->cset->conns)) != NULL)
@@ -497,10 +527,10 @@ server_free(struct server *srv)
 	if (srv->ledger != NULL) {
 		if (srv->tracker != NULL)
 			(void)tracker_flush_boards(srv->tracker);
-		if (ledger_event(srv->ledger, "broker_stop", 0, NULL,
-			ledger_now_us(), &err) < 0 ||
-		    ledger_commit(srv->ledger, &err) < 0)
-			log_err("%s", err.msg);
+		/* A failure is reported by the ledger (ledger_failed_cb). */
+		(void)ledger_event(
+		    srv->ledger, "broker_stop", 0, NULL, ledger_now_us(), &err);
+		ledger_commit(srv->ledger);
 		srv->ledger = ledger_close(srv->ledger);
 	}
 	srv->jobs = jobs_free(srv->jobs);

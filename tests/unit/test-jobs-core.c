@@ -116,7 +116,7 @@ static void
 teardown(void)
 {
 	jobs = jobs_free(jobs);
-	(void)ledger_commit(ledger, NULL);
+	ledger_commit(ledger);
 	ledger = ledger_close(ledger);
 	links = agent_links_free(links);
 	trk = tracker_free(trk);

@@ -75,7 +75,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 			     l, lease, 3000, "lost", "board vanished", &err),
 	    0);
 	ck_assert(ledger_pending(l));
-	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ledger_commit(l);
 	ck_assert(!ledger_pending(l));
 	l = ledger_close(l);
 
@@ -87,7 +87,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	ck_assert_int_eq(board2, board);
 	ck_assert_int_eq(ledger_foreach_lease(l, 10, count_lease, &n, &err), 0);
 	ck_assert_int_eq(n, 1);
-	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ledger_commit(l);
 	l = ledger_close(l);
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
@@ -118,6 +118,156 @@ START_TEST(test_ledger_rejects_bad_outcome)
 	ck_assert(strstr(err.msg, "CHECK") != NULL);
 	ck_assert_int_eq(ledger_sync(l, &err), 0);
 	ledger_close(l);
+}
+END_TEST
+
+struct failures {
+	int n;
+	char msg[NPUFARM_ERR_MSG_MAX];
+};
+
+static void
+failed_cb(const struct npufarm_err *err, void *arg)
+{
+	struct failures *f = arg;
+
+	f->n++;
+	(void)snprintf(f->msg, sizeof(f->msg), "%s", err->msg);
+}
+
+/* The ledger reports a batch its writer rolled back itself, once, on the
+ * loop thread (ledger_notified()); a good batch after it reports nothing. */
+START_TEST(test_ledger_reports_failed_commit)
+{
+	struct failures f = {0};
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t id;
+	struct ledger_lease row = {
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	    .outcome = "kShutdown",
+	};
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ledger_set_failed_cb(l, failed_cb, &f);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	ck_assert_int_eq(f.n, 0); /* reported from the loop, not the writer */
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert(strstr(f.msg, "CHECK") != NULL);
+	row.outcome = "lost";
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 1);
+	ledger_close(l);
+}
+END_TEST
+
+static void
+done_cb(const struct npufarm_err *err, void *arg)
+{
+	struct failures *f = arg;
+
+	f->n++;
+	(void)snprintf(f->msg, sizeof(f->msg), "%s", err ? err->msg : "ok");
+}
+
+/* ledger_after(): at once with nothing in flight; else once the writes
+ * before it are committed, with the writer's error when they failed. */
+START_TEST(test_ledger_after_commit)
+{
+	struct failures f = {0};
+	struct npufarm_err err;
+	struct ledger_wait *w;
+	struct ledger *l;
+	int64_t id;
+	struct ledger_lease row = {
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	};
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ck_assert_int_eq(f.n, 1);
+	ck_assert_ptr_null(w);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ck_assert_ptr_nonnull(w);
+	ck_assert_int_eq(f.n, 1); /* not before its write is committed */
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ck_assert_int_eq(f.n, 1); /* the loop is told (ledger_notified()) */
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 2);
+	ck_assert_str_eq(f.msg, "ok");
+	row.outcome = "kShutdown";
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, NULL), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	ledger_notified(l);
+	ck_assert_int_eq(f.n, 3);
+	ck_assert(strstr(f.msg, "CHECK") != NULL);
+	/* Cancelled: never called; at close: called. */
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ledger_after_cancel(l, w);
+	ck_assert_int_eq(ledger_after(l, done_cb, &f, &w), 0);
+	ledger_close(l);
+	ck_assert_int_eq(f.n, 4);
+}
+END_TEST
+
+/* A lease granted and released within one group commit is written as
+ * one row, the same row as an INSERT and an UPDATE would leave; one the
+ * merged row cannot be is written as before (its grant kept). */
+START_TEST(test_ledger_short_lease_one_row)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t board, a, b, c;
+	struct ledger_lease row = {
+	    .key = "rk3588",
+	    .user = "u",
+	    .peer = "p",
+	    .priority = 1,
+	    .requested_us = 1000,
+	    .granted_us = 2000,
+	    .matchkey = "rk3588:0.5",
+	};
+	char *out;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
+			     "10.0.0.5:9090", 100, &board, NULL, &err),
+	    0);
+	row.board_id = board;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &a, &err), 0);
+	ck_assert_int_eq(
+	    ledger_lease_release(l, a, 3000, "lost", "board vanished", &err),
+	    0);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &b, &err), 0);
+	ck_assert_int_eq(ledger_lease_agent_session(l, b, "s-1", &err), 0);
+	ck_assert_int_eq(ledger_lease_release(l, b, 4000, NULL, NULL, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &c, &err), 0);
+	ck_assert_int_eq(
+	    ledger_lease_release(l, c, 5000, "kShutdown", "bad", &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	ck_assert(strstr(err.msg, "CHECK") != NULL);
+	l = ledger_close(l);
+	out = harness_sql(path, "SELECT id, board_id, granted_us,"
+				" released_us, outcome, detail, agent_session"
+				" FROM leases ORDER BY id");
+	ck_assert_str_eq(out, "1|1|2000|3000|lost|board vanished|NULL\n"
+			      "2|1|2000|4000|NULL|NULL|s-1\n"
+			      "3|1|2000|NULL|NULL|NULL|NULL\n");
+	free(out);
 }
 END_TEST
 
@@ -158,7 +308,7 @@ START_TEST(test_ledger_reset_closes_open_leases)
 	row.board_id = board;
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &lease, &err), 0);
 	ck_assert_int_eq(ledger_boards_reset(l, 50, &err), 0);
-	ck_assert_int_eq(ledger_commit(l, &err), 0);
+	ledger_commit(l);
 	ledger_close(l);
 	out = harness_sql(path, "SELECT state FROM boards; SELECT released_us, "
 				"outcome IS NULL FROM leases");
@@ -195,7 +345,7 @@ START_TEST(test_ledger_ids_are_immediate_and_stable)
 	for (i = 0; i < 50; i++) {
 		ck_assert_int_eq(
 		    ledger_event(l, "x", b1, NULL, i + 1, &err), 0);
-		ck_assert_int_eq(ledger_commit(l, &err), 0);
+		ledger_commit(l);
 	}
 	ck_assert_int_eq(ledger_sync(l, &err), 0);
 	/* 50 submissions, grouped into at most 50 transactions. */
@@ -379,6 +529,9 @@ main(void)
 	tcase_add_test(tc, test_ledger_rows_survive_reopen);
 	tcase_add_test(tc, test_ledger_rejects_bad_outcome);
 	tcase_add_test(tc, test_ledger_refuses_newer_schema);
+	tcase_add_test(tc, test_ledger_reports_failed_commit);
+	tcase_add_test(tc, test_ledger_after_commit);
+	tcase_add_test(tc, test_ledger_short_lease_one_row);
 	tcase_add_test(tc, test_ledger_reset_closes_open_leases);
 	tcase_add_test(tc, test_ledger_ids_are_immediate_and_stable);
 	tcase_add_test(tc, test_ledger_migrates_v1);

@@ -98,19 +98,19 @@ END_TEST
 
 START_TEST(test_hist_buckets)
 {
-	struct metrics_hist h;
+	struct hist h;
 	struct evbuffer *b = evbuffer_new();
 	char *s;
 
-	metrics_hist_init(&h, METRICS_SCALE_SESSION);
+	hist_init(&h, HIST_SCALE_SESSION);
 	ck_assert_uint_eq(h.nbounds, 20);
 	ck_assert(h.bounds[0] == 0.001 && h.bounds[h.nbounds - 1] == 3600);
-	metrics_hist_observe(&h, 0.001);  /* le is inclusive */
-	metrics_hist_observe(&h, 0.0011); /* the next bucket */
-	metrics_hist_observe(&h, -2);     /* clock stepped back: 0 */
-	metrics_hist_observe(&h, 3600);
-	metrics_hist_observe(&h, 3600.5); /* +Inf only */
-	metrics_hist_observe(&h, NAN);    /* ignored */
+	hist_observe(&h, 0.001);  /* le is inclusive */
+	hist_observe(&h, 0.0011); /* the next bucket */
+	hist_observe(&h, -2);     /* clock stepped back: 0 */
+	hist_observe(&h, 3600);
+	hist_observe(&h, 3600.5); /* +Inf only */
+	hist_observe(&h, NAN);    /* ignored */
 	ck_assert_uint_eq(h.count, 5);
 	ck_assert_uint_eq(h.buckets[0], 2);
 	ck_assert_uint_eq(h.buckets[1], 1);
@@ -128,8 +128,8 @@ START_TEST(test_hist_buckets)
 	free(s);
 	/* No labels: no braces on _sum and _count. */
 	(void)evbuffer_drain(b, evbuffer_get_length(b));
-	metrics_hist_init(&h, METRICS_SCALE_COMMIT);
-	metrics_hist_observe(&h, 0.0001);
+	hist_init(&h, HIST_SCALE_COMMIT);
+	hist_observe(&h, 0.0001);
 	ck_assert_int_eq(metrics_add_hist(b, "c_seconds", "", &h), 0);
 	s = text(b);
 	ck_assert(has_line(s, "c_seconds_bucket{le=\"0.0001\"} 1"));

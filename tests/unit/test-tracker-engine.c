@@ -119,7 +119,7 @@ teardown(void)
 	lis = listener_free(lis);
 	while ((c = TAILQ_FIRST(&set->conns)) != NULL)
 		conn_free(c);
-	(void)ledger_commit(ledger, NULL);
+	ledger_commit(ledger);
 	ledger = ledger_close(ledger);
 	links = agent_links_free(links);
 	relays = relays_free(relays);

@@ -3,12 +3,15 @@
  * The HTTP API of native jobs and their artifacts (docs/api.md "Native
  * tuning jobs"): PUT/HEAD /v1/artifacts/{sha256}, POST and GET /v1/jobs,
  * GET /v1/jobs/{id}, POST /v1/jobs/{id}/cancel, GET /v1/jobs/{id}/wait.
- * Reads come from the ledger (after a sync, so a client reads its own
- * writes); waits are answered from the live jobs (jobs.c).
+ * Reads come from the ledger's committed rows once what the loop wrote
+ * before them is committed (http_after_commit(): a client reads its own
+ * writes, and the loop never waits); a stored artifact is acknowledged
+ * once its row is committed; waits are answered from the live jobs
+ * (jobs.c).
  */
 #include "config.h"
 
-#include "jobs_api.h"
+#include "api_jobs.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -23,17 +26,16 @@
 #include <npufarm/outcome.h>
 
 #include "artifacts.h"
+#include "auth.h"
 #include "err.h"
-#include "http_api.h"
+#include "http.h"
 #include "jobs.h"
 #include "jobs_parse.h"
 #include "json_util.h"
 #include "ledger.h"
 #include "log.h"
-#include "server.h"
 #include "sha256_util.h"
 #include "task_spec.h"
-#include "tracker.h"
 
 #define JOBS_API_LIMIT_DEFAULT 50
 #define JOBS_API_LIMIT_MAX     1000
@@ -43,20 +45,44 @@
 static void
 bad(struct evhttp_request *req, const char *msg)
 {
-	http_api_reply_error(req, 400, "Bad Request", msg);
+	http_reply_error(req, 400, "Bad Request", msg);
 }
 
 static void
 server_error(struct evhttp_request *req, const char *msg)
 {
-	http_api_reply_error(req, 500, "Internal Server Error", msg);
+	http_reply_error(req, 500, "Internal Server Error", msg);
 }
 
 /* ---- artifacts ------------------------------------------------------ */
 
+/* The artifact's row is committed: 201, or 500 if the batch failed. */
 static void
-artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
+artifact_committed(const struct http_call *c)
 {
+	struct evhttp_request *req = c->req;
+	const char *sha = c->rest;
+	uint64_t size = (uint64_t)c->arg;
+	json_t *v;
+
+	if (c->ledger_error != NULL) {
+		server_error(req, c->ledger_error);
+		return;
+	}
+	log_info(
+	    "artifact %s stored (%llu bytes)", sha, (unsigned long long)size);
+	v = json_pack("{ss sI sb}", "sha256", sha, "size", (json_int_t)size,
+	    "created", 1);
+	http_reply_json(req, 201, "Created", v);
+	json_decref(v);
+}
+
+static void
+artifact_route(const struct http_call *c)
+{
+	struct evhttp_request *req = c->req;
+	struct artifacts *store = c->env->artifacts;
+	const char *sha = c->rest;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	struct evbuffer *body = evhttp_request_get_input_buffer(req);
 	struct npufarm_err err;
@@ -67,13 +93,13 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 	int r;
 
 	if (!sha256_util_valid(sha)) {
-		http_api_reply_error(req, 404, "Not Found",
+		http_reply_error(req, 404, "Not Found",
 		    "an artifact is named by its sha256: 64 lowercase hex "
 		    "digits");
 		return;
 	}
 	if (cmd == EVHTTP_REQ_HEAD) {
-		if (artifacts_size(srv->artifacts, sha, &size) < 0) {
+		if (artifacts_size(store, sha, &size) < 0) {
 			evhttp_send_reply(req, 404, "Not Found", NULL);
 			return;
 		}
@@ -85,18 +111,18 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 		return;
 	}
 	if (cmd != EVHTTP_REQ_PUT) {
-		http_api_reply_error(
+		http_reply_error(
 		    req, 405, "Method Not Allowed", "PUT or HEAD an artifact");
 		return;
 	}
 	size = evbuffer_get_length(body);
-	r = artifacts_put(srv->artifacts, sha, body, &created, &err);
+	r = artifacts_put(store, sha, body, &created, &err);
 	if (r == -EBADMSG || r == -EINVAL) {
 		bad(req, err.msg);
 		return;
 	}
 	if (r == -EFBIG) {
-		http_api_reply_error(req, 413, "Payload Too Large", err.msg);
+		http_reply_error(req, 413, "Payload Too Large", err.msg);
 		return;
 	}
 	if (r < 0) {
@@ -105,52 +131,32 @@ artifact_route(struct server *srv, struct evhttp_request *req, const char *sha)
 		return;
 	}
 	if (created) {
-		if (ledger_artifact(srv->ledger, sha, size, &err) < 0 ||
-		    ledger_sync(srv->ledger, &err) < 0) {
+		struct http_call later = *c;
+
+		if (ledger_artifact(c->env->ledger, sha, size, &err) < 0) {
 			server_error(req, err.msg);
 			return;
 		}
-		log_info("artifact %s stored (%llu bytes)", sha,
-		    (unsigned long long)size);
+		/* Acknowledged once committed (the durability rule). */
+		later.arg = (int64_t)size;
+		http_after_commit(&later, artifact_committed);
+		return;
 	}
 	v = json_pack("{ss sI sb}", "sha256", sha, "size", (json_int_t)size,
 	    "created", created);
-	http_api_reply_json(
-	    req, created ? 201 : 200, created ? "Created" : "OK", v);
+	http_reply_json(req, 200, "OK", v);
 	json_decref(v);
 }
 
 /* ---- jobs -------------------------------------------------------------- */
 
-/*
- * What a job for @key, which no board has, is in for (accepted: a board
- * may register within --unknown-key-grace), into @buf.  The loop's.
- */
-void
-jobs_api_nokey_warning(
-    struct server *srv, const char *key, char *buf, size_t len)
-{
-	char keys[512];
-
-	tracker_known_keys(srv->tracker, keys, sizeof(keys));
-	if (srv->cfg->unknown_key_grace > 0)
-		(void)snprintf(buf, len,
-		    "no board has key '%s'; the job fails in %g s "
-		    "(unknown_key_grace) unless one registers; keys with "
-		    "boards: %s",
-		    key, srv->cfg->unknown_key_grace, keys);
-	else
-		(void)snprintf(buf, len,
-		    "no board has key '%s'; the job waits for one; keys with "
-		    "boards: %s",
-		    key, keys);
-}
+static void get_jobs_committed(const struct http_call *c);
 
 /* POST /v1/jobs: parsed off the loop, answered once committed. */
 static void
-post_job(struct server *srv, struct evhttp_request *req)
+post_job(const struct http_call *c)
 {
-	jobs_parse_submit(srv->jobs_parse, req);
+	jobs_parse_submit(c->env->jobs_parse, c->req);
 }
 
 static void
@@ -167,14 +173,14 @@ count_cb(const char *state, const char *outcome, int count, void *arg)
 }
 
 static json_t *
-job_row_json(struct server *srv, const struct ledger_job_row *row)
+job_row_json(struct ledger *ledger, const struct ledger_job_row *row)
 {
 	struct npufarm_err err;
 	json_t *tags, *tasks = json_pack(
 			  "{si si si}", "total", 0, "queued", 0, "running", 0);
 
-	if (tasks == NULL || ledger_task_counts(srv->ledger, row->id, count_cb,
-				 tasks, &err) < 0) {
+	if (tasks == NULL ||
+	    ledger_task_counts(ledger, row->id, count_cb, tasks, &err) < 0) {
 		json_decref(tasks);
 		return NULL;
 	}
@@ -189,7 +195,7 @@ job_row_json(struct server *srv, const struct ledger_job_row *row)
 }
 
 struct list_ctx {
-	struct server *srv;
+	struct ledger *ledger;
 	json_t *list;
 };
 
@@ -197,7 +203,7 @@ static int
 list_cb(const struct ledger_job_row *row, void *arg)
 {
 	struct list_ctx *x = arg;
-	json_t *v = job_row_json(x->srv, row);
+	json_t *v = job_row_json(x->ledger, row);
 
 	return v == NULL || json_array_append_new(x->list, v) < 0 ? -ENOMEM : 0;
 }
@@ -234,10 +240,15 @@ parse_number(const char *s, long min, long max, long *ret)
 	return true;
 }
 
+/*
+ * GET /v1/jobs?state=&user=&limit=: @read false checks the query and
+ * waits for the ledger; true reads and answers.
+ */
 static void
-get_jobs(struct server *srv, struct evhttp_request *req)
+jobs_list(const struct http_call *c, bool read)
 {
-	struct list_ctx x = {.srv = srv, .list = json_array()};
+	struct evhttp_request *req = c->req;
+	struct list_ctx x = {.ledger = c->env->ledger, .list = json_array()};
 	struct evkeyvalq q;
 	struct npufarm_err err;
 	const char *state, *user, *limit_s;
@@ -263,14 +274,17 @@ get_jobs(struct server *srv, struct evhttp_request *req)
 		bad(req, "limit: expected 1..1000");
 		goto out;
 	}
-	(void)ledger_sync(srv->ledger, NULL);
-	if (x.list == NULL || ledger_foreach_job(srv->ledger, state, user,
+	if (!read) {
+		http_after_commit(c, get_jobs_committed);
+		goto out;
+	}
+	if (x.list == NULL || ledger_foreach_job(c->env->ledger, state, user,
 				  (int)limit, list_cb, &x, &err) != 0) {
 		server_error(req, x.list ? err.msg : "out of memory");
 		goto out;
 	}
 	v = json_pack("{sO}", "jobs", x.list);
-	http_api_reply_json(req, 200, "OK", v);
+	http_reply_json(req, 200, "OK", v);
 	json_decref(v);
 out:
 	evhttp_clear_headers(&q);
@@ -311,7 +325,7 @@ task_cb(const struct ledger_task_row *row, void *arg)
 }
 
 struct one_ctx {
-	struct server *srv;
+	struct ledger *ledger;
 	json_t *job;
 };
 
@@ -320,29 +334,31 @@ one_cb(const struct ledger_job_row *row, void *arg)
 {
 	struct one_ctx *x = arg;
 
-	x->job = job_row_json(x->srv, row);
+	x->job = job_row_json(x->ledger, row);
 	return x->job == NULL ? -ENOMEM : 0;
 }
 
 static void
-get_job(struct server *srv, struct evhttp_request *req, int64_t id)
+get_job_committed(const struct http_call *c)
 {
-	struct one_ctx x = {.srv = srv};
+	struct evhttp_request *req = c->req;
+	struct one_ctx x = {.ledger = c->env->ledger};
 	struct npufarm_err err;
 	json_t *list = json_array();
+	int64_t id = c->id;
 	int r;
 
-	(void)ledger_sync(srv->ledger, NULL);
-	r = ledger_job_get(srv->ledger, id, one_cb, &x, &err);
+	r = ledger_job_get(c->env->ledger, id, one_cb, &x, &err);
 	if (r == 0 && list != NULL)
-		r = ledger_foreach_task(srv->ledger, id, task_cb, list, &err);
+		r = ledger_foreach_task(
+		    c->env->ledger, id, task_cb, list, &err);
 	if (r == -ENOENT)
-		http_api_reply_error(req, 404, "Not Found", err.msg);
+		http_reply_error(req, 404, "Not Found", err.msg);
 	else if (r < 0 || list == NULL ||
 		 json_object_set(x.job, "task_list", list) < 0)
 		server_error(req, r < 0 ? err.msg : "out of memory");
 	else
-		http_api_reply_json(req, 200, "OK", x.job);
+		http_reply_json(req, 200, "OK", x.job);
 	json_decref(list);
 	json_decref(x.job);
 }
@@ -354,11 +370,11 @@ get_job(struct server *srv, struct evhttp_request *req, int64_t id)
  * not against a user who lies about who they are).
  */
 static bool
-may_cancel(struct server *srv, struct evhttp_request *req, int64_t id)
+may_cancel(struct jobs *jobs, struct evhttp_request *req, int64_t id)
 {
 	struct evkeyvalq q;
 	const char *user;
-	json_t *job = jobs_live_summary(srv->jobs, id);
+	json_t *job = jobs_live_summary(jobs, id);
 	bool ok;
 
 	if (job == NULL)
@@ -376,26 +392,28 @@ may_cancel(struct server *srv, struct evhttp_request *req, int64_t id)
 }
 
 static void
-cancel_job(
-    struct server *srv, struct evhttp_request *req, int64_t id, bool admin)
+cancel_job(const struct http_call *c)
 {
+	struct evhttp_request *req = c->req;
+	struct jobs *jobs = c->env->jobs;
+	int64_t id = c->id;
 	json_t *v;
 	int n = 0;
 
-	if (!admin && !may_cancel(srv, req, id)) {
-		http_api_reply_error(req, 403, "Forbidden",
+	if (!c->admin && !may_cancel(jobs, req, id)) {
+		http_reply_error(req, 403, "Forbidden",
 		    "cancelling another user's job needs the admin token; to "
 		    "cancel your own, say ?user=YOU (npufarm cancel --user)");
 		return;
 	}
 
-	if (jobs_cancel(srv->jobs, id, &n) < 0) {
-		http_api_reply_error(
+	if (jobs_cancel(jobs, id, &n) < 0) {
+		http_reply_error(
 		    req, 409, "Conflict", "no such job, or it is over already");
 		return;
 	}
 	v = json_pack("{sI si}", "id", (json_int_t)id, "cancelled", n);
-	http_api_reply_json(req, 200, "OK", v);
+	http_reply_json(req, 200, "OK", v);
 	json_decref(v);
 }
 
@@ -406,10 +424,10 @@ wait_answer_cb(void *arg, json_t *answer)
 	struct evhttp_request *req = arg;
 
 	if (answer == NULL)
-		http_api_reply_error(
+		http_reply_error(
 		    req, 500, "Internal Server Error", "out of memory");
 	else
-		http_api_reply_json(req, 200, "OK", answer);
+		http_reply_json(req, 200, "OK", answer);
 }
 
 static bool
@@ -425,12 +443,38 @@ wait_gone_cb(struct evhttp_connection *evcon, void *arg)
 	jobs_wait_drop(arg, wait_match_cb, evcon);
 }
 
+/* A wait for a job that is not live: the ledger has its final word. */
 static void
-wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
+wait_job_over(const struct http_call *c)
 {
-	struct one_ctx x = {.srv = srv};
-	struct evkeyvalq q;
+	struct one_ctx x = {.ledger = c->env->ledger};
+	struct evhttp_request *req = c->req;
 	struct npufarm_err err;
+	int r;
+
+	r = ledger_job_get(c->env->ledger, c->id, one_cb, &x, &err);
+	if (r == -ENOENT) {
+		http_reply_error(req, 404, "Not Found", err.msg);
+		return;
+	}
+	if (r < 0) {
+		server_error(req, err.msg);
+		return;
+	}
+	(void)json_object_set_new(
+	    x.job, "seq", json_integer((json_int_t)c->arg + 1));
+	(void)json_object_set_new(x.job, "done", json_true());
+	http_reply_json(req, 200, "OK", x.job);
+	json_decref(x.job);
+}
+
+static void
+wait_job(const struct http_call *c)
+{
+	struct evhttp_request *req = c->req;
+	struct http_call over = *c;
+	int64_t id = c->id;
+	struct evkeyvalq q;
 	long after = 0, timeout = JOBS_API_WAIT_DEFAULT;
 	const char *s;
 	int r;
@@ -453,12 +497,12 @@ wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
 		return;
 	}
 	evhttp_clear_headers(&q);
-	r = jobs_wait(srv->jobs, id, (uint64_t)after, (double)timeout,
+	r = jobs_wait(c->env->jobs, id, (uint64_t)after, (double)timeout,
 	    wait_answer_cb, req);
 	if (r == JOBS_WAITING)
 		evhttp_connection_set_closecb(
 		    evhttp_request_get_connection(req), wait_gone_cb,
-		    srv->jobs);
+		    c->env->jobs);
 	if (r == 0 || r == JOBS_WAITING)
 		return; /* answered, or answered later */
 	if (r < 0) {
@@ -466,69 +510,53 @@ wait_job(struct server *srv, struct evhttp_request *req, int64_t id)
 		return;
 	}
 	/* Not live: over (or unknown); the ledger has its final word. */
-	(void)ledger_sync(srv->ledger, NULL);
-	r = ledger_job_get(srv->ledger, id, one_cb, &x, &err);
-	if (r == -ENOENT) {
-		http_api_reply_error(req, 404, "Not Found", err.msg);
-		return;
-	}
-	if (r < 0) {
-		server_error(req, err.msg);
-		return;
-	}
-	(void)json_object_set_new(
-	    x.job, "seq", json_integer((json_int_t)after + 1));
-	(void)json_object_set_new(x.job, "done", json_true());
-	http_api_reply_json(req, 200, "OK", x.job);
-	json_decref(x.job);
+	over.arg = after;
+	http_after_commit(&over, wait_job_over);
 }
 
-/*
- * Route @req if @path is one of ours; @admin: it came with the admin
- * token (or the broker has no API tokens).  Returns 1 if it was (answered
- * or waiting), 0 if not.
- */
-int
-jobs_api_route(struct server *srv, struct evhttp_request *req, const char *path,
-    bool admin)
+static void
+get_jobs(const struct http_call *c)
 {
-	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
-	static const char art[] = "/v1/artifacts/", jobs[] = "/v1/jobs";
-	char action[16] = "";
-	long long id;
-	int n = 0;
+	jobs_list(c, false);
+}
 
-	if (strncmp(path, art, sizeof(art) - 1) == 0) {
-		artifact_route(srv, req, path + sizeof(art) - 1);
-		return 1;
-	}
-	if (strcmp(path, jobs) == 0) {
-		if (cmd == EVHTTP_REQ_POST)
-			post_job(srv, req);
-		else if (cmd == EVHTTP_REQ_GET)
-			get_jobs(srv, req);
-		else
-			http_api_reply_error(req, 405, "Method Not Allowed",
-			    "GET or POST /v1/jobs");
-		return 1;
-	}
-	if (strncmp(path, jobs, sizeof(jobs) - 1) != 0 ||
-	    path[sizeof(jobs) - 1] != '/')
-		return 0;
-	if (sscanf(path + sizeof(jobs), "%lld%n/%15[a-z]%n", &id, &n, action,
-		&n) < 1 ||
-	    path[sizeof(jobs) + n] != '\0' || id <= 0) {
-		http_api_reply_error(req, 404, "Not Found", "no such API path");
-		return 1;
-	}
-	if (action[0] == '\0' && cmd == EVHTTP_REQ_GET)
-		get_job(srv, req, (int64_t)id);
-	else if (strcmp(action, "cancel") == 0 && cmd == EVHTTP_REQ_POST)
-		cancel_job(srv, req, (int64_t)id, admin);
-	else if (strcmp(action, "wait") == 0 && cmd == EVHTTP_REQ_GET)
-		wait_job(srv, req, (int64_t)id);
-	else
-		http_api_reply_error(
-		    req, 404, "Not Found", "no such API path (or method)");
-	return 1;
+static void
+get_jobs_committed(const struct http_call *c)
+{
+	jobs_list(c, true);
+}
+
+static void
+get_job(const struct http_call *c)
+{
+	http_after_commit(c, get_job_committed);
+}
+
+#define ANY_METHOD                                                             \
+	(EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_HEAD | \
+	    EVHTTP_REQ_DELETE)
+
+/* The routes; a path that matches none of them is a 404 of http.c's. */
+static const struct http_route routes[] = {
+    /* The name is checked before the method (artifact_route()). */
+    {ANY_METHOD, "/v1/artifacts/*", AUTH_SCOPE_READ, artifact_route, 405, ""},
+    {EVHTTP_REQ_POST, "/v1/jobs", AUTH_SCOPE_READ, post_job, 405,
+	"GET or POST /v1/jobs"},
+    {EVHTTP_REQ_GET, "/v1/jobs", AUTH_SCOPE_READ, get_jobs, 405,
+	"GET or POST /v1/jobs"},
+    {EVHTTP_REQ_GET, "/v1/jobs/#", AUTH_SCOPE_READ, get_job, 404,
+	"no such API path (or method)"},
+    {EVHTTP_REQ_POST, "/v1/jobs/#/cancel", AUTH_SCOPE_READ, cancel_job, 404,
+	"no such API path (or method)"},
+    {EVHTTP_REQ_GET, "/v1/jobs/#/wait", AUTH_SCOPE_READ, wait_job, 404,
+	"no such API path (or method)"},
+    {0, "/v1/jobs/#/@", AUTH_SCOPE_READ, NULL, 404,
+	"no such API path (or method)"},
+};
+
+/* Serve these routes on @h.  0 or -E2BIG. */
+int
+api_jobs_add(struct http_api *h)
+{
+	return http_add_routes(h, routes, sizeof(routes) / sizeof(routes[0]));
 }

@@ -1,18 +1,20 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * HTTP API handlers.  Reads only: live state comes from the tracker and the
- * scheduler, history from the ledger (which, on the same connection, also
- * sees writes of the current iteration that are not yet committed).
+ * The HTTP API's server (http.h): evhttp, what it watches of each
+ * connection ahead of evhttp, the route table, and the replies.  The
+ * routes themselves are in api_boards.c, api_jobs.c and api_metrics.c;
+ * this file knows none of them.
  */
 #include "config.h"
 
-#include "http_api.h"
+#include "http.h"
 
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -20,30 +22,22 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <event2/http.h>
-#include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <jansson.h>
 
-#include "agent_link.h"
 #include "auth.h"
+#include "broker_config.h"
 #include "dashboard.h"
 #include "err.h"
-#include "jobs_api.h"
-#include "json_util.h"
 #include "ledger.h"
 #include "log.h"
-#include "metrics.h"
 #include "netaddr.h"
-#include "scheduler.h"
-#include "server.h"
-#include "tracker.h"
 
-#define HTTP_LEASES_DEFAULT 50
-#define HTTP_LEASES_MAX     1000
-#define HTTP_MAX_BODY       (64 * 1024)
-#define HTTP_MAX_HEAD       (16 * 1024)
-#define HTTP_IDLE_TIMEOUT   30
-#define HTTP_SWEEP_US       250000 /* forgetting finished ones */
+#define HTTP_MAX_BODY     (64 * 1024)
+#define HTTP_MAX_HEAD     (16 * 1024)
+#define HTTP_IDLE_TIMEOUT 30
+#define HTTP_SWEEP_US     250000 /* forgetting finished ones */
+#define HTTP_MAX_ROUTES   32
 
 /*
  * What the API watches of each connection, ahead of evhttp (libevent 2.1
@@ -76,20 +70,38 @@ struct http_conn {
 	TAILQ_ENTRY(http_conn) link;
 };
 
+/* A route's call waiting for the ledger to commit (http_after_commit()). */
+struct http_later {
+	struct http_api *api;
+	struct http_call call; /* .path points into path[] */
+	http_route_fn *fn;
+	struct ledger_wait *wait; /* NULL once called */
+	struct npufarm_err err;   /* call.ledger_error's text */
+	TAILQ_ENTRY(http_later) link;
+	char path[]; /* the copy of the request's path */
+};
+
 struct http_api {
-	struct server *srv; /* borrowed, outlives the api */
+	struct http_env env; /* borrowed pointers */
+	struct auth *auth;   /* borrowed; replaced on SIGHUP */
 	struct evhttp *http;
 	struct evconnlistener *listener; /* borrowed: evhttp's */
 	struct event *sweep_ev;          /* forgets connections evhttp freed */
 	TAILQ_HEAD(, http_conn) conns;
 	size_t nconns;
-	time_t last_log; /* per-peer complaints: one line a second */
-	unsigned long quiet;
+	TAILQ_HEAD(, http_later) later; /* calls waiting for the ledger */
+	struct log_limit complaints;    /* per-peer ones: one line a second */
+	const struct http_route *routes[HTTP_MAX_ROUTES];
+	size_t nroutes;
 	char address[NETADDR_STRLEN];
 };
 
+/*
+ * Answer @req with status @code and @v as compact JSON (a line); 500 if
+ * it cannot be encoded.  @v is borrowed.
+ */
 void
-http_api_reply_json(
+http_reply_json(
     struct evhttp_request *req, int code, const char *reason, json_t *v)
 {
 	struct evbuffer *out = evhttp_request_get_output_buffer(req);
@@ -110,455 +122,189 @@ http_api_reply_json(
 }
 
 /* 200 with {@name: @list}; @list is borrowed. */
-static void
-reply_list(struct evhttp_request *req, const char *name, json_t *list)
+void
+http_reply_list(struct evhttp_request *req, const char *name, json_t *list)
 {
 	json_t *v = json_pack("{sO}", name, list);
 
-	http_api_reply_json(req, 200, "OK", v);
+	http_reply_json(req, 200, "OK", v);
 	json_decref(v);
 }
 
+/* Answer @req with status @code and {"error": @msg}. */
 void
-http_api_reply_error(
+http_reply_error(
     struct evhttp_request *req, int code, const char *reason, const char *msg)
 {
 	json_t *v = json_pack("{ss}", "error", msg);
 
-	http_api_reply_json(req, code, reason, v);
+	http_reply_json(req, code, reason, v);
 	json_decref(v);
 }
 
-struct boards_ctx {
-	json_t *list;
-	json_t *live; /* board id (as text) -> live fields */
-	int64_t now;
-};
+/* ---- routes --------------------------------------------------------- */
 
-static void
-live_board_cb(const struct tracker_board_info *b, void *arg)
+/*
+ * Add @n routes (borrowed, static) to those @h dispatches, after the ones
+ * it has: the first whose path and method match answers.  0, or -E2BIG.
+ */
+int
+http_add_routes(struct http_api *h, const struct http_route *routes, size_t n)
 {
-	struct boards_ctx *x = arg;
-	char id[32];
-	json_t *lease = json_null(), *task = json_null();
+	size_t i;
 
-	if (b->lease_id != 0)
-		lease = json_pack("{sIssssso so}", "id",
-		    (json_int_t)b->lease_id, "user", b->lease_user, "peer",
-		    b->lease_peer, "granted_at",
-		    json_util_time(b->lease_granted_us), "held_seconds",
-		    json_util_seconds(b->lease_granted_us, x->now));
-	if (b->task.job > 0)
-		task = json_pack("{sI si sI si ss so so so}", "job",
-		    (json_int_t)b->task.job, "task", b->task.idx, "id",
-		    (json_int_t)b->task.id, "attempt", b->task.attempt, "user",
-		    b->task.user, "name", json_util_str_or_null(b->task.name),
-		    "started_at", json_util_time(b->task.started_us),
-		    "running_seconds",
-		    json_util_seconds(b->task.started_us, x->now));
-	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
-	(void)json_object_set_new(x->live, id,
-	    json_pack("{sIsososs}", "free", (json_int_t)b->free, "lease", lease,
-		"task", task, "relay", b->relay));
-}
-
-static void
-agent_cb(int64_t board_id, int64_t heard_us, void *arg)
-{
-	struct boards_ctx *x = arg;
-	json_t *live;
-	char id[32];
-
-	(void)snprintf(id, sizeof(id), "%lld", (long long)board_id);
-	live = json_object_get(x->live, id);
-	if (live == NULL) {
-		live = json_object();
-		if (live == NULL || json_object_set_new(x->live, id, live) < 0)
-			return;
-	}
-	(void)json_object_set_new(live, "heartbeat", json_util_time(heard_us));
-}
-
-static int
-ledger_board_cb(const struct ledger_board *b, void *arg)
-{
-	struct boards_ctx *x = arg;
-	json_t *live, *lease, *task, *tags, *v;
-	char id[32];
-
-	(void)snprintf(id, sizeof(id), "%lld", (long long)b->id);
-	live = json_object_get(x->live, id);
-	lease = json_object_get(live, "lease");
-	task = json_object_get(live, "task");
-	v = json_pack("{sIsssssssssssIsososOsosO}", "id", (json_int_t)b->id,
-	    "name", b->name, "kind", b->kind, "key", b->key, "address",
-	    b->address, "state", b->state, "free",
-	    json_integer_value(json_object_get(live, "free")), "first_seen",
-	    json_util_time(b->first_seen_us), "last_seen",
-	    json_util_time(b->last_seen_us), "lease",
-	    lease ? lease : json_null(), "detail",
-	    json_util_str_or_null(b->detail), "task",
-	    task ? task : json_null());
-	if (v != NULL && strcmp(b->kind, "agent") == 0 &&
-	    json_object_set(v, "heartbeat",
-		json_object_get(live, "heartbeat")
-		    ? json_object_get(live, "heartbeat")
-		    : json_null()) < 0) {
-		json_decref(v);
-		return -ENOMEM;
-	}
-	if (v == NULL)
-		return -ENOMEM;
-	tags = b->tags != NULL ? json_loads(b->tags, 0, NULL) : NULL;
-	if (json_object_set_new(v, "drained", json_boolean(b->drained)) < 0 ||
-	    json_object_set_new(
-		v, "tags", tags != NULL ? tags : json_object()) < 0 ||
-	    json_object_set(v, "relay",
-		json_object_get(live, "relay") ? json_object_get(live, "relay")
-					       : json_null()) < 0 ||
-	    json_object_set_new(v, "runs", json_integer(b->runs)) < 0 ||
-	    json_object_set_new(v, "failures", json_integer(b->failures)) < 0) {
-		json_decref(v);
-		return -ENOMEM;
-	}
-	return json_array_append_new(x->list, v) < 0 ? -ENOMEM : 0;
-}
-
-static void
-get_boards(struct http_api *api, struct evhttp_request *req)
-{
-	struct boards_ctx x = {
-	    .list = json_array(),
-	    .live = json_object(),
-	    .now = ledger_now_us(),
-	};
-	struct npufarm_err err;
-
-	if (x.list == NULL || x.live == NULL)
-		goto oom;
-	(void)tracker_flush_boards(api->srv->tracker);
-	/* Read our own writes; a failed batch was already logged. */
-	(void)ledger_sync(api->srv->ledger, NULL);
-	tracker_foreach_board(api->srv->tracker, live_board_cb, &x);
-	agent_link_foreach(api->srv->links, agent_cb, &x);
-	if (ledger_foreach_board(api->srv->ledger, ledger_board_cb, &x, &err) !=
-	    0) {
-		http_api_reply_error(
-		    req, 500, "Internal Server Error", err.msg);
-		goto out;
-	}
-	reply_list(req, "boards", x.list);
-	goto out;
-oom:
-	http_api_reply_error(
-	    req, 500, "Internal Server Error", "out of memory");
-out:
-	json_decref(x.list);
-	json_decref(x.live);
-}
-
-struct queue_ctx {
-	json_t *requests;
-	int64_t now;
-};
-
-static void
-request_cb(const struct tracker_request_info *r, void *arg)
-{
-	struct queue_ctx *x = arg;
-
-	json_t *v = json_pack("{ss ss so so so so}", "kind", r->kind, "user",
-	    r->user, "peer", json_util_str_or_null(r->peer), "priority",
-	    json_util_number(r->priority), "requested_at",
-	    json_util_time(r->requested_us), "waited_seconds",
-	    json_util_seconds(r->requested_us, x->now));
-
-	if (v != NULL && r->job > 0) {
-		(void)json_object_set_new(v, "job", json_integer(r->job));
-		(void)json_object_set_new(v, "task", json_integer(r->task_idx));
-	}
-	(void)json_array_append_new(x->requests, v);
-}
-
-static int
-key_cmp(const void *a, const void *b)
-{
-	return strcmp(sched_queue_key(*(struct sched_queue *const *)a),
-	    sched_queue_key(*(struct sched_queue *const *)b));
-}
-
-static void
-get_queue(struct http_api *api, struct evhttp_request *req)
-{
-	struct sched *s = api->srv->sched;
-	size_t n = sched_queue_count(s), i = 0;
-	struct sched_queue **qs, *q;
-	json_t *list = json_array(), *v;
-
-	qs = calloc(n ? n : 1, sizeof(*qs));
-	if (qs == NULL || list == NULL)
-		goto oom;
-	for (q = sched_queue_first(s); q; q = sched_queue_next(q))
-		qs[i++] = q;
-	qsort(qs, n, sizeof(*qs), key_cmp);
-	for (i = 0; i < n; i++) {
-		struct queue_ctx x = {json_array(), ledger_now_us()};
-
-		if (x.requests == NULL)
-			goto oom;
-		tracker_foreach_request(
-		    api->srv->tracker, sched_queue_key(qs[i]), request_cb, &x);
-		v = json_pack("{sssIsIsIsIso}", "key", sched_queue_key(qs[i]),
-		    "boards", (json_int_t)sched_queue_boards(qs[i]), "free",
-		    (json_int_t)sched_queue_free(qs[i]), "leased",
-		    (json_int_t)sched_queue_leased(qs[i]), "waiting",
-		    (json_int_t)sched_queue_waiting(qs[i]), "requests",
-		    x.requests);
-		if (v == NULL || json_array_append_new(list, v) < 0)
-			goto oom;
-	}
-	reply_list(req, "queues", list);
-	goto out;
-oom:
-	http_api_reply_error(
-	    req, 500, "Internal Server Error", "out of memory");
-out:
-	free(qs);
-	json_decref(list);
-}
-
-static int
-lease_cb(const struct ledger_lease *l, void *arg)
-{
-	json_t *list = arg, *v;
-
-	v = json_pack("{sI ss ss ss so so so so so so so so so so so}", "id",
-	    (json_int_t)l->id, "key", l->key, "user", l->user, "peer", l->peer,
-	    "priority", json_util_number(l->priority), "board_id",
-	    l->board_id ? json_integer(l->board_id) : json_null(), "board",
-	    json_util_str_or_null(l->board), "matchkey",
-	    json_util_str_or_null(l->matchkey), "requested_at",
-	    json_util_time(l->requested_us), "granted_at",
-	    json_util_time(l->granted_us), "released_at",
-	    json_util_time(l->released_us), "wait_seconds",
-	    json_util_seconds(l->requested_us, l->granted_us), "held_seconds",
-	    json_util_seconds(l->granted_us, l->released_us), "outcome",
-	    json_util_str_or_null(l->outcome), "detail",
-	    json_util_str_or_null(l->detail));
-	if (v == NULL)
-		return -ENOMEM;
-	/* Relayed sessions: what the broker saw of them. */
-	if (json_object_set_new(v, "session",
-		l->session.start_us == 0
-		    ? json_null()
-		    : json_pack("{sosososIsIsIsI}", "started_at",
-			  json_util_time(l->session.start_us), "ended_at",
-			  json_util_time(l->released_us), "seconds",
-			  json_util_seconds(
-			      l->session.start_us, l->released_us),
-			  "requests", (json_int_t)l->session.requests,
-			  "exceptions", (json_int_t)l->session.exceptions,
-			  "bytes_to_board",
-			  (json_int_t)l->session.bytes_to_board,
-			  "bytes_to_client",
-			  (json_int_t)l->session.bytes_to_client)) < 0) {
-		json_decref(v);
-		return -ENOMEM;
-	}
-	return json_array_append_new(list, v) < 0 ? -ENOMEM : 0;
-}
-
-static void
-get_leases(struct http_api *api, struct evhttp_request *req)
-{
-	struct evkeyvalq q;
-	struct npufarm_err err;
-	const char *s;
-	json_t *list;
-	long limit = HTTP_LEASES_DEFAULT;
-	char *end;
-
-	TAILQ_INIT(&q);
-	s = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
-	if (evhttp_parse_query_str(s ? s : "", &q) < 0) {
-		http_api_reply_error(
-		    req, 400, "Bad Request", "malformed query string");
-		return;
-	}
-	s = evhttp_find_header(&q, "limit");
-	if (s != NULL) {
-		errno = 0;
-		limit = strtol(s, &end, 10);
-		if (*s == '\0' || *end != '\0' || errno != 0 || limit < 1 ||
-		    limit > HTTP_LEASES_MAX) {
-			char msg[128];
-
-			(void)snprintf(msg, sizeof(msg),
-			    "limit: expected an integer 1..%d",
-			    HTTP_LEASES_MAX);
-			evhttp_clear_headers(&q);
-			http_api_reply_error(req, 400, "Bad Request", msg);
-			return;
-		}
-	}
-	evhttp_clear_headers(&q);
-	(void)ledger_sync(api->srv->ledger, NULL);
-	list = json_array();
-	if (list == NULL || ledger_foreach_lease(api->srv->ledger, (int)limit,
-				lease_cb, list, &err) != 0) {
-		json_decref(list);
-		http_api_reply_error(req, 500, "Internal Server Error",
-		    list ? err.msg : "out of memory");
-		return;
-	}
-	reply_list(req, "leases", list);
-	json_decref(list);
-}
-
-/* GET /metrics: the Prometheus text exposition (metrics.c). */
-static void
-get_metrics(struct http_api *api, struct evhttp_request *req)
-{
-	if (metrics_write(api->srv->metrics, api->srv,
-		evhttp_request_get_output_buffer(req)) < 0) {
-		(void)evbuffer_drain(
-		    evhttp_request_get_output_buffer(req), (size_t)-1);
-		http_api_reply_error(
-		    req, 500, "Internal Server Error", "out of memory");
-		return;
-	}
-	evhttp_add_header(evhttp_request_get_output_headers(req),
-	    "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
-	evhttp_send_reply(req, 200, "OK", NULL);
+	if (h->nroutes + n > HTTP_MAX_ROUTES)
+		return -E2BIG;
+	for (i = 0; i < n; i++)
+		h->routes[h->nroutes++] = &routes[i];
+	return 0;
 }
 
 /*
- * POST /v1/boards/{id}/drain and /undrain: no new leases for a drained
- * board; a running lease finishes.  The mark is kept in the ledger.
+ * Whether @path matches @pat (http_route), filling @c's id and rest.  A
+ * "#" takes what sscanf's %lld took before the table: an optional sign,
+ * digits, a value above 0.
  */
-static void
-post_drain(
-    struct http_api *api, struct evhttp_request *req, int64_t id, bool on)
+static bool
+route_match(const char *pat, const char *path, struct http_call *c)
 {
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	struct evhttp_connection *evcon = evhttp_request_get_connection(req);
-	const char *reason = NULL, *user = NULL;
-	struct npufarm_err err;
-	json_t *body = NULL, *v;
-	json_error_t jerr;
-	char *peer = NULL, actor[160];
-	ev_uint16_t port;
-	int live;
+	const char *p = pat, *s = path;
+	char *end;
+	long long v;
+	size_t n;
 
-	/* Optional: {"reason": WHY, "user": WHO} (docs/api.md). */
-	if (evbuffer_get_length(in) > 0 &&
-	    (json_util_load((const char *)evbuffer_pullup(in, -1),
-		 evbuffer_get_length(in), 4, &body, &err) < 0 ||
-		json_unpack_ex(body, &jerr, JSON_STRICT, "{s?s, s?s}", "reason",
-		    &reason, "user", &user) < 0)) {
-		http_api_reply_error(req, 400, "Bad Request",
-		    body == NULL ? err.msg : jerr.text);
-		json_decref(body);
-		return;
+	while (*p != '\0') {
+		if (*p == '*' && p[1] == '\0') {
+			c->rest = s;
+			return true;
+		}
+		if (*p == '#') {
+			if (!(*s == '+' || (*s >= '0' && *s <= '9')))
+				return false;
+			v = strtoll(s, &end, 10);
+			if (end == s || v <= 0)
+				return false;
+			c->id = (int64_t)v;
+			s = end;
+			p++;
+			continue;
+		}
+		if (*p == '@') {
+			n = strspn(s, "abcdefghijklmnopqrstuvwxyz");
+			if (n == 0 || n > 15)
+				return false;
+			s += n;
+			p++;
+			continue;
+		}
+		if (*p != *s)
+			return false;
+		p++;
+		s++;
 	}
-	evhttp_connection_get_peer(evcon, &peer, &port);
-	(void)snprintf(actor, sizeof(actor), "%.64s@%.64s",
-	    user != NULL && user[0] != '\0' ? user : "api",
-	    peer != NULL ? peer : "unknown");
-	if (ledger_board_drain(
-		api->srv->ledger, id, on, ledger_now_us(), &err) < 0 ||
-	    ledger_event_by(api->srv->ledger,
-		on ? "board_drain" : "board_undrain", id, reason, actor,
-		ledger_now_us(), &err) < 0) {
-		http_api_reply_error(req, 404, "Not Found", err.msg);
-		json_decref(body);
-		return;
-	}
-	live = tracker_board_drain(api->srv->tracker, id, on);
-	if (!on)
-		(void)agent_link_undrain(api->srv->links, id);
-	(void)tracker_flush_boards(api->srv->tracker);
-	log_notice("board %lld %s through the API by %s%s%s (%d live "
-		   "registrations)",
-	    (long long)id, on ? "drained" : "undrained", actor,
-	    reason ? ": " : "", reason ? reason : "", live);
-	v = json_pack("{sIsbsbsoss}", "id", (json_int_t)id, "drained", on,
-	    "live", live > 0, "reason", json_util_str_or_null(reason), "by",
-	    actor);
-	http_api_reply_json(req, 200, "OK", v);
-	json_decref(v);
-	json_decref(body);
-}
-
-/* /v1/boards/{id}/{drain|undrain}: 1 handled, 0 not this route. */
-static int
-route_board_action(
-    struct http_api *api, struct evhttp_request *req, const char *path)
-{
-	static const char prefix[] = "/v1/boards/";
-	long long id;
-	char action[16];
-	int n = 0;
-
-	if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
-		return 0;
-	if (sscanf(path + sizeof(prefix) - 1, "%lld/%15[a-z]%n", &id, action,
-		&n) != 2 ||
-	    path[sizeof(prefix) - 1 + (size_t)n] != '\0' || id <= 0 ||
-	    (strcmp(action, "drain") != 0 && strcmp(action, "undrain") != 0))
-		return 0;
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
-		http_api_reply_error(req, 405, "Method Not Allowed",
-		    "drain and undrain take POST");
-		return 1;
-	}
-	post_drain(api, req, (int64_t)id, strcmp(action, "drain") == 0);
-	return 1;
+	return *s == '\0';
 }
 
 static void
 dispatch_cb(struct evhttp_request *req, void *arg)
 {
-	static const struct {
-		const char *path;
-		void (*fn)(struct http_api *, struct evhttp_request *);
-	} routes[] = {
-	    {"/v1/boards", get_boards},
-	    {"/v1/queue", get_queue},
-	    {"/v1/leases", get_leases},
-	    {"/metrics", get_metrics},
-	};
-	struct http_api *api = arg;
+	struct http_api *h = arg;
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	const struct http_route *found = NULL, *path_only = NULL, *r;
+	struct http_call c, m;
 	const char *path;
 	size_t i;
-	int scope;
+	int scope, need;
 
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path != NULL && dashboard_route(req, path))
 		return;
+	for (i = 0; path != NULL && found == NULL && i < h->nroutes; i++) {
+		r = h->routes[i];
+		m = (struct http_call){.rest = ""};
+		if (!route_match(r->path, path, &m))
+			continue;
+		if ((r->methods & (int)cmd) != 0) {
+			found = r;
+			c = m;
+		} else if (path_only == NULL)
+			path_only = r;
+	}
 	/* The page is public; everything else may need a token (auth.c). */
-	scope = auth_http(api->srv->auth, req,
-	    auth_route_scope(evhttp_request_get_command(req), path));
+	need = auth_route_scope(cmd, path);
+	if (found != NULL && found->scope > need)
+		need = found->scope;
+	scope = auth_http(h->auth, req, (enum auth_scope)need);
 	if (scope < 0)
 		return;
-	for (i = 0; path != NULL && i < sizeof(routes) / sizeof(routes[0]);
-	     i++) {
-		if (strcmp(path, routes[i].path) != 0)
-			continue;
-		if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
-			http_api_reply_error(req, 405, "Method Not Allowed",
-			    "only GET is allowed here");
-			return;
-		}
-		routes[i].fn(api, req);
+	if (found == NULL && path_only != NULL) {
+		http_reply_error(req, path_only->no_method_code,
+		    path_only->no_method_code == 405 ? "Method Not Allowed"
+						     : "Not Found",
+		    path_only->no_method_msg);
 		return;
 	}
-	if (path != NULL && route_board_action(api, req, path))
+	if (found == NULL) {
+		http_reply_error(req, 404, "Not Found", "no such API path");
 		return;
-	if (path != NULL &&
-	    jobs_api_route(api->srv, req, path, scope == AUTH_SCOPE_ADMIN))
+	}
+	c.http = h;
+	c.env = &h->env;
+	c.req = req;
+	c.path = path;
+	c.admin = scope == AUTH_SCOPE_ADMIN;
+	found->fn(&c);
+}
+
+static void
+later_cb(const struct npufarm_err *err, void *arg)
+{
+	struct http_later *w = arg;
+
+	if (err != NULL) { /* already reported by the ledger */
+		w->err = *err;
+		w->call.ledger_error = w->err.msg;
+	}
+	TAILQ_REMOVE(&w->api->later, w, link);
+	w->wait = NULL;
+	w->fn(&w->call);
+	free(w);
+}
+
+/*
+ * Run @fn(@c) once the ledger has committed every write made before now,
+ * so a read sees them (a client reads its own writes), without blocking
+ * the loop: at once when nothing is in flight, else when the writer says
+ * it is done.  The request stays with evhttp until it is answered, even
+ * if its client goes.  Out of memory: 500.
+ */
+void
+http_after_commit(const struct http_call *c, http_route_fn *fn)
+{
+	struct http_api *h = c->http;
+	size_t n = strlen(c->path) + 1;
+	struct http_later *w = malloc(sizeof(*w) + n);
+	size_t off = (size_t)(c->rest - c->path);
+
+	if (w == NULL) {
+		http_reply_error(
+		    c->req, 500, "Internal Server Error", "out of memory");
 		return;
-	http_api_reply_error(req, 404, "Not Found", "no such API path");
+	}
+	memcpy(w->path, c->path, n);
+	w->api = h;
+	w->call = *c;
+	w->call.path = w->path;
+	w->call.rest = off < n ? w->path + off : "";
+	w->call.ledger_error = NULL;
+	w->fn = fn;
+	TAILQ_INSERT_TAIL(&h->later, w, link);
+	if (ledger_after(h->env.ledger, later_cb, w, &w->wait) < 0) {
+		TAILQ_REMOVE(&h->later, w, link);
+		free(w);
+		http_reply_error(
+		    c->req, 500, "Internal Server Error", "out of memory");
+	}
 }
 
 /* ---- connections: cap, deadlines, refusing bodies on their headers ---- */
@@ -572,19 +318,14 @@ static void refuse(struct http_conn *hc, int code, const char *reason,
 static void
 complain(struct http_api *api, const char *fmt, ...)
 {
-	time_t now = time(NULL);
+	unsigned long quiet;
 	char msg[400];
 	va_list ap;
 
-	if (now == api->last_log) {
-		api->quiet++;
+	if (!log_limit_pass(&api->complaints, &quiet))
 		return;
-	}
-	api->last_log = now;
-	if (api->quiet > 0)
-		log_warn(
-		    "HTTP API: %lu similar messages suppressed", api->quiet);
-	api->quiet = 0;
+	if (quiet > 0)
+		log_warn("HTTP API: %lu similar messages suppressed", quiet);
 	va_start(ap, fmt);
 	(void)vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
@@ -708,7 +449,7 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	if (http_conn_gone(hc) || hc->state != HTTP_CONN_HEAD)
 		return;
 	(void)snprintf(
-	    secs, sizeof(secs), "%g", hc->api->srv->cfg->handshake_timeout);
+	    secs, sizeof(secs), "%g", hc->api->env.cfg->handshake_timeout);
 	refuse(hc, 408, "Request Timeout",
 	    "the request head did not arrive within %s s%s", secs,
 	    " (handshake_timeout)");
@@ -750,7 +491,7 @@ route_limit(
 static void
 head_done(struct http_conn *hc)
 {
-	struct server *srv = hc->api->srv;
+	struct http_api *api = hc->api;
 	char *h = hc->head, *end = hc->head + hc->nhead, *p;
 	char method[16] = "", path[256] = "", lim[32], len[32], what[320];
 	const char *cl, *te, *q;
@@ -788,7 +529,7 @@ head_done(struct http_conn *hc)
 		hc->state = HTTP_CONN_HEAD;
 		return;
 	}
-	r = auth_http_check(srv->auth, head_value(h, end, "Authorization"),
+	r = auth_http_check(api->auth, head_value(h, end, "Authorization"),
 	    auth_route_scope(strcmp(method, "POST") == 0  ? EVHTTP_REQ_POST
 			     : strcmp(method, "PUT") == 0 ? EVHTTP_REQ_PUT
 							  : EVHTTP_REQ_GET,
@@ -799,7 +540,7 @@ head_done(struct http_conn *hc)
 		    " (before its body was read)");
 		return;
 	}
-	limit = route_limit(srv->cfg, method, path);
+	limit = route_limit(api->env.cfg, method, path);
 	if (n > limit) {
 		(void)snprintf(len, sizeof(len), "%llu", n);
 		(void)snprintf(
@@ -818,7 +559,7 @@ head_done(struct http_conn *hc)
 static void
 deadline_arm(struct http_conn *hc)
 {
-	double d = hc->api->srv->cfg->handshake_timeout;
+	double d = hc->api->env.cfg->handshake_timeout;
 	struct timeval tv = {
 	    (time_t)d, (suseconds_t)((d - (double)(time_t)d) * 1e6)};
 
@@ -946,9 +687,9 @@ bev_cb(struct event_base *base, void *arg)
 
 		(void)event_add(api->sweep_ev, &tv);
 	}
-	if (api->nconns > (size_t)api->srv->cfg->max_http_connections) {
+	if (api->nconns > (size_t)api->env.cfg->max_http_connections) {
 		(void)snprintf(
-		    n, sizeof(n), "%ld", api->srv->cfg->max_http_connections);
+		    n, sizeof(n), "%ld", api->env.cfg->max_http_connections);
 		refuse(hc, 503, "Service Unavailable",
 		    "too many connections to the API (limit "
 		    "max_http_connections=%s); try again later",
@@ -989,13 +730,17 @@ accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /*
- * Serve the API on @addr ("HOST:PORT"; port 0 picks one).  Returns 0, or
- * -EADDRINUSE and friends with the address in @err.
+ * Serve the API on @addr ("HOST:PORT"; port 0 picks one) for the routes
+ * http_add_routes() adds, with access rules @auth (borrowed; see
+ * http_set_auth()) and what @env points to (copied; its pointers are
+ * borrowed and outlive the server).  Returns 0, or -EADDRINUSE and
+ * friends with the address in @err.
  */
 int
-http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
-    struct npufarm_err *err)
+http_new(const struct http_env *env, struct auth *auth, const char *addr,
+    struct http_api **ret, struct npufarm_err *err)
 {
+	const struct broker_config *cfg = env->cfg;
 	struct evhttp_bound_socket *bs;
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -1010,19 +755,20 @@ http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
 	api = calloc(1, sizeof(*api));
 	if (api == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
-	api->srv = srv;
+	api->env = *env;
+	api->auth = auth;
 	TAILQ_INIT(&api->conns);
-	api->http = evhttp_new(srv->base);
-	api->sweep_ev = event_new(srv->base, -1, EV_PERSIST, sweep_cb, api);
+	TAILQ_INIT(&api->later);
+	api->http = evhttp_new(env->base);
+	api->sweep_ev = event_new(env->base, -1, EV_PERSIST, sweep_cb, api);
 	if (api->http == NULL || api->sweep_ev == NULL) {
 		r = err_set(err, -ENOMEM, "out of memory");
 		goto fail;
 	}
 	/* Artifacts are the largest bodies (a job's tasks come next). */
-	evhttp_set_max_body_size(
-	    api->http, srv->cfg->max_artifact > HTTP_MAX_BODY
-			   ? (ev_ssize_t)srv->cfg->max_artifact
-			   : HTTP_MAX_BODY);
+	evhttp_set_max_body_size(api->http, cfg->max_artifact > HTTP_MAX_BODY
+						? (ev_ssize_t)cfg->max_artifact
+						: HTTP_MAX_BODY);
 	evhttp_set_max_headers_size(api->http, HTTP_MAX_HEAD);
 	evhttp_set_timeout(api->http, HTTP_IDLE_TIMEOUT);
 	evhttp_set_bevcb(api->http, bev_cb, api);
@@ -1042,19 +788,34 @@ http_api_new(struct server *srv, const char *addr, struct http_api **ret_api,
 	netaddr_format(
 	    (struct sockaddr *)&ss, api->address, sizeof(api->address));
 	log_notice("HTTP API listening on %s", api->address);
-	*ret_api = api;
+	*ret = api;
 	return 0;
 fail:
-	http_api_free(api);
+	http_free(api);
 	return r;
 }
 
-/* Stop serving and free.  Accepts NULL; returns NULL. */
+/*
+ * Stop serving and free.  Calls still waiting for the ledger run first
+ * (reading what is committed), while everything they use exists.
+ * Accepts NULL; returns NULL.
+ */
 struct http_api *
-http_api_free(struct http_api *api)
+http_free(struct http_api *api)
 {
+	struct http_later *w;
+
 	if (api == NULL)
 		return NULL;
+	while ((w = TAILQ_FIRST(&api->later)) != NULL) {
+		struct npufarm_err e;
+
+		ledger_after_cancel(api->env.ledger, w->wait);
+		w->wait = NULL;
+		(void)err_set(&e, -ESHUTDOWN,
+		    "the broker is stopping: not known to be committed");
+		later_cb(&e, w);
+	}
 	if (api->http != NULL)
 		evhttp_free(api->http); /* frees every connection */
 	while (!TAILQ_EMPTY(&api->conns))
@@ -1065,9 +826,16 @@ http_api_free(struct http_api *api)
 	return NULL;
 }
 
+/* New access rules (SIGHUP): @auth is borrowed, like the first. */
+void
+http_set_auth(struct http_api *h, struct auth *auth)
+{
+	h->auth = auth;
+}
+
 /* The bound "HOST:PORT" (borrowed, lives as long as @api). */
 const char *
-http_api_address(const struct http_api *api)
+http_address(const struct http_api *api)
 {
 	return api->address;
 }
