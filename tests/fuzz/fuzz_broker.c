@@ -28,7 +28,6 @@
 #include "broker_config.h"
 #include "conn.h"
 #include "err.h"
-#include "http_api.h"
 #include "jobs.h"
 #include "listener.h"
 #include "log.h"
