@@ -23,6 +23,7 @@
 
 #include "clock.h"
 #include "err.h"
+#include "frame.h"
 
 enum rpc_relay_state {
 	RPC_RELAY_LIVE,  /* both sides up, bytes flow */
@@ -37,6 +38,11 @@ struct rpc_relay {
 	struct evbuffer *s_in, *s_out; /* NULL once the server ended */
 	enum rpc_relay_state state;
 	struct tvm_rpc_scan c2s;      /* client-to-server packet boundaries */
+	uint64_t s2c_left;            /* bytes of a server packet larger than
+				       * the buffer still to forward (0: the
+				       * client's stream is at a boundary) */
+	int32_t s2c_code;             /* that packet's code */
+	bool deadline_due;            /* the deadline passed inside it */
 	bool owed;                    /* the client waits for a reply */
 	bool client_shutdown;         /* the client sent kShutdown */
 	bool server_timeout;          /* the server sent its own timeout exc. */
@@ -82,7 +88,9 @@ send_exception(struct rpc_relay *r, const char *msg, bool answer)
 {
 	size_t before;
 
-	if (r->c_out == NULL)
+	/* Inside a packet the client cannot be answered: end_server()
+	 * closes it instead. */
+	if (r->c_out == NULL || r->s2c_left > 0)
 		return;
 	before = evbuffer_get_length(r->c_out);
 	if (tvm_rpc_add_exception(r->c_out, msg, r->dialect) < 0) {
@@ -121,6 +129,7 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 	    .dialect = r->dialect,
 	};
 	struct timeval tv = clock_tv(r->cfg.linger);
+	char why[128];
 
 	if (r->state != RPC_RELAY_LIVE)
 		return;
@@ -132,6 +141,16 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 	if (r->s_in != NULL) {
 		r->s_in = r->s_out = NULL;
 		r->ops->server_end(r->owner, &end);
+	}
+	if (r->s2c_left > 0) {
+		/* The client got part of a packet larger than the buffer: no
+		 * clean word can follow it. */
+		(void)snprintf(why, sizeof(why),
+		    "the %s's side ended in the middle of a packet to the "
+		    "client",
+		    r->cfg.who);
+		client_close(r, why);
+		return;
 	}
 	if (r->c_in != NULL) {
 		r->ops->resume(r->owner, RPC_RELAY_CLIENT);
@@ -242,22 +261,82 @@ server_broke(struct rpc_relay *r, const char *how)
 	rpc_relay_server_failed(r, NPUFARM_OUTCOME_CRASH, msg);
 }
 
-/* Forward every whole packet the server has sent. */
+/* A server packet ended in the client's stream: was it the reply owed? */
+static void
+server_packet_done(struct rpc_relay *r, int32_t code)
+{
+	if (tvm_rpc_code_is_reply(code)) {
+		if (!r->owed)
+			r->presents++;
+		r->owed = false;
+	}
+}
+
+/*
+ * Does a packet larger than the buffer start at the front of the server's
+ * input?  Then it is forwarded as it arrives (its header is all the relay
+ * needs of it) instead of being stored whole: true, with r->s2c_left set.
+ * kExceptions are always stored whole: their message is read.
+ */
+static bool
+server_cut_through(struct rpc_relay *r)
+{
+	unsigned char hdr[TVM_RPC_HEADER_SIZE];
+	uint64_t total;
+	int32_t code;
+
+	if (evbuffer_copyout(r->s_in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
+		return false;
+	total = 8 + frame_get_le64(hdr); /* tvm_rpc_packet_peek() checked it */
+	code = (int32_t)frame_get_le32(hdr + 8);
+	if (total <= r->cfg.buffer || code == TVM_RPC_EXCEPTION)
+		return false;
+	r->s2c_left = total;
+	r->s2c_code = code;
+	return true;
+}
+
+static void deadline_pass(struct rpc_relay *r);
+
+/*
+ * Forward every whole packet the server has sent, and of a packet larger
+ * than the buffer, what has come of it.
+ */
 static void
 server_in(struct rpc_relay *r)
 {
 	char what[128];
 	uint64_t total;
 	int32_t code;
+	size_t n;
 	int res;
 
 	if (r->s_in == NULL || r->c_out == NULL)
 		return;
 	for (;;) {
+		if (r->s2c_left > 0) {
+			n = evbuffer_get_length(r->s_in);
+			if (n == 0)
+				break;
+			if (n > r->s2c_left)
+				n = (size_t)r->s2c_left;
+			r->bytes_s2c += n;
+			r->s2c_left -= n;
+			(void)evbuffer_remove_buffer(r->s_in, r->c_out, n);
+			if (r->s2c_left == 0) {
+				server_packet_done(r, r->s2c_code);
+				if (r->deadline_due)
+					break; /* nothing after it goes out */
+			}
+			goto written;
+		}
 		res = tvm_rpc_packet_peek(
 		    r->s_in, r->cfg.max_packet, &total, &code);
-		if (res == 0)
+		if (res == 0) {
+			if (server_cut_through(r))
+				continue;
 			break;
+		}
 		if (res < 0) {
 			(void)snprintf(what, sizeof(what),
 			    "it sent a malformed packet (%s)",
@@ -288,13 +367,10 @@ server_in(struct rpc_relay *r)
 				strlen(TVM_RPC_TIMEOUT_PREFIX)) == 0)
 				r->server_timeout = true;
 		}
-		if (tvm_rpc_code_is_reply(code)) {
-			if (!r->owed)
-				r->presents++;
-			r->owed = false;
-		}
+		server_packet_done(r, code);
 		r->bytes_s2c += total;
 		(void)evbuffer_remove_buffer(r->s_in, r->c_out, (size_t)total);
+	written:
 		if (evbuffer_get_length(r->c_out) > r->cfg.buffer) {
 			/* Write now; carry on only if the client took it (no
 			 * read event may come for packets already here). */
@@ -307,6 +383,13 @@ server_in(struct rpc_relay *r)
 	if (r->c_out == NULL)
 		return;
 	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+	if (r->deadline_due && r->s2c_left == 0 && r->state == RPC_RELAY_LIVE) {
+		/* The packet the deadline fell in is out: now it passes. */
+		r->deadline_due = false;
+		(void)event_del(r->deadline_ev);
+		deadline_pass(r);
+		return;
+	}
 	/* Backpressure: past the limit, stop reading the server until
 	 * rpc_relay_drained(). */
 	if (r->c_out != NULL && r->s_in != NULL &&
@@ -318,8 +401,8 @@ static void
 deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rpc_relay *r = arg;
-	char msg[256], detail[512];
-	bool owed, mid;
+	struct timeval tv = clock_tv(r->cfg.linger);
+	char detail[512];
 
 	if (r->state != RPC_RELAY_LIVE)
 		return;
@@ -328,6 +411,33 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	server_in(r);
 	if (r->state != RPC_RELAY_LIVE)
 		return;
+	if (r->s2c_left == 0) {
+		deadline_pass(r);
+		return;
+	}
+	if (!r->deadline_due) {
+		/* The client is inside a packet larger than the buffer: the
+		 * deadline passes when it ends (server_in()), if it ends
+		 * within the linger period. */
+		r->deadline_due = true;
+		(void)event_add(r->deadline_ev, &tv);
+		return;
+	}
+	(void)snprintf(detail, sizeof(detail),
+	    "session deadline of %g s passed while the %s was sending a "
+	    "packet larger than the relay buffer, which did not end within "
+	    "%g s; the session was ended and the %s reclaimed",
+	    r->cfg.timeout, r->cfg.who, r->cfg.linger, r->cfg.who);
+	end_server(r, NPUFARM_OUTCOME_TIMEOUT, detail, NULL);
+}
+
+/* The session deadline passes, the client's stream at a boundary. */
+static void
+deadline_pass(struct rpc_relay *r)
+{
+	char msg[256], detail[512];
+	bool owed, mid;
+
 	if (r->server_timeout) {
 		/* It said so already; a request since is owed the same. */
 		if (r->owed)
