@@ -13,10 +13,12 @@
 #include "rpc_relay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -24,6 +26,10 @@
 #include "clock.h"
 #include "err.h"
 #include "frame.h"
+
+/* What the pipe of a splice may hold (F_SETPIPE_SZ; the default is
+ * 64 KiB when that is refused). */
+#define RPC_RELAY_PIPE (1024 * 1024)
 
 enum rpc_relay_state {
 	RPC_RELAY_LIVE,  /* both sides up, bytes flow */
@@ -43,6 +49,17 @@ struct rpc_relay {
 				       * client's stream is at a boundary) */
 	int32_t s2c_code;             /* that packet's code */
 	bool deadline_due;            /* the deadline passed inside it */
+	/* Its body from the server's socket to the client's through a pipe
+	 * (splice(2)), never through user space, when the owner tells the
+	 * sockets (ops->fd). */
+	struct event_base *base;
+	bool splicing;          /* the body goes through the pipe now */
+	bool no_splice;         /* no sockets, or splice(2) failed */
+	int pipe[2];            /* -1 until the first splice */
+	size_t pipe_cap;        /* what it holds */
+	size_t pipe_len;        /* bytes in it, not yet the client's */
+	struct event *sp_read;  /* the server's socket, while splicing */
+	struct event *sp_write; /* the client's, while it is full */
 	bool owed;                    /* the client waits for a reply */
 	bool client_shutdown;         /* the client sent kShutdown */
 	bool server_timeout;          /* the server sent its own timeout exc. */
@@ -67,11 +84,23 @@ now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Stop splicing (the owner decides whether to read the server again). */
+static void
+splice_stop(struct rpc_relay *r)
+{
+	if (!r->splicing)
+		return;
+	r->splicing = false;
+	(void)event_del(r->sp_read);
+	(void)event_del(r->sp_write);
+}
+
 static void
 client_close(struct rpc_relay *r, const char *why)
 {
 	if (r->c_in == NULL)
 		return;
+	splice_stop(r);
 	r->c_in = r->c_out = NULL;
 	if (r->linger_ev != NULL)
 		(void)event_del(r->linger_ev);
@@ -138,6 +167,7 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 		(void)event_del(r->deadline_ev);
 	if (exc != NULL && r->exc == NULL)
 		r->exc = strdup(exc);
+	splice_stop(r);
 	if (r->s_in != NULL) {
 		r->s_in = r->s_out = NULL;
 		r->ops->server_end(r->owner, &end);
@@ -297,6 +327,157 @@ server_cut_through(struct rpc_relay *r)
 }
 
 static void deadline_pass(struct rpc_relay *r);
+static void server_in(struct rpc_relay *r);
+
+/*
+ * The client's socket can take the pipe's bytes if its buffer is empty
+ * (they follow what is queued there).  True when it is.
+ */
+static bool
+splice_client_ready(struct rpc_relay *r)
+{
+	if (evbuffer_get_length(r->c_out) == 0)
+		return true;
+	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+	/* Still full: rpc_relay_drained() calls again. */
+	return r->c_out != NULL && evbuffer_get_length(r->c_out) == 0;
+}
+
+/*
+ * Splicing broke off (@hand_back: the server's socket ended or failed, or
+ * splice(2) is refused): what is in the pipe goes to the client's buffer,
+ * and the owner reads the server again, so its own read reports an end or
+ * error as it always does, and the rest of the packet, if any comes, goes
+ * through the buffers.
+ */
+static void
+splice_fall_back(struct rpc_relay *r, bool hand_back)
+{
+	int n;
+
+	splice_stop(r);
+	while (r->pipe_len > 0) {
+		n = evbuffer_read(r->c_out, r->pipe[0], (int)r->pipe_len);
+		if (n <= 0)
+			break;
+		r->pipe_len -= (size_t)n;
+		r->bytes_s2c += (uint64_t)n;
+		r->s2c_left -= (uint64_t)n;
+	}
+	if (!hand_back)
+		r->no_splice = true;
+	r->ops->resume(r->owner, RPC_RELAY_SERVER);
+	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+}
+
+/*
+ * Move the body: server socket -> pipe -> client socket, as far as both
+ * sockets let it, without blocking.  At its end the packet is done and
+ * the owner reads the server again.
+ */
+static void
+splice_pump(struct rpc_relay *r)
+{
+	int sfd = r->ops->fd(r->owner, RPC_RELAY_SERVER);
+	int cfd = r->ops->fd(r->owner, RPC_RELAY_CLIENT);
+	ssize_t n;
+	size_t want;
+
+	for (;;) {
+		if (r->pipe_len > 0) {
+			if (!splice_client_ready(r))
+				return;
+			n = splice(r->pipe[0], NULL, cfd, NULL, r->pipe_len,
+			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n < 0 && errno == EAGAIN) {
+				(void)event_add(r->sp_write, NULL);
+				if (r->pipe_len == r->pipe_cap)
+					(void)event_del(r->sp_read);
+				return;
+			}
+			if (n <= 0) {
+				/* The client's socket failed: the owner's own
+				 * read or write of it reports how. */
+				splice_fall_back(r, false);
+				return;
+			}
+			r->pipe_len -= (size_t)n;
+			r->bytes_s2c += (uint64_t)n;
+			r->s2c_left -= (uint64_t)n;
+		}
+		if (r->s2c_left == 0) {
+			splice_stop(r);
+			server_packet_done(r, r->s2c_code);
+			r->ops->resume(r->owner, RPC_RELAY_SERVER);
+			server_in(r);
+			return;
+		}
+		want = r->s2c_left - r->pipe_len;
+		if (want > r->pipe_cap - r->pipe_len)
+			want = r->pipe_cap - r->pipe_len;
+		if (want == 0)
+			return; /* full: sp_write empties it */
+		(void)event_add(r->sp_read, NULL);
+		n = splice(sfd, NULL, r->pipe[1], NULL, want,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			splice_fall_back(r, n == 0 || errno != EINVAL);
+			return;
+		}
+		r->pipe_len += (size_t)n;
+	}
+}
+
+static void
+splice_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct rpc_relay *r = arg;
+
+	if (r->splicing)
+		splice_pump(r);
+}
+
+/*
+ * The rest of the packet at r->s2c_left, all of it still to come from the
+ * server's socket (its input buffer is empty), goes through a pipe if the
+ * owner tells the sockets: true when it does.
+ */
+static bool
+splice_start(struct rpc_relay *r)
+{
+	int sfd, cfd, n;
+
+	if (r->no_splice || r->ops->fd == NULL)
+		return false;
+	sfd = r->ops->fd(r->owner, RPC_RELAY_SERVER);
+	cfd = r->ops->fd(r->owner, RPC_RELAY_CLIENT);
+	if (sfd < 0 || cfd < 0) {
+		r->no_splice = true;
+		return false;
+	}
+	if (r->pipe[0] < 0) {
+		if (pipe2(r->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+			r->pipe[0] = r->pipe[1] = -1;
+			r->no_splice = true;
+			return false;
+		}
+		n = fcntl(r->pipe[1], F_SETPIPE_SZ, RPC_RELAY_PIPE);
+		r->pipe_cap = n > 0 ? (size_t)n : 65536;
+		r->sp_read = event_new(
+		    r->base, sfd, EV_READ | EV_PERSIST, splice_cb, r);
+		r->sp_write = event_new(r->base, cfd, EV_WRITE, splice_cb, r);
+		if (r->sp_read == NULL || r->sp_write == NULL) {
+			r->no_splice = true;
+			return false;
+		}
+	}
+	r->splicing = true;
+	r->ops->pause(r->owner, RPC_RELAY_SERVER);
+	splice_pump(r);
+	return true;
+}
 
 /*
  * Forward every whole packet the server has sent, and of a packet larger
@@ -313,11 +494,20 @@ server_in(struct rpc_relay *r)
 
 	if (r->s_in == NULL || r->c_out == NULL)
 		return;
+	if (r->splicing) {
+		splice_pump(r);
+		return;
+	}
 	for (;;) {
+		if (r->deadline_due && r->s2c_left == 0)
+			break; /* nothing after its packet goes out */
 		if (r->s2c_left > 0) {
 			n = evbuffer_get_length(r->s_in);
-			if (n == 0)
+			if (n == 0) {
+				if (splice_start(r))
+					return;
 				break;
+			}
 			if (n > r->s2c_left)
 				n = (size_t)r->s2c_left;
 			r->bytes_s2c += n;
@@ -506,6 +696,8 @@ rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
 	r->s_out = server_out;
 	r->start_us = now_us();
 	r->dialect = cfg->dialect;
+	r->base = base;
+	r->pipe[0] = r->pipe[1] = -1;
 	tvm_rpc_scan_init(&r->c2s, cfg->max_packet);
 	r->linger_ev = evtimer_new(base, linger_cb, r);
 	if (r->linger_ev == NULL)
@@ -534,6 +726,14 @@ rpc_relay_free(struct rpc_relay *r)
 		event_free(r->deadline_ev);
 	if (r->linger_ev != NULL)
 		event_free(r->linger_ev);
+	if (r->sp_read != NULL)
+		event_free(r->sp_read);
+	if (r->sp_write != NULL)
+		event_free(r->sp_write);
+	if (r->pipe[0] >= 0) {
+		(void)close(r->pipe[0]);
+		(void)close(r->pipe[1]);
+	}
 	free(r->exc);
 	free(r);
 	return NULL;
@@ -553,7 +753,9 @@ rpc_relay_read(struct rpc_relay *r, enum rpc_relay_side side)
 void
 rpc_relay_drained(struct rpc_relay *r, enum rpc_relay_side side)
 {
-	if (side == RPC_RELAY_CLIENT && r->s_in != NULL) {
+	if (side == RPC_RELAY_CLIENT && r->splicing)
+		splice_pump(r); /* the pipe's turn to write */
+	else if (side == RPC_RELAY_CLIENT && r->s_in != NULL) {
 		r->ops->resume(r->owner, RPC_RELAY_SERVER);
 		server_in(r);
 	} else if (side == RPC_RELAY_SERVER && r->c_in != NULL) {
@@ -640,6 +842,7 @@ rpc_relay_server_failed(
 void
 rpc_relay_client_gone(struct rpc_relay *r)
 {
+	splice_stop(r);
 	r->c_in = r->c_out = NULL;
 	if (r->linger_ev != NULL)
 		(void)event_del(r->linger_ev);

@@ -89,6 +89,16 @@ struct rpc_relay_ops {
 	 * the client's buffers again.
 	 */
 	void (*client_close)(void *owner, const char *why);
+	/*
+	 * Optional: @side's socket, or -1.  With both, the body of a server
+	 * packet larger than the buffer goes from one socket to the other
+	 * through a pipe (splice(2)), not through user space or the
+	 * buffers; meanwhile the relay reads the server itself (the owner's
+	 * reading is paused) and writes the client only once its output
+	 * buffer is empty.  The sockets must stay open until server_end or
+	 * client_close (or rpc_relay_*_gone).
+	 */
+	int (*fd)(void *owner, enum rpc_relay_side side);
 };
 
 struct rpc_relay_config {
