@@ -36,6 +36,17 @@ enum rpc_relay_state {
 	RPC_RELAY_ENDED, /* server side over; the client is answered by us */
 };
 
+/* One direction's splice(2): source socket -> pipe -> destination. */
+struct rpc_splice {
+	bool on;           /* a body goes through the pipe now */
+	int pipe[2];       /* -1 until the first */
+	size_t cap;        /* what the pipe holds */
+	size_t len;        /* bytes in it, not yet the destination's */
+	uint64_t in_left;  /* bytes still to take from the source */
+	struct event *rd;  /* the source socket, while it has room */
+	struct event *wr;  /* the destination's, while that is full */
+};
+
 struct rpc_relay {
 	struct rpc_relay_config cfg;
 	const struct rpc_relay_ops *ops;
@@ -49,17 +60,12 @@ struct rpc_relay {
 				       * client's stream is at a boundary) */
 	int32_t s2c_code;             /* that packet's code */
 	bool deadline_due;            /* the deadline passed inside it */
-	/* Its body from the server's socket to the client's through a pipe
-	 * (splice(2)), never through user space, when the owner tells the
-	 * sockets (ops->fd). */
+	/* The bodies of packets larger than the buffer, socket to socket
+	 * through a pipe, when the owner tells the sockets (ops->fd);
+	 * indexed by the side they come from. */
 	struct event_base *base;
-	bool splicing;          /* the body goes through the pipe now */
-	bool no_splice;         /* no sockets, or splice(2) failed */
-	int pipe[2];            /* -1 until the first splice */
-	size_t pipe_cap;        /* what it holds */
-	size_t pipe_len;        /* bytes in it, not yet the client's */
-	struct event *sp_read;  /* the server's socket, while splicing */
-	struct event *sp_write; /* the client's, while it is full */
+	struct rpc_splice sp[2];
+	bool no_splice; /* no sockets, or splice(2) refused */
 	bool owed;                    /* the client waits for a reply */
 	bool client_shutdown;         /* the client sent kShutdown */
 	bool server_timeout;          /* the server sent its own timeout exc. */
@@ -84,23 +90,36 @@ now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* Stop splicing (the owner decides whether to read the server again). */
+/* Stop splicing from @src (the caller decides whether the owner reads
+ * it again). */
 static void
-splice_stop(struct rpc_relay *r)
+splice_stop(struct rpc_relay *r, enum rpc_relay_side src)
 {
-	if (!r->splicing)
+	struct rpc_splice *sp = &r->sp[src];
+
+	if (!sp->on)
 		return;
-	r->splicing = false;
-	(void)event_del(r->sp_read);
-	(void)event_del(r->sp_write);
+	sp->on = false;
+	(void)event_del(sp->rd);
+	(void)event_del(sp->wr);
 }
+
+static void
+splice_stop_all(struct rpc_relay *r)
+{
+	splice_stop(r, RPC_RELAY_CLIENT);
+	splice_stop(r, RPC_RELAY_SERVER);
+}
+
+static bool splice_start(
+    struct rpc_relay *r, enum rpc_relay_side src, uint64_t n);
 
 static void
 client_close(struct rpc_relay *r, const char *why)
 {
 	if (r->c_in == NULL)
 		return;
-	splice_stop(r);
+	splice_stop_all(r);
 	r->c_in = r->c_out = NULL;
 	if (r->linger_ev != NULL)
 		(void)event_del(r->linger_ev);
@@ -167,7 +186,7 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 		(void)event_del(r->deadline_ev);
 	if (exc != NULL && r->exc == NULL)
 		r->exc = strdup(exc);
-	splice_stop(r);
+	splice_stop_all(r);
 	if (r->s_in != NULL) {
 		r->s_in = r->s_out = NULL;
 		r->ops->server_end(r->owner, &end);
@@ -273,6 +292,14 @@ client_in(struct rpc_relay *r)
 		client_close(r, "client shut the session down");
 		return;
 	}
+	/* The rest of a request larger than the buffer (an upload) goes
+	 * through a pipe, but for its last byte: the scanner sees the
+	 * request end in the buffer. */
+	if (r->c2s.hdr_len == TVM_RPC_HEADER_SIZE && r->c2s.left > 1 &&
+	    r->c2s.body_len == TVM_RPC_SCAN_BODY &&
+	    8 + frame_get_le64(r->c2s.hdr) > r->cfg.buffer &&
+	    splice_start(r, RPC_RELAY_CLIENT, r->c2s.left - 1))
+		return;
 	/* Backpressure: stop reading a client the server does not keep up
 	 * with; rpc_relay_drained() resumes it. */
 	if (r->s_out != NULL && evbuffer_get_length(r->s_out) > r->cfg.buffer)
@@ -329,153 +356,220 @@ server_cut_through(struct rpc_relay *r)
 static void deadline_pass(struct rpc_relay *r);
 static void server_in(struct rpc_relay *r);
 
+/* The other side. */
+static enum rpc_relay_side
+other(enum rpc_relay_side side)
+{
+	return side == RPC_RELAY_CLIENT ? RPC_RELAY_SERVER : RPC_RELAY_CLIENT;
+}
+
+/* Where @src's bytes are queued for the other side (NULL: gone). */
+static struct evbuffer *
+out_to(struct rpc_relay *r, enum rpc_relay_side src)
+{
+	return src == RPC_RELAY_SERVER ? r->c_out : r->s_out;
+}
+
 /*
- * The client's socket can take the pipe's bytes if its buffer is empty
- * (they follow what is queued there).  True when it is.
+ * @n bytes from @src were taken from its socket into the pipe.  For the
+ * client's, the scanner skips them: splice_start() leaves it the body's
+ * first TVM_RPC_SCAN_BODY bytes and its last one, so no packet ends in
+ * them and nothing in them is kept.
+ */
+static void
+splice_taken(struct rpc_relay *r, enum rpc_relay_side src, size_t n)
+{
+	r->sp[src].len += n;
+	r->sp[src].in_left -= n;
+	if (src == RPC_RELAY_CLIENT) {
+		r->c2s.left -= n;
+		r->c2s.bytes += n;
+	}
+}
+
+/* @n bytes from @src left the pipe for the other side. */
+static void
+splice_given(struct rpc_relay *r, enum rpc_relay_side src, size_t n)
+{
+	r->sp[src].len -= n;
+	if (src == RPC_RELAY_SERVER) {
+		r->bytes_s2c += n;
+		r->s2c_left -= n;
+	} else
+		r->bytes_c2s += n;
+}
+
+/*
+ * The other side's socket can take the pipe's bytes once its output
+ * buffer is empty (they follow what is queued there).  True when it is;
+ * otherwise rpc_relay_drained() calls again.
  */
 static bool
-splice_client_ready(struct rpc_relay *r)
+splice_dest_ready(struct rpc_relay *r, enum rpc_relay_side src)
 {
-	if (evbuffer_get_length(r->c_out) == 0)
-		return true;
-	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
-	/* Still full: rpc_relay_drained() calls again. */
-	return r->c_out != NULL && evbuffer_get_length(r->c_out) == 0;
+	struct evbuffer *out = out_to(r, src);
+
+	if (out != NULL && evbuffer_get_length(out) > 0)
+		r->ops->flush(r->owner, other(src));
+	out = out_to(r, src);
+	return out != NULL && evbuffer_get_length(out) == 0;
 }
 
 /*
- * Splicing broke off (@hand_back: the server's socket ended or failed, or
- * splice(2) is refused): what is in the pipe goes to the client's buffer,
- * and the owner reads the server again, so its own read reports an end or
- * error as it always does, and the rest of the packet, if any comes, goes
- * through the buffers.
+ * Splicing from @src broke off (@refused: splice(2) does not work on these
+ * sockets; else a socket ended or failed): what is in the pipe goes to
+ * the other side's buffer, and the owner reads @src again, so its own
+ * read reports an end or an error as it always does, and whatever else
+ * comes goes through the buffers.
  */
 static void
-splice_fall_back(struct rpc_relay *r, bool hand_back)
+splice_fall_back(struct rpc_relay *r, enum rpc_relay_side src, bool refused)
 {
+	struct rpc_splice *sp = &r->sp[src];
+	struct evbuffer *out = out_to(r, src);
 	int n;
 
-	splice_stop(r);
-	while (r->pipe_len > 0) {
-		n = evbuffer_read(r->c_out, r->pipe[0], (int)r->pipe_len);
+	splice_stop(r, src);
+	while (out != NULL && sp->len > 0) {
+		n = evbuffer_read(out, sp->pipe[0], (int)sp->len);
 		if (n <= 0)
 			break;
-		r->pipe_len -= (size_t)n;
-		r->bytes_s2c += (uint64_t)n;
-		r->s2c_left -= (uint64_t)n;
+		splice_given(r, src, (size_t)n);
 	}
-	if (!hand_back)
+	if (refused)
 		r->no_splice = true;
-	r->ops->resume(r->owner, RPC_RELAY_SERVER);
-	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+	r->ops->resume(r->owner, src);
+	r->ops->flush(r->owner, other(src));
 }
 
+static void server_in(struct rpc_relay *r);
+static void client_in(struct rpc_relay *r);
+
 /*
- * Move the body: server socket -> pipe -> client socket, as far as both
- * sockets let it, without blocking.  At its end the packet is done and
- * the owner reads the server again.
+ * Move a body from @src: its socket -> the pipe -> the other side's
+ * socket, as far as both let it, without blocking.  When it is all
+ * through, the owner reads @src again and the relay takes up its bytes.
  */
 static void
-splice_pump(struct rpc_relay *r)
+splice_pump(struct rpc_relay *r, enum rpc_relay_side src)
 {
-	int sfd = r->ops->fd(r->owner, RPC_RELAY_SERVER);
-	int cfd = r->ops->fd(r->owner, RPC_RELAY_CLIENT);
+	struct rpc_splice *sp = &r->sp[src];
+	int sfd = r->ops->fd(r->owner, src);
+	int dfd = r->ops->fd(r->owner, other(src));
 	ssize_t n;
 	size_t want;
 
-	for (;;) {
-		if (r->pipe_len > 0) {
-			if (!splice_client_ready(r))
-				return;
-			n = splice(r->pipe[0], NULL, cfd, NULL, r->pipe_len,
+	bool moved;
+
+	while (sp->on) {
+		moved = false;
+		if (sp->len > 0 && splice_dest_ready(r, src)) {
+			n = splice(sp->pipe[0], NULL, dfd, NULL, sp->len,
 			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-			if (n < 0 && errno == EAGAIN) {
-				(void)event_add(r->sp_write, NULL);
-				if (r->pipe_len == r->pipe_cap)
-					(void)event_del(r->sp_read);
+			if (n > 0) {
+				splice_given(r, src, (size_t)n);
+				moved = true;
+			} else if (n < 0 && errno == EAGAIN)
+				(void)event_add(sp->wr, NULL);
+			else {
+				/* The destination failed: the owner's own
+				 * write to it reports how. */
+				splice_fall_back(
+				    r, src, n < 0 && errno == EINVAL);
 				return;
 			}
-			if (n <= 0) {
-				/* The client's socket failed: the owner's own
-				 * read or write of it reports how. */
-				splice_fall_back(r, false);
-				return;
-			}
-			r->pipe_len -= (size_t)n;
-			r->bytes_s2c += (uint64_t)n;
-			r->s2c_left -= (uint64_t)n;
 		}
-		if (r->s2c_left == 0) {
-			splice_stop(r);
-			server_packet_done(r, r->s2c_code);
-			r->ops->resume(r->owner, RPC_RELAY_SERVER);
-			server_in(r);
+		if (!sp->on)
+			return; /* the flush ended the session */
+		if (sp->in_left == 0 && sp->len == 0) {
+			splice_stop(r, src);
+			if (src == RPC_RELAY_SERVER)
+				server_packet_done(r, r->s2c_code);
+			r->ops->resume(r->owner, src);
+			if (src == RPC_RELAY_SERVER)
+				server_in(r);
+			else
+				client_in(r);
 			return;
 		}
-		want = r->s2c_left - r->pipe_len;
-		if (want > r->pipe_cap - r->pipe_len)
-			want = r->pipe_cap - r->pipe_len;
-		if (want == 0)
-			return; /* full: sp_write empties it */
-		(void)event_add(r->sp_read, NULL);
-		n = splice(sfd, NULL, r->pipe[1], NULL, want,
+		want = sp->in_left < sp->cap - sp->len ? (size_t)sp->in_left
+						       : sp->cap - sp->len;
+		if (want == 0) {
+			/* Full, or all taken: the pipe empties first, now or
+			 * when sp->wr or rpc_relay_drained() calls again. */
+			(void)event_del(sp->rd);
+			if (!moved)
+				return;
+			continue;
+		}
+		(void)event_add(sp->rd, NULL);
+		n = splice(sfd, NULL, sp->pipe[1], NULL, want,
 		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-		if (n < 0 && errno == EAGAIN)
-			return;
-		if (n <= 0) {
-			splice_fall_back(r, n == 0 || errno != EINVAL);
+		if (n > 0) {
+			splice_taken(r, src, (size_t)n);
+			moved = true;
+		} else if (n == 0 || errno != EAGAIN) {
+			splice_fall_back(r, src, n < 0 && errno == EINVAL);
 			return;
 		}
-		r->pipe_len += (size_t)n;
+		if (!moved)
+			return;
 	}
 }
 
 static void
-splice_cb(evutil_socket_t fd, short what, void *arg)
+splice_server_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct rpc_relay *r = arg;
+	splice_pump(arg, RPC_RELAY_SERVER);
+}
 
-	if (r->splicing)
-		splice_pump(r);
+static void
+splice_client_cb(evutil_socket_t fd, short what, void *arg)
+{
+	splice_pump(arg, RPC_RELAY_CLIENT);
 }
 
 /*
- * The rest of the packet at r->s2c_left, all of it still to come from the
- * server's socket (its input buffer is empty), goes through a pipe if the
- * owner tells the sockets: true when it does.
+ * The next @n bytes from @src, all still in its socket (its input buffer
+ * is empty), belong to the body of a packet larger than the buffer: they
+ * go to the other side through a pipe if the owner tells the sockets.
+ * True when they do.
  */
 static bool
-splice_start(struct rpc_relay *r)
+splice_start(struct rpc_relay *r, enum rpc_relay_side src, uint64_t n)
 {
-	int sfd, cfd, n;
+	struct rpc_splice *sp = &r->sp[src];
+	event_callback_fn cb =
+	    src == RPC_RELAY_SERVER ? splice_server_cb : splice_client_cb;
+	int sfd, dfd, cap;
 
-	if (r->no_splice || r->ops->fd == NULL)
+	if (r->no_splice || r->ops->fd == NULL || n == 0)
 		return false;
-	sfd = r->ops->fd(r->owner, RPC_RELAY_SERVER);
-	cfd = r->ops->fd(r->owner, RPC_RELAY_CLIENT);
-	if (sfd < 0 || cfd < 0) {
+	sfd = r->ops->fd(r->owner, src);
+	dfd = r->ops->fd(r->owner, other(src));
+	if (sfd < 0 || dfd < 0) {
 		r->no_splice = true;
 		return false;
 	}
-	if (r->pipe[0] < 0) {
-		if (pipe2(r->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
-			r->pipe[0] = r->pipe[1] = -1;
+	if (sp->rd == NULL) {
+		if (pipe2(sp->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+			sp->pipe[0] = sp->pipe[1] = -1;
 			r->no_splice = true;
 			return false;
 		}
-		n = fcntl(r->pipe[1], F_SETPIPE_SZ, RPC_RELAY_PIPE);
-		r->pipe_cap = n > 0 ? (size_t)n : 65536;
-		r->sp_read = event_new(
-		    r->base, sfd, EV_READ | EV_PERSIST, splice_cb, r);
-		r->sp_write = event_new(r->base, cfd, EV_WRITE, splice_cb, r);
-		if (r->sp_read == NULL || r->sp_write == NULL) {
+		cap = fcntl(sp->pipe[1], F_SETPIPE_SZ, RPC_RELAY_PIPE);
+		sp->cap = cap > 0 ? (size_t)cap : 65536;
+		sp->wr = event_new(r->base, dfd, EV_WRITE, cb, r);
+		sp->rd = event_new(r->base, sfd, EV_READ | EV_PERSIST, cb, r);
+		if (sp->rd == NULL || sp->wr == NULL) {
 			r->no_splice = true;
 			return false;
 		}
 	}
-	r->splicing = true;
-	r->ops->pause(r->owner, RPC_RELAY_SERVER);
-	splice_pump(r);
+	sp->on = true;
+	sp->in_left = n;
+	r->ops->pause(r->owner, src);
+	splice_pump(r, src);
 	return true;
 }
 
@@ -494,8 +588,8 @@ server_in(struct rpc_relay *r)
 
 	if (r->s_in == NULL || r->c_out == NULL)
 		return;
-	if (r->splicing) {
-		splice_pump(r);
+	if (r->sp[RPC_RELAY_SERVER].on) {
+		splice_pump(r, RPC_RELAY_SERVER);
 		return;
 	}
 	for (;;) {
@@ -504,7 +598,8 @@ server_in(struct rpc_relay *r)
 		if (r->s2c_left > 0) {
 			n = evbuffer_get_length(r->s_in);
 			if (n == 0) {
-				if (splice_start(r))
+				if (splice_start(r, RPC_RELAY_SERVER,
+					r->s2c_left))
 					return;
 				break;
 			}
@@ -683,6 +778,7 @@ rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
 {
 	struct rpc_relay *r;
 	struct timeval tv;
+	int k;
 
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
@@ -697,7 +793,8 @@ rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
 	r->start_us = now_us();
 	r->dialect = cfg->dialect;
 	r->base = base;
-	r->pipe[0] = r->pipe[1] = -1;
+	for (k = 0; k < 2; k++)
+		r->sp[k].pipe[0] = r->sp[k].pipe[1] = -1;
 	tvm_rpc_scan_init(&r->c2s, cfg->max_packet);
 	r->linger_ev = evtimer_new(base, linger_cb, r);
 	if (r->linger_ev == NULL)
@@ -720,19 +817,23 @@ oom:
 struct rpc_relay *
 rpc_relay_free(struct rpc_relay *r)
 {
+	int k;
+
 	if (r == NULL)
 		return NULL;
 	if (r->deadline_ev != NULL)
 		event_free(r->deadline_ev);
 	if (r->linger_ev != NULL)
 		event_free(r->linger_ev);
-	if (r->sp_read != NULL)
-		event_free(r->sp_read);
-	if (r->sp_write != NULL)
-		event_free(r->sp_write);
-	if (r->pipe[0] >= 0) {
-		(void)close(r->pipe[0]);
-		(void)close(r->pipe[1]);
+	for (k = 0; k < 2; k++) {
+		if (r->sp[k].rd != NULL)
+			event_free(r->sp[k].rd);
+		if (r->sp[k].wr != NULL)
+			event_free(r->sp[k].wr);
+		if (r->sp[k].pipe[0] >= 0) {
+			(void)close(r->sp[k].pipe[0]);
+			(void)close(r->sp[k].pipe[1]);
+		}
 	}
 	free(r->exc);
 	free(r);
@@ -753,8 +854,8 @@ rpc_relay_read(struct rpc_relay *r, enum rpc_relay_side side)
 void
 rpc_relay_drained(struct rpc_relay *r, enum rpc_relay_side side)
 {
-	if (side == RPC_RELAY_CLIENT && r->splicing)
-		splice_pump(r); /* the pipe's turn to write */
+	if (r->sp[other(side)].on)
+		splice_pump(r, other(side)); /* the pipe's turn to write */
 	else if (side == RPC_RELAY_CLIENT && r->s_in != NULL) {
 		r->ops->resume(r->owner, RPC_RELAY_SERVER);
 		server_in(r);
@@ -842,7 +943,7 @@ rpc_relay_server_failed(
 void
 rpc_relay_client_gone(struct rpc_relay *r)
 {
-	splice_stop(r);
+	splice_stop_all(r);
 	r->c_in = r->c_out = NULL;
 	if (r->linger_ev != NULL)
 		(void)event_del(r->linger_ev);
