@@ -107,7 +107,9 @@ wport=$(port)
 tvm proxy -m tvm.exec.rpc_proxy --host 127.0.0.1 --port "$pport" \
 	--port-end $((pport + 1)) --web-port "$wport" \
 	--tracker "127.0.0.1:$tport"
+# shellcheck disable=SC2034 # both read as ${!pid_var} and ${!farm_var}
 tvm_pid=${pids[-1]}
+# shellcheck disable=SC2034
 tvm_farm=127.0.0.1:$tport
 wait_port "$pport"
 tvm srv-tvm -m tvm.exec.rpc_server --host 127.0.0.1 --port "$pport" \
