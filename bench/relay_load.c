@@ -30,6 +30,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -37,7 +38,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include "bench_util.h"
@@ -438,7 +438,8 @@ relay_usage(FILE *f)
 	    "         [--chunk-kib K] [--rounds N] [--repeat R]\n"
 	    "         [--timeout-ms MS] [--header] [--split-writes]\n"
 	    "         [--pid BROKER_PID]\n"
-	    "  --pid           also print the broker's CPU per 64 MiB each way\n"
+	    "  --pid           also print the broker's CPU per 64 MiB each "
+	    "way\n"
 	    "  --split-writes  the client writes like TVM's (Nagle on, each "
 	    "tracker\n"
 	    "                  frame in two writes, the hello in three); the "

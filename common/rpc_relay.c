@@ -38,13 +38,13 @@ enum rpc_relay_state {
 
 /* One direction's splice(2): source socket -> pipe -> destination. */
 struct rpc_splice {
-	bool on;           /* a body goes through the pipe now */
-	int pipe[2];       /* -1 until the first */
-	size_t cap;        /* what the pipe holds */
-	size_t len;        /* bytes in it, not yet the destination's */
-	uint64_t in_left;  /* bytes still to take from the source */
-	struct event *rd;  /* the source socket, while it has room */
-	struct event *wr;  /* the destination's, while that is full */
+	bool on;          /* a body goes through the pipe now */
+	int pipe[2];      /* -1 until the first */
+	size_t cap;       /* what the pipe holds */
+	size_t len;       /* bytes in it, not yet the destination's */
+	uint64_t in_left; /* bytes still to take from the source */
+	struct event *rd; /* the source socket, while it has room */
+	struct event *wr; /* the destination's, while that is full */
 };
 
 struct rpc_relay {
@@ -54,18 +54,18 @@ struct rpc_relay {
 	struct evbuffer *c_in, *c_out; /* NULL once the client is gone */
 	struct evbuffer *s_in, *s_out; /* NULL once the server ended */
 	enum rpc_relay_state state;
-	struct tvm_rpc_scan c2s;      /* client-to-server packet boundaries */
-	uint64_t s2c_left;            /* bytes of a server packet larger than
-				       * the buffer still to forward (0: the
-				       * client's stream is at a boundary) */
-	int32_t s2c_code;             /* that packet's code */
-	bool deadline_due;            /* the deadline passed inside it */
+	struct tvm_rpc_scan c2s; /* client-to-server packet boundaries */
+	uint64_t s2c_left;       /* bytes of a server packet larger than
+				  * the buffer still to forward (0: the
+				  * client's stream is at a boundary) */
+	int32_t s2c_code;        /* that packet's code */
+	bool deadline_due;       /* the deadline passed inside it */
 	/* The bodies of packets larger than the buffer, socket to socket
 	 * through a pipe, when the owner tells the sockets (ops->fd);
 	 * indexed by the side they come from. */
 	struct event_base *base;
 	struct rpc_splice sp[2];
-	bool no_splice; /* no sockets, or splice(2) refused */
+	bool no_splice;               /* no sockets, or splice(2) refused */
 	bool owed;                    /* the client waits for a reply */
 	bool client_shutdown;         /* the client sent kShutdown */
 	bool server_timeout;          /* the server sent its own timeout exc. */
@@ -342,7 +342,8 @@ server_cut_through(struct rpc_relay *r)
 	uint64_t total;
 	int32_t code;
 
-	if (evbuffer_copyout(r->s_in, hdr, sizeof(hdr)) < (ev_ssize_t)sizeof(hdr))
+	if (evbuffer_copyout(r->s_in, hdr, sizeof(hdr)) <
+	    (ev_ssize_t)sizeof(hdr))
 		return false;
 	total = 8 + frame_get_le64(hdr); /* tvm_rpc_packet_peek() checked it */
 	code = (int32_t)frame_get_le32(hdr + 8);
@@ -598,8 +599,8 @@ server_in(struct rpc_relay *r)
 		if (r->s2c_left > 0) {
 			n = evbuffer_get_length(r->s_in);
 			if (n == 0) {
-				if (splice_start(r, RPC_RELAY_SERVER,
-					r->s2c_left))
+				if (splice_start(
+					r, RPC_RELAY_SERVER, r->s2c_left))
 					return;
 				break;
 			}

@@ -43,8 +43,8 @@ struct fix {
 	struct bufferevent *bev[2]; /* indexed by enum rpc_relay_side */
 	int peer[2];                /* the test's ends of the two sockets */
 	struct rpc_relay *rr;
-	bool with_fd;        /* ops->fd tells the sockets */
-	unsigned reads[2];   /* read callbacks of the owner, per side */
+	bool with_fd;      /* ops->fd tells the sockets */
+	unsigned reads[2]; /* read callbacks of the owner, per side */
 	bool server_ended, client_closed;
 	struct rpc_relay_end end;
 	char detail[RPC_RELAY_MSG_MAX + 512];
@@ -240,13 +240,12 @@ fix_start(struct fix *f, bool with_fd, double timeout)
 		bufferevent_setcb(f->bev[k], readcb, writecb, eventcb, f);
 		bufferevent_enable(f->bev[k], EV_READ | EV_WRITE);
 	}
-	ck_assert_int_eq(rpc_relay_new(f->base, &cfg,
-			     with_fd ? &ops_fd : &ops_buffers, f,
-			     bufferevent_get_input(f->bev[RPC_RELAY_CLIENT]),
-			     bufferevent_get_output(f->bev[RPC_RELAY_CLIENT]),
-			     bufferevent_get_input(f->bev[RPC_RELAY_SERVER]),
-			     bufferevent_get_output(f->bev[RPC_RELAY_SERVER]),
-			     &f->rr),
+	ck_assert_int_eq(
+	    rpc_relay_new(f->base, &cfg, with_fd ? &ops_fd : &ops_buffers, f,
+		bufferevent_get_input(f->bev[RPC_RELAY_CLIENT]),
+		bufferevent_get_output(f->bev[RPC_RELAY_CLIENT]),
+		bufferevent_get_input(f->bev[RPC_RELAY_SERVER]),
+		bufferevent_get_output(f->bev[RPC_RELAY_SERVER]), &f->rr),
 	    0);
 }
 
@@ -361,8 +360,8 @@ idle(struct fix *f, int ms)
 static void
 shut_down(struct fix *f)
 {
-	static const unsigned char shutdown_pkt[12] = {4, 0, 0, 0, 0, 0, 0,
-	    0, 1, 0, 0, 0};
+	static const unsigned char shutdown_pkt[12] = {
+	    4, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
 	unsigned char got[12];
 	size_t n;
 
@@ -392,8 +391,8 @@ START_TEST(test_big_reply)
 
 	ck_assert_ptr_nonnull(seen);
 	fix_start(&f, with_fd, 0);
-	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen,
-	    ctotal, ctotal, &got, NULL);
+	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen, ctotal,
+	    ctotal, &got, NULL);
 	ck_assert_mem_eq(seen, req, ctotal);
 	ck_assert(rpc_relay_owed(f.rr));
 	reads = f.reads[RPC_RELAY_SERVER];
@@ -416,8 +415,8 @@ START_TEST(test_big_reply)
 	else
 		ck_assert_uint_gt(f.reads[RPC_RELAY_SERVER] - reads, 1000);
 	/* A small reply after it goes as before. */
-	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen,
-	    ctotal, ctotal, &got, NULL);
+	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen, ctotal,
+	    ctotal, &got, NULL);
 	ck_assert(rpc_relay_owed(f.rr));
 	frame_put_le64(reply, 12); /* its first 20 bytes: a small kReturn */
 	move(&f, RPC_RELAY_SERVER, reply, 20, RPC_RELAY_CLIENT, seen, 20, 20,
@@ -452,8 +451,8 @@ START_TEST(test_big_request)
 	ck_assert_ptr_nonnull(seen);
 	fix_start(&f, with_fd, 0);
 	reads = f.reads[RPC_RELAY_CLIENT];
-	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen,
-	    ctotal, 32768, &got, NULL);
+	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen, ctotal,
+	    32768, &got, NULL);
 	ck_assert_mem_eq(seen, req, ctotal);
 	idle(&f, 20);
 	ck_assert(rpc_relay_owed(f.rr));
@@ -497,8 +496,8 @@ START_TEST(test_deadline_inside_big_reply)
 
 	ck_assert_ptr_nonnull(seen);
 	fix_start(&f, with_fd, 0.3);
-	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen,
-	    ctotal, ctotal, &got, NULL);
+	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen, ctotal,
+	    ctotal, &got, NULL);
 	half = rtotal / 2;
 	move(&f, RPC_RELAY_SERVER, reply, half, RPC_RELAY_CLIENT, seen,
 	    half - 2 * BUF, 65536, &got, NULL);
@@ -525,8 +524,7 @@ START_TEST(test_deadline_inside_big_reply)
 	ck_assert(f.server_ended);
 	ck_assert_int_eq(f.end.outcome, NPUFARM_OUTCOME_TIMEOUT);
 	/* By then the reply was out. */
-	ck_assert_msg(strstr(f.detail, "passed between calls"), "%s",
-	    f.detail);
+	ck_assert_msg(strstr(f.detail, "passed between calls"), "%s", f.detail);
 	evbuffer_free(tail);
 	fix_stop(&f);
 	free(req);
@@ -552,8 +550,8 @@ START_TEST(test_server_ends_inside_big_reply)
 
 	ck_assert_ptr_nonnull(seen);
 	fix_start(&f, with_fd, 0);
-	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen,
-	    ctotal, ctotal, &got, NULL);
+	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen, ctotal,
+	    ctotal, &got, NULL);
 	half = rtotal / 2;
 	move(&f, RPC_RELAY_SERVER, reply, half, RPC_RELAY_CLIENT, seen,
 	    half - 2 * BUF, 65536, &got, NULL);
@@ -567,8 +565,8 @@ START_TEST(test_server_ends_inside_big_reply)
 	ck_assert(f.server_ended);
 	ck_assert(f.client_closed);
 	ck_assert_int_eq(f.end.outcome, NPUFARM_OUTCOME_CRASH);
-	ck_assert_msg(strstr(f.detail, "while a reply was owed"), "%s",
-	    f.detail);
+	ck_assert_msg(
+	    strstr(f.detail, "while a reply was owed"), "%s", f.detail);
 	fix_stop(&f);
 	free(req);
 	free(reply);
