@@ -27,6 +27,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 
+#include "err.h"
 #include "frame.h"
 #include "harness.h"
 #include "rpc_relay.h"
@@ -48,6 +49,7 @@ struct fix {
 	bool server_ended, client_closed;
 	struct rpc_relay_end end;
 	char detail[RPC_RELAY_MSG_MAX + 512];
+	char close_why[NPUFARM_ERR_MSG_MAX + 128]; /* ops->client_close's */
 };
 
 static int
@@ -148,7 +150,7 @@ op_client_close(void *owner, const char *why)
 {
 	struct fix *f = owner;
 
-	(void)why;
+	(void)snprintf(f->close_why, sizeof(f->close_why), "%s", why);
 	f->client_closed = true;
 	bufferevent_free(f->bev[RPC_RELAY_CLIENT]);
 	f->bev[RPC_RELAY_CLIENT] = NULL;
@@ -216,14 +218,14 @@ eventcb(struct bufferevent *bev, short what, void *arg)
 }
 
 static void
-fix_start(struct fix *f, bool with_fd, double timeout)
+fix_start_linger(struct fix *f, bool with_fd, double timeout, double linger)
 {
 	struct rpc_relay_config cfg = {
 	    .max_packet = 1ull << 30,
 	    .buffer = BUF,
 	    .timeout = timeout,
 	    .deadline = timeout,
-	    .linger = 5,
+	    .linger = linger,
 	    .who = "board",
 	};
 	int own[2], k;
@@ -247,6 +249,12 @@ fix_start(struct fix *f, bool with_fd, double timeout)
 		bufferevent_get_input(f->bev[RPC_RELAY_SERVER]),
 		bufferevent_get_output(f->bev[RPC_RELAY_SERVER]), &f->rr),
 	    0);
+}
+
+static void
+fix_start(struct fix *f, bool with_fd, double timeout)
+{
+	fix_start_linger(f, with_fd, timeout, 5);
 }
 
 static void
@@ -574,6 +582,97 @@ START_TEST(test_server_ends_inside_big_reply)
 }
 END_TEST
 
+/*
+ * The deadline passes inside a large reply that does not end within the
+ * linger period: the session ends as timeout, the client, inside the
+ * packet, is closed.
+ */
+START_TEST(test_deadline_inside_stalled_reply)
+{
+	bool with_fd = _i;
+	struct fix f;
+	size_t rtotal, ctotal, got, more;
+	unsigned char *req = packet(TVM_RPC_CALL_FUNC, 8, &ctotal);
+	unsigned char *reply = packet(TVM_RPC_RETURN, BIG / 4, &rtotal);
+	unsigned char *seen = malloc(rtotal);
+	bool eof;
+
+	ck_assert_ptr_nonnull(seen);
+	fix_start_linger(&f, with_fd, 0.2, 0.3);
+	move(&f, RPC_RELAY_CLIENT, req, ctotal, RPC_RELAY_SERVER, seen, ctotal,
+	    ctotal, &got, NULL);
+	move(&f, RPC_RELAY_SERVER, reply, rtotal / 2, RPC_RELAY_CLIENT, seen,
+	    rtotal / 2 - 2 * BUF, 65536, &got, NULL);
+	idle(&f, 300); /* the deadline, not yet the end of the linger */
+	ck_assert(!f.server_ended);
+	move(&f, RPC_RELAY_SERVER, NULL, 0, RPC_RELAY_CLIENT, seen + got,
+	    rtotal - got, 65536, &more, &eof);
+	ck_assert(eof);
+	ck_assert_uint_le(got + more, rtotal / 2);
+	ck_assert_mem_eq(seen, reply, got + more);
+	ck_assert(f.server_ended);
+	ck_assert(f.client_closed);
+	ck_assert_int_eq(f.end.outcome, NPUFARM_OUTCOME_TIMEOUT);
+	ck_assert_msg(
+	    strstr(f.detail, "which did not end within 0.3 s"), "%s", f.detail);
+	fix_stop(&f);
+	free(req);
+	free(reply);
+	free(seen);
+}
+END_TEST
+
+/*
+ * The deadline passes while the client is still sending a large request:
+ * it gets the timeout kException at once, and the rest of its request is
+ * read and dropped, its packets still counted right (its kShutdown after
+ * it closes the session).
+ */
+START_TEST(test_deadline_inside_big_request)
+{
+	static const unsigned char shutdown_pkt[12] = {
+	    4, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+	bool with_fd = _i;
+	struct fix f;
+	size_t ctotal, got, half;
+	unsigned char *req = packet(TVM_RPC_CALL_FUNC, BIG / 4, &ctotal);
+	unsigned char *seen = malloc(ctotal);
+	struct evbuffer *exc = evbuffer_new();
+	char msg[256];
+	bool eof;
+
+	ck_assert_ptr_nonnull(seen);
+	fix_start(&f, with_fd, 0.3);
+	half = ctotal / 2;
+	move(&f, RPC_RELAY_CLIENT, req, half, RPC_RELAY_SERVER, seen,
+	    half - 2 * BUF, 65536, &got, NULL);
+	(void)tvm_rpc_timeout_message(0.3, msg, sizeof(msg));
+	ck_assert_int_eq(
+	    tvm_rpc_add_exception(exc, msg, TVM_RPC_DIALECT_UNKNOWN), 0);
+	move(&f, RPC_RELAY_CLIENT, NULL, 0, RPC_RELAY_CLIENT, seen,
+	    evbuffer_get_length(exc), 4096, &got, NULL);
+	ck_assert_mem_eq(seen, evbuffer_pullup(exc, -1), got);
+	ck_assert(f.server_ended);
+	ck_assert_int_eq(f.end.outcome, NPUFARM_OUTCOME_TIMEOUT);
+	ck_assert_msg(strstr(f.detail, "while the client was sending a "
+				       "request"),
+	    "%s", f.detail);
+	/* The rest of it, then kShutdown: read, and the session closed. */
+	move(&f, RPC_RELAY_CLIENT, req + half, ctotal - half, RPC_RELAY_CLIENT,
+	    seen, 0, 1, &got, NULL);
+	move(&f, RPC_RELAY_CLIENT, shutdown_pkt, sizeof(shutdown_pkt),
+	    RPC_RELAY_CLIENT, seen, 1, 1, &got, &eof);
+	ck_assert(eof);
+	/* Closed for its kShutdown: the scanner kept its place through the
+	 * spliced part (else it reads the body as headers: malformed). */
+	ck_assert_str_eq(f.close_why, "client shut the session down");
+	evbuffer_free(exc);
+	fix_stop(&f);
+	free(req);
+	free(seen);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -585,6 +684,8 @@ suite(void)
 	tcase_add_loop_test(tc, test_big_request, 0, 2);
 	tcase_add_loop_test(tc, test_deadline_inside_big_reply, 0, 2);
 	tcase_add_loop_test(tc, test_server_ends_inside_big_reply, 0, 2);
+	tcase_add_loop_test(tc, test_deadline_inside_stalled_reply, 0, 2);
+	tcase_add_loop_test(tc, test_deadline_inside_big_request, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }
