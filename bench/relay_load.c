@@ -30,6 +30,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -62,6 +63,7 @@ struct relay_opts {
 	unsigned long repeat;  /* runs per path, alternating */
 	unsigned long timeout; /* ms bound on every wait */
 	bool header;           /* print the table header first */
+	long pid;              /* the broker's pid: its CPU is measured */
 	bool split_writes;     /* peers write like TVM's (Nagle, split) */
 };
 
@@ -72,6 +74,8 @@ struct relay_path {
 	double setup_ms[RELAY_MAX_REPEAT];
 	double down_mibs[RELAY_MAX_REPEAT];
 	double up_mibs[RELAY_MAX_REPEAT];
+	double down_cpu_ms[RELAY_MAX_REPEAT]; /* the broker's, per transfer */
+	double up_cpu_ms[RELAY_MAX_REPEAT];
 	uint32_t *rt_ns; /* repeat * rounds samples */
 	size_t nrt;
 };
@@ -111,6 +115,42 @@ relay_pct_us(const uint32_t *sorted, size_t n, unsigned q)
 	if (i >= n)
 		i = n - 1;
 	return sorted[i] / 1000.0;
+}
+
+/*
+ * CPU time @pid has used so far, all its threads, in ms (the scheduler's
+ * nanosecond account, /proc/PID/task/TID/schedstat: the 10 ms ticks of
+ * /proc/PID/stat are too coarse for a 64 MiB transfer); -1 without one.
+ */
+static double
+relay_cpu_ms(long pid)
+{
+	char path[64], tpath[352];
+	unsigned long long ns, total = 0;
+	struct dirent *d;
+	DIR *dir;
+	FILE *f;
+
+	if (pid <= 0)
+		return -1;
+	(void)snprintf(path, sizeof(path), "/proc/%ld/task", pid);
+	dir = opendir(path);
+	if (dir == NULL)
+		return -1;
+	while ((d = readdir(dir)) != NULL) {
+		if (d->d_name[0] == '.')
+			continue;
+		(void)snprintf(
+		    tpath, sizeof(tpath), "%s/%s/schedstat", path, d->d_name);
+		f = fopen(tpath, "r");
+		if (f == NULL)
+			continue; /* the thread just ended */
+		if (fscanf(f, "%llu", &ns) == 1)
+			total += ns;
+		fclose(f);
+	}
+	closedir(dir);
+	return total / 1e6;
 }
 
 /* Small round trips: @warm untimed, then o->rounds timed into @p. */
@@ -259,6 +299,7 @@ relay_run(const struct relay_opts *o, struct relay_path *p, unsigned run,
 	struct tvmrpc_board_report rep;
 	struct tvmrpc_client *cl = NULL;
 	struct tvmrpc_board *b = NULL;
+	double cpu, cpu2, cpu3;
 	int64_t t0;
 	int r;
 
@@ -274,10 +315,16 @@ relay_run(const struct relay_opts *o, struct relay_path *p, unsigned run,
 	r = tvmrpc_client_init(cl, (int)o->timeout, err);
 	if (r == 0)
 		r = relay_round_trips(o, cl, p, err);
+	cpu = relay_cpu_ms(p->broker ? o->pid : 0);
 	if (r == 0)
 		r = relay_download(o, cl, &p->down_mibs[run], err);
+	cpu2 = relay_cpu_ms(p->broker ? o->pid : 0);
 	if (r == 0)
 		r = relay_upload(o, cl, body, &p->up_mibs[run], err);
+	cpu3 = relay_cpu_ms(p->broker ? o->pid : 0);
+	/* Per 64 MiB, whatever --total-mib was. */
+	p->down_cpu_ms[run] = (cpu2 - cpu) * (64.0 * (1 << 20)) / o->total;
+	p->up_cpu_ms[run] = (cpu3 - cpu2) * (64.0 * (1 << 20)) / o->total;
 	if (r == 0)
 		r = tvmrpc_client_shutdown(cl);
 	if (r == 0 && tvmrpc_board_wait(b, (int)o->timeout) < 0)
@@ -321,6 +368,21 @@ relay_rate_row(const struct relay_opts *o, const char *what, const char *packet,
 	relay_row(m, b, d, ra, ">= 0.5");
 }
 
+/* The broker's CPU per 64 MiB: the median of @ms over o->repeat runs. */
+static void
+relay_cpu_row(const struct relay_opts *o, const char *what, const char *packet,
+    const double *ms)
+{
+	char m[160], b[64];
+
+	(void)snprintf(m, sizeof(m),
+	    "relay CPU per 64 MiB %s, as %lu KiB %s (broker, all threads; "
+	    "median of %lu)",
+	    what, o->chunk >> 10, packet, o->repeat);
+	(void)snprintf(b, sizeof(b), "%.1f ms", relay_median(ms, o->repeat));
+	relay_row(m, b, "-", "-", "-");
+}
+
 static void
 relay_report(
     const struct relay_opts *o, struct relay_path *rel, struct relay_path *dir)
@@ -333,6 +395,10 @@ relay_report(
 	    o, "download", "kCopyAck", rel->down_mibs, dir->down_mibs);
 	relay_rate_row(
 	    o, "upload", "kCopyToRemote", rel->up_mibs, dir->up_mibs);
+	if (o->pid > 0) {
+		relay_cpu_row(o, "download", "kCopyAck", rel->down_cpu_ms);
+		relay_cpu_row(o, "upload", "kCopyToRemote", rel->up_cpu_ms);
+	}
 	qsort(rel->rt_ns, rel->nrt, sizeof(*rel->rt_ns), relay_cmp_u32);
 	qsort(dir->rt_ns, dir->nrt, sizeof(*dir->rt_ns), relay_cmp_u32);
 	x = relay_pct_us(rel->rt_ns, rel->nrt, 50);
@@ -371,6 +437,9 @@ relay_usage(FILE *f)
 	    "usage: npufarm-bench-relay --farm HOST:PORT [--total-mib N]\n"
 	    "         [--chunk-kib K] [--rounds N] [--repeat R]\n"
 	    "         [--timeout-ms MS] [--header] [--split-writes]\n"
+	    "         [--pid BROKER_PID]\n"
+	    "  --pid           also print the broker's CPU per 64 MiB each "
+	    "way\n"
 	    "  --split-writes  the client writes like TVM's (Nagle on, each "
 	    "tracker\n"
 	    "                  frame in two writes, the hello in three); the "
@@ -392,6 +461,7 @@ relay_parse(struct relay_opts *o, int argc, char **argv)
 	    {"timeout-ms", required_argument, NULL, 'T'},
 	    {"header", no_argument, NULL, 'H'},
 	    {"split-writes", no_argument, NULL, 'W'},
+	    {"pid", required_argument, NULL, 'p'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -429,6 +499,10 @@ relay_parse(struct relay_opts *o, int argc, char **argv)
 			break;
 		case 'W':
 			o->split_writes = true;
+			break;
+		case 'p':
+			r = bench_ulong("--pid", optarg, 1, 1ul << 22, &v);
+			o->pid = (long)v;
 			break;
 		case 'h':
 			relay_usage(stdout);

@@ -144,13 +144,18 @@ run_phase() {
 	stop_broker "$name"
 }
 
-# run_relay: one broker, the relay phase, rows in $tmp/relay_rows.
+# run_relay: one broker, the relay phase, rows in $tmp/relay_rows: 1 MiB
+# copy packets, then 64 MiB ones (one packet each way, as TVM's upload
+# and download send them), with the broker's CPU per 64 MiB.
 run_relay() {
 	start_broker relay
 	echo "run.sh: phase relay against $farm (pid $pid)" >&2
 	# shellcheck disable=SC2086 # NPUFARM_RELAY_ARGS holds several words
-	if ! "$relay" --farm "$farm" ${NPUFARM_RELAY_ARGS:-} \
-		>"$tmp/relay_rows"; then
+	if ! "$relay" --farm "$farm" --pid "$pid" ${NPUFARM_RELAY_ARGS:-} \
+		>"$tmp/relay_rows" ||
+		! "$relay" --farm "$farm" --pid "$pid" --chunk-kib 65536 \
+			--rounds 200 ${NPUFARM_RELAY_ARGS:-} |
+		grep '^| relay' >>"$tmp/relay_rows"; then
 		echo "run.sh: phase relay failed; broker log tail:" >&2
 		tail -n 20 "$tmp/relay/broker.log" >&2
 		exit 1

@@ -20,8 +20,9 @@ Prints "setup_ms median=M p10=A p90=B rounds=N".  With --transfer-mib N it
 then opens one more session and, three times, uploads N MiB
 (tvm.rpc.server.upload) and downloads them again, and prints
 "transfer up_mibs=U down_mibs=D up_cpu_ms=X down_cpu_ms=Y" (medians; the
-CPU is that of --cpu-pid and its descendants per transfer, -1 without
-one).  Exit 1 on any failure.  Timings are for reading, never pass/fail.
+CPU is that of --cpu-pid and its descendants, all threads, per
+transfer, from the scheduler's ns account; -1 without one).  Exit 1 on
+any failure.  Timings are for reading, never pass/fail.
 """
 import argparse
 import os
@@ -38,11 +39,29 @@ def first_call(sess):
         raise RuntimeError("remote cpu(0) does not exist")
 
 
+def proc_cpu_ns(pid):
+    """CPU time of all of pid's threads, in ns: the scheduler's own
+    account (/proc/PID/task/TID/schedstat), where /proc/PID/stat counts
+    10 ms ticks, too coarse for a relay's 64 MiB."""
+    total = 0
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return 0
+    for t in tids:
+        try:
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # the thread just ended
+    return total
+
+
 def tree_cpu_s(pid):
-    """utime + stime of pid and its descendants, in seconds."""
+    """CPU time of pid and its descendants (all threads), in seconds."""
     if pid is None:
         return -1.0
-    parent, cpu = {}, {}
+    parent = {}
     for d in os.listdir("/proc"):
         if not d.isdigit():
             continue
@@ -52,13 +71,12 @@ def tree_cpu_s(pid):
         except OSError:
             continue
         parent[int(d)] = int(fields[1])
-        cpu[int(d)] = int(fields[11]) + int(fields[12])
     total, todo = 0, [pid]
     while todo:
         p = todo.pop()
-        total += cpu.get(p, 0)
+        total += proc_cpu_ns(p)
         todo.extend(c for c, pp in parent.items() if pp == p)
-    return total / os.sysconf("SC_CLK_TCK")
+    return total / 1e9
 
 
 class Client:
@@ -113,8 +131,8 @@ def transfer(cl, a):
         down_cpu.append((c2 - c1) * 1000 if c0 >= 0 else -1)
     del sess
     m = statistics.median
-    print("transfer up_mibs=%.0f down_mibs=%.0f up_cpu_ms=%.0f "
-          "down_cpu_ms=%.0f" % (m(up), m(down), m(up_cpu), m(down_cpu)))
+    print("transfer up_mibs=%.0f down_mibs=%.0f up_cpu_ms=%.1f "
+          "down_cpu_ms=%.1f" % (m(up), m(down), m(up_cpu), m(down_cpu)))
 
 
 def main():

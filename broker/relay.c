@@ -264,6 +264,14 @@ op_client_close(void *owner, const char *why)
 		conn_close(r->client, "%s", why);
 }
 
+static int
+op_fd(void *owner, enum rpc_relay_side side)
+{
+	struct conn *c = side_conn(owner, side);
+
+	return c != NULL ? bufferevent_getfd(c->bev) : -1;
+}
+
 static const struct rpc_relay_ops relay_ops = {
     .flush = op_flush,
     .pause = op_pause,
@@ -271,6 +279,7 @@ static const struct rpc_relay_ops relay_ops = {
     .server_end = op_server_end,
     .client_shut = op_client_shut,
     .client_close = op_client_close,
+    .fd = op_fd,
 };
 
 static void

@@ -13,20 +13,38 @@
 #include "rpc_relay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/event.h>
 
 #include "clock.h"
 #include "err.h"
+#include "frame.h"
+
+/* What the pipe of a splice may hold (F_SETPIPE_SZ; the default is
+ * 64 KiB when that is refused). */
+#define RPC_RELAY_PIPE (1024 * 1024)
 
 enum rpc_relay_state {
 	RPC_RELAY_LIVE,  /* both sides up, bytes flow */
 	RPC_RELAY_ENDED, /* server side over; the client is answered by us */
+};
+
+/* One direction's splice(2): source socket -> pipe -> destination. */
+struct rpc_splice {
+	bool on;          /* a body goes through the pipe now */
+	int pipe[2];      /* -1 until the first */
+	size_t cap;       /* what the pipe holds */
+	size_t len;       /* bytes in it, not yet the destination's */
+	uint64_t in_left; /* bytes still to take from the source */
+	struct event *rd; /* the source socket, while it has room */
+	struct event *wr; /* the destination's, while that is full */
 };
 
 struct rpc_relay {
@@ -36,7 +54,18 @@ struct rpc_relay {
 	struct evbuffer *c_in, *c_out; /* NULL once the client is gone */
 	struct evbuffer *s_in, *s_out; /* NULL once the server ended */
 	enum rpc_relay_state state;
-	struct tvm_rpc_scan c2s;      /* client-to-server packet boundaries */
+	struct tvm_rpc_scan c2s; /* client-to-server packet boundaries */
+	uint64_t s2c_left;       /* bytes of a server packet larger than
+				  * the buffer still to forward (0: the
+				  * client's stream is at a boundary) */
+	int32_t s2c_code;        /* that packet's code */
+	bool deadline_due;       /* the deadline passed inside it */
+	/* The bodies of packets larger than the buffer, socket to socket
+	 * through a pipe, when the owner tells the sockets (ops->fd);
+	 * indexed by the side they come from. */
+	struct event_base *base;
+	struct rpc_splice sp[2];
+	bool no_splice;               /* no sockets, or splice(2) refused */
 	bool owed;                    /* the client waits for a reply */
 	bool client_shutdown;         /* the client sent kShutdown */
 	bool server_timeout;          /* the server sent its own timeout exc. */
@@ -61,11 +90,36 @@ now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* Stop splicing from @src (the caller decides whether the owner reads
+ * it again). */
+static void
+splice_stop(struct rpc_relay *r, enum rpc_relay_side src)
+{
+	struct rpc_splice *sp = &r->sp[src];
+
+	if (!sp->on)
+		return;
+	sp->on = false;
+	(void)event_del(sp->rd);
+	(void)event_del(sp->wr);
+}
+
+static void
+splice_stop_all(struct rpc_relay *r)
+{
+	splice_stop(r, RPC_RELAY_CLIENT);
+	splice_stop(r, RPC_RELAY_SERVER);
+}
+
+static bool splice_start(
+    struct rpc_relay *r, enum rpc_relay_side src, uint64_t n);
+
 static void
 client_close(struct rpc_relay *r, const char *why)
 {
 	if (r->c_in == NULL)
 		return;
+	splice_stop_all(r);
 	r->c_in = r->c_out = NULL;
 	if (r->linger_ev != NULL)
 		(void)event_del(r->linger_ev);
@@ -82,7 +136,9 @@ send_exception(struct rpc_relay *r, const char *msg, bool answer)
 {
 	size_t before;
 
-	if (r->c_out == NULL)
+	/* Inside a packet the client cannot be answered: end_server()
+	 * closes it instead. */
+	if (r->c_out == NULL || r->s2c_left > 0)
 		return;
 	before = evbuffer_get_length(r->c_out);
 	if (tvm_rpc_add_exception(r->c_out, msg, r->dialect) < 0) {
@@ -121,6 +177,7 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 	    .dialect = r->dialect,
 	};
 	struct timeval tv = clock_tv(r->cfg.linger);
+	char why[128];
 
 	if (r->state != RPC_RELAY_LIVE)
 		return;
@@ -129,9 +186,20 @@ end_server(struct rpc_relay *r, enum npufarm_outcome outcome,
 		(void)event_del(r->deadline_ev);
 	if (exc != NULL && r->exc == NULL)
 		r->exc = strdup(exc);
+	splice_stop_all(r);
 	if (r->s_in != NULL) {
 		r->s_in = r->s_out = NULL;
 		r->ops->server_end(r->owner, &end);
+	}
+	if (r->s2c_left > 0) {
+		/* The client got part of a packet larger than the buffer: no
+		 * clean word can follow it. */
+		(void)snprintf(why, sizeof(why),
+		    "the %s's side ended in the middle of a packet to the "
+		    "client",
+		    r->cfg.who);
+		client_close(r, why);
+		return;
 	}
 	if (r->c_in != NULL) {
 		r->ops->resume(r->owner, RPC_RELAY_CLIENT);
@@ -224,6 +292,14 @@ client_in(struct rpc_relay *r)
 		client_close(r, "client shut the session down");
 		return;
 	}
+	/* The rest of a request larger than the buffer (an upload) goes
+	 * through a pipe, but for its last byte: the scanner sees the
+	 * request end in the buffer. */
+	if (r->c2s.hdr_len == TVM_RPC_HEADER_SIZE && r->c2s.left > 1 &&
+	    r->c2s.body_len == TVM_RPC_SCAN_BODY &&
+	    8 + frame_get_le64(r->c2s.hdr) > r->cfg.buffer &&
+	    splice_start(r, RPC_RELAY_CLIENT, r->c2s.left - 1))
+		return;
 	/* Backpressure: stop reading a client the server does not keep up
 	 * with; rpc_relay_drained() resumes it. */
 	if (r->s_out != NULL && evbuffer_get_length(r->s_out) > r->cfg.buffer)
@@ -242,22 +318,311 @@ server_broke(struct rpc_relay *r, const char *how)
 	rpc_relay_server_failed(r, NPUFARM_OUTCOME_CRASH, msg);
 }
 
-/* Forward every whole packet the server has sent. */
+/* A server packet ended in the client's stream: was it the reply owed? */
+static void
+server_packet_done(struct rpc_relay *r, int32_t code)
+{
+	if (tvm_rpc_code_is_reply(code)) {
+		if (!r->owed)
+			r->presents++;
+		r->owed = false;
+	}
+}
+
+/*
+ * Does a packet larger than the buffer start at the front of the server's
+ * input?  Then it is forwarded as it arrives (its header is all the relay
+ * needs of it) instead of being stored whole: true, with r->s2c_left set.
+ * kExceptions are always stored whole: their message is read.
+ */
+static bool
+server_cut_through(struct rpc_relay *r)
+{
+	unsigned char hdr[TVM_RPC_HEADER_SIZE];
+	uint64_t total;
+	int32_t code;
+
+	if (evbuffer_copyout(r->s_in, hdr, sizeof(hdr)) <
+	    (ev_ssize_t)sizeof(hdr))
+		return false;
+	total = 8 + frame_get_le64(hdr); /* tvm_rpc_packet_peek() checked it */
+	code = (int32_t)frame_get_le32(hdr + 8);
+	if (total <= r->cfg.buffer || code == TVM_RPC_EXCEPTION)
+		return false;
+	r->s2c_left = total;
+	r->s2c_code = code;
+	return true;
+}
+
+static void deadline_pass(struct rpc_relay *r);
+static void server_in(struct rpc_relay *r);
+
+/* The other side. */
+static enum rpc_relay_side
+other(enum rpc_relay_side side)
+{
+	return side == RPC_RELAY_CLIENT ? RPC_RELAY_SERVER : RPC_RELAY_CLIENT;
+}
+
+/* Where @src's bytes are queued for the other side (NULL: gone). */
+static struct evbuffer *
+out_to(struct rpc_relay *r, enum rpc_relay_side src)
+{
+	return src == RPC_RELAY_SERVER ? r->c_out : r->s_out;
+}
+
+/*
+ * @n bytes from @src were taken from its socket into the pipe.  For the
+ * client's, the scanner skips them: splice_start() leaves it the body's
+ * first TVM_RPC_SCAN_BODY bytes and its last one, so no packet ends in
+ * them and nothing in them is kept.
+ */
+static void
+splice_taken(struct rpc_relay *r, enum rpc_relay_side src, size_t n)
+{
+	r->sp[src].len += n;
+	r->sp[src].in_left -= n;
+	if (src == RPC_RELAY_CLIENT) {
+		r->c2s.left -= n;
+		r->c2s.bytes += n;
+	}
+}
+
+/* @n bytes from @src left the pipe for the other side. */
+static void
+splice_given(struct rpc_relay *r, enum rpc_relay_side src, size_t n)
+{
+	r->sp[src].len -= n;
+	if (src == RPC_RELAY_SERVER) {
+		r->bytes_s2c += n;
+		r->s2c_left -= n;
+	} else
+		r->bytes_c2s += n;
+}
+
+/*
+ * The other side's socket can take the pipe's bytes once its output
+ * buffer is empty (they follow what is queued there).  True when it is;
+ * otherwise rpc_relay_drained() calls again.
+ */
+static bool
+splice_dest_ready(struct rpc_relay *r, enum rpc_relay_side src)
+{
+	struct evbuffer *out = out_to(r, src);
+
+	if (out != NULL && evbuffer_get_length(out) > 0)
+		r->ops->flush(r->owner, other(src));
+	out = out_to(r, src);
+	return out != NULL && evbuffer_get_length(out) == 0;
+}
+
+/*
+ * Splicing from @src broke off (@refused: splice(2) does not work on these
+ * sockets; else a socket ended or failed): what is in the pipe goes to
+ * the other side's buffer, and the owner reads @src again, so its own
+ * read reports an end or an error as it always does, and whatever else
+ * comes goes through the buffers.
+ */
+static void
+splice_fall_back(struct rpc_relay *r, enum rpc_relay_side src, bool refused)
+{
+	struct rpc_splice *sp = &r->sp[src];
+	struct evbuffer *out = out_to(r, src);
+	int n;
+
+	splice_stop(r, src);
+	while (out != NULL && sp->len > 0) {
+		n = evbuffer_read(out, sp->pipe[0], (int)sp->len);
+		if (n <= 0)
+			break;
+		splice_given(r, src, (size_t)n);
+	}
+	if (refused)
+		r->no_splice = true;
+	r->ops->resume(r->owner, src);
+	r->ops->flush(r->owner, other(src));
+}
+
+static void server_in(struct rpc_relay *r);
+static void client_in(struct rpc_relay *r);
+
+/*
+ * Move a body from @src: its socket -> the pipe -> the other side's
+ * socket, as far as both let it, without blocking.  When it is all
+ * through, the owner reads @src again and the relay takes up its bytes.
+ */
+static void
+splice_pump(struct rpc_relay *r, enum rpc_relay_side src)
+{
+	struct rpc_splice *sp = &r->sp[src];
+	int sfd = r->ops->fd(r->owner, src);
+	int dfd = r->ops->fd(r->owner, other(src));
+	ssize_t n;
+	size_t want;
+
+	bool moved;
+
+	while (sp->on) {
+		moved = false;
+		if (sp->len > 0 && splice_dest_ready(r, src)) {
+			n = splice(sp->pipe[0], NULL, dfd, NULL, sp->len,
+			    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+			if (n > 0) {
+				splice_given(r, src, (size_t)n);
+				moved = true;
+			} else if (n < 0 && errno == EAGAIN)
+				(void)event_add(sp->wr, NULL);
+			else {
+				/* The destination failed: the owner's own
+				 * write to it reports how. */
+				splice_fall_back(
+				    r, src, n < 0 && errno == EINVAL);
+				return;
+			}
+		}
+		if (!sp->on)
+			return; /* the flush ended the session */
+		if (sp->in_left == 0 && sp->len == 0) {
+			splice_stop(r, src);
+			if (src == RPC_RELAY_SERVER)
+				server_packet_done(r, r->s2c_code);
+			r->ops->resume(r->owner, src);
+			if (src == RPC_RELAY_SERVER)
+				server_in(r);
+			else
+				client_in(r);
+			return;
+		}
+		want = sp->in_left < sp->cap - sp->len ? (size_t)sp->in_left
+						       : sp->cap - sp->len;
+		if (want == 0) {
+			/* Full, or all taken: the pipe empties first, now or
+			 * when sp->wr or rpc_relay_drained() calls again. */
+			(void)event_del(sp->rd);
+			if (!moved)
+				return;
+			continue;
+		}
+		(void)event_add(sp->rd, NULL);
+		n = splice(sfd, NULL, sp->pipe[1], NULL, want,
+		    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		if (n > 0) {
+			splice_taken(r, src, (size_t)n);
+			moved = true;
+		} else if (n == 0 || errno != EAGAIN) {
+			splice_fall_back(r, src, n < 0 && errno == EINVAL);
+			return;
+		}
+		if (!moved)
+			return;
+	}
+}
+
+static void
+splice_server_cb(evutil_socket_t fd, short what, void *arg)
+{
+	splice_pump(arg, RPC_RELAY_SERVER);
+}
+
+static void
+splice_client_cb(evutil_socket_t fd, short what, void *arg)
+{
+	splice_pump(arg, RPC_RELAY_CLIENT);
+}
+
+/*
+ * The next @n bytes from @src, all still in its socket (its input buffer
+ * is empty), belong to the body of a packet larger than the buffer: they
+ * go to the other side through a pipe if the owner tells the sockets.
+ * True when they do.
+ */
+static bool
+splice_start(struct rpc_relay *r, enum rpc_relay_side src, uint64_t n)
+{
+	struct rpc_splice *sp = &r->sp[src];
+	event_callback_fn cb =
+	    src == RPC_RELAY_SERVER ? splice_server_cb : splice_client_cb;
+	int sfd, dfd, cap;
+
+	if (r->no_splice || r->ops->fd == NULL || n == 0)
+		return false;
+	sfd = r->ops->fd(r->owner, src);
+	dfd = r->ops->fd(r->owner, other(src));
+	if (sfd < 0 || dfd < 0) {
+		r->no_splice = true;
+		return false;
+	}
+	if (sp->rd == NULL) {
+		if (pipe2(sp->pipe, O_NONBLOCK | O_CLOEXEC) < 0) {
+			sp->pipe[0] = sp->pipe[1] = -1;
+			r->no_splice = true;
+			return false;
+		}
+		cap = fcntl(sp->pipe[1], F_SETPIPE_SZ, RPC_RELAY_PIPE);
+		sp->cap = cap > 0 ? (size_t)cap : 65536;
+		sp->wr = event_new(r->base, dfd, EV_WRITE, cb, r);
+		sp->rd = event_new(r->base, sfd, EV_READ | EV_PERSIST, cb, r);
+		if (sp->rd == NULL || sp->wr == NULL) {
+			r->no_splice = true;
+			return false;
+		}
+	}
+	sp->on = true;
+	sp->in_left = n;
+	r->ops->pause(r->owner, src);
+	splice_pump(r, src);
+	return true;
+}
+
+/*
+ * Forward every whole packet the server has sent, and of a packet larger
+ * than the buffer, what has come of it.
+ */
 static void
 server_in(struct rpc_relay *r)
 {
 	char what[128];
 	uint64_t total;
 	int32_t code;
+	size_t n;
 	int res;
 
 	if (r->s_in == NULL || r->c_out == NULL)
 		return;
+	if (r->sp[RPC_RELAY_SERVER].on) {
+		splice_pump(r, RPC_RELAY_SERVER);
+		return;
+	}
 	for (;;) {
+		if (r->deadline_due && r->s2c_left == 0)
+			break; /* nothing after its packet goes out */
+		if (r->s2c_left > 0) {
+			n = evbuffer_get_length(r->s_in);
+			if (n == 0) {
+				if (splice_start(
+					r, RPC_RELAY_SERVER, r->s2c_left))
+					return;
+				break;
+			}
+			if (n > r->s2c_left)
+				n = (size_t)r->s2c_left;
+			r->bytes_s2c += n;
+			r->s2c_left -= n;
+			(void)evbuffer_remove_buffer(r->s_in, r->c_out, n);
+			if (r->s2c_left == 0) {
+				server_packet_done(r, r->s2c_code);
+				if (r->deadline_due)
+					break; /* nothing after it goes out */
+			}
+			goto written;
+		}
 		res = tvm_rpc_packet_peek(
 		    r->s_in, r->cfg.max_packet, &total, &code);
-		if (res == 0)
+		if (res == 0) {
+			if (server_cut_through(r))
+				continue;
 			break;
+		}
 		if (res < 0) {
 			(void)snprintf(what, sizeof(what),
 			    "it sent a malformed packet (%s)",
@@ -288,13 +653,10 @@ server_in(struct rpc_relay *r)
 				strlen(TVM_RPC_TIMEOUT_PREFIX)) == 0)
 				r->server_timeout = true;
 		}
-		if (tvm_rpc_code_is_reply(code)) {
-			if (!r->owed)
-				r->presents++;
-			r->owed = false;
-		}
+		server_packet_done(r, code);
 		r->bytes_s2c += total;
 		(void)evbuffer_remove_buffer(r->s_in, r->c_out, (size_t)total);
+	written:
 		if (evbuffer_get_length(r->c_out) > r->cfg.buffer) {
 			/* Write now; carry on only if the client took it (no
 			 * read event may come for packets already here). */
@@ -307,6 +669,13 @@ server_in(struct rpc_relay *r)
 	if (r->c_out == NULL)
 		return;
 	r->ops->flush(r->owner, RPC_RELAY_CLIENT);
+	if (r->deadline_due && r->s2c_left == 0 && r->state == RPC_RELAY_LIVE) {
+		/* The packet the deadline fell in is out: now it passes. */
+		r->deadline_due = false;
+		(void)event_del(r->deadline_ev);
+		deadline_pass(r);
+		return;
+	}
 	/* Backpressure: past the limit, stop reading the server until
 	 * rpc_relay_drained(). */
 	if (r->c_out != NULL && r->s_in != NULL &&
@@ -318,8 +687,8 @@ static void
 deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct rpc_relay *r = arg;
-	char msg[256], detail[512];
-	bool owed, mid;
+	struct timeval tv = clock_tv(r->cfg.linger);
+	char detail[512];
 
 	if (r->state != RPC_RELAY_LIVE)
 		return;
@@ -328,6 +697,33 @@ deadline_cb(evutil_socket_t fd, short what, void *arg)
 	server_in(r);
 	if (r->state != RPC_RELAY_LIVE)
 		return;
+	if (r->s2c_left == 0) {
+		deadline_pass(r);
+		return;
+	}
+	if (!r->deadline_due) {
+		/* The client is inside a packet larger than the buffer: the
+		 * deadline passes when it ends (server_in()), if it ends
+		 * within the linger period. */
+		r->deadline_due = true;
+		(void)event_add(r->deadline_ev, &tv);
+		return;
+	}
+	(void)snprintf(detail, sizeof(detail),
+	    "session deadline of %g s passed while the %s was sending a "
+	    "packet larger than the relay buffer, which did not end within "
+	    "%g s; the session was ended and the %s reclaimed",
+	    r->cfg.timeout, r->cfg.who, r->cfg.linger, r->cfg.who);
+	end_server(r, NPUFARM_OUTCOME_TIMEOUT, detail, NULL);
+}
+
+/* The session deadline passes, the client's stream at a boundary. */
+static void
+deadline_pass(struct rpc_relay *r)
+{
+	char msg[256], detail[512];
+	bool owed, mid;
+
 	if (r->server_timeout) {
 		/* It said so already; a request since is owed the same. */
 		if (r->owed)
@@ -383,6 +779,7 @@ rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
 {
 	struct rpc_relay *r;
 	struct timeval tv;
+	int k;
 
 	r = calloc(1, sizeof(*r));
 	if (r == NULL)
@@ -396,6 +793,9 @@ rpc_relay_new(struct event_base *base, const struct rpc_relay_config *cfg,
 	r->s_out = server_out;
 	r->start_us = now_us();
 	r->dialect = cfg->dialect;
+	r->base = base;
+	for (k = 0; k < 2; k++)
+		r->sp[k].pipe[0] = r->sp[k].pipe[1] = -1;
 	tvm_rpc_scan_init(&r->c2s, cfg->max_packet);
 	r->linger_ev = evtimer_new(base, linger_cb, r);
 	if (r->linger_ev == NULL)
@@ -418,12 +818,24 @@ oom:
 struct rpc_relay *
 rpc_relay_free(struct rpc_relay *r)
 {
+	int k;
+
 	if (r == NULL)
 		return NULL;
 	if (r->deadline_ev != NULL)
 		event_free(r->deadline_ev);
 	if (r->linger_ev != NULL)
 		event_free(r->linger_ev);
+	for (k = 0; k < 2; k++) {
+		if (r->sp[k].rd != NULL)
+			event_free(r->sp[k].rd);
+		if (r->sp[k].wr != NULL)
+			event_free(r->sp[k].wr);
+		if (r->sp[k].pipe[0] >= 0) {
+			(void)close(r->sp[k].pipe[0]);
+			(void)close(r->sp[k].pipe[1]);
+		}
+	}
 	free(r->exc);
 	free(r);
 	return NULL;
@@ -443,7 +855,9 @@ rpc_relay_read(struct rpc_relay *r, enum rpc_relay_side side)
 void
 rpc_relay_drained(struct rpc_relay *r, enum rpc_relay_side side)
 {
-	if (side == RPC_RELAY_CLIENT && r->s_in != NULL) {
+	if (r->sp[other(side)].on)
+		splice_pump(r, other(side)); /* the pipe's turn to write */
+	else if (side == RPC_RELAY_CLIENT && r->s_in != NULL) {
 		r->ops->resume(r->owner, RPC_RELAY_SERVER);
 		server_in(r);
 	} else if (side == RPC_RELAY_SERVER && r->c_in != NULL) {
@@ -530,6 +944,7 @@ rpc_relay_server_failed(
 void
 rpc_relay_client_gone(struct rpc_relay *r)
 {
+	splice_stop_all(r);
 	r->c_in = r->c_out = NULL;
 	if (r->linger_ev != NULL)
 		(void)event_del(r->linger_ev);

@@ -14,10 +14,21 @@
  *
  * Client to server, bytes are forwarded as they arrive and a scanner keeps
  * track of packet boundaries, so the relay knows when a request is
- * complete and a reply is owed.  Server to client, only whole packets are
- * forwarded (store and forward, moving evbuffer chains), so the client's
- * stream is always at a packet boundary and the relay can answer it at any
- * moment with one clean kException.
+ * complete and a reply is owed.  Server to client, packets up to the
+ * buffer size are forwarded whole (store and forward, moving evbuffer
+ * chains), so the client's stream is at a packet boundary whenever the
+ * relay may have to answer it with one clean kException.  A larger one
+ * (a download: TVM sends the whole tensor or file as one packet) is
+ * forwarded as it arrives, its header read as any other's; a deadline
+ * that falls inside it passes when it ends (within the linger period),
+ * and a server that ends inside it leaves the client nothing clean to
+ * read: the client is closed.  kExceptions are always stored whole.
+ *
+ * The bodies of packets larger than the buffer, either way, go from one
+ * socket to the other through a pipe (splice(2)) when the owner tells
+ * the relay its sockets (ops->fd): the headers and the bytes around them
+ * still pass through the buffers and the relay's own eyes; the bodies do
+ * not pass through user space.
  *
  * The server side ends once, with an outcome class (ops->server_end).  The
  * client side then lives on: every further request gets the same exception
@@ -89,6 +100,17 @@ struct rpc_relay_ops {
 	 * the client's buffers again.
 	 */
 	void (*client_close)(void *owner, const char *why);
+	/*
+	 * Optional: @side's socket, or -1.  With both, the body of a server
+	 * packet larger than the buffer goes from one socket to the other
+	 * through a pipe (splice(2)), not through user space or the
+	 * buffers; meanwhile the relay reads the server itself (the owner's
+	 * reading is paused) and writes the client only once its output
+	 * buffer is empty.  The sockets must stay open until server_end or
+	 * client_close (or rpc_relay_*_gone), and SIGPIPE be ignored
+	 * (splice(2) has no MSG_NOSIGNAL).
+	 */
+	int (*fd)(void *owner, enum rpc_relay_side side);
 };
 
 struct rpc_relay_config {
