@@ -24,27 +24,6 @@
 #include "frame.h"
 #include "json_util.h"
 
-static const char *const tracker_code_names[] = {
-    "FAIL",
-    "SUCCESS",
-    "PING",
-    "STOP",
-    "PUT",
-    "REQUEST",
-    "UPDATE_INFO",
-    "SUMMARY",
-    "GET_PENDING_MATCHKEYS",
-};
-
-/* The TVM name of a tracker code ("PUT"), or "UNKNOWN". */
-const char *
-tvm_tracker_code_name(int code)
-{
-	if (code < -1 || code > NPUFARM_TVM_GET_PENDING_MATCHKEYS)
-		return "UNKNOWN";
-	return tracker_code_names[code + 1];
-}
-
 static int
 get_string(json_t *v, const char *what, size_t max, bool nullable,
     const char **ret, struct npufarm_err *err)

@@ -36,7 +36,6 @@ struct tvm_tracker_msg {
 
 int tvm_tracker_parse(json_t *root, size_t max_key,
     struct tvm_tracker_msg *ret_msg, struct npufarm_err *err);
-const char *tvm_tracker_code_name(int code);
 int tvm_tracker_add_code(struct evbuffer *out, int code);
 int tvm_tracker_add_grant(
     struct evbuffer *out, const char *host, long port, const char *matchkey);
