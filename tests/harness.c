@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <netdb.h>
 #include <openssl/evp.h>
 #include <poll.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
 #include <jansson.h>
 #include <sqlite3.h>
 
@@ -689,4 +691,43 @@ harness_tvm_func(struct tvmrpc_client *cl, const char *name, int timeout_ms)
 	ck_assert_int_eq(p.code, TVMRPC_RETURN);
 	ck_assert_int_eq(p.body_len, 16);
 	return frame_get_le64(p.body + 8);
+}
+
+/*
+ * Run @base's loop without blocking until @done(@arg) (NULL: never) or
+ * @ms pass; whether it came true.  For unit tests that drive a module's
+ * own event base on loopback.
+ */
+bool
+harness_spin(struct event_base *base, bool (*done)(void *), void *arg, int ms)
+{
+	struct timespec t0, t;
+
+	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (;;) {
+		(void)event_base_loop(base, EVLOOP_NONBLOCK);
+		if (done != NULL && done(arg))
+			return true;
+		(void)clock_gettime(CLOCK_MONOTONIC, &t);
+		if ((t.tv_sec - t0.tv_sec) * 1000 +
+			(t.tv_nsec - t0.tv_nsec) / 1000000 >=
+		    ms)
+			return false;
+		(void)poll(NULL, 0, 2);
+	}
+}
+
+/* A TCP connection to 127.0.0.1:@port, connected (a check fails if not). */
+int
+harness_loopback(int port)
+{
+	struct sockaddr_in sin = {0};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	ck_assert_int_ge(fd, 0);
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons((uint16_t)port);
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+	return fd;
 }

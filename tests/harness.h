@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -43,6 +44,10 @@ char *harness_sql(const char *db, const char *sql);
 void harness_wait_sql(
     const char *db, const char *sql, const char *want, int timeout_ms);
 int harness_wait_closed(int fd, int timeout_ms);
+struct event_base;
+bool harness_spin(
+    struct event_base *base, bool (*done)(void *), void *arg, int ms);
+int harness_loopback(int port);
 int harness_log_contains(const struct harness_broker *b, const char *needle);
 pid_t harness_spawn(const char *bin, const char *const *argv, const char *log);
 int harness_reap(pid_t pid, int timeout_ms);

@@ -218,34 +218,13 @@ teardown(void)
 static bool
 spin(bool (*done)(void *), void *arg, int ms)
 {
-	struct timespec t0, t;
-
-	(void)clock_gettime(CLOCK_MONOTONIC, &t0);
-	for (;;) {
-		(void)event_base_loop(base, EVLOOP_NONBLOCK);
-		if (done != NULL && done(arg))
-			return true;
-		(void)clock_gettime(CLOCK_MONOTONIC, &t);
-		if ((t.tv_sec - t0.tv_sec) * 1000 +
-			(t.tv_nsec - t0.tv_nsec) / 1000000 >=
-		    ms)
-			return false;
-		(void)poll(NULL, 0, 2);
-	}
+	return harness_spin(base, done, arg, ms);
 }
 
 static int
 client(void)
 {
-	struct sockaddr_in sin = {0};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-
-	ck_assert_int_ge(fd, 0);
-	sin.sin_family = AF_INET;
-	sin.sin_port = htons((uint16_t)port);
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	ck_assert_int_eq(connect(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	return fd;
+	return harness_loopback(port);
 }
 
 static void
