@@ -32,6 +32,7 @@
 #include "err.h"
 #include "frame.h"
 #include "json_util.h"
+#include "lease.h"
 #include "ledger.h"
 #include "log.h"
 #include "metrics.h"
@@ -389,9 +390,10 @@ handle_hello(struct agent *a, json_t *root)
 
 /*
  * {"type": "session", "id": ..., "outcome": ..., ...}: how a session the
- * agent supervised ended.  It classifies the lease's session (over the
- * relay's view) and is acknowledged once committed; the agent resends it
- * until then, and a resend rewrites the same values.
+ * agent supervised ended.  The lease book (lease.c) takes it: it
+ * classifies the lease's session (over the relay's view).  It is
+ * acknowledged once committed; the agent resends it until then, and a
+ * resend rewrites the same values.
  */
 static void
 handle_session(struct agent *a, json_t *root)
@@ -437,13 +439,13 @@ handle_session(struct agent *a, json_t *root)
 	};
 	rep.signal = sig;
 	rep.status = status;
-	if (ledger_lease_report(al->ledger, a->board_id, id, &rep, &err) < 0 ||
+	if (lease_reported(
+		tracker_lease_book(al->trk), a->board_id, id, &rep, &err) < 0 ||
 	    agent_link_ack_later(a, id) < 0) {
 		refuse(a->conn, "out-of-memory", "server",
 		    "out of memory recording a report");
 		return;
 	}
-	metrics_agent_report(al->metrics, a->board_id, id, outcome);
 	log_info("agent '%s': session %s ended %s: %s", a->name, id, outcome,
 	    detail);
 }

@@ -26,6 +26,7 @@
 #include "auth.h"
 #include "hist.h"
 #include "http.h"
+#include "lease.h"
 #include "ledger.h"
 #include "metrics.h"
 #include "scheduler.h"
@@ -413,8 +414,11 @@ write_page(const struct http_env *env, struct evbuffer *out)
 		r = write_board_tasks(env, out);
 	if (r >= 0)
 		r = write_queues(env, out);
-	if (r >= 0)
+	if (r >= 0) {
+		/* Relayed agent leases whose report is overdue count first. */
+		lease_book_settle(tracker_lease_book(env->tracker));
 		r = metrics_write_registry(env->metrics, out);
+	}
 	ledger_commit_stats(env->ledger, &commit, &failed);
 	if (r >= 0)
 		r = metrics_add_header(out, "npufarm_ledger_commit_seconds",

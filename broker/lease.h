@@ -1,20 +1,43 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
+ * Leases, from the queue to their end.
+ *
  * What waits in a key's queue for a board (scheduler.h), as the grant
  * engine (tracker.c) sees it: a request that carries its own ops.  A TVM
  * REQUEST or RPC client (tracker.c) and a native task (jobs.c) each
  * implement them, so the engine grants, withdraws and shows either
  * without knowing which it holds, and never calls the services above it.
+ *
+ * How a TVM lease ended (lease.c): the one place that decides a lease's
+ * final outcome, and writes it to the ledger and counts it in the
+ * metrics.  The protocols tell a struct lease_book the facts as they
+ * happen (a lease relayed at pair-up, the broker's end with its view, an
+ * agent's report of its session) and it applies one rule: the agent's
+ * report classifies a relayed session on an agent's board, whichever of
+ * the report and the broker's end comes first; without a report within
+ * the grace (LEASE_REPORT_GRACE_S) of the broker's end the broker's view
+ * stands, and a report that comes later still only goes to the ledger; a
+ * lease that ends without such a session, and a request that ends
+ * without a board, is classified by the broker's reason.
  */
 #pragma once
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <npufarm/outcome.h>
+
 #include "macro.h"
 #include "scheduler.h"
 
+struct lease_book;
 struct lease_request;
+struct ledger;
+struct ledger_lease;
+struct ledger_report;
+struct ledger_session;
+struct metrics;
+struct npufarm_err;
 struct slot;
 struct tracker_request_info;
 
@@ -66,3 +89,28 @@ lease_request_of_const(const struct sched_request *r)
 {
 	return container_of(r, struct lease_request, s);
 }
+
+/* ---- how a lease ended (lease.c) ------------------------------------- */
+
+/* How long a relayed agent lease waits for its agent's report, s. */
+#define LEASE_REPORT_GRACE_S 30
+/* An outcome argument: the broker did not observe how the lease ended
+ * (a board registered again after a session it did not relay). */
+#define LEASE_NO_OUTCOME     (-1)
+
+int lease_book_new(struct ledger *ledger, struct metrics *metrics,
+    struct lease_book **ret_book);
+struct lease_book *lease_book_free(struct lease_book *lb);
+void lease_book_set_report_grace(struct lease_book *lb, double seconds);
+void lease_book_settle(struct lease_book *lb);
+
+void lease_relayed(struct lease_book *lb, int64_t lease_id, const char *key,
+    int64_t board_id, const char *session);
+void lease_request_ended(struct lease_book *lb, const struct ledger_lease *row,
+    enum npufarm_outcome o);
+void lease_released(struct lease_book *lb, int64_t lease_id, const char *key,
+    int o, const char *detail);
+void lease_session_ended(struct lease_book *lb, int64_t lease_id,
+    const char *key, const struct ledger_session *sess);
+int lease_reported(struct lease_book *lb, int64_t board_id, const char *session,
+    const struct ledger_report *rep, struct npufarm_err *err);

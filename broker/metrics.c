@@ -9,38 +9,28 @@
  * written from the moment the key is first seen (zeros included), so
  * rate() and "== 0" alerts work from the first scrape.
  *
- * A lease counts once, by its final outcome.  A lease on an agent's board
- * whose session was relayed is classified by the agent's report, which
- * may come before or after the relay ends: such a lease is parked from
- * pair-up (metrics_lease_relayed) until both the broker's end and the
- * report are in, then counted with the report's outcome.  If no report
- * comes within METRICS_REPORT_GRACE_S of the broker's end (the agent died
- * with the session), the broker's view is counted, and a report that comes
- * later still is ignored here (the ledger takes it, as always).
+ * It counts what it is told and reads nobody: a lease's final outcome is
+ * decided in lease.c, which counts each lease once here
+ * (metrics_lease_count()).
  */
 #include "config.h"
 
 #include "metrics.h"
 
 #include <errno.h>
-#include <search.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/queue.h>
-#include <time.h>
 
 #include <event2/buffer.h>
 
 #include <npufarm/outcome.h>
 
-/* How long a relayed agent lease waits for its agent's report. */
-#define METRICS_REPORT_GRACE_S 30
 /* The shared series of keys beyond the registry's limit. */
-#define METRICS_OTHER_KEY      "_other"
+#define METRICS_OTHER_KEY "_other"
 /* Lease outcome label index for "not observed" (a board registered again
  * after a session the broker did not relay). */
-#define METRICS_UNKNOWN        NPUFARM_OUTCOME_MAX
+#define METRICS_UNKNOWN   NPUFARM_OUTCOME_MAX
 
 struct metrics_key {
 	char *key;
@@ -51,42 +41,13 @@ struct metrics_key {
 	struct hist task_run;
 };
 
-/* A relayed lease, from its pair-up until it is counted. */
-struct relayed {
-	int64_t lease_id;
-	int64_t board_id;        /* an agent's board, or 0 */
-	char *session;           /* the agent's session id, or NULL */
-	struct metrics_key *key; /* borrowed from the registry */
-	int64_t start_us;        /* pair-up, monotonic */
-	bool ended;              /* the broker's end is in: in m->awaiting */
-	int outcome;             /* ... and its outcome index */
-	int64_t ended_us;        /* monotonic */
-	int reported;            /* the agent's outcome, or -1 */
-	TAILQ_ENTRY(relayed) link;
-};
-
 struct metrics {
 	struct metrics_key **keys; /* sorted by key */
 	size_t nkeys, cap, max_keys;
 	struct metrics_key *other; /* keys beyond max_keys, or NULL */
-	void *by_lease;            /* tsearch of struct relayed by lease id */
-	void *by_session;          /* ... of agent ones by board and session */
-	TAILQ_HEAD(, relayed)
-	awaiting; /* ended, waiting for a report,
-		   * oldest first */
 	uint64_t relay_to_board, relay_to_client; /* bytes */
 	uint64_t agent_connects;
-	int64_t grace_us; /* METRICS_REPORT_GRACE_S, or a test's */
 };
-
-static int64_t
-mono_us(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* ---- registry ------------------------------------------------------- */
 
@@ -183,32 +144,8 @@ metrics_new(size_t max_keys, struct metrics **ret_metrics)
 	if (m == NULL)
 		return -ENOMEM;
 	m->max_keys = max_keys ? max_keys : SIZE_MAX;
-	TAILQ_INIT(&m->awaiting);
-	m->grace_us = METRICS_REPORT_GRACE_S * 1000000LL;
 	*ret_metrics = m;
 	return 0;
-}
-
-/* How long relayed agent leases wait for their report (tests). */
-void
-metrics_set_report_grace(struct metrics *m, double seconds)
-{
-	m->grace_us = (int64_t)(seconds * 1e6);
-}
-
-static void
-relayed_free(void *p)
-{
-	struct relayed *r = p;
-
-	free(r->session);
-	free(r);
-}
-
-static void
-noop_free(void *p)
-{
-	(void)p;
 }
 
 /* Free @m and everything it counts.  Accepts NULL; returns NULL. */
@@ -219,8 +156,6 @@ metrics_free(struct metrics *m)
 
 	if (m == NULL)
 		return NULL;
-	tdestroy(m->by_session, noop_free);
-	tdestroy(m->by_lease, relayed_free);
 	for (i = 0; i < m->nkeys; i++)
 		key_free(m->keys[i]);
 	key_free(m->other);
@@ -237,160 +172,32 @@ outcome_index(const char *outcome)
 	return o < 0 ? METRICS_UNKNOWN : o;
 }
 
-/* ---- leases and their relayed sessions ------------------------------ */
-
-static int
-lease_cmp(const void *a, const void *b)
-{
-	const struct relayed *x = a, *y = b;
-
-	return (x->lease_id > y->lease_id) - (x->lease_id < y->lease_id);
-}
-
-static int
-session_cmp(const void *a, const void *b)
-{
-	const struct relayed *x = a, *y = b;
-
-	if (x->board_id != y->board_id)
-		return (x->board_id > y->board_id) -
-		       (x->board_id < y->board_id);
-	return strcmp(x->session, y->session);
-}
-
-static void
-relayed_drop(struct metrics *m, struct relayed *r)
-{
-	if (r->ended)
-		TAILQ_REMOVE(&m->awaiting, r, link);
-	if (r->session != NULL) {
-		struct relayed **found = tfind(r, &m->by_session, session_cmp);
-
-		if (found != NULL && *found == r)
-			(void)tdelete(r, &m->by_session, session_cmp);
-	}
-	(void)tdelete(r, &m->by_lease, lease_cmp);
-	relayed_free(r);
-}
-
-/* Count the relayed leases whose report did not come in time. */
-static void
-expire(struct metrics *m, int64_t now)
-{
-	struct relayed *r;
-
-	while ((r = TAILQ_FIRST(&m->awaiting)) != NULL &&
-	       now - r->ended_us >= m->grace_us) {
-		r->key->leases[r->outcome]++;
-		relayed_drop(m, r);
-	}
-}
+/* ---- leases, tasks, relays, links ---------------------------------- */
 
 /*
- * Lease @lease_id of @key was paired with a client and its session is
- * relayed from now on; on an agent's board @board_id (else 0) under the
- * agent's session id @session (copied; NULL for other boards).  Its
- * session time runs from here to metrics_lease_end().
+ * A lease or request of @key ended for good as @outcome (enum
+ * npufarm_outcome; anything else, such as -1, counts as "unknown": not
+ * observed).  lease.c decides it, once per lease.
  */
 void
-metrics_lease_relayed(struct metrics *m, int64_t lease_id, const char *key,
-    int64_t board_id, const char *session)
+metrics_lease_count(struct metrics *m, const char *key, int outcome)
 {
-	struct relayed *r, **found;
+	struct metrics_key *k = key_get(m, key);
 
-	if (lease_id == 0)
-		return; /* not tracked (out of memory at the grant) */
-	r = calloc(1, sizeof(*r));
-	if (r == NULL)
-		return;
-	r->lease_id = lease_id;
-	r->board_id = board_id;
-	r->key = key_get(m, key);
-	r->start_us = mono_us();
-	r->reported = -1;
-	if (session != NULL && board_id != 0)
-		r->session = strdup(session);
-	if (r->key == NULL ||
-	    (session != NULL && board_id != 0 && r->session == NULL)) {
-		relayed_free(r);
-		return;
-	}
-	found = tsearch(r, &m->by_lease, lease_cmp);
-	if (found == NULL || *found != r) {
-		relayed_free(r); /* out of memory, or relayed twice */
-		return;
-	}
-	if (r->session != NULL) {
-		found = tsearch(r, &m->by_session, session_cmp);
-		if (found == NULL || *found != r) {
-			/* Not findable by its report: the broker's view. */
-			free(r->session);
-			r->session = NULL;
-		}
-	}
+	if (k != NULL)
+		k->leases[outcome >= 0 && outcome < NPUFARM_OUTCOME_MAX
+			      ? outcome
+			      : METRICS_UNKNOWN]++;
 }
 
-/*
- * Lease @lease_id of @key (0: a request that ended without a board) is
- * over for the broker, as @outcome (NULL: not observed).  Counted now, or
- * for a relayed session on an agent's board, when its agent's report is
- * in (see the file comment).
- */
+/* A relayed session of a lease of @key lasted @seconds, pair-up to end. */
 void
-metrics_lease_end(
-    struct metrics *m, int64_t lease_id, const char *key, const char *outcome)
+metrics_session_time(struct metrics *m, const char *key, double seconds)
 {
-	struct relayed probe = {.lease_id = lease_id}, **found = NULL, *r;
-	struct metrics_key *k;
-	int64_t now = mono_us();
+	struct metrics_key *k = key_get(m, key);
 
-	if (lease_id != 0)
-		found = tfind(&probe, &m->by_lease, lease_cmp);
-	if (found == NULL) {
-		k = key_get(m, key);
-		if (k != NULL)
-			k->leases[outcome_index(outcome)]++;
-		expire(m, now);
-		return;
-	}
-	r = *found;
-	hist_observe(&r->key->session, (double)(now - r->start_us) / 1e6);
-	if (r->session == NULL || r->reported >= 0) {
-		r->key->leases[r->session == NULL ? outcome_index(outcome)
-						  : r->reported]++;
-		relayed_drop(m, r);
-	} else {
-		r->ended = true;
-		r->outcome = outcome_index(outcome);
-		r->ended_us = now;
-		TAILQ_INSERT_TAIL(&m->awaiting, r, link);
-	}
-	expire(m, now);
-}
-
-/*
- * Agent board @board_id reported how its session @session ended
- * (@outcome).  It classifies the session's lease; a resend, or a report
- * of a lease this process did not relay or already counted, is ignored.
- */
-void
-metrics_agent_report(struct metrics *m, int64_t board_id, const char *session,
-    const char *outcome)
-{
-	struct relayed probe = {.board_id = board_id}, **found, *r;
-
-	probe.session = (char *)session;
-	found = tfind(&probe, &m->by_session, session_cmp);
-	if (found == NULL)
-		return;
-	r = *found;
-	if (r->reported >= 0)
-		return; /* a resend: the first report stands */
-	r->reported = outcome_index(outcome);
-	if (r->ended) {
-		r->key->leases[r->reported]++;
-		relayed_drop(m, r);
-	}
+	if (k != NULL)
+		hist_observe(&k->session, seconds);
 }
 
 /* A request or task of @key waited @seconds in the queue for its board. */
@@ -641,15 +448,13 @@ write_counter(
 
 /*
  * Append what the registry @m counts (leases, tasks, the per-key
- * histograms, relay bytes, agent connects) to @out.  Counts relayed agent
- * leases whose report is overdue first.  0 or -ENOMEM.
+ * histograms, relay bytes, agent connects) to @out.  0 or -ENOMEM.
  */
 int
 metrics_write_registry(struct metrics *m, struct evbuffer *out)
 {
 	int r;
 
-	expire(m, mono_us());
 	r = write_counters(m, out, false);
 	if (r >= 0)
 		r = write_counters(m, out, true);

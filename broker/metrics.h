@@ -2,9 +2,10 @@
 /*
  * The broker's Prometheus metrics (docs/api.md "Metrics"): a registry of
  * counters and histograms keyed by board key, fed by one-line calls where
- * leases, tasks, relayed sessions and agent links end or begin, and the
- * text exposition of GET /metrics, which adds gauges computed at scrape
- * time (boards, queues, process figures).
+ * leases (from lease.c, which decides their outcome), tasks, relayed
+ * sessions and agent links end or begin, and the text exposition of GET
+ * /metrics, which adds gauges computed at scrape time (boards, queues,
+ * process figures).
  *
  * Everything here runs on the loop thread.  The histograms are struct hist
  * (common/hist.h), which the ledger's writer fills too.
@@ -22,14 +23,9 @@ struct metrics;
 
 int metrics_new(size_t max_keys, struct metrics **ret_metrics);
 struct metrics *metrics_free(struct metrics *m);
-void metrics_set_report_grace(struct metrics *m, double seconds);
 
-void metrics_lease_relayed(struct metrics *m, int64_t lease_id, const char *key,
-    int64_t board_id, const char *session);
-void metrics_lease_end(
-    struct metrics *m, int64_t lease_id, const char *key, const char *outcome);
-void metrics_agent_report(struct metrics *m, int64_t board_id,
-    const char *session, const char *outcome);
+void metrics_lease_count(struct metrics *m, const char *key, int outcome);
+void metrics_session_time(struct metrics *m, const char *key, double seconds);
 void metrics_queue_wait(struct metrics *m, const char *key, double seconds);
 void metrics_task_end(struct metrics *m, const char *key, const char *outcome);
 void metrics_task_run(struct metrics *m, const char *key, double seconds);

@@ -146,16 +146,12 @@ treq_end(struct treq *t, enum npufarm_outcome o, const char *detail)
 	const char *outcome = npufarm_outcome_name(o);
 	struct tracker *trk = t->conn->trk;
 	struct ledger_lease row = treq_row(t);
-	struct npufarm_err err;
-	int64_t id;
 
 	row.released_us = ledger_now_us();
-	row.outcome = outcome;
 	row.detail = detail;
-	(void)ledger_lease_insert(trk->ledger, &row, &id, &err);
+	lease_request_ended(trk->lease_book, &row, o);
 	log_info("request for '%s' from %s ended %s: %s", t->key, t->conn->peer,
 	    outcome, detail);
-	metrics_lease_end(trk->metrics, 0, t->key, outcome);
 	treq_free(t);
 }
 
@@ -173,15 +169,12 @@ tracker_lease_release(
 		? NULL
 		: npufarm_outcome_name((enum npufarm_outcome)o);
 	struct tracker *trk = b->conn->trk;
-	struct npufarm_err err;
 
-	(void)ledger_lease_release(
-	    trk->ledger, l->id, ledger_now_us(), outcome, detail, &err);
+	lease_released(
+	    trk->lease_book, l->id, sched_queue_key(b->queue), o, detail);
 	log_info("lease %lld of %s (%s) released%s%s: %s", (long long)l->id,
 	    b->address, sched_queue_key(b->queue), outcome ? " as " : "",
 	    outcome ? outcome : "", detail);
-	metrics_lease_end(
-	    trk->metrics, l->id, sched_queue_key(b->queue), outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -294,7 +287,7 @@ grant(struct treq *t, struct slot *s)
 		pending_add(b, l, fresh, s->matchkey);
 	treq_free(t);
 	if (dial && rpc) {
-		metrics_lease_relayed(trk->metrics, l ? l->id : 0,
+		lease_relayed(trk->lease_book, l ? l->id : 0,
 		    sched_queue_key(b->queue), 0, NULL);
 		relay_dial(trk->relays, client, b->host, b->port, s->matchkey,
 		    l ? l->id : 0, b->id, &tracker_dialed_end, trk);
@@ -1426,7 +1419,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 		p->dial_key = NULL;
 		tracker_pending_free(p);
 		if (dial_key != NULL) {
-			metrics_lease_relayed(trk->metrics, lease_id,
+			lease_relayed(trk->lease_book, lease_id,
 			    sched_queue_key(b->queue), 0, NULL);
 			relay_dial(trk->relays, c, b->host, b->port, dial_key,
 			    lease_id, b->id, &tracker_dialed_end, trk);
@@ -1474,7 +1467,6 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 {
 	struct tracker_conn *tc = c->tracker;
 	struct tracker *trk = c->trk;
-	struct npufarm_err err;
 	struct board *b;
 	struct lease *l;
 
@@ -1483,12 +1475,11 @@ tracker_proxy_session_end(struct conn *c, const struct ledger_session *sess)
 	b = TAILQ_FIRST(&tc->boards);
 	l = b ? TAILQ_FIRST(&b->leases) : NULL;
 	if (l != NULL) {
-		(void)ledger_lease_session(trk->ledger, l->id, sess, &err);
+		lease_session_ended(
+		    trk->lease_book, l->id, sched_queue_key(b->queue), sess);
 		log_info("lease %lld of %s (%s): session ended %s: %s",
 		    (long long)l->id, b->address, sched_queue_key(b->queue),
 		    sess->outcome, sess->detail);
-		metrics_lease_end(trk->metrics, l->id,
-		    sched_queue_key(b->queue), sess->outcome);
 		TAILQ_REMOVE(&b->leases, l, link);
 		free(l->user);
 		free(l);
@@ -1537,19 +1528,17 @@ void
 tracker_dialed_session_end(struct tracker *trk, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess)
 {
-	struct npufarm_err err;
 	struct board *b = NULL;
 	struct lease *l;
 
-	(void)ledger_lease_session(trk->ledger, lease_id, sess, &err);
+	l = lease_find(trk, board_id, lease_id, &b);
+	lease_session_ended(trk->lease_book, lease_id,
+	    l != NULL ? sched_queue_key(b->queue) : NULL, sess);
 	log_info("lease %lld (board %lld, relayed): session ended %s: %s",
 	    (long long)lease_id, (long long)board_id, sess->outcome,
 	    sess->detail);
-	l = lease_find(trk, board_id, lease_id, &b);
 	if (l == NULL)
 		return; /* its tracker connection went, and the lease with it */
-	metrics_lease_end(
-	    trk->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -1742,7 +1731,9 @@ tracker_new(struct event_base *base, const struct broker_config *cfg,
 	if (trk == NULL)
 		return -ENOMEM;
 	trk->boards = board_registry_new();
-	if (trk->boards == NULL) {
+	if (trk->boards == NULL ||
+	    lease_book_new(ledger, metrics, &trk->lease_book) < 0) {
+		board_registry_free(trk->boards);
 		free(trk);
 		return -ENOMEM;
 	}
@@ -1764,6 +1755,7 @@ tracker_free(struct tracker *trk)
 	if (trk == NULL)
 		return NULL;
 	board_registry_free(trk->boards);
+	lease_book_free(trk->lease_book);
 	free(trk);
 	return NULL;
 }

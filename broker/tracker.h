@@ -69,6 +69,7 @@ int tracker_new(struct event_base *base, const struct broker_config *cfg,
     struct conn_set *cset, struct tracker **ret_tracker);
 struct tracker *tracker_free(struct tracker *trk);
 struct board_registry *tracker_boards(const struct tracker *trk);
+struct lease_book *tracker_lease_book(const struct tracker *trk);
 void tracker_set_peers(
     struct tracker *trk, struct agent_links *links, struct relays *relays);
 void tracker_set_auth(struct tracker *trk, const struct auth *auth);

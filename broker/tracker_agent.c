@@ -16,9 +16,9 @@
 #include "broker_config.h"
 #include "conn.h"
 #include "err.h"
+#include "lease.h"
 #include "ledger.h"
 #include "log.h"
-#include "metrics.h"
 #include "relay.h"
 #include "scheduler.h"
 #include "tracker.h"
@@ -130,7 +130,7 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	char *key;
 
 	if (!b->is_agent) {
-		metrics_lease_relayed(b->conn->trk->metrics, lease_id,
+		lease_relayed(b->conn->trk->lease_book, lease_id,
 		    sched_queue_key(b->queue), 0, NULL);
 		relay_start(b->conn->trk->relays, client, b->conn, b->hello_key,
 		    lease_id, false, b->id, &proxy_end, NULL);
@@ -140,7 +140,7 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 		relay_refuse(client, "the board's agent withdrew its offer");
 		return;
 	}
-	metrics_lease_relayed(b->conn->trk->metrics, lease_id,
+	lease_relayed(b->conn->trk->lease_book, lease_id,
 	    sched_queue_key(b->queue), b->id, b->data_session);
 	key = b->data_key;
 	b->data_key = NULL;
@@ -234,29 +234,29 @@ tracker_agent_quarantine(const struct board *b)
 
 /*
  * The relayed session of lease @lease_id on agent board @board_id is over
- * for the broker: record the relay's view (the agent's report stands over
- * it) and free the board's lease.  The board itself waits for its agent.
+ * for the broker: the lease book takes the relay's view (the agent's
+ * report stands over it) and the board's lease is freed.  The board itself
+ * waits for its agent.
  */
 void
 tracker_agent_session_end(struct tracker *trk, int64_t board_id,
     int64_t lease_id, const struct ledger_session *sess)
 {
-	struct npufarm_err err;
 	struct board *b = board_by_id(trk->boards, board_id);
 	struct lease *l = NULL;
 
-	(void)ledger_lease_session(trk->ledger, lease_id, sess, &err);
-	log_info("lease %lld (agent board %lld): session ended %s: %s",
-	    (long long)lease_id, (long long)board_id, sess->outcome,
-	    sess->detail);
 	if (b != NULL)
 		TAILQ_FOREACH(l, &b->leases, link)
 			if (l->id == lease_id)
 				break;
+	/* l NULL: the agent's link went, and the lease with it. */
+	lease_session_ended(trk->lease_book, lease_id,
+	    l != NULL ? sched_queue_key(b->queue) : NULL, sess);
+	log_info("lease %lld (agent board %lld): session ended %s: %s",
+	    (long long)lease_id, (long long)board_id, sess->outcome,
+	    sess->detail);
 	if (l == NULL)
-		return; /* the agent's link went, and the lease with it */
-	metrics_lease_end(
-	    trk->metrics, l->id, sched_queue_key(b->queue), sess->outcome);
+		return;
 	TAILQ_REMOVE(&b->leases, l, link);
 	free(l->user);
 	free(l);
@@ -350,4 +350,11 @@ ok:
 	b->ready = true; /* an offer means it is ready */
 	tracker_agent_update(b);
 	return 0;
+}
+
+/* Where the tracker's leases end (lease.c): agent links report there. */
+struct lease_book *
+tracker_lease_book(const struct tracker *trk)
+{
+	return trk->lease_book;
 }

@@ -47,6 +47,7 @@ struct tracker {
 	struct ledger *ledger;            /* borrowed */
 	struct sched *sched;              /* borrowed: the key queues */
 	struct metrics *metrics;          /* borrowed */
+	struct lease_book *lease_book;    /* how leases end (lease.c), owned */
 	struct conn_set *cset;            /* borrowed: the farm connections */
 	struct agent_links *links;        /* borrowed: tracker_set_peers() */
 	struct relays *relays;            /* borrowed: tracker_set_peers() */
@@ -147,7 +148,7 @@ struct tracker_conn {
 
 /* tracker_lease_release(): released with no outcome of its own (the
  * session's report, already written, stands). */
-#define TRACKER_NO_OUTCOME (-1)
+#define TRACKER_NO_OUTCOME LEASE_NO_OUTCOME
 
 /* tracker.c */
 void tracker_board_set_state(struct board *b, enum board_state state);

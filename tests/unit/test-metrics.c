@@ -2,11 +2,14 @@
 /*
  * The metrics registry without a broker: label escaping, histogram
  * bucketing, counting a relayed agent lease once by its agent's report
- * whichever comes first, and the bound on distinct keys.
+ * whichever comes first (decided by the lease book, lease.c, over a real
+ * ledger in a temp dir), and the bound on distinct keys.
  */
 #include "config.h"
 
+#include <ftw.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -14,7 +17,12 @@
 #include <check.h>
 #include <event2/buffer.h>
 
+#include <npufarm/outcome.h>
+
+#include "err.h"
 #include "harness.h"
+#include "lease.h"
+#include "ledger.h"
 #include "metrics.h"
 
 /* The buffer's text, NUL-terminated (malloc'd). */
@@ -41,6 +49,85 @@ registry(struct metrics *m)
 	s = text(b);
 	evbuffer_free(b);
 	return s;
+}
+
+/* A lease book over a fresh ledger in a temp dir, counting in @m. */
+struct book {
+	char dir[64];
+	char db[96];
+	struct ledger *ledger;
+	struct lease_book *lb;
+};
+
+static void
+book_open(struct book *bk, struct metrics *m)
+{
+	struct npufarm_err err;
+
+	(void)snprintf(bk->dir, sizeof(bk->dir), "/tmp/npufarm-metrics-XXXXXX");
+	ck_assert_ptr_nonnull(mkdtemp(bk->dir));
+	(void)snprintf(bk->db, sizeof(bk->db), "%s/ledger.db", bk->dir);
+	ck_assert_msg(
+	    ledger_open(bk->db, false, &bk->ledger, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(lease_book_new(bk->ledger, m, &bk->lb), 0);
+}
+
+static int
+rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void
+book_close(struct book *bk)
+{
+	bk->lb = lease_book_free(bk->lb); /* frees what is still parked */
+	ledger_commit(bk->ledger);
+	bk->ledger = ledger_close(bk->ledger);
+	ck_assert_int_eq(nftw(bk->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS), 0);
+}
+
+/* The relay's view of a session that ended as @outcome. */
+static struct ledger_session
+sess(const char *outcome)
+{
+	return (struct ledger_session){.start_us = 1000,
+	    .end_us = 2000,
+	    .outcome = outcome,
+	    .detail = "x"};
+}
+
+/* An agent's report of a session that ended as @outcome. */
+static struct ledger_report
+report(const char *outcome)
+{
+	return (struct ledger_report){.sess = sess(outcome), .status = -1};
+}
+
+static void
+reported(
+    struct book *bk, int64_t board, const char *session, const char *outcome)
+{
+	struct ledger_report rep = report(outcome);
+	struct npufarm_err err;
+
+	ck_assert_int_eq(lease_reported(bk->lb, board, session, &rep, &err), 0);
+}
+
+static void
+session_ended(struct book *bk, int64_t lease, const char *outcome)
+{
+	struct ledger_session s = sess(outcome);
+
+	lease_session_ended(bk->lb, lease, "k", &s);
+}
+
+/* The page a scrape sees (api_metrics.c settles the book first). */
+static char *
+scrape(struct book *bk, struct metrics *m)
+{
+	lease_book_settle(bk->lb);
+	return registry(m);
 }
 
 /* Whether @page has the line @line exactly. */
@@ -83,7 +170,7 @@ START_TEST(test_label_escaping_in_series)
 	char *s;
 
 	ck_assert_int_eq(metrics_new(10, &m), 0);
-	metrics_lease_end(m, 0, "we\"ird\\key\n", "ok");
+	metrics_lease_count(m, "we\"ird\\key\n", NPUFARM_OUTCOME_OK);
 	s = registry(m);
 	ck_assert_msg(has_line(s, "npufarm_leases_total{key=\"we\\\"ird\\\\key"
 				  "\\n\",outcome=\"ok\"} 1"),
@@ -146,34 +233,38 @@ END_TEST
  * lease; each lease counts once. */
 START_TEST(test_agent_report_stands)
 {
+	struct ledger_lease row = {
+	    .key = "k", .user = "u", .peer = "p", .requested_us = 1000};
 	struct metrics *m;
+	struct book bk;
 	char *s;
 
 	ck_assert_int_eq(metrics_new(10, &m), 0);
+	book_open(&bk, m);
 	/* Relay first, then the report. */
-	metrics_lease_relayed(m, 1, "k", 7, "s1");
-	metrics_lease_end(m, 1, "k", "exception");
-	s = registry(m);
+	lease_relayed(bk.lb, 1, "k", 7, "s1");
+	session_ended(&bk, 1, "exception");
+	s = scrape(&bk, m);
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
 			      "\"exception\"} 0"));
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
 			      "\"timeout\"} 0"));
 	free(s);
-	metrics_agent_report(m, 7, "s1", "timeout");
-	metrics_agent_report(m, 7, "s1", "timeout"); /* a resend */
-	/* The report first, then the relay's end. */
-	metrics_lease_relayed(m, 2, "k", 7, "s2");
-	metrics_agent_report(m, 7, "s2", "crash");
-	metrics_lease_end(m, 2, "k", "lost");
+	reported(&bk, 7, "s1", "timeout");
+	reported(&bk, 7, "s1", "timeout"); /* a resend */
+	/* The report first, then the broker's end. */
+	lease_relayed(bk.lb, 2, "k", 7, "s2");
+	reported(&bk, 7, "s2", "crash");
+	lease_released(bk.lb, 2, "k", NPUFARM_OUTCOME_LOST, "board gone");
 	/* Not an agent's board: the broker's view at once. */
-	metrics_lease_relayed(m, 3, "k", 0, NULL);
-	metrics_lease_end(m, 3, "k", "ok");
+	lease_relayed(bk.lb, 3, "k", 0, NULL);
+	session_ended(&bk, 3, "ok");
 	/* Never relayed; and a request without a board. */
-	metrics_lease_end(m, 4, "k", NULL);
-	metrics_lease_end(m, 0, "k", "expired");
+	lease_released(bk.lb, 4, "k", LEASE_NO_OUTCOME, "not observed");
+	lease_request_ended(bk.lb, &row, NPUFARM_OUTCOME_EXPIRED);
 	/* A report nobody waits for. */
-	metrics_agent_report(m, 7, "s-unknown", "ok");
-	s = registry(m);
+	reported(&bk, 7, "s-unknown", "ok");
+	s = scrape(&bk, m);
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
 			      "\"timeout\"} 1"));
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
@@ -190,6 +281,7 @@ START_TEST(test_agent_report_stands)
 			      "\"lost\"} 0"));
 	ck_assert(has_line(s, "npufarm_session_seconds_count{key=\"k\"} 3"));
 	free(s);
+	book_close(&bk);
 	metrics_free(m);
 }
 END_TEST
@@ -199,23 +291,25 @@ END_TEST
 START_TEST(test_agent_report_overdue)
 {
 	struct metrics *m;
+	struct book bk;
 	char *s;
 
 	ck_assert_int_eq(metrics_new(10, &m), 0);
-	metrics_set_report_grace(m, 0.05);
-	metrics_lease_relayed(m, 1, "k", 7, "s1");
-	metrics_lease_end(m, 1, "k", "lost");
+	book_open(&bk, m);
+	lease_book_set_report_grace(bk.lb, 0.05);
+	lease_relayed(bk.lb, 1, "k", 7, "s1");
+	session_ended(&bk, 1, "lost");
 	/* A lease still relayed is never expired. */
-	metrics_lease_relayed(m, 2, "k", 7, "s2");
+	lease_relayed(bk.lb, 2, "k", 7, "s2");
 	usleep(100 * 1000);
-	s = registry(m);
+	s = scrape(&bk, m);
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
 			      "\"lost\"} 1"));
 	free(s);
-	metrics_agent_report(m, 7, "s1", "ok");
-	metrics_agent_report(m, 7, "s2", "timeout");
-	metrics_lease_end(m, 2, "k", "exception");
-	s = registry(m);
+	reported(&bk, 7, "s1", "ok");
+	reported(&bk, 7, "s2", "timeout");
+	session_ended(&bk, 2, "exception");
+	s = scrape(&bk, m);
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
 			      "\"ok\"} 0"));
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
@@ -223,7 +317,8 @@ START_TEST(test_agent_report_overdue)
 	ck_assert(has_line(s, "npufarm_leases_total{key=\"k\",outcome="
 			      "\"timeout\"} 1"));
 	free(s);
-	metrics_free(m); /* frees what is still parked */
+	book_close(&bk); /* frees what is still parked */
+	metrics_free(m);
 }
 END_TEST
 

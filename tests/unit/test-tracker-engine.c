@@ -456,6 +456,69 @@ START_TEST(test_proxy_board_and_client_pair)
 }
 END_TEST
 
+static bool
+my_req_granted(void *arg)
+{
+	return ((struct my_req *)arg)->granted > 0;
+}
+
+static bool
+my_req_gone(void *arg)
+{
+	return ((struct my_req *)arg)->gone > 0;
+}
+
+/* The board_gone op (lease.h): a request granted an agent's board that
+ * then disappears (its link closes) hears ->board_gone with the reason,
+ * once. */
+START_TEST(test_tracker_board_gone_tells_the_request)
+{
+	const struct listener_proto agent_proto = {
+	    NPUFARM_AGENT_MAGIC, true, NULL, "oom", agent_link_start, links};
+	struct my_req m = {.lr.ops = &my_ops};
+	struct listener *alis;
+	struct sched_queue *q;
+	unsigned char magic[4];
+	char hello[256];
+	int fd, aport;
+
+	agent_links_set_auth(links, auth);
+	ck_assert_int_eq(listener_new(set, auth, &agent_proto, 1, &alis), 0);
+	ck_assert_int_eq(listener_bind(alis, "127.0.0.1:0", NULL), 0);
+	aport = atoi(strrchr(listener_address(alis, 0), ':') + 1);
+	ck_assert_int_eq(sched_queue_get(sched, "rk", true, &q), 0);
+	m.lr.s.needs = SCHED_CAP_KERNEL;
+	ck_assert_int_eq(sched_enqueue(q, &m.lr.s, "bob", 1), 0);
+	/* An agent of key rk with a kernel runner says hello, then ready. */
+	fd = harness_loopback(aport);
+	frame_put_le32(magic, NPUFARM_AGENT_MAGIC);
+	ck_assert_int_eq(write(fd, magic, 4), 4);
+	(void)snprintf(hello, sizeof(hello),
+	    "{\"type\": \"hello\", \"protocol\": %d, \"name\": \"a1\", "
+	    "\"key\": \"rk\", \"version\": \"test\", \"runners\": "
+	    "[\"kernel\"]}",
+	    NPUFARM_PROTOCOL_VERSION);
+	send_frame(fd, hello);
+	ck_assert(spin(one_board, NULL, 3000));
+	ck_assert_int_eq(m.granted, 0);
+	send_frame(fd, "{\"type\": \"state\", \"state\": \"ready\"}");
+	ck_assert(spin(my_req_granted, &m, 3000));
+	ck_assert_int_eq(m.granted, 1);
+	ck_assert_ptr_nonnull(m.agent); /* an agent's board this time */
+	ck_assert_int_gt(m.board, 0);
+	ck_assert_int_eq(m.gone, 0);
+	/* The agent's link goes, and its board with it. */
+	close(fd);
+	ck_assert(spin(my_req_gone, &m, 3000));
+	ck_assert_int_eq(m.gone, 1);
+	ck_assert_str_eq(m.why, "connection closed");
+	ck_assert(spin(no_boards, NULL, 3000));
+	ck_assert_int_eq(m.gone, 1);
+	ck_assert_int_eq(m.granted, 1);
+	alis = listener_free(alis);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -468,6 +531,7 @@ main(void)
 	tcase_add_test(
 	    tc, test_tracker_engine_serves_any_request_through_its_ops);
 	tcase_add_test(tc, test_proxy_board_and_client_pair);
+	tcase_add_test(tc, test_tracker_board_gone_tells_the_request);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
