@@ -161,8 +161,8 @@ nokey_warning(
  * else the error in @err (400 for bad input, 500 for the rest).
  */
 static void
-reply(struct jobs_parse *p, struct item *it, int r,
-    const struct npufarm_err *err)
+reply(
+    struct jobs_parse *p, struct item *it, int r, const struct npufarm_err *err)
 {
 	char warning[1024] = "";
 	json_t *v;

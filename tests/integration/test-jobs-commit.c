@@ -81,11 +81,11 @@ lock_ledger(void)
 	sqlite3 *db = NULL;
 	char *msg = NULL;
 
-	ck_assert_int_eq(sqlite3_open_v2(b.db, &db, SQLITE_OPEN_READWRITE, NULL),
-	    SQLITE_OK);
+	ck_assert_int_eq(
+	    sqlite3_open_v2(b.db, &db, SQLITE_OPEN_READWRITE, NULL), SQLITE_OK);
 	sqlite3_busy_timeout(db, 5000);
-	ck_assert_msg(sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) ==
-			  SQLITE_OK,
+	ck_assert_msg(
+	    sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg) == SQLITE_OK,
 	    "%s", msg ? msg : "?");
 	return db;
 }
@@ -112,8 +112,7 @@ post_job(void)
 	    "POST /v1/jobs HTTP/1.0\r\nHost: %s\r\nContent-Length: %zu\r\n\r\n",
 	    b.http, len);
 	ck_assert_int_eq(send(fd, head, (size_t)n, MSG_NOSIGNAL), n);
-	ck_assert_int_eq(
-	    send(fd, job_json, len, MSG_NOSIGNAL), (ssize_t)len);
+	ck_assert_int_eq(send(fd, job_json, len, MSG_NOSIGNAL), (ssize_t)len);
 	return fd;
 }
 
@@ -155,8 +154,7 @@ read_answer(int fd, int ms, int *ret_status)
 	buf[len] = '\0';
 	*ret_status = 0;
 	if (len > 0)
-		ck_assert_int_eq(
-		    sscanf(buf, "HTTP/1.%*d %d", ret_status), 1);
+		ck_assert_int_eq(sscanf(buf, "HTTP/1.%*d %d", ret_status), 1);
 	return buf;
 }
 
@@ -211,8 +209,8 @@ START_TEST(test_submit_answered_from_the_commit)
 	body = harness_http_get(b.http, "/", &status);
 	ck_assert_int_eq(status, 200);
 	free(body);
-	ck_assert_msg(now_s() - t0 < 3, "the loop waited %.1f s for GET /",
-	    now_s() - t0);
+	ck_assert_msg(
+	    now_s() - t0 < 3, "the loop waited %.1f s for GET /", now_s() - t0);
 	/* The first job's id is 1: not a job until it is acknowledged. */
 	body = harness_http(b.http, "POST", "/v1/jobs/1/cancel", &status);
 	ck_assert_msg(status == 409, "%d %s", status, body);

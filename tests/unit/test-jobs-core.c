@@ -341,20 +341,18 @@ START_TEST(test_jobs_submit_waits_for_its_commit)
 	char sql[128];
 	int n = 0, m = 0;
 
-	ck_assert_msg(jobs_parse(&cfg, arts, body, "test", &p, &err) == 0, "%s",
-	    err.msg);
-	json_decref(body);
 	ck_assert_msg(
-	    jobs_submit_parsed(jobs, p, "test", &id, &n, &err) == 0, "%s",
-	    err.msg);
+	    jobs_parse(&cfg, arts, body, "test", &p, &err) == 0, "%s", err.msg);
+	json_decref(body);
+	ck_assert_msg(jobs_submit_parsed(jobs, p, "test", &id, &n, &err) == 0,
+	    "%s", err.msg);
 	ck_assert_int_eq(n, 2);
 	ck_assert_int_eq(ledger_after(ledger, verdict_cb, &v, NULL), 0);
 	ck_assert_int_eq(v.calls, 0); /* its rows are in the batch */
 	ck_assert_int_eq(queued_tasks(), 0);
 	ck_assert_int_eq(jobs_cancel(jobs, id, &m), -ENOENT);
 	ck_assert_ptr_null(jobs_live_summary(jobs, id));
-	ck_assert_int_eq(
-	    jobs_wait(jobs, id, 0, 5, wait_cb, &a), JOBS_WAITING);
+	ck_assert_int_eq(jobs_wait(jobs, id, 0, 5, wait_cb, &a), JOBS_WAITING);
 	assert_sql("SELECT count(*) FROM tasks", "0\n");
 	ck_assert_int_eq(ledger_sync(ledger, NULL), 0);
 	ledger_notified(ledger);
@@ -362,8 +360,8 @@ START_TEST(test_jobs_submit_waits_for_its_commit)
 	ck_assert(!v.failed);
 	assert_sql("SELECT count(*) FROM tasks", "2\n");
 	ck_assert_int_eq(queued_tasks(), 0); /* still not before it is told */
-	ck_assert_msg(jobs_submit_committed(jobs, id, NULL, &err) == 0, "%s",
-	    err.msg);
+	ck_assert_msg(
+	    jobs_submit_committed(jobs, id, NULL, &err) == 0, "%s", err.msg);
 	ck_assert_int_eq(queued_tasks(), 2);
 	ck_assert_int_eq(a.calls, 0);
 	ck_assert_int_eq(
@@ -372,7 +370,8 @@ START_TEST(test_jobs_submit_waits_for_its_commit)
 
 	/* A failed batch: the job is forgotten, the ledger's error said. */
 	v = (struct verdict){0};
-	ck_assert_int_eq(jobs_submit_parsed(jobs, p, "test", &id2, &n, &err), 0);
+	ck_assert_int_eq(
+	    jobs_submit_parsed(jobs, p, "test", &id2, &n, &err), 0);
 	ck_assert_int_gt(id2, id);
 	ck_assert_int_eq(ledger_lease_insert(ledger, &bad, &lease, &err), 0);
 	ck_assert_int_eq(ledger_after(ledger, verdict_cb, &v, NULL), 0);
@@ -380,26 +379,25 @@ START_TEST(test_jobs_submit_waits_for_its_commit)
 	ledger_notified(ledger);
 	ck_assert_int_eq(v.calls, 1);
 	ck_assert(v.failed);
-	ck_assert_int_eq(
-	    jobs_submit_committed(jobs, id2, &v.err, &err), -EIO);
+	ck_assert_int_eq(jobs_submit_committed(jobs, id2, &v.err, &err), -EIO);
 	ck_assert_int_eq(err.code, -EIO);
 	ck_assert_msg(
-	    strncmp(err.msg, "the ledger could not commit the job: ledger", 43) ==
-		0,
+	    strncmp(err.msg, "the ledger could not commit the job: ledger",
+		43) == 0,
 	    "%s", err.msg);
 	ck_assert_msg(strstr(err.msg, "CHECK") != NULL, "%s", err.msg);
 	ck_assert_int_eq(queued_tasks(), 2); /* only the first job's */
 	ck_assert_int_eq(jobs_cancel(jobs, id2, &m), -ENOENT);
 
 	/* Abandoned before its commit: cancelled in the ledger. */
-	ck_assert_int_eq(jobs_submit_parsed(jobs, p, "test", &id3, &n, &err), 0);
+	ck_assert_int_eq(
+	    jobs_submit_parsed(jobs, p, "test", &id3, &n, &err), 0);
 	jobs_submit_abandon(jobs, id3);
 	ck_assert_int_eq(
 	    jobs_submit_committed(jobs, id3, NULL, &err), -EIO); /* gone */
 	ck_assert_int_eq(ledger_sync(ledger, NULL), 0);
-	(void)snprintf(
-	    sql, sizeof(sql), "SELECT state FROM jobs WHERE id = %lld",
-	    (long long)id3);
+	(void)snprintf(sql, sizeof(sql),
+	    "SELECT state FROM jobs WHERE id = %lld", (long long)id3);
 	assert_sql(sql, "cancelled\n");
 	ck_assert_int_eq(queued_tasks(), 2);
 	jobs_parsed_free(p);
