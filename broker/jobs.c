@@ -88,7 +88,7 @@ job_find(struct jobs *j, int64_t id, bool pending)
 
 	TAILQ_FOREACH(job, &j->live, link)
 		if (job->id == id)
-			return !job->pending || pending ? job : NULL;
+			return (!job->pending || pending) ? job : NULL;
 	return NULL;
 }
 
