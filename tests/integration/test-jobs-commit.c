@@ -8,7 +8,8 @@
  * another connection.  A commit that fails (the writer's busy timeout
  * passes) answers 500 and the job is forgotten; a broker stopped while a
  * submit waits for its commit exits cleanly, and the job it committed is
- * there after a restart.
+ * there after a restart.  A client that leaves before its answer costs
+ * nothing but the answer.
  */
 #include "config.h"
 
@@ -325,6 +326,37 @@ START_TEST(test_submit_then_stop)
 }
 END_TEST
 
+/*
+ * The client goes away while its submit waits for the commit: the job is
+ * still recorded and queued (it was committed; nobody was told, as with
+ * any answer lost on the way), and the broker, answering a request whose
+ * connection is gone, neither crashes nor leaks (exit 0 under ASan).
+ */
+START_TEST(test_submit_client_gone)
+{
+	char *body;
+	int fd, status;
+	sqlite3 *lock;
+
+	lock = lock_ledger();
+	fd = post_job();
+	ck_assert(!readable(fd, 500));
+	close(fd);
+	nap_ms(200);
+	unlock_ledger(lock);
+	harness_wait_sql(b.db, "SELECT state, ntasks FROM jobs WHERE id = 1",
+	    "queued|3\n", T_MS);
+	/* Live: a cancel finds it (after the commit's callback ran). */
+	body = harness_http(b.http, "POST", "/v1/jobs/1/cancel", &status);
+	ck_assert_msg(status == 200, "%d %s", status, body);
+	free(body);
+	harness_wait_sql(b.db,
+	    "SELECT state, (SELECT count(*) FROM tasks WHERE outcome = "
+	    "'cancelled') FROM jobs WHERE id = 1",
+	    "cancelled|3\n", T_MS);
+}
+END_TEST
+
 static Suite *
 suite(void)
 {
@@ -336,6 +368,7 @@ suite(void)
 	tcase_add_test(tc, test_submit_answered_from_the_commit);
 	tcase_add_test(tc, test_submit_commit_failed);
 	tcase_add_test(tc, test_submit_then_stop);
+	tcase_add_test(tc, test_submit_client_gone);
 	suite_add_tcase(s, tc);
 	return s;
 }
