@@ -75,14 +75,20 @@ jobs_task_find(struct jobs *j, int64_t id)
 	return found != NULL ? *(struct task **)found : NULL;
 }
 
+/*
+ * The job @id in memory, or NULL.  One that waits for its commit
+ * (jobs_submit_parsed()) only if @pending: no client knows its id yet
+ * (its 201 is not out), so a cancel does not find it; a wait by a guessed
+ * id does, and waits as for any queued job.
+ */
 static struct job *
-job_find(struct jobs *j, int64_t id)
+job_find(struct jobs *j, int64_t id, bool pending)
 {
 	struct job *job;
 
 	TAILQ_FOREACH(job, &j->live, link)
 		if (job->id == id)
-			return job;
+			return (!job->pending || pending) ? job : NULL;
 	return NULL;
 }
 
@@ -134,7 +140,7 @@ job_json(const struct job *job)
 json_t *
 jobs_live_summary(struct jobs *j, int64_t id)
 {
-	struct job *job = job_find(j, id);
+	struct job *job = job_find(j, id, false);
 
 	return job != NULL ? job_json(job) : NULL;
 }
@@ -190,7 +196,7 @@ static void
 waiter_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct waiter *w = arg;
-	struct job *job = job_find(w->jobs, w->job_id);
+	struct job *job = job_find(w->jobs, w->job_id, true);
 	json_t *summary = job != NULL ? job_json(job) : NULL;
 
 	waiter_answer(
@@ -224,7 +230,7 @@ int
 jobs_wait(struct jobs *j, int64_t id, uint64_t after, double timeout,
     jobs_wait_fn *fn, void *arg)
 {
-	struct job *job = job_find(j, id);
+	struct job *job = job_find(j, id, true);
 	struct timeval tv;
 	struct waiter *w;
 	json_t *summary;
@@ -466,6 +472,7 @@ job_free(struct job *job)
 	free(job->key);
 	free(job->user);
 	free(job->tags);
+	free(job->peer);
 	free(job);
 }
 
@@ -975,10 +982,14 @@ out:
 }
 
 /*
- * Record the job @p (from jobs_parse()), commit (the caller answers 201
- * only then), and queue its tasks.  Runs on the loop; @p stays the
- * caller's.  Returns 0, or -EINVAL (its tags: @err says what), -EIO (the
- * ledger) or -ENOMEM.
+ * Record the job @p (from jobs_parse()) and its tasks in the ledger's
+ * batch, and keep it pending: its id in *@ret_id, its tasks' count in
+ * *@ret_ntasks.  Nothing runs yet and no one is answered: the caller
+ * waits for the batch's commit (ledger_after()) and then calls
+ * jobs_submit_committed(), which queues the tasks (or forgets the job),
+ * so a task never runs, and no result is written, for a job whose rows
+ * might not commit.  Runs on the loop; @p stays the caller's.  Returns 0,
+ * or -EINVAL (its tags: @err says what) or -ENOMEM.
  */
 int
 jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
@@ -996,8 +1007,12 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 	    jobs_job_new(j, p->key, p->user, p->priority, p->queue_timeout, n);
 	if (job == NULL)
 		return err_set(err, -ENOMEM, "out of memory");
+	job->pending = true;
+	job->peer = strdup(peer);
+	if (job->peer == NULL)
+		r = err_set(err, -ENOMEM, "out of memory");
 	/* The tags its boards must carry, kept as the ledger's JSON too. */
-	if (p->tags != NULL) {
+	if (r == 0 && p->tags != NULL) {
 		tags = json_loads(p->tags, JSON_DECODE_ANY, NULL);
 		if (tags == NULL)
 			r = err_set(err, -ENOMEM, "out of memory");
@@ -1050,49 +1065,104 @@ jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
 		job_free(job);
 		return r;
 	}
-	/* Durable before acknowledged. */
-	r = ledger_sync(js->ledger, err);
-	if (r < 0) {
-		job_free(job);
+	*ret_id = job->id;
+	*ret_ntasks = (int)n;
+	return 0;
+}
+
+/* The job jobs_submit_parsed() recorded as @id and keeps pending. */
+static struct job *
+job_pending(struct jobs *j, int64_t id)
+{
+	struct job *job = job_find(j, id, true);
+
+	return job != NULL && job->pending ? job : NULL;
+}
+
+/*
+ * The batch holding pending job @id's rows is done (ledger_after()):
+ * @commit_err NULL, it committed: queue its tasks, arm its queue timeout
+ * and --unknown-key-grace, and return 0 (the caller answers 201 now).
+ * Else, or when @id is not pending (any more), the job is forgotten and
+ * -EIO returned, with @err saying why; its rows, if some did commit, are
+ * those of a job that was never acknowledged.  Runs on the loop.
+ */
+int
+jobs_submit_committed(struct jobs *j, int64_t id,
+    const struct npufarm_err *commit_err, struct npufarm_err *err)
+{
+	struct job *job = job_pending(j, id);
+	size_t i, n;
+
+	if (job == NULL || commit_err != NULL) {
+		if (job != NULL)
+			job_free(job);
+		if (commit_err != NULL)
+			*err = *commit_err;
+		else
+			(void)err_set(err, -EIO, "job %lld is not pending",
+			    (long long)id);
 		/* Not err_set(err, ..., err->msg): vsnprintf into its own
 		 * argument is undefined. */
 		err_prefix(err, "the ledger could not commit the job: ");
 		err->code = -EIO;
 		return -EIO;
 	}
+	job->pending = false;
+	n = job->ntasks;
 	job->counts[COUNT_QUEUED] = (int)n;
 	for (i = 0; i < n; i++)
 		if (jobs_task_enqueue(&job->tasks[i]) < 0)
 			log_err("job %lld: out of memory queueing task %zu",
 			    (long long)job->id, i);
 	jobs_job_arm_expiry(job);
-	if (js->tv_grace != NULL && tracker_key_boards(js->trk, p->key) == 0) {
-		job->nokey_ev = evtimer_new(js->base, nokey_cb, job);
+	if (j->tv_grace != NULL && tracker_key_boards(j->trk, job->key) == 0) {
+		job->nokey_ev = evtimer_new(j->base, nokey_cb, job);
 		if (job->nokey_ev == NULL ||
-		    evtimer_add(job->nokey_ev, js->tv_grace) < 0)
+		    evtimer_add(job->nokey_ev, j->tv_grace) < 0)
 			log_err("job %lld: out of memory arming its "
 				"unknown_key_grace",
 			    (long long)job->id);
 	}
 	log_notice("job %lld: %zu tasks for '%s' from %s (user %s)",
-	    (long long)job->id, n, p->key, peer, p->user);
-	*ret_id = job->id;
-	*ret_ntasks = (int)n;
-	tracker_schedule(js->trk, p->key);
+	    (long long)job->id, n, job->key, job->peer, job->user);
+	free(job->peer);
+	job->peer = NULL;
+	tracker_schedule(j->trk, job->key);
 	return 0;
 }
 
 /*
- * POST /v1/jobs on the loop itself: jobs_parse() then
- * jobs_submit_parsed().  Returns 0, or -EINVAL (bad input: @err says what
- * and where), -E2BIG (a limit), -EIO (the ledger) or -ENOMEM.  The API
- * parses off the loop instead (jobs_parse.c).
+ * Pending job @id will never be acknowledged (its caller could not wait
+ * for the commit): mark it cancelled in the ledger, as a job recorded
+ * half-way is, so a restart does not run it, and forget it.
+ */
+void
+jobs_submit_abandon(struct jobs *j, int64_t id)
+{
+	struct job *job = job_pending(j, id);
+
+	if (job == NULL)
+		return;
+	(void)ledger_job_state(
+	    j->ledger, job->id, "cancelled", ledger_now_us(), NULL);
+	job_free(job);
+}
+
+/*
+ * POST /v1/jobs on the loop itself, for tests and tools: jobs_parse(),
+ * jobs_submit_parsed(), a blocking ledger_sync() and
+ * jobs_submit_committed().  Returns 0, or -EINVAL (bad input: @err says
+ * what and where), -E2BIG (a limit), -EIO (the ledger) or -ENOMEM.  The
+ * API parses off the loop and waits for the commit without blocking
+ * instead (jobs_parse.c).
  */
 int
 jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
     int *ret_ntasks, struct npufarm_err *err)
 {
 	struct jobs_parsed *p;
+	struct npufarm_err e;
 	int r;
 
 	r = jobs_parse(j->cfg, j->artifacts, body, peer, &p, err);
@@ -1100,7 +1170,11 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 		return r;
 	r = jobs_submit_parsed(j, p, peer, ret_id, ret_ntasks, err);
 	jobs_parsed_free(p);
-	return r;
+	if (r < 0)
+		return r;
+	/* Durable before acknowledged. */
+	r = ledger_sync(j->ledger, &e);
+	return jobs_submit_committed(j, *ret_id, r < 0 ? &e : NULL, err);
 }
 
 /*
@@ -1112,7 +1186,7 @@ jobs_submit(struct jobs *j, json_t *body, const char *peer, int64_t *ret_id,
 int
 jobs_cancel(struct jobs *j, int64_t id, int *ret_n)
 {
-	struct job *job = job_find(j, id);
+	struct job *job = job_find(j, id, false);
 	size_t i, n;
 	int count = 0;
 

@@ -68,9 +68,18 @@ void jobs_parsed_free(struct jobs_parsed *p);
 size_t jobs_parsed_count(const struct jobs_parsed *p);
 const char *jobs_parsed_task(const struct jobs_parsed *p, size_t i);
 const char *jobs_parsed_key(const struct jobs_parsed *p);
+/*
+ * A submit in two steps, so the loop never waits for the disk: record
+ * (the job is pending: no task queued, no cancel finds it), then, once
+ * ledger_after() says the batch committed, queue its tasks (or forget it)
+ * and acknowledge.
+ */
 int jobs_submit_parsed(struct jobs *j, const struct jobs_parsed *p,
     const char *peer, int64_t *ret_id, int *ret_ntasks,
     struct npufarm_err *err);
+int jobs_submit_committed(struct jobs *j, int64_t id,
+    const struct npufarm_err *commit_err, struct npufarm_err *err);
+void jobs_submit_abandon(struct jobs *j, int64_t id);
 int jobs_cancel(struct jobs *j, int64_t id, int *ret_n);
 /*
  * A wait's answer: the job's summary with "seq" and "done" (borrowed for

@@ -73,6 +73,10 @@ struct job {
 	double priority, queue_timeout;
 	int64_t submitted_us;
 	bool started; /* "running" is in the ledger */
+	/* Recorded, its commit not yet seen (jobs_submit_parsed()): its
+	 * tasks are not queued, and only waits see it. */
+	bool pending;
+	char *peer; /* who submitted it, while pending (for the log) */
 	bool cancelled;
 	size_t ntasks, nleft;
 	struct task *tasks; /* ntasks */

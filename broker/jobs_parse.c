@@ -7,8 +7,16 @@
  * configuration and the artifact store (fstatat), which do not change
  * under it.  The request itself stays with the loop: evhttp keeps a
  * request until it is answered, even when its client has gone.  At most
- * JOBS_PARSE_MAX jobs wait at once (each holds its body and then its
- * specs), beyond that the API answers 503.
+ * JOBS_PARSE_MAX jobs wait to be parsed at once (each holds its body and
+ * then its specs), beyond that the API answers 503.
+ *
+ * A parsed job is recorded on the loop (jobs_submit_parsed(): rows in the
+ * ledger's batch, the job pending) and answered from ledger_after()'s
+ * callback once the transaction holding its rows has committed: 201, and
+ * only then are its tasks queued (jobs_submit_committed()); a failed
+ * batch answers 500 and the job is forgotten.  A job waiting for its
+ * commit holds only its request, id and key, and does not count against
+ * JOBS_PARSE_MAX.
  */
 #include "config.h"
 
@@ -35,6 +43,7 @@
 #include "http.h"
 #include "jobs.h"
 #include "json_util.h"
+#include "ledger.h"
 #include "log.h"
 #include "tracker.h"
 
@@ -49,6 +58,13 @@ struct item {
 	int r;
 	struct npufarm_err err;
 	STAILQ_ENTRY(item) link;
+	/* Recorded, waiting for its commit (loop only): */
+	struct jobs_parse *owner;
+	struct ledger_wait *wait;
+	int64_t id;
+	int ntasks;
+	char *key;
+	TAILQ_ENTRY(item) committing_link;
 };
 
 STAILQ_HEAD(item_list, item);
@@ -57,7 +73,8 @@ struct jobs_parse {
 	struct http_env env; /* its pointers borrowed, outlive us */
 	struct event *ev;    /* the eventfd: results are back */
 	int efd;
-	size_t pending; /* loop only: items not yet answered */
+	size_t pending; /* loop only: items not yet parsed and recorded */
+	TAILQ_HEAD(, item) committing; /* loop only: waiting for a commit */
 	pthread_t thread;
 	bool started;
 	/* Shared, under mu. */
@@ -72,6 +89,7 @@ item_free(struct item *it)
 {
 	free(it->body);
 	free(it->peer);
+	free(it->key);
 	jobs_parsed_free(it->parsed);
 	free(it);
 }
@@ -138,42 +156,91 @@ nokey_warning(
 		    key, keys);
 }
 
-/* On the loop: record each parsed job and answer its request. */
+/*
+ * Answer @it's request: @r 0 is a 201 for job it->id (its key it->key),
+ * else the error in @err (400 for bad input, 500 for the rest).
+ */
+static void
+reply(
+    struct jobs_parse *p, struct item *it, int r, const struct npufarm_err *err)
+{
+	char warning[1024] = "";
+	json_t *v;
+
+	if (r == -EINVAL || r == -E2BIG) {
+		http_reply_error(it->req, 400, "Bad Request", err->msg);
+		return;
+	}
+	if (r < 0) {
+		http_reply_error(
+		    it->req, 500, "Internal Server Error", err->msg);
+		return;
+	}
+	if (tracker_key_boards(p->env.tracker, it->key) == 0)
+		nokey_warning(&p->env, it->key, warning, sizeof(warning));
+	v = json_pack("{sI si ss}", "id", (json_int_t)it->id, "tasks",
+	    it->ntasks, "state", "queued");
+	if (v != NULL && warning[0] != '\0')
+		(void)json_object_set_new(v, "warning", json_string(warning));
+	http_reply_json(it->req, 201, "Created", v);
+	json_decref(v);
+}
+
+/*
+ * ledger_after(): the batch holding @arg's job is done.  Committed: queue
+ * its tasks and answer 201; failed: the job is forgotten, 500.
+ */
+static void
+committed_cb(const struct npufarm_err *cerr, void *arg)
+{
+	struct item *it = arg;
+	struct jobs_parse *p = it->owner;
+	struct npufarm_err err;
+	int r;
+
+	TAILQ_REMOVE(&p->committing, it, committing_link);
+	it->wait = NULL;
+	r = jobs_submit_committed(p->env.jobs, it->id, cerr, &err);
+	reply(p, it, r, &err);
+	item_free(it);
+}
+
+/*
+ * On the loop: record each parsed job, and answer its request once the
+ * ledger committed it (committed_cb()); bad input is answered now.
+ */
 static void
 answer(struct jobs_parse *p, struct item *it)
 {
 	struct npufarm_err err;
-	char warning[1024] = "";
-	const char *key;
-	int64_t id;
-	json_t *v;
-	int n, r = it->r;
+	int r = it->r;
 
+	p->pending--;
 	if (r == 0) {
-		r = jobs_submit_parsed(
-		    p->env.jobs, it->parsed, it->peer, &id, &n, &err);
+		r = jobs_submit_parsed(p->env.jobs, it->parsed, it->peer,
+		    &it->id, &it->ntasks, &err);
 		if (r < 0)
 			it->err = err;
 	}
-	if (r == -EINVAL || r == -E2BIG)
-		http_reply_error(it->req, 400, "Bad Request", it->err.msg);
-	else if (r < 0)
-		http_reply_error(
-		    it->req, 500, "Internal Server Error", it->err.msg);
-	else {
-		key = jobs_parsed_key(it->parsed);
-		if (tracker_key_boards(p->env.tracker, key) == 0)
-			nokey_warning(&p->env, key, warning, sizeof(warning));
-		v = json_pack("{sI si ss}", "id", (json_int_t)id, "tasks", n,
-		    "state", "queued");
-		if (v != NULL && warning[0] != '\0')
-			(void)json_object_set_new(
-			    v, "warning", json_string(warning));
-		http_reply_json(it->req, 201, "Created", v);
-		json_decref(v);
+	if (r < 0) {
+		reply(p, it, r, &it->err);
+		item_free(it);
+		return;
 	}
-	p->pending--;
-	item_free(it);
+	/* Its specs are the job's now: keep only what the answer needs. */
+	it->key = strdup(jobs_parsed_key(it->parsed));
+	jobs_parsed_free(it->parsed);
+	it->parsed = NULL;
+	it->owner = p;
+	TAILQ_INSERT_TAIL(&p->committing, it, committing_link);
+	if (it->key == NULL ||
+	    ledger_after(p->env.ledger, committed_cb, it, &it->wait) < 0) {
+		TAILQ_REMOVE(&p->committing, it, committing_link);
+		jobs_submit_abandon(p->env.jobs, it->id);
+		http_reply_error(
+		    it->req, 500, "Internal Server Error", "out of memory");
+		item_free(it);
+	}
 }
 
 static void
@@ -254,6 +321,7 @@ jobs_parse_new(const struct http_env *env, struct jobs_parse **ret,
 	p->efd = -1;
 	STAILQ_INIT(&p->todo);
 	STAILQ_INIT(&p->done);
+	TAILQ_INIT(&p->committing);
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->work, NULL);
 	p->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
@@ -280,8 +348,12 @@ fail:
 }
 
 /*
- * Stop the thread and answer what still waits (503: the broker is
- * stopping).  Call it while the HTTP API still exists.  Accepts NULL;
+ * Stop the thread and answer what still waits: a job not yet recorded
+ * 503 (the broker is stopping); one waiting for its commit once it is
+ * done, as committed_cb() would, but its tasks stay queued for the next
+ * start (jobs_recover()).  That wait blocks: the loop has stopped, and
+ * ledger_close() would wait for the same commit a moment later.  Call it
+ * while the HTTP API, the jobs and the ledger still exist.  Accepts NULL;
  * returns NULL.
  */
 struct jobs_parse *
@@ -304,6 +376,22 @@ jobs_parse_free(struct jobs_parse *p)
 		http_reply_error(it->req, 503, "Service Unavailable",
 		    "the broker is stopping; the job was not recorded");
 		item_free(it);
+	}
+	if (!TAILQ_EMPTY(&p->committing)) {
+		struct npufarm_err e, err;
+		int r = ledger_sync(p->env.ledger, &e);
+
+		while ((it = TAILQ_FIRST(&p->committing)) != NULL) {
+			TAILQ_REMOVE(&p->committing, it, committing_link);
+			ledger_after_cancel(p->env.ledger, it->wait);
+			it->wait = NULL;
+			/* Committed: left pending, freed by jobs_free(). */
+			if (r < 0)
+				(void)jobs_submit_committed(
+				    p->env.jobs, it->id, &e, &err);
+			reply(p, it, r < 0 ? -EIO : 0, &err);
+			item_free(it);
+		}
 	}
 	if (p->ev != NULL)
 		event_free(p->ev);

@@ -6,7 +6,9 @@
  * describe themselves as tasks; a wait is answered through its callback
  * (at once when the job moved past it, later on progress, never after
  * jobs_wait_drop()); a cancel ends every waiting task as cancelled, in
- * the ledger too, and frees the live job.
+ * the ledger too, and frees the live job.  A job the API records waits
+ * for its commit before anything else (jobs_submit_parsed(), then
+ * jobs_submit_committed() from ledger_after()).
  */
 #include "config.h"
 
@@ -129,12 +131,11 @@ teardown(void)
 	(void)nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
 }
 
-static int64_t
-submit(int ntasks, int *ret_n)
+/* A job of @ntasks kernel tasks for key "k". */
+static json_t *
+job_body(int ntasks)
 {
-	struct npufarm_err err;
 	json_t *body, *tasks = json_array();
-	int64_t id = 0;
 	int i;
 
 	for (i = 0; i < ntasks; i++)
@@ -145,6 +146,17 @@ submit(int ntasks, int *ret_n)
 			    "dtype", "float32", "shape", 4)),
 		    0);
 	body = json_pack("{ss so}", "key", "k", "tasks", tasks);
+	ck_assert_ptr_nonnull(body);
+	return body;
+}
+
+static int64_t
+submit(int ntasks, int *ret_n)
+{
+	struct npufarm_err err;
+	json_t *body = job_body(ntasks);
+	int64_t id = 0;
+
 	ck_assert_msg(jobs_submit(jobs, body, "test", &id, ret_n, &err) == 0,
 	    "%s", err.msg);
 	json_decref(body);
@@ -265,6 +277,137 @@ START_TEST(test_jobs_wait_and_cancel)
 }
 END_TEST
 
+/* ledger_after()'s verdict on a batch, kept for the test to act on. */
+struct verdict {
+	int calls;
+	bool failed;
+	struct npufarm_err err;
+};
+
+static void
+verdict_cb(const struct npufarm_err *err, void *arg)
+{
+	struct verdict *v = arg;
+
+	v->calls++;
+	v->failed = err != NULL;
+	if (err != NULL)
+		v->err = *err;
+}
+
+static int
+queued_tasks(void)
+{
+	struct seen x = {0};
+
+	tracker_foreach_request(trk, "k", req_cb, &x);
+	ck_assert_int_eq(x.n, x.tasks);
+	return x.tasks;
+}
+
+static void
+assert_sql(const char *sql, const char *want)
+{
+	char *rows = harness_sql(db, sql);
+
+	ck_assert_msg(strcmp(rows, want) == 0, "%s: got '%s', want '%s'", sql,
+	    rows, want);
+	free(rows);
+}
+
+/*
+ * Recorded is not acknowledged: until jobs_submit_committed() is told the
+ * batch committed, the job's tasks are not queued, no cancel or live
+ * summary finds it (its id is not out), and a wait by its id waits.  A
+ * batch that failed (a real one: a bad row beside the job's) forgets the
+ * job with the ledger's error; an abandoned one is cancelled in the
+ * ledger, so a restart would not run it.
+ */
+START_TEST(test_jobs_submit_waits_for_its_commit)
+{
+	struct verdict v = {0};
+	struct answer a = {0};
+	struct npufarm_err err;
+	struct jobs_parsed *p;
+	struct ledger_lease bad = {
+	    .key = "k",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	    .outcome = "kShutdown",
+	};
+	json_t *body = job_body(2);
+	int64_t id, id2, id3, lease;
+	char sql[128];
+	int n = 0, m = 0;
+
+	ck_assert_msg(
+	    jobs_parse(&cfg, arts, body, "test", &p, &err) == 0, "%s", err.msg);
+	json_decref(body);
+	ck_assert_msg(jobs_submit_parsed(jobs, p, "test", &id, &n, &err) == 0,
+	    "%s", err.msg);
+	ck_assert_int_eq(n, 2);
+	ck_assert_int_eq(ledger_after(ledger, verdict_cb, &v, NULL), 0);
+	ck_assert_int_eq(v.calls, 0); /* its rows are in the batch */
+	ck_assert_int_eq(queued_tasks(), 0);
+	ck_assert_int_eq(jobs_cancel(jobs, id, &m), -ENOENT);
+	ck_assert_ptr_null(jobs_live_summary(jobs, id));
+	ck_assert_int_eq(jobs_wait(jobs, id, 0, 5, wait_cb, &a), JOBS_WAITING);
+	assert_sql("SELECT count(*) FROM tasks", "0\n");
+	ck_assert_int_eq(ledger_sync(ledger, NULL), 0);
+	ledger_notified(ledger);
+	ck_assert_int_eq(v.calls, 1);
+	ck_assert(!v.failed);
+	assert_sql("SELECT count(*) FROM tasks", "2\n");
+	ck_assert_int_eq(queued_tasks(), 0); /* still not before it is told */
+	ck_assert_msg(
+	    jobs_submit_committed(jobs, id, NULL, &err) == 0, "%s", err.msg);
+	ck_assert_int_eq(queued_tasks(), 2);
+	ck_assert_int_eq(a.calls, 0);
+	ck_assert_int_eq(
+	    jobs_submit_committed(jobs, id, NULL, &err), -EIO); /* once */
+	ck_assert_int_eq(queued_tasks(), 2);
+
+	/* A failed batch: the job is forgotten, the ledger's error said. */
+	v = (struct verdict){0};
+	ck_assert_int_eq(
+	    jobs_submit_parsed(jobs, p, "test", &id2, &n, &err), 0);
+	ck_assert_int_gt(id2, id);
+	ck_assert_int_eq(ledger_lease_insert(ledger, &bad, &lease, &err), 0);
+	ck_assert_int_eq(ledger_after(ledger, verdict_cb, &v, NULL), 0);
+	ck_assert_int_eq(ledger_sync(ledger, NULL), -EIO);
+	ledger_notified(ledger);
+	ck_assert_int_eq(v.calls, 1);
+	ck_assert(v.failed);
+	ck_assert_int_eq(jobs_submit_committed(jobs, id2, &v.err, &err), -EIO);
+	ck_assert_int_eq(err.code, -EIO);
+	ck_assert_msg(
+	    strncmp(err.msg, "the ledger could not commit the job: ledger",
+		43) == 0,
+	    "%s", err.msg);
+	ck_assert_msg(strstr(err.msg, "CHECK") != NULL, "%s", err.msg);
+	ck_assert_int_eq(queued_tasks(), 2); /* only the first job's */
+	ck_assert_int_eq(jobs_cancel(jobs, id2, &m), -ENOENT);
+
+	/* Abandoned before its commit: cancelled in the ledger. */
+	ck_assert_int_eq(
+	    jobs_submit_parsed(jobs, p, "test", &id3, &n, &err), 0);
+	jobs_submit_abandon(jobs, id3);
+	ck_assert_int_eq(
+	    jobs_submit_committed(jobs, id3, NULL, &err), -EIO); /* gone */
+	ck_assert_int_eq(ledger_sync(ledger, NULL), 0);
+	(void)snprintf(sql, sizeof(sql),
+	    "SELECT state FROM jobs WHERE id = %lld", (long long)id3);
+	assert_sql(sql, "cancelled\n");
+	ck_assert_int_eq(queued_tasks(), 2);
+	jobs_parsed_free(p);
+	/* The first one is live now: a cancel ends its two tasks. */
+	ck_assert_int_eq(jobs_cancel(jobs, id, &m), 0);
+	ck_assert_int_eq(m, 2);
+	ck_assert_int_eq(a.calls, 1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -275,6 +418,7 @@ main(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, test_jobs_tasks_wait_in_the_queue_as_tasks);
 	tcase_add_test(tc, test_jobs_wait_and_cancel);
+	tcase_add_test(tc, test_jobs_submit_waits_for_its_commit);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
