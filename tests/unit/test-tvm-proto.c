@@ -6,6 +6,7 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +240,115 @@ START_TEST(test_fail_reply_is_python_shaped)
 }
 END_TEST
 
+/* The body of the one frame in @out (NUL-terminated, malloc'd), drained. */
+static char *
+take_body(struct evbuffer *out)
+{
+	size_t n = evbuffer_get_length(out);
+	char *buf = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_ge(n, 4);
+	evbuffer_remove(out, buf, n);
+	ck_assert_uint_eq(frame_get_le32((unsigned char *)buf), n - 4);
+	memmove(buf, buf + 4, n - 4);
+	buf[n - 4] = '\0';
+	return buf;
+}
+
+/*
+ * The replies are written without jansson; each must be byte for byte
+ * what json_util_dumps_py() makes of the same value, awkward strings
+ * included, and a string jansson refuses (not UTF-8) fails the reply.
+ */
+START_TEST(test_direct_replies_match_jansson)
+{
+	static const char *const strs[] = {
+	    "",
+	    "192.168.1.20",
+	    "rk3588:0.8444218515250481",
+	    "a \"quoted\" key",
+	    "back\\slash\\",
+	    "\\\"",
+	    "/slash/",
+	    "tab\tnl\ncr\rbs\bff\f",
+	    "\x01\x02\x1f\x7f",
+	    "\xc3\xa9t\xc3\xa9",          /* U+00E9 */
+	    "\xe2\x82\xac",               /* U+20AC */
+	    "\xef\xbf\xbd\xef\xbb\xbf",   /* U+FFFD, U+FEFF */
+	    "\xf0\x9f\x98\x80 smile",     /* U+1F600: a surrogate pair */
+	    "\xf4\x8f\xbf\xbf",           /* U+10FFFF */
+	    "\xdf\xbf\xe0\xa0\x80",       /* U+07FF, U+0800 */
+	    "mixed \"\\\x05\xc3\xa9\xf0\x90\x80\x80/",
+	};
+	static const char *const bad[] = {
+	    "\xc3",             /* truncated */
+	    "\xc0\xaf",         /* overlong */
+	    "\xe0\x80\xaf",     /* overlong */
+	    "\xed\xa0\x80",     /* a surrogate */
+	    "\xf4\x90\x80\x80", /* above U+10FFFF */
+	    "\x80",             /* a stray continuation */
+	    "ok\xff",
+	};
+	static const long ports[] = {0, 1, 9090, 65535, -1, 1234567890L};
+	struct evbuffer *out = evbuffer_new();
+	char all[128], *got, *want;
+	size_t i, j;
+	json_t *v;
+
+	for (i = 1; i < 128; i++)
+		all[i - 1] = (char)i;
+	all[127] = '\0';
+	for (i = 0; i <= sizeof(strs) / sizeof(strs[0]); i++) {
+		const char *s = i < sizeof(strs) / sizeof(strs[0]) ? strs[i]
+								    : all;
+
+		for (j = 0; j < sizeof(ports) / sizeof(ports[0]); j++) {
+			const char *mk = strs[(i + j) % (sizeof(strs) /
+							  sizeof(strs[0]))];
+
+			ck_assert_int_eq(
+			    tvm_tracker_add_grant(out, s, ports[j], mk), 0);
+			got = take_body(out);
+			v = json_pack("[i[sIs]]", NPUFARM_TVM_SUCCESS, s,
+			    (json_int_t)ports[j], mk);
+			ck_assert_ptr_nonnull(v);
+			want = json_util_dumps_py(v);
+			json_decref(v);
+			ck_assert_str_eq(got, want);
+			free(got);
+			free(want);
+		}
+		ck_assert_int_eq(tvm_tracker_add_fail(out, s), 0);
+		got = take_body(out);
+		v = json_pack("[is]", NPUFARM_TVM_FAIL, s);
+		want = json_util_dumps_py(v);
+		json_decref(v);
+		ck_assert_str_eq(got, want);
+		free(got);
+		free(want);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_ptr_null(json_string(bad[i]));
+		ck_assert_int_lt(tvm_tracker_add_grant(out, bad[i], 1, "k"), 0);
+		ck_assert_int_lt(tvm_tracker_add_grant(out, "h", 1, bad[i]), 0);
+		ck_assert_int_lt(tvm_tracker_add_fail(out, bad[i]), 0);
+		ck_assert_uint_eq(evbuffer_get_length(out), 0);
+	}
+	for (i = 0; i < 3; i++) {
+		static const int codes[] = {0, -1, 2147483647};
+		char num[16];
+
+		ck_assert_int_eq(tvm_tracker_add_code(out, codes[i]), 0);
+		got = take_body(out);
+		(void)snprintf(num, sizeof(num), "%d", codes[i]);
+		ck_assert_str_eq(got, num);
+		free(got);
+	}
+	evbuffer_free(out);
+}
+END_TEST
+
 START_TEST(test_json_depth_limit)
 {
 	struct npufarm_err err;
@@ -270,6 +380,7 @@ main(void)
 	tcase_add_test(tc, test_replies_match_vectors);
 	tcase_add_test(tc, test_fail_reply_is_python_shaped);
 	tcase_add_test(tc, test_json_depth_limit);
+	tcase_add_test(tc, test_direct_replies_match_jansson);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
