@@ -1005,6 +1005,8 @@ tracker_conn_start(struct conn *c, void *arg)
 	if (bufferevent_write(c->bev, magic, sizeof(magic)) < 0)
 		return -ENOMEM;
 	conn_ready(c);
+	/* Small frames, one reply each: read without FIONREAD (issue 15). */
+	(void)conn_direct_read(c);
 	return 0;
 }
 
