@@ -53,6 +53,8 @@
 #define TRACKER_MAX_FRAMES_PER_EVENT 16
 /* Longest list of keys quoted in a "no such key" diagnostic. */
 #define TRACKER_KEYS_MSG_MAX         512
+/* Longest frame decoded by tvm_tracker_parse_fast(), on the stack. */
+#define TRACKER_FAST_FRAME           1024
 /* Bytes of one connection's UPDATE_INFO, serialised (issue 12). */
 #define TRACKER_MAX_INFO             4096
 
@@ -1021,14 +1023,16 @@ tracker_conn_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	const struct broker_config *cfg = c->trk->cfg;
+	char scratch[TRACKER_FAST_FRAME];
 	struct tvm_tracker_msg m;
 	struct npufarm_err err;
+	const char *body;
 	json_t *root;
+	size_t len;
 	int n, r;
 
 	for (n = 0; n < TRACKER_MAX_FRAMES_PER_EVENT; n++) {
-		r = frame_pull_json(in, (size_t)cfg->max_frame,
-		    (int)cfg->max_json_depth, &root, &err);
+		r = frame_next(in, (size_t)cfg->max_frame, &body, &len);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
@@ -1042,7 +1046,20 @@ tracker_conn_read(struct conn *c)
 			return;
 		}
 		c->frames_in++;
-		if (r == FRAME_BAD_JSON) {
+		/* A lease cycle's frames without a jansson tree (issue 15). */
+		if (tvm_tracker_parse_fast(body, len, (size_t)cfg->max_key_len,
+			(int)cfg->max_json_depth, scratch, sizeof(scratch),
+			&m) == 1) {
+			frame_consume(in, len);
+			dispatch(c, &m);
+			if (c->state == CONN_CLOSING)
+				return;
+			continue;
+		}
+		r = json_util_load(
+		    body, len, (int)cfg->max_json_depth, &root, &err);
+		frame_consume(in, len);
+		if (r < 0) {
 			conn_close(c, "frame %llu: %s",
 			    (unsigned long long)c->frames_in, err.msg);
 			return;

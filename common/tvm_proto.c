@@ -239,6 +239,170 @@ tvm_tracker_add_json(struct evbuffer *out, const json_t *v)
 }
 
 /*
+ * The fast path of tvm_tracker_parse() for the frames of a lease cycle,
+ * decoded from the frame's bytes without building a jansson tree.  It
+ * takes only a strict subset of JSON whose meaning is plain: REQUEST
+ * [4, "key", "user", N] and PUT [3, "key", [PORT, "matchkey"], null or
+ * "addr"] with N and PORT non-negative integers of a few digits without
+ * leading zeros, and the bare codes [1], [6] and [7]; strings of
+ * printable ASCII without escapes, none longer than the limit; JSON
+ * whitespace anywhere between tokens.  Anything else, including every
+ * error, is left to jansson and tvm_tracker_parse(), which decode what
+ * this accepts to the same message (tests/unit/test-tvm-proto.c and
+ * tests/fuzz/fuzz-tracker-codec.c compare the two).
+ */
+struct fast_scan {
+	char *p;   /* the next byte, in the caller's copy of the frame */
+	char *end; /* one past the last byte */
+};
+
+static void
+fast_ws(struct fast_scan *f)
+{
+	while (f->p < f->end &&
+	       (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' ||
+		   *f->p == '\r'))
+		f->p++;
+}
+
+/* @ch, after optional whitespace; whether it was there. */
+static bool
+fast_char(struct fast_scan *f, char ch)
+{
+	fast_ws(f);
+	if (f->p == f->end || *f->p != ch)
+		return false;
+	f->p++;
+	return true;
+}
+
+/*
+ * A non-negative integer of at most @digits digits without a leading
+ * zero, followed by a byte that cannot continue a JSON number.
+ */
+static bool
+fast_uint(struct fast_scan *f, int digits, long *ret)
+{
+	long v = 0;
+	int n = 0;
+
+	fast_ws(f);
+	while (f->p < f->end && *f->p >= '0' && *f->p <= '9') {
+		if (++n > digits || (n == 2 && v == 0))
+			return false;
+		v = v * 10 + (*f->p - '0');
+		f->p++;
+	}
+	if (n == 0 || f->p == f->end || *f->p == '.' || *f->p == 'e' ||
+	    *f->p == 'E')
+		return false;
+	*ret = v;
+	return true;
+}
+
+/*
+ * A string of printable ASCII other than '"' and '\\', at most @max
+ * bytes: NUL-terminated in place (over its closing quote), into *@ret.
+ */
+static bool
+fast_string(struct fast_scan *f, size_t max, const char **ret)
+{
+	char *start;
+
+	if (!fast_char(f, '"'))
+		return false;
+	start = f->p;
+	while (f->p < f->end && *f->p != '"') {
+		if (*f->p < 0x20 || *f->p > 0x7E || *f->p == '\\')
+			return false;
+		f->p++;
+	}
+	if (f->p == f->end || (size_t)(f->p - start) > max)
+		return false;
+	*f->p++ = '\0';
+	*ret = start;
+	return true;
+}
+
+/* The literal "null". */
+static bool
+fast_null(struct fast_scan *f)
+{
+	fast_ws(f);
+	if (f->end - f->p < 4 || memcmp(f->p, "null", 4) != 0)
+		return false;
+	f->p += 4;
+	return true;
+}
+
+/*
+ * Decode tracker frame @body (@len bytes, copied into @scratch of
+ * @scratch_len bytes, which the message's strings then point into) by the
+ * fast path above, with keys of at most @max_key bytes and nesting of at
+ * most @max_depth.  1: *@ret_msg is what tvm_tracker_parse() would make
+ * of the frame; 0: not a frame the fast path takes (parse it with jansson;
+ * *@ret_msg untouched).
+ */
+int
+tvm_tracker_parse_fast(const char *body, size_t len, size_t max_key,
+    int max_depth, char *scratch, size_t scratch_len,
+    struct tvm_tracker_msg *ret_msg)
+{
+	struct tvm_tracker_msg m = {0};
+	struct fast_scan f;
+	long code, n;
+
+	if (len >= scratch_len || max_depth < 2)
+		return 0;
+	memcpy(scratch, body, len);
+	f.p = scratch;
+	f.end = scratch + len;
+	if (!fast_char(&f, '[') || !fast_uint(&f, 1, &code))
+		return 0;
+	m.code = (int)code;
+	switch (code) {
+	case NPUFARM_TVM_PING:
+	case NPUFARM_TVM_SUMMARY:
+	case NPUFARM_TVM_GET_PENDING_MATCHKEYS:
+		break;
+	case NPUFARM_TVM_REQUEST:
+		if (!fast_char(&f, ',') || !fast_string(&f, max_key, &m.key) ||
+		    !fast_char(&f, ',') ||
+		    !fast_string(&f, max_key, &m.user) ||
+		    !fast_char(&f, ',') || !fast_uint(&f, 9, &n))
+			return 0;
+		m.priority = (double)n;
+		break;
+	case NPUFARM_TVM_PUT:
+		if (!fast_char(&f, ',') || !fast_string(&f, max_key, &m.key) ||
+		    !fast_char(&f, ',') || !fast_char(&f, '[') ||
+		    !fast_uint(&f, 5, &n) || n > 65535 ||
+		    !fast_char(&f, ',') ||
+		    !fast_string(&f, max_key, &m.matchkey) ||
+		    !fast_char(&f, ']') || !fast_char(&f, ','))
+			return 0;
+		m.port = n;
+		fast_ws(&f);
+		if (f.p < f.end && *f.p == '"') {
+			if (!fast_string(&f, max_key, &m.custom_addr))
+				return 0;
+		} else if (!fast_null(&f)) {
+			return 0;
+		}
+		break;
+	default:
+		return 0;
+	}
+	if (!fast_char(&f, ']'))
+		return 0;
+	fast_ws(&f);
+	if (f.p != f.end)
+		return 0;
+	*ret_msg = m;
+	return 1;
+}
+
+/*
  * Replies are written straight into the frame, without a jansson tree:
  * the bytes are exactly those json_util_dumps_py() gives for the same
  * value (tests/unit/test-tvm-proto.c compares them).

@@ -36,6 +36,9 @@ struct tvm_tracker_msg {
 
 int tvm_tracker_parse(json_t *root, size_t max_key,
     struct tvm_tracker_msg *ret_msg, struct npufarm_err *err);
+int tvm_tracker_parse_fast(const char *body, size_t len, size_t max_key,
+    int max_depth, char *scratch, size_t scratch_len,
+    struct tvm_tracker_msg *ret_msg);
 int tvm_tracker_add_code(struct evbuffer *out, int code);
 int tvm_tracker_add_grant(
     struct evbuffer *out, const char *host, long port, const char *matchkey);
