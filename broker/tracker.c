@@ -104,6 +104,16 @@ tracker_flush_boards(struct tracker *trk)
 	return ret;
 }
 
+/* snprintf(@dst, @size, "%s", @src) without the formatting machinery. */
+static void
+copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void
 reply_code(struct conn *c, int code)
 {
@@ -123,9 +133,27 @@ treq_free(struct treq *t)
 		event_free(t->timeout_ev);
 	if (t->grace_ev != NULL)
 		event_free(t->grace_ev);
-	free(t->key);
-	free(t->user);
-	free(t);
+	free(t); /* its key and user with it (treq_new()) */
+}
+
+/*
+ * A zeroed request of @key for fair-share identity @user, both copied
+ * into the same allocation (one malloc per request, not three); NULL when
+ * out of memory.  Freed with free() (treq_free()).
+ */
+static struct treq *
+treq_new(const char *key, const char *user)
+{
+	size_t klen = strlen(key) + 1, ulen = strlen(user) + 1;
+	struct treq *t = calloc(1, sizeof(*t) + klen + ulen);
+
+	if (t == NULL)
+		return NULL;
+	t->key = (char *)(t + 1);
+	memcpy(t->key, key, klen);
+	t->user = t->key + klen;
+	memcpy(t->user, user, ulen);
+	return t;
 }
 
 /* The ledger row of request @t, without the grant and the outcome. */
@@ -220,7 +248,7 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 		return NULL;
 	}
 	l->granted_us = row.granted_us;
-	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
+	copy_str(l->peer, sizeof(l->peer), t->conn->peer);
 	(void)ledger_lease_insert(trk->ledger, &row, &l->id, &err);
 	if (b->data_session != NULL)
 		(void)ledger_lease_agent_session(
@@ -738,10 +766,9 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 			conn_close(c, "out of memory creating a queue");
 		return;
 	}
-	t = calloc(1, sizeof(*t));
 	/* TVM clients send an empty user: share fairly between addresses. */
-	if (t == NULL || (t->key = strdup(m->key)) == NULL ||
-	    (t->user = strdup(m->user[0] ? m->user : c->peer_host)) == NULL)
+	t = treq_new(m->key, m->user[0] ? m->user : c->peer_host);
+	if (t == NULL)
 		goto oom;
 	t->conn = c;
 	t->priority = m->priority;
@@ -774,8 +801,6 @@ oom:
 			event_free(t->timeout_ev);
 		if (t->grace_ev)
 			event_free(t->grace_ev);
-		free(t->key);
-		free(t->user);
 		free(t);
 	}
 	sched_queue_gc(q);
@@ -1458,19 +1483,14 @@ tracker_proxy_client(struct conn *c, const char *match)
 	    sched_queue_boards(q) == 0)
 		return -ENOENT;
 	tc = tracker_conn_get(c);
-	t = calloc(1, sizeof(*t));
+	t = treq_new(match, c->peer_host);
 	if (t != NULL) {
 		t->lr.s.needs = SCHED_CAP_TVM;
 		t->lr.ops = &treq_ops;
 	}
-	if (tc == NULL || t == NULL || (t->key = strdup(match)) == NULL ||
-	    (t->user = strdup(c->peer_host)) == NULL ||
+	if (tc == NULL || t == NULL ||
 	    sched_enqueue(q, &t->lr.s, t->user, 0) < 0) {
-		if (t != NULL) {
-			free(t->key);
-			free(t->user);
-			free(t);
-		}
+		free(t);
 		return -ENOMEM;
 	}
 	t->conn = c;

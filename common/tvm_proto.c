@@ -471,7 +471,7 @@ put_u_escape(char *p, uint32_t u)
 static ssize_t
 py_string(char *p, const char *s)
 {
-	const unsigned char *u = (const unsigned char *)s;
+	const unsigned char *u = (const unsigned char *)s, *run;
 	size_t o = 0, n;
 	uint32_t cp;
 	char esc;
@@ -479,8 +479,16 @@ py_string(char *p, const char *s)
 	if (p != NULL)
 		p[o] = '"';
 	o++;
-	while (*u != '\0') {
-		esc = 0;
+	for (;;) {
+		/* A run of bytes written as they are. */
+		for (run = u; *u >= 0x20 && *u < 0x80 && *u != '"' && *u != '\\';
+		     u++)
+			;
+		if (p != NULL)
+			memcpy(p + o, run, (size_t)(u - run));
+		o += (size_t)(u - run);
+		if (*u == '\0')
+			break;
 		switch (*u) {
 		case '"': esc = '"'; break;
 		case '\\': esc = '\\'; break;
@@ -489,7 +497,7 @@ py_string(char *p, const char *s)
 		case '\n': esc = 'n'; break;
 		case '\r': esc = 'r'; break;
 		case '\t': esc = 't'; break;
-		default: break;
+		default: esc = 0; break;
 		}
 		if (esc != 0) {
 			if (p != NULL) {
@@ -497,13 +505,6 @@ py_string(char *p, const char *s)
 				p[o + 1] = esc;
 			}
 			o += 2;
-			u++;
-			continue;
-		}
-		if (*u >= 0x20 && *u < 0x80) {
-			if (p != NULL)
-				p[o] = (char)*u;
-			o++;
 			u++;
 			continue;
 		}
