@@ -484,6 +484,10 @@ conn_direct_read(struct conn *c)
 		       ? CONN_RSTOP_PAUSED
 		       : 0;
 	bufferevent_disable(c->bev, EV_READ);
+	/* The bufferevent no longer reads: its watermark's input callback,
+	 * run on every add and drain, would only cost; direct_read_cb()
+	 * keeps the same bound. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
 	direct_read_update(c);
 	return 0;
 }
