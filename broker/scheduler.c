@@ -32,7 +32,7 @@
 #define SCHED_SPARE_MAX   32
 
 struct sched_user {
-	char *name; /* name_buf, or owned when too long for it */
+	char *name;                /* name_buf, or owned when too long for it */
 	struct sched_level *level; /* borrowed: the level that owns us */
 	TAILQ_HEAD(, sched_request) reqs;
 	TAILQ_ENTRY(sched_user) link;

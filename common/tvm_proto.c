@@ -259,9 +259,8 @@ struct fast_scan {
 static void
 fast_ws(struct fast_scan *f)
 {
-	while (f->p < f->end &&
-	       (*f->p == ' ' || *f->p == '\t' || *f->p == '\n' ||
-		   *f->p == '\r'))
+	while (f->p < f->end && (*f->p == ' ' || *f->p == '\t' ||
+				    *f->p == '\n' || *f->p == '\r'))
 		f->p++;
 }
 
@@ -367,8 +366,7 @@ tvm_tracker_parse_fast(const char *body, size_t len, size_t max_key,
 		break;
 	case NPUFARM_TVM_REQUEST:
 		if (!fast_char(&f, ',') || !fast_string(&f, max_key, &m.key) ||
-		    !fast_char(&f, ',') ||
-		    !fast_string(&f, max_key, &m.user) ||
+		    !fast_char(&f, ',') || !fast_string(&f, max_key, &m.user) ||
 		    !fast_char(&f, ',') || !fast_uint(&f, 9, &n))
 			return 0;
 		m.priority = (double)n;
@@ -376,8 +374,7 @@ tvm_tracker_parse_fast(const char *body, size_t len, size_t max_key,
 	case NPUFARM_TVM_PUT:
 		if (!fast_char(&f, ',') || !fast_string(&f, max_key, &m.key) ||
 		    !fast_char(&f, ',') || !fast_char(&f, '[') ||
-		    !fast_uint(&f, 5, &n) || n > 65535 ||
-		    !fast_char(&f, ',') ||
+		    !fast_uint(&f, 5, &n) || n > 65535 || !fast_char(&f, ',') ||
 		    !fast_string(&f, max_key, &m.matchkey) ||
 		    !fast_char(&f, ']') || !fast_char(&f, ','))
 			return 0;
@@ -481,8 +478,8 @@ py_string(char *p, const char *s)
 	o++;
 	for (;;) {
 		/* A run of bytes written as they are. */
-		for (run = u; *u >= 0x20 && *u < 0x80 && *u != '"' && *u != '\\';
-		     u++)
+		for (run = u;
+		     *u >= 0x20 && *u < 0x80 && *u != '"' && *u != '\\'; u++)
 			;
 		if (p != NULL)
 			memcpy(p + o, run, (size_t)(u - run));
@@ -490,14 +487,30 @@ py_string(char *p, const char *s)
 		if (*u == '\0')
 			break;
 		switch (*u) {
-		case '"': esc = '"'; break;
-		case '\\': esc = '\\'; break;
-		case '\b': esc = 'b'; break;
-		case '\f': esc = 'f'; break;
-		case '\n': esc = 'n'; break;
-		case '\r': esc = 'r'; break;
-		case '\t': esc = 't'; break;
-		default: esc = 0; break;
+		case '"':
+			esc = '"';
+			break;
+		case '\\':
+			esc = '\\';
+			break;
+		case '\b':
+			esc = 'b';
+			break;
+		case '\f':
+			esc = 'f';
+			break;
+		case '\n':
+			esc = 'n';
+			break;
+		case '\r':
+			esc = 'r';
+			break;
+		case '\t':
+			esc = 't';
+			break;
+		default:
+			esc = 0;
+			break;
 		}
 		if (esc != 0) {
 			if (p != NULL) {
@@ -606,8 +619,8 @@ reply_body(char *p, int code, const char *s1, long n, const char *s2)
  * appended).
  */
 static int
-add_reply(struct evbuffer *out, int code, const char *s1, long n,
-    const char *s2)
+add_reply(
+    struct evbuffer *out, int code, const char *s1, long n, const char *s2)
 {
 	struct evbuffer_iovec v;
 	ssize_t len = reply_body(NULL, code, s1, n, s2);

@@ -229,8 +229,8 @@ START_TEST(test_sched_reuse_keeps_names_and_turns)
 	memset(lng, 'x', sizeof(lng) - 1);
 	lng[sizeof(lng) - 1] = '\0';
 	for (i = 0; i < 200; i++) {
-		(void)snprintf(name, sizeof(name), "%s%d",
-		    i % 3 == 0 ? lng : "u", i);
+		(void)snprintf(
+		    name, sizeof(name), "%s%d", i % 3 == 0 ? lng : "u", i);
 		memset(&a, 0, sizeof(a));
 		ck_assert_int_eq(
 		    sched_enqueue(q, &a.s, name, (double)(i % 5)), 0);

@@ -347,8 +347,8 @@ START_TEST(test_parse_fast_matches_jansson)
 	size_t i;
 
 	for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
-		ck_assert_msg(fast_same(taken[i], 256), "not taken: %s",
-		    taken[i]);
+		ck_assert_msg(
+		    fast_same(taken[i], 256), "not taken: %s", taken[i]);
 	for (i = 0; i < sizeof(left) / sizeof(left[0]); i++)
 		ck_assert_msg(!fast_same(left[i], 256), "taken: %s", left[i]);
 	/* A key of exactly the limit is taken; one byte more is left for
@@ -358,7 +358,8 @@ START_TEST(test_parse_fast_matches_jansson)
 	(void)snprintf(text, sizeof(text), "[4, \"%s\", \"\", 1]", big);
 	ck_assert(fast_same(text, 256));
 	ck_assert(!fast_same(text, 255));
-	(void)snprintf(text, sizeof(text), "[3, \"k\", [1, \"%s\"], null]", big);
+	(void)snprintf(
+	    text, sizeof(text), "[3, \"k\", [1, \"%s\"], null]", big);
 	ck_assert(fast_same(text, 256));
 	ck_assert(!fast_same(text, 255));
 	/* Every prefix of a taken frame is left (and is invalid JSON). */
@@ -406,12 +407,12 @@ START_TEST(test_direct_replies_match_jansson)
 	    "/slash/",
 	    "tab\tnl\ncr\rbs\bff\f",
 	    "\x01\x02\x1f\x7f",
-	    "\xc3\xa9t\xc3\xa9",          /* U+00E9 */
-	    "\xe2\x82\xac",               /* U+20AC */
-	    "\xef\xbf\xbd\xef\xbb\xbf",   /* U+FFFD, U+FEFF */
-	    "\xf0\x9f\x98\x80 smile",     /* U+1F600: a surrogate pair */
-	    "\xf4\x8f\xbf\xbf",           /* U+10FFFF */
-	    "\xdf\xbf\xe0\xa0\x80",       /* U+07FF, U+0800 */
+	    "\xc3\xa9t\xc3\xa9",        /* U+00E9 */
+	    "\xe2\x82\xac",             /* U+20AC */
+	    "\xef\xbf\xbd\xef\xbb\xbf", /* U+FFFD, U+FEFF */
+	    "\xf0\x9f\x98\x80 smile",   /* U+1F600: a surrogate pair */
+	    "\xf4\x8f\xbf\xbf",         /* U+10FFFF */
+	    "\xdf\xbf\xe0\xa0\x80",     /* U+07FF, U+0800 */
 	    "mixed \"\\\x05\xc3\xa9\xf0\x90\x80\x80/",
 	};
 	static const char *const bad[] = {
@@ -433,12 +434,12 @@ START_TEST(test_direct_replies_match_jansson)
 		all[i - 1] = (char)i;
 	all[127] = '\0';
 	for (i = 0; i <= sizeof(strs) / sizeof(strs[0]); i++) {
-		const char *s = i < sizeof(strs) / sizeof(strs[0]) ? strs[i]
-								    : all;
+		const char *s =
+		    i < sizeof(strs) / sizeof(strs[0]) ? strs[i] : all;
 
 		for (j = 0; j < sizeof(ports) / sizeof(ports[0]); j++) {
-			const char *mk = strs[(i + j) % (sizeof(strs) /
-							  sizeof(strs[0]))];
+			const char *mk =
+			    strs[(i + j) % (sizeof(strs) / sizeof(strs[0]))];
 
 			ck_assert_int_eq(
 			    tvm_tracker_add_grant(out, s, ports[j], mk), 0);
