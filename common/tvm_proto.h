@@ -18,7 +18,9 @@ struct npufarm_err;
 
 /*
  * A decoded tracker request.  String fields are borrowed from the parsed
- * root and live exactly as long as it does; NULL where absent.
+ * root (tvm_tracker_parse()) or the scratch copy of the frame
+ * (tvm_tracker_parse_fast()) and live exactly as long as it does; NULL
+ * where absent.
  */
 struct tvm_tracker_msg {
 	int code;                /* enum npufarm_tvm_tracker_code */
