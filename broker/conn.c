@@ -37,6 +37,20 @@
 #include "log.h"
 #include "quickack.h"
 
+/*
+ * conn_direct_read(): bytes per read, as libevent 2.1's evbuffer_read()
+ * takes at most (EVBUFFER_MAX_READ), so a connection buffers no more per
+ * read than through its bufferevent.
+ */
+#define CONN_READ_SIZE 4096
+
+/* Why a direct reader's event is not armed (c->rstop). */
+enum {
+	CONN_RSTOP_PAUSED = 1 << 0, /* conn_pause_read(), or closing */
+	CONN_RSTOP_FULL = 1 << 1,   /* input at the read high watermark */
+	CONN_RSTOP_ENDED = 1 << 2,  /* EOF or an error was reported */
+};
+
 /* A connection nobody claimed (yet, or any more). */
 static const struct conn_ops conn_noops = {
     .hello = "no protocol magic",
@@ -275,6 +289,8 @@ conn_free(struct conn *c)
 	if (c->ops->closed != NULL)
 		c->ops->closed(c);
 	c->fr = fast_read_free(c->fr);
+	if (c->rev != NULL)
+		event_free(c->rev);
 	conn_uncharge(c);
 	event_free(c->deadline);
 	TAILQ_REMOVE(&c->set->conns, c, link);
@@ -328,6 +344,8 @@ void
 conn_flush(struct conn *c)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer_iovec v;
+	ssize_t n;
 
 	if (evbuffer_get_length(out) == 0 ||
 	    (bufferevent_get_enabled(c->bev) & EV_WRITE))
@@ -335,7 +353,17 @@ conn_flush(struct conn *c)
 	/* A bufferevent keeps the front of its output frozen so only it
 	 * drains it; thaw it for the duration of our own write. */
 	(void)evbuffer_unfreeze(out, 1);
-	(void)evbuffer_write(out, bufferevent_getfd(c->bev));
+	if (evbuffer_peek(out, -1, NULL, &v, 1) == 1) {
+		/* One contiguous reply (the usual case): one send(), without
+		 * writev()'s iovec and the file layer.  The broker ignores
+		 * SIGPIPE, and so does MSG_NOSIGNAL. */
+		n = send(bufferevent_getfd(c->bev), v.iov_base, v.iov_len,
+		    MSG_NOSIGNAL);
+		if (n > 0)
+			(void)evbuffer_drain(out, (size_t)n);
+	} else {
+		(void)evbuffer_write(out, bufferevent_getfd(c->bev));
+	}
 	(void)evbuffer_freeze(out, 1);
 	if (evbuffer_get_length(out) > 0)
 		bufferevent_enable(c->bev, EV_WRITE);
@@ -360,17 +388,134 @@ conn_fast_read(struct conn *c)
 {
 	if (c->fr != NULL)
 		return 0;
+	if (c->rev != NULL) {
+		/* fast_read takes over from the direct reader. */
+		event_free(c->rev);
+		c->rev = NULL;
+	}
 	return fast_read_new(c->set->base, c->bev, fast_read_cb, c, &c->fr);
+}
+
+/* The read high watermark of ready connections: one whole frame. */
+static size_t
+conn_read_high(const struct conn *c)
+{
+	return (size_t)c->set->cfg->max_frame + FRAME_HEADER_SIZE;
+}
+
+/* Arm or disarm @c's direct read event as c->rstop and its input say. */
+static void
+direct_read_update(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+
+	if (evbuffer_get_length(in) >= conn_read_high(c))
+		c->rstop |= CONN_RSTOP_FULL;
+	else
+		c->rstop &= ~(unsigned)CONN_RSTOP_FULL;
+	if ((c->rstop == 0) == c->rev_armed)
+		return;
+	if (c->rstop == 0)
+		c->rev_armed = event_add(c->rev, NULL) == 0;
+	else {
+		(void)event_del(c->rev);
+		c->rev_armed = false;
+	}
+}
+
+/*
+ * @c's socket is readable: one recv() of at most CONN_READ_SIZE bytes,
+ * and no more than the read high watermark leaves room for, into its
+ * input, then the read callback as the bufferevent would call it.  Unlike
+ * the bufferevent's evbuffer_read() this asks nothing else of the kernel
+ * (no FIONREAD per read).
+ */
+static void
+direct_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct conn *c = arg;
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t len = evbuffer_get_length(in), high = conn_read_high(c);
+	size_t want = CONN_READ_SIZE;
+	char buf[CONN_READ_SIZE];
+	ssize_t n;
+	int r;
+
+	if (len >= high) {
+		direct_read_update(c);
+		return;
+	}
+	if (high - len < want)
+		want = high - len;
+	n = recv(fd, buf, want, 0);
+	if (n > 0) {
+		/* A bufferevent keeps the end of its input frozen so only it
+		 * adds to it; thaw it for our own read. */
+		(void)evbuffer_unfreeze(in, 0);
+		r = evbuffer_add(in, buf, (size_t)n);
+		(void)evbuffer_freeze(in, 0);
+		if (r < 0) {
+			EVUTIL_SET_SOCKET_ERROR(ENOMEM);
+			n = -1;
+		} else {
+			conn_readcb(c->bev, c);
+			return;
+		}
+	} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
+				errno == EINTR)) {
+		return;
+	} else {
+		EVUTIL_SET_SOCKET_ERROR(n < 0 ? errno : 0);
+	}
+	/* As the bufferevent does: reading stops, then the event. */
+	c->rstop |= CONN_RSTOP_ENDED;
+	direct_read_update(c);
+	conn_eventcb(c->bev,
+	    BEV_EVENT_READING | (n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR), c);
+}
+
+/*
+ * Read ready connection @c from now on with an event of our own and one
+ * plain recv() per wake-up instead of the bufferevent's reads (which cost
+ * an ioctl(FIONREAD) each): for the tracker's request/reply traffic.  The
+ * read high watermark (a frame's worth), conn_pause_read() and
+ * conn_resume_read() hold as before; the bufferevent keeps writing.
+ * Returns 0 or -ENOMEM (then the bufferevent goes on reading).
+ */
+int
+conn_direct_read(struct conn *c)
+{
+	if (c->rev != NULL || c->fr != NULL)
+		return 0;
+	c->rev = event_new(c->set->base, bufferevent_getfd(c->bev),
+	    EV_READ | EV_PERSIST, direct_read_cb, c);
+	if (c->rev == NULL)
+		return -ENOMEM;
+	c->rstop = c->state == CONN_CLOSING ||
+			   !(bufferevent_get_enabled(c->bev) & EV_READ)
+		       ? CONN_RSTOP_PAUSED
+		       : 0;
+	bufferevent_disable(c->bev, EV_READ);
+	/* The bufferevent no longer reads: its watermark's input callback,
+	 * run on every add and drain, would only cost; direct_read_cb()
+	 * keeps the same bound. */
+	bufferevent_setwatermark(c->bev, EV_READ, 0, 0);
+	direct_read_update(c);
+	return 0;
 }
 
 /* Stop reading @c (backpressure, or closing). */
 void
 conn_pause_read(struct conn *c)
 {
-	if (c->fr != NULL)
+	if (c->fr != NULL) {
 		fast_read_pause(c->fr);
-	else
+	} else if (c->rev != NULL) {
+		c->rstop |= CONN_RSTOP_PAUSED;
+		direct_read_update(c);
+	} else {
 		bufferevent_disable(c->bev, EV_READ);
+	}
 }
 
 /* Read @c again, unless it is closing. */
@@ -379,10 +524,14 @@ conn_resume_read(struct conn *c)
 {
 	if (c->state == CONN_CLOSING)
 		return;
-	if (c->fr != NULL)
+	if (c->fr != NULL) {
 		fast_read_resume(c->fr);
-	else
+	} else if (c->rev != NULL) {
+		c->rstop &= ~(unsigned)CONN_RSTOP_PAUSED;
+		direct_read_update(c);
+	} else {
 		bufferevent_enable(c->bev, EV_READ);
+	}
 }
 
 /*
@@ -496,6 +645,8 @@ conn_readcb(struct bufferevent *bev, void *arg)
 		conn_frame_deadline(c);
 	conn_flush(c);
 	conn_quickack_partial(c);
+	if (c->rev != NULL)
+		direct_read_update(c); /* the owner may have made room */
 }
 
 static void

@@ -111,6 +111,9 @@ struct conn {
 	char *rpc_key;        /* owned: the RPC hello key, verbatim */
 	double rpc_timeout;   /* s, from -timeout=T; 0: none */
 	struct fast_read *fr; /* conn_fast_read(): large reads */
+	struct event *rev;    /* conn_direct_read(): our own read event */
+	unsigned rstop;       /* why rev must not be armed: CONN_RSTOP_* */
+	bool rev_armed;       /* rev is added to the loop */
 	uint64_t frames_in;
 	struct event *deadline; /* handshake, or a partial frame: absolute */
 	size_t charged;         /* input counted in set->unauth_bytes */
@@ -131,6 +134,7 @@ void conn_close(struct conn *c, const char *fmt, ...)
 void conn_free(struct conn *c);
 void conn_ready(struct conn *c);
 int conn_fast_read(struct conn *c);
+int conn_direct_read(struct conn *c);
 void conn_pause_read(struct conn *c);
 void conn_resume_read(struct conn *c);
 void conn_flush(struct conn *c);

@@ -25,17 +25,26 @@
 
 #include "tags.h"
 
+/* A user name this long or longer is allocated; shorter ones are kept in
+ * the user itself (an IPv6 address fits). */
+#define SCHED_USER_INLINE 64
+/* Levels and users kept for reuse once empty, at most (each kind). */
+#define SCHED_SPARE_MAX   32
+
 struct sched_user {
-	char *name;
+	char *name;                /* name_buf, or owned when too long for it */
 	struct sched_level *level; /* borrowed: the level that owns us */
 	TAILQ_HEAD(, sched_request) reqs;
 	TAILQ_ENTRY(sched_user) link;
+	struct sched_user *next_spare; /* in sched.spare_users */
+	char name_buf[SCHED_USER_INLINE];
 };
 
 struct sched_level {
 	double priority;
 	TAILQ_HEAD(, sched_user) users; /* service rotation */
 	void *by_name;                  /* tsearch root of the same users */
+	struct sched_level *next_spare; /* in sched.spare_levels */
 };
 
 struct sched_queue {
@@ -56,6 +65,12 @@ struct sched {
 	void *by_key;                     /* tsearch root */
 	TAILQ_HEAD(, sched_queue) queues; /* first-seen order */
 	size_t nqueues;
+	/* Emptied levels and users, for the next request to reuse: a
+	 * request that is granted at once then costs no allocation here
+	 * but tsearch's node (issue 15).  At most SCHED_SPARE_MAX each. */
+	struct sched_level *spare_levels;
+	struct sched_user *spare_users;
+	size_t nspare_levels, nspare_users;
 };
 
 static int
@@ -85,18 +100,66 @@ sched_new(void)
 	return s;
 }
 
+/* A zeroed user, a spare one if there is one; NULL when out of memory. */
+static struct sched_user *
+user_alloc(struct sched *s)
+{
+	struct sched_user *u = s->spare_users;
+
+	if (u == NULL)
+		return calloc(1, sizeof(*u));
+	s->spare_users = u->next_spare;
+	s->nspare_users--;
+	memset(u, 0, sizeof(*u));
+	return u;
+}
+
+/* Free @u's name and keep @u as a spare, or free it. */
 static void
-level_free(struct sched_level *l)
+user_release(struct sched *s, struct sched_user *u)
+{
+	if (u->name != u->name_buf)
+		free(u->name);
+	if (s->nspare_users >= SCHED_SPARE_MAX) {
+		free(u);
+		return;
+	}
+	u->next_spare = s->spare_users;
+	s->spare_users = u;
+	s->nspare_users++;
+}
+
+/* A zeroed level, a spare one if there is one; NULL when out of memory. */
+static struct sched_level *
+level_alloc(struct sched *s)
+{
+	struct sched_level *l = s->spare_levels;
+
+	if (l == NULL)
+		return calloc(1, sizeof(*l));
+	s->spare_levels = l->next_spare;
+	s->nspare_levels--;
+	memset(l, 0, sizeof(*l));
+	return l;
+}
+
+static void
+level_free(struct sched *s, struct sched_level *l)
 {
 	struct sched_user *u;
 
 	while ((u = TAILQ_FIRST(&l->users)) != NULL) {
 		TAILQ_REMOVE(&l->users, u, link);
 		(void)tdelete(u, &l->by_name, user_cmp);
-		free(u->name);
-		free(u);
+		user_release(s, u);
 	}
-	free(l);
+	if (s->nspare_levels >= SCHED_SPARE_MAX) {
+		free(l);
+		return;
+	}
+	l->next_spare = s->spare_levels;
+	s->spare_levels = l;
+	s->nspare_levels++;
 }
 
 static void
@@ -105,7 +168,7 @@ queue_free(struct sched_queue *q)
 	size_t i;
 
 	for (i = 0; i < q->nlevels; i++)
-		level_free(q->levels[i]);
+		level_free(q->sched, q->levels[i]);
 	free(q->levels);
 	free(q->key);
 	free(q);
@@ -126,6 +189,18 @@ sched_free(struct sched *s)
 		TAILQ_REMOVE(&s->queues, q, link);
 		(void)tdelete(q, &s->by_key, queue_cmp);
 		queue_free(q);
+	}
+	while (s->spare_levels != NULL) {
+		struct sched_level *l = s->spare_levels;
+
+		s->spare_levels = l->next_spare;
+		free(l);
+	}
+	while (s->spare_users != NULL) {
+		struct sched_user *u = s->spare_users;
+
+		s->spare_users = u->next_spare;
+		free(u);
 	}
 	free(s);
 	return NULL;
@@ -322,7 +397,7 @@ level_get(struct sched_queue *q, double priority, struct sched_level **ret)
 		q->levels = v;
 		q->levels_cap = cap;
 	}
-	l = calloc(1, sizeof(*l));
+	l = level_alloc(q->sched);
 	if (l == NULL)
 		return -ENOMEM;
 	l->priority = priority;
@@ -346,26 +421,31 @@ level_drop(struct sched_queue *q, struct sched_level *l)
 	memmove(&q->levels[i], &q->levels[i + 1],
 	    (q->nlevels - i - 1) * sizeof(*q->levels));
 	q->nlevels--;
-	level_free(l);
+	level_free(q->sched, l);
 }
 
 static int
-user_get(struct sched_level *l, const char *name, struct sched_user **ret)
+user_get(struct sched *s, struct sched_level *l, const char *name,
+    struct sched_user **ret)
 {
 	struct sched_user probe = {.name = (char *)name}, *u, **found;
+	size_t n = strlen(name) + 1;
 
 	found = tfind(&probe, &l->by_name, user_cmp);
 	if (found != NULL) {
 		*ret = *found;
 		return 0;
 	}
-	u = calloc(1, sizeof(*u));
+	u = user_alloc(s);
 	if (u == NULL)
 		return -ENOMEM;
-	u->name = strdup(name);
+	u->name = n <= sizeof(u->name_buf) ? u->name_buf : malloc(n);
+	if (u->name != NULL)
+		memcpy(u->name, name, n);
 	if (u->name == NULL || tsearch(u, &l->by_name, user_cmp) == NULL) {
-		free(u->name);
-		free(u);
+		if (u->name == NULL)
+			u->name = u->name_buf; /* nothing to free */
+		user_release(s, u);
 		return -ENOMEM;
 	}
 	u->level = l;
@@ -384,8 +464,7 @@ user_drop(struct sched_queue *q, struct sched_user *u)
 	assert(TAILQ_EMPTY(&u->reqs));
 	TAILQ_REMOVE(&l->users, u, link);
 	(void)tdelete(u, &l->by_name, user_cmp);
-	free(u->name);
-	free(u);
+	user_release(q->sched, u);
 	if (TAILQ_EMPTY(&l->users))
 		level_drop(q, l);
 }
@@ -406,7 +485,7 @@ sched_enqueue(struct sched_queue *q, struct sched_request *r, const char *user,
 	ret = level_get(q, priority, &l);
 	if (ret < 0)
 		return ret;
-	ret = user_get(l, user, &u);
+	ret = user_get(q->sched, l, user, &u);
 	if (ret < 0) {
 		if (TAILQ_EMPTY(&l->users))
 			level_drop(q, l);

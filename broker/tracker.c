@@ -53,6 +53,8 @@
 #define TRACKER_MAX_FRAMES_PER_EVENT 16
 /* Longest list of keys quoted in a "no such key" diagnostic. */
 #define TRACKER_KEYS_MSG_MAX         512
+/* Longest frame decoded by tvm_tracker_parse_fast(), on the stack. */
+#define TRACKER_FAST_FRAME           1024
 /* Bytes of one connection's UPDATE_INFO, serialised (issue 12). */
 #define TRACKER_MAX_INFO             4096
 
@@ -102,6 +104,16 @@ tracker_flush_boards(struct tracker *trk)
 	return ret;
 }
 
+/* snprintf(@dst, @size, "%s", @src) without the formatting machinery. */
+static void
+copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strnlen(src, size - 1);
+
+	memcpy(dst, src, n);
+	dst[n] = '\0';
+}
+
 static void
 reply_code(struct conn *c, int code)
 {
@@ -121,9 +133,27 @@ treq_free(struct treq *t)
 		event_free(t->timeout_ev);
 	if (t->grace_ev != NULL)
 		event_free(t->grace_ev);
-	free(t->key);
-	free(t->user);
-	free(t);
+	free(t); /* its key and user with it (treq_new()) */
+}
+
+/*
+ * A zeroed request of @key for fair-share identity @user, both copied
+ * into the same allocation (one malloc per request, not three); NULL when
+ * out of memory.  Freed with free() (treq_free()).
+ */
+static struct treq *
+treq_new(const char *key, const char *user)
+{
+	size_t klen = strlen(key) + 1, ulen = strlen(user) + 1;
+	struct treq *t = calloc(1, sizeof(*t) + klen + ulen);
+
+	if (t == NULL)
+		return NULL;
+	t->key = (char *)(t + 1);
+	memcpy(t->key, key, klen);
+	t->user = t->key + klen;
+	memcpy(t->user, user, ulen);
+	return t;
 }
 
 /* The ledger row of request @t, without the grant and the outcome. */
@@ -211,7 +241,7 @@ lease_open(struct treq *t, struct board *b, const char *matchkey)
 		return NULL;
 	}
 	l->granted_us = row.granted_us;
-	(void)snprintf(l->peer, sizeof(l->peer), "%s", t->conn->peer);
+	copy_str(l->peer, sizeof(l->peer), t->conn->peer);
 	(void)ledger_lease_insert(trk->ledger, &row, &l->id, &err);
 	if (b->data_session != NULL)
 		(void)ledger_lease_agent_session(
@@ -729,10 +759,9 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 			conn_close(c, "out of memory creating a queue");
 		return;
 	}
-	t = calloc(1, sizeof(*t));
 	/* TVM clients send an empty user: share fairly between addresses. */
-	if (t == NULL || (t->key = strdup(m->key)) == NULL ||
-	    (t->user = strdup(m->user[0] ? m->user : c->peer_host)) == NULL)
+	t = treq_new(m->key, m->user[0] ? m->user : c->peer_host);
+	if (t == NULL)
 		goto oom;
 	t->conn = c;
 	t->priority = m->priority;
@@ -765,8 +794,6 @@ oom:
 			event_free(t->timeout_ev);
 		if (t->grace_ev)
 			event_free(t->grace_ev);
-		free(t->key);
-		free(t->user);
 		free(t);
 	}
 	sched_queue_gc(q);
@@ -998,6 +1025,8 @@ tracker_conn_start(struct conn *c, void *arg)
 	if (bufferevent_write(c->bev, magic, sizeof(magic)) < 0)
 		return -ENOMEM;
 	conn_ready(c);
+	/* Small frames, one reply each: read without FIONREAD (issue 15). */
+	(void)conn_direct_read(c);
 	return 0;
 }
 
@@ -1012,14 +1041,16 @@ tracker_conn_read(struct conn *c)
 {
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	const struct broker_config *cfg = c->trk->cfg;
+	char scratch[TRACKER_FAST_FRAME];
 	struct tvm_tracker_msg m;
 	struct npufarm_err err;
+	const char *body;
 	json_t *root;
+	size_t len;
 	int n, r;
 
 	for (n = 0; n < TRACKER_MAX_FRAMES_PER_EVENT; n++) {
-		r = frame_pull_json(in, (size_t)cfg->max_frame,
-		    (int)cfg->max_json_depth, &root, &err);
+		r = frame_next(in, (size_t)cfg->max_frame, &body, &len);
 		if (r == FRAME_INCOMPLETE)
 			return;
 		if (r < 0) {
@@ -1033,7 +1064,20 @@ tracker_conn_read(struct conn *c)
 			return;
 		}
 		c->frames_in++;
-		if (r == FRAME_BAD_JSON) {
+		/* A lease cycle's frames without a jansson tree (issue 15). */
+		if (tvm_tracker_parse_fast(body, len, (size_t)cfg->max_key_len,
+			(int)cfg->max_json_depth, scratch, sizeof(scratch),
+			&m) == 1) {
+			frame_consume(in, len);
+			dispatch(c, &m);
+			if (c->state == CONN_CLOSING)
+				return;
+			continue;
+		}
+		r = json_util_load(
+		    body, len, (int)cfg->max_json_depth, &root, &err);
+		frame_consume(in, len);
+		if (r < 0) {
 			conn_close(c, "frame %llu: %s",
 			    (unsigned long long)c->frames_in, err.msg);
 			return;
@@ -1432,19 +1476,14 @@ tracker_proxy_client(struct conn *c, const char *match)
 	    sched_queue_boards(q) == 0)
 		return -ENOENT;
 	tc = tracker_conn_get(c);
-	t = calloc(1, sizeof(*t));
+	t = treq_new(match, c->peer_host);
 	if (t != NULL) {
 		t->lr.s.needs = SCHED_CAP_TVM;
 		t->lr.ops = &treq_ops;
 	}
-	if (tc == NULL || t == NULL || (t->key = strdup(match)) == NULL ||
-	    (t->user = strdup(c->peer_host)) == NULL ||
+	if (tc == NULL || t == NULL ||
 	    sched_enqueue(q, &t->lr.s, t->user, 0) < 0) {
-		if (t != NULL) {
-			free(t->key);
-			free(t->user);
-			free(t);
-		}
+		free(t);
 		return -ENOMEM;
 	}
 	t->conn = c;

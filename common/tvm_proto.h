@@ -18,7 +18,9 @@ struct npufarm_err;
 
 /*
  * A decoded tracker request.  String fields are borrowed from the parsed
- * root and live exactly as long as it does; NULL where absent.
+ * root (tvm_tracker_parse()) or the scratch copy of the frame
+ * (tvm_tracker_parse_fast()) and live exactly as long as it does; NULL
+ * where absent.
  */
 struct tvm_tracker_msg {
 	int code;                /* enum npufarm_tvm_tracker_code */
@@ -36,6 +38,9 @@ struct tvm_tracker_msg {
 
 int tvm_tracker_parse(json_t *root, size_t max_key,
     struct tvm_tracker_msg *ret_msg, struct npufarm_err *err);
+int tvm_tracker_parse_fast(const char *body, size_t len, size_t max_key,
+    int max_depth, char *scratch, size_t scratch_len,
+    struct tvm_tracker_msg *ret_msg);
 int tvm_tracker_add_code(struct evbuffer *out, int code);
 int tvm_tracker_add_grant(
     struct evbuffer *out, const char *host, long port, const char *matchkey);

@@ -37,6 +37,7 @@
 
 #define MAGIC_A 0x41414141u /* "AAAA": claimed by ops_a */
 #define MAGIC_R 0x52525252u /* "RRRR": must be allow-listed */
+#define MAGIC_D 0x44444444u /* "DDDD": ready, read by conn_direct_read() */
 
 struct rec {
 	int starts;
@@ -50,6 +51,8 @@ struct rec {
 	bool close_on_read;
 	bool hand_over; /* the first read hands the conn to ops_b */
 	struct conn *c;
+	size_t take;    /* ops_d: bytes each read consumes */
+	size_t drained; /* ops_d: bytes consumed so far */
 };
 
 static struct event_base *base;
@@ -164,6 +167,37 @@ start_a(struct conn *c, void *arg)
 	return 0;
 }
 
+/* Consumes at most rec_a.take bytes per call, and leaves the rest. */
+static void
+ops_d_read(struct conn *c)
+{
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	size_t n = evbuffer_get_length(in);
+
+	rec_a.reads++;
+	rec_a.c = c;
+	if (n > rec_a.take)
+		n = rec_a.take;
+	(void)evbuffer_drain(in, n);
+	rec_a.drained += n;
+}
+
+static const struct conn_ops ops_d = {
+    .read = ops_d_read,
+    .closing = ops_closing,
+    .closed = ops_closed,
+    .hello = "no d hello",
+    .flags = CONN_OPS_FRAMED,
+};
+
+static int
+start_d(struct conn *c, void *arg)
+{
+	conn_set_ops(c, &ops_d, NULL);
+	conn_ready(c);
+	return conn_direct_read(c);
+}
+
 static int
 start_r(struct conn *c, void *arg)
 {
@@ -178,6 +212,7 @@ start_listener(void)
 	const struct listener_proto protos[] = {
 	    {MAGIC_A, true, NULL, "oom a", start_a, &rec_a},
 	    {MAGIC_R, true, "Test R", "oom r", start_r, NULL},
+	    {MAGIC_D, true, NULL, "oom d", start_d, NULL},
 	};
 	struct auth_config auth_view;
 	const char *colon;
@@ -185,7 +220,7 @@ start_listener(void)
 	broker_config_auth(&cfg, &auth_view);
 	ck_assert_int_eq(auth_new(&auth_view, &auth, NULL), 0);
 	ck_assert_int_eq(conn_set_new(base, &cfg, 64, &set), 0);
-	ck_assert_int_eq(listener_new(set, auth, protos, 2, &lis), 0);
+	ck_assert_int_eq(listener_new(set, auth, protos, 3, &lis), 0);
 	ck_assert_int_eq(listener_bind(lis, "127.0.0.1:0", NULL), 0);
 	ck_assert_uint_eq(listener_count(lis), 1);
 	colon = strrchr(listener_address(lis, 0), ':');
@@ -490,6 +525,80 @@ START_TEST(test_conn_dial)
 }
 END_TEST
 
+static bool
+drained_all(void *arg)
+{
+	return rec_a.drained >= *(size_t *)arg;
+}
+
+static size_t
+input_len(void)
+{
+	return evbuffer_get_length(bufferevent_get_input(rec_a.c->bev));
+}
+
+static bool
+arrived_all(void *arg)
+{
+	return rec_a.drained + input_len() >= *(size_t *)arg;
+}
+
+/*
+ * A connection read by conn_direct_read() keeps the bufferevent's bounds:
+ * it buffers no more than the read high watermark (max_frame + header)
+ * for an owner that does not consume, reads again once the owner made
+ * room, honours conn_pause_read()/conn_resume_read(), and ends on EOF.
+ */
+START_TEST(test_conn_direct_read_bounds)
+{
+	static char junk[20000];
+	size_t all = sizeof(junk) + 5, high;
+	int fd, reads;
+
+	cfg.max_frame = 1000;
+	high = (size_t)cfg.max_frame + FRAME_HEADER_SIZE;
+	start_listener();
+	fd = client();
+	memset(junk, 'x', sizeof(junk));
+	send_magic(fd, MAGIC_D, "hello");
+	/* The hello arrives through the listener's bufferevent read; what
+	 * follows through the direct reader. */
+	ck_assert(!spin(drained_all, &all, 200));
+	ck_assert_uint_eq(input_len(), 5);
+	send_all(fd, junk, sizeof(junk));
+	/* The owner takes nothing: the input stops at the watermark. */
+	(void)spin(drained_all, &all, 300);
+	ck_assert_ptr_nonnull(rec_a.c);
+	ck_assert_ptr_nonnull(rec_a.c->rev);
+	ck_assert_int_eq(rec_a.c->state, CONN_READY);
+	ck_assert_uint_eq(input_len(), high);
+	reads = rec_a.reads;
+	(void)spin(drained_all, &all, 200);
+	ck_assert_int_eq(rec_a.reads, reads); /* not woken while full */
+	/* It takes 300 a read: reading resumes, at most a watermark's worth
+	 * buffered, until everything has arrived; then it takes the rest. */
+	rec_a.take = 300;
+	bufferevent_trigger(rec_a.c->bev, EV_READ, 0);
+	ck_assert(spin(arrived_all, &all, 5000));
+	ck_assert_uint_le(input_len(), high);
+	rec_a.take = sizeof(junk);
+	bufferevent_trigger(rec_a.c->bev, EV_READ, 0);
+	ck_assert_uint_eq(rec_a.drained, all);
+	ck_assert_uint_eq(input_len(), 0);
+	/* Paused: nothing is read; resumed: it is. */
+	conn_pause_read(rec_a.c);
+	send_all(fd, "abc", 3);
+	all += 3;
+	ck_assert(!spin(drained_all, &all, 200));
+	conn_resume_read(rec_a.c);
+	ck_assert(spin(drained_all, &all, 2000));
+	/* EOF reaches the transport, which frees the connection. */
+	close(fd);
+	ck_assert(spin(no_conns, NULL, 2000));
+	ck_assert_int_eq(rec_a.closed, 1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -508,6 +617,7 @@ main(void)
 	tcase_add_test(tc, test_conn_unauth_limit);
 	tcase_add_test(tc, test_conn_allow_list);
 	tcase_add_test(tc, test_conn_dial);
+	tcase_add_test(tc, test_conn_direct_read_bounds);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }

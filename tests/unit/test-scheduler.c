@@ -213,6 +213,58 @@ START_TEST(test_sched_many_levels_and_users)
 END_TEST
 
 /*
+ * Emptied levels and users are reused (issue 15): requests served at once,
+ * over and over, under names short and long (one longer than a user keeps
+ * in place), each still shows its own user and fair share holds.
+ */
+START_TEST(test_sched_reuse_keeps_names_and_turns)
+{
+	struct req a, b, c;
+	struct sched_request *r;
+	struct sched_slot slot;
+	struct sched_slot *ss;
+	char lng[200], name[220];
+	int i;
+
+	memset(lng, 'x', sizeof(lng) - 1);
+	lng[sizeof(lng) - 1] = '\0';
+	for (i = 0; i < 200; i++) {
+		(void)snprintf(
+		    name, sizeof(name), "%s%d", i % 3 == 0 ? lng : "u", i);
+		memset(&a, 0, sizeof(a));
+		ck_assert_int_eq(
+		    sched_enqueue(q, &a.s, name, (double)(i % 5)), 0);
+		ck_assert_str_eq(sched_request_user(&a.s), name);
+		memset(&slot, 0, sizeof(slot));
+		sched_slot_push(q, &slot);
+		ck_assert(sched_match(q, &ss, &r));
+		ck_assert_ptr_eq(r, &a.s);
+		ck_assert_uint_eq(sched_queue_waiting(q), 0);
+	}
+	/* After all that reuse, two users still take turns. */
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	memset(&c, 0, sizeof(c));
+	a.tag = 1;
+	b.tag = 2;
+	c.tag = 3;
+	ck_assert_int_eq(sched_enqueue(q, &a.s, lng, 0), 0);
+	ck_assert_int_eq(sched_enqueue(q, &b.s, lng, 0), 0);
+	ck_assert_int_eq(sched_enqueue(q, &c.s, "short", 0), 0);
+	ck_assert_str_eq(sched_request_user(&b.s), lng);
+	ck_assert_str_eq(sched_request_user(&c.s), "short");
+	{
+		int tags[3];
+
+		drain(tags, 3);
+		ck_assert_int_eq(tags[0], 1);
+		ck_assert_int_eq(tags[1], 3);
+		ck_assert_int_eq(tags[2], 2);
+	}
+}
+END_TEST
+
+/*
  * TVM requests and native tasks share one queue and one policy: users
  * take turns whatever kind their requests are.
  */
@@ -311,6 +363,7 @@ main(void)
 	tcase_add_test(tc, test_sched_many_levels_and_users);
 	tcase_add_test(tc, test_sched_fair_share_across_kinds);
 	tcase_add_test(tc, test_sched_capabilities);
+	tcase_add_test(tc, test_sched_reuse_keeps_names_and_turns);
 	suite_add_tcase(su, tc);
 	return harness_run(su);
 }

@@ -6,6 +6,8 @@
 #include "config.h"
 
 #include <errno.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -239,6 +241,248 @@ START_TEST(test_fail_reply_is_python_shaped)
 }
 END_TEST
 
+static bool
+str_same(const char *a, const char *b)
+{
+	return (a == NULL && b == NULL) ||
+	       (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/*
+ * @text through tvm_tracker_parse_fast(); when it takes the frame, the
+ * message must equal what jansson and tvm_tracker_parse() make of it.
+ * Returns whether the fast path took it.
+ */
+static bool
+fast_same(const char *text, size_t max_key)
+{
+	struct tvm_tracker_msg f, m;
+	struct npufarm_err err;
+	char scratch[1024];
+	json_t *root;
+	size_t len = strlen(text);
+
+	memset(&f, 0x5a, sizeof(f));
+	if (tvm_tracker_parse_fast(
+		text, len, max_key, 32, scratch, sizeof(scratch), &f) != 1)
+		return false;
+	ck_assert_msg(json_util_load(text, len, 32, &root, &err) == 0,
+	    "fast path took invalid JSON %s", text);
+	ck_assert_msg(tvm_tracker_parse(root, max_key, &m, &err) == 0,
+	    "fast path took %s, which tvm_tracker_parse() refuses: %s", text,
+	    err.msg);
+	ck_assert_int_eq(f.code, m.code);
+	ck_assert(str_same(f.key, m.key));
+	ck_assert(str_same(f.user, m.user));
+	ck_assert(f.priority == m.priority);
+	ck_assert_int_eq(f.port, m.port);
+	ck_assert(str_same(f.matchkey, m.matchkey));
+	ck_assert(str_same(f.custom_addr, m.custom_addr));
+	ck_assert_ptr_null(f.stop_key);
+	ck_assert_ptr_null(f.info);
+	ck_assert_ptr_null(f.info_key);
+	ck_assert_ptr_null(f.info_host);
+	json_decref(root);
+	return true;
+}
+
+/*
+ * The fast path takes what TVM's Python and C++ peers send in a lease
+ * cycle and decodes it as jansson does; it leaves everything unusual,
+ * and every error, to jansson, so the reasons logged stay the same.
+ */
+START_TEST(test_parse_fast_matches_jansson)
+{
+	static const char *const taken[] = {
+	    "[4, \"rk3588\", \"\", 1]",
+	    "[4,\"rk3588\",\"alice\",0]",
+	    "[4, \"k\", \"u\", 123456789]",
+	    " \t\r\n[ 4 , \"k\" , \"\" , 10 ] \n",
+	    "[3, \"rk3588\", [9090, \"rk3588:0.8444218515250481\"], null]",
+	    "[3,\"k\",[0,\"m\"],\"10.0.0.1\"]",
+	    "[3, \"k\", [65535, \"m\"], \"host name ~!@#$%^&*()\"]",
+	    "[3, \"\", [1, \"\"], null]",
+	    "[1]",
+	    "[6]",
+	    "[ 7 ]",
+	};
+	static const char *const left[] = {
+	    /* legal, but unusual: jansson decodes them */
+	    "[4, \"k\", \"\", 1.5]",
+	    "[4, \"k\", \"\", 1e3]",
+	    "[4, \"k\", \"\", -1]",
+	    "[4, \"k\", \"\", 1234567890]",
+	    "[4, \"k\", null, 1]",
+	    "[4, \"k\", \"\"]",
+	    "[4, \"k\", \"\", 1, \"extra\"]",
+	    "[4, \"k\\u00e9\", \"\", 1]",
+	    "[4, \"k\\\"q\", \"\", 1]",
+	    "[4, \"k\xc3\xa9\", \"\", 1]",
+	    "[4, \"k\x7f\", \"\", 1]",
+	    "[3, \"k\", [\"9090\", \"m\"], null]",
+	    "[3, \"k\", [9090, \"m\"]]",
+	    "[3, \"k\", [9090, \"m\"], \"a\\/b\"]",
+	    "[1, 2]",
+	    "[2, \"k\"]",
+	    "[5, {\"key\": \"server:k\", \"addr\": [null, 9090]}]",
+	    /* errors: jansson and tvm_tracker_parse() say why */
+	    "[3, \"k\", [65536, \"m\"], null]",
+	    "[3, \"k\", [09, \"m\"], null]",
+	    "[4, \"k\", \"\", 01]",
+	    "[04, \"k\", \"\", 1]",
+	    "[4, \"k\", \"\", 1]x",
+	    "[4, \"k\", \"\", 1],",
+	    "[4, \"k\", \"\", 1",
+	    "[4, \"k\", \"\",, 1]",
+	    "[4, \"k\t\", \"\", 1]",
+	    "[4, \"k, \"\", 1]",
+	    "[8]",
+	    "[0]",
+	    "[3, \"k\", [1, \"m\"], nul]",
+	    "[3, \"k\", [1, \"m\"], nullx]",
+	    "4",
+	    "",
+	};
+	char big[300], text[400];
+	size_t i;
+
+	for (i = 0; i < sizeof(taken) / sizeof(taken[0]); i++)
+		ck_assert_msg(
+		    fast_same(taken[i], 256), "not taken: %s", taken[i]);
+	for (i = 0; i < sizeof(left) / sizeof(left[0]); i++)
+		ck_assert_msg(!fast_same(left[i], 256), "taken: %s", left[i]);
+	/* A key of exactly the limit is taken; one byte more is left for
+	 * tvm_tracker_parse() to refuse. */
+	memset(big, 'k', 256);
+	big[256] = '\0';
+	(void)snprintf(text, sizeof(text), "[4, \"%s\", \"\", 1]", big);
+	ck_assert(fast_same(text, 256));
+	ck_assert(!fast_same(text, 255));
+	(void)snprintf(
+	    text, sizeof(text), "[3, \"k\", [1, \"%s\"], null]", big);
+	ck_assert(fast_same(text, 256));
+	ck_assert(!fast_same(text, 255));
+	/* Every prefix of a taken frame is left (and is invalid JSON). */
+	for (i = 0; i < strlen(taken[4]); i++) {
+		struct tvm_tracker_msg m;
+		char scratch[1024];
+
+		ck_assert_int_eq(tvm_tracker_parse_fast(taken[4], i, 256, 32,
+				     scratch, sizeof(scratch), &m),
+		    0);
+	}
+}
+END_TEST
+
+/* The body of the one frame in @out (NUL-terminated, malloc'd), drained. */
+static char *
+take_body(struct evbuffer *out)
+{
+	size_t n = evbuffer_get_length(out);
+	char *buf = malloc(n + 1);
+
+	ck_assert_ptr_nonnull(buf);
+	ck_assert_uint_ge(n, 4);
+	evbuffer_remove(out, buf, n);
+	ck_assert_uint_eq(frame_get_le32((unsigned char *)buf), n - 4);
+	memmove(buf, buf + 4, n - 4);
+	buf[n - 4] = '\0';
+	return buf;
+}
+
+/*
+ * The replies are written without jansson; each must be byte for byte
+ * what json_util_dumps_py() makes of the same value, awkward strings
+ * included, and a string jansson refuses (not UTF-8) fails the reply.
+ */
+START_TEST(test_direct_replies_match_jansson)
+{
+	static const char *const strs[] = {
+	    "",
+	    "192.168.1.20",
+	    "rk3588:0.8444218515250481",
+	    "a \"quoted\" key",
+	    "back\\slash\\",
+	    "\\\"",
+	    "/slash/",
+	    "tab\tnl\ncr\rbs\bff\f",
+	    "\x01\x02\x1f\x7f",
+	    "\xc3\xa9t\xc3\xa9",        /* U+00E9 */
+	    "\xe2\x82\xac",             /* U+20AC */
+	    "\xef\xbf\xbd\xef\xbb\xbf", /* U+FFFD, U+FEFF */
+	    "\xf0\x9f\x98\x80 smile",   /* U+1F600: a surrogate pair */
+	    "\xf4\x8f\xbf\xbf",         /* U+10FFFF */
+	    "\xdf\xbf\xe0\xa0\x80",     /* U+07FF, U+0800 */
+	    "mixed \"\\\x05\xc3\xa9\xf0\x90\x80\x80/",
+	};
+	static const char *const bad[] = {
+	    "\xc3",             /* truncated */
+	    "\xc0\xaf",         /* overlong */
+	    "\xe0\x80\xaf",     /* overlong */
+	    "\xed\xa0\x80",     /* a surrogate */
+	    "\xf4\x90\x80\x80", /* above U+10FFFF */
+	    "\x80",             /* a stray continuation */
+	    "ok\xff",
+	};
+	static const long ports[] = {0, 1, 9090, 65535, -1, 1234567890L};
+	struct evbuffer *out = evbuffer_new();
+	char all[128], *got, *want;
+	size_t i, j;
+	json_t *v;
+
+	for (i = 1; i < 128; i++)
+		all[i - 1] = (char)i;
+	all[127] = '\0';
+	for (i = 0; i <= sizeof(strs) / sizeof(strs[0]); i++) {
+		const char *s =
+		    i < sizeof(strs) / sizeof(strs[0]) ? strs[i] : all;
+
+		for (j = 0; j < sizeof(ports) / sizeof(ports[0]); j++) {
+			const char *mk =
+			    strs[(i + j) % (sizeof(strs) / sizeof(strs[0]))];
+
+			ck_assert_int_eq(
+			    tvm_tracker_add_grant(out, s, ports[j], mk), 0);
+			got = take_body(out);
+			v = json_pack("[i[sIs]]", NPUFARM_TVM_SUCCESS, s,
+			    (json_int_t)ports[j], mk);
+			ck_assert_ptr_nonnull(v);
+			want = json_util_dumps_py(v);
+			json_decref(v);
+			ck_assert_str_eq(got, want);
+			free(got);
+			free(want);
+		}
+		ck_assert_int_eq(tvm_tracker_add_fail(out, s), 0);
+		got = take_body(out);
+		v = json_pack("[is]", NPUFARM_TVM_FAIL, s);
+		want = json_util_dumps_py(v);
+		json_decref(v);
+		ck_assert_str_eq(got, want);
+		free(got);
+		free(want);
+	}
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_ptr_null(json_string(bad[i]));
+		ck_assert_int_lt(tvm_tracker_add_grant(out, bad[i], 1, "k"), 0);
+		ck_assert_int_lt(tvm_tracker_add_grant(out, "h", 1, bad[i]), 0);
+		ck_assert_int_lt(tvm_tracker_add_fail(out, bad[i]), 0);
+		ck_assert_uint_eq(evbuffer_get_length(out), 0);
+	}
+	for (i = 0; i < 3; i++) {
+		static const int codes[] = {0, -1, 2147483647};
+		char num[16];
+
+		ck_assert_int_eq(tvm_tracker_add_code(out, codes[i]), 0);
+		got = take_body(out);
+		(void)snprintf(num, sizeof(num), "%d", codes[i]);
+		ck_assert_str_eq(got, num);
+		free(got);
+	}
+	evbuffer_free(out);
+}
+END_TEST
+
 START_TEST(test_json_depth_limit)
 {
 	struct npufarm_err err;
@@ -270,6 +514,8 @@ main(void)
 	tcase_add_test(tc, test_replies_match_vectors);
 	tcase_add_test(tc, test_fail_reply_is_python_shaped);
 	tcase_add_test(tc, test_json_depth_limit);
+	tcase_add_test(tc, test_direct_replies_match_jansson);
+	tcase_add_test(tc, test_parse_fast_matches_jansson);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
