@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * How a TVM lease ended: the one place that decides it, writes it to the
- * ledger and counts it (lease.h).
+ * Leases, from the queue to their end (lease.h): the grant engine, and how
+ * a TVM lease ended: the one place that decides it, writes it to the
+ * ledger and counts it.
  *
  * The protocols report facts, in whatever order they happen:
  *   lease_relayed()       a granted lease's client was paired with its
@@ -379,4 +380,25 @@ lease_reported(struct lease_book *lb, int64_t board_id, const char *session,
 		relayed_drop(lb, r);
 	}
 	return 0;
+}
+
+/* ---- the grant engine ------------------------------------------------ */
+
+void
+lease_grant_queue(struct sched_queue *q)
+{
+	struct sched_request *r;
+	struct sched_slot *ss;
+
+	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
+		struct lease_request *lr = lease_request_of(r);
+
+		/* q keeps its free slot, so survives a request that ends. */
+		if (lr->ops->alive != NULL && !lr->ops->alive(lr))
+			continue;
+		if (!sched_match(q, &ss, &r))
+			break;
+		lr = lease_request_of(r);
+		lr->ops->granted(lr, container_of(ss, struct slot, s));
+	}
 }

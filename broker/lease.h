@@ -3,7 +3,8 @@
  * Leases, from the queue to their end.
  *
  * What waits in a key's queue for a board (scheduler.h), as the grant
- * engine (tracker.c) sees it: a request that carries its own ops.  A TVM
+ * engine (lease_grant_queue(), lease.c) sees it: a request that carries
+ * its own ops.  A TVM
  * REQUEST or RPC client (tracker.c) and a native task (jobs.c) each
  * implement them, so the engine grants, withdraws and shows either
  * without knowing which it holds, and never calls the services above it.
@@ -24,6 +25,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include <npufarm/outcome.h>
 
@@ -38,7 +40,7 @@ struct ledger_report;
 struct ledger_session;
 struct metrics;
 struct npufarm_err;
-struct slot;
+struct board;
 struct tracker_request_info;
 
 /* What the views show of a task, waiting or running (borrowed strings). */
@@ -52,6 +54,14 @@ struct jobs_task_info {
 	double priority;
 	int64_t queued_us;  /* this attempt was queued */
 	int64_t started_us; /* this attempt started; 0 while queued */
+};
+
+/* A free matchkey of a board: what a request is granted. */
+struct slot {
+	struct sched_slot s;
+	struct board *board; /* borrowed: owner */
+	TAILQ_ENTRY(slot) link;
+	char matchkey[];
 };
 
 struct lease_request_ops {
@@ -89,6 +99,14 @@ lease_request_of_const(const struct sched_request *r)
 {
 	return container_of(r, struct lease_request, s);
 }
+
+/*
+ * The grant engine: hand @q's free slots to its waiting requests, in the
+ * scheduler's order, while both exist.  Each request is asked whether it
+ * is still alive and the winner is handed its slot through its granted
+ * op; the engine never knows what kind of request it served.
+ */
+void lease_grant_queue(struct sched_queue *q);
 
 /* ---- how a lease ended (lease.c) ------------------------------------- */
 

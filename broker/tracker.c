@@ -393,26 +393,6 @@ static const struct lease_request_ops treq_ops = {
     .describe = treq_describe,
 };
 
-/* Hand free slots of @q to waiting requests while both exist. */
-void
-tracker_schedule_queue(struct sched_queue *q)
-{
-	struct sched_request *r;
-	struct sched_slot *ss;
-
-	while (sched_queue_free(q) > 0 && (r = sched_peek(q)) != NULL) {
-		struct lease_request *lr = lease_request_of(r);
-
-		/* q keeps its free slot, so survives a request that ends. */
-		if (lr->ops->alive != NULL && !lr->ops->alive(lr))
-			continue;
-		if (!sched_match(q, &ss, &r))
-			break;
-		lr = lease_request_of(r);
-		lr->ops->granted(lr, container_of(ss, struct slot, s));
-	}
-}
-
 /* Grant what can be granted among the requests and boards of @key. */
 void
 tracker_schedule(struct tracker *trk, const char *key)
@@ -420,7 +400,7 @@ tracker_schedule(struct tracker *trk, const char *key)
 	struct sched_queue *q;
 
 	if (sched_queue_get(trk->sched, key, false, &q) == 0)
-		tracker_schedule_queue(q);
+		lease_grant_queue(q);
 }
 
 int
@@ -636,7 +616,7 @@ handle_put(struct conn *c, const struct tvm_tracker_msg *m)
 	if (!b->drained && b->quarantine == NULL)
 		sched_slot_push(q, &s->s);
 	reply_code(c, NPUFARM_TVM_SUCCESS);
-	tracker_schedule_queue(q);
+	lease_grant_queue(q);
 }
 
 static void
@@ -786,7 +766,7 @@ handle_request(struct conn *c, const struct tvm_tracker_msg *m)
 	tc->nreqs++;
 	log_debug("conn %llu %s: REQUEST '%s' priority %g",
 	    (unsigned long long)c->id, c->peer, m->key, m->priority);
-	tracker_schedule_queue(q);
+	lease_grant_queue(q);
 	return;
 oom:
 	if (t != NULL) {
@@ -1274,7 +1254,7 @@ board_offer(struct board *b)
 	b->conn->tracker->nslots++;
 	if (!b->drained)
 		sched_slot_push(b->queue, &s->s);
-	tracker_schedule_queue(b->queue);
+	lease_grant_queue(b->queue);
 	return 0;
 }
 
@@ -1491,7 +1471,7 @@ tracker_proxy_client(struct conn *c, const char *match)
 	t->requested_us = ledger_now_us();
 	TAILQ_INSERT_TAIL(&tc->reqs, t, link);
 	tc->nreqs++;
-	tracker_schedule_queue(q);
+	lease_grant_queue(q);
 	return 0;
 }
 
@@ -1614,7 +1594,7 @@ unreach_lift(struct board *b, const char *why)
 				sched_slot_push(b->queue, &s->s);
 	log_notice("board %s of key '%s' back in service: %s", b->address,
 	    sched_queue_key(b->queue), why);
-	tracker_schedule_queue(b->queue);
+	lease_grant_queue(b->queue);
 }
 
 static void
@@ -1729,7 +1709,7 @@ tracker_board_drain(struct tracker *trk, int64_t id, bool on)
 			log_notice("board %s of key '%s' %s", b->address,
 			    sched_queue_key(q), on ? "drained" : "undrained");
 			if (!on)
-				tracker_schedule_queue(q);
+				lease_grant_queue(q);
 		}
 	}
 	return n;

@@ -58,7 +58,7 @@ tracker_agent_update(struct board *b)
 	}
 	if (s != NULL) {
 		s->s.caps = caps; /* keeps its place in the queue */
-		tracker_schedule_queue(b->queue);
+		lease_grant_queue(b->queue);
 		return;
 	}
 	s = tracker_slot_new(b);
@@ -72,7 +72,7 @@ tracker_agent_update(struct board *b)
 	b->conn->tracker->nslots++;
 	if (!b->drained)
 		sched_slot_push(b->queue, &s->s);
-	tracker_schedule_queue(b->queue);
+	lease_grant_queue(b->queue);
 }
 
 /* Forget agent board @b's waiting data connection (closed: @why). */

@@ -70,13 +70,6 @@ struct lease {
 	TAILQ_ENTRY(lease) link;
 };
 
-struct slot {
-	struct sched_slot s;
-	struct board *board; /* borrowed: owner */
-	TAILQ_ENTRY(slot) link;
-	char matchkey[];
-};
-
 struct board {
 	struct conn *conn;         /* borrowed: the registering connection */
 	struct sched_queue *queue; /* borrowed */
@@ -154,7 +147,6 @@ struct tracker_conn {
 void tracker_board_set_state(struct board *b, enum board_state state);
 void tracker_lease_release(
     struct board *b, struct lease *l, int outcome, const char *detail);
-void tracker_schedule_queue(struct sched_queue *q);
 int tracker_queue_get(
     struct conn *c, const char *key, struct sched_queue **ret);
 struct board *tracker_board_new(struct conn *c, struct sched_queue *q,
