@@ -314,7 +314,9 @@ lease_request_ended(struct lease_book *lb, const struct ledger_lease *row,
 
 /*
  * The broker ended lease @lease_id of @key as @o (enum npufarm_outcome,
- * or LEASE_NO_OUTCOME: not observed) with @detail, now.
+ * or LEASE_NO_OUTCOME: not observed) with @detail, now.  @key NULL: the
+ * lease had ended for the broker before (its board went), so this only
+ * goes to the ledger.
  */
 void
 lease_released(struct lease_book *lb, int64_t lease_id, const char *key, int o,
@@ -328,7 +330,8 @@ lease_released(struct lease_book *lb, int64_t lease_id, const char *key, int o,
 
 	(void)ledger_lease_release(
 	    lb->ledger, lease_id, ledger_now_us(), outcome, detail, &err);
-	broker_end(lb, lease_id, key, o);
+	if (key != NULL)
+		broker_end(lb, lease_id, key, o);
 }
 
 /*

@@ -1664,10 +1664,9 @@ tracker_dialed_failed(struct tracker *trk, int64_t board_id, int64_t lease_id,
 		tracker_lease_release(b, l, NPUFARM_OUTCOME_LOST, why);
 		if (board_fault)
 			board_unreachable(b, why);
-	} else
-		(void)ledger_lease_release(trk->ledger, lease_id,
-		    ledger_now_us(), npufarm_outcome_name(NPUFARM_OUTCOME_LOST),
-		    why, &err);
+	} else /* ended for the broker already: the ledger only */
+		lease_released(
+		    trk->lease_book, lease_id, NULL, NPUFARM_OUTCOME_LOST, why);
 }
 
 /*
