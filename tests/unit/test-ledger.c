@@ -519,6 +519,101 @@ START_TEST(test_ledger_v5_gains_wrong)
 }
 END_TEST
 
+/* @n bytes of text that say which lease @id they belong to. */
+static void
+lease_text(char *buf, size_t n, const char *tag, int64_t id)
+{
+	size_t i, k;
+	char head[32];
+
+	k = (size_t)snprintf(head, sizeof(head), "%s%lld.", tag, (long long)id);
+	for (i = 0; i + 1 < n; i++)
+		buf[i] = head[i % k];
+	buf[n - 1] = '\0';
+}
+
+/*
+ * The ops of a batch live in blocks the writer hands back for the next
+ * batches: rows written through many batches, some with a write that
+ * fails (a CHECK) and some with a string bigger than a block, queued
+ * several at a time and then one at a time, keep every byte of their own
+ * strings.
+ */
+START_TEST(test_ledger_op_blocks_recycled)
+{
+	enum { BATCHES = 120, PER = 23, BIG = 9000 };
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t board, id;
+	char user[400], detail[BIG];
+	char *out, *want, *p;
+	size_t wlen = 0, wcap = 1 << 20;
+	int b, i, r;
+
+	want = malloc(wcap);
+	ck_assert_ptr_nonnull(want);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
+			     "10.0.0.5:9090", 100, &board, NULL, &err),
+	    0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	for (b = 0; b < BATCHES; b++) {
+		for (i = 0; i < PER; i++) {
+			bool bad = b % 5 == 2 && i == 7;
+			bool big = b % 7 == 3 && i == 11;
+			struct ledger_lease row = {
+			    .key = "rk3588",
+			    .user = user,
+			    .peer = "p",
+			    .priority = 1,
+			    .requested_us = 1000,
+			    .granted_us = 2000,
+			    .board_id = board,
+			    .matchkey = "rk3588:0.5",
+			};
+			int64_t next = (int64_t)b * PER + i + 1;
+
+			lease_text(user, 1 + (size_t)(next * 37 % 390), "u",
+			    next);
+			lease_text(detail, big ? BIG : 1 + (size_t)(next % 60),
+			    "d", next);
+			ck_assert_int_eq(
+			    ledger_lease_insert(l, &row, &id, &err), 0);
+			ck_assert_int_eq(id, next);
+			ck_assert_int_eq(ledger_lease_release(l, id, 3000,
+					     bad ? "kShutdown" : "ok", detail,
+					     &err),
+			    0);
+			if (bad)
+				continue; /* the release fails, the grant stays */
+			r = snprintf(want + wlen, wcap - wlen, "%lld|%s|%s\n",
+			    (long long)id, user, detail);
+			ck_assert(r > 0 && (size_t)r < wcap - wlen);
+			wlen += (size_t)r;
+		}
+		if (b < BATCHES / 2)
+			ledger_commit(l); /* several queued at once */
+		else
+			(void)ledger_sync(l, &err); /* one at a time */
+	}
+	(void)ledger_sync(l, &err);
+	l = ledger_close(l);
+	out = harness_sql(path, "SELECT id, user, detail FROM leases"
+				" WHERE outcome = 'ok' ORDER BY id");
+	ck_assert_uint_eq(strlen(out), wlen);
+	ck_assert(memcmp(out, want, wlen) == 0);
+	free(out);
+	/* The failed releases left their grants open, strings intact. */
+	out = harness_sql(path, "SELECT count(*) FROM leases WHERE"
+				" released_us IS NULL AND outcome IS NULL"
+				" AND user LIKE 'u' || id || '.%'");
+	p = out;
+	ck_assert_int_eq(atoi(p), BATCHES / 5);
+	free(out);
+	free(want);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -538,6 +633,7 @@ main(void)
 	tcase_add_test(tc, test_ledger_drain_survives_reopen);
 	tcase_add_test(tc, test_ledger_one_opener);
 	tcase_add_test(tc, test_ledger_v5_gains_wrong);
+	tcase_add_test(tc, test_ledger_op_blocks_recycled);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
