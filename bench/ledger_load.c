@@ -420,8 +420,8 @@ main(int argc, char **argv)
 				return 2;
 			break;
 		case 'O':
-			if (bench_ulong("--boards", optarg, 1, 100000,
-				&nboards) < 0)
+			if (bench_ulong(
+				"--boards", optarg, 1, 100000, &nboards) < 0)
 				return 2;
 			break;
 		default:

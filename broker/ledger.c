@@ -747,7 +747,7 @@ STAILQ_HEAD(op_list, op);
  * at all once the blocks circulate.  An op bigger than a block (a task's
  * spec) gets a block of its own, freed after use.
  */
-#define OP_BLOCK_SIZE	  4096 /* bytes, with the header */
+#define OP_BLOCK_SIZE     4096 /* bytes, with the header */
 #define OP_BLOCKS_RECYCLE 256  /* at most kept for reuse: 1 MiB */
 
 struct op_block {
@@ -781,8 +781,8 @@ struct board_id {
 
 struct ledger {
 	/* Loop thread only. */
-	struct ledger_read *rd; /* reads, on a connection of their own */
-	struct op_list batch;   /* writes not yet submitted */
+	struct ledger_read *rd;        /* reads, on a connection of their own */
+	struct op_list batch;          /* writes not yet submitted */
 	struct op_blocks batch_blocks; /* what batch's ops live in */
 	struct op_block *spare;        /* empty blocks, to carve ops from */
 	size_t nbatch;
@@ -804,17 +804,17 @@ struct ledger {
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t work;  /* writer: queue non-empty or stop */
-	pthread_cond_t done;  /* loop: progress was made */
-	struct op_list queue; /* submitted, not yet taken */
+	pthread_cond_t work;           /* writer: queue non-empty or stop */
+	pthread_cond_t done;           /* loop: progress was made */
+	struct op_list queue;          /* submitted, not yet taken */
 	struct op_blocks queue_blocks; /* what queue's ops live in */
-	struct op_block *recycled; /* written, handed back to the loop */
+	struct op_block *recycled;     /* written, handed back to the loop */
 	size_t nrecycled;
-	uint64_t queued;      /* batches in queue, cumulative */
-	uint64_t committed;   /* batches finished (ok or failed) */
-	uint64_t commits;     /* transactions committed */
-	uint64_t failed;      /* batches rolled back, cumulative */
-	uint64_t errors;      /* transactions with a failed write, cumulative */
+	uint64_t queued;    /* batches in queue, cumulative */
+	uint64_t committed; /* batches finished (ok or failed) */
+	uint64_t commits;   /* transactions committed */
+	uint64_t failed;    /* batches rolled back, cumulative */
+	uint64_t errors;    /* transactions with a failed write, cumulative */
 	struct hist commit_hist; /* seconds per committed batch */
 	int notify_fd;           /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
@@ -1192,8 +1192,8 @@ op_alloc(struct ledger *l, size_t size)
 {
 	struct op_blocks *bs = &l->batch_blocks;
 	struct op_block *b = bs->tail;
-	size_t need = (size + _Alignof(max_align_t) - 1) &
-		      ~(_Alignof(max_align_t) - 1);
+	size_t need =
+	    (size + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
 	void *p;
 
 	if (b == NULL || b->size - b->used < need) {

@@ -573,19 +573,19 @@ START_TEST(test_ledger_op_blocks_recycled)
 			};
 			int64_t next = (int64_t)b * PER + i + 1;
 
-			lease_text(user, 1 + (size_t)(next * 37 % 390), "u",
-			    next);
+			lease_text(
+			    user, 1 + (size_t)(next * 37 % 390), "u", next);
 			lease_text(detail, big ? BIG : 1 + (size_t)(next % 60),
 			    "d", next);
 			ck_assert_int_eq(
 			    ledger_lease_insert(l, &row, &id, &err), 0);
 			ck_assert_int_eq(id, next);
-			ck_assert_int_eq(ledger_lease_release(l, id, 3000,
-					     bad ? "kShutdown" : "ok", detail,
-					     &err),
+			ck_assert_int_eq(
+			    ledger_lease_release(l, id, 3000,
+				bad ? "kShutdown" : "ok", detail, &err),
 			    0);
 			if (bad)
-				continue; /* the release fails, the grant stays */
+				continue; /* release fails, grant stays */
 			r = snprintf(want + wlen, wcap - wlen, "%lld|%s|%s\n",
 			    (long long)id, user, detail);
 			ck_assert(r > 0 && (size_t)r < wcap - wlen);
@@ -655,7 +655,8 @@ START_TEST(test_ledger_v7_same_leases)
 	    "SELECT name, sql FROM sqlite_schema WHERE type = 'index'"
 	    " AND tbl_name = 'leases' ORDER BY name;"
 	    "SELECT id FROM leases WHERE released_us IS NULL;"
-	    "SELECT id FROM leases WHERE board_id = 2 AND agent_session = 's-7';";
+	    "SELECT id FROM leases WHERE board_id = 2 AND agent_session = "
+	    "'s-7';";
 	struct npufarm_err err;
 	struct ledger *l;
 	struct ledger_lease row = {
@@ -696,7 +697,8 @@ START_TEST(test_ledger_v7_same_leases)
 	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
 	ck_assert_int_eq(ledger_sync(l, &err), 0);
 	ledger_close(l);
-	after = harness_sql(path, "SELECT id, outcome FROM leases WHERE id > 4");
+	after =
+	    harness_sql(path, "SELECT id, outcome FROM leases WHERE id > 4");
 	ck_assert_str_eq(after, "6|rejected\n");
 	free(after);
 }
