@@ -12,8 +12,12 @@
  * rows written the plain way, an INSERT and an UPDATE per cycle with one
  * transaction per batch, on the same thread that measures it.
  *
+ * The leases go round @boards boards (64: the tracker bench's servers), so
+ * each commit touches as many places in the leases_board index as the
+ * broker's do.
+ *
  *   npufarm-bench-ledger [--dir DIR] [--results N] [--batch K]
- *       [--leases N] [--lease-batch K]
+ *       [--leases N] [--lease-batch K] [--boards B]
  */
 #include "config.h"
 
@@ -211,29 +215,51 @@ static const struct ledger_lease lease_row = {
     .matchkey = "rk3588:0.1234567",
 };
 
+/* @nboards boards of key rk3588, their ids in @board. */
+static void
+add_boards(struct ledger *l, int64_t *board, unsigned long nboards)
+{
+	struct npufarm_err err;
+	unsigned long i;
+
+	for (i = 0; i < nboards; i++) {
+		char addr[32];
+
+		(void)snprintf(addr, sizeof(addr), "127.0.0.1:%lu", 9091 + i);
+		if (ledger_board_upsert(l, "tvm", "rk3588", addr,
+			ledger_now_us(), &board[i], NULL, &err) < 0)
+			die("ledger", err.msg);
+	}
+}
+
 /*
  * The broker's way: @n lease cycles (each granted lease released in the
  * next cycle, as a board that comes back at once), @batch per group
- * commit.  Returns the writer thread's CPU per cycle, seconds.
+ * commit, round @nboards boards.  Returns the writer thread's CPU per
+ * cycle, seconds.
  */
 static double
-lease_writer_cpu(const char *path, unsigned long n, unsigned long batch)
+lease_writer_cpu(const char *path, unsigned long n, unsigned long batch,
+    unsigned long nboards)
 {
 	struct ledger_lease row = lease_row;
 	struct npufarm_err err;
 	struct ledger *l = NULL;
-	int64_t board, id, prev = 0;
+	int64_t *board, id, prev = 0;
 	unsigned long i;
 	double c0;
 
-	if (ledger_open(path, true, &l, &err) < 0 ||
-	    ledger_board_upsert(l, "tvm", "rk3588", "127.0.0.1:9091",
-		ledger_now_us(), &board, NULL, &err) < 0 ||
-	    ledger_sync(l, &err) < 0)
+	board = calloc(nboards, sizeof(*board));
+	if (board == NULL)
+		die("ledger", "out of memory");
+	if (ledger_open(path, true, &l, &err) < 0)
+		die("ledger", err.msg);
+	add_boards(l, board, nboards);
+	if (ledger_sync(l, &err) < 0)
 		die("ledger", err.msg);
 	c0 = other_threads_cpu_s();
 	for (i = 0; i < n; i++) {
-		row.board_id = board;
+		row.board_id = board[i % nboards];
 		row.requested_us = ledger_now_us();
 		row.granted_us = row.requested_us + 5;
 		if (ledger_lease_insert(l, &row, &id, &err) < 0 ||
@@ -248,6 +274,7 @@ lease_writer_cpu(const char *path, unsigned long n, unsigned long batch)
 		die("ledger", err.msg);
 	c0 = other_threads_cpu_s() - c0;
 	ledger_close(l);
+	free(board);
 	return c0 / (double)n;
 }
 
@@ -257,21 +284,24 @@ lease_writer_cpu(const char *path, unsigned long n, unsigned long batch)
  * transaction per @batch, on this thread.  CPU per cycle, seconds.
  */
 static double
-lease_plain_cpu(const char *path, unsigned long n, unsigned long batch)
+lease_plain_cpu(const char *path, unsigned long n, unsigned long batch,
+    unsigned long nboards)
 {
 	struct npufarm_err err;
 	struct ledger *l = NULL;
 	sqlite3_stmt *ins, *rel;
 	unsigned long i;
-	int64_t board;
+	int64_t *board;
 	sqlite3 *db;
 	double c0;
 
-	/* The schema, and one board, from the ledger itself. */
-	if (ledger_open(path, true, &l, &err) < 0 ||
-	    ledger_board_upsert(l, "tvm", "rk3588", "127.0.0.1:9091",
-		ledger_now_us(), &board, NULL, &err) < 0)
+	/* The schema, and the boards, from the ledger itself. */
+	board = calloc(nboards, sizeof(*board));
+	if (board == NULL)
+		die("ledger", "out of memory");
+	if (ledger_open(path, true, &l, &err) < 0)
 		die("ledger", err.msg);
+	add_boards(l, board, nboards);
 	ledger_close(l);
 	if (sqlite3_open(path, &db) != SQLITE_OK ||
 	    sqlite3_exec(db,
@@ -303,7 +333,7 @@ lease_plain_cpu(const char *path, unsigned long n, unsigned long batch)
 		(void)sqlite3_bind_double(ins, 5, lease_row.priority);
 		(void)sqlite3_bind_int64(ins, 6, now);
 		(void)sqlite3_bind_int64(ins, 7, now + 5);
-		(void)sqlite3_bind_int64(ins, 8, board);
+		(void)sqlite3_bind_int64(ins, 8, board[i % nboards]);
 		(void)sqlite3_bind_text(
 		    ins, 9, lease_row.matchkey, -1, SQLITE_STATIC);
 		if (sqlite3_step(ins) != SQLITE_DONE)
@@ -329,6 +359,7 @@ lease_plain_cpu(const char *path, unsigned long n, unsigned long batch)
 	sqlite3_finalize(ins);
 	sqlite3_finalize(rel);
 	sqlite3_close(db);
+	free(board);
 	return c0 / (double)n;
 }
 
@@ -353,10 +384,12 @@ main(int argc, char **argv)
 	    {"batch", required_argument, NULL, 'b'},
 	    {"leases", required_argument, NULL, 'L'},
 	    {"lease-batch", required_argument, NULL, 'B'},
+	    {"boards", required_argument, NULL, 'O'},
 	    {NULL, 0, NULL, 0},
 	};
 	const char *dir = getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp";
 	unsigned long n = 2000, batch = 16, leases = 50000, lbatch = 64;
+	unsigned long nboards = 64;
 	char lpath[512], spath[512];
 	double mine, base;
 	int opt;
@@ -386,6 +419,11 @@ main(int argc, char **argv)
 				&lbatch) < 0)
 				return 2;
 			break;
+		case 'O':
+			if (bench_ulong(
+				"--boards", optarg, 1, 100000, &nboards) < 0)
+				return 2;
+			break;
 		default:
 			return 2;
 		}
@@ -403,13 +441,13 @@ main(int argc, char **argv)
 	    batch, mine, base, mine / base);
 	remove_db(lpath);
 	remove_db(spath);
-	mine = lease_writer_cpu(lpath, leases, lbatch);
-	base = lease_plain_cpu(spath, leases, lbatch);
+	mine = lease_writer_cpu(lpath, leases, lbatch, nboards);
+	base = lease_plain_cpu(spath, leases, lbatch, nboards);
 	printf("| ledger: writer CPU per lease cycle (a grant and its release, "
-	       "batches of %lu, synchronous=FULL) | %.2f us | %.2f us (the "
-	       "same rows as an INSERT and an UPDATE, plain sqlite) | %.2f | "
-	       "- |\n",
-	    lbatch, mine * 1e6, base * 1e6, mine / base);
+	       "batches of %lu, %lu boards, synchronous=FULL) | %.2f us | "
+	       "%.2f us (the same rows as an INSERT and an UPDATE, plain "
+	       "sqlite) | %.2f | - |\n",
+	    lbatch, nboards, mine * 1e6, base * 1e6, mine / base);
 	remove_db(lpath);
 	remove_db(spath);
 	return 0;

@@ -12,8 +12,9 @@
  * mutex.
  *
  * Schema changes are append-only entries of migrations[]; user_version
- * records how many have run.  Statements are reset and unbound after every
- * use, on every path, so no statement keeps a read transaction open.
+ * records how many have run.  Statements are reset after every use, on
+ * every path, so no statement keeps a read transaction open.  The writes
+ * are not unbound: bind_op() binds every parameter before each step.
  */
 #include "config.h"
 
@@ -281,9 +282,55 @@ static const char *const migrations[] = {
     "    c.rn IN ((c.n + 1) / 2, (c.n + 2) / 2)) AS median_s,"
     "  t.detail FROM tasks t LEFT JOIN boards b ON b.id = t.board_id;"
     "CREATE INDEX attempts_board ON attempts (board_id, outcome);",
+    /* 7 (issue 15): the leases table again, the same columns and rows,
+     * with its outcome CHECK written as comparisons: sqlite evaluates
+     * "outcome IN (eight strings)" by building a temporary b-tree of the
+     * list on every INSERT and every UPDATE of outcome, which was over
+     * half the writer's instructions per lease.  legacy_alter_table: the
+     * RENAME leaves the views that name leases alone. */
+    "CREATE TABLE leases_v7 ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL,"
+    "  user TEXT NOT NULL,"
+    "  peer TEXT NOT NULL,"
+    "  priority REAL NOT NULL,"
+    "  requested_us INTEGER NOT NULL,"
+    "  granted_us INTEGER,"
+    "  released_us INTEGER,"
+    "  board_id INTEGER REFERENCES boards(id),"
+    "  matchkey TEXT,"
+    "  outcome TEXT CHECK (outcome = 'ok' OR outcome = 'timeout' OR"
+    "    outcome = 'exception' OR outcome = 'crash' OR outcome = 'lost' OR"
+    "    outcome = 'cancelled' OR outcome = 'expired' OR"
+    "    outcome = 'rejected'),"
+    "  detail TEXT,"
+    "  session_start_us INTEGER,"
+    "  requests INTEGER,"
+    "  exceptions INTEGER,"
+    "  bytes_to_board INTEGER,"
+    "  bytes_to_client INTEGER,"
+    "  agent_session TEXT,"
+    "  reported_us INTEGER,"
+    "  exit_signal INTEGER,"
+    "  exit_status INTEGER,"
+    "  session_timeout REAL"
+    ") STRICT;"
+    "INSERT INTO leases_v7 SELECT * FROM leases;"
+    "DROP TABLE leases;"
+    "PRAGMA legacy_alter_table = ON;"
+    "ALTER TABLE leases_v7 RENAME TO leases;"
+    "PRAGMA legacy_alter_table = OFF;"
+    "CREATE INDEX leases_board ON leases (board_id, granted_us);"
+    "CREATE INDEX leases_key ON leases (key, requested_us);"
+    "CREATE INDEX leases_open ON leases (released_us) WHERE released_us IS "
+    "NULL;"
+    "CREATE INDEX leases_agent_session ON leases (board_id, agent_session)"
+    "  WHERE agent_session IS NOT NULL;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
+_Static_assert(N_MIGRATIONS == LEDGER_SCHEMA_VERSION,
+    "a migration for every schema version");
 
 /*
  * Writes, executed by the writer thread.  Each kind has its own struct of
@@ -691,6 +738,32 @@ struct op {
 
 STAILQ_HEAD(op_list, op);
 
+/*
+ * Ops live in blocks that a batch owns whole: the loop thread carves its
+ * ops out of them, the writer hands the blocks back once the batch is
+ * written (ledger->recycled), and the loop takes them again.  Ops are so
+ * neither malloc'd on one thread and freed on the other (glibc then takes
+ * the loop's arena lock from the writer, one free per op) nor malloc'd
+ * at all once the blocks circulate.  An op bigger than a block (a task's
+ * spec) gets a block of its own, freed after use.
+ */
+#define OP_BLOCK_SIZE     4096 /* bytes, with the header */
+#define OP_BLOCKS_RECYCLE 256  /* at most kept for reuse: 1 MiB */
+
+struct op_block {
+	struct op_block *next;
+	size_t size; /* of data[] */
+	size_t used;
+	_Alignas(max_align_t) char data[];
+};
+
+#define OP_BLOCK_DATA (OP_BLOCK_SIZE - offsetof(struct op_block, data))
+
+/* A batch's blocks, oldest first; the last one is being filled. */
+struct op_blocks {
+	struct op_block *head, *tail;
+};
+
 /* Someone waiting for the batches submitted before it (ledger_after()). */
 struct ledger_wait {
 	uint64_t seq;    /* done once committed reaches it */
@@ -708,8 +781,10 @@ struct board_id {
 
 struct ledger {
 	/* Loop thread only. */
-	struct ledger_read *rd; /* reads, on a connection of their own */
-	struct op_list batch;   /* writes not yet submitted */
+	struct ledger_read *rd;        /* reads, on a connection of their own */
+	struct op_list batch;          /* writes not yet submitted */
+	struct op_blocks batch_blocks; /* what batch's ops live in */
+	struct op_block *spare;        /* empty blocks, to carve ops from */
 	size_t nbatch;
 	ledger_dirty_fn *dirty; /* called when a batch starts */
 	void *dirty_arg;
@@ -729,14 +804,17 @@ struct ledger {
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
-	pthread_cond_t work;  /* writer: queue non-empty or stop */
-	pthread_cond_t done;  /* loop: progress was made */
-	struct op_list queue; /* submitted, not yet taken */
-	uint64_t queued;      /* batches in queue, cumulative */
-	uint64_t committed;   /* batches finished (ok or failed) */
-	uint64_t commits;     /* transactions committed */
-	uint64_t failed;      /* batches rolled back, cumulative */
-	uint64_t errors;      /* transactions with a failed write, cumulative */
+	pthread_cond_t work;           /* writer: queue non-empty or stop */
+	pthread_cond_t done;           /* loop: progress was made */
+	struct op_list queue;          /* submitted, not yet taken */
+	struct op_blocks queue_blocks; /* what queue's ops live in */
+	struct op_block *recycled;     /* written, handed back to the loop */
+	size_t nrecycled;
+	uint64_t queued;    /* batches in queue, cumulative */
+	uint64_t committed; /* batches finished (ok or failed) */
+	uint64_t commits;   /* transactions committed */
+	uint64_t failed;    /* batches rolled back, cumulative */
+	uint64_t errors;    /* transactions with a failed write, cumulative */
 	struct hist commit_hist; /* seconds per committed batch */
 	int notify_fd;           /* eventfd: the writer finished a batch */
 	char last_error[NPUFARM_ERR_MSG_MAX]; /* "" when none */
@@ -1047,14 +1125,100 @@ out:
 }
 
 static void
-op_free_list(struct op_list *list)
+op_block_free_chain(struct op_block *b)
 {
-	struct op *o;
+	struct op_block *next;
 
-	while ((o = STAILQ_FIRST(list)) != NULL) {
-		STAILQ_REMOVE_HEAD(list, link);
-		free(o);
+	for (; b != NULL; b = next) {
+		next = b->next;
+		free(b);
 	}
+}
+
+/* Move every block of @from to the end of @to. */
+static void
+op_blocks_concat(struct op_blocks *to, struct op_blocks *from)
+{
+	if (from->head == NULL)
+		return;
+	if (to->head == NULL)
+		to->head = from->head;
+	else
+		to->tail->next = from->head;
+	to->tail = from->tail;
+	from->head = from->tail = NULL;
+}
+
+/*
+ * Writer thread: @blocks, whose ops are written, go back to the loop (up
+ * to OP_BLOCKS_RECYCLE of the standard size); the rest are freed.
+ */
+static void
+op_blocks_recycle(struct ledger *l, struct op_blocks *blocks)
+{
+	struct op_block *b, *next, *keep = NULL, *drop = NULL;
+
+	pthread_mutex_lock(&l->mu);
+	for (b = blocks->head; b != NULL; b = next) {
+		next = b->next;
+		if (b->size == OP_BLOCK_DATA &&
+		    l->nrecycled < OP_BLOCKS_RECYCLE) {
+			b->next = keep;
+			keep = b;
+			l->nrecycled++;
+		} else {
+			b->next = drop;
+			drop = b;
+		}
+	}
+	/* keep's last block is the first one seen; link the old list. */
+	for (b = keep; b != NULL && b->next != NULL; b = b->next)
+		;
+	if (b != NULL) {
+		b->next = l->recycled;
+		l->recycled = keep;
+	}
+	pthread_mutex_unlock(&l->mu);
+	op_block_free_chain(drop);
+	blocks->head = blocks->tail = NULL;
+}
+
+/*
+ * Loop thread: @size bytes for an op in the batch's last block, or in a
+ * new one (a spare, else malloc'd).  NULL when out of memory.
+ */
+static void *
+op_alloc(struct ledger *l, size_t size)
+{
+	struct op_blocks *bs = &l->batch_blocks;
+	struct op_block *b = bs->tail;
+	size_t need =
+	    (size + _Alignof(max_align_t) - 1) & ~(_Alignof(max_align_t) - 1);
+	void *p;
+
+	if (b == NULL || b->size - b->used < need) {
+		if (need <= OP_BLOCK_DATA && l->spare != NULL) {
+			b = l->spare;
+			l->spare = b->next;
+		} else {
+			size_t n = need <= OP_BLOCK_DATA ? OP_BLOCK_DATA : need;
+
+			b = malloc(offsetof(struct op_block, data) + n);
+			if (b == NULL)
+				return NULL;
+			b->size = n;
+		}
+		b->next = NULL;
+		b->used = 0;
+		if (bs->head == NULL)
+			bs->head = b;
+		else
+			bs->tail->next = b;
+		bs->tail = b;
+	}
+	p = b->data + b->used;
+	b->used += need;
+	return p;
 }
 
 /* Bind every field of @o by its parameter number, looked up at open. */
@@ -1126,7 +1290,9 @@ run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 		r = ledger_db_fail(l->wdb, err, "write");
 	else if (o->kind >= OP_PRUNE_LEASES)
 		atomic_fetch_add(&l->pruned, (uint64_t)sqlite3_changes(l->wdb));
-	stmt_done(st);
+	/* Not unbound: the next use binds every parameter again, so the
+	 * op's strings (SQLITE_STATIC) are never read after this. */
+	(void)sqlite3_reset(st);
 	return r;
 }
 
@@ -1283,6 +1449,7 @@ writer_main(void *arg)
 	struct ledger *l = arg;
 	struct npufarm_err err;
 	struct op_list list;
+	struct op_blocks blocks;
 	struct timespec t0, t1;
 	uint64_t upto;
 	time_t last_log = 0;
@@ -1297,13 +1464,15 @@ writer_main(void *arg)
 			break;
 		STAILQ_INIT(&list);
 		STAILQ_CONCAT(&list, &l->queue);
+		blocks = l->queue_blocks;
+		l->queue_blocks.head = l->queue_blocks.tail = NULL;
 		upto = l->queued;
 		pthread_mutex_unlock(&l->mu);
 
 		clock_gettime(CLOCK_MONOTONIC, &t0);
 		r = write_batch(l, &list, &committed, &err);
 		clock_gettime(CLOCK_MONOTONIC, &t1);
-		op_free_list(&list);
+		op_blocks_recycle(l, &blocks); /* frees list's ops */
 
 		pthread_mutex_lock(&l->mu);
 		l->committed = upto;
@@ -1470,8 +1639,10 @@ ledger_close(struct ledger *l)
 			l->failed_fn(&l->fail, l->failed_arg);
 		run_waits(l); /* everything is done now */
 	}
-	op_free_list(&l->batch);
-	op_free_list(&l->queue);
+	op_block_free_chain(l->batch_blocks.head);
+	op_block_free_chain(l->queue_blocks.head);
+	op_block_free_chain(l->spare);
+	op_block_free_chain(l->recycled);
 	for (i = 0; i < OP_MAX; i++)
 		sqlite3_finalize(l->wr[i]);
 	sqlite3_finalize(l->w_begin);
@@ -1555,9 +1726,15 @@ ledger_commit(struct ledger *l)
 		return;
 	pthread_mutex_lock(&l->mu);
 	STAILQ_CONCAT(&l->queue, &l->batch);
+	op_blocks_concat(&l->queue_blocks, &l->batch_blocks);
 	l->queued++;
 	l->submitted = l->queued;
 	pthread_cond_signal(&l->work);
+	if (l->spare == NULL) { /* take what the writer handed back */
+		l->spare = l->recycled;
+		l->recycled = NULL;
+		l->nrecycled = 0;
+	}
 	pthread_mutex_unlock(&l->mu);
 	l->nbatch = 0;
 }
@@ -1612,7 +1789,10 @@ ledger_commit_stats(
 	pthread_mutex_unlock(&l->mu);
 }
 
-/* Append a write to the batch; its strings are copied.  -ENOMEM or 0. */
+/*
+ * Append a write to the batch; it and its strings are copied into the
+ * batch's blocks.  -ENOMEM or 0.
+ */
 static int
 op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
 {
@@ -1631,7 +1811,7 @@ op_add(struct ledger *l, const struct op *tmpl, struct npufarm_err *err)
 		len[i] = t != NULL ? strlen(t) + 1 : 0;
 		total += len[i];
 	}
-	o = malloc(sizeof(*o) + total);
+	o = op_alloc(l, sizeof(*o) + total);
 	if (o == NULL)
 		return ledger_failed(l, err, -ENOMEM, "out of memory");
 	memcpy(o, tmpl, sizeof(*o));

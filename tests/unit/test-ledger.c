@@ -92,7 +92,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
 				"PRAGMA journal_mode");
-	ck_assert_str_eq(out, "0.001|0.001|lost\n6\nwal\n");
+	ck_assert_str_eq(out, "0.001|0.001|lost\n7\nwal\n");
 	free(out);
 }
 END_TEST
@@ -404,7 +404,7 @@ START_TEST(test_ledger_migrates_v1)
 	    " session_s, requests, exceptions, bytes_to_board,"
 	    " bytes_to_client, outcome, detail FROM "
 	    "lease_times");
-	ck_assert_str_eq(out, "6\nrk3588|192.168.1.20:9090|0.004175|3|"
+	ck_assert_str_eq(out, "7\nrk3588|192.168.1.20:9090|0.004175|3|"
 			      "1|100|200|exception|ValueError: bad input\n");
 	free(out);
 }
@@ -514,8 +514,193 @@ START_TEST(test_ledger_v5_gains_wrong)
 	out = harness_sql(path,
 	    "PRAGMA user_version; SELECT t.outcome, a.attempt FROM tasks t"
 	    " JOIN attempts a ON a.task_id = t.id; PRAGMA foreign_key_check;");
-	ck_assert_str_eq(out, "6\nwrong|1\n");
+	ck_assert_str_eq(out, "7\nwrong|1\n");
 	free(out);
+}
+END_TEST
+
+/* @n bytes of text that say which lease @id they belong to. */
+static void
+lease_text(char *buf, size_t n, const char *tag, int64_t id)
+{
+	size_t i, k;
+	char head[32];
+
+	k = (size_t)snprintf(head, sizeof(head), "%s%lld.", tag, (long long)id);
+	for (i = 0; i + 1 < n; i++)
+		buf[i] = head[i % k];
+	buf[n - 1] = '\0';
+}
+
+/*
+ * The ops of a batch live in blocks the writer hands back for the next
+ * batches: rows written through many batches, some with a write that
+ * fails (a CHECK) and some with a string bigger than a block, queued
+ * several at a time and then one at a time, keep every byte of their own
+ * strings.
+ */
+START_TEST(test_ledger_op_blocks_recycled)
+{
+	enum { BATCHES = 120, PER = 23, BIG = 9000 };
+	struct npufarm_err err;
+	struct ledger *l;
+	int64_t board, id;
+	char user[400], detail[BIG];
+	char *out, *want, *p;
+	size_t wlen = 0, wcap = 1 << 20;
+	int b, i, r;
+
+	want = malloc(wcap);
+	ck_assert_ptr_nonnull(want);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588",
+			     "10.0.0.5:9090", 100, &board, NULL, &err),
+	    0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	for (b = 0; b < BATCHES; b++) {
+		for (i = 0; i < PER; i++) {
+			bool bad = b % 5 == 2 && i == 7;
+			bool big = b % 7 == 3 && i == 11;
+			struct ledger_lease row = {
+			    .key = "rk3588",
+			    .user = user,
+			    .peer = "p",
+			    .priority = 1,
+			    .requested_us = 1000,
+			    .granted_us = 2000,
+			    .board_id = board,
+			    .matchkey = "rk3588:0.5",
+			};
+			int64_t next = (int64_t)b * PER + i + 1;
+
+			lease_text(
+			    user, 1 + (size_t)(next * 37 % 390), "u", next);
+			lease_text(detail, big ? BIG : 1 + (size_t)(next % 60),
+			    "d", next);
+			ck_assert_int_eq(
+			    ledger_lease_insert(l, &row, &id, &err), 0);
+			ck_assert_int_eq(id, next);
+			ck_assert_int_eq(
+			    ledger_lease_release(l, id, 3000,
+				bad ? "kShutdown" : "ok", detail, &err),
+			    0);
+			if (bad)
+				continue; /* release fails, grant stays */
+			r = snprintf(want + wlen, wcap - wlen, "%lld|%s|%s\n",
+			    (long long)id, user, detail);
+			ck_assert(r > 0 && (size_t)r < wcap - wlen);
+			wlen += (size_t)r;
+		}
+		if (b < BATCHES / 2)
+			ledger_commit(l); /* several queued at once */
+		else
+			(void)ledger_sync(l, &err); /* one at a time */
+	}
+	(void)ledger_sync(l, &err);
+	l = ledger_close(l);
+	out = harness_sql(path, "SELECT id, user, detail FROM leases"
+				" WHERE outcome = 'ok' ORDER BY id");
+	ck_assert_uint_eq(strlen(out), wlen);
+	ck_assert(memcmp(out, want, wlen) == 0);
+	free(out);
+	/* The failed releases left their grants open, strings intact. */
+	out = harness_sql(path, "SELECT count(*) FROM leases WHERE"
+				" released_us IS NULL AND outcome IS NULL"
+				" AND user LIKE 'u' || id || '.%'");
+	p = out;
+	ck_assert_int_eq(atoi(p), BATCHES / 5);
+	free(out);
+	free(want);
+}
+END_TEST
+
+/* Load the ledger fixture @name (tests/data) into @path with plain sqlite. */
+static void
+load_fixture(const char *name)
+{
+	char file[256], *sql;
+	sqlite3 *db;
+	FILE *f;
+	long n;
+
+	(void)snprintf(file, sizeof(file), "%s/%s", NPUFARM_TEST_DATA, name);
+	f = fopen(file, "r");
+	ck_assert_ptr_nonnull(f);
+	fseek(f, 0, SEEK_END);
+	n = ftell(f);
+	rewind(f);
+	sql = calloc(1, (size_t)n + 1);
+	ck_assert_ptr_nonnull(sql);
+	ck_assert_uint_eq(fread(sql, 1, (size_t)n, f), (size_t)n);
+	fclose(f);
+	ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+	ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+	sqlite3_close(db);
+	free(sql);
+}
+
+/*
+ * Version 7 rebuilds leases with its outcome CHECK as comparisons: every
+ * row, every view over leases and every index come through the same, and
+ * an outcome outside the list is still refused.
+ */
+START_TEST(test_ledger_v7_same_leases)
+{
+	static const char q[] =
+	    "SELECT * FROM leases ORDER BY id;"
+	    "SELECT * FROM lease_times ORDER BY id;"
+	    "SELECT * FROM board_history ORDER BY id;"
+	    "SELECT * FROM runs ORDER BY kind, id;"
+	    "SELECT * FROM failure_rates ORDER BY board;"
+	    "SELECT name, sql FROM sqlite_schema WHERE type = 'index'"
+	    " AND tbl_name = 'leases' ORDER BY name;"
+	    "SELECT id FROM leases WHERE released_us IS NULL;"
+	    "SELECT id FROM leases WHERE board_id = 2 AND agent_session = "
+	    "'s-7';";
+	struct npufarm_err err;
+	struct ledger *l;
+	struct ledger_lease row = {
+	    .key = "rk3588",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1,
+	    .outcome = "kShutdown",
+	};
+	char *before, *after;
+	int64_t id;
+
+	load_fixture("ledger-v6.sql");
+	before = harness_sql(path, q);
+	ck_assert(strstr(before, "crash|SIGSEGV") != NULL);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	l = ledger_close(l);
+	/* Opening and closing writes no row (marking boards offline and
+	 * closing open leases at a restart is the server's): what the
+	 * migration left is what version 6 had. */
+	after = harness_sql(path, q);
+	ck_assert_str_eq(after, before);
+	free(after);
+	after = harness_sql(path,
+	    "PRAGMA user_version; PRAGMA integrity_check;"
+	    " PRAGMA foreign_key_check;"
+	    " SELECT count(*) FROM sqlite_schema WHERE sql LIKE"
+	    " '%outcome IN (%' AND name = 'leases';");
+	ck_assert_str_eq(after, "7\nok\n0\n");
+	free(after);
+	free(before);
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(id, 5);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	ck_assert(strstr(err.msg, "CHECK constraint failed") != NULL);
+	row.outcome = "rejected";
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	ledger_close(l);
+	after =
+	    harness_sql(path, "SELECT id, outcome FROM leases WHERE id > 4");
+	ck_assert_str_eq(after, "6|rejected\n");
+	free(after);
 }
 END_TEST
 
@@ -538,6 +723,8 @@ main(void)
 	tcase_add_test(tc, test_ledger_drain_survives_reopen);
 	tcase_add_test(tc, test_ledger_one_opener);
 	tcase_add_test(tc, test_ledger_v5_gains_wrong);
+	tcase_add_test(tc, test_ledger_op_blocks_recycled);
+	tcase_add_test(tc, test_ledger_v7_same_leases);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
