@@ -296,7 +296,6 @@ conn_free(struct conn *c)
 	TAILQ_REMOVE(&c->set->conns, c, link);
 	c->set->nconns--;
 	bufferevent_free(c->bev);
-	free(c->rpc_key);
 	free(c);
 }
 

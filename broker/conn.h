@@ -107,13 +107,13 @@ struct conn {
 	char local_host[NETADDR_STRLEN]; /* our address on this connection */
 	unsigned local_port;             /* our port on this connection */
 	struct tracker_conn *tracker;    /* tracker.c's state: boards it
-					  * registered, requests it made */
-	char *rpc_key;        /* owned: the RPC hello key, verbatim */
-	double rpc_timeout;   /* s, from -timeout=T; 0: none */
-	struct fast_read *fr; /* conn_fast_read(): large reads */
-	struct event *rev;    /* conn_direct_read(): our own read event */
-	unsigned rstop;       /* why rev must not be armed: CONN_RSTOP_* */
-	bool rev_armed;       /* rev is added to the loop */
+					  * registered, requests it made,
+					  * an RPC hello; unused by the
+					  * transport */
+	struct fast_read *fr;            /* conn_fast_read(): large reads */
+	struct event *rev; /* conn_direct_read(): our own read event */
+	unsigned rstop;    /* why rev must not be armed: CONN_RSTOP_* */
+	bool rev_armed;    /* rev is added to the loop */
 	uint64_t frames_in;
 	struct event *deadline; /* handshake, or a partial frame: absolute */
 	size_t charged;         /* input counted in set->unauth_bytes */

@@ -36,14 +36,14 @@
  * host of the agent NAME, whose link presented the agent token.
  */
 static bool
-rpc_allowed(struct conn *c, bool is_server)
+rpc_allowed(struct conn *c, const char *key, bool is_server)
 {
 	char name[256];
 
 	if (auth_peer_allowed(c->trk->auth, c->peer_host))
 		return true;
-	if (!is_server || tracker_hello_option(
-			      c->rpc_key, "agent", name, sizeof(name)) == NULL)
+	if (!is_server ||
+	    tracker_hello_option(key, "agent", name, sizeof(name)) == NULL)
 		return false;
 	return agent_link_from(c->trk->links, name, c->peer_host);
 }
@@ -54,6 +54,7 @@ hello(struct conn *c)
 	struct evbuffer *in = bufferevent_get_input(c->bev);
 	size_t cap = (size_t)c->trk->cfg->max_key_len + 1;
 	struct tvm_rpc_hello h;
+	struct tracker_conn *tc;
 	struct npufarm_err err;
 	char *key, *parse;
 	int r;
@@ -81,21 +82,26 @@ hello(struct conn *c)
 		relay_refuse(c, err.msg);
 		goto out;
 	}
-	c->rpc_key = key;
+	tc = tracker_conn_get(c);
+	if (tc == NULL) {
+		conn_close(c, "out of memory reading an RPC hello");
+		goto out;
+	}
+	tc->rpc_key = key;
 	key = NULL;
-	if (!rpc_allowed(c, h.is_server)) {
+	if (!rpc_allowed(c, tc->rpc_key, h.is_server)) {
 		conn_close(c,
 		    "TVM RPC proxy refused: %s is not in the allow-list "
 		    "(--allow)",
 		    c->peer_host);
 		goto out;
 	}
-	c->rpc_timeout = h.has_timeout ? h.timeout : 0;
+	tc->rpc_timeout = h.has_timeout ? h.timeout : 0;
 	conn_ready(c);
 	if (h.is_server) {
 		log_debug("conn %llu %s: board dials in for '%s'",
 		    (unsigned long long)c->id, c->peer, h.match);
-		(void)tracker_proxy_board(c, h.match, c->rpc_key);
+		(void)tracker_proxy_board(c, h.match, tc->rpc_key);
 		goto out;
 	}
 	if (relays_count(c->trk->relays) >= (size_t)c->trk->cfg->max_relays) {

@@ -85,10 +85,12 @@ struct relay {
 	struct relay_prev client_prev, board_prev;
 	struct rpc_relay *rr; /* the session; NULL while dialling */
 	enum relay_board kind;
-	bool lingering;      /* session over; board bytes are discarded */
-	bool failed;         /* dialling failed, and was recorded */
-	struct event *timer; /* the dial's deadline, then the board's grace */
-	char *hello;         /* RELAY_DIALED: the key we present, owned */
+	bool lingering;        /* session over; board bytes are discarded */
+	bool failed;           /* dialling failed, and was recorded */
+	struct event *timer;   /* the dial's deadline, then the board's grace */
+	char *hello;           /* RELAY_DIALED: the key we present, owned */
+	char *client_key;      /* the client's hello key, owned; NULL: none */
+	double client_timeout; /* s, the client's -timeout=T; 0: none */
 	const struct relay_end *end; /* how the board side reports */
 	void *end_arg;               /* ... and its argument, borrowed */
 	int64_t lease_id;
@@ -295,17 +297,21 @@ relay_free(struct relay *r)
 	if (r->timer != NULL)
 		event_free(r->timer);
 	free(r->hello);
+	free(r->client_key);
 	r->rs->n--;
 	free(r);
 }
 
 static void relay_timer_cb(evutil_socket_t fd, short what, void *arg);
 
-/* A relay between @client and @board (NULL: dialled later); NULL on OOM. */
+/*
+ * A relay between @client, whose hello was @hello, and @board (NULL:
+ * dialled later); NULL on OOM.
+ */
 static struct relay *
-relay_new(struct relays *rs, struct conn *client, struct conn *board,
-    enum relay_board kind, int64_t lease_id, int64_t board_id,
-    const struct relay_end *end, void *arg)
+relay_new(struct relays *rs, struct conn *client,
+    const struct relay_hello *hello, struct conn *board, enum relay_board kind,
+    int64_t lease_id, int64_t board_id, const struct relay_end *end, void *arg)
 {
 	struct relay *r;
 
@@ -313,10 +319,15 @@ relay_new(struct relays *rs, struct conn *client, struct conn *board,
 	if (r == NULL)
 		return NULL;
 	r->timer = evtimer_new(rs->base, relay_timer_cb, r);
-	if (r->timer == NULL) {
+	if (r->timer == NULL ||
+	    (hello->key != NULL &&
+		(r->client_key = strdup(hello->key)) == NULL)) {
+		if (r->timer != NULL)
+			event_free(r->timer);
 		free(r);
 		return NULL;
 	}
+	r->client_timeout = hello->timeout;
 	r->rs = rs;
 	r->client = client;
 	r->board = board;
@@ -358,8 +369,8 @@ relay_pair(struct relay *r, const char *board_key)
 	struct rpc_relay_config rc = {
 	    .max_packet = (uint64_t)rs->cfg->relay_max_packet,
 	    .buffer = (size_t)rs->cfg->relay_buffer,
-	    .timeout = client->rpc_timeout,
-	    .deadline = client->rpc_timeout,
+	    .timeout = r->client_timeout,
+	    .deadline = r->client_timeout,
 	    .linger = RELAY_LINGER_S,
 	    .who = "board",
 	};
@@ -374,7 +385,8 @@ relay_pair(struct relay *r, const char *board_key)
 		return -ENOMEM;
 	if ((r->kind != RELAY_DIALED &&
 		tvm_rpc_add_success(bufferevent_get_output(board->bev),
-		    client->rpc_key, strlen(client->rpc_key)) < 0) ||
+		    r->client_key != NULL ? r->client_key : "",
+		    r->client_key != NULL ? strlen(r->client_key) : 0) < 0) ||
 	    tvm_rpc_add_success(bufferevent_get_output(client->bev), board_key,
 		strlen(board_key)) < 0)
 		goto oom_paired;
@@ -411,21 +423,23 @@ oom_paired:
 }
 
 /*
- * Pair @client with @board and start relaying (see relay_pair()).  The
- * board's lease is @lease_id; @agent: the board is npufarm agent
- * @board_id's, which enforces the deadline itself (the broker's fires
- * --agent-backstop seconds later).  Both connections belong to the relay
- * from here on.
+ * Pair @client (whose hello was @hello: its key goes on to the board, its
+ * -timeout is the session's deadline) with @board and start relaying (see
+ * relay_pair()).  The board's lease is @lease_id; @agent: the board is
+ * npufarm agent @board_id's, which enforces the deadline itself (the
+ * broker's fires --agent-backstop seconds later).  Both connections belong
+ * to the relay from here on.
  */
 void
-relay_start(struct relays *rs, struct conn *client, struct conn *board,
-    const char *board_key, int64_t lease_id, bool agent, int64_t board_id,
-    const struct relay_end *end, void *arg)
+relay_start(struct relays *rs, struct conn *client,
+    const struct relay_hello *hello, struct conn *board, const char *board_key,
+    int64_t lease_id, bool agent, int64_t board_id, const struct relay_end *end,
+    void *arg)
 {
 	struct relay *r;
 
-	r = relay_new(rs, client, board, agent ? RELAY_AGENT : RELAY_PROXY,
-	    lease_id, board_id, end, arg);
+	r = relay_new(rs, client, hello, board,
+	    agent ? RELAY_AGENT : RELAY_PROXY, lease_id, board_id, end, arg);
 	if (r == NULL) {
 		relay_refuse(client, "out of memory pairing");
 		conn_close(board, "out of memory pairing");
@@ -544,14 +558,15 @@ relay_timer_cb(evutil_socket_t fd, short what, void *arg)
 
 /*
  * Relay @client, which connected back with the matchkey of lease
- * @lease_id, with TVM server @host:@port registered by PUT as board
- * @board_id under matchkey @board_match: the broker dials it and presents
- * that matchkey (and, if the client asked for a -timeout, one the board
- * enforces a second after ours, in whole seconds, which TVM's C++ server
- * insists on).  @client belongs to the relay from here on.
+ * @lease_id (its hello @hello), with TVM server @host:@port registered by
+ * PUT as board @board_id under matchkey @board_match: the broker dials it
+ * and presents that matchkey (and, if the client asked for a -timeout, one
+ * the board enforces a second after ours, in whole seconds, which TVM's
+ * C++ server insists on).  @client belongs to the relay from here on.
  */
 void
-relay_dial(struct relays *rs, struct conn *client, const char *host, long port,
+relay_dial(struct relays *rs, struct conn *client,
+    const struct relay_hello *hello, const char *host, long port,
     const char *board_match, int64_t lease_id, int64_t board_id,
     const struct relay_end *end, void *arg)
 {
@@ -561,8 +576,8 @@ relay_dial(struct relays *rs, struct conn *client, const char *host, long port,
 	struct relay *r;
 	int res;
 
-	r = relay_new(
-	    rs, client, NULL, RELAY_DIALED, lease_id, board_id, end, arg);
+	r = relay_new(rs, client, hello, NULL, RELAY_DIALED, lease_id, board_id,
+	    end, arg);
 	if (r == NULL) {
 		end->dial_failed(arg, board_id, lease_id,
 		    "out of memory dialling the board", false);
@@ -570,9 +585,9 @@ relay_dial(struct relays *rs, struct conn *client, const char *host, long port,
 		return;
 	}
 	relay_take(r, client, &r->client_prev);
-	if (client->rpc_timeout > 0)
+	if (r->client_timeout > 0)
 		res = asprintf(&r->hello, "client:%s -timeout=%.0f",
-		    board_match, ceil(client->rpc_timeout) + 1);
+		    board_match, ceil(r->client_timeout) + 1);
 	else
 		res = asprintf(&r->hello, "client:%s", board_match);
 	if (res < 0) {

@@ -39,10 +39,18 @@ int relays_new(struct event_base *base, const struct broker_config *cfg,
     struct metrics *metrics, struct relays **ret_relays);
 struct relays *relays_free(struct relays *rs);
 size_t relays_count(const struct relays *rs);
-void relay_start(struct relays *rs, struct conn *client, struct conn *board,
-    const char *board_key, int64_t lease_id, bool agent, int64_t board_id,
-    const struct relay_end *end, void *arg);
-void relay_dial(struct relays *rs, struct conn *client, const char *host,
-    long port, const char *board_match, int64_t lease_id, int64_t board_id,
+/* What a client's RPC hello said (the protocol that read it keeps it). */
+struct relay_hello {
+	const char *key; /* verbatim, sent on to a board that dialled in */
+	double timeout;  /* s, its -timeout=T; 0: none */
+};
+
+void relay_start(struct relays *rs, struct conn *client,
+    const struct relay_hello *hello, struct conn *board, const char *board_key,
+    int64_t lease_id, bool agent, int64_t board_id, const struct relay_end *end,
+    void *arg);
+void relay_dial(struct relays *rs, struct conn *client,
+    const struct relay_hello *hello, const char *host, long port,
+    const char *board_match, int64_t lease_id, int64_t board_id,
     const struct relay_end *end, void *arg);
 void relay_refuse(struct conn *c, const char *why);

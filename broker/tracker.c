@@ -319,8 +319,12 @@ grant(struct treq *t, struct slot *s)
 	if (dial && rpc) {
 		lease_relayed(trk->lease_book, l ? l->id : 0,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_dial(trk->relays, client, b->host, b->port, s->matchkey,
-		    l ? l->id : 0, b->id, &tracker_dialed_end, trk);
+		struct relay_hello h;
+
+		tracker_rpc_hello(client, &h);
+		relay_dial(trk->relays, client, &h, b->host, b->port,
+		    s->matchkey, l ? l->id : 0, b->id, &tracker_dialed_end,
+		    trk);
 	} else if (b->proxied && rpc)
 		tracker_board_relay(b, client, l ? l->id : 0);
 	else
@@ -955,6 +959,16 @@ dispatch(struct conn *c, const struct tvm_tracker_msg *m)
 	}
 }
 
+/* What RPC connection @c's hello said (proxy.c keeps it in @c's state). */
+void
+tracker_rpc_hello(const struct conn *c, struct relay_hello *ret)
+{
+	const struct tracker_conn *tc = c->tracker;
+
+	ret->key = tc != NULL ? tc->rpc_key : NULL;
+	ret->timeout = tc != NULL ? tc->rpc_timeout : 0;
+}
+
 struct tracker_conn *
 tracker_conn_get(struct conn *c)
 {
@@ -1110,6 +1124,7 @@ tracker_conn_closed(struct conn *c)
 		    c->trk->stopping ? "broker stopping" : "connection closed",
 		    false);
 	free(tc->info);
+	free(tc->rpc_key);
 	free(tc);
 	c->tracker = NULL;
 }
@@ -1443,10 +1458,14 @@ tracker_proxy_client(struct conn *c, const char *match)
 		p->dial_key = NULL;
 		tracker_pending_free(p);
 		if (dial_key != NULL) {
+			struct relay_hello h;
+
 			lease_relayed(trk->lease_book, lease_id,
 			    sched_queue_key(b->queue), 0, NULL);
-			relay_dial(trk->relays, c, b->host, b->port, dial_key,
-			    lease_id, b->id, &tracker_dialed_end, trk);
+			tracker_rpc_hello(c, &h);
+			relay_dial(trk->relays, c, &h, b->host, b->port,
+			    dial_key, lease_id, b->id, &tracker_dialed_end,
+			    trk);
 			free(dial_key);
 		} else
 			tracker_board_relay(b, c, lease_id);

@@ -127,13 +127,15 @@ void
 tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 {
 	struct conn *data = b->data;
+	struct relay_hello h;
 	char *key;
 
+	tracker_rpc_hello(client, &h);
 	if (!b->is_agent) {
 		lease_relayed(b->conn->trk->lease_book, lease_id,
 		    sched_queue_key(b->queue), 0, NULL);
-		relay_start(b->conn->trk->relays, client, b->conn, b->hello_key,
-		    lease_id, false, b->id, &proxy_end, NULL);
+		relay_start(b->conn->trk->relays, client, &h, b->conn,
+		    b->hello_key, lease_id, false, b->id, &proxy_end, NULL);
 		return;
 	}
 	if (data == NULL) {
@@ -149,7 +151,7 @@ tracker_board_relay(struct board *b, struct conn *client, int64_t lease_id)
 	free(b->data_session);
 	b->data_session = NULL;
 	b->ready = false; /* until the session is cleaned up */
-	relay_start(b->conn->trk->relays, client, data, key, lease_id, true,
+	relay_start(b->conn->trk->relays, client, &h, data, key, lease_id, true,
 	    b->id, &agent_end, b->conn->trk);
 	free(key);
 	tracker_agent_update(b);

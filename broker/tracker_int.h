@@ -137,6 +137,8 @@ struct tracker_conn {
 	TAILQ_HEAD(, treq) reqs;
 	size_t nreqs;
 	size_t nslots;
+	char *rpc_key;      /* owned: an RPC connection's hello key, verbatim */
+	double rpc_timeout; /* s, from its -timeout=T; 0: none */
 };
 
 /* tracker_lease_release(): released with no outcome of its own (the
@@ -156,6 +158,8 @@ struct slot *tracker_slot_new(struct board *b);
 void tracker_matchkey_new(const char *key, char *buf, size_t len);
 int tracker_proxy_info(struct conn *c, const char *key);
 struct tracker_conn *tracker_conn_get(struct conn *c);
+struct relay_hello;
+void tracker_rpc_hello(const struct conn *c, struct relay_hello *ret);
 
 extern const struct relay_end tracker_dialed_end;
 
