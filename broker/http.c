@@ -33,11 +33,12 @@
 #include "log.h"
 #include "netaddr.h"
 
-#define HTTP_MAX_BODY     (64 * 1024)
-#define HTTP_MAX_HEAD     (16 * 1024)
-#define HTTP_IDLE_TIMEOUT 30
-#define HTTP_SWEEP_US     250000 /* forgetting finished ones */
-#define HTTP_MAX_ROUTES   32
+#define HTTP_MAX_BODY      (64 * 1024)
+#define HTTP_MAX_HEAD      (16 * 1024)
+#define HTTP_IDLE_TIMEOUT  30
+#define HTTP_SWEEP_US      250000 /* forgetting finished ones */
+#define HTTP_MAX_ROUTES    32
+#define HTTP_DRAIN_TICK_MS 10 /* http_drain() looks again this often */
 
 /*
  * What the API watches of each connection, ahead of evhttp (libevent 2.1
@@ -93,6 +94,7 @@ struct http_api {
 	struct log_limit complaints;    /* per-peer ones: one line a second */
 	const struct http_route *routes[HTTP_MAX_ROUTES];
 	size_t nroutes;
+	bool stopping; /* http_drain(): new requests get 503 */
 	char address[NETADDR_STRLEN];
 };
 
@@ -216,6 +218,12 @@ dispatch_cb(struct evhttp_request *req, void *arg)
 	size_t i;
 	int scope, need;
 
+	if (h->stopping) {
+		/* What the routes use may be gone already (http_drain()). */
+		http_reply_error(
+		    req, 503, "Service Unavailable", "the broker is stopping");
+		return;
+	}
 	path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	if (path != NULL && dashboard_route(req, path))
 		return;
@@ -793,6 +801,75 @@ http_new(const struct http_env *env, struct auth *auth, const char *addr,
 fail:
 	http_free(api);
 	return r;
+}
+
+/* Whether a live connection of @api still has an answer to send. */
+static bool
+output_pending(const struct http_api *api)
+{
+	const struct http_conn *hc;
+
+	TAILQ_FOREACH(hc, &api->conns, link)
+		if (!http_conn_gone(hc) &&
+		    evbuffer_get_length(bufferevent_get_output(hc->bev)) > 0)
+			return true;
+	return false;
+}
+
+static void
+drain_tick_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	(void)arg;
+}
+
+/*
+ * The broker is stopping, its loop has ended: accept no more connections,
+ * answer every request that comes from now on 503 without touching the
+ * routes, and run the loop until the answers already given (a job's 201
+ * once its commit came in, say) have left, for at most @ms milliseconds;
+ * calls waiting for the ledger go on meanwhile and are answered too.
+ * Without it evhttp_free() would close those connections with the answers
+ * still queued.  Everything else the loop serves must still exist.
+ * Accepts NULL.
+ */
+void
+http_drain(struct http_api *api, int ms)
+{
+	const struct timeval tick_tv = {0, HTTP_DRAIN_TICK_MS * 1000};
+	struct timespec end, now;
+	struct event *tick;
+
+	if (api == NULL)
+		return;
+	api->stopping = true;
+	if (api->listener != NULL)
+		(void)evconnlistener_disable(api->listener);
+	tick = event_new(api->env.base, -1, EV_PERSIST, drain_tick_cb, NULL);
+	if (tick == NULL || event_add(tick, &tick_tv) < 0) {
+		if (tick != NULL)
+			event_free(tick);
+		return;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &end);
+	end.tv_sec += ms / 1000;
+	end.tv_nsec += (long)(ms % 1000) * 1000000L;
+	if (end.tv_nsec >= 1000000000L) {
+		end.tv_sec++;
+		end.tv_nsec -= 1000000000L;
+	}
+	for (;;) {
+		if (!output_pending(api) && TAILQ_EMPTY(&api->later))
+			break;
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		if (now.tv_sec > end.tv_sec ||
+		    (now.tv_sec == end.tv_sec && now.tv_nsec >= end.tv_nsec))
+			break;
+		if (event_base_loop(api->env.base, EVLOOP_ONCE) < 0)
+			break;
+	}
+	event_free(tick);
 }
 
 /*

@@ -77,6 +77,7 @@ struct http_route {
 
 int http_new(const struct http_env *env, struct auth *auth, const char *addr,
     struct http_api **ret, struct npufarm_err *err);
+void http_drain(struct http_api *h, int ms);
 struct http_api *http_free(struct http_api *h);
 int http_add_routes(
     struct http_api *h, const struct http_route *routes, size_t n);

@@ -51,6 +51,8 @@
 #define SERVER_PRIORITIES     3
 #define SERVER_PRIO_LEDGER    2
 #define SERVER_BOARD_FLUSH_MS 200
+/* At stop, how long answers already given may take to leave. */
+#define SERVER_HTTP_DRAIN_MS  1000
 
 static void
 ledger_flush_cb(evutil_socket_t fd, short what, void *arg)
@@ -517,8 +519,10 @@ server_free(struct server *srv)
 	if (srv->links != NULL)
 		agent_links_stop(srv->links);
 	srv->listener = listener_free(srv->listener);
-	/* Its waiting requests are answered while the API still exists. */
+	/* Its waiting requests are answered while the API still exists, and
+	 * the answers leave before the API goes. */
 	srv->jobs_parse = jobs_parse_free(srv->jobs_parse);
+	http_drain(srv->http, SERVER_HTTP_DRAIN_MS);
 	srv->http = http_free(srv->http);
 	srv->retention = retention_free(srv->retention);
 	while (
