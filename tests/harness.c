@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ftw.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <openssl/evp.h>
@@ -179,18 +180,30 @@ harness_broker_stop(struct harness_broker *b)
 void
 harness_broker_cleanup(struct harness_broker *b)
 {
-	char cmd[400];
-
 	if (b->pid > 0) {
 		kill(b->pid, SIGKILL);
 		waitpid(b->pid, NULL, 0);
 		b->pid = 0;
 	}
 	if (getenv("NPUFARM_KEEP_TEST_DIRS") == NULL &&
-	    strncmp(b->dir, "/tmp/npufarm-test-", 18) == 0) {
-		(void)snprintf(cmd, sizeof(cmd), "rm -rf '%s'", b->dir);
-		(void)!system(cmd);
-	}
+	    strncmp(b->dir, "/tmp/npufarm-test-", 18) == 0)
+		(void)harness_rmtree(b->dir);
+}
+
+static int
+rmtree_one(const char *path, const struct stat *st, int flag, struct FTW *f)
+{
+	(void)st;
+	(void)flag;
+	(void)f;
+	return remove(path);
+}
+
+/* Remove @dir and everything under it: 0, or -1 at the first failure. */
+int
+harness_rmtree(const char *dir)
+{
+	return nftw(dir, rmtree_one, 8, FTW_DEPTH | FTW_PHYS);
 }
 
 /* 1 if the broker's log contains @needle. */

@@ -48,6 +48,7 @@ struct event_base;
 bool harness_spin(
     struct event_base *base, bool (*done)(void *), void *arg, int ms);
 int harness_loopback(int port);
+int harness_rmtree(const char *dir);
 int harness_log_contains(const struct harness_broker *b, const char *needle);
 pid_t harness_spawn(const char *bin, const char *const *argv, const char *log);
 int harness_reap(pid_t pid, int timeout_ms);

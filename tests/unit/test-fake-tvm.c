@@ -17,7 +17,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -403,13 +402,6 @@ sess_report(struct sess *s, char *err, size_t errlen, char *hooks)
 	read_pipe(s->hook_fd, hooks != NULL ? hooks : tmp, sizeof(tmp));
 }
 
-static int
-rmtree_one(const char *path, const struct stat *st, int flag, struct FTW *f)
-{
-	(void)remove(path);
-	return 0;
-}
-
 static void
 sess_end(struct sess *s)
 {
@@ -420,7 +412,7 @@ sess_end(struct sess *s)
 	tvmrpc_free(s->c);
 	(void)close(s->err_fd);
 	(void)close(s->hook_fd);
-	(void)nftw(s->dir, rmtree_one, 8, FTW_DEPTH | FTW_PHYS);
+	(void)harness_rmtree(s->dir);
 }
 
 /* A wait status is death by signal @sig, or (@sig 0) exit status @code. */

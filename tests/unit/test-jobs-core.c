@@ -13,7 +13,6 @@
 #include "config.h"
 
 #include <errno.h>
-#include <ftw.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,12 +107,6 @@ setup(void)
 	ck_assert_int_eq(jobs_agent_register(jobs), 0);
 }
 
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void
 teardown(void)
 {
@@ -128,7 +121,7 @@ teardown(void)
 	sched = sched_free(sched);
 	event_base_free(base);
 	broker_config_deinit(&cfg);
-	(void)nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+	(void)harness_rmtree(dir);
 }
 
 /* A job of @ntasks kernel tasks for key "k". */

@@ -11,7 +11,6 @@
  */
 #include "config.h"
 
-#include <ftw.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,12 +52,6 @@ setup(void)
 	ck_assert_int_eq(lease_book_new(ledger, metrics, &book), 0);
 }
 
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void
 teardown(void)
 {
@@ -66,7 +59,7 @@ teardown(void)
 	ledger_commit(ledger);
 	ledger = ledger_close(ledger);
 	metrics = metrics_free(metrics);
-	(void)nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+	(void)harness_rmtree(dir);
 }
 
 /* A lease of key "k" granted on @b, tagged with @session (NULL: none), as

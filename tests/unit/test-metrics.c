@@ -7,7 +7,6 @@
  */
 #include "config.h"
 
-#include <ftw.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -72,19 +71,13 @@ book_open(struct book *bk, struct metrics *m)
 	ck_assert_int_eq(lease_book_new(bk->ledger, m, &bk->lb), 0);
 }
 
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void
 book_close(struct book *bk)
 {
 	bk->lb = lease_book_free(bk->lb); /* frees what is still parked */
 	ledger_commit(bk->ledger);
 	bk->ledger = ledger_close(bk->ledger);
-	ck_assert_int_eq(nftw(bk->dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS), 0);
+	ck_assert_int_eq(harness_rmtree(bk->dir), 0);
 }
 
 /* The relay's view of a session that ended as @outcome. */

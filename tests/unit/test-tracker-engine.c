@@ -12,7 +12,6 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -104,12 +103,6 @@ setup(void)
 	port = atoi(colon + 1);
 }
 
-static int
-rm_cb(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	return remove(path);
-}
-
 static void
 teardown(void)
 {
@@ -130,7 +123,7 @@ teardown(void)
 	auth = auth_free(auth);
 	event_base_free(base);
 	broker_config_deinit(&cfg);
-	(void)nftw(dir, rm_cb, 8, FTW_DEPTH | FTW_PHYS);
+	(void)harness_rmtree(dir);
 }
 
 /* Run the loop until @done(@arg) or @ms pass; whether it came true. */
