@@ -13,8 +13,8 @@
  * transaction per batch, on the same thread that measures it.
  *
  * The leases go round @boards boards (64: the tracker bench's servers), so
- * each commit touches as many places in the leases_board index as the
- * broker's do.
+ * each commit touches as many boards' rows of board_leases (before schema
+ * version 8: leaves of the leases_board index) as the broker's do.
  *
  *   npufarm-bench-ledger [--dir DIR] [--results N] [--batch K]
  *       [--leases N] [--lease-batch K] [--boards B]

@@ -326,6 +326,42 @@ static const char *const migrations[] = {
     "NULL;"
     "CREATE INDEX leases_agent_session ON leases (board_id, agent_session)"
     "  WHERE agent_session IS NOT NULL;",
+    /* 8 (issue 15): no index of every lease by board.  Its entries go to
+     * a leaf of their board's, so a group commit wrote one index page
+     * per board it touched, about one WAL frame per lease: half of the
+     * writer's CPU per lease.  What was read through it is kept per
+     * board instead (board_leases, updated once per board per commit;
+     * the trigger covers deletes, which retention makes off the hot
+     * path), and failed leases, which are few, keep an index by board. */
+    "DROP INDEX leases_board;"
+    "CREATE TABLE board_leases ("
+    "  board_id INTEGER PRIMARY KEY REFERENCES boards(id),"
+    "  leases INTEGER NOT NULL,"
+    "  last_granted_us INTEGER"
+    ") STRICT;"
+    "INSERT INTO board_leases SELECT board_id, count(*), max(granted_us)"
+    "  FROM leases WHERE board_id IS NOT NULL GROUP BY board_id;"
+    "CREATE TRIGGER leases_deleted AFTER DELETE ON leases"
+    "  WHEN old.board_id IS NOT NULL BEGIN"
+    "  UPDATE board_leases SET leases = leases - 1"
+    "    WHERE board_id = old.board_id;"
+    "  END;"
+    "CREATE INDEX leases_failed ON leases (board_id) WHERE " LEASE_FAILED ";"
+    "DROP VIEW board_history;"
+    "CREATE VIEW board_history AS SELECT b.id, b.key, b.name, b.state,"
+    "  coalesce(s.leases, 0) AS leases,"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id) AS tasks,"
+    "  coalesce(s.leases, 0) +"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id) AS runs,"
+    "  (SELECT count(*) FROM leases l WHERE l.board_id = b.id AND"
+    "    (" LEASE_FAILED ")) +"
+    "  (SELECT count(*) FROM attempts a WHERE a.board_id = b.id AND"
+    "    a.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong'))"
+    "    AS failures,"
+    "  s.last_granted_us AS last_granted_us,"
+    "  max(coalesce(s.last_granted_us, 0), coalesce((SELECT max(a.started_us)"
+    "    FROM attempts a WHERE a.board_id = b.id), 0)) AS last_used_us"
+    "  FROM boards b LEFT JOIN board_leases s ON s.board_id = b.id;",
 };
 
 #define N_MIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -361,6 +397,7 @@ enum op_kind {
 	OP_TASK_FINISH,
 	OP_ATTEMPT_FINISH,
 	OP_BOARD_TAGS,
+	OP_BOARD_LEASES, /* the writer's own: see board_leases_add() */
 	OP_PRUNE_LEASES, /* retention: the first ops whose rows are counted */
 	OP_PRUNE_EVENTS,
 	OP_PRUNE_ATTEMPTS,
@@ -454,6 +491,13 @@ static const char *const op_sql[OP_MAX] = {
 	" exit_status = :status, session_timeout = :timeout"
 	" WHERE board_id = :board_id AND agent_session = :session",
     [OP_BOARD_TAGS] = "UPDATE boards SET tags = :tags WHERE id = :id",
+    [OP_BOARD_LEASES] =
+	"INSERT INTO board_leases (board_id, leases, last_granted_us)"
+	" VALUES (:board_id, :leases, :last_granted_us)"
+	" ON CONFLICT (board_id) DO UPDATE SET"
+	" leases = leases + excluded.leases, last_granted_us = nullif(max("
+	"coalesce(last_granted_us, 0), coalesce(excluded.last_granted_us, 0)),"
+	" 0)",
     [OP_EVENT] = "INSERT INTO events (at_us, kind, board_id, detail, actor)"
 		 " VALUES (:at_us, :kind, :board_id, :detail, :actor)",
     /* Retention (ledger_prune()): at most :limit of the oldest rows that
@@ -567,6 +611,9 @@ struct w_attempt_finish {
 };
 struct w_prune {
 	int64_t before_us, limit;
+};
+struct w_board_leases {
+	int64_t board_id, leases, last_granted_us;
 };
 
 /* How a field binds: as it is, or 0 (NULL) as SQL NULL. */
@@ -694,6 +741,9 @@ static const struct op_bind op_binds[OP_MAX][OP_MAX_BINDS] = {
 	BIND(w_attempt_finish, status, BIND_INT)},
     [OP_BOARD_TAGS] = {BIND(w_board_tags, id, BIND_INT),
 	BIND(w_board_tags, tags, BIND_TEXT)},
+    [OP_BOARD_LEASES] = {BIND(w_board_leases, board_id, BIND_INT),
+	BIND(w_board_leases, leases, BIND_INT),
+	BIND(w_board_leases, last_granted_us, BIND_ID)},
     [OP_PRUNE_LEASES] = {BIND(w_prune, before_us, BIND_ID),
 	BIND(w_prune, limit, BIND_INT)},
     [OP_PRUNE_EVENTS] = {BIND(w_prune, before_us, BIND_ID),
@@ -732,6 +782,7 @@ struct op {
 		struct w_task_finish task_finish;
 		struct w_attempt_finish attempt_finish;
 		struct w_prune prune;
+		struct w_board_leases board_leases;
 	} u;
 	char strings[];
 };
@@ -779,6 +830,11 @@ struct board_id {
 	char name[];  /* kind NUL key NUL address */
 };
 
+/* A lease row the writer inserted for a board (board_leases_note()). */
+struct board_grant {
+	int64_t board_id, granted_us;
+};
+
 struct ledger {
 	/* Loop thread only. */
 	struct ledger_read *rd;        /* reads, on a connection of their own */
@@ -801,6 +857,8 @@ struct ledger {
 	sqlite3_stmt *wr[OP_MAX];
 	int wr_param[OP_MAX][OP_MAX_BINDS]; /* op_binds[k][i]'s ?N */
 	sqlite3_stmt *w_begin, *w_commit, *w_rollback;
+	struct board_grant *grants; /* this batch's, for board_leases */
+	size_t ngrants, grants_cap;
 
 	/* Shared, under mu. */
 	pthread_mutex_t mu;
@@ -1280,6 +1338,9 @@ op_params(struct ledger *l, enum op_kind kind, struct npufarm_err *err)
 	return 0;
 }
 
+static int board_leases_note(
+    struct ledger *l, const struct op *o, struct npufarm_err *err);
+
 static int
 run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 {
@@ -1293,6 +1354,95 @@ run_op(struct ledger *l, const struct op *o, struct npufarm_err *err)
 	/* Not unbound: the next use binds every parameter again, so the
 	 * op's strings (SQLITE_STATIC) are never read after this. */
 	(void)sqlite3_reset(st);
+	if (r == 0 && o->kind == OP_LEASE_INSERT)
+		r = board_leases_note(l, o, err);
+	return r;
+}
+
+/*
+ * board_leases (version 8) keeps each board's count of leases and its
+ * latest grant, which an index of every lease by board served before at a
+ * WAL frame per lease.  Each lease row written with a board is noted;
+ * before the commit the notes are added up, one upsert per board the
+ * batch touched, in the same transaction as the rows.  A note without
+ * memory for it is written on its own at once.  Deletes (retention) are
+ * the leases_deleted trigger's.
+ */
+static int
+board_leases_write(struct ledger *l, int64_t board_id, int64_t n,
+    int64_t last_granted_us, struct npufarm_err *err)
+{
+	struct op o = {
+	    .kind = OP_BOARD_LEASES,
+	    .u.board_leases = {board_id, n, last_granted_us},
+	};
+
+	return run_op(l, &o, err);
+}
+
+static int
+board_leases_note(struct ledger *l, const struct op *o, struct npufarm_err *err)
+{
+	const struct w_lease_insert *li = &o->u.lease_insert;
+	struct board_grant *g;
+	size_t cap;
+
+	if (li->board_id == 0)
+		return 0;
+	if (l->ngrants == l->grants_cap) {
+		cap = l->grants_cap != 0 ? 2 * l->grants_cap : 256;
+		g = realloc(l->grants, cap * sizeof(*g));
+		if (g == NULL)
+			return board_leases_write(
+			    l, li->board_id, 1, li->granted_us, err);
+		l->grants = g;
+		l->grants_cap = cap;
+	}
+	l->grants[l->ngrants++] = (struct board_grant){
+	    .board_id = li->board_id,
+	    .granted_us = li->granted_us,
+	};
+	return 0;
+}
+
+static int
+board_grant_cmp(const void *a, const void *b)
+{
+	const struct board_grant *x = a, *y = b;
+
+	return (x->board_id > y->board_id) - (x->board_id < y->board_id);
+}
+
+/* Write the batch's notes; 0 or the first error, with it in @err. */
+static int
+board_leases_flush(struct ledger *l, struct npufarm_err *err)
+{
+	struct npufarm_err e;
+	int64_t last;
+	size_t i, j;
+	int r = 0;
+
+	if (l->ngrants == 0)
+		return 0;
+	qsort(l->grants, l->ngrants, sizeof(*l->grants), board_grant_cmp);
+	for (i = 0; i < l->ngrants; i = j) {
+		last = 0;
+		for (j = i; j < l->ngrants &&
+			    l->grants[j].board_id == l->grants[i].board_id;
+		     j++)
+			if (l->grants[j].granted_us > last)
+				last = l->grants[j].granted_us;
+		if (board_leases_write(l, l->grants[i].board_id,
+			(int64_t)(j - i), last, &e) >= 0)
+			continue;
+		if (r == 0) {
+			r = e.code;
+			*err = e;
+		}
+		if (sqlite3_get_autocommit(l->wdb))
+			break; /* sqlite rolled the transaction back */
+	}
+	l->ngrants = 0;
 	return r;
 }
 
@@ -1413,6 +1563,7 @@ write_batch(struct ledger *l, struct op_list *list, bool *ret_committed,
 	stmt_done(l->w_begin);
 	if (rc != SQLITE_DONE)
 		return ledger_db_fail(l->wdb, err, "begin");
+	l->ngrants = 0;
 	coalesce(list);
 	STAILQ_FOREACH(o, list, link)
 	{
@@ -1428,6 +1579,15 @@ write_batch(struct ledger *l, struct op_list *list, bool *ret_committed,
 		}
 		if (sqlite3_get_autocommit(l->wdb))
 			return r; /* sqlite rolled the transaction back */
+	}
+	if (board_leases_flush(l, &e) < 0) {
+		if (r == 0) {
+			r = e.code;
+			if (err != NULL)
+				*err = e;
+		}
+		if (sqlite3_get_autocommit(l->wdb))
+			return r;
 	}
 	rc = sqlite3_step(l->w_commit);
 	stmt_done(l->w_commit);
@@ -1643,6 +1803,7 @@ ledger_close(struct ledger *l)
 	op_block_free_chain(l->queue_blocks.head);
 	op_block_free_chain(l->spare);
 	op_block_free_chain(l->recycled);
+	free(l->grants);
 	for (i = 0; i < OP_MAX; i++)
 		sqlite3_finalize(l->wr[i]);
 	sqlite3_finalize(l->w_begin);

@@ -27,7 +27,7 @@ struct ledger_wait;
 struct hist;
 struct npufarm_err;
 
-#define LEDGER_SCHEMA_VERSION 7
+#define LEDGER_SCHEMA_VERSION 8
 
 typedef void ledger_dirty_fn(void *arg);
 typedef void ledger_failed_fn(const struct npufarm_err *err, void *arg);

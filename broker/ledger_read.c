@@ -38,10 +38,11 @@ static const char *const rd_sql[RD_MAX] = {
     [RD_BOARDS_ALL] =
 	"SELECT id, kind, key, address, name, state,"
 	" first_seen_us, last_seen_us, detail, drained, tags,"
-	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id) +"
+	" coalesce((SELECT s.leases FROM board_leases s"
+	"  WHERE s.board_id = boards.id), 0) +"
 	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id),"
 	" (SELECT count(*) FROM leases l WHERE l.board_id = boards.id AND"
-	"  l.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong')) +"
+	"  (" LEASE_FAILED ")) +"
 	" (SELECT count(*) FROM attempts a WHERE a.board_id = boards.id AND"
 	"  a.outcome IN ('timeout', 'exception', 'crash', 'lost', 'wrong'))"
 	" FROM boards ORDER BY key, name",

@@ -14,6 +14,17 @@
 struct ledger_read;
 struct npufarm_err;
 
+/*
+ * A lease that failed (the leases among board_history's failures; 'wrong'
+ * is a task's outcome only), as the partial index leases_failed has it and
+ * as a query must spell it for sqlite to use that index (unqualified: in a
+ * subquery over leases it is the lease's outcome): comparisons, not IN (see
+ * version 7).
+ */
+#define LEASE_FAILED                                                        \
+	"outcome = 'timeout' OR outcome = 'exception' OR outcome = 'crash'" \
+	" OR outcome = 'lost'"
+
 struct ledger_board {
 	int64_t id;
 	const char *kind;

@@ -92,7 +92,7 @@ START_TEST(test_ledger_rows_survive_reopen)
 	out = harness_sql(path, "SELECT wait_s, held_s, outcome FROM "
 				"lease_times; PRAGMA user_version; "
 				"PRAGMA journal_mode");
-	ck_assert_str_eq(out, "0.001|0.001|lost\n7\nwal\n");
+	ck_assert_str_eq(out, "0.001|0.001|lost\n8\nwal\n");
 	free(out);
 }
 END_TEST
@@ -404,7 +404,7 @@ START_TEST(test_ledger_migrates_v1)
 	    " session_s, requests, exceptions, bytes_to_board,"
 	    " bytes_to_client, outcome, detail FROM "
 	    "lease_times");
-	ck_assert_str_eq(out, "7\nrk3588|192.168.1.20:9090|0.004175|3|"
+	ck_assert_str_eq(out, "8\nrk3588|192.168.1.20:9090|0.004175|3|"
 			      "1|100|200|exception|ValueError: bad input\n");
 	free(out);
 }
@@ -469,7 +469,10 @@ END_TEST
  */
 START_TEST(test_ledger_v5_gains_wrong)
 {
-	static const char *const undo[] = {"DROP VIEW candidates",
+	static const char *const undo[] = {"DROP TRIGGER leases_deleted",
+	    "DROP INDEX leases_failed", "DROP VIEW board_history",
+	    "CREATE VIEW board_history AS SELECT 1 AS id",
+	    "DROP TABLE board_leases", "DROP VIEW candidates",
 	    "DROP VIEW events_readable", "DROP VIEW failure_rates",
 	    "DROP VIEW runs", "DROP INDEX attempts_board",
 	    "ALTER TABLE boards DROP COLUMN tags",
@@ -514,7 +517,7 @@ START_TEST(test_ledger_v5_gains_wrong)
 	out = harness_sql(path,
 	    "PRAGMA user_version; SELECT t.outcome, a.attempt FROM tasks t"
 	    " JOIN attempts a ON a.task_id = t.id; PRAGMA foreign_key_check;");
-	ck_assert_str_eq(out, "7\nwrong|1\n");
+	ck_assert_str_eq(out, "8\nwrong|1\n");
 	free(out);
 }
 END_TEST
@@ -640,11 +643,12 @@ load_fixture(const char *name)
 }
 
 /*
- * Version 7 rebuilds leases with its outcome CHECK as comparisons: every
- * row, every view over leases and every index come through the same, and
- * an outcome outside the list is still refused.
+ * Version 7 rebuilds leases with its outcome CHECK as comparisons, version
+ * 8 keeps leases per board in board_leases instead of the index
+ * leases_board: every row and every view over leases come through the
+ * same, and an outcome outside the list is still refused.
  */
-START_TEST(test_ledger_v7_same_leases)
+START_TEST(test_ledger_v6_same_leases)
 {
 	static const char q[] =
 	    "SELECT * FROM leases ORDER BY id;"
@@ -652,8 +656,6 @@ START_TEST(test_ledger_v7_same_leases)
 	    "SELECT * FROM board_history ORDER BY id;"
 	    "SELECT * FROM runs ORDER BY kind, id;"
 	    "SELECT * FROM failure_rates ORDER BY board;"
-	    "SELECT name, sql FROM sqlite_schema WHERE type = 'index'"
-	    " AND tbl_name = 'leases' ORDER BY name;"
 	    "SELECT id FROM leases WHERE released_us IS NULL;"
 	    "SELECT id FROM leases WHERE board_id = 2 AND agent_session = "
 	    "'s-7';";
@@ -684,8 +686,15 @@ START_TEST(test_ledger_v7_same_leases)
 	    "PRAGMA user_version; PRAGMA integrity_check;"
 	    " PRAGMA foreign_key_check;"
 	    " SELECT count(*) FROM sqlite_schema WHERE sql LIKE"
-	    " '%outcome IN (%' AND name = 'leases';");
-	ck_assert_str_eq(after, "7\nok\n0\n");
+	    " '%outcome IN (%' AND name = 'leases';"
+	    " SELECT group_concat(name, ' ') FROM (SELECT name FROM"
+	    " sqlite_schema WHERE type = 'index' AND tbl_name = 'leases'"
+	    " AND sql IS NOT NULL ORDER BY name);"
+	    " SELECT * FROM board_leases ORDER BY board_id;");
+	ck_assert_str_eq(after, "8\nok\n0\n"
+				"leases_agent_session leases_failed leases_key"
+				" leases_open\n"
+				"1|1|1795559675000100\n2|2|1795559678000010\n");
 	free(after);
 	free(before);
 	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
@@ -701,6 +710,109 @@ START_TEST(test_ledger_v7_same_leases)
 	    harness_sql(path, "SELECT id, outcome FROM leases WHERE id > 4");
 	ck_assert_str_eq(after, "6|rejected\n");
 	free(after);
+}
+END_TEST
+
+/* What board_leases says of each board, beside what leases has. */
+#define BOARD_LEASES_VS_ROWS                                                 \
+	"SELECT b.id, coalesce(s.leases, 0), (SELECT count(*) FROM leases l" \
+	" WHERE l.board_id = b.id), s.last_granted_us, (SELECT"              \
+	" max(granted_us) FROM leases l WHERE l.board_id = b.id) FROM"       \
+	" boards b LEFT JOIN board_leases s ON s.board_id = b.id ORDER BY"   \
+	" b.id"
+
+/*
+ * board_leases counts the lease rows of each board and its latest grant,
+ * as a count over leases would: merged and open leases, a lease whose
+ * release failed (its row stays), not a lease refused, not a request that
+ * ended without a board; retention's deletes come off it.  board_history
+ * and GET /boards read it, and failures through leases_failed, never by
+ * scanning every lease.
+ */
+START_TEST(test_ledger_board_leases)
+{
+	struct npufarm_err err;
+	struct ledger *l;
+	struct ledger_lease row = {
+	    .key = "rk3588",
+	    .user = "u",
+	    .peer = "p",
+	    .requested_us = 1000,
+	};
+	int64_t b[3], id;
+	char *out;
+	int i;
+
+	ck_assert_int_eq(ledger_open(path, true, &l, &err), 0);
+	for (i = 0; i < 3; i++) {
+		char addr[32];
+
+		(void)snprintf(addr, sizeof(addr), "10.0.0.%d:9090", i);
+		ck_assert_int_eq(ledger_board_upsert(l, "tvm", "rk3588", addr,
+				     100, &b[i], NULL, &err),
+		    0);
+	}
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	/* One batch: board 0 twice (one merged, one open), board 1 once
+	 * with a failure, and a request that ended without a board. */
+	row.board_id = b[0];
+	row.granted_us = 2000;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(
+	    ledger_lease_release(l, id, 2500, "ok", NULL, &err), 0);
+	row.granted_us = 2600;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	row.board_id = b[1];
+	row.granted_us = 2100;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(
+	    ledger_lease_release(l, id, 2700, "crash", "SIGSEGV", &err), 0);
+	row.board_id = 0;
+	row.granted_us = 0;
+	row.released_us = 3000;
+	row.outcome = "expired";
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	row.released_us = 0;
+	row.outcome = NULL;
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	out = harness_sql(path, BOARD_LEASES_VS_ROWS);
+	ck_assert_str_eq(
+	    out, "1|2|2|2600|2600\n2|1|1|2100|2100\n3|0|0|NULL|NULL\n");
+	free(out);
+	/* A refused row is not counted; a row whose release is refused
+	 * stays, and is. */
+	row.board_id = b[2];
+	row.granted_us = 4000;
+	row.outcome = "kShutdown";
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	row.outcome = NULL;
+	ck_assert_int_eq(ledger_lease_insert(l, &row, &id, &err), 0);
+	ck_assert_int_eq(
+	    ledger_lease_release(l, id, 4500, "kShutdown", "bad", &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), -EIO);
+	out = harness_sql(path, BOARD_LEASES_VS_ROWS);
+	ck_assert_str_eq(out, "1|2|2|2600|2600\n2|1|1|2100|2100\n"
+			      "3|1|1|4000|4000\n");
+	free(out);
+	/* Retention deletes ended leases; the open ones stay. */
+	ck_assert_int_eq(ledger_prune(l, 1000000, 100, &err), 0);
+	ck_assert_int_eq(ledger_sync(l, &err), 0);
+	out = harness_sql(path, BOARD_LEASES_VS_ROWS);
+	ck_assert_str_eq(out, "1|1|1|2600|2600\n2|0|0|2100|NULL\n"
+			      "3|1|1|4000|4000\n");
+	free(out);
+	l = ledger_close(l);
+	out = harness_sql(path,
+	    "SELECT id, leases, runs, failures, last_granted_us FROM"
+	    " board_history ORDER BY id;"
+	    " EXPLAIN QUERY PLAN SELECT * FROM board_history;");
+	ck_assert(
+	    strncmp(out, "1|1|1|0|2600\n2|0|0|0|2100\n3|1|1|0|4000\n",
+		strlen("1|1|1|0|2600\n2|0|0|0|2100\n3|1|1|0|4000\n")) == 0);
+	ck_assert_msg(strstr(out, "INDEX leases_failed") != NULL &&
+			  strstr(out, "SCAN l") == NULL,
+	    "board_history reads every lease:\n%s", out);
+	free(out);
 }
 END_TEST
 
@@ -724,7 +836,8 @@ main(void)
 	tcase_add_test(tc, test_ledger_one_opener);
 	tcase_add_test(tc, test_ledger_v5_gains_wrong);
 	tcase_add_test(tc, test_ledger_op_blocks_recycled);
-	tcase_add_test(tc, test_ledger_v7_same_leases);
+	tcase_add_test(tc, test_ledger_v6_same_leases);
+	tcase_add_test(tc, test_ledger_board_leases);
 	suite_add_tcase(s, tc);
 	return harness_run(s);
 }
