@@ -457,7 +457,21 @@ direct_read_cb(evutil_socket_t fd, short what, void *arg)
 			EVUTIL_SET_SOCKET_ERROR(ENOMEM);
 			n = -1;
 		} else {
+			const struct conn *prev = c->set->reading_open;
+
+			/* EV_CLOSED: epoll saw the peer's FIN (EPOLLRDHUP)
+			 * when it woke us.  Without it the peer is known to
+			 * be there as of this wake-up: conn_peer_gone() needs
+			 * no system call to say so.  @c may be freed within;
+			 * the set outlives it. */
+			c->set->reading_open =
+			    (what & EV_CLOSED) ||
+				    !(event_base_get_features(c->set->base) &
+					EV_FEATURE_EARLY_CLOSE)
+				? NULL
+				: c;
 			conn_readcb(c->bev, c);
+			c->set->reading_open = prev;
 			return;
 		}
 	} else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK ||
@@ -487,7 +501,7 @@ conn_direct_read(struct conn *c)
 	if (c->rev != NULL || c->fr != NULL)
 		return 0;
 	c->rev = event_new(c->set->base, bufferevent_getfd(c->bev),
-	    EV_READ | EV_PERSIST, direct_read_cb, c);
+	    EV_READ | EV_PERSIST | EV_CLOSED, direct_read_cb, c);
 	if (c->rev == NULL)
 		return -ENOMEM;
 	c->rstop = c->state == CONN_CLOSING ||
@@ -563,7 +577,10 @@ conn_set_ops(struct conn *c, const struct conn_ops *ops, void *owner)
 /*
  * Whether the peer has already closed or reset the connection, without
  * consuming anything: 1 gone, 0 alive (or unknown).  Used before granting a
- * board, so a board is never handed to a client that already left.
+ * board, so a board is never handed to a client that already left.  From
+ * @c's own read callback, woken without the peer's FIN, the wake-up says
+ * so (a lease cycle's common case: the REQUEST just read is granted at
+ * once); otherwise a MSG_PEEK asks the kernel.
  */
 int
 conn_peer_gone(const struct conn *c)
@@ -573,6 +590,8 @@ conn_peer_gone(const struct conn *c)
 
 	if (c->state == CONN_CLOSING)
 		return 1;
+	if (c->set->reading_open == c)
+		return 0;
 	n = recv(bufferevent_getfd(c->bev), &b, 1, MSG_PEEK | MSG_DONTWAIT);
 	if (n == 0)
 		return 1;

@@ -89,6 +89,8 @@ struct conn_set {
 	uint64_t next_conn_id;
 	const struct timeval *tv_handshake; /* a closing peer's time to read
 					     * its final reply; NULL: none */
+	const struct conn *reading_open;    /* in its own read callback, woken
+					     * without the peer's FIN */
 };
 
 struct conn {

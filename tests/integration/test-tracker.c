@@ -295,6 +295,44 @@ START_TEST(test_dead_client_never_granted)
 }
 END_TEST
 
+/*
+ * A REQUEST and the client's FIN that the broker finds together, with a
+ * board free: the wake-up carries the FIN (EPOLLRDHUP), so the board is
+ * not granted to the client that already left, even in the REQUEST's own
+ * read callback, where a live client is granted without asking the
+ * kernel.  The broker is stopped while the two arrive so that it sees
+ * them in one wake-up.
+ */
+START_TEST(test_request_with_fin_never_granted)
+{
+	struct tvmpeer *srv = peer(), *cli = peer(), *q;
+	char *s, *rows;
+
+	send_hex(srv, TRK03);
+	expect_hex(srv, TRK04);
+	send_hex(srv, TRK06);
+	expect_hex(srv, TRK04);
+	ck_assert_int_eq(kill(b.pid, SIGSTOP), 0);
+	send_hex(cli, TRK09);
+	tvmpeer_free(cli);
+	usleep(50000);
+	ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
+	q = peer();
+	send_hex(q, TRK14);
+	s = recv_text(q);
+	ck_assert_msg(strstr(s, "{\"free\": 1, \"pending\": 0}") != NULL,
+	    "the board went to a client that had left: %s", s);
+	free(s);
+	tvmpeer_free(q);
+	tvmpeer_free(srv);
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	rows = harness_sql(b.db, "SELECT outcome, granted_us IS NULL,"
+				 " detail LIKE 'client %' FROM leases");
+	ck_assert_str_eq(rows, "cancelled|1|1\n");
+	free(rows);
+}
+END_TEST
+
 START_TEST(test_priority_order_end_to_end)
 {
 	static const char *prio[] = {"1", "5", "1", "5", "-3", "2.5"};
@@ -655,6 +693,7 @@ main(void)
 	tcase_add_test(tc, test_magic_and_frame_in_one_segment);
 	tcase_add_test(tc, test_registration_dies_with_connection);
 	tcase_add_test(tc, test_dead_client_never_granted);
+	tcase_add_test(tc, test_request_with_fin_never_granted);
 	tcase_add_test(tc, test_priority_order_end_to_end);
 	tcase_add_test(tc, test_http_api_shows_boards_queue_leases);
 	tcase_add_test(tc, test_ledger_survives_restart);
