@@ -397,7 +397,7 @@ enum op_kind {
 	OP_TASK_FINISH,
 	OP_ATTEMPT_FINISH,
 	OP_BOARD_TAGS,
-	OP_BOARD_LEASES, /* the writer's own: see board_leases_add() */
+	OP_BOARD_LEASES, /* the writer's own: see board_leases_note() */
 	OP_PRUNE_LEASES, /* retention: the first ops whose rows are counted */
 	OP_PRUNE_EVENTS,
 	OP_PRUNE_ATTEMPTS,

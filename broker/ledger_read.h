@@ -19,7 +19,8 @@ struct npufarm_err;
  * is a task's outcome only), as the partial index leases_failed has it and
  * as a query must spell it for sqlite to use that index (unqualified: in a
  * subquery over leases it is the lease's outcome): comparisons, not IN (see
- * version 7).
+ * version 7).  Migration 8 creates the index with it: never change it;
+ * a new spelling needs a new index in a new migration.
  */
 #define LEASE_FAILED                                                        \
 	"outcome = 'timeout' OR outcome = 'exception' OR outcome = 'crash'" \
