@@ -265,10 +265,34 @@ START_TEST(test_registration_dies_with_connection)
 }
 END_TEST
 
+/*
+ * Board @srv's one board is still free, and the ledger's only row is a
+ * request the client cancelled by leaving: nothing went to it.  Frees
+ * @srv and stops the broker.
+ */
+static void
+expect_left_client_cancelled(struct tvmpeer *srv)
+{
+	struct tvmpeer *q = peer();
+	char *s, *rows;
+
+	send_hex(q, TRK14);
+	s = recv_text(q);
+	ck_assert_msg(strstr(s, "{\"free\": 1, \"pending\": 0}") != NULL,
+	    "the board went to a client that had left: %s", s);
+	free(s);
+	tvmpeer_free(q);
+	tvmpeer_free(srv);
+	ck_assert_int_eq(harness_broker_stop(&b), 0);
+	rows = harness_sql(b.db, "SELECT outcome, granted_us IS NULL,"
+				 " detail LIKE 'client %' FROM leases");
+	ck_assert_str_eq(rows, "cancelled|1|1\n");
+	free(rows);
+}
+
 START_TEST(test_dead_client_never_granted)
 {
-	struct tvmpeer *srv, *cli = peer(), *q = peer();
-	char *s, *rows;
+	struct tvmpeer *srv, *cli = peer();
 
 	send_hex(cli, TRK09);
 	tvmpeer_free(cli); /* gives up before any board exists */
@@ -278,20 +302,9 @@ START_TEST(test_dead_client_never_granted)
 	expect_hex(srv, TRK04);
 	send_hex(srv, TRK06);
 	expect_hex(srv, TRK04);
-	/* The board is still free: nothing went to the dead client. */
 	send_hex(srv, TRK11);
 	expect_hex(srv, TRK12);
-	send_hex(q, TRK14);
-	s = recv_text(q);
-	ck_assert(strstr(s, "{\"free\": 1, \"pending\": 0}") != NULL);
-	free(s);
-	tvmpeer_free(q);
-	tvmpeer_free(srv);
-	ck_assert_int_eq(harness_broker_stop(&b), 0);
-	rows = harness_sql(b.db, "SELECT outcome, granted_us IS NULL,"
-				 " detail LIKE 'client %' FROM leases");
-	ck_assert_str_eq(rows, "cancelled|1|1\n");
-	free(rows);
+	expect_left_client_cancelled(srv);
 }
 END_TEST
 
@@ -305,8 +318,7 @@ END_TEST
  */
 START_TEST(test_request_with_fin_never_granted)
 {
-	struct tvmpeer *srv = peer(), *cli = peer(), *q;
-	char *s, *rows;
+	struct tvmpeer *srv = peer(), *cli = peer();
 
 	send_hex(srv, TRK03);
 	expect_hex(srv, TRK04);
@@ -317,19 +329,7 @@ START_TEST(test_request_with_fin_never_granted)
 	tvmpeer_free(cli);
 	usleep(50000);
 	ck_assert_int_eq(kill(b.pid, SIGCONT), 0);
-	q = peer();
-	send_hex(q, TRK14);
-	s = recv_text(q);
-	ck_assert_msg(strstr(s, "{\"free\": 1, \"pending\": 0}") != NULL,
-	    "the board went to a client that had left: %s", s);
-	free(s);
-	tvmpeer_free(q);
-	tvmpeer_free(srv);
-	ck_assert_int_eq(harness_broker_stop(&b), 0);
-	rows = harness_sql(b.db, "SELECT outcome, granted_us IS NULL,"
-				 " detail LIKE 'client %' FROM leases");
-	ck_assert_str_eq(rows, "cancelled|1|1\n");
-	free(rows);
+	expect_left_client_cancelled(srv);
 }
 END_TEST
 
